@@ -1,0 +1,233 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	extism "github.com/extism/go-sdk"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/wasmpod/wasmpod/internal/wasmbuild"
+	"github.com/wasmpod/wasmpod/runtime"
+)
+
+var input256 = func() []byte {
+	b := make([]byte, 256)
+	for i := range b {
+		b[i] = byte(i * 31)
+	}
+	return b
+}()
+
+// nativeLeaf is the leaf's logic as a Go function, writing into a reused buffer like the guest.
+func nativeLeaf(in, out []byte) []byte {
+	var s uint64
+	for _, b := range in {
+		s += uint64(b)
+	}
+	return binary.LittleEndian.AppendUint64(out, s)
+}
+
+func cacheDir(sub string) string { return filepath.Join(wasmbuild.CacheDir(), "wazero-bench-cache", sub) }
+
+// rawGuest is benchleaf instantiated on a bare wazero runtime, the way a careful hand-written
+// host would call it: cached function handles, a reused stack, the guest's own input buffer.
+type rawGuest struct {
+	rt           wazero.Runtime
+	mod          api.Module
+	noop, leaf   api.Function
+	bufPtr       uint32
+	stack        []uint64
+	out          []byte
+	withDeadline bool
+}
+
+func newRawGuest(b *testing.B, wasm []byte, guarded bool) *rawGuest {
+	ctx := context.Background()
+	cache, err := wazero.NewCompilationCacheWithDir(cacheDir(map[bool]string{true: "guarded", false: "bare"}[guarded]))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(guarded).WithCompilationCache(cache))
+	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
+	// The Go SDK imports the ABI's host functions; a hand-written host provides them too. None
+	// is called on the benchmarked paths.
+	hb := rt.NewHostModuleBuilder("wasmpod")
+	i32, f64 := api.ValueTypeI32, api.ValueTypeF64
+	nothing := api.GoModuleFunc(func(context.Context, api.Module, []uint64) {})
+	minus1 := api.GoModuleFunc(func(_ context.Context, _ api.Module, s []uint64) { s[0] = api.EncodeI32(-1) })
+	hb.NewFunctionBuilder().WithGoModuleFunction(nothing, []api.ValueType{i32, i32, i32}, nil).Export("log")
+	hb.NewFunctionBuilder().WithGoModuleFunction(nothing, []api.ValueType{i32, i32}, nil).Export("error")
+	hb.NewFunctionBuilder().WithGoModuleFunction(minus1, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}).Export("config_get")
+	hb.NewFunctionBuilder().WithGoModuleFunction(minus1, []api.ValueType{i32, i32, i32, i32, i32}, []api.ValueType{i32}).Export("metric_define")
+	hb.NewFunctionBuilder().WithGoModuleFunction(nothing, []api.ValueType{i32, f64}, nil).Export("metric_record")
+	hb.NewFunctionBuilder().WithGoModuleFunction(minus1, []api.ValueType{i32}, []api.ValueType{i32}).Export("scale")
+	if _, err := hb.Instantiate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	mod, err := rt.InstantiateWithConfig(ctx, wasm, wazero.NewModuleConfig().WithStartFunctions("_initialize").WithName(""))
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := &rawGuest{rt: rt, mod: mod, noop: mod.ExportedFunction("wasmpod_handle"), leaf: mod.ExportedFunction("wasmpod_leaf"), stack: make([]uint64, 1), out: make([]byte, 0, 64), withDeadline: guarded}
+	res, err := mod.ExportedFunction("wasmpod_buffer").Call(ctx, 64<<10)
+	if err != nil || res[0] == 0 {
+		b.Fatalf("wasmpod_buffer: %v", err)
+	}
+	g.bufPtr = uint32(res[0])
+	b.Cleanup(func() { rt.Close(ctx); cache.Close(ctx) })
+	return g
+}
+
+func (g *rawGuest) call(b *testing.B, f api.Function, in []byte) {
+	ctx := context.Background()
+	var cancel context.CancelFunc
+	if g.withDeadline {
+		// The naive way to get a termination guarantee: a deadline context per call.
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+	}
+	if len(in) > 0 {
+		g.mod.Memory().Write(g.bufPtr, in)
+	}
+	g.stack[0] = uint64(len(in))
+	if err := f.CallWithStack(ctx, g.stack); err != nil {
+		b.Fatal(err)
+	}
+	if cancel != nil {
+		cancel()
+	}
+	r := g.stack[0]
+	if n := uint32(r >> 32); n > 0 {
+		o, _ := g.mod.Memory().Read(uint32(r), n)
+		g.out = append(g.out[:0], o...)
+	}
+}
+
+func loadWasmpod(b *testing.B, e *runtime.Engine, wasm []byte, trusted bool) *runtime.Module {
+	cfg := runtime.DefaultModuleConfig("benchleaf")
+	cfg.Trusted = trusted
+	cfg.MaxMemoryPages = 1024
+	m, err := e.Load(context.Background(), wasm, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := m.Start(context.Background(), runtime.StartOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close(context.Background()) })
+	return m
+}
+
+func newExtism(b *testing.B, wasmPath string) *extism.Plugin {
+	ctx := context.Background()
+	manifest := extism.Manifest{Wasm: []extism.Wasm{extism.WasmFile{Path: wasmPath}}}
+	cp, err := extism.NewCompiledPlugin(ctx, manifest, extism.PluginConfig{EnableWasi: true}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := cp.Instance(ctx, extism.PluginInstanceConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close(ctx); cp.Close(ctx) })
+	return p
+}
+
+// BenchmarkCall measures one warm call: a noop export and a leaf that sums 256 input bytes and
+// returns 8, through wasmpod and through its baselines, on the same guest.
+func BenchmarkCall(b *testing.B) {
+	leafPath := wasmbuild.Go(b, "../plugins/benchleaf")
+	wasm, err := os.ReadFile(leafPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	extPath := wasmbuild.Go(b, "guests/extismleaf")
+
+	ecfg := runtime.DefaultConfig()
+	ecfg.CacheDir = cacheDir("wasmpod")
+	e, err := runtime.NewEngine(context.Background(), ecfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close(context.Background()) })
+	guarded := loadWasmpod(b, e, wasm, false)
+	trusted := loadWasmpod(b, e, wasm, true)
+	bare := newRawGuest(b, wasm, false)
+	naive := newRawGuest(b, wasm, true)
+	ext := newExtism(b, extPath)
+
+	ctx := context.Background()
+	dst := make([]byte, 0, 64)
+	wasmpodCall := func(m *runtime.Module, role runtime.Role, in []byte) func(*testing.B) {
+		return func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				out, err := m.Call(ctx, role, in, dst[:0])
+				if err != nil {
+					b.Fatal(err)
+				}
+				dst = out
+			}
+		}
+	}
+	rawCall := func(g *rawGuest, leaf bool) func(*testing.B) {
+		return func(b *testing.B) {
+			b.ReportAllocs()
+			f, in := g.noop, []byte(nil)
+			if leaf {
+				f, in = g.leaf, input256
+			}
+			for b.Loop() {
+				g.call(b, f, in)
+			}
+		}
+	}
+	extCall := func(fn string, in []byte) func(*testing.B) {
+		return func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := ext.Call(fn, in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+
+	// Check once that every path computes the same leaf result.
+	want := nativeLeaf(input256, nil)
+	got, err := guarded.Call(ctx, runtime.RoleLeaf, input256, nil)
+	if err != nil || string(got) != string(want) {
+		b.Fatalf("wasmpod leaf %x %v, want %x", got, err, want)
+	}
+	bare.call(b, bare.leaf, input256)
+	if string(bare.out) != string(want) {
+		b.Fatalf("wazero leaf %x, want %x", bare.out, want)
+	}
+	if _, out, err := ext.Call("leaf", input256); err != nil || string(out) != string(want) {
+		b.Fatalf("extism leaf %x %v, want %x", out, err, want)
+	}
+
+	b.Run("noop/wasmpod", wasmpodCall(guarded, runtime.RoleHandle, nil))
+	b.Run("noop/wasmpod-trusted", wasmpodCall(trusted, runtime.RoleHandle, nil))
+	b.Run("noop/wazero", rawCall(bare, false))
+	b.Run("noop/wazero-guarded", rawCall(naive, false))
+	b.Run("noop/extism", extCall("noop", nil))
+	b.Run("leaf256/wasmpod", wasmpodCall(guarded, runtime.RoleLeaf, input256))
+	b.Run("leaf256/wasmpod-trusted", wasmpodCall(trusted, runtime.RoleLeaf, input256))
+	b.Run("leaf256/wazero", rawCall(bare, true))
+	b.Run("leaf256/wazero-guarded", rawCall(naive, true))
+	b.Run("leaf256/extism", extCall("leaf", input256))
+	b.Run("leaf256/native", func(b *testing.B) {
+		b.ReportAllocs()
+		out := make([]byte, 0, 8)
+		for b.Loop() {
+			out = nativeLeaf(input256, out[:0])
+		}
+	})
+}

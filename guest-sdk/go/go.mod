@@ -1,0 +1,3 @@
+module github.com/wasmpod/wasmpod/guest-sdk/go
+
+go 1.24

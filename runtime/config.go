@@ -1,0 +1,146 @@
+package runtime
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config configures an [Engine]. Start from [DefaultConfig].
+type Config struct {
+	// CacheDir is where compiled machine code is kept between runs, so a second start of the
+	// same module compiles nothing. Empty keeps compiled code in memory only.
+	CacheDir string
+
+	// Logs receives guest log lines (the log import, stdout and stderr). Nil discards them.
+	Logs LogSink
+
+	// Events receives every lifecycle transition of every module of this engine. Nil drops them.
+	// It is called synchronously and must not block or call back into the module.
+	Events func(Event)
+
+	// MaxOutputBytes bounds a call's output; a larger output fails the call with ErrInput.
+	MaxOutputBytes uint32
+
+	// MaxInputBytes bounds a call's input (after framing); a larger input fails with ErrInput.
+	MaxInputBytes uint32
+
+	// Imports are extra host functions in the "wasmpod" import namespace, for layers above the
+	// runtime (for example pod-local calls). Names must not clash with the ABI's own imports.
+	Imports []HostFunction
+}
+
+// DefaultConfig returns the configuration the wasmpod host uses.
+func DefaultConfig() Config {
+	return Config{
+		// No cache dir: a library user opts in to writing to disk; the host sets its state dir.
+		CacheDir: "",
+		// 16 MiB: far above any leaf/merge result, small enough that a runaway guest cannot make
+		// the host copy gigabytes.
+		MaxOutputBytes: 16 << 20,
+		// 64 MiB: the largest input the host ever frames (an HTTP body is capped well below it).
+		MaxInputBytes: 64 << 20,
+	}
+}
+
+// ModuleConfig configures one loaded module. Start from [DefaultModuleConfig].
+type ModuleConfig struct {
+	// Name identifies the module in errors, logs, events and statistics. Required.
+	Name string
+
+	// SHA256, if set (64 hex digits), must match the module bytes or loading fails with ErrChecksum.
+	SHA256 string
+
+	// MaxMemoryPages is the most 64 KiB pages one instance may use. A module that declares more
+	// is refused at load; memory.grow past it returns -1 to the guest.
+	MaxMemoryPages uint32
+
+	// CallTimeout is the deadline of every call that has no earlier deadline of its own.
+	CallTimeout time.Duration
+
+	// MaxConcurrency is the most calls in flight at once, which is also the most instances.
+	MaxConcurrency int
+
+	// MinInstances is how many instances are kept warm while the module runs.
+	MinInstances int
+
+	// QueueTimeout is how long a call waits for a free instance before failing with ErrOverloaded.
+	QueueTimeout time.Duration
+
+	// StopGrace is how long Stop lets in-flight calls finish when the caller gives no grace.
+	StopGrace time.Duration
+
+	// TickInterval, if positive, calls the guest's wasmpod_tick export that often on one instance.
+	TickInterval time.Duration
+
+	// Trusted modules run without the termination guard: calls are cheaper, but a runaway call
+	// cannot be cut (its deadline is only checked after it returns). Use only for code you trust.
+	Trusted bool
+
+	// AllowScale lets the guest resize its warm pool through the scale import, within
+	// [MinInstances, MaxConcurrency] as configured.
+	AllowScale bool
+
+	// Config is the map the guest reads with the config_get import.
+	Config map[string]string
+
+	// Env is the environment the guest sees through WASI. Empty by default (sandboxed).
+	Env map[string]string
+
+	// Mounts are the host directories the guest sees through WASI. None by default (sandboxed).
+	Mounts []Mount
+}
+
+// Mount grants a guest access to one host directory.
+type Mount struct {
+	HostPath  string // directory on the host
+	GuestPath string // where the guest sees it, e.g. "/data"
+	ReadOnly  bool
+}
+
+// DefaultModuleConfig returns a sandboxed, guarded configuration for the named module.
+func DefaultModuleConfig(name string) ModuleConfig {
+	return ModuleConfig{
+		Name: name,
+		// 256 pages = 16 MiB: enough for a Go guest (~2 MB code, a few MB heap), small enough to
+		// run hundreds of instances on one host.
+		MaxMemoryPages: 256,
+		// 5 s: every call has a deadline; long enough for real work, short enough that a stuck
+		// guest is noticed within one scrape interval.
+		CallTimeout: 5 * time.Second,
+		// 4: a small pool keeps idle memory low; raise it for modules on the hot path.
+		MaxConcurrency: 4,
+		// 1: one warm instance means the first call never pays instantiation.
+		MinInstances: 1,
+		// 1 s: long enough to ride out a burst, short enough to shed load instead of queueing.
+		QueueTimeout: time.Second,
+		// 30 s: Kubernetes' terminationGracePeriodSeconds default.
+		StopGrace: 30 * time.Second,
+	}
+}
+
+func (c *ModuleConfig) validate() error {
+	switch {
+	case c.Name == "":
+		return fmt.Errorf("%w: module config: name is required", ErrInvalidModule)
+	case c.MaxMemoryPages == 0 || c.MaxMemoryPages > 65536:
+		return fmt.Errorf("%w: module %q: MaxMemoryPages %d out of range 1..65536", ErrInvalidModule, c.Name, c.MaxMemoryPages)
+	case c.CallTimeout <= 0:
+		return fmt.Errorf("%w: module %q: CallTimeout must be positive (every call has a deadline)", ErrInvalidModule, c.Name)
+	case c.MaxConcurrency <= 0:
+		return fmt.Errorf("%w: module %q: MaxConcurrency must be at least 1", ErrInvalidModule, c.Name)
+	case c.MinInstances < 0 || c.MinInstances > c.MaxConcurrency:
+		return fmt.Errorf("%w: module %q: MinInstances %d out of range 0..MaxConcurrency (%d)", ErrInvalidModule, c.Name, c.MinInstances, c.MaxConcurrency)
+	case c.QueueTimeout < 0:
+		return fmt.Errorf("%w: module %q: QueueTimeout must not be negative", ErrInvalidModule, c.Name)
+	case c.StopGrace < 0:
+		return fmt.Errorf("%w: module %q: StopGrace must not be negative", ErrInvalidModule, c.Name)
+	case c.TickInterval < 0:
+		return fmt.Errorf("%w: module %q: TickInterval must not be negative", ErrInvalidModule, c.Name)
+	}
+	for _, m := range c.Mounts {
+		if m.HostPath == "" || m.GuestPath == "" {
+			return fmt.Errorf("%w: module %q: mount needs both a host and a guest path", ErrInvalidModule, c.Name)
+		}
+	}
+	return nil
+}

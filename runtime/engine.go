@@ -1,0 +1,215 @@
+package runtime
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// Engine compiles and runs modules. It is safe for concurrent use. Close it to release every
+// module it loaded.
+type Engine struct {
+	cfg Config
+
+	mu       sync.Mutex
+	closed   bool
+	flavors  [2]*flavor // [0] guarded, [1] trusted; created on first use
+	modules  map[*Module]struct{}
+	hostFns  map[string]hostSig
+	instByID sync.Map // api.Module -> *instance, so imports find their caller
+}
+
+// flavor is one wazero runtime with its compilation cache. Guarded and trusted code differ in
+// machine code (termination checks), so they never share a runtime or a cache directory.
+type flavor struct {
+	rt    wazero.Runtime
+	cache wazero.CompilationCache
+}
+
+// NewEngine creates an engine. With cfg.CacheDir set, compiled code is kept there.
+func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
+	if cfg.MaxOutputBytes == 0 {
+		cfg.MaxOutputBytes = DefaultConfig().MaxOutputBytes
+	}
+	if cfg.MaxInputBytes == 0 {
+		cfg.MaxInputBytes = DefaultConfig().MaxInputBytes
+	}
+	e := &Engine{cfg: cfg, modules: map[*Module]struct{}{}}
+	e.hostFns = abiImportSigs()
+	for _, f := range cfg.Imports {
+		if _, dup := e.hostFns[f.Name]; dup {
+			return nil, fmt.Errorf("runtime: extra import %q clashes with an existing wasmpod import", f.Name)
+		}
+		if f.Name == "" || f.Fn == nil {
+			return nil, errors.New("runtime: extra import needs a name and a function")
+		}
+		e.hostFns[f.Name] = hostSig{params: f.Params, results: f.Results}
+	}
+	if cfg.CacheDir != "" {
+		if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
+			return nil, fmt.Errorf("runtime: compilation cache: %w", err)
+		}
+	}
+	// Create the guarded flavor eagerly so configuration errors surface here.
+	if _, err := e.flavor(ctx, false); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Engine) flavor(ctx context.Context, trusted bool) (*flavor, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, fmt.Errorf("runtime: engine: %w", ErrClosed)
+	}
+	idx := 0
+	if trusted {
+		idx = 1
+	}
+	if f := e.flavors[idx]; f != nil {
+		return f, nil
+	}
+	rc := wazero.NewRuntimeConfig().WithCloseOnContextDone(!trusted)
+	f := &flavor{}
+	if e.cfg.CacheDir != "" {
+		sub := "guarded"
+		if trusted {
+			sub = "trusted"
+		}
+		c, err := wazero.NewCompilationCacheWithDir(filepath.Join(e.cfg.CacheDir, sub))
+		if err != nil {
+			return nil, fmt.Errorf("runtime: compilation cache: %w", err)
+		}
+		f.cache = c
+		rc = rc.WithCompilationCache(c)
+	}
+	f.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, f.rt); err != nil {
+		f.rt.Close(ctx)
+		return nil, fmt.Errorf("runtime: wasi: %w", err)
+	}
+	if err := e.instantiateHostModule(ctx, f.rt); err != nil {
+		f.rt.Close(ctx)
+		return nil, err
+	}
+	e.flavors[idx] = f
+	return f, nil
+}
+
+// LoadFile reads a module from a file and loads it like [Engine.Load].
+func (e *Engine) LoadFile(ctx context.Context, path string, cfg ModuleConfig) (*Module, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: module %q: %w", cfg.Name, err)
+	}
+	return e.Load(ctx, b, cfg)
+}
+
+// Load compiles (or finds in the cache) a module, checks it against the ABI and its limits, and
+// returns it in state created. Nothing is half-loaded: on error nothing is kept.
+func (e *Engine) Load(ctx context.Context, wasm []byte, cfg ModuleConfig) (*Module, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(wasm)
+	digest := hex.EncodeToString(sum[:])
+	if cfg.SHA256 != "" && !strings.EqualFold(cfg.SHA256, digest) {
+		return nil, fmt.Errorf("%w: module %q: sha256 is %s, expected %s", ErrChecksum, cfg.Name, digest, strings.ToLower(cfg.SHA256))
+	}
+	f, err := e.flavor(ctx, cfg.Trusted)
+	if err != nil {
+		return nil, err
+	}
+	cm, err := compileSafely(ctx, f.rt, wasm)
+	if err != nil {
+		return nil, fmt.Errorf("%w: module %q: %v", ErrInvalidModule, cfg.Name, err)
+	}
+	m, err := newModule(e, f, cm, cfg, digest)
+	if err != nil {
+		cm.Close(ctx)
+		return nil, err
+	}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		m.releaseAll(ctx)
+		return nil, fmt.Errorf("runtime: engine: %w", ErrClosed)
+	}
+	e.modules[m] = struct{}{}
+	e.mu.Unlock()
+	return m, nil
+}
+
+// compileSafely compiles, turning a panic inside the compiler into an error: untrusted bytes must
+// never take the host down.
+func compileSafely(ctx context.Context, rt wazero.Runtime, wasm []byte) (cm wazero.CompiledModule, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			cm, err = nil, fmt.Errorf("compiler panic: %v", r)
+		}
+	}()
+	return rt.CompileModule(ctx, wasm)
+}
+
+// Close stops every module (without grace) and releases the engine. It is idempotent.
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	mods := make([]*Module, 0, len(e.modules))
+	for m := range e.modules {
+		mods = append(mods, m)
+	}
+	e.mu.Unlock()
+	var errs []error
+	for _, m := range mods {
+		if err := m.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, f := range e.flavors {
+		if f == nil {
+			continue
+		}
+		if err := f.rt.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		if f.cache != nil {
+			if err := f.cache.Close(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Engine) forget(m *Module) {
+	e.mu.Lock()
+	delete(e.modules, m)
+	e.mu.Unlock()
+}
+
+func (e *Engine) register(mod api.Module, inst *instance) { e.instByID.Store(mod, inst) }
+func (e *Engine) unregister(mod api.Module)               { e.instByID.Delete(mod) }
+
+func (e *Engine) instanceOf(mod api.Module) *instance {
+	v, ok := e.instByID.Load(mod)
+	if !ok {
+		return nil
+	}
+	return v.(*instance)
+}

@@ -1,0 +1,75 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Errors returned by this package wrap one of these where the condition is one
+// a caller is expected to test with errors.Is.
+var (
+	// ErrInvalidModule: the bytes are not a WebAssembly module this host can run (malformed,
+	// wrong ABI version, missing required exports, unknown imports).
+	ErrInvalidModule = errors.New("invalid module")
+	// ErrChecksum: the module's sha256 differs from the expected one.
+	ErrChecksum = errors.New("checksum mismatch")
+	// ErrMemoryLimit: the module declares more memory than its limit allows.
+	ErrMemoryLimit = errors.New("memory limit exceeded")
+	// ErrNoExport: the module does not export the function a call or role needs.
+	ErrNoExport = errors.New("export not found")
+	// ErrNotRunning: the module does not admit calls in its current state.
+	ErrNotRunning = errors.New("module not running")
+	// ErrIllegalTransition: a lifecycle operation is not allowed from the current state.
+	ErrIllegalTransition = errors.New("illegal lifecycle transition")
+	// ErrOverloaded: all instances stayed busy for the whole queue timeout.
+	ErrOverloaded = errors.New("module overloaded")
+	// ErrDeadline: the call ran past its deadline and was cut; its instance was discarded.
+	ErrDeadline = errors.New("call deadline exceeded")
+	// ErrTrap: the guest trapped or exited; its instance was discarded. See [TrapError].
+	ErrTrap = errors.New("guest trapped")
+	// ErrGuest: the guest reported a failure. See [GuestError].
+	ErrGuest = errors.New("guest error")
+	// ErrInput: the input or output of a call breaks a size limit or framing rule.
+	ErrInput = errors.New("invalid call input")
+	// ErrClosed: the engine or module has been closed.
+	ErrClosed = errors.New("closed")
+)
+
+// TrapError describes a call that ended in a trap or a guest exit. It wraps [ErrTrap].
+type TrapError struct {
+	Module string
+	// Kind is a short stable word: unreachable, out-of-bounds, divide-by-zero,
+	// integer-overflow, stack-overflow, invalid-conversion, indirect-call, exit, other.
+	Kind string
+	// ExitCode is set when Kind is "exit" (the guest called proc_exit).
+	ExitCode uint32
+	// Detail is the runtime's message, including the wasm stack trace when available.
+	Detail string
+}
+
+func (e *TrapError) Error() string {
+	if e.Kind == "exit" {
+		return fmt.Sprintf("module %q: guest exited with code %d", e.Module, e.ExitCode)
+	}
+	return fmt.Sprintf("module %q: trap (%s): %s", e.Module, e.Kind, e.Detail)
+}
+
+// Unwrap makes errors.Is(err, ErrTrap) true.
+func (e *TrapError) Unwrap() error { return ErrTrap }
+
+// GuestError is a failure the guest reported by returning a negative result. It wraps [ErrGuest].
+type GuestError struct {
+	Module  string
+	Code    int32
+	Message string
+}
+
+func (e *GuestError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("module %q: guest error code %d", e.Module, e.Code)
+	}
+	return fmt.Sprintf("module %q: guest error code %d: %s", e.Module, e.Code, e.Message)
+}
+
+// Unwrap makes errors.Is(err, ErrGuest) true.
+func (e *GuestError) Unwrap() error { return ErrGuest }

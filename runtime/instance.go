@@ -1,0 +1,390 @@
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// initialBuffer is the buffer size the host asks every instance for at start.
+const initialBuffer = 64 << 10
+
+// instance is one instantiated copy of a module. It is used by one call at a time.
+type instance struct {
+	m    *Module
+	mod  api.Module
+	mem  api.Memory
+	fns  [numExports]api.Function
+	mem0 *limitedMemory
+
+	stack  [2]uint64
+	bufPtr uint32
+	bufCap uint32
+
+	// errMsg is what the guest passed to the error import during the current call.
+	errMsg    []byte
+	hasErrMsg bool
+
+	// Termination: cc is the context handed to the guarded runtime for every call of this
+	// instance. Its done channel is closed (once) when the call's deadline passes or the module
+	// is forced to stop; wazero's guard then cuts the running code. An instance whose done
+	// channel was closed is never used again.
+	cc       callCtx
+	timer    *time.Timer
+	expired  atomic.Bool
+	stopping atomic.Bool // cut because the module stopped, not because of its deadline
+	broken   bool        // a call trapped, exited or was cut: never reuse
+
+	stdout, stderr *lineWriter
+}
+
+// callCtx is a reusable context: one per instance, so a call allocates no context of its own.
+// Done and Err only touch the done channel, which never changes for the instance's life; Value
+// reads the caller's context, which only the calling goroutine uses.
+type callCtx struct {
+	parent context.Context
+	done   chan struct{}
+}
+
+func (c *callCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *callCtx) Done() <-chan struct{}       { return c.done }
+func (c *callCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+func (c *callCtx) Value(key any) any {
+	if p := c.parent; p != nil {
+		return p.Value(key)
+	}
+	return nil
+}
+
+// expire cuts the instance's current call (if any). Safe from any goroutine, idempotent.
+func (i *instance) expire() {
+	if i.expired.CompareAndSwap(false, true) {
+		close(i.cc.done)
+	}
+}
+
+// newInstance instantiates the module, runs _initialize, checks the ABI version and gets the
+// input buffer. It does not run the start export.
+func (m *Module) newInstance(ctx context.Context) (*instance, error) {
+	inst := &instance{m: m}
+	inst.stdout = &lineWriter{module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs}
+	inst.stderr = &lineWriter{module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs}
+	mc := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions().
+		WithStdout(inst.stdout).
+		WithStderr(inst.stderr).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithSysNanosleep().
+		WithRandSource(rand.Reader)
+	for k, v := range m.cfg.Env {
+		mc = mc.WithEnv(k, v)
+	}
+	if len(m.cfg.Mounts) > 0 {
+		fs := wazero.NewFSConfig()
+		for _, mt := range m.cfg.Mounts {
+			if mt.ReadOnly {
+				fs = fs.WithReadOnlyDirMount(mt.HostPath, mt.GuestPath)
+			} else {
+				fs = fs.WithDirMount(mt.HostPath, mt.GuestPath)
+			}
+		}
+		mc = mc.WithFSConfig(fs)
+	}
+	inst.mem0 = &limitedMemory{limit: uint64(m.cfg.MaxMemoryPages) * 65536}
+	ictx := experimental.WithMemoryAllocator(ctx, experimental.MemoryAllocatorFunc(func(capacity, max uint64) experimental.LinearMemory {
+		inst.mem0.buf = make([]byte, 0, min(capacity, inst.mem0.limit))
+		return inst.mem0
+	}))
+	mod, err := m.f.rt.InstantiateModule(ictx, m.cm, mc)
+	if err != nil {
+		return nil, fmt.Errorf("module %q: instantiate: %w", m.cfg.Name, err)
+	}
+	inst.mod = mod
+	inst.mem = mod.Memory()
+	for i := range exportTable {
+		if m.has[i] {
+			inst.fns[i] = mod.ExportedFunction(exportTable[i].name)
+		}
+	}
+	if !m.cfg.Trusted {
+		inst.cc.done = make(chan struct{})
+		inst.timer = time.AfterFunc(time.Hour, inst.expire)
+		inst.timer.Stop()
+	}
+	m.e.register(mod, inst)
+	fail := func(err error) (*instance, error) {
+		inst.close(ctx)
+		return nil, err
+	}
+	if m.has[expInitialize] {
+		if err := inst.callRaw(ctx, expInitialize); err != nil {
+			return fail(fmt.Errorf("module %q: _initialize: %w", m.cfg.Name, err))
+		}
+	}
+	if err := inst.callRaw(ctx, expVersion); err != nil {
+		return fail(fmt.Errorf("module %q: wasmpod_abi_version: %w", m.cfg.Name, err))
+	}
+	if v := int32(inst.stack[0]); v != ABIVersion {
+		return fail(fmt.Errorf("%w: module %q speaks wasmpod ABI version %d; this host speaks version %d", ErrInvalidModule, m.cfg.Name, v, ABIVersion))
+	}
+	if err := inst.growBuffer(ctx, initialBuffer); err != nil {
+		return fail(err)
+	}
+	m.instantiations.Add(1)
+	return inst, nil
+}
+
+// growBuffer asks the guest for a buffer of at least n bytes.
+func (i *instance) growBuffer(ctx context.Context, n uint32) error {
+	i.stack[0] = uint64(n)
+	if err := i.callRaw(ctx, expBuffer); err != nil {
+		return fmt.Errorf("module %q: wasmpod_buffer(%d): %w", i.m.cfg.Name, n, err)
+	}
+	p := uint32(i.stack[0])
+	if p == 0 {
+		return fmt.Errorf("%w: module %q: wasmpod_buffer(%d) returned 0 (the guest cannot hold an input that large)", ErrInput, i.m.cfg.Name, n)
+	}
+	if uint64(p)+uint64(n) > uint64(i.mem.Size()) {
+		return fmt.Errorf("%w: module %q: wasmpod_buffer(%d) returned %#x, outside its memory", ErrInvalidModule, i.m.cfg.Name, n, p)
+	}
+	i.bufPtr, i.bufCap = p, n
+	return nil
+}
+
+// callRaw calls export exp with i.stack as its parameters and results, under the call deadline.
+// It returns a classified error; an instance that trapped or was cut must not be reused
+// (see dead).
+func (i *instance) callRaw(ctx context.Context, exp int) error {
+	f := i.fns[exp]
+	if f == nil {
+		f = i.mod.ExportedFunction(exportTable[exp].name)
+		if f == nil {
+			return fmt.Errorf("%w: %s", ErrNoExport, exportTable[exp].name)
+		}
+		i.fns[exp] = f
+	}
+	if i.m.cfg.Trusted {
+		if err := f.CallWithStack(ctx, i.stack[:]); err != nil {
+			i.broken = true
+			return i.classify(err)
+		}
+		return nil
+	}
+	d := i.m.cfg.CallTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		if r := time.Until(dl); r < d {
+			if r <= 0 {
+				return fmt.Errorf("module %q: %w (%w)", i.m.cfg.Name, ErrDeadline, context.DeadlineExceeded)
+			}
+			d = r
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("module %q: %w", i.m.cfg.Name, err)
+	}
+	i.cc.parent = ctx
+	i.timer.Reset(d)
+	err := f.CallWithStack(&i.cc, i.stack[:])
+	i.cc.parent = nil
+	if !i.timer.Stop() {
+		// The deadline fired as the call returned. Make sure the instance is marked (the timer's
+		// function may still be on its way), so dead() retires it; a result that made it stands.
+		i.expire()
+	}
+	if err != nil {
+		i.broken = true
+		return i.classify(err)
+	}
+	return nil
+}
+
+// dead reports whether the instance must be discarded.
+func (i *instance) dead() bool {
+	return i.broken || i.expired.Load() || i.mod.IsClosed()
+}
+
+func (i *instance) classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	name := i.m.cfg.Name
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			if i.stopping.Load() {
+				return fmt.Errorf("module %q: call cut because the module stopped: %w", name, ErrNotRunning)
+			}
+			return fmt.Errorf("module %q: %w (limit %s)", name, ErrDeadline, i.m.cfg.CallTimeout)
+		case sys.ExitCodeContextCanceled:
+			return fmt.Errorf("module %q: %w", name, context.Canceled)
+		}
+		return &TrapError{Module: name, Kind: "exit", ExitCode: exit.ExitCode(), Detail: err.Error()}
+	}
+	msg := err.Error()
+	kind := "other"
+	for _, k := range trapKinds {
+		if strings.Contains(msg, k.needle) {
+			kind = k.kind
+			break
+		}
+	}
+	return &TrapError{Module: name, Kind: kind, Detail: msg}
+}
+
+var trapKinds = []struct{ needle, kind string }{
+	{"unreachable", "unreachable"},
+	{"out of bounds memory access", "out-of-bounds"},
+	{"integer divide by zero", "divide-by-zero"},
+	{"integer overflow", "integer-overflow"},
+	{"stack overflow", "stack-overflow"},
+	{"invalid conversion to integer", "invalid-conversion"},
+	{"invalid table access", "indirect-call"},
+	{"indirect call type mismatch", "indirect-call"},
+	{"out of bounds", "out-of-bounds"},
+}
+
+// invoke writes the input into the guest buffer, calls the role's handler and appends the
+// output to dst. parts, when non-nil, is framed as merge input instead of in.
+func (i *instance) invoke(ctx context.Context, exp int, in []byte, parts []Part, framed bool, dst []byte) ([]byte, error) {
+	n, err := i.writeInput(ctx, in, parts, framed)
+	if err != nil {
+		return dst, err
+	}
+	i.stack[0] = uint64(n)
+	i.hasErrMsg = false
+	if err := i.callRaw(ctx, exp); err != nil {
+		return dst, err
+	}
+	return i.readResult(int64(i.stack[0]), dst)
+}
+
+func (i *instance) writeInput(ctx context.Context, in []byte, parts []Part, framed bool) (uint32, error) {
+	size := uint64(len(in))
+	if framed {
+		size = 4
+		for _, p := range parts {
+			size += 4
+			if !p.Missing {
+				size += uint64(len(p.Data))
+			}
+		}
+	}
+	if size > uint64(i.m.e.cfg.MaxInputBytes) {
+		return 0, fmt.Errorf("%w: module %q: input of %d bytes is over the limit of %d", ErrInput, i.m.cfg.Name, size, i.m.e.cfg.MaxInputBytes)
+	}
+	n := uint32(size)
+	if n > i.bufCap {
+		if err := i.growBuffer(ctx, n); err != nil {
+			return 0, err
+		}
+	}
+	if !framed {
+		if !i.mem.Write(i.bufPtr, in) {
+			return 0, fmt.Errorf("%w: module %q: buffer out of memory range", ErrInvalidModule, i.m.cfg.Name)
+		}
+		return n, nil
+	}
+	off := i.bufPtr
+	ok := i.mem.WriteUint32Le(off, uint32(len(parts)))
+	off += 4
+	for _, p := range parts {
+		if p.Missing {
+			ok = ok && i.mem.WriteUint32Le(off, 0xFFFFFFFF)
+			off += 4
+			continue
+		}
+		ok = ok && i.mem.WriteUint32Le(off, uint32(len(p.Data))) && i.mem.Write(off+4, p.Data)
+		off += 4 + uint32(len(p.Data))
+	}
+	if !ok {
+		return 0, fmt.Errorf("%w: module %q: buffer out of memory range", ErrInvalidModule, i.m.cfg.Name)
+	}
+	return n, nil
+}
+
+// readResult decodes a handler result and appends the output to dst.
+func (i *instance) readResult(r int64, dst []byte) ([]byte, error) {
+	if r < 0 {
+		code := int32(-r)
+		if r < -(1 << 31) {
+			code = -1
+		}
+		ge := &GuestError{Module: i.m.cfg.Name, Code: code}
+		if i.hasErrMsg {
+			ge.Message = string(i.errMsg)
+		}
+		return dst, ge
+	}
+	n, p := uint32(r>>32), uint32(r)
+	if n == 0 {
+		return dst, nil
+	}
+	if n > i.m.e.cfg.MaxOutputBytes {
+		return dst, fmt.Errorf("%w: module %q: output of %d bytes is over the limit of %d", ErrInput, i.m.cfg.Name, n, i.m.e.cfg.MaxOutputBytes)
+	}
+	b, ok := i.mem.Read(p, n)
+	if !ok {
+		return dst, fmt.Errorf("%w: module %q: output [%#x, +%d) is outside its memory (%d bytes)", ErrInvalidModule, i.m.cfg.Name, p, n, i.mem.Size())
+	}
+	return append(dst, b...), nil
+}
+
+// close releases the instance. Idempotent.
+func (i *instance) close(ctx context.Context) {
+	if i.timer != nil {
+		i.timer.Stop()
+	}
+	if i.mod != nil {
+		i.m.e.unregister(i.mod)
+		_ = i.mod.Close(ctx)
+	}
+	i.stdout.flush()
+	i.stderr.flush()
+}
+
+// limitedMemory backs an instance's linear memory and refuses to grow past the module's limit,
+// so memory.grow returns -1 to the guest instead of the host running out of memory.
+type limitedMemory struct {
+	buf   []byte
+	limit uint64
+	pages atomic.Uint64 // current size in 64 KiB pages, readable from any goroutine
+}
+
+func (l *limitedMemory) Reallocate(size uint64) []byte {
+	if size > l.limit {
+		return nil
+	}
+	l.pages.Store(size / 65536)
+	if size <= uint64(cap(l.buf)) {
+		l.buf = l.buf[:size]
+		return l.buf
+	}
+	// Grow geometrically (capped at the limit) so a guest that grows one page at a time does not
+	// copy its whole memory on every grow.
+	c := max(size, min(uint64(cap(l.buf))*2, l.limit))
+	nb := make([]byte, size, c)
+	copy(nb, l.buf)
+	l.buf = nb
+	return nb
+}
+
+func (l *limitedMemory) Free() { l.buf = nil }

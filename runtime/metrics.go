@@ -1,0 +1,245 @@
+package runtime
+
+import (
+	"math"
+	"sort"
+	"sync"
+	"sync/atomic"
+)
+
+// LatencyBounds are the upper bounds, in seconds, of the call latency histogram buckets.
+var LatencyBounds = []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// latencyBoundsNs is LatencyBounds in nanoseconds, for the call path.
+var latencyBoundsNs = func() []int64 {
+	out := make([]int64, len(LatencyBounds))
+	for i, b := range LatencyBounds {
+		out[i] = int64(b * 1e9)
+	}
+	return out
+}()
+
+// Histogram is a snapshot of a histogram: Counts[i] is the number of observations <= Bounds[i]
+// (not cumulative); Counts has one extra last element for observations above every bound.
+type Histogram struct {
+	Bounds []float64 `json:"bounds"`
+	Counts []uint64  `json:"counts"`
+	Sum    float64   `json:"sum"`
+	Count  uint64    `json:"count"`
+}
+
+// latencyHist is a lock-free histogram of call durations in nanoseconds.
+type latencyHist struct {
+	counts [20]atomic.Uint64 // len(LatencyBounds)+1
+	sumNs  atomic.Int64
+}
+
+func (h *latencyHist) observe(ns int64) {
+	i := 0
+	for i < len(latencyBoundsNs) && ns > latencyBoundsNs[i] {
+		i++
+	}
+	h.counts[i].Add(1)
+	h.sumNs.Add(ns)
+}
+
+func (h *latencyHist) snapshot() Histogram {
+	out := Histogram{Bounds: LatencyBounds, Counts: make([]uint64, len(h.counts))}
+	for i := range h.counts {
+		c := h.counts[i].Load()
+		out.Counts[i] = c
+		out.Count += c
+	}
+	out.Sum = float64(h.sumNs.Load()) / 1e9
+	return out
+}
+
+// Stats is a point-in-time view of a module's counters.
+type Stats struct {
+	Module string `json:"module"`
+	State  State  `json:"state"`
+	// Calls counts finished calls (any outcome); Errors those that failed for any reason.
+	Calls  uint64 `json:"calls"`
+	Errors uint64 `json:"errors"`
+	// Traps, Timeouts, Overloads and GuestErrors break Errors down by cause.
+	Traps       uint64 `json:"traps"`
+	Timeouts    uint64 `json:"timeouts"`
+	Overloads   uint64 `json:"overloads"`
+	GuestErrors uint64 `json:"guestErrors"`
+	// Instantiations counts instances created; ColdStarts those created on a call's path because
+	// no warm instance was free; Discards those thrown away after a trap or deadline.
+	Instantiations uint64 `json:"instantiations"`
+	ColdStarts     uint64 `json:"coldStarts"`
+	Discards       uint64 `json:"discards"`
+	// Instances alive now, of which Busy are in a call; Target is the warm pool size.
+	Instances int `json:"instances"`
+	Busy      int `json:"busy"`
+	Target    int `json:"target"`
+	// MemoryPages is the sum of the 64 KiB pages of the live instances.
+	MemoryPages uint64 `json:"memoryPages"`
+	// TicksFailed counts tick calls that failed.
+	TicksFailed uint64    `json:"ticksFailed"`
+	Latency     Histogram `json:"latency"`
+}
+
+// MetricKind is the kind of a guest-defined metric.
+type MetricKind int32
+
+// Guest metric kinds, numbered as in the ABI's metric_define import.
+const (
+	Counter MetricKind = iota
+	Gauge
+	HistogramKind
+)
+
+func (k MetricKind) String() string {
+	switch k {
+	case Counter:
+		return "counter"
+	case Gauge:
+		return "gauge"
+	case HistogramKind:
+		return "histogram"
+	}
+	return "unknown"
+}
+
+// GuestHistogramBounds are the bucket bounds of guest histograms (Prometheus' defaults).
+var GuestHistogramBounds = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// GuestMetric is a snapshot of one metric a guest defined.
+type GuestMetric struct {
+	Name string     `json:"name"`
+	Help string     `json:"help"`
+	Kind MetricKind `json:"kind"`
+	// Value is the counter's total or the gauge's value.
+	Value float64 `json:"value"`
+	// Histogram is set for histograms.
+	Histogram *Histogram `json:"histogram,omitempty"`
+}
+
+const maxGuestMetrics = 256
+
+type guestMetric struct {
+	name, help string
+	kind       MetricKind
+	bits       atomic.Uint64 // float64 bits: counter total or gauge value
+	counts     []atomic.Uint64
+	sumBits    atomic.Uint64
+}
+
+func (g *guestMetric) record(v float64) {
+	switch g.kind {
+	case Counter:
+		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+			return
+		}
+		addFloat(&g.bits, v)
+	case Gauge:
+		g.bits.Store(math.Float64bits(v))
+	case HistogramKind:
+		if math.IsNaN(v) {
+			return
+		}
+		i := sort.SearchFloat64s(GuestHistogramBounds, v)
+		g.counts[i].Add(1)
+		addFloat(&g.sumBits, v)
+	}
+}
+
+func addFloat(a *atomic.Uint64, v float64) {
+	for {
+		old := a.Load()
+		if a.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+v)) {
+			return
+		}
+	}
+}
+
+// guestMetrics is a module's registry of guest-defined metrics. Reads on the call path are
+// lock-free (copy-on-write slice); definitions take the lock.
+type guestMetrics struct {
+	mu   sync.Mutex
+	list atomic.Pointer[[]*guestMetric]
+}
+
+// define returns the id of the metric, creating it if needed, or an ABI error code.
+func (r *guestMetrics) define(kind MetricKind, name, help string) int32 {
+	if kind < Counter || kind > HistogramKind {
+		return -4
+	}
+	if !validMetricName(name) {
+		return -1
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var cur []*guestMetric
+	if p := r.list.Load(); p != nil {
+		cur = *p
+	}
+	for i, g := range cur {
+		if g.name == name {
+			if g.kind != kind {
+				return -2
+			}
+			return int32(i)
+		}
+	}
+	if len(cur) >= maxGuestMetrics {
+		return -3
+	}
+	g := &guestMetric{name: name, help: help, kind: kind}
+	if kind == HistogramKind {
+		g.counts = make([]atomic.Uint64, len(GuestHistogramBounds)+1)
+	}
+	next := make([]*guestMetric, len(cur), len(cur)+1)
+	copy(next, cur)
+	next = append(next, g)
+	r.list.Store(&next)
+	return int32(len(next) - 1)
+}
+
+func (r *guestMetrics) record(id int32, v float64) {
+	p := r.list.Load()
+	if p == nil || id < 0 || int(id) >= len(*p) {
+		return
+	}
+	(*p)[id].record(v)
+}
+
+func (r *guestMetrics) snapshot() []GuestMetric {
+	p := r.list.Load()
+	if p == nil {
+		return nil
+	}
+	out := make([]GuestMetric, 0, len(*p))
+	for _, g := range *p {
+		gm := GuestMetric{Name: g.name, Help: g.help, Kind: g.kind, Value: math.Float64frombits(g.bits.Load())}
+		if g.kind == HistogramKind {
+			h := &Histogram{Bounds: GuestHistogramBounds, Counts: make([]uint64, len(g.counts)), Sum: math.Float64frombits(g.sumBits.Load())}
+			for i := range g.counts {
+				h.Counts[i] = g.counts[i].Load()
+				h.Count += h.Counts[i]
+			}
+			gm.Histogram = h
+		}
+		out = append(out, gm)
+	}
+	return out
+}
+
+func validMetricName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_', c == ':':
+		case c >= '0' && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,746 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+)
+
+// Module is a loaded module: a pool of warm instances with a lifecycle. All methods are safe
+// for concurrent use. Calls are admitted only while the module is running.
+type Module struct {
+	e      *Engine
+	f      *flavor
+	cm     wazero.CompiledModule
+	cfg    ModuleConfig
+	info   Info
+	has    [numExports]bool
+	digest string
+
+	state    atomic.Int32 // State
+	inflight atomic.Int64
+	drained  chan struct{} // signalled when inflight drops to zero while stopping
+
+	pool    pool
+	metrics guestMetrics
+	lat     latencyHist
+	target  atomic.Int32 // warm pool size
+
+	calls, errs, traps, timeouts, overloads, guestErrs atomic.Uint64
+	instantiations, coldStarts, discards, ticksFailed  atomic.Uint64
+
+	lifeMu  sync.Mutex // serializes Start, Pause, Resume, Stop
+	lastErr atomic.Pointer[string]
+	subsMu  sync.Mutex
+	subs    map[*subscription]struct{}
+
+	bgCancel context.CancelFunc
+	bgDone   sync.WaitGroup
+	refill   chan struct{}
+}
+
+func newModule(e *Engine, f *flavor, cm wazero.CompiledModule, cfg ModuleConfig, digest string) (*Module, error) {
+	has, info, err := inspect(cm, &cfg, e.hostFns)
+	if err != nil {
+		return nil, err
+	}
+	info.Name, info.SHA256, info.Trusted = cfg.Name, digest, cfg.Trusted
+	m := &Module{
+		e: e, f: f, cm: cm, cfg: cfg, info: info, has: has, digest: digest,
+		drained: make(chan struct{}, 1),
+		pool:    newPool(cfg.MaxConcurrency),
+		refill:  make(chan struct{}, 1),
+		subs:    map[*subscription]struct{}{},
+	}
+	m.target.Store(int32(max(cfg.MinInstances, 1)))
+	// Instantiate once now: this proves the module links, initializes and speaks our ABI
+	// version, so a bad module fails at load, not at its first call. The instance becomes the
+	// first warm one.
+	inst, err := m.newInstance(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	m.pool.slots[0].inst.Store(inst)
+	m.pool.slots[0].state.Store(slotIdle)
+	return m, nil
+}
+
+// Name returns the module's configured name.
+func (m *Module) Name() string { return m.cfg.Name }
+
+// Info describes what the module exports and declares.
+func (m *Module) Info() Info { return m.info }
+
+// Config returns the module's configuration.
+func (m *Module) Config() ModuleConfig { return m.cfg }
+
+// HasRole reports whether the module exports the role's handler.
+func (m *Module) HasRole(r Role) bool { return r >= 0 && r < numRoles && m.has[r] }
+
+// State returns the current lifecycle state.
+func (m *Module) State() State { return State(m.state.Load()) }
+
+// LastError returns the last error that changed the module's state, or "".
+func (m *Module) LastError() string {
+	if p := m.lastErr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// transition moves the module from one of froms to `to`, or returns ErrIllegalTransition.
+// Callers hold lifeMu.
+func (m *Module) transition(to State, reason string) error {
+	from := State(m.state.Load())
+	if !CanTransition(from, to) {
+		return fmt.Errorf("module %q: %w: %s -> %s", m.cfg.Name, ErrIllegalTransition, from, to)
+	}
+	m.state.Store(int32(to))
+	m.emit(Event{Module: m.cfg.Name, From: from, To: to, Time: time.Now(), Reason: reason})
+	return nil
+}
+
+func (m *Module) fail(reason error) {
+	msg := reason.Error()
+	m.lastErr.Store(&msg)
+	m.log(LevelError, "runtime", msg)
+	_ = m.transition(StateFailed, msg)
+}
+
+// StartOptions are the options of [Module.Start].
+type StartOptions struct {
+	// State, if set, is restored into every instance created while starting (wasmpod_restore).
+	State []byte
+}
+
+// Start moves a created module to running: it starts the warm instances (start export, then
+// restore of opts.State), and then admits calls. On failure the module is failed.
+func (m *Module) Start(ctx context.Context, opts StartOptions) error {
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
+	if err := m.transition(StateStarting, "start"); err != nil {
+		return err
+	}
+	if opts.State != nil && !m.has[expRestore] {
+		err := fmt.Errorf("module %q: a saved state was given but the module does not export wasmpod_restore", m.cfg.Name)
+		m.fail(err)
+		return err
+	}
+	target := int(m.target.Load())
+	for k := 0; k < target; k++ {
+		s := &m.pool.slots[k]
+		if s.state.Load() == slotEmpty {
+			inst, err := m.newInstance(ctx)
+			if err != nil {
+				m.fail(err)
+				return err
+			}
+			s.inst.Store(inst)
+			s.state.Store(slotIdle)
+		}
+		if err := m.startHooks(ctx, s.inst.Load(), opts.State); err != nil {
+			m.fail(err)
+			return err
+		}
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	m.bgCancel = cancel
+	m.bgDone.Add(1)
+	go m.refillLoop(bg)
+	if m.cfg.TickInterval > 0 && m.has[expTick] {
+		m.bgDone.Add(1)
+		go m.tickLoop(bg)
+	}
+	return m.transition(StateRunning, "started")
+}
+
+// startHooks runs the start export and, with a state, the restore export on a new instance.
+func (m *Module) startHooks(ctx context.Context, inst *instance, state []byte) error {
+	if m.has[expStart] {
+		if err := inst.callRaw(ctx, expStart); err != nil {
+			return fmt.Errorf("module %q: wasmpod_start: %w", m.cfg.Name, err)
+		}
+		if rc := int32(inst.stack[0]); rc != 0 {
+			return fmt.Errorf("module %q: wasmpod_start returned %d%s", m.cfg.Name, rc, inst.errSuffix())
+		}
+	}
+	if state != nil {
+		n, err := inst.writeInput(ctx, state, nil, false)
+		if err != nil {
+			return fmt.Errorf("module %q: restore: %w", m.cfg.Name, err)
+		}
+		inst.stack[0] = uint64(n)
+		inst.hasErrMsg = false
+		if err := inst.callRaw(ctx, expRestore); err != nil {
+			return fmt.Errorf("module %q: wasmpod_restore: %w", m.cfg.Name, err)
+		}
+		if rc := int32(inst.stack[0]); rc != 0 {
+			return fmt.Errorf("module %q: wasmpod_restore refused the state (code %d)%s", m.cfg.Name, rc, inst.errSuffix())
+		}
+	}
+	return nil
+}
+
+func (i *instance) errSuffix() string {
+	if i.hasErrMsg {
+		return ": " + string(i.errMsg)
+	}
+	return ""
+}
+
+// startInstance creates an instance and runs its start export (not restore).
+func (m *Module) startInstance(ctx context.Context) (*instance, error) {
+	inst, err := m.newInstance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.startHooks(ctx, inst, nil); err != nil {
+		inst.close(ctx)
+		return nil, err
+	}
+	return inst, nil
+}
+
+// Pause stops admitting calls (they fail with ErrNotRunning) and ticks; in-flight calls finish.
+func (m *Module) Pause() error {
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
+	return m.transition(StatePaused, "pause requested")
+}
+
+// Resume admits calls again after Pause.
+func (m *Module) Resume() error {
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
+	if m.State() != StatePaused {
+		return fmt.Errorf("module %q: %w: resume from %s", m.cfg.Name, ErrIllegalTransition, m.State())
+	}
+	return m.transition(StateRunning, "resume requested")
+}
+
+// StopOptions are the options of [Module.Stop].
+type StopOptions struct {
+	// Grace is how long in-flight calls may take to finish; 0 means the module's StopGrace.
+	// The context's deadline, if earlier, wins.
+	Grace time.Duration
+	// Snapshot, if set and the module exports wasmpod_snapshot, receives its state after the
+	// in-flight calls drained and before the stop export runs.
+	Snapshot func(state []byte) error
+}
+
+// Stop stops admitting calls, lets in-flight calls finish within the grace period (then cuts
+// them), takes the snapshot, calls the stop export on every instance and closes them. The module
+// ends stopped even when a step fails; the failures are returned. Stopping a stopped module is a
+// no-op.
+func (m *Module) Stop(ctx context.Context, opts StopOptions) error {
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
+	switch m.State() {
+	case StateStopped:
+		return nil
+	case StateCreated, StateFailed:
+		m.closeAll(ctx)
+		return m.transition(StateStopped, "stop requested")
+	}
+	if err := m.transition(StateStopping, "stop requested"); err != nil {
+		return err
+	}
+	grace := opts.Grace
+	if grace <= 0 {
+		grace = m.cfg.StopGrace
+	}
+	deadline := time.Now().Add(grace)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	m.pool.broadcast() // callers waiting for an instance see the state and give up
+	var errs []error
+	if !m.waitDrained(deadline) {
+		// Grace is over: cut what still runs, then give it a moment to unwind.
+		cut := 0
+		for k := range m.pool.slots {
+			s := &m.pool.slots[k]
+			if inst := s.inst.Load(); s.state.Load() == slotBusy && inst != nil && !m.cfg.Trusted {
+				inst.stopping.Store(true)
+				inst.expire()
+				cut++
+			}
+		}
+		errs = append(errs, fmt.Errorf("module %q: grace period over, %d call(s) cut", m.cfg.Name, cut))
+		hard := time.Second
+		if m.cfg.Trusted {
+			hard = m.cfg.CallTimeout // trusted code cannot be cut: wait for it to return
+		}
+		if !m.waitDrained(time.Now().Add(hard)) {
+			errs = append(errs, fmt.Errorf("module %q: %d call(s) still running after the grace period", m.cfg.Name, m.inflight.Load()))
+		}
+	}
+	if m.bgCancel != nil {
+		m.bgCancel()
+		m.bgDone.Wait()
+	}
+	hookCtx, cancel := context.WithDeadline(context.Background(), deadline.Add(m.cfg.CallTimeout))
+	defer cancel()
+	if opts.Snapshot != nil && m.has[expSnapshot] {
+		if err := m.snapshot(hookCtx, opts.Snapshot); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if m.has[expStop] {
+		left := time.Until(deadline)
+		if left < 0 {
+			left = 0
+		}
+		for k := range m.pool.slots {
+			s := &m.pool.slots[k]
+			if !s.state.CompareAndSwap(slotIdle, slotBusy) {
+				continue
+			}
+			inst := s.inst.Load()
+			inst.stack[0] = uint64(left.Milliseconds())
+			inst.hasErrMsg = false
+			if err := inst.callRaw(hookCtx, expStop); err != nil {
+				errs = append(errs, fmt.Errorf("module %q: wasmpod_stop: %w", m.cfg.Name, err))
+			} else if rc := int32(inst.stack[0]); rc != 0 {
+				errs = append(errs, fmt.Errorf("module %q: wasmpod_stop returned %d%s", m.cfg.Name, rc, inst.errSuffix()))
+			}
+			s.state.Store(slotIdle)
+		}
+	}
+	m.closeAll(ctx)
+	if err := m.transition(StateStopped, "stopped"); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (m *Module) snapshot(ctx context.Context, sink func([]byte) error) error {
+	for k := range m.pool.slots {
+		s := &m.pool.slots[k]
+		if !s.state.CompareAndSwap(slotIdle, slotBusy) {
+			continue
+		}
+		defer s.state.Store(slotIdle)
+		inst := s.inst.Load()
+		inst.hasErrMsg = false
+		if err := inst.callRaw(ctx, expSnapshot); err != nil {
+			return fmt.Errorf("module %q: wasmpod_snapshot: %w", m.cfg.Name, err)
+		}
+		state, err := inst.readResult(int64(inst.stack[0]), nil)
+		if err != nil {
+			return fmt.Errorf("module %q: wasmpod_snapshot: %w", m.cfg.Name, err)
+		}
+		if state == nil {
+			state = []byte{}
+		}
+		return sink(state)
+	}
+	return fmt.Errorf("module %q: snapshot: no instance available", m.cfg.Name)
+}
+
+func (m *Module) waitDrained(deadline time.Time) bool {
+	for m.inflight.Load() > 0 {
+		d := time.Until(deadline)
+		if d <= 0 {
+			return false
+		}
+		t := time.NewTimer(min(d, 50*time.Millisecond))
+		select {
+		case <-m.drained:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	return true
+}
+
+// closeAll closes every instance. Only called once no call can be running.
+func (m *Module) closeAll(ctx context.Context) {
+	for k := range m.pool.slots {
+		s := &m.pool.slots[k]
+		if inst := s.inst.Load(); inst != nil {
+			inst.close(ctx)
+			s.inst.Store(nil)
+		}
+		s.state.Store(slotEmpty)
+	}
+}
+
+// Close stops the module without grace if it is not stopped, releases its compiled code and
+// removes it from the engine. Idempotent.
+func (m *Module) Close(ctx context.Context) error {
+	var err error
+	if m.State() != StateStopped {
+		err = m.Stop(ctx, StopOptions{Grace: time.Nanosecond})
+	}
+	m.releaseAll(ctx)
+	return err
+}
+
+func (m *Module) releaseAll(ctx context.Context) {
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
+	m.closeAll(ctx)
+	if m.cm != nil {
+		_ = m.cm.Close(ctx)
+	}
+	m.e.forget(m)
+	m.subsMu.Lock()
+	for s := range m.subs {
+		delete(m.subs, s)
+		close(s.ch)
+	}
+	m.subsMu.Unlock()
+}
+
+func (m *Module) notRunning(st State) error {
+	return fmt.Errorf("module %q is %s: %w", m.cfg.Name, st, ErrNotRunning)
+}
+
+// admit counts a call in, or refuses it when the module is not running.
+func (m *Module) admit() error {
+	m.inflight.Add(1)
+	if st := State(m.state.Load()); st != StateRunning {
+		m.done()
+		return m.notRunning(st)
+	}
+	return nil
+}
+
+func (m *Module) done() {
+	if m.inflight.Add(-1) == 0 && State(m.state.Load()) == StateStopping {
+		select {
+		case m.drained <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Part is one input of a merge call.
+type Part struct {
+	Data []byte
+	// Missing marks a part whose shard failed or missed its deadline.
+	Missing bool
+}
+
+// Call calls the role's handler with in and appends the output to dst. It is the hot path:
+// with a warm instance it makes one wasm call and allocates nothing itself.
+func (m *Module) Call(ctx context.Context, role Role, in, dst []byte) ([]byte, error) {
+	if role < 0 || role >= numRoles || !m.has[role] {
+		return dst, m.noRole(role)
+	}
+	return m.call(ctx, int(role), in, nil, false, dst)
+}
+
+// Merge calls the merge handler with the framed parts and appends the output to dst.
+func (m *Module) Merge(ctx context.Context, parts []Part, dst []byte) ([]byte, error) {
+	if !m.has[RoleMerge] {
+		return dst, m.noRole(RoleMerge)
+	}
+	return m.call(ctx, int(RoleMerge), nil, parts, true, dst)
+}
+
+func (m *Module) noRole(r Role) error {
+	if r < 0 || r >= numRoles {
+		return fmt.Errorf("module %q: %w: %s", m.cfg.Name, ErrNoExport, r)
+	}
+	return fmt.Errorf("module %q: %w: %s (role %s)", m.cfg.Name, ErrNoExport, exportTable[r].name, r)
+}
+
+func (m *Module) call(ctx context.Context, exp int, in []byte, parts []Part, framed bool, dst []byte) ([]byte, error) {
+	if err := m.admit(); err != nil {
+		return dst, err
+	}
+	start := time.Now()
+	s, err := m.acquire(ctx)
+	if err != nil {
+		m.account(start, err)
+		m.done()
+		return dst, err
+	}
+	out, err := s.inst.Load().invoke(ctx, exp, in, parts, framed, dst)
+	m.release(s)
+	m.account(start, err)
+	m.done()
+	return out, err
+}
+
+func (m *Module) account(start time.Time, err error) {
+	m.calls.Add(1)
+	m.lat.observe(int64(time.Since(start)))
+	if err == nil {
+		return
+	}
+	m.errs.Add(1)
+	switch {
+	case errors.Is(err, ErrTrap):
+		m.traps.Add(1)
+		m.log(LevelWarn, "runtime", err.Error()+" (instance replaced)")
+	case errors.Is(err, ErrDeadline):
+		m.timeouts.Add(1)
+	case errors.Is(err, ErrGuest):
+		m.guestErrs.Add(1)
+	}
+}
+
+// Health is the result of a health check.
+type Health int
+
+// Health results, as the ABI's wasmpod_health numbers them.
+const (
+	Ready     Health = 0 // healthy and ready for traffic
+	NotReady  Health = 1 // alive, but send it no traffic
+	Unhealthy Health = 2 // restart it
+)
+
+func (h Health) String() string {
+	switch h {
+	case Ready:
+		return "ready"
+	case NotReady:
+		return "not-ready"
+	}
+	return "unhealthy"
+}
+
+// Health runs the guest's health export on one instance. A module without one is Ready while it
+// runs. A failing check (trap, deadline) is Unhealthy with the error.
+func (m *Module) Health(ctx context.Context) (Health, error) {
+	if err := m.admit(); err != nil {
+		return Unhealthy, err
+	}
+	defer m.done()
+	if !m.has[expHealth] {
+		return Ready, nil
+	}
+	s, err := m.acquire(ctx)
+	if err != nil {
+		return Unhealthy, err
+	}
+	inst := s.inst.Load()
+	err = inst.callRaw(ctx, expHealth)
+	rc := int32(inst.stack[0])
+	m.release(s)
+	if err != nil {
+		return Unhealthy, fmt.Errorf("module %q: health check: %w", m.cfg.Name, err)
+	}
+	switch {
+	case rc == 0:
+		return Ready, nil
+	case rc == 1:
+		return NotReady, nil
+	}
+	return Unhealthy, nil
+}
+
+// Tick runs the guest's tick export once on one instance.
+func (m *Module) Tick(ctx context.Context) error {
+	if !m.has[expTick] {
+		return fmt.Errorf("module %q: %w: wasmpod_tick", m.cfg.Name, ErrNoExport)
+	}
+	if err := m.admit(); err != nil {
+		return err
+	}
+	defer m.done()
+	s, err := m.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	inst := s.inst.Load()
+	inst.stack[0] = uint64(time.Now().UnixMilli())
+	inst.hasErrMsg = false
+	err = inst.callRaw(ctx, expTick)
+	rc := int32(inst.stack[0])
+	suffix := inst.errSuffix()
+	m.release(s)
+	if err == nil && rc != 0 {
+		err = fmt.Errorf("module %q: wasmpod_tick returned %d%s", m.cfg.Name, rc, suffix)
+	}
+	if err != nil {
+		m.ticksFailed.Add(1)
+	}
+	return err
+}
+
+func (m *Module) tickLoop(ctx context.Context) {
+	defer m.bgDone.Done()
+	t := time.NewTicker(m.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if m.State() != StateRunning {
+				continue
+			}
+			if err := m.Tick(ctx); err != nil && ctx.Err() == nil {
+				m.log(LevelWarn, "runtime", "tick: "+err.Error())
+			}
+		}
+	}
+}
+
+// Scale sets the warm pool size, within [0, MaxConcurrency]. Instances are created or closed in
+// the background.
+func (m *Module) Scale(n int) error {
+	if n < 0 || n > m.cfg.MaxConcurrency {
+		return fmt.Errorf("module %q: scale to %d: %w: allowed 0..%d (MaxConcurrency)", m.cfg.Name, n, ErrInput, m.cfg.MaxConcurrency)
+	}
+	m.target.Store(int32(n))
+	m.signalRefill()
+	return nil
+}
+
+// scaleBy implements the guest's scale import: -1 when not allowed, else the new target.
+func (m *Module) scaleBy(delta int) int {
+	if !m.cfg.AllowScale {
+		return -1
+	}
+	for {
+		cur := m.target.Load()
+		n := min(max(int(cur)+delta, m.cfg.MinInstances, 1), m.cfg.MaxConcurrency)
+		if m.target.CompareAndSwap(cur, int32(n)) {
+			if n != int(cur) {
+				m.log(LevelInfo, "runtime", fmt.Sprintf("guest asked to scale by %d: warm pool %d -> %d", delta, cur, n))
+				m.signalRefill()
+			}
+			return n
+		}
+	}
+}
+
+func (m *Module) signalRefill() {
+	select {
+	case m.refill <- struct{}{}:
+	default:
+	}
+}
+
+// refillLoop keeps the warm pool at its target: it replaces discarded instances and follows
+// Scale. It is owned by the module and stops with it.
+func (m *Module) refillLoop(ctx context.Context) {
+	defer m.bgDone.Done()
+	backoff := 50 * time.Millisecond
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.refill:
+		}
+		for ctx.Err() == nil {
+			live, _ := m.pool.counts()
+			target := int(m.target.Load())
+			if live > target {
+				// Shrink: close idle instances beyond the target.
+				if s := m.pool.tryIdle(); s != nil {
+					s.inst.Load().close(ctx)
+					m.pool.clear(s)
+					continue
+				}
+				break
+			}
+			if live >= target {
+				break
+			}
+			s := m.pool.tryEmpty()
+			if s == nil {
+				break
+			}
+			inst, err := m.startInstance(ctx)
+			if err != nil {
+				m.pool.clear(s)
+				if ctx.Err() != nil {
+					return
+				}
+				failures++
+				m.log(LevelError, "runtime", fmt.Sprintf("refill: %v (retry in %s)", err, backoff))
+				if l, _ := m.pool.counts(); l == 0 && failures >= 3 {
+					m.lifeMu.Lock()
+					if st := m.State(); st == StateRunning || st == StatePaused {
+						m.fail(fmt.Errorf("module %q: no instance can be created: %w", m.cfg.Name, err))
+					}
+					m.lifeMu.Unlock()
+					return
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(backoff*2, 5*time.Second)
+				continue
+			}
+			failures, backoff = 0, 50*time.Millisecond
+			s.inst.Store(inst)
+			m.pool.put(s)
+		}
+	}
+}
+
+// Stats returns the module's counters.
+func (m *Module) Stats() Stats {
+	live, busy := m.pool.counts()
+	var pages uint64
+	for k := range m.pool.slots {
+		s := &m.pool.slots[k]
+		if st := s.state.Load(); st == slotIdle || st == slotBusy {
+			if inst := s.inst.Load(); inst != nil {
+				pages += inst.mem0.pages.Load()
+			}
+		}
+	}
+	return Stats{
+		Module: m.cfg.Name, State: m.State(),
+		Calls: m.calls.Load(), Errors: m.errs.Load(), Traps: m.traps.Load(), Timeouts: m.timeouts.Load(),
+		Overloads: m.overloads.Load(), GuestErrors: m.guestErrs.Load(),
+		Instantiations: m.instantiations.Load(), ColdStarts: m.coldStarts.Load(), Discards: m.discards.Load(),
+		Instances: live, Busy: busy, Target: int(m.target.Load()), MemoryPages: pages,
+		TicksFailed: m.ticksFailed.Load(), Latency: m.lat.snapshot(),
+	}
+}
+
+// GuestMetrics returns the metrics the guest defined, with their current values.
+func (m *Module) GuestMetrics() []GuestMetric { return m.metrics.snapshot() }
+
+type subscription struct{ ch chan Event }
+
+// Subscribe returns a channel of the module's lifecycle events. Events are dropped for a
+// subscriber whose buffer is full. cancel ends the subscription and closes the channel.
+func (m *Module) Subscribe(buffer int) (events <-chan Event, cancel func()) {
+	s := &subscription{ch: make(chan Event, buffer)}
+	m.subsMu.Lock()
+	m.subs[s] = struct{}{}
+	m.subsMu.Unlock()
+	var once sync.Once
+	return s.ch, func() {
+		once.Do(func() {
+			m.subsMu.Lock()
+			if _, ok := m.subs[s]; ok {
+				delete(m.subs, s)
+				close(s.ch)
+			}
+			m.subsMu.Unlock()
+		})
+	}
+}
+
+func (m *Module) emit(ev Event) {
+	if m.e.cfg.Events != nil {
+		m.e.cfg.Events(ev)
+	}
+	m.subsMu.Lock()
+	for s := range m.subs {
+		select {
+		case s.ch <- ev:
+		default:
+		}
+	}
+	m.subsMu.Unlock()
+}
