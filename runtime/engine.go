@@ -7,13 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/wasmpod/wasmpod/runtime/internal/instrument"
 )
 
 // Engine compiles and runs modules. It is safe for concurrent use. Close it to release every
@@ -23,17 +24,11 @@ type Engine struct {
 
 	mu       sync.Mutex
 	closed   bool
-	flavors  [2]*flavor // [0] guarded, [1] trusted; created on first use
+	rt       wazero.Runtime
+	cache    wazero.CompilationCache
 	modules  map[*Module]struct{}
 	hostFns  map[string]hostSig
 	instByID sync.Map // api.Module -> *instance, so imports find their caller
-}
-
-// flavor is one wazero runtime with its compilation cache. Guarded and trusted code differ in
-// machine code (termination checks), so they never share a runtime or a cache directory.
-type flavor struct {
-	rt    wazero.Runtime
-	cache wazero.CompilationCache
 }
 
 // NewEngine creates an engine. With cfg.CacheDir set, compiled code is kept there.
@@ -55,56 +50,41 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 		e.hostFns[f.Name] = hostSig{params: f.Params, results: f.Results}
 	}
+	// No WithCloseOnContextDone: termination comes from instrumented loop checks (see
+	// internal/instrument), which cost a load and a branch instead of a goroutine per call and a
+	// call out to Go per loop iteration.
+	rc := wazero.NewRuntimeConfig()
 	if cfg.CacheDir != "" {
-		if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
-			return nil, fmt.Errorf("runtime: compilation cache: %w", err)
+		c, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("runtime: compilation cache %s: %w", cfg.CacheDir, err)
 		}
+		e.cache = c
+		rc = rc.WithCompilationCache(c)
 	}
-	// Create the guarded flavor eagerly so configuration errors surface here.
-	if _, err := e.flavor(ctx, false); err != nil {
+	e.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, e.rt); err != nil {
+		e.closeRuntime(ctx)
+		return nil, fmt.Errorf("runtime: wasi: %w", err)
+	}
+	if err := e.instantiateHostModule(ctx, e.rt); err != nil {
+		e.closeRuntime(ctx)
 		return nil, err
 	}
 	return e, nil
 }
 
-func (e *Engine) flavor(ctx context.Context, trusted bool) (*flavor, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return nil, fmt.Errorf("runtime: engine: %w", ErrClosed)
+func (e *Engine) closeRuntime(ctx context.Context) error {
+	var errs []error
+	if err := e.rt.Close(ctx); err != nil {
+		errs = append(errs, err)
 	}
-	idx := 0
-	if trusted {
-		idx = 1
-	}
-	if f := e.flavors[idx]; f != nil {
-		return f, nil
-	}
-	rc := wazero.NewRuntimeConfig().WithCloseOnContextDone(!trusted)
-	f := &flavor{}
-	if e.cfg.CacheDir != "" {
-		sub := "guarded"
-		if trusted {
-			sub = "trusted"
+	if e.cache != nil {
+		if err := e.cache.Close(ctx); err != nil {
+			errs = append(errs, err)
 		}
-		c, err := wazero.NewCompilationCacheWithDir(filepath.Join(e.cfg.CacheDir, sub))
-		if err != nil {
-			return nil, fmt.Errorf("runtime: compilation cache: %w", err)
-		}
-		f.cache = c
-		rc = rc.WithCompilationCache(c)
 	}
-	f.rt = wazero.NewRuntimeWithConfig(ctx, rc)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, f.rt); err != nil {
-		f.rt.Close(ctx)
-		return nil, fmt.Errorf("runtime: wasi: %w", err)
-	}
-	if err := e.instantiateHostModule(ctx, f.rt); err != nil {
-		f.rt.Close(ctx)
-		return nil, err
-	}
-	e.flavors[idx] = f
-	return f, nil
+	return errors.Join(errs...)
 }
 
 // LoadFile reads a module from a file and loads it like [Engine.Load].
@@ -127,15 +107,24 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, cfg ModuleConfig) (*Modu
 	if cfg.SHA256 != "" && !strings.EqualFold(cfg.SHA256, digest) {
 		return nil, fmt.Errorf("%w: module %q: sha256 is %s, expected %s", ErrChecksum, cfg.Name, digest, strings.ToLower(cfg.SHA256))
 	}
-	f, err := e.flavor(ctx, cfg.Trusted)
-	if err != nil {
-		return nil, err
+	e.mu.Lock()
+	closed := e.closed
+	e.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("runtime: engine: %w", ErrClosed)
 	}
-	cm, err := compileSafely(ctx, f.rt, wasm)
+	code := wasm
+	if !cfg.Trusted {
+		var err error
+		if code, err = instrument.Stop(wasm); err != nil {
+			return nil, fmt.Errorf("%w: module %q: %v", ErrInvalidModule, cfg.Name, err)
+		}
+	}
+	cm, err := compileSafely(ctx, e.rt, code)
 	if err != nil {
 		return nil, fmt.Errorf("%w: module %q: %v", ErrInvalidModule, cfg.Name, err)
 	}
-	m, err := newModule(e, f, cm, cfg, digest)
+	m, err := newModule(e, cm, cfg, digest)
 	if err != nil {
 		cm.Close(ctx)
 		return nil, err
@@ -181,18 +170,8 @@ func (e *Engine) Close(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	for _, f := range e.flavors {
-		if f == nil {
-			continue
-		}
-		if err := f.rt.Close(ctx); err != nil {
-			errs = append(errs, err)
-		}
-		if f.cache != nil {
-			if err := f.cache.Close(ctx); err != nil {
-				errs = append(errs, err)
-			}
-		}
+	if err := e.closeRuntime(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wasmpod/wasmpod/runtime/internal/instrument"
 )
 
 // initialBuffer is the buffer size the host asks every instance for at start.
@@ -34,11 +36,12 @@ type instance struct {
 	errMsg    []byte
 	hasErrMsg bool
 
-	// Termination: cc is the context handed to the guarded runtime for every call of this
-	// instance. Its done channel is closed (once) when the call's deadline passes or the module
-	// is forced to stop; wazero's guard then cuts the running code. An instance whose done
-	// channel was closed is never used again.
-	cc       callCtx
+	// Termination (guarded modules): the module was instrumented with a check of stopFlag at
+	// every loop head. When the call's deadline passes, or the module is forced to stop, the
+	// timer sets the flag and closes done (which wakes a guest sleeping in WASI); the guest traps
+	// at its next loop head. An expired instance is never used again.
+	stopFlag api.MutableGlobal
+	done     chan struct{}
 	timer    *time.Timer
 	expired  atomic.Bool
 	stopping atomic.Bool // cut because the module stopped, not because of its deadline
@@ -47,35 +50,25 @@ type instance struct {
 	stdout, stderr *lineWriter
 }
 
-// callCtx is a reusable context: one per instance, so a call allocates no context of its own.
-// Done and Err only touch the done channel, which never changes for the instance's life; Value
-// reads the caller's context, which only the calling goroutine uses.
-type callCtx struct {
-	parent context.Context
-	done   chan struct{}
-}
-
-func (c *callCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (c *callCtx) Done() <-chan struct{}       { return c.done }
-func (c *callCtx) Err() error {
-	select {
-	case <-c.done:
-		return context.DeadlineExceeded
-	default:
-		return nil
-	}
-}
-func (c *callCtx) Value(key any) any {
-	if p := c.parent; p != nil {
-		return p.Value(key)
-	}
-	return nil
-}
-
 // expire cuts the instance's current call (if any). Safe from any goroutine, idempotent.
 func (i *instance) expire() {
 	if i.expired.CompareAndSwap(false, true) {
-		close(i.cc.done)
+		i.stopFlag.Set(1)
+		close(i.done)
+	}
+}
+
+// nanosleep is the guest's WASI sleep: it ends early when the instance is cut, so a sleeping
+// guest reaches its next loop check instead of sleeping past its deadline.
+func (i *instance) nanosleep(ns int64) {
+	if ns <= 0 {
+		return
+	}
+	t := time.NewTimer(time.Duration(ns))
+	select {
+	case <-t.C:
+	case <-i.done:
+		t.Stop()
 	}
 }
 
@@ -92,8 +85,8 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 		WithStderr(inst.stderr).
 		WithSysWalltime().
 		WithSysNanotime().
-		WithSysNanosleep().
-		WithRandSource(rand.Reader)
+		WithRandSource(rand.Reader).
+		WithNanosleep(inst.nanosleep)
 	for k, v := range m.cfg.Env {
 		mc = mc.WithEnv(k, v)
 	}
@@ -113,7 +106,7 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 		inst.mem0.buf = make([]byte, 0, min(capacity, inst.mem0.limit))
 		return inst.mem0
 	}))
-	mod, err := m.f.rt.InstantiateModule(ictx, m.cm, mc)
+	mod, err := m.e.rt.InstantiateModule(ictx, m.cm, mc)
 	if err != nil {
 		return nil, fmt.Errorf("module %q: instantiate: %w", m.cfg.Name, err)
 	}
@@ -124,8 +117,14 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 			inst.fns[i] = mod.ExportedFunction(exportTable[i].name)
 		}
 	}
+	inst.done = make(chan struct{})
 	if !m.cfg.Trusted {
-		inst.cc.done = make(chan struct{})
+		g, ok := mod.ExportedGlobal(instrument.GlobalName).(api.MutableGlobal)
+		if !ok {
+			mod.Close(ctx)
+			return nil, fmt.Errorf("module %q: instrumented stop flag missing", m.cfg.Name)
+		}
+		inst.stopFlag = g
 		inst.timer = time.AfterFunc(time.Hour, inst.expire)
 		inst.timer.Stop()
 	}
@@ -200,10 +199,8 @@ func (i *instance) callRaw(ctx context.Context, exp int) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("module %q: %w", i.m.cfg.Name, err)
 	}
-	i.cc.parent = ctx
 	i.timer.Reset(d)
-	err := f.CallWithStack(&i.cc, i.stack[:])
-	i.cc.parent = nil
+	err := f.CallWithStack(ctx, i.stack[:])
 	if !i.timer.Stop() {
 		// The deadline fired as the call returned. Make sure the instance is marked (the timer's
 		// function may still be on its way), so dead() retires it; a result that made it stands.
@@ -228,18 +225,16 @@ func (i *instance) classify(err error) error {
 	name := i.m.cfg.Name
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
-		switch exit.ExitCode() {
-		case sys.ExitCodeDeadlineExceeded:
-			if i.stopping.Load() {
-				return fmt.Errorf("module %q: call cut because the module stopped: %w", name, ErrNotRunning)
-			}
-			return fmt.Errorf("module %q: %w (limit %s)", name, ErrDeadline, i.m.cfg.CallTimeout)
-		case sys.ExitCodeContextCanceled:
-			return fmt.Errorf("module %q: %w", name, context.Canceled)
-		}
 		return &TrapError{Module: name, Kind: "exit", ExitCode: exit.ExitCode(), Detail: err.Error()}
 	}
 	msg := err.Error()
+	if i.expired.Load() && strings.Contains(msg, "unreachable") {
+		// The instrumented loop check fired.
+		if i.stopping.Load() {
+			return fmt.Errorf("module %q: call cut because the module stopped: %w", name, ErrNotRunning)
+		}
+		return fmt.Errorf("module %q: %w (limit %s)", name, ErrDeadline, i.m.cfg.CallTimeout)
+	}
 	kind := "other"
 	for _, k := range trapKinds {
 		if strings.Contains(msg, k.needle) {

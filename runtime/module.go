@@ -15,7 +15,6 @@ import (
 // for concurrent use. Calls are admitted only while the module is running.
 type Module struct {
 	e      *Engine
-	f      *flavor
 	cm     wazero.CompiledModule
 	cfg    ModuleConfig
 	info   Info
@@ -44,14 +43,14 @@ type Module struct {
 	refill   chan struct{}
 }
 
-func newModule(e *Engine, f *flavor, cm wazero.CompiledModule, cfg ModuleConfig, digest string) (*Module, error) {
+func newModule(e *Engine, cm wazero.CompiledModule, cfg ModuleConfig, digest string) (*Module, error) {
 	has, info, err := inspect(cm, &cfg, e.hostFns)
 	if err != nil {
 		return nil, err
 	}
 	info.Name, info.SHA256, info.Trusted = cfg.Name, digest, cfg.Trusted
 	m := &Module{
-		e: e, f: f, cm: cm, cfg: cfg, info: info, has: has, digest: digest,
+		e: e, cm: cm, cfg: cfg, info: info, has: has, digest: digest,
 		drained: make(chan struct{}, 1),
 		pool:    newPool(cfg.MaxConcurrency),
 		refill:  make(chan struct{}, 1),

@@ -57,7 +57,7 @@ func parse(data []byte, file, baseDir string, opts ValidateOptions) (*Pod, error
 	if root == nil {
 		return nil, ps.err()
 	}
-	d := &decoder{probs: ps, lines: map[string]int{"": root.Line}}
+	d := &decoder{probs: ps, lines: map[string]int{"": root.Line}, failed: map[string]bool{}}
 	p := &Pod{BaseDir: baseDir}
 	d.value(root, "", reflect.ValueOf(p).Elem())
 	p.src = &source{file: file, lines: d.lines}
@@ -132,8 +132,8 @@ func addYAMLError(ps *problems, err error) {
 // records every problem instead of stopping at the first.
 type decoder struct {
 	probs  *problems
-	lines  map[string]int // field path -> line, for Validate
-	failed []string       // paths whose values could not be decoded
+	lines  map[string]int  // field path -> line, for Validate
+	failed map[string]bool // paths whose values could not be decoded
 	nodes  int
 	tooBig bool
 }
@@ -141,7 +141,7 @@ type decoder struct {
 // fail records a problem with the value at path; Validate stays quiet about that path.
 func (d *decoder) fail(line int, path, format string, args ...any) {
 	d.probs.add(line, path, format, args...)
-	d.failed = append(d.failed, path)
+	d.failed[path] = true
 }
 
 // count charges n nodes to the budget and reports whether decoding may go on.

@@ -3,6 +3,7 @@ package podspec
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -73,13 +74,22 @@ func (e *SpecError) Unwrap() []error {
 	return errs
 }
 
+// maxProblems bounds the problems listed for one spec: nobody reads more, and a generated file
+// with a problem on every line must not produce megabytes of messages.
+const maxProblems = 200
+
 // problems collects FieldErrors for one spec.
 type problems struct {
-	file string
-	list []*FieldError
+	file    string
+	list    []*FieldError
+	dropped int
 }
 
 func (ps *problems) add(line int, path, format string, args ...any) {
+	if len(ps.list) >= maxProblems {
+		ps.dropped++
+		return
+	}
 	ps.list = append(ps.list, &FieldError{File: ps.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
@@ -97,29 +107,44 @@ func (ps *problems) err() error {
 		return e.Line
 	}
 	sort.SliceStable(list, func(i, j int) bool { return key(list[i]) < key(list[j]) })
+	if ps.dropped > 0 {
+		list = append(list, &FieldError{File: ps.file, Msg: fmt.Sprintf("%d more problems not listed", ps.dropped)})
+	}
 	return &SpecError{Problems: list}
 }
 
 // k8sHints maps field names a Kubernetes user is likely to write to the wasmpod field that plays
 // their part, with a note shown in the error. A hint is offered only where its target field is
 // known, so "image" is explained inside a module but not inside metadata.
-var k8sHints = map[string]struct{ target, note string }{
-	"containers":     {"modules", "a pod's containers are its modules"},
-	"initContainers": {"modules", "use a module with role: sidecar for something that starts before main"},
-	"image":          {"wasm", "a module runs a .wasm file instead of a container image"},
-	"env":            {"config", "a module reads settings from its config map (config_get)"},
-	"args":           {"config", "a module reads settings from its config map (config_get)"},
-	"command":        {"config", "a module reads settings from its config map (config_get)"},
-	"limits":         {"memory", "set memory, timeout, concurrency and minInstances directly under resources"},
-	"requests":       {"memory", "set memory, timeout, concurrency and minInstances directly under resources"},
-	"namespace":      {"name", "wasmpod has no namespaces"},
-	"volume":         {"volumes", ""},
-	"mounts":         {"volumeMounts", ""},
+//
+// A hint without a target explains that the field has no counterpart; it is offered where its
+// context field is known.
+var k8sHints = map[string]struct{ target, note, context string }{
+	"httpGet":   {"", "a probe calls the module's wasmpod_health export; set only its timing: periodSeconds, timeoutSeconds, ...", "periodSeconds"},
+	"exec":      {"", "a probe calls the module's wasmpod_health export; set only its timing: periodSeconds, timeoutSeconds, ...", "periodSeconds"},
+	"tcpSocket": {"", "a probe calls the module's wasmpod_health export; set only its timing: periodSeconds, timeoutSeconds, ...", "periodSeconds"},
+	"grpc":      {"", "a probe calls the module's wasmpod_health export; set only its timing: periodSeconds, timeoutSeconds, ...", "periodSeconds"},
+	"ports":     {"", "modules do not listen on ports: the host routes requests to main", "wasm"},
+
+	"containers":     {"modules", "a pod's containers are its modules", ""},
+	"initContainers": {"modules", "use a module with role: sidecar for something that starts before main", ""},
+	"image":          {"wasm", "a module runs a .wasm file instead of a container image", ""},
+	"env":            {"config", "a module reads its settings from config, with the config_get import", ""},
+	"args":           {"config", "a module reads its settings from config, with the config_get import", ""},
+	"command":        {"config", "a module reads its settings from config, with the config_get import", ""},
+	"limits":         {"memory", "set memory, timeout, concurrency and minInstances directly under resources", ""},
+	"requests":       {"memory", "set memory, timeout, concurrency and minInstances directly under resources", ""},
+	"namespace":      {"name", "wasmpod has no namespaces", ""},
+	"volume":         {"volumes", "", ""},
+	"mounts":         {"volumeMounts", "", ""},
 }
 
 // unknownFieldMsg builds the message for an unknown field, suggesting the closest known one when
 // the match is obvious and listing the known fields otherwise.
 func unknownFieldMsg(name string, known []string) string {
+	if h, ok := k8sHints[name]; ok && h.target == "" && slices.Contains(known, h.context) {
+		return fmt.Sprintf("unknown field %q (%s)", name, h.note)
+	}
 	if s, note := suggestField(name, known); s != "" {
 		if note != "" {
 			return fmt.Sprintf("unknown field %q; did you mean %q? (%s)", name, s, note)
@@ -131,14 +156,7 @@ func unknownFieldMsg(name string, known []string) string {
 
 // suggestField returns the known field name probably meant by name, and a note, or "".
 func suggestField(name string, known []string) (string, string) {
-	isKnown := func(f string) bool {
-		for _, k := range known {
-			if k == f {
-				return true
-			}
-		}
-		return false
-	}
+	isKnown := func(f string) bool { return f != "" && slices.Contains(known, f) }
 	for _, k := range known {
 		if strings.EqualFold(k, name) {
 			return k, ""

@@ -339,6 +339,10 @@ const (
 	HostPathDirectoryOrCreate HostPathType = "DirectoryOrCreate"
 )
 
+func (t HostPathType) valid() bool {
+	return t == HostPathUnset || t == HostPathDirectory || t == HostPathDirectoryOrCreate
+}
+
 // GracePeriod returns TerminationGracePeriodSeconds as a duration, or the default when unset.
 func (s *PodSpec) GracePeriod() time.Duration {
 	secs := int64(DefaultTerminationGracePeriodSeconds)

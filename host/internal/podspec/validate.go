@@ -65,13 +65,21 @@ type validator struct {
 	p      *Pod
 	probs  *problems
 	opts   ValidateOptions
-	failed []string // paths the decoder could not read: their problems are already reported
+	failed map[string]bool // paths the decoder could not read: their problems are already reported
+
+	volumeNames []string // sorted, for suggestions
 }
 
+// errorf reports a problem at path unless the decoder already reported one there or above.
 func (v *validator) errorf(path, format string, args ...any) {
-	for _, f := range v.failed {
-		if f == "" || path == f || strings.HasPrefix(path, f+".") || strings.HasPrefix(path, f+"[") {
-			return
+	if len(v.failed) > 0 {
+		for p := path; ; p = parentPath(p) {
+			if v.failed[p] {
+				return
+			}
+			if p == "" {
+				break
+			}
 		}
 	}
 	v.probs.add(v.p.lineOf(path), path, format, args...)
@@ -168,6 +176,12 @@ func (v *validator) spec() {
 	for i := range s.Modules {
 		m := &s.Modules[i]
 		mp := fmt.Sprintf("spec.modules[%d]", i)
+		switch {
+		case m.Name == "":
+			v.errorf(mp+".name", "required field is missing")
+		case labelProblem(m.Name) != "":
+			v.errorf(mp+".name", "%s", labelProblem(m.Name))
+		}
 		if m.Name != "" {
 			if first, dup := names[m.Name]; dup {
 				v.errorf(mp+".name", "duplicate module name %q (also %s)", m.Name, v.p.where(first))
@@ -175,13 +189,13 @@ func (v *validator) spec() {
 				names[m.Name] = mp
 			}
 		}
+		v.module(mp, m, volumes)
 		switch m.Role {
 		case RoleMain:
 			mains = append(mains, mp)
 		case RoleMerge:
 			merges = append(merges, mp)
 		}
-		v.module(mp, m, volumes)
 	}
 	for _, mp := range mains[min(1, len(mains)):] {
 		note := ""
@@ -257,17 +271,18 @@ func (v *validator) volumes() map[string]bool {
 }
 
 func (v *validator) hostPath(hp string, h *HostPathVolumeSource) {
-	switch h.Type {
-	case HostPathUnset, HostPathDirectory, HostPathDirectoryOrCreate:
-	default:
-		v.errorf(hp+".type", "unsupported hostPath type %q%s (a WASI mount is a directory: use Directory or DirectoryOrCreate)",
-			truncate(string(h.Type)), didYouMean(string(h.Type), []string{string(HostPathDirectory), string(HostPathDirectoryOrCreate)}))
+	if !h.Type.valid() {
+		hint := " (a WASI mount is a directory: use Directory or DirectoryOrCreate)"
+		if m := suggestValue(string(h.Type), []string{string(HostPathDirectory), string(HostPathDirectoryOrCreate)}); m != "" {
+			hint = fmt.Sprintf("; did you mean %q?", m)
+		}
+		v.errorf(hp+".type", "unsupported hostPath type %q%s", truncate(string(h.Type)), hint)
 	}
 	if h.Path == "" {
 		v.errorf(hp+".path", "required field is missing")
 		return
 	}
-	if !v.opts.CheckFiles && !v.opts.VerifyDigests {
+	if !v.opts.CheckFiles && !v.opts.VerifyDigests || !h.Type.valid() {
 		return
 	}
 	resolved := v.p.ResolvePath(h.Path)
@@ -284,13 +299,8 @@ func (v *validator) hostPath(hp string, h *HostPathVolumeSource) {
 	}
 }
 
+// module checks one module's own fields; names and roles across modules are checked by spec.
 func (v *validator) module(mp string, m *Module, volumes map[string]bool) {
-	switch {
-	case m.Name == "":
-		v.errorf(mp+".name", "required field is missing")
-	case labelProblem(m.Name) != "":
-		v.errorf(mp+".name", "%s", labelProblem(m.Name))
-	}
 	if !m.Role.Valid() {
 		valid := make([]string, 0, 7)
 		for _, r := range Roles() {
@@ -440,11 +450,17 @@ func (v *validator) mounts(mp string, m *Module, volumes map[string]bool) {
 		case vm.Name == "":
 			v.errorf(vp+".name", "required field is missing")
 		case !volumes[vm.Name]:
-			names := sortedKeys(volumes)
-			if len(names) == 0 {
+			switch {
+			case len(volumes) == 0:
 				v.errorf(vp+".name", "volume %q is not defined (the pod has no spec.volumes)", truncate(vm.Name))
-			} else {
-				v.errorf(vp+".name", "volume %q is not defined in spec.volumes%s", truncate(vm.Name), didYouMean(vm.Name, names))
+			case len(volumes) > 64:
+				// Too many names for a suggestion to be cheap or useful.
+				v.errorf(vp+".name", "volume %q is not defined in spec.volumes", truncate(vm.Name))
+			default:
+				if v.volumeNames == nil {
+					v.volumeNames = sortedKeys(volumes)
+				}
+				v.errorf(vp+".name", "volume %q is not defined in spec.volumes%s", truncate(vm.Name), didYouMean(vm.Name, v.volumeNames))
 			}
 		}
 		switch {

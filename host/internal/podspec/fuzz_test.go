@@ -1,0 +1,75 @@
+package podspec
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+// FuzzParse checks that Parse never panics, that every failure is a *SpecError wrapping
+// ErrInvalidSpec with a message for each problem, and that any accepted spec survives
+// Marshal and Parse unchanged, with Marshal canonical.
+//
+//	go test -run '^$' -fuzz FuzzParse -fuzztime 60s ./host/internal/podspec
+func FuzzParse(f *testing.F) {
+	for _, pattern := range []string{"testdata/*.yaml", "testdata/invalid/*.yaml"} {
+		files, _ := filepath.Glob(pattern)
+		for _, name := range files {
+			data, err := os.ReadFile(name)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(data)
+		}
+	}
+	for _, s := range []string{
+		"",
+		withModule,
+		withModule + "---\n" + withModule,
+		withModule + "      config: {a: \"\\x7f\\u0085\\ufeff\\u2028\", b: \"\\t\\r\\n\"}\n",
+		withModule + "      priority: high\n      tickInterval: 1h30m\n      allowScale: {}\n      livenessProbe: {}\n",
+		withModule + "  volumes: [{name: v, emptyDir: {sizeLimit: 1.5Gi}}]\n",
+		header + "  modules: [&m {name: a, wasm: a.wasm}, {<<: *m, name: b, role: leaf}]\n",
+		"{\"apiVersion\":\"wasmpod.dev/v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"j\"},\"spec\":{\"modules\":[{\"name\":\"a\",\"wasm\":\"a.wasm\"}]}}",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := Parse(data, "base")
+		if err != nil {
+			var se *SpecError
+			if !errors.As(err, &se) || !errors.Is(err, ErrInvalidSpec) || p != nil {
+				t.Fatalf("Parse error %T (pod %v) is not a *SpecError wrapping ErrInvalidSpec: %v", err, p != nil, err)
+			}
+			for _, fe := range se.Problems {
+				if fe.Msg == "" {
+					t.Fatalf("problem without a message: %+v", fe)
+				}
+			}
+			return
+		}
+		b, err := p.Marshal()
+		if err != nil {
+			t.Fatalf("Marshal: %v", err)
+		}
+		if len(b) > MaxSpecBytes {
+			return // aliases expanded the spec past what Parse reads; nothing to compare
+		}
+		p2, err := Parse(b, "base")
+		if err != nil {
+			t.Fatalf("Parse(Marshal()) failed: %v\ninput: %q\nmarshaled: %s", err, data, b)
+		}
+		if a, b := withoutSource(p), withoutSource(p2); !reflect.DeepEqual(a, b) {
+			t.Fatalf("round trip changed the pod:\n%#v\n%#v", a, b)
+		}
+		b2, err := p2.Marshal()
+		if err != nil || string(b2) != string(b) {
+			t.Fatalf("Marshal is not canonical:\n%s\n%s", b, b2)
+		}
+		if err := p2.Validate(ValidateOptions{}); err != nil {
+			t.Fatalf("Validate of an accepted spec: %v", err)
+		}
+	})
+}
