@@ -6,6 +6,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/wasmpod/wasmpod/runtime/internal/instrument"
 )
 
 // Role is a handler export of the native ABI.
@@ -135,6 +137,9 @@ func inspect(cm wazero.CompiledModule, cfg *ModuleConfig, hostFns map[string]hos
 		info.Imports = append(info.Imports, ns+"."+name)
 		switch ns {
 		case ImportModule:
+			if name == instrument.YieldName && !cfg.Trusted {
+				continue // added by the instrumentation of guarded modules
+			}
 			sig, ok := hostFns[name]
 			if !ok {
 				return has, info, bad("imports %s.%s, which this host (ABI v%d) does not provide", ns, name, ABIVersion)

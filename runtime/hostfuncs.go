@@ -2,13 +2,19 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/wasmpod/wasmpod/runtime/internal/instrument"
 )
+
+// errCut is the panic value __yield uses to end a call whose instance expired.
+var errCut = errors.New("wasmpod: call cut by the host")
 
 // ImportModule is the import namespace of the native ABI's host functions.
 const ImportModule = "wasmpod"
@@ -191,6 +197,14 @@ func (e *Engine) instantiateHostModule(ctx context.Context, rt wazero.Runtime) e
 		}
 		stack[0] = api.EncodeI32(int32(inst.m.scaleBy(int(int32(stack[0])))))
 	})
+	// __yield is called by instrumented guests every yieldEvery loop iterations: it gives the Go
+	// scheduler a safe point and cuts the call once the instance has expired.
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+		if inst := e.instanceOf(mod); inst != nil && inst.expired.Load() {
+			panic(errCut)
+		}
+		stack[0] = api.EncodeI32(yieldEvery)
+	}), nil, []api.ValueType{api.ValueTypeI32}).Export(instrument.YieldName)
 	for _, f := range e.cfg.Imports {
 		f := f
 		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {

@@ -36,11 +36,13 @@ type instance struct {
 	errMsg    []byte
 	hasErrMsg bool
 
-	// Termination (guarded modules): the module was instrumented with a check of stopFlag at
-	// every loop head. When the call's deadline passes, or the module is forced to stop, the
-	// timer sets the flag and closes done (which wakes a guest sleeping in WASI); the guest traps
-	// at its next loop head. An expired instance is never used again.
-	stopFlag api.MutableGlobal
+	// Termination (guarded modules): the module was instrumented to count fuel down at every
+	// loop head and call the host's __yield when it runs out (internal/instrument). When the
+	// call's deadline passes, or the module is forced to stop, the timer marks the instance
+	// expired, empties its fuel and closes done (which wakes a guest sleeping in WASI); the
+	// guest yields at its next loop head and __yield cuts the call. An expired instance is never
+	// used again.
+	fuel     api.MutableGlobal
 	done     chan struct{}
 	timer    *time.Timer
 	expired  atomic.Bool
@@ -53,7 +55,7 @@ type instance struct {
 // expire cuts the instance's current call (if any). Safe from any goroutine, idempotent.
 func (i *instance) expire() {
 	if i.expired.CompareAndSwap(false, true) {
-		i.stopFlag.Set(1)
+		i.fuel.Set(0)
 		close(i.done)
 	}
 }
@@ -119,12 +121,12 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 	}
 	inst.done = make(chan struct{})
 	if !m.cfg.Trusted {
-		g, ok := mod.ExportedGlobal(instrument.GlobalName).(api.MutableGlobal)
+		g, ok := mod.ExportedGlobal(instrument.FuelName).(api.MutableGlobal)
 		if !ok {
 			mod.Close(ctx)
-			return nil, fmt.Errorf("module %q: instrumented stop flag missing", m.cfg.Name)
+			return nil, fmt.Errorf("module %q: instrumented fuel global missing", m.cfg.Name)
 		}
-		inst.stopFlag = g
+		inst.fuel = g
 		inst.timer = time.AfterFunc(time.Hour, inst.expire)
 		inst.timer.Stop()
 	}
@@ -215,7 +217,7 @@ func (i *instance) callRaw(ctx context.Context, exp int) error {
 
 // dead reports whether the instance must be discarded.
 func (i *instance) dead() bool {
-	return i.broken || i.expired.Load() || i.mod.IsClosed()
+	return i.broken || i.expired.Load()
 }
 
 func (i *instance) classify(err error) error {
@@ -228,8 +230,8 @@ func (i *instance) classify(err error) error {
 		return &TrapError{Module: name, Kind: "exit", ExitCode: exit.ExitCode(), Detail: err.Error()}
 	}
 	msg := err.Error()
-	if i.expired.Load() && strings.Contains(msg, "unreachable") {
-		// The instrumented loop check fired.
+	if i.expired.Load() {
+		// The call was cut (by __yield, or a WASI call that noticed).
 		if i.stopping.Load() {
 			return fmt.Errorf("module %q: call cut because the module stopped: %w", name, ErrNotRunning)
 		}
@@ -293,7 +295,7 @@ func (i *instance) writeInput(ctx context.Context, in []byte, parts []Part, fram
 		}
 	}
 	if !framed {
-		if !i.mem.Write(i.bufPtr, in) {
+		if n > 0 && !i.mem.Write(i.bufPtr, in) {
 			return 0, fmt.Errorf("%w: module %q: buffer out of memory range", ErrInvalidModule, i.m.cfg.Name)
 		}
 		return n, nil

@@ -43,6 +43,14 @@ func (h *latencyHist) observe(ns int64) {
 	h.sumNs.Add(ns)
 }
 
+func (h *latencyHist) count() uint64 {
+	var n uint64
+	for i := range h.counts {
+		n += h.counts[i].Load()
+	}
+	return n
+}
+
 func (h *latencyHist) snapshot() Histogram {
 	out := Histogram{Bounds: LatencyBounds, Counts: make([]uint64, len(h.counts))}
 	for i := range h.counts {

@@ -21,16 +21,14 @@ type Module struct {
 	has    [numExports]bool
 	digest string
 
-	state    atomic.Int32 // State
-	inflight atomic.Int64
-	drained  chan struct{} // signalled when inflight drops to zero while stopping
+	state atomic.Int32 // State
 
 	pool    pool
 	metrics guestMetrics
 	lat     latencyHist
 	target  atomic.Int32 // warm pool size
 
-	calls, errs, traps, timeouts, overloads, guestErrs atomic.Uint64
+	errs, traps, timeouts, overloads, guestErrs        atomic.Uint64
 	instantiations, coldStarts, discards, ticksFailed  atomic.Uint64
 
 	lifeMu  sync.Mutex // serializes Start, Pause, Resume, Stop
@@ -51,7 +49,6 @@ func newModule(e *Engine, cm wazero.CompiledModule, cfg ModuleConfig, digest str
 	info.Name, info.SHA256, info.Trusted = cfg.Name, digest, cfg.Trusted
 	m := &Module{
 		e: e, cm: cm, cfg: cfg, info: info, has: has, digest: digest,
-		drained: make(chan struct{}, 1),
 		pool:    newPool(cfg.MaxConcurrency),
 		refill:  make(chan struct{}, 1),
 		subs:    map[*subscription]struct{}{},
@@ -92,16 +89,20 @@ func (m *Module) LastError() string {
 	return ""
 }
 
-// transition moves the module from one of froms to `to`, or returns ErrIllegalTransition.
-// Callers hold lifeMu.
+// transition moves the module to `to` if that is legal from its current state, or returns
+// ErrIllegalTransition. Lifecycle operations hold lifeMu; the background refill may fail the
+// module concurrently, which the compare-and-swap settles.
 func (m *Module) transition(to State, reason string) error {
-	from := State(m.state.Load())
-	if !CanTransition(from, to) {
-		return fmt.Errorf("module %q: %w: %s -> %s", m.cfg.Name, ErrIllegalTransition, from, to)
+	for {
+		from := State(m.state.Load())
+		if !CanTransition(from, to) {
+			return fmt.Errorf("module %q: %w: %s -> %s", m.cfg.Name, ErrIllegalTransition, from, to)
+		}
+		if m.state.CompareAndSwap(int32(from), int32(to)) {
+			m.emit(Event{Module: m.cfg.Name, From: from, To: to, Time: time.Now(), Reason: reason})
+			return nil
+		}
 	}
-	m.state.Store(int32(to))
-	m.emit(Event{Module: m.cfg.Name, From: from, To: to, Time: time.Now(), Reason: reason})
-	return nil
 }
 
 func (m *Module) fail(reason error) {
@@ -243,6 +244,7 @@ func (m *Module) Stop(ctx context.Context, opts StopOptions) error {
 	case StateStopped:
 		return nil
 	case StateCreated, StateFailed:
+		m.stopBackground()
 		m.closeAll(ctx)
 		return m.transition(StateStopped, "stop requested")
 	}
@@ -259,7 +261,7 @@ func (m *Module) Stop(ctx context.Context, opts StopOptions) error {
 	}
 	m.pool.broadcast() // callers waiting for an instance see the state and give up
 	var errs []error
-	if !m.waitDrained(deadline) {
+	if !m.drain(deadline) {
 		// Grace is over: cut what still runs, then give it a moment to unwind.
 		cut := 0
 		for k := range m.pool.slots {
@@ -275,14 +277,12 @@ func (m *Module) Stop(ctx context.Context, opts StopOptions) error {
 		if m.cfg.Trusted {
 			hard = m.cfg.CallTimeout // trusted code cannot be cut: wait for it to return
 		}
-		if !m.waitDrained(time.Now().Add(hard)) {
-			errs = append(errs, fmt.Errorf("module %q: %d call(s) still running after the grace period", m.cfg.Name, m.inflight.Load()))
+		if !m.drain(time.Now().Add(hard)) {
+			_, busy := m.pool.counts()
+			errs = append(errs, fmt.Errorf("module %q: %d call(s) still running after the grace period", m.cfg.Name, busy))
 		}
 	}
-	if m.bgCancel != nil {
-		m.bgCancel()
-		m.bgDone.Wait()
-	}
+	m.stopBackground()
 	hookCtx, cancel := context.WithDeadline(context.Background(), deadline.Add(m.cfg.CallTimeout))
 	defer cancel()
 	if opts.Snapshot != nil && m.has[expSnapshot] {
@@ -297,10 +297,10 @@ func (m *Module) Stop(ctx context.Context, opts StopOptions) error {
 		}
 		for k := range m.pool.slots {
 			s := &m.pool.slots[k]
-			if !s.state.CompareAndSwap(slotIdle, slotBusy) {
+			inst := s.inst.Load()
+			if inst == nil || inst.dead() {
 				continue
 			}
-			inst := s.inst.Load()
 			inst.stack[0] = uint64(left.Milliseconds())
 			inst.hasErrMsg = false
 			if err := inst.callRaw(hookCtx, expStop); err != nil {
@@ -308,7 +308,6 @@ func (m *Module) Stop(ctx context.Context, opts StopOptions) error {
 			} else if rc := int32(inst.stack[0]); rc != 0 {
 				errs = append(errs, fmt.Errorf("module %q: wasmpod_stop returned %d%s", m.cfg.Name, rc, inst.errSuffix()))
 			}
-			s.state.Store(slotIdle)
 		}
 	}
 	m.closeAll(ctx)
@@ -320,12 +319,10 @@ func (m *Module) Stop(ctx context.Context, opts StopOptions) error {
 
 func (m *Module) snapshot(ctx context.Context, sink func([]byte) error) error {
 	for k := range m.pool.slots {
-		s := &m.pool.slots[k]
-		if !s.state.CompareAndSwap(slotIdle, slotBusy) {
+		inst := m.pool.slots[k].inst.Load()
+		if inst == nil || inst.dead() {
 			continue
 		}
-		defer s.state.Store(slotIdle)
-		inst := s.inst.Load()
 		inst.hasErrMsg = false
 		if err := inst.callRaw(ctx, expSnapshot); err != nil {
 			return fmt.Errorf("module %q: wasmpod_snapshot: %w", m.cfg.Name, err)
@@ -342,20 +339,54 @@ func (m *Module) snapshot(ctx context.Context, sink func([]byte) error) error {
 	return fmt.Errorf("module %q: snapshot: no instance available", m.cfg.Name)
 }
 
-func (m *Module) waitDrained(deadline time.Time) bool {
-	for m.inflight.Load() > 0 {
+// stopBackground stops the refill and tick goroutines and waits for them.
+func (m *Module) stopBackground() {
+	if m.bgCancel != nil {
+		m.bgCancel()
+		m.bgDone.Wait()
+		m.bgCancel = nil
+	}
+}
+
+// drain reserves every slot for the stopping module: idle and empty slots are taken at once,
+// busy ones as their calls return. It reports whether all were taken before the deadline.
+// Reserved slots keep their instances for the snapshot and stop exports.
+func (m *Module) drain(deadline time.Time) bool {
+	p := &m.pool
+	p.waiters.Add(1) // so put() wakes us
+	defer p.waiters.Add(-1)
+	for {
+		ch := p.wakeCh()
+		pending := 0
+		for k := range p.slots {
+			s := &p.slots[k]
+			switch s.state.Load() {
+			case slotIdle:
+				if !s.state.CompareAndSwap(slotIdle, slotClosed) {
+					pending++
+				}
+			case slotEmpty:
+				if !s.state.CompareAndSwap(slotEmpty, slotClosed) {
+					pending++
+				}
+			case slotBusy, slotCreating:
+				pending++
+			}
+		}
+		if pending == 0 {
+			return true
+		}
 		d := time.Until(deadline)
 		if d <= 0 {
 			return false
 		}
-		t := time.NewTimer(min(d, 50*time.Millisecond))
+		t := time.NewTimer(min(d, 20*time.Millisecond))
 		select {
-		case <-m.drained:
+		case <-ch:
 		case <-t.C:
 		}
 		t.Stop()
 	}
-	return true
 }
 
 // closeAll closes every instance. Only called once no call can be running.
@@ -401,23 +432,13 @@ func (m *Module) notRunning(st State) error {
 	return fmt.Errorf("module %q is %s: %w", m.cfg.Name, st, ErrNotRunning)
 }
 
-// admit counts a call in, or refuses it when the module is not running.
+// admit refuses a call when the module is not running. A call admitted just before Stop still
+// finds a slot (Stop waits for it) or none (it fails with ErrNotRunning); see drain.
 func (m *Module) admit() error {
-	m.inflight.Add(1)
 	if st := State(m.state.Load()); st != StateRunning {
-		m.done()
 		return m.notRunning(st)
 	}
 	return nil
-}
-
-func (m *Module) done() {
-	if m.inflight.Add(-1) == 0 && State(m.state.Load()) == StateStopping {
-		select {
-		case m.drained <- struct{}{}:
-		default:
-		}
-	}
 }
 
 // Part is one input of a merge call.
@@ -455,23 +476,20 @@ func (m *Module) call(ctx context.Context, exp int, in []byte, parts []Part, fra
 	if err := m.admit(); err != nil {
 		return dst, err
 	}
-	start := time.Now()
+	start := nanotime()
 	s, err := m.acquire(ctx)
 	if err != nil {
 		m.account(start, err)
-		m.done()
 		return dst, err
 	}
 	out, err := s.inst.Load().invoke(ctx, exp, in, parts, framed, dst)
 	m.release(s)
 	m.account(start, err)
-	m.done()
 	return out, err
 }
 
-func (m *Module) account(start time.Time, err error) {
-	m.calls.Add(1)
-	m.lat.observe(int64(time.Since(start)))
+func (m *Module) account(start int64, err error) {
+	m.lat.observe(nanotime() - start) // also counts the call
 	if err == nil {
 		return
 	}
@@ -513,7 +531,6 @@ func (m *Module) Health(ctx context.Context) (Health, error) {
 	if err := m.admit(); err != nil {
 		return Unhealthy, err
 	}
-	defer m.done()
 	if !m.has[expHealth] {
 		return Ready, nil
 	}
@@ -545,7 +562,6 @@ func (m *Module) Tick(ctx context.Context) error {
 	if err := m.admit(); err != nil {
 		return err
 	}
-	defer m.done()
 	s, err := m.acquire(ctx)
 	if err != nil {
 		return err
@@ -661,11 +677,8 @@ func (m *Module) refillLoop(ctx context.Context) {
 				failures++
 				m.log(LevelError, "runtime", fmt.Sprintf("refill: %v (retry in %s)", err, backoff))
 				if l, _ := m.pool.counts(); l == 0 && failures >= 3 {
-					m.lifeMu.Lock()
-					if st := m.State(); st == StateRunning || st == StatePaused {
-						m.fail(fmt.Errorf("module %q: no instance can be created: %w", m.cfg.Name, err))
-					}
-					m.lifeMu.Unlock()
+					// Fails only from running or paused; a concurrent Stop wins otherwise.
+					m.fail(fmt.Errorf("module %q: no instance can be created: %w", m.cfg.Name, err))
 					return
 				}
 				select {
@@ -697,7 +710,7 @@ func (m *Module) Stats() Stats {
 	}
 	return Stats{
 		Module: m.cfg.Name, State: m.State(),
-		Calls: m.calls.Load(), Errors: m.errs.Load(), Traps: m.traps.Load(), Timeouts: m.timeouts.Load(),
+		Calls: m.lat.count(), Errors: m.errs.Load(), Traps: m.traps.Load(), Timeouts: m.timeouts.Load(),
 		Overloads: m.overloads.Load(), GuestErrors: m.guestErrs.Load(),
 		Instantiations: m.instantiations.Load(), ColdStarts: m.coldStarts.Load(), Discards: m.discards.Load(),
 		Instances: live, Busy: busy, Target: int(m.target.Load()), MemoryPages: pages,

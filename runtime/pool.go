@@ -15,6 +15,7 @@ const (
 	slotIdle
 	slotBusy
 	slotCreating
+	slotClosed // reserved by Stop; never handed out again
 )
 
 type slot struct {
@@ -98,6 +99,10 @@ func (p *pool) counts() (live, busy int) {
 			busy++
 		case slotCreating:
 			live++
+		case slotClosed:
+			if p.slots[k].inst.Load() != nil {
+				live++
+			}
 		}
 	}
 	return

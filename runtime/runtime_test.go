@@ -573,3 +573,25 @@ func TestCallAllocations(t *testing.T) {
 		}
 	}
 }
+
+// FuzzLoad: malformed or hostile bytes give an error, never a panic, a hang or a huge allocation.
+func FuzzLoad(f *testing.F) {
+	f.Add(readFile(f, wasmbuild.WAT(f, "testdata/trapkit.wat")))
+	f.Add([]byte("\x00asm\x01\x00\x00\x00"))
+	f.Add([]byte("\x00asm\x01\x00\x00\x00\x04\t\x84\x84\x84C\x840000")) // a table count far beyond its section
+	e := newEngine(f, runtime.Config{})
+	f.Fuzz(func(t *testing.T, wasm []byte) {
+		for _, trusted := range []bool{false, true} {
+			cfg := runtime.DefaultModuleConfig("fuzz")
+			cfg.Trusted = trusted
+			m, err := e.Load(context.Background(), wasm, cfg)
+			if err != nil {
+				if !errors.Is(err, runtime.ErrInvalidModule) && !errors.Is(err, runtime.ErrMemoryLimit) {
+					t.Fatalf("error wraps no sentinel: %v", err)
+				}
+				continue
+			}
+			m.Close(context.Background())
+		}
+	})
+}
