@@ -34,7 +34,9 @@ func nativeLeaf(in, out []byte) []byte {
 	return binary.LittleEndian.AppendUint64(out, s)
 }
 
-func cacheDir(sub string) string { return filepath.Join(wasmbuild.CacheDir(), "wazero-bench-cache", sub) }
+func cacheDir(sub string) string {
+	return filepath.Join(wasmbuild.CacheDir(), "wazero-bench-cache", sub)
+}
 
 // rawGuest is benchleaf instantiated on a bare wazero runtime, the way a careful hand-written
 // host would call it: cached function handles, a reused stack, the guest's own input buffer.

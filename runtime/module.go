@@ -28,8 +28,8 @@ type Module struct {
 	lat     latencyHist
 	target  atomic.Int32 // warm pool size
 
-	errs, traps, timeouts, overloads, guestErrs        atomic.Uint64
-	instantiations, coldStarts, discards, ticksFailed  atomic.Uint64
+	errs, traps, timeouts, overloads, guestErrs       atomic.Uint64
+	instantiations, coldStarts, discards, ticksFailed atomic.Uint64
 
 	lifeMu  sync.Mutex // serializes Start, Pause, Resume, Stop
 	lastErr atomic.Pointer[string]
@@ -49,9 +49,9 @@ func newModule(e *Engine, cm wazero.CompiledModule, cfg ModuleConfig, digest str
 	info.Name, info.SHA256, info.Trusted = cfg.Name, digest, cfg.Trusted
 	m := &Module{
 		e: e, cm: cm, cfg: cfg, info: info, has: has, digest: digest,
-		pool:    newPool(cfg.MaxConcurrency),
-		refill:  make(chan struct{}, 1),
-		subs:    map[*subscription]struct{}{},
+		pool:   newPool(cfg.MaxConcurrency),
+		refill: make(chan struct{}, 1),
+		subs:   map[*subscription]struct{}{},
 	}
 	m.target.Store(int32(max(cfg.MinInstances, 1)))
 	// Instantiate once now: this proves the module links, initializes and speaks our ABI
