@@ -1,9 +1,9 @@
-// Command buildguests builds Go guest modules (each a directory with its own go.mod and a main
-// package) into an output directory, one DIR_BASENAME.wasm per directory:
+// Command buildguests builds guest modules (each a directory: Go, C, Rust or AssemblyScript,
+// detected by its files) into an output directory, one DIR_BASENAME.wasm per directory:
 //
 //	go run ./internal/wasmbuild/cmd/buildguests -o build/plugins plugins/*/
 //
-// Directories without a go.mod (guests in other languages) are skipped with a note.
+// A guest whose toolchain is missing fails the build with the compiler's message.
 package main
 
 import (
@@ -47,17 +47,16 @@ func run(out string, dirs []string) error {
 		} else if !st.IsDir() {
 			return fmt.Errorf("%s is not a directory", dir)
 		}
-		if _, err := os.Stat(filepath.Join(abs, "go.mod")); err != nil {
-			// plugins/*/ also matches guests in other languages: leave them to their builders.
-			fmt.Fprintf(os.Stderr, "buildguests: skipping %s (no go.mod)\n", dir)
-			continue
+		lang, build, err := wasmbuild.Detect(abs)
+		if err != nil {
+			return err
 		}
 		dst := filepath.Join(out, filepath.Base(abs)+".wasm")
 		tmp := dst + ".tmp"
 		start := time.Now()
-		if err := wasmbuild.BuildGo(abs, tmp); err != nil {
+		if err := build(abs, tmp); err != nil {
 			os.Remove(tmp)
-			return err
+			return fmt.Errorf("%s (%s): %w", dir, lang, err)
 		}
 		if err := os.Rename(tmp, dst); err != nil {
 			return err
@@ -66,7 +65,7 @@ func run(out string, dirs []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%s\t%d bytes\t%s\n", dst, st.Size(), time.Since(start).Round(time.Millisecond))
+		fmt.Printf("%-40s %-15s %9d bytes  %s\n", dst, lang, st.Size(), time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }

@@ -1,0 +1,46 @@
+# wasmpod build, test and benchmark entry points. `make help` lists them.
+GO        ?= go
+PLUGINS   := $(wildcard plugins/*/)
+BUILD     := build
+STATICCHECK_VERSION := v0.6.1
+
+.PHONY: help run test test-go test-sdk lint plugins bench fuzz clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+run: plugins ## run the hello example pod on this machine (ingress :8080, admin 127.0.0.1:9901)
+	$(GO) run ./host/cmd/wasmpod run examples/hello/pod.yaml
+
+test: lint test-go test-sdk ## everything CI runs: lint, then all tests with -race
+
+test-go: ## the root module's tests, with the race detector
+	$(GO) test -race -timeout 40m ./...
+
+test-sdk: ## the guest SDKs' own unit tests (Go SDK is its own module; Rust SDK natively)
+	cd guest-sdk/go && $(GO) test -race ./...
+	cd guest-sdk/rust/wasmpod && cargo test --offline --quiet
+
+lint: ## gofmt, go vet and staticcheck on every Go module
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	cd guest-sdk/go && $(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+plugins: ## build every plugin under plugins/ into build/plugins/*.wasm
+	$(GO) run ./internal/wasmbuild/cmd/buildguests -o $(BUILD)/plugins $(PLUGINS)
+
+bench: ## run all benchmarks with their baselines and write bench/RESULTS.md
+	mkdir -p $(BUILD)
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 -timeout 60m ./bench/ | tee $(BUILD)/bench.out
+	$(GO) run ./bench/cmd/benchreport -in $(BUILD)/bench.out -out bench/RESULTS.md
+
+fuzz: ## a short run of every fuzz target (FUZZTIME=30s each)
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-30s} $$pkg || exit 1; \
+	  done; done
+
+clean: ## remove build outputs (the wasm and compilation caches live in the user cache dir)
+	rm -rf $(BUILD)
