@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/wasmpod/wasmpod/internal/wasmbuild"
@@ -10,27 +11,33 @@ import (
 
 func TestRun(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a Go guest")
+		t.Skip("builds guests")
 	}
 	wasmbuild.RequireTool(t, "go")
+	wasmbuild.RequireTool(t, "clang")
 	root, err := wasmbuild.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	notGo := t.TempDir() // a guest in another language: skipped
 	out := filepath.Join(t.TempDir(), "plugins")
-	if err := run(out, []string{filepath.Join(root, "plugins", "echo"), notGo}); err != nil {
+	// One Go and one C guest: the language is detected from the directory's files.
+	if err := run(out, []string{filepath.Join(root, "plugins", "echo"), filepath.Join(root, "plugins", "c-leaf")}); err != nil {
 		t.Fatal(err)
 	}
-	entries, err := os.ReadDir(out)
-	if err != nil || len(entries) != 1 || entries[0].Name() != "echo.wasm" {
-		t.Fatalf("output dir: %v %v", entries, err)
+	for _, name := range []string{"echo.wasm", "c-leaf.wasm"} {
+		b, err := os.ReadFile(filepath.Join(out, name))
+		if err != nil || len(b) < 8 || string(b[:4]) != "\x00asm" {
+			t.Fatalf("%s is not a module: %v", name, err)
+		}
 	}
-	b, err := os.ReadFile(filepath.Join(out, "echo.wasm"))
-	if err != nil || len(b) < 8 || string(b[:4]) != "\x00asm" {
-		t.Fatalf("echo.wasm is not a module: %v", err)
-	}
-	if err := run(out, []string{filepath.Join(root, "no-such-dir")}); err == nil {
-		t.Fatal("a missing directory must fail")
+	for _, tc := range []struct {
+		dir, want string
+	}{
+		{filepath.Join(root, "no-such-dir"), "no such file"},
+		{t.TempDir(), "language unknown"},
+	} {
+		if err := run(out, []string{tc.dir}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("%s: want an error containing %q, got %v", tc.dir, tc.want, err)
+		}
 	}
 }
