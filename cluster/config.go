@@ -1,0 +1,187 @@
+package cluster
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/wasmpod/wasmpod/cluster/internal/membership"
+)
+
+// Config of a cluster node. Start from DefaultConfig(); a zero-flag single
+// node only needs a NodeName (DefaultConfig uses the hostname).
+type Config struct {
+	// NodeName is unique in the cluster; it is the Raft server ID too.
+	NodeName string
+	// BindAddr is the gossip address (TCP and UDP), host:port.
+	BindAddr string
+	// AdvertiseAddr is the gossip address peers use; "" lets memberlist pick
+	// a private IP of this host.
+	AdvertiseAddr string
+	// RaftAddr is the Raft + forwarding RPC address (TCP); "" means the
+	// gossip IP with the gossip port + 1.
+	RaftAddr string
+	// Join lists gossip addresses of existing members.
+	Join []string
+	// GossipKey encrypts and authenticates gossip (16, 24 or 32 bytes). Use
+	// LoadGossipKey for a key file. nil disables encryption.
+	GossipKey []byte
+	// ClusterLabel is bound into every gossip packet; nodes with another
+	// label drop them.
+	ClusterLabel string
+	// StateDir holds Raft state in StateDir/raft; "" keeps it in memory (a
+	// restarted node then starts from nothing).
+	StateDir string
+	// Bootstrap decides whether this node may form a one-voter cluster.
+	Bootstrap BootstrapMode
+	// Gossip and election timings.
+	Gossip   GossipConfig
+	Election ElectionConfig
+	// LogOutput receives memberlist and Raft logs; nil discards them.
+	LogOutput io.Writer
+}
+
+// BootstrapMode says when a node bootstraps a one-voter Raft cluster.
+type BootstrapMode int
+
+const (
+	// BootstrapAuto bootstraps when there is no Raft state and no Join
+	// address: the first node of a cluster, or a single node.
+	BootstrapAuto BootstrapMode = iota
+	// BootstrapNever waits to be added as a voter by an existing leader.
+	BootstrapNever
+	// BootstrapAlways bootstraps when there is no state, even with Join
+	// addresses (for restoring a cluster from one node).
+	BootstrapAlways
+)
+
+// GossipConfig tunes memberlist.
+type GossipConfig struct {
+	// Profile is "lan" (memberlist's DefaultLANConfig) or "local".
+	Profile string
+	// RejoinInterval: how often to re-join known peers that are not alive,
+	// because memberlist never probes a dead node again.
+	RejoinInterval time.Duration
+}
+
+// DefaultGossipConfig: LAN timings (1 s probes, suspicion 4*log(N)) and a
+// rejoin every 5 s.
+func DefaultGossipConfig() GossipConfig {
+	return GossipConfig{
+		Profile:        "lan",           // memberlist's LAN profile: tested, tolerant of a loaded host
+		RejoinInterval: 5 * time.Second, // bounds how long a healed partition stays split
+	}
+}
+
+// ElectionConfig tunes Raft and the leases.
+type ElectionConfig struct {
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	// DefaultTTL applies when a campaign gives no TTL; MinTTL and MaxTTL bound it.
+	DefaultTTL, MinTTL, MaxTTL time.Duration
+	// MaxClockDrift is the relative clock-rate error tolerated between two
+	// nodes: holders shorten their view of a lease by it, the leader
+	// lengthens its own.
+	MaxClockDrift float64
+	// ReapInterval: how often the leader frees expired leases.
+	ReapInterval time.Duration
+	// ReconcileInterval: how often the leader aligns voters with membership.
+	ReconcileInterval time.Duration
+	// RemoveDeadAfter: a voter dead this long is removed (0: never); a dead
+	// voter is never removed when fewer than MinVoters would remain.
+	RemoveDeadAfter time.Duration
+	MinVoters       int
+	// ForwardWait: how long an operation waits for a leader to appear.
+	ForwardWait time.Duration
+}
+
+// DefaultElectionConfig gives a failover of about 1.5-2.5 s on a LAN.
+func DefaultElectionConfig() ElectionConfig {
+	return ElectionConfig{
+		HeartbeatTimeout:   1000 * time.Millisecond, // Raft's default: followers notice a dead leader in 1-2 s
+		ElectionTimeout:    1000 * time.Millisecond, // Raft's default: split votes retry within 1-2 s
+		LeaderLeaseTimeout: 500 * time.Millisecond,  // a cut-off leader steps down after 0.5 s
+		CommitTimeout:      50 * time.Millisecond,   // Raft's default
+		DefaultTTL:         2 * time.Second,         // failover = TTL-ish; renew every TTL/3
+		MinTTL:             500 * time.Millisecond,  // below this, renewals race Raft commits
+		MaxTTL:             time.Hour,               // guards against a forgotten, immortal lease
+		MaxClockDrift:      0.02,                    // 2 %: far above real quartz drift, cheap margin
+		ReapInterval:       100 * time.Millisecond,  // adds at most 0.1 s to failover
+		ReconcileInterval:  time.Second,             // catches membership events that were missed
+		RemoveDeadAfter:    time.Minute,             // a crash is usually a restart; don't churn voters
+		MinVoters:          3,                       // never shrink below a quorum that survives one failure
+		ForwardWait:        3 * time.Second,         // covers one Raft election
+	}
+}
+
+// DefaultConfig is a single node on all interfaces, port 7946, no
+// encryption, Raft state in memory.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		NodeName:  host,           // unique per host in the usual one-node-per-host deployment
+		BindAddr:  "0.0.0.0:7946", // memberlist's conventional port
+		Bootstrap: BootstrapAuto,  // a lone node elects itself, a joining node waits to be added
+		Gossip:    DefaultGossipConfig(),
+		Election:  DefaultElectionConfig(),
+	}
+}
+
+// LoadGossipKey reads a key file: base64 text (as `consul keygen` or
+// `openssl rand -base64 32` write) or 16/24/32 raw bytes.
+func LoadGossipKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: gossip key file: %w", err)
+	}
+	k, err := membership.ParseKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: gossip key file %s: %w", path, err)
+	}
+	return k, nil
+}
+
+func (c *Config) validate() error {
+	if c.NodeName == "" {
+		return fmt.Errorf("%w: empty node name", ErrInvalid)
+	}
+	if _, _, err := splitHostPort(c.BindAddr); err != nil {
+		return fmt.Errorf("%w: bind address %q: %v", ErrInvalid, c.BindAddr, err)
+	}
+	e := c.Election
+	if e.MinTTL <= 0 || e.MaxTTL < e.MinTTL || e.DefaultTTL < e.MinTTL || e.DefaultTTL > e.MaxTTL {
+		return fmt.Errorf("%w: TTL bounds", ErrInvalid)
+	}
+	if e.HeartbeatTimeout <= 0 || e.ElectionTimeout <= 0 || e.LeaderLeaseTimeout <= 0 || e.LeaderLeaseTimeout > e.HeartbeatTimeout {
+		return fmt.Errorf("%w: raft timings", ErrInvalid)
+	}
+	if e.MaxClockDrift < 0 || e.MaxClockDrift >= 0.5 {
+		return fmt.Errorf("%w: max clock drift", ErrInvalid)
+	}
+	switch c.GossipKeyLen() {
+	case 0, 16, 24, 32:
+	default:
+		return fmt.Errorf("%w: gossip key: %v", ErrInvalid, membership.ErrKeyLength)
+	}
+	return nil
+}
+
+// GossipKeyLen is the key length in bytes (0: no encryption).
+func (c *Config) GossipKeyLen() int { return len(c.GossipKey) }
+
+func splitHostPort(a string) (string, int, error) {
+	h, p, err := net.SplitHostPort(a)
+	if err != nil {
+		return "", 0, err
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 0 || n > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", p)
+	}
+	return h, n, nil
+}

@@ -1,0 +1,118 @@
+package election
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// One TCP port carries both Raft and the forwarding RPC: the dialer writes
+// one byte saying which.
+const (
+	connRaft byte = 'R'
+	connRPC  byte = 'F'
+)
+
+type mux struct {
+	ln        net.Listener
+	advertise net.Addr
+	raftCh    chan net.Conn
+	rpcCh     chan net.Conn
+	done      chan struct{}
+	once      sync.Once
+	wg        sync.WaitGroup
+}
+
+func newMux(ln net.Listener, advertise net.Addr) *mux {
+	m := &mux{ln: ln, advertise: advertise, raftCh: make(chan net.Conn), rpcCh: make(chan net.Conn), done: make(chan struct{})}
+	m.wg.Add(1)
+	go m.accept()
+	return m
+}
+
+func (m *mux) accept() {
+	defer m.wg.Done()
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			select {
+			case <-m.done:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			var b [1]byte
+			if _, err := c.Read(b[:]); err != nil {
+				c.Close()
+				return
+			}
+			_ = c.SetReadDeadline(time.Time{})
+			ch := m.raftCh
+			switch b[0] {
+			case connRaft:
+			case connRPC:
+				ch = m.rpcCh
+			default:
+				c.Close()
+				return
+			}
+			select {
+			case ch <- c:
+			case <-m.done:
+				c.Close()
+			}
+		}()
+	}
+}
+
+func (m *mux) close() {
+	m.once.Do(func() {
+		close(m.done)
+		m.ln.Close()
+	})
+	m.wg.Wait()
+}
+
+func dialKind(addr string, kind byte, timeout time.Duration) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := c.Write([]byte{kind}); err != nil {
+		c.Close()
+		return nil, err
+	}
+	_ = c.SetWriteDeadline(time.Time{})
+	return c, nil
+}
+
+// raftLayer is the raft.StreamLayer view of the mux.
+type raftLayer struct{ m *mux }
+
+func (l raftLayer) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.m.raftCh:
+		return c, nil
+	case <-l.m.done:
+		return nil, net.ErrClosed
+	}
+}
+func (l raftLayer) Close() error   { return nil } // the mux owns the listener
+func (l raftLayer) Addr() net.Addr { return l.m.advertise }
+func (l raftLayer) Dial(a raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return dialKind(string(a), connRaft, timeout)
+}

@@ -1,0 +1,404 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/wasmpod/wasmpod/cluster/internal/election"
+	"github.com/wasmpod/wasmpod/cluster/internal/membership"
+)
+
+// Node is one member of a wasmpod cluster: gossip membership plus a Raft
+// voter for named elections. A single node is a cluster of one.
+type Node struct {
+	cfg      Config
+	gossip   *membership.Gossip
+	election *election.Service
+
+	metaMu sync.Mutex
+	meta   Meta
+	metaB  []byte
+
+	subMu sync.Mutex
+	subs  map[int]chan MemberEvent
+	subID int
+
+	closeOnce sync.Once
+	closeErr  error
+	closed    chan struct{}
+}
+
+// Start starts gossip, joins cfg.Join (failures are retried by the rejoin
+// loop; an error is returned only when nothing can start), and starts Raft.
+func Start(cfg Config) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	host, port, _ := splitHostPort(cfg.BindAddr)
+	n := &Node{cfg: cfg, subs: map[int]chan MemberEvent{}, closed: make(chan struct{})}
+	n.setMetaLocked(Meta{})
+
+	mc := membership.Config{
+		Name: cfg.NodeName, BindAddr: host, BindPort: port, Join: cfg.Join,
+		Key: cfg.GossipKey, Label: cfg.ClusterLabel, Profile: cfg.Gossip.Profile,
+		RejoinInterval: cfg.Gossip.RejoinInterval, LogOutput: cfg.LogOutput,
+		Meta: n.metaBytes, OnEvent: n.onEvent,
+	}
+	if cfg.AdvertiseAddr != "" {
+		ah, ap, err := splitHostPort(cfg.AdvertiseAddr)
+		if err != nil {
+			return nil, fmt.Errorf("%w: advertise address: %v", ErrInvalid, err)
+		}
+		mc.AdvertiseAddr, mc.AdvertisePort = ah, ap
+	}
+	g, _, err := membership.Start(mc)
+	if g == nil {
+		return nil, err
+	}
+	// A failed initial join is not fatal (peers may start later): the
+	// rejoin loop keeps trying. err is reported by Join() if callers care.
+	n.gossip = g
+
+	raftBind := cfg.RaftAddr
+	gh, gp, _ := splitHostPort(g.LocalAddr())
+	raftAdv := raftBind
+	if raftBind == "" {
+		raftBind = net.JoinHostPort(host, strconv.Itoa(gp+1))
+		raftAdv = net.JoinHostPort(gh, strconv.Itoa(gp+1))
+	} else if h, p, err := splitHostPort(raftBind); err == nil && (h == "" || net.ParseIP(h).IsUnspecified()) {
+		raftAdv = net.JoinHostPort(gh, strconv.Itoa(p))
+	}
+	dataDir := ""
+	if cfg.StateDir != "" {
+		dataDir = filepath.Join(cfg.StateDir, "raft")
+	}
+	bootstrap := cfg.Bootstrap == BootstrapAlways || (cfg.Bootstrap == BootstrapAuto && len(cfg.Join) == 0)
+	e := cfg.Election
+	svc, err := election.Start(election.Config{
+		NodeID: cfg.NodeName, BindAddr: raftBind, Advertise: raftAdv, DataDir: dataDir,
+		Bootstrap: bootstrap, LogOutput: cfg.LogOutput, Peers: n.peers, ForwardWait: e.ForwardWait,
+		Timing: election.Timing{
+			HeartbeatTimeout: e.HeartbeatTimeout, ElectionTimeout: e.ElectionTimeout,
+			LeaderLeaseTimeout: e.LeaderLeaseTimeout, CommitTimeout: e.CommitTimeout,
+			MaxClockDrift: e.MaxClockDrift, ReapInterval: e.ReapInterval,
+			ReconcileInterval: e.ReconcileInterval, RemoveDeadAfter: e.RemoveDeadAfter, MinVoters: e.MinVoters,
+		},
+	})
+	if err != nil {
+		_ = g.Shutdown()
+		return nil, err
+	}
+	n.election = svc
+	n.metaMu.Lock()
+	m := n.meta
+	m.RaftAddr = svc.Addr()
+	n.setMetaLocked(m)
+	n.metaMu.Unlock()
+	_ = g.UpdateMeta(time.Second)
+	return n, nil
+}
+
+// Name is this node's name.
+func (n *Node) Name() string { return n.cfg.NodeName }
+
+// GossipAddr is the advertised gossip address (what others pass to --join).
+func (n *Node) GossipAddr() string { return n.gossip.LocalAddr() }
+
+// Join contacts more peers; it returns how many answered.
+func (n *Node) Join(addrs []string) (int, error) { return n.gossip.Join(addrs) }
+
+// SetMeta replaces the host-owned part of the metadata and gossips it.
+func (n *Node) SetMeta(m Meta) error {
+	n.metaMu.Lock()
+	m.RaftAddr = n.meta.RaftAddr
+	old := n.meta
+	n.setMetaLocked(m)
+	if len(n.metaB)+1 > membership.MetaMaxSize {
+		n.setMetaLocked(old)
+		n.metaMu.Unlock()
+		return ErrMetaTooLarge
+	}
+	n.metaMu.Unlock()
+	return n.gossip.UpdateMeta(time.Second)
+}
+
+func (n *Node) setMetaLocked(m Meta) {
+	n.meta = m
+	n.metaB, _ = json.Marshal(m)
+}
+
+func (n *Node) metaBytes() []byte {
+	n.metaMu.Lock()
+	defer n.metaMu.Unlock()
+	return n.metaB
+}
+
+func (n *Node) peers() []election.Peer {
+	ms := n.gossip.Members()
+	out := make([]election.Peer, 0, len(ms))
+	for _, m := range ms {
+		var meta Meta
+		_ = json.Unmarshal(m.Meta, &meta)
+		out = append(out, election.Peer{
+			ID: m.Name, RaftAddr: meta.RaftAddr, Since: m.Changed,
+			Alive: m.State == membership.StateAlive, Left: m.State == membership.StateLeft,
+		})
+	}
+	return out
+}
+
+// Members lists every known member, dead and left ones included.
+func (n *Node) Members() []Member {
+	st := n.election.Status()
+	voters := map[string]bool{}
+	for _, v := range st.Voters {
+		voters[v] = true
+	}
+	ms := n.gossip.Members()
+	out := make([]Member, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, n.toMember(m, voters, st.Leader))
+	}
+	return out
+}
+
+func (n *Node) toMember(m membership.Member, voters map[string]bool, leader string) Member {
+	var meta Meta
+	_ = json.Unmarshal(m.Meta, &meta)
+	return Member{
+		Name: m.Name, Addr: m.Addr, State: MemberState(m.State), Since: m.Changed, Meta: meta,
+		Voter: voters[m.Name], Leader: leader != "" && leader == m.Name, IsLocal: m.Name == n.cfg.NodeName,
+	}
+}
+
+// Status reports this node's Raft and gossip view.
+func (n *Node) Status() Status {
+	st := n.election.Status()
+	return Status{Node: n.cfg.NodeName, RaftState: st.State, RaftLeader: st.Leader, Term: st.Term,
+		Voters: st.Voters, Members: n.gossip.AliveCount()}
+}
+
+// Subscribe returns a channel of membership events (buffered; events are
+// dropped, never blocking gossip, when the subscriber falls behind) and a
+// cancel function that closes it.
+func (n *Node) Subscribe(buffer int) (<-chan MemberEvent, func()) {
+	if buffer < 1 {
+		buffer = 1
+	}
+	ch := make(chan MemberEvent, buffer)
+	n.subMu.Lock()
+	id := n.subID
+	n.subID++
+	if n.subs == nil { // closed
+		close(ch)
+		n.subMu.Unlock()
+		return ch, func() {}
+	}
+	n.subs[id] = ch
+	n.subMu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			n.subMu.Lock()
+			if c, ok := n.subs[id]; ok {
+				delete(n.subs, id)
+				close(c)
+			}
+			n.subMu.Unlock()
+		})
+	}
+}
+
+func (n *Node) onEvent(ev membership.Event) {
+	if n.election != nil {
+		n.election.Kick()
+	}
+	kind := "update"
+	switch ev.Kind {
+	case membership.EventJoin:
+		kind = "join"
+	case membership.EventLeave:
+		kind = "leave"
+	}
+	me := MemberEvent{Type: kind, Member: n.toMember(ev.Member, nil, "")}
+	n.subMu.Lock()
+	for _, c := range n.subs {
+		select {
+		case c <- me:
+		default:
+		}
+	}
+	n.subMu.Unlock()
+}
+
+func (n *Node) ttl(ms int64) (time.Duration, error) {
+	if ms == 0 {
+		return n.cfg.Election.DefaultTTL, nil
+	}
+	d := time.Duration(ms) * time.Millisecond
+	if d < n.cfg.Election.MinTTL || d > n.cfg.Election.MaxTTL {
+		return 0, fmt.Errorf("%w: ttl %v outside [%v, %v]", ErrInvalid, d, n.cfg.Election.MinTTL, n.cfg.Election.MaxTTL)
+	}
+	return d, nil
+}
+
+// Get returns the lease as the Raft leader sees it (linearizable).
+func (n *Node) Get(ctx context.Context, name string) (Lease, error) {
+	if name == "" {
+		return Lease{}, fmt.Errorf("%w: empty name", ErrInvalid)
+	}
+	l, err := n.election.Do(ctx, election.Request{Kind: "get", Name: name})
+	if err != nil {
+		return Lease{}, mapErr(err)
+	}
+	return n.others(l), nil
+}
+
+// Campaign asks for the named lease for session on this node. It returns
+// the lease and nil when this session holds it (new grant or, if it
+// already held it, a renewal), or the current lease and ErrNotLeader.
+func (n *Node) Campaign(ctx context.Context, name string, req CampaignRequest) (Lease, error) {
+	ttl, err := n.ttl(req.TTLMillis)
+	if err != nil || name == "" {
+		return Lease{}, errInvalid(err)
+	}
+	sent := time.Now()
+	l, err := n.election.Do(ctx, election.Request{Kind: "campaign", Name: name, Node: n.cfg.NodeName, Session: req.Session, TTL: ttl})
+	return n.result(l, err, sent)
+}
+
+// Renew extends a lease this session holds with token.
+func (n *Node) Renew(ctx context.Context, name string, req RenewRequest) (Lease, error) {
+	var ttl time.Duration
+	if req.TTLMillis != 0 {
+		var err error
+		if ttl, err = n.ttl(req.TTLMillis); err != nil {
+			return Lease{}, err
+		}
+	}
+	if name == "" || req.Token == 0 {
+		return Lease{}, errInvalid(nil)
+	}
+	sent := time.Now()
+	l, err := n.election.Do(ctx, election.Request{Kind: "renew", Name: name, Node: n.cfg.NodeName, Session: req.Session, Token: req.Token, TTL: ttl})
+	return n.result(l, err, sent)
+}
+
+// Resign gives up a lease held with token.
+func (n *Node) Resign(ctx context.Context, name string, req ResignRequest) (Lease, error) {
+	if name == "" || req.Token == 0 {
+		return Lease{}, errInvalid(nil)
+	}
+	l, err := n.election.Do(ctx, election.Request{Kind: "resign", Name: name, Node: n.cfg.NodeName, Session: req.Session, Token: req.Token})
+	if err != nil {
+		return n.others(l), mapErr(err)
+	}
+	return n.others(l), nil
+}
+
+// Watch blocks until the lease's Index exceeds afterIndex (or ctx ends) and
+// returns the lease from this node's replica. It is a change
+// notification: a replica on the minority side stops seeing changes, so
+// act on Get/Campaign answers, not on Watch alone. On ctx end it returns
+// the current local state and ctx.Err().
+func (n *Node) Watch(ctx context.Context, name string, afterIndex uint64) (Lease, error) {
+	if name == "" {
+		return Lease{}, errInvalid(nil)
+	}
+	for {
+		rec, _, ch := n.election.FSM().Get(name)
+		if rec.Index > afterIndex {
+			return n.local(rec), nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return n.local(rec), ctx.Err()
+		case <-n.closed:
+			return n.local(rec), ErrClosed
+		}
+	}
+}
+
+func errInvalid(err error) error {
+	if err != nil {
+		return err
+	}
+	return ErrInvalid
+}
+
+func (n *Node) result(l election.Lease, err error, sent time.Time) (Lease, error) {
+	if err != nil {
+		return n.others(l), mapErr(err)
+	}
+	out := n.others(l)
+	// The holder's own deadline counts from before the request left, and
+	// shrinks by the drift margin: it ends no later than the leader's.
+	ttl := time.Duration(float64(l.TTL) * (1 - n.cfg.Election.MaxClockDrift))
+	out.Expiry = sent.Add(ttl)
+	return out, nil
+}
+
+func (n *Node) others(l election.Lease) Lease {
+	out := Lease{Name: l.Name, Held: l.Held(), Holder: l.Node, Session: l.Session, Token: l.Token,
+		TTLMillis: l.TTL.Milliseconds(), Index: l.Index, RaftLeader: l.Leader}
+	if out.Held {
+		out.Expiry = time.Now().Add(l.Remaining)
+	}
+	return out
+}
+
+func (n *Node) local(r election.Record) Lease {
+	return n.others(election.Lease{Record: r, Remaining: localRemaining(r, n.cfg.Election.MaxClockDrift)})
+}
+
+func localRemaining(r election.Record, drift float64) time.Duration {
+	if !r.Held() || r.AppliedAt().IsZero() {
+		return 0
+	}
+	left := time.Until(r.AppliedAt().Add(time.Duration(float64(r.TTL) * (1 + drift))))
+	if left < 0 {
+		return 0
+	}
+	return left
+}
+
+// Shutdown leaves the cluster gracefully within ctx: if Raft leader, it
+// removes itself from the voters; it tells gossip it is leaving (so the
+// leader removes it too); then it stops Raft and gossip. Idempotent.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.closeOnce.Do(func() {
+		close(n.closed)
+		_ = n.election.Leave(ctx)
+		leaveTimeout := time.Second
+		if dl, ok := ctx.Deadline(); ok {
+			if d := time.Until(dl); d < leaveTimeout {
+				leaveTimeout = d
+			}
+		}
+		if leaveTimeout > 0 {
+			_ = n.gossip.Leave(leaveTimeout)
+		}
+		err1 := n.election.Shutdown()
+		err2 := n.gossip.Shutdown()
+		n.subMu.Lock()
+		for id, c := range n.subs {
+			close(c)
+			delete(n.subs, id)
+		}
+		n.subs = nil
+		n.subMu.Unlock()
+		if err1 != nil {
+			n.closeErr = err1
+		} else {
+			n.closeErr = err2
+		}
+	})
+	return n.closeErr
+}
