@@ -9,7 +9,8 @@ STATICCHECK_VERSION := v0.6.1
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
-run: plugins ## run the hello example pod on this machine (ingress :8080, admin 127.0.0.1:9901)
+run: ## run the hello example pod on this machine (ingress :8080, admin 127.0.0.1:9901)
+	cd examples/hello/guest && GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o ../hello.wasm .
 	$(GO) run ./host/cmd/wasmpod run examples/hello/pod.yaml
 
 test: lint test-go test-sdk ## everything CI runs: lint, then all tests with -race

@@ -194,15 +194,6 @@ func (c *cluster) boot(n int) []string {
 	return ls
 }
 
-// holder is the current lease holder per the history (last grant).
-func (c *cluster) holder(t *testing.T) (Event, bool) {
-	gs := c.net.Hist.Filter(func(e Event) bool { return e.Ev == "grant" && e.Lease == leaseName })
-	if len(gs) == 0 {
-		return Event{}, false
-	}
-	return gs[len(gs)-1], true
-}
-
 func (c *cluster) waitHolder(t *testing.T, after time.Time, among map[string]bool) Event {
 	t.Helper()
 	var g Event

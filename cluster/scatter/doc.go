@@ -1,0 +1,30 @@
+// Package scatter is wasmpod's scatter/gather routing: a root request fanned out to every shard
+// of a leaf module, the parts gathered under one deadline and combined by a merge module.
+//
+// A [Gather] holds the shards, each with its replicas (a [Leaf]: a local [ModuleLeaf] wrapping a
+// *runtime.Module, or a remote leaf on a peer reached through a [Peer]), the merge module and a
+// [Config]. [Gather.Do] runs one request:
+//
+//   - one deadline per request (the caller's, or Config.Deadline if earlier), shared by every
+//     leaf call, remote call and the merge;
+//   - local shards run on at most GOMAXPROCS workers that take shard indexes from an atomic
+//     counter (no goroutine per shard); remote shards run asynchronously, one goroutine per
+//     attempt, owned by the request and bounded by its deadline;
+//   - a remote shard still pending after its hedge delay (the shard's recent p95 latency, never
+//     below Config.HedgeMin) gets a second request to another live replica; the first answer
+//     wins, and a failed attempt fails over to the next live replica at once;
+//   - shards that miss the gather deadline or fail on every replica are passed to the merge as
+//     missing parts (guest-sdk/ABI.md section 2.1) and listed in [Result.Missing];
+//   - a replica whose node is marked dead ([Gather.SetNodeAlive], wired to gossip membership by
+//     the host, e.g. with [FollowMembership]) is skipped from the next request on.
+//
+// Every request carries a 16-byte [RequestID]; remote attempts send it to the peer, whose
+// [Endpoint] drops a second attempt of the same request for the same shard (a hedge or retry
+// that lands on a node already working on it).
+//
+// The internal peer endpoint speaks plain HTTP/1.1 (see wire.go for the framing): the
+// [Endpoint] is an http.Handler and a transport-neutral [Endpoint.Handle] that a fasthttp server
+// adapts in a few lines (cluster/scatter/internal/peerhttp). Remote leaves use a pooled
+// keep-alive fasthttp client ([NewFastHTTPPeer]) or net/http ([NewNetHTTPPeer]) for comparison.
+// No fasthttp type appears in this package's API.
+package scatter

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wasmpod/wasmpod/host/internal/admin"
+	"github.com/wasmpod/wasmpod/host/internal/logbuf"
+	"github.com/wasmpod/wasmpod/host/internal/podspec"
+	"github.com/wasmpod/wasmpod/host/internal/supervisor"
+)
+
+// runOptions are the flags of `wasmpod run`. Later flag groups (cluster: --node-name, --bind,
+// --join) add their own struct and register function next to addRunFlags.
+type runOptions struct {
+	listen    string
+	admin     string
+	stateDir  string
+	tokenFile string
+	logLevel  string
+	logFormat string
+}
+
+func defaultStateDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "wasmpod")
+	}
+	return ".wasmpod-state"
+}
+
+func addRunFlags(cmd *cobra.Command, o *runOptions) {
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", ":8080", "ingress listen address (requests go to the pod's main module)")
+	f.StringVar(&o.admin, "admin", "127.0.0.1:9901", "admin API listen address")
+	f.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "state directory: snapshots, compilation cache, emptyDir volumes")
+	f.StringVar(&o.tokenFile, "token-file", "", "file holding the admin bearer token (else $WASMPOD_TOKEN; none disables mutating routes)")
+	f.StringVar(&o.logLevel, "log-level", "info", "host log level: debug, info, warn, error")
+	f.StringVar(&o.logFormat, "log-format", "text", "host log format: text or json")
+}
+
+func newRunCmd() *cobra.Command {
+	var o runOptions
+	cmd := &cobra.Command{
+		Use:   "run POD.yaml",
+		Short: "Run a pod: serve its main module on --listen and the admin API on --admin",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return run(args[0], o)
+		},
+	}
+	addRunFlags(cmd, &o)
+	return cmd
+}
+
+func readToken(file string) (string, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("token file: %w", err)
+		}
+		t := strings.TrimSpace(string(b))
+		if t == "" {
+			return "", fmt.Errorf("token file %s is empty", file)
+		}
+		return t, nil
+	}
+	return strings.TrimSpace(os.Getenv("WASMPOD_TOKEN")), nil
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
+func run(specPath string, o runOptions) error {
+	log, err := newLogger(o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	token, err := readToken(o.tokenFile)
+	if err != nil {
+		return err
+	}
+	pod, err := podspec.Load(specPath)
+	if err != nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	ctx := context.Background()
+	lc := logbuf.DefaultConfig()
+	lc.Logger = log
+	scfg := supervisor.DefaultConfig()
+	scfg.Pod, scfg.StateDir, scfg.Logger, scfg.Logs = pod, o.stateDir, log, logbuf.New(lc)
+	sup, err := supervisor.New(ctx, scfg)
+	if err != nil {
+		return err
+	}
+	grace := pod.Spec.GracePeriod()
+	closeSup := func() {
+		c, cancel := context.WithTimeout(ctx, grace)
+		defer cancel()
+		sup.Shutdown(c)
+	}
+	adminLn, err := net.Listen("tcp", o.admin)
+	if err != nil {
+		closeSup()
+		return fmt.Errorf("--admin: %w", err)
+	}
+	ingressLn, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		adminLn.Close()
+		closeSup()
+		return fmt.Errorf("--listen: %w", err)
+	}
+	acfg := admin.DefaultConfig()
+	acfg.Token, acfg.Logger = token, log
+	srv, err := admin.New(acfg, sup)
+	if err != nil {
+		adminLn.Close()
+		ingressLn.Close()
+		closeSup()
+		return err
+	}
+	srv.Serve(adminLn, nil) // admin first: operators see the pod while it starts
+	log.Info("admin API listening", "addr", adminLn.Addr().String(), "mutating", token != "")
+	startDone := make(chan error, 1)
+	go func() { startDone <- sup.Start(ctx) }()
+	var sig os.Signal
+	select {
+	case err := <-startDone:
+		if err != nil {
+			ingressLn.Close()
+			c, cancel := context.WithTimeout(ctx, grace)
+			srv.Shutdown(c)
+			cancel()
+			closeSup()
+			return err
+		}
+	case sig = <-sigs:
+	}
+	if sig == nil {
+		srv.Serve(nil, ingressLn)
+		log.Info("pod running", "pod", pod.Metadata.Name, "ingress", ingressLn.Addr().String())
+		sig = <-sigs
+	} else {
+		ingressLn.Close()
+	}
+	log.Info("signal received: draining", "signal", sig.String(), "grace", grace.String())
+	done := make(chan error, 1)
+	go func() { done <- shutdown(ctx, sup, srv, grace) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Warn("shutdown finished with errors", "err", err)
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return exitError{1}
+		}
+		log.Info("stopped")
+		return nil
+	case sig := <-sigs:
+		log.Error("second signal: forcing exit", "signal", sig.String())
+		return exitError{2}
+	}
+}
+
+// shutdown drains in-flight calls (new ones get 503), stops the modules in stop order with
+// snapshots, and closes the listeners, all within grace.
+func shutdown(ctx context.Context, sup *supervisor.Supervisor, srv *admin.Server, grace time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, grace)
+	defer cancel()
+	var errs []error
+	if err := sup.Drain(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := sup.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer scancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func newValidateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate POD.yaml",
+		Short: "Check a pod spec (fields, files, digests) without running it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pod, err := podspec.Load(args[0])
+			if err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), err)
+				return exitError{1}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "pod %q is valid: %d module(s)\n", pod.Metadata.Name, len(pod.Spec.Modules))
+			return nil
+		},
+	}
+}

@@ -1,0 +1,219 @@
+// Package admin serves a pod over HTTP with fasthttp: the ingress listener routes requests to
+// the pod's main module, and the admin listener is the paper's "upward" and "downward"
+// interfaces for operators: health, readiness, Prometheus metrics, pprof, module status and
+// logs, and lifecycle commands (stop, start, pause, resume, restart, scale, upgrade, rollback)
+// guarded by a bearer token.
+//
+// Both listeners are hardened: read, write and idle timeouts, header and body size limits,
+// connections per IP, and a Shutdown that never waits past its context.
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/wasmpod/wasmpod/host/internal/supervisor"
+)
+
+// Config configures the servers. Start from DefaultConfig.
+type Config struct {
+	// Token guards the mutating admin routes (compared in constant time). Empty disables them.
+	Token string
+	// ReadTimeout bounds reading one request (headers and body).
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing one response (the handler's own time does not count).
+	WriteTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle that long.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds the request line and headers.
+	MaxHeaderBytes int
+	// MaxIngressBody bounds an ingress request body; larger ones get 413.
+	MaxIngressBody int
+	// MaxAdminBody bounds an admin request body (a wasm upload); larger ones get 413.
+	MaxAdminBody int
+	// MaxConnsPerIP bounds concurrent connections from one client address.
+	MaxConnsPerIP int
+	// MaxConns bounds concurrent connections per listener.
+	MaxConns int
+	// Logger is the host's log. Nil discards.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the host's defaults.
+func DefaultConfig() Config {
+	return Config{
+		// 10s: a slow client cannot hold a connection; any sane request arrives within it.
+		ReadTimeout: 10 * time.Second,
+		// 10s: a response that cannot be written in 10s goes to a client that is not reading.
+		WriteTimeout: 10 * time.Second,
+		// 60s: keep-alive saves handshakes for active clients without hoarding sockets.
+		IdleTimeout: 60 * time.Second,
+		// 16 KiB: four times the largest header sets browsers send; more is an attack.
+		MaxHeaderBytes: 16 << 10,
+		// 4 MiB: far above API payloads, and the guest buffer gets a copy of it.
+		MaxIngressBody: 4 << 20,
+		// 64 MiB: a large Go guest is a few MB; the runtime's input cap is 64 MiB too.
+		MaxAdminBody: 64 << 20,
+		// 256: many keep-alive connections from one proxy are fine; thousands are an attack.
+		MaxConnsPerIP: 256,
+		// 10000: bounded memory under a connection flood (fasthttp's per-connection cost is small).
+		MaxConns: 10000,
+	}
+}
+
+// Server runs the admin and ingress listeners of one pod.
+type Server struct {
+	cfg     Config
+	sup     *supervisor.Supervisor
+	log     *slog.Logger
+	admin   *fasthttp.Server
+	ingress *fasthttp.Server
+	metrics *metricsHandler
+
+	ctx    context.Context // ends at Shutdown: log followers stop
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // Serve goroutines and log followers
+
+	once sync.Once
+	err  error
+}
+
+// New returns a server for sup. Nothing listens until Serve.
+func New(cfg Config, sup *supervisor.Supervisor) (*Server, error) {
+	if sup == nil {
+		return nil, errors.New("admin: no supervisor")
+	}
+	d := DefaultConfig()
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = d.ReadTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = d.WriteTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = d.IdleTimeout
+	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	if cfg.MaxIngressBody <= 0 {
+		cfg.MaxIngressBody = d.MaxIngressBody
+	}
+	if cfg.MaxAdminBody <= 0 {
+		cfg.MaxAdminBody = d.MaxAdminBody
+	}
+	if cfg.MaxConnsPerIP <= 0 {
+		cfg.MaxConnsPerIP = d.MaxConnsPerIP
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = d.MaxConns
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, sup: sup, log: cfg.Logger}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	m, err := newMetricsHandler(sup)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	ing := newIngress(sup, s.ctx)
+	s.ingress = s.server("wasmpod-ingress", ing.serve, cfg.MaxIngressBody)
+	s.admin = s.server("wasmpod-admin", s.route, cfg.MaxAdminBody)
+	return s, nil
+}
+
+func (s *Server) server(name string, h fasthttp.RequestHandler, maxBody int) *fasthttp.Server {
+	return &fasthttp.Server{
+		Name:                          name,
+		Handler:                       h,
+		ReadTimeout:                   s.cfg.ReadTimeout,
+		WriteTimeout:                  s.cfg.WriteTimeout,
+		IdleTimeout:                   s.cfg.IdleTimeout,
+		ReadBufferSize:                s.cfg.MaxHeaderBytes,
+		MaxRequestBodySize:            maxBody,
+		MaxConnsPerIP:                 s.cfg.MaxConnsPerIP,
+		Concurrency:                   s.cfg.MaxConns,
+		CloseOnShutdown:               true,
+		NoDefaultDate:                 false,
+		DisableHeaderNamesNormalizing: false,
+		Logger:                        slogAdapter{s.log},
+		ErrorHandler:                  requestError,
+	}
+}
+
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Printf(format string, args ...any) { a.l.Debug(fmt.Sprintf(format, args...)) }
+
+// Serve starts serving on the two listeners (either may be nil) and returns at once. The
+// listeners are closed by Shutdown.
+func (s *Server) Serve(adminLn, ingressLn net.Listener) {
+	for _, p := range []struct {
+		srv *fasthttp.Server
+		ln  net.Listener
+	}{{s.admin, adminLn}, {s.ingress, ingressLn}} {
+		if p.ln == nil {
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := p.srv.Serve(p.ln); err != nil {
+				s.log.Error("listener stopped", "server", p.srv.Name, "err", err)
+			}
+		}()
+	}
+}
+
+// ShutdownIngress stops the ingress listener: no new connections, in-flight requests finish
+// (within ctx).
+func (s *Server) ShutdownIngress(ctx context.Context) error {
+	return s.ingress.ShutdownWithContext(ctx)
+}
+
+// Shutdown closes both listeners, ends log followers, and waits for in-flight requests until
+// ctx ends. Idempotent.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.once.Do(func() {
+		s.cancel()
+		e1 := s.ingress.ShutdownWithContext(ctx)
+		e2 := s.admin.ShutdownWithContext(ctx)
+		done := make(chan struct{})
+		go func() { s.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.err = ctx.Err()
+		}
+		s.err = errors.Join(e1, e2, s.err)
+	})
+	return s.err
+}
+
+// requestError answers requests fasthttp could not read: 413 for a body over the limit, 408 for
+// a read timeout, 431 for oversized headers, else 400.
+func requestError(ctx *fasthttp.RequestCtx, err error) {
+	var se *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		ctx.Error("request body too large\n", fasthttp.StatusRequestEntityTooLarge)
+	case errors.As(err, &se):
+		ctx.Error("request headers too large\n", fasthttp.StatusRequestHeaderFieldsTooLarge)
+	default:
+		var te interface{ Timeout() bool }
+		if errors.As(err, &te) && te.Timeout() {
+			ctx.Error("request timeout\n", fasthttp.StatusRequestTimeout)
+			return
+		}
+		ctx.Error("bad request\n", fasthttp.StatusBadRequest)
+	}
+}

@@ -1,0 +1,136 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/wasmpod/wasmpod/host/internal/httpframe"
+	"github.com/wasmpod/wasmpod/host/internal/supervisor"
+	"github.com/wasmpod/wasmpod/runtime"
+)
+
+// ingress routes requests to the pod's main module: framed for the http role, the raw body
+// for the handle role. Buffers are pooled: a steady request stream makes no garbage here.
+type ingress struct {
+	sup  *supervisor.Supervisor
+	ctx  context.Context
+	pool sync.Pool
+}
+
+type callBuf struct {
+	in, out []byte
+	resp    httpframe.Response
+}
+
+func newIngress(sup *supervisor.Supervisor, ctx context.Context) *ingress {
+	return &ingress{sup: sup, ctx: ctx, pool: sync.Pool{New: func() any { return new(callBuf) }}}
+}
+
+var octetStream = []byte("application/octet-stream")
+
+func (h *ingress) serve(ctx *fasthttp.RequestCtx) {
+	b := h.pool.Get().(*callBuf)
+	defer h.pool.Put(b)
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		err = h.call(ctx, b)
+		// A version switch may retire the version a call was admitted to: try the new one once.
+		if !errors.Is(err, runtime.ErrNotRunning) {
+			break
+		}
+	}
+	if err != nil {
+		writeCallError(ctx, err)
+	}
+}
+
+func (h *ingress) call(ctx *fasthttp.RequestCtx, b *callBuf) error {
+	lease, err := h.sup.AcquireMain()
+	if err != nil {
+		return err
+	}
+	defer lease.Release()
+	in := ctx.PostBody()
+	if lease.Role() == runtime.RoleHTTP {
+		req := &ctx.Request.Header
+		in = httpframe.AppendRequestStart(b.in[:0], req.Method(), req.RequestURI(), req.Len())
+		for k, v := range req.All() {
+			in = httpframe.AppendString(in, k)
+			in = httpframe.AppendString(in, v)
+		}
+		in = httpframe.AppendString(in, ctx.PostBody())
+		b.in = in
+	}
+	out, err := lease.Call(h.ctx, in, b.out[:0])
+	b.out = out
+	if err != nil {
+		return err
+	}
+	if lease.Role() != runtime.RoleHTTP {
+		ctx.SetContentTypeBytes(octetStream)
+		ctx.SetBody(out)
+		return nil
+	}
+	if err := httpframe.DecodeResponse(out, &b.resp); err != nil {
+		return err
+	}
+	ctx.SetStatusCode(b.resp.Status)
+	for _, hd := range b.resp.Headers {
+		if hopByHop(hd.Name) {
+			continue
+		}
+		ctx.Response.Header.AddBytesKV(hd.Name, hd.Value)
+	}
+	ctx.SetBody(b.resp.Body)
+	return nil
+}
+
+var hopHeaders = [][]byte{[]byte("Connection"), []byte("Content-Length"), []byte("Transfer-Encoding"),
+	[]byte("Keep-Alive"), []byte("Upgrade"), []byte("Trailer"), []byte("Date"), []byte("Server")}
+
+func hopByHop(name []byte) bool {
+	for _, h := range hopHeaders {
+		if bytes.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeCallError maps a call failure to a status: overload and not ready 503 (Retry-After),
+// deadline 504, guest error and trap 500, bad input 400, malformed guest response 502.
+func writeCallError(ctx *fasthttp.RequestCtx, err error) {
+	status := fasthttp.StatusInternalServerError
+	msg := err.Error()
+	var ge *runtime.GuestError
+	var te *runtime.TrapError
+	switch {
+	case errors.Is(err, supervisor.ErrDraining), errors.Is(err, supervisor.ErrNotReady), errors.Is(err, runtime.ErrNotRunning), errors.Is(err, runtime.ErrOverloaded):
+		status = fasthttp.StatusServiceUnavailable
+	case errors.Is(err, runtime.ErrDeadline):
+		status = fasthttp.StatusGatewayTimeout
+	case errors.As(err, &ge):
+		msg = "guest error " + strconv.Itoa(int(ge.Code)) + ": " + ge.Message
+	case errors.As(err, &te):
+		msg = "guest trapped (" + te.Kind + ")"
+	case errors.Is(err, runtime.ErrInput):
+		status = fasthttp.StatusBadRequest
+	case errors.Is(err, httpframe.ErrFraming):
+		status = fasthttp.StatusBadGateway
+	}
+	ctx.Response.Reset()
+	ctx.SetStatusCode(status)
+	if status == fasthttp.StatusServiceUnavailable {
+		ctx.Response.Header.Set("Retry-After", "1")
+		if errors.Is(err, supervisor.ErrDraining) {
+			ctx.SetConnectionClose()
+		}
+	}
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString(msg + "\n")
+}

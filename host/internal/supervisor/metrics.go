@@ -1,0 +1,42 @@
+package supervisor
+
+import "github.com/wasmpod/wasmpod/runtime"
+
+// ModuleMetrics is a scrape-time view of one module: counters include every version and restart
+// the module had, so they never go back.
+type ModuleMetrics struct {
+	Name     string
+	State    runtime.State
+	Ready    bool
+	Restarts int
+	// Stats of the running version plus the totals of stopped ones (Instances, Busy, Target and
+	// MemoryPages are the running version's).
+	Stats runtime.Stats
+	Guest []runtime.GuestMetric
+}
+
+// Metrics returns every module's metrics, in start order.
+func (s *Supervisor) Metrics() []ModuleMetrics {
+	out := make([]ModuleMetrics, 0, len(s.units))
+	for _, u := range s.units {
+		st := u.status()
+		mm := ModuleMetrics{Name: u.spec.Name, State: st.State, Ready: st.Ready, Restarts: st.Restarts}
+		var live runtime.Stats
+		if g := u.active.Load(); g != nil {
+			live = g.mod.Stats()
+			mm.Guest = g.mod.GuestMetrics()
+		}
+		u.mu.Lock()
+		t := u.totals
+		t.latCounts = append([]uint64(nil), t.latCounts...)
+		u.mu.Unlock()
+		t.add(live)
+		mm.Stats = live
+		mm.Stats.Module = u.spec.Name
+		mm.Stats.Calls, mm.Stats.Errors, mm.Stats.Traps = t.calls, t.errors, t.traps
+		mm.Stats.Timeouts, mm.Stats.Overloads, mm.Stats.GuestErrors = t.timeouts, t.overloads, t.guestErrors
+		mm.Stats.Latency = runtime.Histogram{Bounds: runtime.LatencyBounds, Counts: t.latCounts, Sum: t.latSum, Count: t.latCount}
+		out = append(out, mm)
+	}
+	return out
+}

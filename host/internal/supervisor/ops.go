@@ -1,0 +1,369 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wasmpod/wasmpod/host/internal/podspec"
+	"github.com/wasmpod/wasmpod/runtime"
+)
+
+// StopModule stops a module at an operator's request: drained, snapshotted, and not restarted
+// until StartModule.
+func (s *Supervisor) StopModule(ctx context.Context, name string) error {
+	u, err := s.unit(name)
+	if err != nil {
+		return err
+	}
+	u.opMu.Lock()
+	defer u.opMu.Unlock()
+	if u.closed {
+		return ErrClosed
+	}
+	u.wantRunning = false
+	if u.retry != nil {
+		u.retry.Stop()
+	}
+	u.mu.Lock()
+	u.reason = "Stopped"
+	u.nextRestart = time.Time{}
+	u.mu.Unlock()
+	return u.halt(ctx, "stopped by operator", true)
+}
+
+// StartModule starts a module an operator stopped, or one waiting in back-off (at once, with its
+// failure count reset).
+func (s *Supervisor) StartModule(ctx context.Context, name string) error {
+	u, err := s.unit(name)
+	if err != nil {
+		return err
+	}
+	u.opMu.Lock()
+	defer u.opMu.Unlock()
+	if u.closed {
+		return ErrClosed
+	}
+	if u.gen != nil {
+		return fmt.Errorf("module %q is already running: %w", name, ErrConflict)
+	}
+	u.wantRunning = true
+	if u.retry != nil {
+		u.retry.Stop()
+	}
+	u.mu.Lock()
+	u.failures = 0
+	u.mu.Unlock()
+	if err := u.launch(ctx); err != nil {
+		u.failedLocked(err)
+		return err
+	}
+	return nil
+}
+
+// RestartModule stops (with snapshot) and starts a module again.
+func (s *Supervisor) RestartModule(ctx context.Context, name string) error {
+	u, err := s.unit(name)
+	if err != nil {
+		return err
+	}
+	u.opMu.Lock()
+	defer u.opMu.Unlock()
+	if u.closed {
+		return ErrClosed
+	}
+	if err := u.halt(ctx, "restarted by operator", true); err != nil {
+		return err
+	}
+	u.wantRunning = true
+	if u.retry != nil {
+		u.retry.Stop()
+	}
+	u.mu.Lock()
+	u.restarts++
+	u.mu.Unlock()
+	if err := u.launch(ctx); err != nil {
+		u.failedLocked(err)
+		return err
+	}
+	return nil
+}
+
+// Pause stops a module admitting calls and ticks; in-flight calls finish.
+func (s *Supervisor) Pause(name string) error { return s.pauseResume(name, true) }
+
+// Resume admits calls again after Pause.
+func (s *Supervisor) Resume(name string) error { return s.pauseResume(name, false) }
+
+func (s *Supervisor) pauseResume(name string, pause bool) error {
+	u, err := s.unit(name)
+	if err != nil {
+		return err
+	}
+	u.opMu.Lock()
+	defer u.opMu.Unlock()
+	if u.gen == nil {
+		return fmt.Errorf("module %q is not running: %w", name, ErrConflict)
+	}
+	if pause {
+		err = u.gen.mod.Pause()
+	} else {
+		err = u.gen.mod.Resume()
+	}
+	if errors.Is(err, runtime.ErrIllegalTransition) {
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	}
+	return err
+}
+
+// ScaleBounds returns the warm pool sizes an operator or the module may ask for: the spec's
+// allowScale bounds when set, else 1 to resources.concurrency.
+func ScaleBounds(m *podspec.Module) (lo, hi int) {
+	if m.AllowScale != nil {
+		return int(m.AllowScale.Min), int(m.AllowScale.Max)
+	}
+	return 1, int(m.Resources.Concurrency)
+}
+
+// Scale sets a module's warm pool size, within ScaleBounds.
+func (s *Supervisor) Scale(name string, n int) error {
+	u, err := s.unit(name)
+	if err != nil {
+		return err
+	}
+	lo, hi := ScaleBounds(u.spec)
+	if n < lo || n > hi {
+		return fmt.Errorf("%w: module %q: replicas %d outside the spec's bounds [%d, %d]", ErrInvalid, name, n, lo, hi)
+	}
+	u.opMu.Lock()
+	defer u.opMu.Unlock()
+	if u.gen == nil {
+		return fmt.Errorf("module %q is not running: %w", name, ErrConflict)
+	}
+	return u.gen.mod.Scale(n)
+}
+
+// Upgrade replaces a module's version while the pod serves: the new version is loaded, its pool
+// warmed (with the stored snapshot restored), and it must report ready within its readiness
+// probe's thresholds (or UpgradeReadyTimeout); then traffic switches to it atomically and the
+// old version drains, its snapshot saved for the next start. If the new version fails to load,
+// start or get ready, it is discarded and the old one keeps serving: the error wraps
+// ErrUpgradeFailed.
+func (s *Supervisor) Upgrade(ctx context.Context, name string, wasm []byte) error {
+	u, err := s.unit(name)
+	if err != nil {
+		return err
+	}
+	u.opMu.Lock()
+	defer u.opMu.Unlock()
+	return u.upgrade(ctx, wasm, "upgrade")
+}
+
+// Rollback goes back to the version before the last successful upgrade (or rollback).
+func (s *Supervisor) Rollback(ctx context.Context, name string) error {
+	u, err := s.unit(name)
+	if err != nil {
+		return err
+	}
+	u.opMu.Lock()
+	defer u.opMu.Unlock()
+	if u.prevWasm == nil {
+		return fmt.Errorf("module %q: %w", name, ErrNoPrevious)
+	}
+	return u.upgrade(ctx, u.prevWasm, "rollback")
+}
+
+func (u *unit) upgrade(ctx context.Context, wasm []byte, what string) error {
+	if u.closed {
+		return ErrClosed
+	}
+	sha := digest(wasm)
+	fail := func(err error) error {
+		err = fmt.Errorf("module %q: %s to %.12s: %w: %w", u.spec.Name, what, sha, ErrUpgradeFailed, err)
+		u.mu.Lock()
+		u.lastError = err.Error()
+		u.mu.Unlock()
+		u.s.log.Warn("upgrade failed, old version keeps serving", "module", u.spec.Name, "err", err)
+		return err
+	}
+	old := u.gen
+	if old == nil {
+		// Not running: check the new version loads, then it is what the next start runs.
+		m, _, err := u.load(ctx, wasm)
+		if err != nil {
+			return fail(err)
+		}
+		m.Close(ctx)
+		u.switchVersion(wasm, sha)
+		if u.wantRunning {
+			if err := u.launch(ctx); err != nil {
+				u.failedLocked(err)
+				return err
+			}
+		}
+		return nil
+	}
+	snap, err := u.s.store.Load(u.spec.Name)
+	if err != nil {
+		return fail(err)
+	}
+	g, err := u.startVersion(ctx, wasm, sha, snap)
+	if err != nil {
+		return fail(err)
+	}
+	if err := u.waitReady(ctx, g); err != nil {
+		g.cancel = func() {}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		g.mod.Stop(sctx, runtime.StopOptions{}) // no snapshot: the old version's state stands
+		g.mod.Close(sctx)
+		cancel()
+		return fail(fmt.Errorf("new version never got ready, rolled back: %w", err))
+	}
+	// Switch: the new version takes traffic from now on; calls that already hold the old one
+	// finish on it while it drains.
+	u.gen = nil
+	u.activate(g)
+	g.ready.Store(true)
+	u.switchVersion(wasm, sha)
+	if err := u.stopVersion(ctx, old, what+": old version drained", true); err != nil {
+		u.s.log.Warn("old version did not stop cleanly", "module", u.spec.Name, "err", err)
+	}
+	u.s.log.Info("module upgraded", "module", u.spec.Name, "what", what, "sha256", sha, "version", u.version)
+	return nil
+}
+
+func (u *unit) switchVersion(wasm []byte, sha string) {
+	u.prevWasm, u.prevSHA = u.wasm, u.sha
+	u.wasm, u.sha = wasm, sha
+	u.version++
+	u.ver.Store(&versionInfo{u.version, u.sha, u.prevSHA})
+}
+
+type versionInfo struct {
+	version   int
+	sha, prev string
+}
+
+// waitReady polls g's health until it reports ready SuccessThreshold times in a row, or fails
+// after the readiness probe's window (InitialDelay + Period*FailureThreshold) or
+// UpgradeReadyTimeout when the module has no readiness probe.
+func (u *unit) waitReady(ctx context.Context, g *generation) error {
+	p := u.spec.ReadinessProbe
+	poll, window, need := u.s.cfg.ProbePoll, u.s.cfg.UpgradeReadyTimeout, 1
+	probe := podspec.DefaultProbe()
+	if p != nil {
+		probe = *p
+		poll = p.Period()
+		window = p.InitialDelay() + time.Duration(p.FailureThreshold)*p.Period()
+		need = int(p.SuccessThreshold)
+		if !sleepCtx(ctx, p.InitialDelay()) {
+			return ctx.Err()
+		}
+	}
+	deadline := time.Now().Add(window)
+	var last string
+	for succ := 0; ; {
+		h, err := u.probe(ctx, g, &probe)
+		if err == nil && h == runtime.Ready {
+			if succ++; succ >= need {
+				return nil
+			}
+		} else {
+			succ = 0
+			last = "health " + h.String()
+			if err != nil {
+				last += ": " + err.Error()
+			}
+		}
+		if time.Now().Add(poll).After(deadline) {
+			return fmt.Errorf("not ready within %s (last: %s)", window, last)
+		}
+		if !sleepCtx(ctx, poll) {
+			return ctx.Err()
+		}
+	}
+}
+
+// ModuleStatus is what the admin API says about one module.
+type ModuleStatus struct {
+	Name     string           `json:"name"`
+	Role     podspec.Role     `json:"role"`
+	Priority podspec.Priority `json:"priority"`
+	// State is the lifecycle state of the running version (stopped or failed when none runs).
+	State runtime.State `json:"state"`
+	// Reason qualifies the state: CrashLoopBackOff, Failed, Stopped (by an operator), or empty.
+	Reason string `json:"reason,omitempty"`
+	Ready  bool   `json:"ready"`
+	// Version counts the versions this module has run (1 at start, +1 per upgrade or rollback).
+	Version        int    `json:"version"`
+	SHA256         string `json:"sha256"`
+	PreviousSHA256 string `json:"previousSha256,omitempty"`
+	// Calls is the export traffic goes to (http or handle for main).
+	Calls    string `json:"calls,omitempty"`
+	Restarts int    `json:"restarts"`
+	Failures int    `json:"failures"`
+	// LastBackoff is the delay before the last scheduled restart; NextRestart when it happens.
+	LastBackoff string            `json:"lastBackoff,omitempty"`
+	NextRestart *time.Time        `json:"nextRestart,omitempty"`
+	LastError   string            `json:"lastError,omitempty"`
+	StartedAt   *time.Time        `json:"startedAt,omitempty"`
+	Instances   int               `json:"instances"`
+	Target      int               `json:"target"`
+	Config      map[string]string `json:"config,omitempty"`
+	Spec        *podspec.Module   `json:"spec"`
+}
+
+// Status returns the named module's status.
+func (s *Supervisor) Status(name string) (ModuleStatus, error) {
+	u, err := s.unit(name)
+	if err != nil {
+		return ModuleStatus{}, err
+	}
+	return u.status(), nil
+}
+
+// Statuses returns every module's status, in start order.
+func (s *Supervisor) Statuses() []ModuleStatus {
+	out := make([]ModuleStatus, len(s.units))
+	for i, u := range s.units {
+		out[i] = u.status()
+	}
+	return out
+}
+
+func (u *unit) status() ModuleStatus {
+	st := ModuleStatus{Name: u.spec.Name, Role: u.spec.Role, Priority: u.spec.Priority, Config: u.spec.Config, Spec: u.spec}
+	g := u.active.Load()
+	u.mu.Lock()
+	st.Restarts, st.Failures, st.Reason = u.restarts, u.failures, u.reason
+	st.LastError = u.lastError
+	if u.lastBackoff > 0 {
+		st.LastBackoff = u.lastBackoff.String()
+	}
+	if !u.nextRestart.IsZero() {
+		t := u.nextRestart
+		st.NextRestart = &t
+	}
+	u.mu.Unlock()
+	if v := u.ver.Load(); v != nil {
+		st.Version, st.SHA256, st.PreviousSHA256 = v.version, v.sha, v.prev
+	}
+	if g != nil {
+		st.State = g.mod.State()
+		st.Ready = g.ready.Load() && st.State == runtime.StateRunning
+		t := g.started
+		st.StartedAt = &t
+		ms := g.mod.Stats()
+		st.Instances, st.Target = ms.Instances, ms.Target
+		st.Calls = g.role.String()
+		if st.LastError == "" {
+			st.LastError = g.mod.LastError()
+		}
+	} else if st.Reason == "Stopped" || st.Reason == "" {
+		st.State = runtime.StateStopped
+	} else {
+		st.State = runtime.StateFailed
+	}
+	return st
+}

@@ -1,0 +1,409 @@
+// Package supervisor runs a pod: it loads the pod's modules into a runtime engine, starts them
+// in the pod's start order (helpers before main), probes them, restarts failed ones with
+// CrashLoopBackOff delays, admits calls by priority, keeps their state across stops in snapshot
+// files, upgrades and rolls back module versions while the pod serves, and stops everything in
+// reverse order within the pod's grace period.
+//
+// The supervisor knows nothing of HTTP: the admin and ingress servers (package admin) drive it
+// through its methods.
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wasmpod/wasmpod/host/internal/logbuf"
+	"github.com/wasmpod/wasmpod/host/internal/podspec"
+	"github.com/wasmpod/wasmpod/host/internal/snapshot"
+	"github.com/wasmpod/wasmpod/runtime"
+)
+
+// Sentinel errors, for callers to map with errors.Is.
+var (
+	// ErrNotFound: no module of that name in the pod.
+	ErrNotFound = errors.New("no such module")
+	// ErrNotReady: the module has no running version ready for traffic.
+	ErrNotReady = errors.New("module not ready")
+	// ErrDraining: the pod is shutting down and admits no new calls.
+	ErrDraining = errors.New("pod is shutting down")
+	// ErrInvalid: the request is not valid (e.g. a scale outside the spec's bounds).
+	ErrInvalid = errors.New("invalid request")
+	// ErrConflict: the operation does not fit the module's current state.
+	ErrConflict = errors.New("conflicting module state")
+	// ErrUpgradeFailed: the new version could not be loaded or never got ready; the old version
+	// keeps serving.
+	ErrUpgradeFailed = errors.New("upgrade failed")
+	// ErrNoPrevious: there is no previous version to roll back to.
+	ErrNoPrevious = errors.New("no previous version")
+	// ErrClosed: the supervisor has shut down.
+	ErrClosed = errors.New("supervisor closed")
+)
+
+// Config configures a Supervisor. Start from DefaultConfig.
+type Config struct {
+	// Pod is the pod to run. Required; it must have passed podspec.Load or Validate.
+	Pod *podspec.Pod
+	// StateDir holds snapshots, the compilation cache and emptyDir volumes. Required.
+	StateDir string
+	// Logger is the host's structured log. Nil discards.
+	Logger *slog.Logger
+	// Logs receives the modules' log lines; nil creates a Hub with logbuf.DefaultConfig.
+	Logs *logbuf.Hub
+	// CPUBudget is how many calls may run at once before the host counts as oversubscribed;
+	// low-priority modules are admitted only below it. 0 means GOMAXPROCS.
+	CPUBudget int
+	// UpgradeReadyTimeout is how long a new version may take to report ready when its module
+	// has no readiness probe (with one, the probe's own thresholds decide).
+	UpgradeReadyTimeout time.Duration
+	// ProbePoll is how often an upgrade polls a new version's health without a readiness probe.
+	ProbePoll time.Duration
+}
+
+// DefaultConfig returns the host's defaults.
+func DefaultConfig() Config {
+	return Config{
+		// GOMAXPROCS: one running call per processor Go may use is full use of the CPU we have.
+		CPUBudget: 0,
+		// 30s: a Go guest instantiates in milliseconds; a version not ready after 30s is broken.
+		UpgradeReadyTimeout: 30 * time.Second,
+		// 100ms: a new version starts serving promptly without busy-polling its health export.
+		ProbePoll: 100 * time.Millisecond,
+	}
+}
+
+// Supervisor runs one pod. Its methods are safe for concurrent use.
+type Supervisor struct {
+	cfg    Config
+	pod    *podspec.Pod
+	log    *slog.Logger
+	logs   *logbuf.Hub
+	engine *runtime.Engine
+	store  *snapshot.Store
+	gate   gate
+
+	units  []*unit // in start order
+	byName map[string]*unit
+	main   *unit
+
+	ctx    context.Context // ends at Shutdown; owns every background goroutine
+	cancel context.CancelFunc
+
+	mu       sync.Mutex // guards closed and wg.Add
+	closed   bool
+	wg       sync.WaitGroup
+	draining atomic.Bool
+	inflight atomic.Int64 // ingress calls in flight
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+	emptyDirs    []string
+}
+
+// New prepares a supervisor for cfg.Pod: it reads every wasm file (checking declared digests),
+// creates the engine (compilation cache under the state dir) and the snapshot store. Nothing
+// runs until Start.
+func New(ctx context.Context, cfg Config) (*Supervisor, error) {
+	if cfg.Pod == nil {
+		return nil, fmt.Errorf("supervisor: %w: no pod", ErrInvalid)
+	}
+	if cfg.StateDir == "" {
+		return nil, fmt.Errorf("supervisor: %w: no state dir", ErrInvalid)
+	}
+	d := DefaultConfig()
+	if cfg.CPUBudget <= 0 {
+		cfg.CPUBudget = goruntime.GOMAXPROCS(0)
+	}
+	if cfg.UpgradeReadyTimeout <= 0 {
+		cfg.UpgradeReadyTimeout = d.UpgradeReadyTimeout
+	}
+	if cfg.ProbePoll <= 0 {
+		cfg.ProbePoll = d.ProbePoll
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Logs == nil {
+		lc := logbuf.DefaultConfig()
+		lc.Logger = cfg.Logger
+		cfg.Logs = logbuf.New(lc)
+	}
+	pod := cfg.Pod
+	s := &Supervisor{cfg: cfg, pod: pod, log: cfg.Logger.With("pod", pod.Metadata.Name), logs: cfg.Logs, byName: map[string]*unit{}}
+	s.gate.budget = int64(cfg.CPUBudget)
+	for _, m := range pod.StartOrder() {
+		if m.ABI != podspec.ABINative {
+			return nil, fmt.Errorf("supervisor: module %q: abi %q is not supported by this host (use native)", m.Name, m.ABI)
+		}
+		wasm, err := os.ReadFile(pod.ResolvePath(m.Wasm))
+		if err != nil {
+			return nil, fmt.Errorf("supervisor: module %q: %w", m.Name, err)
+		}
+		if err := m.CheckDigest(wasm); err != nil {
+			return nil, fmt.Errorf("supervisor: module %q: %w", m.Name, err)
+		}
+		u := newUnit(s, m, wasm)
+		s.units = append(s.units, u)
+		s.byName[m.Name] = u
+		if m.Role == podspec.RoleMain {
+			s.main = u
+		}
+	}
+	store, err := snapshot.NewStore(filepath.Join(cfg.StateDir, "pods", pod.Metadata.Name, "snapshots"))
+	if err != nil {
+		return nil, err
+	}
+	s.store = store
+	ecfg := runtime.DefaultConfig()
+	ecfg.CacheDir = filepath.Join(cfg.StateDir, "cache")
+	ecfg.Logs = s.logs
+	ecfg.Events = func(e runtime.Event) {
+		s.log.Debug("module state", "module", e.Module, "from", e.From.String(), "to", e.To.String(), "reason", e.Reason)
+	}
+	if err := os.MkdirAll(ecfg.CacheDir, 0o700); err != nil {
+		return nil, fmt.Errorf("supervisor: cache dir: %w", err)
+	}
+	eng, err := runtime.NewEngine(ctx, ecfg)
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: engine: %w", err)
+	}
+	s.engine = eng
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Pod returns the pod being run.
+func (s *Supervisor) Pod() *podspec.Pod { return s.pod }
+
+// Logs returns the modules' log hub.
+func (s *Supervisor) Logs() *logbuf.Hub { return s.logs }
+
+// Modules returns the module names in start order.
+func (s *Supervisor) Modules() []string {
+	out := make([]string, len(s.units))
+	for i, u := range s.units {
+		out[i] = u.spec.Name
+	}
+	return out
+}
+
+// Start starts the modules in start order, each once the one before it runs. A module that
+// cannot be loaded (invalid wasm, missing role export) fails Start, which then stops what it
+// started. A module that loads but fails to start (start export, corrupt snapshot) is handed to
+// the restart policy and Start goes on, as Kubernetes keeps a pod whose container crash-loops.
+func (s *Supervisor) Start(ctx context.Context) error {
+	for _, u := range s.units {
+		if err := u.checkLoad(ctx); err != nil {
+			return err
+		}
+	}
+	for _, u := range s.units {
+		u.opMu.Lock()
+		u.wantRunning = true
+		err := u.launch(ctx)
+		if err != nil {
+			u.failedLocked(err)
+		}
+		u.opMu.Unlock()
+		if err != nil && errors.Is(err, ErrClosed) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Ready reports whether the pod serves: not draining, and every module that should run is
+// running and ready. The second result lists what is not.
+func (s *Supervisor) Ready() (bool, []string) {
+	var why []string
+	if s.draining.Load() {
+		why = append(why, "pod is shutting down")
+	}
+	for _, u := range s.units {
+		g := u.active.Load()
+		switch {
+		case g == nil:
+			why = append(why, u.spec.Name+": not running")
+		case !g.ready.Load():
+			why = append(why, u.spec.Name+": not ready")
+		}
+	}
+	return len(why) == 0, why
+}
+
+// Drain stops admitting ingress calls (they fail with ErrDraining) and waits until the calls in
+// flight have finished or ctx ends.
+func (s *Supervisor) Drain(ctx context.Context) error {
+	s.draining.Store(true)
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for s.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("supervisor: drain: %d calls still in flight: %w", s.inflight.Load(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Draining reports whether Drain or Shutdown has begun.
+func (s *Supervisor) Draining() bool { return s.draining.Load() }
+
+// Shutdown drains, then stops the modules in stop order (snapshotting their state) within ctx,
+// then releases the engine. It is idempotent; later calls return the first result.
+func (s *Supervisor) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() {
+		var errs []error
+		if err := s.Drain(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.cancel()
+		for i := len(s.units) - 1; i >= 0; i-- {
+			u := s.units[i]
+			u.opMu.Lock()
+			u.wantRunning = false
+			u.closed = true
+			if u.retry != nil {
+				u.retry.Stop()
+			}
+			if err := u.halt(ctx, "pod shutdown", true); err != nil {
+				errs = append(errs, err)
+			}
+			u.opMu.Unlock()
+		}
+		s.wg.Wait()
+		if err := s.engine.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		for _, d := range s.emptyDirs {
+			os.RemoveAll(d)
+		}
+		s.shutdownErr = errors.Join(errs...)
+	})
+	return s.shutdownErr
+}
+
+// goBackground runs fn on a goroutine owned by the supervisor (Shutdown waits for it). It
+// reports false, and runs nothing, after Shutdown began.
+func (s *Supervisor) goBackground(fn func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+func (s *Supervisor) unit(name string) (*unit, error) {
+	u := s.byName[name]
+	if u == nil {
+		return nil, fmt.Errorf("module %q: %w", name, ErrNotFound)
+	}
+	return u, nil
+}
+
+// Lease is one admitted ingress call to the main module. Release it when done.
+type Lease struct {
+	s *Supervisor
+	g *generation
+}
+
+// AcquireMain admits one ingress call to the main module: it fails with ErrDraining while the
+// pod shuts down and ErrNotReady when main has no ready version.
+func (s *Supervisor) AcquireMain() (Lease, error) {
+	if s.main == nil {
+		return Lease{}, fmt.Errorf("pod has no main module: %w", ErrNotReady)
+	}
+	s.inflight.Add(1)
+	if s.draining.Load() {
+		s.inflight.Add(-1)
+		return Lease{}, ErrDraining
+	}
+	g := s.main.active.Load()
+	if g == nil || !g.ready.Load() {
+		s.inflight.Add(-1)
+		return Lease{}, ErrNotReady
+	}
+	s.gate.high.Add(1)
+	return Lease{s: s, g: g}, nil
+}
+
+// Role is the role the call goes to: http when the version exports it, else handle.
+func (l Lease) Role() runtime.Role { return l.g.role }
+
+// Call calls the main module's version admitted by the lease.
+func (l Lease) Call(ctx context.Context, in, dst []byte) ([]byte, error) {
+	return l.g.mod.Call(ctx, l.g.role, in, dst)
+}
+
+// Release ends the lease.
+func (l Lease) Release() {
+	if l.s != nil {
+		l.s.gate.high.Add(-1)
+		l.s.inflight.Add(-1)
+	}
+}
+
+// Call calls a module's handler by name, admitted by priority: a low-priority module's call
+// waits (until ctx ends) for spare CPU. It is for pod-internal and test traffic; ingress uses
+// AcquireMain.
+func (s *Supervisor) Call(ctx context.Context, module string, role runtime.Role, in, dst []byte) ([]byte, error) {
+	u, err := s.unit(module)
+	if err != nil {
+		return dst, err
+	}
+	g := u.active.Load()
+	if g == nil || !g.ready.Load() {
+		return dst, fmt.Errorf("module %q: %w", module, ErrNotReady)
+	}
+	if u.low {
+		for !s.gate.tryLow() {
+			select {
+			case <-ctx.Done():
+				return dst, fmt.Errorf("module %q: no spare CPU for a low-priority call: %w", module, runtime.ErrOverloaded)
+			case <-time.After(time.Millisecond):
+			}
+		}
+		defer s.gate.low.Add(-1)
+	} else {
+		s.gate.high.Add(1)
+		defer s.gate.high.Add(-1)
+	}
+	return g.mod.Call(ctx, role, in, dst)
+}
+
+// gate admits low-priority work only while the host has spare CPU: fewer calls running than
+// the budget minus one (one processor is kept for the work that is admitted unconditionally).
+type gate struct {
+	budget int64
+	high   atomic.Int64 // running calls of normal and high priority modules
+	low    atomic.Int64 // running calls and ticks of low-priority modules
+}
+
+func (g *gate) tryLow() bool {
+	limit := max(g.budget-1, 1)
+	if g.high.Load()+g.low.Load() >= limit {
+		return false
+	}
+	if g.low.Add(1)+g.high.Load() > limit {
+		g.low.Add(-1)
+		return false
+	}
+	return true
+}

@@ -1,0 +1,522 @@
+package supervisor
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wasmpod/wasmpod/host/internal/podspec"
+	"github.com/wasmpod/wasmpod/host/internal/snapshot"
+	"github.com/wasmpod/wasmpod/runtime"
+)
+
+// unit supervises one module of the pod across its versions and restarts.
+type unit struct {
+	s    *Supervisor
+	spec *podspec.Module
+	low  bool
+
+	// opMu serializes lifecycle operations (launch, halt, upgrade, operator commands).
+	opMu        sync.Mutex
+	wasm        []byte
+	sha         string
+	prevWasm    []byte
+	prevSHA     string
+	version     int
+	wantRunning bool
+	closed      bool
+	retry       *time.Timer
+	gen         *generation // the running version, also in active once started
+
+	// mu guards the status fields below, read by Status without opMu.
+	mu          sync.Mutex
+	restarts    int
+	failures    int
+	lastError   string
+	reason      string
+	nextRestart time.Time
+	lastBackoff time.Duration
+	totals      counters
+
+	// ver is the version information Status shows, replaced whole on every switch.
+	ver atomic.Pointer[versionInfo]
+
+	// active is the version traffic goes to; nil when none runs.
+	active atomic.Pointer[generation]
+}
+
+// generation is one started instance of a module version.
+type generation struct {
+	mod     *runtime.Module
+	role    runtime.Role
+	sha     string
+	ready   atomic.Bool
+	started time.Time
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+func newUnit(s *Supervisor, m *podspec.Module, wasm []byte) *unit {
+	u := &unit{s: s, spec: m, low: m.Priority < 0, wasm: wasm, sha: digest(wasm), version: 1}
+	u.ver.Store(&versionInfo{version: 1, sha: u.sha})
+	return u
+}
+
+func digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// callRole returns the export calls go to, and whether the role is required.
+func (u *unit) callRole(m *runtime.Module) (runtime.Role, error) {
+	switch u.spec.Role {
+	case podspec.RoleMain:
+		if m.HasRole(runtime.RoleHTTP) {
+			return runtime.RoleHTTP, nil
+		}
+		if m.HasRole(runtime.RoleHandle) {
+			return runtime.RoleHandle, nil
+		}
+		return 0, fmt.Errorf("module %q: role main needs export wasmpod_http or wasmpod_handle: %w", u.spec.Name, runtime.ErrNoExport)
+	case podspec.RoleLeaf, podspec.RoleMerge, podspec.RoleStage:
+		r, _ := runtime.ParseRole(string(u.spec.Role))
+		if !m.HasRole(r) {
+			return 0, fmt.Errorf("module %q: role %s needs export wasmpod_%s: %w", u.spec.Name, u.spec.Role, r, runtime.ErrNoExport)
+		}
+		return r, nil
+	}
+	// helpers: handle if present; a helper may also only tick
+	return runtime.RoleHandle, nil
+}
+
+func (u *unit) moduleConfig() (runtime.ModuleConfig, error) {
+	m := u.spec
+	c := runtime.DefaultModuleConfig(m.Name)
+	c.MaxMemoryPages = m.Resources.MemoryPages()
+	c.CallTimeout = m.Resources.Timeout.Std()
+	c.MaxConcurrency = int(m.Resources.Concurrency)
+	c.MinInstances = int(m.Resources.MinInstances)
+	c.StopGrace = u.s.pod.Spec.GracePeriod()
+	c.TickInterval = 0 // the supervisor ticks, so low-priority ticks go through admission
+	c.Trusted = m.Trusted
+	if m.AllowScale != nil {
+		c.AllowScale = true
+		c.MinInstances = max(int(m.AllowScale.Min), 1)
+	}
+	c.Config = m.Config
+	for _, vm := range m.VolumeMounts {
+		v := u.s.pod.Volume(vm.Name)
+		if v == nil {
+			return c, fmt.Errorf("module %q: volume %q: %w", m.Name, vm.Name, ErrInvalid)
+		}
+		var dir string
+		switch {
+		case v.HostPath != nil:
+			dir = u.s.pod.ResolvePath(v.HostPath.Path)
+			if v.HostPath.Type == podspec.HostPathDirectoryOrCreate {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					return c, fmt.Errorf("module %q: volume %q: %w", m.Name, vm.Name, err)
+				}
+			}
+		default:
+			dir = filepath.Join(u.s.cfg.StateDir, "pods", u.s.pod.Metadata.Name, "volumes", v.Name)
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return c, fmt.Errorf("module %q: volume %q: %w", m.Name, vm.Name, err)
+			}
+		}
+		c.Mounts = append(c.Mounts, runtime.Mount{HostPath: dir, GuestPath: vm.MountPath, ReadOnly: vm.ReadOnly})
+	}
+	return c, nil
+}
+
+// load compiles wasm as this module and checks its role export. Nothing is kept on error.
+func (u *unit) load(ctx context.Context, wasm []byte) (*runtime.Module, runtime.Role, error) {
+	cfg, err := u.moduleConfig()
+	if err != nil {
+		return nil, 0, err
+	}
+	m, err := u.s.engine.Load(ctx, wasm, cfg)
+	if err != nil {
+		return nil, 0, fmt.Errorf("module %q: load: %w", u.spec.Name, err)
+	}
+	role, err := u.callRole(m)
+	if err != nil {
+		m.Close(ctx)
+		return nil, 0, err
+	}
+	return m, role, nil
+}
+
+// checkLoad loads and releases the current version: a module that cannot load fails the pod.
+func (u *unit) checkLoad(ctx context.Context) error {
+	m, _, err := u.load(ctx, u.wasm)
+	if err != nil {
+		return err
+	}
+	return m.Close(ctx)
+}
+
+// launch starts the current version with the stored snapshot and makes it active. Call with
+// opMu held.
+func (u *unit) launch(ctx context.Context) error {
+	if u.closed {
+		return ErrClosed
+	}
+	if u.gen != nil {
+		return nil
+	}
+	snap, err := u.s.store.Load(u.spec.Name)
+	if err != nil {
+		return fmt.Errorf("module %q: %w", u.spec.Name, err)
+	}
+	g, err := u.startVersion(ctx, u.wasm, u.sha, snap)
+	if err != nil {
+		return err
+	}
+	u.activate(g)
+	return nil
+}
+
+// startVersion loads and starts one version. With a readiness probe it starts not ready.
+func (u *unit) startVersion(ctx context.Context, wasm []byte, sha string, snap *snapshot.Snapshot) (*generation, error) {
+	m, role, err := u.load(ctx, wasm)
+	if err != nil {
+		return nil, err
+	}
+	var opts runtime.StartOptions
+	if snap != nil {
+		opts.State = snap.State
+	}
+	if err := m.Start(ctx, opts); err != nil {
+		m.Close(ctx)
+		return nil, fmt.Errorf("module %q: start: %w", u.spec.Name, err)
+	}
+	return &generation{mod: m, role: role, sha: sha, started: time.Now()}, nil
+}
+
+// activate makes g the running version and starts its probes and ticks.
+func (u *unit) activate(g *generation) {
+	u.gen = g
+	if u.spec.ReadinessProbe == nil && u.spec.StartupProbe == nil {
+		g.ready.Store(true)
+	}
+	ctx, cancel := context.WithCancel(u.s.ctx)
+	g.cancel = cancel
+	u.active.Store(g)
+	u.mu.Lock()
+	u.reason = ""
+	u.nextRestart = time.Time{}
+	u.mu.Unlock()
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		u.watch(ctx, g)
+	}()
+}
+
+// halt stops the running version: out of traffic, probes stopped, drained, snapshotted (when
+// save is set), closed. Call with opMu held. Counters of the version are kept in the totals.
+func (u *unit) halt(ctx context.Context, why string, save bool) error {
+	g := u.gen
+	if g == nil {
+		return nil
+	}
+	u.gen = nil
+	u.active.CompareAndSwap(g, nil)
+	return u.stopVersion(ctx, g, why, save)
+}
+
+func (u *unit) stopVersion(ctx context.Context, g *generation, why string, save bool) error {
+	g.cancel()
+	g.wg.Wait()
+	var opts runtime.StopOptions
+	var saveErr error
+	if save {
+		opts.Snapshot = func(state []byte) error {
+			saveErr = u.s.store.Save(snapshot.Snapshot{Module: u.spec.Name, WasmSHA256: g.sha, State: state})
+			return saveErr
+		}
+	}
+	err := g.mod.Stop(ctx, opts)
+	u.mu.Lock()
+	u.totals.add(g.mod.Stats())
+	u.mu.Unlock()
+	cerr := g.mod.Close(ctx)
+	u.s.log.Info("module stopped", "module", u.spec.Name, "why", why, "sha256", g.sha)
+	if err != nil || saveErr != nil || cerr != nil {
+		return fmt.Errorf("module %q: stop: %w", u.spec.Name, errors.Join(err, saveErr, cerr))
+	}
+	return nil
+}
+
+// failedLocked records a failure of the module and, as the restart policy says, schedules the
+// next start after the backoff delay. Call with opMu held.
+func (u *unit) failedLocked(err error) {
+	u.s.log.Error("module failed", "module", u.spec.Name, "err", err)
+	u.s.logs.Log(runtime.LogEntry{Time: time.Now(), Module: u.spec.Name, Level: runtime.LevelError, Source: "host", Message: err.Error()})
+	u.mu.Lock()
+	u.lastError = err.Error()
+	u.failures++
+	n := u.failures
+	u.mu.Unlock()
+	if u.closed || !u.wantRunning || u.s.pod.Spec.RestartPolicy == podspec.RestartNever {
+		u.mu.Lock()
+		u.reason = "Failed"
+		u.mu.Unlock()
+		return
+	}
+	delay := u.s.pod.Spec.RestartBackoff.Delay(n)
+	u.mu.Lock()
+	u.reason = "CrashLoopBackOff"
+	u.lastBackoff = delay
+	u.nextRestart = time.Now().Add(delay)
+	u.mu.Unlock()
+	u.s.log.Info("module restart scheduled", "module", u.spec.Name, "in", delay.String(), "failures", n)
+	if u.retry != nil {
+		u.retry.Stop()
+	}
+	u.retry = time.AfterFunc(delay, func() {
+		u.s.goBackground(func() {
+			u.opMu.Lock()
+			defer u.opMu.Unlock()
+			if u.closed || !u.wantRunning || u.gen != nil {
+				return
+			}
+			u.mu.Lock()
+			u.restarts++
+			u.mu.Unlock()
+			if err := u.launch(u.s.ctx); err != nil {
+				u.failedLocked(err)
+			}
+		})
+	})
+}
+
+// crash handles a failure noticed by a watcher of g: stop g, then restart per policy.
+func (u *unit) crash(g *generation, why string) {
+	u.s.goBackground(func() {
+		u.opMu.Lock()
+		defer u.opMu.Unlock()
+		if u.gen != g {
+			return // already replaced or stopped
+		}
+		if ran := time.Since(g.started); ran >= u.s.pod.Spec.RestartBackoff.ResetAfter.Std() {
+			u.mu.Lock()
+			u.failures = 0 // it ran healthy long enough: start the schedule again
+			u.mu.Unlock()
+		}
+		ctx, cancel := context.WithTimeout(u.s.ctx, u.s.pod.Spec.GracePeriod())
+		u.halt(ctx, why, true)
+		cancel()
+		u.failedLocked(fmt.Errorf("module %q: %s", u.spec.Name, why))
+	})
+}
+
+// watch runs g's probes and ticks until ctx ends.
+func (u *unit) watch(ctx context.Context, g *generation) {
+	events, unsub := g.mod.Subscribe(16)
+	defer unsub()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	run := func(fn func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); fn() }()
+	}
+	run(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-events:
+				if !ok {
+					return
+				}
+				if e.To == runtime.StateFailed {
+					u.crash(g, "failed: "+e.Reason)
+					return
+				}
+			}
+		}
+	})
+	if iv := u.spec.TickInterval.Std(); iv > 0 {
+		run(func() { u.tickLoop(ctx, g, iv) })
+	}
+	if p := u.spec.StartupProbe; p != nil {
+		if !u.startupProbe(ctx, g, p) {
+			return
+		}
+		if u.spec.ReadinessProbe == nil {
+			g.ready.Store(true)
+		}
+	}
+	if p := u.spec.ReadinessProbe; p != nil {
+		run(func() { u.readinessLoop(ctx, g, p) })
+	}
+	if p := u.spec.LivenessProbe; p != nil {
+		run(func() { u.livenessLoop(ctx, g, p) })
+	}
+	<-ctx.Done()
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (u *unit) probe(ctx context.Context, g *generation, p *podspec.Probe) (runtime.Health, error) {
+	if g.mod.State() != runtime.StateRunning {
+		return runtime.NotReady, fmt.Errorf("module is %s", g.mod.State())
+	}
+	pctx, cancel := context.WithTimeout(ctx, p.Timeout())
+	defer cancel()
+	return g.mod.Health(pctx)
+}
+
+func (u *unit) startupProbe(ctx context.Context, g *generation, p *podspec.Probe) bool {
+	if !sleepCtx(ctx, p.InitialDelay()) {
+		return false
+	}
+	for fails := 0; ; {
+		h, err := u.probe(ctx, g, p)
+		if ctx.Err() != nil {
+			return false
+		}
+		if err == nil && h == runtime.Ready {
+			return true
+		}
+		if fails++; fails >= int(p.FailureThreshold) {
+			u.crash(g, fmt.Sprintf("startup probe failed %d times: health %s %v", fails, h, errOrNil(err)))
+			return false
+		}
+		if !sleepCtx(ctx, p.Period()) {
+			return false
+		}
+	}
+}
+
+func errOrNil(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func (u *unit) livenessLoop(ctx context.Context, g *generation, p *podspec.Probe) {
+	if !sleepCtx(ctx, p.InitialDelay()) {
+		return
+	}
+	fails := 0
+	for {
+		if g.mod.State() != runtime.StatePaused {
+			h, err := u.probe(ctx, g, p)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil || h == runtime.Unhealthy {
+				if fails++; fails >= int(p.FailureThreshold) {
+					u.crash(g, fmt.Sprintf("liveness probe failed %d times in a row: health %s %s", fails, h, errOrNil(err)))
+					return
+				}
+			} else {
+				fails = 0
+			}
+		}
+		if !sleepCtx(ctx, p.Period()) {
+			return
+		}
+	}
+}
+
+func (u *unit) readinessLoop(ctx context.Context, g *generation, p *podspec.Probe) {
+	if !sleepCtx(ctx, p.InitialDelay()) {
+		return
+	}
+	succ, fails := 0, 0
+	for {
+		h, err := u.probe(ctx, g, p)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil && h == runtime.Ready {
+			fails = 0
+			if succ++; succ >= int(p.SuccessThreshold) && !g.ready.Load() {
+				g.ready.Store(true)
+				u.s.log.Info("module ready", "module", u.spec.Name)
+			}
+		} else {
+			succ = 0
+			if fails++; fails >= int(p.FailureThreshold) && g.ready.Load() {
+				g.ready.Store(false)
+				u.s.log.Warn("module not ready", "module", u.spec.Name, "health", h.String(), "err", errOrNil(err))
+			}
+		}
+		if !sleepCtx(ctx, p.Period()) {
+			return
+		}
+	}
+}
+
+func (u *unit) tickLoop(ctx context.Context, g *generation, iv time.Duration) {
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if g.mod.State() != runtime.StateRunning {
+			continue
+		}
+		if u.low {
+			if !u.s.gate.tryLow() {
+				continue // no spare CPU: this tick is skipped
+			}
+			g.mod.Tick(ctx)
+			u.s.gate.low.Add(-1)
+		} else {
+			g.mod.Tick(ctx)
+		}
+	}
+}
+
+// counters accumulates the statistics of stopped versions, so exported counters never go back.
+type counters struct {
+	calls, errors, traps, timeouts, overloads, guestErrors uint64
+	latCounts                                              []uint64
+	latSum                                                 float64
+	latCount                                               uint64
+}
+
+func (c *counters) add(s runtime.Stats) {
+	c.calls += s.Calls
+	c.errors += s.Errors
+	c.traps += s.Traps
+	c.timeouts += s.Timeouts
+	c.overloads += s.Overloads
+	c.guestErrors += s.GuestErrors
+	if len(c.latCounts) < len(s.Latency.Counts) {
+		c.latCounts = append(c.latCounts, make([]uint64, len(s.Latency.Counts)-len(c.latCounts))...)
+	}
+	for i, n := range s.Latency.Counts {
+		c.latCounts[i] += n
+	}
+	c.latSum += s.Latency.Sum
+	c.latCount += s.Latency.Count
+}
