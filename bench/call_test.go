@@ -163,6 +163,24 @@ func BenchmarkCall(b *testing.B) {
 	bare := newRawGuest(b, wasm, false)
 	naive := newRawGuest(b, wasm, true)
 	ext := newExtism(b, extPath)
+	extWasm, err := os.ReadFile(extPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The same Extism plugin through wasmpod's runtime (ABIExtism): pool, limits, stats and
+	// deadline are wasmpod's, the call is extism go-sdk's.
+	xcfg := runtime.DefaultModuleConfig("extismleaf")
+	xcfg.ABI = runtime.ABIExtism
+	xcfg.MaxMemoryPages = 1024
+	xcfg.ExtismFunctions = map[runtime.Role]string{runtime.RoleHandle: "noop"}
+	viaWasmpod, err := e.Load(context.Background(), extWasm, xcfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := viaWasmpod.Start(context.Background(), runtime.StartOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { viaWasmpod.Close(context.Background()) })
 
 	ctx := context.Background()
 	dst := make([]byte, 0, 64)
@@ -214,17 +232,22 @@ func BenchmarkCall(b *testing.B) {
 	if _, out, err := ext.Call("leaf", input256); err != nil || string(out) != string(want) {
 		b.Fatalf("extism leaf %x %v, want %x", out, err, want)
 	}
+	if out, err := viaWasmpod.Call(ctx, runtime.RoleLeaf, input256, nil); err != nil || string(out) != string(want) {
+		b.Fatalf("wasmpod-extism leaf %x %v, want %x", out, err, want)
+	}
 
 	b.Run("noop/wasmpod", wasmpodCall(guarded, runtime.RoleHandle, nil))
 	b.Run("noop/wasmpod-trusted", wasmpodCall(trusted, runtime.RoleHandle, nil))
 	b.Run("noop/wazero", rawCall(bare, false))
 	b.Run("noop/wazero-guarded", rawCall(naive, false))
 	b.Run("noop/extism", extCall("noop", nil))
+	b.Run("noop/wasmpod-extism", wasmpodCall(viaWasmpod, runtime.RoleHandle, nil))
 	b.Run("leaf256/wasmpod", wasmpodCall(guarded, runtime.RoleLeaf, input256))
 	b.Run("leaf256/wasmpod-trusted", wasmpodCall(trusted, runtime.RoleLeaf, input256))
 	b.Run("leaf256/wazero", rawCall(bare, true))
 	b.Run("leaf256/wazero-guarded", rawCall(naive, true))
 	b.Run("leaf256/extism", extCall("leaf", input256))
+	b.Run("leaf256/wasmpod-extism", wasmpodCall(viaWasmpod, runtime.RoleLeaf, input256))
 	b.Run("leaf256/native", func(b *testing.B) {
 		b.ReportAllocs()
 		out := make([]byte, 0, 8)

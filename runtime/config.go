@@ -87,7 +87,25 @@ type ModuleConfig struct {
 	Env map[string]string
 
 	// Mounts are the host directories the guest sees through WASI. None by default (sandboxed).
+	// For Extism modules they are the manifest's allowed paths.
 	Mounts []Mount
+
+	// ABI is the calling convention of the module: ABINative (the default), ABIExtism, or
+	// ABIAuto to detect it from the module (see DetectABI).
+	ABI ABI
+
+	// ExtismFunctions maps a role to the Extism function that serves it, for Extism modules. A
+	// role not in the map is served by the function named like the role (handle, leaf, merge,
+	// http, stage). Every role is bytes in, bytes out; merge parts are framed as for native
+	// modules (guest-sdk/ABI.md section 2.1), and so are HTTP requests and responses (2.2).
+	ExtismFunctions map[Role]string
+
+	// AllowedHosts are the hosts an Extism module may reach with Extism's http_request, each a
+	// host name ("api.example.com"), a wildcard for its subdomains ("*.example.com"), an IPv4
+	// address or a bracketed IPv6 address, optionally with ":port" (without a port any port is
+	// allowed). Empty denies every request. Every redirect is checked against the same list.
+	// Native modules have no network access of their own; the list does not apply to them.
+	AllowedHosts []string
 }
 
 // Mount grants a guest access to one host directory.
@@ -140,6 +158,21 @@ func (c *ModuleConfig) validate() error {
 	for _, m := range c.Mounts {
 		if m.HostPath == "" || m.GuestPath == "" {
 			return fmt.Errorf("%w: module %q: mount needs both a host and a guest path", ErrInvalidModule, c.Name)
+		}
+	}
+	switch c.ABI {
+	case ABINative, ABIExtism, ABIAuto:
+	default:
+		return fmt.Errorf("%w: module %q: unknown ABI %d", ErrInvalidModule, c.Name, int(c.ABI))
+	}
+	for r, fn := range c.ExtismFunctions {
+		if r < 0 || r >= numRoles || fn == "" {
+			return fmt.Errorf("%w: module %q: Extism function mapping %s -> %q: want a known role and a function name", ErrInvalidModule, c.Name, r, fn)
+		}
+	}
+	for _, h := range c.AllowedHosts {
+		if _, err := parseHostPattern(h); err != nil {
+			return fmt.Errorf("%w: module %q: allowed host %q: %v", ErrInvalidModule, c.Name, h, err)
 		}
 	}
 	return nil

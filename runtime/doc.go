@@ -12,6 +12,15 @@
 // caller owns. It allocates nothing beyond what the WebAssembly runtime's termination guard
 // needs, and nothing at all for trusted modules.
 //
-// The package knows nothing of processes, HTTP or networks: the host and cluster packages build
-// on it. Types of the underlying WebAssembly runtime never appear in its API.
+// Modules built for the Extism ABI (they import from "extism:host/env") load with
+// [ModuleConfig].ABI set to [ABIExtism] (or [ABIAuto], see [DetectABI]) and run through extism
+// go-sdk behind the same Module: the same pool, lifecycle, limits and statistics; roles map to
+// Extism functions ([ModuleConfig].ExtismFunctions); the config map is the plugin's config,
+// mounts its allowed paths, and [ModuleConfig].AllowedHosts the hosts its http_request may
+// reach (none by default; wasmpod implements http_request itself so that every redirect is
+// checked too). Their calls cost what Extism's cost (tens of microseconds, see bench/).
+//
+// The package knows nothing of processes or servers: the host and cluster packages build on it.
+// The only network access it gives a guest is an Extism plugin's http_request to its allowed
+// hosts. Types of the underlying WebAssembly runtimes never appear in its API.
 package runtime

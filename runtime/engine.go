@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -29,6 +30,9 @@ type Engine struct {
 	modules  map[*Module]struct{}
 	hostFns  map[string]hostSig
 	instByID sync.Map // api.Module -> *instance, so imports find their caller
+
+	extCache      wazero.CompilationCache // in-memory cache for Extism runtimes without CacheDir
+	httpTransport *http.Transport         // Extism's http_request
 }
 
 // NewEngine creates an engine. With cfg.CacheDir set, compiled code is kept there.
@@ -39,7 +43,7 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.MaxInputBytes == 0 {
 		cfg.MaxInputBytes = DefaultConfig().MaxInputBytes
 	}
-	e := &Engine{cfg: cfg, modules: map[*Module]struct{}{}}
+	e := &Engine{cfg: cfg, modules: map[*Module]struct{}{}, httpTransport: newHTTPTransport()}
 	e.hostFns = abiImportSigs()
 	for _, f := range cfg.Imports {
 		if _, dup := e.hostFns[f.Name]; dup {
@@ -84,6 +88,15 @@ func (e *Engine) closeRuntime(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	e.mu.Lock()
+	extCache := e.extCache
+	e.mu.Unlock()
+	if extCache != nil {
+		if err := extCache.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	e.httpTransport.CloseIdleConnections()
 	return errors.Join(errs...)
 }
 
@@ -121,6 +134,21 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, cfg ModuleConfig) (*Modu
 	if err := instrument.CheckShape(wasm); err != nil {
 		return nil, fmt.Errorf("%w: module %q: %v", ErrInvalidModule, cfg.Name, err)
 	}
+	if cfg.ABI != ABINative {
+		d, err := instrument.Describe(wasm)
+		if err != nil {
+			return nil, fmt.Errorf("%w: module %q: %v", ErrInvalidModule, cfg.Name, err)
+		}
+		if cfg.ABI == ABIAuto {
+			if cfg.ABI, err = detectABI(d); err != nil {
+				return nil, fmt.Errorf("module %q: %w", cfg.Name, err)
+			}
+		}
+		if cfg.ABI == ABIExtism {
+			m, err := e.loadExtism(ctx, wasm, cfg, digest, d)
+			return e.adopt(ctx, m, err)
+		}
+	}
 	code := wasm
 	if !cfg.Trusted {
 		var err error
@@ -135,6 +163,15 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, cfg ModuleConfig) (*Modu
 	m, err := newModule(e, cm, cfg, digest)
 	if err != nil {
 		cm.Close(ctx)
+		return nil, err
+	}
+	return e.adopt(ctx, m, nil)
+}
+
+// adopt records a freshly loaded module in the engine, or releases it if the engine closed
+// meanwhile.
+func (e *Engine) adopt(ctx context.Context, m *Module, err error) (*Module, error) {
+	if err != nil {
 		return nil, err
 	}
 	e.mu.Lock()

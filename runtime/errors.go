@@ -33,6 +33,9 @@ var (
 	ErrInput = errors.New("invalid call input")
 	// ErrClosed: the engine or module has been closed.
 	ErrClosed = errors.New("closed")
+	// ErrTooLarge: the guest refused a buffer for the input (wasmpod_buffer returned 0), which
+	// the ABI allows. It wraps ErrInput.
+	ErrTooLarge = fmt.Errorf("%w: the guest cannot hold an input that large", ErrInput)
 )
 
 // TrapError describes a call that ended in a trap or a guest exit. It wraps [ErrTrap].

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -88,4 +89,16 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// hasPrefix reports whether the module logged a line starting with prefix.
+func (l *logRecorder) hasPrefix(module, prefix string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.lines {
+		if e.Module == module && strings.HasPrefix(e.Message, prefix) {
+			return true
+		}
+	}
+	return false
 }

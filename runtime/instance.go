@@ -50,13 +50,30 @@ type instance struct {
 	broken   bool        // a call trapped, exited or was cut: never reuse
 
 	stdout, stderr *lineWriter
+
+	ext *extismInstance // set for Extism modules, which use none of the native fields above
+}
+
+// pages is the instance's memory size in 64 KiB pages; safe from any goroutine.
+func (i *instance) pages() uint64 {
+	if i.ext != nil {
+		return i.ext.pages()
+	}
+	return i.mem0.pages.Load()
 }
 
 // expire cuts the instance's current call (if any). Safe from any goroutine, idempotent.
 func (i *instance) expire() {
 	if i.expired.CompareAndSwap(false, true) {
-		i.fuel.Set(0)
+		if i.fuel != nil {
+			i.fuel.Set(0)
+		}
 		close(i.done)
+		if i.ext != nil {
+			if c := i.ext.cancel.Load(); c != nil {
+				(*c)()
+			}
+		}
 	}
 }
 
@@ -77,6 +94,9 @@ func (i *instance) nanosleep(ns int64) {
 // newInstance instantiates the module, runs _initialize, checks the ABI version and gets the
 // input buffer. It does not run the start export.
 func (m *Module) newInstance(ctx context.Context) (*instance, error) {
+	if m.ext != nil {
+		return m.newExtismInstance(ctx)
+	}
 	inst := &instance{m: m}
 	inst.stdout = &lineWriter{module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs}
 	inst.stderr = &lineWriter{module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs}
@@ -161,7 +181,7 @@ func (i *instance) growBuffer(ctx context.Context, n uint32) error {
 	}
 	p := uint32(i.stack[0])
 	if p == 0 {
-		return fmt.Errorf("%w: module %q: wasmpod_buffer(%d) returned 0 (the guest cannot hold an input that large)", ErrInput, i.m.cfg.Name, n)
+		return fmt.Errorf("%w: module %q: wasmpod_buffer(%d) returned 0", ErrTooLarge, i.m.cfg.Name, n)
 	}
 	if uint64(p)+uint64(n) > uint64(i.mem.Size()) {
 		return fmt.Errorf("%w: module %q: wasmpod_buffer(%d) returned %#x, outside its memory", ErrInvalidModule, i.m.cfg.Name, n, p)
@@ -354,6 +374,9 @@ func (i *instance) close(ctx context.Context) {
 		i.m.e.unregister(i.mod)
 		_ = i.mod.Close(ctx)
 	}
+	if i.ext != nil && i.ext.p != nil {
+		_ = i.ext.p.Close(ctx)
+	}
 	i.stdout.flush()
 	i.stderr.flush()
 }
@@ -376,8 +399,9 @@ func (l *limitedMemory) Reallocate(size uint64) []byte {
 		return l.buf
 	}
 	// Grow geometrically (capped at the limit) so a guest that grows one page at a time does not
-	// copy its whole memory on every grow.
-	c := max(size, min(uint64(cap(l.buf))*2, l.limit))
+	// copy its whole memory on every grow; by a quarter, not double, because idle instances keep
+	// their capacity and a warm pool holds many of them.
+	c := max(size, min(uint64(cap(l.buf))*5/4, l.limit))
 	nb := make([]byte, size, c)
 	copy(nb, l.buf)
 	l.buf = nb

@@ -15,7 +15,8 @@ import (
 // for concurrent use. Calls are admitted only while the module is running.
 type Module struct {
 	e      *Engine
-	cm     wazero.CompiledModule
+	cm     wazero.CompiledModule // native modules
+	ext    *extismModule         // Extism modules
 	cfg    ModuleConfig
 	info   Info
 	has    [numExports]bool
@@ -53,17 +54,24 @@ func newModule(e *Engine, cm wazero.CompiledModule, cfg ModuleConfig, digest str
 		refill: make(chan struct{}, 1),
 		subs:   map[*subscription]struct{}{},
 	}
-	m.target.Store(int32(max(cfg.MinInstances, 1)))
-	// Instantiate once now: this proves the module links, initializes and speaks our ABI
-	// version, so a bad module fails at load, not at its first call. The instance becomes the
-	// first warm one.
+	if err := m.warmFirst(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// warmFirst sets the warm pool's target and instantiates once now: this proves the module
+// links, initializes and speaks its ABI, so a bad module fails at load, not at its first call.
+// The instance becomes the first warm one.
+func (m *Module) warmFirst() error {
+	m.target.Store(int32(max(m.cfg.MinInstances, 1)))
 	inst, err := m.newInstance(context.Background())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	m.pool.slots[0].inst.Store(inst)
 	m.pool.slots[0].state.Store(slotIdle)
-	return m, nil
+	return nil
 }
 
 // Name returns the module's configured name.
@@ -419,6 +427,9 @@ func (m *Module) releaseAll(ctx context.Context) {
 	if m.cm != nil {
 		_ = m.cm.Close(ctx)
 	}
+	if m.ext != nil {
+		_ = m.ext.cp.Close(ctx)
+	}
 	m.e.forget(m)
 	m.subsMu.Lock()
 	for s := range m.subs {
@@ -482,7 +493,12 @@ func (m *Module) call(ctx context.Context, exp int, in []byte, parts []Part, fra
 		m.account(start, err)
 		return dst, err
 	}
-	out, err := s.inst.Load().invoke(ctx, exp, in, parts, framed, dst)
+	var out []byte
+	if inst := s.inst.Load(); inst.ext == nil {
+		out, err = inst.invoke(ctx, exp, in, parts, framed, dst)
+	} else {
+		out, err = inst.invokeExtism(ctx, exp, in, parts, framed, dst)
+	}
 	m.release(s)
 	m.account(start, err)
 	return out, err
@@ -704,7 +720,7 @@ func (m *Module) Stats() Stats {
 		s := &m.pool.slots[k]
 		if st := s.state.Load(); st == slotIdle || st == slotBusy {
 			if inst := s.inst.Load(); inst != nil {
-				pages += inst.mem0.pages.Load()
+				pages += inst.pages()
 			}
 		}
 	}

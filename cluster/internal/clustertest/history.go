@@ -58,7 +58,8 @@ func (h *History) Filter(f func(Event) bool) []Event {
 // Check asserts the safety properties of the history and returns the
 // violations (none means safe):
 //   - a token is granted to one node only, and grants in time order carry
-//     growing tokens (at most one leader per term; the token only grows);
+//     growing tokens (at most one leader per term; the token only grows); a
+//     holder re-campaigning for its own live lease keeps its token (a renew);
 //   - holding intervals never overlap: a grant happens only after every
 //     earlier holder's own deadline (grant time + TTL, extended by each
 //     renew) has passed;
@@ -80,6 +81,12 @@ func (h *History) Check(lease string) []string {
 	var maxDLNode string
 	for i := range grants {
 		g := grants[i]
+		if prev != nil && g.Token == prev.Token && g.Node == prev.Node {
+			// The holder campaigned again while the lease was still its own (for example
+			// after its renew timed out during a partition): the store treats that as a
+			// renew and keeps the token. A continuation of the same term, not a new grant.
+			continue
+		}
 		if o, ok := owner[g.Token]; ok && o != g.Node {
 			bad = append(bad, fmt.Sprintf("token %d granted to %s and %s", g.Token, o, g.Node))
 		}

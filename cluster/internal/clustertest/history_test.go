@@ -17,6 +17,8 @@ func TestHistoryCheck(t *testing.T) {
 		{"overlap through a renew", []Event{g(0, "a", 5, 100), {T: 90, Node: "a", Ev: "renew", Lease: "l", Token: 5, Expiry: 190}, g(150, "b", 9, 300)}, 1},
 		{"token reused by two nodes", []Event{g(0, "a", 5, 100), g(200, "b", 5, 300)}, 3},
 		{"token went down", []Event{g(0, "a", 9, 100), g(200, "b", 5, 300)}, 1},
+		{"holder re-campaigns for its own lease", []Event{g(0, "a", 5, 100), g(80, "a", 5, 200), g(250, "b", 9, 400)}, 0},
+		{"same token re-granted to another node", []Event{g(0, "a", 5, 100), g(80, "b", 5, 200)}, 3},
 		{"store admitted an older token", []Event{g(0, "a", 5, 100), g(150, "b", 9, 300), acc(9, "b"), acc(5, "a")}, 1},
 		{"store admitted a token from a non-holder", []Event{g(0, "a", 5, 100), acc(5, "b")}, 1},
 	}

@@ -1,0 +1,340 @@
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	extism "github.com/extism/go-sdk"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wasmpod/wasmpod/runtime/internal/instrument"
+)
+
+// Extism modules run on extism go-sdk: one CompiledPlugin per module (with its own wazero
+// runtime, sharing the engine's compilation cache), one extism Plugin per instance. The pool,
+// lifecycle, limits and statistics are the same as for native modules; only the call differs:
+// input and output go through Extism's kernel (its cost is Extism's, see bench/), the deadline
+// is a context deadline on a runtime with WithCloseOnContextDone, and the memory limit is the
+// manifest's MaxPages (every memory of an instance: the plugin's and Extism's kernel).
+
+// extismModule is what an Extism module shares between its instances.
+type extismModule struct {
+	cp    *extism.CompiledPlugin
+	fns   [numRoles]string // the function serving each role ("" if the module lacks it)
+	hosts []hostPattern
+}
+
+// extismInstance is the Extism side of an instance.
+type extismInstance struct {
+	p      *extism.Plugin
+	mems   []*limitedMemory // the plugin's memories, set while it is instantiated
+	cancel atomic.Pointer[context.CancelFunc]
+	frame  []byte // merge framing buffer, reused
+}
+
+// extismCompilationCache returns the cache extism runtimes compile into: the engine's on-disk
+// cache, or an in-memory one, so a module loaded twice is compiled once.
+func (e *Engine) extismCompilationCache() wazero.CompilationCache {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cache != nil {
+		return e.cache
+	}
+	if e.extCache == nil {
+		e.extCache = wazero.NewCompilationCache()
+	}
+	return e.extCache
+}
+
+// extismFunctionOK reports whether an export can serve as an Extism function: () -> i32 or
+// () -> () (extism go-sdk accepts both).
+func extismFunctionOK(e instrument.Export) bool {
+	return e.Kind == instrument.KindFunc && len(e.Params) == 0 &&
+		(len(e.Results) == 0 || (len(e.Results) == 1 && e.Results[0] == instrument.I32))
+}
+
+// loadExtism is Load for ABIExtism.
+func (e *Engine) loadExtism(ctx context.Context, wasm []byte, cfg ModuleConfig, digest string, d *instrument.Desc) (*Module, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: module %q (Extism): %s", ErrInvalidModule, cfg.Name, fmt.Sprintf(format, args...))
+	}
+	info := Info{Name: cfg.Name, SHA256: digest, Trusted: cfg.Trusted}
+	for _, imp := range d.Imports {
+		info.Imports = append(info.Imports, imp.Module+"."+imp.Name)
+		switch imp.Module {
+		case ExtismImportModule, "wasi_snapshot_preview1":
+		default:
+			return nil, bad("imports %s.%s; an Extism module may import only from %q and wasi_snapshot_preview1 (wasmpod provides no Extism host functions of its own)", imp.Module, imp.Name, ExtismImportModule)
+		}
+		if imp.Kind != instrument.KindFunc {
+			return nil, bad("imports a %s (%s.%s); only functions can be imported", imp.Kind, imp.Module, imp.Name)
+		}
+	}
+	if mem := d.Memory; mem != nil {
+		if mem.Imported {
+			return nil, bad("imports a memory; a module must define its own")
+		}
+		info.MemoryMinPages = uint32(min(mem.Min, 1<<32-1))
+		if mem.HasMax {
+			info.MemoryMaxPages = uint32(min(mem.Max, 1<<32-1))
+		}
+		if mem.Min > uint64(cfg.MaxMemoryPages) {
+			return nil, fmt.Errorf("%w: module %q: memory declares a minimum of %d pages, over its limit of %d pages (%d MiB)", ErrMemoryLimit, cfg.Name, mem.Min, cfg.MaxMemoryPages, cfg.MaxMemoryPages/16)
+		}
+		if mem.HasMax && mem.Max > uint64(cfg.MaxMemoryPages) {
+			return nil, fmt.Errorf("%w: module %q: memory declares a maximum of %d pages, over its limit of %d pages (%d MiB); raise the limit or rebuild with a lower maximum", ErrMemoryLimit, cfg.Name, mem.Max, cfg.MaxMemoryPages, cfg.MaxMemoryPages/16)
+		}
+	}
+	exports := map[string]instrument.Export{}
+	for _, x := range d.Exports {
+		exports[x.Name] = x
+	}
+	em := &extismModule{}
+	var has [numExports]bool
+	for r := Role(0); r < numRoles; r++ {
+		fn, mapped := cfg.ExtismFunctions[r]
+		if !mapped {
+			fn = r.String()
+		}
+		x, ok := exports[fn]
+		if !ok {
+			if mapped {
+				return nil, bad("role %s is mapped to function %q, which it does not export", r, fn)
+			}
+			continue
+		}
+		if !extismFunctionOK(x) {
+			if mapped {
+				return nil, bad("function %q (role %s) has signature %s; an Extism function is () -> (i32) or () -> ()", fn, r, instrument.Signature(x.Params, x.Results))
+			}
+			continue
+		}
+		em.fns[r] = fn
+		has[r] = true
+		info.Roles = append(info.Roles, r.String())
+	}
+	for _, h := range cfg.AllowedHosts {
+		p, err := parseHostPattern(h)
+		if err != nil {
+			return nil, bad("allowed host %q: %v", h, err)
+		}
+		em.hosts = append(em.hosts, p)
+	}
+	code, err := instrument.RenameImports(wasm, ExtismImportModule, extismOwnImports, extismHostNamespace)
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	manifest := extism.Manifest{
+		Wasm:   []extism.Wasm{extism.WasmData{Data: code}},
+		Memory: &extism.ManifestMemory{MaxPages: cfg.MaxMemoryPages, MaxHttpResponseBytes: int64(e.cfg.MaxOutputBytes)},
+		Config: cfg.Config,
+		// No AllowedHosts: http_request is wasmpod's (extismHTTPRequest), which checks em.hosts.
+	}
+	if len(cfg.Mounts) > 0 {
+		manifest.AllowedPaths = map[string]string{}
+		for _, mt := range cfg.Mounts {
+			host := mt.HostPath
+			if mt.ReadOnly {
+				host = "ro:" + host
+			}
+			if _, dup := manifest.AllowedPaths[host]; dup {
+				return nil, bad("host path %s is mounted twice; Extism allows one guest path per host path", mt.HostPath)
+			}
+			manifest.AllowedPaths[host] = mt.GuestPath
+		}
+	}
+	rc := wazero.NewRuntimeConfig().WithCompilationCache(e.extismCompilationCache())
+	if !cfg.Trusted {
+		rc = rc.WithCloseOnContextDone(true)
+	}
+	cp, err := newCompiledPluginSafely(ctx, manifest, extism.PluginConfig{RuntimeConfig: rc, EnableWasi: true, EnableHttpResponseHeaders: true}, e.extismHostFunctions())
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	em.cp = cp
+	m := &Module{
+		e: e, ext: em, cfg: cfg, info: info, has: has, digest: digest,
+		pool:   newPool(cfg.MaxConcurrency),
+		refill: make(chan struct{}, 1),
+		subs:   map[*subscription]struct{}{},
+	}
+	if err := m.warmFirst(); err != nil {
+		_ = cp.Close(ctx)
+		return nil, err
+	}
+	return m, nil
+}
+
+func newCompiledPluginSafely(ctx context.Context, m extism.Manifest, pc extism.PluginConfig, fns []extism.HostFunction) (cp *extism.CompiledPlugin, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			cp, err = nil, fmt.Errorf("compiler panic: %v", r)
+		}
+	}()
+	return extism.NewCompiledPlugin(ctx, m, pc, fns)
+}
+
+// newExtismInstance instantiates an extism plugin for the module.
+func (m *Module) newExtismInstance(ctx context.Context) (*instance, error) {
+	inst := &instance{m: m, ext: &extismInstance{}, done: make(chan struct{})}
+	inst.stdout = &lineWriter{module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs}
+	inst.stderr = &lineWriter{module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs}
+	mc := wazero.NewModuleConfig().
+		WithStdout(inst.stdout).
+		WithStderr(inst.stderr).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithRandSource(rand.Reader).
+		WithNanosleep(inst.nanosleep)
+	for k, v := range m.cfg.Env {
+		mc = mc.WithEnv(k, v)
+	}
+	limit := uint64(m.cfg.MaxMemoryPages) * 65536
+	var memMu sync.Mutex
+	ictx := experimental.WithMemoryAllocator(ctx, experimental.MemoryAllocatorFunc(func(capacity, max uint64) experimental.LinearMemory {
+		lm := &limitedMemory{limit: limit, buf: make([]byte, 0, min(capacity, limit))}
+		memMu.Lock()
+		inst.ext.mems = append(inst.ext.mems, lm)
+		memMu.Unlock()
+		return lm
+	}))
+	p, err := m.ext.cp.Instance(ictx, extism.PluginInstanceConfig{ModuleConfig: mc})
+	if err != nil {
+		return nil, fmt.Errorf("%w: module %q: instantiate: %v", ErrInvalidModule, m.cfg.Name, err)
+	}
+	inst.ext.p = p
+	m.instantiations.Add(1)
+	return inst, nil
+}
+
+// invokeExtism is invoke for Extism instances: one Extism call of the role's function.
+func (i *instance) invokeExtism(ctx context.Context, exp int, in []byte, parts []Part, framed bool, dst []byte) ([]byte, error) {
+	m := i.m
+	x := i.ext
+	if framed {
+		size := 4
+		for _, p := range parts {
+			size += 4
+			if !p.Missing {
+				size += len(p.Data)
+			}
+		}
+		if uint64(size) > uint64(m.e.cfg.MaxInputBytes) {
+			return dst, fmt.Errorf("%w: module %q: input of %d bytes is over the limit of %d", ErrInput, m.cfg.Name, size, m.e.cfg.MaxInputBytes)
+		}
+		x.frame = appendMergeFrame(x.frame[:0], parts)
+		in = x.frame
+	} else if uint64(len(in)) > uint64(m.e.cfg.MaxInputBytes) {
+		return dst, fmt.Errorf("%w: module %q: input of %d bytes is over the limit of %d", ErrInput, m.cfg.Name, len(in), m.e.cfg.MaxInputBytes)
+	}
+	if err := ctx.Err(); err != nil {
+		return dst, fmt.Errorf("module %q: %w", m.cfg.Name, err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
+	defer cancel()
+	x.cancel.Store(&cancel)
+	if i.expired.Load() { // cut before it began (the module is stopping)
+		cancel()
+	}
+	fn := m.ext.fns[exp]
+	rc, out, err := x.p.CallWithContext(context.WithValue(cctx, extismCallKey{}, i), fn, in)
+	x.cancel.Store(nil)
+	if cerr := cctx.Err(); cerr != nil {
+		// The deadline passed or the call was cut: with WithCloseOnContextDone the plugin may
+		// have been closed under the guest, so it is never reused, whatever the call returned.
+		i.broken = true
+		if err != nil {
+			switch {
+			case i.stopping.Load():
+				return dst, fmt.Errorf("module %q: call cut because the module stopped: %w", m.cfg.Name, ErrNotRunning)
+			case errors.Is(cerr, context.DeadlineExceeded):
+				return dst, fmt.Errorf("module %q: %w (limit %s)", m.cfg.Name, ErrDeadline, m.cfg.CallTimeout)
+			default:
+				return dst, fmt.Errorf("module %q: call canceled: %w", m.cfg.Name, ctx.Err())
+			}
+		}
+	}
+	if err != nil {
+		return dst, i.classifyExtism(rc, err)
+	}
+	if rc != 0 {
+		return dst, &GuestError{Module: m.cfg.Name, Code: int32(rc)}
+	}
+	if uint64(len(out)) > uint64(m.e.cfg.MaxOutputBytes) {
+		return dst, fmt.Errorf("%w: module %q: output of %d bytes is over the limit of %d", ErrInput, m.cfg.Name, len(out), m.e.cfg.MaxOutputBytes)
+	}
+	return append(dst, out...), nil
+}
+
+// classifyExtism turns a failed Extism call into the runtime's errors: a guest error (the
+// plugin set an error message and returned non-zero) keeps the instance; anything else (trap,
+// exit, refused capability, failed host function) discards it.
+func (i *instance) classifyExtism(rc uint32, err error) error {
+	name := i.m.cfg.Name
+	var na *NotAllowedError
+	if errors.As(err, &na) {
+		i.broken = true
+		return na
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		i.broken = true
+		return &TrapError{Module: name, Kind: "exit", ExitCode: exit.ExitCode(), Detail: err.Error()}
+	}
+	// A guest error is exactly the message the plugin set with error_set; extism go-sdk returns
+	// it as a plain error after the call returned normally.
+	if msg := i.ext.p.GetErrorWithContext(context.Background()); msg != "" && msg == err.Error() {
+		code := int32(rc)
+		if code <= 0 {
+			code = 1
+		}
+		return &GuestError{Module: name, Code: code, Message: msg}
+	}
+	if strings.HasPrefix(err.Error(), "unknown function") {
+		return fmt.Errorf("module %q: %w: %v", name, ErrNoExport, err)
+	}
+	i.broken = true
+	msg := err.Error()
+	kind := "other"
+	for _, k := range trapKinds {
+		if strings.Contains(msg, k.needle) {
+			kind = k.kind
+			break
+		}
+	}
+	return &TrapError{Module: name, Kind: kind, Detail: msg}
+}
+
+// appendMergeFrame frames merge parts as guest-sdk/ABI.md section 2.1 describes.
+func appendMergeFrame(b []byte, parts []Part) []byte {
+	b = appendU32LE(b, uint32(len(parts)))
+	for _, p := range parts {
+		if p.Missing {
+			b = appendU32LE(b, 0xFFFFFFFF)
+			continue
+		}
+		b = appendU32LE(b, uint32(len(p.Data)))
+		b = append(b, p.Data...)
+	}
+	return b
+}
+
+func appendU32LE(b []byte, v uint32) []byte {
+	return append(b, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
+}
+
+// extismPages sums the pages of an Extism instance's memories.
+func (x *extismInstance) pages() uint64 {
+	var n uint64
+	for _, lm := range x.mems {
+		n += lm.pages.Load()
+	}
+	return n
+}
