@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"fmt"
 	"time"
 )
@@ -77,8 +78,23 @@ type ModuleConfig struct {
 	Trusted bool
 
 	// AllowScale lets the guest resize its warm pool through the scale import, within
-	// [MinInstances, MaxConcurrency] as configured.
+	// [ScaleMin, ScaleMax].
 	AllowScale bool
+
+	// ScaleMin and ScaleMax bound the warm pool size the guest may ask for; zero means
+	// max(MinInstances, 1) and MaxConcurrency.
+	ScaleMin, ScaleMax int
+
+	// Yield, if set, is called from a guarded guest's loop checks about every YieldInterval loop
+	// iterations, on the calling goroutine, with the call's context. A host scheduler may block
+	// in it to give the CPU to more important work (a low-priority module scavenging spare
+	// CPU); it must return once cut is closed, which happens when the call is cut (deadline or
+	// stop). Not called for trusted or Extism modules.
+	Yield func(ctx context.Context, cut <-chan struct{})
+
+	// YieldInterval is the number of loop iterations between two yields; 0 means 32768. Lower
+	// values make a Yield scheduler more responsive at a small cost per iteration.
+	YieldInterval int32
 
 	// Config is the map the guest reads with the config_get import.
 	Config map[string]string
@@ -154,6 +170,10 @@ func (c *ModuleConfig) validate() error {
 		return fmt.Errorf("%w: module %q: StopGrace must not be negative", ErrInvalidModule, c.Name)
 	case c.TickInterval < 0:
 		return fmt.Errorf("%w: module %q: TickInterval must not be negative", ErrInvalidModule, c.Name)
+	case c.YieldInterval < 0:
+		return fmt.Errorf("%w: module %q: YieldInterval must not be negative", ErrInvalidModule, c.Name)
+	case c.ScaleMin < 0 || c.ScaleMax < 0 || c.ScaleMax > c.MaxConcurrency || (c.ScaleMax > 0 && c.ScaleMin > c.ScaleMax):
+		return fmt.Errorf("%w: module %q: scale bounds [%d, %d] must lie within [0, MaxConcurrency=%d] with min <= max", ErrInvalidModule, c.Name, c.ScaleMin, c.ScaleMax, c.MaxConcurrency)
 	}
 	for _, m := range c.Mounts {
 		if m.HostPath == "" || m.GuestPath == "" {

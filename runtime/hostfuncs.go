@@ -197,13 +197,25 @@ func (e *Engine) instantiateHostModule(ctx context.Context, rt wazero.Runtime) e
 		}
 		stack[0] = api.EncodeI32(int32(inst.m.scaleBy(int(int32(stack[0])))))
 	})
-	// __yield is called by instrumented guests every yieldEvery loop iterations: it gives the Go
-	// scheduler a safe point and cuts the call once the instance has expired.
+	// __yield is called by instrumented guests every YieldInterval loop iterations: it gives the
+	// Go scheduler a safe point, lets a host scheduler hold low-priority work back (Yield), and
+	// cuts the call once the instance has expired.
 	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
-		if inst := e.instanceOf(mod); inst != nil && inst.expired.Load() {
+		inst := e.instanceOf(mod)
+		if inst == nil {
+			stack[0] = api.EncodeI32(yieldEvery)
+			return
+		}
+		if inst.expired.Load() {
 			panic(errCut)
 		}
-		stack[0] = api.EncodeI32(yieldEvery)
+		if y := inst.m.cfg.Yield; y != nil {
+			y(ctx, inst.done)
+			if inst.expired.Load() {
+				panic(errCut)
+			}
+		}
+		stack[0] = api.EncodeI32(inst.m.yieldInterval)
 	}), nil, []api.ValueType{api.ValueTypeI32}).Export(instrument.YieldName)
 	for _, f := range e.cfg.Imports {
 		f := f

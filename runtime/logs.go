@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bytes"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -33,6 +34,17 @@ func (l Level) String() string {
 
 // MarshalText renders the level's name in JSON.
 func (l Level) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
+
+// UnmarshalText parses a level's name (debug, info, warn, error).
+func (l *Level) UnmarshalText(b []byte) error {
+	for v := LevelDebug; v <= LevelError; v++ {
+		if v.String() == string(b) {
+			*l = v
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown log level %q (want debug, info, warn or error)", b)
+}
 
 // LogEntry is one log line of a module.
 type LogEntry struct {

@@ -29,6 +29,9 @@ type Module struct {
 	lat     latencyHist
 	target  atomic.Int32 // warm pool size
 
+	yieldInterval      int32 // fuel per refill (ModuleConfig.YieldInterval, defaulted)
+	scaleMin, scaleMax int   // bounds of the guest's scale import
+
 	errs, traps, timeouts, overloads, guestErrs       atomic.Uint64
 	instantiations, coldStarts, discards, ticksFailed atomic.Uint64
 
@@ -65,6 +68,17 @@ func newModule(e *Engine, cm wazero.CompiledModule, cfg ModuleConfig, digest str
 // The instance becomes the first warm one.
 func (m *Module) warmFirst() error {
 	m.target.Store(int32(max(m.cfg.MinInstances, 1)))
+	m.yieldInterval = m.cfg.YieldInterval
+	if m.yieldInterval == 0 {
+		m.yieldInterval = yieldEvery
+	}
+	m.scaleMin, m.scaleMax = m.cfg.ScaleMin, m.cfg.ScaleMax
+	if m.scaleMin == 0 {
+		m.scaleMin = max(m.cfg.MinInstances, 1)
+	}
+	if m.scaleMax == 0 {
+		m.scaleMax = m.cfg.MaxConcurrency
+	}
 	inst, err := m.newInstance(context.Background())
 	if err != nil {
 		return err
@@ -178,18 +192,25 @@ func (m *Module) startHooks(ctx context.Context, inst *instance, state []byte) e
 		}
 	}
 	if state != nil {
-		n, err := inst.writeInput(ctx, state, nil, false)
-		if err != nil {
-			return fmt.Errorf("module %q: restore: %w", m.cfg.Name, err)
-		}
-		inst.stack[0] = uint64(n)
-		inst.hasErrMsg = false
-		if err := inst.callRaw(ctx, expRestore); err != nil {
-			return fmt.Errorf("module %q: wasmpod_restore: %w", m.cfg.Name, err)
-		}
-		if rc := int32(inst.stack[0]); rc != 0 {
-			return fmt.Errorf("module %q: wasmpod_restore refused the state (code %d)%s", m.cfg.Name, rc, inst.errSuffix())
-		}
+		return inst.restore(ctx, state)
+	}
+	return nil
+}
+
+// restore feeds a saved state to the instance's wasmpod_restore export.
+func (i *instance) restore(ctx context.Context, state []byte) error {
+	name := i.m.cfg.Name
+	n, err := i.writeInput(ctx, state, nil, false)
+	if err != nil {
+		return fmt.Errorf("module %q: restore: %w", name, err)
+	}
+	i.stack[0] = uint64(n)
+	i.hasErrMsg = false
+	if err := i.callRaw(ctx, expRestore); err != nil {
+		return fmt.Errorf("module %q: wasmpod_restore: %w", name, err)
+	}
+	if rc := int32(i.stack[0]); rc != 0 {
+		return fmt.Errorf("module %q: wasmpod_restore refused the state (code %d)%s", name, rc, i.errSuffix())
 	}
 	return nil
 }
@@ -635,7 +656,7 @@ func (m *Module) scaleBy(delta int) int {
 	}
 	for {
 		cur := m.target.Load()
-		n := min(max(int(cur)+delta, m.cfg.MinInstances, 1), m.cfg.MaxConcurrency)
+		n := min(max(int(cur)+delta, m.scaleMin), m.scaleMax)
 		if m.target.CompareAndSwap(cur, int32(n)) {
 			if n != int(cur) {
 				m.log(LevelInfo, "runtime", fmt.Sprintf("guest asked to scale by %d: warm pool %d -> %d", delta, cur, n))

@@ -32,6 +32,16 @@ func (s State) String() string {
 // MarshalText makes states render as their names in JSON.
 func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText parses a state's name (the inverse of MarshalText).
+func (s *State) UnmarshalText(b []byte) error {
+	v, err := ParseState(string(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
 // ParseState is the inverse of State.String.
 func ParseState(s string) (State, error) {
 	for i, n := range stateNames {
