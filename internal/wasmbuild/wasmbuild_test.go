@@ -362,7 +362,7 @@ func TestGoGuests(t *testing.T) {
 	required := []string{"memory", "_initialize", "wasmpod_abi_version", "wasmpod_buffer", "wasmpod_start",
 		"wasmpod_stop", "wasmpod_health", "wasmpod_tick", "wasmpod_snapshot", "wasmpod_restore"}
 	for dir, roles := range map[string][]string{
-		"plugins/benchleaf":    {"wasmpod_handle", "wasmpod_leaf"},
+		"plugins/benchleaf":    {"wasmpod_handle", "wasmpod_leaf", "wasmpod_merge"},
 		"plugins/echo":         {"wasmpod_handle", "wasmpod_merge"},
 		"runtime/testdata/kit": {"wasmpod_handle", "wasmpod_leaf", "wasmpod_merge", "wasmpod_stage", "wasmpod_http"},
 	} {
