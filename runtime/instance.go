@@ -12,6 +12,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wasmpod/wasmpod/runtime/internal/instrument"
@@ -113,15 +114,13 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 		mc = mc.WithEnv(k, v)
 	}
 	if len(m.cfg.Mounts) > 0 {
-		fs := wazero.NewFSConfig()
+		fsc := wazero.NewFSConfig()
 		for _, mt := range m.cfg.Mounts {
-			if mt.ReadOnly {
-				fs = fs.WithReadOnlyDirMount(mt.HostPath, mt.GuestPath)
-			} else {
-				fs = fs.WithDirMount(mt.HostPath, mt.GuestPath)
-			}
+			// mountFS, not WithDirMount: the plain directory mount follows symbolic links on
+			// the host, out of the mount.
+			fsc = fsc.(sysfs.FSConfig).WithSysFSMount(newMountFS(mt.HostPath, mt.ReadOnly), mt.GuestPath)
 		}
-		mc = mc.WithFSConfig(fs)
+		mc = mc.WithFSConfig(fsc)
 	}
 	inst.mem0 = &limitedMemory{limit: uint64(m.cfg.MaxMemoryPages) * 65536}
 	ictx := experimental.WithMemoryAllocator(ctx, experimental.MemoryAllocatorFunc(func(capacity, max uint64) experimental.LinearMemory {
