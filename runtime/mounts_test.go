@@ -28,9 +28,9 @@ func TestMountsConfineTheGuest(t *testing.T) {
 	must(os.WriteFile(filepath.Join(vol, "a.txt"), []byte("hello"), 0o644))
 	must(os.WriteFile(filepath.Join(vol, "sub", "x"), []byte("inner"), 0o644))
 	must(os.WriteFile(filepath.Join(outside, "secret.txt"), []byte("secret"), 0o644))
-	must(os.Symlink("/etc", filepath.Join(vol, "esc")))                        // absolute, outside
-	must(os.Symlink("../outside", filepath.Join(vol, "up")))                   // relative, outside
-	must(os.Symlink("sub", filepath.Join(vol, "inner")))                       // relative, inside
+	must(os.Symlink("/etc", filepath.Join(vol, "esc")))                         // absolute, outside
+	must(os.Symlink("../outside", filepath.Join(vol, "up")))                    // relative, outside
+	must(os.Symlink("sub", filepath.Join(vol, "inner")))                        // relative, inside
 	must(os.Symlink(filepath.Join(vol, "a.txt"), filepath.Join(vol, "abs-in"))) // absolute, inside
 	must(os.Symlink("sub/../../outside/secret.txt", filepath.Join(vol, "sneaky")))
 
