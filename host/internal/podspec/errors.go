@@ -195,12 +195,20 @@ func suggestValue(s string, valid []string) string {
 		if strings.EqualFold(v, s) {
 			return v
 		}
+		if len(valid) > maxSuggestCandidates {
+			// Thousands of names (volumes of a huge spec): only exact matches, so validation
+			// stays linear instead of an edit distance per pair.
+			continue
+		}
 		if d := editDistance(strings.ToLower(s), strings.ToLower(v)); d < bestDist {
 			best, bestDist = v, d
 		}
 	}
 	return best
 }
+
+// maxSuggestCandidates bounds the names suggestValue compares by edit distance.
+const maxSuggestCandidates = 64
 
 // maxTypoDistance is how many edits still count as an obvious typo of a word of s's length.
 func maxTypoDistance(s string) int {

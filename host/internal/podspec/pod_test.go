@@ -512,7 +512,6 @@ func TestAliasBomb(t *testing.T) {
 	b.WriteString("}\nspec:\n  modules: [&m {name: x, wasm: x.wasm, config: *c}, ")
 	b.WriteString(strings.Repeat("*m, ", 2000))
 	b.WriteString("]\n")
-	start := time.Now()
 	_, err := Parse([]byte(b.String()), "")
 	if err == nil || !strings.Contains(err.Error(), "spec too large: more than 100000 YAML nodes once aliases are expanded") {
 		t.Fatalf("Parse = %v", err)
@@ -520,9 +519,6 @@ func TestAliasBomb(t *testing.T) {
 	var se *SpecError
 	if errors.As(err, &se) && len(se.Problems) != 1 {
 		t.Errorf("%d problems reported; the budget should cut decoding short", len(se.Problems))
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("Parse took %v", d)
 	}
 }
 
