@@ -50,16 +50,18 @@ type rawGuest struct {
 	withDeadline bool
 }
 
-func newRawGuest(b *testing.B, wasm []byte, guarded bool) *rawGuest {
+// newRawRuntime is the baselines' hand-written host: a bare wazero runtime (with wazero's own
+// termination guard when guarded), WASI, and the wasmpod host functions the Go SDK imports,
+// none of which is called on the benchmarked paths.
+func newRawRuntime(b *testing.B, guarded bool) wazero.Runtime {
 	ctx := context.Background()
 	cache, err := wazero.NewCompilationCacheWithDir(cacheDir(map[bool]string{true: "guarded", false: "bare"}[guarded]))
 	if err != nil {
 		b.Fatal(err)
 	}
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(guarded).WithCompilationCache(cache))
+	b.Cleanup(func() { rt.Close(ctx); cache.Close(ctx) })
 	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
-	// The Go SDK imports the ABI's host functions; a hand-written host provides them too. None
-	// is called on the benchmarked paths.
 	hb := rt.NewHostModuleBuilder("wasmpod")
 	i32, f64 := api.ValueTypeI32, api.ValueTypeF64
 	nothing := api.GoModuleFunc(func(context.Context, api.Module, []uint64) {})
@@ -73,6 +75,12 @@ func newRawGuest(b *testing.B, wasm []byte, guarded bool) *rawGuest {
 	if _, err := hb.Instantiate(ctx); err != nil {
 		b.Fatal(err)
 	}
+	return rt
+}
+
+func newRawGuest(b *testing.B, wasm []byte, guarded bool) *rawGuest {
+	ctx := context.Background()
+	rt := newRawRuntime(b, guarded)
 	mod, err := rt.InstantiateWithConfig(ctx, wasm, wazero.NewModuleConfig().WithStartFunctions("_initialize").WithName(""))
 	if err != nil {
 		b.Fatal(err)
@@ -83,7 +91,6 @@ func newRawGuest(b *testing.B, wasm []byte, guarded bool) *rawGuest {
 		b.Fatalf("wasmpod_buffer: %v", err)
 	}
 	g.bufPtr = uint32(res[0])
-	b.Cleanup(func() { rt.Close(ctx); cache.Close(ctx) })
 	return g
 }
 

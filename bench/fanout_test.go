@@ -13,7 +13,6 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wasmpod/wasmpod/cluster/scatter"
 	"github.com/wasmpod/wasmpod/internal/wasmbuild"
@@ -201,27 +200,8 @@ func (f *rawFanout) do() (uint64, error) {
 
 func benchWazeroFanout(b *testing.B, wasm []byte, n int, want uint64) {
 	ctx := context.Background()
-	cache, err := wazero.NewCompilationCacheWithDir(cacheDir("guarded"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(true).WithCompilationCache(cache))
-	b.Cleanup(func() { rt.Close(ctx); cache.Close(ctx) })
-	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
-	// The Go SDK imports the ABI's host functions; a hand-written host provides them too.
-	hb := rt.NewHostModuleBuilder("wasmpod")
-	i32, f64 := api.ValueTypeI32, api.ValueTypeF64
-	nothing := api.GoModuleFunc(func(context.Context, api.Module, []uint64) {})
-	minus1 := api.GoModuleFunc(func(_ context.Context, _ api.Module, s []uint64) { s[0] = api.EncodeI32(-1) })
-	hb.NewFunctionBuilder().WithGoModuleFunction(nothing, []api.ValueType{i32, i32, i32}, nil).Export("log")
-	hb.NewFunctionBuilder().WithGoModuleFunction(nothing, []api.ValueType{i32, i32}, nil).Export("error")
-	hb.NewFunctionBuilder().WithGoModuleFunction(minus1, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}).Export("config_get")
-	hb.NewFunctionBuilder().WithGoModuleFunction(minus1, []api.ValueType{i32, i32, i32, i32, i32}, []api.ValueType{i32}).Export("metric_define")
-	hb.NewFunctionBuilder().WithGoModuleFunction(nothing, []api.ValueType{i32, f64}, nil).Export("metric_record")
-	hb.NewFunctionBuilder().WithGoModuleFunction(minus1, []api.ValueType{i32}, []api.ValueType{i32}).Export("scale")
-	if _, err := hb.Instantiate(ctx); err != nil {
-		b.Fatal(err)
-	}
+	// The same termination guard for every leaf call, and one shared request deadline.
+	rt := newRawRuntime(b, true)
 	compiled, err := rt.CompileModule(ctx, wasm)
 	if err != nil {
 		b.Fatal(err)
