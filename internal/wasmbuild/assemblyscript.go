@@ -145,49 +145,7 @@ func installAssemblyScript() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(CacheDir(), "asc-"+h[:32])
-	asc := filepath.Join(dir, "node_modules", "assemblyscript", "bin", "asc.js")
-	if _, err := os.Stat(asc); err == nil {
-		return asc, nil
-	}
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		return "", errors.New("npm not found (apt-get install npm)")
-	}
-	if err := os.MkdirAll(CacheDir(), 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp(CacheDir(), "asc-*.tmp")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp) // no-op after a successful rename
-	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join(sdk, f))
-		if err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(filepath.Join(tmp, f), b, 0o644); err != nil {
-			return "", err
-		}
-	}
-	args := []string{"ci", "--include=dev", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"}
-	cmd := exec.Command(npm, args...)
-	cmd.Dir = tmp
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("npm %s (in a copy of %s): %v\n%s", strings.Join(args, " "), sdk, err, b)
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		// Another process may have installed it first.
-		if _, statErr := os.Stat(asc); statErr == nil {
-			return asc, nil
-		}
-		return "", err
-	}
-	if _, err := os.Stat(asc); err != nil {
-		return "", fmt.Errorf("npm ci installed no assemblyscript compiler: %w", err)
-	}
-	return asc, nil
+	return npmInstallOnce(sdk, "asc", h, []string{"--include=dev"}, filepath.Join("node_modules", "assemblyscript", "bin", "asc.js"))
 }
 
 // pinnedAssemblyScript returns the assemblyscript version a package.json names in

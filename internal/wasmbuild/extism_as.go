@@ -123,49 +123,6 @@ func npmDependencies(dir string) (string, error) {
 	}
 	v, _ := npmDeps.LoadOrStore(h, &npmInstall{})
 	in := v.(*npmInstall)
-	in.once.Do(func() { in.path, in.err = installNPM(dir, files, h) })
+	in.once.Do(func() { in.path, in.err = npmInstallOnce(dir, "npm", h, []string{"--omit=dev"}, "node_modules") })
 	return in.path, in.err
-}
-
-func installNPM(dir string, files []string, hash string) (string, error) {
-	final := filepath.Join(CacheDir(), "npm-"+hash[:32])
-	modules := filepath.Join(final, "node_modules")
-	if _, err := os.Stat(modules); err == nil {
-		return modules, nil
-	}
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		return "", errors.New("npm not found (apt-get install npm)")
-	}
-	if err := os.MkdirAll(CacheDir(), 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp(CacheDir(), "npm-*.tmp")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp) // no-op after a successful rename
-	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(filepath.Join(tmp, f), b, 0o644); err != nil {
-			return "", err
-		}
-	}
-	args := []string{"ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"}
-	cmd := exec.Command(npm, args...)
-	cmd.Dir = tmp
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("npm %s (in a copy of %s): %v\n%s", strings.Join(args, " "), dir, err, b)
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		// Another process may have installed it first.
-		if _, statErr := os.Stat(modules); statErr == nil {
-			return modules, nil
-		}
-		return "", err
-	}
-	return modules, nil
 }
