@@ -65,6 +65,11 @@ type GossipConfig struct {
 	// RejoinInterval: how often to re-join known peers that are not alive,
 	// because memberlist never probes a dead node again.
 	RejoinInterval time.Duration
+	// DropRate and Delay inject faults into gossip in user space (tests on kernels without tc
+	// netem): each outgoing UDP packet is dropped with probability DropRate, and packets and
+	// stream dials are delayed uniformly in [Delay/2, 3*Delay/2]. Zero in production.
+	DropRate float64
+	Delay    time.Duration
 }
 
 // DefaultGossipConfig: LAN timings (1 s probes, suspicion 4*log(N)) and a
@@ -149,6 +154,9 @@ func LoadGossipKey(path string) ([]byte, error) {
 func (c *Config) validate() error {
 	if c.NodeName == "" {
 		return fmt.Errorf("%w: empty node name", ErrInvalid)
+	}
+	if c.Gossip.DropRate < 0 || c.Gossip.DropRate >= 1 || c.Gossip.Delay < 0 {
+		return fmt.Errorf("%w: gossip fault injection: drop rate in [0, 1), delay >= 0", ErrInvalid)
 	}
 	if _, _, err := splitHostPort(c.BindAddr); err != nil {
 		return fmt.Errorf("%w: bind address %q: %v", ErrInvalid, c.BindAddr, err)

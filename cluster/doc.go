@@ -10,7 +10,7 @@
 //
 // Elections are leases in a Raft state machine: Campaign, Renew, Resign,
 // Get and Watch. The fencing token is the Raft log index of the grant, so
-// it only grows. See RATIONALE-cluster.md for the clock assumptions.
+// it only grows. See the "Election" section of the root RATIONALE.md for the clock assumptions.
 //
 // The API returns plain structs with JSON tags and sentinel errors
 // (ErrNotLeader, ErrStaleToken, ErrNoQuorum, ErrInvalid, ErrClosed); the

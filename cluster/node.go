@@ -49,6 +49,7 @@ func Start(cfg Config) (*Node, error) {
 		Key: cfg.GossipKey, Label: cfg.ClusterLabel, Profile: cfg.Gossip.Profile,
 		RejoinInterval: cfg.Gossip.RejoinInterval, LogOutput: cfg.LogOutput,
 		Meta: n.metaBytes, OnEvent: n.onEvent,
+		Faults: membership.Faults{DropRate: cfg.Gossip.DropRate, Delay: cfg.Gossip.Delay},
 	}
 	if cfg.AdvertiseAddr != "" {
 		ah, ap, err := splitHostPort(cfg.AdvertiseAddr)

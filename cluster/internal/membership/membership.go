@@ -76,6 +76,8 @@ type Config struct {
 	LogOutput io.Writer
 	// OnEvent is called synchronously for every event, in order. It must not block.
 	OnEvent func(Event)
+	// Faults injects gossip packet loss and delay (tests only).
+	Faults Faults
 }
 
 // Gossip is a running membership agent.
@@ -144,6 +146,13 @@ func Start(cfg Config) (*Gossip, int, error) {
 	}
 	mc.Delegate = delegate{g}
 	mc.Events = events{g}
+	if cfg.Faults.Active() {
+		lt, err := newLossyTransport(mc.BindAddr, mc.BindPort, cfg.Faults, mc)
+		if err != nil {
+			return nil, 0, fmt.Errorf("membership: start: %w", err)
+		}
+		mc.Transport = lt
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil && mc.AdvertiseAddr == "" && len(cfg.Join) == 0 && net.ParseIP(mc.BindAddr).IsUnspecified() {
 		// A lone node on a host with no private IP (a laptop on a public

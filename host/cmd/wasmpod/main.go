@@ -3,6 +3,8 @@
 //	wasmpod run POD.yaml [--listen ADDR] [--admin ADDR] [--state-dir DIR]
 //	wasmpod validate POD.yaml
 //	wasmpod get|describe|logs [-f]|stop|start|pause|resume|restart|scale|upgrade|rollback ...
+//	wasmpod members
+//	wasmpod election get|campaign|renew|resign|watch NAME
 //
 // `run` serves the pod (ingress on --listen, admin API on --admin) until SIGTERM or SIGINT, then
 // drains, snapshots and exits 0 within the pod's grace period; a second signal forces exit.
@@ -47,7 +49,7 @@ func newRoot() *cobra.Command {
 	for _, v := range []func() *cobra.Command{newRunCmd, newValidateCmd} {
 		root.AddCommand(v())
 	}
-	for _, v := range clientVerbs(&cf) {
+	for _, v := range append(clientVerbs(&cf), clusterVerbs(&cf)...) {
 		root.AddCommand(v)
 	}
 	return root

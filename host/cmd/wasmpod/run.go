@@ -15,14 +15,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wasmpod/wasmpod/cluster"
 	"github.com/wasmpod/wasmpod/host/internal/admin"
 	"github.com/wasmpod/wasmpod/host/internal/logbuf"
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
 )
 
-// runOptions are the flags of `wasmpod run`. Later flag groups (cluster: --node-name, --bind,
-// --join) add their own struct and register function next to addRunFlags.
+// runOptions are the flags of `wasmpod run`. The cluster flags (--node-name, --bind, --join,
+// ...) are their own struct, registered by addClusterFlags.
 type runOptions struct {
 	listen    string
 	admin     string
@@ -30,6 +31,7 @@ type runOptions struct {
 	tokenFile string
 	logLevel  string
 	logFormat string
+	cluster   clusterOptions
 }
 
 func defaultStateDir() string {
@@ -54,12 +56,19 @@ func newRunCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run POD.yaml",
 		Short: "Run a pod: serve its main module on --listen and the admin API on --admin",
-		Args:  cobra.ExactArgs(1),
+		Long: `Run a pod: serve its main module on --listen and the admin API on --admin.
+
+Every host is a cluster node (gossip membership plus a Raft voter for named elections). With no
+cluster flag it is a cluster of one on loopback, ephemeral ports. To form a cluster, start the
+first node with --bind (and --node-name), then the others with --join FIRST:PORT. Raft state is
+kept under --state-dir/cluster, so fencing tokens keep growing across restarts.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return run(args[0], o)
 		},
 	}
 	addRunFlags(cmd, &o)
+	addClusterFlags(cmd, &o.cluster)
 	return cmd
 }
 
@@ -111,12 +120,28 @@ func run(specPath string, o runOptions) error {
 	defer signal.Stop(sigs)
 
 	ctx := context.Background()
+	ccfg, err := clusterConfig(o.cluster, o.stateDir, log)
+	if err != nil {
+		return err
+	}
+	node, err := cluster.Start(ccfg)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	log.Info("cluster node started", "node", node.Name(), "gossip", node.GossipAddr(), "join", strings.Join(ccfg.Join, ","),
+		"encrypted", len(ccfg.GossipKey) > 0, "label", ccfg.ClusterLabel)
+	closeNode := func() {
+		c, cancel := context.WithTimeout(ctx, nodeLeaveTimeout)
+		defer cancel()
+		node.Shutdown(c)
+	}
 	lc := logbuf.DefaultConfig()
 	lc.Logger = log
 	scfg := supervisor.DefaultConfig()
 	scfg.Pod, scfg.StateDir, scfg.Logger, scfg.Logs = pod, o.stateDir, log, logbuf.New(lc)
 	sup, err := supervisor.New(ctx, scfg)
 	if err != nil {
+		closeNode()
 		return err
 	}
 	grace := pod.Spec.GracePeriod()
@@ -124,6 +149,7 @@ func run(specPath string, o runOptions) error {
 		c, cancel := context.WithTimeout(ctx, grace)
 		defer cancel()
 		sup.Shutdown(c)
+		closeNode()
 	}
 	adminLn, err := net.Listen("tcp", o.admin)
 	if err != nil {
@@ -137,7 +163,7 @@ func run(specPath string, o runOptions) error {
 		return fmt.Errorf("--listen: %w", err)
 	}
 	acfg := admin.DefaultConfig()
-	acfg.Token, acfg.Logger = token, log
+	acfg.Token, acfg.Logger, acfg.Cluster = token, log, node
 	srv, err := admin.New(acfg, sup)
 	if err != nil {
 		adminLn.Close()
@@ -147,6 +173,8 @@ func run(specPath string, o runOptions) error {
 	}
 	srv.Serve(adminLn, nil) // admin first: operators see the pod while it starts
 	log.Info("admin API listening", "addr", adminLn.Addr().String(), "mutating", token != "")
+	meta := keepMeta(node, adminLn.Addr().String(), sup, metaInterval, log)
+	defer meta.Stop()
 	startDone := make(chan error, 1)
 	go func() { startDone <- sup.Start(ctx) }()
 	var sig os.Signal
@@ -154,6 +182,7 @@ func run(specPath string, o runOptions) error {
 	case err := <-startDone:
 		if err != nil {
 			ingressLn.Close()
+			meta.Stop()
 			c, cancel := context.WithTimeout(ctx, grace)
 			srv.Shutdown(c)
 			cancel()
@@ -171,7 +200,7 @@ func run(specPath string, o runOptions) error {
 	}
 	log.Info("signal received: draining", "signal", sig.String(), "grace", grace.String())
 	done := make(chan error, 1)
-	go func() { done <- shutdown(ctx, sup, srv, grace) }()
+	go func() { done <- shutdown(ctx, sup, node, meta, srv, grace) }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -188,9 +217,20 @@ func run(specPath string, o runOptions) error {
 	}
 }
 
+// Timings of the cluster node's part in `run`.
+const (
+	// nodeLeaveTimeout bounds a graceful leave (voter removal + gossip leave): a few Raft
+	// commits and one gossip broadcast, on top of the pod's grace period.
+	nodeLeaveTimeout = 5 * time.Second
+	// metaInterval is how often the advertised metadata are compared with what the pod runs.
+	metaInterval = 2 * time.Second
+)
+
 // shutdown drains in-flight calls (new ones get 503), stops the modules in stop order with
-// snapshots, and closes the listeners, all within grace.
-func shutdown(ctx context.Context, sup *supervisor.Supervisor, srv *admin.Server, grace time.Duration) error {
+// snapshots, then leaves the cluster, then closes the listeners. The node leaves after the
+// modules stopped, so a module can still resign its leases in its stop hook; the admin API
+// closes last, so apps on the node get answers (503 once the node left) until the end.
+func shutdown(ctx context.Context, sup *supervisor.Supervisor, node *cluster.Node, meta *metaKeeper, srv *admin.Server, grace time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, grace)
 	defer cancel()
 	var errs []error
@@ -199,6 +239,12 @@ func shutdown(ctx context.Context, sup *supervisor.Supervisor, srv *admin.Server
 	}
 	if err := sup.Shutdown(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	meta.Stop()
+	nctx, ncancel := context.WithTimeout(context.WithoutCancel(ctx), nodeLeaveTimeout)
+	defer ncancel()
+	if err := node.Shutdown(nctx); err != nil {
+		errs = append(errs, fmt.Errorf("cluster leave: %w", err))
 	}
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer scancel()

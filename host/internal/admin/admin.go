@@ -2,7 +2,9 @@
 // the pod's main module, and the admin listener is the paper's "upward" and "downward"
 // interfaces for operators: health, readiness, Prometheus metrics, pprof, module status and
 // logs, and lifecycle commands (stop, start, pause, resume, restart, scale, upgrade, rollback)
-// guarded by a bearer token.
+// guarded by a bearer token. With a cluster node it also serves the members list and the
+// paper's election sidecar API (/v1/election/{name}: get, campaign, renew, resign, watch) for
+// apps on the node.
 //
 // Both listeners are hardened: read, write and idle timeouts, header and body size limits,
 // connections per IP, and a Shutdown that never waits past its context.
@@ -44,6 +46,13 @@ type Config struct {
 	MaxConns int
 	// Logger is the host's log. Nil discards.
 	Logger *slog.Logger
+	// Cluster serves /v1/members, /v1/cluster and the election sidecar API (/v1/election/...).
+	// Nil answers those routes with 503.
+	Cluster Cluster
+	// ElectionOpTimeout bounds one election get/campaign/renew/resign.
+	ElectionOpTimeout time.Duration
+	// WatchWait is a watch's wait when the request names none; MaxWatchWait caps any wait.
+	WatchWait, MaxWatchWait time.Duration
 }
 
 // DefaultConfig returns the host's defaults.
@@ -65,6 +74,13 @@ func DefaultConfig() Config {
 		MaxConnsPerIP: 256,
 		// 10000: bounded memory under a connection flood (fasthttp's per-connection cost is small).
 		MaxConns: 10000,
+		// 5s: a forwarded election operation waits up to 3s for a Raft leader, plus the commit.
+		ElectionOpTimeout: 5 * time.Second,
+		// 30s: a long poll that returns well before proxies and clients give up on idle requests.
+		WatchWait: 30 * time.Second,
+		// 5m: bounds how long one watch holds a connection; the write timeout does not apply to
+		// the wait (fasthttp arms it only when the response is written).
+		MaxWatchWait: 5 * time.Minute,
 	}
 }
 
@@ -114,6 +130,15 @@ func New(cfg Config, sup *supervisor.Supervisor) (*Server, error) {
 	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = d.MaxConns
+	}
+	if cfg.ElectionOpTimeout <= 0 {
+		cfg.ElectionOpTimeout = d.ElectionOpTimeout
+	}
+	if cfg.WatchWait <= 0 {
+		cfg.WatchWait = d.WatchWait
+	}
+	if cfg.MaxWatchWait <= 0 {
+		cfg.MaxWatchWait = d.MaxWatchWait
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -92,6 +92,9 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		pprofhandler.PprofHandler(ctx)
 		return
 	}
+	if s.serveCluster(ctx, path, method) {
+		return
+	}
 	name, rest, ok := modulePath(path)
 	if !ok {
 		writeError(ctx, fasthttp.StatusNotFound, fmt.Errorf("no route %s %s", method, path))

@@ -65,6 +65,8 @@ func main() {
 		storeMode = flag.Bool("store-mode", false, "run the fenced store instead of a node")
 		noCheck   = flag.Bool("write-without-expiry-check", false, "app writes whenever it believes it holds the lease, even past its deadline (exercises fencing)")
 		verbose   = flag.Bool("v", false, "memberlist and raft logs to stderr")
+		loss      = flag.Float64("gossip-loss", 0, "userspace fault injection: drop this fraction of outgoing gossip packets (when tc netem is missing)")
+		delay     = flag.Duration("gossip-delay", 0, "userspace fault injection: delay gossip packets and dials by this mean, jitter +-half")
 	)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -92,12 +94,20 @@ func main() {
 	if *verbose {
 		cfg.LogOutput = os.Stderr
 	}
+	cfg.Gossip.DropRate, cfg.Gossip.Delay = *loss, *delay
 	n, err := cluster.Start(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	emit(Event{Node: *name, Ev: "start"})
+	events, cancelEvents := n.Subscribe(64)
+	defer cancelEvents()
+	go func() { // membership changes, for flapping checks; ends when cancelEvents closes the channel
+		for e := range events {
+			emit(Event{Node: *name, Ev: "member", Writer: e.Member.Name, Err: e.Type + ":" + string(e.Member.State)})
+		}
+	}()
 	srv := &http.Server{Addr: *httpAddr, Handler: api(n), ReadTimeout: 5 * time.Second, WriteTimeout: 35 * time.Second, IdleTimeout: 30 * time.Second}
 	go func() { _ = srv.ListenAndServe() }()
 	var wg sync.WaitGroup

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wasmpod/wasmpod/cluster"
+	"github.com/wasmpod/wasmpod/host/internal/podspec"
+	"github.com/wasmpod/wasmpod/host/internal/supervisor"
+)
+
+// clusterOptions are the cluster flags of `wasmpod run`.
+type clusterOptions struct {
+	nodeName  string
+	bind      string
+	advertise string
+	raftAddr  string
+	join      []string
+	keyFile   string
+	label     string
+}
+
+// Gossip bind defaults. A host given no cluster flag at all is a cluster of one that nobody
+// joins, so it binds loopback on ephemeral ports: several standalone hosts (tests, a laptop)
+// never fight for a port and nothing is exposed. Any of --bind, --join, --advertise or
+// --raft-addr makes it a cluster member, bound to memberlist's conventional port on every
+// interface (Raft on the gossip port + 1).
+const (
+	standaloneBind = "127.0.0.1:0"
+	standaloneRaft = "127.0.0.1:0"
+	clusterBind    = "0.0.0.0:7946"
+)
+
+func addClusterFlags(cmd *cobra.Command, o *clusterOptions) {
+	f := cmd.Flags()
+	f.StringVar(&o.nodeName, "node-name", "", "unique node name in the cluster (default: the hostname)")
+	f.StringVar(&o.bind, "bind", "", "gossip address, TCP and UDP (default: "+clusterBind+" in a cluster; "+standaloneBind+" when no cluster flag is given)")
+	f.StringVar(&o.advertise, "advertise", "", "gossip address peers dial (default: the bind address, or a private IP when bound to 0.0.0.0)")
+	f.StringVar(&o.raftAddr, "raft-addr", "", "Raft and forwarding RPC address, TCP (default: gossip port + 1)")
+	f.StringSliceVar(&o.join, "join", nil, "gossip addresses of existing members, comma-separated; omit on the first node")
+	f.StringVar(&o.keyFile, "gossip-key-file", "", "gossip encryption key (base64 of 16, 24 or 32 bytes, e.g. `openssl rand -base64 32`); members need the same key")
+	f.StringVar(&o.label, "cluster-label", "", "cluster label bound into every gossip packet; members need the same label")
+}
+
+// standalone reports whether no flag asks for a multi-node cluster.
+func (o clusterOptions) standalone() bool {
+	return o.bind == "" && o.advertise == "" && o.raftAddr == "" && len(o.join) == 0
+}
+
+// clusterConfig turns the flags into a cluster.Config; Raft state goes to <stateDir>/cluster.
+func clusterConfig(o clusterOptions, stateDir string, log *slog.Logger) (cluster.Config, error) {
+	cfg := cluster.DefaultConfig()
+	if o.nodeName != "" {
+		cfg.NodeName = o.nodeName
+	}
+	if cfg.NodeName == "" {
+		return cfg, fmt.Errorf("--node-name: the hostname is empty, name this node")
+	}
+	if o.standalone() {
+		cfg.BindAddr, cfg.RaftAddr = standaloneBind, standaloneRaft
+	} else {
+		cfg.BindAddr = clusterBind
+		if o.bind != "" {
+			cfg.BindAddr = o.bind
+		}
+		cfg.AdvertiseAddr, cfg.RaftAddr = o.advertise, o.raftAddr
+	}
+	for _, j := range o.join {
+		if j = strings.TrimSpace(j); j != "" {
+			cfg.Join = append(cfg.Join, j)
+		}
+	}
+	if o.keyFile != "" {
+		k, err := cluster.LoadGossipKey(o.keyFile)
+		if err != nil {
+			return cfg, fmt.Errorf("--gossip-key-file: %w", err)
+		}
+		cfg.GossipKey = k
+	}
+	cfg.ClusterLabel = o.label
+	cfg.StateDir = filepath.Join(stateDir, "cluster")
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return cfg, fmt.Errorf("cluster state dir: %w", err)
+	}
+	cfg.LogOutput = &logLines{log: log}
+	return cfg, nil
+}
+
+// logLines forwards memberlist and Raft log lines to the host log at debug level (warnings and
+// errors at warn).
+type logLines struct {
+	log *slog.Logger
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	rest := l.buf
+	for {
+		i := slices.Index(rest, '\n')
+		if i < 0 {
+			break
+		}
+		line := strings.TrimSpace(string(rest[:i]))
+		rest = rest[i+1:]
+		if strings.Contains(line, "[WARN]") || strings.Contains(line, "[ERR") || strings.Contains(line, "[error]") || strings.Contains(line, "[warn]") {
+			l.log.Warn("cluster", "line", line)
+		} else {
+			l.log.Debug("cluster", "line", line)
+		}
+	}
+	l.buf = append(l.buf[:0], rest...)
+	return len(p), nil
+}
+
+var _ io.Writer = (*logLines)(nil)
+
+// podMeta is what this node advertises by gossip: the admin address, the pod, its running
+// modules, and its running leaf modules as the shards it serves.
+func podMeta(adminAddr string, sup *supervisor.Supervisor) cluster.Meta {
+	m := cluster.Meta{AdminAddr: adminAddr, Pods: []string{sup.Pod().Metadata.Name}}
+	for _, st := range sup.Statuses() {
+		if st.Reason != "" || st.StartedAt == nil {
+			continue // stopped, failed or in back-off: not running here
+		}
+		m.Modules = append(m.Modules, st.Name)
+		if st.Role == podspec.RoleLeaf {
+			m.Shards = append(m.Shards, st.Name)
+		}
+	}
+	return m
+}
+
+// metaKeeper keeps the node's metadata current with what the pod runs. Stop it before the
+// node shuts down.
+type metaKeeper struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// keepMeta gossips podMeta now and whenever it changes (checked every interval).
+func keepMeta(node *cluster.Node, adminAddr string, sup *supervisor.Supervisor, interval time.Duration, log *slog.Logger) *metaKeeper {
+	ctx, cancel := context.WithCancel(context.Background())
+	k := &metaKeeper{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(k.done)
+		var last cluster.Meta
+		first := true
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			m := podMeta(adminAddr, sup)
+			if first || !metaEqual(m, last) {
+				err := node.SetMeta(m)
+				for errors.Is(err, cluster.ErrMetaTooLarge) && len(m.Modules) > 0 {
+					m.Modules, m.Shards = m.Modules[:len(m.Modules)-1], nil // keep what fits
+					err = node.SetMeta(m)
+				}
+				if err != nil {
+					log.Warn("cluster: node metadata not updated", "err", err)
+				} else {
+					last, first = m, false
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return k
+}
+
+// Stop ends the keeper and waits for it. Idempotent.
+func (k *metaKeeper) Stop() {
+	k.cancel()
+	<-k.done
+}
+
+func metaEqual(a, b cluster.Meta) bool {
+	return a.AdminAddr == b.AdminAddr && slices.Equal(a.Pods, b.Pods) && slices.Equal(a.Modules, b.Modules) && slices.Equal(a.Shards, b.Shards)
+}

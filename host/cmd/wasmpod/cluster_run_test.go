@@ -1,0 +1,48 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+func TestClusterConfig(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "key")
+	os.WriteFile(key, []byte("c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=\n"), 0o600)
+	bad := filepath.Join(t.TempDir(), "bad")
+	os.WriteFile(bad, []byte("short"), 0o600)
+	for _, c := range []struct {
+		name       string
+		o          clusterOptions
+		bind, raft string
+		join       []string
+		keyLen     int
+		wantErr    bool
+	}{
+		{"no flags: standalone on loopback, ephemeral ports", clusterOptions{nodeName: "a"}, standaloneBind, standaloneRaft, nil, 0, false},
+		{"join: cluster defaults", clusterOptions{nodeName: "a", join: []string{"10.0.0.1:7946", " ", "10.0.0.2:7946"}}, clusterBind, "", []string{"10.0.0.1:7946", "10.0.0.2:7946"}, 0, false},
+		{"bind and raft", clusterOptions{nodeName: "a", bind: "10.0.0.3:8000", raftAddr: "10.0.0.3:9000"}, "10.0.0.3:8000", "10.0.0.3:9000", nil, 0, false},
+		{"key file", clusterOptions{nodeName: "a", bind: "127.0.0.1:0", keyFile: key}, "127.0.0.1:0", "", nil, 32, false},
+		{"bad key file", clusterOptions{nodeName: "a", keyFile: bad}, "", "", nil, 0, true},
+		{"missing key file", clusterOptions{nodeName: "a", keyFile: bad + "-nope"}, "", "", nil, 0, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg, err := clusterConfig(c.o, dir, slog.New(slog.DiscardHandler))
+			if (err != nil) != c.wantErr {
+				t.Fatalf("err = %v, want error %v", err, c.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if cfg.BindAddr != c.bind || cfg.RaftAddr != c.raft || !slices.Equal(cfg.Join, c.join) || len(cfg.GossipKey) != c.keyLen {
+				t.Fatalf("config bind %q raft %q join %v key %d", cfg.BindAddr, cfg.RaftAddr, cfg.Join, len(cfg.GossipKey))
+			}
+			if cfg.StateDir != filepath.Join(dir, "cluster") {
+				t.Fatalf("state dir %q", cfg.StateDir)
+			}
+		})
+	}
+}
