@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
+	"github.com/wasmpod/wasmpod/host/internal/snapshot"
 	"github.com/wasmpod/wasmpod/runtime"
 )
 
@@ -147,9 +148,28 @@ func (s *Supervisor) Scale(name string, n int) error {
 // Upgrade replaces a module's version while the pod serves: the new version is loaded, its pool
 // warmed (with the stored snapshot restored), and it must report ready within its readiness
 // probe's thresholds (or UpgradeReadyTimeout); then traffic switches to it atomically and the
-// old version drains, its snapshot saved for the next start. If the new version fails to load,
-// start or get ready, it is discarded and the old one keeps serving: the error wraps
-// ErrUpgradeFailed.
+// old version drains. If the new version fails to load, start or get ready, it is discarded and
+// the old one keeps serving: the error wraps ErrUpgradeFailed.
+//
+// State carries across when the old version exports wasmpod_snapshot and the new one
+// wasmpod_restore (a stateful module). Then the switch is a handover, in this order:
+//
+//  1. switch: calls go to the new version, but wait (they are not refused) before running;
+//  2. the old version drains: calls admitted to it before the switch finish on it;
+//  3. its snapshot is taken (after the drain, so it holds every write it acknowledged) and
+//     persisted to the snapshot store (atomically; the old version's digest in the header);
+//  4. the snapshot is restored into every instance of the new version;
+//  5. the waiting calls run, on the restored state.
+//
+// So no write is lost and none is applied to a state that is about to be replaced: a call
+// either completed on the old version (and is in the snapshot) or runs on the new one after the
+// restore. The price is a pause of the drain plus snapshot and restore (milliseconds for small
+// states; the drain is bounded by the pod's grace period). If the new version refuses the state,
+// it is stopped and the old version is started again from that snapshot (automatic rollback);
+// the error wraps ErrUpgradeFailed. An empty snapshot hands nothing over (it is what a Go guest
+// without a snapshot hook answers): the new version keeps the stored snapshot it started with.
+// Without the exports the switch does not pause, and the old version's state (if any) is only
+// persisted.
 func (s *Supervisor) Upgrade(ctx context.Context, name string, wasm []byte) error {
 	u, err := s.unit(name)
 	if err != nil {
@@ -220,16 +240,73 @@ func (u *unit) upgrade(ctx context.Context, wasm []byte, what string) error {
 		cancel()
 		return fail(fmt.Errorf("new version never got ready, rolled back: %w", err))
 	}
+	carry := hasLifecycle(old.mod, "snapshot") && hasLifecycle(g.mod, "restore")
+	if carry {
+		g.hold = make(chan struct{})
+	}
 	// Switch: the new version takes traffic from now on; calls that already hold the old one
 	// finish on it while it drains.
 	u.gen = nil
 	u.activate(g)
 	g.ready.Store(true)
-	u.switchVersion(wasm, sha)
-	if err := u.stopVersion(ctx, old, what+": old version drained", true); err != nil {
+	if !carry {
+		u.switchVersion(wasm, sha)
+		if err := u.stopVersion(ctx, old, what+": old version drained", true); err != nil {
+			u.s.log.Warn("old version did not stop cleanly", "module", u.spec.Name, "err", err)
+		}
+		u.s.log.Info("module upgraded", "module", u.spec.Name, "what", what, "sha256", sha, "version", u.version)
+		return nil
+	}
+	return u.handover(ctx, old, g, wasm, sha, what, fail)
+}
+
+// handover carries the old version's state into g, which already takes (and holds) traffic.
+// See Upgrade for the order. Call with opMu held.
+func (u *unit) handover(ctx context.Context, old, g *generation, wasm []byte, sha, what string, fail func(error) error) error {
+	defer close(g.hold)
+	// Past the switch the handover must finish even if the caller goes away: it is bounded by
+	// the grace period (drain) and the readiness timeout (snapshot and restore).
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), u.s.pod.Spec.GracePeriod()+u.s.cfg.UpgradeReadyTimeout)
+	defer cancel()
+	state, taken, err := u.stopVersionState(hctx, old, what+": old version drained for the handover", true, true)
+	if err != nil {
 		u.s.log.Warn("old version did not stop cleanly", "module", u.spec.Name, "err", err)
 	}
-	u.s.log.Info("module upgraded", "module", u.spec.Name, "what", what, "sha256", sha, "version", u.version)
+	if taken && len(state) == 0 {
+		// An empty snapshot hands nothing over: it is what a version without a snapshot hook
+		// answers (the Go SDK always exports the lifecycle functions), so between versions it
+		// cannot be told from "no state". The new version keeps the state it started with (the
+		// stored snapshot, which stays on disk).
+		u.switchVersion(wasm, sha)
+		u.s.log.Info("module upgraded", "module", u.spec.Name, "what", what, "sha256", sha, "version", u.version, "stateBytes", 0)
+		return nil
+	}
+	if !taken {
+		// Nothing to carry: the new version serves the state it started with (the last stored
+		// snapshot). Said loudly, since writes made since that snapshot are not in it.
+		u.switchVersion(wasm, sha)
+		msg := fmt.Sprintf("module %q: %s: the old version's snapshot could not be taken; the new version serves the last stored snapshot: %v", u.spec.Name, what, err)
+		u.mu.Lock()
+		u.lastError = msg
+		u.mu.Unlock()
+		u.s.log.Error("upgrade handover without state", "module", u.spec.Name, "err", err)
+		return nil
+	}
+	if rerr := g.mod.Restore(hctx, state); rerr != nil {
+		// The new version refused the state: back to the old version, from that snapshot.
+		u.gen = nil
+		u.active.CompareAndSwap(g, nil)
+		u.stopVersion(hctx, g, what+": new version refused the state", false)
+		back, err := u.startVersion(hctx, u.wasm, u.sha, &snapshot.Snapshot{Module: u.spec.Name, WasmSHA256: old.sha, State: state})
+		if err != nil {
+			u.failedLocked(err)
+		} else {
+			u.activate(back)
+		}
+		return fail(fmt.Errorf("new version refused the old version's state, rolled back: %w", rerr))
+	}
+	u.switchVersion(wasm, sha)
+	u.s.log.Info("module upgraded", "module", u.spec.Name, "what", what, "sha256", sha, "version", u.version, "stateBytes", len(state))
 	return nil
 }
 

@@ -1,8 +1,9 @@
 // Package supervisor runs a pod: it loads the pod's modules into a runtime engine, starts them
 // in the pod's start order (helpers before main), probes them, restarts failed ones with
-// CrashLoopBackOff delays, admits calls by priority, keeps their state across stops in snapshot
-// files, upgrades and rolls back module versions while the pod serves, and stops everything in
-// reverse order within the pod's grace period.
+// CrashLoopBackOff delays, schedules CPU by priority (low-priority guests are parked while work
+// of higher priority is in flight, see Scheduler), keeps their state across stops and upgrades
+// in snapshot files, upgrades and rolls back module versions while the pod serves, and stops
+// everything in reverse order within the pod's grace period.
 //
 // The supervisor knows nothing of HTTP: the admin and ingress servers (package admin) drive it
 // through its methods.
@@ -57,9 +58,18 @@ type Config struct {
 	Logger *slog.Logger
 	// Logs receives the modules' log lines; nil creates a Hub with logbuf.DefaultConfig.
 	Logs *logbuf.Hub
-	// CPUBudget is how many calls may run at once before the host counts as oversubscribed;
-	// low-priority modules are admitted only below it. 0 means GOMAXPROCS.
+	// CPUBudget is how many processors the pod's calls may use. Low-priority calls and ticks
+	// run on at most CPUBudget-1 of them at once (at least 1), so one is always left for the
+	// ingress and the work of higher priority. 0 means GOMAXPROCS.
 	CPUBudget int
+	// LowQuiet is how long the host must have run no normal or high priority work before
+	// low-priority guest code runs again (see Scheduler). 0 means 1ms.
+	LowQuiet time.Duration
+	// LowYieldInterval is how many loop iterations a low-priority guest runs between two calls
+	// to the scheduler, which parks it while the host is busy: at roughly a nanosecond per
+	// iteration, 1024 (the default when 0) gives a busy host its core back within a few
+	// microseconds, for a call out to Go per ~1 us of guest work (a few per cent).
+	LowYieldInterval int32
 	// UpgradeReadyTimeout is how long a new version may take to report ready when its module
 	// has no readiness probe (with one, the probe's own thresholds decide).
 	UpgradeReadyTimeout time.Duration
@@ -72,6 +82,10 @@ func DefaultConfig() Config {
 	return Config{
 		// GOMAXPROCS: one running call per processor Go may use is full use of the CPU we have.
 		CPUBudget: 0,
+		// 1ms: far above the gap between back-to-back requests, far below a tick interval.
+		LowQuiet: time.Millisecond,
+		// 1024: see the field.
+		LowYieldInterval: 1024,
 		// 30s: a Go guest instantiates in milliseconds; a version not ready after 30s is broken.
 		UpgradeReadyTimeout: 30 * time.Second,
 		// 100ms: a new version starts serving promptly without busy-polling its health export.
@@ -87,7 +101,7 @@ type Supervisor struct {
 	logs   *logbuf.Hub
 	engine *runtime.Engine
 	store  *snapshot.Store
-	gate   gate
+	sched  *Scheduler
 
 	units  []*unit // in start order
 	byName map[string]*unit
@@ -127,6 +141,12 @@ func New(ctx context.Context, cfg Config) (*Supervisor, error) {
 	if cfg.ProbePoll <= 0 {
 		cfg.ProbePoll = d.ProbePoll
 	}
+	if cfg.LowQuiet <= 0 {
+		cfg.LowQuiet = d.LowQuiet
+	}
+	if cfg.LowYieldInterval <= 0 {
+		cfg.LowYieldInterval = d.LowYieldInterval
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -137,7 +157,7 @@ func New(ctx context.Context, cfg Config) (*Supervisor, error) {
 	}
 	pod := cfg.Pod
 	s := &Supervisor{cfg: cfg, pod: pod, log: cfg.Logger.With("pod", pod.Metadata.Name), logs: cfg.Logs, byName: map[string]*unit{}}
-	s.gate.budget = int64(cfg.CPUBudget)
+	s.sched = NewScheduler(SchedulerConfig{Quiet: cfg.LowQuiet, LowSlots: max(cfg.CPUBudget-1, 1)})
 	for _, m := range pod.StartOrder() {
 		if m.ABI != podspec.ABINative {
 			return nil, fmt.Errorf("supervisor: module %q: abi %q is not supported by this host (use native)", m.Name, m.ABI)
@@ -340,28 +360,33 @@ func (s *Supervisor) AcquireMain() (Lease, error) {
 		s.inflight.Add(-1)
 		return Lease{}, ErrNotReady
 	}
-	s.gate.high.Add(1)
+	s.sched.Enter()
 	return Lease{s: s, g: g}, nil
 }
 
 // Role is the role the call goes to: http when the version exports it, else handle.
 func (l Lease) Role() runtime.Role { return l.g.role }
 
-// Call calls the main module's version admitted by the lease.
+// Call calls the main module's version admitted by the lease. During a stateful upgrade's
+// handover it first waits (until ctx ends) for the old version's state to be restored.
 func (l Lease) Call(ctx context.Context, in, dst []byte) ([]byte, error) {
+	if err := l.g.awaitHandover(ctx); err != nil {
+		return dst, err
+	}
 	return l.g.mod.Call(ctx, l.g.role, in, dst)
 }
 
 // Release ends the lease.
 func (l Lease) Release() {
 	if l.s != nil {
-		l.s.gate.high.Add(-1)
+		l.s.sched.Exit()
 		l.s.inflight.Add(-1)
 	}
 }
 
-// Call calls a module's handler by name, admitted by priority: a low-priority module's call
-// waits (until ctx ends) for spare CPU. It is for pod-internal and test traffic; ingress uses
+// Call calls a module's handler by name, scheduled by priority: a low-priority module's call
+// waits (until ctx ends) for a quiet host and is parked while it runs whenever work of higher
+// priority comes in (see Scheduler). It is for pod-internal and test traffic; ingress uses
 // AcquireMain.
 func (s *Supervisor) Call(ctx context.Context, module string, role runtime.Role, in, dst []byte) ([]byte, error) {
 	u, err := s.unit(module)
@@ -373,37 +398,21 @@ func (s *Supervisor) Call(ctx context.Context, module string, role runtime.Role,
 		return dst, fmt.Errorf("module %q: %w", module, ErrNotReady)
 	}
 	if u.low {
-		for !s.gate.tryLow() {
-			select {
-			case <-ctx.Done():
-				return dst, fmt.Errorf("module %q: no spare CPU for a low-priority call: %w", module, runtime.ErrOverloaded)
-			case <-time.After(time.Millisecond):
-			}
+		lctx, err := s.sched.AcquireLow(ctx)
+		if err != nil {
+			return dst, fmt.Errorf("module %q: no spare CPU for a low-priority call: %w: %w", module, runtime.ErrOverloaded, err)
 		}
-		defer s.gate.low.Add(-1)
+		defer s.sched.ReleaseLow()
+		ctx = lctx
 	} else {
-		s.gate.high.Add(1)
-		defer s.gate.high.Add(-1)
+		s.sched.Enter()
+		defer s.sched.Exit()
+	}
+	if err := g.awaitHandover(ctx); err != nil {
+		return dst, err
 	}
 	return g.mod.Call(ctx, role, in, dst)
 }
 
-// gate admits low-priority work only while the host has spare CPU: fewer calls running than
-// the budget minus one (one processor is kept for the work that is admitted unconditionally).
-type gate struct {
-	budget int64
-	high   atomic.Int64 // running calls of normal and high priority modules
-	low    atomic.Int64 // running calls and ticks of low-priority modules
-}
-
-func (g *gate) tryLow() bool {
-	limit := max(g.budget-1, 1)
-	if g.high.Load()+g.low.Load() >= limit {
-		return false
-	}
-	if g.low.Add(1)+g.high.Load() > limit {
-		g.low.Add(-1)
-		return false
-	}
-	return true
-}
+// Scheduler returns the pod's CPU scheduler (for status and tests).
+func (s *Supervisor) Scheduler() *Scheduler { return s.sched }

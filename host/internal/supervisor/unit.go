@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,28 @@ type generation struct {
 	started time.Time
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+	// hold, when not nil, is closed once a stateful upgrade's handover restored the old
+	// version's state into this one; calls admitted to it wait for that. Set before the
+	// generation is published, never changed after.
+	hold chan struct{}
+}
+
+// awaitHandover waits until g may serve calls (see hold), or ctx ends.
+func (g *generation) awaitHandover(ctx context.Context) error {
+	if g.hold == nil {
+		return nil
+	}
+	select {
+	case <-g.hold:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("module %q: waiting for the upgrade handover: %w: %w", g.mod.Name(), ErrNotReady, ctx.Err())
+	}
+}
+
+// hasLifecycle reports whether a version has the named lifecycle export (snapshot, restore).
+func hasLifecycle(m *runtime.Module, name string) bool {
+	return slices.Contains(m.Info().Lifecycle, name)
 }
 
 func newUnit(s *Supervisor, m *podspec.Module, wasm []byte) *unit {
@@ -107,8 +130,18 @@ func (u *unit) moduleConfig() (runtime.ModuleConfig, error) {
 	c.TickInterval = 0 // the supervisor ticks, so low-priority ticks go through admission
 	c.Trusted = m.Trusted
 	if m.AllowScale != nil {
+		// The guest's scale import moves the warm pool within the spec's bounds, never outside.
 		c.AllowScale = true
-		c.MinInstances = max(int(m.AllowScale.Min), 1)
+		c.ScaleMin = max(int(m.AllowScale.Min), 1)
+		c.ScaleMax = max(int(m.AllowScale.Max), c.ScaleMin)
+		c.MinInstances = min(max(c.MinInstances, c.ScaleMin), c.ScaleMax)
+	}
+	if u.low && !m.Trusted {
+		// Low priority: the guest calls the scheduler every LowYieldInterval loop iterations,
+		// which parks it while the host is busy (see Scheduler). Trusted modules are not
+		// instrumented, so they are only admitted at the start of each call.
+		c.Yield = u.s.sched.Yield
+		c.YieldInterval = u.s.cfg.LowYieldInterval
 	}
 	c.Config = m.Config
 	for _, vm := range m.VolumeMounts {
@@ -192,7 +225,12 @@ func (u *unit) startVersion(ctx context.Context, wasm []byte, sha string, snap *
 	}
 	var opts runtime.StartOptions
 	if snap != nil {
-		opts.State = snap.State
+		if hasLifecycle(m, "restore") {
+			opts.State = snap.State
+		} else {
+			// The snapshot stays on disk for a version that can read it (a rollback).
+			u.s.log.Warn("module does not export wasmpod_restore: starting without its snapshot", "module", u.spec.Name, "sha256", sha)
+		}
 	}
 	if err := m.Start(ctx, opts); err != nil {
 		m.Close(ctx)
@@ -234,13 +272,28 @@ func (u *unit) halt(ctx context.Context, why string, save bool) error {
 }
 
 func (u *unit) stopVersion(ctx context.Context, g *generation, why string, save bool) error {
+	_, _, err := u.stopVersionState(ctx, g, why, save, false)
+	return err
+}
+
+// stopVersionState stops g: probes and ticks end, in-flight calls drain (within the grace
+// period), then, when save is set, the state is taken (wasmpod_snapshot), persisted (unless it
+// is empty and skipEmpty is set) and returned with taken set (taken is false if the version
+// has no snapshot export or taking or persisting it failed), then the stop export runs and the
+// version is closed.
+func (u *unit) stopVersionState(ctx context.Context, g *generation, why string, save, skipEmpty bool) (state []byte, taken bool, _ error) {
 	g.cancel()
 	g.wg.Wait()
 	var opts runtime.StopOptions
 	var saveErr error
 	if save {
-		opts.Snapshot = func(state []byte) error {
-			saveErr = u.s.store.Save(snapshot.Snapshot{Module: u.spec.Name, WasmSHA256: g.sha, State: state})
+		opts.Snapshot = func(st []byte) error {
+			if len(st) > 0 || !skipEmpty {
+				saveErr = u.s.store.Save(snapshot.Snapshot{Module: u.spec.Name, WasmSHA256: g.sha, State: st})
+			}
+			if saveErr == nil {
+				state, taken = st, true
+			}
 			return saveErr
 		}
 	}
@@ -251,9 +304,9 @@ func (u *unit) stopVersion(ctx context.Context, g *generation, why string, save 
 	cerr := g.mod.Close(ctx)
 	u.s.log.Info("module stopped", "module", u.spec.Name, "why", why, "sha256", g.sha)
 	if err != nil || saveErr != nil || cerr != nil {
-		return fmt.Errorf("module %q: stop: %w", u.spec.Name, errors.Join(err, saveErr, cerr))
+		return state, taken, fmt.Errorf("module %q: stop: %w", u.spec.Name, errors.Join(err, saveErr, cerr))
 	}
-	return nil
+	return state, taken, nil
 }
 
 // failedLocked records a failure of the module and, as the restart policy says, schedules the
@@ -485,13 +538,18 @@ func (u *unit) tickLoop(ctx context.Context, g *generation, iv time.Duration) {
 			continue
 		}
 		if u.low {
-			if !u.s.gate.tryLow() {
-				continue // no spare CPU: this tick is skipped
+			// Waits for a quiet host (ticks missed meanwhile are dropped by the ticker), and is
+			// parked while it runs whenever higher priority work comes in.
+			lctx, err := u.s.sched.AcquireLow(ctx)
+			if err != nil {
+				return
 			}
-			g.mod.Tick(ctx)
-			u.s.gate.low.Add(-1)
+			g.mod.Tick(lctx)
+			u.s.sched.ReleaseLow()
 		} else {
+			u.s.sched.Enter()
 			g.mod.Tick(ctx)
+			u.s.sched.Exit()
 		}
 	}
 }
