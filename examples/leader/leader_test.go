@@ -74,7 +74,7 @@ func TestLeaderExample(t *testing.T) {
 	}
 	for i, p := range nodes {
 		if p.waitAny(t, 60*time.Second, "pod running", "does not provide") == "does not provide" {
-			t.Skipf("node %d refused the leader module's election import: the supervisor does not pass runtime imports yet (supervisor.Config.Imports); host log:\n%s", i+1, p.out.String())
+			t.Fatalf("node %d refused the leader module's election import; host log:\n%s", i+1, p.out.String())
 		}
 	}
 	waitFor(t, 30*time.Second, "3 alive members on every node", func() bool {

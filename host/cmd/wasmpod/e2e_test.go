@@ -544,6 +544,28 @@ func TestSnapshotAcrossRestartsAndCorruption(t *testing.T) {
 	}
 }
 
+// TestUpgradeCarriesState: a stateful module keeps its state across an upgrade through the
+// admin API (the old version's snapshot is restored into the new one during the handover).
+func TestUpgradeCarriesState(t *testing.T) {
+	h := startHost(t, writePod(t, strings.Replace(podYAML("podkit", "", ""), "concurrency: 4", "concurrency: 1", 1)), "")
+	waitFor(t, time.Minute, "ready", func() bool { return h.status("web").Ready })
+	for range 3 {
+		if code, body := h.call("inc"); code != 200 {
+			t.Fatalf("inc: %d %q", code, body)
+		}
+	}
+	w, err := os.ReadFile(guests["podkit"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := h.adminDo("PUT", "/v1/modules/web/wasm", w); code != 200 {
+		t.Fatalf("upgrade: %d %s", code, body)
+	}
+	if code, body := h.call("state"); code != 200 || body != "3" {
+		t.Fatalf("state after upgrade: %d %q", code, body)
+	}
+}
+
 func TestSpecErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml, want string

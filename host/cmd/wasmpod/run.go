@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wasmpod/wasmpod/cluster"
+	"github.com/wasmpod/wasmpod/cluster/guestapi"
 	"github.com/wasmpod/wasmpod/host/internal/admin"
 	"github.com/wasmpod/wasmpod/host/internal/logbuf"
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
@@ -31,6 +32,8 @@ type runOptions struct {
 	tokenFile string
 	logLevel  string
 	logFormat string
+	internal  string
+	transport string
 	cluster   clusterOptions
 }
 
@@ -49,6 +52,8 @@ func addRunFlags(cmd *cobra.Command, o *runOptions) {
 	f.StringVar(&o.tokenFile, "token-file", "", "file holding the admin bearer token (else $WASMPOD_TOKEN; none disables mutating routes)")
 	f.StringVar(&o.logLevel, "log-level", "info", "host log level: debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "text", "host log format: text or json")
+	f.StringVar(&o.internal, "internal", "", "internal scatter endpoint address, where other nodes call this node's shards (pods with spec.scatter only; default: 127.0.0.1:0 standalone, else the gossip bind host with its port + 2)")
+	f.StringVar(&o.transport, "scatter-transport", transportFastHTTP, "client transport to other nodes' shards: fasthttp (pooled keep-alive) or nethttp (net/http, for comparison)")
 }
 
 func newRunCmd() *cobra.Command {
@@ -139,6 +144,7 @@ func run(specPath string, o runOptions) error {
 	lc.Logger = log
 	scfg := supervisor.DefaultConfig()
 	scfg.Pod, scfg.StateDir, scfg.Logger, scfg.Logs = pod, o.stateDir, log, logbuf.New(lc)
+	scfg.Imports = guestapi.Imports(guestapi.Config{Pod: pod.Metadata.Name, Elections: node})
 	sup, err := supervisor.New(ctx, scfg)
 	if err != nil {
 		closeNode()
@@ -162,30 +168,55 @@ func run(specPath string, o runOptions) error {
 		closeSup()
 		return fmt.Errorf("--listen: %w", err)
 	}
+	var sc *scatterService
+	if pod.Spec.Scatter != nil {
+		sc, err = listenScatter(o, sup, node, log)
+		if err != nil {
+			adminLn.Close()
+			ingressLn.Close()
+			closeSup()
+			return err
+		}
+	}
+	closeScatter := func() {
+		if sc != nil {
+			c, cancel := context.WithTimeout(ctx, grace)
+			defer cancel()
+			sc.Close(c)
+		}
+	}
 	acfg := admin.DefaultConfig()
 	acfg.Token, acfg.Logger, acfg.Cluster = token, log, node
+	if sc != nil {
+		acfg.Scatter, acfg.ScatterPath = sc, pod.Spec.Scatter.Path
+	}
 	srv, err := admin.New(acfg, sup)
 	if err != nil {
 		adminLn.Close()
 		ingressLn.Close()
+		closeScatter()
 		closeSup()
 		return err
 	}
 	srv.Serve(adminLn, nil) // admin first: operators see the pod while it starts
 	log.Info("admin API listening", "addr", adminLn.Addr().String(), "mutating", token != "")
-	meta := keepMeta(node, adminLn.Addr().String(), sup, metaInterval, log)
+	meta := keepMeta(node, adminLn.Addr().String(), sup, sc, metaInterval, log)
 	defer meta.Stop()
 	startDone := make(chan error, 1)
 	go func() { startDone <- sup.Start(ctx) }()
 	var sig os.Signal
 	select {
 	case err := <-startDone:
+		if err == nil && sc != nil {
+			err = sc.start()
+		}
 		if err != nil {
 			ingressLn.Close()
 			meta.Stop()
 			c, cancel := context.WithTimeout(ctx, grace)
 			srv.Shutdown(c)
 			cancel()
+			closeScatter()
 			closeSup()
 			return err
 		}
@@ -200,7 +231,7 @@ func run(specPath string, o runOptions) error {
 	}
 	log.Info("signal received: draining", "signal", sig.String(), "grace", grace.String())
 	done := make(chan error, 1)
-	go func() { done <- shutdown(ctx, sup, node, meta, srv, grace) }()
+	go func() { done <- shutdown(ctx, sup, node, meta, srv, sc, grace) }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -217,6 +248,28 @@ func run(specPath string, o runOptions) error {
 	}
 }
 
+// listenScatter opens the internal endpoint's listener (--internal) and prepares the pod's
+// scatter service; it advertises the listener's address as other nodes should dial it.
+func listenScatter(o runOptions, sup *supervisor.Supervisor, node *cluster.Node, log *slog.Logger) (*scatterService, error) {
+	addr := o.internal
+	if addr == "" {
+		var err error
+		if addr, err = internalListenAddr(o.cluster); err != nil {
+			return nil, err
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--internal: %w", err)
+	}
+	sc, err := newScatterService(sup, node, ln, advertiseAddr(ln.Addr(), node.GossipAddr()), o.transport, log)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return sc, nil
+}
+
 // Timings of the cluster node's part in `run`.
 const (
 	// nodeLeaveTimeout bounds a graceful leave (voter removal + gossip leave): a few Raft
@@ -230,12 +283,19 @@ const (
 // snapshots, then leaves the cluster, then closes the listeners. The node leaves after the
 // modules stopped, so a module can still resign its leases in its stop hook; the admin API
 // closes last, so apps on the node get answers (503 once the node left) until the end.
-func shutdown(ctx context.Context, sup *supervisor.Supervisor, node *cluster.Node, meta *metaKeeper, srv *admin.Server, grace time.Duration) error {
+func shutdown(ctx context.Context, sup *supervisor.Supervisor, node *cluster.Node, meta *metaKeeper, srv *admin.Server, sc *scatterService, grace time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, grace)
 	defer cancel()
 	var errs []error
 	if err := sup.Drain(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	if sc != nil {
+		// Drained: no root request or shard call of ours is in flight, and new ones are refused
+		// (other roots fail over to other replicas).
+		if err := sc.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("scatter: %w", err))
+		}
 	}
 	if err := sup.Shutdown(ctx); err != nil {
 		errs = append(errs, err)

@@ -75,6 +75,9 @@ type Config struct {
 	UpgradeReadyTimeout time.Duration
 	// ProbePoll is how often an upgrade polls a new version's health without a readiness probe.
 	ProbePoll time.Duration
+	// Imports are extra host functions the pod's modules may import (runtime.Config.Imports),
+	// e.g. the cluster's election functions.
+	Imports []runtime.HostFunction
 }
 
 // DefaultConfig returns the host's defaults.
@@ -184,6 +187,7 @@ func New(ctx context.Context, cfg Config) (*Supervisor, error) {
 	ecfg := runtime.DefaultConfig()
 	ecfg.CacheDir = filepath.Join(cfg.StateDir, "cache")
 	ecfg.Logs = s.logs
+	ecfg.Imports = cfg.Imports
 	ecfg.Events = func(e runtime.Event) {
 		s.log.Debug("module state", "module", e.Module, "from", e.From.String(), "to", e.To.String(), "reason", e.Reason)
 	}
