@@ -46,7 +46,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	var cf clientFlags
-	for _, v := range []func() *cobra.Command{newRunCmd, newValidateCmd} {
+	for _, v := range []func() *cobra.Command{newRunCmd, newValidateCmd, newABICheckCmd} {
 		root.AddCommand(v())
 	}
 	for _, v := range append(clientVerbs(&cf), clusterVerbs(&cf)...) {
