@@ -66,9 +66,11 @@ func GoKey(dir string) (string, error) {
 
 var goBuildFlags = []string{"build", "-buildmode=c-shared", "-trimpath"}
 
-// BuildGo compiles the Go guest module in dir to the file out, without a cache. It needs no
-// network (GOPROXY=off) and ignores any go.work (GOWORK=off). On failure the error carries the
-// compiler output.
+// BuildGo compiles the Go guest module in dir to the file out, without a cache. It ignores any
+// go.work (GOWORK=off) and uses only the versions the guest's go.mod and go.sum pin (-mod=readonly):
+// guests that reach the SDK through a replace directive need no network; guests with
+// dependencies (Extism's go-pdk) fetch them once through the module proxy, as any Go build
+// does. On failure the error carries the compiler output.
 func BuildGo(dir, out string) error {
 	absOut, err := filepath.Abs(out)
 	if err != nil {
@@ -77,7 +79,7 @@ func BuildGo(dir, out string) error {
 	args := append(append([]string{}, goBuildFlags...), "-o", absOut, ".")
 	cmd := exec.Command("go", args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOPROXY=off", "GOWORK=off")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOWORK=off", "GOFLAGS=-mod=readonly")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("GOOS=wasip1 GOARCH=wasm go %s (in %s): %v\n%s", strings.Join(args, " "), dir, err, b)
 	}

@@ -57,6 +57,7 @@ func testMain(m *testing.M) int {
 		"podkit":     "host/testdata/podkit",
 		"neverready": "host/testdata/neverready",
 		"echo":       "plugins/echo",
+		"extism-go":  "plugins/extism-go",
 		"hello":      "examples/hello/guest",
 	} {
 		d = filepath.Join(root, d)
@@ -563,6 +564,19 @@ func TestUpgradeCarriesState(t *testing.T) {
 	}
 	if code, body := h.call("state"); code != 200 || body != "3" {
 		t.Fatalf("state after upgrade: %d %q", code, body)
+	}
+}
+
+// TestExtismPluginInAPod: an unchanged Extism plugin (go-pdk) serves as a pod's main module;
+// the pod's config reaches the plugin's config.
+func TestExtismPluginInAPod(t *testing.T) {
+	h := startHost(t, writePod(t, podYAML("extism-go", "      abi: extism\n      config: {greeting: hello from the pod}", "")), "")
+	waitFor(t, time.Minute, "ready", func() bool { return h.status("web").Ready })
+	if code, body := h.call("config:greeting"); code != 200 || body != "hello from the pod" {
+		t.Fatalf("extism plugin through ingress: %d %q", code, body)
+	}
+	if code, body := h.call("config:nope"); code != 500 {
+		t.Fatalf("missing key: %d %q", code, body)
 	}
 }
 

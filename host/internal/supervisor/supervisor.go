@@ -162,9 +162,6 @@ func New(ctx context.Context, cfg Config) (*Supervisor, error) {
 	s := &Supervisor{cfg: cfg, pod: pod, log: cfg.Logger.With("pod", pod.Metadata.Name), logs: cfg.Logs, byName: map[string]*unit{}}
 	s.sched = NewScheduler(SchedulerConfig{Quiet: cfg.LowQuiet, LowSlots: max(cfg.CPUBudget-1, 1)})
 	for _, m := range pod.StartOrder() {
-		if m.ABI != podspec.ABINative {
-			return nil, fmt.Errorf("supervisor: module %q: abi %q is not supported by this host (use native)", m.Name, m.ABI)
-		}
 		wasm, err := os.ReadFile(pod.ResolvePath(m.Wasm))
 		if err != nil {
 			return nil, fmt.Errorf("supervisor: module %q: %w", m.Name, err)

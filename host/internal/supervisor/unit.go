@@ -144,6 +144,14 @@ func (u *unit) moduleConfig() (runtime.ModuleConfig, error) {
 		c.YieldInterval = u.s.cfg.LowYieldInterval
 	}
 	c.Config = m.Config
+	if m.ABI == podspec.ABIExtism {
+		// Extism plugins run unchanged; the spec's capabilities become Extism's allowed hosts
+		// (network.allow, ambassadors only, deny by default) and allowed paths (the mounts).
+		c.ABI = runtime.ABIExtism
+	}
+	if m.Network != nil {
+		c.AllowedHosts = append([]string(nil), m.Network.Allow...)
+	}
 	for _, vm := range m.VolumeMounts {
 		v := u.s.pod.Volume(vm.Name)
 		if v == nil {
