@@ -4,6 +4,7 @@
 // Commands (the whole request body is the command):
 //
 //	echo:<x>       returns x
+//	log:<msg>      logs msg at info level and returns it
 //	fail:<msg>     fails with code 7 and message msg
 //	exit:<n>       os.Exit(n) (a trap: the instance is discarded)
 //	sethealth:<n>  makes health return n from now on (0 ready, 1 not ready, 2 unhealthy)
@@ -93,6 +94,9 @@ func command(req []byte) ([]byte, error) {
 	cmd, arg, _ := strings.Cut(string(req), ":")
 	switch cmd {
 	case "echo":
+		return []byte(arg), nil
+	case "log":
+		wasmpod.Infof("%s", arg)
 		return []byte(arg), nil
 	case "fail":
 		return nil, wasmpod.Code(7, errors.New(arg))
