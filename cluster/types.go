@@ -21,6 +21,10 @@ type Meta struct {
 	Pods      []string `json:"pods,omitempty"`
 	Modules   []string `json:"modules,omitempty"`
 	Shards    []string `json:"shards,omitempty"`
+	// ScatterAddr is the host:port of the node's internal scatter endpoint, where roots on
+	// other nodes call the Shards it holds; empty when it serves none. Set by the host. Nodes
+	// that predate it omit it, and their shards are not routed to.
+	ScatterAddr string `json:"scatter,omitempty"`
 }
 
 // Member is one node of the cluster.

@@ -1,8 +1,9 @@
 // Package scatter is wasmpod's scatter/gather routing: a root request fanned out to every shard
 // of a leaf module, the parts gathered under one deadline and combined by a merge module.
 //
-// A [Gather] holds the shards, each with its replicas (a [Leaf]: a local [ModuleLeaf] wrapping a
-// *runtime.Module, or a remote leaf on a peer reached through a [Peer]), the merge module and a
+// A [Gather] holds the shards, each with its replicas (a [Leaf]: a local one — a [ModuleLeaf]
+// wrapping a *runtime.Module, or any [LocalLeaf] such as the host's handle on a pod's module —
+// or a remote leaf on a peer reached through a [Peer]), the merge module (a [Merger]) and a
 // [Config]. [Gather.Do] runs one request:
 //
 //   - one deadline per request (the caller's, or Config.Deadline if earlier), shared by every
@@ -24,7 +25,7 @@
 //
 // The internal peer endpoint speaks plain HTTP/1.1 (see wire.go for the framing): the
 // [Endpoint] is an http.Handler and a transport-neutral [Endpoint.Handle] that a fasthttp server
-// adapts in a few lines (cluster/scatter/internal/peerhttp). Remote leaves use a pooled
+// adapts in a few lines (internal/peerhttp). Remote leaves use a pooled
 // keep-alive fasthttp client ([NewFastHTTPPeer]) or net/http ([NewNetHTTPPeer]) for comparison.
 // No fasthttp type appears in this package's API.
 package scatter

@@ -158,7 +158,7 @@ func (e *Endpoint) serve(ctx context.Context, shard []byte, id RequestID, body, 
 
 // Handle serves one request as any transport received it and returns the answer's status and
 // body (the part appended to dst on success, an error message otherwise). A fasthttp server
-// adapts it in a few lines (see cluster/scatter/internal/peerhttp).
+// adapts it in a few lines (see internal/peerhttp).
 func (e *Endpoint) Handle(ctx context.Context, r WireRequest, dst []byte) (status int, body []byte) {
 	p, err := parseWire(r, e.cfg.MaxBudget)
 	if err != nil {

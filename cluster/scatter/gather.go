@@ -30,7 +30,7 @@ type Result struct {
 type Gather struct {
 	cfg     Config
 	shards  []shard
-	merge   *runtime.Module
+	merge   Merger
 	workers int
 
 	nodes map[string]int // node name -> index in dead; read-only after New
@@ -57,16 +57,24 @@ type replica struct {
 	local bool // a ModuleLeaf: run on the workers
 }
 
-// New builds a Gather over shards (in the order the merge receives their parts) and a running
-// merge module. Replicas are tried in the order given.
-func New(shards []Shard, merge *runtime.Module, cfg Config) (*Gather, error) {
+// Merger combines the parts of a request into its answer: a running merge module
+// (*runtime.Module), or the host's handle on one that follows upgrades and restarts.
+type Merger interface {
+	// Merge calls the merge handler (runtime.RoleMerge) on parts, in shard order, and appends its
+	// output to dst. It must honour ctx's deadline.
+	Merge(ctx context.Context, parts []runtime.Part, dst []byte) ([]byte, error)
+}
+
+// New builds a Gather over shards (in the order the merge receives their parts) and a merge
+// module. Replicas are tried in the order given.
+func New(shards []Shard, merge Merger, cfg Config) (*Gather, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	if len(shards) == 0 {
 		return nil, fmt.Errorf("%w: no shards", ErrInvalid)
 	}
-	if merge == nil || !merge.HasRole(runtime.RoleMerge) {
+	if m, ok := merge.(*runtime.Module); merge == nil || ok && (m == nil || !m.HasRole(runtime.RoleMerge)) {
 		return nil, fmt.Errorf("%w: the merge module is nil or does not export the merge role", ErrInvalid)
 	}
 	ids, err := newIDSource()
@@ -98,7 +106,8 @@ func New(shards []Shard, merge *runtime.Module, cfg Config) (*Gather, error) {
 				}
 				node = n
 			}
-			_, local := r.Leaf.(*ModuleLeaf)
+			l, ok := r.Leaf.(LocalLeaf)
+			local := ok && l.RunsLocally()
 			sh.replicas = append(sh.replicas, replica{node: node, leaf: r.Leaf, local: local})
 		}
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/wasmpod/wasmpod/cluster"
 	"github.com/wasmpod/wasmpod/cluster/scatter"
-	"github.com/wasmpod/wasmpod/cluster/scatter/internal/peerhttp"
+	"github.com/wasmpod/wasmpod/internal/peerhttp"
 	"github.com/wasmpod/wasmpod/internal/wasmbuild"
 	"github.com/wasmpod/wasmpod/runtime"
 )

@@ -14,6 +14,15 @@ type Leaf interface {
 	Call(ctx context.Context, id RequestID, in, dst []byte) ([]byte, error)
 }
 
+// LocalLeaf is implemented by leaves that run in this process, through a module's warm pool
+// (ModuleLeaf, the host's module handles): a Gather runs their first attempts on its worker
+// goroutines, synchronously, instead of on a goroutine per attempt. RunsLocally reports whether
+// this leaf is one.
+type LocalLeaf interface {
+	Leaf
+	RunsLocally() bool
+}
+
 // ModuleLeaf is a local replica: a leaf module of this node, called through its warm pool.
 // A Gather runs ModuleLeaf primaries on its worker goroutines, synchronously; every other Leaf
 // runs asynchronously on a goroutine of its own per attempt.
@@ -26,6 +35,9 @@ func NewModuleLeaf(m *runtime.Module) *ModuleLeaf { return &ModuleLeaf{m: m} }
 
 // Module returns the wrapped module.
 func (l *ModuleLeaf) Module() *runtime.Module { return l.m }
+
+// RunsLocally is true: a ModuleLeaf is a LocalLeaf.
+func (l *ModuleLeaf) RunsLocally() bool { return true }
 
 // Call calls the module's leaf handler (runtime.RoleLeaf).
 func (l *ModuleLeaf) Call(ctx context.Context, _ RequestID, in, dst []byte) ([]byte, error) {

@@ -321,6 +321,10 @@ var debianPackages = map[string]string{
 	"wasm-opt":     "binaryen",
 	"tinygo":       "tinygo",
 	"wasm-objdump": "wabt",
+	"memcached":    "memcached",
+	"prometheus":   "prometheus",
+	"promtool":     "prometheus",
+	"wrk":          "wrk",
 }
 
 // RequireTool returns the path of tool (exec.LookPath). If it is missing, the test fails when

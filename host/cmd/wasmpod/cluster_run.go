@@ -130,17 +130,21 @@ func (l *logLines) Write(p []byte) (int, error) {
 var _ io.Writer = (*logLines)(nil)
 
 // podMeta is what this node advertises by gossip: the admin address, the pod, its running
-// modules, and its running leaf modules as the shards it serves.
-func podMeta(adminAddr string, sup *supervisor.Supervisor) cluster.Meta {
+// modules, and the shards it serves: with a scatter service, the spec's shards whose leaf
+// module is ready here and the internal endpoint's address; else its running leaf modules.
+func podMeta(adminAddr string, sup *supervisor.Supervisor, sc *scatterService) cluster.Meta {
 	m := cluster.Meta{AdminAddr: adminAddr, Pods: []string{sup.Pod().Metadata.Name}}
 	for _, st := range sup.Statuses() {
 		if st.Reason != "" || st.StartedAt == nil {
 			continue // stopped, failed or in back-off: not running here
 		}
 		m.Modules = append(m.Modules, st.Name)
-		if st.Role == podspec.RoleLeaf {
+		if sc == nil && st.Role == podspec.RoleLeaf {
 			m.Shards = append(m.Shards, st.Name)
 		}
+	}
+	if sc != nil {
+		m.Shards, m.ScatterAddr = sc.localShards(), sc.addr
 	}
 	return m
 }
@@ -150,12 +154,22 @@ func podMeta(adminAddr string, sup *supervisor.Supervisor) cluster.Meta {
 type metaKeeper struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	kick   chan struct{}
+}
+
+// Kick makes the keeper compare the metadata now rather than at its next tick (e.g. once the
+// pod has started, so other nodes route to its shards without waiting an interval).
+func (k *metaKeeper) Kick() {
+	select {
+	case k.kick <- struct{}{}:
+	default:
+	}
 }
 
 // keepMeta gossips podMeta now and whenever it changes (checked every interval).
-func keepMeta(node *cluster.Node, adminAddr string, sup *supervisor.Supervisor, interval time.Duration, log *slog.Logger) *metaKeeper {
+func keepMeta(node *cluster.Node, adminAddr string, sup *supervisor.Supervisor, sc *scatterService, interval time.Duration, log *slog.Logger) *metaKeeper {
 	ctx, cancel := context.WithCancel(context.Background())
-	k := &metaKeeper{cancel: cancel, done: make(chan struct{})}
+	k := &metaKeeper{cancel: cancel, done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	go func() {
 		defer close(k.done)
 		var last cluster.Meta
@@ -163,9 +177,13 @@ func keepMeta(node *cluster.Node, adminAddr string, sup *supervisor.Supervisor, 
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
-			m := podMeta(adminAddr, sup)
+			m := podMeta(adminAddr, sup, sc)
 			if first || !metaEqual(m, last) {
 				err := node.SetMeta(m)
+				if errors.Is(err, cluster.ErrMetaTooLarge) && sc != nil {
+					m.Modules = nil // the shards route requests: they go last
+					err = node.SetMeta(m)
+				}
 				for errors.Is(err, cluster.ErrMetaTooLarge) && len(m.Modules) > 0 {
 					m.Modules, m.Shards = m.Modules[:len(m.Modules)-1], nil // keep what fits
 					err = node.SetMeta(m)
@@ -180,6 +198,7 @@ func keepMeta(node *cluster.Node, adminAddr string, sup *supervisor.Supervisor, 
 			case <-ctx.Done():
 				return
 			case <-t.C:
+			case <-k.kick:
 			}
 		}
 	}()
@@ -193,5 +212,6 @@ func (k *metaKeeper) Stop() {
 }
 
 func metaEqual(a, b cluster.Meta) bool {
-	return a.AdminAddr == b.AdminAddr && slices.Equal(a.Pods, b.Pods) && slices.Equal(a.Modules, b.Modules) && slices.Equal(a.Shards, b.Shards)
+	return a.AdminAddr == b.AdminAddr && a.ScatterAddr == b.ScatterAddr && slices.Equal(a.Pods, b.Pods) &&
+		slices.Equal(a.Modules, b.Modules) && slices.Equal(a.Shards, b.Shards)
 }

@@ -18,9 +18,11 @@ import (
 	"github.com/wasmpod/wasmpod/cluster"
 	"github.com/wasmpod/wasmpod/cluster/guestapi"
 	"github.com/wasmpod/wasmpod/host/internal/admin"
+	"github.com/wasmpod/wasmpod/host/internal/capability"
 	"github.com/wasmpod/wasmpod/host/internal/logbuf"
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
+	"github.com/wasmpod/wasmpod/runtime"
 )
 
 // runOptions are the flags of `wasmpod run`. The cluster flags (--node-name, --bind, --join,
@@ -144,8 +146,28 @@ func run(specPath string, o runOptions) error {
 	lc.Logger = log
 	scfg := supervisor.DefaultConfig()
 	scfg.Pod, scfg.StateDir, scfg.Logger, scfg.Logs = pod, o.stateDir, log, logbuf.New(lc)
-	scfg.Imports = guestapi.Imports(guestapi.Config{Pod: pod.Metadata.Name, Elections: node})
-	sup, err := supervisor.New(ctx, scfg)
+	// Pod plumbing (pod-local calls, outbound network for modules granted it) resolves modules
+	// through the supervisor, which exists only once its engine has these imports: sup is set
+	// right below, before any module runs.
+	var sup *supervisor.Supervisor
+	caps := capability.New(capability.Config{
+		Resolve: func(name string) (*runtime.Module, error) {
+			m, err := sup.Module(name)
+			if errors.Is(err, supervisor.ErrNotFound) {
+				err = fmt.Errorf("%w: %v", capability.ErrNoModule, err)
+			}
+			return m, err
+		},
+		Allowlist: func(name string) []string {
+			if m := pod.Module(name); m != nil && m.Network != nil {
+				return m.Network.Allow
+			}
+			return nil
+		},
+	})
+	defer caps.Close()
+	scfg.Imports = append(guestapi.Imports(guestapi.Config{Pod: pod.Metadata.Name, Elections: node}), caps.Functions()...)
+	sup, err = supervisor.New(ctx, scfg)
 	if err != nil {
 		closeNode()
 		return err
@@ -223,6 +245,7 @@ func run(specPath string, o runOptions) error {
 	case sig = <-sigs:
 	}
 	if sig == nil {
+		meta.Kick()
 		srv.Serve(nil, ingressLn)
 		log.Info("pod running", "pod", pod.Metadata.Name, "ingress", ingressLn.Addr().String())
 		sig = <-sigs

@@ -46,6 +46,11 @@ type Config struct {
 	MaxConns int
 	// Logger is the host's log. Nil discards.
 	Logger *slog.Logger
+	// Scatter, when set, serves ScatterPath (exact match, POST) on the ingress listener: the
+	// body is the request, the merged answer the response, with Wasmpod-Partial and
+	// Wasmpod-Missing-Shards headers when shards are missing. Other paths go to main.
+	Scatter     ScatterRoot
+	ScatterPath string
 	// Cluster serves /v1/members, /v1/cluster and the election sidecar API (/v1/election/...).
 	// Nil answers those routes with 503.
 	Cluster Cluster
@@ -151,6 +156,12 @@ func New(cfg Config, sup *supervisor.Supervisor) (*Server, error) {
 	}
 	s.metrics = m
 	ing := newIngress(sup, s.ctx)
+	if cfg.Scatter != nil {
+		if cfg.ScatterPath == "" || cfg.ScatterPath[0] != '/' {
+			return nil, fmt.Errorf("admin: scatter path %q must start with /", cfg.ScatterPath)
+		}
+		ing.scatter, ing.scatterPath = cfg.Scatter, []byte(cfg.ScatterPath)
+	}
 	s.ingress = s.server("wasmpod-ingress", ing.serve, cfg.MaxIngressBody)
 	s.admin = s.server("wasmpod-admin", s.route, cfg.MaxAdminBody)
 	return s, nil

@@ -20,6 +20,9 @@ type ingress struct {
 	sup  *supervisor.Supervisor
 	ctx  context.Context
 	pool sync.Pool
+
+	scatter     ScatterRoot // nil: no scatter route
+	scatterPath []byte
 }
 
 type callBuf struct {
@@ -36,6 +39,10 @@ var octetStream = []byte("application/octet-stream")
 func (h *ingress) serve(ctx *fasthttp.RequestCtx) {
 	b := h.pool.Get().(*callBuf)
 	defer h.pool.Put(b)
+	if h.scatter != nil && bytes.Equal(ctx.Path(), h.scatterPath) {
+		h.serveScatter(ctx, b)
+		return
+	}
 	var err error
 	for attempt := 0; attempt < 2; attempt++ {
 		err = h.call(ctx, b)

@@ -26,6 +26,28 @@ const (
 	// DefaultMinInstances is 1: the first call never waits for an instantiation (milliseconds for
 	// a Go guest), and probes and ticks always have an instance to run on.
 	DefaultMinInstances = 1
+
+	// DefaultScatterPath is "/": a scatter pod answers at its ingress root; the match is exact,
+	// so a main module keeps every other path.
+	DefaultScatterPath = "/"
+	// DefaultScatterReplicas is 2: one copy to fail over or hedge to, without hedges fanning out
+	// to every node that holds the shard.
+	DefaultScatterReplicas = 2
+	// DefaultScatterDeadline is 200ms: an interactive request; a shard that needs more is better
+	// reported missing than waited for (The Tail at Scale).
+	DefaultScatterDeadline = Duration(200 * time.Millisecond)
+	// DefaultScatterMergeReserve is 10ms: a merge is one warm wasm call over small parts (tens of
+	// microseconds); the rest is slack for a loaded machine.
+	DefaultScatterMergeReserve = Duration(10 * time.Millisecond)
+	// DefaultHedgeMin is 1ms: a LAN round trip plus a small leaf is ~0.1-0.5ms; hedging sooner
+	// duplicates work that was about to finish.
+	DefaultHedgeMin = Duration(time.Millisecond)
+	// DefaultHedgeInitial is 5ms: until a shard has a latency percentile, hedge like a
+	// slow-but-healthy LAN call.
+	DefaultHedgeInitial = Duration(5 * time.Millisecond)
+	// DefaultHedgePercentile is 95 (Dean and Barroso's choice): it hedges about 5% of calls, a
+	// bounded extra load.
+	DefaultHedgePercentile = 95
 )
 
 // DefaultRestartBackoff returns Kubernetes' CrashLoopBackOff schedule.
@@ -87,6 +109,25 @@ func (p *Pod) ApplyDefaults() {
 	setDuration(&s.RestartBackoff.ResetAfter, db.ResetAfter)
 	for i := range s.Modules {
 		s.Modules[i].applyDefaults()
+	}
+	if sc := s.Scatter; sc != nil {
+		if sc.Path == "" {
+			sc.Path = DefaultScatterPath
+		}
+		if sc.Merge == "" {
+			for i := range s.Modules {
+				if s.Modules[i].Role == RoleMerge {
+					sc.Merge = s.Modules[i].Name
+					break
+				}
+			}
+		}
+		setInt(&sc.Replicas, DefaultScatterReplicas)
+		setDuration(&sc.Deadline, DefaultScatterDeadline)
+		setDuration(&sc.MergeReserve, DefaultScatterMergeReserve)
+		setDuration(&sc.Hedge.Min, DefaultHedgeMin)
+		setDuration(&sc.Hedge.Initial, DefaultHedgeInitial)
+		setInt(&sc.Hedge.Percentile, DefaultHedgePercentile)
 	}
 }
 

@@ -121,6 +121,15 @@ func TestExamples(t *testing.T) {
 			if got := p.Module("shard-b").Resources.Timeout.Std(); got != 200*time.Millisecond {
 				t.Errorf("shard-b timeout = %v", got)
 			}
+			want := &Scatter{
+				Path: "/search", Merge: "merge", Replicas: DefaultScatterReplicas,
+				Deadline: Duration(150 * time.Millisecond), MergeReserve: DefaultScatterMergeReserve,
+				Hedge:  Hedge{Min: DefaultHedgeMin, Initial: DefaultHedgeInitial, Percentile: 99},
+				Shards: []ScatterShard{{Name: "a", Leaf: "shard-a"}, {Name: "b", Leaf: "shard-b"}, {Name: "c", Remote: true}},
+			}
+			if !reflect.DeepEqual(p.Spec.Scatter, want) {
+				t.Errorf("scatter = %+v, want %+v", p.Spec.Scatter, want)
+			}
 		}},
 		{"work-queue.yaml", func(t *testing.T, p *Pod) {
 			want := Backoff{Initial: Duration(100 * time.Millisecond), Max: Duration(2 * time.Second), ResetAfter: Duration(time.Minute)}

@@ -67,7 +67,70 @@ type PodSpec struct {
 	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
 	// RestartBackoff is the delay between restarts of a failing module (CrashLoopBackOff).
 	RestartBackoff Backoff `json:"restartBackoff"`
+	// Scatter, when set, makes the pod a scatter/gather service: the ingress path Scatter.Path
+	// fans each request out to every shard and merges the parts (see [Scatter]).
+	Scatter *Scatter `json:"scatter,omitempty"`
 }
+
+// Scatter is a scatter/gather service: a leaf module split into shards, each held by one or more
+// nodes of the cluster, and a merge module that combines the shards' parts. The node that takes
+// a request on Path is its root: it calls the shards it holds through their warm pools, the
+// others on the nodes that advertise them by gossip (over a pooled keep-alive client to their
+// internal endpoint), and merges what arrives before the deadline. Placement is explicit: each
+// node's pod lists every shard, with a local leaf module for the ones it holds and remote: true
+// for the rest.
+type Scatter struct {
+	// Path is the ingress path of the root (exact match; the request body is the leaf input, the
+	// merge output the response body). Other paths still go to the main module, if any.
+	// Default "/".
+	Path string `json:"path"`
+	// Merge names the module (role merge) that combines the parts. Default: the pod's merge
+	// module.
+	Merge string `json:"merge"`
+	// Shards are the service's shards, in the order the merge receives their parts. At least one.
+	Shards []ScatterShard `json:"shards"`
+	// Replicas is the most copies of a shard the root uses: the local one first, then nodes
+	// advertising the shard. A failed or slow copy fails over (or is hedged) to the next.
+	// Default 2.
+	Replicas int32 `json:"replicas"`
+	// Deadline bounds one request: every leaf call, remote call and the merge share it.
+	// Default 200ms.
+	Deadline Duration `json:"deadline"`
+	// MergeReserve is the part of the deadline kept for the merge: shards still pending at
+	// deadline - mergeReserve are reported missing. Default 10ms; less than deadline.
+	MergeReserve Duration `json:"mergeReserve"`
+	// Hedge tunes hedged requests to a second replica of a slow remote shard.
+	Hedge Hedge `json:"hedge"`
+}
+
+// ScatterShard is one shard of a scatter service: exactly one of Leaf and Remote is set.
+type ScatterShard struct {
+	// Name identifies the shard in gossip (what nodes advertise), on the internal endpoint and in
+	// the Wasmpod-Missing-Shards header: a DNS-1123 label, unique in the service. Keep it short:
+	// a node advertises its shards in at most ~500 bytes of gossip metadata. Required.
+	Name string `json:"name"`
+	// Leaf is the module (role leaf) that serves the shard on this node.
+	Leaf string `json:"leaf,omitempty"`
+	// Remote says this node does not hold the shard: other nodes do, as their gossip says.
+	Remote bool `json:"remote,omitempty"`
+}
+
+// Hedge tunes hedged requests: a remote shard still pending after its hedge delay (its recent
+// latency percentile, never below Min) gets a second request to another replica, and the first
+// answer wins.
+type Hedge struct {
+	// Disabled turns hedging off (failover after an error stays).
+	Disabled bool `json:"disabled,omitempty"`
+	// Min is the floor of the hedge delay. Default 1ms.
+	Min Duration `json:"min"`
+	// Initial is the hedge delay of a shard with too few latency samples yet. Default 5ms.
+	Initial Duration `json:"initial"`
+	// Percentile is the latency percentile used as the hedge delay, 1 to 100. Default 95.
+	Percentile int32 `json:"percentile"`
+}
+
+// Local reports whether the shard is held by this node.
+func (s *ScatterShard) Local() bool { return s.Leaf != "" }
 
 // RestartPolicy says which stopped modules are restarted, with the meanings Kubernetes gives them.
 type RestartPolicy string

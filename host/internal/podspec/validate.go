@@ -215,6 +215,10 @@ func (v *validator) spec() {
 		}
 	}
 
+	if s.Scatter != nil {
+		v.scatter(s.Scatter)
+	}
+
 	switch s.RestartPolicy {
 	case RestartAlways, RestartOnFailure, RestartNever:
 	default:
@@ -670,4 +674,92 @@ func atoi(digits string) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+// scatter checks spec.scatter: the path, the merge module, the shards and their leaf modules,
+// and the tuning values.
+func (v *validator) scatter(sc *Scatter) {
+	const sp = "spec.scatter"
+	switch {
+	case !strings.HasPrefix(sc.Path, "/"):
+		v.errorf(sp+".path", "path %q must start with /", truncate(sc.Path))
+	case strings.ContainsAny(sc.Path, "?# \t") || path.Clean(sc.Path) != sc.Path:
+		v.errorf(sp+".path", "path %q is not a clean URL path (no query, fragment, spaces, //, . or ..)", truncate(sc.Path))
+	case strings.HasPrefix(sc.Path, "/_wasmpod/"):
+		v.errorf(sp+".path", "path %q is reserved for the host (/_wasmpod/)", truncate(sc.Path))
+	}
+	roleOf := func(name string) (Role, bool) {
+		if m := v.p.Module(name); m != nil {
+			return m.Role, true
+		}
+		return "", false
+	}
+	switch r, ok := roleOf(sc.Merge); {
+	case sc.Merge == "":
+		v.errorf(sp+".merge", "required: the pod has no module with role merge to combine the shards' parts")
+	case !ok:
+		v.errorf(sp+".merge", "no module named %q in spec.modules%s", truncate(sc.Merge), didYouMean(sc.Merge, v.moduleNames()))
+	case r != RoleMerge:
+		v.errorf(sp+".merge", "module %q has role %s; the merge module needs role merge", sc.Merge, r)
+	}
+	if len(sc.Shards) == 0 {
+		v.errorf(sp+".shards", "at least one shard is required")
+	}
+	names := map[string]string{}  // shard name -> path of its first shard
+	leaves := map[string]string{} // leaf module -> path of the shard that uses it
+	for i := range sc.Shards {
+		sh := &sc.Shards[i]
+		p := fmt.Sprintf("%s.shards[%d]", sp, i)
+		switch {
+		case sh.Name == "":
+			v.errorf(p+".name", "required field is missing")
+		case labelProblem(sh.Name) != "":
+			v.errorf(p+".name", "%s", labelProblem(sh.Name))
+		default:
+			if first, dup := names[sh.Name]; dup {
+				v.errorf(p+".name", "duplicate shard name %q (also %s)", sh.Name, v.p.where(first))
+			} else {
+				names[sh.Name] = p
+			}
+		}
+		switch {
+		case sh.Leaf == "" && !sh.Remote:
+			v.errorf(p, "set leaf (the module holding the shard on this node) or remote: true (other nodes hold it)")
+		case sh.Leaf != "" && sh.Remote:
+			v.errorf(p+".remote", "a shard with a local leaf module is not remote; set one of leaf and remote")
+		case sh.Leaf != "":
+			r, ok := roleOf(sh.Leaf)
+			switch {
+			case !ok:
+				v.errorf(p+".leaf", "no module named %q in spec.modules%s", truncate(sh.Leaf), didYouMean(sh.Leaf, v.moduleNames()))
+			case r != RoleLeaf:
+				v.errorf(p+".leaf", "module %q has role %s; a shard's module needs role leaf", sh.Leaf, r)
+			}
+			if first, dup := leaves[sh.Leaf]; dup {
+				v.errorf(p+".leaf", "module %q already serves %s: one leaf module holds one shard", sh.Leaf, v.p.where(first))
+			} else {
+				leaves[sh.Leaf] = p
+			}
+		}
+	}
+	if sc.Replicas < 1 {
+		v.errorf(sp+".replicas", "must be at least 1, got %d", sc.Replicas)
+	}
+	v.positiveDuration(sp+".deadline", sc.Deadline)
+	if sc.Deadline > 0 && sc.MergeReserve >= sc.Deadline {
+		v.errorf(sp+".mergeReserve", "mergeReserve (%s) must be less than deadline (%s)", sc.MergeReserve, sc.Deadline)
+	}
+	if pc := sc.Hedge.Percentile; pc < 1 || pc > 100 {
+		v.errorf(sp+".hedge.percentile", "must be in [1, 100], got %d", pc)
+	}
+}
+
+// moduleNames returns the pod's module names, sorted, for suggestions.
+func (v *validator) moduleNames() []string {
+	names := make([]string, 0, len(v.p.Spec.Modules))
+	for i := range v.p.Spec.Modules {
+		names = append(names, v.p.Spec.Modules[i].Name)
+	}
+	sort.Strings(names)
+	return names
 }

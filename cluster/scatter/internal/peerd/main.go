@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/wasmpod/wasmpod/cluster/scatter"
-	"github.com/wasmpod/wasmpod/cluster/scatter/internal/peerhttp"
+	"github.com/wasmpod/wasmpod/internal/peerhttp"
 	"github.com/wasmpod/wasmpod/runtime"
 )
 

@@ -1,0 +1,242 @@
+// Package podtest runs the examples end to end: it builds the real wasmpod binary and the
+// examples' plugins from source, runs `wasmpod run` on a pod spec and talks to its ingress and
+// admin API, as a user following an example's README would.
+package podtest
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmpod/wasmpod/internal/wasmbuild"
+)
+
+// Token is the admin token the hosts run with.
+const Token = "podtest-token"
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// Binary builds the wasmpod binary once per test process and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		root, err := wasmbuild.RepoRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "podtest-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "wasmpod")
+		cmd := exec.Command("go", "build", "-o", binary, "./host/cmd/wasmpod")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build wasmpod: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
+// Plugin builds plugins/<name> (a Go guest) and returns the .wasm path.
+func Plugin(t testing.TB, name string) string {
+	t.Helper()
+	root, err := wasmbuild.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wasmbuild.Go(t, filepath.Join(root, "plugins", name))
+}
+
+// Host is one running `wasmpod run`.
+type Host struct {
+	t       testing.TB
+	cmd     *exec.Cmd
+	log     *syncBuffer
+	Admin   string
+	Ingress string
+	done    chan struct{}
+	exitErr error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var (
+	adminRE   = regexp.MustCompile(`admin API listening.*? addr=(\S+)`)
+	ingressRE = regexp.MustCompile(`pod running.*? ingress=(\S+)`)
+)
+
+// Start runs the pod spec at spec and waits until its listeners are up and the pod is ready.
+func Start(t testing.TB, spec string) *Host {
+	t.Helper()
+	tok := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tok, []byte(Token+"\n"), 0o600)
+	h := &Host{t: t, log: &syncBuffer{}, done: make(chan struct{})}
+	h.cmd = exec.Command(Binary(t), "run", spec, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+		"--state-dir", t.TempDir(), "--token-file", tok)
+	h.cmd.Stdout, h.cmd.Stderr = h.log, h.log
+	if err := h.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { h.exitErr = h.cmd.Wait(); close(h.done) }()
+	t.Cleanup(func() {
+		h.Kill()
+		if t.Failed() {
+			t.Logf("host log:\n%s", h.log.String())
+		}
+	})
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		s := h.log.String()
+		if m := adminRE.FindStringSubmatch(s); m != nil {
+			h.Admin = m[1]
+		}
+		if m := ingressRE.FindStringSubmatch(s); m != nil {
+			h.Ingress = m[1]
+		}
+		if h.Admin != "" && h.Ingress != "" {
+			break
+		}
+		select {
+		case <-h.done:
+			t.Fatalf("host exited early: %v\n%s", h.exitErr, s)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host not listening after 2m:\n%s", s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	WaitFor(t, time.Minute, "pod ready", func() bool { c, _ := h.AdminDo("GET", "/readyz", nil); return c == 200 })
+	return h
+}
+
+// Log returns what the host printed so far.
+func (h *Host) Log() string { return h.log.String() }
+
+// Kill ends the host (SIGKILL) and waits for it.
+func (h *Host) Kill() {
+	select {
+	case <-h.done:
+	default:
+		h.cmd.Process.Kill()
+		<-h.done
+	}
+}
+
+// Do sends one request and returns the status and body; a transport error is status 0 with the
+// error text as body.
+func Do(method, url string, body []byte, token string) (int, string) {
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, err.Error()
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// Get sends a request to the pod's ingress.
+func (h *Host) Get(method, path string, body []byte) (int, string) {
+	return Do(method, "http://"+h.Ingress+path, body, "")
+}
+
+// AdminDo sends an authenticated request to the admin API.
+func (h *Host) AdminDo(method, path string, body []byte) (int, string) {
+	return Do(method, "http://"+h.Admin+path, body, Token)
+}
+
+// WaitFor polls cond every 50ms until it holds or limit passes.
+func WaitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// FreePort returns a loopback port nothing listens on right now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// CopyExample copies examples/<name>/pod.yaml into a fresh directory, with the plugins it names
+// (as name.wasm, built from plugins/<name>), applying replacements to the spec. It returns the
+// spec's path.
+func CopyExample(t testing.TB, example string, plugins []string, replace ...string) string {
+	t.Helper()
+	root, err := wasmbuild.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "examples", example, "pod.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := strings.NewReplacer(replace...).Replace(string(b))
+	dir := t.TempDir()
+	for _, p := range plugins {
+		w, err := os.ReadFile(Plugin(t, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p+".wasm"), w, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "pod.yaml")
+	if err := os.WriteFile(path, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
