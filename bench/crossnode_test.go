@@ -1,10 +1,12 @@
 package bench
 
 import (
-	"bufio"
-	"context"
+	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,151 +18,277 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmpod/wasmpod/cluster/scatter"
 	"github.com/wasmpod/wasmpod/internal/wasmbuild"
-	"github.com/wasmpod/wasmpod/runtime"
 )
 
-// crossNodeClients is how many requests the root keeps in flight.
-const crossNodeClients = 8
+// The cross-node benchmark: 3 real `wasmpod run` processes on loopback, joined into one
+// cluster, each running a pod with 16 benchleaf shards (leaf modules) and benchleaf's merge, and
+// spec.scatter listing all 48 shards (its own 16 as leaf:, the other 32 as remote: true). One
+// node, the root, takes the requests on its ingress: it fans out to its 16 local shards and to
+// the 32 on the other two nodes over --scatter-transport, and merges.
+const (
+	crossNodes     = 3
+	crossPerNode   = 16
+	crossClients   = 8 // requests in flight at the root
+	crossPath      = "/sum"
+	crossReadyWait = 2 * time.Minute
+)
 
-// startPeers builds cluster/scatter/internal/peerd (a stand-in for the host's internal
-// endpoint) and runs n of them on loopback, each serving shardsPer benchleaf shards over
-// transport. It returns their addresses; the processes are stopped at cleanup.
-func startPeers(b *testing.B, leafWasm, transport string, n, shardsPer int) []string {
+// crossNodeSpec is the pod of node n (0-based): leaf modules for shards n*16 .. n*16+15, the
+// merge, and every shard in spec.scatter. Each shard has one replica (its node); a deadline of 2s
+// on a loaded 2-core machine measures latency, not misses.
+func crossNodeSpec(wasm string, n int) string {
+	var s strings.Builder
+	fmt.Fprintf(&s, `apiVersion: wasmpod.dev/v1
+kind: Pod
+metadata: {name: crossnode}
+spec:
+  terminationGracePeriodSeconds: 5
+  modules:
+`)
+	for i := n * crossPerNode; i < (n+1)*crossPerNode; i++ {
+		fmt.Fprintf(&s, "    - {name: leaf-s%d, role: leaf, wasm: %s, resources: {memory: 32Mi, concurrency: 2}}\n", i, wasm)
+	}
+	fmt.Fprintf(&s, `    - {name: merge, role: merge, wasm: %s, resources: {memory: 32Mi, concurrency: 4}}
+  scatter:
+    path: %s
+    merge: merge
+    replicas: 1
+    deadline: 2s
+    shards:
+`, wasm, crossPath)
+	for i := range crossNodes * crossPerNode {
+		if i/crossPerNode == n {
+			fmt.Fprintf(&s, "      - {name: s%d, leaf: leaf-s%d}\n", i, i)
+		} else {
+			fmt.Fprintf(&s, "      - {name: s%d, remote: true}\n", i)
+		}
+	}
+	return s.String()
+}
+
+// crossHost is one wasmpod process of the cluster.
+type crossHost struct {
+	name    string
+	ingress string
+	cmd     *exec.Cmd
+	done    chan struct{} // closed once the process has been reaped
+	log     lockedBuf
+}
+
+// crossCluster is the 3 processes of one sub-benchmark. It outlives the sub-benchmark's runs
+// (b.N = 1, then the real N), so it is started once and stopped by its caller.
+type crossCluster struct {
+	dir   string
+	hosts []*crossHost
+}
+
+func crossFreePort(b *testing.B) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// start runs the 3 nodes with transport: node-1 first (the gossip seed), the others joining it.
+func (c *crossCluster) start(b *testing.B, bin, wasm, transport string) {
+	dir, err := os.MkdirTemp("", "crossnode")
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.dir = dir
+	seed := crossFreePort(b)
+	for n := range crossNodes {
+		name := fmt.Sprintf("node-%d", n+1)
+		spec := filepath.Join(dir, name+".yaml")
+		if err := os.WriteFile(spec, []byte(crossNodeSpec(wasm, n)), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		gossip := seed
+		if n > 0 {
+			gossip = crossFreePort(b)
+		}
+		h := &crossHost{name: name, ingress: fmt.Sprintf("127.0.0.1:%d", crossFreePort(b)), done: make(chan struct{})}
+		args := []string{"run", spec, "--node-name", name, "--listen", h.ingress,
+			"--admin", fmt.Sprintf("127.0.0.1:%d", crossFreePort(b)),
+			"--state-dir", filepath.Join(dir, "state-"+name),
+			"--bind", fmt.Sprintf("127.0.0.1:%d", gossip),
+			"--raft-addr", fmt.Sprintf("127.0.0.1:%d", crossFreePort(b)),
+			"--internal", fmt.Sprintf("127.0.0.1:%d", crossFreePort(b)),
+			"--scatter-transport", transport, "--log-level", "warn"}
+		if n > 0 {
+			args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", seed))
+		}
+		h.cmd = exec.Command(bin, args...)
+		h.cmd.Stdout, h.cmd.Stderr = &h.log, &h.log
+		if err := h.cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		go func() { h.cmd.Wait(); close(h.done) }()
+		c.hosts = append(c.hosts, h)
+	}
+}
+
+// stop ends the processes (SIGTERM, SIGKILL after 20s) and removes their directory; with
+// failed it prints their logs.
+func (c *crossCluster) stop(b *testing.B, failed bool) {
+	for _, h := range c.hosts {
+		h.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, h := range c.hosts {
+		select {
+		case <-h.done:
+		case <-time.After(20 * time.Second):
+			h.cmd.Process.Kill()
+			<-h.done
+		}
+		if failed {
+			b.Logf("%s log:\n%s", h.name, h.log.String())
+		}
+	}
+	if c.dir != "" {
+		os.RemoveAll(c.dir)
+	}
+}
+
+// crossAnswer is one answer of a root's scatter route.
+type crossAnswer struct {
+	sum     uint64
+	partial bool
+}
+
+func crossQuery(client *http.Client, h *crossHost, in []byte) (crossAnswer, error) {
+	resp, err := client.Post("http://"+h.ingress+crossPath, "application/octet-stream", bytes.NewReader(in))
+	if err != nil {
+		return crossAnswer{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return crossAnswer{}, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return crossAnswer{}, fmt.Errorf("status %d: %s", resp.StatusCode, body)
+	}
+	if len(body) != 8 {
+		return crossAnswer{}, fmt.Errorf("answer of %d bytes, want 8: %q", len(body), body)
+	}
+	return crossAnswer{sum: binary.LittleEndian.Uint64(body), partial: resp.Header.Get("Wasmpod-Partial") == "true"}, nil
+}
+
+// waitComplete polls every node until its answer is complete and exact: each node routes all
+// 48 shards (its own and, by gossip, the other nodes').
+func (c *crossCluster) waitComplete(b *testing.B, client *http.Client, want uint64) {
+	deadline := time.Now().Add(crossReadyWait)
+	for _, h := range c.hosts {
+		for {
+			a, err := crossQuery(client, h, input1K)
+			if err == nil && !a.partial {
+				if a.sum != want {
+					b.Fatalf("%s: sum %d, want %d", h.name, a.sum, want)
+				}
+				break
+			}
+			select {
+			case <-h.done:
+				b.Fatalf("%s exited", h.name)
+			default:
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("%s: no complete answer within %s: %+v, %v", h.name, crossReadyWait, a, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+// BenchmarkCrossNode measures the scatter route of a root that fans out to 48 shards: 16 local,
+// 32 on two other wasmpod processes on loopback (see crossNodeSpec), with crossClients
+// requests in flight over HTTP to the root's ingress, once per inter-node transport
+// (--scatter-transport fasthttp and nethttp). ns/op is wall time per request at that
+// concurrency; req/s, p50 and p99 latency (client-side, µs) and the share of partial answers
+// (which should be 0) are reported as metrics.
+//
+//	go test -run '^$' -bench CrossNode -benchtime 200x ./bench/
+func BenchmarkCrossNode(b *testing.B) {
 	root, err := wasmbuild.RepoRoot()
 	if err != nil {
 		b.Fatal(err)
 	}
-	bin := filepath.Join(b.TempDir(), "peerd")
-	build := exec.Command("go", "build", "-o", bin, "./cluster/scatter/internal/peerd")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("building peerd: %v\n%s", err, out)
+	bin := filepath.Join(b.TempDir(), "wasmpod")
+	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(root, "host/cmd/wasmpod")).CombinedOutput(); err != nil {
+		b.Skipf("cannot build the wasmpod binary, skipping the cross-node benchmark: %v\n%s", err, out)
 	}
-	var addrs []string
-	for p := range n {
-		args := []string{"-leaf", leafWasm, "-transport", transport, "-cache", cacheDir("wasmpod"), "-concurrency", "2"}
-		for s := range shardsPer {
-			args = append(args, "-shard", fmt.Sprintf("s%d", p*shardsPer+s))
-		}
-		cmd := exec.Command(bin, args...)
-		cmd.Stderr = os.Stderr
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-		line, err := bufio.NewReader(stdout).ReadString('\n')
-		addr, ok := strings.CutPrefix(strings.TrimSpace(line), "LISTEN ")
-		if err != nil || !ok {
-			b.Fatalf("peerd %d: %q %v", p, line, err)
-		}
-		addrs = append(addrs, addr)
+	wasm := wasmbuild.Go(b, filepath.Join(root, "plugins/benchleaf"))
+	want := uint64(crossNodes*crossPerNode) * sumOf(input1K)
+	client := &http.Client{
+		Timeout:   15 * time.Second, // a request that does not return within it is a hang
+		Transport: &http.Transport{MaxIdleConnsPerHost: 2 * crossClients},
 	}
-	return addrs
-}
-
-// BenchmarkCrossNode measures a root fanning out to 48 shards served by 3 peer processes on
-// loopback (16 each) and merging locally, with crossNodeClients requests in flight, over the
-// fasthttp transport and over net/http. ns/op is wall time per request at that concurrency;
-// req/s, p50 and p99 latency are reported as metrics.
-func BenchmarkCrossNode(b *testing.B) {
-	leaf := wasmbuild.Go(b, "../plugins/benchleaf")
-	wasm, err := os.ReadFile(leaf)
-	if err != nil {
-		b.Fatal(err)
-	}
-	const nodes, per = 3, 16
-	want := uint64(nodes*per) * sumOf(input1K)
+	defer client.CloseIdleConnections()
 	for _, transport := range []string{"fasthttp", "nethttp"} {
-		b.Run(transport, func(b *testing.B) {
-			addrs := startPeers(b, leaf, transport, nodes, per)
-			ctx := context.Background()
-			ecfg := runtime.DefaultConfig()
-			ecfg.CacheDir = cacheDir("wasmpod")
-			e, err := runtime.NewEngine(ctx, ecfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { e.Close(ctx) })
-			merge := loadWasmpod(b, e, wasm, false)
-			newPeer := scatter.NewFastHTTPPeer
-			if transport == "nethttp" {
-				newPeer = scatter.NewNetHTTPPeer
-			}
-			var shards []scatter.Shard
-			for p, addr := range addrs {
-				peer, err := newPeer(addr, scatter.DefaultPeerConfig())
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { peer.Close() })
-				for s := range per {
-					name := fmt.Sprintf("s%d", p*per+s)
-					shards = append(shards, scatter.Shard{Name: name, Replicas: []scatter.Replica{{Node: addr, Leaf: peer.Leaf(name)}}})
+		var c crossCluster
+		ok := b.Run(transport, func(b *testing.B) {
+			if c.hosts == nil {
+				c.start(b, bin, wasm, transport)
+				c.waitComplete(b, client, want)
+				// Warm the connections and the modules' pools.
+				for range 50 {
+					if _, err := crossQuery(client, c.hosts[0], input1K); err != nil {
+						b.Fatal(err)
+					}
 				}
 			}
-			cfg := scatter.DefaultConfig()
-			cfg.Deadline = 2 * time.Second // a loaded 2-core machine: measure latency, not misses
-			g, err := scatter.New(shards, merge, cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { g.Close() })
-			// Warm the connections and the modules.
-			for range 50 {
-				if _, _, err := g.Do(ctx, input1K, nil); err != nil {
-					b.Fatal(err)
-				}
-			}
+			rootHost := c.hosts[0]
 			lat := make([]time.Duration, b.N)
-			var next atomic.Int64
-			var partial, failed, hedges atomic.Int64
+			var next, partial atomic.Int64
+			var errMu sync.Mutex
+			var firstErr error
 			var wg sync.WaitGroup
 			b.ResetTimer()
 			start := time.Now()
-			for range crossNodeClients {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					dst := make([]byte, 0, 8)
+			for range crossClients {
+				wg.Go(func() {
 					for {
 						i := int(next.Add(1)) - 1
 						if i >= b.N {
 							return
 						}
 						t0 := time.Now()
-						out, res, err := g.Do(ctx, input1K, dst[:0])
+						a, err := crossQuery(client, rootHost, input1K)
 						lat[i] = time.Since(t0)
-						hedges.Add(int64(res.Hedges))
-						switch {
-						case err != nil:
-							failed.Add(1)
-						case res.Partial:
+						if err == nil && !a.partial && a.sum != want {
+							err = fmt.Errorf("sum %d, want %d", a.sum, want)
+						}
+						if err != nil {
+							errMu.Lock()
+							if firstErr == nil {
+								firstErr = err
+							}
+							errMu.Unlock()
+							continue
+						}
+						if a.partial {
 							partial.Add(1)
-						case binary.LittleEndian.Uint64(out) != want:
-							failed.Add(1)
 						}
 					}
-				}()
+				})
 			}
 			wg.Wait()
 			elapsed := time.Since(start)
 			b.StopTimer()
-			if f := failed.Load(); f > 0 {
-				b.Fatalf("%d requests failed", f)
+			if firstErr != nil {
+				b.Fatalf("a request failed: %v", firstErr)
 			}
 			slices.Sort(lat)
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-us")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-us")
 			b.ReportMetric(float64(partial.Load())/float64(b.N), "partial/op")
-			b.ReportMetric(float64(hedges.Load())/float64(b.N), "hedges/op")
 		})
+		c.stop(b, !ok)
 	}
 }
 
