@@ -103,6 +103,7 @@ var ratios = [][3]string{
 	{"BenchmarkFanout/64/wasmpod", "BenchmarkFanout/64/wazero", "<= 1.25"},
 	{"BenchmarkFanout/256/wasmpod", "BenchmarkFanout/256/wazero", "<= 1.25"},
 	{"BenchmarkFanout/64/wasmpod", "BenchmarkFanout/64/native", "report"},
+	{"BenchmarkCrossNode/fasthttp", "BenchmarkCrossNode/nethttp", "<= 1.0"},
 }
 
 func write(w io.Writer, results map[string]*result, header []string) {
