@@ -1,0 +1,773 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Sentinel errors; every returned error wraps one of them (or a bbolt /
+// context error) with %w.
+var (
+	// ErrEmpty: Lease found no ready task in the pipeline.
+	ErrEmpty = errors.New("queue: no ready task")
+	// ErrLeaseLost: the lease expired or was superseded by a newer one, so
+	// its holder may not heartbeat, complete or fail the task.
+	ErrLeaseLost = errors.New("queue: lease lost")
+	// ErrNotFound: no task with that id.
+	ErrNotFound = errors.New("queue: task not found")
+	// ErrNotDead: Retry on a task that is not in the dead-letter list.
+	ErrNotDead = errors.New("queue: task is not dead-lettered")
+	// ErrInvalid: a malformed argument or configuration.
+	ErrInvalid = errors.New("queue: invalid argument")
+	// ErrCorrupt: a stored record does not decode.
+	ErrCorrupt = errors.New("queue: corrupt record")
+	// ErrClosed: the queue has been closed.
+	ErrClosed = errors.New("queue: closed")
+)
+
+// Config tunes a Queue. Start from DefaultConfig.
+type Config struct {
+	// LeaseDuration is how long a lease lasts without a Heartbeat.
+	LeaseDuration time.Duration
+	// MaxAttempts is the number of deliveries before a task is
+	// dead-lettered.
+	MaxAttempts int
+	// BackoffBase is the delay before the second delivery; each further
+	// attempt doubles it.
+	BackoffBase time.Duration
+	// BackoffCap bounds the delay.
+	BackoffCap time.Duration
+	// MaxPayloadBytes bounds a payload and a result.
+	MaxPayloadBytes int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		// 30s (SQS's default visibility timeout): a crashed worker's task is
+		// redelivered within a minute, and a live one heartbeats a few
+		// times a minute at little cost.
+		LeaseDuration: 30 * time.Second,
+		// 5: enough to ride out a restart or a flaky dependency; a task
+		// that fails five times is almost surely poison and belongs in the
+		// dead letters for a human to look at.
+		MaxAttempts: 5,
+		// 1s: a transient failure (node restart, full disk) usually lasts
+		// seconds, so retrying immediately would only burn an attempt.
+		BackoffBase: time.Second,
+		// 5m: with 5 attempts the cap is never reached by default (1+2+4+8s);
+		// it keeps a raised MaxAttempts from pushing retries out by hours.
+		BackoffCap: 5 * time.Minute,
+		// 1 MiB: payloads are references to input files (the module reads a
+		// file, writes a file), and every state change rewrites the record.
+		MaxPayloadBytes: 1 << 20,
+		Now:             time.Now,
+	}
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.LeaseDuration <= 0:
+		return fmt.Errorf("%w: LeaseDuration must be positive, got %v", ErrInvalid, c.LeaseDuration)
+	case c.MaxAttempts < 1:
+		return fmt.Errorf("%w: MaxAttempts must be at least 1, got %d", ErrInvalid, c.MaxAttempts)
+	case c.BackoffBase <= 0:
+		return fmt.Errorf("%w: BackoffBase must be positive, got %v", ErrInvalid, c.BackoffBase)
+	case c.BackoffCap < c.BackoffBase:
+		return fmt.Errorf("%w: BackoffCap %v is below BackoffBase %v", ErrInvalid, c.BackoffCap, c.BackoffBase)
+	case c.MaxPayloadBytes < 0:
+		return fmt.Errorf("%w: MaxPayloadBytes must not be negative, got %d", ErrInvalid, c.MaxPayloadBytes)
+	}
+	return nil
+}
+
+// Backoff is the delay before the delivery that follows the given
+// (1-based) failed attempt: BackoffBase * 2^(attempt-1), at most BackoffCap.
+func (c Config) Backoff(attempt int) time.Duration {
+	d := c.BackoffBase
+	for i := 1; i < attempt; i++ {
+		if d >= c.BackoffCap/2 {
+			return c.BackoffCap
+		}
+		d *= 2
+	}
+	return min(d, c.BackoffCap)
+}
+
+// TaskID identifies a task; ids grow in enqueue order and are never reused
+// within a file.
+type TaskID uint64
+
+func (id TaskID) String() string { return strconv.FormatUint(uint64(id), 10) }
+
+// State is where a task is in its life.
+type State uint8
+
+// The states. StateReady includes a task that is backing off (ReadyAt in
+// the future).
+const (
+	StateReady State = iota + 1
+	StateLeased
+	StateDone
+	StateDead
+)
+
+func (s State) String() string {
+	switch s {
+	case StateReady:
+		return "ready"
+	case StateLeased:
+		return "leased"
+	case StateDone:
+		return "done"
+	case StateDead:
+		return "dead"
+	}
+	return "state(" + strconv.Itoa(int(s)) + ")"
+}
+
+// AttemptError is one failed delivery: a Fail or an expired lease.
+type AttemptError struct {
+	Attempt int       `json:"attempt"`
+	At      time.Time `json:"at"`
+	Message string    `json:"message"`
+}
+
+// Task is the stored state of a task, as returned by Get and Dead.
+type Task struct {
+	ID       TaskID `json:"id"`
+	Pipeline string `json:"pipeline"`
+	Payload  []byte `json:"payload,omitempty"`
+	State    State  `json:"state"`
+	// Attempts is the number of deliveries so far (reset by Retry).
+	Attempts   int       `json:"attempts"`
+	EnqueuedAt time.Time `json:"enqueued_at"`
+	// ReadyAt is when the task may next be leased (StateReady only).
+	ReadyAt time.Time `json:"ready_at,omitzero"`
+	// LeaseID, LeaseExpires and Worker describe the current lease
+	// (StateLeased) or the last one.
+	LeaseID      uint64    `json:"lease_id,omitempty"`
+	LeaseExpires time.Time `json:"lease_expires,omitzero"`
+	Worker       string    `json:"worker,omitempty"`
+	// Errors is the whole error history, oldest first.
+	Errors []AttemptError `json:"errors,omitempty"`
+	// Result is what Complete stored (StateDone).
+	Result []byte `json:"result,omitempty"`
+	// FinishedAt is when the task was completed or dead-lettered.
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+}
+
+// Lease is a worker's claim on one delivery of a task.
+type Lease struct {
+	ID        uint64    `json:"id"`
+	TaskID    TaskID    `json:"task_id"`
+	Pipeline  string    `json:"pipeline"`
+	Worker    string    `json:"worker"`
+	Attempt   int       `json:"attempt"`
+	Payload   []byte    `json:"payload,omitempty"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Stats counts a pipeline's tasks after applying expired leases.
+type Stats struct {
+	// Depth is the number of tasks waiting (ready now or backing off).
+	Depth int `json:"depth"`
+	// Ready is the part of Depth that can be leased now.
+	Ready int `json:"ready"`
+	// Leased is the number of tasks under a live lease.
+	Leased int `json:"leased"`
+	// Retries is the number of redeliveries scheduled so far (fails and
+	// expired leases that did not dead-letter the task).
+	Retries uint64 `json:"retries"`
+	// Dead is the length of the dead-letter list.
+	Dead int `json:"dead"`
+	// Completed is the number of tasks completed so far.
+	Completed uint64 `json:"completed"`
+}
+
+// Bucket layout. tasks: id -> record. ready, leased, dead: one sub-bucket
+// per pipeline, keys timeKey(ready / lease expiry / dead time) + id.
+// stats: one sub-bucket per pipeline with counters. meta: format version
+// and the lease-id sequence.
+var (
+	bTasks  = []byte("tasks")
+	bReady  = []byte("ready")
+	bLeased = []byte("leased")
+	bDead   = []byte("dead")
+	bStats  = []byte("stats")
+	bMeta   = []byte("meta")
+
+	// indexValue is the value of every index entry (a non-empty value,
+	// so that Get can tell a present key from a missing one).
+	indexValue = []byte{1}
+
+	kFormat    = []byte("format")
+	kRetries   = []byte("retries")
+	kCompleted = []byte("completed")
+)
+
+// Queue is a durable work queue in one bbolt file. It is safe for
+// concurrent use; bbolt serialises the write transactions.
+type Queue struct {
+	cfg Config
+
+	mu     sync.RWMutex
+	closed bool
+	db     *bolt.DB
+}
+
+// Open opens (creating if needed) the queue file at path. Only one Queue
+// may have a file open; a second Open fails after a second.
+func Open(path string, cfg Config) (*Queue, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("queue: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bTasks, bReady, bLeased, bDead, bStats, bMeta} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bMeta)
+		switch v := meta.Get(kFormat); {
+		case v == nil:
+			return meta.Put(kFormat, []byte{recordVersion})
+		case len(v) != 1 || v[0] != recordVersion:
+			return fmt.Errorf("%w: file format %x, want %d", ErrCorrupt, v, recordVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("queue: open %s: %w", path, err)
+	}
+	return &Queue{cfg: cfg, db: db}, nil
+}
+
+// Close closes the file. It is idempotent; later calls on the queue return
+// ErrClosed.
+func (q *Queue) Close() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil
+	}
+	q.closed = true
+	if err := q.db.Close(); err != nil {
+		return fmt.Errorf("queue: close: %w", err)
+	}
+	return nil
+}
+
+// update and view run a transaction unless the queue is closed.
+func (q *Queue) update(fn func(*bolt.Tx) error) error {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.closed {
+		return ErrClosed
+	}
+	return q.db.Update(fn)
+}
+
+func (q *Queue) view(fn func(*bolt.Tx) error) error {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.closed {
+		return ErrClosed
+	}
+	return q.db.View(fn)
+}
+
+func validPipeline(p string) error {
+	if p == "" || len(p) > maxPipelineLen {
+		return fmt.Errorf("%w: pipeline name must be 1..%d bytes, got %d", ErrInvalid, maxPipelineLen, len(p))
+	}
+	return nil
+}
+
+// Enqueue adds a task to the pipeline. It returns only after the task is
+// committed and fsynced: an acknowledged task survives a crash.
+func (q *Queue) Enqueue(ctx context.Context, pipeline string, payload []byte) (TaskID, error) {
+	if err := validPipeline(pipeline); err != nil {
+		return 0, err
+	}
+	if len(payload) > q.cfg.MaxPayloadBytes {
+		return 0, fmt.Errorf("%w: payload of %d bytes exceeds MaxPayloadBytes %d", ErrInvalid, len(payload), q.cfg.MaxPayloadBytes)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("queue: enqueue: %w", err)
+	}
+	var id TaskID
+	err := q.update(func(tx *bolt.Tx) error {
+		seq, err := tx.Bucket(bTasks).NextSequence()
+		if err != nil {
+			return err
+		}
+		id = TaskID(seq)
+		now := q.cfg.Now()
+		t := &Task{
+			ID:         id,
+			Pipeline:   pipeline,
+			Payload:    bytes.Clone(payload),
+			State:      StateReady,
+			EnqueuedAt: now,
+			ReadyAt:    now,
+		}
+		if err := putTask(tx, t); err != nil {
+			return err
+		}
+		return putIndex(tx, bReady, pipeline, indexKey(now, id))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("queue: enqueue to %q: %w", pipeline, err)
+	}
+	return id, nil
+}
+
+// Lease claims the next ready task of the pipeline for worker: the one
+// with the earliest ready time that is not leased and not backing off. It
+// first redelivers or dead-letters tasks whose leases have expired. It
+// returns ErrEmpty when no task is ready.
+func (q *Queue) Lease(ctx context.Context, pipeline, worker string) (Lease, error) {
+	if err := validPipeline(pipeline); err != nil {
+		return Lease{}, err
+	}
+	if len(worker) > maxWorkerLen {
+		return Lease{}, fmt.Errorf("%w: worker name longer than %d bytes", ErrInvalid, maxWorkerLen)
+	}
+	if err := ctx.Err(); err != nil {
+		return Lease{}, fmt.Errorf("queue: lease: %w", err)
+	}
+	var (
+		l     Lease
+		found bool
+	)
+	err := q.update(func(tx *bolt.Tx) error {
+		now := q.cfg.Now()
+		if err := q.expire(tx, pipeline, now); err != nil {
+			return err
+		}
+		ready := tx.Bucket(bReady).Bucket([]byte(pipeline))
+		if ready == nil {
+			return nil
+		}
+		k, _ := ready.Cursor().First()
+		nowKey := timeKey(now)
+		if k == nil || bytes.Compare(k[:8], nowKey[:]) > 0 {
+			return nil // empty, or the first task is still backing off
+		}
+		id := TaskID(binary.BigEndian.Uint64(k[8:]))
+		if err := ready.Delete(k); err != nil {
+			return err
+		}
+		t, err := getTask(tx, id)
+		if err != nil {
+			return err
+		}
+		if t.State != StateReady {
+			return fmt.Errorf("%w: task %d is %v but indexed as ready", ErrCorrupt, id, t.State)
+		}
+		leaseID, err := tx.Bucket(bMeta).NextSequence()
+		if err != nil {
+			return err
+		}
+		t.State = StateLeased
+		t.Attempts++
+		t.LeaseID = leaseID
+		t.LeaseExpires = now.Add(q.cfg.LeaseDuration)
+		t.Worker = worker
+		if err := putTask(tx, t); err != nil {
+			return err
+		}
+		if err := putIndex(tx, bLeased, pipeline, indexKey(t.LeaseExpires, id)); err != nil {
+			return err
+		}
+		l = leaseOf(t)
+		found = true
+		return nil
+	})
+	if err != nil {
+		return Lease{}, fmt.Errorf("queue: lease from %q: %w", pipeline, err)
+	}
+	if !found {
+		return Lease{}, ErrEmpty
+	}
+	return l, nil
+}
+
+func leaseOf(t *Task) Lease {
+	return Lease{
+		ID:        t.LeaseID,
+		TaskID:    t.ID,
+		Pipeline:  t.Pipeline,
+		Worker:    t.Worker,
+		Attempt:   t.Attempts,
+		Payload:   t.Payload,
+		ExpiresAt: t.LeaseExpires,
+	}
+}
+
+// Heartbeat extends a live lease to now + LeaseDuration and returns it
+// with the new expiry.
+func (q *Queue) Heartbeat(l Lease) (Lease, error) {
+	var out Lease
+	err := q.update(func(tx *bolt.Tx) error {
+		now := q.cfg.Now()
+		t, err := q.holding(tx, l, now)
+		if err != nil {
+			return err
+		}
+		if err := deleteIndex(tx, bLeased, t.Pipeline, indexKey(t.LeaseExpires, t.ID)); err != nil {
+			return err
+		}
+		t.LeaseExpires = now.Add(q.cfg.LeaseDuration)
+		if err := putTask(tx, t); err != nil {
+			return err
+		}
+		out = leaseOf(t)
+		return putIndex(tx, bLeased, t.Pipeline, indexKey(t.LeaseExpires, t.ID))
+	})
+	if err != nil {
+		return Lease{}, fmt.Errorf("queue: heartbeat task %d lease %d: %w", l.TaskID, l.ID, err)
+	}
+	return out, nil
+}
+
+// Complete stores the result and marks the task done, provided the lease
+// is still the task's live lease; otherwise it returns ErrLeaseLost and
+// changes nothing.
+func (q *Queue) Complete(l Lease, result []byte) error {
+	if len(result) > q.cfg.MaxPayloadBytes {
+		return fmt.Errorf("%w: result of %d bytes exceeds MaxPayloadBytes %d", ErrInvalid, len(result), q.cfg.MaxPayloadBytes)
+	}
+	err := q.update(func(tx *bolt.Tx) error {
+		now := q.cfg.Now()
+		t, err := q.holding(tx, l, now)
+		if err != nil {
+			return err
+		}
+		if err := deleteIndex(tx, bLeased, t.Pipeline, indexKey(t.LeaseExpires, t.ID)); err != nil {
+			return err
+		}
+		t.State = StateDone
+		t.Result = bytes.Clone(result)
+		t.FinishedAt = now
+		if err := putTask(tx, t); err != nil {
+			return err
+		}
+		return bumpCounter(tx, t.Pipeline, kCompleted)
+	})
+	if err != nil {
+		return fmt.Errorf("queue: complete task %d lease %d: %w", l.TaskID, l.ID, err)
+	}
+	return nil
+}
+
+// Fail records errMsg for this attempt and schedules a redelivery after
+// the backoff, or dead-letters the task after MaxAttempts. Like Complete it
+// requires the live lease.
+func (q *Queue) Fail(l Lease, errMsg string) error {
+	err := q.update(func(tx *bolt.Tx) error {
+		now := q.cfg.Now()
+		t, err := q.holding(tx, l, now)
+		if err != nil {
+			return err
+		}
+		if err := deleteIndex(tx, bLeased, t.Pipeline, indexKey(t.LeaseExpires, t.ID)); err != nil {
+			return err
+		}
+		return q.retryOrBury(tx, t, now, errMsg)
+	})
+	if err != nil {
+		return fmt.Errorf("queue: fail task %d lease %d: %w", l.TaskID, l.ID, err)
+	}
+	return nil
+}
+
+// holding loads the lease's task and checks that l is its live lease.
+func (q *Queue) holding(tx *bolt.Tx, l Lease, now time.Time) (*Task, error) {
+	t, err := getTask(tx, l.TaskID)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case t.State != StateLeased:
+		return nil, fmt.Errorf("%w: task is %v", ErrLeaseLost, t.State)
+	case t.LeaseID != l.ID:
+		return nil, fmt.Errorf("%w: superseded by lease %d", ErrLeaseLost, t.LeaseID)
+	case !now.Before(t.LeaseExpires):
+		return nil, fmt.Errorf("%w: expired at %v", ErrLeaseLost, t.LeaseExpires)
+	}
+	return t, nil
+}
+
+// retryOrBury ends a failed delivery of t at time at: it records the error
+// and either puts the task back after the backoff or, after MaxAttempts,
+// onto the dead-letter list.
+func (q *Queue) retryOrBury(tx *bolt.Tx, t *Task, at time.Time, msg string) error {
+	t.Errors = append(t.Errors, AttemptError{Attempt: t.Attempts, At: at, Message: msg})
+	if t.Attempts >= q.cfg.MaxAttempts {
+		t.State = StateDead
+		t.ReadyAt = time.Time{}
+		t.FinishedAt = at
+		if err := putTask(tx, t); err != nil {
+			return err
+		}
+		return putIndex(tx, bDead, t.Pipeline, indexKey(at, t.ID))
+	}
+	t.State = StateReady
+	t.ReadyAt = at.Add(q.cfg.Backoff(t.Attempts))
+	if err := putTask(tx, t); err != nil {
+		return err
+	}
+	if err := putIndex(tx, bReady, t.Pipeline, indexKey(t.ReadyAt, t.ID)); err != nil {
+		return err
+	}
+	return bumpCounter(tx, t.Pipeline, kRetries)
+}
+
+// expire ends every lease of the pipeline that expired at or before now,
+// as if the worker had failed at the expiry time (so the backoff, and the
+// order of redelivery, do not depend on when expiry is noticed).
+func (q *Queue) expire(tx *bolt.Tx, pipeline string, now time.Time) error {
+	leased := tx.Bucket(bLeased).Bucket([]byte(pipeline))
+	if leased == nil {
+		return nil
+	}
+	nowKey := timeKey(now)
+	var due [][]byte
+	c := leased.Cursor()
+	for k, _ := c.First(); k != nil && bytes.Compare(k[:8], nowKey[:]) <= 0; k, _ = c.Next() {
+		due = append(due, bytes.Clone(k))
+	}
+	for _, k := range due {
+		if err := leased.Delete(k); err != nil {
+			return err
+		}
+		id := TaskID(binary.BigEndian.Uint64(k[8:]))
+		t, err := getTask(tx, id)
+		if err != nil {
+			return err
+		}
+		if t.State != StateLeased {
+			return fmt.Errorf("%w: task %d is %v but indexed as leased", ErrCorrupt, id, t.State)
+		}
+		msg := fmt.Sprintf("lease %d held by %q expired", t.LeaseID, t.Worker)
+		if err := q.retryOrBury(tx, t, t.LeaseExpires, msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// settle applies expired leases of the pipeline, taking a write
+// transaction only when there is one.
+func (q *Queue) settle(pipeline string) error {
+	var due bool
+	err := q.view(func(tx *bolt.Tx) error {
+		leased := tx.Bucket(bLeased).Bucket([]byte(pipeline))
+		if leased == nil {
+			return nil
+		}
+		k, _ := leased.Cursor().First()
+		nowKey := timeKey(q.cfg.Now())
+		due = k != nil && bytes.Compare(k[:8], nowKey[:]) <= 0
+		return nil
+	})
+	if err != nil || !due {
+		return err
+	}
+	return q.update(func(tx *bolt.Tx) error { return q.expire(tx, pipeline, q.cfg.Now()) })
+}
+
+// Get returns a task's current state, after applying expired leases of its
+// pipeline.
+func (q *Queue) Get(id TaskID) (Task, error) {
+	t, err := q.get(id)
+	if err == nil && t.State == StateLeased && !q.cfg.Now().Before(t.LeaseExpires) {
+		if err = q.settle(t.Pipeline); err == nil {
+			t, err = q.get(id)
+		}
+	}
+	if err != nil {
+		return Task{}, fmt.Errorf("queue: get task %d: %w", id, err)
+	}
+	return *t, nil
+}
+
+func (q *Queue) get(id TaskID) (*Task, error) {
+	var t *Task
+	err := q.view(func(tx *bolt.Tx) error {
+		var err error
+		t, err = getTask(tx, id)
+		return err
+	})
+	return t, err
+}
+
+// Dead returns the pipeline's dead-letter list, oldest first, each task
+// with its whole error history.
+func (q *Queue) Dead(pipeline string) ([]Task, error) {
+	if err := validPipeline(pipeline); err != nil {
+		return nil, err
+	}
+	var out []Task
+	err := q.settle(pipeline)
+	if err == nil {
+		err = q.view(func(tx *bolt.Tx) error {
+			dead := tx.Bucket(bDead).Bucket([]byte(pipeline))
+			if dead == nil {
+				return nil
+			}
+			return dead.ForEach(func(k, _ []byte) error {
+				t, err := getTask(tx, TaskID(binary.BigEndian.Uint64(k[8:])))
+				if err != nil {
+					return err
+				}
+				out = append(out, *t)
+				return nil
+			})
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue: dead letters of %q: %w", pipeline, err)
+	}
+	return out, nil
+}
+
+// Retry moves a dead-lettered task back to ready, now, with its attempt
+// count reset and its error history kept.
+func (q *Queue) Retry(id TaskID) error {
+	err := q.update(func(tx *bolt.Tx) error {
+		t, err := getTask(tx, id)
+		if err != nil {
+			return err
+		}
+		if t.State != StateDead {
+			return fmt.Errorf("%w: task is %v", ErrNotDead, t.State)
+		}
+		if err := deleteIndex(tx, bDead, t.Pipeline, indexKey(t.FinishedAt, t.ID)); err != nil {
+			return err
+		}
+		now := q.cfg.Now()
+		t.State = StateReady
+		t.Attempts = 0
+		t.ReadyAt = now
+		t.FinishedAt = time.Time{}
+		if err := putTask(tx, t); err != nil {
+			return err
+		}
+		return putIndex(tx, bReady, t.Pipeline, indexKey(now, t.ID))
+	})
+	if err != nil {
+		return fmt.Errorf("queue: retry task %d: %w", id, err)
+	}
+	return nil
+}
+
+// Stats counts the pipeline's tasks after applying expired leases. It
+// walks the pipeline's indexes, so it costs O(waiting + leased + dead).
+func (q *Queue) Stats(pipeline string) (Stats, error) {
+	if err := validPipeline(pipeline); err != nil {
+		return Stats{}, err
+	}
+	var s Stats
+	err := q.settle(pipeline)
+	if err == nil {
+		err = q.view(func(tx *bolt.Tx) error {
+			p := []byte(pipeline)
+			nowKey := timeKey(q.cfg.Now())
+			if b := tx.Bucket(bReady).Bucket(p); b != nil {
+				_ = b.ForEach(func(k, _ []byte) error {
+					s.Depth++
+					if bytes.Compare(k[:8], nowKey[:]) <= 0 {
+						s.Ready++
+					}
+					return nil
+				})
+			}
+			if b := tx.Bucket(bLeased).Bucket(p); b != nil {
+				s.Leased = b.Stats().KeyN
+			}
+			if b := tx.Bucket(bDead).Bucket(p); b != nil {
+				s.Dead = b.Stats().KeyN
+			}
+			if b := tx.Bucket(bStats).Bucket(p); b != nil {
+				s.Retries = counter(b.Get(kRetries))
+				s.Completed = counter(b.Get(kCompleted))
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return Stats{}, fmt.Errorf("queue: stats of %q: %w", pipeline, err)
+	}
+	return s, nil
+}
+
+func getTask(tx *bolt.Tx, id TaskID) (*Task, error) {
+	v := tx.Bucket(bTasks).Get(idKey(id))
+	if v == nil {
+		return nil, fmt.Errorf("%w: %d", ErrNotFound, id)
+	}
+	t, err := decodeTask(v)
+	if err != nil {
+		return nil, fmt.Errorf("task %d: %w", id, err)
+	}
+	if t.ID != id {
+		return nil, fmt.Errorf("%w: record under key %d has id %d", ErrCorrupt, id, t.ID)
+	}
+	return t, nil
+}
+
+func putTask(tx *bolt.Tx, t *Task) error {
+	return tx.Bucket(bTasks).Put(idKey(t.ID), encodeTask(t))
+}
+
+func putIndex(tx *bolt.Tx, root []byte, pipeline string, key []byte) error {
+	b, err := tx.Bucket(root).CreateBucketIfNotExists([]byte(pipeline))
+	if err != nil {
+		return err
+	}
+	return b.Put(key, indexValue)
+}
+
+func deleteIndex(tx *bolt.Tx, root []byte, pipeline string, key []byte) error {
+	b := tx.Bucket(root).Bucket([]byte(pipeline))
+	if b == nil || b.Get(key) == nil {
+		return fmt.Errorf("%w: %s index of %q lacks key %x", ErrCorrupt, root, pipeline, key)
+	}
+	return b.Delete(key)
+}
+
+func bumpCounter(tx *bolt.Tx, pipeline string, key []byte) error {
+	b, err := tx.Bucket(bStats).CreateBucketIfNotExists([]byte(pipeline))
+	if err != nil {
+		return err
+	}
+	return b.Put(key, binary.BigEndian.AppendUint64(nil, counter(b.Get(key))+1))
+}
+
+func counter(v []byte) uint64 {
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
