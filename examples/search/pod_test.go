@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wasmpod/wasmpod/examples/search"
+	"github.com/wasmpod/wasmpod/internal/podtest"
 	"github.com/wasmpod/wasmpod/internal/wasmbuild"
 )
 
@@ -64,50 +64,6 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// wasmpodBin builds the host binary once per test run.
-func wasmpodBin(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		root, err := wasmbuild.RepoRoot()
-		if err != nil {
-			binErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "wasmpod-search")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "wasmpod")
-		cmd := exec.Command("go", "build", "-o", binPath, "./host/cmd/wasmpod")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("building wasmpod: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
-
-// freePort returns a loopback port nothing listens on right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // host is one wasmpod process.
 type host struct {
 	name          string
@@ -133,19 +89,19 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 // startHost runs `wasmpod run spec` on loopback; join is a gossip port to join, or 0.
 func startHost(t *testing.T, dir, spec, name string, gossip, join int) *host {
 	t.Helper()
-	h := &host{name: name, ingress: fmt.Sprintf("127.0.0.1:%d", freePort(t)), adm: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+	h := &host{name: name, ingress: fmt.Sprintf("127.0.0.1:%d", podtest.FreePort(t)), adm: fmt.Sprintf("127.0.0.1:%d", podtest.FreePort(t)),
 		done: make(chan struct{}), log: new(bytes.Buffer), gossip: gossip}
 	args := []string{"run", filepath.Join(dir, spec), "--listen", h.ingress, "--admin", h.adm,
 		"--state-dir", filepath.Join(dir, "state-"+name), "--node-name", name}
 	if gossip != 0 {
-		h.inter = freePort(t)
-		args = append(args, "--bind", fmt.Sprintf("127.0.0.1:%d", gossip), "--raft-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		h.inter = podtest.FreePort(t)
+		args = append(args, "--bind", fmt.Sprintf("127.0.0.1:%d", gossip), "--raft-addr", fmt.Sprintf("127.0.0.1:%d", podtest.FreePort(t)),
 			"--internal", fmt.Sprintf("127.0.0.1:%d", h.inter))
 	}
 	if join != 0 {
 		args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", join))
 	}
-	h.cmd = exec.Command(wasmpodBin(t), args...)
+	h.cmd = exec.Command(podtest.Binary(t), args...)
 	h.cmd.Stdout = lockedWriter{&h.logMu, h.log}
 	h.cmd.Stderr = lockedWriter{&h.logMu, h.log}
 	if err := h.cmd.Start(); err != nil {
@@ -304,10 +260,10 @@ func TestPodOneNode(t *testing.T) {
 // dead the answers name exactly s5 (its only single-replica shard) as missing.
 func TestPodThreeNodes(t *testing.T) {
 	dir, members := podDir(t)
-	g1 := freePort(t)
+	g1 := podtest.FreePort(t)
 	hosts := []*host{startHost(t, dir, "node-1.yaml", "node-1", g1, 0)}
 	for i := 2; i <= 3; i++ {
-		hosts = append(hosts, startHost(t, dir, fmt.Sprintf("node-%d.yaml", i), fmt.Sprintf("node-%d", i), freePort(t), g1))
+		hosts = append(hosts, startHost(t, dir, fmt.Sprintf("node-%d.yaml", i), fmt.Sprintf("node-%d", i), podtest.FreePort(t), g1))
 	}
 	for _, h := range hosts[:2] {
 		waitComplete(t, h)
