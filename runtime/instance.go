@@ -122,34 +122,14 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 		}
 		mc = mc.WithFSConfig(fsc)
 	}
-	inst.mem0 = &limitedMemory{limit: uint64(m.cfg.MaxMemoryPages) * 65536}
-	ictx := experimental.WithMemoryAllocator(ctx, experimental.MemoryAllocatorFunc(func(capacity, max uint64) experimental.LinearMemory {
-		inst.mem0.buf = make([]byte, 0, min(capacity, inst.mem0.limit))
-		return inst.mem0
-	}))
-	mod, err := m.e.rt.InstantiateModule(ictx, m.cm, mc)
-	if err != nil {
-		return nil, fmt.Errorf("module %q: instantiate: %w", m.cfg.Name, err)
+	if err := m.instantiate(ctx, inst, mc); err != nil {
+		return nil, err
 	}
-	inst.mod = mod
-	inst.mem = mod.Memory()
 	for i := range exportTable {
 		if m.has[i] {
-			inst.fns[i] = mod.ExportedFunction(exportTable[i].name)
+			inst.fns[i] = inst.mod.ExportedFunction(exportTable[i].name)
 		}
 	}
-	inst.done = make(chan struct{})
-	if !m.cfg.Trusted {
-		g, ok := mod.ExportedGlobal(instrument.FuelName).(api.MutableGlobal)
-		if !ok {
-			mod.Close(ctx)
-			return nil, fmt.Errorf("module %q: instrumented fuel global missing", m.cfg.Name)
-		}
-		inst.fuel = g
-		inst.timer = time.AfterFunc(time.Hour, inst.expire)
-		inst.timer.Stop()
-	}
-	m.e.register(mod, inst)
 	fail := func(err error) (*instance, error) {
 		inst.close(ctx)
 		return nil, err
@@ -170,6 +150,37 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 	}
 	m.instantiations.Add(1)
 	return inst, nil
+}
+
+// instantiate creates inst's wasm instance from the module's compiled code: its linear memory
+// under the module's page limit, the fuel and timer that cut it at its deadline (unless
+// trusted), and its registration so host functions find it. Shared by pooled instances and
+// one-shot commands.
+func (m *Module) instantiate(ctx context.Context, inst *instance, mc wazero.ModuleConfig) error {
+	inst.mem0 = &limitedMemory{limit: uint64(m.cfg.MaxMemoryPages) * 65536}
+	ictx := experimental.WithMemoryAllocator(ctx, experimental.MemoryAllocatorFunc(func(capacity, max uint64) experimental.LinearMemory {
+		inst.mem0.buf = make([]byte, 0, min(capacity, inst.mem0.limit))
+		return inst.mem0
+	}))
+	mod, err := m.e.rt.InstantiateModule(ictx, m.cm, mc)
+	if err != nil {
+		return fmt.Errorf("module %q: instantiate: %w", m.cfg.Name, err)
+	}
+	inst.mod = mod
+	inst.mem = mod.Memory()
+	inst.done = make(chan struct{})
+	if !m.cfg.Trusted {
+		g, ok := mod.ExportedGlobal(instrument.FuelName).(api.MutableGlobal)
+		if !ok {
+			mod.Close(ctx)
+			return fmt.Errorf("module %q: instrumented fuel global missing", m.cfg.Name)
+		}
+		inst.fuel = g
+		inst.timer = time.AfterFunc(time.Hour, inst.expire)
+		inst.timer.Stop()
+	}
+	m.e.register(mod, inst)
+	return nil
 }
 
 // growBuffer asks the guest for a buffer of at least n bytes.

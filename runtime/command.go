@@ -1,0 +1,442 @@
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental/sysfs"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wasmpod/wasmpod/runtime/internal/instrument"
+)
+
+// Guest paths of a command's input and output directories.
+const (
+	CommandInputDir  = "/in"
+	CommandOutputDir = "/out"
+)
+
+// CommandConfig configures a WASI command loaded with [Engine.LoadCommand]. Start from
+// [DefaultCommandConfig].
+type CommandConfig struct {
+	// Name identifies the command in errors and logs, and is its argv[0]. Required.
+	Name string
+
+	// SHA256, if set (64 hex digits), must match the module bytes or loading fails with ErrChecksum.
+	SHA256 string
+
+	// MaxMemoryPages is the most 64 KiB pages one run may use. A module that declares more is
+	// refused at load; memory.grow past it returns -1 to the guest.
+	MaxMemoryPages uint32
+
+	// Timeout is the deadline of every run that has no earlier deadline of its own. A run past
+	// it is cut (commands are always guarded) and fails with ErrDeadline.
+	Timeout time.Duration
+
+	// WorkDir is where each run's private input and output directories are made; empty means
+	// os.TempDir(). On the same file system as the input, the input is hard-linked, not copied.
+	WorkDir string
+
+	// StderrTail is how many bytes of the end of stderr a failed run reports; 0 means 4 KiB.
+	StderrTail int
+}
+
+// DefaultCommandConfig returns a sandboxed configuration for the named command.
+func DefaultCommandConfig(name string) CommandConfig {
+	return CommandConfig{
+		Name: name,
+		// 256 pages = 16 MiB, as for modules.
+		MaxMemoryPages: 256,
+		// 1 min: a stage processes a whole file, not one request.
+		Timeout: time.Minute,
+	}
+}
+
+func (c *CommandConfig) validate() error {
+	switch {
+	case c.Name == "":
+		return fmt.Errorf("%w: command config: name is required", ErrInvalidModule)
+	case c.MaxMemoryPages == 0 || c.MaxMemoryPages > 65536:
+		return fmt.Errorf("%w: command %q: MaxMemoryPages %d out of range 1..65536", ErrInvalidModule, c.Name, c.MaxMemoryPages)
+	case c.Timeout <= 0:
+		return fmt.Errorf("%w: command %q: Timeout must be positive (every run has a deadline)", ErrInvalidModule, c.Name)
+	case c.StderrTail < 0:
+		return fmt.Errorf("%w: command %q: StderrTail must not be negative", ErrInvalidModule, c.Name)
+	}
+	return nil
+}
+
+// Command is a compiled WASI command module (one exporting _start). Each [Command.Run] runs it
+// once in a fresh instance that sees only its input file and an empty output directory. It is
+// safe for concurrent use.
+type Command struct {
+	m      *Module // carries the engine, name, limits and yield interval that instances use
+	cfg    CommandConfig
+	digest string
+	once   sync.Once
+}
+
+// RunResult describes one run of a command.
+type RunResult struct {
+	// Outputs are the host paths of the files the command wrote below /out, moved into the
+	// output directory given to Run (same relative paths), in lexical order. Only set on success.
+	Outputs []string
+	// ExitCode is the code the command passed to proc_exit (0 if it returned from _start).
+	ExitCode uint32
+	// Stderr is the end of what the command wrote to stderr (at most CommandConfig.StderrTail
+	// bytes). Every stdout and stderr line also goes to the engine's LogSink.
+	Stderr string
+	// Duration is how long _start ran.
+	Duration time.Duration
+}
+
+// ExitError is a run that ended with a non-zero exit code. It wraps [ErrGuest].
+type ExitError struct {
+	Command string
+	Code    uint32
+	Stderr  string // the end of stderr
+}
+
+func (e *ExitError) Error() string {
+	if e.Stderr == "" {
+		return fmt.Sprintf("command %q exited with code %d", e.Command, e.Code)
+	}
+	return fmt.Sprintf("command %q exited with code %d: %s", e.Command, e.Code, e.Stderr)
+}
+
+// Unwrap makes errors.Is(err, ErrGuest) true.
+func (e *ExitError) Unwrap() error { return ErrGuest }
+
+// LoadCommand compiles a WASI command module once, instrumented so that a runaway run can be
+// cut at its deadline. The module must export _start () -> () and its memory as "memory", and
+// import only from wasi_snapshot_preview1.
+func (e *Engine) LoadCommand(ctx context.Context, wasm []byte, cfg CommandConfig) (*Command, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.StderrTail == 0 {
+		cfg.StderrTail = 4 << 10
+	}
+	sum := sha256.Sum256(wasm)
+	digest := hex.EncodeToString(sum[:])
+	if cfg.SHA256 != "" && !strings.EqualFold(cfg.SHA256, digest) {
+		return nil, fmt.Errorf("%w: command %q: sha256 is %s, expected %s", ErrChecksum, cfg.Name, digest, cfg.SHA256)
+	}
+	if err := e.checkOpen(); err != nil {
+		return nil, err
+	}
+	if err := instrument.CheckShape(wasm); err != nil {
+		return nil, fmt.Errorf("%w: command %q: %v", ErrInvalidModule, cfg.Name, err)
+	}
+	code, err := instrument.Instrument(wasm, yieldEvery)
+	if err != nil {
+		return nil, fmt.Errorf("%w: command %q: %v", ErrInvalidModule, cfg.Name, err)
+	}
+	cm, err := compileSafely(ctx, e.rt, code)
+	if err != nil {
+		return nil, fmt.Errorf("%w: command %q: %v", ErrInvalidModule, cfg.Name, err)
+	}
+	if err := inspectCommand(cm, &cfg); err != nil {
+		cm.Close(ctx)
+		return nil, err
+	}
+	m := &Module{e: e, cm: cm, digest: digest, yieldInterval: yieldEvery, cfg: ModuleConfig{
+		Name:           cfg.Name,
+		MaxMemoryPages: cfg.MaxMemoryPages,
+		CallTimeout:    cfg.Timeout,
+	}}
+	return &Command{m: m, cfg: cfg, digest: digest}, nil
+}
+
+func (e *Engine) checkOpen() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return fmt.Errorf("runtime: engine: %w", ErrClosed)
+	}
+	return nil
+}
+
+// inspectCommand checks a compiled (instrumented) command against the command contract and
+// its memory limit.
+func inspectCommand(cm wazero.CompiledModule, cfg *CommandConfig) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: command %q: %s", ErrInvalidModule, cfg.Name, fmt.Sprintf(format, args...))
+	}
+	for _, d := range cm.ImportedFunctions() {
+		ns, name, _ := d.Import()
+		switch {
+		case ns == "wasi_snapshot_preview1":
+		case ns == ImportModule && name == instrument.YieldName:
+			// added by the instrumentation
+		default:
+			return bad("imports %s.%s; a command may import only from wasi_snapshot_preview1", ns, name)
+		}
+	}
+	if len(cm.ImportedMemories()) > 0 {
+		return bad("imports a memory; a command must define and export its own")
+	}
+	mem, ok := cm.ExportedMemories()["memory"]
+	if !ok {
+		return bad("does not export its memory as \"memory\"")
+	}
+	if mem.Min() > cfg.MaxMemoryPages {
+		return fmt.Errorf("%w: command %q: memory declares a minimum of %d pages, over its limit of %d pages", ErrMemoryLimit, cfg.Name, mem.Min(), cfg.MaxMemoryPages)
+	}
+	if max, encoded := mem.Max(); encoded && max > cfg.MaxMemoryPages {
+		return fmt.Errorf("%w: command %q: memory declares a maximum of %d pages, over its limit of %d pages", ErrMemoryLimit, cfg.Name, max, cfg.MaxMemoryPages)
+	}
+	start, ok := cm.ExportedFunctions()["_start"]
+	if !ok {
+		return bad("does not export _start (is it a WASI command? reactors and wasmpod plugins are loaded with Load)")
+	}
+	if len(start.ParamTypes()) != 0 || len(start.ResultTypes()) != 0 {
+		return bad("exports _start with signature %s; want () -> ()", sigString(start.ParamTypes(), start.ResultTypes()))
+	}
+	return nil
+}
+
+// Name returns the command's configured name.
+func (c *Command) Name() string { return c.cfg.Name }
+
+// SHA256 returns the hex sha256 of the module bytes.
+func (c *Command) SHA256() string { return c.digest }
+
+// Close releases the compiled code. Runs in flight finish; later runs fail. Idempotent.
+func (c *Command) Close(ctx context.Context) error {
+	var err error
+	c.once.Do(func() { err = c.m.cm.Close(ctx) })
+	return err
+}
+
+// Run runs the command once on the file inputPath and moves what it wrote into outputDir
+// (created if missing; existing files of the same name are replaced).
+//
+// The command sees only two directories: /in, read-only, holding nothing but its input (a hard
+// link or copy of inputPath under the same base name), and /out, an empty private directory.
+// It is called as `NAME /in/BASE /out/BASE` with an empty environment and no stdin. Returning
+// from _start or proc_exit(0) is success; a non-zero exit fails with an [*ExitError] (wrapping
+// ErrGuest), a trap with a [*TrapError], a run past its deadline (the earlier of the context's
+// and CommandConfig.Timeout) with ErrDeadline. On failure nothing is moved into outputDir.
+func (c *Command) Run(ctx context.Context, inputPath, outputDir string) (RunResult, error) {
+	var res RunResult
+	name := c.cfg.Name
+	if err := c.m.e.checkOpen(); err != nil {
+		return res, err
+	}
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("command %q: %w", name, err)
+	}
+	base := filepath.Base(inputPath)
+	work, err := os.MkdirTemp(c.cfg.WorkDir, "wasmpod-run-*")
+	if err != nil {
+		return res, fmt.Errorf("command %q: %w", name, err)
+	}
+	defer os.RemoveAll(work)
+	inDir, outDir := filepath.Join(work, "in"), filepath.Join(work, "out")
+	for _, d := range []string{inDir, outDir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return res, fmt.Errorf("command %q: %w", name, err)
+		}
+	}
+	if err := linkOrCopy(inputPath, filepath.Join(inDir, base)); err != nil {
+		return res, fmt.Errorf("command %q: input: %w", name, err)
+	}
+
+	tail := &tailBuffer{max: c.cfg.StderrTail}
+	inst, err := c.newInstance(ctx, inDir, outDir, base, tail)
+	if err != nil {
+		return res, err
+	}
+	defer inst.close(context.Background())
+
+	code, err := c.start(ctx, inst, &res)
+	res.ExitCode = code
+	inst.stderr.flush()
+	res.Stderr = tail.String()
+	if err != nil {
+		return res, err
+	}
+	if code != 0 {
+		return res, &ExitError{Command: name, Code: code, Stderr: res.Stderr}
+	}
+	if res.Outputs, err = moveOutputs(outDir, outputDir); err != nil {
+		return res, fmt.Errorf("command %q: output: %w", name, err)
+	}
+	return res, nil
+}
+
+// newInstance instantiates the command (without running _start) with its two mounts, its
+// memory limit and its termination guard, and registers it so __yield finds it.
+func (c *Command) newInstance(ctx context.Context, inDir, outDir, base string, tail io.Writer) (*instance, error) {
+	m := c.m
+	inst := &instance{m: m}
+	inst.stdout = &lineWriter{module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs}
+	inst.stderr = &lineWriter{module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs}
+	fsc := wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(newMountFS(inDir, true), CommandInputDir)
+	fsc = fsc.(sysfs.FSConfig).WithSysFSMount(newMountFS(outDir, false), CommandOutputDir)
+	mc := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions(). // _start runs below, under the deadline
+		WithArgs(m.cfg.Name, CommandInputDir+"/"+base, CommandOutputDir+"/"+base).
+		WithStdout(inst.stdout).
+		WithStderr(io.MultiWriter(inst.stderr, tail)).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithRandSource(rand.Reader).
+		WithNanosleep(inst.nanosleep).
+		WithFSConfig(fsc)
+	if err := m.instantiate(ctx, inst, mc); err != nil {
+		return nil, fmt.Errorf("command %q: %w", m.cfg.Name, err)
+	}
+	return inst, nil
+}
+
+// start calls _start under the run's deadline and returns the exit code, or an error for a
+// trap, a cut or a cancellation.
+func (c *Command) start(ctx context.Context, inst *instance, res *RunResult) (uint32, error) {
+	name := c.cfg.Name
+	d := c.cfg.Timeout
+	if dl, ok := ctx.Deadline(); ok {
+		if r := time.Until(dl); r < d {
+			if r <= 0 {
+				return 0, fmt.Errorf("command %q: %w (%w)", name, ErrDeadline, context.DeadlineExceeded)
+			}
+			d = r
+		}
+	}
+	f := inst.mod.ExportedFunction("_start")
+	if f == nil {
+		return 0, fmt.Errorf("command %q: %w: _start", name, ErrNoExport)
+	}
+	// A cancelled context cuts the run like its deadline does.
+	stopCancel := context.AfterFunc(ctx, inst.expire)
+	t0 := time.Now()
+	inst.timer.Reset(d)
+	err := f.CallWithStack(ctx, nil)
+	cut := !inst.timer.Stop()
+	stopCancel()
+	res.Duration = time.Since(t0)
+	if err == nil {
+		return 0, nil
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode(), nil
+	}
+	if inst.expired.Load() {
+		if !cut && ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return 0, fmt.Errorf("command %q: run cut: %w", name, ctx.Err())
+		}
+		return 0, fmt.Errorf("command %q: %w (after %s)", name, ErrDeadline, res.Duration.Round(time.Millisecond))
+	}
+	return 0, inst.classify(err)
+}
+
+// linkOrCopy makes dst a read-only snapshot of the regular file src: a hard link when src is on
+// the same file system (the /in mount is read-only, so the guest cannot change it), else a copy.
+func linkOrCopy(src, dst string) error {
+	real, err := filepath.EvalSymlinks(src) // link the file, not a symbolic link to it
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(real)
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", src)
+	}
+	if os.Link(real, dst) == nil {
+		return nil
+	}
+	return copyFile(real, dst, 0o400)
+}
+
+func copyFile(src, dst string, perm fs.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// moveOutputs moves every regular file below from into the same relative path below to and
+// returns the new paths. Anything else the guest made (directories aside) is ignored.
+func moveOutputs(from, to string) ([]string, error) {
+	var outs []string
+	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(from, p)
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(to, rel)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		if err := os.Rename(p, dst); err != nil {
+			// Another file system: copy, replacing what is there.
+			tmp := dst + ".wasmpod-tmp"
+			_ = os.Remove(tmp)
+			if err := copyFile(p, tmp, 0o644); err != nil {
+				return err
+			}
+			if err := os.Rename(tmp, dst); err != nil {
+				return err
+			}
+		}
+		outs = append(outs, dst)
+		return nil
+	})
+	return outs, err
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}

@@ -1,0 +1,3 @@
+module github.com/wasmpod/wasmpod/runtime/testdata/cmdguest
+
+go 1.26
