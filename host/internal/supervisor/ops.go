@@ -11,18 +11,29 @@ import (
 	"github.com/wasmpod/wasmpod/runtime"
 )
 
+// lockUnit finds a module and takes its operation lock, refusing a module that is closed. The
+// caller must call unlock.
+func (s *Supervisor) lockUnit(name string) (u *unit, unlock func(), err error) {
+	u, err = s.unit(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	u.opMu.Lock()
+	if u.closed {
+		u.opMu.Unlock()
+		return nil, nil, ErrClosed
+	}
+	return u, u.opMu.Unlock, nil
+}
+
 // StopModule stops a module at an operator's request: drained, snapshotted, and not restarted
 // until StartModule.
 func (s *Supervisor) StopModule(ctx context.Context, name string) error {
-	u, err := s.unit(name)
+	u, unlock, err := s.lockUnit(name)
 	if err != nil {
 		return err
 	}
-	u.opMu.Lock()
-	defer u.opMu.Unlock()
-	if u.closed {
-		return ErrClosed
-	}
+	defer unlock()
 	u.wantRunning = false
 	if u.retry != nil {
 		u.retry.Stop()
@@ -37,15 +48,11 @@ func (s *Supervisor) StopModule(ctx context.Context, name string) error {
 // StartModule starts a module an operator stopped, or one waiting in back-off (at once, with its
 // failure count reset).
 func (s *Supervisor) StartModule(ctx context.Context, name string) error {
-	u, err := s.unit(name)
+	u, unlock, err := s.lockUnit(name)
 	if err != nil {
 		return err
 	}
-	u.opMu.Lock()
-	defer u.opMu.Unlock()
-	if u.closed {
-		return ErrClosed
-	}
+	defer unlock()
 	if u.gen != nil {
 		return fmt.Errorf("module %q is already running: %w", name, ErrConflict)
 	}
@@ -65,15 +72,11 @@ func (s *Supervisor) StartModule(ctx context.Context, name string) error {
 
 // RestartModule stops (with snapshot) and starts a module again.
 func (s *Supervisor) RestartModule(ctx context.Context, name string) error {
-	u, err := s.unit(name)
+	u, unlock, err := s.lockUnit(name)
 	if err != nil {
 		return err
 	}
-	u.opMu.Lock()
-	defer u.opMu.Unlock()
-	if u.closed {
-		return ErrClosed
-	}
+	defer unlock()
 	if err := u.halt(ctx, "restarted by operator", true); err != nil {
 		return err
 	}
