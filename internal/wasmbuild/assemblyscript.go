@@ -34,17 +34,7 @@ func AssemblyScript(tb testing.TB, dir string) string {
 	tb.Helper()
 	RequireTool(tb, "node")
 	RequireTool(tb, "npm")
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		tb.Fatalf("wasmbuild: %v", err)
-	}
-	key, err := AssemblyScriptKey(abs)
-	if err != nil {
-		tb.Fatalf("wasmbuild: %v", err)
-	}
-	return Cached(tb, key, filepath.Base(abs), func(out string) error {
-		return BuildAssemblyScript(abs, out)
-	})
+	return buildCached(tb, dir, AssemblyScriptKey, BuildAssemblyScript)
 }
 
 // AssemblyScriptKey returns the cache key of the AssemblyScript guest module in dir (see

@@ -37,17 +37,7 @@ func C(tb testing.TB, dir string) string {
 	if _, err := cToolchain(); err != nil {
 		toolMissing(tb, err.Error())
 	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		tb.Fatalf("wasmbuild: %v", err)
-	}
-	key, err := CKey(abs)
-	if err != nil {
-		tb.Fatalf("wasmbuild: %v", err)
-	}
-	return Cached(tb, key, filepath.Base(abs), func(out string) error {
-		return BuildC(abs, out)
-	})
+	return buildCached(tb, dir, CKey, BuildC)
 }
 
 // CKey returns the cache key of the C guest module in dir (see C).

@@ -16,17 +16,7 @@ import (
 func GoCommand(tb testing.TB, dir string) string {
 	tb.Helper()
 	RequireTool(tb, "go")
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		tb.Fatalf("wasmbuild: %v", err)
-	}
-	key, err := GoCommandKey(abs)
-	if err != nil {
-		tb.Fatalf("wasmbuild: %v", err)
-	}
-	return Cached(tb, key, filepath.Base(abs), func(out string) error {
-		return BuildGoCommand(abs, out)
-	})
+	return buildCached(tb, dir, GoCommandKey, BuildGoCommand)
 }
 
 // GoCommandKey returns the cache key of the Go WASI command in dir (see GoCommand).

@@ -25,17 +25,7 @@ func ExtismAssemblyScript(tb testing.TB, dir string) string {
 	tb.Helper()
 	RequireTool(tb, "node")
 	RequireTool(tb, "npm")
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		tb.Fatalf("wasmbuild: %v", err)
-	}
-	key, err := ExtismAssemblyScriptKey(abs)
-	if err != nil {
-		tb.Fatalf("wasmbuild: %v", err)
-	}
-	return Cached(tb, key, filepath.Base(abs), func(out string) error {
-		return BuildExtismAssemblyScript(abs, out)
-	})
+	return buildCached(tb, dir, ExtismAssemblyScriptKey, BuildExtismAssemblyScript)
 }
 
 // extismASFlags are the asc flags besides the entry, --path and -o.

@@ -31,17 +31,7 @@ func Rust(tb testing.TB, dir string) string {
 	if _, _, err := RustToolchain(); err != nil {
 		toolMissing(tb, err.Error())
 	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		tb.Fatalf("wasmbuild: %v", err)
-	}
-	key, err := RustKey(abs)
-	if err != nil {
-		tb.Fatalf("wasmbuild: %v", err)
-	}
-	return Cached(tb, key, filepath.Base(abs), func(out string) error {
-		return BuildRust(abs, out)
-	})
+	return buildCached(tb, dir, RustKey, BuildRust)
 }
 
 // RustKey returns the cache key of the Rust guest module in dir (see Rust).

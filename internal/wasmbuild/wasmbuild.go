@@ -34,17 +34,22 @@ const RepoModule = "github.com/wasmpod/wasmpod"
 func Go(tb testing.TB, dir string) string {
 	tb.Helper()
 	RequireTool(tb, "go")
+	return buildCached(tb, dir, GoKey, BuildGo)
+}
+
+// buildCached builds the guest in dir with build, once per cache key (see Cached); key computes
+// the key from the absolute directory. The builders of every language share it.
+func buildCached(tb testing.TB, dir string, key func(string) (string, error), build Builder) string {
+	tb.Helper()
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		tb.Fatalf("wasmbuild: %v", err)
 	}
-	key, err := GoKey(abs)
+	k, err := key(abs)
 	if err != nil {
 		tb.Fatalf("wasmbuild: %v", err)
 	}
-	return Cached(tb, key, filepath.Base(abs), func(out string) error {
-		return BuildGo(abs, out)
-	})
+	return Cached(tb, k, filepath.Base(abs), func(out string) error { return build(abs, out) })
 }
 
 // GoKey returns the cache key of the Go guest module in dir (see Go).
