@@ -1,10 +1,6 @@
 package wasmbuild
 
 import (
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -36,17 +32,4 @@ var goCommandFlags = []string{"build", "-trimpath"}
 
 // BuildGoCommand compiles the Go WASI command in dir to the file out, without a cache, with the
 // same environment as BuildGo (GOWORK=off, -mod=readonly).
-func BuildGoCommand(dir, out string) error {
-	absOut, err := filepath.Abs(out)
-	if err != nil {
-		return err
-	}
-	args := append(append([]string{}, goCommandFlags...), "-o", absOut, ".")
-	cmd := exec.Command("go", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOWORK=off", "GOFLAGS=-mod=readonly")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("GOOS=wasip1 GOARCH=wasm go %s (in %s): %v\n%s", strings.Join(args, " "), dir, err, b)
-	}
-	return nil
-}
+func BuildGoCommand(dir, out string) error { return goBuild(dir, out, goCommandFlags) }

@@ -76,12 +76,15 @@ var goBuildFlags = []string{"build", "-buildmode=c-shared", "-trimpath"}
 // guests that reach the SDK through a replace directive need no network; guests with
 // dependencies (Extism's go-pdk) fetch them once through the module proxy, as any Go build
 // does. On failure the error carries the compiler output.
-func BuildGo(dir, out string) error {
+func BuildGo(dir, out string) error { return goBuild(dir, out, goBuildFlags) }
+
+// goBuild runs `go <flags> -o out .` in dir for GOOS=wasip1 GOARCH=wasm (see BuildGo).
+func goBuild(dir, out string, flags []string) error {
 	absOut, err := filepath.Abs(out)
 	if err != nil {
 		return err
 	}
-	args := append(append([]string{}, goBuildFlags...), "-o", absOut, ".")
+	args := append(append([]string{}, flags...), "-o", absOut, ".")
 	cmd := exec.Command("go", args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOWORK=off", "GOFLAGS=-mod=readonly")
