@@ -71,25 +71,28 @@ func Plugin(t testing.TB, name string) string {
 type Host struct {
 	t       testing.TB
 	cmd     *exec.Cmd
-	log     *syncBuffer
+	log     *SyncBuffer
 	Admin   string
 	Ingress string
 	done    chan struct{}
 	exitErr error
 }
 
-type syncBuffer struct {
+// SyncBuffer collects a process's output while the test reads it: safe for concurrent use.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+// String returns everything written so far.
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -105,7 +108,7 @@ func Start(t testing.TB, spec string) *Host {
 	t.Helper()
 	tok := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(tok, []byte(Token+"\n"), 0o600)
-	h := &Host{t: t, log: &syncBuffer{}, done: make(chan struct{})}
+	h := &Host{t: t, log: &SyncBuffer{}, done: make(chan struct{})}
 	h.cmd = exec.Command(Binary(t), "run", spec, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 		"--state-dir", t.TempDir(), "--token-file", tok)
 	h.cmd.Stdout, h.cmd.Stderr = h.log, h.log

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmpod/wasmpod/internal/podtest"
 	"github.com/wasmpod/wasmpod/internal/wasmbuild"
 )
 
@@ -76,29 +77,12 @@ func testMain(m *testing.M) int {
 type host struct {
 	t        *testing.T
 	cmd      *exec.Cmd
-	stderr   *syncBuffer
+	stderr   *podtest.SyncBuffer
 	admin    string
 	ingress  string
 	stateDir string
 	done     chan struct{}
 	exitErr  error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // podYAML renders a pod with one main module "web" running guest, plus extra module YAML.
@@ -138,7 +122,7 @@ func startHost(t *testing.T, specPath, stateDir string) *host {
 	if stateDir == "" {
 		stateDir = t.TempDir()
 	}
-	h := &host{t: t, stderr: &syncBuffer{}, stateDir: stateDir, done: make(chan struct{})}
+	h := &host{t: t, stderr: &podtest.SyncBuffer{}, stateDir: stateDir, done: make(chan struct{})}
 	h.cmd = exec.Command(binary, "run", specPath, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 		"--state-dir", stateDir, "--token-file", tokFile)
 	h.cmd.Stderr = h.stderr
