@@ -20,6 +20,7 @@ type Node struct {
 	cfg      Config
 	gossip   *membership.Gossip
 	election *election.Service
+	wq       *workQueue
 
 	metaMu sync.Mutex
 	meta   Meta

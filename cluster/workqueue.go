@@ -1,0 +1,107 @@
+package cluster
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/wasmpod/wasmpod/cluster/queue"
+)
+
+// StageInput is one input file of a stage run, on local disk.
+type StageInput struct {
+	// Name is the file's job-relative name (a clean relative slash path).
+	Name string
+	// Path is where its content is on this node (read-only: it is the blob store's copy).
+	Path string
+}
+
+// StageRunner runs one delivery of a stage task. Implementations must be safe for concurrent
+// use by up to WorkerConfig.Concurrency goroutines.
+type StageRunner interface {
+	// RunStage runs the stage on inputs and writes exactly one output file below outDir (an
+	// empty private directory); it returns that file's path relative to outDir (a clean slash
+	// path). outputName is the suggested name (the single input's name, or the stage name for
+	// a merge). ctx carries the task's deadline.
+	RunStage(ctx context.Context, inputs []StageInput, outputName, outDir string) (output string, err error)
+}
+
+// WorkerConfig says which stage a worker pool serves and how.
+type WorkerConfig struct {
+	Pipeline string
+	// Stage is the stage's index in the pipeline.
+	Stage int
+	// Concurrency is how many tasks of this stage run at once on this node.
+	Concurrency int
+	// Timeout is each delivery's deadline.
+	Timeout time.Duration
+	// Runner runs a delivery.
+	Runner StageRunner
+}
+
+// WorkerStats counts one worker pool's work on this node.
+type WorkerStats struct {
+	Pipeline  string `json:"pipeline"`
+	Stage     int    `json:"stage"`
+	Running   int    `json:"running"`
+	Completed uint64 `json:"completed"`
+	Failed    uint64 `json:"failed"`
+	LeaseLost uint64 `json:"lease_lost"`
+}
+
+// PutBlob stores r's content in this node's blob store and, when the cluster has other live
+// members, copies it to one of them before returning, so that the content survives the loss of
+// any one node. It returns the content's hex sha256 and length.
+func (n *Node) PutBlob(ctx context.Context, r io.Reader) (sha string, size int64, err error) {
+	return n.wq.putBlob(ctx, r)
+}
+
+// OpenBlob opens the blob with the given hex sha256, fetching it from a peer (and verifying
+// it) when this node lacks it.
+func (n *Node) OpenBlob(ctx context.Context, sha string) (io.ReadCloser, int64, error) {
+	return n.wq.openBlob(ctx, sha)
+}
+
+// DefinePipeline creates or replaces a pipeline definition in the replicated queue state.
+// Jobs keep the definition they were submitted with.
+func (n *Node) DefinePipeline(ctx context.Context, p queue.Pipeline) error {
+	return n.wq.definePipeline(ctx, p)
+}
+
+// Pipelines lists the defined pipelines (local replica), by name.
+func (n *Node) Pipelines() ([]queue.Pipeline, error) { return n.wq.pipelines() }
+
+// Submit creates a job of the named pipeline over inputs, whose contents must already be in
+// the blob store (PutBlob). It returns once the job and its first-stage tasks are committed
+// by a quorum.
+func (n *Node) Submit(ctx context.Context, pipeline string, inputs []queue.File) (queue.JobID, error) {
+	return n.wq.submit(ctx, pipeline, inputs)
+}
+
+// Job returns a job from this node's replica (which may lag the leader by a few entries).
+func (n *Node) Job(id queue.JobID) (queue.Job, error) { return n.wq.job(id) }
+
+// Jobs lists the newest jobs (of one pipeline, or all when pipeline is ""), newest first, at
+// most limit (0: 100).
+func (n *Node) Jobs(pipeline string, limit int) ([]queue.Job, error) {
+	return n.wq.jobs(pipeline, limit)
+}
+
+// QueueStats returns the counters of every pipeline stage (local replica).
+func (n *Node) QueueStats() ([]queue.StageStats, error) { return n.wq.stats() }
+
+// DeadTasks lists the dead-lettered tasks of a pipeline ("" for all), oldest first.
+func (n *Node) DeadTasks(pipeline string) ([]queue.TaskInfo, error) { return n.wq.dead(pipeline) }
+
+// Task returns one task (local replica).
+func (n *Node) Task(id queue.TaskID) (queue.TaskInfo, error) { return n.wq.task(id) }
+
+// RetryTask puts a dead-lettered task back in its stage queue with its attempts reset.
+func (n *Node) RetryTask(ctx context.Context, id queue.TaskID) error { return n.wq.retry(ctx, id) }
+
+// StartWorkers starts a pool of workers for one pipeline stage on this node. They stop with
+// Workers.Stop or when the node shuts down.
+func (n *Node) StartWorkers(cfg WorkerConfig) (*Workers, error) { return n.wq.startWorkers(cfg) }
+
+// WorkerStats reports every worker pool of this node.
+func (n *Node) WorkerStats() []WorkerStats { return n.wq.workerStats() }
