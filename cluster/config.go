@@ -37,6 +37,8 @@ type Config struct {
 	StateDir string
 	// Bootstrap decides whether this node may form a one-voter cluster.
 	Bootstrap BootstrapMode
+	// Queue tunes the replicated work queue.
+	Queue QueueConfig
 	// Gossip and election timings.
 	Gossip   GossipConfig
 	Election ElectionConfig
@@ -105,6 +107,41 @@ type ElectionConfig struct {
 	ForwardWait time.Duration
 }
 
+// QueueConfig tunes the work queue; zero fields take the defaults. The leader's values apply to every node's replica: they
+// travel with each command.
+type QueueConfig struct {
+	// LeaseDuration is how long a worker holds a task without a heartbeat.
+	LeaseDuration time.Duration
+	// MaxAttempts is the number of deliveries before a task is dead-lettered, for pipelines
+	// that set none.
+	MaxAttempts int
+	// Backoff is the delay before the second delivery (doubling after), for pipelines that
+	// set none.
+	Backoff time.Duration
+	// MaxBlobBytes bounds one stored file.
+	MaxBlobBytes int64
+	// LeaseWait is how long an idle worker's lease request waits on the leader for work.
+	LeaseWait time.Duration
+}
+
+// DefaultQueueConfig returns the defaults.
+func DefaultQueueConfig() QueueConfig {
+	return QueueConfig{
+		// 15 s: a worker heartbeats every third of it, so a killed worker's task is redelivered
+		// within 15 s while a live one costs one log entry every 5 s.
+		LeaseDuration: 15 * time.Second,
+		// 5: enough to ride out a node restart or two; a task failing five times is poison.
+		MaxAttempts: 5,
+		// 1 s: transient failures (a node restarting) last seconds.
+		Backoff: time.Second,
+		// 1 GiB: a stage's file, not a data set; larger inputs should be split.
+		MaxBlobBytes: 1 << 30,
+		// 5 s: an idle worker's request waits on the leader (no log entry while nothing is
+		// ready) and is answered the moment a task becomes ready.
+		LeaseWait: 5 * time.Second,
+	}
+}
+
 // DefaultElectionConfig gives a failover of about 1.5-2.5 s on a LAN.
 func DefaultElectionConfig() ElectionConfig {
 	return ElectionConfig{
@@ -134,6 +171,7 @@ func DefaultConfig() Config {
 		Bootstrap: BootstrapAuto,  // a lone node elects itself, a joining node waits to be added
 		Gossip:    DefaultGossipConfig(),
 		Election:  DefaultElectionConfig(),
+		Queue:     DefaultQueueConfig(),
 	}
 }
 
@@ -170,6 +208,25 @@ func (c *Config) validate() error {
 	}
 	if e.MaxClockDrift < 0 || e.MaxClockDrift >= 0.5 {
 		return fmt.Errorf("%w: max clock drift", ErrInvalid)
+	}
+	d, qc := DefaultQueueConfig(), &c.Queue
+	if qc.LeaseDuration == 0 {
+		qc.LeaseDuration = d.LeaseDuration
+	}
+	if qc.MaxAttempts == 0 {
+		qc.MaxAttempts = d.MaxAttempts
+	}
+	if qc.Backoff == 0 {
+		qc.Backoff = d.Backoff
+	}
+	if qc.MaxBlobBytes == 0 {
+		qc.MaxBlobBytes = d.MaxBlobBytes
+	}
+	if qc.LeaseWait == 0 {
+		qc.LeaseWait = d.LeaseWait
+	}
+	if qc.LeaseDuration < 100*time.Millisecond || qc.MaxAttempts < 1 || qc.Backoff < 0 || qc.MaxBlobBytes < 1 || qc.LeaseWait < 0 {
+		return fmt.Errorf("%w: queue settings: lease >= 100ms, max attempts >= 1, backoff >= 0, max blob >= 1 byte", ErrInvalid)
 	}
 	switch c.GossipKeyLen() {
 	case 0, 16, 24, 32:

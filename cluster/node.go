@@ -76,15 +76,23 @@ func Start(cfg Config) (*Node, error) {
 	} else if h, p, err := splitHostPort(raftBind); err == nil && (h == "" || net.ParseIP(h).IsUnspecified()) {
 		raftAdv = net.JoinHostPort(gh, strconv.Itoa(p))
 	}
-	dataDir := ""
+	dataDir, queueDir := "", ""
 	if cfg.StateDir != "" {
 		dataDir = filepath.Join(cfg.StateDir, "raft")
+		queueDir = filepath.Join(cfg.StateDir, "queue")
 	}
+	wq, err := openWorkQueue(n, queueDir, cfg.Queue)
+	if err != nil {
+		_ = g.Shutdown()
+		return nil, err
+	}
+	n.wq = wq
 	bootstrap := cfg.Bootstrap == BootstrapAlways || (cfg.Bootstrap == BootstrapAuto && len(cfg.Join) == 0)
 	e := cfg.Election
 	svc, err := election.Start(election.Config{
 		NodeID: cfg.NodeName, BindAddr: raftBind, Advertise: raftAdv, DataDir: dataDir,
 		Bootstrap: bootstrap, LogOutput: cfg.LogOutput, Peers: n.peers, ForwardWait: e.ForwardWait,
+		Queue: wq.m, Streams: wq.streams(),
 		Timing: election.Timing{
 			HeartbeatTimeout: e.HeartbeatTimeout, ElectionTimeout: e.ElectionTimeout,
 			LeaderLeaseTimeout: e.LeaderLeaseTimeout, CommitTimeout: e.CommitTimeout,
@@ -93,6 +101,7 @@ func Start(cfg Config) (*Node, error) {
 		},
 	})
 	if err != nil {
+		wq.close()
 		_ = g.Shutdown()
 		return nil, err
 	}
@@ -377,6 +386,8 @@ func localRemaining(r election.Record, drift float64) time.Duration {
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.closeOnce.Do(func() {
 		close(n.closed)
+		n.wq.stopWorkers(ctx)
+		n.wq.halt()
 		_ = n.election.Leave(ctx)
 		leaveTimeout := time.Second
 		if dl, ok := ctx.Deadline(); ok {
@@ -388,6 +399,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			_ = n.gossip.Leave(leaveTimeout)
 		}
 		err1 := n.election.Shutdown()
+		n.wq.close()
 		err2 := n.gossip.Shutdown()
 		n.subMu.Lock()
 		for id, c := range n.subs {

@@ -2,38 +2,742 @@ package cluster
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
 
+	"github.com/wasmpod/wasmpod/cluster/internal/blobs"
+	"github.com/wasmpod/wasmpod/cluster/internal/election"
 	"github.com/wasmpod/wasmpod/cluster/queue"
 )
 
-var errWQ = errors.New("work queue: not wired yet")
+// Connection kinds on the Raft port (besides Raft and the lease RPC).
+const (
+	connQueue byte = 'Q' // a work-queue operation forwarded to the leader
+	connBlob  byte = 'B' // blob transfer
+)
 
-type workQueue struct{}
+// workQueue is the node's part of the replicated work queue: its replica of the queue state
+// (replicated through the election's Raft log), its blob store, the leader-side handling of
+// operations, and the worker pools it runs.
+type workQueue struct {
+	node  *Node
+	cfg   QueueConfig
+	m     *queue.Machine
+	blobs *blobs.Store
+	tmp   string // removed at close when the state is not kept
 
-// Workers is a pool of workers serving one pipeline stage on this node.
-type Workers struct{}
+	stop chan struct{}
+	wg   sync.WaitGroup
 
-// Stop stops taking tasks and waits (bounded by ctx) for running deliveries to finish.
-func (w *Workers) Stop(ctx context.Context) error { return errWQ }
+	mu    sync.Mutex
+	pools []*Workers
+}
+
+// openWorkQueue prepares the replica and the blob store under stateDir (a temporary directory
+// when stateDir is ""). The replica's file is rebuilt from the Raft log at every start.
+func openWorkQueue(n *Node, stateDir string, cfg QueueConfig) (*workQueue, error) {
+	w := &workQueue{node: n, cfg: cfg, stop: make(chan struct{})}
+	dir := stateDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "wasmpod-queue-")
+		if err != nil {
+			return nil, fmt.Errorf("work queue: %w", err)
+		}
+		dir, w.tmp = d, d
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("work queue: %w", err)
+	}
+	qc := queue.DefaultConfig()
+	qc.LeaseDuration, qc.MaxAttempts, qc.BackoffBase = cfg.LeaseDuration, cfg.MaxAttempts, max(cfg.Backoff, time.Millisecond)
+	qc.BackoffCap = max(qc.BackoffCap, qc.BackoffBase)
+	m, err := queue.OpenMachine(filepath.Join(dir, "queue.db"), qc)
+	if err != nil {
+		w.cleanup()
+		return nil, err
+	}
+	w.m = m
+	st, err := blobs.Open(filepath.Join(dir, "blobs"), cfg.MaxBlobBytes)
+	if err != nil {
+		_ = m.Close()
+		w.cleanup()
+		return nil, fmt.Errorf("work queue: %w", err)
+	}
+	w.blobs = st
+	return w, nil
+}
+
+func (w *workQueue) cleanup() {
+	if w.tmp != "" {
+		_ = os.RemoveAll(w.tmp)
+	}
+}
+
+// streams are the connection kinds the work queue serves on the Raft port.
+func (w *workQueue) streams() map[byte]func(net.Conn) {
+	return map[byte]func(net.Conn){
+		connQueue: w.serveForward,
+		connBlob:  func(c net.Conn) { blobs.Serve(c, w.blobs, 30*time.Second) },
+	}
+}
+
+// shutdown stops the worker pools (bounded by ctx), then the replica. Idempotent.
+func (w *workQueue) stopWorkers(ctx context.Context) {
+	w.mu.Lock()
+	pools := append([]*Workers(nil), w.pools...)
+	w.mu.Unlock()
+	for _, p := range pools {
+		_ = p.Stop(ctx)
+	}
+}
+
+// halt stops the worker pools and every waiting operation. Idempotent.
+func (w *workQueue) halt() {
+	w.mu.Lock()
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	w.mu.Unlock()
+	w.wg.Wait()
+}
+
+// close releases the replica and the temporary state; call after Raft has stopped.
+func (w *workQueue) close() {
+	w.halt()
+	_ = w.m.Close()
+	w.cleanup()
+}
+
+func (w *workQueue) svc() *election.Service { return w.node.election }
+
+// ---- operations through the leader ----
+
+// fwdRequest is a forwarded operation; fwdResponse its answer.
+type fwdRequest struct {
+	Cmd  queue.Command `json:"cmd"`
+	Wait time.Duration `json:"wait,omitempty"` // lease: how long to wait for a ready task
+}
+
+type fwdResponse struct {
+	NoLeader bool           `json:"no_leader,omitempty"`
+	Resp     queue.Response `json:"resp"`
+}
+
+// do runs cmd on the leader (here or forwarded), retrying while there is no leader for up to
+// the election's ForwardWait (bounded by ctx).
+func (w *workQueue) do(ctx context.Context, cmd queue.Command, wait time.Duration) (queue.Response, error) {
+	deadline := time.Now().Add(w.node.cfg.Election.ForwardWait + wait)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	for {
+		select {
+		case <-w.stop:
+			return queue.Response{}, ErrClosed
+		default:
+		}
+		var (
+			resp     queue.Response
+			noLeader bool
+			err      error
+		)
+		if w.svc().IsLeader() {
+			resp, noLeader = w.lead(ctx, cmd, wait)
+		} else if addr := w.svc().LeaderAddr(); addr != "" {
+			resp, noLeader, err = w.forward(ctx, addr, cmd, wait, deadline)
+			if err != nil {
+				noLeader = true
+			}
+		} else {
+			noLeader = true
+		}
+		if !noLeader {
+			return resp, resp.Err()
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return queue.Response{}, fmt.Errorf("work queue %s: %w", cmd.Op, ErrNoQuorum)
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return queue.Response{}, fmt.Errorf("work queue %s: %w", cmd.Op, ctx.Err())
+		case <-w.stop:
+			t.Stop()
+			return queue.Response{}, ErrClosed
+		case <-t.C:
+		}
+	}
+}
+
+func (w *workQueue) forward(ctx context.Context, addr string, cmd queue.Command, wait time.Duration, deadline time.Time) (queue.Response, bool, error) {
+	c, err := election.Dial(addr, connQueue, 2*time.Second)
+	if err != nil {
+		return queue.Response{}, true, err
+	}
+	defer c.Close()
+	dl := time.Now().Add(wait + 10*time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	_ = c.SetDeadline(dl)
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
+	defer stop()
+	if err := json.NewEncoder(c).Encode(fwdRequest{Cmd: cmd, Wait: wait}); err != nil {
+		return queue.Response{}, true, err
+	}
+	var r fwdResponse
+	if err := json.NewDecoder(io.LimitReader(c, 64<<20)).Decode(&r); err != nil {
+		return queue.Response{}, true, err
+	}
+	return r.Resp, r.NoLeader, nil
+}
+
+// serveForward answers forwarded operations (one per connection).
+func (w *workQueue) serveForward(c net.Conn) {
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var req fwdRequest
+	if err := json.NewDecoder(io.LimitReader(c, 64<<20)).Decode(&req); err != nil {
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	wait := min(max(req.Wait, 0), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), wait+8*time.Second)
+	defer cancel()
+	go func() { // a node shutdown cancels a waiting lease
+		select {
+		case <-w.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var out fwdResponse
+	if !w.svc().IsLeader() {
+		out.NoLeader = true
+	} else {
+		out.Resp, out.NoLeader = w.lead(ctx, req.Cmd, wait)
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_ = json.NewEncoder(c).Encode(out)
+}
+
+// lead runs one operation on the leader: it stamps the leader's clock and settings and
+// commits the command. A lease waits up to wait for a ready task without writing to the log
+// while there is none. noLeader reports that this node is (no longer) the leader.
+func (w *workQueue) lead(ctx context.Context, cmd queue.Command, wait time.Duration) (resp queue.Response, noLeader bool) {
+	const applyTimeout = 5 * time.Second
+	cmd.LeaseFor, cmd.MaxAttempts, cmd.Backoff = w.cfg.LeaseDuration, w.cfg.MaxAttempts, w.cfg.Backoff
+	if cmd.Op != queue.OpLease {
+		cmd.At = time.Now()
+		return w.apply(cmd, applyTimeout)
+	}
+	if err := w.svc().CaughtUp(applyTimeout); err != nil {
+		return queue.Response{}, true
+	}
+	end := time.Now().Add(wait)
+	for {
+		changed := w.m.Changed()
+		now := time.Now()
+		var (
+			at time.Time
+			ok bool
+		)
+		err := w.m.Read(func(q *queue.Queue) error {
+			var e error
+			at, ok, e = q.NextReady(cmd.Name, now)
+			return e
+		})
+		if err != nil {
+			return queue.Response{Code: "other", Error: err.Error()}, false
+		}
+		if ok && !at.After(now) {
+			cmd.At = now
+			resp, noLeader = w.apply(cmd, applyTimeout)
+			if noLeader || !errors.Is(resp.Err(), queue.ErrEmpty) {
+				return resp, noLeader
+			}
+			// expired leases went back to backing off: look again
+			continue
+		}
+		left := time.Until(end)
+		if left <= 0 {
+			return queue.Response{Code: "empty", Error: queue.ErrEmpty.Error()}, false
+		}
+		if ok {
+			left = min(left, time.Until(at))
+		}
+		t := time.NewTimer(max(left, time.Millisecond))
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return queue.Response{Code: "empty", Error: queue.ErrEmpty.Error()}, false
+		case <-w.stop:
+			t.Stop()
+			return queue.Response{}, true
+		}
+		t.Stop()
+		if !w.svc().IsLeader() {
+			return queue.Response{}, true
+		}
+	}
+}
+
+func (w *workQueue) apply(cmd queue.Command, timeout time.Duration) (queue.Response, bool) {
+	b, err := json.Marshal(cmd)
+	if err != nil {
+		return queue.Response{Code: "invalid", Error: err.Error()}, false
+	}
+	out, err := w.svc().ApplyQueue(b, timeout)
+	if err != nil {
+		return queue.Response{}, true
+	}
+	var r queue.Response
+	if err := json.Unmarshal(out, &r); err != nil {
+		return queue.Response{Code: "other", Error: "work queue: undecodable response: " + err.Error()}, false
+	}
+	return r, false
+}
+
+// ---- pipelines and jobs ----
+
+func (w *workQueue) definePipeline(ctx context.Context, p queue.Pipeline) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	_, err := w.do(ctx, queue.Command{Op: queue.OpDefine, Pipeline: &p}, 0)
+	return err
+}
+
+func (w *workQueue) read(fn func(q *queue.Queue) error) error { return w.m.Read(fn) }
+
+func (w *workQueue) pipelines() (out []queue.Pipeline, err error) {
+	err = w.read(func(q *queue.Queue) error { out, err = q.Pipelines(); return err })
+	return out, err
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = crand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (w *workQueue) submit(ctx context.Context, pipeline string, inputs []queue.File) (queue.JobID, error) {
+	if err := queue.ValidateInputs(inputs); err != nil {
+		return 0, err
+	}
+	// The same request id on every retry: a submit whose answer was lost is not doubled.
+	resp, err := w.do(ctx, queue.Command{Op: queue.OpSubmit, Request: newRequestID(), Name: pipeline, Inputs: inputs}, 0)
+	if err != nil {
+		return 0, err
+	}
+	return resp.Job, nil
+}
+
+func (w *workQueue) job(id queue.JobID) (j queue.Job, err error) {
+	err = w.read(func(q *queue.Queue) error { j, err = q.Job(id); return err })
+	return j, err
+}
+
+func (w *workQueue) jobs(p string, limit int) (out []queue.Job, err error) {
+	err = w.read(func(q *queue.Queue) error { out, err = q.Jobs(p, limit); return err })
+	return out, err
+}
+
+func (w *workQueue) stats() (out []queue.StageStats, err error) {
+	err = w.read(func(q *queue.Queue) error { out, err = q.StageStats(); return err })
+	return out, err
+}
+
+func (w *workQueue) dead(p string) (out []queue.TaskInfo, err error) {
+	err = w.read(func(q *queue.Queue) error { out, err = q.DeadTasks(p); return err })
+	return out, err
+}
+
+func (w *workQueue) task(id queue.TaskID) (out queue.TaskInfo, err error) {
+	err = w.read(func(q *queue.Queue) error { out, err = q.TaskInfo(id); return err })
+	return out, err
+}
+
+func (w *workQueue) retry(ctx context.Context, id queue.TaskID) error {
+	_, err := w.do(ctx, queue.Command{Op: queue.OpRetry, Task: id}, 0)
+	return err
+}
+
+// ---- blobs ----
+
+// blobPeers lists the Raft/RPC addresses of the other live members, in random order.
+func (w *workQueue) blobPeers() []string {
+	var out []string
+	for _, p := range w.node.peers() {
+		if p.ID != w.node.cfg.NodeName && p.Alive && p.RaftAddr != "" {
+			out = append(out, p.RaftAddr)
+		}
+	}
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
+// replicate copies a local blob to one other live member (the first that accepts it); with
+// no other member there is nothing to do.
+func (w *workQueue) replicate(ctx context.Context, sha string) error {
+	peers := w.blobPeers()
+	if len(peers) == 0 {
+		return nil
+	}
+	var errs []error
+	for _, addr := range peers {
+		c, err := election.Dial(addr, connBlob, 2*time.Second)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		err = blobs.Push(ctx, c, w.blobs, sha)
+		c.Close()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("work queue: blob %s: no other member took a copy: %w", sha, errors.Join(errs...))
+}
 
 func (w *workQueue) putBlob(ctx context.Context, r io.Reader) (string, int64, error) {
-	return "", 0, errWQ
+	sha, size, err := w.blobs.Put(r)
+	if err != nil {
+		return "", 0, err
+	}
+	if err := w.replicate(ctx, sha); err != nil {
+		return "", 0, err
+	}
+	return sha, size, nil
 }
+
+// ensureBlob makes sure the blob is in the local store, fetching it from a member that has it.
+func (w *workQueue) ensureBlob(ctx context.Context, sha string) (string, error) {
+	if err := blobs.ValidSHA(sha); err != nil {
+		return "", err
+	}
+	if p, err := w.blobs.Path(sha); err == nil {
+		return p, nil
+	}
+	var errs []error
+	for _, addr := range w.blobPeers() {
+		c, err := election.Dial(addr, connBlob, 2*time.Second)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		_, err = blobs.Fetch(ctx, c, w.blobs, sha)
+		c.Close()
+		if err == nil {
+			return w.blobs.Path(sha)
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if len(errs) == 0 {
+		return "", fmt.Errorf("%w: blob %s (no other member to ask)", blobs.ErrNotFound, sha)
+	}
+	return "", fmt.Errorf("blob %s: %w", sha, errors.Join(errs...))
+}
+
 func (w *workQueue) openBlob(ctx context.Context, sha string) (io.ReadCloser, int64, error) {
-	return nil, 0, errWQ
+	if _, err := w.ensureBlob(ctx, sha); err != nil {
+		return nil, 0, err
+	}
+	f, size, err := w.blobs.Open(sha)
+	if err != nil {
+		return nil, 0, err
+	}
+	return f, size, nil
 }
-func (w *workQueue) definePipeline(ctx context.Context, p queue.Pipeline) error { return errWQ }
-func (w *workQueue) pipelines() ([]queue.Pipeline, error)                       { return nil, errWQ }
-func (w *workQueue) submit(ctx context.Context, p string, in []queue.File) (queue.JobID, error) {
-	return 0, errWQ
+
+// ---- workers ----
+
+// Workers is a pool of workers serving one pipeline stage on this node.
+type Workers struct {
+	w    *workQueue
+	cfg  WorkerConfig
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+
+	// cancel of the deliveries in flight, cut when Stop's ctx ends
+	runCtx    context.Context
+	runCancel context.CancelFunc
+
+	mu        sync.Mutex
+	running   int
+	completed uint64
+	failed    uint64
+	leaseLost uint64
 }
-func (w *workQueue) job(id queue.JobID) (queue.Job, error)            { return queue.Job{}, errWQ }
-func (w *workQueue) jobs(p string, limit int) ([]queue.Job, error)    { return nil, errWQ }
-func (w *workQueue) stats() ([]queue.StageStats, error)               { return nil, errWQ }
-func (w *workQueue) dead(p string) ([]queue.TaskInfo, error)          { return nil, errWQ }
-func (w *workQueue) task(id queue.TaskID) (queue.TaskInfo, error)     { return queue.TaskInfo{}, errWQ }
-func (w *workQueue) retry(ctx context.Context, id queue.TaskID) error { return errWQ }
-func (w *workQueue) startWorkers(cfg WorkerConfig) (*Workers, error)  { return nil, errWQ }
-func (w *workQueue) workerStats() []WorkerStats                       { return nil }
+
+func (w *workQueue) startWorkers(cfg WorkerConfig) (*Workers, error) {
+	if cfg.Pipeline == "" || cfg.Stage < 0 || cfg.Concurrency < 1 || cfg.Timeout <= 0 || cfg.Runner == nil {
+		return nil, fmt.Errorf("%w: worker config needs a pipeline, a stage >= 0, concurrency >= 1, a timeout and a runner", ErrInvalid)
+	}
+	p := &Workers{w: w, cfg: cfg, stop: make(chan struct{}), done: make(chan struct{})}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	select {
+	case <-w.stop:
+		return nil, ErrClosed
+	default:
+	}
+	p.runCtx, p.runCancel = context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.loop(fmt.Sprintf("%s/%s/%d/%d", w.node.cfg.NodeName, cfg.Pipeline, cfg.Stage, i))
+		}()
+	}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		select {
+		case <-w.stop:
+		case <-p.stop:
+		}
+		p.once.Do(func() { close(p.stop) })
+		wg.Wait()
+		p.runCancel()
+		close(p.done)
+	}()
+	w.pools = append(w.pools, p)
+	return p, nil
+}
+
+// Stop stops taking tasks and waits, bounded by ctx, for the deliveries in flight to finish;
+// when ctx ends first they are cancelled (their tasks are redelivered after their leases).
+// Idempotent.
+func (p *Workers) Stop(ctx context.Context) error {
+	p.once.Do(func() { close(p.stop) })
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		p.runCancel()
+		<-p.done
+	}
+	p.w.mu.Lock()
+	for i, q := range p.w.pools {
+		if q == p {
+			p.w.pools = append(p.w.pools[:i], p.w.pools[i+1:]...)
+			break
+		}
+	}
+	p.w.mu.Unlock()
+	return nil
+}
+
+func (p *Workers) stats() WorkerStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return WorkerStats{Pipeline: p.cfg.Pipeline, Stage: p.cfg.Stage, Running: p.running,
+		Completed: p.completed, Failed: p.failed, LeaseLost: p.leaseLost}
+}
+
+func (w *workQueue) workerStats() []WorkerStats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]WorkerStats, 0, len(w.pools))
+	for _, p := range w.pools {
+		out = append(out, p.stats())
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Pipeline != out[j].Pipeline {
+			return out[i].Pipeline < out[j].Pipeline
+		}
+		return out[i].Stage < out[j].Stage
+	})
+	return out
+}
+
+func (p *Workers) stopped() bool {
+	select {
+	case <-p.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// loop leases and runs tasks until the pool stops.
+func (p *Workers) loop(worker string) {
+	name := queue.StageQueue(p.cfg.Pipeline, p.cfg.Stage)
+	backoff := 50 * time.Millisecond
+	for !p.stopped() {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-p.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		resp, err := p.w.do(ctx, queue.Command{Op: queue.OpLease, Name: name, Worker: worker}, p.w.cfg.LeaseWait)
+		cancel()
+		switch {
+		case err == nil && resp.Lease != nil:
+			backoff = 50 * time.Millisecond
+			p.deliver(*resp.Lease)
+		case errors.Is(err, queue.ErrEmpty):
+			backoff = 50 * time.Millisecond
+		default: // no leader, shut down: pause a little
+			t := time.NewTimer(backoff)
+			select {
+			case <-p.stop:
+			case <-t.C:
+			}
+			t.Stop()
+			backoff = min(2*backoff, 2*time.Second)
+		}
+	}
+}
+
+// deliver runs one delivery of a task under its lease: heartbeats keep the lease, the result
+// is committed only while the lease is live.
+func (p *Workers) deliver(l queue.Lease) {
+	p.mu.Lock()
+	p.running++
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.running--
+		p.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(p.runCtx, p.cfg.Timeout)
+	defer cancel()
+
+	// Heartbeat every third of the lease; a lost lease cancels the run.
+	var (
+		lost   bool
+		lostMu sync.Mutex
+		hbDone = make(chan struct{})
+	)
+	leaseFor := time.Until(l.ExpiresAt)
+	if leaseFor <= 0 || leaseFor > p.w.cfg.LeaseDuration {
+		leaseFor = p.w.cfg.LeaseDuration
+	}
+	go func() {
+		defer close(hbDone)
+		t := time.NewTicker(max(leaseFor/3, 10*time.Millisecond))
+		defer t.Stop()
+		cur := l
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			hctx, hcancel := context.WithTimeout(ctx, leaseFor/3)
+			resp, err := p.w.do(hctx, queue.Command{Op: queue.OpHeartbeat, Lease: &cur}, 0)
+			hcancel()
+			if errors.Is(err, queue.ErrLeaseLost) {
+				lostMu.Lock()
+				lost = true
+				lostMu.Unlock()
+				cancel()
+				return
+			}
+			if err == nil && resp.Lease != nil {
+				cur = *resp.Lease
+			}
+		}
+	}()
+
+	out, runErr := p.run(ctx, l)
+	cancel()
+	<-hbDone
+	lostMu.Lock()
+	wasLost := lost
+	lostMu.Unlock()
+	if wasLost {
+		p.count(&p.leaseLost)
+		return
+	}
+	// Commit (complete or fail) even if the pool is stopping: the result is ready.
+	cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer ccancel()
+	var err error
+	if runErr == nil {
+		_, err = p.w.do(cctx, queue.Command{Op: queue.OpComplete, Lease: &l, Output: &out}, 0)
+		if err == nil {
+			p.count(&p.completed)
+		}
+	} else {
+		if p.runCtx.Err() != nil { // the node is stopping: let the lease run out instead
+			return
+		}
+		_, err = p.w.do(cctx, queue.Command{Op: queue.OpFail, Lease: &l, Error: runErr.Error()}, 0)
+		p.count(&p.failed)
+	}
+	if errors.Is(err, queue.ErrLeaseLost) {
+		p.count(&p.leaseLost)
+	}
+}
+
+func (p *Workers) count(c *uint64) {
+	p.mu.Lock()
+	*c++
+	p.mu.Unlock()
+}
+
+// run fetches the inputs, runs the stage and stores (and replicates) its output.
+func (p *Workers) run(ctx context.Context, l queue.Lease) (queue.File, error) {
+	var st queue.StageTask
+	if err := json.Unmarshal(l.Payload, &st); err != nil {
+		return queue.File{}, fmt.Errorf("task %d: payload is not a stage task: %v", l.TaskID, err)
+	}
+	inputs := make([]StageInput, 0, len(st.Inputs))
+	for _, f := range st.Inputs {
+		path, err := p.w.ensureBlob(ctx, f.SHA256)
+		if err != nil {
+			return queue.File{}, fmt.Errorf("input %q: %w", f.Name, err)
+		}
+		inputs = append(inputs, StageInput{Name: f.Name, Path: path})
+	}
+	outputName := st.Name
+	if len(st.Inputs) == 1 && !st.Merge {
+		outputName = st.Inputs[0].Name
+	}
+	work, err := os.MkdirTemp(filepath.Join(p.w.blobs.Dir(), "tmp"), "run-")
+	if err != nil {
+		return queue.File{}, fmt.Errorf("work dir: %w", err)
+	}
+	defer os.RemoveAll(work)
+	rel, err := p.cfg.Runner.RunStage(ctx, inputs, outputName, work)
+	if err != nil {
+		return queue.File{}, err
+	}
+	if err := queue.ValidFileName(rel); err != nil {
+		return queue.File{}, fmt.Errorf("stage output: %w", err)
+	}
+	sha, size, err := p.w.blobs.Import(filepath.Join(work, filepath.FromSlash(rel)))
+	if err != nil {
+		return queue.File{}, fmt.Errorf("stage output %q: %w", rel, err)
+	}
+	if err := p.w.replicate(ctx, sha); err != nil {
+		return queue.File{}, err
+	}
+	return queue.File{Name: rel, SHA256: sha, Size: size}, nil
+}

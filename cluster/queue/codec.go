@@ -16,6 +16,10 @@ const recordVersion byte = 1
 const (
 	maxPipelineLen = 256
 	maxWorkerLen   = 256
+	// An attempt error is cut to maxErrorLen bytes, and a task keeps at most maxErrors of
+	// them (the first and the latest), so a record stays small however often it fails.
+	maxErrorLen = 4096
+	maxErrors   = 32
 )
 
 // Record layout, version 1 (all integers big-endian or varint):

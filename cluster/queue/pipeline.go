@@ -161,6 +161,9 @@ type StageTask struct {
 	// Slot is the input's index in the job (0 for a merge task).
 	Slot   int    `json:"slot"`
 	Inputs []File `json:"inputs"`
+	// Name and Merge repeat the stage's definition, so a worker needs nothing else.
+	Name  string `json:"name"`
+	Merge bool   `json:"merge,omitempty"`
 }
 
 // TaskInfo is a pipeline task as shown to people: the task's state with its payload and

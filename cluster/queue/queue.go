@@ -220,6 +220,9 @@ var (
 // concurrent use; bbolt serialises the write transactions.
 type Queue struct {
 	cfg Config
+	// passive: reads never write (expired leases are applied only by writes). Set for a
+	// replica whose every change must come through the replicated log.
+	passive bool
 
 	mu     sync.RWMutex
 	closed bool
@@ -229,18 +232,23 @@ type Queue struct {
 // Open opens (creating if needed) the queue file at path. Only one Queue
 // may have a file open; a second Open fails after a second.
 func Open(path string, cfg Config) (*Queue, error) {
+	return open(path, cfg, false)
+}
+
+// open opens the file; noSync skips fsync (for a replica rebuilt from the replicated log).
+func open(path string, cfg Config, noSync bool) (*Queue, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: noSync, NoFreelistSync: noSync})
 	if err != nil {
 		return nil, fmt.Errorf("queue: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bTasks, bReady, bLeased, bDead, bStats, bMeta} {
+		for _, name := range [][]byte{bTasks, bReady, bLeased, bDead, bStats, bMeta, bJobs, bSlots, bPipelines, bRequests} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -316,29 +324,37 @@ func (q *Queue) Enqueue(ctx context.Context, pipeline string, payload []byte) (T
 	}
 	var id TaskID
 	err := q.update(func(tx *bolt.Tx) error {
-		seq, err := tx.Bucket(bTasks).NextSequence()
-		if err != nil {
-			return err
-		}
-		id = TaskID(seq)
-		now := q.cfg.Now()
-		t := &Task{
-			ID:         id,
-			Pipeline:   pipeline,
-			Payload:    bytes.Clone(payload),
-			State:      StateReady,
-			EnqueuedAt: now,
-			ReadyAt:    now,
-		}
-		if err := putTask(tx, t); err != nil {
-			return err
-		}
-		return putIndex(tx, bReady, pipeline, indexKey(now, id))
+		var err error
+		id, err = q.enqueueTx(tx, q.cfg.Now(), pipeline, payload)
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("queue: enqueue to %q: %w", pipeline, err)
 	}
 	return id, nil
+}
+
+func (q *Queue) enqueueTx(tx *bolt.Tx, now time.Time, pipeline string, payload []byte) (TaskID, error) {
+	if len(payload) > q.cfg.MaxPayloadBytes {
+		return 0, fmt.Errorf("%w: payload of %d bytes exceeds MaxPayloadBytes %d", ErrInvalid, len(payload), q.cfg.MaxPayloadBytes)
+	}
+	seq, err := tx.Bucket(bTasks).NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	id := TaskID(seq)
+	t := &Task{
+		ID:         id,
+		Pipeline:   pipeline,
+		Payload:    bytes.Clone(payload),
+		State:      StateReady,
+		EnqueuedAt: now,
+		ReadyAt:    now,
+	}
+	if err := putTask(tx, t); err != nil {
+		return 0, err
+	}
+	return id, putIndex(tx, bReady, pipeline, indexKey(now, id))
 }
 
 // Lease claims the next ready task of the pipeline for worker: the one
@@ -472,6 +488,9 @@ func (q *Queue) Complete(l Lease, result []byte) error {
 		if err := putTask(tx, t); err != nil {
 			return err
 		}
+		if err := q.onDone(tx, now, t); err != nil {
+			return err
+		}
 		return bumpCounter(tx, t.Pipeline, kCompleted)
 	})
 	if err != nil {
@@ -522,18 +541,31 @@ func (q *Queue) holding(tx *bolt.Tx, l Lease, now time.Time) (*Task, error) {
 // and either puts the task back after the backoff or, after MaxAttempts,
 // onto the dead-letter list.
 func (q *Queue) retryOrBury(tx *bolt.Tx, t *Task, at time.Time, msg string) error {
+	if len(msg) > maxErrorLen {
+		msg = msg[:maxErrorLen] + "..."
+	}
 	t.Errors = append(t.Errors, AttemptError{Attempt: t.Attempts, At: at, Message: msg})
-	if t.Attempts >= q.cfg.MaxAttempts {
+	if len(t.Errors) > maxErrors { // keep the first and the latest ones
+		t.Errors = append(t.Errors[:1], t.Errors[len(t.Errors)-maxErrors+1:]...)
+	}
+	maxAttempts, base := q.limits(tx, t)
+	if t.Attempts >= maxAttempts {
 		t.State = StateDead
 		t.ReadyAt = time.Time{}
 		t.FinishedAt = at
 		if err := putTask(tx, t); err != nil {
 			return err
 		}
-		return putIndex(tx, bDead, t.Pipeline, indexKey(at, t.ID))
+		if err := putIndex(tx, bDead, t.Pipeline, indexKey(at, t.ID)); err != nil {
+			return err
+		}
+		return q.onDead(tx, at, t)
 	}
+	cfg := q.cfg
+	cfg.BackoffBase = base
+	cfg.BackoffCap = max(cfg.BackoffCap, base)
 	t.State = StateReady
-	t.ReadyAt = at.Add(q.cfg.Backoff(t.Attempts))
+	t.ReadyAt = at.Add(cfg.Backoff(t.Attempts))
 	if err := putTask(tx, t); err != nil {
 		return err
 	}
@@ -580,6 +612,9 @@ func (q *Queue) expire(tx *bolt.Tx, pipeline string, now time.Time) error {
 // settle applies expired leases of the pipeline, taking a write
 // transaction only when there is one.
 func (q *Queue) settle(pipeline string) error {
+	if q.passive {
+		return nil
+	}
 	var due bool
 	err := q.view(func(tx *bolt.Tx) error {
 		leased := tx.Bucket(bLeased).Bucket([]byte(pipeline))
@@ -601,7 +636,7 @@ func (q *Queue) settle(pipeline string) error {
 // pipeline.
 func (q *Queue) Get(id TaskID) (Task, error) {
 	t, err := q.get(id)
-	if err == nil && t.State == StateLeased && !q.cfg.Now().Before(t.LeaseExpires) {
+	if err == nil && !q.passive && t.State == StateLeased && !q.cfg.Now().Before(t.LeaseExpires) {
 		if err = q.settle(t.Pipeline); err == nil {
 			t, err = q.get(id)
 		}
@@ -674,7 +709,10 @@ func (q *Queue) Retry(id TaskID) error {
 		if err := putTask(tx, t); err != nil {
 			return err
 		}
-		return putIndex(tx, bReady, t.Pipeline, indexKey(now, t.ID))
+		if err := putIndex(tx, bReady, t.Pipeline, indexKey(now, t.ID)); err != nil {
+			return err
+		}
+		return q.onRetry(tx, t)
 	})
 	if err != nil {
 		return fmt.Errorf("queue: retry task %d: %w", id, err)

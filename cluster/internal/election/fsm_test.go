@@ -1,7 +1,12 @@
 package election
 
 import (
+	"encoding/json"
+	"path/filepath"
+
 	"bytes"
+	"github.com/hashicorp/raft"
+	"github.com/wasmpod/wasmpod/cluster/queue"
 	"io"
 	"testing"
 	"time"
@@ -78,7 +83,7 @@ func TestFSMSnapshotRestore(t *testing.T) {
 	f.apply(6, Command{Op: OpAcquire, Name: "b", Node: "n2", TTL: time.Second})
 	snap, _ := f.Snapshot()
 	var buf bytes.Buffer
-	if err := snap.(snapshot).Persist(&sink{Buffer: &buf}); err != nil {
+	if err := snap.Persist(&sink{Buffer: &buf}); err != nil {
 		t.Fatal(err)
 	}
 	g := NewFSM()
@@ -107,3 +112,56 @@ type sink struct{ *bytes.Buffer }
 func (sink) ID() string    { return "test" }
 func (sink) Cancel() error { return nil }
 func (sink) Close() error  { return nil }
+
+func TestFSMSnapshotCarriesQueue(t *testing.T) {
+	open := func() *queue.Machine {
+		m, err := queue.OpenMachine(filepath.Join(t.TempDir(), "q.db"), queue.DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Close() })
+		return m
+	}
+	f := NewFSM()
+	f.SetQueue(open())
+	f.apply(3, Command{Op: OpAcquire, Name: "a", Node: "n1", TTL: time.Second})
+	def, _ := json.Marshal(queue.Command{Op: queue.OpDefine, At: time.Now(), Pipeline: &queue.Pipeline{Name: "p", Stages: []queue.StageDef{{Name: "s"}}}})
+	resp := f.Apply(&raft.Log{Type: raft.LogCommand, Index: 4, Data: append([]byte{QueueTag}, def...)})
+	var r queue.Response
+	if err := json.Unmarshal(resp.([]byte), &r); err != nil || r.Err() != nil {
+		t.Fatalf("define: %s %v", resp, err)
+	}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := snap.Persist(&sink{Buffer: &buf}); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	g := NewFSM()
+	g.SetQueue(open())
+	if err := g.Restore(io.NopCloser(&buf)); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.List(); len(got) != 1 || got[0].Token != 3 {
+		t.Fatalf("leases %+v", got)
+	}
+	var ps []queue.Pipeline
+	_ = g.Queue().Read(func(q *queue.Queue) error { ps, err = q.Pipelines(); return err })
+	if err != nil || len(ps) != 1 || ps[0].Name != "p" {
+		t.Fatalf("pipelines %+v %v", ps, err)
+	}
+
+	// A snapshot from before the queue existed (bare JSON) still restores.
+	legacy, _ := json.Marshal([]Record{{Name: "old", Node: "n", Token: 9}})
+	h := NewFSM()
+	h.SetQueue(open())
+	if err := h.Restore(io.NopCloser(bytes.NewReader(legacy))); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.List(); len(got) != 1 || got[0].Token != 9 {
+		t.Fatalf("legacy leases %+v", got)
+	}
+}

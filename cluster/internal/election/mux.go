@@ -24,10 +24,18 @@ type mux struct {
 	done      chan struct{}
 	once      sync.Once
 	wg        sync.WaitGroup
+
+	// streams serve the other connection kinds (work-queue forwarding, blob transfer); each
+	// runs on its own goroutine, and close closes the connections still open.
+	streams map[byte]func(net.Conn)
+	connMu  sync.Mutex
+	conns   map[net.Conn]struct{}
 }
 
-func newMux(ln net.Listener, advertise net.Addr) *mux {
-	m := &mux{ln: ln, advertise: advertise, raftCh: make(chan net.Conn), rpcCh: make(chan net.Conn), done: make(chan struct{})}
+func newMux(ln net.Listener, advertise net.Addr, streams map[byte]func(net.Conn)) *mux {
+	m := &mux{ln: ln, advertise: advertise, raftCh: make(chan net.Conn), rpcCh: make(chan net.Conn), done: make(chan struct{}),
+		conns: map[net.Conn]struct{}{}}
+	m.streams = streams
 	m.wg.Add(1)
 	go m.accept()
 	return m
@@ -66,7 +74,17 @@ func (m *mux) accept() {
 			case connRPC:
 				ch = m.rpcCh
 			default:
-				c.Close()
+				h, ok := m.streams[b[0]]
+				if !ok {
+					c.Close()
+					return
+				}
+				if !m.track(c) {
+					c.Close()
+					return
+				}
+				defer m.untrack(c)
+				h(c)
 				return
 			}
 			select {
@@ -78,12 +96,41 @@ func (m *mux) accept() {
 	}
 }
 
+func (m *mux) track(c net.Conn) bool {
+	m.connMu.Lock()
+	defer m.connMu.Unlock()
+	select {
+	case <-m.done:
+		return false
+	default:
+	}
+	m.conns[c] = struct{}{}
+	return true
+}
+
+func (m *mux) untrack(c net.Conn) {
+	m.connMu.Lock()
+	delete(m.conns, c)
+	m.connMu.Unlock()
+	c.Close()
+}
+
 func (m *mux) close() {
 	m.once.Do(func() {
+		m.connMu.Lock()
 		close(m.done)
+		for c := range m.conns {
+			c.Close()
+		}
+		m.connMu.Unlock()
 		m.ln.Close()
 	})
 	m.wg.Wait()
+}
+
+// Dial opens a connection of the given kind to a node's Raft/RPC port.
+func Dial(addr string, kind byte, timeout time.Duration) (net.Conn, error) {
+	return dialKind(addr, kind, timeout)
 }
 
 func dialKind(addr string, kind byte, timeout time.Duration) (net.Conn, error) {

@@ -21,6 +21,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/wasmpod/wasmpod/cluster/queue"
 )
 
 // Errors, mapped to the public sentinels by package cluster.
@@ -52,6 +54,11 @@ type Config struct {
 	LogOutput   io.Writer
 	Peers       func() []Peer // membership view; nil means no peers
 	ForwardWait time.Duration // how long an operation waits for a leader
+
+	// Queue, if set, is the work queue's state machine, replicated in the same log.
+	Queue *queue.Machine
+	// Streams serve extra connection kinds on the Raft port (not 'R' or 'F').
+	Streams map[byte]func(net.Conn)
 }
 
 // Timing groups the clock-related settings.
@@ -181,12 +188,13 @@ func Start(cfg Config) (*Service, error) {
 		}
 	}
 
-	m := newMux(ln, adv)
+	m := newMux(ln, adv, cfg.Streams)
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: raftLayer{m}, MaxPool: 3, Timeout: 2 * time.Second, Logger: logger,
 	})
 
 	fsm := NewFSM()
+	fsm.SetQueue(cfg.Queue)
 	if cfg.Bootstrap {
 		has, err := raft.HasExistingState(logs, stable, snaps)
 		if err == nil && !has {
@@ -252,6 +260,48 @@ func (s *Service) Status() Status {
 	}
 	sort.Strings(st.Voters)
 	return st
+}
+
+// LeaderAddr is the current leader's Raft/RPC address ("" when unknown).
+func (s *Service) LeaderAddr() string {
+	addr, _ := s.raft.LeaderWithID()
+	return string(addr)
+}
+
+// Done is closed when the service shuts down.
+func (s *Service) Done() <-chan struct{} { return s.stop }
+
+// ApplyQueue commits one work-queue command (encoded queue.Command) through the log and
+// returns the machine's encoded response. It runs only on the leader (ErrNoLeader elsewhere,
+// or when the leader loses its quorum before the entry commits).
+func (s *Service) ApplyQueue(cmd []byte, timeout time.Duration) ([]byte, error) {
+	if s.raft.State() != raft.Leader {
+		return nil, ErrNoLeader
+	}
+	if err := s.caughtUp(timeout); err != nil {
+		return nil, ErrNoLeader
+	}
+	f := s.raft.Apply(append([]byte{QueueTag}, cmd...), timeout)
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoLeader, err)
+	}
+	b, ok := f.Response().([]byte)
+	if !ok {
+		return nil, errors.New("election: work queue answered nothing")
+	}
+	return b, nil
+}
+
+// CaughtUp makes sure this leader has applied every entry committed before its term, so that
+// reads of its replica see every acknowledged change.
+func (s *Service) CaughtUp(timeout time.Duration) error {
+	if s.raft.State() != raft.Leader {
+		return ErrNoLeader
+	}
+	if err := s.caughtUp(timeout); err != nil {
+		return ErrNoLeader
+	}
+	return nil
 }
 
 // IsLeader reports whether this node is the Raft leader.

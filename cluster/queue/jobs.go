@@ -1,0 +1,458 @@
+package queue
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Pipeline layer: jobs push their inputs through a pipeline's stages. Each stage k has its
+// own task queue (StageQueue(pipeline, k)); a task's payload is a JSON StageTask and its
+// result the JSON File it produced. The hooks below run inside the transaction that completes,
+// dead-letters or retries a task, so a job never sees half a transition.
+//
+// Buckets: jobs (id -> JSON jobRecord, sequence = job ids), slots (job|stage|slot -> the id
+// of the task currently serving that slot), pipelines (name -> JSON Pipeline), requests
+// (submit request id -> job id, for idempotent submits).
+var (
+	bJobs      = []byte("jobs")
+	bSlots     = []byte("slots")
+	bPipelines = []byte("pipelines")
+	bRequests  = []byte("requests")
+)
+
+// MaxJobInputs bounds the inputs of one job.
+const MaxJobInputs = 100_000
+
+type jobRecord struct {
+	ID       JobID           `json:"id"`
+	Pipeline Pipeline        `json:"pipeline"`
+	Inputs   []File          `json:"inputs"`
+	Created  time.Time       `json:"created"`
+	Finished time.Time       `json:"finished,omitzero"`
+	Stages   []StageProgress `json:"stages"`
+	// MergeStarted[k] is set while merge stage k has been started for the current resolution
+	// of stage k-1; a retried task of an earlier stage clears it so that the merge re-runs.
+	MergeStarted []bool `json:"merge_started"`
+}
+
+func slotKey(job JobID, stage, slot int) []byte {
+	k := make([]byte, 16)
+	binary.BigEndian.PutUint64(k, uint64(job))
+	binary.BigEndian.PutUint32(k[8:], uint32(stage))
+	binary.BigEndian.PutUint32(k[12:], uint32(slot))
+	return k
+}
+
+func getJob(tx *bolt.Tx, id JobID) (*jobRecord, error) {
+	v := tx.Bucket(bJobs).Get(idKey(TaskID(id)))
+	if v == nil {
+		return nil, fmt.Errorf("%w: job %d", ErrNotFound, id)
+	}
+	var j jobRecord
+	if err := json.Unmarshal(v, &j); err != nil || j.ID != id || len(j.Stages) != len(j.Pipeline.Stages) {
+		return nil, fmt.Errorf("%w: job %d record does not decode", ErrCorrupt, id)
+	}
+	if len(j.MergeStarted) != len(j.Stages) {
+		j.MergeStarted = make([]bool, len(j.Stages))
+	}
+	return &j, nil
+}
+
+func putJob(tx *bolt.Tx, j *jobRecord) error {
+	b, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bJobs).Put(idKey(TaskID(j.ID)), b)
+}
+
+// recompute derives every stage's Expected from the counters: a non-merge stage expects what
+// the stage before it did not dead-letter; a merge stage expects one run.
+func (j *jobRecord) recompute() {
+	for k := range j.Stages {
+		switch {
+		case j.Pipeline.Stages[k].Merge:
+			j.Stages[k].Expected = 1
+		case k == 0:
+			j.Stages[k].Expected = len(j.Inputs)
+		default:
+			j.Stages[k].Expected = max(0, j.Stages[k-1].Expected-j.Stages[k-1].Dead)
+		}
+	}
+}
+
+func (j *jobRecord) resolved(k int) bool {
+	s := j.Stages[k]
+	return s.Done+s.Dead >= s.Expected
+}
+
+func (j *jobRecord) state() JobState {
+	for k := range j.Stages {
+		if !j.resolved(k) {
+			return JobRunning
+		}
+	}
+	for _, s := range j.Stages {
+		if s.Dead > 0 {
+			return JobPartial
+		}
+	}
+	return JobDone
+}
+
+// definePipeline stores p (replacing a definition of the same name).
+func definePipeline(tx *bolt.Tx, p Pipeline) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bPipelines).Put([]byte(p.Name), b)
+}
+
+func getPipeline(tx *bolt.Tx, name string) (*Pipeline, error) {
+	v := tx.Bucket(bPipelines).Get([]byte(name))
+	if v == nil {
+		return nil, fmt.Errorf("%w: pipeline %q is not defined", ErrNotFound, name)
+	}
+	var p Pipeline
+	if err := json.Unmarshal(v, &p); err != nil {
+		return nil, fmt.Errorf("%w: pipeline %q record does not decode", ErrCorrupt, name)
+	}
+	return &p, nil
+}
+
+// ValidateInputs checks a job's inputs: 1..MaxJobInputs valid files with unique names.
+func ValidateInputs(inputs []File) error {
+	if len(inputs) == 0 || len(inputs) > MaxJobInputs {
+		return fmt.Errorf("%w: a job needs 1..%d inputs, got %d", ErrInvalid, MaxJobInputs, len(inputs))
+	}
+	seen := make(map[string]int, len(inputs))
+	for i := range inputs {
+		if err := inputs[i].Validate(); err != nil {
+			return fmt.Errorf("input %d: %w", i, err)
+		}
+		if j, dup := seen[inputs[i].Name]; dup {
+			return fmt.Errorf("%w: inputs %d and %d are both named %q", ErrInvalid, j, i, inputs[i].Name)
+		}
+		seen[inputs[i].Name] = i
+	}
+	return nil
+}
+
+// submit creates a job and its first-stage tasks. A repeated request id returns the job the
+// first request created.
+func (q *Queue) submit(tx *bolt.Tx, now time.Time, requestID, pipeline string, inputs []File) (JobID, error) {
+	return q.submitWith(tx, now, requestID, pipeline, inputs, 0, 0)
+}
+
+// submitWith is submit with the attempt limit and backoff base to record in the job when its
+// pipeline sets none (0: the queue's configuration at the time of each failure).
+func (q *Queue) submitWith(tx *bolt.Tx, now time.Time, requestID, pipeline string, inputs []File, maxAttempts int, backoff time.Duration) (JobID, error) {
+	if requestID != "" {
+		if v := tx.Bucket(bRequests).Get([]byte(requestID)); len(v) == 8 {
+			return JobID(binary.BigEndian.Uint64(v)), nil
+		}
+	}
+	if err := ValidateInputs(inputs); err != nil {
+		return 0, err
+	}
+	p, err := getPipeline(tx, pipeline)
+	if err != nil {
+		return 0, err
+	}
+	if p.MaxAttempts == 0 && maxAttempts > 0 {
+		p.MaxAttempts = maxAttempts
+	}
+	if p.Backoff == 0 && backoff > 0 {
+		p.Backoff = backoff
+	}
+	seq, err := tx.Bucket(bJobs).NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	j := &jobRecord{ID: JobID(seq), Pipeline: *p, Inputs: inputs, Created: now,
+		Stages: make([]StageProgress, len(p.Stages)), MergeStarted: make([]bool, len(p.Stages))}
+	for k, s := range p.Stages {
+		j.Stages[k].Name = s.Name
+	}
+	j.recompute()
+	if p.Stages[0].Merge {
+		if err := q.enqueueMerge(tx, now, j, 0, inputs); err != nil {
+			return 0, err
+		}
+	} else {
+		for i, in := range inputs {
+			if err := q.enqueueStage(tx, now, j, 0, i, []File{in}); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if err := putJob(tx, j); err != nil {
+		return 0, err
+	}
+	if requestID != "" {
+		if err := tx.Bucket(bRequests).Put([]byte(requestID), idKey(TaskID(j.ID))); err != nil {
+			return 0, err
+		}
+	}
+	return j.ID, nil
+}
+
+func (q *Queue) enqueueStage(tx *bolt.Tx, now time.Time, j *jobRecord, stage, slot int, inputs []File) error {
+	def := j.Pipeline.Stages[stage]
+	payload, err := json.Marshal(StageTask{Job: j.ID, Stage: stage, Slot: slot, Inputs: inputs, Name: def.Name, Merge: def.Merge})
+	if err != nil {
+		return err
+	}
+	id, err := q.enqueueTx(tx, now, StageQueue(j.Pipeline.Name, stage), payload)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bSlots).Put(slotKey(j.ID, stage, slot), idKey(id))
+}
+
+// enqueueMerge starts the merge stage k over inputs, after forgetting whatever an earlier
+// run of it (and of the stages after it) did: their tasks, if still running, become stale.
+func (q *Queue) enqueueMerge(tx *bolt.Tx, now time.Time, j *jobRecord, k int, inputs []File) error {
+	for s := k; s < len(j.Stages); s++ {
+		j.Stages[s].Done, j.Stages[s].Dead = 0, 0
+		j.MergeStarted[s] = false
+		if err := deleteSlots(tx, j.ID, s); err != nil {
+			return err
+		}
+	}
+	j.MergeStarted[k] = true
+	j.Finished = time.Time{}
+	j.recompute()
+	if len(inputs) == 0 { // every input was dead-lettered: nothing to merge
+		j.Stages[k].Dead = 1
+		j.recompute()
+		return q.advance(tx, now, j, k)
+	}
+	return q.enqueueStage(tx, now, j, k, 0, inputs)
+}
+
+func deleteSlots(tx *bolt.Tx, job JobID, stage int) error {
+	b := tx.Bucket(bSlots)
+	prefix := slotKey(job, stage, 0)[:12]
+	c := b.Cursor()
+	var keys [][]byte
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stageTaskOf decodes a pipeline task's payload; ok is false for plain queue tasks.
+func stageTaskOf(t *Task) (StageTask, bool) {
+	var st StageTask
+	if !strings.Contains(t.Pipeline, "/") || len(t.Payload) == 0 || t.Payload[0] != '{' {
+		return st, false
+	}
+	if err := json.Unmarshal(t.Payload, &st); err != nil || st.Job == 0 {
+		return st, false
+	}
+	return st, true
+}
+
+// jobOf returns the job a task serves, if the task still owns its slot (a task replaced by
+// a re-run of its stage is stale and moves nothing).
+func jobOf(tx *bolt.Tx, t *Task) (*jobRecord, StageTask, bool, error) {
+	st, ok := stageTaskOf(t)
+	if !ok {
+		return nil, st, false, nil
+	}
+	v := tx.Bucket(bSlots).Get(slotKey(st.Job, st.Stage, st.Slot))
+	if len(v) != 8 || TaskID(binary.BigEndian.Uint64(v)) != t.ID {
+		return nil, st, false, nil
+	}
+	j, err := getJob(tx, st.Job)
+	if errors.Is(err, ErrNotFound) {
+		return nil, st, false, nil
+	}
+	if err != nil {
+		return nil, st, false, err
+	}
+	if st.Stage < 0 || st.Stage >= len(j.Stages) {
+		return nil, st, false, fmt.Errorf("%w: task %d names stage %d of job %d", ErrCorrupt, t.ID, st.Stage, j.ID)
+	}
+	return j, st, true, nil
+}
+
+// limits returns the attempt limit and backoff base for a task: its pipeline's, or the
+// queue's.
+func (q *Queue) limits(tx *bolt.Tx, t *Task) (int, time.Duration) {
+	maxAttempts, base := q.cfg.MaxAttempts, q.cfg.BackoffBase
+	if st, ok := stageTaskOf(t); ok {
+		if j, err := getJob(tx, st.Job); err == nil {
+			if j.Pipeline.MaxAttempts > 0 {
+				maxAttempts = j.Pipeline.MaxAttempts
+			}
+			if j.Pipeline.Backoff > 0 {
+				base = j.Pipeline.Backoff
+			}
+		}
+	}
+	return maxAttempts, base
+}
+
+// onDone moves a job on after one of its tasks completed with result (a JSON File).
+func (q *Queue) onDone(tx *bolt.Tx, now time.Time, t *Task) error {
+	j, st, ok, err := jobOf(tx, t)
+	if !ok || err != nil {
+		return err
+	}
+	var out File
+	if err := json.Unmarshal(t.Result, &out); err != nil {
+		return fmt.Errorf("%w: result of pipeline task %d is not a file reference", ErrInvalid, t.ID)
+	}
+	if err := out.Validate(); err != nil {
+		return fmt.Errorf("result of pipeline task %d: %w", t.ID, err)
+	}
+	j.Stages[st.Stage].Done++
+	j.recompute()
+	k := st.Stage
+	if k+1 < len(j.Stages) && !j.Pipeline.Stages[k+1].Merge {
+		if err := q.enqueueStage(tx, now, j, k+1, st.Slot, []File{out}); err != nil {
+			return err
+		}
+	}
+	return q.advance(tx, now, j, k)
+}
+
+// onDead accounts for a dead-lettered task of a job.
+func (q *Queue) onDead(tx *bolt.Tx, now time.Time, t *Task) error {
+	j, st, ok, err := jobOf(tx, t)
+	if !ok || err != nil {
+		return err
+	}
+	j.Stages[st.Stage].Dead++
+	j.recompute()
+	return q.advance(tx, now, j, st.Stage)
+}
+
+// onRetry undoes onDead when a dead-lettered task is put back.
+func (q *Queue) onRetry(tx *bolt.Tx, t *Task) error {
+	j, st, ok, err := jobOf(tx, t)
+	if !ok || err != nil {
+		return err
+	}
+	if j.Stages[st.Stage].Dead > 0 {
+		j.Stages[st.Stage].Dead--
+	}
+	for m := st.Stage + 1; m < len(j.Stages); m++ {
+		if j.Pipeline.Stages[m].Merge {
+			j.MergeStarted[m] = false
+		}
+	}
+	j.Finished = time.Time{}
+	j.recompute()
+	return putJob(tx, j)
+}
+
+// advance runs after stage k's counters changed: it starts a following merge stage once k
+// has resolved, and stamps the job finished when every stage has.
+func (q *Queue) advance(tx *bolt.Tx, now time.Time, j *jobRecord, k int) error {
+	// Stages with nothing to run resolve at once; walk forward to the first merge that can start.
+	for s := k; s+1 < len(j.Stages); s++ {
+		if !j.resolved(s) {
+			break
+		}
+		if j.Pipeline.Stages[s+1].Merge {
+			if j.MergeStarted[s+1] {
+				break // already started for this resolution of stage s
+			}
+			outs, err := stageOutputs(tx, j, s)
+			if err != nil {
+				return err
+			}
+			return q.finishPut(tx, now, j, q.enqueueMerge(tx, now, j, s+1, outs))
+		}
+	}
+	return q.finishPut(tx, now, j, nil)
+}
+
+func (q *Queue) finishPut(tx *bolt.Tx, now time.Time, j *jobRecord, err error) error {
+	if err != nil {
+		return err
+	}
+	if j.state() != JobRunning && j.Finished.IsZero() {
+		j.Finished = now
+	}
+	return putJob(tx, j)
+}
+
+// stageOutputs collects the outputs of stage k's completed tasks, in slot order.
+func stageOutputs(tx *bolt.Tx, j *jobRecord, k int) ([]File, error) {
+	var outs []File
+	prefix := slotKey(j.ID, k, 0)[:12]
+	c := tx.Bucket(bSlots).Cursor()
+	for key, v := c.Seek(prefix); key != nil && bytes.HasPrefix(key, prefix); key, v = c.Next() {
+		if len(v) != 8 {
+			return nil, fmt.Errorf("%w: slot %x", ErrCorrupt, key)
+		}
+		t, err := getTask(tx, TaskID(binary.BigEndian.Uint64(v)))
+		if err != nil {
+			return nil, err
+		}
+		if t.State != StateDone {
+			continue
+		}
+		var f File
+		if err := json.Unmarshal(t.Result, &f); err != nil {
+			return nil, fmt.Errorf("%w: result of task %d", ErrCorrupt, t.ID)
+		}
+		outs = append(outs, f)
+	}
+	return outs, nil
+}
+
+// view builds the public Job.
+func (j *jobRecord) view(tx *bolt.Tx) (Job, error) {
+	out := Job{ID: j.ID, Pipeline: j.Pipeline, Inputs: j.Inputs, State: j.state(), Created: j.Created,
+		Finished: j.Finished, Stages: append([]StageProgress(nil), j.Stages...)}
+	last := len(j.Stages) - 1
+	outs, err := stageOutputs(tx, j, last)
+	if err != nil {
+		return Job{}, err
+	}
+	out.Outputs = outs
+	return out, nil
+}
+
+// info builds the public TaskInfo of a task.
+func info(tx *bolt.Tx, t *Task) TaskInfo {
+	ti := TaskInfo{ID: t.ID, Pipeline: t.Pipeline, State: t.State.String(), Attempts: t.Attempts, Worker: t.Worker,
+		Errors: t.Errors, Enqueued: t.EnqueuedAt, Finished: t.FinishedAt}
+	if st, ok := stageTaskOf(t); ok {
+		ti.Job, ti.Stage, ti.Inputs = st.Job, st.Stage, st.Inputs
+		if j, err := getJob(tx, st.Job); err == nil {
+			ti.Pipeline = j.Pipeline.Name
+			if st.Stage >= 0 && st.Stage < len(j.Pipeline.Stages) {
+				ti.StageName = j.Pipeline.Stages[st.Stage].Name
+			}
+		}
+	}
+	if t.State == StateDone && len(t.Result) > 0 {
+		var f File
+		if json.Unmarshal(t.Result, &f) == nil {
+			ti.Output = &f
+		}
+	}
+	return ti
+}

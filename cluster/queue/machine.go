@@ -1,0 +1,313 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Op names a replicated queue operation.
+type Op string
+
+// The operations a Machine applies.
+const (
+	OpDefine    Op = "define"
+	OpSubmit    Op = "submit"
+	OpLease     Op = "lease"
+	OpHeartbeat Op = "heartbeat"
+	OpComplete  Op = "complete"
+	OpFail      Op = "fail"
+	OpRetry     Op = "retry"
+)
+
+// Command is one replicated queue operation. At is the proposer's clock (the Raft leader's):
+// every replica applies the command at that time, so replicas stay identical.
+type Command struct {
+	Op       Op        `json:"op"`
+	At       time.Time `json:"at"`
+	Pipeline *Pipeline `json:"pipeline,omitempty"` // define
+	Request  string    `json:"request,omitempty"`  // submit: idempotency key
+	Name     string    `json:"name,omitempty"`     // submit: pipeline; lease: queue
+	Inputs   []File    `json:"inputs,omitempty"`   // submit
+	Worker   string    `json:"worker,omitempty"`   // lease
+	Lease    *Lease    `json:"lease,omitempty"`    // heartbeat, complete, fail
+	Output   *File     `json:"output,omitempty"`   // complete
+	Error    string    `json:"error,omitempty"`    // fail
+	Task     TaskID    `json:"task,omitempty"`     // retry
+
+	// The proposer's settings, carried so that replicas configured differently still apply
+	// the same thing: the lease length (lease, heartbeat) and, for a submit, the attempt
+	// limit and backoff base of jobs whose pipeline sets none.
+	LeaseFor    time.Duration `json:"lease_for,omitempty"`
+	MaxAttempts int           `json:"max_attempts,omitempty"`
+	Backoff     time.Duration `json:"backoff,omitempty"`
+}
+
+// Response is what applying a Command returns.
+type Response struct {
+	Code  string `json:"code,omitempty"` // sentinel name, "" on success
+	Error string `json:"error,omitempty"`
+	Lease *Lease `json:"lease,omitempty"`
+	Job   JobID  `json:"job,omitempty"`
+}
+
+var codes = map[string]error{
+	"empty": ErrEmpty, "lease_lost": ErrLeaseLost, "not_found": ErrNotFound, "not_dead": ErrNotDead,
+	"invalid": ErrInvalid, "corrupt": ErrCorrupt, "closed": ErrClosed,
+}
+
+// RemoteError is an error returned by a queue operation applied elsewhere (on the Raft
+// leader): it prints the original message and unwraps to the original sentinel.
+type RemoteError struct {
+	Sentinel error
+	Message  string
+}
+
+func (e *RemoteError) Error() string { return e.Message }
+
+// Unwrap returns the sentinel.
+func (e *RemoteError) Unwrap() error { return e.Sentinel }
+
+// Err turns a response back into an error (nil on success).
+func (r *Response) Err() error {
+	if r.Code == "" && r.Error == "" {
+		return nil
+	}
+	if s, ok := codes[r.Code]; ok {
+		return &RemoteError{Sentinel: s, Message: r.Error}
+	}
+	return errors.New(r.Error)
+}
+
+func responseOf(err error) Response {
+	if err == nil {
+		return Response{}
+	}
+	r := Response{Error: err.Error(), Code: "other"}
+	for code, s := range codes {
+		if errors.Is(err, s) {
+			r.Code = code
+			break
+		}
+	}
+	return r
+}
+
+// Machine is the replicated form of a Queue: a state machine whose every change is a Command
+// from a replicated log (Raft), applied in log order. Its file is a cache of the log: it is
+// rebuilt from the last snapshot and the log on every start, so it is written without fsync
+// (the log is what is durable). Reads are passive: they never change state, so that replicas
+// cannot drift.
+//
+// Apply, Snapshot and Restore are called by the log's single applier goroutine; reads may run
+// concurrently with them.
+type Machine struct {
+	path string
+	cfg  Config
+
+	mu sync.RWMutex // write: Restore swaps the file; read: everything else
+	q  *Queue
+
+	at atomic.Int64 // the applying command's time, read by the queue's clock
+
+	chMu   sync.Mutex
+	change chan struct{}
+}
+
+// OpenMachine creates an empty machine at path, removing what a previous run left there.
+func OpenMachine(path string, cfg Config) (*Machine, error) {
+	m := &Machine{path: path, cfg: cfg, change: make(chan struct{})}
+	cfg.Now = m.clock
+	m.cfg = cfg
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("queue: machine: %w", err)
+	}
+	q, err := open(path, cfg, true)
+	if err != nil {
+		return nil, err
+	}
+	q.passive = true
+	m.q = q
+	return m, nil
+}
+
+func (m *Machine) clock() time.Time { return time.Unix(0, m.at.Load()).UTC() }
+
+// Config returns the queue configuration (LeaseDuration etc.).
+func (m *Machine) Config() Config { return m.cfg }
+
+// Close closes the file. Idempotent.
+func (m *Machine) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.q.Close()
+}
+
+// Changed returns a channel closed at the next applied change.
+func (m *Machine) Changed() <-chan struct{} {
+	m.chMu.Lock()
+	defer m.chMu.Unlock()
+	return m.change
+}
+
+func (m *Machine) notify() {
+	m.chMu.Lock()
+	close(m.change)
+	m.change = make(chan struct{})
+	m.chMu.Unlock()
+}
+
+// Read runs fn on the local replica. fn must not keep q.
+func (m *Machine) Read(fn func(q *Queue) error) error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return fn(m.q)
+}
+
+// Apply applies one encoded Command and returns the encoded Response. A command that does not
+// decode is answered with an invalid-argument response and changes nothing.
+func (m *Machine) Apply(data []byte) []byte {
+	var c Command
+	var resp Response
+	if err := json.Unmarshal(data, &c); err != nil {
+		resp = responseOf(fmt.Errorf("%w: command does not decode: %v", ErrInvalid, err))
+	} else {
+		resp = m.apply(&c)
+	}
+	b, _ := json.Marshal(resp)
+	return b
+}
+
+func (m *Machine) apply(c *Command) Response {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.at.Store(c.At.UnixNano())
+	m.q.cfg.LeaseDuration = m.cfg.LeaseDuration
+	if c.LeaseFor > 0 {
+		m.q.cfg.LeaseDuration = c.LeaseFor
+	}
+	var (
+		resp Response
+		err  error
+	)
+	q := m.q
+	switch c.Op {
+	case OpDefine:
+		if c.Pipeline == nil {
+			err = fmt.Errorf("%w: define without pipeline", ErrInvalid)
+		} else {
+			err = q.DefinePipeline(*c.Pipeline)
+		}
+	case OpSubmit:
+		err = q.update(func(tx *bolt.Tx) error {
+			var e error
+			resp.Job, e = q.submitWith(tx, c.At, c.Request, c.Name, c.Inputs, c.MaxAttempts, c.Backoff)
+			return e
+		})
+	case OpLease:
+		var l Lease
+		if l, err = q.Lease(context.Background(), c.Name, c.Worker); err == nil {
+			resp.Lease = &l
+		}
+	case OpHeartbeat, OpComplete, OpFail:
+		if c.Lease == nil {
+			err = fmt.Errorf("%w: %s without lease", ErrInvalid, c.Op)
+			break
+		}
+		switch c.Op {
+		case OpHeartbeat:
+			var l Lease
+			if l, err = q.Heartbeat(*c.Lease); err == nil {
+				resp.Lease = &l
+			}
+		case OpComplete:
+			var out []byte
+			if c.Output != nil {
+				out, _ = json.Marshal(c.Output)
+			}
+			err = q.Complete(*c.Lease, out)
+		case OpFail:
+			err = q.Fail(*c.Lease, c.Error)
+		}
+	case OpRetry:
+		err = q.Retry(c.Task)
+	default:
+		err = fmt.Errorf("%w: unknown operation %q", ErrInvalid, c.Op)
+	}
+	if err == nil || !errors.Is(err, ErrEmpty) {
+		m.notify()
+	}
+	r := responseOf(err)
+	r.Lease, r.Job = resp.Lease, resp.Job
+	if err != nil {
+		r.Lease, r.Job = nil, 0
+	}
+	return r
+}
+
+// Snapshot captures the state for the log's snapshot: persist writes it (it may run
+// concurrently with Apply), release frees it.
+func (m *Machine) Snapshot() (persist func(io.Writer) error, release func(), err error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	tx, err := m.q.db.Begin(false)
+	if err != nil {
+		return nil, nil, fmt.Errorf("queue: snapshot: %w", err)
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { _ = tx.Rollback() }) }
+	persist = func(w io.Writer) error {
+		_, err := tx.WriteTo(w)
+		return err
+	}
+	return persist, release, nil
+}
+
+// Restore replaces the state with a snapshot written by Snapshot.
+func (m *Machine) Restore(r io.Reader) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	tmp := m.path + ".restore"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("queue: restore: %w", err)
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("queue: restore: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("queue: restore: %w", err)
+	}
+	// Check the snapshot opens before dropping the current state.
+	probe, err := open(tmp, m.cfg, true)
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("queue: restore: snapshot does not open: %w", err)
+	}
+	_ = probe.Close()
+	if err := m.q.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, m.path); err != nil {
+		return fmt.Errorf("queue: restore: %w", err)
+	}
+	q, err := open(m.path, m.cfg, true)
+	if err != nil {
+		return fmt.Errorf("queue: restore: %w", err)
+	}
+	q.passive = true
+	m.q = q
+	m.notify()
+	return nil
+}

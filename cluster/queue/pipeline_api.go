@@ -1,0 +1,201 @@
+package queue
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// DefinePipeline creates or replaces a pipeline definition. Jobs keep the definition they
+// were submitted with.
+func (q *Queue) DefinePipeline(p Pipeline) error {
+	if err := q.update(func(tx *bolt.Tx) error { return definePipeline(tx, p) }); err != nil {
+		return fmt.Errorf("queue: define pipeline %q: %w", p.Name, err)
+	}
+	return nil
+}
+
+// Pipelines lists the defined pipelines by name.
+func (q *Queue) Pipelines() ([]Pipeline, error) {
+	var out []Pipeline
+	err := q.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bPipelines).ForEach(func(k, v []byte) error {
+			var p Pipeline
+			if err := json.Unmarshal(v, &p); err != nil {
+				return fmt.Errorf("%w: pipeline %q record does not decode", ErrCorrupt, k)
+			}
+			out = append(out, p)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: pipelines: %w", err)
+	}
+	return out, nil
+}
+
+// Submit creates a job of the pipeline over inputs and enqueues its first stage, in one
+// durable transaction. A non-empty requestID makes the submit idempotent: repeating it returns
+// the job the first one created.
+func (q *Queue) Submit(ctx context.Context, requestID, pipeline string, inputs []File) (JobID, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("queue: submit: %w", err)
+	}
+	if len(requestID) > 128 {
+		return 0, fmt.Errorf("%w: request id longer than 128 bytes", ErrInvalid)
+	}
+	var id JobID
+	err := q.update(func(tx *bolt.Tx) error {
+		var err error
+		id, err = q.submit(tx, q.cfg.Now(), requestID, pipeline, inputs)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("queue: submit to %q: %w", pipeline, err)
+	}
+	return id, nil
+}
+
+// Job returns a job with its progress and outputs so far.
+func (q *Queue) Job(id JobID) (Job, error) {
+	var out Job
+	err := q.view(func(tx *bolt.Tx) error {
+		j, err := getJob(tx, id)
+		if err != nil {
+			return err
+		}
+		out, err = j.view(tx)
+		return err
+	})
+	if err != nil {
+		return Job{}, fmt.Errorf("queue: job %d: %w", id, err)
+	}
+	return out, nil
+}
+
+// Jobs lists the newest jobs, of one pipeline or of all ("" ), newest first; limit <= 0
+// means 100. Outputs are left out (Job has them).
+func (q *Queue) Jobs(pipeline string, limit int) ([]Job, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	var out []Job
+	err := q.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bJobs).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			var j jobRecord
+			if err := json.Unmarshal(v, &j); err != nil || len(j.Stages) != len(j.Pipeline.Stages) {
+				return fmt.Errorf("%w: job record %x", ErrCorrupt, k)
+			}
+			if pipeline != "" && j.Pipeline.Name != pipeline {
+				continue
+			}
+			out = append(out, Job{ID: j.ID, Pipeline: j.Pipeline, Inputs: j.Inputs, State: j.state(),
+				Created: j.Created, Finished: j.Finished, Stages: j.Stages})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: jobs: %w", err)
+	}
+	return out, nil
+}
+
+// StageStats returns the counters of every stage of every defined pipeline.
+func (q *Queue) StageStats() ([]StageStats, error) {
+	ps, err := q.Pipelines()
+	if err != nil {
+		return nil, err
+	}
+	var out []StageStats
+	for _, p := range ps {
+		for k, s := range p.Stages {
+			st, err := q.Stats(StageQueue(p.Name, k))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, StageStats{Pipeline: p.Name, Stage: k, Name: s.Name, Stats: st})
+		}
+	}
+	return out, nil
+}
+
+// DeadTasks lists the dead-lettered tasks of a pipeline's stages ("" for every defined
+// pipeline), oldest first.
+func (q *Queue) DeadTasks(pipeline string) ([]TaskInfo, error) {
+	ps, err := q.Pipelines()
+	if err != nil {
+		return nil, err
+	}
+	var out []TaskInfo
+	found := pipeline == ""
+	for _, p := range ps {
+		if pipeline != "" && p.Name != pipeline {
+			continue
+		}
+		found = true
+		for k := range p.Stages {
+			ts, err := q.Dead(StageQueue(p.Name, k))
+			if err != nil {
+				return nil, err
+			}
+			err = q.view(func(tx *bolt.Tx) error {
+				for i := range ts {
+					out = append(out, info(tx, &ts[i]))
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("queue: dead tasks: %w: pipeline %q is not defined", ErrNotFound, pipeline)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Finished.Before(out[j].Finished) })
+	return out, nil
+}
+
+// TaskInfo returns a task with its pipeline payload and result decoded.
+func (q *Queue) TaskInfo(id TaskID) (TaskInfo, error) {
+	t, err := q.Get(id)
+	if err != nil {
+		return TaskInfo{}, err
+	}
+	var out TaskInfo
+	err = q.view(func(tx *bolt.Tx) error { out = info(tx, &t); return nil })
+	return out, err
+}
+
+// NextReady reports when the queue next has work for Lease at or after now: now itself when
+// a task is ready or a lease has expired, the earliest backoff or lease expiry otherwise, and
+// ok false when the queue holds neither ready nor leased tasks.
+func (q *Queue) NextReady(queue string, now time.Time) (at time.Time, ok bool, err error) {
+	err = q.view(func(tx *bolt.Tx) error {
+		for _, root := range [][]byte{bReady, bLeased} {
+			b := tx.Bucket(root).Bucket([]byte(queue))
+			if b == nil {
+				continue
+			}
+			k, _ := b.Cursor().First()
+			if len(k) < 16 {
+				continue
+			}
+			t := nanosToTime(int64(binary.BigEndian.Uint64(k[:8]) ^ (1 << 63)))
+			if !ok || t.Before(at) {
+				at, ok = t, true
+			}
+		}
+		return nil
+	})
+	if ok && at.Before(now) {
+		at = now
+	}
+	return at, ok, err
+}

@@ -1,0 +1,196 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmpod/wasmpod/cluster/queue"
+)
+
+// funcRunner runs a stage with a Go function over the inputs' contents: the host's runners
+// run wasm; here the queue's plumbing is under test.
+type funcRunner struct {
+	mu    sync.Mutex
+	runs  map[string]int // output name -> runs
+	apply func(inputs map[string][]byte) ([]byte, error)
+}
+
+func (r *funcRunner) RunStage(ctx context.Context, inputs []StageInput, outputName, outDir string) (string, error) {
+	in := map[string][]byte{}
+	for _, f := range inputs {
+		b, err := os.ReadFile(f.Path)
+		if err != nil {
+			return "", err
+		}
+		in[f.Name] = b
+	}
+	out, err := r.apply(in)
+	r.mu.Lock()
+	if r.runs == nil {
+		r.runs = map[string]int{}
+	}
+	r.runs[outputName]++
+	r.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(outDir, filepath.FromSlash(outputName))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return "", err
+	}
+	return outputName, os.WriteFile(p, out, 0o644)
+}
+
+func upper(in map[string][]byte) ([]byte, error) {
+	for _, b := range in {
+		if bytes.Contains(b, []byte("poison")) {
+			return nil, errors.New("poisoned input")
+		}
+		return bytes.ToUpper(b), nil
+	}
+	return nil, errors.New("no input")
+}
+
+func concat(in map[string][]byte) ([]byte, error) {
+	names := make([]string, 0, len(in))
+	for n := range in {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b bytes.Buffer
+	for _, n := range names {
+		fmt.Fprintf(&b, "%s=%s;", n, in[n])
+	}
+	return b.Bytes(), nil
+}
+
+func putFiles(t *testing.T, n *Node, contents map[string]string) []queue.File {
+	t.Helper()
+	var files []queue.File
+	for name, c := range contents {
+		sha, size, err := n.PutBlob(t.Context(), strings.NewReader(c))
+		if err != nil {
+			t.Fatalf("put %s: %v", name, err)
+		}
+		files = append(files, queue.File{Name: name, SHA256: sha, Size: size})
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Name < files[j].Name })
+	return files
+}
+
+func waitJob(t *testing.T, n *Node, id queue.JobID) queue.Job {
+	t.Helper()
+	var j queue.Job
+	eventually(t, "job finished", func() (err error) {
+		if j, err = n.Job(id); err != nil {
+			return err
+		}
+		if !j.IsFinished() {
+			return fmt.Errorf("job %d: %s %+v", id, j.State, j.Stages)
+		}
+		return nil
+	})
+	return j
+}
+
+func readBlob(t *testing.T, n *Node, sha string) string {
+	t.Helper()
+	rc, _, err := n.OpenBlob(t.Context(), sha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, _ := io.ReadAll(rc)
+	return string(b)
+}
+
+func TestWorkQueueSingleNode(t *testing.T) {
+	c := testConfig("solo")
+	c.StateDir = t.TempDir()
+	c.Queue.Backoff = 10 * time.Millisecond
+	n := startNode(t, c)
+	ctx := t.Context()
+	p := queue.Pipeline{Name: "up", MaxAttempts: 2, Stages: []queue.StageDef{{Name: "upper"}, {Name: "join", Merge: true}}}
+	eventually(t, "define", func() error { return n.DefinePipeline(ctx, p) })
+	if _, err := n.Submit(ctx, "nope", []queue.File{{Name: "a", SHA256: strings.Repeat("0", 64)}}); !errors.Is(err, queue.ErrNotFound) {
+		t.Fatalf("submit to an undefined pipeline: %v", err)
+	}
+	up, join := &funcRunner{apply: upper}, &funcRunner{apply: concat}
+	for i, r := range []StageRunner{up, join} {
+		if _, err := n.StartWorkers(WorkerConfig{Pipeline: "up", Stage: i, Concurrency: 2, Timeout: 10 * time.Second, Runner: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := putFiles(t, n, map[string]string{"x/a": "alpha", "y/b": "beta", "z/c": "poison"})
+	id, err := n.Submit(ctx, "up", files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := waitJob(t, n, id)
+	if j.State != queue.JobPartial || len(j.Outputs) != 1 {
+		t.Fatalf("job %+v", j)
+	}
+	if got := readBlob(t, n, j.Outputs[0].SHA256); got != "x/a=ALPHA;y/b=BETA;" {
+		t.Fatalf("merged output %q", got)
+	}
+	dead, err := n.DeadTasks("up")
+	if err != nil || len(dead) != 1 || dead[0].Attempts != 2 || len(dead[0].Errors) != 2 || !strings.Contains(dead[0].Errors[1].Message, "poisoned") {
+		t.Fatalf("dead letters %+v %v", dead, err)
+	}
+	st, err := n.QueueStats()
+	if err != nil || len(st) != 2 || st[0].Completed != 2 || st[0].Dead != 1 || st[1].Completed != 1 {
+		t.Fatalf("stats %+v %v", st, err)
+	}
+	ws := n.WorkerStats()
+	if len(ws) != 2 || ws[0].Completed != 2 || ws[0].Failed != 2 {
+		t.Fatalf("worker stats %+v", ws)
+	}
+}
+
+func TestWorkQueueThreeNodes(t *testing.T) {
+	a := startNode(t, testConfig("a"))
+	b := startNode(t, testConfig("b", a.GossipAddr()))
+	c := startNode(t, testConfig("c", a.GossipAddr()))
+	nodes := []*Node{a, b, c}
+	eventually(t, "three voters", func() error {
+		if v := a.Status().Voters; len(v) != 3 {
+			return fmt.Errorf("voters %v", v)
+		}
+		return nil
+	})
+	ctx := t.Context()
+	p := queue.Pipeline{Name: "up", Stages: []queue.StageDef{{Name: "upper"}}}
+	eventually(t, "define", func() error { return c.DefinePipeline(ctx, p) })
+	// Only node b runs the stage: every input travels to it, every output back.
+	if _, err := b.StartWorkers(WorkerConfig{Pipeline: "up", Stage: 0, Concurrency: 2, Timeout: 10 * time.Second, Runner: &funcRunner{apply: upper}}); err != nil {
+		t.Fatal(err)
+	}
+	contents := map[string]string{}
+	for i := range 20 {
+		contents[fmt.Sprintf("f%02d", i)] = fmt.Sprintf("file number %d", i)
+	}
+	files := putFiles(t, c, contents)
+	id, err := c.Submit(ctx, "up", files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := waitJob(t, a, id)
+	if j.State != queue.JobDone || len(j.Outputs) != 20 {
+		t.Fatalf("job %+v", j)
+	}
+	for i, o := range j.Outputs {
+		if got, want := readBlob(t, nodes[i%3], o.SHA256), strings.ToUpper(contents[o.Name]); got != want {
+			t.Fatalf("output %s via node %d: %q, want %q", o.Name, i%3, got, want)
+		}
+	}
+}
