@@ -10,7 +10,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,7 +48,7 @@ type CommandConfig struct {
 	Timeout time.Duration
 
 	// WorkDir is where each run's private input and output directories are made; empty means
-	// os.TempDir(). On the same file system as the input, the input is hard-linked, not copied.
+	// os.TempDir(). An input on the same file system is hard-linked, not copied.
 	WorkDir string
 
 	// StderrTail is how many bytes of the end of stderr a failed run reports; 0 means 4 KiB.
@@ -78,9 +80,9 @@ func (c *CommandConfig) validate() error {
 	return nil
 }
 
-// Command is a compiled WASI command module (one exporting _start). Each [Command.Run] runs it
-// once in a fresh instance that sees only its input file and an empty output directory. It is
-// safe for concurrent use.
+// Command is a compiled WASI command module (one exporting _start). Each [Command.Run] or
+// [Command.RunInputs] runs it once in a fresh instance that sees only its input files and an
+// empty output directory. It is safe for concurrent use.
 type Command struct {
 	m      *Module // carries the engine, name, limits and yield interval that instances use
 	cfg    CommandConfig
@@ -91,7 +93,8 @@ type Command struct {
 // RunResult describes one run of a command.
 type RunResult struct {
 	// Outputs are the host paths of the files the command wrote below /out, moved into the
-	// output directory given to Run (same relative paths), in lexical order. Only set on success.
+	// output directory given to Run or RunInputs (same relative paths), in lexical order. Only
+	// set on success.
 	Outputs []string
 	// ExitCode is the code the command passed to proc_exit (0 if it returned from _start).
 	ExitCode uint32
@@ -221,6 +224,17 @@ func (c *Command) Close(ctx context.Context) error {
 	return err
 }
 
+// CommandInput is one input file of a run.
+type CommandInput struct {
+	// Name is where the guest sees the file below /in: a clean relative slash path
+	// ("bash/changelog.gz"), no "." or ".." components, no leading "/", no NUL or backslash;
+	// unique within a run, and no name may be a directory of another ("a" and "a/b").
+	Name string
+	// Path is the file on the host (a regular file; hard-linked when on the same file system as
+	// WorkDir, else copied; the /in mount is read-only).
+	Path string
+}
+
 // Run runs the command once on the file inputPath and moves what it wrote into outputDir
 // (created if missing; existing files of the same name are replaced).
 //
@@ -230,16 +244,40 @@ func (c *Command) Close(ctx context.Context) error {
 // from _start or proc_exit(0) is success; a non-zero exit fails with an [*ExitError] (wrapping
 // ErrGuest), a trap with a [*TrapError], a run past its deadline (the earlier of the context's
 // and CommandConfig.Timeout) with ErrDeadline. On failure nothing is moved into outputDir.
+//
+// Run is RunInputs with the single input named BASE and BASE as the output name.
 func (c *Command) Run(ctx context.Context, inputPath, outputDir string) (RunResult, error) {
+	base := filepath.Base(inputPath)
+	return c.RunInputs(ctx, []CommandInput{{Name: base, Path: inputPath}}, base, outputDir)
+}
+
+// RunInputs runs the command once on inputs and moves what it wrote below /out into outputDir
+// (created if missing; existing files of the same name are replaced), as [Command.Run] does.
+//
+// The guest sees /in, read-only, holding nothing but the inputs under their names (with the
+// directories those names imply), and /out, a private directory that is empty but for the
+// directories of outputName. It is called as
+//
+//	NAME /in/<inputs[0].Name> ... /in/<inputs[n-1].Name> /out/<outputName>
+//
+// with an empty environment and no stdin. outputName (a clean relative path like the input
+// names) is only a suggestion of where to write: every regular file the guest leaves below /out
+// is moved, under its relative path.
+//
+// Bad names (none at all, empty, absolute, with "." or ".." components, duplicated, ...) fail
+// with ErrInput before any file is touched or the command instantiated.
+func (c *Command) RunInputs(ctx context.Context, inputs []CommandInput, outputName, outputDir string) (RunResult, error) {
 	var res RunResult
 	name := c.cfg.Name
+	if err := checkRunNames(inputs, outputName); err != nil {
+		return res, fmt.Errorf("command %q: %w", name, err)
+	}
 	if err := c.m.e.checkOpen(); err != nil {
 		return res, err
 	}
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("command %q: %w", name, err)
 	}
-	base := filepath.Base(inputPath)
 	work, err := os.MkdirTemp(c.cfg.WorkDir, "wasmpod-run-*")
 	if err != nil {
 		return res, fmt.Errorf("command %q: %w", name, err)
@@ -251,12 +289,30 @@ func (c *Command) Run(ctx context.Context, inputPath, outputDir string) (RunResu
 			return res, fmt.Errorf("command %q: %w", name, err)
 		}
 	}
-	if err := linkOrCopy(inputPath, filepath.Join(inDir, base)); err != nil {
-		return res, fmt.Errorf("command %q: input: %w", name, err)
+	for _, in := range inputs {
+		dst := filepath.Join(inDir, filepath.FromSlash(in.Name))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+			return res, fmt.Errorf("command %q: input %q: %w", name, in.Name, err)
+		}
+		if err := linkOrCopy(in.Path, dst); err != nil {
+			return res, fmt.Errorf("command %q: input %q: %w", name, in.Name, err)
+		}
+	}
+	if dir := path.Dir(outputName); dir != "." {
+		if err := os.MkdirAll(filepath.Join(outDir, filepath.FromSlash(dir)), 0o700); err != nil {
+			return res, fmt.Errorf("command %q: output %q: %w", name, outputName, err)
+		}
 	}
 
+	args := make([]string, 0, len(inputs)+2)
+	args = append(args, name)
+	for _, in := range inputs {
+		args = append(args, CommandInputDir+"/"+in.Name)
+	}
+	args = append(args, CommandOutputDir+"/"+outputName)
+
 	tail := &tailBuffer{max: c.cfg.StderrTail}
-	inst, err := c.newInstance(ctx, inDir, outDir, base, tail)
+	inst, err := c.newInstance(ctx, inDir, outDir, args, tail)
 	if err != nil {
 		return res, err
 	}
@@ -278,9 +334,62 @@ func (c *Command) Run(ctx context.Context, inputPath, outputDir string) (RunResu
 	return res, nil
 }
 
-// newInstance instantiates the command (without running _start) with its two mounts, its
+// checkRunNames checks the input and output names of a run (see CommandInput.Name). Errors wrap
+// ErrInput and name the bad name.
+func checkRunNames(inputs []CommandInput, outputName string) error {
+	if len(inputs) == 0 {
+		return fmt.Errorf("%w: no inputs", ErrInput)
+	}
+	names := make(map[string]int, len(inputs))
+	for i, in := range inputs {
+		if err := checkRelName(in.Name); err != nil {
+			return fmt.Errorf("%w: input %d name %q: %s", ErrInput, i, in.Name, err)
+		}
+		if j, dup := names[in.Name]; dup {
+			return fmt.Errorf("%w: input %d name %q: also the name of input %d", ErrInput, i, in.Name, j)
+		}
+		names[in.Name] = i
+	}
+	// A name cannot be both a file and a directory of another name.
+	for _, in := range inputs {
+		for d := path.Dir(in.Name); d != "."; d = path.Dir(d) {
+			if j, clash := names[d]; clash {
+				return fmt.Errorf("%w: input %d name %q: a directory of input name %q", ErrInput, j, d, in.Name)
+			}
+		}
+	}
+	if err := checkRelName(outputName); err != nil {
+		return fmt.Errorf("%w: output name %q: %s", ErrInput, outputName, err)
+	}
+	return nil
+}
+
+// checkRelName checks that n is a clean relative slash path that stays below its root.
+func checkRelName(n string) error {
+	switch {
+	case n == "":
+		return errors.New("empty")
+	case strings.ContainsRune(n, 0):
+		return errors.New("contains NUL")
+	case strings.ContainsRune(n, '\\'):
+		return errors.New("contains a backslash")
+	case strings.HasPrefix(n, "/"):
+		return errors.New("absolute")
+	}
+	for _, c := range strings.Split(n, "/") {
+		switch c {
+		case "":
+			return errors.New("has an empty component")
+		case ".", "..":
+			return fmt.Errorf("has a %q component", c)
+		}
+	}
+	return nil
+}
+
+// newInstance instantiates the command (without running _start) with its argv, its two mounts, its
 // memory limit and its termination guard, and registers it so __yield finds it.
-func (c *Command) newInstance(ctx context.Context, inDir, outDir, base string, tail io.Writer) (*instance, error) {
+func (c *Command) newInstance(ctx context.Context, inDir, outDir string, args []string, tail io.Writer) (*instance, error) {
 	m := c.m
 	inst := &instance{m: m}
 	inst.stdout = &lineWriter{module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs}
@@ -290,7 +399,7 @@ func (c *Command) newInstance(ctx context.Context, inDir, outDir, base string, t
 	mc := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions(). // _start runs below, under the deadline
-		WithArgs(m.cfg.Name, CommandInputDir+"/"+base, CommandOutputDir+"/"+base).
+		WithArgs(args...).
 		WithStdout(inst.stdout).
 		WithStderr(io.MultiWriter(inst.stderr, tail)).
 		WithSysWalltime().
@@ -383,7 +492,8 @@ func copyFile(src, dst string, perm fs.FileMode) error {
 }
 
 // moveOutputs moves every regular file below from into the same relative path below to and
-// returns the new paths. Anything else the guest made (directories aside) is ignored.
+// returns the new paths in lexical order. Anything else the guest made (directories aside) is
+// ignored.
 func moveOutputs(from, to string) ([]string, error) {
 	var outs []string
 	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
@@ -415,6 +525,8 @@ func moveOutputs(from, to string) ([]string, error) {
 		outs = append(outs, dst)
 		return nil
 	})
+	// WalkDir visits "a/b" before "a.txt" (it sorts names within a directory, not paths).
+	slices.Sort(outs)
 	return outs, err
 }
 

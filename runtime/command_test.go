@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -72,6 +74,18 @@ func TestCommandRun(t *testing.T) {
 				if !strings.Contains(l, ": denied (") {
 					t.Errorf("not denied: %s", l)
 				}
+			}
+		}},
+		{"is called as NAME /in/BASE /out/BASE and sees only its input", "list.txt", "abc", func(t *testing.T, res runtime.RunResult, err error, outDir string) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "argv: cmdguest /in/list.txt /out/list.txt\n/in/\n/in/list.txt 3\n/out/\n"
+			if got := string(readFile(t, filepath.Join(outDir, "list.txt"))); got != want {
+				t.Fatalf("listing\n%s\nwant\n%s", got, want)
+			}
+			if len(res.Outputs) != 1 || res.Outputs[0] != filepath.Join(outDir, "list.txt") {
+				t.Fatalf("outputs %q", res.Outputs)
 			}
 		}},
 		{"runaway is cut at its deadline", "loop.txt", "x", func(t *testing.T, res runtime.RunResult, err error, outDir string) {
@@ -234,5 +248,296 @@ func TestCommandLoopInWAT(t *testing.T) {
 	}
 	if _, err := c.Run(context.Background(), in, t.TempDir()); !errors.Is(err, runtime.ErrDeadline) {
 		t.Fatalf("err = %v, want ErrDeadline", err)
+	}
+}
+
+// runInputsResult is what a TestCommandRunInputs case checks.
+type runInputsResult struct {
+	res      runtime.RunResult
+	err      error
+	outDir   string
+	hostDirs []string // the host directory of each input, which also holds a file "secret"
+}
+
+func TestCommandRunInputs(t *testing.T) {
+	logs := &logRecorder{}
+	e := newEngine(t, runtime.Config{Logs: logs})
+	cfg := runtime.DefaultCommandConfig("cmdguest")
+	cfg.Timeout = 5 * time.Second
+	cfg.WorkDir = t.TempDir()
+	c := loadCommand(t, e, cmdguest(t), cfg)
+
+	// content is what an input holds unless a case says otherwise.
+	content := func(name string) string { return "content of " + name + "\n" }
+	ok := func(t *testing.T, r runInputsResult) {
+		t.Helper()
+		if r.err != nil {
+			t.Fatalf("err = %v (stderr %q)", r.err, r.res.Stderr)
+		}
+		if r.res.ExitCode != 0 {
+			t.Fatalf("exit code %d", r.res.ExitCode)
+		}
+	}
+	outputs := func(t *testing.T, r runInputsResult, want ...string) {
+		t.Helper()
+		for i, w := range want {
+			want[i] = filepath.Join(r.outDir, filepath.FromSlash(w))
+		}
+		if !slices.Equal(r.res.Outputs, want) {
+			t.Fatalf("outputs\n%q\nwant\n%q", r.res.Outputs, want)
+		}
+	}
+	output := func(t *testing.T, r runInputsResult, name string) string {
+		t.Helper()
+		return string(readFile(t, filepath.Join(r.outDir, filepath.FromSlash(name))))
+	}
+
+	cases := []struct {
+		name   string
+		inputs []string // input names; each input is a file in its own host directory
+		first  func(hostDirs []string) string
+		output string // output name; its base selects the guest's behaviour
+		check  func(t *testing.T, r runInputsResult)
+	}{
+		{
+			name:   "nested inputs are visible and argv lists them in order",
+			inputs: []string{"bash/changelog.gz", "coreutils/sub/changelog.gz", "top.txt"},
+			output: "merged/list.txt",
+			check: func(t *testing.T, r runInputsResult) {
+				ok(t, r)
+				outputs(t, r, "merged/list.txt")
+				want := strings.Join([]string{
+					"argv: cmdguest /in/bash/changelog.gz /in/coreutils/sub/changelog.gz /in/top.txt /out/merged/list.txt",
+					"/in/",
+					"/in/bash/",
+					fmt.Sprintf("/in/bash/changelog.gz %d", len(content("bash/changelog.gz"))),
+					"/in/coreutils/",
+					"/in/coreutils/sub/",
+					fmt.Sprintf("/in/coreutils/sub/changelog.gz %d", len(content("coreutils/sub/changelog.gz"))),
+					fmt.Sprintf("/in/top.txt %d", len(content("top.txt"))),
+					"/out/",
+					"/out/merged/",
+				}, "\n") + "\n"
+				if got := output(t, r, "merged/list.txt"); got != want {
+					t.Fatalf("listing\n%s\nwant\n%s", got, want)
+				}
+			},
+		},
+		{
+			name:   "a merge reads every input in argv order",
+			inputs: []string{"z/last-name", "a/first-name", "m"},
+			output: "cat.txt",
+			check: func(t *testing.T, r runInputsResult) {
+				ok(t, r)
+				outputs(t, r, "cat.txt")
+				want := content("z/last-name") + content("a/first-name") + content("m")
+				if got := output(t, r, "cat.txt"); got != want {
+					t.Fatalf("merged %q, want %q", got, want)
+				}
+			},
+		},
+		{
+			name:   "inputs are read-only and nothing outside /in is readable",
+			inputs: []string{"probe/list", "bash/deep/changelog.gz", "top"},
+			first: func(dirs []string) string {
+				return strings.Join([]string{
+					"/etc/passwd",
+					"/etc/hostname",
+					"/in/../x",
+					"/in/../secret",
+					"/in/probe/../../secret",
+					"/in/secret",
+					"/in/bash/secret",
+					"../secret",
+					// The host directories of the inputs, by their absolute host paths.
+					filepath.Join(dirs[0], "secret"),
+					filepath.Join(dirs[1], "secret"),
+					filepath.Join(dirs[1], "input"),
+					filepath.Join(dirs[2], "input"),
+					"/in" + filepath.Join(dirs[1], "secret"),
+					// Raw WASI opens on the /in preopen, past its root.
+					"raw:..",
+					"raw:../x",
+					"raw:../secret",
+					"raw:probe/../../secret",
+					"raw:bash/deep/../../../secret",
+					"raw:../in/top",
+					"raw:../out",
+					"raw:../../etc/passwd",
+					"raw:" + strings.Repeat("../", 16) + strings.TrimPrefix(filepath.Join(dirs[1], "secret"), "/"),
+					"raw:/etc/passwd",
+					"raw:" + filepath.Join(dirs[2], "input"),
+				}, "\n")
+			},
+			output: "probe.txt",
+			check: func(t *testing.T, r runInputsResult) {
+				ok(t, r)
+				outputs(t, r, "probe.txt") // nothing stolen into /out
+				report := strings.TrimSpace(output(t, r, "probe.txt"))
+				t.Logf("probe report:\n%s", report)
+				lines := strings.Split(report, "\n")
+				// 12 changes per input, 1 more per nested one, 24 reads.
+				if want := 3*12 + 2 + 24; len(lines) != want {
+					t.Fatalf("%d report lines, want %d:\n%s", len(lines), want, report)
+				}
+				for _, l := range lines {
+					if !strings.Contains(l, ": denied (") {
+						t.Errorf("not denied: %s", l)
+					}
+				}
+			},
+		},
+		{
+			name:   "output in a nested directory is moved with its relative path",
+			inputs: []string{"pkgs/a/b.txt"},
+			output: "deep/er/upper.gz",
+			check: func(t *testing.T, r runInputsResult) {
+				ok(t, r)
+				outputs(t, r, "deep/er/upper.gz")
+				if got, want := output(t, r, "deep/er/upper.gz"), strings.ToUpper(content("pkgs/a/b.txt")); got != want {
+					t.Fatalf("output %q, want %q", got, want)
+				}
+				if !logs.find("stdout", fmt.Sprintf("cmdguest: %d bytes", len(content("pkgs/a/b.txt")))) {
+					t.Fatal("stdout line not logged")
+				}
+			},
+		},
+		{
+			name:   "outputs in directories the guest made keep their paths, in lexical order",
+			inputs: []string{"a/b.txt", "c/d/e.txt", "a.txt"},
+			output: "split.txt",
+			check: func(t *testing.T, r runInputsResult) {
+				ok(t, r)
+				// Lexical order: "a.txt" < "a/b.txt" ('.' < '/'), whatever order the walk has.
+				outputs(t, r, "a.txt", "a/b.txt", "c/d/e.txt", "split.txt")
+				for _, n := range []string{"a/b.txt", "c/d/e.txt", "a.txt"} {
+					if got, want := output(t, r, n), strings.ToUpper(content(n)); got != want {
+						t.Errorf("%s: %q, want %q", n, got, want)
+					}
+				}
+				if got := output(t, r, "split.txt"); got != "done" {
+					t.Errorf("split.txt: %q", got)
+				}
+			},
+		},
+		{
+			name:   "a failed run moves nothing",
+			inputs: []string{"x/first", "second"},
+			output: "dir/exit3.txt",
+			check: func(t *testing.T, r runInputsResult) {
+				var xe *runtime.ExitError
+				if !errors.As(r.err, &xe) || xe.Code != 3 {
+					t.Fatalf("err = %v, want *ExitError with code 3", r.err)
+				}
+				if !strings.Contains(r.res.Stderr, "giving up on /in/x/first") {
+					t.Fatalf("stderr %q", r.res.Stderr)
+				}
+				if _, err := os.Stat(r.outDir); !errors.Is(err, os.ErrNotExist) {
+					t.Fatalf("output directory made: %v", err)
+				}
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var (
+				inputs   []runtime.CommandInput
+				hostDirs []string
+				contents []string
+			)
+			for _, n := range tc.inputs {
+				dir := t.TempDir()
+				hostDirs = append(hostDirs, dir)
+				inputs = append(inputs, runtime.CommandInput{Name: n, Path: filepath.Join(dir, "input")})
+				contents = append(contents, content(n))
+				// A sibling of the input the guest must not see.
+				if err := os.WriteFile(filepath.Join(dir, "secret"), []byte("secret"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.first != nil {
+				contents[0] = tc.first(hostDirs)
+			}
+			for i, in := range inputs {
+				if err := os.WriteFile(in.Path, []byte(contents[i]), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			outDir := filepath.Join(t.TempDir(), "out")
+			res, err := c.RunInputs(context.Background(), inputs, tc.output, outDir)
+			tc.check(t, runInputsResult{res: res, err: err, outDir: outDir, hostDirs: hostDirs})
+			for i, in := range inputs {
+				if got := string(readFile(t, in.Path)); got != contents[i] {
+					t.Errorf("input %s changed to %q", in.Name, got)
+				}
+				if ents, _ := os.ReadDir(hostDirs[i]); len(ents) != 2 {
+					t.Errorf("host directory of input %s holds %d files, want 2", in.Name, len(ents))
+				}
+			}
+			if ents, _ := os.ReadDir(cfg.WorkDir); len(ents) != 0 {
+				t.Errorf("work directory left behind: %d entries", len(ents))
+			}
+		})
+	}
+}
+
+func TestCommandRunInputsRejectsNames(t *testing.T) {
+	e := newEngine(t, runtime.Config{})
+	cfg := runtime.DefaultCommandConfig("cmdguest")
+	cfg.WorkDir = t.TempDir()
+	c := loadCommand(t, e, cmdguest(t), cfg)
+	cases := []struct {
+		name   string
+		inputs []string
+		output string
+		bad    string // the name the error must quote; "" for none
+		msg    string
+	}{
+		{"no inputs", nil, "out", "", "no inputs"},
+		{"empty", []string{"a", ""}, "out", "", `input 1 name ""`},
+		{"absolute", []string{"/etc/passwd"}, "out", "/etc/passwd", "absolute"},
+		{"parent", []string{"../x"}, "out", "../x", `".."`},
+		{"inner parent", []string{"a/../../x"}, "out", "a/../../x", `".."`},
+		{"parent that stays inside", []string{"a/../b"}, "out", "a/../b", `".."`},
+		{"dot", []string{"."}, "out", ".", `"."`},
+		{"leading dot", []string{"./a"}, "out", "./a", `"."`},
+		{"inner dot", []string{"a/./b"}, "out", "a/./b", `"."`},
+		{"trailing slash", []string{"a/"}, "out", "a/", "empty component"},
+		{"double slash", []string{"a//b"}, "out", "a//b", "empty component"},
+		{"backslash", []string{`a\b`}, "out", `a\b`, "backslash"},
+		{"NUL", []string{"a\x00b"}, "out", "a\x00b", "NUL"},
+		{"duplicate", []string{"a/b", "c", "a/b"}, "out", "a/b", "also the name of input 0"},
+		{"file and directory", []string{"a", "a/b"}, "out", "a", `a directory of input name "a/b"`},
+		{"directory and file", []string{"x/y/z", "x/y"}, "out", "x/y", `a directory of input name "x/y/z"`},
+		{"empty output", []string{"a"}, "", "", `output name ""`},
+		{"absolute output", []string{"a"}, "/out/x", "/out/x", "absolute"},
+		{"escaping output", []string{"a"}, "d/../../x", "d/../../x", `".."`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var inputs []runtime.CommandInput
+			for _, n := range tc.inputs {
+				// No such file: the names must be refused before any file is looked at.
+				inputs = append(inputs, runtime.CommandInput{Name: n, Path: filepath.Join(t.TempDir(), "missing")})
+			}
+			outDir := filepath.Join(t.TempDir(), "out")
+			res, err := c.RunInputs(context.Background(), inputs, tc.output, outDir)
+			if !errors.Is(err, runtime.ErrInput) || errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("err = %v, want ErrInput", err)
+			}
+			if !strings.Contains(err.Error(), tc.msg) || (tc.bad != "" && !strings.Contains(err.Error(), strconv.Quote(tc.bad))) {
+				t.Fatalf("err = %v, want it to contain %s and %q", err, strconv.Quote(tc.bad), tc.msg)
+			}
+			t.Log(err)
+			if len(res.Outputs) != 0 || res.Duration != 0 {
+				t.Fatalf("result %+v", res)
+			}
+			if _, err := os.Stat(outDir); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("output directory made: %v", err)
+			}
+			if ents, _ := os.ReadDir(cfg.WorkDir); len(ents) != 0 {
+				t.Fatalf("work directory used: %d entries", len(ents))
+			}
+		})
 	}
 }
