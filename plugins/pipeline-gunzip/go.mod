@@ -1,0 +1,3 @@
+module github.com/wasmpod/wasmpod/plugins/pipeline-gunzip
+
+go 1.24
