@@ -1,0 +1,290 @@
+package blobs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// DefaultMaxSize is the largest blob a store accepts when Open is given no limit (1 GiB).
+const DefaultMaxSize int64 = 1 << 30
+
+// Sentinel errors; test for them with errors.Is.
+var (
+	// ErrNotFound: the blob is not in the store (local or, for Fetch, the peer's).
+	ErrNotFound = errors.New("blobs: not found")
+	// ErrCorrupt: content does not hash to the sha it was supposed to have.
+	ErrCorrupt = errors.New("blobs: content does not match its sha256")
+	// ErrTooLarge: content is longer than the store's maximum blob size.
+	ErrTooLarge = errors.New("blobs: too large")
+	// ErrInvalid: a malformed sha string or request.
+	ErrInvalid = errors.New("blobs: invalid")
+	// ErrProtocol: the peer sent something that is not a valid reply. The connection is
+	// unusable afterwards.
+	ErrProtocol = errors.New("blobs: protocol error")
+)
+
+const (
+	tmpDirName = "tmp"
+	blobMode   = 0o644
+	dirMode    = 0o755
+	copyBuf    = 256 << 10
+)
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBuf); return &b }}
+
+// Store is a content-addressed file store in one directory. It is safe for concurrent use.
+// A directory must be used by one Store (one process) at a time: Open clears its temp files.
+type Store struct {
+	dir     string
+	tmp     string
+	maxSize int64
+}
+
+// Open opens the store in dir, creating it (and its fan-out directories) if needed, and
+// removes temporary files left behind by a crash. maxSize bounds a blob's size in bytes;
+// maxSize <= 0 means DefaultMaxSize.
+func Open(dir string, maxSize int64) (*Store, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("blobs: open: empty directory: %w", ErrInvalid)
+	}
+	if maxSize <= 0 {
+		maxSize = DefaultMaxSize
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("blobs: open %s: %w", dir, err)
+	}
+	s := &Store{dir: abs, tmp: filepath.Join(abs, tmpDirName), maxSize: maxSize}
+	if err := os.MkdirAll(abs, dirMode); err != nil {
+		return nil, fmt.Errorf("blobs: open: %w", err)
+	}
+	// Anything in tmp is a Put that never completed: it was never acknowledged.
+	if err := os.RemoveAll(s.tmp); err != nil {
+		return nil, fmt.Errorf("blobs: open: removing stale temp files: %w", err)
+	}
+	if err := os.Mkdir(s.tmp, dirMode); err != nil {
+		return nil, fmt.Errorf("blobs: open: %w", err)
+	}
+	// Create every fan-out directory now, so that a Put only ever has to fsync the one
+	// directory its blob is renamed into.
+	for i := range 256 {
+		if err := os.Mkdir(filepath.Join(abs, fmt.Sprintf("%02x", i)), dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("blobs: open: %w", err)
+		}
+	}
+	if err := syncDir(abs); err != nil {
+		return nil, fmt.Errorf("blobs: open: %w", err)
+	}
+	return s, nil
+}
+
+// Dir returns the store's (absolute) directory.
+func (s *Store) Dir() string { return s.dir }
+
+// MaxSize returns the largest blob size the store accepts.
+func (s *Store) MaxSize() int64 { return s.maxSize }
+
+// ValidSHA reports (ErrInvalid) whether sha is not 64 lowercase hex digits.
+func ValidSHA(sha string) error {
+	if len(sha) != 2*sha256.Size {
+		return fmt.Errorf("blobs: sha %q: want %d hex digits: %w", truncate(sha, 80), 2*sha256.Size, ErrInvalid)
+	}
+	for i := 0; i < len(sha); i++ {
+		c := sha[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return fmt.Errorf("blobs: sha %q: not lowercase hex: %w", sha, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// path is a valid sha's address.
+func (s *Store) path(sha string) string { return filepath.Join(s.dir, sha[:2], sha) }
+
+// Put stores r's content (read to EOF) and returns its hex sha256 and size. The content is
+// streamed to a temporary file, hashed, fsynced and renamed to its address (dropped if the
+// blob is already present), and the directory is fsynced before Put returns. Content longer
+// than the store's maximum fails with ErrTooLarge; on any error nothing is stored.
+func (s *Store) Put(r io.Reader) (sha string, size int64, err error) {
+	return s.put("", r)
+}
+
+// PutExpect is Put for content that must hash to sha: it fails with ErrCorrupt, storing
+// nothing, when it does not, and with ErrInvalid when sha is malformed.
+func (s *Store) PutExpect(sha string, r io.Reader) (size int64, err error) {
+	if err := ValidSHA(sha); err != nil {
+		return 0, err
+	}
+	_, size, err = s.put(sha, r)
+	return size, err
+}
+
+// Import copies the regular file at path into the store.
+func (s *Store) Import(path string) (sha string, size int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, fmt.Errorf("blobs: import: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", 0, fmt.Errorf("blobs: import: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return "", 0, fmt.Errorf("blobs: import %s: not a regular file: %w", path, ErrInvalid)
+	}
+	if st.Size() > s.maxSize {
+		return "", 0, fmt.Errorf("blobs: import %s: %d bytes, limit %d: %w", path, st.Size(), s.maxSize, ErrTooLarge)
+	}
+	return s.Put(f)
+}
+
+func (s *Store) put(want string, r io.Reader) (sha string, size int64, err error) {
+	f, err := os.CreateTemp(s.tmp, "put-*")
+	if err != nil {
+		return "", 0, fmt.Errorf("blobs: put: %w", err)
+	}
+	tmpName := f.Name()
+	closed := false
+	defer func() {
+		if !closed {
+			f.Close()
+		}
+		if err != nil {
+			os.Remove(tmpName) // no-op once renamed
+		}
+	}()
+
+	limit := s.maxSize
+	if limit < math.MaxInt64 {
+		limit++ // read one byte past the maximum to detect oversized content
+	}
+	h := sha256.New()
+	bp := bufPool.Get().(*[]byte)
+	n, err := io.CopyBuffer(io.MultiWriter(f, h), io.LimitReader(r, limit), *bp)
+	bufPool.Put(bp)
+	if err != nil {
+		return "", 0, fmt.Errorf("blobs: put: %w", err)
+	}
+	if n > s.maxSize {
+		return "", 0, fmt.Errorf("blobs: put: more than %d bytes: %w", s.maxSize, ErrTooLarge)
+	}
+	sha = hex.EncodeToString(h.Sum(nil))
+	if want != "" && sha != want {
+		return "", 0, fmt.Errorf("blobs: put: content hashes to %s, want %s: %w", sha, want, ErrCorrupt)
+	}
+	if err := f.Chmod(blobMode); err != nil {
+		return "", 0, fmt.Errorf("blobs: put: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return "", 0, fmt.Errorf("blobs: put: %w", err)
+	}
+	closed = true
+	if err := f.Close(); err != nil {
+		return "", 0, fmt.Errorf("blobs: put: %w", err)
+	}
+	final := s.path(sha)
+	switch _, err := os.Lstat(final); {
+	case err == nil:
+		// Already present (blobs are immutable and complete once at their address).
+		os.Remove(tmpName)
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.Rename(tmpName, final); err != nil {
+			return "", 0, fmt.Errorf("blobs: put: %w", err)
+		}
+	default:
+		return "", 0, fmt.Errorf("blobs: put: %w", err)
+	}
+	// Also when deduplicated: a concurrent Put may have renamed the blob in without having
+	// fsynced the directory yet.
+	if err := syncDir(filepath.Dir(final)); err != nil {
+		return "", 0, fmt.Errorf("blobs: put: %w", err)
+	}
+	return sha, n, nil
+}
+
+// Has reports whether the blob sha is in the store (false for a malformed sha).
+func (s *Store) Has(sha string) bool {
+	_, err := s.Size(sha)
+	return err == nil
+}
+
+// Size returns the size of the stored blob sha (ErrNotFound, ErrInvalid).
+func (s *Store) Size(sha string) (int64, error) {
+	if err := ValidSHA(sha); err != nil {
+		return 0, err
+	}
+	st, err := os.Stat(s.path(sha))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, fmt.Errorf("blobs: %s: %w", sha, ErrNotFound)
+		}
+		return 0, fmt.Errorf("blobs: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return 0, fmt.Errorf("blobs: %s: not a regular file: %w", sha, ErrNotFound)
+	}
+	return st.Size(), nil
+}
+
+// Path returns the path of the stored blob sha (ErrNotFound, ErrInvalid). Callers may read
+// or hard-link it but must not modify it.
+func (s *Store) Path(sha string) (string, error) {
+	if _, err := s.Size(sha); err != nil {
+		return "", err
+	}
+	return s.path(sha), nil
+}
+
+// Open opens the stored blob sha for reading and returns it with its size (ErrNotFound,
+// ErrInvalid). The caller closes the file.
+func (s *Store) Open(sha string) (*os.File, int64, error) {
+	if err := ValidSHA(sha); err != nil {
+		return nil, 0, err
+	}
+	f, err := os.Open(s.path(sha))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, 0, fmt.Errorf("blobs: %s: %w", sha, ErrNotFound)
+		}
+		return nil, 0, fmt.Errorf("blobs: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("blobs: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, fmt.Errorf("blobs: %s: not a regular file: %w", sha, ErrNotFound)
+	}
+	return f, st.Size(), nil
+}
+
+// syncDir fsyncs a directory, making renames into it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
