@@ -416,10 +416,23 @@ func (w *workQueue) replicate(ctx context.Context, sha string) error {
 	return fmt.Errorf("work queue: blob %s: no other member took a copy: %w", sha, errors.Join(errs...))
 }
 
+// blobErr gives blob errors the queue's sentinels, which callers outside the cluster can test.
+func blobErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, blobs.ErrNotFound):
+		return fmt.Errorf("%w: %w", queue.ErrNotFound, err)
+	case errors.Is(err, blobs.ErrInvalid), errors.Is(err, blobs.ErrTooLarge):
+		return fmt.Errorf("%w: %w", queue.ErrInvalid, err)
+	}
+	return err
+}
+
 func (w *workQueue) putBlob(ctx context.Context, r io.Reader) (string, int64, error) {
 	sha, size, err := w.blobs.Put(r)
 	if err != nil {
-		return "", 0, err
+		return "", 0, blobErr(err)
 	}
 	if err := w.replicate(ctx, sha); err != nil {
 		return "", 0, err
@@ -460,11 +473,11 @@ func (w *workQueue) ensureBlob(ctx context.Context, sha string) (string, error) 
 
 func (w *workQueue) openBlob(ctx context.Context, sha string) (io.ReadCloser, int64, error) {
 	if _, err := w.ensureBlob(ctx, sha); err != nil {
-		return nil, 0, err
+		return nil, 0, blobErr(err)
 	}
 	f, size, err := w.blobs.Open(sha)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, blobErr(err)
 	}
 	return f, size, nil
 }

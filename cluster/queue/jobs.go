@@ -456,3 +456,16 @@ func info(tx *bolt.Tx, t *Task) TaskInfo {
 	}
 	return ti
 }
+
+// onLease counts a redelivery against the task's job.
+func (q *Queue) onLease(tx *bolt.Tx, t *Task) error {
+	if t.Attempts <= 1 {
+		return nil
+	}
+	j, st, ok, err := jobOf(tx, t)
+	if !ok || err != nil {
+		return err
+	}
+	j.Stages[st.Stage].Redelivered++
+	return putJob(tx, j)
+}

@@ -61,6 +61,9 @@ type StageProgress struct {
 	Expected int `json:"expected"`
 	Done     int `json:"done"`
 	Dead     int `json:"dead"`
+	// Redelivered counts deliveries after a task's first (failed attempts, expired leases):
+	// the runs that may have done the same work twice.
+	Redelivered int `json:"redelivered"`
 }
 
 // Job is one submit: a set of input files pushed through a pipeline.

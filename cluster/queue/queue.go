@@ -415,6 +415,9 @@ func (q *Queue) Lease(ctx context.Context, pipeline, worker string) (Lease, erro
 		if err := putIndex(tx, bLeased, pipeline, indexKey(t.LeaseExpires, id)); err != nil {
 			return err
 		}
+		if err := q.onLease(tx, t); err != nil {
+			return err
+		}
 		l = leaseOf(t)
 		found = true
 		return nil

@@ -29,6 +29,10 @@ type clusterOptions struct {
 	join      []string
 	keyFile   string
 	label     string
+
+	queueLease    time.Duration
+	queueAttempts int
+	queueBackoff  time.Duration
 }
 
 // Gossip bind defaults. A host given no cluster flag at all is a cluster of one that nobody
@@ -51,6 +55,10 @@ func addClusterFlags(cmd *cobra.Command, o *clusterOptions) {
 	f.StringSliceVar(&o.join, "join", nil, "gossip addresses of existing members, comma-separated; omit on the first node")
 	f.StringVar(&o.keyFile, "gossip-key-file", "", "gossip encryption key (base64 of 16, 24 or 32 bytes, e.g. `openssl rand -base64 32`); members need the same key")
 	f.StringVar(&o.label, "cluster-label", "", "cluster label bound into every gossip packet; members need the same label")
+	q := cluster.DefaultQueueConfig()
+	f.DurationVar(&o.queueLease, "queue-lease", q.LeaseDuration, "work queue: how long a worker holds a task without a heartbeat (a dead worker's task is redelivered after it; the leader's value applies)")
+	f.IntVar(&o.queueAttempts, "queue-max-attempts", q.MaxAttempts, "work queue: deliveries before a task is dead-lettered, for pipelines that set no maxAttempts")
+	f.DurationVar(&o.queueBackoff, "queue-backoff", q.Backoff, "work queue: delay before the second delivery, doubling after, for pipelines that set no backoff")
 }
 
 // standalone reports whether no flag asks for a multi-node cluster.
@@ -89,6 +97,15 @@ func clusterConfig(o clusterOptions, stateDir string, log *slog.Logger) (cluster
 		cfg.GossipKey = k
 	}
 	cfg.ClusterLabel = o.label
+	if o.queueLease > 0 {
+		cfg.Queue.LeaseDuration = o.queueLease
+	}
+	if o.queueAttempts > 0 {
+		cfg.Queue.MaxAttempts = o.queueAttempts
+	}
+	if o.queueBackoff > 0 {
+		cfg.Queue.Backoff = o.queueBackoff
+	}
 	cfg.StateDir = filepath.Join(stateDir, "cluster")
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return cfg, fmt.Errorf("cluster state dir: %w", err)
