@@ -52,5 +52,6 @@ func newRoot() *cobra.Command {
 	for _, v := range append(clientVerbs(&cf), clusterVerbs(&cf)...) {
 		root.AddCommand(v)
 	}
+	root.AddCommand(queueVerbs(&cf))
 	return root
 }

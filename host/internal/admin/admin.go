@@ -4,7 +4,7 @@
 // logs, and lifecycle commands (stop, start, pause, resume, restart, scale, upgrade, rollback)
 // guarded by a bearer token. With a cluster node it also serves the members list and the
 // paper's election sidecar API (/v1/election/{name}: get, campaign, renew, resign, watch) for
-// apps on the node.
+// apps on the node, and with a work queue its blob, pipeline, job and task routes (queue.go).
 //
 // Both listeners are hardened: read, write and idle timeouts, header and body size limits,
 // connections per IP, and a Shutdown that never waits past its context.
@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -58,6 +59,18 @@ type Config struct {
 	ElectionOpTimeout time.Duration
 	// WatchWait is a watch's wait when the request names none; MaxWatchWait caps any wait.
 	WatchWait, MaxWatchWait time.Duration
+	// Queue serves the work-queue routes (/v1/blobs, /v1/queue/...) and their metrics. Nil
+	// answers those routes with 404.
+	Queue Queue
+	// MaxBlobBytes bounds a PUT /v1/blobs body (one job input file); larger ones get 413. It is
+	// the only route past MaxAdminBody: the admin listener streams request bodies, the upload
+	// into the blob store and every other route's into memory, bounded by MaxAdminBody.
+	MaxBlobBytes int64
+	// BlobTimeout replaces ReadTimeout for reading an authorized blob upload and WriteTimeout
+	// for writing a blob download, and bounds the blob store operation.
+	BlobTimeout time.Duration
+	// QueueOpTimeout bounds a job submit or a task retry (a Raft commit).
+	QueueOpTimeout time.Duration
 }
 
 // DefaultConfig returns the host's defaults.
@@ -86,6 +99,12 @@ func DefaultConfig() Config {
 		// 5m: bounds how long one watch holds a connection; the write timeout does not apply to
 		// the wait (fasthttp arms it only when the response is written).
 		MaxWatchWait: 5 * time.Minute,
+		// 256 MiB: a large job input (a log, an archive) fits, and uploads stream to disk.
+		MaxBlobBytes: 256 << 20,
+		// 5m: a 256 MiB upload or download over a 1 MB/s link.
+		BlobTimeout: 5 * time.Minute,
+		// 30s: a submit may wait seconds for a Raft leader, then commits every input in one entry.
+		QueueOpTimeout: 30 * time.Second,
 	}
 }
 
@@ -145,12 +164,21 @@ func New(cfg Config, sup *supervisor.Supervisor) (*Server, error) {
 	if cfg.MaxWatchWait <= 0 {
 		cfg.MaxWatchWait = d.MaxWatchWait
 	}
+	if cfg.MaxBlobBytes <= 0 {
+		cfg.MaxBlobBytes = d.MaxBlobBytes
+	}
+	if cfg.BlobTimeout <= 0 {
+		cfg.BlobTimeout = d.BlobTimeout
+	}
+	if cfg.QueueOpTimeout <= 0 {
+		cfg.QueueOpTimeout = d.QueueOpTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, sup: sup, log: cfg.Logger}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	m, err := newMetricsHandler(sup)
+	m, err := newMetricsHandler(sup, cfg.Queue)
 	if err != nil {
 		return nil, err
 	}
@@ -163,8 +191,63 @@ func New(cfg Config, sup *supervisor.Supervisor) (*Server, error) {
 		ing.scatter, ing.scatterPath = cfg.Scatter, []byte(cfg.ScatterPath)
 	}
 	s.ingress = s.server("wasmpod-ingress", ing.serve, cfg.MaxIngressBody)
-	s.admin = s.server("wasmpod-admin", s.route, cfg.MaxAdminBody)
+	s.admin = s.adminServer()
 	return s, nil
+}
+
+// adminServer is the admin listener's server. It streams request bodies, so that PUT
+// /v1/blobs can take up to MaxBlobBytes without holding the file in memory; serveAdmin reads
+// every other route's body into memory first, bounded by MaxAdminBody as before.
+func (s *Server) adminServer() *fasthttp.Server {
+	srv := s.server("wasmpod-admin", s.serveAdmin, s.cfg.MaxAdminBody)
+	srv.StreamRequestBody = true
+	srv.HeaderReceived = s.blobTimeouts
+	return srv
+}
+
+// serveAdmin bounds the request body, then routes.
+func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
+	if !isBlobUpload(ctx) && !bufferBody(ctx, s.cfg.MaxAdminBody) {
+		return
+	}
+	s.route(ctx)
+}
+
+// bufferBody reads a streamed request body into memory when it is at most limit bytes, else
+// answers 413 (or 400 when the body cannot be read) and closes the connection, as the rest of
+// the body is left unread.
+func bufferBody(ctx *fasthttp.RequestCtx, limit int) bool {
+	if !ctx.Request.IsBodyStream() || ctx.Request.Header.ContentLength() == 0 {
+		return true
+	}
+	tooLarge := func() bool {
+		ctx.SetConnectionClose()
+		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes", limit))
+		return false
+	}
+	if ctx.Request.Header.ContentLength() > limit {
+		return tooLarge()
+	}
+	b, err := io.ReadAll(io.LimitReader(ctx.RequestBodyStream(), int64(limit)+1))
+	switch {
+	case err != nil:
+		ctx.SetConnectionClose()
+		writeError(ctx, bodyReadStatus(err), fmt.Errorf("reading the request body: %v", err))
+		return false
+	case len(b) > limit:
+		return tooLarge()
+	}
+	ctx.Request.SetBodyRaw(b) // closes the stream
+	return true
+}
+
+// bodyReadStatus is 408 for a body that timed out, else 400.
+func bodyReadStatus(err error) int {
+	var te interface{ Timeout() bool }
+	if errors.As(err, &te) && te.Timeout() {
+		return fasthttp.StatusRequestTimeout
+	}
+	return fasthttp.StatusBadRequest
 }
 
 func (s *Server) server(name string, h fasthttp.RequestHandler, maxBody int) *fasthttp.Server {

@@ -153,13 +153,17 @@ type metricsHandler struct {
 	reg *prometheus.Registry
 }
 
-func newMetricsHandler(sup *supervisor.Supervisor) (*metricsHandler, error) {
+func newMetricsHandler(sup *supervisor.Supervisor, q Queue) (*metricsHandler, error) {
 	reg := prometheus.NewRegistry()
-	for _, c := range []prometheus.Collector{
+	cs := []prometheus.Collector{
 		newCollector(sup),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
+	}
+	if q != nil {
+		cs = append(cs, newQueueCollector(q))
+	}
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -92,7 +92,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		pprofhandler.PprofHandler(ctx)
 		return
 	}
-	if s.serveCluster(ctx, path, method) {
+	if s.serveCluster(ctx, path, method) || s.serveQueue(ctx, path, method) {
 		return
 	}
 	name, rest, ok := modulePath(path)
@@ -186,13 +186,18 @@ func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
 		writeError(ctx, fasthttp.StatusForbidden, errors.New("mutating routes are disabled: start wasmpod with --token-file or WASMPOD_TOKEN"))
 		return false
 	}
-	got, ok := strings.CutPrefix(string(ctx.Request.Header.Peek("Authorization")), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) != 1 {
+	if !s.validToken(ctx.Request.Header.Peek("Authorization")) {
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="wasmpod"`)
 		writeError(ctx, fasthttp.StatusUnauthorized, errors.New("missing or wrong bearer token"))
 		return false
 	}
 	return true
+}
+
+// validToken reports whether an Authorization header carries the admin token, in constant time.
+func (s *Server) validToken(authorization []byte) bool {
+	got, ok := strings.CutPrefix(string(authorization), "Bearer ")
+	return ok && s.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1
 }
 
 // logs serves GET /v1/modules/{name}/logs?tail=N&follow=1 as NDJSON (one runtime.LogEntry a

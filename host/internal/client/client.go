@@ -51,6 +51,12 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ou
 	if hc == nil {
 		hc = &http.Client{Timeout: 2 * time.Minute}
 	}
+	return c.send(hc, req, out)
+}
+
+// send sends req with hc and decodes a 2xx JSON answer into out (unless nil); other answers
+// become an ErrAPI error.
+func (c *Client) send(hc *http.Client, req *http.Request, out any) error {
 	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("admin API at %s: %w", c.Base, err)
@@ -61,16 +67,21 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ou
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct{ Error string }
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%w: %s: %s", ErrAPI, resp.Status, e.Error)
-		}
-		return fmt.Errorf("%w: %s: %s", ErrAPI, resp.Status, strings.TrimSpace(string(b)))
+		return apiError(resp, b)
 	}
 	if out != nil {
 		return json.Unmarshal(b, out)
 	}
 	return nil
+}
+
+// apiError is the error for a non-2xx answer with body b.
+func apiError(resp *http.Response, b []byte) error {
+	var e struct{ Error string }
+	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		return fmt.Errorf("%w: %s: %s", ErrAPI, resp.Status, e.Error)
+	}
+	return fmt.Errorf("%w: %s: %s", ErrAPI, resp.Status, strings.TrimSpace(string(b)))
 }
 
 // List returns every module's status.
