@@ -158,6 +158,12 @@ func (q *Queue) submit(tx *bolt.Tx, now time.Time, requestID, pipeline string, i
 // submitWith is submit with the attempt limit and backoff base to record in the job when its
 // pipeline sets none (0: the queue's configuration at the time of each failure).
 func (q *Queue) submitWith(tx *bolt.Tx, now time.Time, requestID, pipeline string, inputs []File, maxAttempts int, backoff time.Duration) (JobID, error) {
+	if len(requestID) > 128 {
+		return 0, fmt.Errorf("%w: request id longer than 128 bytes", ErrInvalid)
+	}
+	if maxAttempts < 0 || maxAttempts > 1000 || backoff < 0 {
+		return 0, fmt.Errorf("%w: default attempts %d (0..1000) or backoff %v (>= 0) out of range", ErrInvalid, maxAttempts, backoff)
+	}
 	if requestID != "" {
 		if v := tx.Bucket(bRequests).Get([]byte(requestID)); len(v) == 8 {
 			return JobID(binary.BigEndian.Uint64(v)), nil

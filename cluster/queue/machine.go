@@ -1,12 +1,16 @@
 package queue
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,8 +127,14 @@ type Machine struct {
 }
 
 // OpenMachine creates an empty machine at path, removing what a previous run left there.
+//
+// Of cfg only LeaseDuration, MaxAttempts and BackoffBase are used, as defaults for commands
+// that carry none (the leader stamps its own on every command); BackoffCap and MaxPayloadBytes
+// are the package defaults on every replica, so that replicas cannot disagree.
 func OpenMachine(path string, cfg Config) (*Machine, error) {
-	m := &Machine{path: path, cfg: cfg, change: make(chan struct{})}
+	m := &Machine{path: path, change: make(chan struct{})}
+	d := DefaultConfig()
+	cfg.BackoffCap, cfg.MaxPayloadBytes = max(d.BackoffCap, cfg.BackoffBase), d.MaxPayloadBytes
 	cfg.Now = m.clock
 	m.cfg = cfg
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -187,6 +197,14 @@ func (m *Machine) Apply(data []byte) []byte {
 }
 
 func (m *Machine) apply(c *Command) Response {
+	switch c.Op {
+	case OpDefine, OpSubmit, OpLease, OpHeartbeat, OpComplete, OpFail, OpRetry:
+	default:
+		return responseOf(fmt.Errorf("%w: unknown operation %q", ErrInvalid, c.Op))
+	}
+	if c.At.IsZero() || c.LeaseFor < 0 {
+		return responseOf(fmt.Errorf("%w: %s command without a time, or with a negative lease", ErrInvalid, c.Op))
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.at.Store(c.At.UnixNano())
@@ -253,41 +271,99 @@ func (m *Machine) apply(c *Command) Response {
 	return r
 }
 
-// Snapshot captures the state for the log's snapshot: persist writes it (it may run
-// concurrently with Apply), release frees it.
+// snapMagic starts a machine snapshot: magic, the file's length (uint64), the file, and the
+// sha256 of the file. Restore checks all of it before it touches the current state.
+var snapMagic = []byte("WPQ1")
+
+// kClock is the meta key holding the last applied command's time (so that a restored replica
+// reads at the time its state was taken).
+var kClock = []byte("clock")
+
+// Snapshot captures the state for the log's snapshot: the file is copied aside at once (so
+// that Apply never waits for a slow sink), persist streams the copy, release removes it.
 func (m *Machine) Snapshot() (persist func(io.Writer) error, release func(), err error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	tx, err := m.q.db.Begin(false)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	at := m.at.Load()
+	if err := m.q.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bMeta).Put(kClock, binary.BigEndian.AppendUint64(nil, uint64(at)))
+	}); err != nil {
+		return nil, nil, fmt.Errorf("queue: snapshot: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(m.path), "snapshot-*")
 	if err != nil {
 		return nil, nil, fmt.Errorf("queue: snapshot: %w", err)
 	}
+	name := f.Name()
 	var once sync.Once
-	release = func() { once.Do(func() { _ = tx.Rollback() }) }
+	release = func() { once.Do(func() { _ = os.Remove(name) }) }
+	h := sha256.New()
+	var size int64
+	err = m.q.db.View(func(tx *bolt.Tx) error {
+		size = tx.Size()
+		_, err := tx.WriteTo(io.MultiWriter(f, h))
+		return err
+	})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		release()
+		return nil, nil, fmt.Errorf("queue: snapshot: %w", err)
+	}
+	sum := h.Sum(nil)
 	persist = func(w io.Writer) error {
-		_, err := tx.WriteTo(w)
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		hdr := append(append([]byte(nil), snapMagic...), binary.BigEndian.AppendUint64(nil, uint64(size))...)
+		if _, err := w.Write(hdr); err != nil {
+			return err
+		}
+		if n, err := io.Copy(w, f); err != nil || n != size {
+			return fmt.Errorf("queue: snapshot copy: %d of %d bytes: %v", n, size, err)
+		}
+		_, err = w.Write(sum)
 		return err
 	}
 	return persist, release, nil
 }
 
-// Restore replaces the state with a snapshot written by Snapshot.
+// minSnapshot is the smallest valid file: bbolt's two meta pages, a freelist and a root page.
+const minSnapshot = 4 * 1024
+
+// Restore replaces the state with a snapshot written by Snapshot. A snapshot that is cut
+// short, too small or whose checksum differs is refused and the current state kept.
 func (m *Machine) Restore(r io.Reader) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	var hdr [12]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return fmt.Errorf("%w: queue snapshot header: %v", ErrCorrupt, err)
+	}
+	size := int64(binary.BigEndian.Uint64(hdr[4:]))
+	if string(hdr[:4]) != string(snapMagic) || size < minSnapshot || size > 1<<40 {
+		return fmt.Errorf("%w: queue snapshot: bad header (magic %q, %d bytes)", ErrCorrupt, hdr[:4], size)
+	}
 	tmp := m.path + ".restore"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("queue: restore: %w", err)
 	}
-	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("queue: restore: %w", err)
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, size))
+	var sum [sha256.Size]byte
+	if err == nil && n == size {
+		_, err = io.ReadFull(r, sum[:])
 	}
-	if err := f.Close(); err != nil {
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || n != size || !bytes.Equal(sum[:], h.Sum(nil)) {
 		os.Remove(tmp)
-		return fmt.Errorf("queue: restore: %w", err)
+		return fmt.Errorf("%w: queue snapshot: %d of %d bytes, checksum match %v: %v", ErrCorrupt, n, size, bytes.Equal(sum[:], h.Sum(nil)), err)
 	}
 	// Check the snapshot opens before dropping the current state.
 	probe, err := open(tmp, m.cfg, true)
@@ -295,6 +371,13 @@ func (m *Machine) Restore(r io.Reader) error {
 		os.Remove(tmp)
 		return fmt.Errorf("queue: restore: snapshot does not open: %w", err)
 	}
+	var at int64
+	_ = probe.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bMeta).Get(kClock); len(v) == 8 {
+			at = int64(binary.BigEndian.Uint64(v))
+		}
+		return nil
+	})
 	_ = probe.Close()
 	if err := m.q.Close(); err != nil {
 		return err
@@ -308,6 +391,7 @@ func (m *Machine) Restore(r io.Reader) error {
 	}
 	q.passive = true
 	m.q = q
+	m.at.Store(at)
 	m.notify()
 	return nil
 }

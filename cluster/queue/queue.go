@@ -334,10 +334,9 @@ func (q *Queue) Enqueue(ctx context.Context, pipeline string, payload []byte) (T
 	return id, nil
 }
 
+// enqueueTx adds a task. The payload limit is Enqueue's: the pipeline layer's own payloads
+// (a merge task lists every output of a job) are bounded by MaxJobInputs instead.
 func (q *Queue) enqueueTx(tx *bolt.Tx, now time.Time, pipeline string, payload []byte) (TaskID, error) {
-	if len(payload) > q.cfg.MaxPayloadBytes {
-		return 0, fmt.Errorf("%w: payload of %d bytes exceeds MaxPayloadBytes %d", ErrInvalid, len(payload), q.cfg.MaxPayloadBytes)
-	}
 	seq, err := tx.Bucket(bTasks).NextSequence()
 	if err != nil {
 		return 0, err

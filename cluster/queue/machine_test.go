@@ -1,0 +1,1078 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// t0 is the leader's clock at the first command of a machine test.
+var t0 = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func machineConfig() Config {
+	cfg := DefaultConfig()
+	cfg.LeaseDuration = 10 * time.Second
+	cfg.MaxAttempts = 3
+	cfg.BackoffBase = time.Second
+	cfg.BackoffCap = 4 * time.Second
+	return cfg
+}
+
+func openMachineAt(t testing.TB, path string) *Machine {
+	t.Helper()
+	m, err := OpenMachine(path, machineConfig())
+	if err != nil {
+		t.Fatalf("OpenMachine: %v", err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	return m
+}
+
+func newMachine(t testing.TB) *Machine {
+	t.Helper()
+	return openMachineAt(t, filepath.Join(t.TempDir(), "machine.db"))
+}
+
+func encodeCmd(t testing.TB, c Command) []byte {
+	t.Helper()
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatalf("encode %+v: %v", c, err)
+	}
+	return b
+}
+
+func decodeResp(t testing.TB, b []byte) Response {
+	t.Helper()
+	var r Response
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("response %q does not decode: %v", b, err)
+	}
+	return r
+}
+
+// do applies c and checks that its error is want (nil: success).
+func do(t testing.TB, m *Machine, c Command, want error) Response {
+	t.Helper()
+	r := decodeResp(t, m.Apply(encodeCmd(t, c)))
+	err := r.Err()
+	switch {
+	case want == nil && err != nil:
+		t.Fatalf("%s at %v: %v (code %q)", c.Op, c.At, err, r.Code)
+	case want != nil && !errors.Is(err, want):
+		t.Fatalf("%s at %v = %v (code %q); want %v", c.Op, c.At, err, r.Code, want)
+	case want != nil && (r.Lease != nil || r.Job != 0):
+		t.Fatalf("failed %s returned %+v", c.Op, r)
+	}
+	return r
+}
+
+// read runs fn on the machine's queue and fails the test on an error.
+func read(t testing.TB, m *Machine, fn func(q *Queue) error) {
+	t.Helper()
+	if err := m.Read(fn); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+}
+
+// txID is the id of the machine file's last committed write transaction.
+func txID(t testing.TB, m *Machine) int {
+	t.Helper()
+	var id int
+	read(t, m, func(q *Queue) error {
+		return q.db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil })
+	})
+	return id
+}
+
+// machineDump is everything a replica's readers can see.
+type machineDump struct {
+	Pipelines []Pipeline
+	JobList   []Job
+	Jobs      []Job
+	Stages    []StageStats
+	Dead      []TaskInfo
+	Tasks     []Task
+	Infos     []TaskInfo
+	Next      []string
+}
+
+func dump(t testing.TB, m *Machine) string {
+	t.Helper()
+	var d machineDump
+	read(t, m, func(q *Queue) error {
+		var err error
+		if d.Pipelines, err = q.Pipelines(); err != nil {
+			return err
+		}
+		if d.JobList, err = q.Jobs("", 1000); err != nil {
+			return err
+		}
+		for _, j := range d.JobList {
+			full, err := q.Job(j.ID)
+			if err != nil {
+				return err
+			}
+			d.Jobs = append(d.Jobs, full)
+		}
+		if d.Stages, err = q.StageStats(); err != nil {
+			return err
+		}
+		if d.Dead, err = q.DeadTasks(""); err != nil {
+			return err
+		}
+		for id := TaskID(1); ; id++ {
+			task, err := q.Get(id)
+			if errors.Is(err, ErrNotFound) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			d.Tasks = append(d.Tasks, task)
+			ti, err := q.TaskInfo(id)
+			if err != nil {
+				return err
+			}
+			d.Infos = append(d.Infos, ti)
+		}
+		for _, s := range d.Stages {
+			name := StageQueue(s.Pipeline, s.Stage)
+			at, ok, err := q.NextReady(name, t0)
+			if err != nil {
+				return err
+			}
+			d.Next = append(d.Next, fmt.Sprintf("%s %v %v", name, at, ok))
+		}
+		return nil
+	})
+	b, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// diffDumps names the first line where two dumps differ.
+func diffDumps(a, b string) string {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := 0; i < len(al) || i < len(bl); i++ {
+		var x, y string
+		if i < len(al) {
+			x = al[i]
+		}
+		if i < len(bl) {
+			y = bl[i]
+		}
+		if x != y {
+			lo := max(0, i-6)
+			return fmt.Sprintf("line %d:\n%s\n- %s\n+ %s", i+1, strings.Join(al[lo:i], "\n"), x, y)
+		}
+	}
+	return "no difference"
+}
+
+func mergePipeline(name string) *Pipeline {
+	return &Pipeline{Name: name, Stages: []StageDef{{Name: "a"}, {Name: "m", Merge: true}}, MaxAttempts: 2}
+}
+
+func TestOpenMachineRemovesPreviousFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "m.db")
+
+	// A file that is not a queue at all.
+	if err := os.WriteFile(path, []byte("left over by a previous run"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := OpenMachine(path, machineConfig())
+	if err != nil {
+		t.Fatalf("OpenMachine over a garbage file: %v", err)
+	}
+	do(t, m, Command{Op: OpDefine, At: t0, Pipeline: mergePipeline("p")}, nil)
+	do(t, m, Command{Op: OpSubmit, At: t0, Name: "p", Inputs: filesOf("x")}, nil)
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+
+	// A previous machine's state is dropped, not reused.
+	m = openMachineAt(t, path)
+	read(t, m, func(q *Queue) error {
+		ps, err := q.Pipelines()
+		if err != nil || len(ps) != 0 {
+			t.Errorf("Pipelines = %+v, %v; want none", ps, err)
+		}
+		if _, err := q.Job(1); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Job(1) = %v; want ErrNotFound", err)
+		}
+		if _, err := q.Get(1); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Get(1) = %v; want ErrNotFound", err)
+		}
+		return nil
+	})
+
+	// A path that cannot be removed is an error.
+	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sub", "x"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := OpenMachine(filepath.Join(dir, "sub"), machineConfig()); err == nil {
+		_ = m.Close()
+		t.Fatal("OpenMachine over a non-empty directory succeeded")
+	}
+	if m, err := OpenMachine(filepath.Join(dir, "no", "such", "dir", "m.db"), machineConfig()); err == nil {
+		_ = m.Close()
+		t.Fatal("OpenMachine in a missing directory succeeded")
+	}
+	bad := machineConfig()
+	bad.LeaseDuration = 0
+	if m, err := OpenMachine(filepath.Join(dir, "bad.db"), bad); !errors.Is(err, ErrInvalid) {
+		if m != nil {
+			_ = m.Close()
+		}
+		t.Fatalf("OpenMachine with a bad config = %v; want ErrInvalid", err)
+	}
+}
+
+func TestResponseErr(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want error // nil: no error
+	}{
+		{"success", nil, nil},
+		{"empty", fmt.Errorf("queue: lease from %q: %w", "p/0", ErrEmpty), ErrEmpty},
+		{"lease lost", fmt.Errorf("complete: %w: superseded", ErrLeaseLost), ErrLeaseLost},
+		{"not found", fmt.Errorf("x: %w", ErrNotFound), ErrNotFound},
+		{"not dead", ErrNotDead, ErrNotDead},
+		{"invalid", fmt.Errorf("a: %w", fmt.Errorf("b: %w", ErrInvalid)), ErrInvalid},
+		{"corrupt", ErrCorrupt, ErrCorrupt},
+		{"closed", ErrClosed, ErrClosed},
+		{"other", errors.New("disk on fire"), nil},
+	}
+	sentinels := []error{ErrEmpty, ErrLeaseLost, ErrNotFound, ErrNotDead, ErrInvalid, ErrCorrupt, ErrClosed}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Through the wire, as a follower sees it.
+			b, err := json.Marshal(responseOf(tt.err))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := decodeResp(t, b)
+			got := r.Err()
+			if tt.err == nil {
+				if got != nil || r.Code != "" {
+					t.Fatalf("Err() = %v, code %q; want nil", got, r.Code)
+				}
+				return
+			}
+			if got == nil || got.Error() != tt.err.Error() {
+				t.Fatalf("Err() = %v; want message %q", got, tt.err.Error())
+			}
+			for _, s := range sentinels {
+				if errors.Is(got, s) != (s == tt.want) {
+					t.Errorf("errors.Is(%v, %v) = %v", got, s, errors.Is(got, s))
+				}
+			}
+			var re *RemoteError
+			if errors.As(got, &re) != (tt.want != nil) {
+				t.Errorf("errors.As RemoteError = %v; want %v", re, tt.want != nil)
+			}
+		})
+	}
+	// Unknown codes still carry the message.
+	r := Response{Code: "from-the-future", Error: "boom"}
+	if err := r.Err(); err == nil || err.Error() != "boom" || errors.Is(err, ErrInvalid) {
+		t.Fatalf("unknown code: Err() = %v", err)
+	}
+}
+
+// TestMachineApply applies every operation through an encoded Command with explicit times.
+func TestMachineApply(t *testing.T) {
+	m := newMachine(t)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	job := func(id JobID) Job {
+		var j Job
+		read(t, m, func(q *Queue) error { var err error; j, err = q.Job(id); return err })
+		return j
+	}
+
+	changed := m.Changed()
+	do(t, m, Command{Op: OpDefine, At: at(0)}, ErrInvalid)
+	do(t, m, Command{Op: OpDefine, At: at(0), Pipeline: &Pipeline{Name: "Bad", Stages: []StageDef{{Name: "s"}}}}, ErrInvalid)
+	do(t, m, Command{Op: OpDefine, At: at(0), Pipeline: &Pipeline{Name: "p"}}, ErrInvalid)
+	do(t, m, Command{Op: OpDefine, At: at(0), Pipeline: mergePipeline("p")}, nil)
+	select {
+	case <-changed:
+	default:
+		t.Fatal("Changed not closed by a define")
+	}
+
+	do(t, m, Command{Op: OpSubmit, At: at(0), Name: "nope", Inputs: filesOf("x")}, ErrNotFound)
+	do(t, m, Command{Op: OpSubmit, At: at(0), Name: "p"}, ErrInvalid)
+	do(t, m, Command{Op: OpSubmit, At: at(0), Name: "p", Inputs: filesOf("../x")}, ErrInvalid)
+	r := do(t, m, Command{Op: OpSubmit, At: at(time.Second), Request: "r1", Name: "p", Inputs: filesOf("x", "y")}, nil)
+	if r.Job != 1 {
+		t.Fatalf("submit = %+v; want job 1", r)
+	}
+	if r := do(t, m, Command{Op: OpSubmit, At: at(2 * time.Second), Request: "r1", Name: "p", Inputs: filesOf("z")}, nil); r.Job != 1 {
+		t.Fatalf("repeated submit = %+v; want job 1", r)
+	}
+	if j := job(1); !j.Created.Equal(at(time.Second)) || len(j.Inputs) != 2 {
+		t.Fatalf("job = %+v; want created at the command's time", j)
+	}
+
+	changed = m.Changed()
+	do(t, m, Command{Op: OpLease, At: at(3 * time.Second), Name: StageQueue("p", 1), Worker: "w"}, ErrEmpty)
+	select {
+	case <-changed:
+		t.Fatal("Changed closed by an empty lease")
+	default:
+	}
+	do(t, m, Command{Op: OpLease, At: at(3 * time.Second), Name: "", Worker: "w"}, ErrInvalid)
+	r = do(t, m, Command{Op: OpLease, At: at(3 * time.Second), Name: StageQueue("p", 0), Worker: "w1"}, nil)
+	l1 := r.Lease
+	if l1 == nil || l1.Attempt != 1 || l1.Worker != "w1" || !l1.ExpiresAt.Equal(at(13*time.Second)) {
+		t.Fatalf("lease = %+v; want attempt 1 expiring at +13s", l1)
+	}
+	var st StageTask
+	if err := json.Unmarshal(l1.Payload, &st); err != nil || st.Job != 1 || st.Slot != 0 {
+		t.Fatalf("lease payload %s: %+v, %v", l1.Payload, st, err)
+	}
+
+	do(t, m, Command{Op: OpHeartbeat, At: at(5 * time.Second)}, ErrInvalid)
+	r = do(t, m, Command{Op: OpHeartbeat, At: at(5 * time.Second), Lease: l1}, nil)
+	if r.Lease == nil || !r.Lease.ExpiresAt.Equal(at(15*time.Second)) || r.Lease.ID != l1.ID {
+		t.Fatalf("heartbeat = %+v; want expiry at +15s", r.Lease)
+	}
+	l1 = r.Lease
+	do(t, m, Command{Op: OpComplete, At: at(6 * time.Second)}, ErrInvalid)
+	do(t, m, Command{Op: OpComplete, At: at(6 * time.Second), Lease: l1}, ErrInvalid) // a pipeline task needs an output
+	do(t, m, Command{Op: OpComplete, At: at(6 * time.Second), Lease: l1, Output: &File{Name: "/abs", SHA256: fileOf("a").SHA256}}, ErrInvalid)
+	do(t, m, Command{Op: OpComplete, At: at(6 * time.Second), Lease: l1, Output: ptr(fileOf("out/x"))}, nil)
+	do(t, m, Command{Op: OpComplete, At: at(6 * time.Second), Lease: l1, Output: ptr(fileOf("out/x"))}, ErrLeaseLost)
+	do(t, m, Command{Op: OpHeartbeat, At: at(6 * time.Second), Lease: l1}, ErrLeaseLost)
+	wantStages(t, job(1), [3]int{2, 1, 0}, [3]int{1, 0, 0})
+	if j := job(1); j.State != JobRunning {
+		t.Fatalf("job = %+v", j)
+	}
+
+	// The second input fails twice (the pipeline's MaxAttempts is 2) and dies.
+	l2 := do(t, m, Command{Op: OpLease, At: at(7 * time.Second), Name: StageQueue("p", 0), Worker: "w2"}, nil).Lease
+	do(t, m, Command{Op: OpFail, At: at(8 * time.Second)}, ErrInvalid)
+	do(t, m, Command{Op: OpFail, At: at(8 * time.Second), Lease: l2, Error: "boom 1"}, nil)
+	do(t, m, Command{Op: OpFail, At: at(8 * time.Second), Lease: l2, Error: "again"}, ErrLeaseLost)
+	do(t, m, Command{Op: OpLease, At: at(8*time.Second + 999*time.Millisecond), Name: StageQueue("p", 0), Worker: "w2"}, ErrEmpty)
+	l2 = do(t, m, Command{Op: OpLease, At: at(9 * time.Second), Name: StageQueue("p", 0), Worker: "w2"}, nil).Lease
+	if l2.Attempt != 2 {
+		t.Fatalf("redelivery %+v; want attempt 2", l2)
+	}
+	do(t, m, Command{Op: OpFail, At: at(10 * time.Second), Lease: l2, Error: "boom 2"}, nil)
+	j := job(1)
+	wantStages(t, j, [3]int{2, 1, 1}, [3]int{1, 0, 0})
+	var dead []TaskInfo
+	read(t, m, func(q *Queue) error { var err error; dead, err = q.DeadTasks("p"); return err })
+	if len(dead) != 1 || dead[0].ID != l2.TaskID || len(dead[0].Errors) != 2 || !dead[0].Finished.Equal(at(10*time.Second)) {
+		t.Fatalf("DeadTasks = %+v", dead)
+	}
+
+	// The merge runs over the surviving output.
+	lm := do(t, m, Command{Op: OpLease, At: at(11 * time.Second), Name: StageQueue("p", 1), Worker: "w"}, nil).Lease
+	if err := json.Unmarshal(lm.Payload, &st); err != nil || len(st.Inputs) != 1 || st.Inputs[0] != fileOf("out/x") {
+		t.Fatalf("merge payload %s", lm.Payload)
+	}
+	do(t, m, Command{Op: OpComplete, At: at(12 * time.Second), Lease: lm, Output: ptr(fileOf("merged"))}, nil)
+	if j := job(1); j.State != JobPartial || !j.Finished.Equal(at(12*time.Second)) {
+		t.Fatalf("job = %+v; want partial at +12s", j)
+	}
+
+	// Retry.
+	do(t, m, Command{Op: OpRetry, At: at(13 * time.Second), Task: 999}, ErrNotFound)
+	do(t, m, Command{Op: OpRetry, At: at(13 * time.Second), Task: l1.TaskID}, ErrNotDead)
+	do(t, m, Command{Op: OpRetry, At: at(13 * time.Second), Task: l2.TaskID}, nil)
+	if j := job(1); j.State != JobRunning {
+		t.Fatalf("job after retry = %+v", j)
+	}
+	l2 = do(t, m, Command{Op: OpLease, At: at(13 * time.Second), Name: StageQueue("p", 0), Worker: "w2"}, nil).Lease
+	if l2.Attempt != 1 {
+		t.Fatalf("lease after retry = %+v", l2)
+	}
+	do(t, m, Command{Op: OpComplete, At: at(14 * time.Second), Lease: l2, Output: ptr(fileOf("out/y"))}, nil)
+	lm = do(t, m, Command{Op: OpLease, At: at(15 * time.Second), Name: StageQueue("p", 1), Worker: "w"}, nil).Lease
+	do(t, m, Command{Op: OpComplete, At: at(16 * time.Second), Lease: lm, Output: ptr(fileOf("merged/all"))}, nil)
+	j = job(1)
+	if j.State != JobDone || !j.Finished.Equal(at(16*time.Second)) || len(j.Outputs) != 1 || j.Outputs[0] != fileOf("merged/all") {
+		t.Fatalf("job = %+v", j)
+	}
+
+	do(t, m, Command{Op: "enqueue", At: at(17 * time.Second)}, ErrInvalid)
+	do(t, m, Command{Op: "", At: at(17 * time.Second)}, ErrInvalid)
+
+	// After Close every operation answers closed.
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	do(t, m, Command{Op: OpDefine, At: at(18 * time.Second), Pipeline: mergePipeline("q")}, ErrClosed)
+	do(t, m, Command{Op: OpLease, At: at(18 * time.Second), Name: "p/0"}, ErrClosed)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// script drives a machine with random commands at a random (growing) leader clock and
+// returns every encoded command with its response, so that the same log can be replayed.
+type script struct {
+	t     *testing.T
+	rng   *rand.Rand
+	now   time.Time
+	m     *Machine // the leader: responses come from it
+	held  []Lease
+	log   [][]byte
+	resps [][]byte
+	codes map[string]int
+	// stamp, if set, adds the proposer's settings to each command.
+	stamp func(*Command)
+}
+
+func (s *script) apply(c Command) Response {
+	c.At = s.now
+	if s.stamp != nil {
+		s.stamp(&c)
+	}
+	data := encodeCmd(s.t, c)
+	resp := s.m.Apply(data)
+	s.log = append(s.log, data)
+	s.resps = append(s.resps, resp)
+	r := decodeResp(s.t, resp)
+	s.codes[string(c.Op)+":"+r.Code]++
+	return r
+}
+
+func (s *script) run(steps int) {
+	pipelines := []string{"three", "merge", "solo"}
+	stages := map[string]int{"three": 3, "merge": 2, "solo": 1}
+	for range steps {
+		s.now = s.now.Add(time.Duration(s.rng.IntN(4000)) * time.Millisecond)
+		if s.rng.IntN(40) == 0 {
+			s.now = s.now.Add(12 * time.Second) // every lease expires
+		}
+		switch op := s.rng.IntN(20); {
+		case op < 2:
+			p := pipelines[s.rng.IntN(len(pipelines))]
+			var names []string
+			for i := range 1 + s.rng.IntN(4) {
+				names = append(names, fmt.Sprintf("in/%d-%d", len(s.log), i))
+			}
+			req := ""
+			if s.rng.IntN(2) == 0 {
+				req = fmt.Sprint("req-", s.rng.IntN(10))
+			}
+			s.apply(Command{Op: OpSubmit, Request: req, Name: p, Inputs: filesOf(names...)})
+		case op < 9:
+			p := pipelines[s.rng.IntN(len(pipelines))]
+			r := s.apply(Command{Op: OpLease, Name: StageQueue(p, s.rng.IntN(stages[p])), Worker: fmt.Sprint("w", s.rng.IntN(3))})
+			if r.Lease != nil {
+				s.held = append(s.held, *r.Lease)
+			}
+		case op < 18 && len(s.held) > 0:
+			i := s.rng.IntN(len(s.held))
+			l := s.held[i]
+			switch k := s.rng.IntN(10); {
+			case k < 6:
+				out := fileOf(fmt.Sprintf("out/%d/%d", l.TaskID, l.ID))
+				if s.rng.IntN(20) == 0 {
+					out.SHA256 = "bad" // refused: the lease stays held
+				}
+				s.apply(Command{Op: OpComplete, Lease: &l, Output: &out})
+			case k < 9:
+				s.apply(Command{Op: OpFail, Lease: &l, Error: fmt.Sprint("failed at ", s.now)})
+			default:
+				if r := s.apply(Command{Op: OpHeartbeat, Lease: &l}); r.Lease != nil {
+					s.held[i] = *r.Lease
+					continue
+				}
+			}
+			if s.rng.IntN(4) != 0 { // sometimes keep a finished lease around to replay it late
+				s.held = append(s.held[:i], s.held[i+1:]...)
+			}
+		default:
+			var dead []TaskInfo
+			read(s.t, s.m, func(q *Queue) error { var err error; dead, err = q.DeadTasks(""); return err })
+			id := TaskID(s.rng.IntN(50))
+			if len(dead) > 0 && s.rng.IntN(4) != 0 {
+				id = dead[s.rng.IntN(len(dead))].ID
+			}
+			s.apply(Command{Op: OpRetry, Task: id})
+		}
+	}
+}
+
+func newScript(t *testing.T, m *Machine, seed uint64) *script {
+	s := &script{t: t, rng: rand.New(rand.NewPCG(seed, 7)), now: t0, m: m, codes: map[string]int{}}
+	s.apply(Command{Op: OpDefine, Pipeline: &Pipeline{Name: "three", MaxAttempts: 2,
+		Stages: []StageDef{{Name: "a"}, {Name: "b"}, {Name: "c", Merge: true}}}})
+	s.apply(Command{Op: OpDefine, Pipeline: &Pipeline{Name: "merge", Backoff: 500 * time.Millisecond,
+		Stages: []StageDef{{Name: "m", Merge: true}, {Name: "post"}}}})
+	s.apply(Command{Op: OpDefine, Pipeline: &Pipeline{Name: "solo", MaxAttempts: 1, Stages: []StageDef{{Name: "s"}}}})
+	return s
+}
+
+// replay applies a log to m, checking each response against the leader's.
+func replay(t *testing.T, m *Machine, log, resps [][]byte) {
+	t.Helper()
+	for i, data := range log {
+		if got := m.Apply(data); !bytes.Equal(got, resps[i]) {
+			t.Fatalf("command %d %s: response %s; leader's %s", i, data, got, resps[i])
+		}
+	}
+}
+
+// TestMachineDeterminism: replicas applying the same log answer the same and read the same.
+func TestMachineDeterminism(t *testing.T) {
+	codes := map[string]int{}
+	states := map[JobState]int{}
+	for _, seed := range []uint64{1, 2, 3} {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			leader := newMachine(t)
+			s := newScript(t, leader, seed)
+			s.run(600)
+			follower := newMachine(t)
+			replay(t, follower, s.log, s.resps)
+			want := dump(t, leader)
+			if got := dump(t, follower); got != want {
+				t.Fatalf("follower differs from leader at %s", diffDumps(want, got))
+			}
+			var jobs []Job
+			read(t, leader, func(q *Queue) error { var err error; jobs, err = q.Jobs("", 1000); return err })
+			for _, j := range jobs {
+				states[j.State]++
+			}
+			for k, n := range s.codes {
+				codes[k] += n
+			}
+		})
+	}
+	// The scripts got somewhere: jobs finished, tasks died, late workers were refused.
+	t.Logf("job states %v; op:code counts %v", states, codes)
+	for _, k := range []string{"lease:", "lease:empty", "complete:", "complete:lease_lost", "complete:invalid", "fail:",
+		"heartbeat:", "retry:", "retry:not_dead", "submit:"} {
+		if codes[k] == 0 {
+			t.Errorf("the scripts never produced %q", k)
+		}
+	}
+	if states[JobDone] == 0 || states[JobPartial] == 0 {
+		t.Errorf("job states %v; want some done and some partial", states)
+	}
+}
+
+// TestMachineReadsArePassive: reads never write, even when a lease has long expired by the
+// wall clock; only a command whose time is past the expiry ends the lease.
+func TestMachineReadsArePassive(t *testing.T) {
+	m := newMachine(t)
+	past := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC) // leases expire long before the wall clock
+	do(t, m, Command{Op: OpDefine, At: past, Pipeline: mergePipeline("p")}, nil)
+	do(t, m, Command{Op: OpSubmit, At: past, Name: "p", Inputs: filesOf("x", "y")}, nil)
+	l := do(t, m, Command{Op: OpLease, At: past, Name: "p/0", Worker: "w"}, nil).Lease
+
+	tx := txID(t, m)
+	before := dump(t, m)
+	for range 3 {
+		read(t, m, func(q *Queue) error {
+			s, err := q.Stats("p/0")
+			if err != nil || s.Leased != 1 || s.Depth != 1 || s.Retries != 0 {
+				t.Errorf("Stats = %+v, %v; want the expired lease still counted", s, err)
+			}
+			task, err := q.Get(l.TaskID)
+			if err != nil || task.State != StateLeased || task.LeaseID != l.ID {
+				t.Errorf("Get = %+v, %v; want still leased", task, err)
+			}
+			if ti, err := q.TaskInfo(l.TaskID); err != nil || ti.State != "leased" {
+				t.Errorf("TaskInfo = %+v, %v", ti, err)
+			}
+			if d, err := q.Dead("p/0"); err != nil || len(d) != 0 {
+				t.Errorf("Dead = %+v, %v", d, err)
+			}
+			// NextReady reports work now: a ready task, and an expired lease.
+			if at, ok, err := q.NextReady("p/0", time.Now()); err != nil || !ok || time.Since(at) > time.Minute {
+				t.Errorf("NextReady = %v, %v, %v; want now", at, ok, err)
+			}
+			return nil
+		})
+		if got := dump(t, m); got != before {
+			t.Fatalf("a read changed the state: %s", diffDumps(before, got))
+		}
+	}
+	if got := txID(t, m); got != tx {
+		t.Fatalf("reads committed write transactions: tx %d -> %d", tx, got)
+	}
+
+	// A command before the expiry leaves the lease alone; one at the expiry ends it.
+	do(t, m, Command{Op: OpLease, At: past.Add(5 * time.Second), Name: "p/0", Worker: "w"}, nil)
+	do(t, m, Command{Op: OpLease, At: past.Add(6 * time.Second), Name: "p/0", Worker: "w"}, ErrEmpty)
+	read(t, m, func(q *Queue) error {
+		if s, err := q.Stats("p/0"); err != nil || s.Leased != 2 {
+			t.Errorf("Stats = %+v, %v; want 2 leased", s, err)
+		}
+		return nil
+	})
+	do(t, m, Command{Op: OpLease, At: past.Add(10 * time.Second), Name: "p/0", Worker: "w"}, ErrEmpty) // expired, backing off
+	read(t, m, func(q *Queue) error {
+		s, err := q.Stats("p/0")
+		if err != nil || s.Leased != 1 || s.Depth != 1 || s.Ready != 0 || s.Retries != 1 {
+			t.Errorf("Stats after the expiry = %+v, %v; want 1 leased, 1 backing off", s, err)
+		}
+		if task, err := q.Get(l.TaskID); err != nil || task.State != StateReady || len(task.Errors) != 1 {
+			t.Errorf("Get = %+v, %v; want ready with the expiry recorded", task, err)
+		}
+		return nil
+	})
+	r := do(t, m, Command{Op: OpLease, At: past.Add(11 * time.Second), Name: "p/0", Worker: "w"}, nil)
+	if r.Lease.TaskID != l.TaskID || r.Lease.Attempt != 2 {
+		t.Fatalf("redelivery = %+v", r.Lease)
+	}
+	do(t, m, Command{Op: OpComplete, At: past.Add(12 * time.Second), Lease: l, Output: ptr(fileOf("late"))}, ErrLeaseLost)
+}
+
+func snapshotBytes(t *testing.T, m *Machine) []byte {
+	t.Helper()
+	persist, release, err := m.Snapshot()
+	if err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	defer release()
+	var buf bytes.Buffer
+	if err := persist(&buf); err != nil {
+		t.Fatalf("persist: %v", err)
+	}
+	return buf.Bytes()
+}
+
+// TestMachineSnapshotRestore: a restored replica reads like the one that took the snapshot (as
+// of the snapshot), and applies the rest of the log to the same state.
+func TestMachineSnapshotRestore(t *testing.T) {
+	leader := newMachine(t)
+	s := newScript(t, leader, 42)
+	s.run(300)
+	atSnapshot := dump(t, leader)
+	persist, release, err := leader.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := len(s.log)
+	// The leader goes on while the snapshot is written, as under Raft.
+	var buf bytes.Buffer
+	persisted := make(chan error, 1)
+	go func() {
+		defer release()
+		persisted <- persist(&buf)
+	}()
+	s.run(50)
+	if err := <-persisted; err != nil {
+		t.Fatal(err)
+	}
+	release() // idempotent
+	snap := buf.Bytes()
+
+	// A fresh machine, and one with other state of its own.
+	fresh := newMachine(t)
+	busy := newMachine(t)
+	do(t, busy, Command{Op: OpDefine, At: t0, Pipeline: mergePipeline("elsewhere")}, nil)
+	do(t, busy, Command{Op: OpSubmit, At: t0, Name: "elsewhere", Inputs: filesOf("e")}, nil)
+	for name, m := range map[string]*Machine{"fresh": fresh, "busy": busy} {
+		t.Run(name, func(t *testing.T) {
+			changed := m.Changed()
+			if err := m.Restore(bytes.NewReader(snap)); err != nil {
+				t.Fatalf("Restore: %v", err)
+			}
+			select {
+			case <-changed:
+			default:
+				t.Error("Restore did not signal a change")
+			}
+			if got := dump(t, m); got != atSnapshot {
+				t.Errorf("restored replica differs from the leader at the snapshot: %s", diffDumps(atSnapshot, got))
+			}
+			// The rest of the log applies as it did on the leader.
+			replay(t, m, s.log[cut:], s.resps[cut:])
+			if want, got := dump(t, leader), dump(t, m); got != want {
+				t.Fatalf("after the rest of the log: %s", diffDumps(want, got))
+			}
+		})
+	}
+	if _, err := os.Stat(fresh.path + ".restore"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Restore left %s.restore behind: %v", fresh.path, err)
+	}
+}
+
+// TestMachineRestoreRejects: a snapshot that is not one fails and leaves the state as it was.
+func TestMachineRestoreRejects(t *testing.T) {
+	src := newMachine(t)
+	s := newScript(t, src, 5)
+	s.run(100)
+	good := snapshotBytes(t, src)
+	random := make([]byte, 64<<10)
+	rng := rand.New(rand.NewPCG(9, 9))
+	for i := range random {
+		random[i] = byte(rng.Uint32())
+	}
+	future := func() []byte { // a queue file of another format version
+		m := newMachine(t)
+		read(t, m, func(q *Queue) error {
+			return q.update(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put(kFormat, []byte{recordVersion + 1}) })
+		})
+		return snapshotBytes(t, m)
+	}()
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"text", []byte("this is not a snapshot")},
+		{"zero page", make([]byte, 4096)},
+		{"random", random},
+		{"other format version", future},
+		{"empty", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newMachine(t)
+			r := newScript(t, m, 6)
+			r.run(100)
+			before := dump(t, m)
+			if err := m.Restore(bytes.NewReader(tt.data)); err == nil {
+				t.Errorf("Restore(%d bytes of %s) succeeded", len(tt.data), tt.name)
+			}
+			if got := dump(t, m); got != before {
+				t.Fatalf("state after the refused Restore: %s", diffDumps(before, got))
+			}
+			// And it still applies.
+			r.run(20)
+			if _, err := os.Stat(m.path + ".restore"); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("Restore left %s.restore behind: %v", m.path, err)
+			}
+		})
+	}
+	// A failing reader too.
+	m := newMachine(t)
+	before := dump(t, m)
+	if err := m.Restore(&failingReader{data: good[:4096]}); err == nil {
+		t.Error("Restore from a failing reader succeeded")
+	}
+	if got := dump(t, m); got != before {
+		t.Fatalf("state after the failed read: %s", diffDumps(before, got))
+	}
+}
+
+type failingReader struct{ data []byte }
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, errors.New("connection reset")
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestMachineApplyRefuses: a command that does not decode, or names no valid operation, is
+// answered invalid and changes nothing a reader can see.
+func TestMachineApplyRefuses(t *testing.T) {
+	m := newMachine(t)
+	s := newScript(t, m, 11)
+	s.run(200)
+	last := s.now
+	stamp := func(format string) []byte { return fmt.Appendf(nil, format, last.Format(time.RFC3339Nano)) }
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"nil", nil},
+		{"empty", []byte{}},
+		{"truncated", []byte(`{"op":"lease"`)},
+		{"not json", []byte("lease p/0")},
+		{"binary", []byte{0xff, 0xfe, 0x00, 0x01}},
+		{"array", []byte(`[1,2]`)},
+		{"string", []byte(`"define"`)},
+		{"bad time", []byte(`{"op":"lease","at":"yesterday","name":"three/0"}`)},
+		{"op is a number", []byte(`{"op":1}`)},
+		{"pipeline is a string", stamp(`{"op":"define","at":%q,"pipeline":"x"}`)},
+		{"trailing garbage", stamp(`{"op":"lease","at":%q,"name":"three/0"} x`)},
+		{"unknown op", stamp(`{"op":"enqueue","at":%q,"name":"three/0"}`)},
+		{"define without pipeline", stamp(`{"op":"define","at":%q}`)},
+		{"complete without lease", stamp(`{"op":"complete","at":%q}`)},
+		{"empty object", []byte(`{}`)},
+		{"null", []byte(`null`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before, tx := dump(t, m), txID(t, m)
+			r := decodeResp(t, m.Apply(tt.data))
+			if r.Code != "invalid" || !errors.Is(r.Err(), ErrInvalid) || r.Lease != nil || r.Job != 0 {
+				t.Fatalf("Apply(%q) = %+v; want an invalid-argument response", tt.data, r)
+			}
+			if got := dump(t, m); got != before {
+				t.Errorf("Apply(%q) changed what readers see: %s", tt.data, diffDumps(before, got))
+			}
+			if got := txID(t, m); got != tx {
+				t.Errorf("Apply(%q) committed a write: tx %d -> %d", tt.data, tx, got)
+			}
+		})
+	}
+	// The machine goes on.
+	s.run(50)
+}
+
+// FuzzMachineApply feeds arbitrary commands (one per line) to a machine holding a running
+// job: Apply must never panic, must always answer a decodable Response, and the state must
+// stay readable.
+func FuzzMachineApply(f *testing.F) {
+	at := t0.Format(time.RFC3339Nano)
+	out := fileOf("out")
+	outJSON, _ := json.Marshal(out)
+	seeds := []string{
+		fmt.Sprintf(`{"op":"lease","at":%q,"name":"fz/0","worker":"w"}`, at),
+		fmt.Sprintf(`{"op":"lease","at":%q,"name":"fz/0","worker":"w"}`+"\n"+
+			`{"op":"complete","at":%q,"lease":{"id":1,"task_id":1},"output":%s}`, at, at, outJSON),
+		fmt.Sprintf(`{"op":"lease","at":%q,"name":"fz/0","worker":"w"}`+"\n"+
+			`{"op":"fail","at":%q,"lease":{"id":1,"task_id":1},"error":"x"}`+"\n"+
+			`{"op":"lease","at":"2030-01-01T00:00:05Z","name":"fz/0","worker":"w"}`+"\n"+
+			`{"op":"fail","at":"2030-01-01T00:00:05Z","lease":{"id":3,"task_id":1},"error":"y"}`+"\n"+
+			`{"op":"retry","at":"2030-01-01T00:00:06Z","task":1}`, at, at),
+		fmt.Sprintf(`{"op":"lease","at":%q,"name":"fz/0","worker":"w"}`+"\n"+
+			`{"op":"heartbeat","at":"2030-01-01T00:00:09Z","lease":{"id":1,"task_id":1}}`+"\n"+
+			`{"op":"lease","at":"2030-01-01T01:00:00Z","name":"fz/0","worker":"w"}`, at),
+		fmt.Sprintf(`{"op":"submit","at":%q,"request":"r","name":"fz","inputs":[%s]}`, at, outJSON),
+		fmt.Sprintf(`{"op":"define","at":%q,"pipeline":{"name":"fz2","stages":[{"name":"m","merge":true}],"max_attempts":1,"backoff":1}}`, at),
+		`{"op":"lease","at":"0001-01-01T00:00:00Z","name":"fz/0"}`,
+		`{"op":"lease","at":"9999-12-31T23:59:59Z","name":"fz/0"}`,
+		`{"op":"retry","task":18446744073709551615}`,
+		`{"op":"complete","lease":{"id":0,"task_id":0}}`,
+		"",
+		"\x00",
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m := newMachine(t)
+		do(t, m, Command{Op: OpDefine, At: t0, Pipeline: mergePipeline("fz")}, nil)
+		do(t, m, Command{Op: OpSubmit, At: t0, Name: "fz", Inputs: filesOf("x", "y")}, nil)
+		for _, line := range bytes.Split(data, []byte("\n")) {
+			b := m.Apply(line)
+			var r Response
+			if err := json.Unmarshal(b, &r); err != nil {
+				t.Fatalf("Apply(%q) = %q: not a Response: %v", line, b, err)
+			}
+			if err := r.Err(); err != nil && (r.Lease != nil || r.Job != 0) {
+				t.Fatalf("Apply(%q) = %+v: an error with a result", line, r)
+			}
+			if errors.Is(r.Err(), ErrCorrupt) {
+				t.Fatalf("Apply(%q) = %+v: corrupted the state", line, r)
+			}
+		}
+		dump(t, m) // every read still works
+	})
+}
+
+// TestMachineRestoreTruncated: a cut-off snapshot is refused and the state kept. It runs in a
+// child process, because bbolt may panic in a goroutine of its own on a damaged file, which
+// would take the whole test binary down.
+func TestMachineRestoreTruncated(t *testing.T) {
+	if os.Getenv("QUEUE_TEST_RESTORE_CHILD") == "1" {
+		restoreTruncated(t)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestMachineRestoreTruncated$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "QUEUE_TEST_RESTORE_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		lines := strings.SplitN(string(out), "\n", 25)
+		t.Fatalf("restoring truncated snapshots (child process): %v\n%s", err, strings.Join(lines[:min(len(lines), 24)], "\n"))
+	}
+}
+
+func restoreTruncated(t *testing.T) {
+	src := newMachine(t)
+	newScript(t, src, 5).run(100)
+	good := snapshotBytes(t, src)
+	for _, n := range []int{len(good) - 1, len(good) - 4096, len(good) / 2, 4 * 4096, 4096, 100} {
+		t.Run(fmt.Sprintf("%d of %d bytes", n, len(good)), func(t *testing.T) {
+			m := newMachine(t)
+			newScript(t, m, 6).run(50)
+			before := dump(t, m)
+			if err := m.Restore(bytes.NewReader(good[:n])); err == nil {
+				t.Errorf("Restore of a truncated snapshot succeeded")
+			}
+			if got := dump(t, m); got != before {
+				t.Fatalf("state after the refused Restore: %s", diffDumps(before, got))
+			}
+		})
+	}
+}
+
+// gatedWriter is a slow snapshot sink: its first Write waits for gate.
+type gatedWriter struct{ gate chan struct{} }
+
+func (w *gatedWriter) Write(p []byte) (int, error) {
+	<-w.gate
+	return len(p), nil
+}
+
+// TestMachineSnapshotPersistDoesNotStallApply: the log's applier goes on while a snapshot is
+// being persisted to a slow sink, also when the file has to grow meanwhile.
+func TestMachineSnapshotPersistDoesNotStallApply(t *testing.T) {
+	m := newMachine(t)
+	do(t, m, Command{Op: OpDefine, At: t0, Pipeline: mergePipeline("p")}, nil)
+	persist, release, err := m.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	sink := &gatedWriter{gate: gate}
+	persisted := make(chan error, 1)
+	go func() {
+		defer release()
+		persisted <- persist(sink)
+	}()
+	applied := make(chan error, 1)
+	go func() {
+		// About 2 MB of jobs and tasks: the file grows well past its size at the snapshot.
+		for i := range 200 {
+			var names []string
+			for k := range 20 {
+				names = append(names, fmt.Sprintf("inputs/%03d/%s-%02d.dat", i, strings.Repeat("x", 100), k))
+			}
+			c := Command{Op: OpSubmit, At: t0, Name: "p", Inputs: filesOf(names...)}
+			data, _ := json.Marshal(c)
+			var r Response
+			if err := json.Unmarshal(m.Apply(data), &r); err != nil || r.Err() != nil {
+				applied <- fmt.Errorf("submit %d: %v %v", i, err, r.Err())
+				return
+			}
+		}
+		applied <- nil
+	}()
+	select {
+	case err := <-applied:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("Apply stalled for 10s while a snapshot was being persisted")
+		close(gate)
+		gate = nil
+		if err := <-applied; err != nil {
+			t.Error(err)
+		}
+	}
+	if gate != nil {
+		close(gate)
+	}
+	if err := <-persisted; err != nil {
+		t.Fatalf("persist: %v", err)
+	}
+}
+
+// TestMachineSubmitValidation: a submit through the log is refused exactly when Queue.Submit
+// refuses it.
+func TestMachineSubmitValidation(t *testing.T) {
+	tests := []struct {
+		name     string
+		request  string
+		pipeline string
+		inputs   []File
+		want     error
+	}{
+		{"request id of 128 bytes", strings.Repeat("r", 128), "p", filesOf("a"), nil},
+		{"request id too long", strings.Repeat("s", 129), "p", filesOf("a"), ErrInvalid},
+		{"request id far too long", strings.Repeat("t", 40000), "p", filesOf("a"), ErrInvalid},
+		{"undefined pipeline", "", "nope", filesOf("a"), ErrNotFound},
+		{"no inputs", "", "p", nil, ErrInvalid},
+		{"escaping input", "", "p", filesOf("../a"), ErrInvalid},
+	}
+	q, _, _ := newTest(t, nil)
+	mustDefine(t, q, *mergePipeline("p"))
+	m := newMachine(t)
+	do(t, m, Command{Op: OpDefine, At: t0, Pipeline: mergePipeline("p")}, nil)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := q.Submit(context.Background(), tt.request, tt.pipeline, tt.inputs); !errors.Is(err, tt.want) || (tt.want == nil && err != nil) {
+				t.Errorf("Queue.Submit = %v; want %v", err, tt.want)
+			}
+			r := decodeResp(t, m.Apply(encodeCmd(t, Command{Op: OpSubmit, At: t0, Request: tt.request, Name: tt.pipeline, Inputs: tt.inputs})))
+			if err := r.Err(); !errors.Is(err, tt.want) || (tt.want == nil && err != nil) {
+				t.Errorf("Machine submit = %v (code %q); want %v", err, r.Code, tt.want)
+			}
+		})
+	}
+}
+
+// TestMachineReplicaConfig: commands carry the proposer's lease length, attempt limit and
+// backoff, so replicas whose own configuration differs still end up identical.
+func TestMachineReplicaConfig(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+	}{
+		{"lease duration", func(c *Config) { c.LeaseDuration = time.Minute }},
+		{"max attempts", func(c *Config) { c.MaxAttempts = 10 }},
+		{"backoff base", func(c *Config) { c.BackoffBase = 2 * time.Second }},
+		{"backoff cap", func(c *Config) { c.BackoffCap = time.Minute }},
+		{"payload limit", func(c *Config) { c.MaxPayloadBytes = 300 }},
+	}
+	leaderCfg := machineConfig()
+	leaderCfg.MaxAttempts = 8 // long enough a backoff to reach the cap
+	stamp := func(c *Command) {
+		switch c.Op {
+		case OpLease, OpHeartbeat:
+			c.LeaseFor = leaderCfg.LeaseDuration
+		case OpSubmit:
+			c.MaxAttempts, c.Backoff = leaderCfg.MaxAttempts, leaderCfg.BackoffBase
+		}
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			leader := newMachine(t)
+			s := newScript(t, leader, 21)
+			s.stamp = stamp
+			s.run(600)
+			// One task that fails often enough for its backoff to reach any cap.
+			s.apply(Command{Op: OpDefine, Pipeline: &Pipeline{Name: "flaky", Stages: []StageDef{{Name: "s"}}}})
+			s.apply(Command{Op: OpSubmit, Name: "flaky", Inputs: filesOf("f")})
+			for range 7 {
+				s.now = s.now.Add(time.Hour)
+				if r := s.apply(Command{Op: OpLease, Name: StageQueue("flaky", 0), Worker: "w"}); r.Lease != nil {
+					s.apply(Command{Op: OpFail, Lease: r.Lease, Error: "flaky"})
+				}
+			}
+			cfg := machineConfig()
+			tt.mutate(&cfg)
+			follower, err := OpenMachine(filepath.Join(t.TempDir(), "f.db"), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer follower.Close()
+			for i, data := range s.log {
+				if got := follower.Apply(data); !bytes.Equal(got, s.resps[i]) {
+					t.Fatalf("command %d %s: follower answered %s; leader %s", i, data, got, s.resps[i])
+				}
+			}
+			if want, got := dump(t, leader), dump(t, follower); got != want {
+				t.Fatalf("follower differs: %s", diffDumps(want, got))
+			}
+		})
+	}
+}
