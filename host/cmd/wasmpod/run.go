@@ -209,6 +209,7 @@ func run(specPath string, o runOptions) error {
 	}
 	acfg := admin.DefaultConfig()
 	acfg.Token, acfg.Logger, acfg.Cluster = token, log, node
+	acfg.Queue = node
 	if sc != nil {
 		acfg.Scatter, acfg.ScatterPath = sc, pod.Spec.Scatter.Path
 	}
@@ -227,6 +228,7 @@ func run(specPath string, o runOptions) error {
 	startDone := make(chan error, 1)
 	go func() { startDone <- sup.Start(ctx) }()
 	var sig os.Signal
+	var pl *pipelines
 	select {
 	case err := <-startDone:
 		if err == nil && sc != nil {
@@ -244,21 +246,35 @@ func run(specPath string, o runOptions) error {
 		}
 	case sig = <-sigs:
 	}
+	var failure error // a pipeline that could not be set up: the host stops and exits non-zero
 	if sig == nil {
+		// The pod's pipelines: defined in the cluster (once it has a leader), then a worker pool
+		// per stage on this node, running the stage modules that have just started.
+		pl = startPipelines(node, sup, log)
 		meta.Kick()
 		srv.Serve(nil, ingressLn)
 		log.Info("pod running", "pod", pod.Metadata.Name, "ingress", ingressLn.Addr().String())
-		sig = <-sigs
+		select {
+		case sig = <-sigs:
+		case <-pl.Failed():
+			failure = pl.Err()
+			log.Error("pipeline setup failed: stopping", "err", failure)
+		}
 	} else {
 		ingressLn.Close()
 	}
-	log.Info("signal received: draining", "signal", sig.String(), "grace", grace.String())
+	if sig != nil {
+		log.Info("signal received: draining", "signal", sig.String(), "grace", grace.String())
+	}
 	done := make(chan error, 1)
-	go func() { done <- shutdown(ctx, sup, node, meta, srv, sc, grace) }()
+	go func() { done <- shutdown(ctx, sup, node, meta, srv, sc, pl, grace) }()
 	select {
 	case err := <-done:
 		if err != nil {
 			log.Warn("shutdown finished with errors", "err", err)
+		}
+		if failure != nil {
+			return failure
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			return exitError{1}
@@ -302,16 +318,28 @@ const (
 	metaInterval = 2 * time.Second
 )
 
-// shutdown drains in-flight calls (new ones get 503), stops the modules in stop order with
-// snapshots, then leaves the cluster, then closes the listeners. The node leaves after the
-// modules stopped, so a module can still resign its leases in its stop hook; the admin API
-// closes last, so apps on the node get answers (503 once the node left) until the end.
-func shutdown(ctx context.Context, sup *supervisor.Supervisor, node *cluster.Node, meta *metaKeeper, srv *admin.Server, sc *scatterService, grace time.Duration) error {
+// shutdown drains in-flight calls (new ones get 503) while the pipelines' workers stop taking
+// tasks and finish their deliveries, then stops the modules in stop order with snapshots, then
+// leaves the cluster, then closes the listeners. The workers stop before the modules, so no
+// delivery is cut by its module going away (past the grace period they are cut, and their tasks
+// redelivered after their leases). The node leaves after the modules stopped, so a module can
+// still resign its leases in its stop hook; the admin API closes last, so apps on the node get
+// answers (503 once the node left) until the end.
+func shutdown(ctx context.Context, sup *supervisor.Supervisor, node *cluster.Node, meta *metaKeeper, srv *admin.Server, sc *scatterService, pl *pipelines, grace time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, grace)
 	defer cancel()
 	var errs []error
+	plDone := make(chan error, 1)
+	if pl != nil {
+		go func() { plDone <- pl.Stop(ctx) }()
+	} else {
+		plDone <- nil
+	}
 	if err := sup.Drain(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	if err := <-plDone; err != nil {
+		errs = append(errs, fmt.Errorf("pipeline workers: %w", err))
 	}
 	if sc != nil {
 		// Drained: no root request or shard call of ours is in flight, and new ones are refused

@@ -37,6 +37,46 @@
 //	      wasm: egress.wasm
 //	      network: {allow: ["api.example.com:443"]}
 //
+// A pod whose modules have role stage can declare work-queue pipelines: durable, at-least-once
+// chains of file-in/file-out stages, run by the cluster's replicated queue. When the pod starts,
+// the host defines each pipeline in the cluster and runs workers for each of its stages; jobs
+// (sets of input files) are then submitted to a pipeline by name:
+//
+//	apiVersion: wasmpod.dev/v1
+//	kind: Pod
+//	metadata:
+//	  name: changelogs
+//	spec:
+//	  modules:
+//	    - name: gunzip
+//	      role: stage
+//	      wasm: pipeline-gunzip.wasm  # a WASI command: reads /in/NAME.gz, writes /out/NAME
+//	      resources: {memory: 32Mi, timeout: 30s, concurrency: 8}
+//	    - name: wc
+//	      role: stage
+//	      wasm: pipeline-wc.wasm
+//	    - name: sum
+//	      role: stage
+//	      wasm: pipeline-sum.wasm
+//	  pipelines:
+//	    - name: changelogs            # 1..64 lowercase letters, digits, '.', '_', '-'
+//	      maxAttempts: 3              # optional; 0 or absent: the cluster's default (5)
+//	      backoff: 1s                 # optional; base of the exponential retry backoff
+//	      stages:
+//	        - module: gunzip          # a module of this pod with role stage
+//	        - module: wc
+//	        - module: sum
+//	          merge: true             # once per job, over every output of the stage before
+//
+// A stage runs on its module's resources: resources.concurrency is how many of the stage's tasks
+// run at once on this node, resources.timeout is the deadline of each delivery (a run past it is
+// cut and counts as a failed attempt), resources.memory bounds each run's memory. A stage module
+// is either a native module exporting wasmpod_stage (one call: input file contents in, output
+// file contents out; a merge stage gets its inputs framed as in guest-sdk/ABI.md section 2.1) or
+// a plain WASI command exporting _start, which sees its input files below /in and must write
+// exactly one file below /out. A module may serve stages of several pipelines (their runs share
+// its concurrency); pipeline names are unique in the pod, and the first stage cannot merge.
+//
 // Decoding is strict, and every problem is reported at once, each with its file, line and field
 // path, in a *SpecError wrapping ErrInvalidSpec:
 //

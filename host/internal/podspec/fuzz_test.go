@@ -9,8 +9,8 @@ import (
 )
 
 // FuzzParse checks that Parse never panics, that every failure is a *SpecError wrapping
-// ErrInvalidSpec with a message for each problem, and that any accepted spec survives
-// Marshal and Parse unchanged, with Marshal canonical.
+// ErrInvalidSpec with a message for each problem, that any accepted spec survives Marshal and
+// Parse unchanged, with Marshal canonical, and that the work queue accepts its pipelines.
 //
 //	go test -run '^$' -fuzz FuzzParse -fuzztime 60s ./host/internal/podspec
 func FuzzParse(f *testing.F) {
@@ -35,6 +35,8 @@ func FuzzParse(f *testing.F) {
 		header + "  modules: [{name: l, role: leaf, wasm: l.wasm}, {name: m, role: merge, wasm: m.wasm}]\n  scatter: {path: /q, shards: [{name: s0, leaf: l}, {name: s1, remote: true}], hedge: {disabled: true}}\n",
 		header + "  modules: [{name: m, role: merge, wasm: m.wasm}]\n  scatter:\n    replicas: 3\n    deadline: 1s\n    mergeReserve: 999ms\n    shards: [{name: s0, remote: true}]\n",
 		header + "  modules: [{name: m, role: merge, wasm: m.wasm}]\n  scatter:\n",
+		header + "  modules: [{name: s, role: stage, wasm: s.wasm}, {name: t, role: stage, wasm: t.wasm}]\n  pipelines:\n    - {name: p.1, maxAttempts: 1000, backoff: 1h, stages: [{module: s}, {module: t, merge: true}, {module: s}]}\n    - {name: q, stages: [{module: t}]}\n",
+		header + "  modules: [{name: s, role: stage, wasm: s.wasm}]\n  pipelines: [{name: p, maxAttempts: 0, backoff: 0, stages: [{module: s, merge: false}]}]\n",
 		"{\"apiVersion\":\"wasmpod.dev/v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"j\"},\"spec\":{\"modules\":[{\"name\":\"a\",\"wasm\":\"a.wasm\"}]}}",
 	} {
 		f.Add([]byte(s))
@@ -73,6 +75,12 @@ func FuzzParse(f *testing.F) {
 		}
 		if err := p2.Validate(ValidateOptions{}); err != nil {
 			t.Fatalf("Validate of an accepted spec: %v", err)
+		}
+		for i := range p.Spec.Pipelines {
+			q := p.Spec.Pipelines[i].Queue()
+			if err := q.Validate(); err != nil {
+				t.Fatalf("the queue refuses pipeline %d of an accepted spec: %v", i, err)
+			}
 		}
 	})
 }

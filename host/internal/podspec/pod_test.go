@@ -143,6 +143,20 @@ func TestExamples(t *testing.T) {
 			if h := p.Volume("spool").HostPath; h.Type != HostPathDirectoryOrCreate || h.Path != "spool" {
 				t.Errorf("hostPath = %+v", h)
 			}
+			wantPipelines := []Pipeline{
+				{Name: "thumbnails", Stages: []PipelineStage{{Module: "resize"}}},
+				{Name: "changelogs", MaxAttempts: 3, Backoff: Duration(time.Second), Stages: []PipelineStage{{Module: "gunzip"}, {Module: "wc"}, {Module: "sum", Merge: true}}},
+				{Name: "unpack", Stages: []PipelineStage{{Module: "gunzip"}}},
+			}
+			if !reflect.DeepEqual(p.Spec.Pipelines, wantPipelines) {
+				t.Errorf("pipelines = %+v", p.Spec.Pipelines)
+			}
+			if p.Pipeline("changelogs") != &p.Spec.Pipelines[1] || p.Pipeline("nope") != nil {
+				t.Error("Pipeline() does not find pipelines by name in Spec.Pipelines")
+			}
+			if got := p.Module("wc").Resources; got != DefaultResources() {
+				t.Errorf("wc resources = %+v, want the defaults", got)
+			}
 		}},
 		{"anchors.yaml", func(t *testing.T, p *Pod) {
 			first, second := p.Module("first"), p.Module("second")
@@ -591,12 +605,13 @@ func TestDocumentedDefaults(t *testing.T) {
 	}
 }
 
-// TestPackageDocExample keeps the spec shown in the package documentation valid.
+// TestPackageDocExample keeps the specs shown in the package documentation valid.
 func TestPackageDocExample(t *testing.T) {
 	src, err := os.ReadFile("doc.go")
 	if err != nil {
 		t.Fatal(err)
 	}
+	var specs []string
 	var spec strings.Builder
 	in := false
 	for _, line := range strings.Split(string(src), "\n") {
@@ -605,19 +620,28 @@ func TestPackageDocExample(t *testing.T) {
 			in = true
 		case in && !strings.HasPrefix(line, "//\t"):
 			in = false
+			specs = append(specs, spec.String())
+			spec.Reset()
 		}
 		if in {
 			spec.WriteString(strings.TrimPrefix(line, "//\t") + "\n")
 		}
 	}
-	if spec.Len() == 0 {
-		t.Fatal("no spec found in doc.go")
+	if len(specs) != 2 {
+		t.Fatalf("found %d specs in doc.go, want 2", len(specs))
 	}
-	p, err := Parse([]byte(spec.String()), "")
+	p, err := Parse([]byte(specs[0]), "")
 	if err != nil {
-		t.Fatalf("the package doc's spec is invalid: %v\n%s", err, spec.String())
+		t.Fatalf("the package doc's spec is invalid: %v\n%s", err, specs[0])
 	}
 	if len(p.Spec.Modules) != 2 || len(p.Spec.Volumes) != 2 {
 		t.Errorf("parsed %d modules and %d volumes, want 2 and 2", len(p.Spec.Modules), len(p.Spec.Volumes))
+	}
+	p, err = Parse([]byte(specs[1]), "")
+	if err != nil {
+		t.Fatalf("the package doc's pipeline spec is invalid: %v\n%s", err, specs[1])
+	}
+	if len(p.Spec.Pipelines) != 1 || len(p.Spec.Pipelines[0].Stages) != 3 || !p.Spec.Pipelines[0].Stages[2].Merge {
+		t.Errorf("parsed pipelines %+v, want changelogs with 3 stages, the last a merge", p.Spec.Pipelines)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"time"
 	"unicode/utf8"
+
+	"github.com/wasmpod/wasmpod/cluster/queue"
 )
 
 // APIVersion is the apiVersion every spec must declare.
@@ -70,6 +72,69 @@ type PodSpec struct {
 	// Scatter, when set, makes the pod a scatter/gather service: the ingress path Scatter.Path
 	// fans each request out to every shard and merges the parts (see [Scatter]).
 	Scatter *Scatter `json:"scatter,omitempty"`
+	// Pipelines are work-queue pipelines whose stages are modules of this pod (role stage): the
+	// host defines each one in the cluster's replicated queue when the pod starts and runs
+	// workers for its stages (see [Pipeline]).
+	Pipelines []Pipeline `json:"pipelines,omitempty"`
+}
+
+// Pipeline is a durable, at-least-once chain of file-in/file-out stages run by the cluster's work
+// queue: a job submitted to it is a set of input files; stage 0 runs once per input file, and
+// stage k+1 once per output of stage k (or, for a merge stage, once per job over all of them).
+// A task that fails is retried with exponential backoff, up to MaxAttempts deliveries, then
+// dead-lettered.
+//
+// Each stage runs a module of the pod with role stage, and that module's resources say how the
+// stage runs on this node: resources.concurrency is how many of its tasks run at once,
+// resources.timeout is each delivery's deadline, resources.memory bounds each run's memory. A
+// module may serve stages of several pipelines: each stage gets its own workers, and their runs
+// share the module's concurrency.
+type Pipeline struct {
+	// Name identifies the pipeline in the cluster (jobs are submitted to it by name): 1 to 64
+	// lowercase letters, digits, '.', '_' and '-', starting and ending with a letter or digit.
+	// Required, unique in the pod. Nodes that define the same name replace each other's
+	// definition, so give every node of a cluster the same pipelines.
+	Name string `json:"name"`
+	// MaxAttempts is how many deliveries a task gets before it is dead-lettered, 1 to 1000.
+	// Default 0: the cluster's default (5).
+	MaxAttempts int32 `json:"maxAttempts,omitempty"`
+	// Backoff is the base of the exponential delay before a failed task is retried (base, 2 x
+	// base, 4 x base, ... up to the cluster's cap). Default 0: the cluster's default.
+	Backoff Duration `json:"backoff,omitempty"`
+	// Stages are the pipeline's stages, in order: stage k's outputs are stage k+1's inputs.
+	// 1 to 64 stages.
+	Stages []PipelineStage `json:"stages"`
+}
+
+// PipelineStage is one stage of a pipeline.
+type PipelineStage struct {
+	// Module names the module (role stage) that runs the stage. Required.
+	Module string `json:"module"`
+	// Merge makes the stage run once per job, after every task of the previous stage has
+	// finished, over all their outputs (in input order); without it the stage runs once per
+	// input. Not allowed on the first stage, which has no previous stage.
+	Merge bool `json:"merge,omitempty"`
+}
+
+// MaxPipelineStages is the most stages a pipeline may have.
+const MaxPipelineStages = 64
+
+// MaxPipelineAttempts is the largest maxAttempts.
+const MaxPipelineAttempts = 1000
+
+// Queue returns the pipeline's definition for the cluster's work queue: a stage is named after
+// its module. A pipeline that passed validation gives a definition the queue accepts.
+func (p *Pipeline) Queue() queue.Pipeline {
+	q := queue.Pipeline{
+		Name:        p.Name,
+		Stages:      make([]queue.StageDef, len(p.Stages)),
+		MaxAttempts: int(p.MaxAttempts),
+		Backoff:     p.Backoff.Std(),
+	}
+	for i, s := range p.Stages {
+		q.Stages[i] = queue.StageDef{Name: s.Module, Merge: s.Merge}
+	}
+	return q
 }
 
 // Scatter is a scatter/gather service: a leaf module split into shards, each held by one or more
@@ -239,7 +304,10 @@ const (
 	RoleLeaf Role = "leaf"
 	// RoleMerge combines the leaves' partial results (wasmpod_merge). At most one per pod.
 	RoleMerge Role = "merge"
-	// RoleStage turns an input file into an output file in a work queue (wasmpod_stage).
+	// RoleStage runs a stage of a work-queue pipeline (see [Pipeline]): it turns input files into
+	// one output file. The module either exports wasmpod_stage (input file contents in, output
+	// file contents out) or is a plain WASI command (exports _start), run once per task on its
+	// input files below /in, writing its one output file below /out.
 	RoleStage Role = "stage"
 )
 
@@ -430,6 +498,17 @@ func (p *Pod) Main() *Module {
 	for i := range p.Spec.Modules {
 		if p.Spec.Modules[i].Role == RoleMain {
 			return &p.Spec.Modules[i]
+		}
+	}
+	return nil
+}
+
+// Pipeline returns the pipeline with the given name, or nil. The pointer refers into
+// p.Spec.Pipelines.
+func (p *Pod) Pipeline(name string) *Pipeline {
+	for i := range p.Spec.Pipelines {
+		if p.Spec.Pipelines[i].Name == name {
+			return &p.Spec.Pipelines[i]
 		}
 	}
 	return nil

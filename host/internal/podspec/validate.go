@@ -36,7 +36,7 @@ type ValidateOptions struct {
 // Beyond the per-field rules documented on each type, a pod must have: unique module and volume
 // names; at most one main and at most one merge module; a main module if it has a sidecar,
 // ambassador or adapter; a network allowlist only on ambassadors; volume mounts of defined
-// volumes only.
+// volumes only; unique pipeline names, and pipeline stages naming modules of role stage.
 func (p *Pod) Validate(opts ValidateOptions) error {
 	ps := &problems{}
 	if p.src != nil {
@@ -68,6 +68,9 @@ type validator struct {
 	failed map[string]bool // paths the decoder could not read: their problems are already reported
 
 	volumeNames []string // sorted, for suggestions
+	modNames    []string // sorted, for suggestions
+	stages      []string // names of the modules of role stage, sorted, for suggestions
+	modules     map[string]*Module
 }
 
 // errorf reports a problem at path unless the decoder already reported one there or above.
@@ -218,6 +221,7 @@ func (v *validator) spec() {
 	if s.Scatter != nil {
 		v.scatter(s.Scatter)
 	}
+	v.pipelines()
 
 	switch s.RestartPolicy {
 	case RestartAlways, RestartOnFailure, RestartNever:
@@ -756,10 +760,111 @@ func (v *validator) scatter(sc *Scatter) {
 
 // moduleNames returns the pod's module names, sorted, for suggestions.
 func (v *validator) moduleNames() []string {
-	names := make([]string, 0, len(v.p.Spec.Modules))
-	for i := range v.p.Spec.Modules {
-		names = append(names, v.p.Spec.Modules[i].Name)
+	if v.modNames == nil {
+		names := make([]string, 0, len(v.p.Spec.Modules))
+		for i := range v.p.Spec.Modules {
+			names = append(names, v.p.Spec.Modules[i].Name)
+		}
+		sort.Strings(names)
+		v.modNames = names
 	}
-	sort.Strings(names)
-	return names
+	return v.modNames
+}
+
+// stageNames returns the names of the pod's modules of role stage, sorted, for suggestions.
+func (v *validator) stageNames() []string {
+	if v.stages == nil {
+		v.stages = []string{}
+		for i := range v.p.Spec.Modules {
+			if m := &v.p.Spec.Modules[i]; m.Role == RoleStage && m.Name != "" {
+				v.stages = append(v.stages, m.Name)
+			}
+		}
+		sort.Strings(v.stages)
+	}
+	return v.stages
+}
+
+// moduleNamed returns the first module with the given name, or nil, without a scan per lookup.
+func (v *validator) moduleNamed(name string) *Module {
+	if v.modules == nil {
+		v.modules = make(map[string]*Module, len(v.p.Spec.Modules))
+		for i := range v.p.Spec.Modules {
+			m := &v.p.Spec.Modules[i]
+			if _, dup := v.modules[m.Name]; !dup {
+				v.modules[m.Name] = m
+			}
+		}
+	}
+	return v.modules[name]
+}
+
+var pipelineName = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$`)
+
+// pipelineNameProblem checks a pipeline name (the work queue's name syntax).
+func pipelineNameProblem(s string) string {
+	if pipelineName.MatchString(s) {
+		return ""
+	}
+	msg := fmt.Sprintf("invalid pipeline name %q: want 1 to 64 lowercase letters, digits, '.', '_' and '-', starting and ending with a letter or digit", truncate(s))
+	if lower := strings.ToLower(s); lower != s && pipelineName.MatchString(lower) {
+		msg += fmt.Sprintf(" (did you mean %q?)", lower)
+	}
+	return msg
+}
+
+// pipelines checks spec.pipelines: names, attempts and backoff, and that every stage names a
+// module of role stage.
+func (v *validator) pipelines() {
+	first := map[string]string{} // pipeline name -> path of its first pipeline
+	for i := range v.p.Spec.Pipelines {
+		pl := &v.p.Spec.Pipelines[i]
+		pp := fmt.Sprintf("spec.pipelines[%d]", i)
+		switch {
+		case pl.Name == "":
+			v.errorf(pp+".name", "required field is missing")
+		case pipelineNameProblem(pl.Name) != "":
+			v.errorf(pp+".name", "%s", pipelineNameProblem(pl.Name))
+		default:
+			if f, dup := first[pl.Name]; dup {
+				v.errorf(pp+".name", "duplicate pipeline name %q (also %s)", pl.Name, v.p.where(f))
+			} else {
+				first[pl.Name] = pp
+			}
+		}
+		switch a := pl.MaxAttempts; {
+		case a < 0:
+			v.errorf(pp+".maxAttempts", "must not be negative, got %d (leave it out for the cluster's default)", a)
+		case a > MaxPipelineAttempts:
+			v.errorf(pp+".maxAttempts", "maxAttempts %d is over the limit of %d", a, MaxPipelineAttempts)
+		}
+		if pl.Backoff < 0 {
+			v.errorf(pp+".backoff", "must not be negative, got %s", pl.Backoff)
+		}
+		switch n := len(pl.Stages); {
+		case n == 0:
+			v.errorf(pp+".stages", "at least one stage is required")
+		case n > MaxPipelineStages:
+			v.errorf(pp+".stages", "%d stages is over the limit of %d", n, MaxPipelineStages)
+		}
+		for j := range pl.Stages {
+			v.pipelineStage(fmt.Sprintf("%s.stages[%d]", pp, j), j, &pl.Stages[j])
+		}
+	}
+}
+
+func (v *validator) pipelineStage(sp string, index int, st *PipelineStage) {
+	switch m := v.moduleNamed(st.Module); {
+	case st.Module == "":
+		v.errorf(sp+".module", "required field is missing (the name of a module with role stage)")
+	case m == nil && len(v.stageNames()) == 0:
+		v.errorf(sp+".module", "no module named %q in spec.modules (and the pod has no module with role stage)", truncate(st.Module))
+	case m == nil:
+		v.errorf(sp+".module", "no module named %q in spec.modules%s", truncate(st.Module), didYouMean(st.Module, v.stageNames()))
+	case m.Role != RoleStage:
+		v.errorf(sp+".module", "module %q has role %s; a pipeline stage needs a module with role stage", st.Module, m.Role)
+	}
+	if st.Merge && index == 0 {
+		v.errorf(sp+".merge", "the first stage cannot merge: a merge stage runs over the outputs of the stage before it")
+	}
 }

@@ -23,8 +23,10 @@ func (s *Supervisor) Metrics() []ModuleMetrics {
 		mm := ModuleMetrics{Name: u.spec.Name, State: st.State, Ready: st.Ready, Restarts: st.Restarts}
 		var live runtime.Stats
 		if g := u.active.Load(); g != nil {
-			live = g.mod.Stats()
-			mm.Guest = g.mod.GuestMetrics()
+			live = g.stats(int(u.spec.Resources.Concurrency))
+			if g.mod != nil {
+				mm.Guest = g.mod.GuestMetrics()
+			}
 		}
 		u.mu.Lock()
 		t := u.totals

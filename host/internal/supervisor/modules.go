@@ -18,5 +18,8 @@ func (s *Supervisor) Module(name string) (*runtime.Module, error) {
 	if g == nil || !g.ready.Load() {
 		return nil, fmt.Errorf("module %q: %w", name, ErrNotReady)
 	}
+	if g.cmd != nil {
+		return nil, fmt.Errorf("module %q is a WASI command stage: it runs on files (pipelines), it takes no calls: %w", name, ErrInvalid)
+	}
 	return g.mod, nil
 }

@@ -110,6 +110,9 @@ func (s *Supervisor) pauseResume(name string, pause bool) error {
 	if u.gen == nil {
 		return fmt.Errorf("module %q is not running: %w", name, ErrConflict)
 	}
+	if u.gen.cmd != nil {
+		return fmt.Errorf("module %q is a WASI command stage: it has no instances to pause or resume (each run is its own): %w", name, ErrConflict)
+	}
 	if pause {
 		err = u.gen.mod.Pause()
 	} else {
@@ -144,6 +147,9 @@ func (s *Supervisor) Scale(name string, n int) error {
 	defer u.opMu.Unlock()
 	if u.gen == nil {
 		return fmt.Errorf("module %q is not running: %w", name, ErrConflict)
+	}
+	if u.gen.cmd != nil {
+		return fmt.Errorf("module %q is a WASI command stage: it has no warm pool to scale (resources.concurrency bounds its runs): %w", name, ErrConflict)
 	}
 	return u.gen.mod.Scale(n)
 }
@@ -213,11 +219,11 @@ func (u *unit) upgrade(ctx context.Context, wasm []byte, what string) error {
 	old := u.gen
 	if old == nil {
 		// Not running: check the new version loads, then it is what the next start runs.
-		m, _, err := u.load(ctx, wasm)
+		g, err := u.load(ctx, wasm, sha)
 		if err != nil {
 			return fail(err)
 		}
-		m.Close(ctx)
+		g.close(ctx)
 		u.switchVersion(wasm, sha)
 		if u.wantRunning {
 			if err := u.launch(ctx); err != nil {
@@ -238,12 +244,14 @@ func (u *unit) upgrade(ctx context.Context, wasm []byte, what string) error {
 	if err := u.waitReady(ctx, g); err != nil {
 		g.cancel = func() {}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		g.mod.Stop(sctx, runtime.StopOptions{}) // no snapshot: the old version's state stands
-		g.mod.Close(sctx)
+		if g.mod != nil {
+			g.mod.Stop(sctx, runtime.StopOptions{}) // no snapshot: the old version's state stands
+		}
+		g.close(sctx)
 		cancel()
 		return fail(fmt.Errorf("new version never got ready, rolled back: %w", err))
 	}
-	carry := hasLifecycle(old.mod, "snapshot") && hasLifecycle(g.mod, "restore")
+	carry := old.hasLifecycle("snapshot") && g.hasLifecycle("restore")
 	if carry {
 		g.hold = make(chan struct{})
 	}
@@ -329,6 +337,9 @@ type versionInfo struct {
 // after the readiness probe's window (InitialDelay + Period*FailureThreshold) or
 // UpgradeReadyTimeout when the module has no readiness probe.
 func (u *unit) waitReady(ctx context.Context, g *generation) error {
+	if g.cmd != nil {
+		return nil // compiled is ready
+	}
 	p := u.spec.ReadinessProbe
 	poll, window, need := u.s.cfg.ProbePoll, u.s.cfg.UpgradeReadyTimeout, 1
 	probe := podspec.DefaultProbe()
@@ -379,10 +390,13 @@ type ModuleStatus struct {
 	Version        int    `json:"version"`
 	SHA256         string `json:"sha256"`
 	PreviousSHA256 string `json:"previousSha256,omitempty"`
-	// Calls is the export traffic goes to (http or handle for main).
+	// Calls is the export traffic goes to (http or handle for main), or "command" for a stage
+	// module whose version is a WASI command.
 	Calls    string `json:"calls,omitempty"`
 	Restarts int    `json:"restarts"`
 	Failures int    `json:"failures"`
+	// Runs is how many stage runs are in flight on the running version (stage modules only).
+	Runs int `json:"runs,omitempty"`
 	// LastBackoff is the delay before the last scheduled restart; NextRestart when it happens.
 	LastBackoff string            `json:"lastBackoff,omitempty"`
 	NextRestart *time.Time        `json:"nextRestart,omitempty"`
@@ -430,15 +444,22 @@ func (u *unit) status() ModuleStatus {
 		st.Version, st.SHA256, st.PreviousSHA256 = v.version, v.sha, v.prev
 	}
 	if g != nil {
-		st.State = g.mod.State()
+		st.State = g.state()
 		st.Ready = g.ready.Load() && st.State == runtime.StateRunning
 		t := g.started
 		st.StartedAt = &t
-		ms := g.mod.Stats()
+		// A command has no instances between runs: each run in flight is one, and the module's
+		// concurrency is the most it has.
+		ms := g.stats(int(u.spec.Resources.Concurrency))
 		st.Instances, st.Target = ms.Instances, ms.Target
-		st.Calls = g.role.String()
-		if st.LastError == "" {
-			st.LastError = g.mod.LastError()
+		st.Runs = g.runs.count()
+		if g.cmd != nil {
+			st.Calls = "command"
+		} else {
+			st.Calls = g.role.String()
+			if st.LastError == "" {
+				st.LastError = g.mod.LastError()
+			}
 		}
 	} else if st.Reason == "Stopped" || st.Reason == "" {
 		st.State = runtime.StateStopped

@@ -122,6 +122,9 @@ type Supervisor struct {
 	shutdownOnce sync.Once
 	shutdownErr  error
 	emptyDirs    []string
+
+	workDir             string // where command stage runs make their private directories
+	maxInput, maxOutput uint32 // the engine's limits on one call's input and output
 }
 
 // New prepares a supervisor for cfg.Pod: it reads every wasm file (checking declared digests),
@@ -176,6 +179,13 @@ func New(ctx context.Context, cfg Config) (*Supervisor, error) {
 			s.main = u
 		}
 	}
+	s.workDir = stageWorkDir(cfg.StateDir, pod.Metadata.Name)
+	if len(s.StageModules()) > 0 {
+		// Run directories left by a host that died mid-run hold nothing anyone will read.
+		if err := os.RemoveAll(s.workDir); err != nil {
+			return nil, fmt.Errorf("supervisor: stage work dir: %w", err)
+		}
+	}
 	store, err := snapshot.NewStore(filepath.Join(cfg.StateDir, "pods", pod.Metadata.Name, "snapshots"))
 	if err != nil {
 		return nil, err
@@ -185,6 +195,7 @@ func New(ctx context.Context, cfg Config) (*Supervisor, error) {
 	ecfg.CacheDir = filepath.Join(cfg.StateDir, "cache")
 	ecfg.Logs = s.logs
 	ecfg.Imports = cfg.Imports
+	s.maxInput, s.maxOutput = ecfg.MaxInputBytes, ecfg.MaxOutputBytes
 	ecfg.Events = func(e runtime.Event) {
 		s.log.Debug("module state", "module", e.Module, "from", e.From.String(), "to", e.To.String(), "reason", e.Reason)
 	}
@@ -397,6 +408,9 @@ func (s *Supervisor) Call(ctx context.Context, module string, role runtime.Role,
 	g := u.active.Load()
 	if g == nil || !g.ready.Load() {
 		return dst, fmt.Errorf("module %q: %w", module, ErrNotReady)
+	}
+	if g.cmd != nil {
+		return dst, fmt.Errorf("module %q is a WASI command stage: it runs on files (pipelines), it takes no calls: %w", module, ErrInvalid)
 	}
 	if u.low {
 		lctx, err := s.sched.AcquireLow(ctx)

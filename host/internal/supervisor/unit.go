@@ -51,11 +51,16 @@ type unit struct {
 
 	// active is the version traffic goes to; nil when none runs.
 	active atomic.Pointer[generation]
+
+	// runSlots bounds a stage module's runs in flight (of every version) to its concurrency.
+	runSlots chan struct{}
 }
 
-// generation is one started instance of a module version.
+// generation is one started instance of a module version: a loaded module, or for a stage
+// module whose version is a WASI command, the compiled command (see stage.go).
 type generation struct {
-	mod     *runtime.Module
+	mod     *runtime.Module  // nil for a command
+	cmd     *runtime.Command // nil for a module
 	role    runtime.Role
 	sha     string
 	ready   atomic.Bool
@@ -66,6 +71,11 @@ type generation struct {
 	// version's state into this one; calls admitted to it wait for that. Set before the
 	// generation is published, never changed after.
 	hold chan struct{}
+
+	runs     runGate   // the stage runs admitted to this version (AcquireStage)
+	runStats *runStats // a command's runs; a module's calls are counted by the runtime
+	// stopping and stopped give a command a lifecycle state (a module has its own).
+	stopping, stopped atomic.Bool
 }
 
 // awaitHandover waits until g may serve calls (see hold), or ctx ends.
@@ -81,13 +91,26 @@ func (g *generation) awaitHandover(ctx context.Context) error {
 	}
 }
 
-// hasLifecycle reports whether a version has the named lifecycle export (snapshot, restore).
-func hasLifecycle(m *runtime.Module, name string) bool {
-	return slices.Contains(m.Info().Lifecycle, name)
+// hasLifecycle reports whether a version has the named lifecycle export (snapshot, restore); a
+// command has none.
+func (g *generation) hasLifecycle(name string) bool {
+	return g.mod != nil && slices.Contains(g.mod.Info().Lifecycle, name)
+}
+
+// close releases a version that is not running (never started, or stopped).
+func (g *generation) close(ctx context.Context) error {
+	g.runs.cut()
+	if g.cmd != nil {
+		return g.cmd.Close(ctx)
+	}
+	return g.mod.Close(ctx)
 }
 
 func newUnit(s *Supervisor, m *podspec.Module, wasm []byte) *unit {
 	u := &unit{s: s, spec: m, low: m.Priority < 0, wasm: wasm, sha: digest(wasm), version: 1}
+	if m.Role == podspec.RoleStage {
+		u.runSlots = make(chan struct{}, max(m.Resources.Concurrency, 1))
+	}
 	u.ver.Store(&versionInfo{version: 1, sha: u.sha})
 	return u
 }
@@ -111,7 +134,11 @@ func (u *unit) callRole(m *runtime.Module) (runtime.Role, error) {
 	case podspec.RoleLeaf, podspec.RoleMerge, podspec.RoleStage:
 		r, _ := runtime.ParseRole(string(u.spec.Role))
 		if !m.HasRole(r) {
-			return 0, fmt.Errorf("module %q: role %s needs export wasmpod_%s: %w", u.spec.Name, u.spec.Role, r, runtime.ErrNoExport)
+			alt := ""
+			if r == runtime.RoleStage && u.spec.ABI != podspec.ABIExtism {
+				alt = " (or be a WASI command exporting " + exportStart + ")"
+			}
+			return 0, fmt.Errorf("module %q: role %s needs export wasmpod_%s%s: %w", u.spec.Name, u.spec.Role, r, alt, runtime.ErrNoExport)
 		}
 		return r, nil
 	}
@@ -177,31 +204,44 @@ func (u *unit) moduleConfig() (runtime.ModuleConfig, error) {
 	return c, nil
 }
 
-// load compiles wasm as this module and checks its role export. Nothing is kept on error.
-func (u *unit) load(ctx context.Context, wasm []byte) (*runtime.Module, runtime.Role, error) {
+// load compiles wasm (whose digest is sha) as a version of this module, not started: a
+// runtime.Module with its role export checked or, for a stage module whose bytes are a WASI
+// command, a runtime.Command. Nothing is kept on error.
+func (u *unit) load(ctx context.Context, wasm []byte, sha string) (*generation, error) {
+	g := &generation{sha: sha}
+	g.runs.init()
+	if u.isCommandStage(wasm) {
+		c, err := u.loadCommand(ctx, wasm)
+		if err != nil {
+			return nil, err
+		}
+		g.cmd, g.runStats = c, newRunStats()
+		return g, nil
+	}
 	cfg, err := u.moduleConfig()
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	m, err := u.s.engine.Load(ctx, wasm, cfg)
 	if err != nil {
-		return nil, 0, fmt.Errorf("module %q: load: %w", u.spec.Name, err)
+		return nil, fmt.Errorf("module %q: load: %w", u.spec.Name, err)
 	}
 	role, err := u.callRole(m)
 	if err != nil {
 		m.Close(ctx)
-		return nil, 0, err
+		return nil, err
 	}
-	return m, role, nil
+	g.mod, g.role = m, role
+	return g, nil
 }
 
 // checkLoad loads and releases the current version: a module that cannot load fails the pod.
 func (u *unit) checkLoad(ctx context.Context) error {
-	m, _, err := u.load(ctx, u.wasm)
+	g, err := u.load(ctx, u.wasm, u.sha)
 	if err != nil {
 		return err
 	}
-	return m.Close(ctx)
+	return g.close(ctx)
 }
 
 // launch starts the current version with the stored snapshot and makes it active. Call with
@@ -225,15 +265,21 @@ func (u *unit) launch(ctx context.Context) error {
 	return nil
 }
 
-// startVersion loads and starts one version. With a readiness probe it starts not ready.
+// startVersion loads and starts one version. With a readiness probe it starts not ready. A
+// command has nothing to start: it runs once per stage run.
 func (u *unit) startVersion(ctx context.Context, wasm []byte, sha string, snap *snapshot.Snapshot) (*generation, error) {
-	m, role, err := u.load(ctx, wasm)
+	g, err := u.load(ctx, wasm, sha)
 	if err != nil {
 		return nil, err
 	}
+	if g.cmd != nil {
+		g.started = time.Now()
+		return g, nil
+	}
+	m := g.mod
 	var opts runtime.StartOptions
 	if snap != nil {
-		if hasLifecycle(m, "restore") {
+		if g.hasLifecycle("restore") {
 			opts.State = snap.State
 		} else {
 			// The snapshot stays on disk for a version that can read it (a rollback).
@@ -241,16 +287,18 @@ func (u *unit) startVersion(ctx context.Context, wasm []byte, sha string, snap *
 		}
 	}
 	if err := m.Start(ctx, opts); err != nil {
-		m.Close(ctx)
+		g.close(ctx)
 		return nil, fmt.Errorf("module %q: start: %w", u.spec.Name, err)
 	}
-	return &generation{mod: m, role: role, sha: sha, started: time.Now()}, nil
+	g.started = time.Now()
+	return g, nil
 }
 
-// activate makes g the running version and starts its probes and ticks.
+// activate makes g the running version and starts its probes and ticks (a command, which has
+// neither, is ready at once).
 func (u *unit) activate(g *generation) {
 	u.gen = g
-	if u.spec.ReadinessProbe == nil && u.spec.StartupProbe == nil {
+	if g.cmd != nil || u.spec.ReadinessProbe == nil && u.spec.StartupProbe == nil {
 		g.ready.Store(true)
 	}
 	ctx, cancel := context.WithCancel(u.s.ctx)
@@ -260,6 +308,9 @@ func (u *unit) activate(g *generation) {
 	u.reason = ""
 	u.nextRestart = time.Time{}
 	u.mu.Unlock()
+	if g.cmd != nil {
+		return
+	}
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
@@ -284,14 +335,35 @@ func (u *unit) stopVersion(ctx context.Context, g *generation, why string, save 
 	return err
 }
 
-// stopVersionState stops g: probes and ticks end, in-flight calls drain (within the grace
-// period), then, when save is set, the state is taken (wasmpod_snapshot), persisted (unless it
-// is empty and skipEmpty is set) and returned with taken set (taken is false if the version
-// has no snapshot export or taking or persisting it failed), then the stop export runs and the
-// version is closed.
+// stopVersionState stops g: probes and ticks end, in-flight stage runs and calls drain (within
+// the grace period), then, when save is set, the state is taken (wasmpod_snapshot), persisted
+// (unless it is empty and skipEmpty is set) and returned with taken set (taken is false if the
+// version has no snapshot export or taking or persisting it failed), then the stop export runs
+// and the version is closed. A command only drains its runs and is closed.
 func (u *unit) stopVersionState(ctx context.Context, g *generation, why string, save, skipEmpty bool) (state []byte, taken bool, _ error) {
 	g.cancel()
 	g.wg.Wait()
+	grace := u.s.pod.Spec.GracePeriod()
+	if dl, ok := ctx.Deadline(); ok {
+		grace = min(grace, time.Until(dl))
+	}
+	g.stopping.Store(true)
+	var drainErr error
+	if left := g.runs.drain(grace); left > 0 {
+		drainErr = fmt.Errorf("module %q: %d stage run(s) still running a second after being cut at the end of the grace period", u.spec.Name, left)
+	}
+	if g.cmd != nil {
+		u.mu.Lock()
+		u.totals.add(g.stats(int(u.spec.Resources.Concurrency)))
+		u.mu.Unlock()
+		cerr := g.close(ctx)
+		g.stopped.Store(true)
+		u.s.log.Info("module stopped", "module", u.spec.Name, "why", why, "sha256", g.sha)
+		if drainErr != nil || cerr != nil {
+			return nil, false, fmt.Errorf("module %q: stop: %w", u.spec.Name, errors.Join(drainErr, cerr))
+		}
+		return nil, false, nil
+	}
 	var opts runtime.StopOptions
 	var saveErr error
 	if save {
@@ -309,10 +381,10 @@ func (u *unit) stopVersionState(ctx context.Context, g *generation, why string, 
 	u.mu.Lock()
 	u.totals.add(g.mod.Stats())
 	u.mu.Unlock()
-	cerr := g.mod.Close(ctx)
+	cerr := g.close(ctx)
 	u.s.log.Info("module stopped", "module", u.spec.Name, "why", why, "sha256", g.sha)
-	if err != nil || saveErr != nil || cerr != nil {
-		return state, taken, fmt.Errorf("module %q: stop: %w", u.spec.Name, errors.Join(err, saveErr, cerr))
+	if drainErr != nil || err != nil || saveErr != nil || cerr != nil {
+		return state, taken, fmt.Errorf("module %q: stop: %w", u.spec.Name, errors.Join(drainErr, err, saveErr, cerr))
 	}
 	return state, taken, nil
 }
