@@ -57,14 +57,19 @@ func Binary(t testing.TB) string {
 	return binary
 }
 
-// Plugin builds plugins/<name> (a Go guest) and returns the .wasm path.
+// Plugin builds plugins/<name> (a Go guest: a reactor, or a plain WASI command) and returns the
+// .wasm path.
 func Plugin(t testing.TB, name string) string {
 	t.Helper()
 	root, err := wasmbuild.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return wasmbuild.Go(t, filepath.Join(root, "plugins", name))
+	dir := filepath.Join(root, "plugins", name)
+	if lang, _, err := wasmbuild.Detect(dir); err == nil && lang == "go-command" {
+		return wasmbuild.GoCommand(t, dir)
+	}
+	return wasmbuild.Go(t, dir)
 }
 
 // Host is one running `wasmpod run`.
