@@ -99,9 +99,10 @@ func (c *cluster) startNode(i int, key string, extra ...string) {
 }
 
 type member struct {
-	Name  string `json:"name"`
-	State string `json:"state"`
-	Voter bool   `json:"voter"`
+	Name   string `json:"name"`
+	State  string `json:"state"`
+	Voter  bool   `json:"voter"`
+	Leader bool   `json:"leader"`
 }
 
 type nodeStatus struct {

@@ -1,0 +1,373 @@
+package bench
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wasmpod/wasmpod/cluster"
+	"github.com/wasmpod/wasmpod/cluster/queue"
+	"github.com/wasmpod/wasmpod/internal/wasmbuild"
+	"github.com/wasmpod/wasmpod/runtime"
+)
+
+// Shape of BenchmarkQueue: every worker pool (and both baselines) runs 2 tasks at once, and jobs
+// carry at most 100 inputs.
+const (
+	queueConcurrency = 2
+	queueJobSize     = 100
+	queuePipeline    = "bench"
+)
+
+// commandStage is a cluster.StageRunner over a WASI command, as the host's stage runner does it
+// (minus the supervisor's admission): the inputs go in below /in, the one file the command
+// writes below /out is the task's output.
+type commandStage struct{ cmd *runtime.Command }
+
+func (s commandStage) RunStage(ctx context.Context, inputs []cluster.StageInput, outputName, outDir string) (string, error) {
+	in := make([]runtime.CommandInput, len(inputs))
+	for i, x := range inputs {
+		in[i] = runtime.CommandInput{Name: x.Name, Path: x.Path}
+	}
+	res, err := s.cmd.RunInputs(ctx, in, outputName, outDir)
+	if err != nil {
+		return "", err
+	}
+	if len(res.Outputs) != 1 {
+		return "", fmt.Errorf("stage wrote %d files, want 1", len(res.Outputs))
+	}
+	rel, err := filepath.Rel(outDir, res.Outputs[0])
+	if err != nil {
+		return "", err
+	}
+	return filepath.ToSlash(rel), nil
+}
+
+// queueNodes is a running cluster of in-process durable nodes with a copystage worker pool
+// (queueConcurrency) on each; jobs are submitted through nodes[0].
+type queueNodes struct {
+	nodes   []*cluster.Node
+	workers []*cluster.Workers
+	seq     int // distinguishes the task contents of successive runs on the same cluster
+}
+
+// startQueueNodes starts size nodes with their state in dirs below root. tb is the caller's
+// (sub-)benchmark; the nodes outlive it and are stopped with shutdown.
+func startQueueNodes(tb testing.TB, root string, size int, stage cluster.StageRunner) *queueNodes {
+	q := &queueNodes{}
+	for i := range size {
+		c := cluster.DefaultConfig()
+		c.NodeName = fmt.Sprintf("q%d", i)
+		c.BindAddr = "127.0.0.1:0"
+		c.RaftAddr = "127.0.0.1:0"
+		c.Gossip.Profile = "local"
+		c.Gossip.RejoinInterval = time.Second
+		c.StateDir = filepath.Join(root, c.NodeName)
+		if i > 0 {
+			c.Join = []string{q.nodes[0].GossipAddr()}
+		}
+		n, err := cluster.Start(c)
+		if err != nil {
+			q.shutdown(tb)
+			tb.Fatalf("start node %s: %v", c.NodeName, err)
+		}
+		q.nodes = append(q.nodes, n)
+	}
+	q.wait(tb, "voters", func() error {
+		if st := q.nodes[0].Status(); len(st.Voters) != size || st.RaftLeader == "" {
+			return fmt.Errorf("voters %v, leader %q", st.Voters, st.RaftLeader)
+		}
+		return nil
+	})
+	p := queue.Pipeline{Name: queuePipeline, Stages: []queue.StageDef{{Name: "copy"}}}
+	q.wait(tb, "define pipeline", func() error { return q.nodes[0].DefinePipeline(context.Background(), p) })
+	for _, n := range q.nodes {
+		w, err := n.StartWorkers(cluster.WorkerConfig{Pipeline: queuePipeline, Stage: 0, Concurrency: queueConcurrency, Timeout: 30 * time.Second, Runner: stage})
+		if err != nil {
+			q.shutdown(tb)
+			tb.Fatal(err)
+		}
+		q.workers = append(q.workers, w)
+	}
+	return q
+}
+
+// wait polls f for up to 30 s (a liveness guard, not a measurement); on timeout the cluster is
+// shut down and tb fails.
+func (q *queueNodes) wait(tb testing.TB, what string, f func() error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			q.shutdown(tb)
+			tb.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// shutdown stops every worker pool, then the nodes, followers before the first node (which
+// bootstrapped the cluster and usually leads it), so that no election runs while stopping.
+func (q *queueNodes) shutdown(tb testing.TB) {
+	if q == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, w := range q.workers {
+		_ = w.Stop(ctx)
+	}
+	for i := len(q.nodes) - 1; i >= 0; i-- {
+		if err := q.nodes[i].Shutdown(ctx); err != nil {
+			tb.Logf("shutdown %d: %v", i, err)
+		}
+	}
+	q.nodes, q.workers = nil, nil
+}
+
+// run is one measurement: b.N tasks, each one small distinct input file, submitted through
+// nodes[0] as jobs of up to queueJobSize inputs, timed from the first submit until every job has
+// finished. The inputs are stored (PutBlob, which also copies each to a peer when there is
+// one) before the timer starts: the measurement is the queue's, not the upload's.
+func (q *queueNodes) run(b *testing.B) {
+	ctx := context.Background()
+	n0 := q.nodes[0]
+	q.seq++
+	files := make([]queue.File, b.N)
+	want := make(map[string]string, b.N) // input name -> sha256 of the expected output
+	var (
+		mu    sync.Mutex
+		next  atomic.Int64
+		wg    sync.WaitGroup
+		putEr error
+	)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= b.N {
+					return
+				}
+				name := fmt.Sprintf("r%d/t%06d", q.seq, i)
+				content := fmt.Sprintf("task %d of run %d\n", i, q.seq)
+				sha, size, err := n0.PutBlob(ctx, strings.NewReader(content))
+				sum := sha256.Sum256([]byte("copy:" + content))
+				mu.Lock()
+				if err != nil && putEr == nil {
+					putEr = err
+				}
+				files[i] = queue.File{Name: name, SHA256: sha, Size: size}
+				want[name] = hex.EncodeToString(sum[:])
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if putEr != nil {
+		b.Fatal(putEr)
+	}
+
+	b.ResetTimer()
+	start := time.Now()
+	var jobs []queue.JobID
+	for i := 0; i < len(files); i += queueJobSize {
+		id, err := n0.Submit(ctx, queuePipeline, files[i:min(i+queueJobSize, len(files))])
+		if err != nil {
+			b.Fatal(err)
+		}
+		jobs = append(jobs, id)
+	}
+	// Jobs finish roughly in order: wait for each in turn, polling nodes[0]'s replica (which
+	// may not know a job yet when nodes[0] is a follower).
+	deadline := start.Add(time.Minute + time.Duration(b.N)*50*time.Millisecond)
+	finished := make([]queue.Job, 0, len(jobs))
+	for _, id := range jobs {
+		for {
+			j, err := n0.Job(id)
+			if err != nil && !errors.Is(err, queue.ErrNotFound) { // not found: the replica lags
+				b.Fatal(err)
+			}
+			if err == nil && j.IsFinished() {
+				finished = append(finished, j)
+				break
+			}
+			if time.Now().After(deadline) {
+				if err != nil {
+					b.Fatalf("job %d after %v: %v", id, time.Since(start), err)
+				}
+				done, dead, total := j.Counts()
+				b.Fatalf("job %d still %s after %v: %d done, %d dead of %d", id, j.State, time.Since(start), done, dead, total)
+			}
+			time.Sleep(10 * time.Millisecond) // reading a job decodes all its outputs: not too often
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
+
+	for _, j := range finished {
+		if j.State != queue.JobDone || len(j.Outputs) != len(j.Inputs) {
+			done, dead, total := j.Counts()
+			b.Fatalf("job %d: %s, %d outputs for %d inputs (%d done, %d dead of %d)", j.ID, j.State, len(j.Outputs), len(j.Inputs), done, dead, total)
+		}
+		for _, o := range j.Outputs {
+			if want[o.Name] != o.SHA256 {
+				b.Fatalf("job %d: output %s has sha256 %s, want %s", j.ID, o.Name, o.SHA256, want[o.Name])
+			}
+		}
+	}
+}
+
+// BenchmarkQueue measures the replicated work queue end to end: tasks of a one-stage pipeline
+// whose stage is a trivial WASI command (copystage), from submit to the job's completion, on one
+// durable node and on three, beside what the parts cost alone: the command run directly
+// (command) and the durable bbolt queue without Raft or wasm (bbolt). Each runs 2 tasks at once.
+// Run it with a fixed count, e.g. -benchtime 2000x; the clusters are started once per
+// BenchmarkQueue and serve both the probe (b.N=1) and the measured run.
+func BenchmarkQueue(b *testing.B) {
+	ctx := context.Background()
+	wasm, err := os.ReadFile(wasmbuild.GoCommand(b, "guests/copystage"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ecfg := runtime.DefaultConfig()
+	ecfg.CacheDir = cacheDir("wasmpod")
+	e, err := runtime.NewEngine(ctx, ecfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close(context.Background()) })
+	ccfg := runtime.DefaultCommandConfig("copystage")
+	ccfg.MaxMemoryPages = 1024 // 64 MiB, as the example pipeline's stages
+	ccfg.WorkDir = b.TempDir()
+	cmd, err := e.LoadCommand(ctx, wasm, ccfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Close(context.Background()) })
+	stage := commandStage{cmd}
+
+	// command: the stage alone, the same way a worker runs it (a private output directory per
+	// run, removed after), 2 runs at once.
+	b.Run("command", func(b *testing.B) {
+		dir := b.TempDir()
+		input := filepath.Join(dir, "input.txt")
+		if err := os.WriteFile(input, []byte("task 0 of run 0\n"), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		start := time.Now()
+		err := parallel(b.N, func(int) error {
+			out, err := os.MkdirTemp(dir, "out-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(out)
+			rel, err := stage.RunStage(ctx, []cluster.StageInput{{Name: "input.txt", Path: input}}, "input.txt", out)
+			if err != nil {
+				return err
+			}
+			got, err := os.ReadFile(filepath.Join(out, rel))
+			if err == nil && string(got) != "copy:task 0 of run 0\n" {
+				err = fmt.Errorf("output %q", got)
+			}
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")
+	})
+
+	// bbolt: the queue core on one fsynced bbolt file, no Raft, no wasm, no blobs: enqueue,
+	// lease and complete per task, 2 tasks at once, with a payload like a stage task's.
+	b.Run("bbolt", func(b *testing.B) {
+		qc := queue.DefaultConfig()
+		q, err := queue.Open(filepath.Join(b.TempDir(), "queue.db"), qc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer q.Close()
+		payload, _ := json.Marshal(queue.StageTask{Job: 1, Name: "copy", Inputs: []queue.File{{Name: "r1/t000000", SHA256: strings.Repeat("ab", 32), Size: 16}}})
+		result, _ := json.Marshal(queue.File{Name: "r1/t000000", SHA256: strings.Repeat("cd", 32), Size: 21})
+		b.ReportAllocs()
+		start := time.Now()
+		err = parallel(b.N, func(w int) error {
+			if _, err := q.Enqueue(ctx, queuePipeline, payload); err != nil {
+				return err
+			}
+			for {
+				l, err := q.Lease(ctx, queuePipeline, fmt.Sprintf("w%d", w))
+				if errors.Is(err, queue.ErrEmpty) { // the other worker took it: take the next
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				return q.Complete(l, result)
+			}
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")
+	})
+
+	root := b.TempDir()
+	for _, size := range []int{1, 3} {
+		name := "1-node"
+		if size > 1 {
+			name = fmt.Sprintf("%d-nodes", size)
+		}
+		var c *queueNodes
+		b.Run(name, func(b *testing.B) {
+			if c == nil {
+				c = startQueueNodes(b, filepath.Join(root, name), size, stage)
+			}
+			b.ReportAllocs()
+			c.run(b)
+		})
+		c.shutdown(b)
+	}
+}
+
+// parallel runs f n times on queueConcurrency goroutines (f's argument is the goroutine's
+// index) and returns the first error.
+func parallel(n int, f func(worker int) error) error {
+	var (
+		next  atomic.Int64
+		wg    sync.WaitGroup
+		first atomic.Pointer[error]
+	)
+	for w := range queueConcurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) && first.Load() == nil {
+				if err := f(w); err != nil {
+					first.CompareAndSwap(nil, &err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if p := first.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
