@@ -579,12 +579,9 @@ func TestPipelineDeadLetters(t *testing.T) {
 			}
 
 			// The other two go through stage 1; the merge runs over their outputs only.
-			var outs1 []File
 			for range 2 {
 				l, st := leaseStage(t, q, "p", 1)
-				out := fileOf(outName("b", st))
-				mustComplete(t, q, l, out)
-				outs1 = append(outs1, out)
+				mustComplete(t, q, l, fileOf(outName("b", st)))
 			}
 			wantEmpty(t, q, StageQueue("p", 1))
 			wantStages(t, mustJob(t, q, id), [3]int{3, 2, 1}, [3]int{2, 2, 0}, [3]int{1, 0, 0})
