@@ -88,6 +88,7 @@ func NewServer(e *scatter.Endpoint, cfg Config) *Server {
 		IdleTimeout:                   cfg.IdleTimeout,
 		MaxRequestBodySize:            cfg.MaxBodyBytes,
 		Concurrency:                   cfg.Concurrency,
+		MaxConnsPerIP:                 0, // keep 0: fasthttp's per-IP wrapper can panic in Shutdown
 		DisableHeaderNamesNormalizing: true,
 		NoDefaultDate:                 true,
 		NoDefaultContentType:          true,

@@ -41,7 +41,8 @@ type Config struct {
 	MaxIngressBody int
 	// MaxAdminBody bounds an admin request body (a wasm upload); larger ones get 413.
 	MaxAdminBody int
-	// MaxConnsPerIP bounds concurrent connections from one client address.
+	// MaxConnsPerIP bounds concurrent connections from one client address. A connection over
+	// the limit is answered 429 and closed (limitPerIP; fasthttp's own limit is off).
 	MaxConnsPerIP int
 	// MaxConns bounds concurrent connections per listener.
 	MaxConns int
@@ -130,6 +131,29 @@ func New(cfg Config, sup *supervisor.Supervisor) (*Server, error) {
 	if sup == nil {
 		return nil, errors.New("admin: no supervisor")
 	}
+	cfg = cfg.withDefaults()
+	s := &Server{cfg: cfg, sup: sup, log: cfg.Logger}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	m, err := newMetricsHandler(sup, cfg.Queue)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	ing := newIngress(sup, s.ctx)
+	if cfg.Scatter != nil {
+		if cfg.ScatterPath == "" || cfg.ScatterPath[0] != '/' {
+			return nil, fmt.Errorf("admin: scatter path %q must start with /", cfg.ScatterPath)
+		}
+		ing.scatter, ing.scatterPath = cfg.Scatter, []byte(cfg.ScatterPath)
+	}
+	s.ingress = s.server("wasmpod-ingress", ing.serve, cfg.MaxIngressBody)
+	s.admin = s.adminServer()
+	return s, nil
+}
+
+// withDefaults is cfg with DefaultConfig's value for every unset (zero or negative) limit and
+// a discarding Logger for a nil one.
+func (cfg Config) withDefaults() Config {
 	d := DefaultConfig()
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = d.ReadTimeout
@@ -176,23 +200,7 @@ func New(cfg Config, sup *supervisor.Supervisor) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, sup: sup, log: cfg.Logger}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	m, err := newMetricsHandler(sup, cfg.Queue)
-	if err != nil {
-		return nil, err
-	}
-	s.metrics = m
-	ing := newIngress(sup, s.ctx)
-	if cfg.Scatter != nil {
-		if cfg.ScatterPath == "" || cfg.ScatterPath[0] != '/' {
-			return nil, fmt.Errorf("admin: scatter path %q must start with /", cfg.ScatterPath)
-		}
-		ing.scatter, ing.scatterPath = cfg.Scatter, []byte(cfg.ScatterPath)
-	}
-	s.ingress = s.server("wasmpod-ingress", ing.serve, cfg.MaxIngressBody)
-	s.admin = s.adminServer()
-	return s, nil
+	return cfg
 }
 
 // adminServer is the admin listener's server. It streams request bodies, so that PUT
@@ -250,6 +258,9 @@ func bodyReadStatus(err error) int {
 	return fasthttp.StatusBadRequest
 }
 
+// server is a fasthttp server with cfg's limits. fasthttp's own per-IP limit stays off: Serve
+// applies MaxConnsPerIP with limitPerIP, as fasthttp's per-IP wrapper can make Shutdown crash
+// the host (see perip.go).
 func (s *Server) server(name string, h fasthttp.RequestHandler, maxBody int) *fasthttp.Server {
 	return &fasthttp.Server{
 		Name:                          name,
@@ -259,7 +270,7 @@ func (s *Server) server(name string, h fasthttp.RequestHandler, maxBody int) *fa
 		IdleTimeout:                   s.cfg.IdleTimeout,
 		ReadBufferSize:                s.cfg.MaxHeaderBytes,
 		MaxRequestBodySize:            maxBody,
-		MaxConnsPerIP:                 s.cfg.MaxConnsPerIP,
+		MaxConnsPerIP:                 0, // limitPerIP in Serve instead
 		Concurrency:                   s.cfg.MaxConns,
 		CloseOnShutdown:               true,
 		NoDefaultDate:                 false,
@@ -273,8 +284,9 @@ type slogAdapter struct{ l *slog.Logger }
 
 func (a slogAdapter) Printf(format string, args ...any) { a.l.Debug(fmt.Sprintf(format, args...)) }
 
-// Serve starts serving on the two listeners (either may be nil) and returns at once. The
-// listeners are closed by Shutdown.
+// Serve starts serving on the two listeners (either may be nil) and returns at once, each
+// limited to MaxConnsPerIP connections per client address. The listeners are closed by
+// Shutdown.
 func (s *Server) Serve(adminLn, ingressLn net.Listener) {
 	for _, p := range []struct {
 		srv *fasthttp.Server
@@ -286,7 +298,7 @@ func (s *Server) Serve(adminLn, ingressLn net.Listener) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := p.srv.Serve(p.ln); err != nil {
+			if err := p.srv.Serve(limitPerIP(p.ln, s.cfg.MaxConnsPerIP, s.log)); err != nil {
 				s.log.Error("listener stopped", "server", p.srv.Name, "err", err)
 			}
 		}()

@@ -155,9 +155,6 @@ func queueConfig() Config {
 	cfg := DefaultConfig()
 	cfg.MaxAdminBody = 64 << 10
 	cfg.MaxBlobBytes = 1 << 20
-	// fasthttp's per-IP connection wrapper races with Shutdown closing idle keep-alive
-	// connections (a nil Conn read); the tests need no per-IP limit.
-	cfg.MaxConnsPerIP = 0
 	return cfg
 }
 
