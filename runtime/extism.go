@@ -205,7 +205,12 @@ func (m *Module) newExtismInstance(ctx context.Context) (*instance, error) {
 		memMu.Unlock()
 		return lm
 	}))
+	unhold, err := m.holdCompiled()
+	if err != nil {
+		return nil, err
+	}
 	p, err := m.ext.cp.Instance(ictx, extism.PluginInstanceConfig{ModuleConfig: mc})
+	unhold()
 	if err != nil {
 		return nil, fmt.Errorf("%w: module %q: instantiate: %v", ErrInvalidModule, m.cfg.Name, err)
 	}

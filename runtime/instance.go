@@ -162,7 +162,12 @@ func (m *Module) instantiate(ctx context.Context, inst *instance, mc wazero.Modu
 		inst.mem0.buf = make([]byte, 0, min(capacity, inst.mem0.limit))
 		return inst.mem0
 	}))
+	unhold, err := m.holdCompiled()
+	if err != nil {
+		return err
+	}
 	mod, err := m.e.rt.InstantiateModule(ictx, m.cm, mc)
+	unhold()
 	if err != nil {
 		return fmt.Errorf("module %q: instantiate: %w", m.cfg.Name, err)
 	}

@@ -58,7 +58,7 @@ func (m *Module) Restore(ctx context.Context, state []byte) error {
 			case slotIdle:
 				m.release(s)
 			case slotEmpty:
-				s.state.Store(slotEmpty)
+				p.clear(s) // or closed, if Stop revoked it meanwhile
 			}
 		}
 		p.broadcast()
@@ -86,7 +86,7 @@ func (m *Module) Restore(ctx context.Context, state []byte) error {
 					held[k] = slotEmpty
 					continue
 				}
-			case slotClosed:
+			case slotClosed, slotRevoked:
 				release()
 				return m.notRunning(m.State())
 			}

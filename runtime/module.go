@@ -43,6 +43,12 @@ type Module struct {
 	bgCancel context.CancelFunc
 	bgDone   sync.WaitGroup
 	refill   chan struct{}
+
+	// cmMu guards the compiled code against its release: every instantiation holds it for
+	// reading and fails with ErrNotRunning once released is set, so none can reach wazero with
+	// closed code.
+	cmMu     sync.RWMutex
+	released bool
 }
 
 func newModule(e *Engine, cm wazero.CompiledModule, cfg ModuleConfig, digest string) (*Module, error) {
@@ -269,16 +275,8 @@ type StopOptions struct {
 func (m *Module) Stop(ctx context.Context, opts StopOptions) error {
 	m.lifeMu.Lock()
 	defer m.lifeMu.Unlock()
-	switch m.State() {
-	case StateStopped:
+	if m.State() == StateStopped {
 		return nil
-	case StateCreated, StateFailed:
-		m.stopBackground()
-		m.closeAll(ctx)
-		return m.transition(StateStopped, "stop requested")
-	}
-	if err := m.transition(StateStopping, "stop requested"); err != nil {
-		return err
 	}
 	grace := opts.Grace
 	if grace <= 0 {
@@ -287,6 +285,19 @@ func (m *Module) Stop(ctx context.Context, opts StopOptions) error {
 	deadline := time.Now().Add(grace)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
+	}
+	switch m.State() {
+	case StateCreated, StateFailed:
+		// A failed module admits nothing, but calls admitted while it ran may still hold or
+		// be creating instances: let them finish (within the grace) before closing.
+		m.stopBackground()
+		m.pool.broadcast()
+		m.drain(deadline)
+		m.closeAll(ctx)
+		return m.transition(StateStopped, "stop requested")
+	}
+	if err := m.transition(StateStopping, "stop requested"); err != nil {
+		return err
 	}
 	m.pool.broadcast() // callers waiting for an instance see the state and give up
 	var errs []error
@@ -325,8 +336,7 @@ func (m *Module) Stop(ctx context.Context, opts StopOptions) error {
 			left = 0
 		}
 		for k := range m.pool.slots {
-			s := &m.pool.slots[k]
-			inst := s.inst.Load()
+			inst := m.pool.reserved(k)
 			if inst == nil || inst.dead() {
 				continue
 			}
@@ -348,7 +358,7 @@ func (m *Module) Stop(ctx context.Context, opts StopOptions) error {
 
 func (m *Module) snapshot(ctx context.Context, sink func([]byte) error) error {
 	for k := range m.pool.slots {
-		inst := m.pool.slots[k].inst.Load()
+		inst := m.pool.reserved(k)
 		if inst == nil || inst.dead() {
 			continue
 		}
@@ -418,15 +428,32 @@ func (m *Module) drain(deadline time.Time) bool {
 	}
 }
 
-// closeAll closes every instance. Only called once no call can be running.
+// closeAll closes every slot for good and the instances Stop owns. A slot still busy or
+// creating (a call that outlived the grace period) is revoked instead: its owner closes the
+// instance when it returns (see pool.put, publishBusy, clear). Closed slots are never handed
+// out again, so nothing admitted before Stop can instantiate afterwards.
 func (m *Module) closeAll(ctx context.Context) {
 	for k := range m.pool.slots {
 		s := &m.pool.slots[k]
-		if inst := s.inst.Load(); inst != nil {
-			inst.close(ctx)
-			s.inst.Store(nil)
+		for {
+			st := s.state.Load()
+			if st == slotRevoked {
+				break
+			}
+			if st == slotBusy || st == slotCreating {
+				if s.state.CompareAndSwap(st, slotRevoked) {
+					break
+				}
+				continue
+			}
+			if s.state.CompareAndSwap(st, slotClosed) { // idle, empty or already reserved
+				if inst := s.inst.Load(); inst != nil {
+					inst.close(ctx)
+					s.inst.Store(nil)
+				}
+				break
+			}
 		}
-		s.state.Store(slotEmpty)
 	}
 }
 
@@ -445,12 +472,17 @@ func (m *Module) releaseAll(ctx context.Context) {
 	m.lifeMu.Lock()
 	defer m.lifeMu.Unlock()
 	m.closeAll(ctx)
-	if m.cm != nil {
-		_ = m.cm.Close(ctx)
+	m.cmMu.Lock() // waits for instantiations under way; later ones fail with ErrNotRunning
+	if !m.released {
+		m.released = true
+		if m.cm != nil {
+			_ = m.cm.Close(ctx)
+		}
+		if m.ext != nil {
+			_ = m.ext.cp.Close(ctx)
+		}
 	}
-	if m.ext != nil {
-		_ = m.ext.cp.Close(ctx)
-	}
+	m.cmMu.Unlock()
 	m.e.forget(m)
 	m.subsMu.Lock()
 	for s := range m.subs {
@@ -464,8 +496,20 @@ func (m *Module) notRunning(st State) error {
 	return fmt.Errorf("module %q is %s: %w", m.cfg.Name, st, ErrNotRunning)
 }
 
+// holdCompiled keeps the compiled code from being released until the returned func is called,
+// for one instantiation. After Close it fails with ErrNotRunning (and ErrClosed).
+func (m *Module) holdCompiled() (unhold func(), err error) {
+	m.cmMu.RLock()
+	if m.released {
+		m.cmMu.RUnlock()
+		return nil, fmt.Errorf("module %q is closed: %w (%w)", m.cfg.Name, ErrNotRunning, ErrClosed)
+	}
+	return m.cmMu.RUnlock, nil
+}
+
 // admit refuses a call when the module is not running. A call admitted just before Stop still
-// finds a slot (Stop waits for it) or none (it fails with ErrNotRunning); see drain.
+// finds a warm slot (Stop waits for it) or none (it fails with ErrNotRunning): it does not cold
+// start once the module stops running; see drain, closeAll and acquireSlow.
 func (m *Module) admit() error {
 	if st := State(m.state.Load()); st != StateRunning {
 		return m.notRunning(st)
@@ -667,6 +711,15 @@ func (m *Module) scaleBy(delta int) int {
 	}
 }
 
+// stopping reports whether the module is stopping or past it: no instance is to be created.
+func (m *Module) stopping() bool {
+	switch m.State() {
+	case StateStopping, StateStopped, StateFailed:
+		return true
+	}
+	return false
+}
+
 func (m *Module) signalRefill() {
 	select {
 	case m.refill <- struct{}{}:
@@ -698,7 +751,7 @@ func (m *Module) refillLoop(ctx context.Context) {
 				}
 				break
 			}
-			if live >= target {
+			if live >= target || m.stopping() {
 				break
 			}
 			s := m.pool.tryEmpty()
@@ -728,7 +781,7 @@ func (m *Module) refillLoop(ctx context.Context) {
 			}
 			failures, backoff = 0, 50*time.Millisecond
 			s.inst.Store(inst)
-			m.pool.put(s)
+			m.pool.put(s) // closes inst if Stop revoked the slot meanwhile
 		}
 	}
 }

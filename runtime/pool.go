@@ -15,8 +15,15 @@ const (
 	slotIdle
 	slotBusy
 	slotCreating
-	slotClosed // reserved by Stop; never handed out again
+	slotClosed  // reserved by Stop; never handed out again
+	slotRevoked // taken back by a Stop whose grace ran out while its owner still used it
 )
+
+// Ownership: a busy or creating slot and its instance belong to the goroutine that moved it
+// there; an idle slot to the pool; a closed slot to Stop. Stop turns the slots still busy or
+// creating after its grace into revoked ones: their owners close their instances when they
+// return, and the slot ends closed. Closed is final: once a module stopped, no slot can be taken
+// again, so a call admitted before Stop cannot create an instance after it.
 
 type slot struct {
 	state atomic.Int32
@@ -58,18 +65,50 @@ func (p *pool) tryEmpty() *slot {
 	return nil
 }
 
-// put returns a busy slot as idle and wakes waiters.
-func (p *pool) put(s *slot) {
-	s.state.Store(slotIdle)
+// put returns a busy or creating slot, with its instance, as idle and wakes waiters. It reports
+// false if Stop revoked the slot meanwhile: then the instance is closed and the slot stays closed.
+func (p *pool) put(s *slot) bool {
+	if !s.state.CompareAndSwap(slotBusy, slotIdle) && !s.state.CompareAndSwap(slotCreating, slotIdle) {
+		p.retire(s)
+		return false
+	}
+	if p.waiters.Load() > 0 {
+		p.broadcast()
+	}
+	return true
+}
+
+// publishBusy gives a creating slot its new instance and makes it busy for its creator. It
+// reports false if Stop revoked the slot meanwhile: then the instance is closed.
+func (p *pool) publishBusy(s *slot, inst *instance) bool {
+	s.inst.Store(inst)
+	if s.state.CompareAndSwap(slotCreating, slotBusy) {
+		return true
+	}
+	p.retire(s)
+	return false
+}
+
+// clear empties a busy or creating slot (its instance is gone) and wakes waiters. A slot Stop
+// revoked meanwhile ends closed instead.
+func (p *pool) clear(s *slot) {
+	s.inst.Store(nil)
+	if !s.state.CompareAndSwap(slotBusy, slotEmpty) && !s.state.CompareAndSwap(slotCreating, slotEmpty) {
+		s.state.Store(slotClosed) // revoked
+	}
 	if p.waiters.Load() > 0 {
 		p.broadcast()
 	}
 }
 
-// clear empties a busy or creating slot (its instance is gone) and wakes waiters.
-func (p *pool) clear(s *slot) {
+// retire closes the instance of a slot Stop revoked from its owner, who calls it, and closes
+// the slot for good.
+func (p *pool) retire(s *slot) {
+	if inst := s.inst.Load(); inst != nil {
+		inst.close(context.Background())
+	}
 	s.inst.Store(nil)
-	s.state.Store(slotEmpty)
+	s.state.Store(slotClosed)
 	if p.waiters.Load() > 0 {
 		p.broadcast()
 	}
@@ -88,6 +127,16 @@ func (p *pool) wakeCh() <-chan struct{} {
 	return p.wake
 }
 
+// reserved returns the instance of slot k if Stop reserved it (drain), else nil: only those are
+// Stop's to snapshot and stop; a busy slot's instance may still run a call.
+func (p *pool) reserved(k int) *instance {
+	s := &p.slots[k]
+	if s.state.Load() != slotClosed {
+		return nil
+	}
+	return s.inst.Load()
+}
+
 // counts returns live instances (idle, busy or being created) and busy ones.
 func (p *pool) counts() (live, busy int) {
 	for k := range p.slots {
@@ -97,6 +146,11 @@ func (p *pool) counts() (live, busy int) {
 		case slotBusy:
 			live++
 			busy++
+		case slotRevoked:
+			if p.slots[k].inst.Load() != nil {
+				live++
+				busy++
+			}
 		case slotCreating:
 			live++
 		case slotClosed:
@@ -131,21 +185,25 @@ func (m *Module) acquireSlow(ctx context.Context) (*slot, error) {
 			return s, nil
 		}
 		if s := p.tryEmpty(); s != nil {
+			if timer != nil {
+				timer.Stop()
+			}
+			// A call admitted just before Stop creates no instance: Stop is draining.
+			if m.stopping() {
+				p.clear(s)
+				return nil, m.notRunning(m.State())
+			}
 			// No warm instance and room for one: create it on this call's path (a cold start).
 			m.coldStarts.Add(1)
 			inst, err := m.startInstance(ctx)
 			if err != nil {
 				p.clear(s)
-				if timer != nil {
-					timer.Stop()
-				}
 				m.signalRefill()
 				return nil, err
 			}
-			s.inst.Store(inst)
-			s.state.Store(slotBusy)
-			if timer != nil {
-				timer.Stop()
+			if !p.publishBusy(s, inst) {
+				// Stop's grace ran out during the cold start and it took the slot back.
+				return nil, m.notRunning(State(m.state.Load()))
 			}
 			return s, nil
 		}
