@@ -122,6 +122,12 @@ type QueueConfig struct {
 	MaxBlobBytes int64
 	// LeaseWait is how long an idle worker's lease request waits on the leader for work.
 	LeaseWait time.Duration
+	// Retention is how long a finished job (its tasks, outputs and dead letters) is kept;
+	// negative keeps everything.
+	Retention time.Duration
+	// BlobGrace is how long a stored file no job refers to is kept (an upload waiting for its
+	// submit, an output waiting for its completion) before garbage collection removes it.
+	BlobGrace time.Duration
 }
 
 // DefaultQueueConfig returns the defaults.
@@ -139,6 +145,11 @@ func DefaultQueueConfig() QueueConfig {
 		// 5 s: an idle worker's request waits on the leader (no log entry while nothing is
 		// ready) and is answered the moment a task becomes ready.
 		LeaseWait: 5 * time.Second,
+		// 7 days: long enough to fetch a job's outputs and look at its dead letters after a
+		// weekend, short enough that a busy queue's disk use stays bounded.
+		Retention: 7 * 24 * time.Hour,
+		// 1 h: far longer than an upload takes to be submitted or a stage run to complete.
+		BlobGrace: time.Hour,
 	}
 }
 
@@ -225,8 +236,14 @@ func (c *Config) validate() error {
 	if qc.LeaseWait == 0 {
 		qc.LeaseWait = d.LeaseWait
 	}
-	if qc.LeaseDuration < 100*time.Millisecond || qc.MaxAttempts < 1 || qc.Backoff < 0 || qc.MaxBlobBytes < 1 || qc.LeaseWait < 0 {
-		return fmt.Errorf("%w: queue settings: lease >= 100ms, max attempts >= 1, backoff >= 0, max blob >= 1 byte", ErrInvalid)
+	if qc.Retention == 0 {
+		qc.Retention = d.Retention
+	}
+	if qc.BlobGrace == 0 {
+		qc.BlobGrace = d.BlobGrace
+	}
+	if qc.LeaseDuration < 100*time.Millisecond || qc.MaxAttempts < 1 || qc.Backoff < 0 || qc.MaxBlobBytes < 1 || qc.LeaseWait < 0 || qc.BlobGrace < 0 {
+		return fmt.Errorf("%w: queue settings: lease >= 100ms, max attempts >= 1, backoff >= 0, max blob >= 1 byte, blob grace >= 0", ErrInvalid)
 	}
 	switch c.GossipKeyLen() {
 	case 0, 16, 24, 32:

@@ -112,6 +112,7 @@ func Start(cfg Config) (*Node, error) {
 	n.setMetaLocked(m)
 	n.metaMu.Unlock()
 	_ = g.UpdateMeta(time.Second)
+	wq.startJanitor()
 	return n, nil
 }
 

@@ -194,3 +194,43 @@ func TestWorkQueueThreeNodes(t *testing.T) {
 		}
 	}
 }
+
+func TestWorkQueueRetention(t *testing.T) {
+	c := testConfig("solo")
+	c.StateDir = t.TempDir()
+	c.Queue.Retention = 300 * time.Millisecond
+	c.Queue.BlobGrace = 300 * time.Millisecond
+	n := startNode(t, c)
+	ctx := t.Context()
+	eventually(t, "define", func() error {
+		return n.DefinePipeline(ctx, queue.Pipeline{Name: "up", Stages: []queue.StageDef{{Name: "upper"}}})
+	})
+	if _, err := n.StartWorkers(WorkerConfig{Pipeline: "up", Stage: 0, Concurrency: 1, Timeout: 10 * time.Second, Runner: &funcRunner{apply: upper}}); err != nil {
+		t.Fatal(err)
+	}
+	files := putFiles(t, n, map[string]string{"a": "alpha"})
+	id, err := n.Submit(ctx, "up", files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := waitJob(t, n, id)
+	out := j.Outputs[0].SHA256
+	if got := readBlob(t, n, out); got != "ALPHA" {
+		t.Fatalf("output %q", got)
+	}
+	// Past the retention the job goes, and past the grace its files do.
+	eventually(t, "job pruned", func() error {
+		if _, err := n.Job(id); !errors.Is(err, queue.ErrNotFound) {
+			return fmt.Errorf("job still there: %v", err)
+		}
+		return nil
+	})
+	eventually(t, "files collected", func() error {
+		for _, sha := range []string{files[0].SHA256, out} {
+			if _, _, err := n.OpenBlob(ctx, sha); !errors.Is(err, queue.ErrNotFound) {
+				return fmt.Errorf("blob %s: %v", sha, err)
+			}
+		}
+		return nil
+	})
+}

@@ -482,6 +482,74 @@ func (w *workQueue) openBlob(ctx context.Context, sha string) (io.ReadCloser, in
 	return f, size, nil
 }
 
+// ---- retention ----
+
+// startJanitor starts the loop that prunes finished jobs past the retention (on the leader:
+// the prune is a replicated command) and removes this node's files no job refers to any more.
+func (w *workQueue) startJanitor() {
+	every := time.Hour
+	if r := w.cfg.Retention; r > 0 {
+		every = min(every, max(r/4, 50*time.Millisecond))
+	}
+	every = min(every, max(w.cfg.BlobGrace/4, 50*time.Millisecond))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	select {
+	case <-w.stop:
+		return
+	default:
+	}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-t.C:
+			}
+			w.sweep()
+		}
+	}()
+}
+
+// sweep runs one retention pass.
+func (w *workQueue) sweep() {
+	if w.cfg.Retention > 0 && w.svc().IsLeader() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, _ = w.do(ctx, queue.Command{Op: queue.OpPrune, Before: time.Now().Add(-w.cfg.Retention)}, 0)
+		cancel()
+	}
+	_, _ = w.collectBlobs(time.Now().Add(-w.cfg.BlobGrace))
+}
+
+// collectBlobs removes local files stored before cutoff that no job or task of this node's
+// replica refers to, and returns how many it removed.
+func (w *workQueue) collectBlobs(cutoff time.Time) (int, error) {
+	var refs map[string]struct{}
+	err := w.read(func(q *queue.Queue) error {
+		var err error
+		refs, err = q.BlobRefs()
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	removed := 0
+	err = w.blobs.Walk(func(sha string, stored time.Time) error {
+		if _, ok := refs[sha]; ok || !stored.Before(cutoff) {
+			return nil
+		}
+		if ok, err := w.blobs.RemoveIfOlder(sha, cutoff); err == nil && ok {
+			removed++
+		}
+		return nil
+	})
+	return removed, err
+}
+
 // ---- workers ----
 
 // Workers is a pool of workers serving one pipeline stage on this node.

@@ -25,6 +25,7 @@ var (
 	bSlots     = []byte("slots")
 	bPipelines = []byte("pipelines")
 	bRequests  = []byte("requests")
+	bJobTasks  = []byte("jobtasks") // job|task -> 1: every task a job ever had, for pruning
 )
 
 // MaxJobInputs bounds the inputs of one job.
@@ -222,6 +223,9 @@ func (q *Queue) enqueueStage(tx *bolt.Tx, now time.Time, j *jobRecord, stage, sl
 	}
 	id, err := q.enqueueTx(tx, now, StageQueue(j.Pipeline.Name, stage), payload)
 	if err != nil {
+		return err
+	}
+	if err := tx.Bucket(bJobTasks).Put(append(idKey(TaskID(j.ID)), idKey(id)...), indexValue); err != nil {
 		return err
 	}
 	return tx.Bucket(bSlots).Put(slotKey(j.ID, stage, slot), idKey(id))
@@ -474,4 +478,145 @@ func (q *Queue) onLease(tx *bolt.Tx, t *Task) error {
 	}
 	j.Stages[st.Stage].Redelivered++
 	return putJob(tx, j)
+}
+
+// PruneResult counts what a prune removed.
+type PruneResult struct {
+	Jobs  int `json:"jobs"`
+	Tasks int `json:"tasks"`
+}
+
+// prune removes every finished job that finished before cutoff, with all its tasks (and their
+// index entries), slots and submit request ids.
+func (q *Queue) prune(tx *bolt.Tx, cutoff time.Time) (PruneResult, error) {
+	var res PruneResult
+	var old []*jobRecord
+	c := tx.Bucket(bJobs).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		var j jobRecord
+		if err := json.Unmarshal(v, &j); err != nil || len(j.Stages) != len(j.Pipeline.Stages) {
+			return res, fmt.Errorf("%w: job record %x", ErrCorrupt, k)
+		}
+		if !j.Finished.IsZero() && j.Finished.Before(cutoff) && j.state() != JobRunning {
+			old = append(old, &j)
+		}
+	}
+	if len(old) == 0 {
+		return res, nil
+	}
+	gone := map[JobID]bool{}
+	for _, j := range old {
+		gone[j.ID] = true
+		prefix := idKey(TaskID(j.ID))
+		jt := tx.Bucket(bJobTasks)
+		var keys [][]byte
+		jc := jt.Cursor()
+		for k, _ := jc.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = jc.Next() {
+			keys = append(keys, bytes.Clone(k))
+		}
+		for _, k := range keys {
+			id := TaskID(binary.BigEndian.Uint64(k[8:]))
+			if t, err := getTask(tx, id); err == nil {
+				var root []byte
+				var at time.Time
+				switch t.State {
+				case StateReady:
+					root, at = bReady, t.ReadyAt
+				case StateLeased:
+					root, at = bLeased, t.LeaseExpires
+				case StateDead:
+					root, at = bDead, t.FinishedAt
+				}
+				if root != nil {
+					if b := tx.Bucket(root).Bucket([]byte(t.Pipeline)); b != nil {
+						_ = b.Delete(indexKey(at, id))
+					}
+				}
+				if err := tx.Bucket(bTasks).Delete(idKey(id)); err != nil {
+					return res, err
+				}
+				res.Tasks++
+			}
+			if err := jt.Delete(k); err != nil {
+				return res, err
+			}
+		}
+		for k := range j.Stages {
+			if err := deleteSlots(tx, j.ID, k); err != nil {
+				return res, err
+			}
+		}
+		if err := tx.Bucket(bJobs).Delete(prefix); err != nil {
+			return res, err
+		}
+		res.Jobs++
+	}
+	rb := tx.Bucket(bRequests)
+	var reqs [][]byte
+	_ = rb.ForEach(func(k, v []byte) error {
+		if len(v) == 8 && gone[JobID(binary.BigEndian.Uint64(v))] {
+			reqs = append(reqs, bytes.Clone(k))
+		}
+		return nil
+	})
+	for _, k := range reqs {
+		if err := rb.Delete(k); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// Prune removes the jobs that finished before cutoff, with their tasks.
+func (q *Queue) Prune(cutoff time.Time) (PruneResult, error) {
+	var res PruneResult
+	err := q.update(func(tx *bolt.Tx) error {
+		var err error
+		res, err = q.prune(tx, cutoff)
+		return err
+	})
+	if err != nil {
+		return PruneResult{}, fmt.Errorf("queue: prune: %w", err)
+	}
+	return res, nil
+}
+
+// BlobRefs returns the sha256 of every file the queue still refers to: job inputs, task
+// inputs and task outputs.
+func (q *Queue) BlobRefs() (map[string]struct{}, error) {
+	refs := map[string]struct{}{}
+	err := q.view(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bJobs).ForEach(func(k, v []byte) error {
+			var j jobRecord
+			if err := json.Unmarshal(v, &j); err != nil {
+				return fmt.Errorf("%w: job record %x", ErrCorrupt, k)
+			}
+			for _, f := range j.Inputs {
+				refs[f.SHA256] = struct{}{}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.Bucket(bTasks).ForEach(func(k, v []byte) error {
+			t, err := decodeTask(v)
+			if err != nil {
+				return err
+			}
+			if st, ok := stageTaskOf(t); ok {
+				for _, f := range st.Inputs {
+					refs[f.SHA256] = struct{}{}
+				}
+			}
+			var out File
+			if len(t.Result) > 0 && t.Result[0] == '{' && json.Unmarshal(t.Result, &out) == nil && out.SHA256 != "" {
+				refs[out.SHA256] = struct{}{}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: blob references: %w", err)
+	}
+	return refs, nil
 }

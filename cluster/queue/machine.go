@@ -30,6 +30,7 @@ const (
 	OpComplete  Op = "complete"
 	OpFail      Op = "fail"
 	OpRetry     Op = "retry"
+	OpPrune     Op = "prune"
 )
 
 // Command is one replicated queue operation. At is the proposer's clock (the Raft leader's):
@@ -46,6 +47,7 @@ type Command struct {
 	Output   *File     `json:"output,omitempty"`   // complete
 	Error    string    `json:"error,omitempty"`    // fail
 	Task     TaskID    `json:"task,omitempty"`     // retry
+	Before   time.Time `json:"before,omitzero"`    // prune: jobs finished before this go
 
 	// The proposer's settings, carried so that replicas configured differently still apply
 	// the same thing: the lease length (lease, heartbeat) and, for a submit, the attempt
@@ -57,10 +59,11 @@ type Command struct {
 
 // Response is what applying a Command returns.
 type Response struct {
-	Code  string `json:"code,omitempty"` // sentinel name, "" on success
-	Error string `json:"error,omitempty"`
-	Lease *Lease `json:"lease,omitempty"`
-	Job   JobID  `json:"job,omitempty"`
+	Code  string       `json:"code,omitempty"` // sentinel name, "" on success
+	Error string       `json:"error,omitempty"`
+	Lease *Lease       `json:"lease,omitempty"`
+	Job   JobID        `json:"job,omitempty"`
+	Prune *PruneResult `json:"prune,omitempty"`
 }
 
 var codes = map[string]error{
@@ -198,7 +201,7 @@ func (m *Machine) Apply(data []byte) []byte {
 
 func (m *Machine) apply(c *Command) Response {
 	switch c.Op {
-	case OpDefine, OpSubmit, OpLease, OpHeartbeat, OpComplete, OpFail, OpRetry:
+	case OpDefine, OpSubmit, OpLease, OpHeartbeat, OpComplete, OpFail, OpRetry, OpPrune:
 	default:
 		return responseOf(fmt.Errorf("%w: unknown operation %q", ErrInvalid, c.Op))
 	}
@@ -257,6 +260,11 @@ func (m *Machine) apply(c *Command) Response {
 		}
 	case OpRetry:
 		err = q.Retry(c.Task)
+	case OpPrune:
+		var pr PruneResult
+		if pr, err = q.Prune(c.Before); err == nil {
+			resp.Prune = &pr
+		}
 	default:
 		err = fmt.Errorf("%w: unknown operation %q", ErrInvalid, c.Op)
 	}
@@ -264,9 +272,9 @@ func (m *Machine) apply(c *Command) Response {
 		m.notify()
 	}
 	r := responseOf(err)
-	r.Lease, r.Job = resp.Lease, resp.Job
+	r.Lease, r.Job, r.Prune = resp.Lease, resp.Job, resp.Prune
 	if err != nil {
-		r.Lease, r.Job = nil, 0
+		r.Lease, r.Job, r.Prune = nil, 0, nil
 	}
 	return r
 }

@@ -248,7 +248,7 @@ func open(path string, cfg Config, noSync bool) (*Queue, error) {
 		return nil, fmt.Errorf("queue: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bTasks, bReady, bLeased, bDead, bStats, bMeta, bJobs, bSlots, bPipelines, bRequests} {
+		for _, name := range [][]byte{bTasks, bReady, bLeased, bDead, bStats, bMeta, bJobs, bSlots, bPipelines, bRequests, bJobTasks} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

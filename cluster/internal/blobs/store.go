@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // DefaultMaxSize is the largest blob a store accepts when Open is given no limit (1 GiB).
@@ -193,10 +194,11 @@ func (s *Store) put(want string, r io.Reader) (sha string, size int64, err error
 	}
 	final := s.path(sha)
 	switch _, err := os.Lstat(final); {
-	case err == nil:
-		// Already present (blobs are immutable and complete once at their address).
+	case err == nil && s.touch(sha):
+		// Already present (blobs are immutable and complete once at their address); its
+		// time is now, so that garbage collection gives it a full grace period again.
 		os.Remove(tmpName)
-	case errors.Is(err, fs.ErrNotExist):
+	case err == nil || errors.Is(err, fs.ErrNotExist):
 		if err := os.Rename(tmpName, final); err != nil {
 			return "", 0, fmt.Errorf("blobs: put: %w", err)
 		}
@@ -287,4 +289,62 @@ func truncate(s string, n int) string {
 		return s[:n] + "..."
 	}
 	return s
+}
+
+// Remove deletes a blob (no error if it is already gone). A reader that has the file open
+// keeps reading it; a hard link made from Path keeps its content.
+func (s *Store) Remove(sha string) error {
+	if err := ValidSHA(sha); err != nil {
+		return err
+	}
+	if err := os.Remove(s.path(sha)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("blobs: remove %s: %w", sha, err)
+	}
+	return nil
+}
+
+// Walk calls fn for every stored blob with its modification time (when it was stored), in no
+// particular order. fn's error stops the walk and is returned.
+func (s *Store) Walk(fn func(sha string, stored time.Time) error) error {
+	for i := range 256 {
+		dir := filepath.Join(s.dir, fmt.Sprintf("%02x", i))
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return fmt.Errorf("blobs: walk: %w", err)
+		}
+		for _, e := range ents {
+			if ValidSHA(e.Name()) != nil || !e.Type().IsRegular() {
+				continue
+			}
+			info, err := e.Info()
+			if err != nil {
+				continue // removed meanwhile
+			}
+			if err := fn(e.Name(), info.ModTime()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// touch sets a stored blob's time to now; false if it is gone.
+func (s *Store) touch(sha string) bool {
+	now := time.Now()
+	return os.Chtimes(s.path(sha), now, now) == nil
+}
+
+// RemoveIfOlder deletes a blob stored (or touched) before cutoff; it reports whether it did.
+func (s *Store) RemoveIfOlder(sha string, cutoff time.Time) (bool, error) {
+	if err := ValidSHA(sha); err != nil {
+		return false, err
+	}
+	st, err := os.Lstat(s.path(sha))
+	if err != nil || !st.ModTime().Before(cutoff) {
+		return false, nil
+	}
+	return true, s.Remove(sha)
 }

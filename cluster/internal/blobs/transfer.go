@@ -96,8 +96,9 @@ func (sv *server) put(req request) bool {
 	if int64(req.length) > sv.s.maxSize {
 		return sv.reply(statusTooLarge, 0, fmt.Sprintf("%d bytes exceeds the limit of %d", req.length, sv.s.maxSize))
 	}
-	if size, err := sv.s.Size(req.sha); err == nil {
-		// Already here; make sure its directory entry is durable before saying so.
+	if size, err := sv.s.Size(req.sha); err == nil && sv.s.touch(req.sha) {
+		// Already here (and marked as just stored, so that garbage collection keeps it for
+		// its grace period); make sure its directory entry is durable before saying so.
 		if err := syncDir(filepath.Dir(sv.s.path(req.sha))); err != nil {
 			return sv.reply(statusError, 0, err.Error())
 		}

@@ -33,6 +33,7 @@ type clusterOptions struct {
 	queueLease    time.Duration
 	queueAttempts int
 	queueBackoff  time.Duration
+	queueKeep     time.Duration
 }
 
 // Gossip bind defaults. A host given no cluster flag at all is a cluster of one that nobody
@@ -59,6 +60,7 @@ func addClusterFlags(cmd *cobra.Command, o *clusterOptions) {
 	f.DurationVar(&o.queueLease, "queue-lease", q.LeaseDuration, "work queue: how long a worker holds a task without a heartbeat (a dead worker's task is redelivered after it; the leader's value applies)")
 	f.IntVar(&o.queueAttempts, "queue-max-attempts", q.MaxAttempts, "work queue: deliveries before a task is dead-lettered, for pipelines that set no maxAttempts")
 	f.DurationVar(&o.queueBackoff, "queue-backoff", q.Backoff, "work queue: delay before the second delivery, doubling after, for pipelines that set no backoff")
+	f.DurationVar(&o.queueKeep, "queue-retention", q.Retention, "work queue: how long finished jobs, their outputs and dead letters are kept (0: forever)")
 }
 
 // standalone reports whether no flag asks for a multi-node cluster.
@@ -105,6 +107,12 @@ func clusterConfig(o clusterOptions, stateDir string, log *slog.Logger) (cluster
 	}
 	if o.queueBackoff > 0 {
 		cfg.Queue.Backoff = o.queueBackoff
+	}
+	switch {
+	case o.queueKeep > 0:
+		cfg.Queue.Retention = o.queueKeep
+	case o.queueKeep == 0:
+		cfg.Queue.Retention = -1 // keep everything
 	}
 	cfg.StateDir = filepath.Join(stateDir, "cluster")
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
