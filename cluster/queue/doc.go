@@ -24,6 +24,7 @@
 // them; its file is rebuilt from the log at start, and its reads never write.
 //
 // Records are stored in a versioned binary encoding (tasks) or JSON (jobs, pipelines); a record
-// that does not decode is reported with ErrCorrupt, never guessed at. Finished tasks and jobs are
-// kept until the file is removed: there is no retention policy yet.
+// that does not decode is reported with ErrCorrupt, never guessed at. Prune removes the jobs that
+// finished before a cutoff with every task they had; BlobRefs lists the files still referred to,
+// for the garbage collection of a file store.
 package queue

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func content(n int, seed uint64) []byte {
@@ -358,5 +359,64 @@ func TestPutReaderError(t *testing.T) {
 	tmpEmpty(t, s)
 	if n := blobCount(t, s); n != 0 {
 		t.Fatalf("%d blobs stored", n)
+	}
+}
+
+func TestRemoveWalkAndAge(t *testing.T) {
+	s := openStore(t, 0)
+	old, _, err := s.Put(strings.NewReader("old"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, _, err := s.Put(strings.NewReader("fresh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-2 * time.Hour)
+	for _, sha := range []string{old, fresh} {
+		if err := os.Chtimes(s.path(sha), past, past); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Storing the same content again makes it fresh: garbage collection gives it a new grace.
+	if _, _, err := s.Put(strings.NewReader("fresh")); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]time.Time{}
+	if err := s.Walk(func(sha string, at time.Time) error { seen[sha] = at; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 2 || !seen[old].Before(time.Now().Add(-time.Hour)) || seen[fresh].Before(time.Now().Add(-time.Minute)) {
+		t.Fatalf("walk saw %v", seen)
+	}
+	cutoff := time.Now().Add(-time.Hour)
+	cases := []struct {
+		sha  string
+		want bool
+	}{{old, true}, {fresh, false}, {old, false}}
+	for _, c := range cases {
+		got, err := s.RemoveIfOlder(c.sha, cutoff)
+		if err != nil || got != c.want {
+			t.Fatalf("RemoveIfOlder(%s) = %v, %v; want %v", c.sha[:8], got, err, c.want)
+		}
+	}
+	if s.Has(old) || !s.Has(fresh) {
+		t.Fatalf("after collection: old %v fresh %v", s.Has(old), s.Has(fresh))
+	}
+	if err := s.Remove(fresh); err != nil || s.Has(fresh) {
+		t.Fatalf("Remove: %v", err)
+	}
+	if err := s.Remove(fresh); err != nil {
+		t.Fatalf("Remove of a missing blob: %v", err)
+	}
+	if err := s.Remove("nope"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Remove of a bad sha: %v", err)
+	}
+	stop := errors.New("stop")
+	if _, _, err := s.Put(strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Walk(func(string, time.Time) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("Walk did not return fn's error: %v", err)
 	}
 }
