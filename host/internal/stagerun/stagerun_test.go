@@ -125,6 +125,8 @@ func TestRunStage(t *testing.T) {
 		// WASI command stage.
 		{name: "command per file", module: "cmd", inputs: []file{{name: "deb/changelog", content: "abc"}}, outputName: "deb/changelog",
 			wantOutput: "deb/changelog", wantContent: "deb/changelog: ABC"},
+		{name: "command cannot read outside its input", module: "cmd", inputs: []file{{name: "escape.txt", content: "x"}}, outputName: "escape.txt",
+			wantOutput: "escape.txt", wantContent: "/etc/passwd: denied\n/in/../etc/passwd: denied\n/in/../../etc/hostname: denied\n/out/../etc/passwd: denied\n/proc/self/environ: denied\n/..: denied\n/: denied\n"},
 		{name: "command merge gets every input in order", module: "cmd", merge: true,
 			inputs: []file{{name: "b/2", content: "two"}, {name: "a/1", content: "one"}}, outputName: "cmd",
 			wantOutput: "cmd", wantContent: "b/2: TWOa/1: ONE"},

@@ -7,6 +7,8 @@
 //	fail.txt  writes to stderr and exits with code 3
 //	loop.txt  spins forever (the host must cut it at its deadline)
 //	moved.txt writes its first input upper-cased to /out/moved/NAME.out, not to OUTPUT
+//	escape.txt tries to read outside its input and writes one "PATH: denied" or "PATH: READ"
+//	          line per attempt to OUTPUT
 //	anything  writes every input upper-cased, in argv order and each after a "NAME: " line
 //	          prefix, to OUTPUT
 package main
@@ -37,6 +39,21 @@ func main() {
 		for {
 			n++
 		}
+	case "escape.txt":
+		var report []byte
+		for _, p := range []string{"/etc/passwd", "/in/../etc/passwd", "/in/../../etc/hostname", "/out/../etc/passwd", "/proc/self/environ", "/.."} {
+			if _, err := os.ReadFile(p); err == nil {
+				report = append(report, p+": READ\n"...)
+			} else {
+				report = append(report, p+": denied\n"...)
+			}
+		}
+		if ents, err := os.ReadDir("/"); err == nil && len(ents) > 0 {
+			report = append(report, fmt.Sprintf("/: LISTED %d\n", len(ents))...)
+		} else {
+			report = append(report, "/: denied\n"...)
+		}
+		write(out, report)
 	case "moved.txt":
 		b := read(ins[0])
 		write("/out/moved/"+path.Base(ins[0])+".out", bytes.ToUpper(b))
