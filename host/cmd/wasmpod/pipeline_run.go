@@ -133,7 +133,7 @@ func definePipeline(ctx context.Context, node pipelineNode, p queue.Pipeline, ti
 		err := node.DefinePipeline(ctx, p)
 		switch {
 		case err == nil:
-			log.Info("pipeline defined", "pipeline", p.Name, "stages", len(p.Stages), "attempts", attempt)
+			log.Info("pipeline defined", "pipeline", p.Name, "stages", len(p.Stages), "define_tries", attempt)
 			return nil
 		case errors.Is(err, queue.ErrInvalid) || errors.Is(err, cluster.ErrInvalid) || errors.Is(err, cluster.ErrClosed):
 			return fmt.Errorf("pipeline %q: %w", p.Name, err)
