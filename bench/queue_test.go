@@ -186,7 +186,7 @@ func (q *queueNodes) run(b *testing.B) {
 	start := time.Now()
 	var jobs []queue.JobID
 	for i := 0; i < len(files); i += queueJobSize {
-		id, err := n0.Submit(ctx, queuePipeline, files[i:min(i+queueJobSize, len(files))])
+		id, err := n0.Submit(ctx, queuePipeline, files[i:min(i+queueJobSize, len(files))], "")
 		if err != nil {
 			b.Fatal(err)
 		}

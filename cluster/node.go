@@ -106,6 +106,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.election = svc
+	wq.election.Store(svc)
 	n.metaMu.Lock()
 	m := n.meta
 	m.RaftAddr = svc.Addr()
@@ -387,7 +388,13 @@ func localRemaining(r election.Record, drift float64) time.Duration {
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.closeOnce.Do(func() {
 		close(n.closed)
-		n.wq.stopWorkers(ctx)
+		// Workers get the caller's budget less a moment for leaving the cluster.
+		wctx, wcancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok {
+			wctx, wcancel = context.WithDeadline(ctx, dl.Add(-min(time.Until(dl)/4, 2*time.Second)))
+		}
+		n.wq.stopWorkers(wctx)
+		wcancel()
 		n.wq.halt()
 		_ = n.election.Leave(ctx)
 		leaveTimeout := time.Second

@@ -73,9 +73,11 @@ func (n *Node) Pipelines() ([]queue.Pipeline, error) { return n.wq.pipelines() }
 
 // Submit creates a job of the named pipeline over inputs, whose contents must already be in
 // the blob store (PutBlob). It returns once the job and its first-stage tasks are committed
-// by a quorum.
-func (n *Node) Submit(ctx context.Context, pipeline string, inputs []queue.File) (queue.JobID, error) {
-	return n.wq.submit(ctx, pipeline, inputs)
+// by a quorum. requestID (at most 128 bytes; "" for a fresh one) makes it idempotent: a
+// caller that got no answer (ErrNoQuorum, a timeout) and submits again with the same id gets
+// the job the first submit created, if it did.
+func (n *Node) Submit(ctx context.Context, pipeline string, inputs []queue.File, requestID string) (queue.JobID, error) {
+	return n.wq.submit(ctx, pipeline, inputs, requestID)
 }
 
 // Job returns a job from this node's replica (which may lag the leader by a few entries).

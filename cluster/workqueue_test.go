@@ -122,7 +122,7 @@ func TestWorkQueueSingleNode(t *testing.T) {
 	ctx := t.Context()
 	p := queue.Pipeline{Name: "up", MaxAttempts: 2, Stages: []queue.StageDef{{Name: "upper"}, {Name: "join", Merge: true}}}
 	eventually(t, "define", func() error { return n.DefinePipeline(ctx, p) })
-	if _, err := n.Submit(ctx, "nope", []queue.File{{Name: "a", SHA256: strings.Repeat("0", 64)}}); !errors.Is(err, queue.ErrNotFound) {
+	if _, err := n.Submit(ctx, "nope", []queue.File{{Name: "a", SHA256: strings.Repeat("0", 64)}}, ""); !errors.Is(err, queue.ErrNotFound) {
 		t.Fatalf("submit to an undefined pipeline: %v", err)
 	}
 	up, join := &funcRunner{apply: upper}, &funcRunner{apply: concat}
@@ -132,9 +132,12 @@ func TestWorkQueueSingleNode(t *testing.T) {
 		}
 	}
 	files := putFiles(t, n, map[string]string{"x/a": "alpha", "y/b": "beta", "z/c": "poison"})
-	id, err := n.Submit(ctx, "up", files)
+	id, err := n.Submit(ctx, "up", files, "request-1")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if again, err := n.Submit(ctx, "up", files, "request-1"); err != nil || again != id {
+		t.Fatalf("the same submit again: job %d, %v; want job %d", again, err, id)
 	}
 	j := waitJob(t, n, id)
 	if j.State != queue.JobPartial || len(j.Outputs) != 1 {
@@ -180,7 +183,7 @@ func TestWorkQueueThreeNodes(t *testing.T) {
 		contents[fmt.Sprintf("f%02d", i)] = fmt.Sprintf("file number %d", i)
 	}
 	files := putFiles(t, c, contents)
-	id, err := c.Submit(ctx, "up", files)
+	id, err := c.Submit(ctx, "up", files, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +212,7 @@ func TestWorkQueueRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := putFiles(t, n, map[string]string{"a": "alpha"})
-	id, err := n.Submit(ctx, "up", files)
+	id, err := n.Submit(ctx, "up", files, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wasmpod/wasmpod/cluster/internal/blobs"
@@ -40,8 +41,15 @@ type workQueue struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 
+	// election is set once Raft has started; connections that arrive before (the Raft port
+	// listens while Raft restores its state) are answered "no leader".
+	election atomic.Pointer[election.Service]
+
 	mu    sync.Mutex
 	pools []*Workers
+
+	leaseMu sync.Mutex
+	leasing map[string]*sync.Mutex // per stage queue, on the leader: one lease decision at a time
 }
 
 // openWorkQueue prepares the replica and the blob store under stateDir (a temporary directory
@@ -121,7 +129,20 @@ func (w *workQueue) close() {
 	w.cleanup()
 }
 
-func (w *workQueue) svc() *election.Service { return w.node.election }
+func (w *workQueue) svc() *election.Service { return w.election.Load() }
+
+// isLeader and leaderAddr tolerate a service that has not started yet.
+func (w *workQueue) isLeader() bool {
+	s := w.svc()
+	return s != nil && s.IsLeader()
+}
+
+func (w *workQueue) leaderAddr() string {
+	if s := w.svc(); s != nil {
+		return s.LeaderAddr()
+	}
+	return ""
+}
 
 // ---- operations through the leader ----
 
@@ -154,9 +175,9 @@ func (w *workQueue) do(ctx context.Context, cmd queue.Command, wait time.Duratio
 			noLeader bool
 			err      error
 		)
-		if w.svc().IsLeader() {
+		if w.isLeader() {
 			resp, noLeader = w.lead(ctx, cmd, wait)
-		} else if addr := w.svc().LeaderAddr(); addr != "" {
+		} else if addr := w.leaderAddr(); addr != "" {
 			resp, noLeader, err = w.forward(ctx, addr, cmd, wait, deadline)
 			if err != nil {
 				noLeader = true
@@ -224,8 +245,15 @@ func (w *workQueue) serveForward(c net.Conn) {
 		case <-ctx.Done():
 		}
 	}()
+	// The client sends nothing more: a read that returns means it hung up (a stopped worker),
+	// and its lease request must not take a task.
+	go func() {
+		var b [1]byte
+		_, _ = c.Read(b[:])
+		cancel()
+	}()
 	var out fwdResponse
-	if !w.svc().IsLeader() {
+	if !w.isLeader() {
 		out.NoLeader = true
 	} else {
 		out.Resp, out.NoLeader = w.lead(ctx, req.Cmd, wait)
@@ -247,6 +275,18 @@ func (w *workQueue) lead(ctx context.Context, cmd queue.Command, wait time.Durat
 	if err := w.svc().CaughtUp(applyTimeout); err != nil {
 		return queue.Response{}, true
 	}
+	// One lease decision per queue at a time: waiters woken by the same ready task do not
+	// each write a lease command that finds nothing.
+	w.leaseMu.Lock()
+	if w.leasing == nil {
+		w.leasing = map[string]*sync.Mutex{}
+	}
+	qmu := w.leasing[cmd.Name]
+	if qmu == nil {
+		qmu = &sync.Mutex{}
+		w.leasing[cmd.Name] = qmu
+	}
+	w.leaseMu.Unlock()
 	end := time.Now().Add(wait)
 	for {
 		changed := w.m.Changed()
@@ -264,8 +304,23 @@ func (w *workQueue) lead(ctx context.Context, cmd queue.Command, wait time.Durat
 			return queue.Response{Code: "other", Error: err.Error()}, false
 		}
 		if ok && !at.After(now) {
-			cmd.At = now
+			if ctx.Err() != nil { // the worker is gone: take nothing for it
+				return queue.Response{Code: "empty", Error: queue.ErrEmpty.Error()}, false
+			}
+			qmu.Lock()
+			var stillReady bool
+			_ = w.m.Read(func(q *queue.Queue) error {
+				a, ok, e := q.NextReady(cmd.Name, time.Now())
+				stillReady = e == nil && ok && !a.After(time.Now())
+				return e
+			})
+			if !stillReady {
+				qmu.Unlock()
+				continue
+			}
+			cmd.At = time.Now()
 			resp, noLeader = w.apply(cmd, applyTimeout)
+			qmu.Unlock()
 			if noLeader || !errors.Is(resp.Err(), queue.ErrEmpty) {
 				return resp, noLeader
 			}
@@ -291,7 +346,7 @@ func (w *workQueue) lead(ctx context.Context, cmd queue.Command, wait time.Durat
 			return queue.Response{}, true
 		}
 		t.Stop()
-		if !w.svc().IsLeader() {
+		if !w.isLeader() {
 			return queue.Response{}, true
 		}
 	}
@@ -302,7 +357,11 @@ func (w *workQueue) apply(cmd queue.Command, timeout time.Duration) (queue.Respo
 	if err != nil {
 		return queue.Response{Code: "invalid", Error: err.Error()}, false
 	}
-	out, err := w.svc().ApplyQueue(b, timeout)
+	svc := w.svc()
+	if svc == nil {
+		return queue.Response{}, true
+	}
+	out, err := svc.ApplyQueue(b, timeout)
 	if err != nil {
 		return queue.Response{}, true
 	}
@@ -336,12 +395,18 @@ func newRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func (w *workQueue) submit(ctx context.Context, pipeline string, inputs []queue.File) (queue.JobID, error) {
+func (w *workQueue) submit(ctx context.Context, pipeline string, inputs []queue.File, requestID string) (queue.JobID, error) {
 	if err := queue.ValidateInputs(inputs); err != nil {
 		return 0, err
 	}
+	if len(requestID) > 128 {
+		return 0, fmt.Errorf("%w: request id longer than 128 bytes", queue.ErrInvalid)
+	}
+	if requestID == "" {
+		requestID = newRequestID()
+	}
 	// The same request id on every retry: a submit whose answer was lost is not doubled.
-	resp, err := w.do(ctx, queue.Command{Op: queue.OpSubmit, Request: newRequestID(), Name: pipeline, Inputs: inputs}, 0)
+	resp, err := w.do(ctx, queue.Command{Op: queue.OpSubmit, Request: requestID, Name: pipeline, Inputs: inputs}, 0)
 	if err != nil {
 		return 0, err
 	}
@@ -517,12 +582,16 @@ func (w *workQueue) startJanitor() {
 
 // sweep runs one retention pass.
 func (w *workQueue) sweep() {
-	if w.cfg.Retention > 0 && w.svc().IsLeader() {
+	if w.cfg.Retention > 0 && w.isLeader() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		_, _ = w.do(ctx, queue.Command{Op: queue.OpPrune, Before: time.Now().Add(-w.cfg.Retention)}, 0)
 		cancel()
 	}
-	_, _ = w.collectBlobs(time.Now().Add(-w.cfg.BlobGrace))
+	// A replica that has not caught up with the leader (just restarted, or cut off) would take
+	// files of jobs it does not know yet for garbage.
+	if s := w.svc(); s != nil && s.ReplicaCurrent() {
+		_, _ = w.collectBlobs(time.Now().Add(-w.cfg.BlobGrace))
+	}
 }
 
 // collectBlobs removes local files stored before cutoff that no job or task of this node's
@@ -597,6 +666,7 @@ func (w *workQueue) startWorkers(cfg WorkerConfig) (*Workers, error) {
 		defer w.wg.Done()
 		select {
 		case <-w.stop:
+			p.runCancel() // the node is going: its leases will run out and be redelivered
 		case <-p.stop:
 		}
 		p.once.Do(func() { close(p.stop) })
@@ -715,15 +785,14 @@ func (p *Workers) deliver(l queue.Lease) {
 		lostMu sync.Mutex
 		hbDone = make(chan struct{})
 	)
-	leaseFor := time.Until(l.ExpiresAt)
-	if leaseFor <= 0 || leaseFor > p.w.cfg.LeaseDuration {
-		leaseFor = p.w.cfg.LeaseDuration
-	}
+	// Every third of the lease, on this node's clock (the leader's expiry time is on its own).
+	leaseFor := p.w.cfg.LeaseDuration
 	go func() {
 		defer close(hbDone)
 		t := time.NewTicker(max(leaseFor/3, 10*time.Millisecond))
 		defer t.Stop()
 		cur := l
+		cur.Payload = nil // the log needs the lease, not the task again
 		for {
 			select {
 			case <-ctx.Done():
@@ -756,24 +825,37 @@ func (p *Workers) deliver(l queue.Lease) {
 		p.count(&p.leaseLost)
 		return
 	}
-	// Commit (complete or fail) even if the pool is stopping: the result is ready.
-	cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Commit (complete or fail) even if the pool is stopping: the result is ready. A commit
+	// that finds no leader is tried again (an election can outlast one attempt) until the
+	// lease would have run out anyway.
+	ref := l
+	ref.Payload = nil
+	cctx, ccancel := context.WithTimeout(context.Background(), max(time.Until(l.ExpiresAt)+p.w.cfg.LeaseDuration, 30*time.Second))
 	defer ccancel()
-	var err error
+	var cmd queue.Command
 	if runErr == nil {
-		_, err = p.w.do(cctx, queue.Command{Op: queue.OpComplete, Lease: &l, Output: &out}, 0)
-		if err == nil {
-			p.count(&p.completed)
-		}
+		cmd = queue.Command{Op: queue.OpComplete, Lease: &ref, Output: &out}
 	} else {
 		if p.runCtx.Err() != nil { // the node is stopping: let the lease run out instead
 			return
 		}
-		_, err = p.w.do(cctx, queue.Command{Op: queue.OpFail, Lease: &l, Error: runErr.Error()}, 0)
-		p.count(&p.failed)
+		cmd = queue.Command{Op: queue.OpFail, Lease: &ref, Error: runErr.Error()}
 	}
-	if errors.Is(err, queue.ErrLeaseLost) {
+	var err error
+	for {
+		_, err = p.w.do(cctx, cmd, 0)
+		if !errors.Is(err, ErrNoQuorum) || cctx.Err() != nil {
+			break
+		}
+	}
+	switch {
+	case errors.Is(err, queue.ErrLeaseLost):
 		p.count(&p.leaseLost)
+	case err != nil:
+	case runErr == nil:
+		p.count(&p.completed)
+	default:
+		p.count(&p.failed)
 	}
 }
 

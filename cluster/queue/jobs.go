@@ -31,6 +31,10 @@ var (
 // MaxJobInputs bounds the inputs of one job.
 const MaxJobInputs = 100_000
 
+// MaxJobBytes bounds the description of a job's inputs (one log entry; a merge task's payload
+// lists them all again).
+const MaxJobBytes = 8 << 20
+
 type jobRecord struct {
 	ID       JobID           `json:"id"`
 	Pipeline Pipeline        `json:"pipeline"`
@@ -136,6 +140,13 @@ func getPipeline(tx *bolt.Tx, name string) (*Pipeline, error) {
 func ValidateInputs(inputs []File) error {
 	if len(inputs) == 0 || len(inputs) > MaxJobInputs {
 		return fmt.Errorf("%w: a job needs 1..%d inputs, got %d", ErrInvalid, MaxJobInputs, len(inputs))
+	}
+	size := 0
+	for i := range inputs {
+		size += len(inputs[i].Name) + 100 // name, hash, size and JSON around them
+	}
+	if size > MaxJobBytes {
+		return fmt.Errorf("%w: a job's inputs take about %d bytes to describe, over %d: split the job", ErrInvalid, size, MaxJobBytes)
 	}
 	seen := make(map[string]int, len(inputs))
 	for i := range inputs {

@@ -137,7 +137,7 @@ type Machine struct {
 func OpenMachine(path string, cfg Config) (*Machine, error) {
 	m := &Machine{path: path, change: make(chan struct{})}
 	d := DefaultConfig()
-	cfg.BackoffCap, cfg.MaxPayloadBytes = max(d.BackoffCap, cfg.BackoffBase), d.MaxPayloadBytes
+	cfg.BackoffCap, cfg.MaxPayloadBytes = d.BackoffCap, d.MaxPayloadBytes
 	cfg.Now = m.clock
 	m.cfg = cfg
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -268,9 +268,7 @@ func (m *Machine) apply(c *Command) Response {
 	default:
 		err = fmt.Errorf("%w: unknown operation %q", ErrInvalid, c.Op)
 	}
-	if err == nil || !errors.Is(err, ErrEmpty) {
-		m.notify()
-	}
+	m.notify() // even an empty lease may have expired leases (and started a merge elsewhere)
 	r := responseOf(err)
 	r.Lease, r.Job, r.Prune = resp.Lease, resp.Job, resp.Prune
 	if err != nil {

@@ -262,6 +262,17 @@ func (s *Service) Status() Status {
 	return st
 }
 
+// ReplicaCurrent reports whether this node's state machine is known to be up to date: a
+// leader is known (so the commit index came from it) and everything committed is applied.
+// Right after a restart, or cut off from the majority, it is false.
+func (s *Service) ReplicaCurrent() bool {
+	if s.LeaderAddr() == "" {
+		return false
+	}
+	c := s.raft.CommitIndex()
+	return c > 0 && s.raft.AppliedIndex() >= c
+}
+
 // LeaderAddr is the current leader's Raft/RPC address ("" when unknown).
 func (s *Service) LeaderAddr() string {
 	addr, _ := s.raft.LeaderWithID()

@@ -187,7 +187,7 @@ func testRunJobs(t *testing.T, sup *supervisor.Supervisor) {
 	// Submitting waits for the pipeline's definition (the setup runs in the background).
 	var id queue.JobID
 	for {
-		id, err = node.Submit(ctx, "shout", inputs)
+		id, err = node.Submit(ctx, "shout", inputs, "")
 		if err == nil {
 			break
 		}

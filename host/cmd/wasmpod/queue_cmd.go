@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -402,7 +403,23 @@ func submitFiles(ctx context.Context, c *client.Client, pipeline string, files [
 		}
 		inputs[i] = queue.File{Name: f.name, SHA256: ref.SHA256, Size: ref.Size}
 	}
-	return c.Submit(ctx, pipeline, inputs)
+	// One request id for the submit: asking again after a 503 (no quorum yet, a leader
+	// election) cannot create a second job.
+	var rid [16]byte
+	_, _ = rand.Read(rid[:])
+	requestID := hex.EncodeToString(rid[:])
+	deadline := time.Now().Add(time.Minute)
+	for {
+		job, err := c.Submit(ctx, pipeline, inputs, requestID)
+		if err == nil || !strings.Contains(err.Error(), "503") || time.Now().After(deadline) || ctx.Err() != nil {
+			return job, err
+		}
+		select {
+		case <-ctx.Done():
+			return job, err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // barWriter counts bytes on a progress bar, ignoring its errors (a file that grew).

@@ -25,7 +25,7 @@ type Queue interface {
 	PutBlob(ctx context.Context, r io.Reader) (sha string, size int64, err error)
 	OpenBlob(ctx context.Context, sha string) (io.ReadCloser, int64, error)
 	Pipelines() ([]queue.Pipeline, error)
-	Submit(ctx context.Context, pipeline string, inputs []queue.File) (queue.JobID, error)
+	Submit(ctx context.Context, pipeline string, inputs []queue.File, requestID string) (queue.JobID, error)
 	Job(id queue.JobID) (queue.Job, error)
 	Jobs(pipeline string, limit int) ([]queue.Job, error)
 	QueueStats() ([]queue.StageStats, error)
@@ -46,6 +46,9 @@ type BlobRef struct {
 // SubmitRequest is the body of POST /v1/queue/pipelines/{name}/jobs.
 type SubmitRequest struct {
 	Inputs []queue.File `json:"inputs"`
+	// RequestID (optional, at most 128 bytes) makes the submit idempotent: a client that got
+	// no answer sends the same body again and gets the job the first request created.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // QueueStatus is the answer to GET /v1/queue/status: every stage queue's counters (the
@@ -69,25 +72,28 @@ var (
 	shaRE      = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
-// parseSubmit reads {"inputs": [{"name", "sha256", "size"}, ...]}: strict (unknown fields and
+// parseSubmit reads {"inputs": [{"name", "sha256", "size"}, ...], "request_id": "..."}: strict (unknown fields and
 // trailing data refused), at least one input, every input a valid file, names unique and no
 // name below another (a file cannot also be a directory). Every problem is named, up to
 // maxProblems.
-func parseSubmit(body []byte) ([]queue.File, error) {
+func parseSubmit(body []byte) ([]queue.File, string, error) {
 	if len(body) > maxSubmitBody {
-		return nil, fmt.Errorf("%w: submit body larger than %d bytes", queue.ErrInvalid, maxSubmitBody)
+		return nil, "", fmt.Errorf("%w: submit body larger than %d bytes", queue.ErrInvalid, maxSubmitBody)
 	}
 	var r SubmitRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&r); err != nil {
-		return nil, fmt.Errorf(`%w: submit body must be {"inputs": [{"name", "sha256", "size"}, ...]}: %v`, queue.ErrInvalid, err)
+		return nil, "", fmt.Errorf(`%w: submit body must be {"inputs": [{"name", "sha256", "size"}, ...]}: %v`, queue.ErrInvalid, err)
 	}
 	if dec.More() {
-		return nil, fmt.Errorf("%w: submit body: trailing data after the JSON object", queue.ErrInvalid)
+		return nil, "", fmt.Errorf("%w: submit body: trailing data after the JSON object", queue.ErrInvalid)
+	}
+	if len(r.RequestID) > 128 {
+		return nil, "", fmt.Errorf("%w: submit body: request_id longer than 128 bytes", queue.ErrInvalid)
 	}
 	if len(r.Inputs) == 0 {
-		return nil, fmt.Errorf(`%w: submit body: "inputs" needs at least one file`, queue.ErrInvalid)
+		return nil, "", fmt.Errorf(`%w: submit body: "inputs" needs at least one file`, queue.ErrInvalid)
 	}
 	var problems []string
 	seen := make(map[string]int, len(r.Inputs))
@@ -124,9 +130,9 @@ func parseSubmit(body []byte) ([]queue.File, error) {
 		if n > maxProblems {
 			problems = append(problems[:maxProblems], fmt.Sprintf("and %d more", n-maxProblems))
 		}
-		return nil, fmt.Errorf("%w: %d bad inputs: %s", queue.ErrInvalid, n, strings.Join(problems, "; "))
+		return nil, "", fmt.Errorf("%w: %d bad inputs: %s", queue.ErrInvalid, n, strings.Join(problems, "; "))
 	}
-	return r.Inputs, nil
+	return r.Inputs, r.RequestID, nil
 }
 
 // QueueErrorStatus maps a work-queue error to an HTTP status.
@@ -380,14 +386,14 @@ func (s *Server) pipelines(ctx *fasthttp.RequestCtx, q Queue, _ []string) {
 // submit serves POST /v1/queue/pipelines/{name}/jobs: 201 with the new job.
 func (s *Server) submit(ctx *fasthttp.RequestCtx, q Queue, args []string) {
 	name := args[0]
-	inputs, err := parseSubmit(ctx.PostBody())
+	inputs, requestID, err := parseSubmit(ctx.PostBody())
 	if err != nil {
 		writeQueueError(ctx, err)
 		return
 	}
 	opCtx, cancel := context.WithTimeout(s.ctx, s.cfg.QueueOpTimeout)
 	defer cancel()
-	id, err := q.Submit(opCtx, name, inputs)
+	id, err := q.Submit(opCtx, name, inputs, requestID)
 	if err != nil {
 		writeQueueError(ctx, err)
 		return

@@ -77,7 +77,7 @@ func (f *fakeQueue) Pipelines() ([]queue.Pipeline, error) {
 	return []queue.Pipeline{{Name: "logs", Stages: []queue.StageDef{{Name: "gunzip"}, {Name: "wc", Merge: true}}}}, f.err
 }
 
-func (f *fakeQueue) Submit(_ context.Context, p string, in []queue.File) (queue.JobID, error) {
+func (f *fakeQueue) Submit(_ context.Context, p string, in []queue.File, requestID string) (queue.JobID, error) {
 	if f.err != nil {
 		return 0, f.err
 	}
@@ -413,7 +413,7 @@ func TestQueueParseSubmit(t *testing.T) {
 		{"too large", `{"inputs":[` + strings.Repeat(" ", maxSubmitBody) + `]}`, 0, []string{"larger than"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			in, err := parseSubmit([]byte(c.body))
+			in, _, err := parseSubmit([]byte(c.body))
 			if c.errs == nil {
 				if err != nil || len(in) != c.n {
 					t.Fatalf("parseSubmit: %d inputs, %v; want %d", len(in), err, c.n)
@@ -438,7 +438,7 @@ func TestQueueParseSubmit(t *testing.T) {
 	for range maxProblems + 5 {
 		many = append(many, f("", 1))
 	}
-	if _, err := parseSubmit([]byte(body(many...))); err == nil || !strings.Contains(err.Error(), "and 5 more") {
+	if _, _, err := parseSubmit([]byte(body(many...))); err == nil || !strings.Contains(err.Error(), "and 5 more") {
 		t.Fatalf("many bad inputs: %v", err)
 	}
 }
@@ -548,7 +548,7 @@ func FuzzQueueBodies(f *testing.F) {
 	}
 	f.Add([]byte(`{}`), "/v1/queue/tasks/7/retry")
 	f.Fuzz(func(t *testing.T, body []byte, path string) {
-		in, err := parseSubmit(body)
+		in, _, err := parseSubmit(body)
 		if err != nil {
 			if !errors.Is(err, queue.ErrInvalid) {
 				t.Fatalf("parseSubmit error not ErrInvalid: %v", err)

@@ -81,11 +81,13 @@ func (c *Client) Pipelines(ctx context.Context) ([]queue.Pipeline, error) {
 }
 
 // Submit creates a job of pipeline over inputs, whose contents are already uploaded.
-func (c *Client) Submit(ctx context.Context, pipeline string, inputs []queue.File) (queue.Job, error) {
+// requestID makes it idempotent: sending the same id again returns the first job.
+func (c *Client) Submit(ctx context.Context, pipeline string, inputs []queue.File, requestID string) (queue.Job, error) {
 	var out queue.Job
 	b, err := json.Marshal(struct {
-		Inputs []queue.File `json:"inputs"`
-	}{inputs})
+		Inputs    []queue.File `json:"inputs"`
+		RequestID string       `json:"request_id,omitempty"`
+	}{inputs, requestID})
 	if err != nil {
 		return out, err
 	}
