@@ -20,6 +20,7 @@ import (
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
 	"github.com/wasmpod/wasmpod/host/internal/stagerun"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
+	"github.com/wasmpod/wasmpod/host/internal/supervisor/suptest"
 	"github.com/wasmpod/wasmpod/internal/wasmbuild"
 )
 
@@ -114,22 +115,7 @@ spec:
     - {name: join, role: stage, wasm: %[2]s, config: {mode: merge}}
   pipelines:
 %[3]s`, command, native, pipelines)
-	p, err := podspec.Parse([]byte(y), t.TempDir())
-	if err != nil {
-		t.Fatalf("%v\n%s", err, y)
-	}
-	cfg := supervisor.DefaultConfig()
-	cfg.Pod, cfg.StateDir, cfg.Logger = p, t.TempDir(), slog.New(slog.DiscardHandler)
-	ctx := context.Background()
-	sup, err := supervisor.New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sup.Shutdown(ctx) })
-	if err := sup.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return sup
+	return suptest.Start(t, y, "")
 }
 
 // TestPipelines runs the pod's pipelines: their worker pools, a setup that fails or is stopped,

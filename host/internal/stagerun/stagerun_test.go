@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,8 +12,8 @@ import (
 	"time"
 
 	"github.com/wasmpod/wasmpod/cluster"
-	"github.com/wasmpod/wasmpod/host/internal/podspec"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
+	"github.com/wasmpod/wasmpod/host/internal/supervisor/suptest"
 	"github.com/wasmpod/wasmpod/internal/wasmbuild"
 	"github.com/wasmpod/wasmpod/runtime"
 )
@@ -59,22 +58,7 @@ spec:
     - name: p
       stages: [{module: up}, {module: cmd}, {module: join, merge: true}]
 `, native, command, kit, strings.ToLower(t.Name()))
-	p, err := podspec.Parse([]byte(y), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := supervisor.DefaultConfig()
-	cfg.Pod, cfg.StateDir, cfg.Logger = p, stateDir, slog.New(slog.DiscardHandler)
-	ctx := context.Background()
-	s, err := supervisor.New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(ctx) })
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return suptest.Start(t, y, stateDir)
 }
 
 // file is an input: its job-relative name and content; sparse, when set, makes it a sparse file
