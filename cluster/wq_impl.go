@@ -55,7 +55,7 @@ type workQueue struct {
 // openWorkQueue prepares the replica and the blob store under stateDir (a temporary directory
 // when stateDir is ""). The replica's file is rebuilt from the Raft log at every start.
 func openWorkQueue(n *Node, stateDir string, cfg QueueConfig) (*workQueue, error) {
-	w := &workQueue{node: n, cfg: cfg, stop: make(chan struct{})}
+	w := &workQueue{node: n, cfg: cfg, stop: make(chan struct{}), leasing: map[string]*sync.Mutex{}}
 	dir := stateDir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "wasmpod-queue-")
@@ -69,7 +69,6 @@ func openWorkQueue(n *Node, stateDir string, cfg QueueConfig) (*workQueue, error
 	}
 	qc := queue.DefaultConfig()
 	qc.LeaseDuration, qc.MaxAttempts, qc.BackoffBase = cfg.LeaseDuration, cfg.MaxAttempts, max(cfg.Backoff, time.Millisecond)
-	qc.BackoffCap = max(qc.BackoffCap, qc.BackoffBase)
 	m, err := queue.OpenMachine(filepath.Join(dir, "queue.db"), qc)
 	if err != nil {
 		w.cleanup()
@@ -278,18 +277,20 @@ func (w *workQueue) lead(ctx context.Context, cmd queue.Command, wait time.Durat
 	// One lease decision per queue at a time: waiters woken by the same ready task do not
 	// each write a lease command that finds nothing.
 	w.leaseMu.Lock()
-	if w.leasing == nil {
-		w.leasing = map[string]*sync.Mutex{}
-	}
 	qmu := w.leasing[cmd.Name]
 	if qmu == nil {
 		qmu = &sync.Mutex{}
 		w.leasing[cmd.Name] = qmu
 	}
 	w.leaseMu.Unlock()
+	empty := queue.Response{Code: "empty", Error: queue.ErrEmpty.Error()}
 	end := time.Now().Add(wait)
 	for {
+		if ctx.Err() != nil { // the worker is gone: take nothing for it
+			return empty, false
+		}
 		changed := w.m.Changed()
+		qmu.Lock()
 		now := time.Now()
 		var (
 			at time.Time
@@ -300,36 +301,22 @@ func (w *workQueue) lead(ctx context.Context, cmd queue.Command, wait time.Durat
 			at, ok, e = q.NextReady(cmd.Name, now)
 			return e
 		})
-		if err != nil {
-			return queue.Response{Code: "other", Error: err.Error()}, false
-		}
-		if ok && !at.After(now) {
-			if ctx.Err() != nil { // the worker is gone: take nothing for it
-				return queue.Response{Code: "empty", Error: queue.ErrEmpty.Error()}, false
-			}
-			qmu.Lock()
-			var stillReady bool
-			_ = w.m.Read(func(q *queue.Queue) error {
-				a, ok, e := q.NextReady(cmd.Name, time.Now())
-				stillReady = e == nil && ok && !a.After(time.Now())
-				return e
-			})
-			if !stillReady {
-				qmu.Unlock()
-				continue
-			}
-			cmd.At = time.Now()
+		if err == nil && ok && !at.After(now) {
+			cmd.At = now
 			resp, noLeader = w.apply(cmd, applyTimeout)
 			qmu.Unlock()
 			if noLeader || !errors.Is(resp.Err(), queue.ErrEmpty) {
 				return resp, noLeader
 			}
-			// expired leases went back to backing off: look again
-			continue
+			continue // expired leases went back to backing off: look again
+		}
+		qmu.Unlock()
+		if err != nil {
+			return queue.Response{Code: "other", Error: err.Error()}, false
 		}
 		left := time.Until(end)
 		if left <= 0 {
-			return queue.Response{Code: "empty", Error: queue.ErrEmpty.Error()}, false
+			return empty, false
 		}
 		if ok {
 			left = min(left, time.Until(at))
@@ -340,7 +327,7 @@ func (w *workQueue) lead(ctx context.Context, cmd queue.Command, wait time.Durat
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return queue.Response{Code: "empty", Error: queue.ErrEmpty.Error()}, false
+			return empty, false
 		case <-w.stop:
 			t.Stop()
 			return queue.Response{}, true
@@ -396,11 +383,8 @@ func newRequestID() string {
 }
 
 func (w *workQueue) submit(ctx context.Context, pipeline string, inputs []queue.File, requestID string) (queue.JobID, error) {
-	if err := queue.ValidateInputs(inputs); err != nil {
+	if err := queue.ValidateSubmit(requestID, inputs); err != nil {
 		return 0, err
-	}
-	if len(requestID) > 128 {
-		return 0, fmt.Errorf("%w: request id longer than 128 bytes", queue.ErrInvalid)
 	}
 	if requestID == "" {
 		requestID = newRequestID()
@@ -457,28 +441,36 @@ func (w *workQueue) blobPeers() []string {
 	return out
 }
 
-// replicate copies a local blob to one other live member (the first that accepts it); with
-// no other member there is nothing to do.
-func (w *workQueue) replicate(ctx context.Context, sha string) error {
+// onePeer runs op on a blob connection to each other live member in turn until one succeeds.
+// It reports false when there is no other member; otherwise the error joins every failure.
+func (w *workQueue) onePeer(ctx context.Context, op func(c net.Conn) error) (bool, error) {
 	peers := w.blobPeers()
-	if len(peers) == 0 {
-		return nil
-	}
 	var errs []error
 	for _, addr := range peers {
 		c, err := election.Dial(addr, connBlob, 2*time.Second)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		err = blobs.Push(ctx, c, w.blobs, sha)
-		c.Close()
 		if err == nil {
-			return nil
+			err = op(c)
+			c.Close()
+			if err == nil {
+				return true, nil
+			}
 		}
 		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	return fmt.Errorf("work queue: blob %s: no other member took a copy: %w", sha, errors.Join(errs...))
+	return len(peers) > 0, errors.Join(errs...)
+}
+
+// replicate copies a local blob to one other live member (the first that accepts it); with
+// no other member there is nothing to do.
+func (w *workQueue) replicate(ctx context.Context, sha string) error {
+	some, err := w.onePeer(ctx, func(c net.Conn) error { return blobs.Push(ctx, c, w.blobs, sha) })
+	if some && err != nil {
+		return fmt.Errorf("work queue: blob %s: no other member took a copy: %w", sha, err)
+	}
+	return nil
 }
 
 // blobErr gives blob errors the queue's sentinels, which callers outside the cluster can test.
@@ -513,27 +505,17 @@ func (w *workQueue) ensureBlob(ctx context.Context, sha string) (string, error) 
 	if p, err := w.blobs.Path(sha); err == nil {
 		return p, nil
 	}
-	var errs []error
-	for _, addr := range w.blobPeers() {
-		c, err := election.Dial(addr, connBlob, 2*time.Second)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		_, err = blobs.Fetch(ctx, c, w.blobs, sha)
-		c.Close()
-		if err == nil {
-			return w.blobs.Path(sha)
-		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	if len(errs) == 0 {
+	some, err := w.onePeer(ctx, func(c net.Conn) error {
+		_, err := blobs.Fetch(ctx, c, w.blobs, sha)
+		return err
+	})
+	switch {
+	case !some:
 		return "", fmt.Errorf("%w: blob %s (no other member to ask)", blobs.ErrNotFound, sha)
+	case err != nil:
+		return "", fmt.Errorf("blob %s: %w", sha, err)
 	}
-	return "", fmt.Errorf("blob %s: %w", sha, errors.Join(errs...))
+	return w.blobs.Path(sha)
 }
 
 func (w *workQueue) openBlob(ctx context.Context, sha string) (io.ReadCloser, int64, error) {
@@ -779,20 +761,22 @@ func (p *Workers) deliver(l queue.Lease) {
 	ctx, cancel := context.WithTimeout(p.runCtx, p.cfg.Timeout)
 	defer cancel()
 
-	// Heartbeat every third of the lease; a lost lease cancels the run.
+	// The lease as the log needs it: without the task's payload again.
+	ref := l
+	ref.Payload = nil
+
+	// Heartbeat every third of the lease, on this node's clock (the leader's expiry time is on
+	// its own); a lost lease cancels the run. lost is read after hbDone is closed.
 	var (
 		lost   bool
-		lostMu sync.Mutex
 		hbDone = make(chan struct{})
 	)
-	// Every third of the lease, on this node's clock (the leader's expiry time is on its own).
 	leaseFor := p.w.cfg.LeaseDuration
 	go func() {
 		defer close(hbDone)
 		t := time.NewTicker(max(leaseFor/3, 10*time.Millisecond))
 		defer t.Stop()
-		cur := l
-		cur.Payload = nil // the log needs the lease, not the task again
+		cur := ref
 		for {
 			select {
 			case <-ctx.Done():
@@ -803,9 +787,7 @@ func (p *Workers) deliver(l queue.Lease) {
 			resp, err := p.w.do(hctx, queue.Command{Op: queue.OpHeartbeat, Lease: &cur}, 0)
 			hcancel()
 			if errors.Is(err, queue.ErrLeaseLost) {
-				lostMu.Lock()
 				lost = true
-				lostMu.Unlock()
 				cancel()
 				return
 			}
@@ -818,18 +800,13 @@ func (p *Workers) deliver(l queue.Lease) {
 	out, runErr := p.run(ctx, l)
 	cancel()
 	<-hbDone
-	lostMu.Lock()
-	wasLost := lost
-	lostMu.Unlock()
-	if wasLost {
+	if lost {
 		p.count(&p.leaseLost)
 		return
 	}
 	// Commit (complete or fail) even if the pool is stopping: the result is ready. A commit
 	// that finds no leader is tried again (an election can outlast one attempt) until the
 	// lease would have run out anyway.
-	ref := l
-	ref.Payload = nil
 	cctx, ccancel := context.WithTimeout(context.Background(), max(time.Until(l.ExpiresAt)+p.w.cfg.LeaseDuration, 30*time.Second))
 	defer ccancel()
 	var cmd queue.Command

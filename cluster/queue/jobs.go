@@ -136,6 +136,17 @@ func getPipeline(tx *bolt.Tx, name string) (*Pipeline, error) {
 	return &p, nil
 }
 
+// MaxRequestID bounds a submit's request id.
+const MaxRequestID = 128
+
+// ValidateSubmit checks what a submit carries: its request id and its inputs.
+func ValidateSubmit(requestID string, inputs []File) error {
+	if len(requestID) > MaxRequestID {
+		return fmt.Errorf("%w: request id longer than %d bytes", ErrInvalid, MaxRequestID)
+	}
+	return ValidateInputs(inputs)
+}
+
 // ValidateInputs checks a job's inputs: 1..MaxJobInputs valid files with unique names.
 func ValidateInputs(inputs []File) error {
 	if len(inputs) == 0 || len(inputs) > MaxJobInputs {
@@ -170,9 +181,6 @@ func (q *Queue) submit(tx *bolt.Tx, now time.Time, requestID, pipeline string, i
 // submitWith is submit with the attempt limit and backoff base to record in the job when its
 // pipeline sets none (0: the queue's configuration at the time of each failure).
 func (q *Queue) submitWith(tx *bolt.Tx, now time.Time, requestID, pipeline string, inputs []File, maxAttempts int, backoff time.Duration) (JobID, error) {
-	if len(requestID) > 128 {
-		return 0, fmt.Errorf("%w: request id longer than 128 bytes", ErrInvalid)
-	}
 	if maxAttempts < 0 || maxAttempts > 1000 || backoff < 0 {
 		return 0, fmt.Errorf("%w: default attempts %d (0..1000) or backoff %v (>= 0) out of range", ErrInvalid, maxAttempts, backoff)
 	}
@@ -181,7 +189,7 @@ func (q *Queue) submitWith(tx *bolt.Tx, now time.Time, requestID, pipeline strin
 			return JobID(binary.BigEndian.Uint64(v)), nil
 		}
 	}
-	if err := ValidateInputs(inputs); err != nil {
+	if err := ValidateSubmit(requestID, inputs); err != nil {
 		return 0, err
 	}
 	p, err := getPipeline(tx, pipeline)

@@ -154,9 +154,6 @@ func OpenMachine(path string, cfg Config) (*Machine, error) {
 
 func (m *Machine) clock() time.Time { return time.Unix(0, m.at.Load()).UTC() }
 
-// Config returns the queue configuration (LeaseDuration etc.).
-func (m *Machine) Config() Config { return m.cfg }
-
 // Close closes the file. Idempotent.
 func (m *Machine) Close() error {
 	m.mu.Lock()

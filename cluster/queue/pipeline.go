@@ -80,7 +80,7 @@ type Job struct {
 	Outputs []File `json:"outputs,omitempty"`
 }
 
-// Finished reports whether every task of the job has finished (done or dead).
+// IsFinished reports whether every task of the job has finished (done or dead).
 func (j *Job) IsFinished() bool { return j.State == JobDone || j.State == JobPartial }
 
 // Counts sums a job's progress over its stages: tasks finished so far, dead-lettered, and

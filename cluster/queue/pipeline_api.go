@@ -46,9 +46,6 @@ func (q *Queue) Submit(ctx context.Context, requestID, pipeline string, inputs [
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("queue: submit: %w", err)
 	}
-	if len(requestID) > 128 {
-		return 0, fmt.Errorf("%w: request id longer than 128 bytes", ErrInvalid)
-	}
 	var id JobID
 	err := q.update(func(tx *bolt.Tx) error {
 		var err error

@@ -279,9 +279,6 @@ func (s *Service) LeaderAddr() string {
 	return string(addr)
 }
 
-// Done is closed when the service shuts down.
-func (s *Service) Done() <-chan struct{} { return s.stop }
-
 // ApplyQueue commits one work-queue command (encoded queue.Command) through the log and
 // returns the machine's encoded response. It runs only on the leader (ErrNoLeader elsewhere,
 // or when the leader loses its quorum before the entry commits).

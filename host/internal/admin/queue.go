@@ -89,8 +89,8 @@ func parseSubmit(body []byte) ([]queue.File, string, error) {
 	if dec.More() {
 		return nil, "", fmt.Errorf("%w: submit body: trailing data after the JSON object", queue.ErrInvalid)
 	}
-	if len(r.RequestID) > 128 {
-		return nil, "", fmt.Errorf("%w: submit body: request_id longer than 128 bytes", queue.ErrInvalid)
+	if len(r.RequestID) > queue.MaxRequestID {
+		return nil, "", fmt.Errorf("%w: submit body: request_id longer than %d bytes", queue.ErrInvalid, queue.MaxRequestID)
 	}
 	if len(r.Inputs) == 0 {
 		return nil, "", fmt.Errorf(`%w: submit body: "inputs" needs at least one file`, queue.ErrInvalid)
