@@ -244,6 +244,7 @@ func (m *Machine) apply(c *Command) Response {
 		case OpHeartbeat:
 			var l Lease
 			if l, err = q.Heartbeat(*c.Lease); err == nil {
+				l.Payload = nil // the worker has it; the next heartbeat must not log it again
 				resp.Lease = &l
 			}
 		case OpComplete:

@@ -1078,3 +1078,22 @@ func TestMachineReplicaConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestMachineHeartbeatLeavesPayloadOut(t *testing.T) {
+	m, err := OpenMachine(filepath.Join(t.TempDir(), "m.db"), DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	do(t, m, Command{Op: OpDefine, At: at, Pipeline: &Pipeline{Name: "p", Stages: []StageDef{{Name: "s"}}}}, nil)
+	do(t, m, Command{Op: OpSubmit, At: at, Name: "p", Inputs: filesOf("a")}, nil)
+	l := do(t, m, Command{Op: OpLease, At: at, Name: StageQueue("p", 0), Worker: "w"}, nil).Lease
+	if l == nil || len(l.Payload) == 0 {
+		t.Fatalf("lease %+v: want the task's payload", l)
+	}
+	hb := do(t, m, Command{Op: OpHeartbeat, At: at.Add(time.Second), Lease: l}, nil).Lease
+	if hb == nil || hb.ID != l.ID || len(hb.Payload) != 0 || !hb.ExpiresAt.After(l.ExpiresAt) {
+		t.Fatalf("heartbeat answer %+v: want the extended lease without the payload", hb)
+	}
+}
