@@ -26,22 +26,32 @@ type clientFlags struct {
 }
 
 func (f *clientFlags) add(cmd *cobra.Command) {
+	f.addConn(cmd)
+	cmd.Flags().StringVarP(&f.output, "output", "o", "table", "output format: table or json")
+}
+
+// addConn adds only the flags that reach the host (for verbs whose -o means something else).
+func (f *clientFlags) addConn(cmd *cobra.Command) {
 	def := os.Getenv("WASMPOD_ADMIN")
 	if def == "" {
 		def = "127.0.0.1:9901"
 	}
 	cmd.Flags().StringVar(&f.admin, "admin", def, "admin API address of the host ($WASMPOD_ADMIN)")
 	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "file holding the admin bearer token (else $WASMPOD_TOKEN)")
-	cmd.Flags().StringVarP(&f.output, "output", "o", "table", "output format: table or json")
 }
 
 func (f *clientFlags) client() (*client.Client, error) {
+	if f.output != "table" && f.output != "json" {
+		return nil, fmt.Errorf("-o %q: use table or json", f.output)
+	}
+	return f.connect()
+}
+
+// connect returns a client for the host named by the flags added by addConn.
+func (f *clientFlags) connect() (*client.Client, error) {
 	tok, err := readToken(f.tokenFile)
 	if err != nil {
 		return nil, err
-	}
-	if f.output != "table" && f.output != "json" {
-		return nil, fmt.Errorf("-o %q: use table or json", f.output)
 	}
 	return &client.Client{Base: f.admin, Token: tok}, nil
 }

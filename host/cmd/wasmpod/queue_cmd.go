@@ -218,19 +218,8 @@ finished with dead-lettered tasks (their outputs are missing).`,
 			return err
 		}
 		return getOutputs(ctx, c, id, outDir, getWait, w, ew)
-	}, func() (*client.Client, error) {
-		tok, err := readToken(cf.tokenFile)
-		if err != nil {
-			return nil, err
-		}
-		return &client.Client{Base: cf.admin, Token: tok}, nil
-	})
-	def := os.Getenv("WASMPOD_ADMIN")
-	if def == "" {
-		def = "127.0.0.1:9901"
-	}
-	get.Flags().StringVar(&cf.admin, "admin", def, "admin API address of the host ($WASMPOD_ADMIN)")
-	get.Flags().StringVar(&cf.tokenFile, "token-file", "", "file holding the admin bearer token (else $WASMPOD_TOKEN)")
+	}, cf.connect)
+	cf.addConn(get)
 	get.Flags().StringVarP(&outDir, "output-dir", "o", "", "directory to write the outputs into (created if missing)")
 	_ = get.MarkFlagRequired("output-dir")
 	get.Flags().BoolVar(&getWait, "wait", false, "wait for a running job to finish first")
