@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -59,13 +60,25 @@ func decodeStrict(body []byte, v any) error {
 	if len(strings.TrimSpace(string(body))) == 0 {
 		return nil
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := decodeOne(body, v); err != nil {
 		return fmt.Errorf("%w: body: %v", cluster.ErrInvalid, err)
 	}
+	return nil
+}
+
+// errTrailing: a body holds more than one JSON value.
+var errTrailing = errors.New("trailing data after the JSON object")
+
+// decodeOne decodes exactly one JSON object from body into v, refusing unknown fields and
+// anything after the object (errTrailing).
+func decodeOne(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
 	if dec.More() {
-		return fmt.Errorf("%w: body: trailing data after the JSON object", cluster.ErrInvalid)
+		return errTrailing
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package admin
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -81,13 +80,10 @@ func parseSubmit(body []byte) ([]queue.File, string, error) {
 		return nil, "", fmt.Errorf("%w: submit body larger than %d bytes", queue.ErrInvalid, maxSubmitBody)
 	}
 	var r SubmitRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	if err := decodeOne(body, &r); errors.Is(err, errTrailing) {
+		return nil, "", fmt.Errorf("%w: submit body: %v", queue.ErrInvalid, err)
+	} else if err != nil {
 		return nil, "", fmt.Errorf(`%w: submit body must be {"inputs": [{"name", "sha256", "size"}, ...]}: %v`, queue.ErrInvalid, err)
-	}
-	if dec.More() {
-		return nil, "", fmt.Errorf("%w: submit body: trailing data after the JSON object", queue.ErrInvalid)
 	}
 	if len(r.RequestID) > queue.MaxRequestID {
 		return nil, "", fmt.Errorf("%w: submit body: request_id longer than %d bytes", queue.ErrInvalid, queue.MaxRequestID)

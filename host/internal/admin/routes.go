@@ -51,13 +51,10 @@ func parseScale(body []byte) (int, error) {
 	var r struct {
 		Replicas *int `json:"replicas"`
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	if err := decodeOne(body, &r); errors.Is(err, errTrailing) {
+		return 0, fmt.Errorf("scale body: %w", err)
+	} else if err != nil {
 		return 0, fmt.Errorf(`scale body must be {"replicas": N}: %v`, err)
-	}
-	if dec.More() {
-		return 0, errors.New("scale body: trailing data after the JSON object")
 	}
 	if r.Replicas == nil {
 		return 0, errors.New(`scale body: missing field "replicas"`)
