@@ -60,9 +60,15 @@ func getJob(tx *bolt.Tx, id JobID) (*jobRecord, error) {
 	if v == nil {
 		return nil, fmt.Errorf("%w: job %d", ErrNotFound, id)
 	}
+	return decodeJob(idKey(TaskID(id)), v)
+}
+
+// decodeJob decodes the job record stored under key k.
+func decodeJob(k, v []byte) (*jobRecord, error) {
 	var j jobRecord
-	if err := json.Unmarshal(v, &j); err != nil || j.ID != id || len(j.Stages) != len(j.Pipeline.Stages) {
-		return nil, fmt.Errorf("%w: job %d record does not decode", ErrCorrupt, id)
+	if err := json.Unmarshal(v, &j); err != nil || len(k) != 8 || j.ID != JobID(binary.BigEndian.Uint64(k)) ||
+		len(j.Stages) != len(j.Pipeline.Stages) {
+		return nil, fmt.Errorf("%w: job record %x does not decode", ErrCorrupt, k)
 	}
 	if len(j.MergeStarted) != len(j.Stages) {
 		j.MergeStarted = make([]bool, len(j.Stages))
@@ -512,12 +518,12 @@ func (q *Queue) prune(tx *bolt.Tx, cutoff time.Time) (PruneResult, error) {
 	var old []*jobRecord
 	c := tx.Bucket(bJobs).Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
-		var j jobRecord
-		if err := json.Unmarshal(v, &j); err != nil || len(j.Stages) != len(j.Pipeline.Stages) {
-			return res, fmt.Errorf("%w: job record %x", ErrCorrupt, k)
+		j, err := decodeJob(k, v)
+		if err != nil {
+			return res, err
 		}
 		if !j.Finished.IsZero() && j.Finished.Before(cutoff) && j.state() != JobRunning {
-			old = append(old, &j)
+			old = append(old, j)
 		}
 	}
 	if len(old) == 0 {
@@ -606,9 +612,9 @@ func (q *Queue) BlobRefs() (map[string]struct{}, error) {
 	refs := map[string]struct{}{}
 	err := q.view(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bJobs).ForEach(func(k, v []byte) error {
-			var j jobRecord
-			if err := json.Unmarshal(v, &j); err != nil {
-				return fmt.Errorf("%w: job record %x", ErrCorrupt, k)
+			j, err := decodeJob(k, v)
+			if err != nil {
+				return err
 			}
 			for _, f := range j.Inputs {
 				refs[f.SHA256] = struct{}{}

@@ -85,9 +85,9 @@ func (q *Queue) Jobs(pipeline string, limit int) ([]Job, error) {
 	err := q.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bJobs).Cursor()
 		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
-			var j jobRecord
-			if err := json.Unmarshal(v, &j); err != nil || len(j.Stages) != len(j.Pipeline.Stages) {
-				return fmt.Errorf("%w: job record %x", ErrCorrupt, k)
+			j, err := decodeJob(k, v)
+			if err != nil {
+				return err
 			}
 			if pipeline != "" && j.Pipeline.Name != pipeline {
 				continue
