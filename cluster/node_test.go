@@ -51,8 +51,9 @@ func TestSingleNodeElection(t *testing.T) {
 	n := startNode(t, testConfig("solo"))
 	ctx := t.Context()
 	var l Lease
+	// A long TTL: the steps below need the lease still held, however slow a loaded machine is.
 	eventually(t, "campaign", func() (err error) {
-		l, err = n.Campaign(ctx, "lock", CampaignRequest{Session: "app"})
+		l, err = n.Campaign(ctx, "lock", CampaignRequest{Session: "app", TTLMillis: 30000})
 		return err
 	})
 	if !l.Held || l.Holder != "solo" || l.Token == 0 || l.ValidFor() <= 0 {
@@ -63,7 +64,9 @@ func TestSingleNodeElection(t *testing.T) {
 		do   func() (Lease, error)
 		err  error
 	}{
-		{"campaign again renews", func() (Lease, error) { return n.Campaign(ctx, "lock", CampaignRequest{Session: "app"}) }, nil},
+		{"campaign again renews", func() (Lease, error) {
+			return n.Campaign(ctx, "lock", CampaignRequest{Session: "app", TTLMillis: 30000})
+		}, nil},
 		{"other session is refused", func() (Lease, error) { return n.Campaign(ctx, "lock", CampaignRequest{Session: "other"}) }, ErrNotLeader},
 		{"renew", func() (Lease, error) { return n.Renew(ctx, "lock", RenewRequest{Session: "app", Token: l.Token}) }, nil},
 		{"renew with wrong token", func() (Lease, error) { return n.Renew(ctx, "lock", RenewRequest{Session: "app", Token: l.Token + 100}) }, ErrStaleToken},
