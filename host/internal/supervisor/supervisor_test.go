@@ -434,9 +434,11 @@ func TestUpgradeLosesNoWrite(t *testing.T) {
 					_, err = lease.g.mod.Call(context.Background(), runtime.RoleHandle, []byte("inc"), nil)
 				}
 				lease.Release()
+				// Not running (the handover) and overloaded (a loaded machine kept the one
+				// instance busy past the wait) mean the call never ran: not acknowledged.
 				if err == nil {
 					acked.Add(1)
-				} else if !errors.Is(err, runtime.ErrNotRunning) {
+				} else if !errors.Is(err, runtime.ErrNotRunning) && !errors.Is(err, runtime.ErrOverloaded) {
 					t.Error(err)
 					return
 				}
