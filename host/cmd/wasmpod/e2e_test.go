@@ -235,7 +235,10 @@ func (h *host) stop(sig os.Signal) int {
 	return 0
 }
 
-func TestHelloExample(t *testing.T) {
+// helloPod copies examples/hello/pod.yaml and its module into a directory; it returns the
+// spec's path.
+func helloPod(t *testing.T) string {
+	t.Helper()
 	dir := t.TempDir()
 	b, err := os.ReadFile("../../../examples/hello/pod.yaml")
 	if err != nil {
@@ -244,7 +247,11 @@ func TestHelloExample(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "pod.yaml"), b, 0o600)
 	w, _ := os.ReadFile(guests["hello"])
 	os.WriteFile(filepath.Join(dir, "hello.wasm"), w, 0o600)
-	h := startHost(t, filepath.Join(dir, "pod.yaml"), "")
+	return filepath.Join(dir, "pod.yaml")
+}
+
+func TestHelloExample(t *testing.T) {
+	h := startHost(t, helloPod(t), "")
 	waitFor(t, time.Minute, "ready", func() bool { c, _ := h.adminDo("GET", "/readyz", nil); return c == 200 })
 	if code, body := h.do("GET", "http://"+h.ingress+"/world", nil, ""); code != 200 || body != "hello, world\n" {
 		t.Fatalf("GET /world: %d %q", code, body)

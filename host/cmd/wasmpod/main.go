@@ -5,6 +5,7 @@
 //	wasmpod get|describe|logs [-f]|stop|start|pause|resume|restart|scale|upgrade|rollback ...
 //	wasmpod members
 //	wasmpod election get|campaign|renew|resign|watch NAME
+//	wasmpod version [-o json] [--server]   (or wasmpod --version)
 //
 // `run` serves the pod (ingress on --listen, admin API on --admin) until SIGTERM or SIGINT, then
 // drains, snapshots and exits 0 within the pod's grace period; a second signal forces exit.
@@ -46,12 +47,13 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	var cf clientFlags
-	for _, v := range []func() *cobra.Command{newRunCmd, newValidateCmd, newABICheckCmd} {
+	for _, v := range []func() *cobra.Command{newRunCmd, newValidateCmd, newABICheckCmd, newVersionCmd} {
 		root.AddCommand(v())
 	}
 	for _, v := range append(clientVerbs(&cf), clusterVerbs(&cf)...) {
 		root.AddCommand(v)
 	}
 	root.AddCommand(queueVerbs(&cf))
+	versionFlag(root)
 	return root
 }

@@ -1,10 +1,11 @@
 // Package admin serves a pod over HTTP with fasthttp: the ingress listener routes requests to
 // the pod's main module, and the admin listener is the paper's "upward" and "downward"
-// interfaces for operators: health, readiness, Prometheus metrics, pprof, module status and
-// logs, and lifecycle commands (stop, start, pause, resume, restart, scale, upgrade, rollback)
-// guarded by a bearer token. With a cluster node it also serves the members list and the
-// paper's election sidecar API (/v1/election/{name}: get, campaign, renew, resign, watch) for
-// apps on the node, and with a work queue its blob, pipeline, job and task routes (queue.go).
+// interfaces for operators: health, readiness, Prometheus metrics, pprof, the build
+// (/v1/version), module status and logs, and lifecycle commands (stop, start, pause, resume,
+// restart, scale, upgrade, rollback) guarded by a bearer token. With a cluster node it also
+// serves the members list and the paper's election sidecar API (/v1/election/{name}: get,
+// campaign, renew, resign, watch) for apps on the node, and with a work queue its blob,
+// pipeline, job and task routes (queue.go).
 //
 // Both listeners are hardened: read, write and idle timeouts, header and body size limits,
 // connections per IP, and a Shutdown that never waits past its context.

@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
+	"github.com/wasmpod/wasmpod/host/internal/version"
 	"github.com/wasmpod/wasmpod/runtime"
 )
 
@@ -159,6 +160,7 @@ func newMetricsHandler(sup *supervisor.Supervisor, q Queue) (*metricsHandler, er
 		newCollector(sup),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newBuildInfo(version.Get()),
 	}
 	if q != nil {
 		cs = append(cs, newQueueCollector(q))

@@ -81,6 +81,9 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	case path == "/metrics":
 		s.metrics.serve(ctx)
 		return
+	case path == "/v1/version":
+		serveVersion(ctx)
+		return
 	case strings.HasPrefix(path, "/debug/pprof"):
 		if path == "/debug/pprof" {
 			ctx.Redirect("/debug/pprof/", fasthttp.StatusMovedPermanently)

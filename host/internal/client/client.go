@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
+	"github.com/wasmpod/wasmpod/host/internal/version"
 )
 
 // ErrAPI wraps every error the admin API answered with.
@@ -163,4 +164,10 @@ type LogLine struct {
 type ModuleStatus struct {
 	supervisor.ModuleStatus
 	State string `json:"state"`
+}
+
+// Version returns the host's build information (GET /v1/version).
+func (c *Client) Version(ctx context.Context) (version.Info, error) {
+	var out version.Info
+	return out, c.do(ctx, http.MethodGet, "/v1/version", nil, &out)
 }
