@@ -150,7 +150,7 @@ type Result struct {
 	Tag string
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
 
 // Build writes the image of cfg.Release to cfg.Out.
 func Build(cfg Config) (Result, error) {
@@ -466,6 +466,9 @@ func writeLayoutTar(out string, idx v1.ImageIndex, tag string, mtime time.Time) 
 		return err
 	}
 	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
 		return err
 	}
 	return os.Rename(f.Name(), out)

@@ -1,0 +1,379 @@
+// Package deploytest builds what the deploy tests run: a release binary of the wasmpod in the
+// parent directory (its uncommitted changes included), the hello example's module, the image
+// made from them, and a process runner that starts the real binary inside the image's
+// filesystem (a chroot, as the non-root user) and waits for its listeners.
+package deploytest
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/wasmpod/wasmpod/deploy/image"
+)
+
+// RepoRoot is the wasmpod repository: the parent of the deploy module.
+func RepoRoot() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", errors.New("deploytest: no caller")
+	}
+	root := filepath.Join(filepath.Dir(file), "..", "..", "..")
+	b, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil || !bytes.HasPrefix(b, []byte("module github.com/wasmpod/wasmpod\n")) {
+		return "", fmt.Errorf("deploytest: %s is not the wasmpod repository: %v", root, err)
+	}
+	return filepath.Abs(root)
+}
+
+// Workdir is a directory for the whole test process, removed by Cleanup.
+var (
+	workOnce sync.Once
+	workDir  string
+	workErr  error
+)
+
+func work() (string, error) {
+	workOnce.Do(func() {
+		workDir, workErr = os.MkdirTemp("", "wasmpod-deploytest-")
+		if workErr == nil {
+			// The chroot'd host runs as the image's user: it must reach its files.
+			workErr = os.Chmod(workDir, 0o755)
+		}
+	})
+	return workDir, workErr
+}
+
+// Cleanup removes what the package built; call it from TestMain after m.Run.
+func Cleanup() {
+	if workDir != "" {
+		os.RemoveAll(workDir)
+	}
+}
+
+// Platform is the image platform of this machine.
+var Platform = "linux/" + runtime.GOARCH
+
+var (
+	releaseOnce sync.Once
+	releaseDir  string
+	releaseErr  error
+)
+
+// Release builds a release of this machine's linux target (make release, allowing
+// uncommitted changes so the tests test the work tree) once per test process.
+func Release() (string, error) {
+	releaseOnce.Do(func() {
+		releaseDir, releaseErr = build("release", func(root, out string) *exec.Cmd {
+			cmd := exec.Command("go", "run", "./internal/release/cmd/release", "-o", out, "-targets", Platform, "-allow-dirty")
+			cmd.Dir = root
+			return cmd
+		})
+	})
+	return releaseDir, releaseErr
+}
+
+var (
+	helloOnce sync.Once
+	helloDir  string
+	helloErr  error
+)
+
+// HelloWasm builds examples/hello's module (as make run does) once per test process.
+func HelloWasm() (string, error) {
+	helloOnce.Do(func() {
+		helloDir, helloErr = build("hello", func(root, out string) *exec.Cmd {
+			cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", filepath.Join(out, "hello.wasm"), ".")
+			cmd.Dir = filepath.Join(root, "examples", "hello", "guest")
+			cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+			return cmd
+		})
+	})
+	return filepath.Join(helloDir, "hello.wasm"), helloErr
+}
+
+func build(name string, cmd func(root, out string) *exec.Cmd) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	w, err := work()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(w, name)
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return "", err
+	}
+	c := cmd(root, out)
+	if b, err := c.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("deploytest: %s: %v\n%s", strings.Join(c.Args, " "), err, b)
+	}
+	return out, nil
+}
+
+// Image builds the image of Release with the hello module into a tar file.
+func Image() (string, image.Result, error) {
+	rel, err := Release()
+	if err != nil {
+		return "", image.Result{}, err
+	}
+	hello, err := HelloWasm()
+	if err != nil {
+		return "", image.Result{}, err
+	}
+	w, _ := work()
+	out := filepath.Join(w, "image", "wasmpod.oci.tar")
+	res, err := image.Build(image.Config{Release: rel, Out: out, Modules: []image.Module{{Src: hello}}})
+	return out, res, err
+}
+
+// ReadImage opens an image layout tar: it is unpacked into dir, and the platform's image of
+// the index index.json names is returned with that index's descriptor.
+func ReadImage(tarFile, dir, platform string) (v1.Image, v1.Descriptor, error) {
+	if err := Untar(tarFile, dir); err != nil {
+		return nil, v1.Descriptor{}, err
+	}
+	top, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		return nil, v1.Descriptor{}, err
+	}
+	im, err := top.IndexManifest()
+	if err != nil {
+		return nil, v1.Descriptor{}, err
+	}
+	if len(im.Manifests) != 1 {
+		return nil, v1.Descriptor{}, fmt.Errorf("index.json lists %d manifests, want 1 (the image index)", len(im.Manifests))
+	}
+	desc := im.Manifests[0]
+	idx, err := top.ImageIndex(desc.Digest)
+	if err != nil {
+		return nil, desc, err
+	}
+	pm, err := idx.IndexManifest()
+	if err != nil {
+		return nil, desc, err
+	}
+	for _, m := range pm.Manifests {
+		if m.Platform != nil && m.Platform.OS+"/"+m.Platform.Architecture == platform {
+			img, err := idx.Image(m.Digest)
+			return img, desc, err
+		}
+	}
+	return nil, desc, fmt.Errorf("no %s image in the index", platform)
+}
+
+// Untar unpacks a tar file of regular files and directories into dir (nothing else is allowed).
+func Untar(tarFile, dir string) error {
+	f, err := os.Open(tarFile)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return untar(f, dir, false)
+}
+
+// Rootfs flattens img's layers into dir, with the owners and modes of the layers (as root):
+// the file system a container of the image starts with.
+func Rootfs(img v1.Image, dir string) error {
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	return untar(rc, dir, os.Getuid() == 0)
+}
+
+func untar(r io.Reader, dir string, owners bool) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		name := filepath.Clean(h.Name)
+		if !filepath.IsLocal(name) {
+			return fmt.Errorf("untar: unsafe path %q", h.Name)
+		}
+		p := filepath.Join(dir, name)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			w, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(w, tr)
+			if cerr := w.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("untar: %s: type %q is not a file or directory", h.Name, h.Typeflag)
+		}
+		if err := os.Chmod(p, os.FileMode(h.Mode).Perm()|modeBits(h.Mode)); err != nil {
+			return err
+		}
+		if owners {
+			if err := os.Lchown(p, h.Uid, h.Gid); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func modeBits(m int64) os.FileMode {
+	var fm os.FileMode
+	if m&0o1000 != 0 {
+		fm |= os.ModeSticky
+	}
+	return fm
+}
+
+// Host is a wasmpod process.
+type Host struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	out     *syncBuffer
+	done    chan struct{}
+	exitErr error
+	// Admin and Ingress are the listeners' addresses, from the log.
+	Admin, Ingress string
+}
+
+var (
+	adminRE   = regexp.MustCompile(`admin API listening.*? addr=(\S+)`)
+	ingressRE = regexp.MustCompile(`pod running.*? ingress=(\S+)`)
+)
+
+// StartInRoot runs argv (argv[0] a path inside rootfs) chrooted into rootfs as the image's
+// user, with env, and waits until both listeners are up. It needs root (CAP_SYS_CHROOT).
+func StartInRoot(t *testing.T, rootfs string, argv, env []string) *Host {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("running the image's file system needs root (chroot); CI runs as root")
+	}
+	// Path is resolved inside the chroot.
+	cmd := &exec.Cmd{Path: argv[0], Args: argv, Env: env, Dir: "/"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Chroot:     rootfs,
+		Credential: &syscall.Credential{Uid: image.UID, Gid: image.GID},
+		Setpgid:    true,
+	}
+	return start(t, cmd)
+}
+
+func start(t *testing.T, cmd *exec.Cmd) *Host {
+	h := &Host{t: t, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = h.out, h.out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %v: %v", cmd.Args, err)
+	}
+	go func() { h.exitErr = cmd.Wait(); close(h.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-h.done:
+		default:
+			cmd.Process.Kill()
+			<-h.done
+		}
+		if t.Failed() {
+			t.Logf("host output:\n%s", h.out.String())
+		}
+	})
+	deadline := time.Now().Add(2 * time.Minute)
+	for h.Admin == "" || h.Ingress == "" {
+		s := h.out.String()
+		if m := adminRE.FindStringSubmatch(s); m != nil {
+			h.Admin = m[1]
+		}
+		if m := ingressRE.FindStringSubmatch(s); m != nil {
+			h.Ingress = m[1]
+		}
+		select {
+		case <-h.done:
+			t.Fatalf("host exited early: %v\n%s", h.exitErr, s)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host not listening after 2 minutes:\n%s", s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return h
+}
+
+// Get is an HTTP GET of url; it returns the status and body.
+func (h *Host) Get(url string) (int, string) {
+	h.t.Helper()
+	c := &http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		h.t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// Stop sends SIGTERM and returns the exit code.
+func (h *Host) Stop() int {
+	h.t.Helper()
+	h.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-h.done:
+	case <-time.After(time.Minute):
+		h.t.Fatal("host did not exit within a minute of SIGTERM")
+	}
+	var ee *exec.ExitError
+	if errors.As(h.exitErr, &ee) {
+		return ee.ExitCode()
+	}
+	return 0
+}
+
+// Output is what the host wrote so far.
+func (h *Host) Output() string { return h.out.String() }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
