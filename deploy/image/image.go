@@ -87,10 +87,10 @@ const (
 // Release is what the image builder reads of release.json (internal/release.Manifest in the
 // host module; this module does not import the host).
 type Release struct {
-	Version   string `json:"version"`
-	Commit    string `json:"commit"`
-	Date      string `json:"date"`
-	Source    string `json:"source"`
+	Version   string     `json:"version"`
+	Commit    string     `json:"commit"`
+	Date      string     `json:"date"`
+	Source    string     `json:"source"`
 	GoVersion string     `json:"goVersion"`
 	Artifacts []Artifact `json:"artifacts"`
 }
