@@ -29,6 +29,8 @@ type clusterOptions struct {
 	join      []string
 	keyFile   string
 	label     string
+	// bootstrapNode names the one node that forms a new cluster (see the flag).
+	bootstrapNode string
 
 	queueLease    time.Duration
 	queueAttempts int
@@ -56,6 +58,7 @@ func addClusterFlags(cmd *cobra.Command, o *clusterOptions) {
 	f.StringSliceVar(&o.join, "join", nil, "gossip addresses of existing members, comma-separated; omit on the first node")
 	f.StringVar(&o.keyFile, "gossip-key-file", "", "gossip encryption key (base64 of 16, 24 or 32 bytes, e.g. `openssl rand -base64 32`); members need the same key")
 	f.StringVar(&o.label, "cluster-label", "", "cluster label bound into every gossip packet; members need the same label")
+	f.StringVar(&o.bootstrapNode, "bootstrap-node", "", "name of the one node that forms the cluster: it bootstraps when it has no Raft state, every other node waits to be added; for nodes started from one template with the same --join list (a StatefulSet: --bootstrap-node=wasmpod-0). Default: a node bootstraps when it has no Raft state and no --join")
 	q := cluster.DefaultQueueConfig()
 	f.DurationVar(&o.queueLease, "queue-lease", q.LeaseDuration, "work queue: how long a worker holds a task without a heartbeat (a dead worker's task is redelivered after it; the leader's value applies)")
 	f.IntVar(&o.queueAttempts, "queue-max-attempts", q.MaxAttempts, "work queue: deliveries before a task is dead-lettered, for pipelines that set no maxAttempts")
@@ -99,6 +102,17 @@ func clusterConfig(o clusterOptions, stateDir string, log *slog.Logger) (cluster
 		cfg.GossipKey = k
 	}
 	cfg.ClusterLabel = o.label
+	if o.bootstrapNode != "" {
+		if o.standalone() {
+			return cfg, errors.New("--bootstrap-node: only for a cluster (give --join, --bind or --advertise)")
+		}
+		// A template gives every node the same --join list, its own address included (a
+		// self-join is a no-op for memberlist), so Join says nothing about who comes first.
+		cfg.Bootstrap = cluster.BootstrapNever
+		if cfg.NodeName == o.bootstrapNode {
+			cfg.Bootstrap = cluster.BootstrapAlways
+		}
+	}
 	if o.queueLease > 0 {
 		cfg.Queue.LeaseDuration = o.queueLease
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/wasmpod/wasmpod/cluster"
 )
 
 func TestClusterConfig(t *testing.T) {
@@ -20,13 +22,17 @@ func TestClusterConfig(t *testing.T) {
 		join       []string
 		keyLen     int
 		wantErr    bool
+		bootstrap  cluster.BootstrapMode
 	}{
-		{"no flags: standalone on loopback, ephemeral ports", clusterOptions{nodeName: "a"}, standaloneBind, standaloneRaft, nil, 0, false},
-		{"join: cluster defaults", clusterOptions{nodeName: "a", join: []string{"10.0.0.1:7946", " ", "10.0.0.2:7946"}}, clusterBind, "", []string{"10.0.0.1:7946", "10.0.0.2:7946"}, 0, false},
-		{"bind and raft", clusterOptions{nodeName: "a", bind: "10.0.0.3:8000", raftAddr: "10.0.0.3:9000"}, "10.0.0.3:8000", "10.0.0.3:9000", nil, 0, false},
-		{"key file", clusterOptions{nodeName: "a", bind: "127.0.0.1:0", keyFile: key}, "127.0.0.1:0", "", nil, 32, false},
-		{"bad key file", clusterOptions{nodeName: "a", keyFile: bad}, "", "", nil, 0, true},
-		{"missing key file", clusterOptions{nodeName: "a", keyFile: bad + "-nope"}, "", "", nil, 0, true},
+		{"no flags: standalone on loopback, ephemeral ports", clusterOptions{nodeName: "a"}, standaloneBind, standaloneRaft, nil, 0, false, cluster.BootstrapAuto},
+		{"join: cluster defaults", clusterOptions{nodeName: "a", join: []string{"10.0.0.1:7946", " ", "10.0.0.2:7946"}}, clusterBind, "", []string{"10.0.0.1:7946", "10.0.0.2:7946"}, 0, false, cluster.BootstrapAuto},
+		{"bind and raft", clusterOptions{nodeName: "a", bind: "10.0.0.3:8000", raftAddr: "10.0.0.3:9000"}, "10.0.0.3:8000", "10.0.0.3:9000", nil, 0, false, cluster.BootstrapAuto},
+		{"key file", clusterOptions{nodeName: "a", bind: "127.0.0.1:0", keyFile: key}, "127.0.0.1:0", "", nil, 32, false, cluster.BootstrapAuto},
+		{"bad key file", clusterOptions{nodeName: "a", keyFile: bad}, "", "", nil, 0, true, cluster.BootstrapAuto},
+		{"missing key file", clusterOptions{nodeName: "a", keyFile: bad + "-nope"}, "", "", nil, 0, true, cluster.BootstrapAuto},
+		{"bootstrap node: this one", clusterOptions{nodeName: "w-0", join: []string{"w-0.w:7946", "w-1.w:7946"}, bootstrapNode: "w-0"}, clusterBind, "", []string{"w-0.w:7946", "w-1.w:7946"}, 0, false, cluster.BootstrapAlways},
+		{"bootstrap node: another one", clusterOptions{nodeName: "w-1", join: []string{"w-0.w:7946", "w-1.w:7946"}, bootstrapNode: "w-0"}, clusterBind, "", []string{"w-0.w:7946", "w-1.w:7946"}, 0, false, cluster.BootstrapNever},
+		{"bootstrap node without a cluster", clusterOptions{nodeName: "a", bootstrapNode: "a"}, "", "", nil, 0, true, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -39,6 +45,9 @@ func TestClusterConfig(t *testing.T) {
 			}
 			if cfg.BindAddr != c.bind || cfg.RaftAddr != c.raft || !slices.Equal(cfg.Join, c.join) || len(cfg.GossipKey) != c.keyLen {
 				t.Fatalf("config bind %q raft %q join %v key %d", cfg.BindAddr, cfg.RaftAddr, cfg.Join, len(cfg.GossipKey))
+			}
+			if cfg.Bootstrap != c.bootstrap {
+				t.Fatalf("bootstrap %v, want %v", cfg.Bootstrap, c.bootstrap)
 			}
 			if cfg.StateDir != filepath.Join(dir, "cluster") {
 				t.Fatalf("state dir %q", cfg.StateDir)
