@@ -272,27 +272,33 @@ var (
 	ingressRE = regexp.MustCompile(`pod running.*? ingress=(\S+)`)
 )
 
-// StartInRoot runs argv (argv[0] a path inside rootfs) chrooted into rootfs as the image's
-// user, with env, and waits until both listeners are up. It needs root (CAP_SYS_CHROOT).
-func StartInRoot(t *testing.T, rootfs string, argv, env []string) *Host {
+// Proc is a process to start in an image's file system.
+type Proc struct {
+	// Rootfs is the image's file system (Rootfs); Argv[0] is a path inside it.
+	Rootfs string
+	Argv   []string
+	Env    []string
+	// NetNS, when set, is the network namespace (a name under /var/run/netns) to run in.
+	NetNS string
+}
+
+// Start runs p chrooted into its rootfs as the image's user. It needs root (chroot, setuid),
+// and skips the test without.
+func Start(t *testing.T, p Proc) *Host {
 	t.Helper()
 	if os.Getuid() != 0 {
 		t.Skip("running the image's file system needs root (chroot); CI runs as root")
 	}
 	// Path is resolved inside the chroot.
-	cmd := &exec.Cmd{Path: argv[0], Args: argv, Env: env, Dir: "/"}
+	cmd := &exec.Cmd{Path: p.Argv[0], Args: p.Argv, Env: p.Env, Dir: "/"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Chroot:     rootfs,
+		Chroot:     p.Rootfs,
 		Credential: &syscall.Credential{Uid: image.UID, Gid: image.GID},
 		Setpgid:    true,
 	}
-	return start(t, cmd)
-}
-
-func start(t *testing.T, cmd *exec.Cmd) *Host {
 	h := &Host{t: t, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = h.out, h.out
-	if err := cmd.Start(); err != nil {
+	if err := inNetNS(p.NetNS, cmd.Start); err != nil {
 		t.Fatalf("start %v: %v", cmd.Args, err)
 	}
 	go func() { h.exitErr = cmd.Wait(); close(h.done) }()
@@ -304,9 +310,17 @@ func start(t *testing.T, cmd *exec.Cmd) *Host {
 			<-h.done
 		}
 		if t.Failed() {
-			t.Logf("host output:\n%s", h.out.String())
+			t.Logf("%s output:\n%s", strings.Join(p.Argv, " "), h.out.String())
 		}
 	})
+	return h
+}
+
+// StartInRoot starts argv in rootfs (Start) and waits until both listeners are up (their
+// addresses from the log).
+func StartInRoot(t *testing.T, rootfs string, argv, env []string) *Host {
+	t.Helper()
+	h := Start(t, Proc{Rootfs: rootfs, Argv: argv, Env: env})
 	deadline := time.Now().Add(2 * time.Minute)
 	for h.Admin == "" || h.Ingress == "" {
 		s := h.out.String()
@@ -316,10 +330,8 @@ func start(t *testing.T, cmd *exec.Cmd) *Host {
 		if m := ingressRE.FindStringSubmatch(s); m != nil {
 			h.Ingress = m[1]
 		}
-		select {
-		case <-h.done:
+		if h.Exited() {
 			t.Fatalf("host exited early: %v\n%s", h.exitErr, s)
-		default:
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("host not listening after 2 minutes:\n%s", s)
@@ -329,27 +341,52 @@ func start(t *testing.T, cmd *exec.Cmd) *Host {
 	return h
 }
 
+// Exited reports whether the process has exited.
+func (h *Host) Exited() bool {
+	select {
+	case <-h.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Get is an HTTP GET of url; it returns the status and body.
 func (h *Host) Get(url string) (int, string) {
 	h.t.Helper()
-	c := &http.Client{Timeout: 30 * time.Second}
+	code, body, err := Get(&http.Client{Timeout: 30 * time.Second}, url)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return code, body
+}
+
+// Get is an HTTP GET of url with c.
+func Get(c *http.Client, url string) (int, string, error) {
 	resp, err := c.Get(url)
 	if err != nil {
-		h.t.Fatalf("GET %s: %v", url, err)
+		return 0, "", fmt.Errorf("GET %s: %w", url, err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }
 
 // Stop sends SIGTERM and returns the exit code.
 func (h *Host) Stop() int {
 	h.t.Helper()
+	return h.StopWithin(time.Minute)
+}
+
+// StopWithin sends SIGTERM and returns the exit code; the test fails if the process takes
+// longer than limit to exit.
+func (h *Host) StopWithin(limit time.Duration) int {
+	h.t.Helper()
 	h.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-h.done:
-	case <-time.After(time.Minute):
-		h.t.Fatal("host did not exit within a minute of SIGTERM")
+	case <-time.After(limit):
+		h.t.Fatalf("host did not exit within %s of SIGTERM", limit)
 	}
 	var ee *exec.ExitError
 	if errors.As(h.exitErr, &ee) {
