@@ -453,7 +453,7 @@ func expand(s string, env map[string]string) string {
 // terminationGracePeriodSeconds with exit code 0. The example Secret's placeholders are refused.
 func TestStatefulSetRuns(t *testing.T) {
 	if why := deploytest.NetAvailable(); why != "" {
-		t.Skip("skipping: " + why)
+		deploytest.Skip(t, why)
 	}
 	m := loadManifests(t)
 	c, _ := m.container(t)

@@ -22,7 +22,7 @@ func analyzeRoot(t *testing.T, unit []byte) (string, string) {
 	t.Helper()
 	sa, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		t.Skip("systemd-analyze not found: install Debian's systemd package (.ci/run does)")
+		deploytest.Skip(t, "systemd-analyze not found: install Debian's systemd package (.ci/run does)")
 	}
 	root := t.TempDir()
 	units := "/usr/lib/systemd/system"

@@ -287,7 +287,7 @@ type Proc struct {
 func Start(t *testing.T, p Proc) *Host {
 	t.Helper()
 	if os.Getuid() != 0 {
-		t.Skip("running the image's file system needs root (chroot); CI runs as root")
+		Skip(t, "running the image's file system needs root (chroot); CI runs as root")
 	}
 	// Path is resolved inside the chroot.
 	cmd := &exec.Cmd{Path: p.Argv[0], Args: p.Argv, Env: p.Env, Dir: "/"}
@@ -413,4 +413,14 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Skip skips a test that cannot run on this machine, or fails it under
+// WASMPOD_REQUIRE_TOOLS=1 (CI), where a missing tool must not pass as a skipped test.
+func Skip(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("WASMPOD_REQUIRE_TOOLS") == "1" {
+		t.Fatal(why + " (WASMPOD_REQUIRE_TOOLS=1: install it)")
+	}
+	t.Skip("skipping: " + why)
 }

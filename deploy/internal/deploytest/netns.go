@@ -44,7 +44,7 @@ func NetAvailable() string {
 func NewNet(t *testing.T) *Net {
 	t.Helper()
 	if why := NetAvailable(); why != "" {
-		t.Skip("skipping: " + why)
+		Skip(t, why)
 	}
 	b := make([]byte, 3)
 	rand.Read(b)
