@@ -106,8 +106,8 @@ func clusterConfig(o clusterOptions, stateDir string, log *slog.Logger) (cluster
 		if o.standalone() {
 			return cfg, errors.New("--bootstrap-node: only for a cluster (give --join, --bind or --advertise)")
 		}
-		// A template gives every node the same --join list, its own address included (a
-		// self-join is a no-op for memberlist), so Join says nothing about who comes first.
+		// A template gives every node the same --join list, its own address included (joining
+		// itself does no harm), so Join says nothing about who comes first.
 		cfg.Bootstrap = cluster.BootstrapNever
 		if cfg.NodeName == o.bootstrapNode {
 			cfg.Bootstrap = cluster.BootstrapAlways
