@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/wasmpod/wasmpod/runtime/internal/instrument"
 )
@@ -147,4 +148,38 @@ func ExportSignatures() map[string]string {
 		out[s.name] = sigString(s.params, s.results)
 	}
 	return out
+}
+
+// ExtismFunctions lists the exported functions an Extism host can call: () -> (i32) or
+// () -> (), except names starting with "_" (_start, _initialize and toolchain internals).
+func (d Description) ExtismFunctions() []string {
+	var out []string
+	for _, s := range d.Exports {
+		if s.Kind == "func" && !strings.HasPrefix(s.Name, "_") && (s.Signature == "() -> (i32)" || s.Signature == "() -> ()") {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// CheckExtismFunction reports whether the module exports name as an Extism function (see
+// ExtismFunctions). The error wraps ErrNoExport and names the functions it does export.
+func (d Description) CheckExtismFunction(name string) error {
+	for _, s := range d.Exports {
+		if s.Name != name {
+			continue
+		}
+		if s.Kind != "func" {
+			return fmt.Errorf("%w: %q is a %s, not a function", ErrNoExport, name, s.Kind)
+		}
+		if s.Signature != "() -> (i32)" && s.Signature != "() -> ()" {
+			return fmt.Errorf("%w: function %q has signature %s; an Extism function is () -> (i32) or () -> ()", ErrNoExport, name, s.Signature)
+		}
+		return nil
+	}
+	fns := d.ExtismFunctions()
+	if len(fns) == 0 {
+		return fmt.Errorf("%w: no function %q (the module exports no Extism function)", ErrNoExport, name)
+	}
+	return fmt.Errorf("%w: no function %q (Extism functions: %s)", ErrNoExport, name, strings.Join(fns, ", "))
 }

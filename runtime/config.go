@@ -122,6 +122,12 @@ type ModuleConfig struct {
 	// allowed). Empty denies every request. Every redirect is checked against the same list.
 	// Native modules have no network access of their own; the list does not apply to them.
 	AllowedHosts []string
+
+	// MaxVarBytes bounds the Extism vars (var_get/var_set) one instance may hold, names and
+	// values together; a var_set past it fails the call. 0 disables vars (var_set fails, as in
+	// Extism). Vars live in an instance: each warm instance has its own, and they are lost when
+	// the instance is replaced (trap, deadline, restart, upgrade). Extism modules only.
+	MaxVarBytes int64
 }
 
 // Mount grants a guest access to one host directory.
@@ -149,6 +155,9 @@ func DefaultModuleConfig(name string) ModuleConfig {
 		QueueTimeout: time.Second,
 		// 30 s: Kubernetes' terminationGracePeriodSeconds default.
 		StopGrace: 30 * time.Second,
+		// 1 MiB: Extism's own default, so plugins that keep a counter or a cache in vars run
+		// unchanged; small next to the instance's memory.
+		MaxVarBytes: 1 << 20,
 	}
 }
 
@@ -172,6 +181,8 @@ func (c *ModuleConfig) validate() error {
 		return fmt.Errorf("%w: module %q: TickInterval must not be negative", ErrInvalidModule, c.Name)
 	case c.YieldInterval < 0:
 		return fmt.Errorf("%w: module %q: YieldInterval must not be negative", ErrInvalidModule, c.Name)
+	case c.MaxVarBytes < 0:
+		return fmt.Errorf("%w: module %q: MaxVarBytes must not be negative", ErrInvalidModule, c.Name)
 	case c.ScaleMin < 0 || c.ScaleMax < 0 || c.ScaleMax > c.MaxConcurrency || (c.ScaleMax > 0 && c.ScaleMin > c.ScaleMax):
 		return fmt.Errorf("%w: module %q: scale bounds [%d, %d] must lie within [0, MaxConcurrency=%d] with min <= max", ErrInvalidModule, c.Name, c.ScaleMin, c.ScaleMax, c.MaxConcurrency)
 	}

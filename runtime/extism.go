@@ -60,6 +60,20 @@ func extismFunctionOK(e instrument.Export) bool {
 		(len(e.Results) == 0 || (len(e.Results) == 1 && e.Results[0] == instrument.I32))
 }
 
+// extismFunctionNames lists the exports that can serve as Extism functions, "none" if none.
+func extismFunctionNames(d *instrument.Desc) []string {
+	var out []string
+	for _, x := range d.Exports {
+		if extismFunctionOK(x) && !strings.HasPrefix(x.Name, "_") {
+			out = append(out, x.Name)
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, "none")
+	}
+	return out
+}
+
 // loadExtism is Load for ABIExtism.
 func (e *Engine) loadExtism(ctx context.Context, wasm []byte, cfg ModuleConfig, digest string, d *instrument.Desc) (*Module, error) {
 	bad := func(format string, args ...any) error {
@@ -106,7 +120,7 @@ func (e *Engine) loadExtism(ctx context.Context, wasm []byte, cfg ModuleConfig, 
 		x, ok := exports[fn]
 		if !ok {
 			if mapped {
-				return nil, bad("role %s is mapped to function %q, which it does not export", r, fn)
+				return nil, fmt.Errorf("%w: module %q (Extism): role %s is mapped to function %q, which it does not export (Extism functions: %s)", ErrNoExport, cfg.Name, r, fn, strings.Join(extismFunctionNames(d), ", "))
 			}
 			continue
 		}
@@ -133,7 +147,9 @@ func (e *Engine) loadExtism(ctx context.Context, wasm []byte, cfg ModuleConfig, 
 	}
 	manifest := extism.Manifest{
 		Wasm:   []extism.Wasm{extism.WasmData{Data: code}},
-		Memory: &extism.ManifestMemory{MaxPages: cfg.MaxMemoryPages, MaxHttpResponseBytes: int64(e.cfg.MaxOutputBytes)},
+		// MaxVarBytes 0 disables vars in extism go-sdk too (var_set panics), so the bound passes
+		// through unchanged.
+		Memory: &extism.ManifestMemory{MaxPages: cfg.MaxMemoryPages, MaxHttpResponseBytes: int64(e.cfg.MaxOutputBytes), MaxVarBytes: cfg.MaxVarBytes},
 		Config: cfg.Config,
 		// No AllowedHosts: http_request is wasmpod's (extismHTTPRequest), which checks em.hosts.
 	}

@@ -177,7 +177,7 @@ func TestExtismABISelection(t *testing.T) {
 	}{
 		{"mapped to a missing function", func(c *runtime.ModuleConfig) {
 			c.ExtismFunctions = map[runtime.Role]string{runtime.RoleLeaf: "nope"}
-		}, runtime.ErrInvalidModule},
+		}, runtime.ErrNoExport},
 		{"memory limit below the declared minimum", func(c *runtime.ModuleConfig) { c.MaxMemoryPages = 1 }, runtime.ErrMemoryLimit},
 		{"bad allowed host", func(c *runtime.ModuleConfig) { c.AllowedHosts = []string{"http://x/"} }, runtime.ErrInvalidModule},
 	} {

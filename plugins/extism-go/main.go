@@ -6,9 +6,17 @@
 //	        with newlines, prefixed by "missing=N\n" when parts are missing (as plugins/echo);
 //	        malformed framing is an error (code 1)
 //	handle  commands: "config:<key>" returns that config value (error if missing),
-//	        "fetch:<url>" GETs the URL and returns "<status> <body>", "fail:<msg>" sets an error,
-//	        "log:<msg>" logs msg at info, "echo:<x>" returns x; anything else is an error
+//	        "fetch:<url>" GETs the URL and returns "<status> <body>", "post:<url>" POSTs
+//	        "ping" with a header and returns "<status> <content-type header> <body>",
+//	        "fail:<msg>" sets an error, "log:<msg>" logs msg at info, "logall:<msg>" logs
+//	        "<level> <msg>" at each of trace, debug, info, warn and error, "echo:<x>" returns
+//	        x, "count:<var>" adds one to the integer var and returns it, "setvar:<var>=<n>"
+//	        stores n bytes in the var, "getvar:<var>" returns its length, "delvar:<var>"
+//	        removes it; anything else is an error
 //	noop    does nothing (for benchmarks)
+//	count_vowels, run_test
+//	        odd export names, as real plugins have them: count_vowels returns the number of
+//	        ASCII vowels of the input, run_test returns "passed"
 //
 // Build: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o extism-go.wasm .
 package main
@@ -104,8 +112,34 @@ func handle() int32 {
 	case "fail":
 		pdk.SetErrorString(arg)
 		return 7
+	case "post":
+		resp := pdk.NewHTTPRequest(pdk.MethodPost, arg).SetHeader("X-Plugin", "extism-go").SetBody([]byte("ping")).Send()
+		pdk.OutputString(strconv.Itoa(int(resp.Status())) + " " + resp.Headers()["content-type"] + " " + string(resp.Body()))
 	case "log":
 		pdk.Log(pdk.LogInfo, arg)
+	case "logall":
+		for _, l := range []struct {
+			level pdk.LogLevel
+			name  string
+		}{{pdk.LogTrace, "trace"}, {pdk.LogDebug, "debug"}, {pdk.LogInfo, "info"}, {pdk.LogWarn, "warn"}, {pdk.LogError, "error"}} {
+			pdk.Log(l.level, l.name+" "+arg)
+		}
+	case "count":
+		n := pdk.GetVarInt(arg) + 1
+		pdk.SetVarInt(arg, n)
+		pdk.OutputString(strconv.Itoa(n))
+	case "setvar":
+		name, size, _ := strings.Cut(arg, "=")
+		n, err := strconv.Atoi(size)
+		if err != nil {
+			pdk.SetError(err)
+			return 3
+		}
+		pdk.SetVar(name, make([]byte, n))
+	case "getvar":
+		pdk.OutputString(strconv.Itoa(len(pdk.GetVar(arg))))
+	case "delvar":
+		pdk.RemoveVar(arg)
 	case "spin":
 		for {
 			spin++
@@ -121,5 +155,23 @@ var spin uint64 // written by spin so the loop has an effect
 
 //go:wasmexport noop
 func noop() int32 { return 0 }
+
+//go:wasmexport count_vowels
+func countVowels() int32 {
+	n := 0
+	for _, c := range pdk.Input() {
+		if strings.IndexByte("aeiouAEIOU", c) >= 0 {
+			n++
+		}
+	}
+	pdk.OutputString(strconv.Itoa(n))
+	return 0
+}
+
+//go:wasmexport run_test
+func runTest() int32 {
+	pdk.OutputString("passed")
+	return 0
+}
 
 func main() {}

@@ -1,14 +1,18 @@
 // extism-as: an Extism plugin written with @extism/as-pdk, the AssemblyScript twin of
-// plugins/extism-go (without the HTTP fetch), run unchanged by wasmpod with ABI extism.
+// plugins/extism-go, run unchanged by wasmpod with ABI extism.
 //
 //   leaf    sums the input bytes into a little-endian u64
 //   merge   joins the present parts of a merge input (guest-sdk/ABI.md section 2.1) with
 //           newlines, prefixed by "missing=N\n" when parts are missing; malformed framing fails
 //   handle  "config:<key>" returns that config value, "fail:<msg>" fails with code 7,
-//           "log:<msg>" logs msg at info, "echo:<x>" returns x; anything else fails (code 2)
+//           "log:<msg>" logs msg at info, "logall:<msg>" logs "<level> <msg>" at debug, info,
+//           warn and error (as-pdk 1.0.0 has no trace), "echo:<x>" returns x, "count:<var>"
+//           adds one to a counter kept in the var and returns it, "fetch:<url>" GETs the URL
+//           with the pdk's http_request import and returns the body; anything else fails (code 2)
 //   noop    does nothing
-import { Config, Host, LogLevel } from "@extism/as-pdk";
-import { error_set } from "@extism/as-pdk/lib/env";
+//   count_vowels  an odd export name: the number of ASCII vowels of the input
+import { Config, Host, LogLevel, Var } from "@extism/as-pdk";
+import { error_set, http_request, length } from "@extism/as-pdk/lib/env";
 import { Memory } from "@extism/as-pdk";
 
 // abort is wired with --use abort=assembly/index/abort, so the module imports nothing but
@@ -90,9 +94,44 @@ export function handle(): i32 {
     Host.log(LogLevel.Info, arg);
     return 0;
   }
+  if (cmd == "logall") {
+    Host.log(LogLevel.Debug, "debug " + arg);
+    Host.log(LogLevel.Info, "info " + arg);
+    Host.log(LogLevel.Warn, "warn " + arg);
+    Host.log(LogLevel.Error, "error " + arg);
+    return 0;
+  }
+  if (cmd == "count") {
+    const prev = Var.getString(arg);
+    const n = (prev == null ? 0 : I32.parseInt(prev)) + 1;
+    Var.set(arg, Uint8Array.wrap(String.UTF8.encode(n.toString())));
+    Host.output(Uint8Array.wrap(String.UTF8.encode(n.toString())));
+    return 0;
+  }
+  if (cmd == "fetch") {
+    const req = Memory.allocateString('{"url":"' + arg + '","method":"GET","headers":{}}');
+    const offs = http_request(req.offset, 0);
+    if (offs == 0) {
+      Host.output(new Uint8Array(0));
+      return 0;
+    }
+    Host.outputMemory(new Memory(offs, length(offs)));
+    return 0;
+  }
   return fail(2, "unknown command: " + cmd);
 }
 
 export function noop(): i32 {
+  return 0;
+}
+
+export function count_vowels(): i32 {
+  const data = Host.input();
+  let n = 0;
+  for (let i = 0; i < data.length; i++) {
+    const c = data[i];
+    if (c == 0x61 || c == 0x65 || c == 0x69 || c == 0x6f || c == 0x75 || c == 0x41 || c == 0x45 || c == 0x49 || c == 0x4f || c == 0x55) n++;
+  }
+  Host.output(Uint8Array.wrap(String.UTF8.encode(n.toString())));
   return 0;
 }
