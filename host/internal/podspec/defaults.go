@@ -26,6 +26,9 @@ const (
 	// DefaultMinInstances is 1: the first call never waits for an instantiation (milliseconds for
 	// a Go guest), and probes and ticks always have an instance to run on.
 	DefaultMinInstances = 1
+	// DefaultVars is 1Mi, Extism's own default: plugins that keep a counter or a small cache in
+	// vars run unchanged, and a plugin cannot grow its vars past a small share of its memory.
+	DefaultVars = 1 * Mi
 
 	// DefaultScatterPath is "/": a scatter pod answers at its ingress root; the match is exact,
 	// so a main module keeps every other path.
@@ -145,6 +148,9 @@ func (m *Module) applyDefaults() {
 	setDuration(&r.Timeout, dr.Timeout)
 	setInt(&r.Concurrency, dr.Concurrency)
 	setInt(&r.MinInstances, dr.MinInstances)
+	if m.ABI == ABIExtism && r.Vars == 0 {
+		r.Vars = DefaultVars
+	}
 	for _, pr := range []*Probe{m.LivenessProbe, m.ReadinessProbe, m.StartupProbe} {
 		if pr != nil {
 			pr.applyDefaults()

@@ -124,7 +124,25 @@ func TestParseErrors(t *testing.T) {
 		{"scale max above concurrency", withModule + "      resources: {concurrency: 2}\n      allowScale:\n        max: 8\n", []string{"line 11: spec.modules[0].allowScale.max: max (8) exceeds resources.concurrency (2)"}},
 		{"scale excludes minInstances", withModule + "      resources: {minInstances: 1}\n      allowScale: {min: 2, max: 4}\n", []string{"line 9: spec.modules[0].resources.minInstances: minInstances (1) lies outside allowScale [2, 4]"}},
 		{"scale negative", withModule + "      allowScale: {min: -1}\n", []string{"line 9: spec.modules[0].allowScale.min: must not be negative, got -1"}},
-		{"network on main", withModule + "      network:\n        allow: [\"a.example.com:443\"]\n", []string{"line 9: spec.modules[0].network: only an ambassador module may have a network allowlist (this module's role is main)"}},
+		{"network on main", withModule + "      network:\n        allow: [\"a.example.com:443\"]\n", []string{"line 9: spec.modules[0].network: only an ambassador or an Extism module may have a network allowlist (this module's role is main, abi native)"}},
+		{"network on an Extism main", withModule + "      abi: extism\n      network:\n        allow: [\"a.example.com\", \"*.b.example.com:8443\", \"10.0.0.1\", \"[::1]\", \"::1\", \"bad_host!\", \"[10.0.0.1]\"]\n",
+			[]string{
+				`line 11: spec.modules[0].network.allow[4]: invalid host "::1": an IPv6 address must be in brackets`,
+				`line 11: spec.modules[0].network.allow[5]: invalid destination "bad_host!": host must be a DNS name`,
+				`line 11: spec.modules[0].network.allow[6]: invalid host "[10.0.0.1]": brackets are for IPv6 addresses only`,
+			}},
+		{"extism options on a native module", withModule + "      extism: {function: count_vowels}\n      resources: {vars: 1Mi}\n",
+			[]string{
+				"line 9: spec.modules[0].extism: extism options are for Extism modules; set abi: extism or remove them",
+				"line 10: spec.modules[0].resources.vars: vars are Extism's (var_get, var_set); this module's abi is native",
+			}},
+		{"extism vars and function", withModule + "      abi: extism\n      extism: {function: \"a\\tb\"}\n      resources: {vars: 65Mi}\n",
+			[]string{
+				`line 10: spec.modules[0].extism.function: function name "a\tb" has a control character`,
+				"line 11: spec.modules[0].resources.vars: vars 65Mi exceeds 64Mi",
+			}},
+		{"watch with sha256", withModule + "      watch: true\n      sha256: " + strings.Repeat("ab", 32) + "\n",
+			[]string{"line 9: spec.modules[0].watch: a watched module takes whatever new bytes appear; remove sha256 (or watch)"}},
 		{"network destinations", withModule + "    - name: amb\n      role: ambassador\n      wasm: amb.wasm\n      network:\n        allow:\n          - api.example.com\n          - \"x.example.com:0\"\n          - \"x.example.com:99999\"\n          - \"bad_host!:80\"\n          - \"ok.example.com:443\"\n          - \"OK.example.com:443\"\n          - \"[a.b]:80\"\n",
 			[]string{
 				`line 14: spec.modules[1].network.allow[0]: invalid destination "api.example.com": want host:port`,

@@ -410,7 +410,7 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 }
 
 func TestLoad(t *testing.T) {
-	wasm := "\x00asm\x01\x00\x00\x00"
+	wasm := nativeWasm
 	sum := sha256.Sum256([]byte(wasm))
 	digest := hex.EncodeToString(sum[:])
 	other := strings.Repeat("ab", 32)
@@ -430,7 +430,7 @@ func TestLoad(t *testing.T) {
 		{"missing wasm", nil, withModule,
 			[]string{"pod.yaml:7: spec.modules[0].wasm: wasm file not found: $DIR/web.wasm"}},
 		{"wasm is a directory", map[string]string{"web.wasm/x": ""}, withModule,
-			[]string{"pod.yaml:7: spec.modules[0].wasm: $DIR/web.wasm is not a regular file"}},
+			[]string{"pod.yaml:7: spec.modules[0].wasm: $DIR/web.wasm is a directory; set watch: true to run the newest .wasm file in it"}},
 		{"digest mismatch", map[string]string{"web.wasm": wasm}, withModule + "      sha256: " + other + "\n",
 			[]string{"pod.yaml:9: spec.modules[0].sha256: sha256 mismatch for $DIR/web.wasm: spec says " + other + ", file has " + digest}},
 		{"hostPath missing", map[string]string{"web.wasm": wasm}, withModule + "  volumes:\n    - name: a\n      hostPath:\n        path: nowhere\n",

@@ -242,13 +242,22 @@ type Module struct {
 	// guest-sdk/ABI.md) and when the module starts and stops. Default main.
 	Role Role `json:"role"`
 	// Wasm is the path of the module's .wasm file; a relative path is relative to the spec
-	// file's directory (see [Pod.ResolvePath]). Required.
+	// file's directory (see [Pod.ResolvePath]). With Watch it may name a directory: the module
+	// runs the newest .wasm file in it. Required.
 	Wasm string `json:"wasm"`
+	// Watch makes the host watch Wasm (the file, or the directory of .wasm files) while the pod
+	// runs: a new or changed .wasm file, once complete (no write for a moment, a whole module,
+	// matching NAME.wasm.sha256 when that file exists), is loaded, warmed, probed and switched in
+	// like an upgrade, and rolled back if it never gets ready. A deleted file leaves the running
+	// version in place. Not allowed with sha256 (the point is to take new bytes).
+	Watch bool `json:"watch,omitempty"`
 	// SHA256, when set, is the expected hex sha256 of the wasm file (64 hex digits, either
 	// case); a file with another digest is refused.
 	SHA256 string `json:"sha256,omitempty"`
 	// ABI is the calling convention the module was built for. Default native.
 	ABI ABI `json:"abi"`
+	// Extism tunes an Extism module (abi: extism); not allowed on native modules.
+	Extism *ExtismOptions `json:"extism,omitempty"`
 	// Trusted runs the module without the termination guard: calls are cheaper, but a call that
 	// runs past its deadline is not cut, so the timeout is only advisory. For vetted modules.
 	Trusted bool `json:"trusted,omitempty"`
@@ -279,9 +288,20 @@ type Module struct {
 	// AllowScale, when set, lets the module ask for more or fewer warm instances with the scale
 	// import ("replicate yourself"), within [Min, Max]. Without it scale returns -1.
 	AllowScale *Scale `json:"allowScale,omitempty"`
-	// Network, allowed only for ambassador modules, lists the outbound destinations the module may
-	// reach. Other roles have no network; they reach the outside through an ambassador.
+	// Network lists the outbound destinations the module may reach: for an ambassador (native
+	// ABI) its connections, for an Extism module of any role its http_request calls. Other
+	// native modules have no network; they reach the outside through an ambassador.
 	Network *Network `json:"network,omitempty"`
+}
+
+// ExtismOptions tune an Extism module.
+type ExtismOptions struct {
+	// Function is the exported function that serves the module's role, for plugins whose
+	// functions are not named after a role (count_vowels, run_test, ...). A main module's
+	// function gets the request body and its output is the response body. Default: the
+	// function named like the role's call: http (framed requests, guest-sdk/ABI.md 2.2) or
+	// handle for main and helpers, leaf, merge, stage.
+	Function string `json:"function,omitempty"`
 }
 
 // Role is the part a module plays in its pod.
@@ -357,7 +377,14 @@ type Resources struct {
 	// MinInstances is how many warm instances are kept even when idle; at least 1, at most
 	// Concurrency. Default 1.
 	MinInstances int32 `json:"minInstances"`
+	// Vars bounds the Extism vars (var_get/var_set) one instance may hold, names and values
+	// together (Kubernetes quantity). Each instance has its own vars; set concurrency 1 for one
+	// store. Extism modules only; at most 64Mi. Default 1Mi (Extism's default).
+	Vars Quantity `json:"vars,omitempty"`
 }
+
+// MaxVars is the largest resources.vars.
+const MaxVars = 64 * Mi
 
 // WasmPageSize is the size of a WebAssembly memory page.
 const WasmPageSize = 64 * Ki
@@ -411,11 +438,13 @@ type Scale struct {
 	Max int32 `json:"max"`
 }
 
-// Network is an ambassador's outbound allowlist.
+// Network is a module's outbound allowlist.
 type Network struct {
-	// Allow lists the destinations the ambassador may connect to, each "host:port": a DNS name
+	// Allow lists the destinations the module may reach, each "host:port": a DNS name
 	// (optionally "*.example.com", any subdomain), an IPv4 address or a bracketed IPv6 address,
-	// and a port from 1 to 65535. Empty: no outbound connections.
+	// and a port from 1 to 65535. An Extism module may also give a host without a port (any
+	// port), as Extism's allowed_hosts do. Every redirect is checked against the same list.
+	// Empty: no outbound connections.
 	Allow []string `json:"allow,omitempty"`
 }
 

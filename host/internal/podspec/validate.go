@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -13,8 +12,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/wasmpod/wasmpod/runtime"
 )
 
 // ValidateOptions selects the checks of [Pod.Validate] that look outside the spec.
@@ -345,18 +348,65 @@ func (v *validator) module(mp string, m *Module, volumes map[string]bool) {
 		v.scale(mp, s, &m.Resources)
 	}
 	if n := m.Network; n != nil {
-		if m.Role != RoleAmbassador {
-			v.errorf(mp+".network", "only an ambassador module may have a network allowlist (this module's role is %s); route outbound traffic through an ambassador", m.Role)
-		} else {
-			v.network(mp+".network.allow", n.Allow)
+		switch {
+		case m.ABI == ABIExtism:
+			v.network(mp+".network.allow", n.Allow, true)
+		case m.Role != RoleAmbassador:
+			v.errorf(mp+".network", "only an ambassador or an Extism module may have a network allowlist (this module's role is %s, abi %s); route outbound traffic through an ambassador", m.Role, m.ABI)
+		default:
+			v.network(mp+".network.allow", n.Allow, false)
 		}
 	}
+	v.extism(mp, m)
+}
+
+// extism checks what only Extism modules may have: extism options and resources.vars.
+func (v *validator) extism(mp string, m *Module) {
+	if m.ABI != ABIExtism {
+		if m.Extism != nil {
+			v.errorf(mp+".extism", "extism options are for Extism modules; set abi: extism or remove them")
+		}
+		if m.Resources.Vars != 0 {
+			v.errorf(mp+".resources.vars", "vars are Extism's (var_get, var_set); this module's abi is %s", m.ABI)
+		}
+		return
+	}
+	switch r := m.Resources.Vars; {
+	case r < 0:
+		v.errorf(mp+".resources.vars", "must not be negative, got %d", int64(r))
+	case r > MaxVars:
+		v.errorf(mp+".resources.vars", "vars %s exceeds %s", r, Quantity(MaxVars))
+	}
+	if x := m.Extism; x != nil && x.Function != "" {
+		if msg := functionNameProblem(x.Function); msg != "" {
+			v.errorf(mp+".extism.function", "%s", msg)
+		}
+	}
+}
+
+// functionNameProblem describes what is wrong with an export name, or returns "".
+func functionNameProblem(name string) string {
+	if len(name) > 1024 {
+		return "function name longer than 1024 bytes"
+	}
+	if !utf8.ValidString(name) {
+		return "function name is not valid UTF-8"
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Sprintf("function name %q has a control character", truncate(name))
+		}
+	}
+	return ""
 }
 
 func (v *validator) wasm(mp string, m *Module) {
 	if m.SHA256 != "" {
 		if msg := sha256Problem(m.SHA256); msg != "" {
 			v.errorf(mp+".sha256", "%s", msg)
+		}
+		if m.Watch {
+			v.errorf(mp+".watch", "a watched module takes whatever new bytes appear; remove sha256 (or watch)")
 		}
 	}
 	if m.Wasm == "" {
@@ -370,43 +420,92 @@ func (v *validator) wasm(mp string, m *Module) {
 	if !v.opts.CheckFiles && !v.opts.VerifyDigests {
 		return
 	}
-	resolved := v.p.ResolvePath(m.Wasm)
-	fi, err := os.Stat(resolved)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		v.errorf(mp+".wasm", "wasm file not found: %s", absPath(resolved))
-		return
-	case err != nil:
-		v.errorf(mp+".wasm", "cannot read wasm file: %v", err)
-		return
-	case !fi.Mode().IsRegular():
-		v.errorf(mp+".wasm", "%s is not a regular file", absPath(resolved))
+	resolved, err := v.p.WasmFile(m)
+	if err != nil {
+		v.errorf(mp+".wasm", "%v", err)
 		return
 	}
-	if !v.opts.VerifyDigests || m.SHA256 == "" || sha256Problem(m.SHA256) != "" {
-		return
-	}
-	got, err := fileSHA256(resolved)
+	wasm, err := os.ReadFile(resolved)
 	if err != nil {
 		v.errorf(mp+".wasm", "cannot read wasm file: %v", err)
 		return
 	}
-	if !strings.EqualFold(got, m.SHA256) {
-		v.errorf(mp+".sha256", "sha256 mismatch for %s: spec says %s, file has %s", absPath(resolved), strings.ToLower(m.SHA256), got)
+	if v.opts.VerifyDigests && m.SHA256 != "" && sha256Problem(m.SHA256) == "" {
+		if err := m.CheckDigest(wasm); err != nil {
+			v.errorf(mp+".sha256", "sha256 mismatch for %s: spec says %s, file has %s", absPath(resolved), strings.ToLower(m.SHA256), sha256Hex(wasm))
+			return
+		}
+	}
+	if err := m.CheckWasm(wasm); err != nil {
+		field := ".wasm"
+		if m.Extism != nil && m.Extism.Function != "" && errors.Is(err, runtime.ErrNoExport) {
+			field = ".extism.function"
+		}
+		v.errorf(mp+field, "%s: %v", absPath(resolved), err)
 	}
 }
 
-func fileSHA256(name string) (string, error) {
-	f, err := os.Open(name)
+// WasmFile returns the file the module runs: Wasm resolved against the pod's directory, or for
+// a watched module whose Wasm is a directory, the newest .wasm file in it (see NewestWasm). The
+// error says what is missing.
+func (p *Pod) WasmFile(m *Module) (string, error) {
+	resolved := p.ResolvePath(m.Wasm)
+	fi, err := os.Stat(resolved)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("wasm file not found: %s", absPath(resolved))
+	case err != nil:
+		return "", fmt.Errorf("cannot read wasm file: %w", err)
+	case fi.IsDir() && m.Watch:
+		f, err := NewestWasm(resolved)
+		if err != nil {
+			return "", err
+		}
+		return f, nil
+	case fi.IsDir():
+		return "", fmt.Errorf("%s is a directory; set watch: true to run the newest .wasm file in it", absPath(resolved))
+	case !fi.Mode().IsRegular():
+		return "", fmt.Errorf("%s is not a regular file", absPath(resolved))
+	}
+	return resolved, nil
+}
+
+// NewestWasm returns the .wasm file of dir modified last (ties: the greater name). Names
+// starting with "." are skipped (editors' and copy tools' temporary files).
+func NewestWasm(dir string) (string, error) {
+	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("cannot read plugin directory: %w", err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+	var best string
+	var bestTime time.Time
+	for _, e := range entries {
+		if !IsPluginFile(e.Name()) || !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		if t := fi.ModTime(); best == "" || t.After(bestTime) || (t.Equal(bestTime) && e.Name() > filepath.Base(best)) {
+			best, bestTime = filepath.Join(dir, e.Name()), t
+		}
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	if best == "" {
+		return "", fmt.Errorf("plugin directory %s holds no .wasm file yet; put the first version in before starting the pod", absPath(dir))
+	}
+	return best, nil
+}
+
+// IsPluginFile reports whether a file name in a watched directory is a plugin: NAME.wasm, not
+// starting with ".".
+func IsPluginFile(name string) bool {
+	return strings.HasSuffix(name, ".wasm") && len(name) > len(".wasm") && !strings.HasPrefix(name, ".")
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // absPath makes a path absolute for a message, keeping it as is if that fails.
@@ -507,11 +606,15 @@ func (v *validator) scale(mp string, s *Scale, r *Resources) {
 	}
 }
 
-func (v *validator) network(ap string, allow []string) {
+func (v *validator) network(ap string, allow []string, anyPort bool) {
 	seen := map[string]string{}
 	for j, dest := range allow {
 		dp := fmt.Sprintf("%s[%d]", ap, j)
-		if msg := destinationProblem(dest); msg != "" {
+		problem := destinationProblem
+		if anyPort {
+			problem = hostProblem
+		}
+		if msg := problem(dest); msg != "" {
 			v.errorf(dp, "%s", msg)
 			continue
 		}
@@ -670,6 +773,26 @@ func destinationProblem(dest string) string {
 		return fmt.Sprintf("invalid destination %q: host must be a DNS name (optionally \"*.\" and a domain) or an IP address", truncate(dest))
 	}
 	return ""
+}
+
+// hostProblem is destinationProblem for an Extism allowed host, where the port is optional:
+// "api.example.com" (any port), "api.example.com:443", "*.example.com", "10.0.0.1", "[::1]".
+func hostProblem(dest string) string {
+	if _, _, err := net.SplitHostPort(dest); err == nil {
+		return destinationProblem(dest)
+	}
+	host := dest
+	if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		host = host[1 : len(host)-1]
+		if ip := net.ParseIP(host); ip == nil || ip.To4() != nil {
+			return fmt.Sprintf("invalid host %q: brackets are for IPv6 addresses only", truncate(dest))
+		}
+		return ""
+	}
+	if strings.Contains(host, ":") {
+		return fmt.Sprintf("invalid host %q: an IPv6 address must be in brackets, e.g. \"[2001:db8::1]\"", truncate(dest))
+	}
+	return strings.ReplaceAll(destinationProblem(host+":1"), strconv.Quote(host+":1"), strconv.Quote(dest))
 }
 
 func atoi(digits string) int {

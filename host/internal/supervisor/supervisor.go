@@ -165,7 +165,11 @@ func New(ctx context.Context, cfg Config) (*Supervisor, error) {
 	s := &Supervisor{cfg: cfg, pod: pod, log: cfg.Logger.With("pod", pod.Metadata.Name), logs: cfg.Logs, byName: map[string]*unit{}}
 	s.sched = NewScheduler(SchedulerConfig{Quiet: cfg.LowQuiet, LowSlots: max(cfg.CPUBudget-1, 1)})
 	for _, m := range pod.StartOrder() {
-		wasm, err := os.ReadFile(pod.ResolvePath(m.Wasm))
+		file, err := pod.WasmFile(m)
+		if err != nil {
+			return nil, fmt.Errorf("supervisor: module %q: %w", m.Name, err)
+		}
+		wasm, err := os.ReadFile(file)
 		if err != nil {
 			return nil, fmt.Errorf("supervisor: module %q: %w", m.Name, err)
 		}

@@ -120,30 +120,26 @@ func digest(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// callRole returns the export calls go to, and whether the role is required.
+// callRole returns the export calls go to (podspec's Module.CallRole), or an error naming
+// what the role needs when the module serves nothing it calls.
 func (u *unit) callRole(m *runtime.Module) (runtime.Role, error) {
-	switch u.spec.Role {
-	case podspec.RoleMain:
-		if m.HasRole(runtime.RoleHTTP) {
-			return runtime.RoleHTTP, nil
-		}
-		if m.HasRole(runtime.RoleHandle) {
-			return runtime.RoleHandle, nil
-		}
-		return 0, fmt.Errorf("module %q: role main needs export wasmpod_http or wasmpod_handle: %w", u.spec.Name, runtime.ErrNoExport)
-	case podspec.RoleLeaf, podspec.RoleMerge, podspec.RoleStage:
-		r, _ := runtime.ParseRole(string(u.spec.Role))
-		if !m.HasRole(r) {
-			alt := ""
-			if r == runtime.RoleStage && u.spec.ABI != podspec.ABIExtism {
-				alt = " (or be a WASI command exporting " + exportStart + ")"
-			}
-			return 0, fmt.Errorf("module %q: role %s needs export wasmpod_%s%s: %w", u.spec.Name, u.spec.Role, r, alt, runtime.ErrNoExport)
-		}
+	r, ok := u.spec.CallRole(m.HasRole)
+	if ok {
 		return r, nil
 	}
-	// helpers: handle if present; a helper may also only tick
-	return runtime.RoleHandle, nil
+	if u.spec.ABI == podspec.ABIExtism {
+		if fn := u.spec.ExtismFunction(); fn != "" {
+			return 0, fmt.Errorf("module %q (Extism): role %s calls function %q, which the module does not export: %w", u.spec.Name, u.spec.Role, fn, runtime.ErrNoExport)
+		}
+		return 0, fmt.Errorf("module %q (Extism): role %s calls a function named %s; name another with extism.function: %w", u.spec.Name, u.spec.Role, r, runtime.ErrNoExport)
+	}
+	switch u.spec.Role {
+	case podspec.RoleMain:
+		return 0, fmt.Errorf("module %q: role main needs export wasmpod_http or wasmpod_handle: %w", u.spec.Name, runtime.ErrNoExport)
+	case podspec.RoleStage:
+		return 0, fmt.Errorf("module %q: role stage needs export wasmpod_stage (or be a WASI command exporting %s): %w", u.spec.Name, exportStart, runtime.ErrNoExport)
+	}
+	return 0, fmt.Errorf("module %q: role %s needs export wasmpod_%s: %w", u.spec.Name, u.spec.Role, r, runtime.ErrNoExport)
 }
 
 func (u *unit) moduleConfig() (runtime.ModuleConfig, error) {
@@ -173,8 +169,11 @@ func (u *unit) moduleConfig() (runtime.ModuleConfig, error) {
 	c.Config = m.Config
 	if m.ABI == podspec.ABIExtism {
 		// Extism plugins run unchanged; the spec's capabilities become Extism's allowed hosts
-		// (network.allow, ambassadors only, deny by default) and allowed paths (the mounts).
+		// (network.allow, deny by default) and allowed paths (the mounts), extism.function
+		// serves the role, and resources.vars bounds the vars.
 		c.ABI = runtime.ABIExtism
+		c.ExtismFunctions = m.ExtismFunctions()
+		c.MaxVarBytes = m.Resources.Vars.Bytes()
 	}
 	if m.Network != nil {
 		c.AllowedHosts = append([]string(nil), m.Network.Allow...)
