@@ -15,10 +15,18 @@ import (
 // and whether every export behaves on valid and invalid input. Exit 1 on any violation.
 func newABICheckCmd() *cobra.Command {
 	var timeout time.Duration
+	var opts abicheck.Options
 	cmd := &cobra.Command{
 		Use:   "abi-check PLUGIN.wasm",
 		Short: "Check a module against the ABI it speaks (native wasmpod or Extism) and exercise its exports",
-		Args:  cobra.ExactArgs(1),
+		Long: `Check a module against the ABI it speaks (native wasmpod or Extism) and exercise its exports.
+
+The ABI is detected as a pod would need it stated (--abi overrides); every role the module
+serves is called with empty, large and malformed input, and a native module's lifecycle exports
+are run. --function NAME exercises one function: for an Extism plugin any exported function
+(what a pod's extism.function names), for a native module a role or its wasmpod_ export.
+Exit status: 0 conforming, 1 violations, 2 the check could not run.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			wasm, err := os.ReadFile(args[0])
 			if err != nil {
@@ -27,7 +35,7 @@ func newABICheckCmd() *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
-			ok, err := abicheck.Run(ctx, wasm, cmd.OutOrStdout())
+			ok, err := abicheck.RunWith(ctx, wasm, cmd.OutOrStdout(), opts)
 			if err != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "abi-check %s: %v\n", args[0], err)
 				return exitError{2}
@@ -39,5 +47,7 @@ func newABICheckCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
+	cmd.Flags().StringVar(&opts.ABI, "abi", "auto", "the ABI to check against: auto, native or extism (as a pod spec's abi states it)")
+	cmd.Flags().StringVar(&opts.Function, "function", "", "exercise only this function (Extism: any export; native: a role such as leaf)")
 	return cmd
 }

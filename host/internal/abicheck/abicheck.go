@@ -4,7 +4,8 @@
 // It reads the module's boundary (imports, exports with signatures, memory), tells which ABI
 // it speaks (native wasmpod ABI version N, Extism, or neither), loads it through the runtime
 // the host uses, and exercises every role it exports with valid and invalid input: empty, large
-// (1 MiB) and malformed (bad merge or HTTP framing, non-UTF-8 bytes). A guest that refuses
+// (1 MiB) and malformed (bad merge or HTTP framing, non-UTF-8 bytes), or only the function
+// Options.Function names (any function of an Extism plugin, as a pod's extism.function). A guest that refuses
 // input with an error is behaving correctly (the input may be content its application does not
 // accept); a trap, a deadline, an output outside its memory or over the limits, or a malformed
 // HTTP response is a violation. For native modules it also runs
@@ -31,6 +32,16 @@ type Options struct {
 	CallTimeout time.Duration
 	// LargeInput is the size of the large input (default 1 MiB).
 	LargeInput int
+	// ABI is the ABI the module is checked against, as a pod spec's abi field states it:
+	// "native", "extism", or "" / "auto" (the default) to detect it the way DetectABI does,
+	// taking a module with neither mark but with Extism functions for an Extism plugin that
+	// imports no host function, which is how `wasmpod run` loads it with abi: extism.
+	ABI string
+	// Function, if set, is the one function exercised: for an Extism module any exported
+	// function (what a pod's extism.function names), for a native module a role (leaf) or its
+	// export (wasmpod_leaf). Without it every role the module serves is exercised; an Extism
+	// module that serves no role name gets each of its functions exercised.
+	Function string
 }
 
 // Run checks wasm and writes the report to w. ok is false when the module violates its ABI;
@@ -48,11 +59,19 @@ func RunWith(ctx context.Context, wasm []byte, w io.Writer, opts Options) (ok bo
 	if opts.LargeInput <= 0 {
 		opts.LargeInput = 1 << 20
 	}
-	c := &checker{w: w, opts: opts}
+	stated := runtime.ABIAuto
+	if opts.ABI != "" {
+		a, err := runtime.ParseABI(opts.ABI)
+		if err != nil {
+			return false, fmt.Errorf("abicheck: %w", err)
+		}
+		stated = a
+	}
+	c := &checker{w: w, opts: opts, abi: stated}
 	if err := c.run(ctx, wasm); err != nil {
 		return false, err
 	}
-	c.printf("\n%d checks, %d violations: ", c.checks, c.violations)
+	c.printf("\n%d checks, %d violations, %d warnings: ", c.checks, c.violations, c.warnings)
 	if c.violations == 0 {
 		c.printf("OK\n")
 	} else {
@@ -62,10 +81,11 @@ func RunWith(ctx context.Context, wasm []byte, w io.Writer, opts Options) (ok bo
 }
 
 type checker struct {
-	w                  io.Writer
-	werr               error
-	opts               Options
-	checks, violations int
+	w                            io.Writer
+	werr                         error
+	opts                         Options
+	abi                          runtime.ABI // as stated (ABIAuto to detect)
+	checks, violations, warnings int
 }
 
 func (c *checker) printf(format string, args ...any) {
@@ -85,6 +105,12 @@ func (c *checker) fail(format string, args ...any) {
 	c.printf("  FAIL  "+format+"\n", args...)
 }
 
+// warn reports what works but is likely not what the author meant.
+func (c *checker) warn(format string, args ...any) {
+	c.warnings++
+	c.printf("  WARN  "+format+"\n", args...)
+}
+
 func (c *checker) note(format string, args ...any) {
 	c.printf("  note  "+format+"\n", args...)
 }
@@ -98,7 +124,24 @@ func (c *checker) run(ctx context.Context, wasm []byte) error {
 		return nil
 	}
 	abi, abiErr := runtime.DetectABI(wasm)
+	mismatch := ""
 	switch {
+	case c.abi == runtime.ABIExtism && abiErr == nil && abi == runtime.ABINative:
+		mismatch = "abi extism: this is a native wasmpod module (it exports wasmpod_abi_version), not an Extism plugin"
+		c.printf("ABI: native, stated extism\n")
+	case c.abi == runtime.ABIExtism && (abiErr != nil || abi == runtime.ABIExtism):
+		abi, abiErr = runtime.ABIExtism, nil
+		c.printf("ABI: Extism (as stated: abi extism)\n")
+	case c.abi == runtime.ABINative && abiErr != nil && !errors.Is(abiErr, runtime.ErrUnknownABI):
+		c.printf("ABI: unknown\n")
+	case c.abi == runtime.ABINative:
+		// What a pod with abi: native loads: the runtime says why an Extism plugin or a
+		// module without the version export is refused.
+		abi, abiErr = runtime.ABINative, nil
+		c.printf("ABI: native (as stated: abi native)\n")
+	case abiErr != nil && errors.Is(abiErr, runtime.ErrUnknownABI) && len(desc.ExtismFunctions()) > 0 && !hasPrefix(desc.ExtismFunctions(), "wasmpod_"):
+		abi, abiErr = runtime.ABIExtism, nil
+		c.printf("ABI: Extism (no wasmpod_abi_version; no Extism imports either, so an Extism plugin that uses no host function: a pod runs it with abi: extism)\n")
 	case abiErr != nil:
 		c.printf("ABI: neither (%v)\n", abiErr)
 	case abi == runtime.ABINative:
@@ -128,6 +171,10 @@ func (c *checker) run(ctx context.Context, wasm []byte) error {
 		c.printf("  %s %s %s\n", s.Name, s.Kind, s.Signature)
 	}
 	c.printf("\nchecks:\n")
+	if mismatch != "" {
+		c.fail("%s", mismatch)
+		return nil
+	}
 	if abiErr != nil {
 		c.fail("ABI: %v", abiErr)
 		return nil
@@ -137,7 +184,39 @@ func (c *checker) run(ctx context.Context, wasm []byte) error {
 	} else {
 		c.staticExtism(desc)
 	}
+	c.command(desc, abi)
 	return c.dynamic(ctx, wasm, abi, desc)
+}
+
+// command warns about a WASI command (it exports _start) where the host never calls _start: a
+// C program built without -mexec-model=reactor runs neither main nor its static constructors.
+func (c *checker) command(desc runtime.Description, abi runtime.ABI) {
+	var start, init bool
+	for _, s := range desc.Exports {
+		switch s.Name {
+		case "_start":
+			start = s.Kind == "func"
+		case "_initialize":
+			init = s.Kind == "func"
+		}
+	}
+	if !start || abi != runtime.ABINative {
+		return
+	}
+	hint := "build it as a WASI reactor (clang -mexec-model=reactor, guest-sdk/ABI.md section 9)"
+	if init {
+		hint = "a module should be a reactor (_initialize) or a command (_start), not both"
+	}
+	c.warn("exports _start: a WASI command, but the host never calls _start on a module of the native ABI (only work-queue stages run commands), so its main and whatever _start initializes never run; %s", hint)
+}
+
+func hasPrefix(names []string, prefix string) bool {
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // staticNative checks the exports' signatures against the native ABI.
@@ -214,37 +293,95 @@ func (c *checker) dynamic(ctx context.Context, wasm []byte, abi runtime.ABI, des
 	}
 	defer e.Close(context.Background())
 	cfg := c.config(desc, abi, "abi-check")
+	only := -1 // the one role exercised, for --function
+	if fn := c.opts.Function; fn != "" {
+		if abi == runtime.ABIExtism {
+			if err := desc.CheckExtismFunction(fn); err != nil {
+				c.fail("function %s: %v", fn, err)
+				return nil
+			}
+			cfg.ExtismFunctions = map[runtime.Role]string{runtime.RoleHandle: fn}
+			only = int(runtime.RoleHandle)
+		} else {
+			r, err := runtime.ParseRole(strings.TrimPrefix(fn, "wasmpod_"))
+			if err != nil {
+				c.fail("function %s: a native module's functions are its roles (handle, leaf, merge, http, stage or their wasmpod_ exports): %v", fn, err)
+				return nil
+			}
+			only = int(r)
+		}
+	}
+	if abi == runtime.ABIExtism && only < 0 && !servesARole(desc) {
+		fns := desc.ExtismFunctions()
+		if len(fns) == 0 {
+			c.fail("functions: the module exports no Extism function (() -> (i32) or () -> ())")
+			return nil
+		}
+		c.note("no function is named after a role (handle, leaf, merge, http, stage): each function is exercised as a pod's extism.function would call it")
+		for _, fn := range fns {
+			fcfg := cfg
+			fcfg.ExtismFunctions = map[runtime.Role]string{runtime.RoleHandle: fn}
+			c.module(ctx, e, wasm, fcfg, abi, int(runtime.RoleHandle), fn)
+		}
+		return nil
+	}
+	c.module(ctx, e, wasm, cfg, abi, only, c.opts.Function)
+	return nil
+}
+
+// servesARole reports whether the module exports an Extism function named after a role.
+func servesARole(desc runtime.Description) bool {
+	for _, fn := range desc.ExtismFunctions() {
+		if _, err := runtime.ParseRole(fn); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// module loads the module with cfg, starts it and exercises its roles (only that one when only
+// >= 0; fn names the Extism function behind it, for the report), then its lifecycle.
+func (c *checker) module(ctx context.Context, e *runtime.Engine, wasm []byte, cfg runtime.ModuleConfig, abi runtime.ABI, only int, fn string) {
 	m, err := e.Load(ctx, wasm, cfg)
 	if err != nil {
 		c.fail("load: %v", err)
-		return nil
+		return
 	}
 	defer m.Close(context.Background())
 	info := m.Info()
 	c.pass("load (roles: %s; lifecycle: %s)", list(info.Roles), list(info.Lifecycle))
 	if len(info.Roles) == 0 {
-		c.fail("roles: the module serves no role (native: wasmpod_handle, _leaf, _merge, _http or _stage; Extism: functions named handle, leaf, merge, http or stage)")
+		c.fail("roles: the module serves no role (native: wasmpod_handle, _leaf, _merge, _http or _stage; Extism: functions named handle, leaf, merge, http or stage, or --function NAME)")
 	}
 	if err := m.Start(ctx, runtime.StartOptions{}); err != nil {
 		c.fail("start: %v", err)
-		return nil
+		return
 	}
 	if info.Lifecycle != nil && contains(info.Lifecycle, "start") {
 		c.pass("lifecycle start")
 	}
-	for _, rn := range info.Roles {
-		r, err := runtime.ParseRole(rn)
-		if err != nil {
-			return fmt.Errorf("abicheck: %w", err)
+	if only >= 0 {
+		r := runtime.Role(only)
+		if !m.HasRole(r) {
+			c.fail("role %s: the module does not serve it", r)
+		} else {
+			c.exercise(ctx, m, r, fn)
 		}
-		c.exercise(ctx, m, r)
+	} else {
+		for _, rn := range info.Roles {
+			r, err := runtime.ParseRole(rn)
+			if err != nil {
+				c.fail("role %s: %v", rn, err)
+				continue
+			}
+			c.exercise(ctx, m, r, "")
+		}
 	}
 	if abi == runtime.ABINative {
 		c.lifecycle(ctx, e, m, wasm, cfg)
 	} else if err := m.Stop(ctx, runtime.StopOptions{}); err != nil {
 		c.fail("stop: %v", err)
 	}
-	return nil
 }
 
 type input struct {
@@ -290,7 +427,11 @@ func (c *checker) inputs(r runtime.Role) []input {
 	}
 }
 
-func (c *checker) exercise(ctx context.Context, m *runtime.Module, r runtime.Role) {
+func (c *checker) exercise(ctx context.Context, m *runtime.Module, r runtime.Role, fn string) {
+	name := r.String()
+	if fn != "" {
+		name = "function " + fn
+	}
 	for _, in := range c.inputs(r) {
 		var out []byte
 		var err error
@@ -299,7 +440,7 @@ func (c *checker) exercise(ctx context.Context, m *runtime.Module, r runtime.Rol
 		} else {
 			out, err = m.Call(ctx, r, in.data, nil)
 		}
-		label := fmt.Sprintf("%s: %s", r, in.what)
+		label := fmt.Sprintf("%s: %s", name, in.what)
 		switch {
 		case err == nil && r == runtime.RoleHTTP:
 			if ferr := checkHTTPResponse(out); ferr != nil {
@@ -316,6 +457,10 @@ func (c *checker) exercise(ctx context.Context, m *runtime.Module, r runtime.Rol
 		case errors.Is(err, runtime.ErrGuest):
 			// Well-framed input may still be content the application refuses: not a violation.
 			c.pass("%s -> refused by the guest although well framed (%v)", label, shorten(err))
+		case errors.Is(err, runtime.ErrNotAllowed):
+			// abi-check grants no network: a plugin that reaches out is refused, as in a pod
+			// without network.allow.
+			c.pass("%s -> asked for a capability abi-check does not grant (%v)", label, shorten(err))
 		default:
 			c.fail("%s: %s", label, violation(err))
 		}

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/wasmpod/wasmpod/host/internal/abicheck"
+	"github.com/wasmpod/wasmpod/host/internal/podspec"
 	"github.com/wasmpod/wasmpod/internal/wasmbuild"
+	"github.com/wasmpod/wasmpod/runtime"
 )
 
 const root = "../../../"
@@ -31,6 +33,7 @@ func TestEveryPlugin(t *testing.T) {
 		{"extism/go-pdk", func(tb testing.TB) string { return wasmbuild.Go(tb, root+"plugins/extism-go") }, "ABI: Extism"},
 		{"extism/bench-leaf", func(tb testing.TB) string { return wasmbuild.Go(tb, root+"bench/guests/extismleaf") }, "ABI: Extism"},
 		{"extism/as-pdk", func(tb testing.TB) string { return wasmbuild.ExtismAssemblyScript(tb, root+"plugins/extism-as") }, "ABI: Extism"},
+		{"extism/count-vowels", func(tb testing.TB) string { return wasmbuild.Go(tb, root+"plugins/extism-count-vowels") }, "function count_vowels: large input"},
 	}
 	for _, lang := range []struct {
 		prefix string
@@ -76,7 +79,7 @@ func TestBrokenModules(t *testing.T) {
 		want      string // in the report
 	}{
 		{name: "not wasm", raw: []byte("hello"), want: "decode:"},
-		{name: "neither ABI", wat: `(module (memory (export "memory") 1) (func (export "leaf") (result i32) (i32.const 0)))`, want: "ABI: neither"},
+		{name: "neither ABI", wat: `(module (memory (export "memory") 1) (func (export "leaf") (param i32) (result i32) (i32.const 0)))`, want: "ABI: neither"},
 		{name: "leaf traps on empty input", wat: `(module ` + head + `
   (func (export "wasmpod_leaf") (param i32) (result i64) unreachable))`, want: "leaf: empty input: trap"},
 		{name: "output outside memory", wat: `(module ` + head + `
@@ -130,4 +133,92 @@ func TestBrokenModules(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAgreesWithRun: abi-check and `wasmpod run` (the pod spec's check of the file, then the
+// runtime's load) give the same verdict on every module, for the ABI and function a pod states.
+func TestAgreesWithRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds plugins")
+	}
+	watFile := func(src string) func(testing.TB) string {
+		return func(tb testing.TB) string { return wasmbuild.WATString(tb, src) }
+	}
+	noImports := watFile(`(module (memory (export "memory") 1) (func (export "handle") (result i32) (i32.const 0)) (func (export "count_vowels") (result i32) (i32.const 0)))`)
+	extismGo := func(tb testing.TB) string { return wasmbuild.Go(tb, root+"plugins/extism-go") }
+	echo := func(tb testing.TB) string { return wasmbuild.Go(tb, root+"plugins/echo") }
+	command := watFile(`(module (memory (export "memory") 4)
+  (func (export "wasmpod_abi_version") (result i32) (i32.const 1))
+  (func (export "wasmpod_buffer") (param i32) (result i32) (i32.const 65536))
+  (func (export "wasmpod_handle") (param i32) (result i64) (i64.const 0))
+  (func (export "_start")))`)
+	for _, tc := range []struct {
+		name     string
+		build    func(testing.TB) string
+		abi, fn  string
+		role     podspec.Role
+		want     bool
+		contains string
+	}{
+		{"Extism without imports, abi extism", noImports, "extism", "", podspec.RoleMain, true, "ABI: Extism"},
+		{"Extism without imports, abi native", noImports, "native", "", podspec.RoleMain, false, "wasmpod_abi_version"},
+		{"Extism without imports, count_vowels", noImports, "extism", "count_vowels", podspec.RoleMain, true, "function count_vowels"},
+		{"go-pdk, odd name", extismGo, "extism", "run_test", podspec.RoleLeaf, true, "function run_test: empty input"},
+		{"go-pdk, missing function", extismGo, "extism", "nope", podspec.RoleMain, false, `no function "nope"`},
+		{"go-pdk, abi native", extismGo, "native", "", podspec.RoleMain, false, "Extism plugin"},
+		{"native, abi extism", echo, "extism", "", podspec.RoleMain, false, "not an Extism plugin"},
+		{"native", echo, "native", "", podspec.RoleMain, true, "0 violations"},
+		{"native command with _start", command, "native", "", podspec.RoleMain, true, "WARN  exports _start"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wasm, err := os.ReadFile(tc.build(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			ok, err := abicheck.RunWith(context.Background(), wasm, &out, abicheck.Options{ABI: tc.abi, Function: tc.fn, LargeInput: 70000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := podspec.Module{Name: "m", Role: tc.role, ABI: podspec.ABI(tc.abi)}
+			if tc.fn != "" {
+				m.Extism = &podspec.ExtismOptions{Function: tc.fn}
+			}
+			runErr := m.CheckWasm(wasm)
+			if runErr == nil {
+				runErr = loads(wasm, &m)
+			}
+			if ok != tc.want || (runErr == nil) != tc.want {
+				t.Fatalf("abi-check ok=%t, run err=%v; want both %t\n%s", ok, runErr, tc.want, out.String())
+			}
+			if !strings.Contains(out.String(), tc.contains) {
+				t.Fatalf("report lacks %q:\n%s", tc.contains, out.String())
+			}
+		})
+	}
+}
+
+// loads loads wasm as the supervisor does for module m and checks the role's export.
+func loads(wasm []byte, m *podspec.Module) error {
+	ctx := context.Background()
+	e, err := runtime.NewEngine(ctx, runtime.DefaultConfig())
+	if err != nil {
+		return err
+	}
+	defer e.Close(ctx)
+	cfg := runtime.DefaultModuleConfig(m.Name)
+	cfg.MaxMemoryPages = 1024
+	if m.ABI == podspec.ABIExtism {
+		cfg.ABI = runtime.ABIExtism
+		cfg.ExtismFunctions = m.ExtismFunctions()
+	}
+	mod, err := e.Load(ctx, wasm, cfg)
+	if err != nil {
+		return err
+	}
+	defer mod.Close(ctx)
+	if _, ok := m.CallRole(mod.HasRole); !ok {
+		return runtime.ErrNoExport
+	}
+	return nil
 }
