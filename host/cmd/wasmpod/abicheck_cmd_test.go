@@ -19,7 +19,7 @@ func TestABICheckCLI(t *testing.T) {
 		exit       int
 		want       string
 	}{
-		{"conforming plugin", guests["echo"], 0, "0 violations: OK"},
+		{"conforming plugin", guests["echo"], 0, "0 violations, 0 warnings: OK"},
 		{"no ABI at all", bad, 1, "speaks neither the wasmpod nor the Extism ABI"},
 		{"missing file", filepath.Join(t.TempDir(), "nope.wasm"), 2, "no such file"},
 	}

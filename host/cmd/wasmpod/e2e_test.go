@@ -59,6 +59,7 @@ func testMain(m *testing.M) int {
 		"neverready": "host/testdata/neverready",
 		"echo":       "plugins/echo",
 		"extism-go":  "plugins/extism-go",
+		"vowels":     "plugins/extism-count-vowels",
 		"hello":      "examples/hello/guest",
 	} {
 		d = filepath.Join(root, d)

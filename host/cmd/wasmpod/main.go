@@ -2,6 +2,8 @@
 //
 //	wasmpod run POD.yaml [--listen ADDR] [--admin ADDR] [--state-dir DIR]
 //	wasmpod validate POD.yaml
+//	wasmpod call PLUGIN.wasm FUNCTION [--input ...] [--config k=v]
+//	wasmpod abi-check PLUGIN.wasm [--function NAME]
 //	wasmpod get|describe|logs [-f]|stop|start|pause|resume|restart|scale|upgrade|rollback ...
 //	wasmpod members
 //	wasmpod election get|campaign|renew|resign|watch NAME
@@ -47,7 +49,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	var cf clientFlags
-	for _, v := range []func() *cobra.Command{newRunCmd, newValidateCmd, newABICheckCmd, newVersionCmd} {
+	for _, v := range []func() *cobra.Command{newRunCmd, newValidateCmd, newABICheckCmd, newVersionCmd, newCallCmd} {
 		root.AddCommand(v())
 	}
 	for _, v := range append(clientVerbs(&cf), clusterVerbs(&cf)...) {

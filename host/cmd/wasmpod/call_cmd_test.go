@@ -1,0 +1,57 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestCallCLI: `wasmpod call` on plugins of both ABIs, built from source.
+func TestCallCLI(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		stdin  string
+		exit   int
+		stdout string
+		stderr string
+	}{
+		{"count_vowels like Extism's example", []string{guests["vowels"], "count_vowels", "--input", "Hello, World!"}, "", 0, `{"count":3,"total":3,"vowels":"aeiouAEIOU"}`, ""},
+		{"vars persist across --loop", []string{guests["vowels"], "count_vowels", "--input", "aaa", "--loop", "2"}, "", 0,
+			`{"count":3,"total":3,"vowels":"aeiouAEIOU"}` + "\n" + `{"count":3,"total":6,"vowels":"aeiouAEIOU"}` + "\n", ""},
+		{"config", []string{guests["vowels"], "count_vowels", "--input", "xyz", "--config", "vowels=xyz"}, "", 0, `{"count":3,"total":3,"vowels":"xyz"}`, ""},
+		{"vars off", []string{guests["vowels"], "count_vowels", "--vars", "0"}, "", 1, "", "disabled"},
+		{"input from stdin", []string{guests["extism-go"], "count_vowels", "--input-file", "-"}, "aeiou", 0, "5", ""},
+		{"odd name", []string{guests["extism-go"], "run_test"}, "", 0, "passed", ""},
+		{"guest error", []string{guests["extism-go"], "handle", "--input", "fail:no good"}, "", 1, "", "no good"},
+		{"guest logs on stderr", []string{guests["extism-go"], "handle", "--input", "logall:x", "--log-level", "warn"}, "", 0, "", "warn guest: warn x"},
+		{"http refused by default", []string{guests["extism-go"], "handle", "--input", "fetch:http://127.0.0.1:1/"}, "", 1, "", "not allowed"},
+		{"missing function", []string{guests["extism-go"], "count_consonants"}, "", 2, "", `no function "count_consonants" (Extism functions: leaf, merge, handle, noop, count_vowels, run_test)`},
+		{"native handle", []string{guests["echo"], "handle", "--input", "ping"}, "", 0, "ping", ""},
+		{"native export name", []string{guests["echo"], "wasmpod_handle", "--input", "ping"}, "", 0, "ping", ""},
+		{"native merge parts", []string{guests["echo"], "merge", "--part", "a", "--part", "b"}, "", 0, "a\nb", ""},
+		{"native role it lacks", []string{guests["echo"], "leaf"}, "", 2, "", "does not export leaf"},
+		{"native unknown role", []string{guests["echo"], "count_vowels"}, "", 2, "", "unknown role"},
+		{"stated ABI that does not fit", []string{guests["echo"], "handle", "--abi", "extism"}, "", 2, "", "Extism"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(binary, append([]string{"call"}, tc.args...)...)
+			cmd.Stdin = strings.NewReader(tc.stdin)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.exit || (tc.stdout != "" || tc.exit == 0) && stdout.String() != tc.stdout || !strings.Contains(stderr.String(), tc.stderr) {
+				t.Fatalf("exit %d (want %d)\nstdout %q (want %q)\nstderr %q (want it to contain %q)", code, tc.exit, stdout.String(), tc.stdout, stderr.String(), tc.stderr)
+			}
+		})
+	}
+}
