@@ -146,7 +146,7 @@ func (e *Engine) loadExtism(ctx context.Context, wasm []byte, cfg ModuleConfig, 
 		return nil, bad("%v", err)
 	}
 	manifest := extism.Manifest{
-		Wasm:   []extism.Wasm{extism.WasmData{Data: code}},
+		Wasm: []extism.Wasm{extism.WasmData{Data: code}},
 		// MaxVarBytes 0 disables vars in extism go-sdk too (var_set panics), so the bound passes
 		// through unchanged.
 		Memory: &extism.ManifestMemory{MaxPages: cfg.MaxMemoryPages, MaxHttpResponseBytes: int64(e.cfg.MaxOutputBytes), MaxVarBytes: cfg.MaxVarBytes},
