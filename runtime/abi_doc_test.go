@@ -39,3 +39,27 @@ func TestABIDocWATExample(t *testing.T) {
 		t.Fatal("an input over the example's buffer was accepted")
 	}
 }
+
+// TestABIDocExtismTable: guest-sdk/ABI.md section 8 says what wasmpod does with every host
+// function extism go-sdk defines in extism:host/env and every manifest field; a function or
+// field missing from the table fails.
+func TestABIDocExtismTable(t *testing.T) {
+	doc := readFile(t, "../guest-sdk/ABI.md")
+	sec := regexp.MustCompile("(?s)## 8\\. Extism plugins\n(.*?)\n## 9\\.").FindSubmatch(doc)
+	if sec == nil {
+		t.Fatal("ABI.md has no section 8 followed by section 9")
+	}
+	// The host functions of extism go-sdk v1.7.1's env module (host.go, instantiateEnvModule).
+	hostFns := []string{"alloc", "free", "load_u8", "input_load_u8", "store_u64", "store_u8", "input_set", "output_set",
+		"input_length", "input_offset", "output_length", "output_offset", "length", "length_unsafe", "reset",
+		"error_set", "error_get", "memory_bytes", "input_load_u64", "load_u64", "config_get", "var_get", "var_set",
+		"http_request", "http_status_code", "http_headers", "get_log_level", "log_trace", "log_debug", "log_info", "log_warn", "log_error"}
+	// The fields of extism go-sdk's Manifest (JSON names).
+	fields := []string{"wasm[].path", "wasm[].hash", "wasm[].url", "wasm[].data", "wasm[].name", "memory.max_pages",
+		"memory.max_http_response_bytes", "memory.max_var_bytes", "config", "allowed_hosts", "allowed_paths", "timeout_ms"}
+	for _, name := range append(hostFns, fields...) {
+		if !regexp.MustCompile("(?m)^\\|[^\\n]*`" + regexp.QuoteMeta(name) + "`").Match(sec[1]) {
+			t.Errorf("ABI.md section 8 has no table row for %s", name)
+		}
+	}
+}
