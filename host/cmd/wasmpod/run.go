@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/wasmpod/wasmpod/host/internal/capability"
 	"github.com/wasmpod/wasmpod/host/internal/logbuf"
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
+	"github.com/wasmpod/wasmpod/host/internal/statelock"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
 	"github.com/wasmpod/wasmpod/runtime"
 )
@@ -37,6 +39,8 @@ type runOptions struct {
 	internal  string
 	transport string
 	cluster   clusterOptions
+	// waitStateDir: wait while another process holds the state dir (else fail at once).
+	waitStateDir bool
 }
 
 func defaultStateDir() string {
@@ -55,6 +59,7 @@ func addRunFlags(cmd *cobra.Command, o *runOptions) {
 	f.StringVar(&o.logLevel, "log-level", "info", "host log level: debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "text", "host log format: text or json")
 	f.StringVar(&o.internal, "internal", "", "internal scatter endpoint address, where other nodes call this node's shards (pods with spec.scatter only; default: 127.0.0.1:0 standalone, else the gossip bind host with its port + 2)")
+	f.BoolVar(&o.waitStateDir, "wait-for-state-dir", true, "when another wasmpod holds --state-dir, wait for it (saying so at once); false fails at once")
 	f.StringVar(&o.transport, "scatter-transport", transportFastHTTP, "client transport to other nodes' shards: fasthttp (pooled keep-alive) or nethttp (net/http, for comparison)")
 }
 
@@ -125,6 +130,11 @@ func run(specPath string, o runOptions) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	lock, err := lockStateDir(o.stateDir, o.waitStateDir, log)
+	if err != nil || lock == nil {
+		return err
+	}
+	defer lock.Release()
 
 	ctx := context.Background()
 	ccfg, err := clusterConfig(o.cluster, o.stateDir, log)
@@ -285,6 +295,52 @@ func run(specPath string, o runOptions) error {
 		log.Error("second signal: forcing exit", "signal", sig.String())
 		return exitError{2}
 	}
+}
+
+// lockStateDir takes the state dir's lock (statelock). While another process holds it, it
+// says so at once ("state dir X is in use by pid N; waiting") and waits, or with wait false
+// fails with that; SIGTERM or SIGINT while waiting ends the wait, and run with it (nil lock,
+// nil error).
+func lockStateDir(dir string, wait bool, log *slog.Logger) (*statelock.Lock, error) {
+	wsig := make(chan os.Signal, 1)
+	signal.Notify(wsig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(wsig)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	abs := dir
+	if a, err := filepath.Abs(dir); err == nil {
+		abs = a
+	}
+	var holder int
+	done := make(chan struct{})
+	defer close(done)
+	var sig atomic.Value
+	go func() {
+		select {
+		case s := <-wsig:
+			sig.Store(s)
+			cancel()
+		case <-done:
+		}
+	}()
+	lock, err := statelock.Acquire(ctx, dir, func(pid int) {
+		holder = pid
+		if !wait {
+			cancel()
+			return
+		}
+		log.Warn(fmt.Sprintf("state dir %s is in use by pid %d; waiting", abs, pid))
+	})
+	switch {
+	case err == nil:
+		return lock, nil
+	case sig.Load() != nil:
+		log.Info("signal received while waiting for the state dir: exiting", "signal", sig.Load().(os.Signal).String())
+		return nil, nil
+	case errors.Is(err, statelock.ErrInUse):
+		return nil, fmt.Errorf("state dir %s is in use by pid %d (--wait-for-state-dir=false)", abs, holder)
+	}
+	return nil, err
 }
 
 // listenScatter opens the internal endpoint's listener (--internal) and prepares the pod's
