@@ -4,6 +4,7 @@
 //	wasmpod validate POD.yaml
 //	wasmpod call PLUGIN.wasm FUNCTION [--input ...] [--config k=v]
 //	wasmpod abi-check PLUGIN.wasm [--function NAME]
+//	wasmpod init --lang go|c|rust|assemblyscript|extism-go|extism-as main DIR
 //	wasmpod get|describe|logs [-f]|stop|start|pause|resume|restart|scale|upgrade|rollback ...
 //	wasmpod members
 //	wasmpod election get|campaign|renew|resign|watch NAME
@@ -49,7 +50,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	var cf clientFlags
-	for _, v := range []func() *cobra.Command{newRunCmd, newValidateCmd, newABICheckCmd, newVersionCmd, newCallCmd} {
+	for _, v := range []func() *cobra.Command{newRunCmd, newValidateCmd, newABICheckCmd, newVersionCmd, newCallCmd, newInitCmd} {
 		root.AddCommand(v())
 	}
 	for _, v := range append(clientVerbs(&cf), clusterVerbs(&cf)...) {

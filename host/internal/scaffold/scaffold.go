@@ -1,0 +1,167 @@
+// Package scaffold writes a new plugin for `wasmpod init`: its source in one of six languages,
+// the build command, a pod spec that serves it through ingress, a test and a README whose
+// commands a stranger runs as written, outside this repository. The SDK a native plugin needs
+// is written into the plugin (the wasmpod SDKs are not published to a registry): Go's as a
+// module the plugin's go.mod replaces, C's two files beside the source, Rust's as a path crate,
+// AssemblyScript's as a file: package. Extism plugins take their PDK from the registries (go-pdk
+// from the Go module proxy, @extism/as-pdk from npm).
+package scaffold
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"text/template"
+)
+
+//go:embed sdk.txt
+var sdkArchive []byte
+
+// Languages are the values of --lang, in the order the help lists them.
+var Languages = []string{"go", "c", "rust", "assemblyscript", "extism-go", "extism-as"}
+
+// Roles are the roles init scaffolds.
+var Roles = []string{"main"}
+
+// Options say what to scaffold.
+type Options struct {
+	Lang string // one of Languages
+	Role string // one of Roles
+	Dir  string // the new plugin's directory: missing or empty
+}
+
+// ErrNotEmpty: the target directory already holds files.
+var ErrNotEmpty = errors.New("directory is not empty")
+
+// data is what the templates see.
+type data struct {
+	Name  string // the plugin's name: a DNS label made of the directory's name
+	Crate string // Name as a Rust crate name
+	Lang  string
+	Role  string
+}
+
+var nameRE = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// Write scaffolds the plugin into o.Dir and returns the files written, relative to it.
+func Write(o Options) ([]string, error) {
+	files, ok := templates[o.Lang]
+	if !ok {
+		return nil, fmt.Errorf("unknown language %q (use %s)", o.Lang, strings.Join(Languages, ", "))
+	}
+	if !contains(Roles, o.Role) {
+		return nil, fmt.Errorf("init scaffolds role main, a module served through ingress (got %q); for the other roles see guest-sdk/ABI.md section 2", o.Role)
+	}
+	abs, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if entries, err := os.ReadDir(abs); err == nil && len(entries) > 0 {
+		return nil, fmt.Errorf("%s: %w", abs, ErrNotEmpty)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	name := strings.Trim(nameRE.ReplaceAllString(strings.ToLower(filepath.Base(abs)), "-"), "-")
+	if name == "" || name[0] < 'a' {
+		name = "plugin-" + name
+	}
+	if len(name) > 63 {
+		name = strings.TrimRight(name[:63], "-")
+	}
+	d := data{Name: name, Crate: strings.ReplaceAll(name, "-", "_"), Lang: o.Lang, Role: o.Role}
+	out := map[string][]byte{}
+	for path, text := range files {
+		t, err := template.New(path).Parse(text)
+		if err != nil {
+			return nil, fmt.Errorf("scaffold: template %s/%s: %w", o.Lang, path, err)
+		}
+		var b bytes.Buffer
+		if err := t.Execute(&b, d); err != nil {
+			return nil, fmt.Errorf("scaffold: template %s/%s: %w", o.Lang, path, err)
+		}
+		out[path] = b.Bytes()
+	}
+	sdk, err := parseArchive(sdkArchive)
+	if err != nil {
+		return nil, err
+	}
+	for from, to := range sdkFiles[o.Lang] {
+		for src, content := range sdk {
+			if rel, ok := strings.CutPrefix(src, from); ok {
+				out[to+rel] = content
+			}
+		}
+	}
+	names := make([]string, 0, len(out))
+	for path, content := range out {
+		full := filepath.Join(abs, filepath.FromSlash(path))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return nil, err
+		}
+		mode := fs.FileMode(0o644)
+		if strings.HasSuffix(path, ".sh") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(full, content, mode); err != nil {
+			return nil, err
+		}
+		names = append(names, path)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// sdkFiles maps, per language, a prefix of the archive's paths to where those files go in the
+// plugin.
+var sdkFiles = map[string]map[string]string{
+	"go":             {"guest-sdk/go/": "wasmpod-sdk/go/"},
+	"c":              {"guest-sdk/c/": ""},
+	"rust":           {"guest-sdk/rust/wasmpod/": "wasmpod-sdk/rust/"},
+	"assemblyscript": {"guest-sdk/assemblyscript/": "wasmpod-sdk/assemblyscript/"},
+	"extism-go":      {"plugins/extism-go/go.sum": "go.sum"},
+}
+
+// ReadSDK reads the archive's files from a checkout of the repository at root.
+func ReadSDK(root string) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	for _, pattern := range sdkSources {
+		matches, err := filepath.Glob(filepath.Join(root, filepath.FromSlash(pattern)))
+		if err != nil {
+			return nil, err
+		}
+		if len(matches) == 0 {
+			return nil, fmt.Errorf("no file matches %s", pattern)
+		}
+		for _, m := range matches {
+			if strings.HasSuffix(m, "_test.go") {
+				continue
+			}
+			b, err := os.ReadFile(m)
+			if err != nil {
+				return nil, err
+			}
+			rel, err := filepath.Rel(root, m)
+			if err != nil {
+				return nil, err
+			}
+			files[filepath.ToSlash(rel)] = b
+		}
+	}
+	return files, nil
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
