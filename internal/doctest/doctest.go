@@ -75,7 +75,7 @@ func Parse(file string, md []byte) ([]Block, error) {
 			return
 		}
 		word, rest, _ := strings.Cut(marker, " ")
-		word = strings.TrimSuffix(word, ":")
+		word = strings.TrimRight(word, ":,")
 		switch word {
 		case "run", "serve":
 			b.Mode = word
@@ -310,7 +310,7 @@ type server struct {
 // startServer starts a host command in its own process group and waits until it logs "pod
 // running".
 func (env Env) startServer(dir, text string) (*server, error) {
-	cmd := exec.Command("bash", "-c", "exec "+text)
+	cmd := exec.Command("bash", "-c", text)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env.Vars...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
