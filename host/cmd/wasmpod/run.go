@@ -20,6 +20,7 @@ import (
 	"github.com/wasmpod/wasmpod/cluster/guestapi"
 	"github.com/wasmpod/wasmpod/host/internal/admin"
 	"github.com/wasmpod/wasmpod/host/internal/capability"
+	"github.com/wasmpod/wasmpod/host/internal/hotload"
 	"github.com/wasmpod/wasmpod/host/internal/logbuf"
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
 	"github.com/wasmpod/wasmpod/host/internal/statelock"
@@ -130,6 +131,9 @@ func run(specPath string, o runOptions) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	hup := make(chan os.Signal, 1) // SIGHUP reloads the pod file once it runs; never ends the host
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	lock, err := lockStateDir(o.stateDir, o.waitStateDir, log)
 	if err != nil || lock == nil {
 		return err
@@ -169,7 +173,8 @@ func run(specPath string, o runOptions) error {
 			return m, err
 		},
 		Allowlist: func(name string) []string {
-			if m := pod.Module(name); m != nil && m.Network != nil {
+			// The current spec: a pod reload may have changed it.
+			if m := sup.ModuleSpec(name); m != nil && m.Network != nil {
 				return m.Network.Allow
 			}
 			return nil
@@ -264,11 +269,34 @@ func run(specPath string, o runOptions) error {
 		meta.Kick()
 		srv.Serve(nil, ingressLn)
 		log.Info("pod running", "pod", pod.Metadata.Name, "ingress", ingressLn.Addr().String())
-		select {
-		case sig = <-sigs:
-		case <-pl.Failed():
-			failure = pl.Err()
-			log.Error("pipeline setup failed: stopping", "err", failure)
+		// The pod file (on change and on SIGHUP) and the modules marked watch: true are kept
+		// in step with the running pod (hotload).
+		hcfg := hotload.DefaultConfig()
+		hcfg.PodFile, hcfg.Pod, hcfg.Supervisor, hcfg.Logger = specPath, pod, sup, log
+		hl, err := hotload.New(hcfg)
+		if err != nil {
+			log.Warn("pod file and plugin watch unavailable: changes need a restart", "err", err)
+		} else {
+			defer hl.Close()
+		}
+	wait:
+		for {
+			select {
+			case <-hup:
+				if hl != nil {
+					log.Info("SIGHUP: reloading the pod file", "file", specPath)
+					hl.Reload()
+				}
+			case sig = <-sigs:
+				break wait
+			case <-pl.Failed():
+				failure = pl.Err()
+				log.Error("pipeline setup failed: stopping", "err", failure)
+				break wait
+			}
+		}
+		if hl != nil {
+			hl.Close() // no reload or upgrade races the shutdown
 		}
 	} else {
 		ingressLn.Close()

@@ -20,10 +20,10 @@ func (s *Supervisor) Metrics() []ModuleMetrics {
 	out := make([]ModuleMetrics, 0, len(s.units))
 	for _, u := range s.units {
 		st := u.status()
-		mm := ModuleMetrics{Name: u.spec.Name, State: st.State, Ready: st.Ready, Restarts: st.Restarts}
+		mm := ModuleMetrics{Name: u.sp().Name, State: st.State, Ready: st.Ready, Restarts: st.Restarts}
 		var live runtime.Stats
 		if g := u.active.Load(); g != nil {
-			live = g.stats(int(u.spec.Resources.Concurrency))
+			live = g.stats(int(u.sp().Resources.Concurrency))
 			if g.mod != nil {
 				mm.Guest = g.mod.GuestMetrics()
 			}
@@ -34,7 +34,7 @@ func (s *Supervisor) Metrics() []ModuleMetrics {
 		u.mu.Unlock()
 		t.add(live)
 		mm.Stats = live
-		mm.Stats.Module = u.spec.Name
+		mm.Stats.Module = u.sp().Name
 		mm.Stats.Calls, mm.Stats.Errors, mm.Stats.Traps = t.calls, t.errors, t.traps
 		mm.Stats.Timeouts, mm.Stats.Overloads, mm.Stats.GuestErrors = t.timeouts, t.overloads, t.guestErrors
 		mm.Stats.Latency = runtime.Histogram{Bounds: runtime.LatencyBounds, Counts: t.latCounts, Sum: t.latSum, Count: t.latCount}

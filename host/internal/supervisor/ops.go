@@ -139,7 +139,7 @@ func (s *Supervisor) Scale(name string, n int) error {
 	if err != nil {
 		return err
 	}
-	lo, hi := ScaleBounds(u.spec)
+	lo, hi := ScaleBounds(u.sp())
 	if n < lo || n > hi {
 		return fmt.Errorf("%w: module %q: replicas %d outside the spec's bounds [%d, %d]", ErrInvalid, name, n, lo, hi)
 	}
@@ -209,11 +209,11 @@ func (u *unit) upgrade(ctx context.Context, wasm []byte, what string) error {
 	}
 	sha := digest(wasm)
 	fail := func(err error) error {
-		err = fmt.Errorf("module %q: %s to %.12s: %w: %w", u.spec.Name, what, sha, ErrUpgradeFailed, err)
+		err = fmt.Errorf("module %q: %s to %.12s: %w: %w", u.sp().Name, what, sha, ErrUpgradeFailed, err)
 		u.mu.Lock()
 		u.lastError = err.Error()
 		u.mu.Unlock()
-		u.s.log.Warn("upgrade failed, old version keeps serving", "module", u.spec.Name, "err", err)
+		u.s.log.Warn("upgrade failed, old version keeps serving", "module", u.sp().Name, "err", err)
 		return err
 	}
 	old := u.gen
@@ -233,7 +233,7 @@ func (u *unit) upgrade(ctx context.Context, wasm []byte, what string) error {
 		}
 		return nil
 	}
-	snap, err := u.s.store.Load(u.spec.Name)
+	snap, err := u.s.store.Load(u.sp().Name)
 	if err != nil {
 		return fail(err)
 	}
@@ -263,9 +263,9 @@ func (u *unit) upgrade(ctx context.Context, wasm []byte, what string) error {
 	if !carry {
 		u.switchVersion(wasm, sha)
 		if err := u.stopVersion(ctx, old, what+": old version drained", true); err != nil {
-			u.s.log.Warn("old version did not stop cleanly", "module", u.spec.Name, "err", err)
+			u.s.log.Warn("old version did not stop cleanly", "module", u.sp().Name, "err", err)
 		}
-		u.s.log.Info("module upgraded", "module", u.spec.Name, "what", what, "sha256", sha, "version", u.version)
+		u.s.log.Info("module upgraded", "module", u.sp().Name, "what", what, "sha256", sha, "version", u.version)
 		return nil
 	}
 	return u.handover(ctx, old, g, wasm, sha, what, fail)
@@ -281,7 +281,7 @@ func (u *unit) handover(ctx context.Context, old, g *generation, wasm []byte, sh
 	defer cancel()
 	state, taken, err := u.stopVersionState(hctx, old, what+": old version drained for the handover", true, true)
 	if err != nil {
-		u.s.log.Warn("old version did not stop cleanly", "module", u.spec.Name, "err", err)
+		u.s.log.Warn("old version did not stop cleanly", "module", u.sp().Name, "err", err)
 	}
 	if taken && len(state) == 0 {
 		// An empty snapshot hands nothing over: it is what a version without a snapshot hook
@@ -289,18 +289,18 @@ func (u *unit) handover(ctx context.Context, old, g *generation, wasm []byte, sh
 		// cannot be told from "no state". The new version keeps the state it started with (the
 		// stored snapshot, which stays on disk).
 		u.switchVersion(wasm, sha)
-		u.s.log.Info("module upgraded", "module", u.spec.Name, "what", what, "sha256", sha, "version", u.version, "stateBytes", 0)
+		u.s.log.Info("module upgraded", "module", u.sp().Name, "what", what, "sha256", sha, "version", u.version, "stateBytes", 0)
 		return nil
 	}
 	if !taken {
 		// Nothing to carry: the new version serves the state it started with (the last stored
 		// snapshot). Said loudly, since writes made since that snapshot are not in it.
 		u.switchVersion(wasm, sha)
-		msg := fmt.Sprintf("module %q: %s: the old version's snapshot could not be taken; the new version serves the last stored snapshot: %v", u.spec.Name, what, err)
+		msg := fmt.Sprintf("module %q: %s: the old version's snapshot could not be taken; the new version serves the last stored snapshot: %v", u.sp().Name, what, err)
 		u.mu.Lock()
 		u.lastError = msg
 		u.mu.Unlock()
-		u.s.log.Error("upgrade handover without state", "module", u.spec.Name, "err", err)
+		u.s.log.Error("upgrade handover without state", "module", u.sp().Name, "err", err)
 		return nil
 	}
 	if rerr := g.mod.Restore(hctx, state); rerr != nil {
@@ -308,7 +308,7 @@ func (u *unit) handover(ctx context.Context, old, g *generation, wasm []byte, sh
 		u.gen = nil
 		u.active.CompareAndSwap(g, nil)
 		u.stopVersion(hctx, g, what+": new version refused the state", false)
-		back, err := u.startVersion(hctx, u.wasm, u.sha, &snapshot.Snapshot{Module: u.spec.Name, WasmSHA256: old.sha, State: state})
+		back, err := u.startVersion(hctx, u.wasm, u.sha, &snapshot.Snapshot{Module: u.sp().Name, WasmSHA256: old.sha, State: state})
 		if err != nil {
 			u.failedLocked(err)
 		} else {
@@ -317,7 +317,7 @@ func (u *unit) handover(ctx context.Context, old, g *generation, wasm []byte, sh
 		return fail(fmt.Errorf("new version refused the old version's state, rolled back: %w", rerr))
 	}
 	u.switchVersion(wasm, sha)
-	u.s.log.Info("module upgraded", "module", u.spec.Name, "what", what, "sha256", sha, "version", u.version, "stateBytes", len(state))
+	u.s.log.Info("module upgraded", "module", u.sp().Name, "what", what, "sha256", sha, "version", u.version, "stateBytes", len(state))
 	return nil
 }
 
@@ -340,7 +340,7 @@ func (u *unit) waitReady(ctx context.Context, g *generation) error {
 	if g.cmd != nil {
 		return nil // compiled is ready
 	}
-	p := u.spec.ReadinessProbe
+	p := u.sp().ReadinessProbe
 	poll, window, need := u.s.cfg.ProbePoll, u.s.cfg.UpgradeReadyTimeout, 1
 	probe := podspec.DefaultProbe()
 	if p != nil {
@@ -427,7 +427,7 @@ func (s *Supervisor) Statuses() []ModuleStatus {
 }
 
 func (u *unit) status() ModuleStatus {
-	st := ModuleStatus{Name: u.spec.Name, Role: u.spec.Role, Priority: u.spec.Priority, Config: u.spec.Config, Spec: u.spec}
+	st := ModuleStatus{Name: u.sp().Name, Role: u.sp().Role, Priority: u.sp().Priority, Config: u.sp().Config, Spec: u.sp()}
 	g := u.active.Load()
 	u.mu.Lock()
 	st.Restarts, st.Failures, st.Reason = u.restarts, u.failures, u.reason
@@ -450,7 +450,7 @@ func (u *unit) status() ModuleStatus {
 		st.StartedAt = &t
 		// A command has no instances between runs: each run in flight is one, and the module's
 		// concurrency is the most it has.
-		ms := g.stats(int(u.spec.Resources.Concurrency))
+		ms := g.stats(int(u.sp().Resources.Concurrency))
 		st.Instances, st.Target = ms.Instances, ms.Target
 		st.Runs = g.runs.count()
 		if g.cmd != nil {
@@ -467,4 +467,51 @@ func (u *unit) status() ModuleStatus {
 		st.State = runtime.StateFailed
 	}
 	return st
+}
+
+// Reconfigure runs a module under a new spec (a pod file reload): a version of wasm loaded
+// under m is loaded, warmed, probed and switched in like an upgrade, with the old version's
+// state handed over; if it fails, the old version and spec keep serving. The name, role and
+// priority cannot change while the pod runs (ErrInvalid), nor a stage module's concurrency.
+func (s *Supervisor) Reconfigure(ctx context.Context, m *podspec.Module, wasm []byte) error {
+	u, err := s.unit(m.Name)
+	if err != nil {
+		return err
+	}
+	u.opMu.Lock()
+	defer u.opMu.Unlock()
+	old := u.sp()
+	if why := RestartOnlyChange(old, m); why != "" {
+		return fmt.Errorf("module %q: %s changed, which needs a restart of the pod: %w", m.Name, why, ErrInvalid)
+	}
+	u.spec.Store(m)
+	if err := u.upgrade(ctx, wasm, "reload"); err != nil {
+		u.spec.Store(old)
+		return err
+	}
+	return nil
+}
+
+// RestartOnlyChange names the field of a module's spec that changed from old to m and cannot be
+// applied while the pod runs, or returns "".
+func RestartOnlyChange(old, m *podspec.Module) string {
+	switch {
+	case old.Name != m.Name:
+		return "name"
+	case old.Role != m.Role:
+		return "role"
+	case old.Priority != m.Priority:
+		return "priority"
+	case old.Role == podspec.RoleStage && old.Resources.Concurrency != m.Resources.Concurrency:
+		return "resources.concurrency (of a stage module)"
+	}
+	return ""
+}
+
+// ModuleSpec returns the named module's current spec (it changes with Reconfigure), or nil.
+func (s *Supervisor) ModuleSpec(name string) *podspec.Module {
+	if u := s.byName[name]; u != nil {
+		return u.sp()
+	}
+	return nil
 }

@@ -33,8 +33,8 @@ func (s *Supervisor) Handle(name string, role podspec.Role) (*Handle, error) {
 	if err != nil {
 		return nil, err
 	}
-	if u.spec.Role != role {
-		return nil, fmt.Errorf("module %q has role %s, not %s: %w", name, u.spec.Role, role, ErrInvalid)
+	if u.sp().Role != role {
+		return nil, fmt.Errorf("module %q has role %s, not %s: %w", name, u.sp().Role, role, ErrInvalid)
 	}
 	if role != podspec.RoleLeaf && role != podspec.RoleMerge {
 		return nil, fmt.Errorf("module %q: a handle is for leaf or merge modules, not %s: %w", name, role, ErrInvalid)
@@ -43,7 +43,7 @@ func (s *Supervisor) Handle(name string, role podspec.Role) (*Handle, error) {
 }
 
 // Name is the module's name.
-func (h *Handle) Name() string { return h.u.spec.Name }
+func (h *Handle) Name() string { return h.u.sp().Name }
 
 // Ready reports whether the module has a running version ready for traffic.
 func (h *Handle) Ready() bool {
@@ -79,13 +79,13 @@ func (h *Handle) Merge(ctx context.Context, parts []runtime.Part, dst []byte) ([
 func (h *Handle) enter(ctx context.Context) (_ context.Context, g *generation, done func(), err error) {
 	g = h.u.active.Load()
 	if g == nil || !g.ready.Load() {
-		return ctx, nil, nil, fmt.Errorf("module %q: %w", h.u.spec.Name, ErrNotReady)
+		return ctx, nil, nil, fmt.Errorf("module %q: %w", h.u.sp().Name, ErrNotReady)
 	}
 	s := h.s
 	if h.u.low {
 		lctx, err := s.sched.AcquireLow(ctx)
 		if err != nil {
-			return ctx, nil, nil, fmt.Errorf("module %q: no spare CPU for a low-priority call: %w: %w", h.u.spec.Name, runtime.ErrOverloaded, err)
+			return ctx, nil, nil, fmt.Errorf("module %q: no spare CPU for a low-priority call: %w: %w", h.u.sp().Name, runtime.ErrOverloaded, err)
 		}
 		ctx, done = lctx, s.sched.ReleaseLow
 	} else {

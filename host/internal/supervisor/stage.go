@@ -35,7 +35,7 @@ const (
 // role stage and the native ABI, and the bytes export _start but not wasmpod_stage. Bytes that do
 // not decode are not a command; loading them as a module reports what is wrong.
 func (u *unit) isCommandStage(wasm []byte) bool {
-	if u.spec.Role != podspec.RoleStage || u.spec.ABI == podspec.ABIExtism {
+	if u.sp().Role != podspec.RoleStage || u.sp().ABI == podspec.ABIExtism {
 		return false
 	}
 	d, err := runtime.Describe(wasm)
@@ -80,7 +80,7 @@ func commandMisfits(m *podspec.Module) []string {
 
 // loadCommand compiles wasm as this stage module's WASI command.
 func (u *unit) loadCommand(ctx context.Context, wasm []byte) (*runtime.Command, error) {
-	m := u.spec
+	m := u.sp()
 	if bad := commandMisfits(m); len(bad) > 0 {
 		return nil, fmt.Errorf("module %q: load: %w: the wasm file is a WASI command (it exports %s, not %s), which sees only its files in /in and /out; a command stage cannot have %s (remove them from the spec, or build the module with the wasmpod SDK's stage package)",
 			m.Name, ErrInvalid, exportStart, exportStage, strings.Join(bad, ", "))
@@ -286,12 +286,12 @@ func (s *Supervisor) AcquireStage(parent context.Context, name string) (context.
 	if err != nil {
 		return parent, nil, err
 	}
-	if u.spec.Role != podspec.RoleStage {
-		return parent, nil, fmt.Errorf("module %q has role %s, not stage: %w", name, u.spec.Role, ErrInvalid)
+	if u.sp().Role != podspec.RoleStage {
+		return parent, nil, fmt.Errorf("module %q has role %s, not stage: %w", name, u.sp().Role, ErrInvalid)
 	}
 	var cancel context.CancelFunc
 	if _, ok := ctx.Deadline(); !ok {
-		ctx, cancel = context.WithTimeout(ctx, u.spec.Resources.Timeout.Std())
+		ctx, cancel = context.WithTimeout(ctx, u.sp().Resources.Timeout.Std())
 	} else {
 		ctx, cancel = context.WithCancel(ctx)
 	}
@@ -358,8 +358,8 @@ func (r *StageRun) end() {
 func (s *Supervisor) StageModules() []string {
 	var out []string
 	for _, u := range s.units {
-		if u.spec.Role == podspec.RoleStage {
-			out = append(out, u.spec.Name)
+		if u.sp().Role == podspec.RoleStage {
+			out = append(out, u.sp().Name)
 		}
 	}
 	return out

@@ -225,7 +225,7 @@ func (s *Supervisor) Logs() *logbuf.Hub { return s.logs }
 func (s *Supervisor) Modules() []string {
 	out := make([]string, len(s.units))
 	for i, u := range s.units {
-		out[i] = u.spec.Name
+		out[i] = u.sp().Name
 	}
 	return out
 }
@@ -266,9 +266,9 @@ func (s *Supervisor) Ready() (bool, []string) {
 		g := u.active.Load()
 		switch {
 		case g == nil:
-			why = append(why, u.spec.Name+": not running")
+			why = append(why, u.sp().Name+": not running")
 		case !g.ready.Load():
-			why = append(why, u.spec.Name+": not ready")
+			why = append(why, u.sp().Name+": not ready")
 		}
 	}
 	return len(why) == 0, why

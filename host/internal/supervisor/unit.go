@@ -20,8 +20,10 @@ import (
 
 // unit supervises one module of the pod across its versions and restarts.
 type unit struct {
-	s    *Supervisor
-	spec *podspec.Module
+	s *Supervisor
+	// spec is the module's spec; a pod reload swaps it (Reconfigure) under opMu, so read it
+	// with sp() anywhere.
+	spec atomic.Pointer[podspec.Module]
 	low  bool
 
 	// opMu serializes lifecycle operations (launch, halt, upgrade, operator commands).
@@ -107,13 +109,17 @@ func (g *generation) close(ctx context.Context) error {
 }
 
 func newUnit(s *Supervisor, m *podspec.Module, wasm []byte) *unit {
-	u := &unit{s: s, spec: m, low: m.Priority < 0, wasm: wasm, sha: digest(wasm), version: 1}
+	u := &unit{s: s, low: m.Priority < 0, wasm: wasm, sha: digest(wasm), version: 1}
+	u.spec.Store(m)
 	if m.Role == podspec.RoleStage {
 		u.runSlots = make(chan struct{}, max(m.Resources.Concurrency, 1))
 	}
 	u.ver.Store(&versionInfo{version: 1, sha: u.sha})
 	return u
 }
+
+// sp returns the module's current spec.
+func (u *unit) sp() *podspec.Module { return u.spec.Load() }
 
 func digest(b []byte) string {
 	sum := sha256.Sum256(b)
@@ -123,27 +129,27 @@ func digest(b []byte) string {
 // callRole returns the export calls go to (podspec's Module.CallRole), or an error naming
 // what the role needs when the module serves nothing it calls.
 func (u *unit) callRole(m *runtime.Module) (runtime.Role, error) {
-	r, ok := u.spec.CallRole(m.HasRole)
+	r, ok := u.sp().CallRole(m.HasRole)
 	if ok {
 		return r, nil
 	}
-	if u.spec.ABI == podspec.ABIExtism {
-		if fn := u.spec.ExtismFunction(); fn != "" {
-			return 0, fmt.Errorf("module %q (Extism): role %s calls function %q, which the module does not export: %w", u.spec.Name, u.spec.Role, fn, runtime.ErrNoExport)
+	if u.sp().ABI == podspec.ABIExtism {
+		if fn := u.sp().ExtismFunction(); fn != "" {
+			return 0, fmt.Errorf("module %q (Extism): role %s calls function %q, which the module does not export: %w", u.sp().Name, u.sp().Role, fn, runtime.ErrNoExport)
 		}
-		return 0, fmt.Errorf("module %q (Extism): role %s calls a function named %s; name another with extism.function: %w", u.spec.Name, u.spec.Role, r, runtime.ErrNoExport)
+		return 0, fmt.Errorf("module %q (Extism): role %s calls a function named %s; name another with extism.function: %w", u.sp().Name, u.sp().Role, r, runtime.ErrNoExport)
 	}
-	switch u.spec.Role {
+	switch u.sp().Role {
 	case podspec.RoleMain:
-		return 0, fmt.Errorf("module %q: role main needs export wasmpod_http or wasmpod_handle: %w", u.spec.Name, runtime.ErrNoExport)
+		return 0, fmt.Errorf("module %q: role main needs export wasmpod_http or wasmpod_handle: %w", u.sp().Name, runtime.ErrNoExport)
 	case podspec.RoleStage:
-		return 0, fmt.Errorf("module %q: role stage needs export wasmpod_stage (or be a WASI command exporting %s): %w", u.spec.Name, exportStart, runtime.ErrNoExport)
+		return 0, fmt.Errorf("module %q: role stage needs export wasmpod_stage (or be a WASI command exporting %s): %w", u.sp().Name, exportStart, runtime.ErrNoExport)
 	}
-	return 0, fmt.Errorf("module %q: role %s needs export wasmpod_%s: %w", u.spec.Name, u.spec.Role, r, runtime.ErrNoExport)
+	return 0, fmt.Errorf("module %q: role %s needs export wasmpod_%s: %w", u.sp().Name, u.sp().Role, r, runtime.ErrNoExport)
 }
 
 func (u *unit) moduleConfig() (runtime.ModuleConfig, error) {
-	m := u.spec
+	m := u.sp()
 	c := runtime.DefaultModuleConfig(m.Name)
 	c.MaxMemoryPages = m.Resources.MemoryPages()
 	c.CallTimeout = m.Resources.Timeout.Std()
@@ -223,7 +229,7 @@ func (u *unit) load(ctx context.Context, wasm []byte, sha string) (*generation, 
 	}
 	m, err := u.s.engine.Load(ctx, wasm, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("module %q: load: %w", u.spec.Name, err)
+		return nil, fmt.Errorf("module %q: load: %w", u.sp().Name, err)
 	}
 	role, err := u.callRole(m)
 	if err != nil {
@@ -252,9 +258,9 @@ func (u *unit) launch(ctx context.Context) error {
 	if u.gen != nil {
 		return nil
 	}
-	snap, err := u.s.store.Load(u.spec.Name)
+	snap, err := u.s.store.Load(u.sp().Name)
 	if err != nil {
-		return fmt.Errorf("module %q: %w", u.spec.Name, err)
+		return fmt.Errorf("module %q: %w", u.sp().Name, err)
 	}
 	g, err := u.startVersion(ctx, u.wasm, u.sha, snap)
 	if err != nil {
@@ -282,12 +288,12 @@ func (u *unit) startVersion(ctx context.Context, wasm []byte, sha string, snap *
 			opts.State = snap.State
 		} else {
 			// The snapshot stays on disk for a version that can read it (a rollback).
-			u.s.log.Warn("module does not export wasmpod_restore: starting without its snapshot", "module", u.spec.Name, "sha256", sha)
+			u.s.log.Warn("module does not export wasmpod_restore: starting without its snapshot", "module", u.sp().Name, "sha256", sha)
 		}
 	}
 	if err := m.Start(ctx, opts); err != nil {
 		g.close(ctx)
-		return nil, fmt.Errorf("module %q: start: %w", u.spec.Name, err)
+		return nil, fmt.Errorf("module %q: start: %w", u.sp().Name, err)
 	}
 	g.started = time.Now()
 	return g, nil
@@ -297,7 +303,7 @@ func (u *unit) startVersion(ctx context.Context, wasm []byte, sha string, snap *
 // neither, is ready at once).
 func (u *unit) activate(g *generation) {
 	u.gen = g
-	if g.cmd != nil || u.spec.ReadinessProbe == nil && u.spec.StartupProbe == nil {
+	if g.cmd != nil || u.sp().ReadinessProbe == nil && u.sp().StartupProbe == nil {
 		g.ready.Store(true)
 	}
 	ctx, cancel := context.WithCancel(u.s.ctx)
@@ -349,17 +355,17 @@ func (u *unit) stopVersionState(ctx context.Context, g *generation, why string, 
 	g.stopping.Store(true)
 	var drainErr error
 	if left := g.runs.drain(grace); left > 0 {
-		drainErr = fmt.Errorf("module %q: %d stage run(s) still running a second after being cut at the end of the grace period", u.spec.Name, left)
+		drainErr = fmt.Errorf("module %q: %d stage run(s) still running a second after being cut at the end of the grace period", u.sp().Name, left)
 	}
 	if g.cmd != nil {
 		u.mu.Lock()
-		u.totals.add(g.stats(int(u.spec.Resources.Concurrency)))
+		u.totals.add(g.stats(int(u.sp().Resources.Concurrency)))
 		u.mu.Unlock()
 		cerr := g.close(ctx)
 		g.stopped.Store(true)
-		u.s.log.Info("module stopped", "module", u.spec.Name, "why", why, "sha256", g.sha)
+		u.s.log.Info("module stopped", "module", u.sp().Name, "why", why, "sha256", g.sha)
 		if drainErr != nil || cerr != nil {
-			return nil, false, fmt.Errorf("module %q: stop: %w", u.spec.Name, errors.Join(drainErr, cerr))
+			return nil, false, fmt.Errorf("module %q: stop: %w", u.sp().Name, errors.Join(drainErr, cerr))
 		}
 		return nil, false, nil
 	}
@@ -368,7 +374,7 @@ func (u *unit) stopVersionState(ctx context.Context, g *generation, why string, 
 	if save {
 		opts.Snapshot = func(st []byte) error {
 			if len(st) > 0 || !skipEmpty {
-				saveErr = u.s.store.Save(snapshot.Snapshot{Module: u.spec.Name, WasmSHA256: g.sha, State: st})
+				saveErr = u.s.store.Save(snapshot.Snapshot{Module: u.sp().Name, WasmSHA256: g.sha, State: st})
 			}
 			if saveErr == nil {
 				state, taken = st, true
@@ -381,9 +387,9 @@ func (u *unit) stopVersionState(ctx context.Context, g *generation, why string, 
 	u.totals.add(g.mod.Stats())
 	u.mu.Unlock()
 	cerr := g.close(ctx)
-	u.s.log.Info("module stopped", "module", u.spec.Name, "why", why, "sha256", g.sha)
+	u.s.log.Info("module stopped", "module", u.sp().Name, "why", why, "sha256", g.sha)
 	if drainErr != nil || err != nil || saveErr != nil || cerr != nil {
-		return state, taken, fmt.Errorf("module %q: stop: %w", u.spec.Name, errors.Join(drainErr, err, saveErr, cerr))
+		return state, taken, fmt.Errorf("module %q: stop: %w", u.sp().Name, errors.Join(drainErr, err, saveErr, cerr))
 	}
 	return state, taken, nil
 }
@@ -391,8 +397,8 @@ func (u *unit) stopVersionState(ctx context.Context, g *generation, why string, 
 // failedLocked records a failure of the module and, as the restart policy says, schedules the
 // next start after the backoff delay. Call with opMu held.
 func (u *unit) failedLocked(err error) {
-	u.s.log.Error("module failed", "module", u.spec.Name, "err", err)
-	u.s.logs.Log(runtime.LogEntry{Time: time.Now(), Module: u.spec.Name, Level: runtime.LevelError, Source: "host", Message: err.Error()})
+	u.s.log.Error("module failed", "module", u.sp().Name, "err", err)
+	u.s.logs.Log(runtime.LogEntry{Time: time.Now(), Module: u.sp().Name, Level: runtime.LevelError, Source: "host", Message: err.Error()})
 	u.mu.Lock()
 	u.lastError = err.Error()
 	u.failures++
@@ -410,7 +416,7 @@ func (u *unit) failedLocked(err error) {
 	u.lastBackoff = delay
 	u.nextRestart = time.Now().Add(delay)
 	u.mu.Unlock()
-	u.s.log.Info("module restart scheduled", "module", u.spec.Name, "in", delay.String(), "failures", n)
+	u.s.log.Info("module restart scheduled", "module", u.sp().Name, "in", delay.String(), "failures", n)
 	if u.retry != nil {
 		u.retry.Stop()
 	}
@@ -447,7 +453,7 @@ func (u *unit) crash(g *generation, why string) {
 		ctx, cancel := context.WithTimeout(u.s.ctx, u.s.pod.Spec.GracePeriod())
 		u.halt(ctx, why, true)
 		cancel()
-		u.failedLocked(fmt.Errorf("module %q: %s", u.spec.Name, why))
+		u.failedLocked(fmt.Errorf("module %q: %s", u.sp().Name, why))
 	})
 }
 
@@ -477,21 +483,21 @@ func (u *unit) watch(ctx context.Context, g *generation) {
 			}
 		}
 	})
-	if iv := u.spec.TickInterval.Std(); iv > 0 {
+	if iv := u.sp().TickInterval.Std(); iv > 0 {
 		run(func() { u.tickLoop(ctx, g, iv) })
 	}
-	if p := u.spec.StartupProbe; p != nil {
+	if p := u.sp().StartupProbe; p != nil {
 		if !u.startupProbe(ctx, g, p) {
 			return
 		}
-		if u.spec.ReadinessProbe == nil {
+		if u.sp().ReadinessProbe == nil {
 			g.ready.Store(true)
 		}
 	}
-	if p := u.spec.ReadinessProbe; p != nil {
+	if p := u.sp().ReadinessProbe; p != nil {
 		run(func() { u.readinessLoop(ctx, g, p) })
 	}
-	if p := u.spec.LivenessProbe; p != nil {
+	if p := u.sp().LivenessProbe; p != nil {
 		run(func() { u.livenessLoop(ctx, g, p) })
 	}
 	<-ctx.Done()
@@ -589,13 +595,13 @@ func (u *unit) readinessLoop(ctx context.Context, g *generation, p *podspec.Prob
 			fails = 0
 			if succ++; succ >= int(p.SuccessThreshold) && !g.ready.Load() {
 				g.ready.Store(true)
-				u.s.log.Info("module ready", "module", u.spec.Name)
+				u.s.log.Info("module ready", "module", u.sp().Name)
 			}
 		} else {
 			succ = 0
 			if fails++; fails >= int(p.FailureThreshold) && g.ready.Load() {
 				g.ready.Store(false)
-				u.s.log.Warn("module not ready", "module", u.spec.Name, "health", h.String(), "err", errOrNil(err))
+				u.s.log.Warn("module not ready", "module", u.sp().Name, "health", h.String(), "err", errOrNil(err))
 			}
 		}
 		if !sleepCtx(ctx, p.Period()) {
