@@ -30,9 +30,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/wasmpod/wasmpod/internal/podtest"
 )
 
 // Block is one command block of a Markdown file.
@@ -302,7 +303,7 @@ func (env Env) command(ctx context.Context, dir, text string) (string, error) {
 type server struct {
 	text string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *podtest.SyncBuffer
 	done chan struct{}
 	err  error
 }
@@ -314,7 +315,7 @@ func (env Env) startServer(dir, text string) (*server, error) {
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env.Vars...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	s := &server{text: text, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	s := &server{text: text, cmd: cmd, out: &podtest.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = s.out, s.out
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%s: %w", text, err)
@@ -366,21 +367,4 @@ func tail(s string) string {
 		return "..." + s[len(s)-4000:]
 	}
 	return s
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

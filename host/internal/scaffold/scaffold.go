@@ -42,17 +42,19 @@ var ErrNotEmpty = errors.New("directory is not empty")
 
 // data is what the templates see.
 type data struct {
-	Name  string // the plugin's name: a DNS label made of the directory's name
-	Crate string // Name as a Rust crate name
-	Lang  string
-	Role  string
+	language
+	Name   string // the plugin's name: a DNS label made of the directory's name
+	Crate  string // Name as a Rust crate name
+	Lang   string
+	Role   string
+	Extism bool // an Extism plugin (abi: extism, its function named in pod.yaml)
 }
 
 var nameRE = regexp.MustCompile(`[^a-z0-9-]+`)
 
 // Write scaffolds the plugin into o.Dir and returns the files written, relative to it.
 func Write(o Options) ([]string, error) {
-	files, ok := templates[o.Lang]
+	lang, ok := languages[o.Lang]
 	if !ok {
 		return nil, fmt.Errorf("unknown language %q (use %s)", o.Lang, strings.Join(Languages, ", "))
 	}
@@ -75,18 +77,29 @@ func Write(o Options) ([]string, error) {
 	if len(name) > 63 {
 		name = strings.TrimRight(name[:63], "-")
 	}
-	d := data{Name: name, Crate: strings.ReplaceAll(name, "-", "_"), Lang: o.Lang, Role: o.Role}
+	d := data{language: lang, Name: name, Crate: strings.ReplaceAll(name, "-", "_"), Lang: o.Lang, Role: o.Role, Extism: strings.HasPrefix(o.Lang, "extism-")}
+	d.Build = nil // build commands are templates too ({{.Crate}})
+	for _, line := range lang.Build {
+		b, err := render("build", line, d)
+		if err != nil {
+			return nil, err
+		}
+		d.Build = append(d.Build, string(b))
+	}
+	files := map[string]string{}
+	for path, text := range common {
+		files[path] = text
+	}
+	for path, text := range lang.Files {
+		files[path] = text
+	}
 	out := map[string][]byte{}
 	for path, text := range files {
-		t, err := template.New(path).Parse(text)
+		b, err := render(o.Lang+"/"+path, text, d)
 		if err != nil {
-			return nil, fmt.Errorf("scaffold: template %s/%s: %w", o.Lang, path, err)
+			return nil, err
 		}
-		var b bytes.Buffer
-		if err := t.Execute(&b, d); err != nil {
-			return nil, fmt.Errorf("scaffold: template %s/%s: %w", o.Lang, path, err)
-		}
-		out[path] = b.Bytes()
+		out[path] = b
 	}
 	sdk, err := parseArchive(sdkArchive)
 	if err != nil {
@@ -116,6 +129,19 @@ func Write(o Options) ([]string, error) {
 	}
 	sort.Strings(names)
 	return names, nil
+}
+
+// render executes one template.
+func render(name, text string, d data) ([]byte, error) {
+	t, err := template.New(name).Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("scaffold: template %s: %w", name, err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, d); err != nil {
+		return nil, fmt.Errorf("scaffold: template %s: %w", name, err)
+	}
+	return b.Bytes(), nil
 }
 
 // sdkFiles maps, per language, a prefix of the archive's paths to where those files go in the

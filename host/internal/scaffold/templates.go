@@ -1,23 +1,19 @@
 package scaffold
 
-// templates are the files of a new plugin, per language: path -> text/template source.
-var templates = map[string]map[string]string{
-	"go": {
-		".gitignore": `plugin.wasm
-.wasmpod-state/
-`,
-		"README.md": `# {{.Name}}
+// common are the files every plugin gets, rendered with its language's data.
+var common = map[string]string{
+	"README.md": `# {{.Name}}
 
-A wasmpod main module in Go, made by ` + "`" + `wasmpod init` + "`" + `. It answers each request with
+A wasmpod main module in {{.Title}}, made by ` + "`" + `wasmpod init` + "`" + `. It answers each request with
 "GREETING, BODY", GREETING from its config in ` + "`" + `pod.yaml` + "`" + `.
 
-Needs Go 1.24 or newer. The wasmpod Go SDK is not published as a module: ` + "`" + `wasmpod init` + "`" + ` wrote its source into ` + "`" + `wasmpod-sdk/go` + "`" + `, and ` + "`" + `go.mod` + "`" + ` points the SDK's module path there with a ` + "`" + `replace` + "`" + ` directive, so the build needs no network. Every command below runs in this directory; ` + "`" + `wasmpod` + "`" + ` is the wasmpod binary.
+Needs {{.Needs}} Every command below runs in this directory; ` + "`" + `wasmpod` + "`" + ` is the wasmpod binary.
 
 Build:
 
 <!-- doctest: run -->
-    GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o plugin.wasm .
-
+{{range .Build}}    {{.}}
+{{end}}
 Test (` + "`" + `test.sh` + "`" + ` calls ` + "`" + `plugin.wasm` + "`" + ` with ` + "`" + `wasmpod call` + "`" + `, as the pod will):
 
 <!-- doctest: run -->
@@ -32,10 +28,55 @@ Serve it through ingress (:8080; admin API on 127.0.0.1:9901), and ask it from a
     wasmpod get                                #=> {{.Name}}
 
 Ctrl-C (SIGTERM) drains and stops it. Check a build against the ABI with
-` + "`" + `wasmpod abi-check plugin.wasm` + "`" + `; the pod spec's fields are in wasmpod's
+` + "`" + `wasmpod abi-check plugin.wasm{{if .Extism}} --function {{.Function}}{{end}}` + "`" + `; the pod spec's fields are in wasmpod's
 docs/podspec.md.
 `,
-		"go.mod": `module example.com/{{.Name}}
+	"pod.yaml": `apiVersion: wasmpod.dev/v1
+kind: Pod
+metadata:
+  name: {{.Name}}
+spec:
+  modules:
+    - name: {{.Name}}
+      wasm: plugin.wasm
+{{if .Extism}}      abi: extism
+      extism: {function: {{.Function}}}
+{{end}}      config: {greeting: hello}
+      resources: {memory: 64Mi, timeout: 5s, concurrency: 4}
+`,
+	"test.sh": `#!/bin/sh
+# Calls the built plugin the way its pod does and checks the answer.
+set -eu
+out=$(wasmpod call plugin.wasm {{.Function}} --input wasmpod --config greeting=hello)
+if [ "$out" != "hello, wasmpod" ]; then
+	echo "FAIL: plugin.wasm answered '$out', want 'hello, wasmpod'" >&2
+	exit 1
+fi
+echo "ok: $out"
+`,
+}
+
+// language is what differs between the languages' plugins.
+type language struct {
+	Title    string            // "Go", ...
+	Needs    string            // the toolchain, and where the SDK or PDK comes from
+	Build    []string          // the build commands
+	Function string            // the function test.sh calls
+	Files    map[string]string // the plugin's own files: path -> template
+}
+
+// languages are the six languages init writes plugins in.
+var languages = map[string]language{
+	"go": {
+		Title:    `Go`,
+		Needs:    `Go 1.24 or newer. The wasmpod Go SDK is not published as a module: ` + "`" + `wasmpod init` + "`" + ` wrote its source into ` + "`" + `wasmpod-sdk/go` + "`" + `, and ` + "`" + `go.mod` + "`" + ` points the SDK's module path there with a ` + "`" + `replace` + "`" + ` directive, so the build needs no network.`,
+		Build:    []string{`GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o plugin.wasm .`},
+		Function: "handle",
+		Files: map[string]string{
+			".gitignore": `plugin.wasm
+.wasmpod-state/
+`,
+			"go.mod": `module example.com/{{.Name}}
 
 go 1.24
 
@@ -44,7 +85,7 @@ require github.com/wasmpod/wasmpod/guest-sdk/go v0.0.0
 // The wasmpod Go SDK is not published as a module: wasmpod init wrote its source here.
 replace github.com/wasmpod/wasmpod/guest-sdk/go => ./wasmpod-sdk/go
 `,
-		"main.go": `// Command {{.Name}} is a wasmpod main module: it answers each request with "GREETING, BODY",
+			"main.go": `// Command {{.Name}} is a wasmpod main module: it answers each request with "GREETING, BODY",
 // GREETING from its config (pod.yaml).
 package main
 
@@ -65,62 +106,18 @@ func greet(body []byte) ([]byte, error) {
 
 func main() {}
 `,
-		"pod.yaml": `apiVersion: wasmpod.dev/v1
-kind: Pod
-metadata:
-  name: {{.Name}}
-spec:
-  modules:
-    - name: {{.Name}}
-      wasm: plugin.wasm
-      config: {greeting: hello}
-      resources: {memory: 64Mi, timeout: 5s, concurrency: 4}
-`,
-		"test.sh": `#!/bin/sh
-# Calls the built plugin the way its pod does and checks the answer.
-set -eu
-out=$(wasmpod call plugin.wasm handle --input wasmpod --config greeting=hello)
-if [ "$out" != "hello, wasmpod" ]; then
-	echo "FAIL: plugin.wasm answered '$out', want 'hello, wasmpod'" >&2
-	exit 1
-fi
-echo "ok: $out"
-`,
+		},
 	},
 	"c": {
-		".gitignore": `plugin.wasm
+		Title:    `C`,
+		Needs:    `clang, wasm-ld and wasi-libc (Debian: ` + "`" + `apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32` + "`" + `; with wasi-sdk, its clang and ` + "`" + `--sysroot=/opt/wasi-sdk/share/wasi-sysroot` + "`" + `). ` + "`" + `wasmpod.h` + "`" + ` and ` + "`" + `wasmpod.c` + "`" + ` are the wasmpod C SDK. ` + "`" + `-mexec-model=reactor` + "`" + ` makes a WASI reactor: the host calls its ` + "`" + `_initialize` + "`" + `, never ` + "`" + `_start` + "`" + ` (guest-sdk/ABI.md section 9).`,
+		Build:    []string{`clang --target=wasm32-wasi --sysroot=/usr -O2 -mexec-model=reactor -o plugin.wasm plugin.c wasmpod.c`},
+		Function: "handle",
+		Files: map[string]string{
+			".gitignore": `plugin.wasm
 .wasmpod-state/
 `,
-		"README.md": `# {{.Name}}
-
-A wasmpod main module in C, made by ` + "`" + `wasmpod init` + "`" + `. It answers each request with
-"GREETING, BODY", GREETING from its config in ` + "`" + `pod.yaml` + "`" + `.
-
-Needs clang, wasm-ld and wasi-libc (Debian: ` + "`" + `apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32` + "`" + `; with wasi-sdk, its clang and ` + "`" + `--sysroot=/opt/wasi-sdk/share/wasi-sysroot` + "`" + `). ` + "`" + `wasmpod.h` + "`" + ` and ` + "`" + `wasmpod.c` + "`" + ` are the wasmpod C SDK. ` + "`" + `-mexec-model=reactor` + "`" + ` makes a WASI reactor: the host calls its ` + "`" + `_initialize` + "`" + `, never ` + "`" + `_start` + "`" + ` (guest-sdk/ABI.md section 9). Every command below runs in this directory; ` + "`" + `wasmpod` + "`" + ` is the wasmpod binary.
-
-Build:
-
-<!-- doctest: run -->
-    clang --target=wasm32-wasi --sysroot=/usr -O2 -mexec-model=reactor -o plugin.wasm plugin.c wasmpod.c
-
-Test (` + "`" + `test.sh` + "`" + ` calls ` + "`" + `plugin.wasm` + "`" + ` with ` + "`" + `wasmpod call` + "`" + `, as the pod will):
-
-<!-- doctest: run -->
-    ./test.sh
-
-Serve it through ingress (:8080; admin API on 127.0.0.1:9901), and ask it from another terminal:
-
-<!-- doctest: serve -->
-    wasmpod validate pod.yaml
-    wasmpod run pod.yaml
-    curl -s -d wasmpod 127.0.0.1:8080/         #=> hello, wasmpod
-    wasmpod get                                #=> {{.Name}}
-
-Ctrl-C (SIGTERM) drains and stops it. Check a build against the ABI with
-` + "`" + `wasmpod abi-check plugin.wasm` + "`" + `; the pod spec's fields are in wasmpod's
-docs/podspec.md.
-`,
-		"plugin.c": `/* {{.Name}}: a wasmpod main module. It answers each request with "GREETING, BODY", GREETING
+			"plugin.c": `/* {{.Name}}: a wasmpod main module. It answers each request with "GREETING, BODY", GREETING
  * from its config (pod.yaml). */
 #include <string.h>
 
@@ -148,35 +145,20 @@ static int32_t greet(wasmpod_bytes in, wasmpod_bytes *out) {
 }
 WASMPOD_HANDLE(greet)
 `,
-		"pod.yaml": `apiVersion: wasmpod.dev/v1
-kind: Pod
-metadata:
-  name: {{.Name}}
-spec:
-  modules:
-    - name: {{.Name}}
-      wasm: plugin.wasm
-      config: {greeting: hello}
-      resources: {memory: 64Mi, timeout: 5s, concurrency: 4}
-`,
-		"test.sh": `#!/bin/sh
-# Calls the built plugin the way its pod does and checks the answer.
-set -eu
-out=$(wasmpod call plugin.wasm handle --input wasmpod --config greeting=hello)
-if [ "$out" != "hello, wasmpod" ]; then
-	echo "FAIL: plugin.wasm answered '$out', want 'hello, wasmpod'" >&2
-	exit 1
-fi
-echo "ok: $out"
-`,
+		},
 	},
 	"rust": {
-		".gitignore": `plugin.wasm
+		Title:    `Rust`,
+		Needs:    `Rust with the wasm32-wasi target: Debian's rustc and cargo (` + "`" + `apt-get install rustc libstd-rust-dev-wasm32 cargo` + "`" + `), called by path because a rustup toolchain first on PATH usually lacks the target and its cargo is too new for Debian's rustc. (With rustup >= 1.78 instead: ` + "`" + `rustup target add wasm32-wasip1` + "`" + `, then plain ` + "`" + `cargo build --release --target wasm32-wasip1` + "`" + `.) The wasmpod Rust SDK is in ` + "`" + `wasmpod-sdk/rust` + "`" + `, a path dependency, so the build needs no registry.`,
+		Build:    []string{`RUSTC=/usr/bin/rustc /usr/bin/cargo build --release --target wasm32-wasi --offline`, `cp target/wasm32-wasi/release/{{.Crate}}.wasm plugin.wasm`},
+		Function: "handle",
+		Files: map[string]string{
+			".gitignore": `plugin.wasm
 .wasmpod-state/
 target/
 Cargo.lock
 `,
-		"Cargo.toml": `[package]
+			"Cargo.toml": `[package]
 name = "{{.Name}}"
 version = "0.1.0"
 edition = "2021"
@@ -199,48 +181,7 @@ strip = "debuginfo"
 # A crate of its own, not a member of an enclosing workspace.
 [workspace]
 `,
-		"README.md": `# {{.Name}}
-
-A wasmpod main module in Rust, made by ` + "`" + `wasmpod init` + "`" + `. It answers each request with
-"GREETING, BODY", GREETING from its config in ` + "`" + `pod.yaml` + "`" + `.
-
-Needs Rust with the wasm32-wasi target: Debian's rustc and cargo (` + "`" + `apt-get install rustc libstd-rust-dev-wasm32 cargo` + "`" + `), called by path because a rustup toolchain first on PATH usually lacks the target and its cargo is too new for Debian's rustc. (With rustup >= 1.78 instead: ` + "`" + `rustup target add wasm32-wasip1` + "`" + `, then plain ` + "`" + `cargo build --release --target wasm32-wasip1` + "`" + `.) The wasmpod Rust SDK is in ` + "`" + `wasmpod-sdk/rust` + "`" + `, a path dependency, so the build needs no registry. Every command below runs in this directory; ` + "`" + `wasmpod` + "`" + ` is the wasmpod binary.
-
-Build:
-
-<!-- doctest: run -->
-    RUSTC=/usr/bin/rustc /usr/bin/cargo build --release --target wasm32-wasi --offline
-    cp target/wasm32-wasi/release/{{.Crate}}.wasm plugin.wasm
-
-Test (` + "`" + `test.sh` + "`" + ` calls ` + "`" + `plugin.wasm` + "`" + ` with ` + "`" + `wasmpod call` + "`" + `, as the pod will):
-
-<!-- doctest: run -->
-    ./test.sh
-
-Serve it through ingress (:8080; admin API on 127.0.0.1:9901), and ask it from another terminal:
-
-<!-- doctest: serve -->
-    wasmpod validate pod.yaml
-    wasmpod run pod.yaml
-    curl -s -d wasmpod 127.0.0.1:8080/         #=> hello, wasmpod
-    wasmpod get                                #=> {{.Name}}
-
-Ctrl-C (SIGTERM) drains and stops it. Check a build against the ABI with
-` + "`" + `wasmpod abi-check plugin.wasm` + "`" + `; the pod spec's fields are in wasmpod's
-docs/podspec.md.
-`,
-		"pod.yaml": `apiVersion: wasmpod.dev/v1
-kind: Pod
-metadata:
-  name: {{.Name}}
-spec:
-  modules:
-    - name: {{.Name}}
-      wasm: plugin.wasm
-      config: {greeting: hello}
-      resources: {memory: 64Mi, timeout: 5s, concurrency: 4}
-`,
-		"src/lib.rs": `//! {{.Name}}: a wasmpod main module. It answers each request with "GREETING, BODY", GREETING
+			"src/lib.rs": `//! {{.Name}}: a wasmpod main module. It answers each request with "GREETING, BODY", GREETING
 //! from its config (pod.yaml).
 
 wasmpod::handle!(greet);
@@ -253,53 +194,19 @@ fn greet(body: &[u8]) -> wasmpod::Result<Vec<u8>> {
     Ok(out)
 }
 `,
-		"test.sh": `#!/bin/sh
-# Calls the built plugin the way its pod does and checks the answer.
-set -eu
-out=$(wasmpod call plugin.wasm handle --input wasmpod --config greeting=hello)
-if [ "$out" != "hello, wasmpod" ]; then
-	echo "FAIL: plugin.wasm answered '$out', want 'hello, wasmpod'" >&2
-	exit 1
-fi
-echo "ok: $out"
-`,
+		},
 	},
 	"assemblyscript": {
-		".gitignore": `plugin.wasm
+		Title:    `AssemblyScript`,
+		Needs:    `Node.js >= 20 and npm. The wasmpod AssemblyScript SDK is in ` + "`" + `wasmpod-sdk/assemblyscript` + "`" + `, a ` + "`" + `file:` + "`" + ` dependency inside the plugin; the compiler (assemblyscript 0.28.20) comes from npm. The first ` + "`" + `npm install` + "`" + ` writes ` + "`" + `package-lock.json` + "`" + `; commit it, and use ` + "`" + `npm ci` + "`" + ` from then on.`,
+		Build:    []string{`npm install`, `npm run build`},
+		Function: "handle",
+		Files: map[string]string{
+			".gitignore": `plugin.wasm
 .wasmpod-state/
 node_modules/
 `,
-		"README.md": `# {{.Name}}
-
-A wasmpod main module in AssemblyScript, made by ` + "`" + `wasmpod init` + "`" + `. It answers each request with
-"GREETING, BODY", GREETING from its config in ` + "`" + `pod.yaml` + "`" + `.
-
-Needs Node.js >= 20 and npm. The wasmpod AssemblyScript SDK is in ` + "`" + `wasmpod-sdk/assemblyscript` + "`" + `, a ` + "`" + `file:` + "`" + ` dependency inside the plugin; the compiler (assemblyscript 0.28.20) comes from npm. The first ` + "`" + `npm install` + "`" + ` writes ` + "`" + `package-lock.json` + "`" + `; commit it, and use ` + "`" + `npm ci` + "`" + ` from then on. Every command below runs in this directory; ` + "`" + `wasmpod` + "`" + ` is the wasmpod binary.
-
-Build:
-
-<!-- doctest: run -->
-    npm install
-    npm run build
-
-Test (` + "`" + `test.sh` + "`" + ` calls ` + "`" + `plugin.wasm` + "`" + ` with ` + "`" + `wasmpod call` + "`" + `, as the pod will):
-
-<!-- doctest: run -->
-    ./test.sh
-
-Serve it through ingress (:8080; admin API on 127.0.0.1:9901), and ask it from another terminal:
-
-<!-- doctest: serve -->
-    wasmpod validate pod.yaml
-    wasmpod run pod.yaml
-    curl -s -d wasmpod 127.0.0.1:8080/         #=> hello, wasmpod
-    wasmpod get                                #=> {{.Name}}
-
-Ctrl-C (SIGTERM) drains and stops it. Check a build against the ABI with
-` + "`" + `wasmpod abi-check plugin.wasm` + "`" + `; the pod spec's fields are in wasmpod's
-docs/podspec.md.
-`,
-		"assembly/index.ts": `// {{.Name}}: a wasmpod main module. It answers each request with "GREETING, BODY", GREETING
+			"assembly/index.ts": `// {{.Name}}: a wasmpod main module. It answers each request with "GREETING, BODY", GREETING
 // from its config (pod.yaml).
 export { wasmpod_abi_version, wasmpod_buffer } from "wasmpod-sdk";
 import { input, ok, config } from "wasmpod-sdk";
@@ -315,7 +222,7 @@ export function wasmpod_handle(len: i32): i64 {
   return ok(out);
 }
 `,
-		"package.json": `{
+			"package.json": `{
   "name": "{{.Name}}",
   "version": "0.1.0",
   "private": true,
@@ -330,68 +237,24 @@ export function wasmpod_handle(len: i32): i64 {
   }
 }
 `,
-		"pod.yaml": `apiVersion: wasmpod.dev/v1
-kind: Pod
-metadata:
-  name: {{.Name}}
-spec:
-  modules:
-    - name: {{.Name}}
-      wasm: plugin.wasm
-      config: {greeting: hello}
-      resources: {memory: 64Mi, timeout: 5s, concurrency: 4}
-`,
-		"test.sh": `#!/bin/sh
-# Calls the built plugin the way its pod does and checks the answer.
-set -eu
-out=$(wasmpod call plugin.wasm handle --input wasmpod --config greeting=hello)
-if [ "$out" != "hello, wasmpod" ]; then
-	echo "FAIL: plugin.wasm answered '$out', want 'hello, wasmpod'" >&2
-	exit 1
-fi
-echo "ok: $out"
-`,
+		},
 	},
 	"extism-go": {
-		".gitignore": `plugin.wasm
+		Title:    `Go, as an Extism plugin (extism go-pdk)`,
+		Needs:    `Go 1.24 or newer; go-pdk v1.1.3 comes from the Go module proxy (` + "`" + `go.sum` + "`" + ` pins it). The plugin knows nothing of wasmpod: any Extism host runs it, and wasmpod runs it with ` + "`" + `abi: extism` + "`" + `, its function ` + "`" + `greet` + "`" + ` named in pod.yaml (` + "`" + `extism: {function: greet}` + "`" + `).`,
+		Build:    []string{`GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o plugin.wasm .`},
+		Function: "greet",
+		Files: map[string]string{
+			".gitignore": `plugin.wasm
 .wasmpod-state/
 `,
-		"README.md": `# {{.Name}}
-
-A wasmpod main module in Go, as an Extism plugin (extism go-pdk), made by ` + "`" + `wasmpod init` + "`" + `. It answers each request with
-"GREETING, BODY", GREETING from its config in ` + "`" + `pod.yaml` + "`" + `.
-
-Needs Go 1.24 or newer; go-pdk v1.1.3 comes from the Go module proxy (` + "`" + `go.sum` + "`" + ` pins it). The plugin knows nothing of wasmpod: any Extism host runs it, and wasmpod runs it with ` + "`" + `abi: extism` + "`" + `, its function ` + "`" + `greet` + "`" + ` named in pod.yaml (` + "`" + `extism: {function: greet}` + "`" + `). Every command below runs in this directory; ` + "`" + `wasmpod` + "`" + ` is the wasmpod binary.
-
-Build:
-
-<!-- doctest: run -->
-    GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o plugin.wasm .
-
-Test (` + "`" + `test.sh` + "`" + ` calls ` + "`" + `plugin.wasm` + "`" + ` with ` + "`" + `wasmpod call` + "`" + `, as the pod will):
-
-<!-- doctest: run -->
-    ./test.sh
-
-Serve it through ingress (:8080; admin API on 127.0.0.1:9901), and ask it from another terminal:
-
-<!-- doctest: serve -->
-    wasmpod validate pod.yaml
-    wasmpod run pod.yaml
-    curl -s -d wasmpod 127.0.0.1:8080/         #=> hello, wasmpod
-    wasmpod get                                #=> {{.Name}}
-
-Ctrl-C (SIGTERM) drains and stops it. Check a build against the ABI with
-` + "`" + `wasmpod abi-check plugin.wasm --function greet` + "`" + `; the pod spec's fields are in wasmpod's
-docs/podspec.md.
-`,
-		"go.mod": `module example.com/{{.Name}}
+			"go.mod": `module example.com/{{.Name}}
 
 go 1.24
 
 require github.com/extism/go-pdk v1.1.3
 `,
-		"main.go": `// Command {{.Name}} is an Extism plugin (extism go-pdk): its function greet answers with
+			"main.go": `// Command {{.Name}} is an Extism plugin (extism go-pdk): its function greet answers with
 // "GREETING, INPUT", GREETING from its config.
 package main
 
@@ -409,66 +272,19 @@ func greet() int32 {
 
 func main() {}
 `,
-		"pod.yaml": `apiVersion: wasmpod.dev/v1
-kind: Pod
-metadata:
-  name: {{.Name}}
-spec:
-  modules:
-    - name: {{.Name}}
-      wasm: plugin.wasm
-      abi: extism
-      extism: {function: greet}
-      config: {greeting: hello}
-      resources: {memory: 64Mi, timeout: 5s, concurrency: 4}
-`,
-		"test.sh": `#!/bin/sh
-# Calls the built plugin the way its pod does and checks the answer.
-set -eu
-out=$(wasmpod call plugin.wasm greet --input wasmpod --config greeting=hello)
-if [ "$out" != "hello, wasmpod" ]; then
-	echo "FAIL: plugin.wasm answered '$out', want 'hello, wasmpod'" >&2
-	exit 1
-fi
-echo "ok: $out"
-`,
+		},
 	},
 	"extism-as": {
-		".gitignore": `plugin.wasm
+		Title:    `AssemblyScript, as an Extism plugin (@extism/as-pdk)`,
+		Needs:    `Node.js >= 20 and npm; @extism/as-pdk and the compiler come from npm. The first ` + "`" + `npm install` + "`" + ` writes ` + "`" + `package-lock.json` + "`" + `; commit it, and use ` + "`" + `npm ci` + "`" + ` from then on. The plugin knows nothing of wasmpod: wasmpod runs it with ` + "`" + `abi: extism` + "`" + `, its function ` + "`" + `greet` + "`" + ` named in pod.yaml.`,
+		Build:    []string{`npm install`, `npm run build`},
+		Function: "greet",
+		Files: map[string]string{
+			".gitignore": `plugin.wasm
 .wasmpod-state/
 node_modules/
 `,
-		"README.md": `# {{.Name}}
-
-A wasmpod main module in AssemblyScript, as an Extism plugin (@extism/as-pdk), made by ` + "`" + `wasmpod init` + "`" + `. It answers each request with
-"GREETING, BODY", GREETING from its config in ` + "`" + `pod.yaml` + "`" + `.
-
-Needs Node.js >= 20 and npm; @extism/as-pdk and the compiler come from npm. The first ` + "`" + `npm install` + "`" + ` writes ` + "`" + `package-lock.json` + "`" + `; commit it, and use ` + "`" + `npm ci` + "`" + ` from then on. The plugin knows nothing of wasmpod: wasmpod runs it with ` + "`" + `abi: extism` + "`" + `, its function ` + "`" + `greet` + "`" + ` named in pod.yaml. Every command below runs in this directory; ` + "`" + `wasmpod` + "`" + ` is the wasmpod binary.
-
-Build:
-
-<!-- doctest: run -->
-    npm install
-    npm run build
-
-Test (` + "`" + `test.sh` + "`" + ` calls ` + "`" + `plugin.wasm` + "`" + ` with ` + "`" + `wasmpod call` + "`" + `, as the pod will):
-
-<!-- doctest: run -->
-    ./test.sh
-
-Serve it through ingress (:8080; admin API on 127.0.0.1:9901), and ask it from another terminal:
-
-<!-- doctest: serve -->
-    wasmpod validate pod.yaml
-    wasmpod run pod.yaml
-    curl -s -d wasmpod 127.0.0.1:8080/         #=> hello, wasmpod
-    wasmpod get                                #=> {{.Name}}
-
-Ctrl-C (SIGTERM) drains and stops it. Check a build against the ABI with
-` + "`" + `wasmpod abi-check plugin.wasm --function greet` + "`" + `; the pod spec's fields are in wasmpod's
-docs/podspec.md.
-`,
-		"assembly/index.ts": `// {{.Name}}: an Extism plugin (@extism/as-pdk). Its function greet answers with
+			"assembly/index.ts": `// {{.Name}}: an Extism plugin (@extism/as-pdk). Its function greet answers with
 // "GREETING, INPUT", GREETING from its config.
 import { Config, Host } from "@extism/as-pdk";
 
@@ -490,7 +306,7 @@ export function greet(): i32 {
   return 0;
 }
 `,
-		"package.json": `{
+			"package.json": `{
   "name": "{{.Name}}",
   "version": "0.1.0",
   "private": true,
@@ -505,28 +321,6 @@ export function greet(): i32 {
   }
 }
 `,
-		"pod.yaml": `apiVersion: wasmpod.dev/v1
-kind: Pod
-metadata:
-  name: {{.Name}}
-spec:
-  modules:
-    - name: {{.Name}}
-      wasm: plugin.wasm
-      abi: extism
-      extism: {function: greet}
-      config: {greeting: hello}
-      resources: {memory: 64Mi, timeout: 5s, concurrency: 4}
-`,
-		"test.sh": `#!/bin/sh
-# Calls the built plugin the way its pod does and checks the answer.
-set -eu
-out=$(wasmpod call plugin.wasm greet --input wasmpod --config greeting=hello)
-if [ "$out" != "hello, wasmpod" ]; then
-	echo "FAIL: plugin.wasm answered '$out', want 'hello, wasmpod'" >&2
-	exit 1
-fi
-echo "ok: $out"
-`,
+		},
 	},
 }
