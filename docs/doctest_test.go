@@ -98,7 +98,7 @@ func TestREADMECommands(t *testing.T) {
 	}
 }
 
-// TestScaffolds: for each language, `wasmpod init` writes a plugin into a directory outside
+// TestScaffolds: for each language and role, `wasmpod init` writes a plugin into a directory outside
 // this repository, and its README's commands (build, test, validate, serve through ingress and
 // ask it) work as written there.
 func TestScaffolds(t *testing.T) {
@@ -121,8 +121,15 @@ func TestScaffolds(t *testing.T) {
 	if err != nil || !strings.Contains(string(help), "Languages: go, c, rust, assemblyscript, extism-go, extism-as.") {
 		t.Fatalf("wasmpod init --help does not list the languages tested here: %v\n%s", err, help)
 	}
-	for _, lang := range []string{"go", "c", "rust", "assemblyscript", "extism-go", "extism-as"} {
-		t.Run(lang, func(t *testing.T) {
+	if !strings.Contains(string(help), "Roles: main, leaf.") {
+		t.Fatalf("wasmpod init --help does not list the roles tested here:\n%s", help)
+	}
+	for _, c := range []struct{ lang, role string }{
+		{"go", "main"}, {"c", "main"}, {"rust", "main"}, {"assemblyscript", "main"}, {"extism-go", "main"}, {"extism-as", "main"},
+		{"go", "leaf"}, {"c", "leaf"}, {"rust", "leaf"}, {"assemblyscript", "leaf"}, {"extism-go", "leaf"}, {"extism-as", "leaf"},
+	} {
+		lang := c.lang
+		t.Run(lang+"/"+c.role, func(t *testing.T) {
 			for _, tool := range needs[lang] {
 				wasmbuild.RequireTool(t, tool)
 			}
@@ -135,7 +142,7 @@ func TestScaffolds(t *testing.T) {
 				t.Fatalf("the scaffold must be built outside the repository, not in %s", parent)
 			}
 			dir := filepath.Join(parent, "hello-"+lang)
-			cmd := exec.Command(filepath.Join(binDir, "wasmpod"), "init", "--lang", lang, "main", dir)
+			cmd := exec.Command(filepath.Join(binDir, "wasmpod"), "init", "--lang", lang, c.role, dir)
 			cmd.Dir = parent
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("wasmpod init: %v\n%s", err, out)

@@ -4,7 +4,7 @@
 //	wasmpod validate POD.yaml
 //	wasmpod call PLUGIN.wasm FUNCTION [--input ...] [--config k=v]
 //	wasmpod abi-check PLUGIN.wasm [--function NAME]
-//	wasmpod init --lang go|c|rust|assemblyscript|extism-go|extism-as main DIR
+//	wasmpod init --lang go|c|rust|assemblyscript|extism-go|extism-as main|leaf DIR
 //	wasmpod get|describe|logs [-f]|stop|start|pause|resume|restart|scale|upgrade|rollback ...
 //	wasmpod members
 //	wasmpod election get|campaign|renew|resign|watch NAME

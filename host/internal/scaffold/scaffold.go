@@ -27,8 +27,9 @@ var sdkArchive []byte
 // Languages are the values of --lang, in the order the help lists them.
 var Languages = []string{"go", "c", "rust", "assemblyscript", "extism-go", "extism-as"}
 
-// Roles are the roles init scaffolds.
-var Roles = []string{"main"}
+// Roles are the roles init scaffolds: main (served through ingress) and leaf (a scatter/gather
+// leaf whose file also serves as the merge, served through ingress by a one-shard scatter).
+var Roles = []string{"main", "leaf"}
 
 // Options say what to scaffold.
 type Options struct {
@@ -47,7 +48,8 @@ type data struct {
 	Crate  string // Name as a Rust crate name
 	Lang   string
 	Role   string
-	Extism bool // an Extism plugin (abi: extism, its function named in pod.yaml)
+	Extism bool   // an Extism plugin (abi: extism, its function named in pod.yaml)
+	Call   string // what test.sh calls: the Extism function, or the native role
 }
 
 var nameRE = regexp.MustCompile(`[^a-z0-9-]+`)
@@ -59,7 +61,7 @@ func Write(o Options) ([]string, error) {
 		return nil, fmt.Errorf("unknown language %q (use %s)", o.Lang, strings.Join(Languages, ", "))
 	}
 	if !contains(Roles, o.Role) {
-		return nil, fmt.Errorf("init scaffolds role main, a module served through ingress (got %q); for the other roles see guest-sdk/ABI.md section 2", o.Role)
+		return nil, fmt.Errorf("init scaffolds role main or leaf (got %q); for the other roles see guest-sdk/ABI.md section 2", o.Role)
 	}
 	abs, err := filepath.Abs(o.Dir)
 	if err != nil {
@@ -78,6 +80,14 @@ func Write(o Options) ([]string, error) {
 		name = strings.TrimRight(name[:63], "-")
 	}
 	d := data{language: lang, Name: name, Crate: strings.ReplaceAll(name, "-", "_"), Lang: o.Lang, Role: o.Role, Extism: strings.HasPrefix(o.Lang, "extism-")}
+	switch {
+	case d.Extism:
+		d.Call = lang.Function
+	case o.Role == "leaf":
+		d.Call = "leaf"
+	default:
+		d.Call = "handle"
+	}
 	d.Build = nil // build commands are templates too ({{.Crate}})
 	for _, line := range lang.Build {
 		b, err := render("build", line, d)

@@ -60,12 +60,14 @@ func TestWrite(t *testing.T) {
 	if _, err := Write(Options{Lang: "cobol", Role: "main", Dir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "extism-as") {
 		t.Fatalf("unknown language: %v", err)
 	}
-	if _, err := Write(Options{Lang: "c", Role: "leaf", Dir: t.TempDir()}); err == nil {
+	if _, err := Write(Options{Lang: "c", Role: "sidecar", Dir: t.TempDir()}); err == nil {
 		t.Fatal("an unsupported role was scaffolded")
 	}
 	for _, lang := range Languages {
-		if _, err := Write(Options{Lang: lang, Role: "main", Dir: filepath.Join(t.TempDir(), lang)}); err != nil {
-			t.Errorf("%s: %v", lang, err)
+		for _, role := range Roles {
+			if _, err := Write(Options{Lang: lang, Role: role, Dir: filepath.Join(t.TempDir(), lang)}); err != nil {
+				t.Errorf("%s %s: %v", lang, role, err)
+			}
 		}
 	}
 }

@@ -4,8 +4,11 @@ package scaffold
 var common = map[string]string{
 	"README.md": `# {{.Name}}
 
-A wasmpod main module in {{.Title}}, made by ` + "`" + `wasmpod init` + "`" + `. It answers each request with
-"GREETING, BODY", GREETING from its config in ` + "`" + `pod.yaml` + "`" + `.
+{{if eq .Role "leaf"}}A wasmpod scatter/gather leaf in {{.Title}}, made by ` + "`" + `wasmpod init` + "`" + `. Each shard answers
+"GREETING, BODY", GREETING from its config in ` + "`" + `pod.yaml` + "`" + `; the same file also serves as the merge,
+which joins the shards' answers with newlines. ` + "`" + `pod.yaml` + "`" + ` serves one shard through ingress (add
+shards, local or on other nodes, under ` + "`" + `spec.scatter.shards` + "`" + `).{{else}}A wasmpod main module in {{.Title}}, made by ` + "`" + `wasmpod init` + "`" + `. It answers each request with
+"GREETING, BODY", GREETING from its config in ` + "`" + `pod.yaml` + "`" + `.{{end}}
 
 Needs {{.Needs}} Every command below runs in this directory; ` + "`" + `wasmpod` + "`" + ` is the wasmpod binary.
 
@@ -38,21 +41,48 @@ metadata:
 spec:
   modules:
     - name: {{.Name}}
+{{- if eq .Role "leaf"}}
+      role: leaf
+{{- end}}
       wasm: plugin.wasm
-{{if .Extism}}      abi: extism
+{{- if .Extism}}
+      abi: extism
       extism: {function: {{.Function}}}
-{{end}}      config: {greeting: hello}
+{{- end}}
+      config: {greeting: hello}
       resources: {memory: 64Mi, timeout: 5s, concurrency: 4}
+{{- if eq .Role "leaf"}}
+    - name: {{.Name}}-merge
+      role: merge
+      wasm: plugin.wasm
+{{- if .Extism}}
+      abi: extism
+      extism: {function: join}
+{{- end}}
+  scatter:
+    path: /
+    merge: {{.Name}}-merge
+    shards:
+      - {name: s1, leaf: {{.Name}}}
+{{- end}}
 `,
 	"test.sh": `#!/bin/sh
 # Calls the built plugin the way its pod does and checks the answer.
 set -eu
-out=$(wasmpod call plugin.wasm {{.Function}} --input wasmpod --config greeting=hello)
+out=$(wasmpod call plugin.wasm {{.Call}} --input wasmpod --config greeting=hello)
 if [ "$out" != "hello, wasmpod" ]; then
 	echo "FAIL: plugin.wasm answered '$out', want 'hello, wasmpod'" >&2
 	exit 1
 fi
 echo "ok: $out"
+{{- if and (eq .Role "leaf") (not .Extism)}}
+out=$(wasmpod call plugin.wasm merge --part "hello, a" --part "hello, b")
+if [ "$out" != "$(printf 'hello, a\nhello, b')" ]; then
+	echo "FAIL: the merge answered '$out'" >&2
+	exit 1
+fi
+echo "ok: merge"
+{{- end}}
 `,
 }
 
@@ -85,16 +115,32 @@ require github.com/wasmpod/wasmpod/guest-sdk/go v0.0.0
 // The wasmpod Go SDK is not published as a module: wasmpod init wrote its source here.
 replace github.com/wasmpod/wasmpod/guest-sdk/go => ./wasmpod-sdk/go
 `,
-			"main.go": `// Command {{.Name}} is a wasmpod main module: it answers each request with "GREETING, BODY",
-// GREETING from its config (pod.yaml).
+			"main.go": `// Command {{.Name}} is a wasmpod {{if eq .Role "leaf"}}scatter/gather leaf and merge{{else}}main module{{end}}: it answers each
+// {{if eq .Role "leaf"}}shard input{{else}}request{{end}} with "GREETING, BODY", GREETING from its config (pod.yaml).{{if eq .Role "leaf"}} The merge joins
+// the shards' answers with newlines.{{end}}
 package main
 
 import (
+{{- if eq .Role "leaf"}}
+	"bytes"
+{{end}}
 	wasmpod "github.com/wasmpod/wasmpod/guest-sdk/go"
+{{- if eq .Role "leaf"}}
+	"github.com/wasmpod/wasmpod/guest-sdk/go/leaf"
+	"github.com/wasmpod/wasmpod/guest-sdk/go/merge"
+{{- else}}
 	"github.com/wasmpod/wasmpod/guest-sdk/go/handler"
+{{- end}}
 )
 
-func init() { handler.Handle(greet) }
+func init() {
+{{- if eq .Role "leaf"}}
+	leaf.Handle(greet)
+	merge.Handle(join)
+{{- else}}
+	handler.Handle(greet)
+{{- end}}
+}
 
 func greet(body []byte) ([]byte, error) {
 	greeting, ok := wasmpod.Config("greeting")
@@ -103,6 +149,18 @@ func greet(body []byte) ([]byte, error) {
 	}
 	return append([]byte(greeting+", "), body...), nil
 }
+{{- if eq .Role "leaf"}}
+
+func join(parts []merge.Part) ([]byte, error) {
+	var present [][]byte
+	for _, p := range parts {
+		if !p.Missing {
+			present = append(present, p.Data)
+		}
+	}
+	return bytes.Join(present, []byte("\n")), nil
+}
+{{- end}}
 
 func main() {}
 `,
@@ -117,8 +175,9 @@ func main() {}
 			".gitignore": `plugin.wasm
 .wasmpod-state/
 `,
-			"plugin.c": `/* {{.Name}}: a wasmpod main module. It answers each request with "GREETING, BODY", GREETING
- * from its config (pod.yaml). */
+			"plugin.c": `/* {{.Name}}: a wasmpod {{if eq .Role "leaf"}}scatter/gather leaf and merge{{else}}main module{{end}}. It answers each {{if eq .Role "leaf"}}shard input{{else}}request{{end}} with
+ * "GREETING, BODY", GREETING from its config (pod.yaml).{{if eq .Role "leaf"}} The merge joins the shards' answers with
+ * newlines.{{end}} */
 #include <string.h>
 
 #include "wasmpod.h"
@@ -143,7 +202,40 @@ static int32_t greet(wasmpod_bytes in, wasmpod_bytes *out) {
 	out->len = (uint32_t)n + 2 + in.len;
 	return 0;
 }
+{{- if eq .Role "leaf"}}
+WASMPOD_LEAF(greet)
+
+static int32_t join(wasmpod_parts *parts, wasmpod_bytes *out) {
+	wasmpod_parts it = *parts;
+	wasmpod_part part;
+	uint64_t size = 0;
+	uint32_t present = 0;
+	while (wasmpod_parts_next(&it, &part)) {
+		if (part.present) {
+			size += part.data.len + (present++ > 0 ? 1 : 0);
+		}
+	}
+	uint8_t *buf = wasmpod_output((uint32_t)size);
+	if (buf == NULL && size > 0) {
+		return wasmpod_failf(1, "out of memory");
+	}
+	uint8_t *p = buf;
+	present = 0;
+	while (wasmpod_parts_next(parts, &part)) {
+		if (part.present) {
+			if (present++ > 0) *p++ = '\n';
+			memcpy(p, part.data.ptr, part.data.len);
+			p += part.data.len;
+		}
+	}
+	out->ptr = buf;
+	out->len = (uint32_t)size;
+	return 0;
+}
+WASMPOD_MERGE(join)
+{{- else}}
 WASMPOD_HANDLE(greet)
+{{- end}}
 `,
 		},
 	},
@@ -181,10 +273,14 @@ strip = "debuginfo"
 # A crate of its own, not a member of an enclosing workspace.
 [workspace]
 `,
-			"src/lib.rs": `//! {{.Name}}: a wasmpod main module. It answers each request with "GREETING, BODY", GREETING
-//! from its config (pod.yaml).
-
+			"src/lib.rs": `//! {{.Name}}: a wasmpod {{if eq .Role "leaf"}}scatter/gather leaf and merge{{else}}main module{{end}}. It answers each {{if eq .Role "leaf"}}shard input{{else}}request{{end}} with "GREETING, BODY",
+//! GREETING from its config (pod.yaml).{{if eq .Role "leaf"}} The merge joins the shards' answers with newlines.{{end}}
+{{if eq .Role "leaf"}}
+wasmpod::leaf!(greet);
+wasmpod::merge!(join);
+{{- else}}
 wasmpod::handle!(greet);
+{{- end}}
 
 fn greet(body: &[u8]) -> wasmpod::Result<Vec<u8>> {
     let greeting = wasmpod::config("greeting").unwrap_or_else(|| "hello".to_string());
@@ -193,6 +289,12 @@ fn greet(body: &[u8]) -> wasmpod::Result<Vec<u8>> {
     out.extend_from_slice(body);
     Ok(out)
 }
+{{- if eq .Role "leaf"}}
+
+fn join(parts: wasmpod::Parts) -> wasmpod::Result<Vec<u8>> {
+    Ok(parts.present().collect::<Vec<_>>().join(&b'\n'))
+}
+{{- end}}
 `,
 		},
 	},
@@ -206,21 +308,39 @@ fn greet(body: &[u8]) -> wasmpod::Result<Vec<u8>> {
 .wasmpod-state/
 node_modules/
 `,
-			"assembly/index.ts": `// {{.Name}}: a wasmpod main module. It answers each request with "GREETING, BODY", GREETING
-// from its config (pod.yaml).
+			"assembly/index.ts": `// {{.Name}}: a wasmpod {{if eq .Role "leaf"}}scatter/gather leaf and merge{{else}}main module{{end}}. It answers each {{if eq .Role "leaf"}}shard input{{else}}request{{end}} with "GREETING, BODY",
+// GREETING from its config (pod.yaml).{{if eq .Role "leaf"}} The merge joins the shards' answers with newlines.{{end}}
 export { wasmpod_abi_version, wasmpod_buffer } from "wasmpod-sdk";
-import { input, ok, config } from "wasmpod-sdk";
+import { input, ok, config{{if eq .Role "leaf"}}, fail, mergeInput{{end}} } from "wasmpod-sdk";
 
-export function wasmpod_handle(len: i32): i64 {
+export function {{if eq .Role "leaf"}}wasmpod_leaf{{else}}wasmpod_handle{{end}}(len: i32): i64 {
   const body = input(len); // aliases the SDK buffer: copied below
   let greeting = config("greeting");
   if (greeting == null) greeting = "hello";
-  const head = Uint8Array.wrap(String.UTF8.encode(greeting + ", "));
+  const head = Uint8Array.wrap(String.UTF8.encode(greeting! + ", "));
   const out = new Uint8Array(head.length + body.length);
   out.set(head, 0);
   out.set(body, head.length);
   return ok(out);
 }
+{{- if eq .Role "leaf"}}
+
+export function wasmpod_merge(len: i32): i64 {
+  const parts = mergeInput(len);
+  if (parts == null) return fail(1, "malformed merge input");
+  const present = parts.present();
+  let size = 0;
+  for (let i = 0; i < present.length; i++) size += present[i].length + (i > 0 ? 1 : 0);
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (let i = 0; i < present.length; i++) {
+    if (i > 0) out[at++] = 0x0a;
+    out.set(present[i], at);
+    at += present[i].length;
+  }
+  return ok(out);
+}
+{{- end}}
 `,
 			"package.json": `{
   "name": "{{.Name}}",
@@ -255,10 +375,18 @@ go 1.24
 require github.com/extism/go-pdk v1.1.3
 `,
 			"main.go": `// Command {{.Name}} is an Extism plugin (extism go-pdk): its function greet answers with
-// "GREETING, INPUT", GREETING from its config.
+// "GREETING, INPUT", GREETING from its config.{{if eq .Role "leaf"}} Its function join is a wasmpod merge: it joins the
+// parts of its input (framed as in wasmpod's guest-sdk/ABI.md section 2.1) with newlines.{{end}}
 package main
 
-import "github.com/extism/go-pdk"
+import (
+{{- if eq .Role "leaf"}}
+	"bytes"
+	"encoding/binary"
+	"errors"
+{{end}}
+	"github.com/extism/go-pdk"
+)
 
 //go:wasmexport greet
 func greet() int32 {
@@ -269,6 +397,49 @@ func greet() int32 {
 	pdk.Output(append([]byte(greeting+", "), pdk.Input()...))
 	return 0
 }
+{{- if eq .Role "leaf"}}
+
+//go:wasmexport join
+func join() int32 {
+	parts, err := present(pdk.Input())
+	if err != nil {
+		pdk.SetError(err)
+		return 1
+	}
+	pdk.Output(bytes.Join(parts, []byte("\n")))
+	return 0
+}
+
+// present decodes merge input: a u32 count, then per part a u32 length (0xFFFFFFFF: missing)
+// and the bytes; it returns the parts that arrived.
+func present(in []byte) ([][]byte, error) {
+	bad := errors.New("malformed merge input")
+	if len(in) < 4 {
+		return nil, bad
+	}
+	n := binary.LittleEndian.Uint32(in)
+	in = in[4:]
+	var out [][]byte
+	for i := uint32(0); i < n; i++ {
+		if len(in) < 4 {
+			return nil, bad
+		}
+		l := binary.LittleEndian.Uint32(in)
+		in = in[4:]
+		if l == 0xFFFFFFFF {
+			continue
+		}
+		if uint64(l) > uint64(len(in)) {
+			return nil, bad
+		}
+		out, in = append(out, in[:l]), in[l:]
+	}
+	if len(in) != 0 {
+		return nil, bad
+	}
+	return out, nil
+}
+{{- end}}
 
 func main() {}
 `,
@@ -285,8 +456,13 @@ func main() {}
 node_modules/
 `,
 			"assembly/index.ts": `// {{.Name}}: an Extism plugin (@extism/as-pdk). Its function greet answers with
-// "GREETING, INPUT", GREETING from its config.
+// "GREETING, INPUT", GREETING from its config.{{if eq .Role "leaf"}} Its function join is a wasmpod merge: it joins the
+// parts of its input (framed as in wasmpod's guest-sdk/ABI.md section 2.1) with newlines.{{end}}
 import { Config, Host } from "@extism/as-pdk";
+{{- if eq .Role "leaf"}}
+import { error_set } from "@extism/as-pdk/lib/env";
+import { Memory } from "@extism/as-pdk";
+{{- end}}
 
 // AssemblyScript's abort, wired with --use abort=assembly/index/abort, so the plugin imports
 // only Extism's host functions.
@@ -305,6 +481,43 @@ export function greet(): i32 {
   Host.output(out);
   return 0;
 }
+{{- if eq .Role "leaf"}}
+
+export function join(): i32 {
+  const data = Host.input();
+  const n = data.length;
+  if (n < 4) return malformed();
+  const count = load<u32>(data.dataStart);
+  let at = 4;
+  const present = new Array<Uint8Array>();
+  for (let i: u32 = 0; i < count; i++) {
+    if (n - at < 4) return malformed();
+    const len = load<u32>(data.dataStart + <usize>at);
+    at += 4;
+    if (len == 0xffffffff) continue;
+    if (<u64>len > <u64>(n - at)) return malformed();
+    present.push(data.subarray(at, at + <i32>len));
+    at += <i32>len;
+  }
+  if (at != n) return malformed();
+  let size = 0;
+  for (let i = 0; i < present.length; i++) size += present[i].length + (i > 0 ? 1 : 0);
+  const out = new Uint8Array(size);
+  let o = 0;
+  for (let i = 0; i < present.length; i++) {
+    if (i > 0) out[o++] = 0x0a;
+    out.set(present[i], o);
+    o += present[i].length;
+  }
+  Host.output(out);
+  return 0;
+}
+
+function malformed(): i32 {
+  error_set(Memory.allocateString("malformed merge input").offset);
+  return 1;
+}
+{{- end}}
 `,
 			"package.json": `{
   "name": "{{.Name}}",
