@@ -56,7 +56,9 @@ func TestEveryPlugin(t *testing.T) {
 				t.Fatal(err)
 			}
 			var out bytes.Buffer
-			ok, err := abicheck.Run(context.Background(), wasm, &out)
+			// A generous deadline: go-pdk reads a 1 MiB input a word per host call (~0.5 s
+			// here), and a loaded CI machine must not turn a slow, correct call into a violation.
+			ok, err := abicheck.RunWith(context.Background(), wasm, &out, abicheck.Options{CallTimeout: 30 * time.Second})
 			if err != nil || !ok {
 				t.Fatalf("ok=%t err=%v\n%s", ok, err, out.String())
 			}
