@@ -66,7 +66,7 @@ spec:
 	if err := os.Rename(tmp, filepath.Join(plugins, "v2.wasm")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "v2 through ingress", func() bool { _, body := h.call(""); return body == "v2" })
+	waitFor(t, 30*time.Second, "v2 through ingress", func() bool { _, body := h.call(""); return body == "v2" })
 	took := time.Since(dropped)
 	// The figure (about 0.2 s here) is logged, not asserted: a loaded machine may take longer.
 	t.Logf("a plugin dropped into the watched directory served through ingress after %s", took)
@@ -75,7 +75,7 @@ spec:
 	if err := os.WriteFile(podFile, []byte(strings.Replace(spec, "timeout: 1s", "timeout: 1", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the bad pod file refused", func() bool {
+	waitFor(t, 30*time.Second, "the bad pod file refused", func() bool {
 		return strings.Contains(h.stderr.String(), "pod file reload refused") && strings.Contains(h.stderr.String(), "spec.modules[0].resources.timeout: invalid duration 1")
 	})
 	if code, body := h.call(""); code != 200 || body != "v2" {
@@ -88,7 +88,7 @@ spec:
 	if err := h.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the pod file reloaded", func() bool { return strings.Contains(h.stderr.String(), "pod file reloaded") })
+	waitFor(t, 30*time.Second, "the pod file reloaded", func() bool { return strings.Contains(h.stderr.String(), "pod file reloaded") })
 	if code, body := h.adminDo("GET", "/v1/modules/web", nil); code != 200 || !strings.Contains(strings.ReplaceAll(body, " ", ""), `"timeout":"3s"`) {
 		t.Fatalf("the module's spec after the reload: %d %s", code, body)
 	}

@@ -218,7 +218,7 @@ func TestPluginDirectory(t *testing.T) {
 	v2 := version(t, "v2", false)
 	dropped := time.Now()
 	writeAtomic(t, plugins, "v2.wasm", v2)
-	r.waitServes("v2", 5*time.Second)
+	r.waitServes("v2", 30*time.Second)
 	// Logged, not asserted (about 0.2 s here): a loaded machine may take longer.
 	t.Logf("dropped-in plugin serving after %s", time.Since(dropped))
 
@@ -244,7 +244,7 @@ func TestPluginDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	r.waitServes("v3", 5*time.Second)
+	r.waitServes("v3", 30*time.Second)
 
 	// With a checksum file, a file cut where it still decodes (before its trailing section)
 	// waits for its last bytes.
@@ -267,7 +267,7 @@ func TestPluginDirectory(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(plugins, "v4.wasm"), v4, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r.waitServes("v4", 5*time.Second)
+	r.waitServes("v4", 30*time.Second)
 
 	// A version that never gets ready is rolled back: the old one keeps serving.
 	n = r.nEvents()
