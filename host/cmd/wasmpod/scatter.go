@@ -15,6 +15,7 @@ import (
 
 	"github.com/wasmpod/wasmpod/cluster"
 	"github.com/wasmpod/wasmpod/cluster/scatter"
+	"github.com/wasmpod/wasmpod/host/internal/console"
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
 	"github.com/wasmpod/wasmpod/internal/peerhttp"
@@ -58,6 +59,8 @@ type scatterService struct {
 	addr     string // advertised internal endpoint address
 
 	cur atomic.Pointer[scatter.Gather]
+
+	answers console.AnswerLog // recent answers and their totals, for the console and /metrics
 
 	mu    sync.Mutex // guards peers and table; held while the routing is rebuilt
 	peers map[string]scatter.Peer
@@ -305,14 +308,28 @@ func (s *scatterService) Do(ctx context.Context, req, dst []byte) ([]byte, scatt
 		return dst, scatter.Result{}, err
 	}
 	defer release()
+	start := time.Now()
 	for {
 		g := s.cur.Load()
 		out, res, err := g.Do(ctx, req, dst)
 		if errors.Is(err, scatter.ErrClosed) && s.cur.Load() != g {
 			continue // swapped out between Load and Do: use the new one
 		}
+		s.answers.Record(start, res, err)
 		return out, res, err
 	}
+}
+
+// Answers is the log of this root's recent answers (the console's scatter view, the
+// wasmpod_scatter_* metrics).
+func (s *scatterService) Answers() *console.AnswerLog { return &s.answers }
+
+// ShardLatencies is every shard's recent remote-call latency, from the current routing.
+func (s *scatterService) ShardLatencies() []scatter.ShardLatency {
+	if g := s.cur.Load(); g != nil {
+		return g.ShardLatencies()
+	}
+	return nil
 }
 
 // localShards lists the shards whose leaf module runs and is ready here, in spec order: what

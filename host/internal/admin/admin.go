@@ -118,6 +118,9 @@ type Server struct {
 	admin   *fasthttp.Server
 	ingress *fasthttp.Server
 	metrics *metricsHandler
+	console *consoleState // the web console's sampler and memory (console.go)
+
+	consoleOnce sync.Once
 
 	ctx    context.Context // ends at Shutdown: log followers stop
 	cancel context.CancelFunc
@@ -140,6 +143,10 @@ func New(cfg Config, sup *supervisor.Supervisor) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = m
+	s.console = newConsoleState(sup)
+	if err := m.reg.Register(newConsoleCollector(cfg, sup.Pod().Metadata.Name)); err != nil {
+		return nil, err
+	}
 	ing := newIngress(sup, s.ctx)
 	if cfg.Scatter != nil {
 		if cfg.ScatterPath == "" || cfg.ScatterPath[0] != '/' {
@@ -289,6 +296,9 @@ func (a slogAdapter) Printf(format string, args ...any) { a.l.Debug(fmt.Sprintf(
 // limited to MaxConnsPerIP connections per client address. The listeners are closed by
 // Shutdown.
 func (s *Server) Serve(adminLn, ingressLn net.Listener) {
+	if adminLn != nil {
+		s.startConsole()
+	}
 	for _, p := range []struct {
 		srv *fasthttp.Server
 		ln  net.Listener

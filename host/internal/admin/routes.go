@@ -92,7 +92,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		pprofhandler.PprofHandler(ctx)
 		return
 	}
-	if s.serveCluster(ctx, path, method) || s.serveQueue(ctx, path, method) {
+	if s.serveConsole(ctx, path, method) || s.serveCluster(ctx, path, method) || s.serveQueue(ctx, path, method) {
 		return
 	}
 	name, rest, ok := modulePath(path)
