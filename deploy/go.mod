@@ -3,6 +3,7 @@ module github.com/wasmpod/wasmpod/deploy
 go 1.26.0
 
 require (
+	github.com/go-rod/rod v0.116.2
 	github.com/google/go-containerregistry v0.22.1
 	golang.org/x/sys v0.47.0
 	k8s.io/api v0.37.2
@@ -21,6 +22,11 @@ require (
 	github.com/opencontainers/go-digest v1.0.0 // indirect
 	github.com/opencontainers/image-spec v1.1.1 // indirect
 	github.com/x448/float16 v0.8.4 // indirect
+	github.com/ysmood/fetchup v0.2.3 // indirect
+	github.com/ysmood/goob v0.4.0 // indirect
+	github.com/ysmood/got v0.40.0 // indirect
+	github.com/ysmood/gson v0.7.3 // indirect
+	github.com/ysmood/leakless v0.9.0 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
 	golang.org/x/net v0.57.0 // indirect
 	golang.org/x/sync v0.22.0 // indirect

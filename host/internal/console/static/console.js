@@ -197,7 +197,7 @@ function drawModules(s) {
       h("td", {}, ms(last(sr, "p50"))),
       h("td", {}, spark(sr.map((p) => p.p99)), " ", ms(last(sr, "p99"))),
       h("td", {}, spark(sr.map((p) => p.errorRate), "err"), " ", last(sr, "errorRate").toFixed(2)),
-      h("td", { class: "lasterr", title: m.lastError || "" }, m.reason ? m.reason + ": " : "", m.lastError || ""),
+      h("td", { class: "lasterr", title: m.lastError || "" }, [m.reason, m.lastError].filter(Boolean).join(": ")),
       h("td", {}, moduleActions(m)));
   }), "no modules");
   const sel = $("log-module");
