@@ -112,3 +112,28 @@ func (h *Host) Kill() {
 	h.cmd.Process.Kill()
 	<-h.done
 }
+
+var (
+	cmdMu sync.Mutex
+	cmds  = map[string]string{}
+)
+
+// Command builds the main package pkg of the wasmpod module (e.g. ./examples/leader/store)
+// once per test process and returns the binary's path.
+func Command(pkg string) (string, error) {
+	cmdMu.Lock()
+	defer cmdMu.Unlock()
+	if p, ok := cmds[pkg]; ok {
+		return p, nil
+	}
+	out, err := build("cmd-"+strings.NewReplacer("/", "_", ".", "_").Replace(pkg), func(root, out string) *exec.Cmd {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(out, filepath.Base(pkg)), pkg)
+		cmd.Dir = root
+		return cmd
+	})
+	if err != nil {
+		return "", err
+	}
+	cmds[pkg] = filepath.Join(out, filepath.Base(pkg))
+	return cmds[pkg], nil
+}
