@@ -277,6 +277,7 @@ func TestConsolePod(t *testing.T) {
 	bin := build(t)
 	hello := guest(t, "examples/hello/guest", false)
 	stage := guest(t, "host/testdata/stagecmd", true)
+	sum := guest(t, "plugins/benchleaf", false)
 	dir := t.TempDir()
 	// stagecmd upper-cases its input, and fails on an input named fail.txt: one attempt, so a
 	// failing task is dead-lettered at once.
@@ -286,11 +287,21 @@ metadata: {name: consoletest}
 spec:
   terminationGracePeriodSeconds: 2
   modules:
-    - {name: hello, wasm: %s, config: {greeting: hi}, resources: {timeout: 5s, concurrency: 2}}
-    - {name: upper, role: stage, wasm: %s, resources: {timeout: 20s, concurrency: 2}}
+    - {name: hello, wasm: %[1]s, config: {greeting: hi}, resources: {timeout: 5s, concurrency: 2}}
+    - {name: upper, role: stage, wasm: %[2]s, resources: {timeout: 20s, concurrency: 2}}
+    - {name: leaf-a, role: leaf, wasm: %[3]s, resources: {timeout: 5s}}
+    - {name: leaf-b, role: leaf, wasm: %[3]s, resources: {timeout: 5s}}
+    - {name: merge, role: merge, wasm: %[3]s, resources: {timeout: 5s}}
   pipelines:
     - {name: shout, maxAttempts: 1, stages: [{module: upper}]}
-`, hello, stage))
+  scatter:
+    path: /sum
+    merge: merge
+    deadline: 10s
+    shards:
+      - {name: a, leaf: leaf-a}
+      - {name: b, leaf: leaf-b}
+`, hello, stage, sum))
 	h := deploytest.RunLocal(t, bin, []string{"WASMPOD_TOKEN=" + token}, "run", spec,
 		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--state-dir", filepath.Join(dir, "state"), "--node-name", "solo")
 	b := newBrowser(t, "pod")
@@ -358,6 +369,20 @@ spec:
 	}
 	b.click(`#token-form button[type=submit]`)
 	b.waitText("token accepted", `#auth`, `^admin token accepted$`)
+
+	// The stage module's logs, followed: the failure so far, then the re-run's as it happens.
+	sel, err := b.page.Timeout(wait).Element("#log-module")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sel.Select([]string{"upper"}, true, rod.SelectorTypeText); err != nil {
+		t.Fatal(err)
+	}
+	b.click("#log-follow")
+	countFailures := `() => (document.getElementById("logs").textContent.match(/failing on purpose/g) || []).length`
+	b.waitJS("the stage's failure in its logs", countFailures+` > 0`)
+	failures := b.evalString(`() => String((` + countFailures + `)())`)
+
 	b.click(fmt.Sprintf(`[data-task="%s"] button.retry`, task))
 	b.waitText("retry done", `#message`, `retry task `+task+`: done`)
 	b.waitJS("task re-run: a new error in its history", fmt.Sprintf(
@@ -368,7 +393,33 @@ spec:
 	if got := b.evalString(`() => sessionStorage.getItem("wasmpod.adminToken") || ""`); got != token {
 		t.Errorf("token in sessionStorage %q, want the one typed", got)
 	}
+	b.waitJS("the re-run's failure followed in the logs", `() => (`+countFailures+`)() > `+failures)
 	b.shot("retried-with-token")
+
+	// 7. Scatter: complete answers, then partial ones once leaf-b is stopped, with b missing.
+	for range 3 {
+		if code, body := post(t, "http://"+h.Ingress+"/sum", "abc"); code != 200 {
+			t.Fatalf("POST /sum: %d %s", code, body)
+		}
+	}
+	b.waitText("complete answers counted", "#scatter-counts", `3 requests, 0 partial`)
+	cli(t, bin, h.Admin, "stop", "leaf-b")
+	b.waitText("leaf-b stopped", `tr[data-module="leaf-b"] td.state`, `^stopped$`)
+	deadline := time.Now().Add(wait)
+	for b.text("#answers tr:first-child td:nth-child(3)") != "partial" {
+		if time.Now().After(deadline) {
+			b.shot("failed-no-partial-answer")
+			t.Fatalf("no partial answer shown after leaf-b stopped")
+		}
+		post(t, "http://"+h.Ingress+"/sum", "abc")
+		time.Sleep(300 * time.Millisecond)
+	}
+	if missing := b.text("#answers tr:first-child td:nth-child(4)"); missing != "b" {
+		t.Errorf("newest partial answer lists missing shards %q, want b", missing)
+	}
+	b.waitText("shard b's missing count", `tr[data-shard="b"] td:last-child`, `^[1-9]`)
+	b.waitText("shard a's local leaf latency", `tr[data-shard="a"] td:nth-child(3)`, `[µm]?s$`)
+	b.shot("scatter-partial")
 	if b.evalString(`() => window.__noReload || ""`) != "yes" {
 		t.Error("the page was reloaded: changes must show without one")
 	}
@@ -377,6 +428,19 @@ spec:
 	if errs, exceptions := b.errors(); exceptions > 0 || len(errs) > 1 {
 		t.Errorf("the console logged errors (want at most the refused request's 401):\n%s", strings.Join(errs, "\n"))
 	}
+}
+
+// post sends body to url and returns the status and body.
+func post(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	c := http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Post(url, "application/octet-stream", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 func lastField(s string) string {

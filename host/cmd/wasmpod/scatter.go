@@ -332,6 +332,15 @@ func (s *scatterService) ShardLatencies() []scatter.ShardLatency {
 	return nil
 }
 
+// ShardLeaves maps every shard to the leaf module that serves it on this node.
+func (s *scatterService) ShardLeaves() map[string]string {
+	out := make(map[string]string, len(s.spec.Shards))
+	for _, sh := range s.spec.Shards {
+		out[sh.Name] = sh.Leaf
+	}
+	return out
+}
+
 // localShards lists the shards whose leaf module runs and is ready here, in spec order: what
 // this node advertises by gossip.
 func (s *scatterService) localShards() []string {

@@ -39,6 +39,7 @@ type electionLister interface {
 type scatterObserver interface {
 	Answers() *console.AnswerLog
 	ShardLatencies() []scatter.ShardLatency
+	ShardLeaves() map[string]string
 }
 
 // ConsoleElection is an election as the console shows it. Token is set only for a reader
@@ -74,10 +75,20 @@ type ConsoleQueue struct {
 
 // ConsoleScatter is the scatter root's recent answers and per-shard latency.
 type ConsoleScatter struct {
-	Path   string                 `json:"path"`
-	Counts console.AnswerCounts   `json:"counts"`
-	Recent []console.Answer       `json:"recent"`
-	Shards []scatter.ShardLatency `json:"shards"`
+	Path   string              `json:"path"`
+	Counts console.AnswerCounts `json:"counts"`
+	Recent []console.Answer     `json:"recent"`
+	Shards []ConsoleShard       `json:"shards"`
+}
+
+// ConsoleShard is a shard's latency: remote calls as the root timed them (the window its hedge
+// delay comes from), and the local leaf module's calls over the sampler's last interval with
+// traffic (seconds; 0 when none).
+type ConsoleShard struct {
+	scatter.ShardLatency
+	Leaf     string  `json:"leaf,omitempty"`
+	LocalP50 float64 `json:"localP50"`
+	LocalP99 float64 `json:"localP99"`
 }
 
 // ConsoleState is the answer to GET /v1/console/state. A section that could not be read is
@@ -257,9 +268,27 @@ func (s *Server) consoleSnapshot(authorized bool) ConsoleState {
 
 	if so, ok := s.cfg.Scatter.(scatterObserver); ok {
 		a := so.Answers()
-		st.Scatter = &ConsoleScatter{Path: s.cfg.ScatterPath, Counts: a.Counts(), Recent: nonNil(a.Recent()), Shards: nonNil(so.ShardLatencies())}
+		st.Scatter = &ConsoleScatter{Path: s.cfg.ScatterPath, Counts: a.Counts(), Recent: nonNil(a.Recent()), Shards: []ConsoleShard{}}
+		leaves := so.ShardLeaves()
+		for _, sl := range so.ShardLatencies() {
+			cs := ConsoleShard{ShardLatency: sl, Leaf: leaves[sl.Shard]}
+			if p, ok := lastBusy(series[cs.Leaf]); ok {
+				cs.LocalP50, cs.LocalP99 = p.P50, p.P99
+			}
+			st.Scatter.Shards = append(st.Scatter.Shards, cs)
+		}
 	}
 	return st
+}
+
+// lastBusy is the newest point with calls in it.
+func lastBusy(ps []console.Point) (console.Point, bool) {
+	for i := len(ps) - 1; i >= 0; i-- {
+		if ps[i].Rate > 0 {
+			return ps[i], true
+		}
+	}
+	return console.Point{}, false
 }
 
 // consoleCollector exports what the dashboards and alerts need beyond the module and queue

@@ -262,7 +262,8 @@ function drawScatter(s) {
   const c = sc.counts;
   $("scatter-counts").textContent = `${sc.path}: ${c.requests} requests, ${c.partial} partial, ${c.failed} failed`;
   fill("shards", sc.shards.map((sh) => h("tr", { dataset: { shard: sh.shard } },
-    h("td", {}, sh.shard), h("td", {}, ms(sh.p50_ns / 1e9)), h("td", {}, ms(sh.p99_ns / 1e9)), h("td", {}, sh.samples),
+    h("td", {}, sh.shard), h("td", {}, sh.leaf || ""), h("td", {}, ms(sh.localP50)), h("td", {}, ms(sh.localP99)),
+    h("td", {}, ms(sh.p50_ns / 1e9)), h("td", {}, ms(sh.p99_ns / 1e9)), h("td", {}, sh.samples),
     h("td", { class: (c.missing || {})[sh.shard] ? "bad" : "" }, (c.missing || {})[sh.shard] || 0))), "no shards");
   fill("answers", sc.recent.map((a) => h("tr", { class: a.partial ? "partial" : "" },
     h("td", {}, ago(a.at)), h("td", {}, a.ms.toFixed(1) + " ms"),
