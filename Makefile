@@ -27,7 +27,7 @@ test-sdk: ## the guest SDKs' own unit tests (Go SDK is its own module; Rust SDK 
 	cd guest-sdk/go && $(GO) test -race ./...
 	cd guest-sdk/rust/wasmpod && cargo test --offline --quiet
 
-test-deploy: ## the deploy module's tests: the container image read back and run, the manifests against the binary
+test-deploy: ## the deploy module's tests: the image and manifests against the binary, the web console in headless Chromium (screenshots in build/console), dashboards and alerts against a real Prometheus
 	cd deploy && $(GO) test -race -timeout 20m ./...
 
 lint: ## gofmt, go vet and staticcheck on every Go module

@@ -75,7 +75,7 @@ type ConsoleQueue struct {
 
 // ConsoleScatter is the scatter root's recent answers and per-shard latency.
 type ConsoleScatter struct {
-	Path   string              `json:"path"`
+	Path   string               `json:"path"`
 	Counts console.AnswerCounts `json:"counts"`
 	Recent []console.Answer     `json:"recent"`
 	Shards []ConsoleShard       `json:"shards"`
