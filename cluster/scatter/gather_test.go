@@ -454,3 +454,36 @@ func TestEndpointDedupBounded(t *testing.T) {
 		t.Fatalf("remembered id: %v", err)
 	}
 }
+
+func TestShardLatencies(t *testing.T) {
+	k := newKit(t)
+	merge := k.module(t, "merge")
+	remote := &fakeLeaf{mode: "ok", value: 1}
+	shards := []scatter.Shard{
+		{Name: "local", Replicas: []scatter.Replica{{Leaf: scatter.NewModuleLeaf(k.module(t, "leaf"))}}},
+		{Name: "remote", Replicas: []scatter.Replica{{Node: "n2", Leaf: remote}}},
+	}
+	cfg := scatter.DefaultConfig()
+	cfg.Deadline = 10 * time.Second
+	g, err := scatter.New(shards, merge, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if got := g.ShardLatencies(); len(got) != 2 || got[0].Samples != 0 || got[1].Samples != 0 || got[1].P99 != 0 {
+		t.Fatalf("before any request: %+v", got)
+	}
+	const n = 200 // more than the 128-sample window
+	for range n {
+		if _, _, err := g.Do(context.Background(), []byte("x"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := g.ShardLatencies()
+	if got[0].Shard != "local" || got[0].Samples != 0 {
+		t.Errorf("local shard %+v: local attempts are not timed", got[0])
+	}
+	if r := got[1]; r.Shard != "remote" || r.Samples != 128 || r.P50 <= 0 || r.P99 < r.P50 {
+		t.Errorf("remote shard %+v, want 128 samples (the window), 0 < p50 <= p99", r)
+	}
+}
