@@ -128,8 +128,11 @@ func newConsoleState(sup *supervisor.Supervisor) *consoleState {
 	return &consoleState{sampler: console.NewSampler(console.DefaultSamplerConfig(), sup.Metrics), tokens: map[string]tokenSeen{}}
 }
 
-// startConsole runs the sampler until Shutdown.
+// startConsole runs the sampler until Shutdown (none for a Server not made by New).
 func (s *Server) startConsole() {
+	if s.console == nil {
+		return
+	}
 	s.consoleOnce.Do(func() {
 		s.wg.Add(1)
 		go func() {
@@ -167,6 +170,10 @@ func (s *Server) serveConsole(ctx *fasthttp.RequestCtx, p, method string) bool {
 		if method != fasthttp.MethodGet {
 			ctx.Response.Header.Set("Allow", "GET")
 			writeError(ctx, fasthttp.StatusMethodNotAllowed, errors.New("GET /v1/console/state only"))
+			return true
+		}
+		if s.console == nil {
+			writeError(ctx, fasthttp.StatusServiceUnavailable, errors.New("the console is not set up on this server"))
 			return true
 		}
 		ctx.Response.Header.Set("Cache-Control", "no-store")
