@@ -26,8 +26,13 @@ import (
 // ConsolePath is where the console is served.
 const ConsolePath = "/ui/"
 
-// consoleJobs is how many recent jobs the snapshot carries.
-const consoleJobs = 20
+// What one snapshot carries at most: it is read every second, so a job of 100k inputs or a
+// pipeline with thousands of dead letters must not make it large. The CLI lists everything.
+const (
+	consoleJobs       = 20 // newest jobs
+	consoleDead       = 50 // dead letters
+	consoleTaskInputs = 5  // input names per dead letter
+)
 
 // electionLister is what the console reads of a cluster node's elections (*cluster.Node).
 type electionLister interface {
@@ -65,12 +70,31 @@ type ConsoleModule struct {
 	Series []console.Point `json:"series"`
 }
 
-// ConsoleQueue is the work queue as the console shows it.
+// ConsoleQueue is the work queue as the console shows it: the newest jobs and the first dead
+// letters (DeadTotal counts them all).
 type ConsoleQueue struct {
-	Stages  []queue.StageStats    `json:"stages"`
-	Workers []cluster.WorkerStats `json:"workers"`
-	Jobs    []queue.Job           `json:"jobs"`
-	Dead    []queue.TaskInfo      `json:"dead"`
+	Stages    []queue.StageStats    `json:"stages"`
+	Workers   []cluster.WorkerStats `json:"workers"`
+	Jobs      []ConsoleJob          `json:"jobs"`
+	Dead      []ConsoleTask         `json:"dead"`
+	DeadTotal int                   `json:"deadTotal"`
+}
+
+// ConsoleJob is a job without its input and output lists.
+type ConsoleJob struct {
+	ID       queue.JobID           `json:"id"`
+	Pipeline string                `json:"pipeline"`
+	State    queue.JobState        `json:"state"`
+	Created  time.Time             `json:"created"`
+	Finished time.Time             `json:"finished,omitzero"`
+	Inputs   int                   `json:"inputs"`
+	Stages   []queue.StageProgress `json:"stages"`
+}
+
+// ConsoleTask is a dead letter with its error history and its first input names.
+type ConsoleTask struct {
+	queue.TaskInfo
+	InputCount int `json:"inputCount"`
 }
 
 // ConsoleScatter is the scatter root's recent answers and per-shard latency.
@@ -258,18 +282,31 @@ func (s *Server) consoleSnapshot(authorized bool) ConsoleState {
 	}
 
 	if q := s.cfg.Queue; q != nil {
-		cq := &ConsoleQueue{Workers: nonNil(q.WorkerStats())}
+		cq := &ConsoleQueue{Workers: nonNil(q.WorkerStats()), Jobs: []ConsoleJob{}, Dead: []ConsoleTask{}}
 		var err error
 		if cq.Stages, err = q.QueueStats(); err != nil {
 			fail("queue", err)
 		}
-		if cq.Jobs, err = q.Jobs("", consoleJobs); err != nil {
+		cq.Stages = nonNil(cq.Stages)
+		jobs, err := q.Jobs("", consoleJobs)
+		if err != nil {
 			fail("queue", err)
 		}
-		if cq.Dead, err = q.DeadTasks(""); err != nil {
+		for _, j := range jobs {
+			cq.Jobs = append(cq.Jobs, ConsoleJob{ID: j.ID, Pipeline: j.Pipeline.Name, State: j.State, Created: j.Created,
+				Finished: j.Finished, Inputs: len(j.Inputs), Stages: nonNil(j.Stages)})
+		}
+		dead, err := q.DeadTasks("")
+		if err != nil {
 			fail("queue", err)
 		}
-		cq.Stages, cq.Jobs, cq.Dead = nonNil(cq.Stages), nonNil(cq.Jobs), nonNil(cq.Dead)
+		cq.DeadTotal = len(dead)
+		for _, t := range dead[:min(len(dead), consoleDead)] {
+			ct := ConsoleTask{TaskInfo: t, InputCount: len(t.Inputs)}
+			ct.Inputs = t.Inputs[:min(len(t.Inputs), consoleTaskInputs)]
+			ct.Output = nil
+			cq.Dead = append(cq.Dead, ct)
+		}
 		st.Queue = cq
 	}
 

@@ -109,7 +109,9 @@ async function act(label, method, path, body) {
     await api(method, path, body);
     showMessage(`${label}: done.`, true);
   } catch (e) {
-    if (e.status === 401 || e.status === 403) {
+    if (e.status === 403 && state && !state.mutating) {
+      showMessage(`Refused: ${label}: the host answered ${e.message}.`);
+    } else if (e.status === 401 || e.status === 403) {
       showMessage(`Refused: ${label} needs the admin token. The host answered ${e.message}. ` +
         (token() ? "The token in this session was not accepted; enter it again." : "Enter the admin token and try again."));
       pendingAction = null;
@@ -235,7 +237,7 @@ function drawQueue(s) {
     for (const st of j.stages) { done += st.done; total += st.expected; }
     const p = pct(done, total);
     return h("div", { class: "job", dataset: { job: String(j.id), state: j.state } },
-      h("div", {}, h("b", {}, `job ${j.id}`), ` · ${j.pipeline.name} · ${j.inputs.length} inputs · `,
+      h("div", {}, h("b", {}, `job ${j.id}`), ` · ${j.pipeline} · ${j.inputs} inputs · `,
         h("span", { class: "job-state" }, j.state), " · ", h("span", { class: "progress" }, `${p}%`),
         h("span", { class: "muted" }, ` · submitted ${ago(j.created)}`)),
       j.stages.map((st) => h("div", { class: "stage", dataset: { stage: st.name } },
@@ -245,10 +247,13 @@ function drawQueue(s) {
   }), "no jobs yet");
   fill("dead", q.dead.map((t) => h("div", { class: "task", dataset: { task: String(t.id) } },
     h("div", {}, h("b", {}, `task ${t.id}`), ` · job ${t.job} · ${t.pipeline}/${t.stage_name} · ${t.attempts} attempts · `,
-      (t.inputs || []).map((f) => f.name).join(", "), " ",
+      (t.inputs || []).map((f) => f.name).join(", "), t.inputCount > (t.inputs || []).length ? ` and ${t.inputCount - t.inputs.length} more` : "", " ",
       h("button", { type: "button", class: "retry", onclick: () => act(`retry task ${t.id}`, "POST", `/v1/queue/tasks/${t.id}/retry`) }, "Retry")),
     h("ol", { class: "errors" }, (t.errors || []).map((e) => h("li", {}, `attempt ${e.attempt} at ${new Date(e.at).toLocaleTimeString()}: ${e.message}`))))),
   "no dead letters");
+  if (q.deadTotal > q.dead.length) {
+    $("dead").append(h("p", { class: "muted" }, `${q.deadTotal - q.dead.length} more dead letters: \`wasmpod queue dead\` lists them all.`));
+  }
 }
 
 function drawScatter(s) {
