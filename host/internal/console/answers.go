@@ -20,6 +20,8 @@ type Answer struct {
 	Hedges   int       `json:"hedges,omitempty"`
 	Error    string    `json:"error,omitempty"`
 	Complete bool      `json:"complete"`
+
+	id scatter.RequestID // hex-encoded into ID by Recent, off the request path
 }
 
 // AnswerCounts are an AnswerLog's totals since the host started.
@@ -41,13 +43,16 @@ type AnswerLog struct {
 
 // Record adds the answer of a request that started at start.
 func (l *AnswerLog) Record(start time.Time, res scatter.Result, err error) {
-	a := Answer{At: time.Now(), Millis: float64(time.Since(start).Microseconds()) / 1000,
-		Partial: res.Partial, Missing: append([]string(nil), res.Missing...), Hedges: res.Hedges}
+	now := time.Now()
+	a := Answer{At: now, Millis: float64(now.Sub(start).Microseconds()) / 1000,
+		Partial: res.Partial, Hedges: res.Hedges}
+	if len(res.Missing) > 0 {
+		a.Missing = append([]string(nil), res.Missing...)
+	}
 	if err != nil {
 		a.Error = err.Error()
 	} else {
-		a.ID = res.ID.String()
-		a.Complete = !res.Partial
+		a.id, a.Complete = res.ID, !res.Partial
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -75,7 +80,11 @@ func (l *AnswerLog) Recent() []Answer {
 	k := min(l.n, answerKeep)
 	out := make([]Answer, 0, k)
 	for i := 1; i <= k; i++ {
-		out = append(out, l.ring[(l.n-i)%answerKeep])
+		a := l.ring[(l.n-i)%answerKeep]
+		if a.Error == "" {
+			a.ID = a.id.String()
+		}
+		out = append(out, a)
 	}
 	return out
 }

@@ -130,6 +130,9 @@ func TestAnswerLog(t *testing.T) {
 	if rec[1].Partial || !rec[1].Complete || !rec[2].Partial || rec[2].Missing[0] != "s1" || rec[2].Missing[1] != "x2" {
 		t.Errorf("answers 1 and 2: %+v, %+v; want the last complete one, then the last partial one", rec[1], rec[2])
 	}
+	if len(rec[1].ID) != 32 || rec[0].ID != "" {
+		t.Errorf("ids %q, %q: want none for the failed request, the hex request id for an answer", rec[0].ID, rec[1].ID)
+	}
 	c := l.Counts()
 	if c.Requests != answerKeep+6 || c.Failed != 1 || c.Partial != (answerKeep+5)/2 || c.Missing["s1"] != c.Partial {
 		t.Errorf("counts %+v", c)
@@ -137,5 +140,15 @@ func TestAnswerLog(t *testing.T) {
 	c.Missing["s1"] = 0
 	if l.Counts().Missing["s1"] == 0 {
 		t.Error("Counts shares its map with the log")
+	}
+}
+
+// BenchmarkAnswerLogRecord is the cost Record adds to a scatter request.
+func BenchmarkAnswerLogRecord(b *testing.B) {
+	var l AnswerLog
+	start := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Record(start, scatter.Result{}, nil)
 	}
 }
