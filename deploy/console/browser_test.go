@@ -428,6 +428,17 @@ spec:
 	if errs, exceptions := b.errors(); exceptions > 0 || len(errs) > 1 {
 		t.Errorf("the console logged errors (want at most the refused request's 401):\n%s", strings.Join(errs, "\n"))
 	}
+
+	// 8. The host goes away: the page says so in words, and keeps the last state it saw.
+	h.Kill()
+	b.waitText("host gone", "#message", `Cannot read the host's state`)
+	if got := b.text(`tr[data-module="leaf-a"] td.state`); got != "running" {
+		t.Errorf("leaf-a shows %q after the host went away, want the last state seen (running)", got)
+	}
+	b.shot("host-gone")
+	if _, exceptions := b.errors(); exceptions > 0 {
+		t.Errorf("script errors once the host went away")
+	}
 }
 
 // post sends body to url and returns the status and body.

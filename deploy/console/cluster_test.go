@@ -98,6 +98,8 @@ func TestConsoleCluster(t *testing.T) {
 	others := strings.Join(append(append([]string{}, names[:killed]...), names[killed+1:]...), "|")
 	newHolder := b.waitText("a new holder", `tr[data-election="leader-demo"] td.holder`, `^(`+others+`)$`)
 	b.waitText("the killed node dead", fmt.Sprintf(`tr[data-member="%s"] td.state`, holder), `^(dead|left)$`)
+	b.waitJS("one Raft leader, alive", `() => { const ls = [...document.querySelectorAll("#members tr[data-member]")].filter(r => r.querySelector(".role").textContent === "leader");
+		return ls.length === 1 && ls[0].querySelector(".state").textContent === "alive"; }`)
 	b.shot("new-holder-" + newHolder)
 	if n := b.evalString(`() => String(document.querySelectorAll("#members tr[data-member]").length)`); n != "3" {
 		t.Errorf("%s member rows after the kill, want 3 (the dead one listed)", n)
