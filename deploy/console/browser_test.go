@@ -331,11 +331,23 @@ spec:
 	b.waitText("job "+job+" done", fmt.Sprintf(`[data-job="%s"] .job-state`, job), `^done$`)
 	b.shot("job-done")
 
-	// 4. A failing job: its task is dead-lettered and listed with its error.
+	// 4. A failing job: its task is dead-lettered and listed with its error. Its input's name,
+	// chosen by whoever submits, is markup that would run script if the page rendered it as
+	// HTML: it must show as text.
 	failDir := t.TempDir()
-	cli(t, bin, h.Admin, "queue", "submit", "--pipeline", "shout", writeFile(t, failDir, "fail.txt", "x\n"))
+	const hostile = `<img src=x onerror="window.__xss=1">`
+	if err := os.Mkdir(filepath.Join(failDir, hostile), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cli(t, bin, h.Admin, "queue", "submit", "--pipeline", "shout", "--name-root", failDir, writeFile(t, filepath.Join(failDir, hostile), "fail.txt", "x\n"))
 	b.waitText("a dead letter", `#dead [data-task] ol.errors li`, `failing on purpose|exit`)
 	task := b.evalString(`() => document.querySelector("#dead [data-task]").dataset.task`)
+	if got := b.text(`#dead [data-task]`); !strings.Contains(got, hostile+"/fail.txt") {
+		t.Errorf("dead letter %q does not show its input name %q as text", got, hostile+"/fail.txt")
+	}
+	if b.evalString(`() => String(window.__xss || document.querySelectorAll("#dead img").length || "")`) != "" {
+		t.Fatal("an input name was rendered as HTML: script from a job submitter ran in the operator's page")
+	}
 	errorsNow := func() int {
 		var ti struct {
 			State  string            `json:"state"`
