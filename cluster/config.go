@@ -105,6 +105,11 @@ type ElectionConfig struct {
 	MinVoters       int
 	// ForwardWait: how long an operation waits for a leader to appear.
 	ForwardWait time.Duration
+	// SnapshotThreshold: Raft snapshots its state (and may compact its log) once this many
+	// entries were added since the last snapshot; SnapshotInterval is how often it checks
+	// (randomized up to twice that). Zero takes the default.
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
 }
 
 // QueueConfig tunes the work queue; zero fields take the defaults. The leader's values apply to every node's replica: they
@@ -169,6 +174,8 @@ func DefaultElectionConfig() ElectionConfig {
 		RemoveDeadAfter:    time.Minute,             // a crash is usually a restart; don't churn voters
 		MinVoters:          3,                       // never shrink below a quorum that survives one failure
 		ForwardWait:        3 * time.Second,         // covers one Raft election
+		SnapshotThreshold:  4096,                    // a snapshot per ~4096 grants, renews and queue commands
+		SnapshotInterval:   2 * time.Minute,         // Raft's default: the check is cheap, snapshots are not
 	}
 }
 

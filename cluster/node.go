@@ -92,7 +92,7 @@ func Start(cfg Config) (*Node, error) {
 	svc, err := election.Start(election.Config{
 		NodeID: cfg.NodeName, BindAddr: raftBind, Advertise: raftAdv, DataDir: dataDir,
 		Bootstrap: bootstrap, LogOutput: cfg.LogOutput, Peers: n.peers, ForwardWait: e.ForwardWait,
-		Queue: wq.m, Streams: wq.streams(),
+		Queue: wq.m, Streams: wq.streams(), SnapshotThreshold: e.SnapshotThreshold, SnapshotInterval: e.SnapshotInterval,
 		Timing: election.Timing{
 			HeartbeatTimeout: e.HeartbeatTimeout, ElectionTimeout: e.ElectionTimeout,
 			LeaderLeaseTimeout: e.LeaderLeaseTimeout, CommitTimeout: e.CommitTimeout,

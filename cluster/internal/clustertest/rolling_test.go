@@ -77,8 +77,8 @@ type rollingCluster struct {
 // downWindow is a time during which node may be out: from when it left the load balancer until
 // a while after it came back complete.
 type downWindow struct {
-	node       int
-	start, end time.Time
+	node             int
+	start, back, end time.Time
 }
 
 func TestRollingUpgrade(t *testing.T) {
@@ -276,7 +276,10 @@ func (c *rollingCluster) args(i int, b binInfo) []string {
 		}
 	}
 	// Optional flags, passed to the binaries that know them.
-	for _, f := range [][2]string{{"queue-lease", "2s"}, {"queue-backoff", "200ms"}} {
+	// A Raft snapshot every 64 entries (checked every 1-2 s), so that every node has one when
+	// it is replaced: the next binary must restore it.
+	for _, f := range [][2]string{{"queue-lease", "2s"}, {"queue-backoff", "200ms"},
+		{"raft-snapshot-threshold", "64"}, {"raft-snapshot-interval", "1s"}} {
 		if b.has(f[0]) {
 			args = append(args, "--"+f[0], f[1])
 		}
@@ -332,21 +335,74 @@ func (c *rollingCluster) stop(i int) time.Time {
 }
 
 // replace stops node i and starts it again on the new (or old) binary with its state; it
-// returns once the node is back in the load balancer.
+// returns once the node is back in the load balancer. A binary that can be told to snapshot
+// Raft must have left a snapshot, and the next one must restore it.
 func (c *rollingCluster) replace(i int, upgraded bool) time.Duration {
+	from := c.nodes[i].bin
+	snaps := c.waitSnapshot(i)
 	out := c.stop(i)
 	c.start(i, upgraded)
 	c.waitReady(i)
+	c.checkRestored(i, from, snaps)
 	c.waitVoters(i, 3)
 	c.waitComplete(i)
 	c.nodes[i].inSvc.Store(true)
+	// As deploy/README.md says: the next node goes only once every node answers with every
+	// shard again (the others learn by gossip that this one is back).
+	for j := 1; j <= 3; j++ {
+		c.waitComplete(j)
+	}
 	back := time.Now()
 	c.winMu.Lock()
-	// Gossip tells the others the node is back within a few probe intervals: partial answers
-	// may follow its return for a moment.
-	c.windows = append(c.windows, downWindow{node: i, start: out, end: back.Add(5 * time.Second)})
+	// A second of slack: an answer in flight when the last node turned complete.
+	c.windows = append(c.windows, downWindow{node: i, start: out, back: back, end: back.Add(time.Second)})
 	c.winMu.Unlock()
 	return back.Sub(out)
+}
+
+// raftSnapshots lists node i's Raft snapshots (hashicorp/raft's file store: one directory
+// with a meta.json each).
+func (c *rollingCluster) raftSnapshots(i int) []string {
+	m, _ := filepath.Glob(filepath.Join(c.nodes[i].dir, "cluster", "raft", "snapshots", "*", "meta.json"))
+	for k := range m {
+		m[k] = filepath.Base(filepath.Dir(m[k]))
+	}
+	return m
+}
+
+// waitSnapshot waits until node i, if its binary takes --raft-snapshot-threshold, has written a
+// Raft snapshot, and returns its snapshots (none when it cannot be told to snapshot).
+func (c *rollingCluster) waitSnapshot(i int) []string {
+	nd := c.nodes[i]
+	if !nd.bin.has("raft-snapshot-threshold") {
+		c.t.Logf("n%d: %s has no --raft-snapshot-threshold: it is not made to snapshot Raft (Raft's default, 4096 entries, is out of this test's reach)", i, nd.bin)
+		return nil
+	}
+	var snaps []string
+	waitFor(c.t, 60*time.Second, fmt.Sprintf("a Raft snapshot by n%d (%s)", i, nd.bin), func() error {
+		if snaps = c.raftSnapshots(i); len(snaps) == 0 {
+			return fmt.Errorf("none in %s", filepath.Join(nd.dir, "cluster", "raft", "snapshots"))
+		}
+		return nil
+	})
+	return snaps
+}
+
+// checkRestored checks that node i, now running, restored the Raft snapshots from's binary
+// left (raft.NewRaft restores the newest snapshot it can read at start and fails when it can
+// read none; an unreadable newer one is logged).
+func (c *rollingCluster) checkRestored(i int, from binInfo, snaps []string) {
+	if len(snaps) == 0 {
+		return
+	}
+	nd := c.nodes[i]
+	log, _ := os.ReadFile(nd.proc.stderr)
+	for _, bad := range []string{"failed to open snapshot", "failed to restore snapshot", "failed to load any existing snapshots"} {
+		if bytes.Contains(log, []byte(bad)) {
+			c.t.Fatalf("n%d on %s could not read the Raft snapshot %s wrote (%q):\n%s", i, nd.bin, from, bad, log)
+		}
+	}
+	c.t.Logf("FIGURE n%d on %s started from the Raft snapshots %s wrote (%s)", i, nd.bin, from, strings.Join(snaps, ", "))
 }
 
 func (c *rollingCluster) admin(i int) string { return "http://" + c.net.IP(i) + ":9901" }
@@ -466,16 +522,21 @@ func (c *rollingCluster) search(i int, q string) searchAnswer {
 	return a
 }
 
-// waitComplete waits until node i answers a query with every shard (the others' shards found by
-// gossip).
+// waitComplete waits until node i answers three queries in a row with every shard (the
+// others' shards found by gossip).
 func (c *rollingCluster) waitComplete(i int) {
+	ok := 0
 	waitFor(c.t, 90*time.Second, fmt.Sprintf("n%d answers with every shard", i), func() error {
 		a := c.search(i, "license")
+		if a.err == nil && a.partial {
+			a.err = fmt.Errorf("partial, missing %v", a.missing)
+		}
 		if a.err != nil {
+			ok = 0
 			return a.err
 		}
-		if a.partial {
-			return fmt.Errorf("partial, missing %v", a.missing)
+		if ok++; ok < 3 {
+			return fmt.Errorf("%d complete answers in a row", ok)
 		}
 		return nil
 	})
@@ -529,17 +590,18 @@ func (c *rollingCluster) queryLoad(g int, stop <-chan struct{}, l *queryLog) {
 	}
 }
 
-// outAt lists the nodes whose down windows contain t.
-func (c *rollingCluster) outAt(t time.Time) []int {
+// outAt lists the nodes whose down windows contain t, and how long after the latest one's
+// return t is (0 while it is out).
+func (c *rollingCluster) outAt(t time.Time) (out []int, afterBack time.Duration) {
 	c.winMu.Lock()
 	defer c.winMu.Unlock()
-	var out []int
 	for _, w := range c.windows {
 		if !t.Before(w.start) && !t.After(w.end) {
 			out = append(out, w.node)
+			afterBack = max(afterBack, t.Sub(w.back))
 		}
 	}
-	return out
+	return out, afterBack
 }
 
 func (c *rollingCluster) checkQueries(l *queryLog) {
@@ -551,13 +613,20 @@ func (c *rollingCluster) checkQueries(l *queryLog) {
 		t.Fatalf("only %d queries answered during the upgrade: the load did not run", len(answers))
 	}
 	byVersion := map[bool]int{}
+	partial, late := 0, 0
+	var latest time.Duration
 	for _, a := range answers {
 		if a.err != nil {
 			t.Fatalf("query %q to n%d at %s failed: %v", a.query, a.node, a.at.Format("15:04:05.000"), a.err)
 		}
 		byVersion[a.upgraded]++
 		if a.partial {
-			out := c.outAt(a.at)
+			out, after := c.outAt(a.at)
+			partial++
+			if after > 0 {
+				late++
+				latest = max(latest, after)
+			}
 			// A shard may go missing only if every node holding it is out.
 			for _, m := range a.missing {
 				var s int
@@ -586,6 +655,8 @@ func (c *rollingCluster) checkQueries(l *queryLog) {
 			t.Fatalf("query %q to n%d (missing %v):\ngot\n%s\nwant\n%s", a.query, a.node, a.missing, a.body, want)
 		}
 	}
+	t.Logf("FIGURE %d answers, %d partial while a node was out; of those, %d after it was back and complete (in flight, at most %v after)",
+		len(answers), partial, late, latest.Round(10*time.Millisecond))
 	if byVersion[true] == 0 || byVersion[false] == 0 {
 		t.Fatalf("answers by the old release %d, by the new %d: both should have served", byVersion[false], byVersion[true])
 	}
@@ -749,31 +820,40 @@ func (c *rollingCluster) checkJobs(i int, jobs submitted) (redelivered int) {
 }
 
 // campaign is one election candidate, session c<i>, using node i's election sidecar API: it
-// campaigns for the lease, renews it while it holds it, and records every grant and renew
-// (with the holder's own deadline) for the history checker. A grant is recorded at the time
-// its answer arrived (the grant happened before), so the checker's "no grant before the last
+// campaigns for the lease, renews it for a term of about 2 s, then lets it lapse (no resign:
+// the history checker's deadlines stay the holder's own) and rests before campaigning again, so
+// that the lease changes hands all through the upgrade. Every grant and renew is recorded with
+// the holder's own deadline for the history checker. A grant is recorded at the time its
+// answer arrived (the grant happened before), so the checker's "no grant before the last
 // holder's deadline" cannot fire on a grant that was in time.
 func (c *rollingCluster) campaign(i int, stop <-chan struct{}) {
 	session := fmt.Sprintf("c%d", i)
 	var held uint64
-	var expiry time.Time
+	var expiry, since, rest time.Time
 	record := func(ev string, l wp.Lease) {
 		c.net.Hist.Add(Event{T: time.Now().UnixNano(), Node: session, Ev: ev, Lease: rollingLease, Token: l.Token, Expiry: l.Expiry.UnixNano()})
 	}
+	url := c.admin(i) + "/v1/election/" + rollingLease
 	for {
 		select {
 		case <-stop:
 			return
 		case <-time.After(300 * time.Millisecond):
 		}
-		url := c.admin(i) + "/v1/election/" + rollingLease
 		var l wp.Lease
 		if held == 0 {
+			if time.Now().Before(rest) {
+				continue
+			}
 			body, _ := json.Marshal(wp.CampaignRequest{Session: session, TTLMillis: 2000})
 			if _, err := c.do("POST", url+"/campaign", body, &l); err == nil && l.Held && l.Session == session {
 				record("grant", l)
-				held, expiry = l.Token, l.Expiry
+				held, expiry, since = l.Token, l.Expiry, time.Now()
 			}
+			continue
+		}
+		if time.Since(since) > 2*time.Second { // the term is over: let the lease lapse
+			held, rest = 0, expiry.Add(time.Second)
 			continue
 		}
 		body, _ := json.Marshal(wp.RenewRequest{Session: session, Token: held, TTLMillis: 2000})
@@ -793,6 +873,8 @@ func (c *rollingCluster) campaign(i int, stop <-chan struct{}) {
 // state format; anything else fails.
 func (c *rollingCluster) downgrade(i int) {
 	t := c.t
+	from := c.nodes[i].bin
+	snaps := c.waitSnapshot(i)
 	c.stop(i)
 	c.start(i, false)
 	nd := c.nodes[i]
@@ -810,6 +892,7 @@ func (c *rollingCluster) downgrade(i int) {
 		default:
 		}
 		if _, err := c.do("GET", c.admin(i)+"/readyz", nil, nil); err == nil {
+			c.checkRestored(i, from, snaps)
 			c.waitVoters(i, 3)
 			c.waitComplete(i)
 			for _, q := range rollingQueries {

@@ -59,6 +59,9 @@ type Config struct {
 	Queue *queue.Machine
 	// Streams serve extra connection kinds on the Raft port (not 'R' or 'F').
 	Streams map[byte]func(net.Conn)
+	// SnapshotThreshold and SnapshotInterval are Raft's (0: 4096 entries, Raft's interval).
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
 }
 
 // Timing groups the clock-related settings.
@@ -154,6 +157,12 @@ func Start(cfg Config) (*Service, error) {
 	rc.Logger = logger
 	rc.SnapshotThreshold = 4096
 	rc.TrailingLogs = 4096
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
 
 	var (
 		logs   raft.LogStore

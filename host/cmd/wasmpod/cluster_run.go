@@ -36,6 +36,9 @@ type clusterOptions struct {
 	queueAttempts int
 	queueBackoff  time.Duration
 	queueKeep     time.Duration
+
+	snapshotThreshold uint64
+	snapshotInterval  time.Duration
 }
 
 // Gossip bind defaults. A host given no cluster flag at all is a cluster of one that nobody
@@ -64,6 +67,9 @@ func addClusterFlags(cmd *cobra.Command, o *clusterOptions) {
 	f.IntVar(&o.queueAttempts, "queue-max-attempts", q.MaxAttempts, "work queue: deliveries before a task is dead-lettered, for pipelines that set no maxAttempts")
 	f.DurationVar(&o.queueBackoff, "queue-backoff", q.Backoff, "work queue: delay before the second delivery, doubling after, for pipelines that set no backoff")
 	f.DurationVar(&o.queueKeep, "queue-retention", q.Retention, "work queue: how long finished jobs, their outputs and dead letters are kept (0: forever)")
+	e := cluster.DefaultElectionConfig()
+	f.Uint64Var(&o.snapshotThreshold, "raft-snapshot-threshold", e.SnapshotThreshold, "Raft: snapshot the replicated state (elections and work queue) once this many log entries were added since the last snapshot")
+	f.DurationVar(&o.snapshotInterval, "raft-snapshot-interval", e.SnapshotInterval, "Raft: how often to check --raft-snapshot-threshold (randomized up to twice this)")
 }
 
 // standalone reports whether no flag asks for a multi-node cluster.
@@ -115,6 +121,12 @@ func clusterConfig(o clusterOptions, stateDir string, log *slog.Logger) (cluster
 	}
 	if o.queueLease > 0 {
 		cfg.Queue.LeaseDuration = o.queueLease
+	}
+	if o.snapshotThreshold > 0 {
+		cfg.Election.SnapshotThreshold = o.snapshotThreshold
+	}
+	if o.snapshotInterval > 0 {
+		cfg.Election.SnapshotInterval = o.snapshotInterval
 	}
 	if o.queueAttempts > 0 {
 		cfg.Queue.MaxAttempts = o.queueAttempts
