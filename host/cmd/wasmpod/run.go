@@ -25,6 +25,7 @@ import (
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
 	"github.com/wasmpod/wasmpod/host/internal/statelock"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
+	"github.com/wasmpod/wasmpod/host/internal/version"
 	"github.com/wasmpod/wasmpod/runtime"
 )
 
@@ -139,6 +140,9 @@ func run(specPath string, o runOptions) error {
 		return err
 	}
 	defer lock.Release()
+	if err := version.StampStateDir(o.stateDir); err != nil { // refuses a format newer than this binary's
+		return err
+	}
 
 	ctx := context.Background()
 	ccfg, err := clusterConfig(o.cluster, o.stateDir, log)
