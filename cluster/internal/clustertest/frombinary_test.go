@@ -105,11 +105,12 @@ func fromBinary(t *testing.T) (bin, commit string) {
 	tmp.Close()
 	defer os.Remove(tmp.Name())
 	// The commit goes in with -X as a release's does (a source tree has no VCS stamp); a
-	// version package without the variable ignores it.
-	build := exec.Command("go", "build", "-trimpath", "-o", tmp.Name(),
+	// version package without the variable ignores it. Otherwise the flags are podtest.Binary's,
+	// so that every dependency the two releases share comes from the build cache.
+	build := exec.Command("go", "build", "-o", tmp.Name(),
 		"-ldflags", "-X github.com/wasmpod/wasmpod/host/internal/version.commit="+commit, "./host/cmd/wasmpod")
 	build.Dir = src
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=readonly")
+	build.Env = append(os.Environ(), "GOFLAGS=-mod=readonly", "GOWORK=off")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build wasmpod at %s: %v\n%s", commit, err, out)
 	}
