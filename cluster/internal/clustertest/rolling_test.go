@@ -54,6 +54,8 @@ type rollingNode struct {
 	dir     string
 	inSvc   atomic.Bool // the "load balancer" sends it queries and submits
 	upgrade bool        // runs the binary under test
+	// insecure: run with --insecure-cluster (a binary with cluster TLS, in plaintext)
+	insecure bool
 }
 
 type rollingCluster struct {
@@ -66,6 +68,8 @@ type rollingCluster struct {
 	key     string
 	nodes   map[int]*rollingNode
 	members [][]search.Document
+	// secure: the whole cluster runs the new release and restarts into cluster TLS.
+	secure bool
 
 	truthMu sync.Mutex
 	truth   map[string]string
@@ -87,6 +91,9 @@ func TestRollingUpgrade(t *testing.T) {
 	c := &rollingCluster{t: t, net: n, dir: t.TempDir(), nodes: map[int]*rollingNode{}, truth: map[string]string{}}
 	c.old, c.new = inspect(t, oldPath), inspect(t, podtest.Binary(t))
 	t.Logf("upgrading from %s (%s) to %s", c.old, commit[:12], c.new)
+	if c.plaintextBridge() {
+		t.Logf("the previous release has no cluster TLS: the new one runs with --insecure-cluster until every node has it, then the cluster restarts into TLS")
+	}
 	c.layout()
 
 	// Start on the previous release.
@@ -174,6 +181,36 @@ func TestRollingUpgrade(t *testing.T) {
 
 	// Downgrade one node to the previous release, with the state the new one wrote.
 	c.downgrade(order[0])
+
+	// Entering cluster TLS (deploy/README.md): back on the new release, then every node
+	// restarts without --insecure-cluster, state kept.
+	if c.plaintextBridge() {
+		c.replace(order[0], true)
+		start := time.Now()
+		c.secure = true
+		for i := 1; i <= 3; i++ {
+			c.stop(i)
+		}
+		for i := 1; i <= 3; i++ {
+			c.start(i, true)
+		}
+		for i := 1; i <= 3; i++ {
+			c.waitReady(i)
+			c.waitVoters(i, 3)
+		}
+		for i := 1; i <= 3; i++ {
+			c.waitComplete(i)
+			c.checkJobs(i, pre)
+		}
+		t.Logf("FIGURE whole-cluster restart into cluster TLS, state kept: complete answers and the old jobs after %v", time.Since(start).Round(100*time.Millisecond))
+	}
+}
+
+// plaintextBridge reports whether the new release has cluster TLS (and --insecure-cluster)
+// while the previous one has none: the new nodes then run in plaintext like the old ones until
+// every node runs the new release.
+func (c *rollingCluster) plaintextBridge() bool {
+	return c.new.has("insecure-cluster") && !c.old.has("insecure-cluster")
 }
 
 // layout writes the guests, shards, token, gossip key and one pod spec per node.
@@ -284,7 +321,7 @@ func (c *rollingCluster) args(i int, b binInfo) []string {
 			args = append(args, "--"+f[0], f[1])
 		}
 	}
-	if b.has("insecure-cluster") && !(c.old.has("insecure-cluster") && c.new.has("insecure-cluster")) {
+	if c.plaintextBridge() && b.has("insecure-cluster") && !c.secure {
 		args = append(args, "--insecure-cluster")
 	}
 	var join []string
@@ -312,6 +349,7 @@ func (c *rollingCluster) start(i int, upgraded bool) {
 		nd.bin, nd.upgrade = c.new, true
 	}
 	args := c.args(i, nd.bin)
+	nd.insecure = slices.Contains(args, "--insecure-cluster")
 	nd.proc = c.net.Start(label(i), nd.bin.path, args...)
 }
 
@@ -443,8 +481,15 @@ func (c *rollingCluster) waitReady(i int) {
 			c.t.Fatalf("n%d (%s) exited:\n%s", i, nd.bin, nd.proc.Stderr())
 		default:
 		}
-		_, err := c.do("GET", c.admin(i)+"/readyz", nil, nil)
-		return err
+		var body []byte
+		if _, err := c.do("GET", c.admin(i)+"/readyz", nil, &body); err != nil {
+			return err
+		}
+		// A binary with cluster TLS says in /readyz when it runs without (--insecure-cluster).
+		if warned := bytes.Contains(bytes.ToLower(body), []byte("insecure")); nd.bin.has("insecure-cluster") && warned != nd.insecure {
+			c.t.Fatalf("n%d (%s, --insecure-cluster %v): /readyz says %q", i, nd.bin, nd.insecure, body)
+		}
+		return nil
 	})
 }
 
