@@ -31,8 +31,10 @@ import (
 // namespace, run the search example's scatter pod (six shards, two replicas of s0, s2 and s4)
 // and the pipeline example's "counts" work-queue pipeline, under constant query, submit and
 // election load. They start on the previous release's binary (fromBinary) and are upgraded one
-// at a time to the binary under test, each keeping its state directory; then one is
-// downgraded.
+// at a time to the binary under test, each keeping its state directory (deploy/README.md,
+// "Upgrading node by node"); then one is downgraded. When the new release has cluster TLS and
+// the old one none, the new nodes run with --insecure-cluster until all run it, and the test
+// ends with the whole-cluster restart into TLS.
 
 const (
 	rollingToken  = "rolling-test-token"
