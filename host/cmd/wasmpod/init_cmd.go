@@ -22,6 +22,12 @@ serves it through ingress. Native plugins get the wasmpod SDK's source beside th
 build offline and outside this repository; Extism plugins take their PDK from the Go module
 proxy or npm.
 
+Roles: main is served through ingress. sidecar, ambassador and adapter come with the main they
+serve, in one file that pod.yaml runs twice (main reaches the helper with a pod-local call; an
+Extism plugin cannot make that call, so the helper roles are for the native languages). leaf
+writes a leaf that also serves as the merge, behind a one-shard scatter; merge writes the same.
+stage writes a work-queue stage and a one-stage pipeline.
+
 Languages: ` + strings.Join(scaffold.Languages, ", ") + `. Roles: ` + strings.Join(scaffold.Roles, ", ") + `.`,
 		Example: `  wasmpod init --lang go main hello
   cd hello && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o plugin.wasm . && ./test.sh`,

@@ -27,9 +27,20 @@ var sdkArchive []byte
 // Languages are the values of --lang, in the order the help lists them.
 var Languages = []string{"go", "c", "rust", "assemblyscript", "extism-go", "extism-as"}
 
-// Roles are the roles init scaffolds: main (served through ingress) and leaf (a scatter/gather
-// leaf whose file also serves as the merge, served through ingress by a one-shard scatter).
-var Roles = []string{"main", "leaf"}
+// Roles are the roles init scaffolds, every role of a pod spec (podspec.Roles):
+//   - main: served through ingress;
+//   - sidecar, ambassador, adapter: a helper and the main it serves in one file (pod.yaml runs it
+//     twice; main's config names the helper, which main reaches with a pod-local call);
+//   - leaf and merge: a scatter/gather leaf whose file also serves as the merge, served through
+//     ingress by a one-shard scatter (merge scaffolds the same plugin as leaf);
+//   - stage: a work-queue stage, with a one-stage pipeline.
+var Roles = []string{"main", "sidecar", "ambassador", "adapter", "leaf", "merge", "stage"}
+
+// helperRoles are the roles that serve main.
+var helperRoles = []string{"sidecar", "ambassador", "adapter"}
+
+// ErrUnsupported: the language cannot play the role in a pod init can write.
+var ErrUnsupported = errors.New("not supported")
 
 // Options say what to scaffold.
 type Options struct {
@@ -50,6 +61,11 @@ type data struct {
 	Role   string
 	Extism bool   // an Extism plugin (abi: extism, its function named in pod.yaml)
 	Call   string // what test.sh calls: the Extism function, or the native role
+	Leaf   bool   // role leaf (or merge): a leaf that also serves as the merge
+	Helper bool   // role sidecar, ambassador or adapter: the helper and its main in one file
+	Export string // the native handler export: wasmpod_handle, wasmpod_leaf or wasmpod_stage
+	What   string // what the plugin is, for comments: "main module", ...
+	Unit   string // what it answers, for comments: "request", ...
 }
 
 var nameRE = regexp.MustCompile(`[^a-z0-9-]+`)
@@ -61,7 +77,16 @@ func Write(o Options) ([]string, error) {
 		return nil, fmt.Errorf("unknown language %q (use %s)", o.Lang, strings.Join(Languages, ", "))
 	}
 	if !contains(Roles, o.Role) {
-		return nil, fmt.Errorf("init scaffolds role main or leaf (got %q); for the other roles see guest-sdk/ABI.md section 2", o.Role)
+		return nil, fmt.Errorf("unknown role %q (use %s)", o.Role, strings.Join(Roles, ", "))
+	}
+	role := o.Role
+	if role == "merge" {
+		role = "leaf" // the leaf's file serves as the merge too: one scaffold for both
+	}
+	helper := contains(helperRoles, role)
+	if helper && lang.Helper == nil {
+		return nil, fmt.Errorf("--lang %s %s: %w: %s serves main, which reaches it with a pod-local call (guest-sdk/ABI.md section 4.1), and an Extism plugin cannot make that call, so init cannot write a pod in which an Extism %s does anything; scaffold it with --lang go, c, rust or assemblyscript, or serve an Extism %s from a native main (name its function with extism.function)",
+			o.Lang, role, ErrUnsupported, article(role), role, role)
 	}
 	abs, err := filepath.Abs(o.Dir)
 	if err != nil {
@@ -76,15 +101,27 @@ func Write(o Options) ([]string, error) {
 	if name == "" || name[0] < 'a' {
 		name = "plugin-" + name
 	}
-	if len(name) > 63 {
-		name = strings.TrimRight(name[:63], "-")
+	// A module name is a DNS label of at most 63 characters, and the pod's second module is
+	// NAME-ambassador at the longest.
+	if max := 63 - len("-ambassador"); len(name) > max {
+		name = strings.TrimRight(name[:max], "-")
 	}
-	d := data{language: lang, Name: name, Crate: strings.ReplaceAll(name, "-", "_"), Lang: o.Lang, Role: o.Role, Extism: strings.HasPrefix(o.Lang, "extism-")}
+	d := data{language: lang, Name: name, Crate: strings.ReplaceAll(name, "-", "_"), Lang: o.Lang, Role: role,
+		Extism: strings.HasPrefix(o.Lang, "extism-"), Leaf: role == "leaf", Helper: helper,
+		Export: "wasmpod_handle", What: "main module", Unit: "request"}
+	switch {
+	case d.Leaf:
+		d.Export, d.What, d.Unit = "wasmpod_leaf", "scatter/gather leaf and merge", "shard input"
+	case role == "stage":
+		d.Export, d.What, d.Unit = "wasmpod_stage", "work-queue stage", "input file's contents"
+	}
 	switch {
 	case d.Extism:
 		d.Call = lang.Function
-	case o.Role == "leaf":
+	case d.Leaf:
 		d.Call = "leaf"
+	case role == "stage":
+		d.Call = "stage"
 	default:
 		d.Call = "handle"
 	}
@@ -102,6 +139,11 @@ func Write(o Options) ([]string, error) {
 	}
 	for path, text := range lang.Files {
 		files[path] = text
+	}
+	if helper {
+		for path, text := range lang.Helper {
+			files[path] = text
+		}
 	}
 	out := map[string][]byte{}
 	for path, text := range files {
@@ -200,4 +242,12 @@ func contains(s []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// article returns the role with its indefinite article: "an adapter", "a sidecar".
+func article(role string) string {
+	if strings.ContainsRune("aeiou", rune(role[0])) {
+		return "an " + role
+	}
+	return "a " + role
 }
