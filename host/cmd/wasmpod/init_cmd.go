@@ -23,10 +23,10 @@ build offline and outside this repository; Extism plugins take their PDK from th
 proxy or npm.
 
 Roles: main is served through ingress. sidecar, ambassador and adapter come with the main they
-serve, in one file that pod.yaml runs twice (main reaches the helper with a pod-local call; an
-Extism plugin cannot make that call, so the helper roles are for the native languages). leaf
-writes a leaf that also serves as the merge, behind a one-shard scatter; merge writes the same.
-stage writes a work-queue stage and a one-stage pipeline.
+serve, which reaches the helper with a pod-local call: for a native language one file plays both
+and pod.yaml runs it twice; an Extism helper gets a small native main in main/ (an Extism plugin
+cannot make that call). leaf writes a leaf that also serves as the merge, behind a one-shard
+scatter; merge writes the same. stage writes a work-queue stage and a one-stage pipeline.
 
 Languages: ` + strings.Join(scaffold.Languages, ", ") + `. Roles: ` + strings.Join(scaffold.Roles, ", ") + `.`,
 		Example: `  wasmpod init --lang go main hello

@@ -39,9 +39,6 @@ var Roles = []string{"main", "sidecar", "ambassador", "adapter", "leaf", "merge"
 // helperRoles are the roles that serve main.
 var helperRoles = []string{"sidecar", "ambassador", "adapter"}
 
-// ErrUnsupported: the language cannot play the role in a pod init can write.
-var ErrUnsupported = errors.New("not supported")
-
 // Options say what to scaffold.
 type Options struct {
 	Lang string // one of Languages
@@ -66,6 +63,10 @@ type data struct {
 	Export string // the native handler export: wasmpod_handle, wasmpod_leaf or wasmpod_stage
 	What   string // what the plugin is, for comments: "main module", ...
 	Unit   string // what it answers, for comments: "request", ...
+	// MainWasm is the main module's file: plugin.wasm, or for an Extism helper main.wasm, a small
+	// native main (an Extism plugin cannot make the pod-local call that reaches a helper).
+	MainWasm string
+	Both     string // for a helper's README: which files play main and the helper
 }
 
 var nameRE = regexp.MustCompile(`[^a-z0-9-]+`)
@@ -84,10 +85,6 @@ func Write(o Options) ([]string, error) {
 		role = "leaf" // the leaf's file serves as the merge too: one scaffold for both
 	}
 	helper := contains(helperRoles, role)
-	if helper && lang.Helper == nil {
-		return nil, fmt.Errorf("--lang %s %s: %w: %s serves main, which reaches it with a pod-local call (guest-sdk/ABI.md section 4.1), and an Extism plugin cannot make that call, so init cannot write a pod in which an Extism %s does anything; scaffold it with --lang go, c, rust or assemblyscript, or serve an Extism %s from a native main (name its function with extism.function)",
-			o.Lang, role, ErrUnsupported, article(role), role, role)
-	}
 	abs, err := filepath.Abs(o.Dir)
 	if err != nil {
 		return nil, err
@@ -108,7 +105,17 @@ func Write(o Options) ([]string, error) {
 	}
 	d := data{language: lang, Name: name, Crate: strings.ReplaceAll(name, "-", "_"), Lang: o.Lang, Role: role,
 		Extism: strings.HasPrefix(o.Lang, "extism-"), Leaf: role == "leaf", Helper: helper,
-		Export: "wasmpod_handle", What: "main module", Unit: "request"}
+		Export: "wasmpod_handle", What: "main module", Unit: "request", MainWasm: "plugin.wasm"}
+	bt := "`"
+	if helper {
+		d.Both = bt + "plugin.wasm" + bt + " plays both, and " + bt + "pod.yaml" + bt + " runs it twice."
+		if d.Extism {
+			// The Extism helper's function is named after its role; main is native.
+			d.Function, d.MainWasm = role, "main.wasm"
+			d.Both = bt + "plugin.wasm" + bt + " is the " + role + ", an Extism plugin (its function " + bt + role + bt +
+				"), and " + bt + "main.wasm" + bt + " (source in " + bt + "main/" + bt + ") a small native main: an Extism plugin cannot make the pod-local call with which main reaches a helper."
+		}
+	}
 	switch {
 	case d.Leaf:
 		d.Export, d.What, d.Unit = "wasmpod_leaf", "scatter/gather leaf and merge", "shard input"
@@ -117,7 +124,7 @@ func Write(o Options) ([]string, error) {
 	}
 	switch {
 	case d.Extism:
-		d.Call = lang.Function
+		d.Call = d.Function
 	case d.Leaf:
 		d.Call = "leaf"
 	case role == "stage":
@@ -126,7 +133,16 @@ func Write(o Options) ([]string, error) {
 		d.Call = "handle"
 	}
 	d.Build = nil // build commands are templates too ({{.Crate}})
-	for _, line := range lang.Build {
+	build := lang.Build
+	if helper {
+		build = append(append([]string(nil), build...), lang.HelperBuild...)
+	}
+	needs, err := render("needs", lang.Needs, d)
+	if err != nil {
+		return nil, err
+	}
+	d.Needs = string(needs)
+	for _, line := range build {
 		b, err := render("build", line, d)
 		if err != nil {
 			return nil, err
@@ -157,7 +173,11 @@ func Write(o Options) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	for from, to := range sdkFiles[o.Lang] {
+	sdkFor := sdkFiles[o.Lang]
+	if helper && helperSDKFiles[o.Lang] != nil {
+		sdkFor = helperSDKFiles[o.Lang]
+	}
+	for from, to := range sdkFor {
 		for src, content := range sdk {
 			if rel, ok := strings.CutPrefix(src, from); ok {
 				out[to+rel] = content
@@ -206,6 +226,13 @@ var sdkFiles = map[string]map[string]string{
 	"extism-go":      {"plugins/extism-go/go.sum": "go.sum"},
 }
 
+// helperSDKFiles replace sdkFiles for the helper roles of the Extism languages, whose pods
+// have a native main built with the language's wasmpod SDK.
+var helperSDKFiles = map[string]map[string]string{
+	"extism-go": {"plugins/extism-go/go.sum": "go.sum", "guest-sdk/go/": "wasmpod-sdk/go/"},
+	"extism-as": {"guest-sdk/assemblyscript/": "wasmpod-sdk/assemblyscript/"},
+}
+
 // ReadSDK reads the archive's files from a checkout of the repository at root.
 func ReadSDK(root string) (map[string][]byte, error) {
 	files := map[string][]byte{}
@@ -242,12 +269,4 @@ func contains(s []string, v string) bool {
 		}
 	}
 	return false
-}
-
-// article returns the role with its indefinite article: "an adapter", "a sidecar".
-func article(role string) string {
-	if strings.ContainsRune("aeiou", rune(role[0])) {
-		return "an " + role
-	}
-	return "a " + role
 }

@@ -13,24 +13,28 @@ file's contents BODY into "GREETING, BODY", GREETING from its config in ` + "`" 
 keeps the input's name. ` + "`" + `pod.yaml` + "`" + ` defines a one-stage pipeline, ` + "`" + `{{.Name}}` + "`" + `, run by the cluster's
 durable work queue (add stages under ` + "`" + `spec.pipelines` + "`" + `, see wasmpod's docs/podspec.md).
 {{- else if eq .Role "adapter"}}A wasmpod adapter in {{.Title}}, made by ` + "`" + `wasmpod init` + "`" + `, with the main module it serves:
-` + "`" + `plugin.wasm` + "`" + ` plays both, and ` + "`" + `pod.yaml` + "`" + ` runs it twice. Main answers each request with "GREETING,
+{{.Both}} Main answers each request with "GREETING,
 BODY" (GREETING from its config) and has the adapter, the module its config key ` + "`" + `adapter` + "`" + ` names,
 present that answer in a uniform form: the JSON object ` + "`" + `{"message": ANSWER}` + "`" + `. Main reaches it with a
 pod-local call (guest-sdk/ABI.md section 4.1).
 {{- else if eq .Role "sidecar"}}A wasmpod sidecar in {{.Title}}, made by ` + "`" + `wasmpod init` + "`" + `, with the main module it serves:
-` + "`" + `plugin.wasm` + "`" + ` plays both, and ` + "`" + `pod.yaml` + "`" + ` runs it twice. Main answers each request with "GREETING,
+{{.Both}} Main answers each request with "GREETING,
 BODY" (GREETING from its config) and hands the sidecar, the module its config key ` + "`" + `sidecar` + "`" + ` names, a
 copy of the request with a pod-local call (guest-sdk/ABI.md section 4.1); the sidecar logs it as an
 access-log line. The sidecar has its own budget and its own failures: when it fails, main logs a
 warning and still answers.
 {{- else if eq .Role "ambassador"}}A wasmpod ambassador in {{.Title}}, made by ` + "`" + `wasmpod init` + "`" + `, with the main module it serves:
-` + "`" + `plugin.wasm` + "`" + ` plays both, and ` + "`" + `pod.yaml` + "`" + ` runs it twice. Main has no network; the ambassador, the
-module its config key ` + "`" + `ambassador` + "`" + ` names, is the only module that may dial out, and only to the
-addresses its ` + "`" + `network.allow` + "`" + ` lists. It forwards the bytes main gives it (a pod-local call,
-guest-sdk/ABI.md section 4.1) to its config's ` + "`" + `upstream` + "`" + ` over TCP and returns what the upstream
-answers until it closes the connection. Main answers each request with "GREETING, BODY (upstream:
-STATUS)", STATUS being the body of an HTTP/1.0 ` + "`" + `GET /healthz` + "`" + ` sent through the ambassador, or
-"unreachable". In ` + "`" + `pod.yaml` + "`" + ` the upstream is the wasmpod host's own admin API (127.0.0.1:9901, whose
+{{.Both}} Main has no network; the ambassador, the module its config key ` + "`" + `ambassador` + "`" + ` names, is
+the only module that may reach out, and only to the addresses its ` + "`" + `network.allow` + "`" + ` lists.
+{{- if .Extism}} Main gives it a path (a pod-local call, guest-sdk/ABI.md section 4.1); it sends an HTTP
+GET for that path to its config's ` + "`" + `upstream` + "`" + ` with Extism's ` + "`" + `http_request` + "`" + ` and returns the response
+body. Main answers each request with "GREETING, BODY (upstream: STATUS)", STATUS being the body
+the ambassador got for ` + "`" + `/healthz` + "`" + `, or "unreachable".
+{{- else}} It forwards the bytes main gives it (a pod-local call, guest-sdk/ABI.md section 4.1) to its
+config's ` + "`" + `upstream` + "`" + ` over TCP and returns what the upstream answers until it closes the connection.
+Main answers each request with "GREETING, BODY (upstream: STATUS)", STATUS being the body of an
+HTTP/1.0 ` + "`" + `GET /healthz` + "`" + ` sent through the ambassador, or "unreachable".
+{{- end}} In ` + "`" + `pod.yaml` + "`" + ` the upstream is the wasmpod host's own admin API (127.0.0.1:9901, whose
 /healthz answers "ok"), so the pod runs alone; point ` + "`" + `upstream` + "`" + ` and ` + "`" + `network.allow` + "`" + ` at your service.
 {{- else}}A wasmpod main module in {{.Title}}, made by ` + "`" + `wasmpod init` + "`" + `. It answers each request with
 "GREETING, BODY", GREETING from its config in ` + "`" + `pod.yaml` + "`" + `.
@@ -43,7 +47,7 @@ Build:
 <!-- doctest: run -->
 {{range .Build}}    {{.}}
 {{end}}
-Test (` + "`" + `test.sh` + "`" + ` calls ` + "`" + `plugin.wasm` + "`" + ` with ` + "`" + `wasmpod call` + "`" + `, as the pod will{{if .Helper}}; ` + "`" + `wasmpod call` + "`" + ` runs one module, with no pod
+Test (` + "`" + `test.sh` + "`" + ` calls ` + "`" + `plugin.wasm` + "`" + `{{if ne .MainWasm "plugin.wasm"}} and ` + "`" + `{{.MainWasm}}` + "`" + `{{end}} with ` + "`" + `wasmpod call` + "`" + `, as the pod will{{if .Helper}}; ` + "`" + `wasmpod call` + "`" + ` runs one module, with no pod
 around it, so its pod-local calls fail and its network is closed{{end}}):
 
 <!-- doctest: run -->
@@ -98,8 +102,8 @@ spec:
 {{- else if eq .Role "stage"}}
       role: stage
 {{- end}}
-      wasm: plugin.wasm
-{{- if .Extism}}
+      wasm: {{.MainWasm}}
+{{- if and .Extism (not .Helper)}}
       abi: extism
       extism: {function: {{.Function}}}
 {{- end}}
@@ -114,6 +118,10 @@ spec:
     - name: {{.Name}}-{{.Role}}
       role: {{.Role}}
       wasm: plugin.wasm
+{{- if .Extism}}
+      abi: extism
+      extism: {function: {{.Function}}}
+{{- end}}
 {{- if eq .Role "ambassador"}}
       config: {upstream: "127.0.0.1:9901"}
       network:
@@ -147,37 +155,37 @@ spec:
 # Calls the built plugin the way its pod does and checks the answers.
 set -eu
 {{- if eq .Role "adapter"}}
-# As the adapter (no adapter named in its config): main's answer in, JSON out.
-out=$(wasmpod call plugin.wasm handle --input 'hello, "wasmpod"')
+# As the adapter{{if not .Extism}} (no adapter named in its config){{end}}: main's answer in, JSON out.
+out=$(wasmpod call plugin.wasm {{.Call}} --input 'hello, "wasmpod"')
 if [ "$out" != '{"message":"hello, \"wasmpod\""}' ]; then
 	echo "FAIL: the adapter answered '$out'" >&2
 	exit 1
 fi
 echo "ok: $out"
 {{- else if eq .Role "sidecar"}}
-# As the sidecar (no sidecar named in its config): it logs the request (stderr here) and
+# As the sidecar{{if not .Extism}} (no sidecar named in its config){{end}}: it logs the request (stderr here) and
 # answers nothing.
-log=$(wasmpod call plugin.wasm handle --input wasmpod 2>&1 >/dev/null)
+log=$(wasmpod call plugin.wasm {{.Call}} --input wasmpod 2>&1 >/dev/null)
 case "$log" in
 *"request: wasmpod"*) echo "ok: sidecar logged the request" ;;
 *) echo "FAIL: the sidecar logged '$log', want 'request: wasmpod'" >&2; exit 1 ;;
 esac
 # As main: its sidecar is missing here (no pod), which main logs and survives.
-out=$(wasmpod call plugin.wasm handle --input wasmpod --config greeting=hello --config sidecar={{.Name}}-sidecar 2>/dev/null)
+out=$(wasmpod call {{.MainWasm}} handle --input wasmpod --config greeting=hello --config sidecar={{.Name}}-sidecar 2>/dev/null)
 if [ "$out" != "hello, wasmpod" ]; then
 	echo "FAIL: main answered '$out', want 'hello, wasmpod'" >&2
 	exit 1
 fi
 echo "ok: $out"
 {{- else if eq .Role "ambassador"}}
-# As the ambassador: wasmpod call grants no network, so dialling its upstream is refused.
-if wasmpod call plugin.wasm handle --input ping --config upstream=127.0.0.1:9901 >/dev/null 2>&1; then
+# As the ambassador: wasmpod call grants no network{{if .Extism}} (no --allow-host){{end}}, so reaching its upstream is refused.
+if wasmpod call plugin.wasm {{.Call}} --input /healthz --config upstream=127.0.0.1:9901 >/dev/null 2>&1; then
 	echo "FAIL: the ambassador reached its upstream without a network allowlist" >&2
 	exit 1
 fi
 echo "ok: the ambassador has no network outside its pod"
 # As main: its ambassador is missing here (no pod), so the upstream is unreachable.
-out=$(wasmpod call plugin.wasm handle --input wasmpod --config greeting=hello --config ambassador={{.Name}}-ambassador 2>/dev/null)
+out=$(wasmpod call {{.MainWasm}} handle --input wasmpod --config greeting=hello --config ambassador={{.Name}}-ambassador 2>/dev/null)
 if [ "$out" != "hello, wasmpod (upstream: unreachable)" ]; then
 	echo "FAIL: main answered '$out', want 'hello, wasmpod (upstream: unreachable)'" >&2
 	exit 1
@@ -209,10 +217,13 @@ type language struct {
 	Build    []string          // the build commands
 	Function string            // the function test.sh calls
 	Files    map[string]string // the plugin's own files: path -> template
-	// Helper replaces files of Files for the helper roles (sidecar, ambassador, adapter): the
-	// source of a plugin that plays both main and the helper. Nil: the language has no helper
-	// scaffold (Extism plugins cannot make the pod-local call a main needs to reach a helper).
+	// Helper replaces files of Files for the helper roles (sidecar, ambassador, adapter): for a
+	// native language the source of a plugin that plays both main and the helper; for an Extism
+	// language the helper's source and a small native main in main/ (an Extism plugin cannot make
+	// the pod-local call with which main reaches a helper).
 	Helper map[string]string
+	// HelperBuild are build commands added for the helper roles (the native main's).
+	HelperBuild []string
 }
 
 // languages are the six languages init writes plugins in.
@@ -1155,7 +1166,7 @@ function ambassador(request: Uint8Array): i64 {
 	},
 	"extism-go": {
 		Title:    `Go, as an Extism plugin (extism go-pdk)`,
-		Needs:    `Go 1.24 or newer; go-pdk v1.1.3 comes from the Go module proxy (` + "`" + `go.sum` + "`" + ` pins it). The plugin knows nothing of wasmpod: any Extism host runs it, and wasmpod runs it with ` + "`" + `abi: extism` + "`" + `, its function ` + "`" + `greet` + "`" + ` named in pod.yaml (` + "`" + `extism: {function: greet}` + "`" + `).`,
+		Needs:    `Go 1.24 or newer; go-pdk v1.1.3 comes from the Go module proxy (` + "`" + `go.sum` + "`" + ` pins it). The plugin knows nothing of wasmpod: any Extism host runs it, and wasmpod runs it with ` + "`" + `abi: extism` + "`" + `, its function ` + "`" + `{{.Function}}` + "`" + ` named in pod.yaml (` + "`" + `extism: {function: {{.Function}}}` + "`" + `).{{if .Helper}} The native main in ` + "`" + `main/` + "`" + ` uses the wasmpod Go SDK, which is not published as a module: ` + "`" + `wasmpod init` + "`" + ` wrote its source into ` + "`" + `wasmpod-sdk/go` + "`" + `, and ` + "`" + `go.mod` + "`" + ` points the SDK's module path there with a ` + "`" + `replace` + "`" + ` directive.{{end}}`,
 		Build:    []string{`GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o plugin.wasm .`},
 		Function: "greet",
 		Files: map[string]string{
@@ -1238,10 +1249,155 @@ func present(in []byte) ([][]byte, error) {
 func main() {}
 `,
 		},
+		Helper: map[string]string{
+			".gitignore": `plugin.wasm
+main.wasm
+.wasmpod-state/
+`,
+			"go.mod": `module example.com/{{.Name}}
+
+go 1.24
+
+require (
+	github.com/extism/go-pdk v1.1.3
+	github.com/wasmpod/wasmpod/guest-sdk/go v0.0.0
+)
+
+// The wasmpod Go SDK (for the native main in main/) is not published as a module: wasmpod init
+// wrote its source here.
+replace github.com/wasmpod/wasmpod/guest-sdk/go => ./wasmpod-sdk/go
+`,
+			"main.go": `// Command {{.Name}} is an Extism plugin (extism go-pdk) that wasmpod runs as a {{.Role}}: its function
+// {{.Role}} serves the main module in main/ (main.wasm), which calls it.
+package main
+
+import (
+{{- if eq .Role "adapter"}}
+	"encoding/json"
+{{end}}
+{{- if eq .Role "ambassador"}}
+	"fmt"
+	"strings"
+{{end}}
+	"github.com/extism/go-pdk"
+)
+{{- if eq .Role "adapter"}}
+
+// adapter presents main's answer in a uniform form: the JSON object {"message": ANSWER}.
+//
+//go:wasmexport adapter
+func adapter() int32 {
+	out, err := json.Marshal(struct {
+		Message string ` + "`" + `json:"message"` + "`" + `
+	}{string(pdk.Input())})
+	if err != nil {
+		pdk.SetError(err)
+		return 1
+	}
+	pdk.Output(out)
+	return 0
+}
+{{- else if eq .Role "sidecar"}}
+
+// sidecar gets a copy of each request main serves and logs it as an access-log line.
+//
+//go:wasmexport sidecar
+func sidecar() int32 {
+	pdk.Log(pdk.LogInfo, "request: "+string(pdk.Input()))
+	return 0
+}
+{{- else}}
+
+// ambassador sends an HTTP GET for the path main gives it to the upstream (its config key
+// upstream, "host:port", which the pod spec's network.allow must list) and returns the
+// response body.
+//
+//go:wasmexport ambassador
+func ambassador() int32 {
+	upstream, ok := pdk.GetConfig("upstream")
+	if !ok {
+		pdk.SetErrorString("no upstream in the config")
+		return 2
+	}
+	path := string(pdk.Input())
+	if !strings.HasPrefix(path, "/") {
+		pdk.SetErrorString(fmt.Sprintf("path %q does not start with /", path))
+		return 2
+	}
+	resp := pdk.NewHTTPRequest(pdk.MethodGet, "http://"+upstream+path).Send()
+	if resp.Status() != 200 {
+		pdk.SetErrorString(fmt.Sprintf("GET http://%s%s: status %d", upstream, path, resp.Status()))
+		return 3
+	}
+	pdk.Output(resp.Body())
+	return 0
+}
+{{- end}}
+
+func main() {}
+`,
+			"main/main.go": `// Command main is the main module the Extism {{.Role}} (plugin.wasm) serves: a small native wasmpod
+// module, since an Extism plugin cannot make the pod-local call (guest-sdk/ABI.md section 4.1)
+// that reaches a helper. It answers each request with "GREETING, BODY", GREETING from its config.
+package main
+
+import (
+{{- if eq .Role "ambassador"}}
+	"bytes"
+{{end}}
+	wasmpod "github.com/wasmpod/wasmpod/guest-sdk/go"
+	"github.com/wasmpod/wasmpod/guest-sdk/go/handler"
+	"github.com/wasmpod/wasmpod/guest-sdk/go/pod"
+)
+
+func init() {
+	handler.Handle(serve)
+}
+
+// serve answers a request with the help of the {{.Role}} its config names.
+func serve(body []byte) ([]byte, error) {
+	helper, ok := wasmpod.Config("{{.Role}}")
+	if !ok {
+		return nil, wasmpod.Codef(2, "no {{.Role}} in the config")
+	}
+{{- if eq .Role "adapter"}}
+	// Answer, then have the adapter present the answer.
+	return pod.Call(helper, greet(body))
+{{- else if eq .Role "sidecar"}}
+	// Hand the sidecar a copy of the request. Its failures are its own: log them, answer.
+	if _, err := pod.Call(helper, body); err != nil {
+		wasmpod.Warnf("sidecar: %v", err)
+	}
+	return greet(body), nil
+{{- else}}
+	// Ask the upstream how it is, through the ambassador (main has no network).
+	status := "unreachable"
+	if resp, err := pod.Call(helper, []byte("/healthz")); err != nil {
+		wasmpod.Warnf("ambassador: %v", err)
+	} else {
+		status = string(bytes.TrimSpace(resp))
+	}
+	return append(greet(body), " (upstream: "+status+")"...), nil
+{{- end}}
+}
+
+// greet is the answer: "GREETING, BODY", GREETING from the config.
+func greet(body []byte) []byte {
+	greeting, ok := wasmpod.Config("greeting")
+	if !ok {
+		greeting = "hello"
+	}
+	return append([]byte(greeting+", "), body...)
+}
+
+func main() {}
+`,
+		},
+		HelperBuild: []string{`GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o main.wasm ./main`},
 	},
 	"extism-as": {
 		Title:    `AssemblyScript, as an Extism plugin (@extism/as-pdk)`,
-		Needs:    `Node.js >= 20 and npm; @extism/as-pdk and the compiler come from npm. The first ` + "`" + `npm install` + "`" + ` writes ` + "`" + `package-lock.json` + "`" + `; commit it, and use ` + "`" + `npm ci` + "`" + ` from then on. The plugin knows nothing of wasmpod: wasmpod runs it with ` + "`" + `abi: extism` + "`" + `, its function ` + "`" + `greet` + "`" + ` named in pod.yaml.`,
+		Needs:    `Node.js >= 20 and npm; @extism/as-pdk and the compiler come from npm. The first ` + "`" + `npm install` + "`" + ` writes ` + "`" + `package-lock.json` + "`" + `; commit it, and use ` + "`" + `npm ci` + "`" + ` from then on. The plugin knows nothing of wasmpod: wasmpod runs it with ` + "`" + `abi: extism` + "`" + `, its function ` + "`" + `{{.Function}}` + "`" + ` named in pod.yaml.{{if .Helper}} The native main in ` + "`" + `main/` + "`" + ` uses the wasmpod AssemblyScript SDK, in ` + "`" + `wasmpod-sdk/assemblyscript` + "`" + `, a ` + "`" + `file:` + "`" + ` dependency inside the plugin.{{end}}`,
 		Build:    []string{`npm install`, `npm run build`},
 		Function: "greet",
 		Files: map[string]string{
@@ -1322,6 +1478,186 @@ function malformed(): i32 {
   },
   "dependencies": {
     "@extism/as-pdk": "1.0.0"
+  },
+  "devDependencies": {
+    "assemblyscript": "0.28.20"
+  }
+}
+`,
+		},
+		Helper: map[string]string{
+			".gitignore": `plugin.wasm
+main.wasm
+.wasmpod-state/
+node_modules/
+`,
+			"assembly/index.ts": `// {{.Name}}: an Extism plugin (@extism/as-pdk) that wasmpod runs as a {{.Role}}: its function {{.Role}}
+// serves the main module in main/ (main.wasm), which calls it.
+import { Host{{if eq .Role "ambassador"}}, Config, Memory{{end}}{{if eq .Role "sidecar"}}, LogLevel{{end}} } from "@extism/as-pdk";
+{{- if eq .Role "ambassador"}}
+import { error_set, http_request, length } from "@extism/as-pdk/lib/env";
+
+// The status of the last http_request (an Extism host function as-pdk 1.0.0 does not declare).
+@external("extism:host/env", "http_status_code")
+declare function http_status_code(): i32;
+{{- end}}
+
+// AssemblyScript's abort, wired with --use abort=assembly/index/abort, so the plugin imports
+// only Extism's host functions.
+export function abort(message: string | null, fileName: string | null, line: u32, column: u32): void {
+  unreachable();
+}
+{{- if eq .Role "adapter"}}
+
+// Presents main's answer in a uniform form: the JSON object {"message": ANSWER}.
+export function adapter(): i32 {
+  const answer = Host.input();
+  const hex = "0123456789abcdef";
+  const out = new Uint8Array(answer.length * 6 + 16); // \u00XX at worst
+  const head = "{\"message\":\"";
+  let at = 0;
+  for (let i = 0; i < head.length; i++) out[at++] = <u8>head.charCodeAt(i);
+  for (let i = 0; i < answer.length; i++) {
+    const c = answer[i];
+    if (c == 0x22 || c == 0x5c) {
+      out[at++] = 0x5c;
+      out[at++] = c;
+    } else if (c < 0x20) {
+      out[at++] = 0x5c;
+      out[at++] = 0x75; // u
+      out[at++] = 0x30;
+      out[at++] = 0x30;
+      out[at++] = <u8>hex.charCodeAt(c >> 4);
+      out[at++] = <u8>hex.charCodeAt(c & 15);
+    } else {
+      out[at++] = c;
+    }
+  }
+  out[at++] = 0x22;
+  out[at++] = 0x7d;
+  Host.output(out.subarray(0, at));
+  return 0;
+}
+{{- else if eq .Role "sidecar"}}
+
+// Gets a copy of each request main serves and logs it as an access-log line.
+export function sidecar(): i32 {
+  const request = Host.input();
+  Host.log(LogLevel.Info, "request: " + String.UTF8.decodeUnsafe(request.dataStart, request.length));
+  return 0;
+}
+{{- else}}
+
+// Sends an HTTP GET for the path main gives it to the upstream (its config key upstream,
+// "host:port", which the pod spec's network.allow must list) and returns the response body.
+export function ambassador(): i32 {
+  const upstream = Config.get("upstream");
+  if (upstream == null) return fail(2, "no upstream in the config");
+  const input = Host.input();
+  const path = String.UTF8.decodeUnsafe(input.dataStart, input.length);
+  if (!path.startsWith("/") || path.includes("\"") || path.includes("\\") || upstream.includes("\"") || upstream.includes("\\")) {
+    return fail(2, "bad path or upstream");
+  }
+  const url = "http://" + upstream + path;
+  const req = Memory.allocateString('{"url":"' + url + '","method":"GET","headers":{}}');
+  const offs = http_request(req.offset, 0);
+  const status = http_status_code();
+  if (status != 200) return fail(3, "GET " + url + ": status " + status.toString());
+  if (offs == 0) {
+    Host.output(new Uint8Array(0));
+    return 0;
+  }
+  Host.outputMemory(new Memory(offs, length(offs)));
+  return 0;
+}
+
+function fail(code: i32, message: string): i32 {
+  error_set(Memory.allocateString(message).offset);
+  return code;
+}
+{{- end}}
+`,
+			"main/index.ts": `// The main module the Extism {{.Role}} (plugin.wasm) serves: a small native wasmpod module, since an
+// Extism plugin cannot make the pod-local call (guest-sdk/ABI.md section 4.1) that reaches a
+// helper. It answers each request with "GREETING, BODY", GREETING from its config.
+export { wasmpod_abi_version, wasmpod_buffer } from "wasmpod-sdk";
+import { input, ok, fail, config, warn } from "wasmpod-sdk";
+
+// The pod-local call.
+@external("wasmpod", "call")
+declare function pod_call_(target: usize, targetLen: i32, input: usize, inputLen: i32): i32;
+@external("wasmpod", "call_result")
+declare function pod_call_result_(buf: usize, cap: i32): i32;
+
+// The code of the last podCall (negative: failed, and its result is the host's message).
+let callCode: i32 = 0;
+
+// Calls the pod's module target with data: its response, or on failure (callCode < 0) the
+// host's message.
+function podCall(target: string, data: Uint8Array): Uint8Array {
+  const t = String.UTF8.encode(target);
+  callCode = pod_call_(changetype<usize>(t), t.byteLength, data.dataStart, data.length);
+  const n = pod_call_result_(0, 0);
+  const kept = new Uint8Array(n > 0 ? n : 0);
+  if (n > 0) pod_call_result_(kept.dataStart, n);
+  return kept;
+}
+
+// The answer: "GREETING, BODY", GREETING from the config.
+function greet(body: Uint8Array): Uint8Array {
+  let greeting = config("greeting");
+  if (greeting == null) greeting = "hello";
+  const head = Uint8Array.wrap(String.UTF8.encode(greeting + ", "));
+  const out = new Uint8Array(head.length + body.length);
+  out.set(head, 0);
+  out.set(body, head.length);
+  return out;
+}
+
+// Answers a request with the help of the {{.Role}} its config names.
+export function wasmpod_handle(len: i32): i64 {
+  const body = input(len); // aliases the SDK buffer: used before the next call
+  const helper = config("{{.Role}}");
+  if (helper == null) return fail(2, "no {{.Role}} in the config");
+{{- if eq .Role "adapter"}}
+  // Answer, then have the adapter present the answer.
+  const resp = podCall(helper, greet(body));
+  if (callCode < 0) return fail(2, "adapter " + helper + ": code " + callCode.toString() + ": " + String.UTF8.decode(resp.buffer));
+  return ok(resp);
+{{- else if eq .Role "sidecar"}}
+  // Hand the sidecar a copy of the request. Its failures are its own: log them, answer.
+  const answer = greet(body);
+  const resp = podCall(helper, body);
+  if (callCode < 0) warn("sidecar " + helper + ": code " + callCode.toString() + ": " + String.UTF8.decode(resp.buffer));
+  return ok(answer);
+{{- else}}
+  // Ask the upstream how it is, through the ambassador (main has no network).
+  const answer = greet(body);
+  let status = "unreachable";
+  const resp = podCall(helper, Uint8Array.wrap(String.UTF8.encode("/healthz")));
+  if (callCode < 0) {
+    warn("ambassador " + helper + ": code " + callCode.toString() + ": " + String.UTF8.decode(resp.buffer));
+  } else {
+    status = String.UTF8.decode(resp.buffer).trim();
+  }
+  const tail = Uint8Array.wrap(String.UTF8.encode(" (upstream: " + status + ")"));
+  const out = new Uint8Array(answer.length + tail.length);
+  out.set(answer, 0);
+  out.set(tail, answer.length);
+  return ok(out);
+{{- end}}
+}
+`,
+			"package.json": `{
+  "name": "{{.Name}}",
+  "version": "0.1.0",
+  "private": true,
+  "scripts": {
+    "build": "asc assembly/index.ts --use abort=assembly/index/abort --runtime incremental -O3 -o plugin.wasm && asc main/index.ts --config node_modules/wasmpod-sdk/asconfig.json -o main.wasm"
+  },
+  "dependencies": {
+    "@extism/as-pdk": "1.0.0",
+    "wasmpod-sdk": "file:./wasmpod-sdk/assemblyscript"
   },
   "devDependencies": {
     "assemblyscript": "0.28.20"
