@@ -38,7 +38,11 @@ Languages: ` + strings.Join(scaffold.Languages, ", ") + `. Roles: ` + strings.Jo
 				return err
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "wrote a %s %s module in %s:\n", lang, args[0], args[1])
+			what := args[0]
+			if what == "merge" {
+				what = "merge: a leaf that also serves as the merge, as for role leaf"
+			}
+			fmt.Fprintf(w, "wrote a plugin (--lang %s, role %s) in %s:\n", lang, what, args[1])
 			for _, f := range files {
 				if !strings.HasPrefix(f, "wasmpod-sdk/") {
 					fmt.Fprintf(w, "  %s\n", f)

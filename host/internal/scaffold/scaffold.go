@@ -113,7 +113,7 @@ func Write(o Options) ([]string, error) {
 			// The Extism helper's function is named after its role; main is native.
 			d.Function, d.MainWasm = role, "main.wasm"
 			d.Both = bt + "plugin.wasm" + bt + " is the " + role + ", an Extism plugin (its function " + bt + role + bt +
-				"), and " + bt + "main.wasm" + bt + " (source in " + bt + "main/" + bt + ") a small native main: an Extism plugin cannot make the pod-local call with which main reaches a helper."
+				"), and\n" + bt + "main.wasm" + bt + " (source in " + bt + "main/" + bt + ") a small native main: an Extism plugin cannot make the\npod-local call with which main reaches a helper."
 		}
 	}
 	switch {

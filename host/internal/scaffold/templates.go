@@ -87,8 +87,8 @@ Serve it through ingress (:8080; admin API on 127.0.0.1:9901), and ask it from a
     wasmpod get                                #=> {{.Name}}
 {{end}}
 Ctrl-C (SIGTERM) drains and stops it. Check a build against the ABI with
-` + "`" + `wasmpod abi-check plugin.wasm{{if .Extism}} --function {{.Function}}{{end}}` + "`" + `; the pod spec's fields are in wasmpod's
-docs/podspec.md.
+` + "`" + `wasmpod abi-check plugin.wasm{{if .Extism}} --function {{.Function}}{{end}}` + "`" + `{{if ne .MainWasm "plugin.wasm"}} (and ` + "`" + `wasmpod abi-check {{.MainWasm}}` + "`" + `){{end}}; the pod spec's
+fields are in wasmpod's docs/podspec.md.
 `,
 	"pod.yaml": `apiVersion: wasmpod.dev/v1
 kind: Pod
@@ -370,9 +370,17 @@ func adapter(answer []byte) ([]byte, error) {
 }
 {{- else if eq .Role "sidecar"}}
 
-// sidecar gets a copy of each request main serves and logs it as an access-log line.
+// maxLogged bounds how much of a request the sidecar logs.
+const maxLogged = 256
+
+// sidecar gets a copy of each request main serves and logs it as an access-log line (its
+// first maxLogged bytes).
 func sidecar(request []byte) ([]byte, error) {
-	wasmpod.Infof("request: %s", request)
+	if len(request) > maxLogged {
+		wasmpod.Infof("request: %s... (%d bytes)", request[:maxLogged], len(request))
+	} else {
+		wasmpod.Infof("request: %s", request)
+	}
 	return nil, nil
 }
 {{- else}}
@@ -595,9 +603,17 @@ static int32_t adapter(wasmpod_bytes in, wasmpod_bytes *out) {
 }
 {{- else if eq .Role "sidecar"}}
 
-/* sidecar gets a copy of each request main serves and logs it as an access-log line. */
+/* MAX_LOGGED bounds how much of a request the sidecar logs. */
+#define MAX_LOGGED 256u
+
+/* sidecar gets a copy of each request main serves and logs it as an access-log line (its first
+ * MAX_LOGGED bytes). */
 static int32_t sidecar(wasmpod_bytes in, wasmpod_bytes *out) {
-	wasmpod_logf(WASMPOD_INFO, "request: %.*s", (int)in.len, (const char *)in.ptr);
+	if (in.len > MAX_LOGGED) {
+		wasmpod_logf(WASMPOD_INFO, "request: %.*s... (%u bytes)", (int)MAX_LOGGED, (const char *)in.ptr, (unsigned)in.len);
+	} else {
+		wasmpod_logf(WASMPOD_INFO, "request: %.*s", (int)in.len, (const char *)in.ptr);
+	}
 	out->len = 0;
 	return 0;
 }
@@ -885,9 +901,17 @@ fn adapter(answer: &[u8]) -> wasmpod::Result<Vec<u8>> {
 }
 {{- else if eq .Role "sidecar"}}
 
-/// Gets a copy of each request main serves and logs it as an access-log line.
+/// Bounds how much of a request the sidecar logs.
+const MAX_LOGGED: usize = 256;
+
+/// Gets a copy of each request main serves and logs it as an access-log line (its first
+/// MAX_LOGGED bytes).
 fn sidecar(request: &[u8]) -> wasmpod::Result<Vec<u8>> {
-    wasmpod::info!("request: {}", String::from_utf8_lossy(request));
+    if request.len() > MAX_LOGGED {
+        wasmpod::info!("request: {}... ({} bytes)", String::from_utf8_lossy(&request[..MAX_LOGGED]), request.len());
+    } else {
+        wasmpod::info!("request: {}", String::from_utf8_lossy(request));
+    }
     Ok(Vec::new())
 }
 {{- else}}
@@ -1114,9 +1138,17 @@ function adapter(answer: Uint8Array): i64 {
 }
 {{- else if eq .Role "sidecar"}}
 
-// Gets a copy of each request main serves and logs it as an access-log line.
+// Bounds how much of a request the sidecar logs.
+const MAX_LOGGED: i32 = 256;
+
+// Gets a copy of each request main serves and logs it as an access-log line (its first
+// MAX_LOGGED bytes).
 function sidecar(request: Uint8Array): i64 {
-  info("request: " + String.UTF8.decodeUnsafe(request.dataStart, request.length));
+  if (request.length > MAX_LOGGED) {
+    info("request: " + String.UTF8.decodeUnsafe(request.dataStart, MAX_LOGGED) + "... (" + request.length.toString() + " bytes)");
+  } else {
+    info("request: " + String.UTF8.decodeUnsafe(request.dataStart, request.length));
+  }
   return ok(new Uint8Array(0));
 }
 {{- else}}
@@ -1275,6 +1307,9 @@ import (
 {{- if eq .Role "adapter"}}
 	"encoding/json"
 {{end}}
+{{- if eq .Role "sidecar"}}
+	"fmt"
+{{end}}
 {{- if eq .Role "ambassador"}}
 	"fmt"
 	"strings"
@@ -1299,11 +1334,20 @@ func adapter() int32 {
 }
 {{- else if eq .Role "sidecar"}}
 
-// sidecar gets a copy of each request main serves and logs it as an access-log line.
+// maxLogged bounds how much of a request the sidecar logs.
+const maxLogged = 256
+
+// sidecar gets a copy of each request main serves and logs it as an access-log line (its
+// first maxLogged bytes).
 //
 //go:wasmexport sidecar
 func sidecar() int32 {
-	pdk.Log(pdk.LogInfo, "request: "+string(pdk.Input()))
+	request := pdk.Input()
+	if len(request) > maxLogged {
+		pdk.Log(pdk.LogInfo, fmt.Sprintf("request: %s... (%d bytes)", request[:maxLogged], len(request)))
+	} else {
+		pdk.Log(pdk.LogInfo, "request: "+string(request))
+	}
 	return 0
 }
 {{- else}}
@@ -1540,10 +1584,18 @@ export function adapter(): i32 {
 }
 {{- else if eq .Role "sidecar"}}
 
-// Gets a copy of each request main serves and logs it as an access-log line.
+// Bounds how much of a request the sidecar logs.
+const MAX_LOGGED: i32 = 256;
+
+// Gets a copy of each request main serves and logs it as an access-log line (its first
+// MAX_LOGGED bytes).
 export function sidecar(): i32 {
   const request = Host.input();
-  Host.log(LogLevel.Info, "request: " + String.UTF8.decodeUnsafe(request.dataStart, request.length));
+  if (request.length > MAX_LOGGED) {
+    Host.log(LogLevel.Info, "request: " + String.UTF8.decodeUnsafe(request.dataStart, MAX_LOGGED) + "... (" + request.length.toString() + " bytes)");
+  } else {
+    Host.log(LogLevel.Info, "request: " + String.UTF8.decodeUnsafe(request.dataStart, request.length));
+  }
   return 0;
 }
 {{- else}}
