@@ -121,13 +121,19 @@ func TestScaffolds(t *testing.T) {
 	if err != nil || !strings.Contains(string(help), "Languages: go, c, rust, assemblyscript, extism-go, extism-as.") {
 		t.Fatalf("wasmpod init --help does not list the languages tested here: %v\n%s", err, help)
 	}
-	if !strings.Contains(string(help), "Roles: main, leaf.") {
+	if !strings.Contains(string(help), "Roles: main, sidecar, ambassador, adapter, leaf, merge, stage.") {
 		t.Fatalf("wasmpod init --help does not list the roles tested here:\n%s", help)
 	}
-	for _, c := range []struct{ lang, role string }{
-		{"go", "main"}, {"c", "main"}, {"rust", "main"}, {"assemblyscript", "main"}, {"extism-go", "main"}, {"extism-as", "main"},
-		{"go", "leaf"}, {"c", "leaf"}, {"rust", "leaf"}, {"assemblyscript", "leaf"}, {"extism-go", "leaf"}, {"extism-as", "leaf"},
-	} {
+	// Every language in every role except merge: `init ... merge` writes the very files of
+	// `init ... leaf` (a leaf that is also the merge), as the fast test in host/internal/scaffold
+	// checks byte for byte.
+	var cases []struct{ lang, role string }
+	for _, role := range []string{"main", "leaf", "stage", "sidecar", "ambassador", "adapter"} {
+		for _, lang := range []string{"go", "c", "rust", "assemblyscript", "extism-go", "extism-as"} {
+			cases = append(cases, struct{ lang, role string }{lang, role})
+		}
+	}
+	for _, c := range cases {
 		lang := c.lang
 		t.Run(lang+"/"+c.role, func(t *testing.T) {
 			for _, tool := range needs[lang] {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wasmpod/wasmpod/host/internal/capability"
 	"github.com/wasmpod/wasmpod/host/internal/httpframe"
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
 	"github.com/wasmpod/wasmpod/runtime"
@@ -49,7 +50,8 @@ ABI is detected (--abi to state it).
 For an Extism plugin FUNCTION is any exported function (count_vowels). For a native module it
 is a role (handle, leaf, merge, http, stage) or its export (wasmpod_leaf): merge takes its parts
 from --part (repeated), http frames a request from --method, --path, --header and the input,
-and prints the response body (status and headers on stderr).
+and prints the response body (status and headers on stderr). The module runs alone: its
+pod-local calls fail (no such module) and it may dial nothing.
 
 Exit status: 0 the call succeeded, 1 it failed (guest error, trap, deadline), 2 the module could
 not be loaded or the flags are wrong.`,
@@ -173,6 +175,12 @@ func runCall(ctx context.Context, path, fn string, o callOptions, stdin io.Reade
 	}
 	ecfg := runtime.DefaultConfig()
 	ecfg.Logs = stderrLogs{w: stderr, level: level}
+	// A native module may import the pod plumbing (pod-local call, outbound network): it loads
+	// as in a pod, but with no pod around it every pod-local call fails ("no such module") and
+	// no address may be dialled.
+	caps := capability.New(capability.Config{})
+	defer caps.Close()
+	ecfg.Imports = caps.Functions()
 	e, err := runtime.NewEngine(ctx, ecfg)
 	if err != nil {
 		return err

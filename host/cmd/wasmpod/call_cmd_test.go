@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/wasmpod/wasmpod/internal/wasmbuild"
 )
 
 // TestCallCLI: `wasmpod call` on plugins of both ABIs, built from source.
@@ -53,5 +56,26 @@ func TestCallCLI(t *testing.T) {
 				t.Fatalf("exit %d (want %d)\nstdout %q (want %q)\nstderr %q (want it to contain %q)", code, tc.exit, stdout.String(), tc.stdout, stderr.String(), tc.stderr)
 			}
 		})
+	}
+}
+
+// TestCallPodPlumbing: `wasmpod call` loads a native module that imports the pod plumbing (as
+// a helper's main does: wasmpod init's sidecar, ambassador and adapter) and runs it alone: a
+// pod-local call finds no module, and no address may be dialled.
+func TestCallPodPlumbing(t *testing.T) {
+	root, err := wasmbuild.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	guest := wasmbuild.Go(t, filepath.Join(root, "host/internal/capability/testdata/capguest"))
+	for _, tc := range []struct{ input, want string }{
+		{"echo hi", "hi"},
+		{"call other x", "ERR nomodule: "},
+		{"fetch 127.0.0.1:9 hi", "ERR notallowed: "},
+	} {
+		out, err := exec.Command(binary, "call", guest, "handle", "--input", tc.input).CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), tc.want) {
+			t.Errorf("%s: %v\n%s\nwant output starting with %q", tc.input, err, out, tc.want)
+		}
 	}
 }

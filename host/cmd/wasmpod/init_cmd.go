@@ -22,6 +22,12 @@ serves it through ingress. Native plugins get the wasmpod SDK's source beside th
 build offline and outside this repository; Extism plugins take their PDK from the Go module
 proxy or npm.
 
+Roles: main is served through ingress. sidecar, ambassador and adapter come with the main they
+serve, which reaches the helper with a pod-local call: for a native language one file plays both
+and pod.yaml runs it twice; an Extism helper gets a small native main in main/ (an Extism plugin
+cannot make that call). leaf writes a leaf that also serves as the merge, behind a one-shard
+scatter; merge writes the same. stage writes a work-queue stage and a one-stage pipeline.
+
 Languages: ` + strings.Join(scaffold.Languages, ", ") + `. Roles: ` + strings.Join(scaffold.Roles, ", ") + `.`,
 		Example: `  wasmpod init --lang go main hello
   cd hello && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o plugin.wasm . && ./test.sh`,
@@ -32,7 +38,11 @@ Languages: ` + strings.Join(scaffold.Languages, ", ") + `. Roles: ` + strings.Jo
 				return err
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "wrote a %s %s module in %s:\n", lang, args[0], args[1])
+			what := args[0]
+			if what == "merge" {
+				what = "merge: a leaf that also serves as the merge, as for role leaf"
+			}
+			fmt.Fprintf(w, "wrote a plugin (--lang %s, role %s) in %s:\n", lang, what, args[1])
 			for _, f := range files {
 				if !strings.HasPrefix(f, "wasmpod-sdk/") {
 					fmt.Fprintf(w, "  %s\n", f)

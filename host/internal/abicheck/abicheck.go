@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wasmpod/wasmpod/host/internal/capability"
 	"github.com/wasmpod/wasmpod/runtime"
 )
 
@@ -287,6 +288,11 @@ func (c *checker) config(desc runtime.Description, abi runtime.ABI, name string)
 
 func (c *checker) dynamic(ctx context.Context, wasm []byte, abi runtime.ABI, desc runtime.Description) error {
 	ecfg := runtime.DefaultConfig()
+	// The pod plumbing of ABI section 4.1 (pod-local calls, outbound network) is there, as in a
+	// pod, but the module runs alone: a pod-local call finds no module, no address may be dialled.
+	caps := capability.New(capability.Config{})
+	defer caps.Close()
+	ecfg.Imports = caps.Functions()
 	e, err := runtime.NewEngine(ctx, ecfg)
 	if err != nil {
 		return fmt.Errorf("abicheck: %w", err)

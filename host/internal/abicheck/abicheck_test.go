@@ -34,6 +34,9 @@ func TestEveryPlugin(t *testing.T) {
 		{"extism/bench-leaf", func(tb testing.TB) string { return wasmbuild.Go(tb, root+"bench/guests/extismleaf") }, "ABI: Extism"},
 		{"extism/as-pdk", func(tb testing.TB) string { return wasmbuild.ExtismAssemblyScript(tb, root+"plugins/extism-as") }, "ABI: Extism"},
 		{"extism/count-vowels", func(tb testing.TB) string { return wasmbuild.Go(tb, root+"plugins/extism-count-vowels") }, "function count_vowels: large input"},
+		// The pod plumbing (ABI 4.1): a main that makes pod-local calls; a module that also dials.
+		{"go/cache-main", func(tb testing.TB) string { return wasmbuild.Go(tb, root+"plugins/cache-main") }, "ABI: native"},
+		{"go/capguest", func(tb testing.TB) string { return wasmbuild.Go(tb, root+"host/internal/capability/testdata/capguest") }, "ABI: native"},
 	}
 	for _, lang := range []struct {
 		prefix string

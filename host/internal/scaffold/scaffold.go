@@ -27,9 +27,17 @@ var sdkArchive []byte
 // Languages are the values of --lang, in the order the help lists them.
 var Languages = []string{"go", "c", "rust", "assemblyscript", "extism-go", "extism-as"}
 
-// Roles are the roles init scaffolds: main (served through ingress) and leaf (a scatter/gather
-// leaf whose file also serves as the merge, served through ingress by a one-shard scatter).
-var Roles = []string{"main", "leaf"}
+// Roles are the roles init scaffolds, every role of a pod spec (podspec.Roles):
+//   - main: served through ingress;
+//   - sidecar, ambassador, adapter: a helper and the main it serves in one file (pod.yaml runs it
+//     twice; main's config names the helper, which main reaches with a pod-local call);
+//   - leaf and merge: a scatter/gather leaf whose file also serves as the merge, served through
+//     ingress by a one-shard scatter (merge scaffolds the same plugin as leaf);
+//   - stage: a work-queue stage, with a one-stage pipeline.
+var Roles = []string{"main", "sidecar", "ambassador", "adapter", "leaf", "merge", "stage"}
+
+// helperRoles are the roles that serve main.
+var helperRoles = []string{"sidecar", "ambassador", "adapter"}
 
 // Options say what to scaffold.
 type Options struct {
@@ -50,6 +58,15 @@ type data struct {
 	Role   string
 	Extism bool   // an Extism plugin (abi: extism, its function named in pod.yaml)
 	Call   string // what test.sh calls: the Extism function, or the native role
+	Leaf   bool   // role leaf (or merge): a leaf that also serves as the merge
+	Helper bool   // role sidecar, ambassador or adapter: the helper and its main in one file
+	Export string // the native handler export: wasmpod_handle, wasmpod_leaf or wasmpod_stage
+	What   string // what the plugin is, for comments: "main module", ...
+	Unit   string // what it answers, for comments: "request", ...
+	// MainWasm is the main module's file: plugin.wasm, or for an Extism helper main.wasm, a small
+	// native main (an Extism plugin cannot make the pod-local call that reaches a helper).
+	MainWasm string
+	Both     string // for a helper's README: which files play main and the helper
 }
 
 var nameRE = regexp.MustCompile(`[^a-z0-9-]+`)
@@ -61,8 +78,13 @@ func Write(o Options) ([]string, error) {
 		return nil, fmt.Errorf("unknown language %q (use %s)", o.Lang, strings.Join(Languages, ", "))
 	}
 	if !contains(Roles, o.Role) {
-		return nil, fmt.Errorf("init scaffolds role main or leaf (got %q); for the other roles see guest-sdk/ABI.md section 2", o.Role)
+		return nil, fmt.Errorf("unknown role %q (use %s)", o.Role, strings.Join(Roles, ", "))
 	}
+	role := o.Role
+	if role == "merge" {
+		role = "leaf" // the leaf's file serves as the merge too: one scaffold for both
+	}
+	helper := contains(helperRoles, role)
 	abs, err := filepath.Abs(o.Dir)
 	if err != nil {
 		return nil, err
@@ -76,20 +98,51 @@ func Write(o Options) ([]string, error) {
 	if name == "" || name[0] < 'a' {
 		name = "plugin-" + name
 	}
-	if len(name) > 63 {
-		name = strings.TrimRight(name[:63], "-")
+	// A module name is a DNS label of at most 63 characters, and the pod's second module is
+	// NAME-ambassador at the longest.
+	if max := 63 - len("-ambassador"); len(name) > max {
+		name = strings.TrimRight(name[:max], "-")
 	}
-	d := data{language: lang, Name: name, Crate: strings.ReplaceAll(name, "-", "_"), Lang: o.Lang, Role: o.Role, Extism: strings.HasPrefix(o.Lang, "extism-")}
+	d := data{language: lang, Name: name, Crate: strings.ReplaceAll(name, "-", "_"), Lang: o.Lang, Role: role,
+		Extism: strings.HasPrefix(o.Lang, "extism-"), Leaf: role == "leaf", Helper: helper,
+		Export: "wasmpod_handle", What: "main module", Unit: "request", MainWasm: "plugin.wasm"}
+	bt := "`"
+	if helper {
+		d.Both = bt + "plugin.wasm" + bt + " plays both, and " + bt + "pod.yaml" + bt + " runs it twice."
+		if d.Extism {
+			// The Extism helper's function is named after its role; main is native.
+			d.Function, d.MainWasm = role, "main.wasm"
+			d.Both = bt + "plugin.wasm" + bt + " is the " + role + ", an Extism plugin (its function " + bt + role + bt +
+				"), and\n" + bt + "main.wasm" + bt + " (source in " + bt + "main/" + bt + ") a small native main: an Extism plugin cannot make the\npod-local call with which main reaches a helper."
+		}
+	}
+	switch {
+	case d.Leaf:
+		d.Export, d.What, d.Unit = "wasmpod_leaf", "scatter/gather leaf and merge", "shard input"
+	case role == "stage":
+		d.Export, d.What, d.Unit = "wasmpod_stage", "work-queue stage", "input file's contents"
+	}
 	switch {
 	case d.Extism:
-		d.Call = lang.Function
-	case o.Role == "leaf":
+		d.Call = d.Function
+	case d.Leaf:
 		d.Call = "leaf"
+	case role == "stage":
+		d.Call = "stage"
 	default:
 		d.Call = "handle"
 	}
 	d.Build = nil // build commands are templates too ({{.Crate}})
-	for _, line := range lang.Build {
+	build := lang.Build
+	if helper {
+		build = append(append([]string(nil), build...), lang.HelperBuild...)
+	}
+	needs, err := render("needs", lang.Needs, d)
+	if err != nil {
+		return nil, err
+	}
+	d.Needs = string(needs)
+	for _, line := range build {
 		b, err := render("build", line, d)
 		if err != nil {
 			return nil, err
@@ -103,6 +156,11 @@ func Write(o Options) ([]string, error) {
 	for path, text := range lang.Files {
 		files[path] = text
 	}
+	if helper {
+		for path, text := range lang.Helper {
+			files[path] = text
+		}
+	}
 	out := map[string][]byte{}
 	for path, text := range files {
 		b, err := render(o.Lang+"/"+path, text, d)
@@ -115,7 +173,11 @@ func Write(o Options) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	for from, to := range sdkFiles[o.Lang] {
+	sdkFor := sdkFiles[o.Lang]
+	if helper && helperSDKFiles[o.Lang] != nil {
+		sdkFor = helperSDKFiles[o.Lang]
+	}
+	for from, to := range sdkFor {
 		for src, content := range sdk {
 			if rel, ok := strings.CutPrefix(src, from); ok {
 				out[to+rel] = content
@@ -162,6 +224,13 @@ var sdkFiles = map[string]map[string]string{
 	"rust":           {"guest-sdk/rust/wasmpod/": "wasmpod-sdk/rust/"},
 	"assemblyscript": {"guest-sdk/assemblyscript/": "wasmpod-sdk/assemblyscript/"},
 	"extism-go":      {"plugins/extism-go/go.sum": "go.sum"},
+}
+
+// helperSDKFiles replace sdkFiles for the helper roles of the Extism languages, whose pods
+// have a native main built with the language's wasmpod SDK.
+var helperSDKFiles = map[string]map[string]string{
+	"extism-go": {"plugins/extism-go/go.sum": "go.sum", "guest-sdk/go/": "wasmpod-sdk/go/"},
+	"extism-as": {"guest-sdk/assemblyscript/": "wasmpod-sdk/assemblyscript/"},
 }
 
 // ReadSDK reads the archive's files from a checkout of the repository at root.
