@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,12 @@ import (
 type Config struct {
 	// Token guards the mutating admin routes (compared in constant time). Empty disables them.
 	Token string
+	// AppTokens are the election sidecar's credentials for apps on the node: app name -> its
+	// bearer token (ParseAppTokens reads them from a file). An app may campaign, renew and
+	// resign with sessions in its own namespace (its name, or its name and "/..."), and sees
+	// the fencing token of the leases those sessions hold; nobody else's. The admin Token may
+	// do all of it for any session.
+	AppTokens map[string]string
 	// ReadTimeout bounds reading one request (headers and body).
 	ReadTimeout time.Duration
 	// WriteTimeout bounds writing one response (the handler's own time does not count).
@@ -45,8 +52,14 @@ type Config struct {
 	// MaxConnsPerIP bounds concurrent connections from one client address. A connection over
 	// the limit is answered 429 and closed (limitPerIP; fasthttp's own limit is off).
 	MaxConnsPerIP int
-	// MaxConns bounds concurrent connections per listener.
+	// MaxConns bounds concurrent connections per listener. Near it, idle keep-alive
+	// connections give way to new ones (see IdleHeadroom).
 	MaxConns int
+	// IdleHeadroom is how many connection slots below MaxConns are kept free: once more than
+	// MaxConns-IdleHeadroom connections are open, the longest-idle keep-alive connections are
+	// closed (as nginx reuses idle keep-alive connections when it runs out), so a flood of
+	// idle connections cannot lock new clients out. Zero means MaxConns/10 (at least 1).
+	IdleHeadroom int
 	// Logger is the host's log. Nil discards.
 	Logger *slog.Logger
 	// Scatter, when set, serves ScatterPath (exact match, POST) on the ingress listener: the
@@ -90,8 +103,9 @@ func DefaultConfig() Config {
 		MaxIngressBody: 4 << 20,
 		// 64 MiB: a large Go guest is a few MB; the runtime's input cap is 64 MiB too.
 		MaxAdminBody: 64 << 20,
-		// 256: many keep-alive connections from one proxy are fine; thousands are an attack.
-		MaxConnsPerIP: 256,
+		// 64: a browser opens 6 connections, a client pool a few dozen; 45 addresses at 256 each
+		// filled the 10,000 slots. A proxy or NAT in front needs a higher value.
+		MaxConnsPerIP: 64,
 		// 10000: bounded memory under a connection flood (fasthttp's per-connection cost is small).
 		MaxConns: 10000,
 		// 5s: a forwarded election operation waits up to 3s for a Raft leader, plus the commit.
@@ -132,6 +146,11 @@ type Server struct {
 
 // New returns a server for sup. Nothing listens until Serve.
 func New(cfg Config, sup *supervisor.Supervisor) (*Server, error) {
+	for app, tok := range cfg.AppTokens {
+		if cfg.Token != "" && tok == cfg.Token {
+			return nil, fmt.Errorf("admin: %w: app %s has the admin token", ErrAppTokens, app)
+		}
+	}
 	if sup == nil {
 		return nil, errors.New("admin: no supervisor")
 	}
@@ -187,6 +206,9 @@ func (cfg Config) withDefaults() Config {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = d.MaxConns
 	}
+	if cfg.IdleHeadroom <= 0 || cfg.IdleHeadroom >= cfg.MaxConns {
+		cfg.IdleHeadroom = max(1, cfg.MaxConns/10)
+	}
 	if cfg.ElectionOpTimeout <= 0 {
 		cfg.ElectionOpTimeout = d.ElectionOpTimeout
 	}
@@ -211,46 +233,119 @@ func (cfg Config) withDefaults() Config {
 	return cfg
 }
 
-// adminServer is the admin listener's server. It streams request bodies, so that PUT
-// /v1/blobs can take up to MaxBlobBytes without holding the file in memory; serveAdmin reads
-// every other route's body into memory first, bounded by MaxAdminBody as before.
+// adminServer is the admin listener's server. It streams request bodies: fasthttp reads at
+// most one byte of a body before serveAdmin has checked the credential on the headers and the
+// route's body limit (MaxRequestBodySize 1; a longer body is left in the stream). PUT
+// /v1/blobs then streams into the blob store; every other route's body is read into memory,
+// bounded by the route's limit (bodyLimit). A client sending "Expect: 100-continue" is refused
+// (401, 403, 413) before it sends its body.
 func (s *Server) adminServer() *fasthttp.Server {
-	srv := s.server("wasmpod-admin", s.serveAdmin, s.cfg.MaxAdminBody)
+	srv := s.server("wasmpod-admin", s.serveAdmin, 1)
 	srv.StreamRequestBody = true
-	srv.HeaderReceived = s.blobTimeouts
+	srv.HeaderReceived = framingHeaderHook(s.blobTimeouts)
+	srv.ExpectHandler = s.expectAdmin
 	return srv
 }
 
-// serveAdmin bounds the request body, then routes.
+// serveAdmin checks the credential of a request that may change something (any method but
+// GET and HEAD) on its headers, then bounds its body by the route's limit, then routes.
 func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
-	if !isBlobUpload(ctx) && !bufferBody(ctx, s.cfg.MaxAdminBody) {
+	method, path := string(ctx.Method()), string(ctx.Path())
+	if !ctx.IsGet() && !ctx.IsHead() && !s.credentialed(ctx, path) {
+		if ctx.Request.Header.ContentLength() != 0 {
+			ctx.SetConnectionClose() // the body is unread
+		}
+		return
+	}
+	limit, route := s.bodyLimit(method, path)
+	if !isBlobUpload(ctx) && !bufferBody(ctx, limit, route) {
 		return
 	}
 	s.route(ctx)
 }
 
+// credentialed checks the bearer credential a route needs on the request's headers, answering
+// 401 or 403 itself when it is missing or wrong: an app's or the admin token for an election
+// operation, the admin token for everything else.
+func (s *Server) credentialed(ctx *fasthttp.RequestCtx, path string) bool {
+	if _, op, ok := electionPath(path); ok && op != "" && op != "watch" {
+		_, ok := s.electionCaller(ctx)
+		return ok
+	}
+	return s.authorized(ctx)
+}
+
+// expectAdmin answers "Expect: 100-continue": the credential and the announced body length are
+// checked before the client is told to send the body.
+func (s *Server) expectAdmin(ctx *fasthttp.RequestCtx) int {
+	if ambiguousFraming(&ctx.Request.Header) {
+		return fasthttp.StatusBadRequest
+	}
+	path := string(ctx.Path())
+	if !ctx.IsGet() && !ctx.IsHead() {
+		c := s.callerOf(&ctx.Request.Header)
+		_, op, isElection := electionPath(path)
+		switch {
+		case s.cfg.Token == "" && len(s.cfg.AppTokens) == 0:
+			return fasthttp.StatusForbidden
+		case c.admin, isElection && op != "" && c.app != "":
+		default:
+			return fasthttp.StatusUnauthorized
+		}
+	}
+	limit, _ := s.bodyLimit(string(ctx.Method()), path)
+	if int64(ctx.Request.Header.ContentLength()) > limit {
+		return fasthttp.StatusRequestEntityTooLarge
+	}
+	return fasthttp.StatusContinue
+}
+
+// maxControlBody bounds the body of every admin route that takes no upload (lifecycle actions,
+// scale, elections, task retry, and any GET): their JSON bodies are under 1 KiB, and 32
+// concurrent 64 KiB bodies are 2 MiB.
+const maxControlBody = 64 << 10
+
+// bodyLimit is the largest request body the admin route of method and path takes, and the
+// route's name for the 413 answer.
+func (s *Server) bodyLimit(method, path string) (int64, string) {
+	switch {
+	case method == fasthttp.MethodPut && path == "/v1/blobs":
+		return s.cfg.MaxBlobBytes, "PUT /v1/blobs"
+	case method == fasthttp.MethodPut:
+		if name, rest, ok := modulePath(path); ok && name != "" && rest == "wasm" {
+			return int64(s.cfg.MaxAdminBody), "PUT /v1/modules/{name}/wasm"
+		}
+	case method == fasthttp.MethodPost:
+		segs := strings.Split(strings.TrimPrefix(path, "/v1/"), "/")
+		if _, ok := matchQueueRoute([]string{"queue", "pipelines", "*", "jobs"}, segs); ok {
+			return int64(min(maxSubmitBody, s.cfg.MaxAdminBody)), "POST /v1/queue/pipelines/{name}/jobs"
+		}
+	}
+	return maxControlBody, method + " " + path
+}
+
 // bufferBody reads a streamed request body into memory when it is at most limit bytes, else
-// answers 413 (or 400 when the body cannot be read) and closes the connection, as the rest of
-// the body is left unread.
-func bufferBody(ctx *fasthttp.RequestCtx, limit int) bool {
+// answers 413 naming the limit and the route (or 400 when the body cannot be read) and closes
+// the connection, as the rest of the body is left unread.
+func bufferBody(ctx *fasthttp.RequestCtx, limit int64, route string) bool {
 	if !ctx.Request.IsBodyStream() || ctx.Request.Header.ContentLength() == 0 {
 		return true
 	}
 	tooLarge := func() bool {
 		ctx.SetConnectionClose()
-		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes", limit))
+		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than the %d-byte limit of %s", limit, route))
 		return false
 	}
-	if ctx.Request.Header.ContentLength() > limit {
+	if int64(ctx.Request.Header.ContentLength()) > limit {
 		return tooLarge()
 	}
-	b, err := io.ReadAll(io.LimitReader(ctx.RequestBodyStream(), int64(limit)+1))
+	b, err := io.ReadAll(io.LimitReader(ctx.RequestBodyStream(), limit+1))
 	switch {
 	case err != nil:
 		ctx.SetConnectionClose()
 		writeError(ctx, bodyReadStatus(err), fmt.Errorf("reading the request body: %v", err))
 		return false
-	case len(b) > limit:
+	case int64(len(b)) > limit:
 		return tooLarge()
 	}
 	ctx.Request.SetBodyRaw(b) // closes the stream
@@ -270,9 +365,15 @@ func bodyReadStatus(err error) int {
 // applies MaxConnsPerIP with limitPerIP, as fasthttp's per-IP wrapper can make Shutdown crash
 // the host (see perip.go).
 func (s *Server) server(name string, h fasthttp.RequestHandler, maxBody int) *fasthttp.Server {
+	var connState func(net.Conn, fasthttp.ConnState)
+	if r := newIdleReaper(s.cfg.MaxConns, s.cfg.IdleHeadroom, s.log, name); r != nil {
+		connState = r.connState
+	}
 	return &fasthttp.Server{
+		ConnState:                     connState,
 		Name:                          name,
-		Handler:                       h,
+		Handler:                       rejectAmbiguousFraming(h),
+		HeaderReceived:                framingHeaderHook(nil),
 		ReadTimeout:                   s.cfg.ReadTimeout,
 		WriteTimeout:                  s.cfg.WriteTimeout,
 		IdleTimeout:                   s.cfg.IdleTimeout,
@@ -283,8 +384,11 @@ func (s *Server) server(name string, h fasthttp.RequestHandler, maxBody int) *fa
 		CloseOnShutdown:               true,
 		NoDefaultDate:                 false,
 		DisableHeaderNamesNormalizing: false,
-		Logger:                        slogAdapter{s.log},
-		ErrorHandler:                  requestError,
+		// No route takes multipart forms; pre-parsing one would read its body before the
+		// handler checks anything.
+		DisablePreParseMultipartForm: true,
+		Logger:                       slogAdapter{s.log},
+		ErrorHandler:                 requestError,
 	}
 }
 
@@ -346,6 +450,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func requestError(ctx *fasthttp.RequestCtx, err error) {
 	var se *fasthttp.ErrSmallBuffer
 	switch {
+	case ambiguousFraming(&ctx.Request.Header):
+		writeAmbiguousFraming(ctx)
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		ctx.Error("request body too large\n", fasthttp.StatusRequestEntityTooLarge)
 	case errors.As(err, &se):

@@ -3,6 +3,7 @@ package admin
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -167,7 +168,7 @@ func (s *Server) serveCluster(ctx *fasthttp.RequestCtx, path, method string) boo
 		opCtx, cancel := context.WithTimeout(s.ctx, s.cfg.ElectionOpTimeout)
 		defer cancel()
 		l, err := c.Get(opCtx, name)
-		writeLease(ctx, l, err)
+		writeLease(ctx, s.callerOf(&ctx.Request.Header), l, err)
 	case isElection && op == "watch" && method == fasthttp.MethodGet:
 		idx, wait, err := parseWatch(ctx.QueryArgs(), s.cfg.WatchWait, s.cfg.MaxWatchWait)
 		if err != nil {
@@ -180,12 +181,13 @@ func (s *Server) serveCluster(ctx *fasthttp.RequestCtx, path, method string) boo
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 			err = nil // the wait ran out: the current state, same index; the client asks again
 		}
-		writeLease(ctx, l, err)
+		writeLease(ctx, s.callerOf(&ctx.Request.Header), l, err)
 	case isElection && method == fasthttp.MethodPost && (op == "campaign" || op == "renew" || op == "resign"):
-		if !s.electionAuthorized(ctx) {
+		who, ok := s.electionCaller(ctx)
+		if !ok {
 			return true
 		}
-		s.electionOp(ctx, c, name, op)
+		s.electionOp(ctx, c, who, name, op)
 	case isElection && op != "" && op != "watch" && op != "campaign" && op != "renew" && op != "resign":
 		writeError(ctx, fasthttp.StatusNotFound, fmt.Errorf("unknown election operation %q (campaign, renew, resign, watch)", op))
 	default:
@@ -194,40 +196,90 @@ func (s *Server) serveCluster(ctx *fasthttp.RequestCtx, path, method string) boo
 	return true
 }
 
-func (s *Server) electionOp(ctx *fasthttp.RequestCtx, c Cluster, name, op string) {
+func (s *Server) electionOp(ctx *fasthttp.RequestCtx, c Cluster, who caller, name, op string) {
 	opCtx, cancel := context.WithTimeout(s.ctx, s.cfg.ElectionOpTimeout)
 	defer cancel()
 	body := ctx.PostBody()
 	var l cluster.Lease
 	var err error
+	var session string
 	switch op {
 	case "campaign":
 		var r cluster.CampaignRequest
 		if r, err = parseCampaign(body); err == nil {
-			l, err = c.Campaign(opCtx, name, r)
+			if session = r.Session; who.mayUse(session) {
+				l, err = c.Campaign(opCtx, name, r)
+			}
 		}
 	case "renew":
 		var r cluster.RenewRequest
 		if r, err = parseRenew(body); err == nil {
-			l, err = c.Renew(opCtx, name, r)
+			if session = r.Session; who.mayUse(session) {
+				l, err = c.Renew(opCtx, name, r)
+			}
 		}
 	case "resign":
 		var r cluster.ResignRequest
 		if r, err = parseResign(body); err == nil {
-			l, err = c.Resign(opCtx, name, r)
+			if session = r.Session; who.mayUse(session) {
+				l, err = c.Resign(opCtx, name, r)
+			}
 		}
 	}
-	writeLease(ctx, l, err)
+	if err == nil && !who.mayUse(session) {
+		writeError(ctx, fasthttp.StatusForbidden, fmt.Errorf("app %q may only use session %q or sessions starting with %q", who.app, who.app, who.app+"/"))
+		return
+	}
+	writeLease(ctx, who, l, err)
 }
 
-// electionAuthorized lets apps on this node (loopback clients) use the election sidecar API
-// without the admin token, as the paper's sidecar is a localhost API; a remote client needs the
-// bearer token like every other mutating route.
-func (s *Server) electionAuthorized(ctx *fasthttp.RequestCtx) bool {
-	if ip := ctx.RemoteIP(); ip != nil && ip.IsLoopback() {
-		return true
+// caller is who a request's bearer credential names: the operator (the admin token), an app of
+// Config.AppTokens, or nobody.
+type caller struct {
+	admin bool
+	app   string
+}
+
+// mayUse reports whether c may campaign, renew and resign as session, and so may see the
+// fencing token of a lease session holds: the operator any session, an app its own namespace
+// (its name, or its name followed by "/").
+func (c caller) mayUse(session string) bool {
+	return c.admin || (c.app != "" && (session == c.app || strings.HasPrefix(session, c.app+"/")))
+}
+
+// callerOf reads the bearer credential of h. Every token is compared, in constant time, whether
+// or not an earlier one matched.
+func (s *Server) callerOf(h *fasthttp.RequestHeader) caller {
+	var c caller
+	got, ok := strings.CutPrefix(string(h.Peek("Authorization")), "Bearer ")
+	if !ok || got == "" {
+		return c
 	}
-	return s.authorized(ctx)
+	c.admin = s.validToken(h.Peek("Authorization"))
+	for app, tok := range s.cfg.AppTokens {
+		if subtle.ConstantTimeCompare([]byte(got), []byte(tok)) == 1 {
+			c.app = app
+		}
+	}
+	return c
+}
+
+// electionCaller is the caller of an election operation: apps on the node present their own
+// token (Config.AppTokens), operators the admin token. There is no exception for loopback
+// clients: every local user can reach loopback. It answers 401 or 403 itself when neither
+// token is presented.
+func (s *Server) electionCaller(ctx *fasthttp.RequestCtx) (caller, bool) {
+	c := s.callerOf(&ctx.Request.Header)
+	if c.admin || c.app != "" {
+		return c, true
+	}
+	if s.cfg.Token == "" && len(s.cfg.AppTokens) == 0 {
+		writeError(ctx, fasthttp.StatusForbidden, errors.New("election operations are disabled: start wasmpod with --app-token-file (apps) or --token-file (operators)"))
+		return c, false
+	}
+	ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="wasmpod"`)
+	writeError(ctx, fasthttp.StatusUnauthorized, errors.New("missing or wrong bearer token: apps on the node use their own token (--app-token-file), operators the admin token"))
+	return c, false
 }
 
 // ElectionStatus maps a cluster error to an HTTP status.
@@ -246,7 +298,12 @@ func ElectionStatus(err error) int {
 	return fasthttp.StatusInternalServerError
 }
 
-func writeLease(ctx *fasthttp.RequestCtx, l cluster.Lease, err error) {
+// writeLease answers a lease, or err with the lease for 409. The fencing token is shown only to
+// a caller who may use the holder's session (who could have acquired it); others see 0.
+func writeLease(ctx *fasthttp.RequestCtx, who caller, l cluster.Lease, err error) {
+	if !who.mayUse(l.Session) {
+		l.Token = 0
+	}
 	status := ElectionStatus(err)
 	if err == nil {
 		writeJSON(ctx, status, l)

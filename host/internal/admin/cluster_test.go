@@ -100,8 +100,11 @@ func TestElectionRoutes(t *testing.T) {
 		{"watch changed", "GET", "/v1/election/job/watch?index=3", "", nil, 200, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			base := serve(t, &fakeCluster{lease: held, err: c.err}, DefaultConfig())
+			cfg := DefaultConfig()
+			cfg.Token = "tok"
+			base := serve(t, &fakeCluster{lease: held, err: c.err}, cfg)
 			req, _ := http.NewRequest(c.method, base+c.path, strings.NewReader(c.body))
+			req.Header.Set("Authorization", "Bearer tok") // the operator sees fencing tokens
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -143,29 +146,46 @@ func TestWatchOutlivesWriteTimeout(t *testing.T) {
 	}
 }
 
-func TestElectionAuth(t *testing.T) {
-	s := &Server{cfg: Config{Token: "tok"}}
+func TestElectionCaller(t *testing.T) {
+	s := &Server{cfg: Config{Token: "admin-token", AppTokens: map[string]string{
+		"billing": "billing-token-0123456789", "bill": "bill-token-0123456789"}}}
 	for _, c := range []struct {
-		name   string
-		remote string
-		auth   string
-		ok     bool
+		name, auth  string
+		ok          bool
+		may, mayNot []string // sessions
 	}{
-		{"loopback needs no token", "127.0.0.1:5000", "", true},
-		{"loopback v6", "[::1]:5000", "", true},
-		{"remote without token", "10.0.0.2:5000", "", false},
-		{"remote with token", "10.0.0.2:5000", "Bearer tok", true},
-		{"remote with a wrong token", "10.0.0.2:5000", "Bearer nope", false},
+		{"no token", "", false, nil, []string{"billing", "x"}},
+		{"wrong token", "Bearer nope", false, nil, []string{"billing"}},
+		{"not a bearer", "Basic admin-token", false, nil, []string{"billing"}},
+		{"admin", "Bearer admin-token", true, []string{"billing", "bill/x", "p/m"}, nil},
+		{"an app: its own namespace", "Bearer billing-token-0123456789", true,
+			[]string{"billing", "billing/worker-1"}, []string{"bill", "bill/x", "billing2", "p/m", ""}},
+		{"a prefix of another app's name is not its namespace", "Bearer bill-token-0123456789", true,
+			[]string{"bill", "bill/x"}, []string{"billing", "billing/worker-1"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var ctx fasthttp.RequestCtx
-			addr, _ := net.ResolveTCPAddr("tcp", c.remote)
+			addr, _ := net.ResolveTCPAddr("tcp", "127.0.0.1:5000") // loopback earns nothing
 			ctx.Init(&fasthttp.Request{}, addr, nil)
 			if c.auth != "" {
 				ctx.Request.Header.Set("Authorization", c.auth)
 			}
-			if got := s.electionAuthorized(&ctx); got != c.ok {
-				t.Fatalf("authorized = %v, want %v", got, c.ok)
+			who, ok := s.electionCaller(&ctx)
+			if ok != c.ok {
+				t.Fatalf("authorized = %v, want %v", ok, c.ok)
+			}
+			if !ok && ctx.Response.StatusCode() != fasthttp.StatusUnauthorized {
+				t.Fatalf("refused with %d, want 401", ctx.Response.StatusCode())
+			}
+			for _, sess := range c.may {
+				if !who.mayUse(sess) {
+					t.Errorf("may not use session %q; want may", sess)
+				}
+			}
+			for _, sess := range c.mayNot {
+				if who.mayUse(sess) {
+					t.Errorf("may use session %q; want may not", sess)
+				}
 			}
 		})
 	}

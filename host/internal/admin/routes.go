@@ -85,6 +85,9 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		serveVersion(ctx)
 		return
 	case strings.HasPrefix(path, "/debug/pprof"):
+		if path == "/debug/pprof/cmdline" && !s.authorized(ctx) {
+			return // the host's command line: flags and paths are the operator's business
+		}
 		if path == "/debug/pprof" {
 			ctx.Redirect("/debug/pprof/", fasthttp.StatusMovedPermanently)
 			return

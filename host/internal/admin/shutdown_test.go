@@ -45,7 +45,7 @@ func TestShutdownNeverPanics(t *testing.T) {
 }
 
 // TestShutdownChild serves the admin and ingress listeners with the host's configuration (the
-// defaults New applies, so a per-IP limit of 256) and shuts down with keep-alive clients of
+// defaults New applies, so a per-IP limit of 64) and shuts down with keep-alive clients of
 // every kind on both: idle ones (one request answered, then quiet), active ones sending
 // requests through the Shutdown, and late ones whose next request arrives just as Shutdown
 // closes the idle connections.
@@ -68,8 +68,8 @@ func TestShutdownChild(t *testing.T) {
 	s := &Server{cfg: cfg, log: cfg.Logger}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.admin = s.adminServer()
-	if s.cfg.MaxConnsPerIP != 256 {
-		t.Fatalf("MaxConnsPerIP = %d, want the default 256", s.cfg.MaxConnsPerIP)
+	if s.cfg.MaxConnsPerIP != 64 {
+		t.Fatalf("MaxConnsPerIP = %d, want the default 64", s.cfg.MaxConnsPerIP)
 	}
 	// The ingress server as New builds it, with a handler that needs no supervisor and takes a
 	// moment, so that requests are in flight when Shutdown starts.

@@ -1,0 +1,137 @@
+package admin
+
+import (
+	"container/list"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Idle connections give way under pressure. A keep-alive connection that has been answered
+// holds one of the listener's MaxConns slots until IdleTimeout, so clients that open
+// connections, send one request each and go quiet can hold every slot, and each new client is
+// answered 503 for as long as they stay. idleReaper keeps IdleHeadroom slots free: once more
+// than MaxConns-IdleHeadroom connections are open, each new connection closes the
+// longest-idle keep-alive connection (near the cap, the idle timeout of the oldest idle
+// connection is zero). This is what nginx does when it runs out of connections (it reuses idle
+// keep-alive ones). Connections that are reading a request or being answered are never
+// closed: ReadTimeout and WriteTimeout bound those. A client whose idle connection is closed
+// just as it sends a request sees the connection end with no answer, as at IdleTimeout; HTTP
+// clients retry that on a new connection.
+
+// closeWait bounds how long the accept loop waits for connections closed here to end when
+// they are all that stands between a new connection and the connection limit.
+const closeWait = 200 * time.Millisecond
+
+// idleReaper tracks a fasthttp server's connections through its ConnState hook.
+type idleReaper struct {
+	high   int // most open connections before idle ones are closed
+	wait   int // above this many open, a new connection waits for closed ones to end
+	log    *slog.Logger
+	listen string // for the log
+
+	mu      sync.Mutex
+	open    int                        // connections counted from StateNew to StateClosed/StateHijacked
+	idle    map[net.Conn]*list.Element // idle connections, in order (front: longest idle)
+	order   *list.List
+	closing map[net.Conn]struct{} // closed here, StateClosed not seen yet
+	closed  int                   // closed here since the last log line
+	logged  time.Time             // when the last log line was written: at most one a minute
+	ended   chan struct{}         // closed and replaced when a connection closed here ends
+}
+
+// newIdleReaper returns a reaper for a server of maxConns connections that keeps headroom of
+// them free; maxConns <= 0 returns nil (no limit).
+func newIdleReaper(maxConns, headroom int, log *slog.Logger, listen string) *idleReaper {
+	if maxConns <= 0 {
+		return nil
+	}
+	headroom = min(max(headroom, 1), maxConns)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &idleReaper{high: maxConns - headroom, wait: maxConns - (headroom+1)/2, log: log, listen: listen,
+		idle: map[net.Conn]*list.Element{}, order: list.New(), closing: map[net.Conn]struct{}{},
+		ended: make(chan struct{})}
+}
+
+// connState is the server's ConnState hook.
+func (r *idleReaper) connState(c net.Conn, st fasthttp.ConnState) {
+	var victims []net.Conn
+	r.mu.Lock()
+	switch st {
+	case fasthttp.StateNew:
+		r.open++
+		// Connections closed here but not yet seen closed are already on their way out.
+		for r.open-len(r.closing) > r.high && r.order.Len() > 0 {
+			v := r.order.Remove(r.order.Front()).(net.Conn)
+			delete(r.idle, v)
+			r.closing[v] = struct{}{}
+			victims = append(victims, v)
+		}
+	case fasthttp.StateActive:
+		r.unidle(c)
+	case fasthttp.StateIdle:
+		r.unidle(c)
+		if _, gone := r.closing[c]; !gone {
+			r.idle[c] = r.order.PushBack(c)
+		}
+	case fasthttp.StateClosed, fasthttp.StateHijacked:
+		r.unidle(c)
+		if _, ok := r.closing[c]; ok {
+			delete(r.closing, c)
+			close(r.ended)
+			r.ended = make(chan struct{})
+		}
+		r.open--
+	}
+	r.closed += len(victims)
+	logIt := len(victims) > 0 && time.Since(r.logged) >= time.Minute
+	var n, open int
+	if logIt {
+		r.logged, n, r.closed, open = time.Now(), r.closed, 0, r.open
+	}
+	r.mu.Unlock()
+	for _, v := range victims {
+		_ = v.Close() // its serving goroutine sees the read fail and ends the connection
+	}
+	if st == fasthttp.StateNew {
+		r.awaitRoom()
+	}
+	if logIt {
+		r.log.Warn("closed idle keep-alive connections to keep room for new ones (logged at most once a minute)",
+			"closed", n, "open", open, "high_water", r.high, "listener", r.listen)
+	}
+}
+
+// awaitRoom runs on the accept loop, before fasthttp counts the new connection against its
+// limit: while the connections closed here still hold the slots it needs (their goroutines
+// have not ended yet, as happens under a burst of new connections), it waits for them, at most
+// closeWait, so that the new connection is served rather than answered 503.
+func (r *idleReaper) awaitRoom() {
+	timer := time.NewTimer(closeWait)
+	defer timer.Stop()
+	for {
+		r.mu.Lock()
+		full, ended := r.open > r.wait && len(r.closing) > 0, r.ended
+		r.mu.Unlock()
+		if !full {
+			return
+		}
+		select {
+		case <-ended:
+		case <-timer.C:
+			return
+		}
+	}
+}
+
+func (r *idleReaper) unidle(c net.Conn) {
+	if e, ok := r.idle[c]; ok {
+		r.order.Remove(e)
+		delete(r.idle, c)
+	}
+}
