@@ -52,6 +52,12 @@ func TestLeaderExample(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The operator's token: reading a lease shows its fencing token only to the operator and
+	// to the holder's app (issue 12), and this test compares the store's tokens with it.
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(operatorToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	const n = 3
 	nodes := make([]*proc, n)
 	admins := make([]string, n)
@@ -62,7 +68,8 @@ func TestLeaderExample(t *testing.T) {
 		gossip := freePort(t)
 		args := []string{"run", specPath, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 			"--state-dir", filepath.Join(dir, name), "--node-name", name,
-			"--bind", gossip, "--raft-addr", "127.0.0.1:0", "--cluster-label", "leader-example"}
+			"--bind", gossip, "--raft-addr", "127.0.0.1:0", "--cluster-label", "leader-example",
+			"--token-file", tokenFile}
 		if join != "" {
 			args = append(args, "--join", join)
 		} else {
@@ -189,9 +196,18 @@ func storeLog(t *testing.T, addr string) storeState {
 	return s
 }
 
+// operatorToken is the nodes' admin token (--token-file).
+const operatorToken = "leader-example-operator-token"
+
+// getJSON GETs path with the operator's token and decodes the answer into v.
 func getJSON(addr, path string, v any) error {
 	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get("http://" + addr + path)
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+operatorToken)
+	resp, err := c.Do(req)
 	if err != nil {
 		return err
 	}

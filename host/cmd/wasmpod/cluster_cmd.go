@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -151,6 +152,10 @@ func leaseTable(w io.Writer, l cluster.Lease) error {
 		holder, sess = l.Holder, l.Session
 		exp = l.ValidFor().Round(time.Millisecond).String()
 	}
-	fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%d\t%s\t%d\t%s\n", l.Name, l.Held, holder, sess, l.Token, exp, l.Index, list([]string{l.RaftLeader}))
+	token := strconv.FormatUint(l.Token, 10)
+	if l.Held && l.Token == 0 {
+		token = "hidden" // shown only to the holder's app and the operator
+	}
+	fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\t%s\t%d\t%s\n", l.Name, l.Held, holder, sess, token, exp, l.Index, list([]string{l.RaftLeader}))
 	return tw.Flush()
 }

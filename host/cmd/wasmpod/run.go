@@ -43,6 +43,8 @@ type runOptions struct {
 	cluster   clusterOptions
 	// waitStateDir: wait while another process holds the state dir (else fail at once).
 	waitStateDir bool
+	// appTokenFile: the election sidecar's per-app credentials (admin.ParseAppTokens).
+	appTokenFile string
 }
 
 func defaultStateDir() string {
@@ -58,6 +60,7 @@ func addRunFlags(cmd *cobra.Command, o *runOptions) {
 	f.StringVar(&o.admin, "admin", "127.0.0.1:9901", "admin API listen address")
 	f.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "state directory: snapshots, compilation cache, emptyDir volumes")
 	f.StringVar(&o.tokenFile, "token-file", "", "file holding the admin bearer token (else $WASMPOD_TOKEN; none disables mutating routes)")
+	f.StringVar(&o.appTokenFile, "app-token-file", "", "file of the election sidecar's app credentials, one \"APP TOKEN\" a line: an app campaigns, renews and resigns with sessions APP or APP/..., and sees only their fencing tokens")
 	f.StringVar(&o.logLevel, "log-level", "info", "host log level: debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "text", "host log format: text or json")
 	f.StringVar(&o.internal, "internal", "", "internal scatter endpoint address, where other nodes call this node's shards (pods with spec.scatter only; default: 127.0.0.1:0 standalone, else the gossip bind host with its port + 2)")
@@ -101,6 +104,23 @@ func readToken(file string) (string, error) {
 	return strings.TrimSpace(os.Getenv("WASMPOD_TOKEN")), nil
 }
 
+// readAppTokens reads --app-token-file (none: no app credentials).
+func readAppTokens(file string) (map[string]string, error) {
+	if file == "" {
+		return nil, nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("--app-token-file: %w", err)
+	}
+	defer f.Close()
+	apps, err := admin.ParseAppTokens(f)
+	if err != nil {
+		return nil, fmt.Errorf("--app-token-file %s: %w", file, err)
+	}
+	return apps, nil
+}
+
 func newLogger(level, format string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
@@ -122,6 +142,10 @@ func run(specPath string, o runOptions) error {
 		return err
 	}
 	token, err := readToken(o.tokenFile)
+	if err != nil {
+		return err
+	}
+	appTokens, err := readAppTokens(o.appTokenFile)
 	if err != nil {
 		return err
 	}
@@ -228,6 +252,7 @@ func run(specPath string, o runOptions) error {
 	}
 	acfg := admin.DefaultConfig()
 	acfg.Token, acfg.Logger, acfg.Cluster = token, log, node
+	acfg.AppTokens = appTokens
 	acfg.Queue = node
 	if sc != nil {
 		acfg.Scatter, acfg.ScatterPath = sc, pod.Spec.Scatter.Path
@@ -241,7 +266,7 @@ func run(specPath string, o runOptions) error {
 		return err
 	}
 	srv.Serve(adminLn, nil) // admin first: operators see the pod while it starts
-	log.Info("admin API listening", "addr", adminLn.Addr().String(), "mutating", token != "")
+	log.Info("admin API listening", "addr", adminLn.Addr().String(), "mutating", token != "", "apps", len(appTokens))
 	meta := keepMeta(node, adminLn.Addr().String(), sup, sc, metaInterval, log)
 	defer meta.Stop()
 	startDone := make(chan error, 1)

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmpod/wasmpod/cluster"
+	"github.com/wasmpod/wasmpod/internal/podtest"
+)
+
+// startHostArgs is startHost with extra `wasmpod run` flags.
+func startHostArgs(t *testing.T, specPath string, extra ...string) *host {
+	t.Helper()
+	tokFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokFile, []byte(token+"\n"), 0o600)
+	stateDir := t.TempDir()
+	h := &host{t: t, stderr: &podtest.SyncBuffer{}, stateDir: stateDir, done: make(chan struct{})}
+	args := append([]string{"run", specPath, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+		"--state-dir", stateDir, "--token-file", tokFile}, extra...)
+	h.cmd = exec.Command(binary, args...)
+	h.cmd.Stderr, h.cmd.Stdout = h.stderr, h.stderr
+	if err := h.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { h.exitErr = h.cmd.Wait(); close(h.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-h.done:
+		default:
+			h.cmd.Process.Kill()
+			<-h.done
+		}
+		if t.Failed() {
+			t.Logf("host log:\n%s", h.stderr.String())
+		}
+	})
+	waitFor(t, 2*time.Minute, "host listening", func() bool {
+		s := h.stderr.String()
+		if m := addrRE["admin"].FindStringSubmatch(s); m != nil {
+			h.admin = m[1]
+		}
+		if m := addrRE["ingress"].FindStringSubmatch(s); m != nil {
+			h.ingress = m[1]
+		}
+		select {
+		case <-h.done:
+			t.Fatalf("host exited early: %v\n%s", h.exitErr, s)
+		default:
+		}
+		return h.admin != "" && h.ingress != ""
+	})
+	return h
+}
+
+// procKiB reads a "VmRSS:"-style field of /proc/PID/status in KiB.
+func procKiB(t *testing.T, pid int, field string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return n
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+// TestListenerHardening attacks the real binary as issue 12 did, with raw TCP clients: a
+// smuggled request on each listener, 32 unauthenticated 63 MiB uploads (peak RSS), and the
+// election sidecar from a local client with no credential and with another app's.
+func TestListenerHardening(t *testing.T) {
+	apps := filepath.Join(t.TempDir(), "apps")
+	const billing, reports = "billing-0123456789abcdef", "reports-0123456789abcdef"
+	os.WriteFile(apps, []byte("# election sidecar credentials\nbilling "+billing+"\nreports "+reports+"\n"), 0o600)
+	h := startHostArgs(t, writePod(t, podYAML("podkit", "", "")), "--app-token-file", apps)
+
+	t.Run("smuggled request: 400 and close, on both listeners", func(t *testing.T) {
+		body := "0\r\n\r\nGET /v1/modules HTTP/1.1\r\nHost: x\r\n\r\n"
+		for _, addr := range []string{h.ingress, h.admin} {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n%s", len(body), body)
+			all, _ := io.ReadAll(c) // the whole answer, then the server closes
+			c.Close()
+			if !strings.HasPrefix(string(all), "HTTP/1.1 400 ") || strings.Count(string(all), "HTTP/1.1 ") != 1 {
+				t.Errorf("%s answered %q; want one 400 and the connection closed", addr, all)
+			}
+		}
+	})
+
+	t.Run("32 unauthenticated 63 MiB uploads", func(t *testing.T) {
+		pid := h.cmd.Process.Pid
+		before := procKiB(t, pid, "VmHWM")
+		var wg sync.WaitGroup
+		statuses := make([]string, 32)
+		for i := range 32 {
+			wg.Go(func() {
+				c, err := net.Dial("tcp", h.admin)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(time.Minute))
+				fmt.Fprintf(c, "PUT /v1/modules/web/wasm HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", 63<<20)
+				go func() { // the body, until the server stops taking it
+					chunk := make([]byte, 1<<20)
+					for n := 0; n < 63; n++ {
+						if _, err := c.Write(chunk); err != nil {
+							return
+						}
+					}
+				}()
+				statuses[i], _ = bufio.NewReader(c).ReadString('\n')
+			})
+		}
+		wg.Wait()
+		after := procKiB(t, pid, "VmHWM")
+		refused := 0
+		for _, s := range statuses {
+			if strings.Contains(s, " 401 ") {
+				refused++
+			}
+		}
+		t.Logf("peak RSS %d MiB before, %d MiB after; %d of 32 answered 401 (the others saw the close first)", before>>10, after>>10, refused)
+		if after-before > 128<<10 {
+			t.Errorf("peak RSS grew %d MiB: unauthenticated bodies were read", (after-before)>>10)
+		}
+		if refused == 0 {
+			t.Errorf("no upload was answered 401: %q", statuses)
+		}
+	})
+
+	t.Run("election sidecar: apps have their own credential", func(t *testing.T) {
+		url := "http://" + h.admin + "/v1/election/job"
+		var granted cluster.Lease
+		waitFor(t, time.Minute, "the app's campaign granted", func() bool {
+			code, body := h.do("POST", url+"/campaign", []byte(`{"session":"billing/w1","ttl_ms":60000}`), billing)
+			return code == 200 && json.Unmarshal([]byte(body), &granted) == nil && granted.Held && granted.Token > 0
+		})
+		for _, c := range []struct {
+			name, method, path, body, auth string
+			status                         int
+			seesToken                      bool
+		}{
+			{"a local client without a token reads", "GET", "", "", "", 200, false},
+			{"another app reads", "GET", "", "", reports, 200, false},
+			{"the holder's app reads", "GET", "", "", billing, 200, true},
+			{"the operator reads", "GET", "", "", token, 200, true},
+			{"a local client without a token resigns", "POST", "/resign", fmt.Sprintf(`{"session":"billing/w1","token":%d}`, granted.Token), "", 401, false},
+			{"another app resigns the holder", "POST", "/resign", fmt.Sprintf(`{"session":"billing/w1","token":%d}`, granted.Token), reports, 403, false},
+			{"another app campaigns as the holder", "POST", "/campaign", `{"session":"billing/w1"}`, reports, 403, false},
+		} {
+			code, body := h.do(c.method, url+c.path, []byte(c.body), c.auth)
+			var l cluster.Lease
+			json.Unmarshal([]byte(body), &l)
+			if code != c.status || (l.Token == granted.Token) != c.seesToken {
+				t.Errorf("%s: %d %s; want %d, token shown %v", c.name, code, body, c.status, c.seesToken)
+			}
+		}
+		if code, body := h.do("GET", "http://"+h.admin+"/debug/pprof/cmdline", nil, ""); code != 401 || strings.Contains(body, "--token-file") {
+			t.Errorf("pprof's command line without a token: %d %q; want 401", code, body)
+		}
+		if code, body := h.do("POST", url+"/resign", []byte(fmt.Sprintf(`{"session":"billing/w1","token":%d}`, granted.Token)), billing); code != 200 {
+			t.Errorf("the holder resigns: %d %s", code, body)
+		}
+	})
+}
