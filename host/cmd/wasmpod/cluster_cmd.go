@@ -44,7 +44,12 @@ func clusterVerbs(cf *clientFlags) []*cobra.Command {
 			return membersTable(w, ms)
 		})
 
-	election := &cobra.Command{Use: "election", Short: "The election sidecar API: get, campaign, renew, resign, watch a named lease"}
+	election := &cobra.Command{Use: "election", Short: "The election sidecar API: get, campaign, renew, resign, watch a named lease",
+		Long: `The election sidecar API: get, campaign, renew, resign, watch a named lease.
+
+An app campaigns, renews and resigns with its own token (the host's --app-token-file) as
+WASMPOD_TOKEN or --token-file, and only with sessions APP or APP/...; the operator's admin token
+may use any session. A lease's fencing token is shown only to those two; to others it is hidden.`}
 	show := func(w io.Writer, l cluster.Lease, err error) error {
 		if cf.output == "json" {
 			if werr := writeJSON(w, l); werr != nil {

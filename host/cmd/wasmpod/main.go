@@ -13,7 +13,8 @@
 // `run` serves the pod (ingress on --listen, admin API on --admin) until SIGTERM or SIGINT, then
 // drains, snapshots and exits 0 within the pod's grace period; a second signal forces exit.
 // The other verbs are clients of a running host's admin API, with tables by default and
-// `-o json`. Mutating verbs need the admin token (--token-file or WASMPOD_TOKEN).
+// `-o json`. Mutating verbs need the admin token (--token-file or WASMPOD_TOKEN); election verbs
+// take an app's own token (the host's --app-token-file) too.
 package main
 
 import (

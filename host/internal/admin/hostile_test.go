@@ -324,3 +324,33 @@ func TestElectionSidecarNeedsCredential(t *testing.T) {
 		})
 	}
 }
+
+// FuzzAmbiguousFraming: any header block fasthttp accepts is classified without a panic, and
+// one naming both Content-Length and Transfer-Encoding (in any case, with any value) is
+// ambiguous.
+func FuzzAmbiguousFraming(f *testing.F) {
+	for _, s := range []string{"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", "transfer-encoding: chunked\r\n",
+		"Content-Length: 0\r\n", "X: Content-Length\r\nTransfer-Encoding: chunked\r\n", "Transfer-Encoding: identity\r\nCONTENT-LENGTH: 3\r\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, headers string) {
+		var h fasthttp.RequestHeader
+		raw := "POST / HTTP/1.1\r\nHost: x\r\n" + headers + "\r\n"
+		if !strings.HasSuffix(headers, "\r\n") {
+			raw += "\r\n"
+		}
+		if err := h.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+			return
+		}
+		got := ambiguousFraming(&h)
+		var cl, te bool
+		for line := range strings.Lines(headers) {
+			k, _, ok := strings.Cut(line, ":")
+			cl = cl || ok && strings.EqualFold(k, "Content-Length")
+			te = te || ok && strings.EqualFold(k, "Transfer-Encoding")
+		}
+		if cl && te && !got {
+			t.Fatalf("headers %q name both framings; not classified ambiguous", headers)
+		}
+	})
+}
