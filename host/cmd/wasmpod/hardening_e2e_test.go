@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -183,4 +185,81 @@ func TestListenerHardening(t *testing.T) {
 			t.Errorf("the holder resigns: %d %s", code, body)
 		}
 	})
+}
+
+// echoOn sends "echo:ok" to the pod on c (keep-alive) and reads the answer, which must be 200.
+func echoOn(c net.Conn, br *bufio.Reader) error {
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\necho:ok"); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return err
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return nil
+}
+
+// TestIdleFloodOnTheBinary: the real binary with --max-conns 100, and clients from four
+// addresses that want 200 idle keep-alive connections (one request each, then quiet,
+// reconnecting whenever the host closes one). A legitimate client is served every time.
+func TestIdleFloodOnTheBinary(t *testing.T) {
+	h := startHostArgs(t, writePod(t, podYAML("podkit", "", "")), "--max-conns", "100")
+	var wg sync.WaitGroup
+	var idle, reopened atomic.Int64
+	stop := make(chan struct{})
+	for a := range 4 {
+		from := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(a+2))}
+		for range 50 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: from}
+					c, err := d.Dial("tcp", h.ingress)
+					if err != nil {
+						time.Sleep(50 * time.Millisecond)
+						continue
+					}
+					go func() { <-stop; c.Close() }()
+					if echoOn(c, bufio.NewReader(c)) == nil {
+						idle.Add(1)
+						c.SetDeadline(time.Time{})
+						io.Copy(io.Discard, c) // idle until the host closes it
+						idle.Add(-1)
+						reopened.Add(1)
+					}
+					c.Close()
+					time.Sleep(20 * time.Millisecond)
+				}
+			})
+		}
+	}
+	defer func() { close(stop); wg.Wait() }()
+	waitFor(t, time.Minute, "the flood holding 80 idle connections", func() bool { return idle.Load() >= 80 })
+	var failed []string
+	for i := range 20 {
+		c, err := net.DialTimeout("tcp", h.ingress, 5*time.Second)
+		if err != nil {
+			failed = append(failed, err.Error())
+			continue
+		}
+		if err := echoOn(c, bufio.NewReader(c)); err != nil {
+			failed = append(failed, fmt.Sprintf("request %d: %v", i, err))
+		}
+		c.Close()
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Logf("flood: %d idle connections held, %d closed by the host and reopened", idle.Load(), reopened.Load())
+	if len(failed) > 0 {
+		t.Fatalf("legitimate client refused %d of 20 times: %s", len(failed), strings.Join(failed, "; "))
+	}
 }

@@ -45,6 +45,8 @@ type runOptions struct {
 	waitStateDir bool
 	// appTokenFile: the election sidecar's per-app credentials (admin.ParseAppTokens).
 	appTokenFile string
+	// maxConns, maxConnsPerIP: admin.Config's limits per listener (0: its defaults).
+	maxConns, maxConnsPerIP int
 }
 
 func defaultStateDir() string {
@@ -61,6 +63,8 @@ func addRunFlags(cmd *cobra.Command, o *runOptions) {
 	f.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "state directory: snapshots, compilation cache, emptyDir volumes")
 	f.StringVar(&o.tokenFile, "token-file", "", "file holding the admin bearer token (else $WASMPOD_TOKEN; none disables mutating routes)")
 	f.StringVar(&o.appTokenFile, "app-token-file", "", "file of the election sidecar's app credentials, one \"APP TOKEN\" a line: an app campaigns, renews and resigns with sessions APP or APP/..., and sees only their fencing tokens")
+	f.IntVar(&o.maxConns, "max-conns", admin.DefaultConfig().MaxConns, "most connections per listener; past 90% of it the longest-idle keep-alive connections are closed to make room")
+	f.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", admin.DefaultConfig().MaxConnsPerIP, "most connections per listener from one client address (raise it behind a proxy or NAT)")
 	f.StringVar(&o.logLevel, "log-level", "info", "host log level: debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "text", "host log format: text or json")
 	f.StringVar(&o.internal, "internal", "", "internal scatter endpoint address, where other nodes call this node's shards (pods with spec.scatter only; default: 127.0.0.1:0 standalone, else the gossip bind host with its port + 2)")
@@ -253,6 +257,7 @@ func run(specPath string, o runOptions) error {
 	acfg := admin.DefaultConfig()
 	acfg.Token, acfg.Logger, acfg.Cluster = token, log, node
 	acfg.AppTokens = appTokens
+	acfg.MaxConns, acfg.MaxConnsPerIP = o.maxConns, o.maxConnsPerIP
 	acfg.Queue = node
 	if sc != nil {
 		acfg.Scatter, acfg.ScatterPath = sc, pod.Spec.Scatter.Path

@@ -41,6 +41,8 @@ type idleReaper struct {
 	closed  int                   // closed here since the last log line
 	logged  time.Time             // when the last log line was written: at most one a minute
 	ended   chan struct{}         // closed and replaced when a connection closed here ends
+	// waitedOut: when awaitRoom last gave up waiting.
+	waitedOut time.Time
 }
 
 // newIdleReaper returns a reaper for a server of maxConns connections that keeps headroom of
@@ -60,18 +62,10 @@ func newIdleReaper(maxConns, headroom int, log *slog.Logger, listen string) *idl
 
 // connState is the server's ConnState hook.
 func (r *idleReaper) connState(c net.Conn, st fasthttp.ConnState) {
-	var victims []net.Conn
 	r.mu.Lock()
 	switch st {
 	case fasthttp.StateNew:
 		r.open++
-		// Connections closed here but not yet seen closed are already on their way out.
-		for r.open-len(r.closing) > r.high && r.order.Len() > 0 {
-			v := r.order.Remove(r.order.Front()).(net.Conn)
-			delete(r.idle, v)
-			r.closing[v] = struct{}{}
-			victims = append(victims, v)
-		}
 	case fasthttp.StateActive:
 		r.unidle(c)
 	case fasthttp.StateIdle:
@@ -88,6 +82,17 @@ func (r *idleReaper) connState(c net.Conn, st fasthttp.ConnState) {
 		}
 		r.open--
 	}
+	// Over the high-water mark, a new connection and a connection going idle each close the
+	// longest-idle ones (connections closed here but not yet ended are on their way out).
+	var victims []net.Conn
+	if st == fasthttp.StateNew || st == fasthttp.StateIdle {
+		for r.open-len(r.closing) > r.high && r.order.Len() > 0 {
+			v := r.order.Remove(r.order.Front()).(net.Conn)
+			delete(r.idle, v)
+			r.closing[v] = struct{}{}
+			victims = append(victims, v)
+		}
+	}
 	r.closed += len(victims)
 	logIt := len(victims) > 0 && time.Since(r.logged) >= time.Minute
 	var n, open int
@@ -98,32 +103,41 @@ func (r *idleReaper) connState(c net.Conn, st fasthttp.ConnState) {
 	for _, v := range victims {
 		_ = v.Close() // its serving goroutine sees the read fail and ends the connection
 	}
-	if st == fasthttp.StateNew {
-		r.awaitRoom()
-	}
 	if logIt {
 		r.log.Warn("closed idle keep-alive connections to keep room for new ones (logged at most once a minute)",
 			"closed", n, "open", open, "high_water", r.high, "listener", r.listen)
 	}
+	if st == fasthttp.StateNew {
+		r.awaitRoom()
+	}
 }
 
 // awaitRoom runs on the accept loop, before fasthttp counts the new connection against its
-// limit: while the connections closed here still hold the slots it needs (their goroutines
-// have not ended yet, as happens under a burst of new connections), it waits for them, at most
-// closeWait, so that the new connection is served rather than answered 503.
+// limit. When almost every slot is taken, the connections closed here still hold slots until
+// their goroutines end, and connections answering a request will go idle and be closed (both
+// happen within milliseconds under a burst of new connections); it waits for one to end, at
+// most closeWait, so that the new connection is served rather than answered 503. After a wait
+// that ran out it does not wait again for a second: a host whose slots are all busy answering
+// long requests answers 503 at once rather than slowing its accept loop.
 func (r *idleReaper) awaitRoom() {
-	timer := time.NewTimer(closeWait)
-	defer timer.Stop()
+	var timer *time.Timer
 	for {
 		r.mu.Lock()
-		full, ended := r.open > r.wait && len(r.closing) > 0, r.ended
+		full, ended := r.open > r.wait && time.Since(r.waitedOut) >= time.Second, r.ended
 		r.mu.Unlock()
 		if !full {
-			return
+			break
+		}
+		if timer == nil {
+			timer = time.NewTimer(closeWait)
+			defer timer.Stop()
 		}
 		select {
 		case <-ended:
 		case <-timer.C:
+			r.mu.Lock()
+			r.waitedOut = time.Now()
+			r.mu.Unlock()
 			return
 		}
 	}
