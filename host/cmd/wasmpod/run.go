@@ -153,6 +153,9 @@ func run(specPath string, o runOptions) error {
 	if err != nil {
 		return err
 	}
+	if o.maxConns < 1 || o.maxConnsPerIP < 1 {
+		return fmt.Errorf("--max-conns %d, --max-conns-per-ip %d: each must be at least 1", o.maxConns, o.maxConnsPerIP)
+	}
 	pod, err := podspec.Load(specPath)
 	if err != nil {
 		return err
