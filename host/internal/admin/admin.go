@@ -283,12 +283,14 @@ func (s *Server) expectAdmin(ctx *fasthttp.RequestCtx) int {
 	}
 	path := string(ctx.Path())
 	if !ctx.IsGet() && !ctx.IsHead() {
+		// As credentialed answers: 403 when no token could be right, else 401.
 		c := s.callerOf(&ctx.Request.Header)
 		_, op, isElection := electionPath(path)
+		electionOp := isElection && op != "" && op != "watch"
 		switch {
-		case s.cfg.Token == "" && len(s.cfg.AppTokens) == 0:
+		case c.admin, electionOp && c.app != "":
+		case s.cfg.Token == "" && (!electionOp || len(s.cfg.AppTokens) == 0):
 			return fasthttp.StatusForbidden
-		case c.admin, isElection && op != "" && c.app != "":
 		default:
 			return fasthttp.StatusUnauthorized
 		}

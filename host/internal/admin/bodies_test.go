@@ -69,3 +69,27 @@ func TestAdminBodyLimitsPerRoute(t *testing.T) {
 		})
 	}
 }
+
+// TestExpectContinueRefusals: "Expect: 100-continue" is answered as the request itself would
+// be: 403 where no token could be right (no admin token configured), 401 where one could.
+func TestExpectContinueRefusals(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.AppTokens = map[string]string{"app": "app-token-0123456789"} // and no admin token
+	_, adminAddr, _, _ := hostileServer(t, cfg)
+	for _, c := range []struct{ name, head, status string }{
+		{"operator route, no admin token configured", "POST /v1/modules/main/stop HTTP/1.1\r\nAuthorization: Bearer app-token-0123456789\r\n", "403"},
+		{"election without a token", "POST /v1/election/e/campaign HTTP/1.1\r\n", "401"},
+		{"election with a wrong token", "POST /v1/election/e/campaign HTTP/1.1\r\nAuthorization: Bearer nope\r\n", "401"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn := dial(t, adminAddr)
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(conn, c.head+"Host: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n")
+			status, err := bufio.NewReader(conn).ReadString('\n')
+			if err != nil || !strings.Contains(status, " "+c.status+" ") {
+				t.Fatalf("got %q, %v; want %s", status, err, c.status)
+			}
+		})
+	}
+}
