@@ -16,6 +16,10 @@ import (
 // errCut is the panic value __yield uses to end a call whose instance expired.
 var errCut = errors.New("wasmpod: call cut by the host")
 
+// errStackBudget is the panic value __yield uses when a guest's call depth exceeds its stack
+// budget (internal/instrument); classify reports it as a stack-overflow trap.
+var errStackBudget = errors.New("stack overflow: the call nesting is over the instance's wasm stack budget")
+
 // ImportModule is the import namespace of the native ABI's host functions.
 const ImportModule = "wasmpod"
 
@@ -197,17 +201,25 @@ func (e *Engine) instantiateHostModule(ctx context.Context, rt wazero.Runtime) e
 		}
 		stack[0] = api.EncodeI32(int32(inst.m.scaleBy(int(int32(stack[0])))))
 	})
-	// __yield is called by instrumented guests every YieldInterval loop iterations: it gives the
-	// Go scheduler a safe point, lets a host scheduler hold low-priority work back (Yield), and
-	// cuts the call once the instance has expired.
+	// __yield is called by instrumented guests when their fuel runs out (about every
+	// YieldInterval function entries, exits, loop iterations or 16-byte units of bulk memory
+	// work): it gives the Go scheduler a safe point, lets a host scheduler hold low-priority work
+	// back (Yield), and cuts the call once the instance has expired. With ReasonStack the guest's
+	// stack budget ran out: the call traps with a stack overflow.
 	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
 		inst := e.instanceOf(mod)
 		if inst == nil {
+			if api.DecodeI32(stack[0]) == instrument.ReasonStack {
+				panic(errStackBudget)
+			}
 			stack[0] = api.EncodeI32(yieldEvery)
 			return
 		}
 		if inst.expired.Load() {
 			panic(errCut)
+		}
+		if api.DecodeI32(stack[0]) == instrument.ReasonStack {
+			panic(errStackBudget)
 		}
 		if y := inst.m.cfg.Yield; y != nil {
 			y(ctx, inst.done)
@@ -216,7 +228,7 @@ func (e *Engine) instantiateHostModule(ctx context.Context, rt wazero.Runtime) e
 			}
 		}
 		stack[0] = api.EncodeI32(inst.m.yieldInterval)
-	}), nil, []api.ValueType{api.ValueTypeI32}).Export(instrument.YieldName)
+	}), []api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}).Export(instrument.YieldName)
 	for _, f := range e.cfg.Imports {
 		f := f
 		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {

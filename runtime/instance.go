@@ -185,6 +185,16 @@ func (m *Module) instantiate(ctx context.Context, inst *instance, mc wazero.Modu
 		inst.timer.Stop()
 	}
 	m.e.register(mod, inst)
+	if !m.cfg.Trusted {
+		// The instrumentation moved the start section's function to an export, so that it runs
+		// here like any call, under the deadline, instead of unbounded inside instantiation.
+		if f := mod.ExportedFunction(instrument.StartName); f != nil {
+			if err := inst.callGuarded(ctx, f); err != nil {
+				inst.close(ctx)
+				return fmt.Errorf("module %q: start function: %w", m.cfg.Name, err)
+			}
+		}
+	}
 	return nil
 }
 
@@ -217,6 +227,14 @@ func (i *instance) callRaw(ctx context.Context, exp int) error {
 		}
 		i.fns[exp] = f
 	}
+	return i.callGuarded(ctx, f)
+}
+
+// callGuarded calls f with i.stack as its parameters and results: trusted modules plainly,
+// guarded ones under the earlier of the module's CallTimeout and ctx's deadline, after which the
+// timer cuts the instance (expire). Every guest code a guarded instance runs goes through here:
+// the start function, _initialize, the lifecycle exports and every handler.
+func (i *instance) callGuarded(ctx context.Context, f api.Function) error {
 	if i.m.cfg.Trusted {
 		if err := f.CallWithStack(ctx, i.stack[:]); err != nil {
 			i.broken = true

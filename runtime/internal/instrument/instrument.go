@@ -1,22 +1,45 @@
-// Package instrument rewrites a WebAssembly module so that the host can stop it cheaply and the
-// Go runtime can always reach a safe point while it runs.
+// Package instrument rewrites an untrusted WebAssembly module so that the host can stop it at any
+// time, bound its wasm stack and its tables, and so the Go runtime always reaches a safe point
+// while it runs.
 //
-// It adds an imported host function (wasmpod.__yield: () -> i32) and an exported mutable i32
-// global (the fuel), and at the head of every loop a countdown: fuel is decremented, and when it
-// reaches zero the guest calls __yield, which either refills the fuel (the call goes on) or traps
-// (the call is cut). The host cuts a call by setting the fuel to zero from another goroutine; the
-// guest then yields within one loop iteration (or, if that store races with the guest's own
-// decrement, within one refill).
+// It adds an imported host function (wasmpod.__yield: (reason i32) -> i32), two mutable i32
+// globals (the fuel, exported as __wasmpod_fuel, and the stack budget) and these checks:
 //
-// Why not wazero's WithCloseOnContextDone: it starts a goroutine per call and makes every loop
-// iteration call out to Go; on a loop-heavy guest that costs 20x the call itself (RATIONALE.md).
-// Why yield at all instead of only checking a flag: compiled wasm cannot be preempted by the Go
-// scheduler, so a guest that loops without ever calling into Go would block every stop-the-world
-// pause of the garbage collector, and with it the timer that should cut the guest. Calling into
-// Go every few thousand iterations gives the scheduler its safe point.
+//   - A fuel countdown at every function entry, every function exit, every loop head and every
+//     MaxStraight instructions of straight-line code. When the fuel reaches zero the guest calls
+//     __yield(ReasonFuel), which either refills it (the call goes on) or traps (the call is
+//     cut). The host cuts a call by setting the fuel to zero from another goroutine.
+//   - Bulk memory and table instructions (memory.fill/copy/init, table.fill/copy/init) are
+//     charged fuel in proportion to their length before they run, so a yield comes before a
+//     long one, however few instructions surround it.
+//   - A stack budget: every function entry subtracts the function's frame weight (FrameWeight)
+//     and every exit adds it back; below zero the guest calls __yield(ReasonStack), which traps
+//     with a stack overflow. This bounds the wasm stack of one instance whatever the recursion.
+//   - Every table the module defines gets a maximum of at most Options.MaxTableElems, so
+//     table.grow returns -1 beyond it instead of the host allocating gigabytes.
+//   - The start section is removed and its function exported as __wasmpod_start, so the host
+//     runs it like any call, under a deadline, after instantiation.
 //
-// Code without loops needs no check: it runs a bounded number of instructions, or recurses until
-// the stack runs out, which traps.
+// The guarantee (RATIONALE.md, "Deadlines"): between two checks a guest runs at most
+// MaxStraight of its own instructions plus the check code, plus at most one bulk instruction
+// (charged before it runs, bounded by the memory or table limit) or one host function. Proof
+// sketch: within one function activation, execution only moves forward between loop heads;
+// every forward path of more than MaxStraight instructions passes a check the rewriter placed
+// (it tracks the longest path since the last check through branches, see function); a
+// backward branch lands on a loop head, which checks; a call enters a function, which checks,
+// and returns through its exit, which checks.
+//
+// The added globals and types must be unreachable to the guest: the rewriter refuses any
+// reference of the original module to a global, local, type or label index beyond what the
+// original declares (the instrumented module would otherwise give it meaning), and leaves
+// every other validation to the engine compiling the result, which is invalid exactly when the
+// original is.
+//
+// Why not wazero's WithCloseOnContextDone: it starts a goroutine per call, makes every loop
+// iteration call out to Go, and checks only loop heads, so recursion escapes it (RATIONALE.md).
+// Why yield at all instead of only checking a flag: compiled wasm cannot be preempted by the
+// Go scheduler, so a guest that never called into Go would block every stop-the-world pause of
+// the garbage collector, and with it the timer that should cut the guest.
 package instrument
 
 import (
@@ -29,20 +52,59 @@ const (
 	ImportModule = "wasmpod"
 	YieldName    = "__yield"
 	FuelName     = "__wasmpod_fuel"
+	// StartName exports the function of the original module's start section.
+	StartName = "__wasmpod_start"
 )
+
+// Reasons the instrumented guest passes to __yield.
+const (
+	ReasonFuel  = 0 // the fuel ran out: refill it (return the new fuel) or trap to cut the call
+	ReasonStack = 1 // the stack budget ran out: trap (the result is ignored)
+)
+
+const (
+	// MaxStraight is the longest run of original instructions between two checks.
+	MaxStraight = 1024
+	// DefaultStackBudget is the stack budget of an instance, in frame-weight units (about
+	// 8-16 bytes of wasm stack each): about 200,000 frames of a small recursive function, far
+	// more than real guests use, and some 16 MiB of stack at most.
+	DefaultStackBudget = 1 << 20
+	// DefaultMaxTableElems is the most elements a table may have (8 bytes each): 8 MiB per
+	// table. A large Go guest has some 40,000 functions in its table.
+	DefaultMaxTableElems = 1 << 20
+)
+
+// Shifts that turn a bulk instruction's length into fuel: one unit per 16 bytes of memory, one
+// per 2 table elements (16 bytes too), about the time a loop iteration takes.
+const (
+	memChargeShift   = 4
+	tableChargeShift = 1
+)
+
+// Options tune Instrument.
+type Options struct {
+	Fuel          int32  // fuel per refill: checks between two yields; must be positive
+	StackBudget   int32  // 0 means DefaultStackBudget
+	MaxTableElems uint32 // 0 means DefaultMaxTableElems
+}
+
+// ErrUnsupported is wrapped by errors about features the host does not run.
+var ErrUnsupported = errors.New("unsupported wasm feature")
 
 // ErrMalformed is wrapped by every error about the input's encoding.
 var ErrMalformed = errors.New("malformed wasm")
 
 const (
-	secCustom  = 0
-	secType    = 1
-	secImport  = 2
-	secGlobal  = 6
-	secExport  = 7
-	secStart   = 8
-	secElement = 9
-	secCode    = 10
+	secCustom   = 0
+	secType     = 1
+	secImport   = 2
+	secFunction = 3
+	secTable    = 4
+	secGlobal   = 6
+	secExport   = 7
+	secStart    = 8
+	secElement  = 9
+	secCode     = 10
 )
 
 // sectionOrder gives each known section's position in the canonical order, so a missing section
@@ -54,12 +116,32 @@ type section struct {
 	body []byte
 }
 
-// rewriter carries what the passes need: where the new import sits in the function index space
-// and the index of the fuel global.
+// rewriter carries what the passes need: the original module's index spaces, where the new
+// import sits in the function index space, and the indices of the added globals and types.
 type rewriter struct {
-	yield uint32 // function index of __yield == number of imported functions before it
-	fuel  uint32 // global index of the fuel
-	check []byte // the instructions inserted at every loop head
+	opts Options
+
+	types     []sigInfo // the original's types
+	funcTypes []uint32  // type index of every defined function
+	numFuncs  uint32    // imported + defined functions of the original
+	globals   uint32    // imported + defined globals of the original
+
+	yield      uint32            // function index of __yield == number of imported functions
+	yieldType  uint32            // type index of __yield
+	fuel, stk  uint32            // global indices of the fuel and the stack budget
+	blockTypes map[string]uint32 // results -> added type [] -> results, for multi-value bodies
+	extraTypes [][]byte          // encoded types added after the yield type
+
+	hasStart bool
+	start    uint32 // the original's start function
+
+	fuelCheck []byte // fuel -= 1; if fuel <= 0 { fuel = __yield(ReasonFuel) }
+}
+
+type sigInfo struct {
+	params  uint32
+	nres    uint32
+	results []byte // encoded result types
 }
 
 // fn maps an original function index to its index in the instrumented module.
@@ -122,18 +204,34 @@ func CheckShape(wasm []byte) error {
 	return nil
 }
 
-// Instrument rewrites wasm (which is not modified) and returns the new module. fuel is the
-// number of loop iterations between two yields. Debug-info custom sections (.debug_*) are
-// dropped because the code offsets they describe change.
+// Instrument rewrites wasm (which is not modified) with the given fuel per refill and default
+// limits; see InstrumentWith.
 func Instrument(wasm []byte, fuel int32) ([]byte, error) {
+	return InstrumentWith(wasm, Options{Fuel: fuel})
+}
+
+// InstrumentWith rewrites wasm (which is not modified) and returns the new module. Debug-info
+// custom sections (.debug_*) are dropped because the code offsets they describe change. An
+// input that references an index the original does not declare is refused (ErrMalformed), as
+// are features the host does not run (ErrUnsupported).
+func InstrumentWith(wasm []byte, opts Options) ([]byte, error) {
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
 		return nil, fmt.Errorf("%w: no wasm magic number", ErrMalformed)
 	}
 	if wasm[4] != 1 || wasm[5] != 0 || wasm[6] != 0 || wasm[7] != 0 {
 		return nil, fmt.Errorf("%w: unsupported binary version %x", ErrMalformed, wasm[4:8])
 	}
-	if fuel <= 0 {
+	if opts.Fuel <= 0 {
 		return nil, errors.New("instrument: fuel must be positive")
+	}
+	if opts.StackBudget < 0 {
+		return nil, errors.New("instrument: stack budget must not be negative")
+	}
+	if opts.StackBudget == 0 {
+		opts.StackBudget = DefaultStackBudget
+	}
+	if opts.MaxTableElems == 0 {
+		opts.MaxTableElems = DefaultMaxTableElems
 	}
 	if err := CheckShape(wasm); err != nil {
 		return nil, err
@@ -157,32 +255,60 @@ func Instrument(wasm []byte, fuel int32) ([]byte, error) {
 		secs = append(secs, section{id: id, body: body})
 	}
 
-	var numTypes uint32
-	w := &rewriter{}
-	var definedGlobals uint32
-	for _, s := range secs {
-		sr := &reader{b: s.body}
-		switch s.id {
-		case secType:
-			numTypes = sr.u32()
-		case secImport:
-			funcs, globals, err := scanImports(s.body)
+	w := &rewriter{opts: opts, blockTypes: map[string]uint32{}}
+	// The index spaces of the original, in section order (types first: imports and functions
+	// refer to them).
+	for _, id := range []byte{secType, secImport, secFunction, secGlobal, secStart} {
+		for _, s := range secs {
+			if s.id != id {
+				continue
+			}
+			var err error
+			switch id {
+			case secType:
+				err = w.scanTypes(s.body)
+			case secImport:
+				err = w.scanImports(s.body)
+			case secFunction:
+				err = w.scanFunctions(s.body)
+			case secGlobal:
+				sr := &reader{b: s.body}
+				w.globals += sr.u32()
+				err = sr.err
+			case secStart:
+				sr := &reader{b: s.body}
+				w.start, w.hasStart = sr.u32(), true
+				if sr.err != nil || !sr.done() {
+					err = fmt.Errorf("%w: start section: %v", ErrMalformed, orTrailing(sr))
+				}
+			}
 			if err != nil {
 				return nil, err
 			}
-			w.yield, w.fuel = funcs, globals
-			continue
-		case secGlobal:
-			definedGlobals = sr.u32()
-		default:
-			continue
-		}
-		if sr.err != nil {
-			return nil, fmt.Errorf("%w: section %d: %v", ErrMalformed, s.id, sr.err)
 		}
 	}
-	w.fuel += definedGlobals
-	w.check = loopCheck(w.yield, w.fuel)
+	w.numFuncs += uint32(len(w.funcTypes))
+	if w.hasStart && w.start >= w.numFuncs {
+		return nil, fmt.Errorf("%w: start function %d out of range (%d functions)", ErrMalformed, w.start, w.numFuncs)
+	}
+	w.fuel, w.stk = w.globals, w.globals+1
+	w.yieldType = uint32(len(w.types))
+	next := w.yieldType + 1
+	for _, ti := range w.funcTypes {
+		ft := w.types[ti]
+		if ft.nres < 2 {
+			continue
+		}
+		if _, ok := w.blockTypes[string(ft.results)]; ok {
+			continue
+		}
+		w.blockTypes[string(ft.results)] = next
+		next++
+		t := []byte{0x60, 0x00}
+		t = appendU32(t, ft.nres)
+		w.extraTypes = append(w.extraTypes, append(t, ft.results...))
+	}
+	w.fuelCheck = w.chargeCheck(nil, 1, 0)
 
 	for _, id := range []byte{secType, secImport, secGlobal, secExport} {
 		if !seen[id] {
@@ -190,7 +316,7 @@ func Instrument(wasm []byte, fuel int32) ([]byte, error) {
 		}
 	}
 
-	out := make([]byte, 0, len(wasm)+len(wasm)/8+64)
+	out := make([]byte, 0, len(wasm)+len(wasm)/4+64)
 	out = append(out, wasm[:8]...)
 	for _, s := range secs {
 		body := s.body
@@ -202,24 +328,26 @@ func Instrument(wasm []byte, fuel int32) ([]byte, error) {
 			}
 			body, err = w.nameSection(body)
 		case secType:
-			body, err = appendToVector(body, []byte{0x60, 0x00, 0x01, 0x7F}) // () -> i32
+			body, err = appendToVector(body, []byte{0x60, 0x01, 0x7F, 0x01, 0x7F}) // (i32) -> i32
+			for _, t := range w.extraTypes {
+				if err == nil {
+					body, err = appendToVector(body, t)
+				}
+			}
 		case secImport:
 			imp := appendName(nil, ImportModule)
 			imp = appendName(imp, YieldName)
 			imp = append(imp, 0x00)
-			imp = appendU32(imp, numTypes)
+			imp = appendU32(imp, w.yieldType)
 			body, err = appendToVector(body, imp)
+		case secTable:
+			body, err = w.tables(body)
 		case secGlobal:
-			body, err = w.globals(body, fuel)
+			body, err = w.globalSection(body)
 		case secExport:
 			body, err = w.exports(body)
 		case secStart:
-			sr := &reader{b: body}
-			idx := sr.u32()
-			if sr.err != nil {
-				err = fmt.Errorf("%w: start section: %v", ErrMalformed, sr.err)
-			}
-			body = appendU32(nil, w.fn(idx))
+			continue // exported as StartName instead: the host runs it under a deadline
 		case secElement:
 			body, err = w.elements(body)
 		case secCode:
@@ -235,19 +363,555 @@ func Instrument(wasm []byte, fuel int32) ([]byte, error) {
 	return out, nil
 }
 
-// loopCheck is: fuel -= 1; if fuel <= 0 { fuel = __yield() }.
-func loopCheck(yield, fuel uint32) []byte {
-	c := []byte{0x23}
-	c = appendU32(c, fuel)
-	c = append(c, 0x41, 0x01, 0x6B, 0x24) // i32.const 1, i32.sub, global.set
-	c = appendU32(c, fuel)
+// chargeCheck appends: fuel -= charge; if fuel <= 0 { fuel = __yield(ReasonFuel) }. With
+// shift > 0 the charge is the top of the stack shifted right (tee'd into local tmp, left on the
+// stack); else it is the constant charge.
+func (w *rewriter) chargeCheck(c []byte, charge int32, shift uint32, tmp ...uint32) []byte {
+	if len(tmp) > 0 {
+		c = append(c, 0x22) // local.tee tmp
+		c = appendU32(c, tmp[0])
+		c = append(c, 0x23) // global.get fuel
+		c = appendU32(c, w.fuel)
+		c = append(c, 0x20) // local.get tmp
+		c = appendU32(c, tmp[0])
+		c = append(c, 0x41) // i32.const shift
+		c = appendS32(c, int32(shift))
+		c = append(c, 0x76) // i32.shr_u
+	} else {
+		c = append(c, 0x23)
+		c = appendU32(c, w.fuel)
+		c = append(c, 0x41)
+		c = appendS32(c, charge)
+	}
+	c = append(c, 0x6B, 0x24) // i32.sub, global.set fuel
+	c = appendU32(c, w.fuel)
 	c = append(c, 0x23)
-	c = appendU32(c, fuel)
-	c = append(c, 0x41, 0x00, 0x4C, 0x04, 0x40, 0x10) // i32.const 0, i32.le_s, if, call
-	c = appendU32(c, yield)
-	c = append(c, 0x24) // global.set
-	c = appendU32(c, fuel)
+	c = appendU32(c, w.fuel)
+	c = append(c, 0x41, 0x00, 0x4C, 0x04, 0x40, 0x41, ReasonFuel, 0x10) // i32.const 0, i32.le_s, if, i32.const reason, call
+	c = appendU32(c, w.yield)
+	c = append(c, 0x24) // global.set fuel
+	c = appendU32(c, w.fuel)
 	return append(c, 0x0B) // end
+}
+
+// stackEnter appends: stk -= weight; if stk < 0 { __yield(ReasonStack) } (which traps).
+func (w *rewriter) stackEnter(c []byte, weight int32) []byte {
+	c = append(c, 0x23)
+	c = appendU32(c, w.stk)
+	c = append(c, 0x41)
+	c = appendS32(c, weight)
+	c = append(c, 0x6B, 0x24) // i32.sub, global.set
+	c = appendU32(c, w.stk)
+	c = append(c, 0x23)
+	c = appendU32(c, w.stk)
+	c = append(c, 0x41, 0x00, 0x48, 0x04, 0x40, 0x41, ReasonStack, 0x10) // i32.const 0, i32.lt_s, if, i32.const reason, call
+	c = appendU32(c, w.yield)
+	return append(c, 0x1A, 0x0B) // drop, end
+}
+
+// exit appends what runs as a function returns: stk += weight, then a fuel check.
+func (w *rewriter) exit(c []byte, weight int32) []byte {
+	c = append(c, 0x23)
+	c = appendU32(c, w.stk)
+	c = append(c, 0x41)
+	c = appendS32(c, weight)
+	c = append(c, 0x6A, 0x24) // i32.add, global.set
+	c = appendU32(c, w.stk)
+	return append(c, w.fuelCheck...)
+}
+
+// FrameWeight is what a call of a function with the given parameters, locals and body size
+// takes from the stack budget: a fixed frame overhead, one unit per parameter and local, and
+// one per 32 bytes of code for its operand stack and spills.
+func FrameWeight(params, locals uint64, codeBytes int) int32 {
+	w := 4 + params + locals + uint64(codeBytes)/32
+	return int32(min(w, 1<<30))
+}
+
+func (w *rewriter) scanTypes(body []byte) error {
+	r := &reader{b: body}
+	n := r.u32()
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		if form := r.byte(); form != 0x60 && r.err == nil {
+			return fmt.Errorf("%w: type %d has form 0x%02x (only function types are supported)", ErrUnsupported, i, form)
+		}
+		var ft sigInfo
+		ft.params = r.u32()
+		for k := uint32(0); k < ft.params && r.err == nil; k++ {
+			r.valtype()
+		}
+		ft.nres = r.u32()
+		start := r.pos
+		for k := uint32(0); k < ft.nres && r.err == nil; k++ {
+			r.valtype()
+		}
+		if r.err == nil {
+			ft.results = body[start:r.pos]
+		}
+		w.types = append(w.types, ft)
+	}
+	if r.err != nil || !r.done() {
+		return fmt.Errorf("%w: type section: %v", ErrMalformed, orTrailing(r))
+	}
+	return nil
+}
+
+// scanImports counts imported functions and globals, checks their type indices, and refuses a
+// module that already imports the yield function.
+func (w *rewriter) scanImports(body []byte) error {
+	r := &reader{b: body}
+	n := r.u32()
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		mod := r.bytes(int(r.u32()))
+		name := r.bytes(int(r.u32()))
+		if string(mod) == ImportModule && string(name) == YieldName {
+			return fmt.Errorf("%w: the module imports %s.%s, a name reserved for the host", ErrMalformed, ImportModule, YieldName)
+		}
+		switch kind := r.byte(); kind {
+		case 0: // func: type index
+			if t := r.u32(); r.err == nil && t >= uint32(len(w.types)) {
+				return fmt.Errorf("%w: import %d: type index %d out of range (%d types)", ErrMalformed, i, t, len(w.types))
+			}
+			w.yield++
+		case 1: // table: reftype, limits
+			r.valtype()
+			r.limits()
+		case 2: // memory: limits
+			r.limits()
+		case 3: // global: valtype, mutability
+			r.valtype()
+			r.byte()
+			w.globals++
+		case 4: // tag
+			return fmt.Errorf("%w: import %d is a tag (exception handling)", ErrUnsupported, i)
+		default:
+			if r.err == nil {
+				return fmt.Errorf("%w: import %d has unknown kind %d", ErrMalformed, i, kind)
+			}
+		}
+	}
+	if r.err != nil || !r.done() {
+		return fmt.Errorf("%w: import section: %v", ErrMalformed, orTrailing(r))
+	}
+	w.numFuncs = w.yield
+	return nil
+}
+
+func (w *rewriter) scanFunctions(body []byte) error {
+	r := &reader{b: body}
+	n := r.u32()
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		t := r.u32()
+		if r.err == nil && t >= uint32(len(w.types)) {
+			return fmt.Errorf("%w: function %d: type index %d out of range (%d types)", ErrMalformed, i, t, len(w.types))
+		}
+		w.funcTypes = append(w.funcTypes, t)
+	}
+	if r.err != nil || !r.done() {
+		return fmt.Errorf("%w: function section: %v", ErrMalformed, orTrailing(r))
+	}
+	return nil
+}
+
+// tables gives every defined table a maximum of at most MaxTableElems.
+func (w *rewriter) tables(body []byte) ([]byte, error) {
+	r := &reader{b: body}
+	n := r.u32()
+	out := appendU32(nil, n)
+	limit := uint64(w.opts.MaxTableElems)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		start := r.pos
+		if r.byte() == 0x40 && r.err == nil {
+			return nil, fmt.Errorf("%w: table %d has an initializer expression", ErrUnsupported, i)
+		}
+		r.pos = start
+		r.valtype()
+		out = append(out, body[start:r.pos]...)
+		flags := r.byte()
+		if flags > 1 && r.err == nil {
+			return nil, fmt.Errorf("%w: table %d has limits flags 0x%02x", ErrUnsupported, i, flags)
+		}
+		lo := r.u32()
+		hi := uint64(1<<32 - 1)
+		if flags == 1 {
+			hi = uint64(r.u32())
+		}
+		if r.err != nil {
+			break
+		}
+		if uint64(lo) > limit {
+			return nil, fmt.Errorf("%w: table %d declares %d elements, over the limit of %d", ErrMalformed, i, lo, limit)
+		}
+		out = append(out, 0x01)
+		out = appendU32(out, lo)
+		out = appendU32(out, uint32(min(hi, limit)))
+	}
+	if r.err != nil || !r.done() {
+		return nil, fmt.Errorf("%w: table section: %v", ErrMalformed, orTrailing(r))
+	}
+	return out, nil
+}
+
+// globalSection renumbers ref.func in initializers and appends the fuel and the stack budget.
+func (w *rewriter) globalSection(body []byte) ([]byte, error) {
+	r := &reader{b: body}
+	n := r.u32()
+	out := appendU32(nil, n+2)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		start := r.pos
+		r.valtype()
+		r.byte()
+		out = append(out, body[start:r.pos]...)
+		out = w.constExpr(out, r)
+	}
+	if r.err != nil || !r.done() {
+		return nil, fmt.Errorf("%w: global section: %v", ErrMalformed, orTrailing(r))
+	}
+	out = append(out, 0x7F, 0x01, 0x41)
+	out = appendS32(out, w.opts.Fuel)
+	out = append(out, 0x0B, 0x7F, 0x01, 0x41)
+	out = appendS32(out, w.opts.StackBudget)
+	return append(out, 0x0B), nil
+}
+
+// exports renumbers function exports and appends the fuel's and the start function's exports.
+func (w *rewriter) exports(body []byte) ([]byte, error) {
+	r := &reader{b: body}
+	n := r.u32()
+	extra := uint32(1)
+	if w.hasStart {
+		extra++
+	}
+	out := appendU32(nil, n+extra)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		name := r.bytes(int(r.u32()))
+		kind := r.byte()
+		idx := r.u32()
+		if string(name) == FuelName || string(name) == StartName {
+			return nil, fmt.Errorf("%w: the module already exports %q, a name reserved for the host", ErrMalformed, name)
+		}
+		switch kind {
+		case 0:
+			idx = w.fn(idx)
+		case 3:
+			if idx >= w.globals && r.err == nil {
+				return nil, fmt.Errorf("%w: export %q: global %d out of range (%d globals)", ErrMalformed, name, idx, w.globals)
+			}
+		}
+		out = appendName(out, string(name))
+		out = append(out, kind)
+		out = appendU32(out, idx)
+	}
+	if r.err != nil || !r.done() {
+		return nil, fmt.Errorf("%w: export section: %v", ErrMalformed, orTrailing(r))
+	}
+	out = appendName(out, FuelName)
+	out = append(out, 0x03)
+	out = appendU32(out, w.fuel)
+	if w.hasStart {
+		out = appendName(out, StartName)
+		out = append(out, 0x00)
+		out = appendU32(out, w.fn(w.start))
+	}
+	return out, nil
+}
+
+func (w *rewriter) code(body []byte) ([]byte, error) {
+	r := &reader{b: body}
+	n := r.u32()
+	if r.err != nil {
+		return nil, fmt.Errorf("%w: code section: %v", ErrMalformed, r.err)
+	}
+	if int(n) != len(w.funcTypes) {
+		return nil, fmt.Errorf("%w: %d function bodies for %d functions", ErrMalformed, n, len(w.funcTypes))
+	}
+	out := make([]byte, 0, len(body)+len(body)/4)
+	out = appendU32(out, n)
+	fb := &funcBuf{}
+	for i := uint32(0); i < n; i++ {
+		size := r.u32()
+		code := r.bytes(int(size))
+		if r.err != nil {
+			return nil, fmt.Errorf("%w: function %d: %v", ErrMalformed, i, r.err)
+		}
+		fn, err := w.function(fb, code, w.types[w.funcTypes[i]])
+		if err != nil {
+			return nil, fmt.Errorf("function %d: %w", w.yield+i, err)
+		}
+		out = appendU32(out, uint32(len(fn)))
+		out = append(out, fn...)
+	}
+	if !r.done() {
+		return nil, fmt.Errorf("%w: code section: %d trailing bytes", ErrMalformed, len(body)-r.pos)
+	}
+	return out, nil
+}
+
+// funcBuf is reused across functions.
+type funcBuf struct {
+	body, out []byte
+	ctl       []ctl
+}
+
+// ctl is an open block, loop or if, with what the rewriter needs to bound the straight-line run
+// since the last check along every path.
+type ctl struct {
+	loop, isIf, hasElse bool
+	ifCnt               int // run length at the if, for the else branch and a missing else
+	brMax               int // longest run reaching the end through a branch; -1 if none
+}
+
+// function rewrites one body: the stack budget and a fuel check at entry, the original body
+// wrapped in a block whose end (and every return) runs the exit (stack budget back, fuel
+// check), a fuel check at every loop head and wherever a path would run more than MaxStraight
+// instructions since the last check, and a size-proportional charge before every bulk
+// instruction.
+func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error) {
+	r := &reader{b: code}
+	groups := r.u32()
+	groupsEnd := r.pos
+	var locals uint64
+	for g := uint32(0); g < groups && r.err == nil; g++ {
+		locals += uint64(r.u32())
+		r.valtype()
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("%w: locals: %v", ErrMalformed, r.err)
+	}
+	nlocals := uint64(ft.params) + locals
+	if nlocals >= 1<<32-1 {
+		return nil, fmt.Errorf("%w: %d locals", ErrMalformed, nlocals)
+	}
+	tmp := uint32(nlocals) // the added i32 local, if a bulk instruction needs it
+	usedTmp := false
+	weight := FrameWeight(uint64(ft.params), locals, len(code))
+	localsHdr := code[:r.pos]
+
+	b := fb.body[:0]
+	b = w.stackEnter(b, weight)
+	b = append(b, w.fuelCheck...)
+	b = append(b, 0x02) // block with the function's results
+	switch {
+	case ft.nres == 0:
+		b = append(b, 0x40)
+	case ft.nres == 1:
+		b = append(b, ft.results...)
+	default:
+		b = appendS33(b, int64(w.blockTypes[string(ft.results)]))
+	}
+	fb.ctl = append(fb.ctl[:0], ctl{brMax: -1})
+	cnt := 0
+	target := func(l uint32) error {
+		if uint64(l) >= uint64(len(fb.ctl)) {
+			return fmt.Errorf("%w: branch depth %d out of range (%d open blocks)", ErrMalformed, l, len(fb.ctl))
+		}
+		c := &fb.ctl[len(fb.ctl)-1-int(l)]
+		if !c.loop {
+			c.brMax = max(c.brMax, cnt)
+		}
+		return nil
+	}
+	ended := false
+	for !r.done() {
+		if ended {
+			return nil, fmt.Errorf("%w: instructions after the body's end", ErrMalformed)
+		}
+		start := r.pos
+		op := r.byte()
+		if cnt >= MaxStraight {
+			b = append(b, w.fuelCheck...)
+			cnt = 0
+		}
+		cnt++
+		var err error
+		switch op {
+		case 0x02, 0x04: // block, if
+			err = w.blockType(r)
+			b = append(b, code[start:r.pos]...)
+			fb.ctl = append(fb.ctl, ctl{isIf: op == 0x04, ifCnt: cnt, brMax: -1})
+			continue
+		case 0x03: // loop: a check at the head of every iteration
+			err = w.blockType(r)
+			b = append(b, code[start:r.pos]...)
+			b = append(b, w.fuelCheck...)
+			fb.ctl = append(fb.ctl, ctl{loop: true, brMax: -1})
+			cnt = 0
+			if err != nil {
+				return nil, err
+			}
+			continue
+		case 0x05: // else
+			c := &fb.ctl[len(fb.ctl)-1]
+			if !c.isIf || c.hasElse {
+				return nil, fmt.Errorf("%w: else without if", ErrMalformed)
+			}
+			c.hasElse = true
+			c.brMax = max(c.brMax, cnt)
+			cnt = c.ifCnt
+			b = append(b, op)
+		case 0x0B: // end
+			c := fb.ctl[len(fb.ctl)-1]
+			fb.ctl = fb.ctl[:len(fb.ctl)-1]
+			if c.isIf && !c.hasElse {
+				cnt = max(cnt, c.ifCnt)
+			}
+			if !c.loop {
+				cnt = max(cnt, c.brMax)
+			}
+			if len(fb.ctl) == 0 { // the function's end: close the wrapper, run the exit
+				b = append(b, 0x0B)
+				b = w.exit(b, weight)
+				b = append(b, 0x0B)
+				ended = true
+				continue
+			}
+			b = append(b, op)
+		case 0x0C, 0x0D: // br, br_if
+			l := r.u32()
+			if r.err == nil {
+				err = target(l)
+			}
+			b = append(b, code[start:r.pos]...)
+			if op == 0x0C {
+				cnt = 0 // what follows is unreachable
+			}
+			if err != nil {
+				return nil, err
+			}
+			continue
+		case 0x0E: // br_table
+			n := r.u32()
+			for k := uint32(0); k <= n && r.err == nil && err == nil; k++ {
+				err = target(r.u32())
+			}
+			if err != nil {
+				return nil, err
+			}
+			b = append(b, code[start:r.pos]...)
+			cnt = 0
+			continue
+		case 0x0F: // return
+			b = w.exit(b, weight)
+			b = append(b, op)
+			cnt = 0
+			continue
+		case 0x00: // unreachable
+			b = append(b, op)
+			cnt = 0
+			continue
+		case 0x10, 0x12, 0xD2: // call, return_call, ref.func
+			idx := r.u32()
+			if op == 0x12 {
+				b = w.exit(b, weight)
+			}
+			b = append(b, op)
+			b = appendU32(b, w.fn(idx))
+			if op == 0x12 {
+				cnt = 0
+			}
+		case 0x11, 0x13: // call_indirect, return_call_indirect
+			t := r.u32()
+			r.u32()
+			if r.err == nil && t >= uint32(len(w.types)) {
+				return nil, fmt.Errorf("%w: call_indirect type %d out of range (%d types)", ErrMalformed, t, len(w.types))
+			}
+			if op == 0x13 {
+				b = w.exit(b, weight)
+				cnt = 0
+			}
+			b = append(b, code[start:r.pos]...)
+		case 0x20, 0x21, 0x22: // local.get, local.set, local.tee
+			if l := r.u32(); r.err == nil && uint64(l) >= nlocals {
+				return nil, fmt.Errorf("%w: local %d out of range (%d locals)", ErrMalformed, l, nlocals)
+			}
+			b = append(b, code[start:r.pos]...)
+		case 0x23, 0x24: // global.get, global.set
+			if g := r.u32(); r.err == nil && g >= w.globals {
+				return nil, fmt.Errorf("%w: global %d out of range (%d globals)", ErrMalformed, g, w.globals)
+			}
+			b = append(b, code[start:r.pos]...)
+		case 0x06, 0x07, 0x08, 0x09, 0x18, 0x19, 0x1F:
+			return nil, fmt.Errorf("%w: exception handling instruction 0x%02x", ErrUnsupported, op)
+		case 0x14, 0x15:
+			return nil, fmt.Errorf("%w: typed function reference instruction 0x%02x", ErrUnsupported, op)
+		case 0xFC:
+			save := r.pos
+			sub := r.u32()
+			r.pos = save
+			r.prefixFC()
+			shift := uint32(0)
+			switch sub {
+			case 8, 10, 11: // memory.init, memory.copy, memory.fill
+				shift = memChargeShift
+			case 12, 14, 17: // table.init, table.copy, table.fill
+				shift = tableChargeShift
+			}
+			if shift != 0 && r.err == nil {
+				b = w.chargeCheck(b, 0, shift, tmp)
+				usedTmp = true
+				cnt = 1
+			}
+			b = append(b, code[start:r.pos]...)
+		default:
+			r.immediates(op)
+			b = append(b, code[start:r.pos]...)
+		}
+		if r.err != nil {
+			return nil, fmt.Errorf("%w: instruction 0x%02x at offset %d: %v", ErrMalformed, op, start, r.err)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, r.err)
+	}
+	if !ended {
+		return nil, fmt.Errorf("%w: body does not end with end", ErrMalformed)
+	}
+	fb.body = b
+	out := fb.out[:0]
+	if usedTmp {
+		out = appendU32(out, groups+1)
+		out = append(out, localsHdr[groupsEnd:]...)
+		out = append(out, 0x01, 0x7F) // one i32
+	} else {
+		out = append(out, localsHdr...)
+	}
+	out = append(out, b...)
+	fb.out = out
+	return out, nil
+}
+
+// blockType reads a block type and checks that a type index is in range.
+func (w *rewriter) blockType(r *reader) error {
+	save := r.pos
+	switch c := r.byte(); c {
+	case 0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F:
+		return nil
+	case 0x63, 0x64:
+		return fmt.Errorf("%w: typed reference block type", ErrUnsupported)
+	}
+	r.pos = save
+	v := r.s33()
+	if r.err != nil {
+		return fmt.Errorf("%w: block type: %v", ErrMalformed, r.err)
+	}
+	if v < 0 || v >= int64(len(w.types)) {
+		return fmt.Errorf("%w: block type %d out of range (%d types)", ErrMalformed, v, len(w.types))
+	}
+	return nil
+}
+
+func appendS33(b []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7F)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
 }
 
 func insertSection(secs []section, s section) []section {
@@ -283,97 +947,11 @@ func appendName(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// scanImports counts imported functions and globals, and refuses a module that already imports
-// the yield function.
-func scanImports(body []byte) (funcs, globals uint32, err error) {
-	r := &reader{b: body}
-	n := r.u32()
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		mod := r.bytes(int(r.u32()))
-		name := r.bytes(int(r.u32()))
-		if string(mod) == ImportModule && string(name) == YieldName {
-			return 0, 0, fmt.Errorf("%w: the module imports %s.%s, a name reserved for the host", ErrMalformed, ImportModule, YieldName)
-		}
-		switch kind := r.byte(); kind {
-		case 0: // func: type index
-			r.u32()
-			funcs++
-		case 1: // table: reftype, limits
-			r.valtype()
-			r.limits()
-		case 2: // memory: limits
-			r.limits()
-		case 3: // global: valtype, mutability
-			r.valtype()
-			r.byte()
-			globals++
-		case 4: // tag: attribute, type index
-			r.byte()
-			r.u32()
-		default:
-			if r.err == nil {
-				return 0, 0, fmt.Errorf("%w: import %d has unknown kind %d", ErrMalformed, i, kind)
-			}
-		}
-	}
-	if r.err != nil || !r.done() {
-		return 0, 0, fmt.Errorf("%w: import section: %v", ErrMalformed, orTrailing(r))
-	}
-	return funcs, globals, nil
-}
-
 func orTrailing(r *reader) error {
 	if r.err != nil {
 		return r.err
 	}
 	return fmt.Errorf("%d trailing bytes", len(r.b)-r.pos)
-}
-
-// globals renumbers ref.func in initializers and appends the fuel global.
-func (w *rewriter) globals(body []byte, fuel int32) ([]byte, error) {
-	r := &reader{b: body}
-	n := r.u32()
-	out := appendU32(nil, n+1)
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		start := r.pos
-		r.valtype()
-		r.byte()
-		out = append(out, body[start:r.pos]...)
-		out = w.constExpr(out, r)
-	}
-	if r.err != nil || !r.done() {
-		return nil, fmt.Errorf("%w: global section: %v", ErrMalformed, orTrailing(r))
-	}
-	out = append(out, 0x7F, 0x01, 0x41)
-	out = appendS32(out, fuel)
-	return append(out, 0x0B), nil
-}
-
-// exports renumbers function exports and appends the fuel's export.
-func (w *rewriter) exports(body []byte) ([]byte, error) {
-	r := &reader{b: body}
-	n := r.u32()
-	out := appendU32(nil, n+1)
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		name := r.bytes(int(r.u32()))
-		kind := r.byte()
-		idx := r.u32()
-		if string(name) == FuelName {
-			return nil, fmt.Errorf("%w: the module already exports %q, a name reserved for the host", ErrMalformed, FuelName)
-		}
-		if kind == 0 {
-			idx = w.fn(idx)
-		}
-		out = appendName(out, string(name))
-		out = append(out, kind)
-		out = appendU32(out, idx)
-	}
-	if r.err != nil || !r.done() {
-		return nil, fmt.Errorf("%w: export section: %v", ErrMalformed, orTrailing(r))
-	}
-	out = appendName(out, FuelName)
-	out = append(out, 0x03)
-	return appendU32(out, w.fuel), nil
 }
 
 // elements renumbers the function indices of element segments.
@@ -435,74 +1013,6 @@ func (w *rewriter) constExpr(out []byte, r *reader) []byte {
 		}
 	}
 	return out
-}
-
-func (w *rewriter) code(body []byte) ([]byte, error) {
-	r := &reader{b: body}
-	n := r.u32()
-	if r.err != nil {
-		return nil, fmt.Errorf("%w: code section: %v", ErrMalformed, r.err)
-	}
-	out := make([]byte, 0, len(body)+len(body)/8)
-	out = appendU32(out, n)
-	var fn []byte
-	for i := uint32(0); i < n; i++ {
-		size := r.u32()
-		code := r.bytes(int(size))
-		if r.err != nil {
-			return nil, fmt.Errorf("%w: function %d: %v", ErrMalformed, i, r.err)
-		}
-		var err error
-		fn, err = w.function(fn[:0], code)
-		if err != nil {
-			return nil, fmt.Errorf("%w: function %d: %v", ErrMalformed, i, err)
-		}
-		out = appendU32(out, uint32(len(fn)))
-		out = append(out, fn...)
-	}
-	if !r.done() {
-		return nil, fmt.Errorf("%w: code section: %d trailing bytes", ErrMalformed, len(body)-r.pos)
-	}
-	return out, nil
-}
-
-func (w *rewriter) function(out, code []byte) ([]byte, error) {
-	r := &reader{b: code}
-	groups := r.u32()
-	for g := uint32(0); g < groups && r.err == nil; g++ {
-		r.u32()
-		r.valtype()
-	}
-	if r.err != nil {
-		return nil, fmt.Errorf("locals: %v", r.err)
-	}
-	out = append(out, code[:r.pos]...)
-	for !r.done() {
-		start := r.pos
-		op := r.byte()
-		switch op {
-		case 0x10, 0x12, 0xD2: // call, return_call, ref.func
-			idx := r.u32()
-			out = append(out, op)
-			out = appendU32(out, w.fn(idx))
-			continue
-		}
-		r.immediates(op)
-		if r.err != nil {
-			return nil, fmt.Errorf("instruction 0x%02x at offset %d: %v", op, start, r.err)
-		}
-		out = append(out, code[start:r.pos]...)
-		if op == 0x03 { // loop: count down at the head of every iteration
-			out = append(out, w.check...)
-		}
-	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	if len(code) == 0 || code[len(code)-1] != 0x0B {
-		return nil, errors.New("body does not end with end")
-	}
-	return out, nil
 }
 
 // nameSection renumbers the function indices of the "name" custom section (function, local and

@@ -17,9 +17,11 @@ import (
 )
 
 type yieldState struct {
-	fuel   int32
-	yields int
-	stop   bool
+	fuel      int32
+	yields    int
+	stop      bool
+	stopAfter int // cut at this yield, if positive
+	overflows int
 }
 
 // instantiate runs wasm with the imports indices.wat needs and a __yield that counts its calls
@@ -38,9 +40,13 @@ func instantiate(t *testing.T, wasm []byte, ys *yieldState) api.Module {
 		t.Fatal(err)
 	}
 	if _, err := rt.NewHostModuleBuilder(instrument.ImportModule).
-		NewFunctionBuilder().WithFunc(func() int32 {
+		NewFunctionBuilder().WithFunc(func(reason int32) int32 {
+		if reason == instrument.ReasonStack {
+			ys.overflows++
+			panic(errors.New("stack budget exhausted"))
+		}
 		ys.yields++
-		if ys.stop {
+		if ys.stop || (ys.stopAfter > 0 && ys.yields >= ys.stopAfter) {
 			panic(errors.New("cut"))
 		}
 		return ys.fuel
@@ -50,6 +56,11 @@ func instantiate(t *testing.T, wasm []byte, ys *yieldState) api.Module {
 	mod, err := rt.InstantiateWithConfig(ctx, wasm, wazero.NewModuleConfig().WithName("m"))
 	if err != nil {
 		t.Fatalf("instantiate: %v", err)
+	}
+	if f := mod.ExportedFunction(instrument.StartName); f != nil {
+		if _, err := f.Call(ctx); err != nil {
+			t.Fatalf("start function: %v", err)
+		}
 	}
 	return mod
 }

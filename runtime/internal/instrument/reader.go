@@ -240,3 +240,25 @@ func (r *reader) prefixFE() {
 		r.fail(fmt.Errorf("unknown opcode 0xfe %d", sub))
 	}
 }
+
+// s33 reads a signed 33-bit LEB128 (a block type's type index).
+func (r *reader) s33() int64 {
+	var v int64
+	var shift uint
+	for i := 0; i < 5; i++ {
+		c := r.byte()
+		if r.err != nil {
+			return 0
+		}
+		v |= int64(c&0x7F) << shift
+		shift += 7
+		if c&0x80 == 0 {
+			if shift < 64 && c&0x40 != 0 {
+				v |= -1 << shift
+			}
+			return v
+		}
+	}
+	r.fail(errors.New("LEB128 too long"))
+	return 0
+}

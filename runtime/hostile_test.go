@@ -1,0 +1,305 @@
+package runtime_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	goruntime "runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wasmpod/wasmpod/internal/wasmbuild"
+	"github.com/wasmpod/wasmpod/runtime"
+)
+
+// The hostile corpus (testdata/hostile) through the runtime API: every attack on the deadline
+// ends within the deadline plus a bound, with the caller's error, and the module serves again.
+
+// cutBound is how long past its deadline a cut call may take to return on a loaded 2-core
+// machine shared with other test processes. The guarantee is far tighter (one refill of fuel,
+// microseconds of guest work; RATIONALE.md "Deadlines"); the bound only has to separate "cut"
+// from "ran to completion", which takes 10 s to minutes for every case below.
+const cutBound = 4 * time.Second
+
+func hostileRecursion(t testing.TB) []byte {
+	return readFile(t, wasmbuild.WAT(t, "testdata/hostile/recursion.wat"))
+}
+
+func TestHostileDeadline(t *testing.T) {
+	e := newEngine(t, runtime.DefaultConfig())
+	cfg := runtime.DefaultModuleConfig("hostile")
+	cfg.CallTimeout = time.Second
+	cfg.MaxMemoryPages = 512
+	m := started(t, e, hostileRecursion(t), cfg)
+	cases := []struct {
+		name string
+		op   byte
+		n    byte
+	}{
+		{"fib without loops", 0, 47},
+		{"mutual recursion through call_indirect", 1, 47},
+		{"straight-line bodies in a recursion tree", 2, 40},
+		{"memory.fill and memory.copy of 16 MiB at the leaves", 3, 20},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t0 := time.Now()
+			_, err := m.Call(context.Background(), runtime.RoleHandle, []byte{tc.op, tc.n}, nil)
+			took := time.Since(t0)
+			t.Logf("cut after %s (deadline %s)", took.Round(time.Millisecond), cfg.CallTimeout)
+			if !errors.Is(err, runtime.ErrDeadline) {
+				t.Fatalf("want ErrDeadline, got %v after %s", err, took)
+			}
+			if took > cfg.CallTimeout+cutBound {
+				t.Fatalf("cut after %s, deadline %s (+%s bound)", took, cfg.CallTimeout, cutBound)
+			}
+			// The module serves again (a fresh instance replaces the cut one).
+			out, err := m.Call(context.Background(), runtime.RoleHandle, []byte{0, 20}, nil)
+			if err != nil || binary.LittleEndian.Uint32(out) != 6765 {
+				t.Fatalf("fib(20) after the cut: %x, %v", out, err)
+			}
+		})
+	}
+}
+
+// TestHostileResources: deep recursion that would return normally is cut at the instance's
+// stack budget with a stack-overflow trap (instead of leaving 100+ MiB of wasm stack with the
+// warm instance), and table.grow of ~4 G entries returns -1 (instead of the host dying of an
+// out-of-memory fatal error).
+func TestHostileResources(t *testing.T) {
+	e := newEngine(t, runtime.DefaultConfig())
+	cfg := runtime.DefaultModuleConfig("hostile")
+	cfg.MaxMemoryPages = 512
+	m := started(t, e, hostileRecursion(t), cfg)
+	ctx := context.Background()
+
+	_, err := m.Call(ctx, runtime.RoleHandle, []byte{4, 15}, nil) // 1.5 M frames
+	var te *runtime.TrapError
+	if !errors.As(err, &te) || te.Kind != "stack-overflow" {
+		t.Fatalf("1.5 M frames deep: want a stack-overflow trap, got %v", err)
+	}
+	if !strings.Contains(err.Error(), "stack budget") {
+		t.Errorf("the error does not say what ran out: %v", err)
+	}
+	// 100,000 frames stay within the budget and return normally.
+	out, err := m.Call(ctx, runtime.RoleHandle, []byte{4, 1}, nil)
+	if err != nil || binary.LittleEndian.Uint32(out) != 100000 {
+		t.Fatalf("100,000 frames deep: %x, %v", out, err)
+	}
+
+	out, err = m.Call(ctx, runtime.RoleHandle, []byte{5, 0}, nil)
+	if err != nil || int32(binary.LittleEndian.Uint32(out)) != -1 {
+		t.Fatalf("table.grow of ~4 G entries: want -1, got %x, %v", out, err)
+	}
+}
+
+// TestHostileStackMemory: warm instances that each recursed as deep as their budget allows keep
+// a bounded wasm stack, not 100+ MiB each.
+func TestHostileStackMemory(t *testing.T) {
+	e := newEngine(t, runtime.DefaultConfig())
+	cfg := runtime.DefaultModuleConfig("deep")
+	cfg.MaxMemoryPages = 512
+	cfg.MinInstances, cfg.MaxConcurrency = 4, 4
+	m := started(t, e, hostileRecursion(t), cfg)
+	heap := func() uint64 {
+		goruntime.GC()
+		var ms goruntime.MemStats
+		goruntime.ReadMemStats(&ms)
+		return ms.HeapInuse
+	}
+	before := heap()
+	var wg sync.WaitGroup
+	for k := 0; k < 4; k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// 100,000 frames: within the budget; the instance stays warm with its stack.
+			if _, err := m.Call(context.Background(), runtime.RoleHandle, []byte{4, 1}, nil); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	grown := int64(heap()) - int64(before)
+	t.Logf("4 warm instances after 100,000-frame recursions: heap +%d MiB", grown>>20)
+	// Without the budget, 1.5 M frames kept 121 MiB per instance; the budget allows at most
+	// ~16 MiB. 4 x 32 MiB leaves room for the Go runtime's own noise.
+	if grown > 4*32<<20 {
+		t.Fatalf("heap grew by %d MiB for 4 instances", grown>>20)
+	}
+}
+
+func TestHostileStartSection(t *testing.T) {
+	for _, name := range []string{"start_loop", "start_fib"} {
+		t.Run(name, func(t *testing.T) {
+			e := newEngine(t, runtime.DefaultConfig())
+			cfg := runtime.DefaultModuleConfig(name)
+			cfg.CallTimeout = time.Second
+			wasm := readFile(t, wasmbuild.WAT(t, "testdata/hostile/"+name+".wat"))
+			t0 := time.Now()
+			done := make(chan error, 1)
+			go func() {
+				m, err := e.Load(context.Background(), wasm, cfg)
+				if err == nil {
+					m.Close(context.Background())
+				}
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				took := time.Since(t0)
+				t.Logf("load cut after %s", took.Round(time.Millisecond))
+				if !errors.Is(err, runtime.ErrDeadline) || !strings.Contains(err.Error(), "start function") {
+					t.Fatalf("want the start function cut at its deadline, got %v", err)
+				}
+				if took > cfg.CallTimeout+cutBound {
+					t.Fatalf("load took %s, deadline %s", took, cfg.CallTimeout)
+				}
+			case <-time.After(cfg.CallTimeout + 30*time.Second):
+				t.Fatal("Load never returned: the start section ran without a deadline")
+			}
+		})
+	}
+}
+
+// fuelWriter is a module that is invalid as uploaded: it writes global 1, which does not exist
+// in it, but is the index the instrumenter appends the fuel at. If it were instrumented without
+// validation, it would refill its own fuel every iteration and never be cut.
+func fuelWriter() []byte {
+	var b []byte
+	sec := func(id byte, body ...byte) {
+		b = append(b, id, byte(len(body)))
+		b = append(b, body...)
+	}
+	b = append(b, "\x00asm\x01\x00\x00\x00"...)
+	// types: 0 () -> i32, 1 (i32) -> i32, 2 (i32) -> i64
+	sec(1, 3, 0x60, 0, 1, 0x7F, 0x60, 1, 0x7F, 1, 0x7F, 0x60, 1, 0x7F, 1, 0x7E)
+	sec(3, 3, 0, 1, 2)                // functions: version, buffer, handle
+	sec(5, 1, 0, 2)                   // memory, min 2 pages
+	sec(6, 1, 0x7F, 1, 0x41, 0, 0x0B) // global 0: mut i32 = 0
+	exp := []byte{4}                  // exports
+	for i, n := range []string{"wasmpod_abi_version", "wasmpod_buffer", "wasmpod_handle", "memory"} {
+		exp = append(exp, byte(len(n)))
+		exp = append(exp, n...)
+		if n == "memory" {
+			exp = append(exp, 2, 0)
+		} else {
+			exp = append(exp, 0, byte(i))
+		}
+	}
+	sec(7, exp...)
+	version := []byte{0, 0x41, 1, 0x0B}
+	buffer := []byte{0, 0x41, 0x80, 0x80, 0x04, 0x0B} // 65536
+	// loop: global.set 1 (i32.const 1000000); br 0; end; i64.const 0; end
+	handle := []byte{0, 0x03, 0x40, 0x41, 0xC0, 0x84, 0x3D, 0x24, 1, 0x0C, 0, 0x0B, 0x42, 0, 0x0B}
+	code := []byte{3}
+	for _, f := range [][]byte{version, buffer, handle} {
+		code = append(code, byte(len(f)))
+		code = append(code, f...)
+	}
+	sec(10, code...)
+	return b
+}
+
+func TestHostileFuelWriterRefused(t *testing.T) {
+	e := newEngine(t, runtime.DefaultConfig())
+	wasm := fuelWriter()
+	t.Logf("the attack is %d bytes", len(wasm))
+	cfg := runtime.DefaultModuleConfig("fuelwriter")
+	cfg.CallTimeout = time.Second
+	done := make(chan error, 1)
+	go func() {
+		m, err := e.Load(context.Background(), wasm, cfg)
+		if err == nil {
+			defer m.Close(context.Background())
+			if err = m.Start(context.Background(), runtime.StartOptions{}); err == nil {
+				_, err = m.Call(context.Background(), runtime.RoleHandle, nil, nil)
+				err = fmt.Errorf("loaded, and its call ended with: %w", err)
+			}
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, runtime.ErrInvalidModule) || !strings.Contains(err.Error(), "global 1 out of range") {
+			t.Fatalf("want the module refused for its global index, got %v", err)
+		}
+	case <-time.After(cfg.CallTimeout + 30*time.Second):
+		t.Fatal("the call that writes the fuel global never ended")
+	}
+}
+
+// TestHostNeverStalls: with hostile loop-free guests busy on every core and a goroutine that
+// allocates hard (so the garbage collector needs its stop-the-world pauses often), a heartbeat
+// goroutine and another module's calls keep their beat.
+func TestHostNeverStalls(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs hostile guests for seconds")
+	}
+	e := newEngine(t, runtime.DefaultConfig())
+	cfg := runtime.DefaultModuleConfig("hostile")
+	cfg.CallTimeout = 3 * time.Second
+	cfg.MaxMemoryPages = 512
+	cores := goruntime.GOMAXPROCS(0)
+	cfg.MaxConcurrency, cfg.MinInstances = cores, cores
+	hostile := started(t, e, hostileRecursion(t), cfg)
+	other := started(t, e, trapkit(t), runtime.DefaultModuleConfig("other"))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for k := 0; k < cores; k++ { // one runaway per core, each cut at 3 s and started again
+		wg.Add(1)
+		go func(k int) {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				_, _ = hostile.Call(context.Background(), runtime.RoleHandle, []byte{byte(k % 3), 47}, nil)
+			}
+		}(k)
+	}
+	var sink atomic.Pointer[[]byte]
+	wg.Add(1)
+	go func() { // GC pressure: ~1 GB/s of short-lived garbage
+		defer wg.Done()
+		for ctx.Err() == nil {
+			b := make([]byte, 64<<10)
+			sink.Store(&b)
+		}
+	}()
+	beat := func(f func()) *time.Duration {
+		var worst time.Duration
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			last := time.Now()
+			for ctx.Err() == nil {
+				f()
+				now := time.Now()
+				worst = max(worst, now.Sub(last))
+				last = now
+			}
+		}()
+		return &worst
+	}
+	time.Sleep(100 * time.Millisecond) // let the runaways get going
+	heartbeat := beat(func() { time.Sleep(10 * time.Millisecond) })
+	calls := beat(func() {
+		if _, err := other.Call(context.Background(), runtime.RoleHandle, []byte("ping"), nil); err != nil {
+			t.Error(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	})
+	wg.Wait()
+	t.Logf("worst heartbeat gap %s, worst gap between another module's calls %s (beat 10 ms, %d runaway guests)",
+		heartbeat.Round(time.Millisecond), calls.Round(time.Millisecond), cores)
+	// The bound is generous for a loaded, shared CI machine; without the checks at function
+	// entry the gaps were whole seconds (every stop-the-world waited for a guest to return).
+	const bound = 250 * time.Millisecond
+	if *heartbeat > bound || *calls > bound {
+		t.Fatalf("the host stalled: heartbeat gap %s, call gap %s (bound %s)", *heartbeat, *calls, bound)
+	}
+}
