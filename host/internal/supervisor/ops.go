@@ -184,6 +184,20 @@ func (s *Supervisor) Upgrade(ctx context.Context, name string, wasm []byte) erro
 	if err != nil {
 		return err
 	}
+	// Load the new version once before taking the module's operation lock: an upload that is
+	// refused, or whose start function or _initialize runs into its deadline, fails here and
+	// never holds up restart or another upgrade. (The load under the lock finds the compiled
+	// code in the cache.)
+	g, err := u.load(ctx, wasm, digest(wasm))
+	if err != nil {
+		err = fmt.Errorf("module %q: upgrade to %.12s: %w: %w", name, digest(wasm), ErrUpgradeFailed, err)
+		u.mu.Lock()
+		u.lastError = err.Error()
+		u.mu.Unlock()
+		u.s.log.Warn("upgrade failed, old version keeps serving", "module", name, "err", err)
+		return err
+	}
+	g.close(ctx)
 	u.opMu.Lock()
 	defer u.opMu.Unlock()
 	return u.upgrade(ctx, wasm, "upgrade")

@@ -726,19 +726,20 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 		var err error
 		switch op {
 		case 0x02, 0x04: // block, if
-			err = w.blockType(r)
+			if err := w.blockType(r); err != nil {
+				return nil, err
+			}
 			b = append(b, code[start:r.pos]...)
 			fb.ctl = append(fb.ctl, ctl{isIf: op == 0x04, ifCnt: cnt, brMax: -1})
 			continue
 		case 0x03: // loop: a check at the head of every iteration
-			err = w.blockType(r)
+			if err := w.blockType(r); err != nil {
+				return nil, err
+			}
 			b = append(b, code[start:r.pos]...)
 			b = append(b, w.fuelCheck...)
 			fb.ctl = append(fb.ctl, ctl{loop: true, brMax: -1})
 			cnt = 0
-			if err != nil {
-				return nil, err
-			}
 			continue
 		case 0x05: // else
 			c := &fb.ctl[len(fb.ctl)-1]
