@@ -117,6 +117,9 @@ func TestHostileStackMemory(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// 1.5 M frames: over the budget, a trap (without the budget it returned, and the
+			// warm instance kept 121 MiB of wasm stack).
+			_, _ = m.Call(context.Background(), runtime.RoleHandle, []byte{4, 15}, nil)
 			// 100,000 frames: within the budget; the instance stays warm with its stack.
 			if _, err := m.Call(context.Background(), runtime.RoleHandle, []byte{4, 1}, nil); err != nil {
 				t.Error(err)
@@ -125,7 +128,7 @@ func TestHostileStackMemory(t *testing.T) {
 	}
 	wg.Wait()
 	grown := int64(heap()) - int64(before)
-	t.Logf("4 warm instances after 100,000-frame recursions: heap +%d MiB", grown>>20)
+	t.Logf("4 warm instances after 1.5 M- and 100,000-frame recursions: heap +%d MiB", grown>>20)
 	// Without the budget, 1.5 M frames kept 121 MiB per instance; the budget allows at most
 	// ~16 MiB. 4 x 32 MiB leaves room for the Go runtime's own noise.
 	if grown > 4*32<<20 {
