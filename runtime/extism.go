@@ -145,6 +145,16 @@ func (e *Engine) loadExtism(ctx context.Context, wasm []byte, cfg ModuleConfig, 
 	if err != nil {
 		return nil, bad("%v", err)
 	}
+	if !cfg.Trusted {
+		// The same instrumentation as native modules (fuel checks at function entry and exit,
+		// loop heads and straight-line runs; bulk charges; the stack budget; capped tables):
+		// wazero's WithCloseOnContextDone alone checks only loop heads, so recursion escaped it.
+		// The host cannot reach the plugin's fuel global through Extism, so __yield checks the
+		// call's context instead: a cut lands within one refill of fuel.
+		if code, err = instrument.InstrumentWith(code, instrument.Options{Fuel: yieldEvery, KeepStart: true}); err != nil {
+			return nil, bad("%v", err)
+		}
+	}
 	manifest := extism.Manifest{
 		Wasm: []extism.Wasm{extism.WasmData{Data: code}},
 		// MaxVarBytes 0 disables vars in extism go-sdk too (var_set panics), so the bound passes
@@ -225,8 +235,17 @@ func (m *Module) newExtismInstance(ctx context.Context) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Instantiation runs the plugin's start function and initializers: under the call deadline,
+	// which the instrumentation's __yield checks.
+	// extism go-sdk runs a host function only with a plugin in the context, and the plugin does
+	// not exist yet while its start function runs: __yield uses none, an empty one does.
+	ictx, cancel := context.WithTimeout(context.WithValue(ictx, extism.PluginCtxKey("plugin"), &extism.Plugin{}), m.cfg.CallTimeout)
 	p, err := m.ext.cp.Instance(ictx, extism.PluginInstanceConfig{ModuleConfig: mc})
+	cancel()
 	unhold()
+	if err != nil && !m.cfg.Trusted && errors.Is(ictx.Err(), context.DeadlineExceeded) {
+		return nil, fmt.Errorf("module %q: instantiate: %w (limit %s): %v", m.cfg.Name, ErrDeadline, m.cfg.CallTimeout, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: module %q: instantiate: %v", ErrInvalidModule, m.cfg.Name, err)
 	}

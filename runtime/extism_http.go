@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	extism "github.com/extism/go-sdk"
+
+	"github.com/wasmpod/wasmpod/runtime/internal/instrument"
 )
 
 // ErrNotAllowed: the guest asked for something its capabilities do not grant, e.g. an HTTP
@@ -180,6 +182,23 @@ func (e *Engine) extismHostFunctions() []extism.HostFunction {
 			}
 		})
 	}
+	// __yield for instrumented (untrusted) plugins: a safe point for the Go scheduler, the cut
+	// once the call's context is done or the instance expired, and the stack budget's trap.
+	yield := extism.NewHostFunctionWithStack(instrument.YieldName, func(ctx context.Context, p *extism.CurrentPlugin, stack []uint64) {
+		if int32(stack[0]) == instrument.ReasonStack {
+			panic(errStackBudget)
+		}
+		inst := extismCaller(ctx)
+		if ctx.Err() != nil || (inst != nil && inst.expired.Load()) {
+			panic(errCut)
+		}
+		stack[0] = uint64(yieldEvery)
+		if inst != nil {
+			stack[0] = uint64(inst.m.yieldInterval)
+		}
+	}, []extism.ValueType{extism.ValueTypeI32}, []extism.ValueType{extism.ValueTypeI32})
+	yield.SetNamespace(instrument.ImportModule)
+	fns = append(fns, yield)
 	return fns
 }
 

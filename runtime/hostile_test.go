@@ -306,3 +306,46 @@ func TestHostNeverStalls(t *testing.T) {
 		t.Fatalf("the host stalled: heartbeat gap %s, call gap %s (bound %s)", *heartbeat, *calls, bound)
 	}
 }
+
+// TestHostileExtism: an Extism plugin's loop-free recursion, in a call or in its start section,
+// is cut at the deadline too.
+func TestHostileExtism(t *testing.T) {
+	e := newEngine(t, runtime.DefaultConfig())
+	cfg := extismConfig("extfib")
+	cfg.CallTimeout = time.Second
+	cfg.ExtismFunctions = map[runtime.Role]string{runtime.RoleHandle: "run", runtime.RoleLeaf: "ok"}
+	m := started(t, e, readFile(t, wasmbuild.WAT(t, "testdata/hostile/extism_fib.wat")), cfg)
+	t0 := time.Now()
+	_, err := m.Call(context.Background(), runtime.RoleHandle, nil, nil)
+	took := time.Since(t0)
+	t.Logf("cut after %s", took.Round(time.Millisecond))
+	if !errors.Is(err, runtime.ErrDeadline) || took > cfg.CallTimeout+cutBound {
+		t.Fatalf("want ErrDeadline within %s, got %v after %s", cfg.CallTimeout+cutBound, err, took)
+	}
+	if _, err := m.Call(context.Background(), runtime.RoleLeaf, nil, nil); err != nil {
+		t.Fatalf("after the cut: %v", err)
+	}
+
+	cfg = extismConfig("extstart")
+	cfg.CallTimeout = time.Second
+	cfg.ExtismFunctions = map[runtime.Role]string{runtime.RoleHandle: "run"}
+	t0 = time.Now()
+	done := make(chan error, 1)
+	go func() {
+		m, err := e.Load(context.Background(), readFile(t, wasmbuild.WAT(t, "testdata/hostile/extism_start_fib.wat")), cfg)
+		if err == nil {
+			m.Close(context.Background())
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		took := time.Since(t0)
+		t.Logf("load cut after %s: %v", took.Round(time.Millisecond), err)
+		if !errors.Is(err, runtime.ErrDeadline) || took > cfg.CallTimeout+cutBound {
+			t.Fatalf("want ErrDeadline within %s, got %v after %s", cfg.CallTimeout+cutBound, err, took)
+		}
+	case <-time.After(cfg.CallTimeout + 30*time.Second):
+		t.Fatal("Load never returned: the start section ran without a deadline")
+	}
+}

@@ -86,6 +86,10 @@ type Options struct {
 	Fuel          int32  // fuel per refill: checks between two yields; must be positive
 	StackBudget   int32  // 0 means DefaultStackBudget
 	MaxTableElems uint32 // 0 means DefaultMaxTableElems
+	// KeepStart leaves the start section in place (not exported as StartName), for engines that
+	// instantiate the module themselves (Extism); the host then bounds the instantiation by a
+	// context deadline that __yield checks.
+	KeepStart bool
 }
 
 // ErrUnsupported is wrapped by errors about features the host does not run.
@@ -291,6 +295,10 @@ func InstrumentWith(wasm []byte, opts Options) ([]byte, error) {
 	if w.hasStart && w.start >= w.numFuncs {
 		return nil, fmt.Errorf("%w: start function %d out of range (%d functions)", ErrMalformed, w.start, w.numFuncs)
 	}
+	keepStart := w.hasStart && opts.KeepStart
+	if keepStart {
+		w.hasStart = false // not exported
+	}
 	w.fuel, w.stk = w.globals, w.globals+1
 	w.yieldType = uint32(len(w.types))
 	next := w.yieldType + 1
@@ -347,7 +355,10 @@ func InstrumentWith(wasm []byte, opts Options) ([]byte, error) {
 		case secExport:
 			body, err = w.exports(body)
 		case secStart:
-			continue // exported as StartName instead: the host runs it under a deadline
+			if !keepStart {
+				continue // exported as StartName instead: the host runs it under a deadline
+			}
+			body = appendU32(nil, w.fn(w.start))
 		case secElement:
 			body, err = w.elements(body)
 		case secCode:
