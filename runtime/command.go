@@ -433,9 +433,9 @@ func (c *Command) start(ctx context.Context, inst *instance, res *RunResult) (ui
 	// A cancelled context cuts the run like its deadline does.
 	stopCancel := context.AfterFunc(ctx, inst.expire)
 	t0 := time.Now()
-	inst.timer.Reset(d)
+	inst.arm(d)
 	err := f.CallWithStack(ctx, nil)
-	cut := !inst.timer.Stop()
+	cut := inst.disarm()
 	stopCancel()
 	res.Duration = time.Since(t0)
 	if err == nil {

@@ -105,6 +105,9 @@ func (e *Engine) closeRuntime(ctx context.Context) error {
 // 10-100 us of guest work), rarely enough that the call costs nothing measurable.
 const yieldEvery = 1 << 15
 
+// maxYieldInterval caps ModuleConfig.YieldInterval (see Module.warmFirst).
+const maxYieldInterval = 1 << 20
+
 // LoadFile reads a module from a file and loads it like [Engine.Load].
 func (e *Engine) LoadFile(ctx context.Context, path string, cfg ModuleConfig) (*Module, error) {
 	b, err := os.ReadFile(path)

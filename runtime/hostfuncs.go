@@ -215,7 +215,7 @@ func (e *Engine) instantiateHostModule(ctx context.Context, rt wazero.Runtime) e
 			stack[0] = api.EncodeI32(yieldEvery)
 			return
 		}
-		if inst.expired.Load() {
+		if inst.yielded() {
 			panic(errCut)
 		}
 		if api.DecodeI32(stack[0]) == instrument.ReasonStack {

@@ -38,14 +38,18 @@ type instance struct {
 	hasErrMsg bool
 
 	// Termination (guarded modules): the module was instrumented to count fuel down at every
-	// loop head and call the host's __yield when it runs out (internal/instrument). When the
-	// call's deadline passes, or the module is forced to stop, the timer marks the instance
-	// expired, empties its fuel and closes done (which wakes a guest sleeping in WASI); the
-	// guest yields at its next loop head and __yield cuts the call. An expired instance is never
-	// used again.
+	// function entry and exit, loop head and long straight-line run, and to call the host's
+	// __yield when it runs out (internal/instrument). A call sets its deadline (arm); a call
+	// still running at its first yield arms the timer for the rest (so short calls, the vast
+	// majority, never touch a timer). When the deadline passes, or the module is forced to
+	// stop, expire marks the instance expired, empties its fuel and closes done (which wakes a
+	// guest sleeping in WASI); the guest yields at its next check and __yield cuts the call. An
+	// expired instance is never used again.
 	fuel     api.MutableGlobal
 	done     chan struct{}
 	timer    *time.Timer
+	deadline atomic.Int64 // nanotime at which the current call is cut; 0 between calls
+	armed    bool         // the timer runs for the current call; only the calling goroutine uses it
 	expired  atomic.Bool
 	stopping atomic.Bool // cut because the module stopped, not because of its deadline
 	broken   bool        // a call trapped, exited or was cut: never reuse
@@ -78,11 +82,60 @@ func (i *instance) expire() {
 	}
 }
 
-// nanosleep is the guest's WASI sleep: it ends early when the instance is cut, so a sleeping
-// guest reaches its next loop check instead of sleeping past its deadline.
+// arm sets the deadline of the call about to start, d from now.
+func (i *instance) arm(d time.Duration) { i.deadline.Store(nanotime() + int64(d)) }
+
+// disarm ends the call's deadline. It reports whether the deadline's timer fired meanwhile;
+// then the instance is expired (the timer's function may still be on its way, so it is marked
+// here too).
+func (i *instance) disarm() (fired bool) {
+	i.deadline.Store(0)
+	if !i.armed {
+		return false
+	}
+	i.armed = false
+	if !i.timer.Stop() {
+		i.expire()
+		return true
+	}
+	return false
+}
+
+// yielded is what __yield does about the deadline, on the guest's goroutine: it reports whether
+// the call is past its deadline (then the instance is expired), and otherwise arms the timer
+// for the rest of a call that is running long enough to yield.
+func (i *instance) yielded() (cut bool) {
+	if i.expired.Load() {
+		return true
+	}
+	dl := i.deadline.Load()
+	if dl == 0 {
+		return false
+	}
+	left := dl - nanotime()
+	if left <= 0 {
+		i.expire()
+		return true
+	}
+	if !i.armed && i.timer != nil {
+		i.armed = true
+		i.timer.Reset(time.Duration(left))
+	}
+	return false
+}
+
+// nanosleep is the guest's WASI sleep: it ends early when the instance is cut, and at the
+// call's deadline (which cuts it), so a sleeping guest reaches its next check instead of
+// sleeping past its deadline.
 func (i *instance) nanosleep(ns int64) {
 	if ns <= 0 {
 		return
+	}
+	if dl := i.deadline.Load(); dl != 0 {
+		if left := dl - nanotime(); left < ns {
+			ns = max(left, 1)
+			defer i.expire() // at the deadline (or earlier, if cut): idempotent
+		}
 	}
 	t := time.NewTimer(time.Duration(ns))
 	select {
@@ -232,7 +285,7 @@ func (i *instance) callRaw(ctx context.Context, exp int) error {
 
 // callGuarded calls f with i.stack as its parameters and results: trusted modules plainly,
 // guarded ones under the earlier of the module's CallTimeout and ctx's deadline, after which the
-// timer cuts the instance (expire). Every guest code a guarded instance runs goes through here:
+// instance is cut (see arm, yielded). Every guest code a guarded instance runs goes through here:
 // the start function, _initialize, the lifecycle exports and every handler.
 func (i *instance) callGuarded(ctx context.Context, f api.Function) error {
 	if i.m.cfg.Trusted {
@@ -254,13 +307,9 @@ func (i *instance) callGuarded(ctx context.Context, f api.Function) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("module %q: %w", i.m.cfg.Name, err)
 	}
-	i.timer.Reset(d)
+	i.arm(d)
 	err := f.CallWithStack(ctx, i.stack[:])
-	if !i.timer.Stop() {
-		// The deadline fired as the call returned. Make sure the instance is marked (the timer's
-		// function may still be on its way), so dead() retires it; a result that made it stands.
-		i.expire()
-	}
+	i.disarm() // if the timer fired as the call returned, dead() retires the instance; a result that made it stands
 	if err != nil {
 		i.broken = true
 		return i.classify(err)

@@ -78,6 +78,9 @@ func (m *Module) warmFirst() error {
 	if m.yieldInterval == 0 {
 		m.yieldInterval = yieldEvery
 	}
+	// A call's deadline timer is armed at its first yield (instance.yielded), so a refill must
+	// come round often enough for that: at most 2^20 checks (milliseconds of guest work).
+	m.yieldInterval = min(m.yieldInterval, maxYieldInterval)
 	m.scaleMin, m.scaleMax = m.cfg.ScaleMin, m.cfg.ScaleMax
 	if m.scaleMin == 0 {
 		m.scaleMin = max(m.cfg.MinInstances, 1)
