@@ -221,6 +221,26 @@ func write(w io.Writer, results map[string]*result, header []string) {
 
 func trim(name string) string { return strings.TrimPrefix(name, "Benchmark") }
 
+// keptMarker starts the part of the report written by hand (measurements a `go test -bench`
+// run cannot make, such as before/after comparisons of two builds); it is carried over from
+// the old report to the new one.
+const keptMarker = "## Measured by hand"
+
+// keptSection returns the hand-written part of the report at path, from keptMarker to the end,
+// or "".
+func keptSection(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.Index(s, "\n"+keptMarker)
+	if i < 0 {
+		return ""
+	}
+	return s[i+1:]
+}
+
 func main() {
 	in := flag.String("in", "-", "go test -bench output (- for stdin)")
 	out := flag.String("out", "bench/RESULTS.md", "report to write")
@@ -244,12 +264,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchreport: no benchmark results in the input")
 		os.Exit(1)
 	}
+	kept := keptSection(*out)
 	f, err := os.Create(*out)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}
 	write(f, results, header)
+	if kept != "" {
+		fmt.Fprint(f, "\n"+kept)
+	}
 	if err := f.Close(); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -101,5 +103,16 @@ ok  	github.com/wasmpod/wasmpod/bench	300.000s
 	write(&buf, res, header)
 	if want := "| Queue/1-node | Queue/command | 1.21x | report (from different runs) |"; !strings.Contains(buf.String(), want) {
 		t.Errorf("report lacks %q:\n%s", want, buf.String())
+	}
+}
+
+func TestKeptSection(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "RESULTS.md")
+	if got := keptSection(p); got != "" {
+		t.Fatalf("no file: %q", got)
+	}
+	os.WriteFile(p, []byte("# Benchmark results\n\n## All results\n\n| x |\n\n"+keptMarker+"\n\nby hand\n"), 0o644)
+	if got, want := keptSection(p), keptMarker+"\n\nby hand\n"; got != want {
+		t.Fatalf("kept %q, want %q", got, want)
 	}
 }

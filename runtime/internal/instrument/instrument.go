@@ -139,7 +139,6 @@ type rewriter struct {
 	hasStart bool
 	start    uint32 // the original's start function
 
-	fuelCheck []byte // fuel -= 1; if fuel <= 0 { fuel = __yield(ReasonFuel) }
 }
 
 type sigInfo struct {
@@ -316,7 +315,6 @@ func InstrumentWith(wasm []byte, opts Options) ([]byte, error) {
 		t = appendU32(t, ft.nres)
 		w.extraTypes = append(w.extraTypes, append(t, ft.results...))
 	}
-	w.fuelCheck = w.chargeCheck(nil, 1, 0)
 
 	for _, id := range []byte{secType, secImport, secGlobal, secExport} {
 		if !seen[id] {
@@ -374,30 +372,39 @@ func InstrumentWith(wasm []byte, opts Options) ([]byte, error) {
 	return out, nil
 }
 
-// chargeCheck appends: fuel -= charge; if fuel <= 0 { fuel = __yield(ReasonFuel) }. With
-// shift > 0 the charge is the top of the stack shifted right (tee'd into local tmp, left on the
-// stack); else it is the constant charge.
-func (w *rewriter) chargeCheck(c []byte, charge int32, shift uint32, tmp ...uint32) []byte {
-	if len(tmp) > 0 {
-		c = append(c, 0x22) // local.tee tmp
-		c = appendU32(c, tmp[0])
-		c = append(c, 0x23) // global.get fuel
-		c = appendU32(c, w.fuel)
-		c = append(c, 0x20) // local.get tmp
-		c = appendU32(c, tmp[0])
-		c = append(c, 0x41) // i32.const shift
-		c = appendS32(c, int32(shift))
-		c = append(c, 0x76) // i32.shr_u
-	} else {
-		c = append(c, 0x23)
-		c = appendU32(c, w.fuel)
-		c = append(c, 0x41)
-		c = appendS32(c, charge)
-	}
-	c = append(c, 0x6B, 0x24) // i32.sub, global.set fuel
+// fuelCheck appends: fuel -= 1; if fuel <= 0 { fuel = __yield(ReasonFuel) }, with the new fuel
+// kept in the function's scratch local tmp rather than read back from the global.
+func (w *rewriter) fuelCheck(c []byte, tmp uint32) []byte {
+	c = append(c, 0x23) // global.get fuel
 	c = appendU32(c, w.fuel)
-	c = append(c, 0x23)
+	c = append(c, 0x41, 0x01, 0x6B) // i32.const 1, i32.sub
+	return w.storeAndTest(c, tmp)
+}
+
+// chargeCheck appends a bulk instruction's charge: with its length n on top of the stack (left
+// there), fuel -= n >> shift; if fuel <= 0 { fuel = __yield(ReasonFuel) }.
+func (w *rewriter) chargeCheck(c []byte, tmp, shift uint32) []byte {
+	c = append(c, 0x22) // local.tee tmp
+	c = appendU32(c, tmp)
+	c = append(c, 0x23) // global.get fuel
 	c = appendU32(c, w.fuel)
+	c = append(c, 0x20) // local.get tmp
+	c = appendU32(c, tmp)
+	c = append(c, 0x41) // i32.const shift
+	c = appendS32(c, int32(shift))
+	c = append(c, 0x76, 0x6B) // i32.shr_u, i32.sub
+	return w.storeAndTest(c, tmp)
+}
+
+// storeAndTest appends, for the new fuel on the stack: local.tee tmp, global.set fuel; if tmp <=
+// 0 { fuel = __yield(ReasonFuel) }.
+func (w *rewriter) storeAndTest(c []byte, tmp uint32) []byte {
+	c = append(c, 0x22) // local.tee tmp
+	c = appendU32(c, tmp)
+	c = append(c, 0x24) // global.set fuel
+	c = appendU32(c, w.fuel)
+	c = append(c, 0x20) // local.get tmp
+	c = appendU32(c, tmp)
 	c = append(c, 0x41, 0x00, 0x4C, 0x04, 0x40, 0x41, ReasonFuel, 0x10) // i32.const 0, i32.le_s, if, i32.const reason, call
 	c = appendU32(c, w.yield)
 	c = append(c, 0x24) // global.set fuel
@@ -406,29 +413,31 @@ func (w *rewriter) chargeCheck(c []byte, charge int32, shift uint32, tmp ...uint
 }
 
 // stackEnter appends: stk -= weight; if stk < 0 { __yield(ReasonStack) } (which traps).
-func (w *rewriter) stackEnter(c []byte, weight int32) []byte {
+func (w *rewriter) stackEnter(c []byte, tmp uint32, weight int32) []byte {
 	c = append(c, 0x23)
 	c = appendU32(c, w.stk)
 	c = append(c, 0x41)
 	c = appendS32(c, weight)
-	c = append(c, 0x6B, 0x24) // i32.sub, global.set
+	c = append(c, 0x6B, 0x22) // i32.sub, local.tee tmp
+	c = appendU32(c, tmp)
+	c = append(c, 0x24) // global.set
 	c = appendU32(c, w.stk)
-	c = append(c, 0x23)
-	c = appendU32(c, w.stk)
+	c = append(c, 0x20) // local.get tmp
+	c = appendU32(c, tmp)
 	c = append(c, 0x41, 0x00, 0x48, 0x04, 0x40, 0x41, ReasonStack, 0x10) // i32.const 0, i32.lt_s, if, i32.const reason, call
 	c = appendU32(c, w.yield)
 	return append(c, 0x1A, 0x0B) // drop, end
 }
 
-// exit appends what runs as a function returns: stk += weight, then a fuel check.
-func (w *rewriter) exit(c []byte, weight int32) []byte {
+// exit appends what runs as a function returns: stk += weight, then a fuel check (fc).
+func (w *rewriter) exit(c []byte, weight int32, fc []byte) []byte {
 	c = append(c, 0x23)
 	c = appendU32(c, w.stk)
 	c = append(c, 0x41)
 	c = appendS32(c, weight)
 	c = append(c, 0x6A, 0x24) // i32.add, global.set
 	c = appendU32(c, w.stk)
-	return append(c, w.fuelCheck...)
+	return append(c, fc...)
 }
 
 // FrameWeight is what a call of a function with the given parameters, locals and body size
@@ -660,7 +669,7 @@ func (w *rewriter) code(body []byte) ([]byte, error) {
 
 // funcBuf is reused across functions.
 type funcBuf struct {
-	body, out []byte
+	body, out, fc []byte
 	ctl       []ctl
 }
 
@@ -693,14 +702,15 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 	if nlocals >= 1<<32-1 {
 		return nil, fmt.Errorf("%w: %d locals", ErrMalformed, nlocals)
 	}
-	tmp := uint32(nlocals) // the added i32 local, if a bulk instruction needs it
-	usedTmp := false
+	tmp := uint32(nlocals) // the added i32 scratch local of the checks
+	fc := w.fuelCheck(fb.fc[:0], tmp)
+	fb.fc = fc
 	weight := FrameWeight(uint64(ft.params), locals, len(code))
 	localsHdr := code[:r.pos]
 
 	b := fb.body[:0]
-	b = w.stackEnter(b, weight)
-	b = append(b, w.fuelCheck...)
+	b = w.stackEnter(b, tmp, weight)
+	b = append(b, fc...)
 	b = append(b, 0x02) // block with the function's results
 	switch {
 	case ft.nres == 0:
@@ -730,7 +740,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 		start := r.pos
 		op := r.byte()
 		if cnt >= MaxStraight {
-			b = append(b, w.fuelCheck...)
+			b = append(b, fc...)
 			cnt = 0
 		}
 		cnt++
@@ -748,7 +758,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 				return nil, err
 			}
 			b = append(b, code[start:r.pos]...)
-			b = append(b, w.fuelCheck...)
+			b = append(b, fc...)
 			fb.ctl = append(fb.ctl, ctl{loop: true, brMax: -1})
 			cnt = 0
 			continue
@@ -772,7 +782,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 			}
 			if len(fb.ctl) == 0 { // the function's end: close the wrapper, run the exit
 				b = append(b, 0x0B)
-				b = w.exit(b, weight)
+				b = w.exit(b, weight, fc)
 				b = append(b, 0x0B)
 				ended = true
 				continue
@@ -803,7 +813,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 			cnt = 0
 			continue
 		case 0x0F: // return
-			b = w.exit(b, weight)
+			b = w.exit(b, weight, fc)
 			b = append(b, op)
 			cnt = 0
 			continue
@@ -814,7 +824,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 		case 0x10, 0x12, 0xD2: // call, return_call, ref.func
 			idx := r.u32()
 			if op == 0x12 {
-				b = w.exit(b, weight)
+				b = w.exit(b, weight, fc)
 			}
 			b = append(b, op)
 			b = appendU32(b, w.fn(idx))
@@ -828,7 +838,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 				return nil, fmt.Errorf("%w: call_indirect type %d out of range (%d types)", ErrMalformed, t, len(w.types))
 			}
 			if op == 0x13 {
-				b = w.exit(b, weight)
+				b = w.exit(b, weight, fc)
 				cnt = 0
 			}
 			b = append(b, code[start:r.pos]...)
@@ -859,8 +869,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 				shift = tableChargeShift
 			}
 			if shift != 0 && r.err == nil {
-				b = w.chargeCheck(b, 0, shift, tmp)
-				usedTmp = true
+				b = w.chargeCheck(b, tmp, shift)
 				cnt = 1
 			}
 			b = append(b, code[start:r.pos]...)
@@ -883,13 +892,9 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 	}
 	fb.body = b
 	out := fb.out[:0]
-	if usedTmp {
-		out = appendU32(out, groups+1)
-		out = append(out, localsHdr[groupsEnd:]...)
-		out = append(out, 0x01, 0x7F) // one i32
-	} else {
-		out = append(out, localsHdr...)
-	}
+	out = appendU32(out, groups+1)
+	out = append(out, localsHdr[groupsEnd:]...)
+	out = append(out, 0x01, 0x7F) // the scratch local: one i32
 	out = append(out, b...)
 	fb.out = out
 	return out, nil
