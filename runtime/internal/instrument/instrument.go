@@ -66,8 +66,8 @@ const (
 	// MaxStraight is the longest run of original instructions between two checks.
 	MaxStraight = 1024
 	// DefaultStackBudget is the stack budget of an instance, in frame-weight units (about
-	// 8-16 bytes of wasm stack each): about 200,000 frames of a small recursive function, far
-	// more than real guests use, and some 16 MiB of stack at most.
+	// 8-20 bytes of wasm stack each): about 200,000 frames of a small recursive function (about
+	// 20 MiB of stack, measured), far more than real guests use.
 	DefaultStackBudget = 1 << 20
 	// DefaultMaxTableElems is the most elements a table may have (8 bytes each): 8 MiB per
 	// table. A large Go guest has some 40,000 functions in its table.
