@@ -670,7 +670,7 @@ func (w *rewriter) code(body []byte) ([]byte, error) {
 // funcBuf is reused across functions.
 type funcBuf struct {
 	body, out, fc []byte
-	ctl       []ctl
+	ctl           []ctl
 }
 
 // ctl is an open block, loop or if, with what the rewriter needs to bound the straight-line run
