@@ -173,7 +173,7 @@ func TestInstrumentRefuses(t *testing.T) {
 }
 
 // FuzzInstrument: any input either is refused with an error or instruments into a module that
-// wazero accepts whenever it accepts the original. Never a panic.
+// wazero accepts exactly when it accepts the original. Never a panic.
 func FuzzInstrument(f *testing.F) {
 	f.Add(watBytes(f, "testdata/indices.wat", ""))
 	f.Add([]byte("\x00asm\x01\x00\x00\x00"))
@@ -189,14 +189,21 @@ func FuzzInstrument(f *testing.F) {
 		// Only compare with wazero on inputs that passed the shape check (Instrument ran it):
 		// others could make wazero's decoder allocate without bound.
 		cm, origErr := rt.CompileModule(ctx, wasm)
-		if origErr != nil {
-			return
-		}
-		cm.Close(ctx)
 		cm2, err := rt.CompileModule(ctx, out)
-		if err != nil {
-			t.Fatalf("the original compiles but the instrumented module does not: %v", err)
+		if cm != nil {
+			cm.Close(ctx)
 		}
-		cm2.Close(ctx)
+		if cm2 != nil {
+			cm2.Close(ctx)
+		}
+		switch {
+		case origErr == nil && err != nil:
+			t.Fatalf("the original compiles but the instrumented module does not: %v", err)
+		case origErr != nil && err == nil && !strings.Contains(origErr.Error(), "custom section"):
+			// (wazero fails to read a custom section that ends the file, which the added
+			// sections then follow: a decoder quirk, not an index the instrumentation resolved.)
+			// The added globals, locals, types and block must not give an invalid module meaning.
+			t.Fatalf("the original is invalid (%v) but the instrumented module compiles", origErr)
+		}
 	})
 }
