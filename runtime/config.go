@@ -28,6 +28,10 @@ type Config struct {
 	// Imports are extra host functions in the "wasmpod" import namespace, for layers above the
 	// runtime (for example pod-local calls). Names must not clash with the ABI's own imports.
 	Imports []HostFunction
+
+	// CompileBudget bounds what compiling one untrusted module may cost (see [CompileBudget]);
+	// the zero value means DefaultCompileBudget().
+	CompileBudget CompileBudget
 }
 
 // DefaultConfig returns the configuration the wasmpod host uses.

@@ -1,0 +1,65 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/wasmpod/wasmpod/runtime/internal/budget"
+)
+
+// ErrCompileBudget: an untrusted module exceeds the engine's compile budget (too many
+// functions, locals, nested blocks, table entries, ...). Errors wrapping it also wrap
+// ErrInvalidModule and name the limit, e.g. "function 3 has 60000 levels of nested blocks
+// (limit MaxNesting=10000)".
+var ErrCompileBudget = errors.New("module exceeds the compile budget")
+
+// CompileBudget bounds what compiling and instantiating one untrusted module may cost, checked
+// on the uploaded bytes before anything compiles them (one linear pass). Each default is far
+// above what real Go, Rust, C and AssemblyScript guests use, and a module at every limit at once
+// compiles in well under a second. A zero field means no limit for that quantity; the zero
+// CompileBudget as a whole means [DefaultCompileBudget].
+type CompileBudget struct {
+	MaxFunctions      uint64 // functions, imported and defined (default 100,000)
+	MaxBodyBytes      uint64 // bytes of one function body (4 MiB)
+	MaxLocals         uint64 // locals of one function, parameters included (10,000)
+	MaxTotalLocals    uint64 // locals over all functions (1,000,000)
+	MaxNesting        uint64 // depth of nested blocks in one function (10,000)
+	MaxNestingWork    uint64 // sum over every block of the depth it opens at (64,000,000)
+	MaxTableEntries   uint64 // entries of one table: its minimum, or its maximum if the code has table.grow (1 Mi)
+	MaxDataBytes      uint64 // bytes of all data segments (64 MiB)
+	MaxElementEntries uint64 // entries of all element segments (1 Mi)
+	MaxSegments       uint64 // data segments, and element segments (1,000,000 each)
+}
+
+// DefaultCompileBudget returns the budget the engine applies when Config.CompileBudget is zero.
+func DefaultCompileBudget() CompileBudget { return CompileBudget(budget.Default()) }
+
+// CheckCompileBudget checks wasm against b (the zero budget meaning the default) without
+// compiling it: the check every load of an untrusted module runs first. Hosts call it to refuse
+// an upload before storing it. The error wraps ErrCompileBudget (a limit) or ErrInvalidModule
+// (bytes too malformed to measure).
+func CheckCompileBudget(wasm []byte, b CompileBudget) error {
+	if b == (CompileBudget{}) {
+		b = DefaultCompileBudget()
+	}
+	_, err := budget.Check(wasm, budget.Limits(b))
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, budget.ErrExceeded):
+		return fmt.Errorf("%w: %w: %v", ErrInvalidModule, ErrCompileBudget, err)
+	default:
+		return fmt.Errorf("%w: %v", ErrInvalidModule, err)
+	}
+}
+
+// checkBudget is the load path's check: untrusted modules only (trusted ones are the host's).
+func (e *Engine) checkBudget(wasm []byte, name string, trusted bool) error {
+	if trusted {
+		return nil
+	}
+	if err := CheckCompileBudget(wasm, e.cfg.CompileBudget); err != nil {
+		return fmt.Errorf("module %q: %w", name, err)
+	}
+	return nil
+}
