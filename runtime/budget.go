@@ -7,14 +7,14 @@ import (
 	"github.com/wasmpod/wasmpod/runtime/internal/budget"
 )
 
-// ErrCompileBudget: an untrusted module exceeds the engine's compile budget (too many
+// ErrCompileBudget: an module exceeds the engine's compile budget (too many
 // functions, locals, nested blocks, table entries, ...). Errors wrapping it also wrap
 // ErrInvalidModule and name the limit, e.g. "function 3 has 60000 levels of nested blocks
 // (limit MaxNesting=10000)".
 var ErrCompileBudget = errors.New("module exceeds the compile budget")
 
 // CompileBudget bounds what compiling and instantiating one untrusted module may cost, checked
-// on the uploaded bytes before anything compiles them (one linear pass). Each default is far
+// on the uploaded bytes before anything compiles them (one linear pass), for every module. Each default is far
 // above what real Go, Rust, C and AssemblyScript guests use, and a module at every limit at once
 // compiles in well under a second. A zero field means no limit for that quantity; the zero
 // CompileBudget as a whole means [DefaultCompileBudget].
@@ -53,11 +53,9 @@ func CheckCompileBudget(wasm []byte, b CompileBudget) error {
 	}
 }
 
-// checkBudget is the load path's check: untrusted modules only (trusted ones are the host's).
-func (e *Engine) checkBudget(wasm []byte, name string, trusted bool) error {
-	if trusted {
-		return nil
-	}
+// checkBudget is the load path's check. It applies to trusted modules too: trust skips the
+// termination guard, but a replaced module's bytes (an upgrade) come from whoever uploads them.
+func (e *Engine) checkBudget(wasm []byte, name string) error {
 	if err := CheckCompileBudget(wasm, e.cfg.CompileBudget); err != nil {
 		return fmt.Errorf("module %q: %w", name, err)
 	}

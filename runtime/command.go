@@ -143,7 +143,7 @@ func (e *Engine) LoadCommand(ctx context.Context, wasm []byte, cfg CommandConfig
 	if err := instrument.CheckShape(wasm); err != nil {
 		return nil, fmt.Errorf("%w: command %q: %v", ErrInvalidModule, cfg.Name, err)
 	}
-	if err := e.checkBudget(wasm, cfg.Name, false); err != nil {
+	if err := e.checkBudget(wasm, cfg.Name); err != nil {
 		return nil, err
 	}
 	code, err := instrument.Instrument(wasm, yieldEvery)

@@ -134,7 +134,7 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, cfg ModuleConfig) (*Modu
 	if err := instrument.CheckShape(wasm); err != nil {
 		return nil, fmt.Errorf("%w: module %q: %v", ErrInvalidModule, cfg.Name, err)
 	}
-	if err := e.checkBudget(wasm, cfg.Name, cfg.Trusted); err != nil {
+	if err := e.checkBudget(wasm, cfg.Name); err != nil {
 		return nil, err
 	}
 	if cfg.ABI != ABINative {

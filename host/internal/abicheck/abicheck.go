@@ -186,6 +186,11 @@ func (c *checker) run(ctx context.Context, wasm []byte) error {
 		c.staticExtism(desc)
 	}
 	c.command(desc, abi)
+	if err := runtime.CheckCompileBudget(wasm, runtime.CompileBudget{}); err != nil {
+		c.fail("compile budget: %v", err)
+		return nil
+	}
+	c.pass("compile budget: within the host's default limits")
 	return c.dynamic(ctx, wasm, abi, desc)
 }
 

@@ -108,7 +108,7 @@ func guestDirs(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	var dirs []string
-	for _, pat := range []string{"plugins/*", "examples/*/guest", "examples/leader/store", "runtime/testdata/*", "guest-sdk/go/*/example*"} {
+	for _, pat := range []string{"plugins/*", "examples/*/guest", "examples/leader/store", "runtime/testdata/*", "bench/guests/*"} {
 		m, _ := filepath.Glob(filepath.Join(root, pat))
 		for _, d := range m {
 			if fi, err := os.Stat(d); err == nil && fi.IsDir() {
