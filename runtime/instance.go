@@ -52,6 +52,8 @@ type instance struct {
 
 	stdout, stderr *lineWriter
 
+	seam seam // state host functions keep for this instance, and the call's deadline (seam.go)
+
 	ext *extismInstance // set for Extism modules, which use none of the native fields above
 }
 
@@ -236,6 +238,7 @@ func (i *instance) callRaw(ctx context.Context, exp int) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("module %q: %w", i.m.cfg.Name, err)
 	}
+	i.seam.deadline = time.Now().Add(d)
 	i.timer.Reset(d)
 	err := f.CallWithStack(ctx, i.stack[:])
 	if !i.timer.Stop() {
@@ -385,6 +388,7 @@ func (i *instance) close(ctx context.Context) {
 	if i.timer != nil {
 		i.timer.Stop()
 	}
+	i.closeSeam()
 	if i.mod != nil {
 		i.m.e.unregister(i.mod)
 		_ = i.mod.Close(ctx)
