@@ -397,8 +397,8 @@ func (c *Command) newInstance(ctx context.Context, inDir, outDir string, args []
 	inst := &instance{m: m}
 	inst.stdout = &lineWriter{module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs}
 	inst.stderr = &lineWriter{module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs}
-	fsc := wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(newMountFS(inDir, true), CommandInputDir)
-	fsc = fsc.(sysfs.FSConfig).WithSysFSMount(newMountFS(outDir, false), CommandOutputDir)
+	fsc := wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(newMountFS(inDir, true, 0), CommandInputDir)
+	fsc = fsc.(sysfs.FSConfig).WithSysFSMount(newMountFS(outDir, false, 0), CommandOutputDir)
 	mc := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions(). // _start runs below, under the deadline

@@ -139,6 +139,10 @@ type Mount struct {
 	HostPath  string // directory on the host
 	GuestPath string // where the guest sees it, e.g. "/data"
 	ReadOnly  bool
+	// SizeLimit, when positive, is the most bytes the directory may hold (files' sizes added up);
+	// a guest write past it fails (EIO: wazero's WASI has no ENOSPC). Every mount of the same directory shares it.
+	// Native modules only: an Extism module's mounts go through Extism's manifest.
+	SizeLimit int64
 }
 
 // DefaultModuleConfig returns a sandboxed, guarded configuration for the named module.

@@ -120,7 +120,7 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 		for _, mt := range m.cfg.Mounts {
 			// mountFS, not WithDirMount: the plain directory mount follows symbolic links on
 			// the host, out of the mount.
-			fsc = fsc.(sysfs.FSConfig).WithSysFSMount(newMountFS(mt.HostPath, mt.ReadOnly), mt.GuestPath)
+			fsc = fsc.(sysfs.FSConfig).WithSysFSMount(newMountFS(mt.HostPath, mt.ReadOnly, mt.SizeLimit), mt.GuestPath)
 		}
 		mc = mc.WithFSConfig(fsc)
 	}
