@@ -19,7 +19,7 @@ type Config struct {
 	// It is called synchronously and must not block or call back into the module.
 	Events func(Event)
 
-	// MaxOutputBytes bounds a call's output; a larger output fails the call with ErrInput.
+	// MaxOutputBytes bounds a call's output; a larger output fails the call with ErrOutput.
 	MaxOutputBytes uint32
 
 	// MaxInputBytes bounds a call's input (after framing); a larger input fails with ErrInput.

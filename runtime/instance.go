@@ -374,7 +374,7 @@ func (i *instance) readResult(r int64, dst []byte) ([]byte, error) {
 		return dst, nil
 	}
 	if n > i.m.e.cfg.MaxOutputBytes {
-		return dst, fmt.Errorf("%w: module %q: output of %d bytes is over the limit of %d", ErrInput, i.m.cfg.Name, n, i.m.e.cfg.MaxOutputBytes)
+		return dst, fmt.Errorf("%w: module %q: output of %d bytes is over the limit of %d", ErrOutput, i.m.cfg.Name, n, i.m.e.cfg.MaxOutputBytes)
 	}
 	b, ok := i.mem.Read(p, n)
 	if !ok {

@@ -485,7 +485,7 @@ func violation(err error) string {
 		return "trap: " + shorten(err)
 	case errors.Is(err, runtime.ErrDeadline):
 		return "ran past its deadline: " + shorten(err)
-	case errors.Is(err, runtime.ErrInput), errors.Is(err, runtime.ErrInvalidModule):
+	case errors.Is(err, runtime.ErrInput), errors.Is(err, runtime.ErrOutput), errors.Is(err, runtime.ErrInvalidModule):
 		return "bad output: " + shorten(err)
 	}
 	return shorten(err)
