@@ -55,9 +55,19 @@ func CheckCompileBudget(wasm []byte, b CompileBudget) error {
 
 // checkBudget is the load path's check. It applies to trusted modules too: trust skips the
 // termination guard, but a replaced module's bytes (an upgrade) come from whoever uploads them.
-func (e *Engine) checkBudget(wasm []byte, name string) error {
-	if err := CheckCompileBudget(wasm, e.cfg.CompileBudget); err != nil {
-		return fmt.Errorf("module %q: %w", name, err)
+// It returns what the module's instances hold besides linear memory (see footprint.go).
+func (e *Engine) checkBudget(wasm []byte, name string) (fixedCost, error) {
+	b := e.cfg.CompileBudget
+	if b == (CompileBudget{}) {
+		b = DefaultCompileBudget()
 	}
-	return nil
+	st, err := budget.Check(wasm, budget.Limits(b))
+	switch {
+	case err == nil:
+		return fixedCost{tableBytes: st.TableEntries * tableEntryBytes, minMemory: st.MemoryMinPages * 65536}, nil
+	case errors.Is(err, budget.ErrExceeded):
+		return fixedCost{}, fmt.Errorf("module %q: %w: %w: %v", name, ErrInvalidModule, ErrCompileBudget, err)
+	default:
+		return fixedCost{}, fmt.Errorf("module %q: %w: %v", name, ErrInvalidModule, err)
+	}
 }

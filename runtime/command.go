@@ -143,7 +143,12 @@ func (e *Engine) LoadCommand(ctx context.Context, wasm []byte, cfg CommandConfig
 	if err := instrument.CheckShape(wasm); err != nil {
 		return nil, fmt.Errorf("%w: command %q: %v", ErrInvalidModule, cfg.Name, err)
 	}
-	if err := e.checkBudget(wasm, cfg.Name); err != nil {
+	fixed, err := e.checkBudget(wasm, cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	mcfg := ModuleConfig{Name: cfg.Name, MaxMemoryPages: cfg.MaxMemoryPages, CallTimeout: cfg.Timeout, fixed: fixed}
+	if err := fixed.checkFits(mcfg); err != nil {
 		return nil, err
 	}
 	code, err := instrument.Instrument(wasm, yieldEvery)
@@ -158,11 +163,7 @@ func (e *Engine) LoadCommand(ctx context.Context, wasm []byte, cfg CommandConfig
 		cm.Close(ctx)
 		return nil, err
 	}
-	m := &Module{e: e, cm: cm, digest: digest, yieldInterval: yieldEvery, cfg: ModuleConfig{
-		Name:           cfg.Name,
-		MaxMemoryPages: cfg.MaxMemoryPages,
-		CallTimeout:    cfg.Timeout,
-	}}
+	m := &Module{e: e, cm: cm, digest: digest, yieldInterval: yieldEvery, cfg: mcfg}
 	return &Command{m: m, cfg: cfg, digest: digest}, nil
 }
 

@@ -132,6 +132,8 @@ type ModuleConfig struct {
 	// Extism). Vars live in an instance: each warm instance has its own, and they are lost when
 	// the instance is replaced (trap, deadline, restart, upgrade). Extism modules only.
 	MaxVarBytes int64
+
+	fixed fixedCost // measured at load: what an instance holds besides linear memory
 }
 
 // Mount grants a guest access to one host directory.

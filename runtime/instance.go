@@ -159,7 +159,7 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 // trusted), and its registration so host functions find it. Shared by pooled instances and
 // one-shot commands.
 func (m *Module) instantiate(ctx context.Context, inst *instance, mc wazero.ModuleConfig) error {
-	inst.mem0 = &limitedMemory{limit: uint64(m.cfg.MaxMemoryPages) * 65536}
+	inst.mem0 = &limitedMemory{limit: m.memoryLimit()}
 	ictx := experimental.WithMemoryAllocator(ctx, experimental.MemoryAllocatorFunc(func(capacity, max uint64) experimental.LinearMemory {
 		inst.mem0.buf = make([]byte, 0, min(capacity, inst.mem0.limit))
 		return inst.mem0

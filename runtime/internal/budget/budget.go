@@ -129,6 +129,7 @@ type Stats struct {
 	ElementEntries uint64
 	DataSegments   uint64
 	ElemSegments   uint64
+	MemoryMinPages uint64 // the declared minimum of the (first) memory, defined or imported
 }
 
 const (
@@ -136,6 +137,7 @@ const (
 	secImport   = 2
 	secFunction = 3
 	secTable    = 4
+	secMemory   = 5
 	secElement  = 9
 	secCode     = 10
 	secData     = 11
@@ -204,7 +206,8 @@ func Check(wasm []byte, l Limits) (Stats, error) {
 					mn, mx, has := sr.limits()
 					tables = append(tables, table{mn, mx, has})
 				case 0x02:
-					sr.limits()
+					mn, _, _ := sr.limits()
+					st.MemoryMinPages = max(st.MemoryMinPages, mn)
 				case 0x03:
 					sr.valtype()
 					sr.byte()
@@ -239,6 +242,12 @@ func Check(wasm []byte, l Limits) (Stats, error) {
 				sr.valtype()
 				mn, mx, has := sr.limits()
 				tables = append(tables, table{mn, mx, has})
+			}
+		case secMemory:
+			n := sr.count(len(body))
+			for i := uint64(0); i < n && sr.err == nil; i++ {
+				mn, _, _ := sr.limits()
+				st.MemoryMinPages = max(st.MemoryMinPages, mn)
 			}
 		case secElement:
 			n := sr.count(len(body))
