@@ -113,6 +113,45 @@ func Elements(n int) []byte {
 // Functions returns a module with n empty functions.
 func Functions(n int) []byte { return manyFuncs(n, []byte{0, 0x0B}) }
 
+// AtLimits returns one module with every compile-cost limit used at once: fns functions in all,
+// of which one nests depth blocks deep, localFns declare locals unused i64 locals each, and the
+// rest are empty.
+func AtLimits(fns, depth, localFns, locals int) []byte {
+	nested := []byte{0}
+	for range depth {
+		nested = append(nested, 0x02, 0x40)
+	}
+	for range depth {
+		nested = append(nested, 0x0B)
+	}
+	nested = append(nested, 0x0B)
+	withLocals := uleb([]byte{1}, uint64(locals))
+	withLocals = append(withLocals, 0x7E, 0x0B)
+	empty := []byte{0, 0x0B}
+
+	m := header()
+	m = section(m, 1, []byte{1, 0x60, 0, 0})
+	fs := uleb(nil, uint64(fns))
+	for range fns {
+		fs = append(fs, 0)
+	}
+	m = section(m, 3, fs)
+	code := uleb(nil, uint64(fns))
+	for i := range fns {
+		body := empty
+		switch {
+		case i == 0:
+			body = nested
+		case i <= localFns:
+			body = withLocals
+		}
+		code = uleb(code, uint64(len(body)))
+		code = append(code, body...)
+	}
+	m = section(m, 10, code)
+	return m
+}
+
 func oneFunc(body []byte) []byte {
 	m := header()
 	m = section(m, 1, []byte{1, 0x60, 0, 0})
