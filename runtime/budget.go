@@ -24,7 +24,7 @@ type CompileBudget struct {
 	MaxLocals         uint64 // locals of one function, parameters included (10,000)
 	MaxTotalLocals    uint64 // locals over all functions (1,000,000)
 	MaxNesting        uint64 // depth of nested blocks in one function (10,000)
-	MaxNestingWork    uint64 // sum over every block of the depth it opens at (64,000,000)
+	MaxNestingWork    uint64 // the depth at every block, plus the deepest so far at every function (64,000,000)
 	MaxTableEntries   uint64 // entries of one table: its minimum, or its maximum if the code has table.grow (1 Mi)
 	MaxDataBytes      uint64 // bytes of all data segments (64 MiB)
 	MaxElementEntries uint64 // entries of all element segments (1 Mi)

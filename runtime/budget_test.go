@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	goruntime "runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -45,6 +46,16 @@ func TestLoadRefusesCompileBombs(t *testing.T) {
 	}
 }
 
+// deepestWith is the deepest single function a module of fns functions may have within the
+// nesting work budget (the function first, so every other one pays its depth).
+func deepestWith(d runtime.CompileBudget, fns int) int {
+	k := 1
+	for uint64(k+1)*uint64(k+2)/2+uint64(fns)*uint64(k+1) <= d.MaxNestingWork && uint64(k+1) <= d.MaxNesting {
+		k++
+	}
+	return k
+}
+
 // cpuTime is the process's user + system CPU time: unlike wall time, it does not grow when other
 // processes load the machine.
 func cpuTime() time.Duration {
@@ -71,11 +82,19 @@ func TestCompileWithinBudgetIsBounded(t *testing.T) {
 		{"nesting work at the limit (at the depth limit)", corpus.NestedFuncs(int(d.MaxNestingWork/(d.MaxNesting*(d.MaxNesting+1)/2)), int(d.MaxNesting))},
 		{"total locals at the limit (100 x 10000)", corpus.Locals(int(d.MaxTotalLocals/d.MaxLocals), int(d.MaxLocals))},
 		{"functions at the limit (100000)", corpus.Functions(int(d.MaxFunctions))},
-		{"every limit at once", corpus.AtLimits(int(d.MaxFunctions), int(d.MaxNesting), int(d.MaxTotalLocals/d.MaxLocals)-1, int(d.MaxLocals))},
+		{"every limit at once", corpus.AtLimits(int(d.MaxFunctions), deepestWith(d, int(d.MaxFunctions)), int(d.MaxTotalLocals/d.MaxLocals)-1, int(d.MaxLocals))},
+		{"100k functions after one 10k deep (refused)", corpus.AtLimits(int(d.MaxFunctions), int(d.MaxNesting), 0, 0)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if err := runtime.CheckCompileBudget(c.wasm, runtime.CompileBudget{}); err != nil {
+			err := runtime.CheckCompileBudget(c.wasm, runtime.CompileBudget{})
+			if strings.HasSuffix(c.name, "(refused)") {
+				if !errors.Is(err, runtime.ErrCompileBudget) || !strings.Contains(err.Error(), "MaxNestingWork") {
+					t.Fatalf("want MaxNestingWork, got %v", err)
+				}
+				return
+			}
+			if err != nil {
 				t.Fatalf("not within the budget: %v", err)
 			}
 			e := newEngine(t, runtime.Config{CacheDir: t.TempDir()})

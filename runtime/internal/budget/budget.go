@@ -33,8 +33,10 @@ type Limits struct {
 	MaxTotalLocals uint64
 	// MaxNesting bounds how deep blocks (block, loop, if, try) nest in one function.
 	MaxNesting uint64
-	// MaxNestingWork bounds the sum, over every block opened in the module, of the depth it opens
-	// at: the compiler's cost for nesting is about that sum.
+	// MaxNestingWork bounds the compiler's work for nesting: the sum, over every block opened in
+	// the module, of the depth it opens at, plus, for every function, the deepest nesting of the
+	// module so far (the compiler resets block structures as large as the deepest function's
+	// for every function after it: 100k functions after one 10k deep compiled for 4 s).
 	MaxNestingWork uint64
 	// MaxTableEntries bounds each table's size: its declared minimum, and its maximum when the
 	// module can grow tables (contains table.grow). Every instance allocates its tables whole.
@@ -63,8 +65,8 @@ func Default() Limits {
 		// 10k deep: Go's backend nests a block per resumption point (549 in the largest function
 		// of our Go guests); a switch of 1,000 cases compiles to 1,000 nested blocks.
 		MaxNesting: 10_000,
-		// 64M: about 1 s of compiler work for nesting (one function at MaxNesting needs 50M);
-		// our largest Go guest needs 2.9M.
+		// 64M: about half a second of compiler work for nesting (one function at MaxNesting
+		// needs 50M); our largest Go guest needs 4.2M.
 		MaxNestingWork: 64_000_000,
 		// 1M entries: 8 MiB per instance; Go guests declare a table of a few thousand functions.
 		MaxTableEntries: 1 << 20,
@@ -107,7 +109,7 @@ var what = map[string]string{
 	"MaxLocals":         "locals",
 	"MaxTotalLocals":    "locals over all functions",
 	"MaxNesting":        "levels of nested blocks",
-	"MaxNestingWork":    "units of nesting work (sum of the depth at every block)",
+	"MaxNestingWork":    "units of nesting work (the depth at every block, and the deepest nesting so far at every function)",
 	"MaxTableEntries":   "table entries",
 	"MaxDataBytes":      "bytes of data segments",
 	"MaxElementEntries": "element segment entries",
@@ -364,6 +366,11 @@ func checkFunction(code []byte, params uint64, l Limits, st *Stats) error {
 	st.TotalLocals += locals
 	if l.MaxTotalLocals != 0 && st.TotalLocals > l.MaxTotalLocals {
 		return &Error{Limit: "MaxTotalLocals", Value: st.TotalLocals, Max: l.MaxTotalLocals}
+	}
+	// Every function costs the compiler the deepest nesting seen so far (see MaxNestingWork).
+	st.NestingWork += st.MaxNesting
+	if l.MaxNestingWork != 0 && st.NestingWork > l.MaxNestingWork {
+		return &Error{Limit: "MaxNestingWork", Value: st.NestingWork, Max: l.MaxNestingWork}
 	}
 	var depth uint64
 	for !r.done() {

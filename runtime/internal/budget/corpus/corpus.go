@@ -152,6 +152,28 @@ func AtLimits(fns, depth, localFns, locals int) []byte {
 	return m
 }
 
+// WithFirstBody returns a module with n functions () -> (): the first has the given body (locals
+// declarations included, end included), the others are empty.
+func WithFirstBody(n int, first []byte) []byte {
+	m := header()
+	m = section(m, 1, []byte{1, 0x60, 0, 0})
+	fs := uleb(nil, uint64(n))
+	for range n {
+		fs = append(fs, 0)
+	}
+	m = section(m, 3, fs)
+	code := uleb(nil, uint64(n))
+	for i := range n {
+		body := []byte{0, 0x0B}
+		if i == 0 {
+			body = first
+		}
+		code = uleb(code, uint64(len(body)))
+		code = append(code, body...)
+	}
+	return section(m, 10, code)
+}
+
 func oneFunc(body []byte) []byte {
 	m := header()
 	m = section(m, 1, []byte{1, 0x60, 0, 0})
