@@ -143,6 +143,14 @@ func (e *Engine) LoadCommand(ctx context.Context, wasm []byte, cfg CommandConfig
 	if err := instrument.CheckShape(wasm); err != nil {
 		return nil, fmt.Errorf("%w: command %q: %v", ErrInvalidModule, cfg.Name, err)
 	}
+	fixed, err := e.checkBudget(wasm, cfg.Name, false)
+	if err != nil {
+		return nil, err
+	}
+	mcfg := ModuleConfig{Name: cfg.Name, MaxMemoryPages: cfg.MaxMemoryPages, CallTimeout: cfg.Timeout, fixed: fixed}
+	if err := fixed.checkFits(mcfg); err != nil {
+		return nil, err
+	}
 	code, err := instrument.Instrument(wasm, yieldEvery)
 	if err != nil {
 		return nil, fmt.Errorf("%w: command %q: %v", ErrInvalidModule, cfg.Name, err)
@@ -155,11 +163,7 @@ func (e *Engine) LoadCommand(ctx context.Context, wasm []byte, cfg CommandConfig
 		cm.Close(ctx)
 		return nil, err
 	}
-	m := &Module{e: e, cm: cm, digest: digest, yieldInterval: yieldEvery, cfg: ModuleConfig{
-		Name:           cfg.Name,
-		MaxMemoryPages: cfg.MaxMemoryPages,
-		CallTimeout:    cfg.Timeout,
-	}}
+	m := &Module{e: e, cm: cm, digest: digest, yieldInterval: yieldEvery, cfg: mcfg}
 	return &Command{m: m, cfg: cfg, digest: digest}, nil
 }
 
@@ -394,8 +398,8 @@ func (c *Command) newInstance(ctx context.Context, inDir, outDir string, args []
 	inst := &instance{m: m}
 	inst.stdout = &lineWriter{module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs}
 	inst.stderr = &lineWriter{module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs}
-	fsc := wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(newMountFS(inDir, true), CommandInputDir)
-	fsc = fsc.(sysfs.FSConfig).WithSysFSMount(newMountFS(outDir, false), CommandOutputDir)
+	fsc := wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(newMountFS(inDir, true, 0), CommandInputDir)
+	fsc = fsc.(sysfs.FSConfig).WithSysFSMount(newMountFS(outDir, false, 0), CommandOutputDir)
 	mc := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions(). // _start runs below, under the deadline

@@ -19,7 +19,7 @@ type Config struct {
 	// It is called synchronously and must not block or call back into the module.
 	Events func(Event)
 
-	// MaxOutputBytes bounds a call's output; a larger output fails the call with ErrInput.
+	// MaxOutputBytes bounds a call's output; a larger output fails the call with ErrOutput.
 	MaxOutputBytes uint32
 
 	// MaxInputBytes bounds a call's input (after framing); a larger input fails with ErrInput.
@@ -28,6 +28,10 @@ type Config struct {
 	// Imports are extra host functions in the "wasmpod" import namespace, for layers above the
 	// runtime (for example pod-local calls). Names must not clash with the ABI's own imports.
 	Imports []HostFunction
+
+	// CompileBudget bounds what compiling one untrusted module may cost (see [CompileBudget]);
+	// the zero value means DefaultCompileBudget().
+	CompileBudget CompileBudget
 }
 
 // DefaultConfig returns the configuration the wasmpod host uses.
@@ -128,6 +132,8 @@ type ModuleConfig struct {
 	// Extism). Vars live in an instance: each warm instance has its own, and they are lost when
 	// the instance is replaced (trap, deadline, restart, upgrade). Extism modules only.
 	MaxVarBytes int64
+
+	fixed fixedCost // measured at load: what an instance holds besides linear memory
 }
 
 // Mount grants a guest access to one host directory.
@@ -135,6 +141,10 @@ type Mount struct {
 	HostPath  string // directory on the host
 	GuestPath string // where the guest sees it, e.g. "/data"
 	ReadOnly  bool
+	// SizeLimit, when positive, is the most bytes the directory may hold (files' sizes added up);
+	// a guest write past it fails (EIO: wazero's WASI has no ENOSPC). Every mount of the same directory shares it.
+	// Native modules only: an Extism module's mounts go through Extism's manifest.
+	SizeLimit int64
 }
 
 // DefaultModuleConfig returns a sandboxed, guarded configuration for the named module.

@@ -137,6 +137,14 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, cfg ModuleConfig) (*Modu
 	if err := instrument.CheckShape(wasm); err != nil {
 		return nil, fmt.Errorf("%w: module %q: %v", ErrInvalidModule, cfg.Name, err)
 	}
+	fixed, err := e.checkBudget(wasm, cfg.Name, cfg.Trusted)
+	if err != nil {
+		return nil, err
+	}
+	if err := fixed.checkFits(cfg); err != nil {
+		return nil, err
+	}
+	cfg.fixed = fixed
 	if cfg.ABI != ABINative {
 		d, err := instrument.Describe(wasm)
 		if err != nil {
@@ -154,7 +162,6 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, cfg ModuleConfig) (*Modu
 	}
 	code := wasm
 	if !cfg.Trusted {
-		var err error
 		if code, err = instrument.Instrument(wasm, yieldEvery); err != nil {
 			return nil, fmt.Errorf("%w: module %q: %v", ErrInvalidModule, cfg.Name, err)
 		}

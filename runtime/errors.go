@@ -31,6 +31,9 @@ var (
 	ErrGuest = errors.New("guest error")
 	// ErrInput: the input or output of a call breaks a size limit or framing rule.
 	ErrInput = errors.New("invalid call input")
+	// ErrOutput: the guest's output breaks a size limit (the guest's fault, not the caller's:
+	// hosts answer it as a bad gateway, not a bad request).
+	ErrOutput = errors.New("invalid guest output")
 	// ErrClosed: the engine or module has been closed.
 	ErrClosed = errors.New("closed")
 	// ErrTooLarge: the guest refused a buffer for the input (wasmpod_buffer returned 0), which

@@ -308,7 +308,7 @@ func (i *instance) invokeExtism(ctx context.Context, exp int, in []byte, parts [
 		return dst, &GuestError{Module: m.cfg.Name, Code: int32(rc)}
 	}
 	if uint64(len(out)) > uint64(m.e.cfg.MaxOutputBytes) {
-		return dst, fmt.Errorf("%w: module %q: output of %d bytes is over the limit of %d", ErrInput, m.cfg.Name, len(out), m.e.cfg.MaxOutputBytes)
+		return dst, fmt.Errorf("%w: module %q: output of %d bytes is over the limit of %d", ErrOutput, m.cfg.Name, len(out), m.e.cfg.MaxOutputBytes)
 	}
 	return append(dst, out...), nil
 }

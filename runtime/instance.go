@@ -56,6 +56,8 @@ type instance struct {
 
 	stdout, stderr *lineWriter
 
+	seam seam // state host functions keep for this instance (seam.go)
+
 	ext *extismInstance // set for Extism modules, which use none of the native fields above
 }
 
@@ -171,7 +173,7 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 		for _, mt := range m.cfg.Mounts {
 			// mountFS, not WithDirMount: the plain directory mount follows symbolic links on
 			// the host, out of the mount.
-			fsc = fsc.(sysfs.FSConfig).WithSysFSMount(newMountFS(mt.HostPath, mt.ReadOnly), mt.GuestPath)
+			fsc = fsc.(sysfs.FSConfig).WithSysFSMount(newMountFS(mt.HostPath, mt.ReadOnly, mt.SizeLimit), mt.GuestPath)
 		}
 		mc = mc.WithFSConfig(fsc)
 	}
@@ -210,7 +212,7 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 // trusted), and its registration so host functions find it. Shared by pooled instances and
 // one-shot commands.
 func (m *Module) instantiate(ctx context.Context, inst *instance, mc wazero.ModuleConfig) error {
-	inst.mem0 = &limitedMemory{limit: uint64(m.cfg.MaxMemoryPages) * 65536}
+	inst.mem0 = &limitedMemory{limit: m.memoryLimit()}
 	ictx := experimental.WithMemoryAllocator(ctx, experimental.MemoryAllocatorFunc(func(capacity, max uint64) experimental.LinearMemory {
 		inst.mem0.buf = make([]byte, 0, min(capacity, inst.mem0.limit))
 		return inst.mem0
@@ -438,7 +440,7 @@ func (i *instance) readResult(r int64, dst []byte) ([]byte, error) {
 		return dst, nil
 	}
 	if n > i.m.e.cfg.MaxOutputBytes {
-		return dst, fmt.Errorf("%w: module %q: output of %d bytes is over the limit of %d", ErrInput, i.m.cfg.Name, n, i.m.e.cfg.MaxOutputBytes)
+		return dst, fmt.Errorf("%w: module %q: output of %d bytes is over the limit of %d", ErrOutput, i.m.cfg.Name, n, i.m.e.cfg.MaxOutputBytes)
 	}
 	b, ok := i.mem.Read(p, n)
 	if !ok {
@@ -452,6 +454,7 @@ func (i *instance) close(ctx context.Context) {
 	if i.timer != nil {
 		i.timer.Stop()
 	}
+	i.closeSeam()
 	if i.mod != nil {
 		i.m.e.unregister(i.mod)
 		_ = i.mod.Close(ctx)

@@ -85,6 +85,9 @@ type Stats struct {
 	Target    int `json:"target"`
 	// MemoryPages is the sum of the 64 KiB pages of the live instances.
 	MemoryPages uint64 `json:"memoryPages"`
+	// FootprintBytes is what the live instances hold: their linear memory and tables (within
+	// Instances x the module's memory limit) and an estimate of their wasm stacks (footprint.go).
+	FootprintBytes uint64 `json:"footprintBytes"`
 	// TicksFailed counts tick calls that failed.
 	TicksFailed uint64    `json:"ticksFailed"`
 	Latency     Histogram `json:"latency"`

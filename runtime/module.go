@@ -807,7 +807,8 @@ func (m *Module) Stats() Stats {
 		Overloads: m.overloads.Load(), GuestErrors: m.guestErrs.Load(),
 		Instantiations: m.instantiations.Load(), ColdStarts: m.coldStarts.Load(), Discards: m.discards.Load(),
 		Instances: live, Busy: busy, Target: int(m.target.Load()), MemoryPages: pages,
-		TicksFailed: m.ticksFailed.Load(), Latency: m.lat.snapshot(),
+		FootprintBytes: pages*65536 + uint64(live)*m.cfg.fixed.footprint(),
+		TicksFailed:    m.ticksFailed.Load(), Latency: m.lat.snapshot(),
 	}
 }
 

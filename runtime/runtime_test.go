@@ -73,7 +73,7 @@ func TestBadOutputIsRefused(t *testing.T) {
 	for _, tc := range []struct {
 		op   byte
 		want error
-	}{{8, runtime.ErrInvalidModule}, {9, runtime.ErrInput}} {
+	}{{8, runtime.ErrInvalidModule}, {9, runtime.ErrOutput}} {
 		if _, err := m.Call(context.Background(), runtime.RoleHandle, []byte{tc.op}, nil); !errors.Is(err, tc.want) {
 			t.Fatalf("op %d: want %v, got %v", tc.op, tc.want, err)
 		}

@@ -26,10 +26,15 @@ type mountFS struct {
 	dir  experimentalsys.FS
 }
 
-func newMountFS(hostDir string, readOnly bool) experimentalsys.FS {
+// newMountFS returns the file system of a mount. sizeLimit, when positive, bounds the bytes the
+// directory holds (shared by every writable mount of it; see dirQuota).
+func newMountFS(hostDir string, readOnly bool, sizeLimit int64) experimentalsys.FS {
 	m := &mountFS{host: hostDir, dir: sysfs.DirFS(hostDir)}
 	if readOnly {
 		return &sysfs.ReadFS{FS: m}
+	}
+	if sizeLimit > 0 {
+		return &quotaFS{mountFS: m, q: quotaFor(hostDir, sizeLimit)}
 	}
 	return m
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/wasmpod/wasmpod/cluster"
 	"github.com/wasmpod/wasmpod/cluster/scatter"
 	"github.com/wasmpod/wasmpod/host/internal/console"
+	"github.com/wasmpod/wasmpod/host/internal/listener"
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
 	"github.com/wasmpod/wasmpod/internal/peerhttp"
@@ -128,7 +129,8 @@ func (s *scatterService) start() error {
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		if err := s.server.Serve(s.ln); err != nil {
+		// Wrapped: an accept error (EMFILE) must not stop the endpoint for good.
+		if err := s.server.Serve(listener.Wrap(s.ln, "scatter", s.log)); err != nil {
 			s.log.Error("scatter internal endpoint stopped", "err", err)
 		}
 	}()

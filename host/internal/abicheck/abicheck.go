@@ -186,6 +186,11 @@ func (c *checker) run(ctx context.Context, wasm []byte) error {
 		c.staticExtism(desc)
 	}
 	c.command(desc, abi)
+	if err := runtime.CheckCompileBudget(wasm, runtime.CompileBudget{}); err != nil {
+		c.fail("compile budget: %v", err)
+		return nil
+	}
+	c.pass("compile budget: within the host's default limits")
 	return c.dynamic(ctx, wasm, abi, desc)
 }
 
@@ -480,7 +485,7 @@ func violation(err error) string {
 		return "trap: " + shorten(err)
 	case errors.Is(err, runtime.ErrDeadline):
 		return "ran past its deadline: " + shorten(err)
-	case errors.Is(err, runtime.ErrInput), errors.Is(err, runtime.ErrInvalidModule):
+	case errors.Is(err, runtime.ErrInput), errors.Is(err, runtime.ErrOutput), errors.Is(err, runtime.ErrInvalidModule):
 		return "bad output: " + shorten(err)
 	}
 	return shorten(err)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/wasmpod/wasmpod/host/internal/listener"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
 )
 
@@ -142,6 +143,9 @@ type Server struct {
 
 	once sync.Once
 	err  error
+
+	lnMu sync.Mutex
+	lns  []*listener.Listener // served listeners, for readiness (listeners.go)
 }
 
 // New returns a server for sup. Nothing listens until Serve.
@@ -415,7 +419,7 @@ func (s *Server) Serve(adminLn, ingressLn net.Listener) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := p.srv.Serve(limitPerIP(p.ln, s.cfg.MaxConnsPerIP, s.log)); err != nil {
+			if err := p.srv.Serve(limitPerIP(s.resilient(p.srv.Name, p.ln), s.cfg.MaxConnsPerIP, s.log)); err != nil {
 				s.log.Error("listener stopped", "server", p.srv.Name, "err", err)
 			}
 		}()

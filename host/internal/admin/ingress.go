@@ -110,7 +110,8 @@ func hopByHop(name []byte) bool {
 }
 
 // writeCallError maps a call failure to a status: overload and not ready 503 (Retry-After),
-// deadline 504, guest error and trap 500, bad input 400, malformed guest response 502.
+// deadline 504, guest error and trap 500, bad input 400, malformed or oversized guest response
+// 502.
 func writeCallError(ctx *fasthttp.RequestCtx, err error) {
 	status := fasthttp.StatusInternalServerError
 	msg := err.Error()
@@ -127,7 +128,7 @@ func writeCallError(ctx *fasthttp.RequestCtx, err error) {
 		msg = "guest trapped (" + te.Kind + ")"
 	case errors.Is(err, runtime.ErrInput):
 		status = fasthttp.StatusBadRequest
-	case errors.Is(err, httpframe.ErrFraming):
+	case errors.Is(err, httpframe.ErrFraming), errors.Is(err, runtime.ErrOutput):
 		status = fasthttp.StatusBadGateway
 	}
 	ctx.Response.Reset()

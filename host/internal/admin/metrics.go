@@ -20,8 +20,8 @@ type collector struct {
 	sup *supervisor.Supervisor
 	pod string
 
-	calls, errs, traps, timeouts, overloads, guestErrs, restarts *prometheus.Desc
-	latency, instances, busy, target, pages, state, ready        *prometheus.Desc
+	calls, errs, traps, timeouts, overloads, guestErrs, restarts     *prometheus.Desc
+	latency, instances, busy, target, pages, footprint, state, ready *prometheus.Desc
 }
 
 func newCollector(sup *supervisor.Supervisor) *collector {
@@ -44,6 +44,7 @@ func newCollector(sup *supervisor.Supervisor) *collector {
 		busy:      d("wasmpod_module_busy_instances", "Instances in a call now."),
 		target:    d("wasmpod_module_target_instances", "Warm pool size the module is kept at."),
 		pages:     d("wasmpod_module_memory_pages", "64 KiB wasm memory pages of the live instances."),
+		footprint: d("wasmpod_module_footprint_bytes", "Bytes the live instances hold: linear memory, tables and an estimate of their wasm stacks."),
 		state:     d("wasmpod_module_state", "1 for the module's lifecycle state, 0 for the others.", "state"),
 		ready:     d("wasmpod_module_ready", "1 when the module takes traffic."),
 	}
@@ -81,6 +82,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.busy, float64(s.Busy))
 		gauge(c.target, float64(s.Target))
 		gauge(c.pages, float64(s.MemoryPages))
+		gauge(c.footprint, float64(s.FootprintBytes))
 		gauge(c.ready, b2f(m.Ready))
 		for _, st := range runtime.States() {
 			ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, b2f(st == m.State), c.pod, m.Name, st.String())

@@ -71,6 +71,9 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		return
 	case path == "/readyz":
 		ok, why := s.sup.Ready()
+		if down := s.listenersDown(); len(down) > 0 {
+			ok, why = false, append(why, down...)
+		}
 		if !ok {
 			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 			ctx.SetBodyString("not ready: " + strings.Join(why, "; ") + "\n")

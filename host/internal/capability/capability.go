@@ -7,21 +7,20 @@
 //     net_error): TCP connections to an allowlist of host:port destinations, deny by default,
 //     checked on every dial, including the addresses a name resolves to.
 //
-// A Host holds the per-instance state these functions need (the last call's response, open
-// connections) and hands its functions to the runtime through runtime.Config.Imports:
+// A Host hands its functions to the runtime through runtime.Config.Imports:
 //
 //	caps := capability.New(capability.Config{Resolve: ..., Allowlist: ...})
 //	defer caps.Close()
 //	ecfg.Imports = caps.Functions()
 //
-// The runtime has no instance-close hook, so state is keyed by the calling instance
-// (runtime.Caller) and swept by a background goroutine the Host owns: an instance's state goes
-// when its module has stopped or failed, or when it has been idle for Config.IdleTimeout.
+// Per-instance state (the last call's response, open connections) lives on the runtime's
+// instance seam (runtime.Caller.State): it is created when an instance first uses one of these
+// functions and closed when the runtime discards the instance, for any reason (trap, deadline,
+// stop, scale-down), so a connection never outlives the instance that opened it.
 //
-// Deadlines: a host function sees the caller's context, whose deadline (when it has one) is the
-// request's; the call's own timeout is not visible to host functions, so the deadline used is
-// the earlier of the context's and now + the calling module's CallTimeout, an upper bound of
-// what the caller has left.
+// Deadlines: a host function's I/O ends by the caller's own deadline (runtime.Caller.Deadline:
+// the moment the runtime cuts the call), and a pod-local call passes what is left of it to the
+// callee, so a chain of calls shares the first caller's deadline.
 package capability
 
 import (
@@ -76,15 +75,6 @@ type Config struct {
 	// MaxReadBytes bounds one net_read. Default 64 KiB.
 	MaxReadBytes int
 
-	// IdleTimeout is how long an instance's state (open connections, an unfetched response) is
-	// kept after its last use, since the runtime does not say when an instance is discarded.
-	// Default 60s. A guest pooling connections must expect a pooled connection to fail
-	// (idle-closed here, or by the server) and dial again.
-	IdleTimeout time.Duration
-
-	// SweepInterval is how often state is swept. Default 1s.
-	SweepInterval time.Duration
-
 	// Resolver resolves names for net_dial. Nil: net.DefaultResolver.
 	Resolver *net.Resolver
 }
@@ -95,8 +85,6 @@ const (
 	DefaultMaxResponseBytes = 16 << 20
 	DefaultMaxHandles       = 64
 	DefaultMaxReadBytes     = 64 << 10
-	DefaultIdleTimeout      = 60 * time.Second
-	DefaultSweepInterval    = time.Second
 )
 
 func (c *Config) applyDefaults() {
@@ -112,12 +100,6 @@ func (c *Config) applyDefaults() {
 	if c.MaxReadBytes <= 0 {
 		c.MaxReadBytes = DefaultMaxReadBytes
 	}
-	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = DefaultIdleTimeout
-	}
-	if c.SweepInterval <= 0 {
-		c.SweepInterval = DefaultSweepInterval
-	}
 	if c.Resolver == nil {
 		c.Resolver = net.DefaultResolver
 	}
@@ -130,20 +112,21 @@ func (c *Config) applyDefaults() {
 type Host struct {
 	cfg Config
 
-	mu     sync.Mutex
-	insts  map[runtime.Caller]*instState
-	closed bool
+	open atomic.Int64 // connections open over all instances
 
-	stop chan struct{}
-	done chan struct{}
+	mu     sync.Mutex
+	live   map[*instState]struct{} // states not yet closed, so Close can reach them
+	closed bool
 }
 
+// stateKey identifies this package's state on the runtime's instance seam.
+type stateKey struct{}
+
 // instState is what one instance has host-side. An instance runs one call at a time, so its
-// own host functions never race each other; the sweeper is the only other party.
+// own host functions never race each other; the mutex orders them against Host.Close.
 type instState struct {
-	mod  *runtime.Module
-	last atomic.Int64 // unix nanos of the last use
-	busy atomic.Int32 // host functions of this instance running now
+	h   *Host
+	mod *runtime.Module
 
 	mu        sync.Mutex
 	result    []byte // the last pod-local call's response (or error message)
@@ -154,13 +137,10 @@ type instState struct {
 	closed    bool
 }
 
-// New creates a Host and starts its sweeper. Close it when the engine using its functions is
-// closed.
+// New creates a Host. Close it when the engine using its functions is closed.
 func New(cfg Config) *Host {
 	cfg.applyDefaults()
-	h := &Host{cfg: cfg, insts: map[runtime.Caller]*instState{}, stop: make(chan struct{}), done: make(chan struct{})}
-	go h.sweeper()
-	return h
+	return &Host{cfg: cfg, live: map[*instState]struct{}{}}
 }
 
 // Functions returns every host function of the package: the pod-local call and the network
@@ -169,8 +149,7 @@ func (h *Host) Functions() []runtime.HostFunction {
 	return append(h.PodCallFunctions(), h.NetFunctions()...)
 }
 
-// Close stops the sweeper and closes every connection. Functions called afterwards fail as
-// not allowed. Idempotent.
+// Close closes every connection. Functions called afterwards fail as not allowed. Idempotent.
 func (h *Host) Close() error {
 	h.mu.Lock()
 	if h.closed {
@@ -178,120 +157,76 @@ func (h *Host) Close() error {
 		return nil
 	}
 	h.closed = true
-	insts := h.insts
-	h.insts = map[runtime.Caller]*instState{}
+	live := h.live
+	h.live = map[*instState]struct{}{}
 	h.mu.Unlock()
-	close(h.stop)
-	<-h.done
-	for _, st := range insts {
+	for st := range live {
 		st.close()
 	}
 	return nil
 }
 
 // OpenConns returns the number of open connections over all instances (for tests and metrics).
-func (h *Host) OpenConns() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for _, st := range h.insts {
-		st.mu.Lock()
-		n += len(st.conns)
-		st.mu.Unlock()
-	}
-	return n
-}
+func (h *Host) OpenConns() int { return int(h.open.Load()) }
 
-// state returns the caller's state, creating it, and marks it busy; release with done. Nil when
-// the host is closed or the caller is not a module.
+// state returns the caller's state, creating it on the instance's first use. Nil when the host
+// is closed or the caller is not an instance.
 func (h *Host) state(c runtime.Caller) *instState {
 	m := c.Module()
 	if m == nil {
 		return nil
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
+	s := c.State(stateKey{}, func() runtime.InstanceState {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.closed {
+			return nil
+		}
+		st := &instState{h: h, mod: m}
+		h.live[st] = struct{}{}
+		return st
+	})
+	st, _ := s.(*instState)
+	if st == nil {
 		return nil
 	}
-	st := h.insts[c]
-	if st == nil {
-		st = &instState{mod: m, conns: map[int32]net.Conn{}}
-		h.insts[c] = st
-	}
-	st.busy.Add(1)
-	st.last.Store(time.Now().UnixNano())
-	return st
-}
-
-// peek returns the caller's state without creating it (nil if none), marked busy.
-func (h *Host) peek(c runtime.Caller) *instState {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	st := h.insts[c]
-	if st != nil {
-		st.busy.Add(1)
-		st.last.Store(time.Now().UnixNano())
+	st.mu.Lock()
+	closed := st.closed
+	st.mu.Unlock()
+	if closed { // Host.Close ran
+		return nil
 	}
 	return st
 }
 
-func (st *instState) done() {
-	st.last.Store(time.Now().UnixNano())
-	st.busy.Add(-1)
+// Close implements runtime.InstanceState: the runtime discarded the instance.
+func (st *instState) Close() {
+	st.h.mu.Lock()
+	delete(st.h.live, st)
+	st.h.mu.Unlock()
+	st.close()
 }
 
 func (st *instState) close() {
 	st.mu.Lock()
 	conns := st.conns
-	st.conns = map[int32]net.Conn{}
+	st.conns = nil
 	st.closed = true
 	st.result, st.hasResult = nil, false
 	st.mu.Unlock()
 	for _, c := range conns {
 		c.Close()
+		st.h.open.Add(-1)
 	}
 }
 
-func (h *Host) sweeper() {
-	defer close(h.done)
-	t := time.NewTicker(h.cfg.SweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-h.stop:
-			return
-		case <-t.C:
-			h.sweep(time.Now())
-		}
+// deadline is when the caller's I/O must end: the caller's own deadline (when the runtime cuts
+// its call), or for a trusted module now + its call timeout; and never after ctx's deadline.
+func deadline(ctx context.Context, c runtime.Caller) time.Time {
+	d, ok := c.Deadline()
+	if !ok {
+		d = time.Now().Add(c.Module().Config().CallTimeout)
 	}
-}
-
-// sweep drops the state of instances whose module is gone, or that have been idle too long.
-func (h *Host) sweep(now time.Time) {
-	var drop []*instState
-	h.mu.Lock()
-	for k, st := range h.insts {
-		if st.busy.Load() > 0 {
-			continue
-		}
-		s := st.mod.State()
-		gone := s == runtime.StateStopped || s == runtime.StateFailed
-		idle := now.Sub(time.Unix(0, st.last.Load())) > h.cfg.IdleTimeout
-		if gone || idle {
-			delete(h.insts, k)
-			drop = append(drop, st)
-		}
-	}
-	h.mu.Unlock()
-	for _, st := range drop {
-		st.close()
-	}
-}
-
-// deadline is the earlier of ctx's deadline and now + the calling module's call timeout.
-func deadline(ctx context.Context, m *runtime.Module) time.Time {
-	d := time.Now().Add(m.Config().CallTimeout)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(d) {
 		d = dl
 	}

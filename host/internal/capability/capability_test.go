@@ -76,7 +76,7 @@ type pod struct {
 
 // newPod loads capguest as modules a, b, c and d. a may dial the allowlist given; the others
 // have no network; c may not call b.
-func newPod(t *testing.T, allowA []string, cfg Config) *pod {
+func newPod(t *testing.T, allowA []string, cfg Config, tweak ...func(*runtime.ModuleConfig)) *pod {
 	t.Helper()
 	wasm, err := os.ReadFile(wasmbuild.Go(t, "testdata/capguest"))
 	if err != nil {
@@ -113,6 +113,9 @@ func newPod(t *testing.T, allowA []string, cfg Config) *pod {
 	for _, name := range []string{"a", "b", "c", "d"} {
 		mc := runtime.DefaultModuleConfig(name)
 		mc.MaxConcurrency, mc.MinInstances = 2, 1
+		for _, f := range tweak {
+			f(&mc)
+		}
 		m, err := eng.Load(ctx, wasm, mc)
 		if err != nil {
 			t.Fatal(err)
@@ -228,38 +231,30 @@ func TestNetDeadline(t *testing.T) {
 	if !(err == nil && strings.HasPrefix(got, "ERR timeout: ")) && !errors.Is(err, runtime.ErrDeadline) {
 		t.Fatalf("got %q, %v; want a timeout", got, err)
 	}
-	p.caps.sweep(time.Now()) // a cut instance's state goes with its module or idleness; see TestSweep
-	if err == nil && p.caps.OpenConns() != 0 {
+	if p.caps.OpenConns() != 0 { // a cut instance's connections go with it; see seam_test.go
 		t.Fatalf("%d connections open after a timed-out read", p.caps.OpenConns())
 	}
 }
 
-func TestSweep(t *testing.T) {
+// TestStateLivesWithInstance: a connection kept across calls stays while its instance lives and
+// is closed the moment the instance goes (here: the module stops), with no sweeper.
+func TestStateLivesWithInstance(t *testing.T) {
 	addr := lineServer(t)
-	p := newPod(t, []string{addr}, Config{IdleTimeout: time.Hour})
+	p := newPod(t, []string{addr}, Config{})
 	if got, _ := p.call(t, context.Background(), "a", "hold "+addr); got != "ok" {
 		t.Fatal(got)
 	}
-	p.caps.sweep(time.Now())
 	if p.caps.OpenConns() != 1 {
-		t.Fatal("a live, recently used instance lost its connection")
+		t.Fatal("a live instance lost its connection")
 	}
-	p.caps.sweep(time.Now().Add(2 * time.Hour))
-	if p.caps.OpenConns() != 0 {
-		t.Fatal("idle instance kept its connection")
-	}
-	if got, _ := p.call(t, context.Background(), "a", "use x"); !strings.HasPrefix(got, "ERR closed") && !strings.HasPrefix(got, "ERR io") {
-		t.Fatalf("pooled connection after sweep: %q (want a clear error)", got)
-	}
-	if got, _ := p.call(t, context.Background(), "a", "hold "+addr); got != "ok" {
-		t.Fatal(got)
+	if got, _ := p.call(t, context.Background(), "a", "use again"); got != "AGAIN" {
+		t.Fatalf("kept connection: %q", got)
 	}
 	if err := p.mods["a"].Stop(context.Background(), runtime.StopOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	p.caps.sweep(time.Now())
-	if p.caps.OpenConns() != 0 {
-		t.Fatal("stopped module kept its connection")
+	if n := p.caps.OpenConns(); n != 0 {
+		t.Fatalf("stopped module kept %d connections", n)
 	}
 }
 

@@ -63,13 +63,12 @@ func (h *Host) dial(ctx context.Context, c runtime.Caller, ptr, n uint64) int32 
 	if st == nil {
 		return NetNotAllowed
 	}
-	defer st.done()
 	b, ok := readBytes(c, ptr, n, maxAddr)
 	if !ok {
 		return st.fail(NetBadArgs, "net_dial: address out of guest memory or longer than %d bytes", maxAddr)
 	}
 	addr := string(b)
-	code, conn, err := h.dialAllowed(ctx, st.mod, addr)
+	code, conn, err := h.dialAllowed(ctx, c, st.mod, addr)
 	if err != nil {
 		return st.fail(code, "%v", err)
 	}
@@ -77,6 +76,10 @@ func (h *Host) dial(ctx context.Context, c runtime.Caller, ptr, n uint64) int32 
 	defer st.mu.Unlock()
 	if st.closed || len(st.conns) >= h.cfg.MaxHandles {
 		conn.Close()
+		if st.closed {
+			st.netErr = fmt.Sprintf("net_dial %q: the instance is being discarded", addr)
+			return NetIO
+		}
 		st.netErr = fmt.Sprintf("net_dial %q: %d connections already open (limit %d)", addr, len(st.conns), h.cfg.MaxHandles)
 		return NetTooMany
 	}
@@ -89,13 +92,17 @@ func (h *Host) dial(ctx context.Context, c runtime.Caller, ptr, n uint64) int32 
 			break
 		}
 	}
+	if st.conns == nil {
+		st.conns = map[int32]net.Conn{}
+	}
 	st.conns[st.next] = conn
+	h.open.Add(1)
 	return st.next
 }
 
 // dialAllowed checks addr against the module's allowlist, resolves it and dials the first
 // permitted address that answers, by the caller's deadline.
-func (h *Host) dialAllowed(ctx context.Context, m *runtime.Module, addr string) (int32, net.Conn, error) {
+func (h *Host) dialAllowed(ctx context.Context, c runtime.Caller, m *runtime.Module, addr string) (int32, net.Conn, error) {
 	var list []string
 	if h.cfg.Allowlist != nil {
 		list = h.cfg.Allowlist(m.Name())
@@ -114,7 +121,7 @@ func (h *Host) dialAllowed(ctx context.Context, m *runtime.Module, addr string) 
 		}
 		return NetBadArgs, nil, err
 	}
-	dctx, cancel := context.WithDeadline(ctx, deadline(ctx, m))
+	dctx, cancel := context.WithDeadline(ctx, deadline(ctx, c))
 	defer cancel()
 	var cands []netip.AddrPort
 	if tgt.Name == "" {
@@ -173,16 +180,16 @@ func (st *instState) drop(hd int32) bool {
 	st.mu.Unlock()
 	if ok {
 		c.Close()
+		st.h.open.Add(-1)
 	}
 	return ok
 }
 
 func (h *Host) write(ctx context.Context, c runtime.Caller, hd int32, ptr, n uint32) int32 {
-	st := h.peek(c)
+	st := h.state(c)
 	if st == nil {
 		return NetBadHandle
 	}
-	defer st.done()
 	conn := st.conn(hd)
 	if conn == nil {
 		return st.fail(NetBadHandle, "net_write: no open handle %d", hd)
@@ -191,7 +198,7 @@ func (h *Host) write(ctx context.Context, c runtime.Caller, hd int32, ptr, n uin
 	if !ok || n > 1<<31-1 {
 		return st.fail(NetBadArgs, "net_write: data out of guest memory")
 	}
-	conn.SetWriteDeadline(deadline(ctx, st.mod))
+	conn.SetWriteDeadline(deadline(ctx, c))
 	if _, err := conn.Write(b); err != nil {
 		st.drop(hd)
 		return st.fail(ioCode(ctx, err), "net_write %s: %v (handle closed)", conn.RemoteAddr(), err)
@@ -200,11 +207,10 @@ func (h *Host) write(ctx context.Context, c runtime.Caller, hd int32, ptr, n uin
 }
 
 func (h *Host) read(ctx context.Context, c runtime.Caller, hd int32, ptr, capacity uint32) int32 {
-	st := h.peek(c)
+	st := h.state(c)
 	if st == nil {
 		return NetBadHandle
 	}
-	defer st.done()
 	conn := st.conn(hd)
 	if conn == nil {
 		return st.fail(NetBadHandle, "net_read: no open handle %d", hd)
@@ -212,8 +218,14 @@ func (h *Host) read(ctx context.Context, c runtime.Caller, hd int32, ptr, capaci
 	if capacity == 0 {
 		return st.fail(NetBadArgs, "net_read: empty buffer")
 	}
-	buf := make([]byte, min(int(capacity), h.cfg.MaxReadBytes))
-	conn.SetReadDeadline(deadline(ctx, st.mod))
+	n := min(int(capacity), h.cfg.MaxReadBytes)
+	if !c.InRange(ptr, uint32(n)) {
+		// Checked before blocking: a bad buffer fails now, not after the data arrived (and was
+		// then lost).
+		return st.fail(NetBadArgs, "net_read: buffer out of guest memory")
+	}
+	buf := make([]byte, n)
+	conn.SetReadDeadline(deadline(ctx, c))
 	k, err := conn.Read(buf)
 	for k == 0 && err == nil { // a Read of nothing is not EOF
 		k, err = conn.Read(buf)
@@ -232,11 +244,10 @@ func (h *Host) read(ctx context.Context, c runtime.Caller, hd int32, ptr, capaci
 }
 
 func (h *Host) closeHandle(c runtime.Caller, hd int32) int32 {
-	st := h.peek(c)
+	st := h.state(c)
 	if st == nil {
 		return NetBadHandle
 	}
-	defer st.done()
 	if !st.drop(hd) {
 		return st.fail(NetBadHandle, "net_close: no open handle %d", hd)
 	}
@@ -246,11 +257,10 @@ func (h *Host) closeHandle(c runtime.Caller, hd int32) int32 {
 // netError copies the instance's last network error message like config_get: its length, the
 // text written only when it fits; -1 when there is none.
 func (h *Host) netError(c runtime.Caller, ptr, capacity uint32) int32 {
-	st := h.peek(c)
+	st := h.state(c)
 	if st == nil {
 		return -1
 	}
-	defer st.done()
 	st.mu.Lock()
 	msg := st.netErr
 	st.mu.Unlock()

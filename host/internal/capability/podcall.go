@@ -60,18 +60,17 @@ func (h *Host) call(ctx context.Context, c runtime.Caller, tPtr, tLen, inPtr, in
 	if st == nil {
 		return CallNotAllowed
 	}
-	defer st.done()
 	target, ok1 := readBytes(c, tPtr, tLen, maxTargetName)
 	in, ok2 := readBytes(c, inPtr, inLen, 1<<31-1)
 	if !ok1 || !ok2 {
 		return st.keep(CallBadArgs, []byte("call: target or input out of guest memory, or target name too long"))
 	}
-	code, out := h.doCall(ctx, st.mod, string(target), in)
+	code, out := h.doCall(ctx, c, st.mod, string(target), in)
 	return st.keep(code, out)
 }
 
 // doCall decides and runs a call: (length, response) or (code, message).
-func (h *Host) doCall(ctx context.Context, caller *runtime.Module, target string, in []byte) (int32, []byte) {
+func (h *Host) doCall(ctx context.Context, c runtime.Caller, caller *runtime.Module, target string, in []byte) (int32, []byte) {
 	from := caller.Name()
 	chain := callChain(ctx)
 	if len(chain) == 0 || chain[len(chain)-1] != from {
@@ -100,7 +99,9 @@ func (h *Host) doCall(ctx context.Context, caller *runtime.Module, target string
 		return CallNotAllowed, fmt.Appendf(nil, "call %q: a module may not call itself", target)
 	}
 	next := append(slices.Clip(chain), target)
-	cctx, cancel := context.WithDeadline(context.WithValue(ctx, chainKey{}, next), deadline(ctx, caller))
+	// The callee gets what is left of the caller's deadline, not a fresh timeout: a chain of
+	// calls ends when its first caller is cut.
+	cctx, cancel := context.WithDeadline(context.WithValue(ctx, chainKey{}, next), deadline(ctx, c))
 	defer cancel()
 	out, err := m.Call(cctx, runtime.RoleHandle, in, nil)
 	if err != nil {
@@ -124,11 +125,10 @@ func (st *instState) keep(code int32, b []byte) int32 {
 // only reports the length (the guest asks again with a larger buffer). -1: no response kept;
 // -5: the buffer is out of guest memory.
 func (h *Host) callResult(c runtime.Caller, ptr, capacity uint32) int32 {
-	st := h.peek(c)
+	st := h.state(c)
 	if st == nil {
 		return -1
 	}
-	defer st.done()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if !st.hasResult {

@@ -204,7 +204,11 @@ func (u *unit) moduleConfig() (runtime.ModuleConfig, error) {
 				return c, fmt.Errorf("module %q: volume %q: %w", m.Name, vm.Name, err)
 			}
 		}
-		c.Mounts = append(c.Mounts, runtime.Mount{HostPath: dir, GuestPath: vm.MountPath, ReadOnly: vm.ReadOnly})
+		mt := runtime.Mount{HostPath: dir, GuestPath: vm.MountPath, ReadOnly: vm.ReadOnly}
+		if v.EmptyDir != nil {
+			mt.SizeLimit = int64(v.EmptyDir.SizeLimit)
+		}
+		c.Mounts = append(c.Mounts, mt)
 	}
 	return c, nil
 }

@@ -5,14 +5,19 @@
 //	write:<path>:<data>    creates or truncates the file and writes data
 //	append:<path>:<data>   appends data
 //	symlink:<old>:<new>    creates a symbolic link
+//	rm:<path>              removes a file
 //	list:<dir>             returns the names in dir, one per line
+//	fill:<path>:<n>        writes n bytes to a new file in 64 KiB writes; returns how many were
+//	                       written before the first failure (error code 5 names it)
 //
 // Failures return error code 5 with the Go error as message.
 package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	wasmpod "github.com/wasmpod/wasmpod/guest-sdk/go"
@@ -49,6 +54,26 @@ func run(req string) ([]byte, error) {
 			return nil, err
 		}
 		return nil, f.Close()
+	case "fill":
+		p, ns, _ := strings.Cut(rest, ":")
+		n, _ := strconv.Atoi(ns)
+		f, err := os.Create(p)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		chunk := make([]byte, 64<<10)
+		written := 0
+		for written < n {
+			k, err := f.Write(chunk[:min(len(chunk), n-written)])
+			written += k
+			if err != nil {
+				return nil, fmt.Errorf("after %d bytes: %w", written, err)
+			}
+		}
+		return []byte(strconv.Itoa(written)), nil
+	case "rm":
+		return nil, os.Remove(rest)
 	case "symlink":
 		oldName, newName, _ := strings.Cut(rest, ":")
 		return nil, os.Symlink(oldName, newName)

@@ -10,6 +10,11 @@
 //	use LINE           -> send LINE on the kept connection, return the line answered
 //	dialn ADDR N       -> dial ADDR N times keeping every connection; "<opened> <error>"
 //	closeall           -> close every kept connection
+//	dialtrap ADDR N    -> dial ADDR N times keeping every connection, then exit (the SDK
+//	                      turns a panic into a guest error; an exit discards the instance)
+//	dialspin ADDR N    -> dial ADDR N times keeping every connection, then loop until cut
+//	after MS CMD       -> sleep MS milliseconds, then run CMD
+//	badread            -> net_read on handle 1 into a buffer outside memory; "ERR badargs" on -5
 //
 // Network failures come back as "ERR <kind>: <message>".
 package main
@@ -18,8 +23,10 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	wasmpod "github.com/wasmpod/wasmpod/guest-sdk/go"
 	"github.com/wasmpod/wasmpod/guest-sdk/go/handler"
@@ -114,6 +121,35 @@ func handle(in []byte) ([]byte, error) {
 			kept = append(kept, c)
 		}
 		return []byte(fmt.Sprintf("%d", n)), nil
+	case "dialtrap", "dialspin":
+		addr, ns, _ := strings.Cut(rest, " ")
+		n, _ := strconv.Atoi(ns)
+		for i := 0; i < n; i++ {
+			c, err := wpnet.Dial(addr)
+			if err != nil {
+				return []byte(fmt.Sprintf("%d %s", i, errOut(err))), nil
+			}
+			kept = append(kept, c)
+		}
+		if cmd == "dialspin" {
+			for spin := 0; ; spin++ {
+				if spin < 0 {
+					return nil, nil
+				}
+			}
+		}
+		os.Exit(3)
+		return nil, nil
+	case "after":
+		ms, next, _ := strings.Cut(rest, " ")
+		n, _ := strconv.Atoi(ms)
+		time.Sleep(time.Duration(n) * time.Millisecond)
+		return handle([]byte(next))
+	case "badread":
+		if rc := rawNetRead(1, 0xFFFFFF00, 4096); rc != -5 {
+			return []byte(fmt.Sprintf("net_read returned %d", rc)), nil
+		}
+		return []byte("ERR badargs"), nil
 	case "closeall":
 		for _, c := range kept {
 			c.Close()
@@ -123,6 +159,9 @@ func handle(in []byte) ([]byte, error) {
 	}
 	return nil, wasmpod.Codef(2, "unknown command %q", cmd)
 }
+
+//go:wasmimport wasmpod net_read
+func rawNetRead(h int32, ptr uint32, capacity uint32) int32
 
 func init() { handler.Handle(handle) }
 
