@@ -51,7 +51,7 @@ type instance struct {
 	// cancelled: cut because the call's context was cancelled (its caller went away), not
 	// because of its deadline.
 	cancelled atomic.Bool
-	broken   bool        // a call trapped, exited or was cut: never reuse
+	broken    bool // a call trapped, exited or was cut: never reuse
 
 	stdout, stderr *lineWriter
 
