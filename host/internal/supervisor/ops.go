@@ -355,7 +355,10 @@ func (u *unit) waitReady(ctx context.Context, g *generation) error {
 	deadline := time.Now().Add(window)
 	var last string
 	for succ := 0; ; {
-		h, err := u.probe(ctx, g, &probe)
+		h, busy, err := u.probe(ctx, g, &probe)
+		if busy {
+			err = errors.New("every instance busy") // not yet taking traffic: cannot be load
+		}
 		if err == nil && h == runtime.Ready {
 			if succ++; succ >= need {
 				return nil
