@@ -10,6 +10,7 @@
 //	use LINE           -> send LINE on the kept connection, return the line answered
 //	dialn ADDR N       -> dial ADDR N times keeping every connection; "<opened> <error>"
 //	closeall           -> close every kept connection
+//	spin               -> spins forever in pure arithmetic (until cut)
 //
 // Network failures come back as "ERR <kind>: <message>".
 package main
@@ -27,7 +28,10 @@ import (
 	"github.com/wasmpod/wasmpod/guest-sdk/go/pod"
 )
 
-var kept []*wpnet.Conn
+var (
+	kept []*wpnet.Conn
+	sink uint64
+)
 
 func kind(err error) string {
 	for _, k := range []struct {
@@ -114,6 +118,10 @@ func handle(in []byte) ([]byte, error) {
 			kept = append(kept, c)
 		}
 		return []byte(fmt.Sprintf("%d", n)), nil
+	case "spin":
+		for {
+			sink = sink*6364136223846793005 + 1
+		}
 	case "closeall":
 		for _, c := range kept {
 			c.Close()
