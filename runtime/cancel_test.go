@@ -75,3 +75,31 @@ func TestCancelAfterReturnKeepsResult(t *testing.T) {
 		t.Fatalf("instances discarded without a cut: %+v", st)
 	}
 }
+
+// TestRestoreWaitsForBusySlot: Restore holds every slot, empty ones included. When one slot
+// is busy at its first look it waits and looks again; the empty slots it already holds must
+// not count as someone else's (slotEmpty is 0, which the hold table once also used for "not
+// held"), or it waits for itself until its context ends. Found by the soak (issue 19): an
+// upgrade's handover failed after 40 s and the module crash-looped.
+func TestRestoreWaitsForBusySlot(t *testing.T) {
+	e := newEngine(t, runtime.DefaultConfig())
+	cfg := kitConfig("kitrestore")
+	cfg.MaxConcurrency, cfg.MinInstances = 4, 1
+	cfg.CallTimeout = 20 * time.Second
+	m := started(t, e, kit(t), cfg)
+	// Keep the one instance busy for 300 ms (a spinning call, cut by its cancel).
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Call(ctx, runtime.RoleHandle, []byte("loop"), nil)
+	}()
+	eventually(t, "the call is running", func() bool { return m.Stats().Busy == 1 })
+	rctx, rcancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer rcancel()
+	if err := m.Restore(rctx, []byte("7")); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	<-done
+}
