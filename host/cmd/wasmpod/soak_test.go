@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,15 +27,16 @@ import (
 // slopes below, fitted (least squares) over the samples after the warm-up. WASMPOD_SOAK_REPORT
 // names a file the figures are written to (Markdown), e.g. bench/SOAK.md.
 //
-// The slopes: a leak of one goroutine or one descriptor per cycle (~4 cycles a minute) is well
-// above them; the memory slopes sit above the noise of a module's instances coming and going
-// (each a few MiB) and far below a leak of one instance's memory per cycle.
+// The slopes: a leak of one goroutine or one descriptor per cycle (about 8 cycles a minute) is
+// well above them, and so is a leak of one instance's memory (a few MiB) per cycle. They sit
+// above what a healthy host shows under this churn: over 6 minutes (bench/SOAK.md) RSS
+// +0.6 MiB/min, heap after GC +0.5 MiB/min, heap objects, goroutines and descriptors flat.
 var soakSlopes = map[string]float64{
-	"rss_mib":        4,  // MiB per minute
-	"heap_mib":       1,  // MiB per minute, heap in use after a forced GC
-	"goroutines":     2,  // per minute
-	"fds":            1,  // per minute
-	"heap_objects_k": 20, // thousand objects per minute after a forced GC
+	"rss_mib":        8,  // MiB per minute
+	"heap_mib":       2,  // MiB per minute, heap in use after a forced GC
+	"heap_objects_k": 50, // thousand objects per minute after a forced GC
+	"goroutines":     3,  // per minute (the least of three readings per sample)
+	"fds":            2,  // per minute (the least of three readings per sample)
 }
 
 type soakSample struct {
@@ -147,6 +149,8 @@ spec:
 	}
 	fit := samples[warm:]
 	var rep strings.Builder
+	fmt.Fprintf(&rep, "# Soak\n\nWritten by `make soak` (host/cmd/wasmpod TestSoak) on %s, %s/%s, %d cores. Each sample is taken at the same point of a cycle (after the start, ready); slopes are least-squares fits over the samples after the warm-up (the first fifth).\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), goruntime.GOOS, goruntime.GOARCH, goruntime.NumCPU())
 	fmt.Fprintf(&rep, "Soak of %s: %d cycles (upgrade and back, restart, scale 8 and 1, stop and start), "+
 		"4 clients as fast as the host answers: %d requests served, %d refused with 503 (module stopped or overloaded), %d failed otherwise.\n\n",
 		d, cycles, ok.Load(), unavailable.Load(), failed.Load())
