@@ -777,22 +777,32 @@ func (p *Workers) deliver(l queue.Lease) {
 		t := time.NewTicker(max(leaseFor/3, 10*time.Millisecond))
 		defer t.Stop()
 		cur := ref
+		// renewed is when the last renewal that succeeded was sent (the delivery's start at
+		// first): the leader cannot have extended the lease past renewed + leaseFor.
+		renewed := time.Now()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
 			}
+			sent := time.Now()
 			hctx, hcancel := context.WithTimeout(ctx, leaseFor/3)
 			resp, err := p.w.do(hctx, queue.Command{Op: queue.OpHeartbeat, Lease: &cur}, 0)
 			hcancel()
-			if errors.Is(err, queue.ErrLeaseLost) {
+			// Lost: the leader says so, or no heartbeat got through for a whole lease (this
+			// node is cut off from the leader, whose lease has run out and whose task another
+			// worker may already run). Either way the result could not be committed: stop.
+			if errors.Is(err, queue.ErrLeaseLost) || err != nil && time.Since(renewed) >= leaseFor {
 				lost = true
 				cancel()
 				return
 			}
-			if err == nil && resp.Lease != nil {
-				cur = *resp.Lease
+			if err == nil {
+				renewed = sent
+				if resp.Lease != nil {
+					cur = *resp.Lease
+				}
 			}
 		}
 	}()

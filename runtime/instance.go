@@ -52,7 +52,10 @@ type instance struct {
 	armed    bool         // the timer runs for the current call; only the calling goroutine uses it
 	expired  atomic.Bool
 	stopping atomic.Bool // cut because the module stopped, not because of its deadline
-	broken   bool        // a call trapped, exited or was cut: never reuse
+	// cancelled: cut because the call's context was cancelled (its caller went away), not
+	// because of its deadline.
+	cancelled atomic.Bool
+	broken    bool // a call trapped, exited or was cut: never reuse
 
 	stdout, stderr *lineWriter
 
@@ -309,14 +312,33 @@ func (i *instance) callGuarded(ctx context.Context, f api.Function) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("module %q: %w", i.m.cfg.Name, err)
 	}
+	// A cancellable context cuts the call like its deadline does, when it is cancelled (the
+	// caller went away); a context that cannot be cancelled costs nothing here.
+	var stopCut func() bool
+	if ctx.Done() != nil {
+		stopCut = context.AfterFunc(ctx, func() { i.cut(ctx) })
+	}
 	i.arm(d)
 	err := f.CallWithStack(ctx, i.stack[:])
 	i.disarm() // if the timer fired as the call returned, dead() retires the instance; a result that made it stands
+	if stopCut != nil && !stopCut() {
+		// Cancelled as the call returned: as above, the instance is marked before it is released.
+		i.cut(ctx)
+	}
 	if err != nil {
 		i.broken = true
 		return i.classify(err)
 	}
 	return nil
+}
+
+// cut cuts the current call because ctx ended: classified as cancelled when ctx was
+// cancelled, as a deadline when its deadline passed.
+func (i *instance) cut(ctx context.Context) {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		i.cancelled.Store(true)
+	}
+	i.expire()
 }
 
 // dead reports whether the instance must be discarded.
@@ -338,6 +360,9 @@ func (i *instance) classify(err error) error {
 		// The call was cut (by __yield, or a WASI call that noticed).
 		if i.stopping.Load() {
 			return fmt.Errorf("module %q: call cut because the module stopped: %w", name, ErrNotRunning)
+		}
+		if i.cancelled.Load() {
+			return fmt.Errorf("module %q: call cut because its caller went away: %w", name, context.Canceled)
 		}
 		return fmt.Errorf("module %q: %w (limit %s)", name, ErrDeadline, i.m.cfg.CallTimeout)
 	}

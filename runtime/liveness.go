@@ -50,11 +50,13 @@ func (m *Module) Restore(ctx context.Context, state []byte) error {
 		return m.notRunning(st)
 	}
 	p := &m.pool
-	held := make([]int32, len(p.slots)) // the state each slot had before we took it; 0: not held
+	// held is the state each slot had before we took it, plus one: 0 is not held (slotEmpty is 0,
+	// so storing the state itself would lose the empty slots we hold and wait for them forever).
+	held := make([]int32, len(p.slots))
 	release := func() {
 		for k, prev := range held {
 			s := &p.slots[k]
-			switch prev {
+			switch prev - 1 {
 			case slotIdle:
 				m.release(s)
 			case slotEmpty:
@@ -77,13 +79,13 @@ func (m *Module) Restore(ctx context.Context, state []byte) error {
 			switch st := s.state.Load(); st {
 			case slotIdle:
 				if s.state.CompareAndSwap(slotIdle, slotBusy) {
-					held[k] = slotIdle
+					held[k] = slotIdle + 1
 					continue
 				}
 			case slotEmpty:
 				// Hold empty slots too, so no instance is created without the state meanwhile.
 				if s.state.CompareAndSwap(slotEmpty, slotCreating) {
-					held[k] = slotEmpty
+					held[k] = slotEmpty + 1
 					continue
 				}
 			case slotClosed, slotRevoked:
@@ -104,7 +106,7 @@ func (m *Module) Restore(ctx context.Context, state []byte) error {
 	}
 	var errs []error
 	for k, prev := range held {
-		if prev != slotIdle {
+		if prev != slotIdle+1 {
 			continue
 		}
 		inst := p.slots[k].inst.Load()

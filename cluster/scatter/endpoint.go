@@ -54,6 +54,8 @@ type Endpoint struct {
 	count int
 
 	bufs sync.Pool // *[]byte for ServeHTTP
+
+	running running // attempts in flight, for cancellation (cancel.go)
 }
 
 type epShard struct {
@@ -149,6 +151,8 @@ func (e *Endpoint) serve(ctx context.Context, shard []byte, id RequestID, body, 
 	if !e.firstSeen(dedupKey{id: id, shard: s.index}, time.Now().UnixNano()) {
 		return dst, fmt.Errorf("%w: request %s for shard %q", ErrDuplicate, id, shard)
 	}
+	ctx, done := e.running.track(ctx, dedupKey{id: id, shard: s.index})
+	defer done()
 	out, err := s.leaf.Call(ctx, id, body, dst)
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrDeadline) {
 		err = fmt.Errorf("%w: %w", ErrDeadline, err)
@@ -163,6 +167,9 @@ func (e *Endpoint) Handle(ctx context.Context, r WireRequest, dst []byte) (statu
 	p, err := parseWire(r, e.cfg.MaxBudget)
 	if err != nil {
 		return statusOf(err), append(dst, errorBody(err)...)
+	}
+	if r.Cancel {
+		return e.cancel(p, dst)
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.budget)
 	defer cancel()
@@ -217,7 +224,8 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if v := r.Header.Values(HeaderBudget); len(v) == 1 {
 		budget = []byte(v[0])
 	}
-	status, out := e.Handle(r.Context(), WireRequest{Path: []byte(r.URL.Path), RequestID: id, Budget: budget, Body: body}, body[len(body):])
+	status, out := e.Handle(r.Context(), WireRequest{Path: []byte(r.URL.Path), RequestID: id, Budget: budget, Body: body,
+		Cancel: r.Header.Get(HeaderCancel) == "1"}, body[len(body):])
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.WriteHeader(status)
 	w.Write(out)

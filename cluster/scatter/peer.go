@@ -144,6 +144,17 @@ func (l *fastLeaf) Call(ctx context.Context, id RequestID, in, dst []byte) ([]by
 	req.Header.SetCanonical(headerRequestID, id.appendHex(hb[:0]))
 	req.Header.SetCanonical(headerBudget, appendBudget(hb[:0], budget))
 	req.SetBodyRaw(in)
+	if ctx.Done() != nil {
+		// fasthttp's client cannot abort a request in flight: when the root's request is
+		// cancelled (its client went away), the peer is told to cut the attempt, which then
+		// answers at once.
+		stop := context.AfterFunc(ctx, func() {
+			if errors.Is(ctx.Err(), context.Canceled) {
+				l.cancel(id)
+			}
+		})
+		defer stop()
+	}
 	if err := p.hc.DoDeadline(req, resp, deadline); err != nil {
 		if errors.Is(err, fasthttp.ErrTimeout) {
 			return dst, fmt.Errorf("%w: peer %s: %w", ErrDeadline, p.addr, err)

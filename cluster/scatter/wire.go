@@ -17,6 +17,11 @@ import (
 //	Wasmpod-Budget-Us: <decimal microseconds>  time left before the root's deadline
 //	body: the leaf input
 //
+// A root whose request was cancelled (its client went away) tells the peer to stop the shard:
+// the same request with the header Wasmpod-Cancel: 1 (any body) cuts the attempt of that id for
+// that shard if it runs, and drops it if it has not arrived yet; the answer is 200. Over
+// net/http the root closes the connection instead, which cancels the request's context.
+//
 // The answer is 200 with the part as the body, or an error status with a short text message:
 // 400 malformed, 404 unknown shard, 409 duplicate request id for this shard, 503 overloaded or
 // not running, 504 deadline, 500 any other failure. The budget is relative, so the peers' clocks
@@ -28,6 +33,9 @@ const (
 	HeaderRequestID = "Wasmpod-Request-Id"
 	// HeaderBudget carries the time left, in microseconds.
 	HeaderBudget = "Wasmpod-Budget-Us"
+	// HeaderCancel, set to 1, makes the request a cancellation of the attempt with the same
+	// request id and shard.
+	HeaderCancel = "Wasmpod-Cancel"
 	// maxShardName bounds a shard name on the wire.
 	maxShardName = 256
 	// maxMessage bounds the error text of an answer.
@@ -41,6 +49,7 @@ type WireRequest struct {
 	RequestID []byte // the Wasmpod-Request-Id header
 	Budget    []byte // the Wasmpod-Budget-Us header
 	Body      []byte
+	Cancel    bool // the Wasmpod-Cancel header is 1: cancel the attempt, do not run it
 }
 
 // parsed is a WireRequest after validation.

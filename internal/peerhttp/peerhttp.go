@@ -62,6 +62,7 @@ func Handler(e *scatter.Endpoint) fasthttp.RequestHandler {
 			RequestID: c.Request.Header.Peek(scatter.HeaderRequestID),
 			Budget:    c.Request.Header.Peek(scatter.HeaderBudget),
 			Body:      c.PostBody(),
+			Cancel:    string(c.Request.Header.Peek(scatter.HeaderCancel)) == "1",
 		}, (*bp)[:0])
 		c.SetStatusCode(status)
 		c.SetContentType("application/octet-stream")

@@ -28,6 +28,7 @@ type ingress struct {
 type callBuf struct {
 	in, out []byte
 	resp    httpframe.Response
+	watch   clientWatch // cancels the call's context when the client goes away
 }
 
 func newIngress(sup *supervisor.Supervisor, ctx context.Context) *ingress {
@@ -44,8 +45,10 @@ func (h *ingress) serve(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	var err error
+	cctx := b.watch.arm(h.ctx, ctx.Conn())
+	defer b.watch.disarm()
 	for attempt := 0; attempt < 2; attempt++ {
-		err = h.call(ctx, b)
+		err = h.call(ctx, cctx, b)
 		// A version switch may retire the version a call was admitted to: try the new one once.
 		if !errors.Is(err, runtime.ErrNotRunning) {
 			break
@@ -56,7 +59,9 @@ func (h *ingress) serve(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-func (h *ingress) call(ctx *fasthttp.RequestCtx, b *callBuf) error {
+// call makes one call to the main module under cctx, which ends when the client goes away:
+// the guest is cut then (runtime), within the same bound as a deadline, and its slot freed.
+func (h *ingress) call(ctx *fasthttp.RequestCtx, cctx context.Context, b *callBuf) error {
 	lease, err := h.sup.AcquireMain()
 	if err != nil {
 		return err
@@ -73,7 +78,7 @@ func (h *ingress) call(ctx *fasthttp.RequestCtx, b *callBuf) error {
 		in = httpframe.AppendString(in, ctx.PostBody())
 		b.in = in
 	}
-	out, err := lease.Call(h.ctx, in, b.out[:0])
+	out, err := lease.Call(cctx, in, b.out[:0])
 	b.out = out
 	if err != nil {
 		return err
@@ -109,9 +114,13 @@ func hopByHop(name []byte) bool {
 	return false
 }
 
+// statusClientGone is what a call cut because its client went away is logged with (nginx's
+// 499); nobody reads it.
+const statusClientGone = 499
+
 // writeCallError maps a call failure to a status: overload and not ready 503 (Retry-After),
 // deadline 504, guest error and trap 500, bad input 400, malformed or oversized guest response
-// 502.
+// 502, a call cut because its client went away 499 (and the connection closed).
 func writeCallError(ctx *fasthttp.RequestCtx, err error) {
 	status := fasthttp.StatusInternalServerError
 	msg := err.Error()
@@ -122,6 +131,8 @@ func writeCallError(ctx *fasthttp.RequestCtx, err error) {
 		status = fasthttp.StatusServiceUnavailable
 	case errors.Is(err, runtime.ErrDeadline):
 		status = fasthttp.StatusGatewayTimeout
+	case errors.Is(err, context.Canceled):
+		status = statusClientGone
 	case errors.As(err, &ge):
 		msg = "guest error " + strconv.Itoa(int(ge.Code)) + ": " + ge.Message
 	case errors.As(err, &te):
@@ -138,6 +149,9 @@ func writeCallError(ctx *fasthttp.RequestCtx, err error) {
 		if errors.Is(err, supervisor.ErrDraining) {
 			ctx.SetConnectionClose()
 		}
+	}
+	if status == statusClientGone {
+		ctx.SetConnectionClose()
 	}
 	ctx.SetContentType("text/plain; charset=utf-8")
 	ctx.SetBodyString(msg + "\n")

@@ -38,7 +38,11 @@ func (h *ingress) serveScatter(ctx *fasthttp.RequestCtx, b *callBuf) {
 		ctx.Error("POST only\n", fasthttp.StatusMethodNotAllowed)
 		return
 	}
-	out, res, err := h.scatter.Do(h.ctx, ctx.PostBody(), b.out[:0])
+	// The request's context ends when its client goes away: the root stops waiting, its local
+	// shards are cut and its remote attempts abandoned (see scatter.Gather.Do).
+	cctx := b.watch.arm(h.ctx, ctx.Conn())
+	out, res, err := h.scatter.Do(cctx, ctx.PostBody(), b.out[:0])
+	b.watch.disarm()
 	b.out = out
 	if err != nil {
 		switch {

@@ -70,16 +70,21 @@ func (s *Supervisor) StartModule(ctx context.Context, name string) error {
 	return nil
 }
 
-// RestartModule stops (with snapshot) and starts a module again.
+// RestartModule restarts a module the way Upgrade switches versions, with the same version:
+// fresh instances are started (from the stored snapshot) and must get ready, then traffic
+// switches to them and the old ones drain, so a restart drops no request. A stateful module
+// (one that exports wasmpod_snapshot and wasmpod_restore) hands its state over as in Upgrade:
+// calls arriving during the handover wait (they are not refused) for the drain, snapshot and
+// restore, a pause of milliseconds for small states. If the fresh instances cannot start or
+// get ready, the running ones keep serving and the error wraps ErrUpgradeFailed. A module
+// that is not running (failed, in back-off, stopped) or a WASI command stage is simply
+// started again.
 func (s *Supervisor) RestartModule(ctx context.Context, name string) error {
 	u, unlock, err := s.lockUnit(name)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if err := u.halt(ctx, "restarted by operator", true); err != nil {
-		return err
-	}
 	u.wantRunning = true
 	if u.retry != nil {
 		u.retry.Stop()
@@ -87,12 +92,21 @@ func (s *Supervisor) RestartModule(ctx context.Context, name string) error {
 	u.mu.Lock()
 	u.restarts++
 	u.mu.Unlock()
+	if u.gen != nil && u.gen.cmd == nil {
+		return u.upgrade(ctx, u.wasm, whatRestart)
+	}
+	if err := u.halt(ctx, "restarted by operator", true); err != nil {
+		return err
+	}
 	if err := u.launch(ctx); err != nil {
 		u.failedLocked(err)
 		return err
 	}
 	return nil
 }
+
+// whatRestart is the upgrade that keeps the version: RestartModule.
+const whatRestart = "restart"
 
 // Pause stops a module admitting calls and ticks; in-flight calls finish.
 func (s *Supervisor) Pause(name string) error { return s.pauseResume(name, true) }
@@ -222,6 +236,9 @@ func (u *unit) upgrade(ctx context.Context, wasm []byte, what string) error {
 		return ErrClosed
 	}
 	sha := digest(wasm)
+	if what == whatRestart {
+		sha = u.sha
+	}
 	fail := func(err error) error {
 		err = fmt.Errorf("module %q: %s to %.12s: %w: %w", u.sp().Name, what, sha, ErrUpgradeFailed, err)
 		u.mu.Lock()
@@ -238,7 +255,7 @@ func (u *unit) upgrade(ctx context.Context, wasm []byte, what string) error {
 			return fail(err)
 		}
 		g.close(ctx)
-		u.switchVersion(wasm, sha)
+		u.commitVersion(wasm, sha, what)
 		if u.wantRunning {
 			if err := u.launch(ctx); err != nil {
 				u.failedLocked(err)
@@ -275,7 +292,7 @@ func (u *unit) upgrade(ctx context.Context, wasm []byte, what string) error {
 	u.activate(g)
 	g.ready.Store(true)
 	if !carry {
-		u.switchVersion(wasm, sha)
+		u.commitVersion(wasm, sha, what)
 		if err := u.stopVersion(ctx, old, what+": old version drained", true); err != nil {
 			u.s.log.Warn("old version did not stop cleanly", "module", u.sp().Name, "err", err)
 		}
@@ -302,14 +319,14 @@ func (u *unit) handover(ctx context.Context, old, g *generation, wasm []byte, sh
 		// answers (the Go SDK always exports the lifecycle functions), so between versions it
 		// cannot be told from "no state". The new version keeps the state it started with (the
 		// stored snapshot, which stays on disk).
-		u.switchVersion(wasm, sha)
+		u.commitVersion(wasm, sha, what)
 		u.s.log.Info("module upgraded", "module", u.sp().Name, "what", what, "sha256", sha, "version", u.version, "stateBytes", 0)
 		return nil
 	}
 	if !taken {
 		// Nothing to carry: the new version serves the state it started with (the last stored
 		// snapshot). Said loudly, since writes made since that snapshot are not in it.
-		u.switchVersion(wasm, sha)
+		u.commitVersion(wasm, sha, what)
 		msg := fmt.Sprintf("module %q: %s: the old version's snapshot could not be taken; the new version serves the last stored snapshot: %v", u.sp().Name, what, err)
 		u.mu.Lock()
 		u.lastError = msg
@@ -330,9 +347,17 @@ func (u *unit) handover(ctx context.Context, old, g *generation, wasm []byte, sh
 		}
 		return fail(fmt.Errorf("new version refused the old version's state, rolled back: %w", rerr))
 	}
-	u.switchVersion(wasm, sha)
+	u.commitVersion(wasm, sha, what)
 	u.s.log.Info("module upgraded", "module", u.sp().Name, "what", what, "sha256", sha, "version", u.version, "stateBytes", len(state))
 	return nil
+}
+
+// commitVersion makes wasm the module's version after a successful switch; a restart keeps the
+// version it restarted.
+func (u *unit) commitVersion(wasm []byte, sha, what string) {
+	if what != whatRestart {
+		u.switchVersion(wasm, sha)
+	}
 }
 
 func (u *unit) switchVersion(wasm []byte, sha string) {
@@ -369,7 +394,10 @@ func (u *unit) waitReady(ctx context.Context, g *generation) error {
 	deadline := time.Now().Add(window)
 	var last string
 	for succ := 0; ; {
-		h, err := u.probe(ctx, g, &probe)
+		h, busy, err := u.probe(ctx, g, &probe)
+		if busy {
+			err = errors.New("every instance busy") // not yet taking traffic: cannot be load
+		}
 		if err == nil && h == runtime.Ready {
 			if succ++; succ >= need {
 				return nil

@@ -521,13 +521,32 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (u *unit) probe(ctx context.Context, g *generation, p *podspec.Probe) (runtime.Health, error) {
+// probe runs g's health check. busy is set, and nothing else, when every instance is busy with
+// calls (or stayed busy for the probe's timeout): that is load, not ill health, so the caller
+// keeps the last known result. A probe never queues behind user traffic: with every slot
+// taken it does not wait for one (Kubernetes' probes do not queue behind requests either).
+func (u *unit) probe(ctx context.Context, g *generation, p *podspec.Probe) (h runtime.Health, busy bool, err error) {
 	if g.mod.State() != runtime.StateRunning {
-		return runtime.NotReady, fmt.Errorf("module is %s", g.mod.State())
+		return runtime.NotReady, false, fmt.Errorf("module is %s", g.mod.State())
+	}
+	if st := g.mod.Stats(); st.Busy > 0 && st.Busy >= g.mod.Config().MaxConcurrency {
+		return 0, true, nil
 	}
 	pctx, cancel := context.WithTimeout(ctx, p.Timeout())
 	defer cancel()
-	return g.mod.Health(pctx)
+	h, err = g.mod.Health(pctx)
+	if err != nil && noFreeInstance(err) {
+		return 0, true, nil
+	}
+	return h, false, err
+}
+
+// noFreeInstance reports whether a health check failed only because no instance was free to
+// run it: overloaded, or the probe's timeout passed while it waited for one (a check that ran
+// and was cut at its deadline wraps runtime.ErrDeadline instead).
+func noFreeInstance(err error) bool {
+	return errors.Is(err, runtime.ErrOverloaded) ||
+		errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, runtime.ErrDeadline)
 }
 
 func (u *unit) startupProbe(ctx context.Context, g *generation, p *podspec.Probe) bool {
@@ -535,12 +554,19 @@ func (u *unit) startupProbe(ctx context.Context, g *generation, p *podspec.Probe
 		return false
 	}
 	for fails := 0; ; {
-		h, err := u.probe(ctx, g, p)
+		h, busy, err := u.probe(ctx, g, p)
 		if ctx.Err() != nil {
 			return false
 		}
 		if err == nil && h == runtime.Ready {
 			return true
+		}
+		if busy {
+			// Every instance busy (ticks): neither a success nor a failure; ask again.
+			if !sleepCtx(ctx, p.Period()) {
+				return false
+			}
+			continue
 		}
 		if fails++; fails >= int(p.FailureThreshold) {
 			u.crash(g, fmt.Sprintf("startup probe failed %d times: health %s %v", fails, h, errOrNil(err)))
@@ -566,16 +592,19 @@ func (u *unit) livenessLoop(ctx context.Context, g *generation, p *podspec.Probe
 	fails := 0
 	for {
 		if g.mod.State() != runtime.StatePaused {
-			h, err := u.probe(ctx, g, p)
+			h, busy, err := u.probe(ctx, g, p)
 			if ctx.Err() != nil {
 				return
 			}
-			if err != nil || h == runtime.Unhealthy {
+			switch {
+			case busy:
+				// Busy is alive: the last result stands, and a busy module is never restarted.
+			case err != nil || h == runtime.Unhealthy:
 				if fails++; fails >= int(p.FailureThreshold) {
 					u.crash(g, fmt.Sprintf("liveness probe failed %d times in a row: health %s %s", fails, h, errOrNil(err)))
 					return
 				}
-			} else {
+			default:
 				fails = 0
 			}
 		}
@@ -591,17 +620,22 @@ func (u *unit) readinessLoop(ctx context.Context, g *generation, p *podspec.Prob
 	}
 	succ, fails := 0, 0
 	for {
-		h, err := u.probe(ctx, g, p)
+		h, busy, err := u.probe(ctx, g, p)
 		if ctx.Err() != nil {
 			return
 		}
-		if err == nil && h == runtime.Ready {
+		switch {
+		case busy:
+			// Every instance is busy with calls: the last known readiness stands. Taking a
+			// module out of traffic because it is busy would cascade (every replica busy, so
+			// every replica unready: a total outage).
+		case err == nil && h == runtime.Ready:
 			fails = 0
 			if succ++; succ >= int(p.SuccessThreshold) && !g.ready.Load() {
 				g.ready.Store(true)
 				u.s.log.Info("module ready", "module", u.sp().Name)
 			}
-		} else {
+		default:
 			succ = 0
 			if fails++; fails >= int(p.FailureThreshold) && g.ready.Load() {
 				g.ready.Store(false)

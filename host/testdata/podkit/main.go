@@ -12,6 +12,7 @@
 //	state          returns the state counter
 //	spin:<n>       burns CPU for n iterations and returns a checksum
 //	sleep:<ms>     sleeps ms milliseconds
+//	busy:<ms>      burns CPU for ms milliseconds, reading the clock (a host call) in its loop
 //	scale:<d>      asks the host to grow (d > 0) or shrink its warm pool; returns the new target
 //	version        returns "podkit-1"
 //
@@ -118,6 +119,14 @@ func command(req []byte) ([]byte, error) {
 	case "spin":
 		n, _ := strconv.Atoi(arg)
 		return decimal(int64(spin(n) & 0xffff))
+	case "busy":
+		ms, _ := strconv.Atoi(arg)
+		end := time.Now().Add(time.Duration(ms) * time.Millisecond)
+		var x uint64
+		for time.Now().Before(end) {
+			x += spin(1000)
+		}
+		return decimal(int64(x & 0xffff))
 	case "sleep":
 		ms, _ := strconv.Atoi(arg)
 		time.Sleep(time.Duration(ms) * time.Millisecond)

@@ -8,6 +8,7 @@
 //	panic:<msg>    panics with msg (the SDK fails the call; the instance stays usable)
 //	exit:<n>       os.Exit(n) (WASI proc_exit)
 //	loop           spins forever in a tight loop that makes no calls
+//	clockloop      spins forever, reading the clock (a host call) every iteration
 //	alloc:<MiB>    allocates and touches that many MiB, keeps them in a global, returns the block count
 //	log:<msg>      logs msg at info and writes it to stdout and stderr
 //	config:<key>   returns the config value; code 4 if missing
@@ -137,6 +138,10 @@ func command(req []byte) ([]byte, error) {
 	case "loop":
 		for {
 			spin++
+		}
+	case "clockloop": // a runaway loop that makes a host call (the clock) every iteration
+		for {
+			spin += uint64(time.Now().UnixNano() & 1)
 		}
 	case "alloc":
 		mib, err := strconv.Atoi(arg)

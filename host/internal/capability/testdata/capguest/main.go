@@ -15,6 +15,7 @@
 //	dialspin ADDR N    -> dial ADDR N times keeping every connection, then loop until cut
 //	after MS CMD       -> sleep MS milliseconds, then run CMD
 //	badread            -> net_read on handle 1 into a buffer outside memory; "ERR badargs" on -5
+//	spin               -> spins forever in pure arithmetic (until cut)
 //
 // Network failures come back as "ERR <kind>: <message>".
 package main
@@ -34,7 +35,10 @@ import (
 	"github.com/wasmpod/wasmpod/guest-sdk/go/pod"
 )
 
-var kept []*wpnet.Conn
+var (
+	kept []*wpnet.Conn
+	sink uint64
+)
 
 func kind(err error) string {
 	for _, k := range []struct {
@@ -150,6 +154,10 @@ func handle(in []byte) ([]byte, error) {
 			return []byte(fmt.Sprintf("net_read returned %d", rc)), nil
 		}
 		return []byte("ERR badargs"), nil
+	case "spin":
+		for {
+			sink = sink*6364136223846793005 + 1
+		}
 	case "closeall":
 		for _, c := range kept {
 			c.Close()
