@@ -30,8 +30,16 @@ type Config struct {
 	// LoadGossipKey for a key file. nil disables encryption.
 	GossipKey []byte
 	// ClusterLabel is bound into every gossip packet; nodes with another
-	// label drop them.
+	// label drop them. It is bound into the derived cluster CA too.
 	ClusterLabel string
+	// TLS gives the certificates of the node-to-node connections (bring-your-own PKI). When
+	// empty, every node derives the cluster CA from GossipKey and issues its own certificate:
+	// a key is all a secure cluster needs.
+	TLS TLSConfig
+	// InsecureCluster lets a multi-node cluster run with neither a key nor certificates, every
+	// node-to-node connection in the clear and unauthenticated (labs only). Without it such a
+	// configuration is refused with ErrInsecure.
+	InsecureCluster bool
 	// StateDir holds Raft state in StateDir/raft; "" keeps it in memory (a
 	// restarted node then starts from nothing).
 	StateDir string
@@ -133,6 +141,10 @@ type QueueConfig struct {
 	// BlobGrace is how long a stored file no job refers to is kept (an upload waiting for its
 	// submit, an output waiting for its completion) before garbage collection removes it.
 	BlobGrace time.Duration
+	// PeerBlobBytes and PeerBlobFiles bound what one peer may push into this node's store that
+	// no replicated command refers to yet (files pushed ahead of their submit or completion).
+	PeerBlobBytes int64
+	PeerBlobFiles int
 }
 
 // DefaultQueueConfig returns the defaults.
@@ -155,6 +167,10 @@ func DefaultQueueConfig() QueueConfig {
 		Retention: 7 * 24 * time.Hour,
 		// 1 h: far longer than an upload takes to be submitted or a stage run to complete.
 		BlobGrace: time.Hour,
+		// 8 GiB and 10,000 files: a node's uploads and outputs in flight (eight files of the
+		// largest size), while a misbehaving member cannot fill another's disk.
+		PeerBlobBytes: 8 << 30,
+		PeerBlobFiles: 10_000,
 	}
 }
 
@@ -249,6 +265,12 @@ func (c *Config) validate() error {
 	if qc.BlobGrace == 0 {
 		qc.BlobGrace = d.BlobGrace
 	}
+	if qc.PeerBlobBytes == 0 {
+		qc.PeerBlobBytes = d.PeerBlobBytes
+	}
+	if qc.PeerBlobFiles == 0 {
+		qc.PeerBlobFiles = d.PeerBlobFiles
+	}
 	if qc.LeaseDuration < 100*time.Millisecond || qc.MaxAttempts < 1 || qc.Backoff < 0 || qc.MaxBlobBytes < 1 || qc.LeaseWait < 0 || qc.BlobGrace < 0 {
 		return fmt.Errorf("%w: queue settings: lease >= 100ms, max attempts >= 1, backoff >= 0, max blob >= 1 byte, blob grace >= 0", ErrInvalid)
 	}
@@ -257,7 +279,7 @@ func (c *Config) validate() error {
 	default:
 		return fmt.Errorf("%w: gossip key: %v", ErrInvalid, membership.ErrKeyLength)
 	}
-	return nil
+	return c.checkSecure()
 }
 
 // GossipKeyLen is the key length in bytes (0: no encryption).

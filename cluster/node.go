@@ -12,6 +12,7 @@ import (
 
 	"github.com/wasmpod/wasmpod/cluster/internal/election"
 	"github.com/wasmpod/wasmpod/cluster/internal/membership"
+	"github.com/wasmpod/wasmpod/cluster/internal/mtls"
 )
 
 // Node is one member of a wasmpod cluster: gossip membership plus a Raft
@@ -21,6 +22,7 @@ type Node struct {
 	gossip   *membership.Gossip
 	election *election.Service
 	wq       *workQueue
+	tls      *mtls.Identity // nil: an insecure cluster
 
 	metaMu sync.Mutex
 	meta   Meta
@@ -44,6 +46,11 @@ func Start(cfg Config) (*Node, error) {
 	host, port, _ := splitHostPort(cfg.BindAddr)
 	n := &Node{cfg: cfg, subs: map[int]chan MemberEvent{}, closed: make(chan struct{})}
 	n.setMetaLocked(Meta{})
+	id, err := n.identity()
+	if err != nil {
+		return nil, err
+	}
+	n.tls = id
 
 	mc := membership.Config{
 		Name: cfg.NodeName, BindAddr: host, BindPort: port, Join: cfg.Join,
@@ -93,6 +100,7 @@ func Start(cfg Config) (*Node, error) {
 		NodeID: cfg.NodeName, BindAddr: raftBind, Advertise: raftAdv, DataDir: dataDir,
 		Bootstrap: bootstrap, LogOutput: cfg.LogOutput, Peers: n.peers, ForwardWait: e.ForwardWait,
 		Queue: wq.m, Streams: wq.streams(), SnapshotThreshold: e.SnapshotThreshold, SnapshotInterval: e.SnapshotInterval,
+		TLS: n.tls, MinTTL: e.MinTTL, MaxTTL: e.MaxTTL,
 		Timing: election.Timing{
 			HeartbeatTimeout: e.HeartbeatTimeout, ElectionTimeout: e.ElectionTimeout,
 			LeaderLeaseTimeout: e.LeaderLeaseTimeout, CommitTimeout: e.CommitTimeout,

@@ -8,9 +8,14 @@ import (
 	"time"
 )
 
+// testKey is the gossip key of the in-process test clusters (a multi-node cluster needs one;
+// mutual TLS between the nodes is derived from it).
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
 func testConfig(name string, join ...string) Config {
 	c := DefaultConfig()
 	c.NodeName = name
+	c.GossipKey = testKey
 	c.BindAddr = "127.0.0.1:0"
 	c.RaftAddr = "127.0.0.1:0"
 	c.Join = join

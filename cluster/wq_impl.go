@@ -13,12 +13,14 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/wasmpod/wasmpod/cluster/internal/blobs"
 	"github.com/wasmpod/wasmpod/cluster/internal/election"
+	"github.com/wasmpod/wasmpod/cluster/internal/mtls"
 	"github.com/wasmpod/wasmpod/cluster/queue"
 )
 
@@ -50,6 +52,8 @@ type workQueue struct {
 
 	leaseMu sync.Mutex
 	leasing map[string]*sync.Mutex // per stage queue, on the leader: one lease decision at a time
+
+	quota *blobQuota // of pushes from each peer
 }
 
 // openWorkQueue prepares the replica and the blob store under stateDir (a temporary directory
@@ -82,6 +86,11 @@ func openWorkQueue(n *Node, stateDir string, cfg QueueConfig) (*workQueue, error
 		return nil, fmt.Errorf("work queue: %w", err)
 	}
 	w.blobs = st
+	w.quota = &blobQuota{maxBytes: cfg.PeerBlobBytes, maxFiles: cfg.PeerBlobFiles, grace: max(cfg.BlobGrace, time.Minute),
+		peers: map[string][]pendingBlob{}, refs: func() (refs map[string]struct{}, err error) {
+			err = w.read(func(q *queue.Queue) error { refs, err = q.BlobRefs(); return err })
+			return refs, err
+		}}
 	return w, nil
 }
 
@@ -95,7 +104,12 @@ func (w *workQueue) cleanup() {
 func (w *workQueue) streams() map[byte]func(net.Conn) {
 	return map[byte]func(net.Conn){
 		connQueue: w.serveForward,
-		connBlob:  func(c net.Conn) { blobs.Serve(c, w.blobs, 30*time.Second) },
+		connBlob: func(c net.Conn) {
+			peer := mtls.PeerName(c)
+			blobs.ServeAdmit(c, w.blobs, 30*time.Second, func(sha string, size int64) error {
+				return w.quota.admit(peer, sha, size)
+			})
+		},
 	}
 }
 
@@ -203,8 +217,21 @@ func (w *workQueue) do(ctx context.Context, cmd queue.Command, wait time.Duratio
 	}
 }
 
+// Limits of the forwarding stream: a request carries at most a job's inputs (queue.MaxJobBytes)
+// or a pipeline; an answer may carry a task's payload.
+const (
+	maxForwardRequest  = 16 << 20
+	maxForwardResponse = 64 << 20
+	// forwardReadTimeout bounds reading a forwarded request.
+	forwardReadTimeout = 10 * time.Second
+)
+
 func (w *workQueue) forward(ctx context.Context, addr string, cmd queue.Command, wait time.Duration, deadline time.Time) (queue.Response, bool, error) {
-	c, err := election.Dial(addr, connQueue, 2*time.Second)
+	svc := w.svc()
+	if svc == nil {
+		return queue.Response{}, true, ErrNoQuorum
+	}
+	c, err := svc.Dial(addr, connQueue, 2*time.Second)
 	if err != nil {
 		return queue.Response{}, true, err
 	}
@@ -220,20 +247,56 @@ func (w *workQueue) forward(ctx context.Context, addr string, cmd queue.Command,
 		return queue.Response{}, true, err
 	}
 	var r fwdResponse
-	if err := json.NewDecoder(io.LimitReader(c, 64<<20)).Decode(&r); err != nil {
+	if err := json.NewDecoder(io.LimitReader(c, maxForwardResponse)).Decode(&r); err != nil {
 		return queue.Response{}, true, err
 	}
 	return r.Resp, r.NoLeader, nil
 }
 
+// errForbidden is the answer to a forwarded command that acts for another node.
+var errForbidden = errors.New("forbidden: a node may act only for its own workers, and only the leader prunes")
+
+// authorizeForward checks a forwarded command against the node that forwarded it (the name
+// its certificate carries; "" in an insecure cluster, where nothing can be checked). A node
+// leases, heartbeats, completes and fails tasks only for its own workers (worker names start
+// with the node name and a slash); retention pruning is the leader's own and never forwarded.
+// Defining pipelines, submitting and retrying are open to every member.
+func authorizeForward(peer string, secure bool, cmd queue.Command) error {
+	if !secure {
+		return nil
+	}
+	if peer == "" {
+		return errForbidden
+	}
+	own := func(worker string) bool { return strings.HasPrefix(worker, peer+"/") }
+	switch cmd.Op {
+	case queue.OpPrune:
+		return errForbidden
+	case queue.OpLease:
+		if !own(cmd.Worker) {
+			return errForbidden
+		}
+	case queue.OpHeartbeat, queue.OpComplete, queue.OpFail:
+		if cmd.Lease == nil || !own(cmd.Lease.Worker) {
+			return errForbidden
+		}
+	}
+	return nil
+}
+
 // serveForward answers forwarded operations (one per connection).
 func (w *workQueue) serveForward(c net.Conn) {
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(forwardReadTimeout))
 	var req fwdRequest
-	if err := json.NewDecoder(io.LimitReader(c, 64<<20)).Decode(&req); err != nil {
+	if err := json.NewDecoder(io.LimitReader(c, maxForwardRequest)).Decode(&req); err != nil {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
+	if err := authorizeForward(mtls.PeerName(c), w.node.tls != nil, req.Cmd); err != nil {
+		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_ = json.NewEncoder(c).Encode(fwdResponse{Resp: queue.Response{Code: "invalid", Error: err.Error()}})
+		return
+	}
 	wait := min(max(req.Wait, 0), time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), wait+8*time.Second)
 	defer cancel()
@@ -446,8 +509,12 @@ func (w *workQueue) blobPeers() []string {
 func (w *workQueue) onePeer(ctx context.Context, op func(c net.Conn) error) (bool, error) {
 	peers := w.blobPeers()
 	var errs []error
+	svc := w.svc()
+	if svc == nil {
+		return false, ErrNoQuorum
+	}
 	for _, addr := range peers {
-		c, err := election.Dial(addr, connBlob, 2*time.Second)
+		c, err := svc.Dial(addr, connBlob, 2*time.Second)
 		if err == nil {
 			err = op(c)
 			c.Close()

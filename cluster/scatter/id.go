@@ -2,15 +2,17 @@ package scatter
 
 import (
 	crand "crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"sync/atomic"
+	"math/rand/v2"
+	"sync"
 )
 
-// RequestID identifies one request of a Gather across every node it reaches: 8 random bytes
-// chosen when the Gather is created, then an 8-byte sequence number. Unique across nodes with
-// overwhelming probability, and drawn without a system call per request.
+// RequestID identifies one request of a Gather across every node it reaches: 16 bytes from a
+// cryptographically secure generator, so that knowing earlier ids (an ingress answer shows
+// its own) tells nothing about the next ones: no one can send a duplicate ahead of a
+// legitimate request to have its shard dropped. Drawn from a ChaCha8 stream seeded from
+// crypto/rand, without a system call per request.
 type RequestID [16]byte
 
 // String renders the id as 32 lower-case hex digits (its wire form).
@@ -40,23 +42,25 @@ func ParseRequestID(s []byte) (RequestID, error) {
 	return id, nil
 }
 
-// idSource hands out request ids: a random prefix and a counter.
+// idSource hands out unpredictable request ids: a ChaCha8 stream (a CSPRNG) with a secret
+// seed from crypto/rand.
 type idSource struct {
-	prefix [8]byte
-	seq    atomic.Uint64
+	mu  sync.Mutex
+	rng *rand.ChaCha8
 }
 
 func newIDSource() (*idSource, error) {
-	s := &idSource{}
-	if _, err := crand.Read(s.prefix[:]); err != nil {
-		return nil, fmt.Errorf("scatter: request id prefix: %w", err)
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("scatter: request id seed: %w", err)
 	}
-	return s, nil
+	return &idSource{rng: rand.NewChaCha8(seed)}, nil
 }
 
 func (s *idSource) next() RequestID {
 	var id RequestID
-	copy(id[:8], s.prefix[:])
-	binary.BigEndian.PutUint64(id[8:], s.seq.Add(1))
+	s.mu.Lock()
+	_, _ = s.rng.Read(id[:])
+	s.mu.Unlock()
 	return id
 }

@@ -27,6 +27,9 @@ type PeerConfig struct {
 	MaxResponseBytes int
 	// DefaultBudget is the deadline of a call whose context has none.
 	DefaultBudget time.Duration
+	// Dial, if set, opens connections to the peer (wasmpod passes the cluster's mutual TLS
+	// dialer, so that only members talk to each other's endpoints); nil dials plain TCP.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // DefaultPeerConfig returns the configuration the wasmpod host uses.
@@ -81,6 +84,11 @@ func NewFastHTTPPeer(addr string, cfg PeerConfig) (Peer, error) {
 		MaxIdemponentCallAttempts: 1,
 		RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
 		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
+			if cfg.Dial != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), min(timeout, cfg.DialTimeout))
+				defer cancel()
+				return cfg.Dial(ctx, addr)
+			}
 			return dialer.DialTimeout(addr, min(timeout, cfg.DialTimeout))
 		},
 		NoDefaultUserAgentHeader:      true,
@@ -170,8 +178,16 @@ func NewNetHTTPPeer(addr string, cfg PeerConfig) (Peer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	dial := (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	if cfg.Dial != nil {
+		dial = func(ctx context.Context, _, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+			defer cancel()
+			return cfg.Dial(ctx, addr)
+		}
+	}
 	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         dial,
 		MaxIdleConns:        cfg.MaxConns,
 		MaxIdleConnsPerHost: cfg.MaxConns,
 		MaxConnsPerHost:     cfg.MaxConns,

@@ -19,16 +19,27 @@ const sendChunk = 1 << 20
 // (idle <= 0: no timeout). A put is acknowledged only once the blob is verified and stored
 // durably. Serve closes c before it returns and never panics on malformed input.
 func Serve(c net.Conn, s *Store, idle time.Duration) {
+	ServeAdmit(c, s, idle, nil)
+}
+
+// Admit decides whether a put of a blob the store does not have yet may be stored: nil lets
+// it in, an error refuses it (the peer gets the error's text). It runs before a byte of the
+// content is read.
+type Admit func(sha string, size int64) error
+
+// ServeAdmit is Serve with an admission check on every put (nil: admit everything).
+func ServeAdmit(c net.Conn, s *Store, idle time.Duration, admit Admit) {
 	defer c.Close()
-	sv := server{c: c, s: s, idle: idle}
+	sv := server{c: c, s: s, idle: idle, admit: admit}
 	for sv.serveOne() {
 	}
 }
 
 type server struct {
-	c    net.Conn
-	s    *Store
-	idle time.Duration
+	c     net.Conn
+	s     *Store
+	idle  time.Duration
+	admit Admit
 }
 
 func (sv *server) deadline() time.Time {
@@ -103,6 +114,12 @@ func (sv *server) put(req request) bool {
 			return sv.reply(statusError, 0, err.Error())
 		}
 		return sv.reply(statusOK, size, "")
+	}
+	if sv.admit != nil {
+		if err := sv.admit(req.sha, int64(req.length)); err != nil {
+			// Refused before the content: the peer sends none after this answer.
+			return sv.reply(statusTooLarge, 0, err.Error())
+		}
 	}
 	if !sv.reply(statusContinue, 0, "") {
 		return false

@@ -1,20 +1,29 @@
 package election
 
 import (
+	"context"
 	"errors"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/wasmpod/wasmpod/cluster/internal/mtls"
 )
 
-// One TCP port carries both Raft and the forwarding RPC: the dialer writes
-// one byte saying which.
+// One TCP port carries Raft, the forwarding RPC and the other stream kinds: the dialer writes
+// one byte saying which. With a TLS identity the byte, and everything after it, travels inside
+// a mutual TLS 1.3 session whose peer is a verified current member: a stranger's connection
+// ends in the handshake, before a byte of any stream is decoded.
 const (
 	connRaft byte = 'R'
 	connRPC  byte = 'F'
 )
+
+// handshakeTimeout bounds the TLS handshake and the kind byte of an accepted connection: a
+// connection that says nothing in this time is closed.
+const handshakeTimeout = 5 * time.Second
 
 type mux struct {
 	ln        net.Listener
@@ -30,11 +39,13 @@ type mux struct {
 	streams map[byte]func(net.Conn)
 	connMu  sync.Mutex
 	conns   map[net.Conn]struct{}
+
+	dialer Dialer // TLS identity (nil: plain TCP, an insecure cluster)
 }
 
-func newMux(ln net.Listener, advertise net.Addr, streams map[byte]func(net.Conn)) *mux {
+func newMux(ln net.Listener, advertise net.Addr, streams map[byte]func(net.Conn), d Dialer) *mux {
 	m := &mux{ln: ln, advertise: advertise, raftCh: make(chan net.Conn), rpcCh: make(chan net.Conn), done: make(chan struct{}),
-		conns: map[net.Conn]struct{}{}}
+		conns: map[net.Conn]struct{}{}, dialer: d}
 	m.streams = streams
 	m.wg.Add(1)
 	go m.accept()
@@ -61,13 +72,24 @@ func (m *mux) accept() {
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
+			if id := m.dialer.TLS; id != nil {
+				tc := id.Server(c)
+				ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+				err := tc.HandshakeContext(ctx)
+				cancel()
+				if err != nil {
+					c.Close()
+					return
+				}
+				c = tc
+			}
 			var b [1]byte
 			if _, err := c.Read(b[:]); err != nil {
 				c.Close()
 				return
 			}
-			_ = c.SetReadDeadline(time.Time{})
+			_ = c.SetDeadline(time.Time{})
 			ch := m.raftCh
 			switch b[0] {
 			case connRaft:
@@ -128,22 +150,33 @@ func (m *mux) close() {
 	m.wg.Wait()
 }
 
-// Dial opens a connection of the given kind to a node's Raft/RPC port.
-func Dial(addr string, kind byte, timeout time.Duration) (net.Conn, error) {
-	return dialKind(addr, kind, timeout)
+// Dialer opens connections to other nodes' Raft/RPC ports: mutual TLS with the cluster
+// identity, or plain TCP when TLS is nil (an insecure cluster).
+type Dialer struct {
+	TLS *mtls.Identity
 }
 
-func dialKind(addr string, kind byte, timeout time.Duration) (net.Conn, error) {
+// Dial opens a connection of the given kind to a node's Raft/RPC port; timeout bounds the
+// connect, the TLS handshake and the kind byte.
+func (d Dialer) Dial(addr string, kind byte, timeout time.Duration) (net.Conn, error) {
 	c, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return nil, err
 	}
-	_ = c.SetWriteDeadline(time.Now().Add(timeout))
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if d.TLS != nil {
+		tc := d.TLS.Client(c)
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			return nil, err
+		}
+		c = tc
+	}
 	if _, err := c.Write([]byte{kind}); err != nil {
 		c.Close()
 		return nil, err
 	}
-	_ = c.SetWriteDeadline(time.Time{})
+	_ = c.SetDeadline(time.Time{})
 	return c, nil
 }
 
@@ -161,5 +194,5 @@ func (l raftLayer) Accept() (net.Conn, error) {
 func (l raftLayer) Close() error   { return nil } // the mux owns the listener
 func (l raftLayer) Addr() net.Addr { return l.m.advertise }
 func (l raftLayer) Dial(a raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return dialKind(string(a), connRaft, timeout)
+	return l.m.dialer.Dial(string(a), connRaft, timeout)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"github.com/wasmpod/wasmpod/cluster/internal/mtls"
 	"github.com/wasmpod/wasmpod/cluster/queue"
 )
 
@@ -32,6 +33,8 @@ var (
 	ErrStaleToken = errors.New("stale token: lease no longer held with this token")
 	ErrClosed     = errors.New("election service closed")
 	ErrBadRequest = errors.New("bad request")
+	// ErrForbidden: a forwarded request acts for another node than the one that sent it.
+	ErrForbidden = errors.New("forbidden: a node may act only for its own sessions")
 )
 
 // Peer is what the membership layer knows about a possible voter.
@@ -57,12 +60,25 @@ type Config struct {
 
 	// Queue, if set, is the work queue's state machine, replicated in the same log.
 	Queue *queue.Machine
-	// Streams serve extra connection kinds on the Raft port (not 'R' or 'F').
+	// Streams serve extra connection kinds on the Raft port (not 'R' or 'F'). A handler can
+	// learn the verified peer node with mtls.PeerName.
 	Streams map[byte]func(net.Conn)
 	// SnapshotThreshold and SnapshotInterval are Raft's (0: 4096 entries, Raft's interval).
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
+	// TLS is the cluster identity every connection of the Raft port uses; nil means plain TCP
+	// (an insecure cluster).
+	TLS *mtls.Identity
+	// MinTTL and MaxTTL bound the TTL of a campaign or renewal the leader accepts, forwarded or
+	// not (zero: no bound).
+	MinTTL, MaxTTL time.Duration
 }
+
+// maxRPCBytes bounds one forwarded lease request: a name, a node, a session and numbers.
+const maxRPCBytes = 64 << 10
+
+// rpcTimeout bounds one forwarded lease request, reading it to writing its answer.
+const rpcTimeout = 10 * time.Second
 
 // Timing groups the clock-related settings.
 type Timing struct {
@@ -93,6 +109,8 @@ type Service struct {
 	trans *raft.NetworkTransport
 	mux   *mux
 	bolt  *raftboltdb.BoltStore
+	// dialer opens every outgoing connection to another node's Raft port.
+	dialer Dialer
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -197,7 +215,8 @@ func Start(cfg Config) (*Service, error) {
 		}
 	}
 
-	m := newMux(ln, adv, cfg.Streams)
+	dialer := Dialer{TLS: cfg.TLS}
+	m := newMux(ln, adv, cfg.Streams, dialer)
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: raftLayer{m}, MaxPool: 3, Timeout: 2 * time.Second, Logger: logger,
 	})
@@ -225,12 +244,18 @@ func Start(cfg Config) (*Service, error) {
 		closeStore()
 		return nil, fmt.Errorf("election: raft: %w", err)
 	}
-	s := &Service{cfg: cfg, fsm: fsm, raft: r, trans: trans, mux: m, bolt: bolt,
+	s := &Service{cfg: cfg, fsm: fsm, raft: r, trans: trans, mux: m, bolt: bolt, dialer: dialer,
 		stop: make(chan struct{}), kick: make(chan struct{}, 1)}
 	s.wg.Add(2)
 	go s.serveRPC()
 	go s.leaderLoop()
 	return s, nil
+}
+
+// Dial opens a connection of the given stream kind to another node's Raft port, with the
+// cluster's TLS identity.
+func (s *Service) Dial(addr string, kind byte, timeout time.Duration) (net.Conn, error) {
+	return s.dialer.Dial(addr, kind, timeout)
 }
 
 // FSM exposes the local replica (for watches and local reads).
@@ -342,7 +367,7 @@ type response struct {
 var errByText = map[string]error{}
 
 func init() {
-	for _, e := range []error{ErrNoLeader, ErrHeld, ErrStaleToken, ErrClosed, ErrBadRequest} {
+	for _, e := range []error{ErrNoLeader, ErrHeld, ErrStaleToken, ErrClosed, ErrBadRequest, ErrForbidden} {
 		errByText[e.Error()] = e
 	}
 }
@@ -387,7 +412,7 @@ func (s *Service) try(ctx context.Context, req Request, deadline time.Time) (Lea
 		return Lease{}, ErrNoLeader, true
 	}
 	l, err := s.forward(ctx, string(addr), req, deadline)
-	if err != nil && !errors.Is(err, ErrHeld) && !errors.Is(err, ErrStaleToken) && !errors.Is(err, ErrBadRequest) {
+	if err != nil && !errors.Is(err, ErrHeld) && !errors.Is(err, ErrStaleToken) && !errors.Is(err, ErrBadRequest) && !errors.Is(err, ErrForbidden) {
 		return Lease{}, ErrNoLeader, true
 	}
 	if l.Leader == "" {
@@ -397,7 +422,7 @@ func (s *Service) try(ctx context.Context, req Request, deadline time.Time) (Lea
 }
 
 func (s *Service) forward(ctx context.Context, addr string, req Request, deadline time.Time) (Lease, error) {
-	c, err := dialKind(addr, connRPC, time.Until(deadline))
+	c, err := s.dialer.Dial(addr, connRPC, time.Until(deadline))
 	if err != nil {
 		return Lease{}, err
 	}
@@ -411,7 +436,7 @@ func (s *Service) forward(ctx context.Context, addr string, req Request, deadlin
 		return Lease{}, err
 	}
 	var resp response
-	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+	if err := json.NewDecoder(io.LimitReader(c, maxRPCBytes)).Decode(&resp); err != nil {
 		return Lease{}, err
 	}
 	if resp.Err != "" {
@@ -438,14 +463,20 @@ func (s *Service) serveRPC() {
 		go func() {
 			defer wg.Done()
 			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			_ = c.SetDeadline(time.Now().Add(rpcTimeout))
 			var req Request
-			if err := json.NewDecoder(c).Decode(&req); err != nil {
+			if err := json.NewDecoder(io.LimitReader(c, maxRPCBytes)).Decode(&req); err != nil {
 				return
 			}
 			var resp response
 			var err error
-			if s.raft.State() != raft.Leader {
+			// The forwarding node's identity comes from its certificate: it may act only for
+			// its own sessions (Node is the holder's node name). Without TLS (an insecure
+			// cluster) there is no identity to check.
+			peer := mtls.PeerName(c)
+			if s.cfg.TLS != nil && (peer == "" || (req.Kind != "get" && req.Node != peer)) {
+				err = ErrForbidden
+			} else if s.raft.State() != raft.Leader {
 				err = ErrNoLeader
 			} else {
 				resp.Lease, err = s.handle(req, s.cfg.ForwardWait)
@@ -479,7 +510,7 @@ func (s *Service) handle(req Request, timeout time.Duration) (Lease, error) {
 		}
 		return s.view(rec), nil
 	case "campaign":
-		if req.Node == "" || req.TTL <= 0 {
+		if req.Node == "" || !s.ttlOK(req.TTL) {
 			return Lease{}, ErrBadRequest
 		}
 		if rec.Held() && rec.Node == req.Node && rec.Session == req.Session {
@@ -490,6 +521,9 @@ func (s *Service) handle(req Request, timeout time.Duration) (Lease, error) {
 		}
 		return s.apply(Command{Op: OpAcquire, Name: req.Name, Node: req.Node, Session: req.Session, TTL: req.TTL, PrevIndex: rec.Index}, timeout, ErrHeld)
 	case "renew":
+		if req.TTL != 0 && !s.ttlOK(req.TTL) {
+			return Lease{}, ErrBadRequest
+		}
 		if !rec.Held() || rec.Token != req.Token || rec.Node != req.Node || rec.Session != req.Session {
 			return s.view(rec), ErrStaleToken
 		}
@@ -501,6 +535,18 @@ func (s *Service) handle(req Request, timeout time.Duration) (Lease, error) {
 		return s.apply(Command{Op: OpRelease, Name: req.Name, Token: req.Token}, timeout, ErrStaleToken)
 	}
 	return Lease{}, ErrBadRequest
+}
+
+// ttlOK reports whether a requested TTL is within the configured bounds: the leader checks
+// what it is asked, whoever forwarded it (the admin API's bounds, on the log's side).
+func (s *Service) ttlOK(d time.Duration) bool {
+	if d <= 0 {
+		return false
+	}
+	if s.cfg.MinTTL > 0 && d < s.cfg.MinTTL {
+		return false
+	}
+	return s.cfg.MaxTTL <= 0 || d <= s.cfg.MaxTTL
 }
 
 func (s *Service) apply(c Command, timeout time.Duration, lost error) (Lease, error) {

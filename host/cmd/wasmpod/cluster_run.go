@@ -29,6 +29,9 @@ type clusterOptions struct {
 	join      []string
 	keyFile   string
 	label     string
+	// TLS between nodes: bring-your-own PKI, or an explicitly insecure lab cluster.
+	tlsCA, tlsCert, tlsKey string
+	insecure               bool
 	// bootstrapNode names the one node that forms a new cluster (see the flag).
 	bootstrapNode string
 
@@ -61,6 +64,10 @@ func addClusterFlags(cmd *cobra.Command, o *clusterOptions) {
 	f.StringSliceVar(&o.join, "join", nil, "gossip addresses of existing members, comma-separated; omit on the first node")
 	f.StringVar(&o.keyFile, "gossip-key-file", "", "gossip encryption key (base64 of 16, 24 or 32 bytes, e.g. `openssl rand -base64 32`); members need the same key")
 	f.StringVar(&o.label, "cluster-label", "", "cluster label bound into every gossip packet; members need the same label")
+	f.StringVar(&o.tlsCA, "tls-ca", "", "cluster CA certificate (PEM) for mutual TLS between nodes, with --tls-cert and --tls-key (`wasmpod tls ca`); default: a CA derived from the gossip key")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "this node's certificate (PEM), signed by --tls-ca, naming --node-name (`wasmpod tls cert`)")
+	f.StringVar(&o.tlsKey, "tls-key", "", "this node's private key (PEM) for --tls-cert")
+	f.BoolVar(&o.insecure, "insecure-cluster", false, "LAB ONLY: allow a multi-node cluster with no gossip key and no certificates; every node-to-node port then accepts anyone (a warning is logged and shown in /readyz)")
 	f.StringVar(&o.bootstrapNode, "bootstrap-node", "", "name of the one node that forms the cluster: it bootstraps when it has no Raft state, every other node waits to be added; for nodes started from one template with the same --join list (a StatefulSet: --bootstrap-node=wasmpod-0). Default: a node bootstraps when it has no Raft state and no --join")
 	q := cluster.DefaultQueueConfig()
 	f.DurationVar(&o.queueLease, "queue-lease", q.LeaseDuration, "work queue: how long a worker holds a task without a heartbeat (a dead worker's task is redelivered after it; the leader's value applies)")
@@ -74,6 +81,7 @@ func addClusterFlags(cmd *cobra.Command, o *clusterOptions) {
 
 // standalone reports whether no flag asks for a multi-node cluster.
 func (o clusterOptions) standalone() bool {
+	// TLS flags and --insecure-cluster say how to secure a cluster, not that this is one.
 	return o.bind == "" && o.advertise == "" && o.raftAddr == "" && len(o.join) == 0
 }
 
@@ -108,6 +116,14 @@ func clusterConfig(o clusterOptions, stateDir string, log *slog.Logger) (cluster
 		cfg.GossipKey = k
 	}
 	cfg.ClusterLabel = o.label
+	if o.tlsCA != "" || o.tlsCert != "" || o.tlsKey != "" {
+		t, err := cluster.LoadTLS(o.tlsCA, o.tlsCert, o.tlsKey)
+		if err != nil {
+			return cfg, fmt.Errorf("--tls-ca/--tls-cert/--tls-key: %w", err)
+		}
+		cfg.TLS = t
+	}
+	cfg.InsecureCluster = o.insecure
 	if o.bootstrapNode != "" {
 		if o.standalone() {
 			return cfg, errors.New("--bootstrap-node: only for a cluster (give --join, --bind or --advertise)")

@@ -51,7 +51,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	var cf clientFlags
-	for _, v := range []func() *cobra.Command{newRunCmd, newValidateCmd, newABICheckCmd, newVersionCmd, newCallCmd, newInitCmd} {
+	for _, v := range []func() *cobra.Command{newRunCmd, newValidateCmd, newABICheckCmd, newVersionCmd, newCallCmd, newInitCmd, newTLSCmd} {
 		root.AddCommand(v())
 	}
 	for _, v := range append(clientVerbs(&cf), clusterVerbs(&cf)...) {

@@ -185,7 +185,10 @@ func run(specPath string, o runOptions) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	log.Info("cluster node started", "node", node.Name(), "gossip", node.GossipAddr(), "join", strings.Join(ccfg.Join, ","),
-		"encrypted", len(ccfg.GossipKey) > 0, "label", ccfg.ClusterLabel)
+		"encrypted", len(ccfg.GossipKey) > 0, "label", ccfg.ClusterLabel, "mtls", node.Secure())
+	if w := node.InsecureWarning(); w != "" {
+		log.Warn("WARNING: " + w)
+	}
 	closeNode := func() {
 		c, cancel := context.WithTimeout(ctx, nodeLeaveTimeout)
 		defer cancel()
@@ -262,6 +265,9 @@ func run(specPath string, o runOptions) error {
 	acfg.AppTokens = appTokens
 	acfg.MaxConns, acfg.MaxConnsPerIP = o.maxConns, o.maxConnsPerIP
 	acfg.Queue = node
+	if w := node.InsecureWarning(); w != "" {
+		acfg.Warnings = append(acfg.Warnings, w)
+	}
 	if sc != nil {
 		acfg.Scatter, acfg.ScatterPath = sc, pod.Spec.Scatter.Path
 	}
@@ -422,7 +428,8 @@ func listenScatter(o runOptions, sup *supervisor.Supervisor, node *cluster.Node,
 	if err != nil {
 		return nil, fmt.Errorf("--internal: %w", err)
 	}
-	sc, err := newScatterService(sup, node, ln, advertiseAddr(ln.Addr(), node.GossipAddr()), o.transport, log)
+	// Only members get past the internal endpoint's handshake (mutual TLS of the cluster).
+	sc, err := newScatterService(sup, node, node.SecureListener(ln), advertiseAddr(ln.Addr(), node.GossipAddr()), o.transport, log)
 	if err != nil {
 		ln.Close()
 		return nil, err

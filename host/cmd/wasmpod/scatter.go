@@ -294,7 +294,9 @@ func (s *scatterService) peer(addr string) (scatter.Peer, error) {
 	if s.transport == transportNetHTTP {
 		newPeer = scatter.NewNetHTTPPeer
 	}
-	p, err := newPeer(addr, scatter.DefaultPeerConfig())
+	pc := scatter.DefaultPeerConfig()
+	pc.Dial = s.node.DialMember // the cluster's mutual TLS: the peer must be a member, and so must we
+	p, err := newPeer(addr, pc)
 	if err != nil {
 		return nil, fmt.Errorf("scatter peer %s: %w", addr, err)
 	}

@@ -87,6 +87,9 @@ type Config struct {
 	BlobTimeout time.Duration
 	// QueueOpTimeout bounds a job submit or a task retry (a Raft commit).
 	QueueOpTimeout time.Duration
+	// Warnings are shown in /readyz's details (an insecure cluster); they do not make the
+	// host unready.
+	Warnings []string
 }
 
 // DefaultConfig returns the host's defaults.

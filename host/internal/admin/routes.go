@@ -77,9 +77,12 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		if !ok {
 			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 			ctx.SetBodyString("not ready: " + strings.Join(why, "; ") + "\n")
-			return
+		} else {
+			ctx.SetBodyString("ok\n")
 		}
-		ctx.SetBodyString("ok\n")
+		for _, w := range s.cfg.Warnings {
+			ctx.WriteString("warning: " + w + "\n")
+		}
 		return
 	case path == "/metrics":
 		s.metrics.serve(ctx)
