@@ -23,7 +23,9 @@ type TLSConfig struct {
 }
 
 // Configured reports whether certificates were given.
-func (t TLSConfig) Configured() bool { return len(t.CAPEM) > 0 || len(t.CertPEM) > 0 || len(t.KeyPEM) > 0 }
+func (t TLSConfig) Configured() bool {
+	return len(t.CAPEM) > 0 || len(t.CertPEM) > 0 || len(t.KeyPEM) > 0
+}
 
 // LoadTLS reads the CA certificate, node certificate and node key files (PEM).
 func LoadTLS(caFile, certFile, keyFile string) (TLSConfig, error) {
