@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmpod/wasmpod/internal/podtest"
 	"github.com/wasmpod/wasmpod/internal/wasmbuild"
 )
 
@@ -117,7 +118,7 @@ func (c *crossCluster) start(b *testing.B, bin, wasm, transport string) {
 			"--bind", fmt.Sprintf("127.0.0.1:%d", gossip),
 			"--raft-addr", fmt.Sprintf("127.0.0.1:%d", crossFreePort(b)),
 			"--internal", fmt.Sprintf("127.0.0.1:%d", crossFreePort(b)),
-			"--scatter-transport", transport, "--log-level", "warn"}
+			"--scatter-transport", transport, "--log-level", "warn", "--gossip-key-file", podtest.GossipKeyFile(b)}
 		if n > 0 {
 			args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", seed))
 		}

@@ -69,7 +69,7 @@ func TestLeaderExample(t *testing.T) {
 		args := []string{"run", specPath, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 			"--state-dir", filepath.Join(dir, name), "--node-name", name,
 			"--bind", gossip, "--raft-addr", "127.0.0.1:0", "--cluster-label", "leader-example",
-			"--token-file", tokenFile}
+			"--token-file", tokenFile, "--gossip-key-file", podtest.GossipKeyFile(t)}
 		if join != "" {
 			args = append(args, "--join", join)
 		} else {

@@ -96,7 +96,7 @@ func startHost(t *testing.T, dir, spec, name string, gossip, join int) *host {
 	if gossip != 0 {
 		h.inter = podtest.FreePort(t)
 		args = append(args, "--bind", fmt.Sprintf("127.0.0.1:%d", gossip), "--raft-addr", fmt.Sprintf("127.0.0.1:%d", podtest.FreePort(t)),
-			"--internal", fmt.Sprintf("127.0.0.1:%d", h.inter))
+			"--internal", fmt.Sprintf("127.0.0.1:%d", h.inter), "--gossip-key-file", podtest.GossipKeyFile(t))
 	}
 	if join != 0 {
 		args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", join))

@@ -28,6 +28,7 @@ type queueCluster struct {
 	bin   string
 	pod   string
 	token string
+	key   string // gossip key file: mutual TLS between the nodes is derived from it
 	dirs  map[int]string
 	procs map[int]*Proc
 }
@@ -64,7 +65,7 @@ spec:
 	if err := os.WriteFile(tok, []byte(queueToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &queueCluster{t: t, net: n, bin: podtest.Binary(t), pod: pod, token: tok, dirs: map[int]string{}, procs: map[int]*Proc{}}
+	return &queueCluster{t: t, net: n, bin: podtest.Binary(t), pod: pod, token: tok, key: podtest.GossipKeyFile(t), dirs: map[int]string{}, procs: map[int]*Proc{}}
 }
 
 func (c *queueCluster) admin(i int) string { return "http://" + c.net.IP(i) + ":9901" }
@@ -78,7 +79,8 @@ func (c *queueCluster) start(i int, join ...int) {
 	}
 	args := []string{"run", c.pod, "--node-name", l, "--bind", c.net.IP(i) + ":7946",
 		"--admin", c.net.IP(i) + ":9901", "--listen", c.net.IP(i) + ":8080",
-		"--state-dir", c.dirs[i], "--token-file", c.token, "--queue-lease", "2s", "--queue-backoff", "200ms"}
+		"--state-dir", c.dirs[i], "--token-file", c.token, "--queue-lease", "2s", "--queue-backoff", "200ms",
+		"--gossip-key-file", c.key}
 	var js []string
 	for _, j := range join {
 		js = append(js, c.net.IP(j)+":7946")

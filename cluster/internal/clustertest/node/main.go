@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,6 +24,8 @@ import (
 	"time"
 
 	"github.com/wasmpod/wasmpod/cluster"
+	"github.com/wasmpod/wasmpod/cluster/scatter"
+	"github.com/wasmpod/wasmpod/internal/peerhttp"
 )
 
 // Event is one line of history.
@@ -67,6 +70,11 @@ func main() {
 		verbose   = flag.Bool("v", false, "memberlist and raft logs to stderr")
 		loss      = flag.Float64("gossip-loss", 0, "userspace fault injection: drop this fraction of outgoing gossip packets (when tc netem is missing)")
 		delay     = flag.Duration("gossip-delay", 0, "userspace fault injection: delay gossip packets and dials by this mean, jitter +-half")
+		tlsCA     = flag.String("tls-ca", "", "cluster CA certificate (PEM)")
+		tlsCert   = flag.String("tls-cert", "", "node certificate (PEM)")
+		tlsKey    = flag.String("tls-key", "", "node key (PEM)")
+		insecure  = flag.Bool("insecure-cluster", false, "no key and no certificates: plain TCP between nodes")
+		scatterAt = flag.String("scatter", "", "serve a scatter endpoint (shard \"secret\", answering the node name) on this address, behind the cluster's mutual TLS")
 	)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -91,6 +99,15 @@ func main() {
 		}
 		cfg.GossipKey = k
 	}
+	if *tlsCA != "" {
+		t, err := cluster.LoadTLS(*tlsCA, *tlsCert, *tlsKey)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		cfg.TLS = t
+	}
+	cfg.InsecureCluster = *insecure
 	if *verbose {
 		cfg.LogOutput = os.Stderr
 	}
@@ -108,6 +125,14 @@ func main() {
 			emit(Event{Node: *name, Ev: "member", Writer: e.Member.Name, Err: e.Type + ":" + string(e.Member.State)})
 		}
 	}()
+	if *scatterAt != "" {
+		stopScatter, err := serveScatter(n, *scatterAt, *name)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer stopScatter()
+	}
 	srv := &http.Server{Addr: *httpAddr, Handler: api(n), ReadTimeout: 5 * time.Second, WriteTimeout: 35 * time.Second, IdleTimeout: 30 * time.Second}
 	go func() { _ = srv.ListenAndServe() }()
 	var wg sync.WaitGroup
@@ -230,6 +255,24 @@ func api(n *cluster.Node) http.Handler {
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]any{"status": n.Status(), "members": n.Members()}, nil)
 	})
+	// A member's call to another member's scatter endpoint, over the cluster's mutual TLS (the
+	// control case of the outsider tests: members do get through).
+	mux.HandleFunc("GET /scatter-call", func(w http.ResponseWriter, r *http.Request) {
+		pc := scatter.DefaultPeerConfig()
+		pc.Dial = n.DialMember
+		p, err := scatter.NewFastHTTPPeer(r.FormValue("addr"), pc)
+		if err != nil {
+			reply(w, nil, err)
+			return
+		}
+		defer p.Close()
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		var id scatter.RequestID
+		copy(id[:], strconv.FormatInt(time.Now().UnixNano(), 16))
+		out, err := p.Leaf("secret").Call(ctx, id, nil, nil)
+		reply(w, string(out), err)
+	})
 	mux.HandleFunc("GET /lease/{name}", func(w http.ResponseWriter, r *http.Request) {
 		l, err := n.Get(r.Context(), r.PathValue("name"))
 		reply(w, l, err)
@@ -267,4 +310,34 @@ func runStore(ctx context.Context, addr string) {
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
+}
+
+// secretLeaf answers every scatter call with the node's name: what an outsider must not read.
+type secretLeaf struct{ name string }
+
+func (l secretLeaf) Call(_ context.Context, _ scatter.RequestID, _, dst []byte) ([]byte, error) {
+	return append(dst, "secret of "+l.name...), nil
+}
+
+// serveScatter serves a scatter endpoint the way wasmpod does (peerhttp on a listener wrapped
+// in the cluster's mutual TLS).
+func serveScatter(n *cluster.Node, addr, name string) (func(), error) {
+	ep, err := scatter.NewEndpoint(scatter.DefaultEndpointConfig())
+	if err != nil {
+		return nil, err
+	}
+	if err := ep.Register("secret", secretLeaf{name: name}); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := peerhttp.NewServer(ep, peerhttp.DefaultConfig())
+	go func() { _ = srv.Serve(n.SecureListener(ln)) }()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
 }
