@@ -418,8 +418,18 @@ func TestNetnsWrongCA(t *testing.T) {
 			t.Errorf("%s: leader %q", l, st.Status.RaftLeader)
 		}
 	}
-	if g := c.waitHolder(t, start, map[string]bool{"n1": true, "n2": true, "n3": true}); g.Node == "n4" {
-		t.Errorf("n4 holds the lease")
+	var lease wpcluster.Lease
+	resp, err := c.net.Client(5 * time.Second).Get("http://" + c.net.IP(1) + ":8080/lease/" + leaseName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&lease)
+	resp.Body.Close()
+	if !lease.Held || lease.Holder == "n4" {
+		t.Errorf("lease after n4 came: %+v", lease)
+	}
+	if rs := c.net.Hist.Filter(func(e Event) bool { return e.Ev == "renew" && e.T > start.UnixNano() && e.Node == lease.Holder }); len(rs) == 0 {
+		t.Errorf("the holder %s renewed nothing while n4 was trying to join", lease.Holder)
 	}
 	t.Logf("n4 with a certificate of another CA: raft state %s, leader %q", st.Status.RaftState, st.Status.RaftLeader)
 	c.checkSafety(t)
