@@ -387,7 +387,7 @@ func TestNetnsWrongGossipKey(t *testing.T) {
 	c := newCluster(t)
 	all := c.boot(3)
 	other := c.writeKey("other", "b3RoZXItb3RoZXItb3RoZXItb3RoZXItb3RoZXIwMTI=")
-	c.startNode(4, other) // wrong key
+	c.startNode(4, other)                   // wrong key
 	c.startNode(5, "", "-insecure-cluster") // no key (a multi-node node without one must say so)
 	time.Sleep(8 * time.Second)
 	if err := c.converged(all); err != nil {
