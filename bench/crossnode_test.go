@@ -94,7 +94,7 @@ func crossFreePort(b *testing.B) int {
 }
 
 // start runs the 3 nodes with transport: node-1 first (the gossip seed), the others joining it.
-func (c *crossCluster) start(b *testing.B, bin, wasm, transport string) {
+func (c *crossCluster) start(b *testing.B, bin, wasm, transport string, secure bool) {
 	dir, err := os.MkdirTemp("", "crossnode")
 	if err != nil {
 		b.Fatal(err)
@@ -118,7 +118,12 @@ func (c *crossCluster) start(b *testing.B, bin, wasm, transport string) {
 			"--bind", fmt.Sprintf("127.0.0.1:%d", gossip),
 			"--raft-addr", fmt.Sprintf("127.0.0.1:%d", crossFreePort(b)),
 			"--internal", fmt.Sprintf("127.0.0.1:%d", crossFreePort(b)),
-			"--scatter-transport", transport, "--log-level", "warn", "--gossip-key-file", podtest.GossipKeyFile(b)}
+			"--scatter-transport", transport, "--log-level", "warn"}
+		if secure { // mutual TLS between the nodes, derived from the gossip key
+			args = append(args, "--gossip-key-file", podtest.GossipKeyFile(b))
+		} else {
+			args = append(args, "--insecure-cluster")
+		}
 		if n > 0 {
 			args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", seed))
 		}
@@ -229,11 +234,17 @@ func BenchmarkCrossNode(b *testing.B) {
 		Transport: &http.Transport{MaxIdleConnsPerHost: 2 * crossClients},
 	}
 	defer client.CloseIdleConnections()
-	for _, transport := range []string{"fasthttp", "nethttp"} {
+	// fasthttp and nethttp run over mutual TLS between the nodes (the default with a gossip
+	// key); fasthttp-plain runs the fasthttp transport in the clear (--insecure-cluster): what
+	// TLS costs a fan-out.
+	for _, v := range []struct {
+		name, transport string
+		secure          bool
+	}{{"fasthttp", "fasthttp", true}, {"fasthttp-plain", "fasthttp", false}, {"nethttp", "nethttp", true}} {
 		var c crossCluster
-		ok := b.Run(transport, func(b *testing.B) {
+		ok := b.Run(v.name, func(b *testing.B) {
 			if c.hosts == nil {
-				c.start(b, bin, wasm, transport)
+				c.start(b, bin, wasm, v.transport, v.secure)
 				c.waitComplete(b, client, want)
 				// Warm the connections and the modules' pools.
 				for range 50 {

@@ -61,9 +61,11 @@ type queueNodes struct {
 	seq     int // distinguishes the task contents of successive runs on the same cluster
 }
 
-// startQueueNodes starts size nodes with their state in dirs below root. tb is the caller's
-// (sub-)benchmark; the nodes outlive it and are stopped with shutdown.
-func startQueueNodes(tb testing.TB, root string, size int, stage cluster.StageRunner) *queueNodes {
+// startQueueNodes starts size nodes with their state in dirs below root: with a gossip key
+// (mutual TLS between the nodes, derived from it) when secure, else an --insecure-cluster in
+// the clear. tb is the caller's (sub-)benchmark; the nodes outlive it and are stopped with
+// shutdown.
+func startQueueNodes(tb testing.TB, root string, size int, stage cluster.StageRunner, secure bool) *queueNodes {
 	q := &queueNodes{}
 	for i := range size {
 		c := cluster.DefaultConfig()
@@ -73,6 +75,11 @@ func startQueueNodes(tb testing.TB, root string, size int, stage cluster.StageRu
 		c.Gossip.Profile = "local"
 		c.Gossip.RejoinInterval = time.Second
 		c.StateDir = filepath.Join(root, c.NodeName)
+		if secure {
+			c.GossipKey = []byte("bench-key-bench-key-bench-key-32")
+		} else {
+			c.InsecureCluster = true
+		}
 		if i > 0 {
 			c.Join = []string{q.nodes[0].GossipAddr()}
 		}
@@ -328,16 +335,19 @@ func BenchmarkQueue(b *testing.B) {
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")
 	})
 
+	// 3-nodes runs with mutual TLS between the nodes (the default with a gossip key),
+	// 3-nodes-plain in the clear (--insecure-cluster): what TLS costs the queue.
 	root := b.TempDir()
-	for _, size := range []int{1, 3} {
-		name := "1-node"
-		if size > 1 {
-			name = fmt.Sprintf("%d-nodes", size)
-		}
+	for _, v := range []struct {
+		name   string
+		size   int
+		secure bool
+	}{{"1-node", 1, true}, {"3-nodes", 3, true}, {"3-nodes-plain", 3, false}} {
+		name, size := v.name, v.size
 		var c *queueNodes
 		b.Run(name, func(b *testing.B) {
 			if c == nil {
-				c = startQueueNodes(b, filepath.Join(root, name), size, stage)
+				c = startQueueNodes(b, filepath.Join(root, name), size, stage, v.secure)
 			}
 			b.ReportAllocs()
 			c.run(b)

@@ -100,6 +100,7 @@ func contains(xs []string, s string) bool {
 }
 
 // ratios lists the comparisons the issues set targets for: [numerator, denominator, target].
+// A name may end in ":metric" to compare that custom metric (say p99-us) instead of ns/op.
 var ratios = [][3]string{
 	{"BenchmarkCall/noop/wasmpod", "BenchmarkCall/noop/wazero-guarded", "<= 1.0"},
 	{"BenchmarkCall/leaf256/wasmpod", "BenchmarkCall/leaf256/wazero-guarded", "<= 1.0"},
@@ -116,9 +117,26 @@ var ratios = [][3]string{
 	{"BenchmarkFanout/256/wasmpod", "BenchmarkFanout/256/wazero", "<= 1.25"},
 	{"BenchmarkFanout/64/wasmpod", "BenchmarkFanout/64/native", "report"},
 	{"BenchmarkCrossNode/fasthttp", "BenchmarkCrossNode/nethttp", "<= 1.0"},
+	{"BenchmarkCrossNode/fasthttp:p99-us", "BenchmarkCrossNode/fasthttp-plain:p99-us", "<= 1.1"},
+	{"BenchmarkCrossNode/fasthttp", "BenchmarkCrossNode/fasthttp-plain", "report"},
+	{"BenchmarkFailover/tls", "BenchmarkFailover/plain", "report"},
 	{"BenchmarkQueue/1-node", "BenchmarkQueue/command", "report"},
 	{"BenchmarkQueue/1-node", "BenchmarkQueue/bbolt", "report"},
 	{"BenchmarkQueue/3-nodes", "BenchmarkQueue/1-node", "report"},
+	{"BenchmarkQueue/3-nodes", "BenchmarkQueue/3-nodes-plain", "report"},
+}
+
+// ratioValue is the value a ratio compares: ns/op, or the metric after a ':' in name.
+func ratioValue(results map[string]*result, name string) (*result, float64) {
+	n, metric, ok := strings.Cut(name, ":")
+	r := results[n]
+	if r == nil {
+		return nil, 0
+	}
+	if !ok {
+		return r, r.nsPerOp
+	}
+	return r, r.extra[metric]
 }
 
 // runGroups lists, per run, the benchmark functions (names up to the first '/') that have
@@ -176,11 +194,12 @@ func write(w io.Writer, results map[string]*result, header []string) {
 	fmt.Fprintln(w, "| wasmpod | baseline | ratio | target |")
 	fmt.Fprintln(w, "|---|---|---|---|")
 	for _, r := range ratios {
-		a, b := results[r[0]], results[r[1]]
-		if a == nil || b == nil || b.nsPerOp == 0 {
+		a, av := ratioValue(results, r[0])
+		b, bv := ratioValue(results, r[1])
+		if a == nil || b == nil || bv == 0 {
 			continue
 		}
-		ratio := a.nsPerOp / b.nsPerOp
+		ratio := av / bv
 		verdict := r[2]
 		if strings.HasPrefix(r[2], "<= ") {
 			limit, _ := strconv.ParseFloat(strings.TrimPrefix(r[2], "<= "), 64)
