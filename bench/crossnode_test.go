@@ -213,9 +213,15 @@ func (c *crossCluster) waitComplete(b *testing.B, client *http.Client, want uint
 // BenchmarkCrossNode measures the scatter route of a root that fans out to 48 shards: 16 local,
 // 32 on two other wasmpod processes on loopback (see crossNodeSpec), with crossClients
 // requests in flight over HTTP to the root's ingress, once per inter-node transport
-// (--scatter-transport fasthttp and nethttp). ns/op is wall time per request at that
-// concurrency; req/s, p50 and p99 latency (client-side, µs) and the share of partial answers
-// (which should be 0) are reported as metrics.
+// (--scatter-transport fasthttp and nethttp), both over mutual TLS between the nodes (the
+// default with a gossip key). ns/op is wall time per request at that concurrency; req/s, p50
+// and p99 latency (client-side, µs) and the share of partial answers (which should be 0) are
+// reported as metrics.
+//
+// mtls-vs-plain runs two clusters at once, one with TLS and one in the clear
+// (--insecure-cluster), both fasthttp, and sends every client's requests to them in turn: the
+// two see the same machine at the same moments, so a loaded machine's bursts do not land on
+// one side. It reports each side's p50 and p99 (tls-/plain-) and req/s of the pair.
 //
 //	go test -run '^$' -bench CrossNode -benchtime 200x ./bench/
 func BenchmarkCrossNode(b *testing.B) {
@@ -234,74 +240,107 @@ func BenchmarkCrossNode(b *testing.B) {
 		Transport: &http.Transport{MaxIdleConnsPerHost: 2 * crossClients},
 	}
 	defer client.CloseIdleConnections()
-	// fasthttp and nethttp run over mutual TLS between the nodes (the default with a gossip
-	// key); fasthttp-plain runs the fasthttp transport in the clear (--insecure-cluster): what
-	// TLS costs a fan-out.
-	for _, v := range []struct {
-		name, transport string
-		secure          bool
-	}{{"fasthttp", "fasthttp", true}, {"fasthttp-plain", "fasthttp", false}, {"nethttp", "nethttp", true}} {
-		var c crossCluster
-		ok := b.Run(v.name, func(b *testing.B) {
-			if c.hosts == nil {
-				c.start(b, bin, wasm, v.transport, v.secure)
-				c.waitComplete(b, client, want)
-				// Warm the connections and the modules' pools.
-				for range 50 {
-					if _, err := crossQuery(client, c.hosts[0], input1K); err != nil {
-						b.Fatal(err)
-					}
+	// ready starts cs (once) and warms them: connections and the modules' pools.
+	ready := func(b *testing.B, cs []*crossCluster, transports []string, secure []bool) {
+		for i, c := range cs {
+			if c.hosts != nil {
+				continue
+			}
+			c.start(b, bin, wasm, transports[i], secure[i])
+			c.waitComplete(b, client, want)
+			for range 50 {
+				if _, err := crossQuery(client, c.hosts[0], input1K); err != nil {
+					b.Fatal(err)
 				}
 			}
-			rootHost := c.hosts[0]
-			lat := make([]time.Duration, b.N)
-			var next, partial atomic.Int64
-			var errMu sync.Mutex
-			var firstErr error
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			start := time.Now()
-			for range crossClients {
-				wg.Go(func() {
-					for {
-						i := int(next.Add(1)) - 1
-						if i >= b.N {
-							return
-						}
-						t0 := time.Now()
-						a, err := crossQuery(client, rootHost, input1K)
-						lat[i] = time.Since(t0)
-						if err == nil && !a.partial && a.sum != want {
-							err = fmt.Errorf("sum %d, want %d", a.sum, want)
-						}
-						if err != nil {
-							errMu.Lock()
-							if firstErr == nil {
-								firstErr = err
-							}
-							errMu.Unlock()
-							continue
-						}
-						if a.partial {
-							partial.Add(1)
-						}
-					}
-				})
-			}
-			wg.Wait()
-			elapsed := time.Since(start)
-			b.StopTimer()
-			if firstErr != nil {
-				b.Fatalf("a request failed: %v", firstErr)
-			}
-			slices.Sort(lat)
+		}
+	}
+	for _, transport := range []string{"fasthttp", "nethttp"} {
+		c := &crossCluster{}
+		ok := b.Run(transport, func(b *testing.B) {
+			ready(b, []*crossCluster{c}, []string{transport}, []bool{true})
+			lat, elapsed, partial := crossLoad(b, client, []*crossHost{c.hosts[0]}, want)
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
-			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-us")
-			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-us")
-			b.ReportMetric(float64(partial.Load())/float64(b.N), "partial/op")
+			b.ReportMetric(float64(pct(lat[0], 50).Microseconds()), "p50-us")
+			b.ReportMetric(float64(pct(lat[0], 99).Microseconds()), "p99-us")
+			b.ReportMetric(float64(partial)/float64(b.N), "partial/op")
 		})
 		c.stop(b, !ok)
 	}
+	tlsC, plainC := &crossCluster{}, &crossCluster{}
+	ok := b.Run("mtls-vs-plain", func(b *testing.B) {
+		ready(b, []*crossCluster{tlsC, plainC}, []string{"fasthttp", "fasthttp"}, []bool{true, false})
+		lat, elapsed, partial := crossLoad(b, client, []*crossHost{tlsC.hosts[0], plainC.hosts[0]}, want)
+		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+		b.ReportMetric(float64(pct(lat[0], 50).Microseconds()), "tls-p50-us")
+		b.ReportMetric(float64(pct(lat[0], 99).Microseconds()), "tls-p99-us")
+		b.ReportMetric(float64(pct(lat[1], 50).Microseconds()), "plain-p50-us")
+		b.ReportMetric(float64(pct(lat[1], 99).Microseconds()), "plain-p99-us")
+		b.ReportMetric(float64(partial)/float64(b.N), "partial/op")
+	})
+	tlsC.stop(b, !ok)
+	plainC.stop(b, !ok)
+}
+
+// pct is the p-th percentile of sorted latencies.
+func pct(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, len(sorted)*p/100)]
+}
+
+// crossLoad sends b.N requests from crossClients clients, request i to roots[i % len(roots)],
+// and returns each root's sorted latencies, the wall time and the partial answers.
+func crossLoad(b *testing.B, client *http.Client, roots []*crossHost, want uint64) ([][]time.Duration, time.Duration, int64) {
+	lat := make([]time.Duration, b.N)
+	var next, partial atomic.Int64
+	var errMu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range crossClients {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= b.N {
+					return
+				}
+				t0 := time.Now()
+				a, err := crossQuery(client, roots[i%len(roots)], input1K)
+				lat[i] = time.Since(t0)
+				if err == nil && !a.partial && a.sum != want {
+					err = fmt.Errorf("sum %d, want %d", a.sum, want)
+				}
+				if err != nil {
+					errMu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					errMu.Unlock()
+					continue
+				}
+				if a.partial {
+					partial.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if firstErr != nil {
+		b.Fatalf("a request failed: %v", firstErr)
+	}
+	per := make([][]time.Duration, len(roots))
+	for i, d := range lat {
+		per[i%len(roots)] = append(per[i%len(roots)], d)
+	}
+	for _, l := range per {
+		slices.Sort(l)
+	}
+	return per, elapsed, partial.Load()
 }
 
 func sumOf(b []byte) uint64 {
