@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,9 +30,10 @@ type failoverEvent struct {
 }
 
 type failoverProc struct {
-	cmd *exec.Cmd
-	mu  sync.Mutex
-	evs []failoverEvent
+	cmd  *exec.Cmd
+	http string // control API address
+	mu   sync.Mutex
+	evs  []failoverEvent
 }
 
 func (p *failoverProc) grants() []failoverEvent {
@@ -75,7 +77,7 @@ func failoverRound(b *testing.B, bin string, secure bool) time.Duration {
 		} else {
 			args = append(args, "-insecure-cluster")
 		}
-		p := &failoverProc{cmd: exec.Command(bin, args...)}
+		p := &failoverProc{cmd: exec.Command(bin, args...), http: args[5]}
 		out, err := p.cmd.StdoutPipe()
 		if err != nil {
 			b.Fatal(err)
@@ -113,7 +115,15 @@ func failoverRound(b *testing.B, bin string, secure bool) time.Duration {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(3 * time.Second)
+	// Three voters and one Raft leader, seen by every node: a kill before the third node is a
+	// voter would leave two voters, one dead, and no quorum.
+	for settle := time.Now().Add(30 * time.Second); !failoverSettled(procs); {
+		if time.Now().After(settle) {
+			b.Fatal("no three voters within 30 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // a renew or two
 	killed := time.Now()
 	_ = procs[holder].cmd.Process.Kill()
 	for time.Since(killed) < 30*time.Second {
@@ -169,4 +179,28 @@ func BenchmarkFailover(b *testing.B) {
 			b.ReportMetric(float64(ds[len(ds)-1].Milliseconds()), "max-ms")
 		})
 	}
+}
+
+// failoverSettled reports whether every node sees three voters and the same Raft leader.
+func failoverSettled(procs []*failoverProc) bool {
+	leader := ""
+	for _, p := range procs {
+		resp, err := http.Get("http://" + p.http + "/status")
+		if err != nil {
+			return false
+		}
+		var st struct {
+			Status struct {
+				Leader string   `json:"raft_leader"`
+				Voters []string `json:"voters"`
+			} `json:"status"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil || len(st.Status.Voters) != 3 || st.Status.Leader == "" || (leader != "" && st.Status.Leader != leader) {
+			return false
+		}
+		leader = st.Status.Leader
+	}
+	return true
 }

@@ -120,6 +120,8 @@ var ratios = [][3]string{
 	{"BenchmarkCrossNode/mtls-vs-plain:tls-p99-us", "BenchmarkCrossNode/mtls-vs-plain:plain-p99-us", "<= 1.1"},
 	{"BenchmarkCrossNode/mtls-vs-plain:tls-p50-us", "BenchmarkCrossNode/mtls-vs-plain:plain-p50-us", "report"},
 	{"BenchmarkFailover/tls", "BenchmarkFailover/plain", "report"},
+	{"BenchmarkScatterPeer/seq/tls", "BenchmarkScatterPeer/seq/plain", "<= 1.1"},
+	{"BenchmarkScatterPeer/par/tls", "BenchmarkScatterPeer/par/plain", "report"},
 	{"BenchmarkQueue/1-node", "BenchmarkQueue/command", "report"},
 	{"BenchmarkQueue/1-node", "BenchmarkQueue/bbolt", "report"},
 	{"BenchmarkQueue/3-nodes", "BenchmarkQueue/1-node", "report"},
