@@ -114,6 +114,8 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.election = svc
+	wq.fwdPool = svc.NewPool(connQueue, 8, forwardPoolTTL)
+	wq.blobPool = svc.NewPool(connBlob, 4, blobPoolTTL)
 	wq.election.Store(svc)
 	n.metaMu.Lock()
 	m := n.meta

@@ -54,6 +54,10 @@ type workQueue struct {
 	leasing map[string]*sync.Mutex // per stage queue, on the leader: one lease decision at a time
 
 	quota *blobQuota // of pushes from each peer
+
+	// Pools of forwarding and blob connections to other nodes: set before election is
+	// stored, so a caller that loaded the service sees them.
+	fwdPool, blobPool *election.Pool
 }
 
 // openWorkQueue prepares the replica and the blob store under stateDir (a temporary directory
@@ -222,8 +226,13 @@ func (w *workQueue) do(ctx context.Context, cmd queue.Command, wait time.Duratio
 const (
 	maxForwardRequest  = 16 << 20
 	maxForwardResponse = 64 << 20
-	// forwardReadTimeout bounds reading a forwarded request.
-	forwardReadTimeout = 10 * time.Second
+	// forwardIdle is how long a forwarding connection may wait for its next request (the
+	// forwarding side keeps idle ones for forwardPoolTTL, less); a request, once started,
+	// must arrive within it too.
+	forwardIdle    = 60 * time.Second
+	forwardPoolTTL = 30 * time.Second
+	// blobPoolTTL: blob connections are idle-closed by the serving side after 30 s.
+	blobPoolTTL = 20 * time.Second
 )
 
 func (w *workQueue) forward(ctx context.Context, addr string, cmd queue.Command, wait time.Duration, deadline time.Time) (queue.Response, bool, error) {
@@ -231,11 +240,41 @@ func (w *workQueue) forward(ctx context.Context, addr string, cmd queue.Command,
 	if svc == nil {
 		return queue.Response{}, true, ErrNoQuorum
 	}
-	c, err := svc.Dial(addr, connQueue, 2*time.Second)
-	if err != nil {
-		return queue.Response{}, true, err
+	// A lease waits on the leader and is cancelled by hanging up: it gets a connection of its
+	// own. Every other operation is answered at once, on a pooled connection.
+	longPoll := cmd.Op == queue.OpLease && wait > 0
+	for attempt := 0; ; attempt++ {
+		var (
+			c      net.Conn
+			reused bool
+			err    error
+		)
+		if longPoll {
+			c, err = svc.Dial(addr, connQueue, 2*time.Second)
+		} else {
+			c, reused, err = w.fwdPool.Get(addr, 2*time.Second)
+		}
+		if err != nil {
+			return queue.Response{}, true, err
+		}
+		r, err := w.forwardOn(ctx, c, cmd, wait)
+		if err != nil {
+			c.Close()
+			if reused && attempt == 0 && ctx.Err() == nil { // the leader may have closed it while idle
+				continue
+			}
+			return queue.Response{}, true, err
+		}
+		if longPoll {
+			c.Close()
+		} else {
+			w.fwdPool.Put(addr, c)
+		}
+		return r.Resp, r.NoLeader, nil
 	}
-	defer c.Close()
+}
+
+func (w *workQueue) forwardOn(ctx context.Context, c net.Conn, cmd queue.Command, wait time.Duration) (fwdResponse, error) {
 	dl := time.Now().Add(wait + 10*time.Second)
 	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
 		dl = d
@@ -243,14 +282,15 @@ func (w *workQueue) forward(ctx context.Context, addr string, cmd queue.Command,
 	_ = c.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
-	if err := json.NewEncoder(c).Encode(fwdRequest{Cmd: cmd, Wait: wait}); err != nil {
-		return queue.Response{}, true, err
-	}
 	var r fwdResponse
-	if err := json.NewDecoder(io.LimitReader(c, maxForwardResponse)).Decode(&r); err != nil {
-		return queue.Response{}, true, err
+	if err := json.NewEncoder(c).Encode(fwdRequest{Cmd: cmd, Wait: wait}); err != nil {
+		return r, err
 	}
-	return r.Resp, r.NoLeader, nil
+	err := json.NewDecoder(io.LimitReader(c, maxForwardResponse)).Decode(&r)
+	if err == nil && !stop() { // ctx ended just as the answer came: the deadline is spoiled
+		err = ctx.Err()
+	}
+	return r, err
 }
 
 // errForbidden is the answer to a forwarded command that acts for another node.
@@ -284,19 +324,49 @@ func authorizeForward(peer string, secure bool, cmd queue.Command) error {
 	return nil
 }
 
-// serveForward answers forwarded operations (one per connection).
+// serveForward answers forwarded operations on c, one after another, until the forwarding
+// side closes it or leaves it idle; a lease that waits for work is the connection's last.
 func (w *workQueue) serveForward(c net.Conn) {
-	_ = c.SetReadDeadline(time.Now().Add(forwardReadTimeout))
-	var req fwdRequest
-	if err := json.NewDecoder(io.LimitReader(c, maxForwardRequest)).Decode(&req); err != nil {
-		return
-	}
-	_ = c.SetReadDeadline(time.Time{})
-	if err := authorizeForward(mtls.PeerName(c), w.node.tls != nil, req.Cmd); err != nil {
+	peer := mtls.PeerName(c)
+	lr := &election.LimitedReader{R: c}
+	dec := json.NewDecoder(lr)
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(forwardIdle))
+		lr.N = maxForwardRequest
+		var req fwdRequest
+		if err := dec.Decode(&req); err != nil {
+			return
+		}
+		_ = c.SetReadDeadline(time.Time{})
+		if err := authorizeForward(peer, w.node.tls != nil, req.Cmd); err != nil {
+			_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if json.NewEncoder(c).Encode(fwdResponse{Resp: queue.Response{Code: "invalid", Error: err.Error()}}) != nil {
+				return
+			}
+			continue
+		}
+		if req.Cmd.Op == queue.OpLease && req.Wait > 0 {
+			w.serveLease(c, req)
+			return
+		}
+		var out fwdResponse
+		if !w.isLeader() {
+			out.NoLeader = true
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+			out.Resp, out.NoLeader = w.lead(ctx, req.Cmd, 0)
+			cancel()
+		}
 		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		_ = json.NewEncoder(c).Encode(fwdResponse{Resp: queue.Response{Code: "invalid", Error: err.Error()}})
-		return
+		if json.NewEncoder(c).Encode(out) != nil {
+			return
+		}
 	}
+}
+
+// serveLease answers a lease request that may wait for work; the connection is not used
+// again.
+func (w *workQueue) serveLease(c net.Conn, req fwdRequest) {
 	wait := min(max(req.Wait, 0), time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), wait+8*time.Second)
 	defer cancel()
@@ -508,19 +578,15 @@ func (w *workQueue) blobPeers() []string {
 // It reports false when there is no other member; otherwise the error joins every failure.
 func (w *workQueue) onePeer(ctx context.Context, op func(c net.Conn) error) (bool, error) {
 	peers := w.blobPeers()
-	var errs []error
 	svc := w.svc()
 	if svc == nil {
 		return false, ErrNoQuorum
 	}
+	var errs []error
 	for _, addr := range peers {
-		c, err := svc.Dial(addr, connBlob, 2*time.Second)
+		err := w.onBlobConn(addr, op)
 		if err == nil {
-			err = op(c)
-			c.Close()
-			if err == nil {
-				return true, nil
-			}
+			return true, nil
 		}
 		errs = append(errs, err)
 		if ctx.Err() != nil {
@@ -528,6 +594,26 @@ func (w *workQueue) onePeer(ctx context.Context, op func(c net.Conn) error) (boo
 		}
 	}
 	return len(peers) > 0, errors.Join(errs...)
+}
+
+// onBlobConn runs op on a pooled blob connection to addr (again on a new one if a reused one
+// fails: the peer may have closed it while idle); the connection goes back to the pool when
+// op succeeds.
+func (w *workQueue) onBlobConn(addr string, op func(c net.Conn) error) error {
+	for attempt := 0; ; attempt++ {
+		c, reused, err := w.blobPool.Get(addr, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		if err = op(c); err == nil {
+			w.blobPool.Put(addr, c)
+			return nil
+		}
+		c.Close()
+		if !reused || attempt > 0 {
+			return err
+		}
+	}
 }
 
 // replicate copies a local blob to one other live member (the first that accepts it); with

@@ -80,6 +80,13 @@ const maxRPCBytes = 64 << 10
 // rpcTimeout bounds one forwarded lease request, reading it to writing its answer.
 const rpcTimeout = 10 * time.Second
 
+// rpcIdle is how long a forwarding connection may wait for its next request; the forwarding
+// side keeps idle connections for less (rpcPoolTTL).
+const (
+	rpcIdle    = 60 * time.Second
+	rpcPoolTTL = 30 * time.Second
+)
+
 // Timing groups the clock-related settings.
 type Timing struct {
 	HeartbeatTimeout   time.Duration
@@ -111,6 +118,11 @@ type Service struct {
 	bolt  *raftboltdb.BoltStore
 	// dialer opens every outgoing connection to another node's Raft port.
 	dialer Dialer
+	// rpcPool keeps forwarding connections to the leader; pools are every pool made here,
+	// closed at Shutdown.
+	rpcPool *Pool
+	poolMu  sync.Mutex
+	pools   []*Pool
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -246,6 +258,7 @@ func Start(cfg Config) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, fsm: fsm, raft: r, trans: trans, mux: m, bolt: bolt, dialer: dialer,
 		stop: make(chan struct{}), kick: make(chan struct{}, 1)}
+	s.rpcPool = s.NewPool(connRPC, 4, rpcPoolTTL)
 	s.wg.Add(2)
 	go s.serveRPC()
 	go s.leaderLoop()
@@ -256,6 +269,16 @@ func Start(cfg Config) (*Service, error) {
 // cluster's TLS identity.
 func (s *Service) Dial(addr string, kind byte, timeout time.Duration) (net.Conn, error) {
 	return s.dialer.Dial(addr, kind, timeout)
+}
+
+// NewPool returns a pool of connections of the given stream kind to other nodes, closed at
+// Shutdown.
+func (s *Service) NewPool(kind byte, maxIdle int, ttl time.Duration) *Pool {
+	p := NewPool(s.dialer, kind, maxIdle, ttl)
+	s.poolMu.Lock()
+	s.pools = append(s.pools, p)
+	s.poolMu.Unlock()
+	return p
 }
 
 // FSM exposes the local replica (for watches and local reads).
@@ -422,22 +445,30 @@ func (s *Service) try(ctx context.Context, req Request, deadline time.Time) (Lea
 }
 
 func (s *Service) forward(ctx context.Context, addr string, req Request, deadline time.Time) (Lease, error) {
-	c, err := s.dialer.Dial(addr, connRPC, time.Until(deadline))
-	if err != nil {
-		return Lease{}, err
-	}
-	defer c.Close()
 	dl := deadline
 	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
 		dl = d
 	}
-	_ = c.SetDeadline(dl)
-	if err := json.NewEncoder(c).Encode(req); err != nil {
-		return Lease{}, err
-	}
 	var resp response
-	if err := json.NewDecoder(io.LimitReader(c, maxRPCBytes)).Decode(&resp); err != nil {
-		return Lease{}, err
+	for attempt := 0; ; attempt++ {
+		c, reused, err := s.rpcPool.Get(addr, time.Until(deadline))
+		if err != nil {
+			return Lease{}, err
+		}
+		_ = c.SetDeadline(dl)
+		err = json.NewEncoder(c).Encode(req)
+		if err == nil {
+			err = json.NewDecoder(io.LimitReader(c, maxRPCBytes)).Decode(&resp)
+		}
+		if err != nil {
+			c.Close()
+			if reused && attempt == 0 { // the leader may have closed it while idle
+				continue
+			}
+			return Lease{}, err
+		}
+		s.rpcPool.Put(addr, c)
+		break
 	}
 	if resp.Err != "" {
 		if e, ok := errByText[resp.Err]; ok {
@@ -463,30 +494,51 @@ func (s *Service) serveRPC() {
 		go func() {
 			defer wg.Done()
 			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(rpcTimeout))
-			var req Request
-			if err := json.NewDecoder(io.LimitReader(c, maxRPCBytes)).Decode(&req); err != nil {
-				return
+			// One request after another, each bounded in size and time, until the forwarding
+			// side closes the connection or leaves it idle for rpcIdle.
+			done := make(chan struct{})
+			defer close(done)
+			go func() { // Shutdown closes idle connections
+				select {
+				case <-s.stop:
+					c.Close()
+				case <-done:
+				}
+			}()
+			lr := &LimitedReader{R: c}
+			dec := json.NewDecoder(lr)
+			for s.serveOneRPC(c, lr, dec) {
 			}
-			var resp response
-			var err error
-			// The forwarding node's identity comes from its certificate: it may act only for
-			// its own sessions (Node is the holder's node name). Without TLS (an insecure
-			// cluster) there is no identity to check.
-			peer := mtls.PeerName(c)
-			if s.cfg.TLS != nil && (peer == "" || (req.Kind != "get" && req.Node != peer)) {
-				err = ErrForbidden
-			} else if s.raft.State() != raft.Leader {
-				err = ErrNoLeader
-			} else {
-				resp.Lease, err = s.handle(req, s.cfg.ForwardWait)
-			}
-			if err != nil {
-				resp.Err = err.Error()
-			}
-			_ = json.NewEncoder(c).Encode(resp)
 		}()
 	}
+}
+
+// serveOneRPC answers one forwarded lease request on c and reports whether c is still in step.
+func (s *Service) serveOneRPC(c net.Conn, lr *LimitedReader, dec *json.Decoder) bool {
+	_ = c.SetDeadline(time.Now().Add(rpcIdle))
+	lr.N = maxRPCBytes
+	var req Request
+	if err := dec.Decode(&req); err != nil {
+		return false
+	}
+	_ = c.SetDeadline(time.Now().Add(rpcTimeout))
+	var resp response
+	var err error
+	// The forwarding node's identity comes from its certificate: it may act only for its own
+	// sessions (Node is the holder's node name). Without TLS (an insecure cluster) there is no
+	// identity to check.
+	peer := mtls.PeerName(c)
+	if s.cfg.TLS != nil && (peer == "" || (req.Kind != "get" && req.Node != peer)) {
+		err = ErrForbidden
+	} else if s.raft.State() != raft.Leader {
+		err = ErrNoLeader
+	} else {
+		resp.Lease, err = s.handle(req, s.cfg.ForwardWait)
+	}
+	if err != nil {
+		resp.Err = err.Error()
+	}
+	return json.NewEncoder(c).Encode(resp) == nil
 }
 
 // handle runs on the leader.
@@ -679,6 +731,11 @@ func (s *Service) Shutdown() error {
 	var err error
 	s.closeOnce.Do(func() {
 		close(s.stop)
+		s.poolMu.Lock()
+		for _, p := range s.pools {
+			p.Close()
+		}
+		s.poolMu.Unlock()
 		err = s.raft.Shutdown().Error()
 		s.trans.Close()
 		s.mux.close()
