@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -285,16 +286,42 @@ func BenchmarkCrossNode(b *testing.B) {
 	tlsC, plainC := &crossCluster{}, &crossCluster{}
 	ok := b.Run("mtls-vs-plain", func(b *testing.B) {
 		ready(b, []*crossCluster{tlsC, plainC}, []string{"fasthttp", "fasthttp"}, []bool{true, false})
+		tlsCPU0, plainCPU0 := tlsC.cpu(), plainC.cpu()
 		lat, elapsed, partial := crossLoad(b, client, []*crossHost{tlsC.hosts[0], plainC.hosts[0]}, want)
 		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 		b.ReportMetric(float64(pct(lat[0], 50).Microseconds()), "tls-p50-us")
 		b.ReportMetric(float64(pct(lat[0], 99).Microseconds()), "tls-p99-us")
 		b.ReportMetric(float64(pct(lat[1], 50).Microseconds()), "plain-p50-us")
 		b.ReportMetric(float64(pct(lat[1], 99).Microseconds()), "plain-p99-us")
+		// CPU time (user + system) of each cluster's three processes per request it served.
+		half := float64(b.N) / 2
+		b.ReportMetric(float64((tlsC.cpu()-tlsCPU0).Microseconds())/half, "tls-cpu-us/req")
+		b.ReportMetric(float64((plainC.cpu()-plainCPU0).Microseconds())/half, "plain-cpu-us/req")
 		b.ReportMetric(float64(partial)/float64(b.N), "partial/op")
 	})
 	tlsC.stop(b, !ok)
 	plainC.stop(b, !ok)
+}
+
+// cpu is the CPU time (user + system) the cluster's processes have used so far, from
+// /proc/PID/stat (0 where it cannot be read).
+func (c *crossCluster) cpu() time.Duration {
+	var total time.Duration
+	for _, h := range c.hosts {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", h.cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name (which may hold spaces) start after the last ')'.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)          // utime, field 14
+		st, _ := strconv.ParseInt(f[12], 10, 64)          // stime, field 15
+		total += time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+	}
+	return total
 }
 
 // pct is the p-th percentile of sorted latencies.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -60,15 +61,34 @@ func failoverRound(b *testing.B, bin string, secure bool) time.Duration {
 			_ = p.cmd.Wait()
 		}
 	}()
-	seed := crossFreePort(b)
+	// Every port up front: the nodes' Raft ports are their gossip ports + 1, which a port
+	// picked later could otherwise take.
+	taken := map[int]bool{}
+	pick := func(pair bool) int {
+		for {
+			p := crossFreePort(b)
+			if taken[p] || (pair && (taken[p+1] || !portFree(p+1))) {
+				continue
+			}
+			taken[p] = true
+			if pair {
+				taken[p+1] = true
+			}
+			return p
+		}
+	}
+	var gossipPorts, httpPorts [3]int
+	for i := range 3 {
+		gossipPorts[i] = pick(true)
+	}
+	for i := range 3 {
+		httpPorts[i] = pick(false)
+	}
+	seed := gossipPorts[0]
 	key := podtest.GossipKeyFile(b)
 	for i := range 3 {
-		gossip := seed
-		if i > 0 {
-			gossip = crossFreePort(b)
-		}
-		args := []string{"-name", fmt.Sprintf("n%d", i+1), "-bind", fmt.Sprintf("127.0.0.1:%d", gossip),
-			"-http", fmt.Sprintf("127.0.0.1:%d", crossFreePort(b)), "-lease", "job", "-state-dir", filepath.Join(dir, fmt.Sprint(i))}
+		args := []string{"-name", fmt.Sprintf("n%d", i+1), "-bind", fmt.Sprintf("127.0.0.1:%d", gossipPorts[i]),
+			"-http", fmt.Sprintf("127.0.0.1:%d", httpPorts[i]), "-lease", "job", "-state-dir", filepath.Join(dir, fmt.Sprint(i))}
 		if i > 0 {
 			args = append(args, "-join", fmt.Sprintf("127.0.0.1:%d", seed))
 		}
@@ -202,5 +222,15 @@ func failoverSettled(procs []*failoverProc) bool {
 		}
 		leader = st.Status.Leader
 	}
+	return true
+}
+
+// portFree reports whether a loopback TCP port can be bound now.
+func portFree(p int) bool {
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+	if err != nil {
+		return false
+	}
+	ln.Close()
 	return true
 }
