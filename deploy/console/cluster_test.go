@@ -44,6 +44,8 @@ func TestConsoleCluster(t *testing.T) {
 	spec = strings.Replace(spec, "http://127.0.0.1:7070", "http://"+storeAddr, 1)
 	specPath := writeFile(t, dir, "pod.yaml", spec)
 
+	// A multi-node cluster needs a key (mutual TLS between the nodes derives from it).
+	key := writeFile(t, dir, "gossip.key", "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktMDEyMzQ=\n")
 	const n = 3
 	hosts := make([]*deploytest.Host, n)
 	names := make([]string, n)
@@ -53,7 +55,8 @@ func TestConsoleCluster(t *testing.T) {
 		gossip := freeAddr(t)
 		args := []string{"run", specPath, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 			"--state-dir", filepath.Join(dir, names[i]), "--node-name", names[i],
-			"--bind", gossip, "--raft-addr", "127.0.0.1:0", "--cluster-label", "console-test"}
+			"--bind", gossip, "--raft-addr", "127.0.0.1:0", "--cluster-label", "console-test",
+			"--gossip-key-file", key}
 		if join != "" {
 			args = append(args, "--join", join)
 		} else {
