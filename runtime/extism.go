@@ -163,19 +163,9 @@ func (e *Engine) loadExtism(ctx context.Context, wasm []byte, cfg ModuleConfig, 
 		Config: cfg.Config,
 		// No AllowedHosts: http_request is wasmpod's (extismHTTPRequest), which checks em.hosts.
 	}
-	if len(cfg.Mounts) > 0 {
-		manifest.AllowedPaths = map[string]string{}
-		for _, mt := range cfg.Mounts {
-			host := mt.HostPath
-			if mt.ReadOnly {
-				host = "ro:" + host
-			}
-			if _, dup := manifest.AllowedPaths[host]; dup {
-				return nil, bad("host path %s is mounted twice; Extism allows one guest path per host path", mt.HostPath)
-			}
-			manifest.AllowedPaths[host] = mt.GuestPath
-		}
-	}
+	// No AllowedPaths either: Extism would mount them with wazero's plain directory mount, which
+	// follows symbolic links out of the mount and knows no sizeLimit. Each instance gets the
+	// native modules' file system instead (newExtismInstance, mountsFSConfig).
 	rc := wazero.NewRuntimeConfig().WithCompilationCache(e.extismCompilationCache())
 	if !cfg.Trusted {
 		rc = rc.WithCloseOnContextDone(true)
@@ -221,6 +211,9 @@ func (m *Module) newExtismInstance(ctx context.Context) (*instance, error) {
 		WithNanosleep(inst.nanosleep)
 	for k, v := range m.cfg.Env {
 		mc = mc.WithEnv(k, v)
+	}
+	if len(m.cfg.Mounts) > 0 {
+		mc = mc.WithFSConfig(mountsFSConfig(m.cfg.Mounts))
 	}
 	limit := uint64(m.cfg.MaxMemoryPages) * 65536
 	var memMu sync.Mutex

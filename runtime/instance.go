@@ -12,7 +12,6 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
-	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wasmpod/wasmpod/runtime/internal/instrument"
@@ -172,13 +171,7 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 		mc = mc.WithEnv(k, v)
 	}
 	if len(m.cfg.Mounts) > 0 {
-		fsc := wazero.NewFSConfig()
-		for _, mt := range m.cfg.Mounts {
-			// mountFS, not WithDirMount: the plain directory mount follows symbolic links on
-			// the host, out of the mount.
-			fsc = fsc.(sysfs.FSConfig).WithSysFSMount(newMountFS(mt.HostPath, mt.ReadOnly, mt.SizeLimit), mt.GuestPath)
-		}
-		mc = mc.WithFSConfig(fsc)
+		mc = mc.WithFSConfig(mountsFSConfig(m.cfg.Mounts))
 	}
 	if err := m.instantiate(ctx, inst, mc); err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/tetratelabs/wazero"
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
 	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/sys"
@@ -199,4 +200,15 @@ func (m *mountFS) Utimens(p string, atim, mtim int64) experimentalsys.Errno {
 		return errno
 	}
 	return m.dir.Utimens(r, atim, mtim)
+}
+
+// mountsFSConfig is the file system of a module's instances, native or Extism: every mount
+// through mountFS (and its sizeLimit quota), not WithDirMount, whose plain directory mount
+// follows symbolic links on the host, out of the mount.
+func mountsFSConfig(mounts []Mount) wazero.FSConfig {
+	fsc := wazero.NewFSConfig()
+	for _, mt := range mounts {
+		fsc = fsc.(sysfs.FSConfig).WithSysFSMount(newMountFS(mt.HostPath, mt.ReadOnly, mt.SizeLimit), mt.GuestPath)
+	}
+	return fsc
 }

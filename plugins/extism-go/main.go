@@ -12,7 +12,8 @@
 //	        "<level> <msg>" at each of trace, debug, info, warn and error, "echo:<x>" returns
 //	        x, "count:<var>" adds one to the integer var and returns it, "setvar:<var>=<n>"
 //	        stores n bytes in the var, "getvar:<var>" returns its length, "delvar:<var>"
-//	        removes it; anything else is an error
+//	        removes it, "fill:<path>:<n>" writes n bytes to the file path (WASI) and returns n,
+//	        "read:<path>" returns the file's contents; anything else is an error
 //	noop    does nothing (for benchmarks)
 //	count_vowels, run_test
 //	        odd export names, as real plugins have them: count_vowels returns the number of
@@ -24,6 +25,7 @@ package main
 import (
 	"encoding/binary"
 	"errors"
+	"os"
 	"strconv"
 	"strings"
 
@@ -140,6 +142,24 @@ func handle() int32 {
 		pdk.OutputString(strconv.Itoa(len(pdk.GetVar(arg))))
 	case "delvar":
 		pdk.RemoveVar(arg)
+	case "fill":
+		path, size, _ := strings.Cut(arg, ":")
+		n, err := strconv.Atoi(size)
+		if err == nil {
+			err = os.WriteFile(path, make([]byte, n), 0o644)
+		}
+		if err != nil {
+			pdk.SetError(err)
+			return 5
+		}
+		pdk.OutputString(strconv.Itoa(n))
+	case "read":
+		b, err := os.ReadFile(arg)
+		if err != nil {
+			pdk.SetError(err)
+			return 5
+		}
+		pdk.Output(b)
 	case "spin":
 		for {
 			spin++
