@@ -118,16 +118,22 @@ var addrRE = map[string]*regexp.Regexp{
 // startHost runs `wasmpod run` on a pod and waits until both listeners are up.
 func startHost(t *testing.T, specPath, stateDir string) *host {
 	t.Helper()
+	return startHostIn(t, specPath, stateDir)
+}
+
+// startHostIn is startHost with extra flags for `wasmpod run`; stateDir "" is a new one.
+func startHostIn(t *testing.T, specPath, stateDir string, extra ...string) *host {
+	t.Helper()
 	tokFile := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(tokFile, []byte(token+"\n"), 0o600)
 	if stateDir == "" {
 		stateDir = t.TempDir()
 	}
 	h := &host{t: t, stderr: &podtest.SyncBuffer{}, stateDir: stateDir, done: make(chan struct{})}
-	h.cmd = exec.Command(binary, "run", specPath, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
-		"--state-dir", stateDir, "--token-file", tokFile)
-	h.cmd.Stderr = h.stderr
-	h.cmd.Stdout = h.stderr
+	args := append([]string{"run", specPath, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+		"--state-dir", stateDir, "--token-file", tokFile}, extra...)
+	h.cmd = exec.Command(binary, args...)
+	h.cmd.Stderr, h.cmd.Stdout = h.stderr, h.stderr
 	if err := h.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

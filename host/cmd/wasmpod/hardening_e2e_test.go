@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,52 +17,7 @@ import (
 	"time"
 
 	"github.com/wasmpod/wasmpod/cluster"
-	"github.com/wasmpod/wasmpod/internal/podtest"
 )
-
-// startHostArgs is startHost with extra `wasmpod run` flags.
-func startHostArgs(t *testing.T, specPath string, extra ...string) *host {
-	t.Helper()
-	tokFile := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(tokFile, []byte(token+"\n"), 0o600)
-	stateDir := t.TempDir()
-	h := &host{t: t, stderr: &podtest.SyncBuffer{}, stateDir: stateDir, done: make(chan struct{})}
-	args := append([]string{"run", specPath, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
-		"--state-dir", stateDir, "--token-file", tokFile}, extra...)
-	h.cmd = exec.Command(binary, args...)
-	h.cmd.Stderr, h.cmd.Stdout = h.stderr, h.stderr
-	if err := h.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { h.exitErr = h.cmd.Wait(); close(h.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-h.done:
-		default:
-			h.cmd.Process.Kill()
-			<-h.done
-		}
-		if t.Failed() {
-			t.Logf("host log:\n%s", h.stderr.String())
-		}
-	})
-	waitFor(t, 2*time.Minute, "host listening", func() bool {
-		s := h.stderr.String()
-		if m := addrRE["admin"].FindStringSubmatch(s); m != nil {
-			h.admin = m[1]
-		}
-		if m := addrRE["ingress"].FindStringSubmatch(s); m != nil {
-			h.ingress = m[1]
-		}
-		select {
-		case <-h.done:
-			t.Fatalf("host exited early: %v\n%s", h.exitErr, s)
-		default:
-		}
-		return h.admin != "" && h.ingress != ""
-	})
-	return h
-}
 
 // procKiB reads a "VmRSS:"-style field of /proc/PID/status in KiB.
 func procKiB(t *testing.T, pid int, field string) int64 {
@@ -89,7 +43,7 @@ func TestListenerHardening(t *testing.T) {
 	apps := filepath.Join(t.TempDir(), "apps")
 	const billing, reports = "billing-0123456789abcdef", "reports-0123456789abcdef"
 	os.WriteFile(apps, []byte("# election sidecar credentials\nbilling "+billing+"\nreports "+reports+"\n"), 0o600)
-	h := startHostArgs(t, writePod(t, podYAML("podkit", "", "")), "--app-token-file", apps)
+	h := startHostIn(t, writePod(t, podYAML("podkit", "", "")), "", "--app-token-file", apps)
 
 	t.Run("smuggled request: 400 and close, on both listeners", func(t *testing.T) {
 		body := "0\r\n\r\nGET /v1/modules HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -209,7 +163,7 @@ func echoOn(c net.Conn, br *bufio.Reader) error {
 // addresses that want 200 idle keep-alive connections (one request each, then quiet,
 // reconnecting whenever the host closes one). A legitimate client is served every time.
 func TestIdleFloodOnTheBinary(t *testing.T) {
-	h := startHostArgs(t, writePod(t, podYAML("podkit", "", "")), "--max-conns", "100")
+	h := startHostIn(t, writePod(t, podYAML("podkit", "", "")), "", "--max-conns", "100")
 	var wg sync.WaitGroup
 	var idle, reopened atomic.Int64
 	stop := make(chan struct{})
