@@ -321,6 +321,13 @@ func Start(t *testing.T, p Proc) *Host {
 func StartInRoot(t *testing.T, rootfs string, argv, env []string) *Host {
 	t.Helper()
 	h := Start(t, Proc{Rootfs: rootfs, Argv: argv, Env: env})
+	h.waitListening(t)
+	return h
+}
+
+// waitListening waits until both listeners are up, reading their addresses from the log.
+func (h *Host) waitListening(t *testing.T) {
+	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for h.Admin == "" || h.Ingress == "" {
 		s := h.out.String()
@@ -338,7 +345,6 @@ func StartInRoot(t *testing.T, rootfs string, argv, env []string) *Host {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return h
 }
 
 // Exited reports whether the process has exited.

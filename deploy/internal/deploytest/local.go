@@ -8,7 +8,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 )
 
 var (
@@ -81,23 +80,7 @@ func RunLocal(t *testing.T, bin string, env []string, args ...string) *Host {
 			t.Logf("wasmpod %s output:\n%s", strings.Join(args, " "), h.out.String())
 		}
 	})
-	deadline := time.Now().Add(2 * time.Minute)
-	for h.Admin == "" || h.Ingress == "" {
-		s := h.out.String()
-		if m := adminRE.FindStringSubmatch(s); m != nil {
-			h.Admin = m[1]
-		}
-		if m := ingressRE.FindStringSubmatch(s); m != nil {
-			h.Ingress = m[1]
-		}
-		if h.Exited() {
-			t.Fatalf("host exited early: %v\n%s", h.exitErr, s)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("host not listening after 2 minutes:\n%s", s)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	h.waitListening(t)
 	return h
 }
 
