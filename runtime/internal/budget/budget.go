@@ -17,6 +17,7 @@ package budget
 import (
 	"errors"
 	"fmt"
+	"github.com/wasmpod/wasmpod/runtime/internal/wasmbin"
 )
 
 // Limits is a compile budget. A zero field means "no limit" for that quantity.
@@ -174,132 +175,132 @@ func CheckCapped(wasm []byte, l Limits, growCap uint64) (Stats, error) {
 	var funcTypes []uint32
 	var importedFuncs uint64
 
-	r := &reader{b: wasm, pos: 8}
-	for !r.done() {
-		id := r.byte()
-		body := r.bytes(r.u32())
-		if r.err != nil {
-			return st, fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.err)
+	r := &wasmbin.Reader{B: wasm, Pos: 8}
+	for !r.Done() {
+		id := r.Byte()
+		body := r.Bytes(int(r.U32()))
+		if r.Err != nil {
+			return st, fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.Err)
 		}
-		sr := &reader{b: body}
+		sr := &wasmbin.Reader{B: body}
 		switch id {
 		case secType:
-			n := sr.count(len(body))
-			for i := uint64(0); i < n && sr.err == nil; i++ {
-				if f := sr.byte(); f != 0x60 {
+			n := sr.Count(len(body))
+			for i := uint64(0); i < n && sr.Err == nil; i++ {
+				if f := sr.Byte(); f != 0x60 {
 					// Not a plain function type (GC proposal shapes): wazero refuses it anyway.
 					return st, fmt.Errorf("%w: type %d: form 0x%02x", ErrMalformed, i, f)
 				}
-				np := sr.count(len(body))
-				for j := uint64(0); j < np && sr.err == nil; j++ {
-					sr.valtype()
+				np := sr.Count(len(body))
+				for j := uint64(0); j < np && sr.Err == nil; j++ {
+					sr.Valtype()
 				}
-				nr := sr.count(len(body))
-				for j := uint64(0); j < nr && sr.err == nil; j++ {
-					sr.valtype()
+				nr := sr.Count(len(body))
+				for j := uint64(0); j < nr && sr.Err == nil; j++ {
+					sr.Valtype()
 				}
 				params = append(params, np)
 			}
 		case secImport:
-			n := sr.count(len(body))
-			for i := uint64(0); i < n && sr.err == nil; i++ {
-				sr.bytes(sr.u32()) // module
-				sr.bytes(sr.u32()) // name
-				switch k := sr.byte(); k {
+			n := sr.Count(len(body))
+			for i := uint64(0); i < n && sr.Err == nil; i++ {
+				sr.Bytes(int(sr.U32())) // module
+				sr.Bytes(int(sr.U32())) // name
+				switch k := sr.Byte(); k {
 				case 0x00:
-					sr.u32()
+					sr.U32()
 					importedFuncs++
 				case 0x01:
-					sr.valtype()
-					mn, mx, has := sr.limits()
+					sr.Valtype()
+					mn, mx, has := sr.Limits()
 					tables = append(tables, table{mn, mx, has})
 				case 0x02:
-					mn, _, _ := sr.limits()
+					mn, _, _ := sr.Limits()
 					st.MemoryMinPages = max(st.MemoryMinPages, mn)
 				case 0x03:
-					sr.valtype()
-					sr.byte()
+					sr.Valtype()
+					sr.Byte()
 				case 0x04:
-					sr.byte()
-					sr.u32()
+					sr.Byte()
+					sr.U32()
 				default:
-					sr.fail(fmt.Errorf("import %d: unknown kind 0x%02x", i, k))
+					sr.Fail(fmt.Errorf("import %d: unknown kind 0x%02x", i, k))
 				}
 			}
 		case secFunction:
-			n := sr.count(len(body))
+			n := sr.Count(len(body))
 			if err := over("MaxFunctions", "", importedFuncs+n, l.MaxFunctions); err != nil {
 				return st, err
 			}
 			funcTypes = make([]uint32, 0, n)
-			for i := uint64(0); i < n && sr.err == nil; i++ {
-				funcTypes = append(funcTypes, sr.u32())
+			for i := uint64(0); i < n && sr.Err == nil; i++ {
+				funcTypes = append(funcTypes, sr.U32())
 			}
 		case secTable:
-			n := sr.count(len(body))
-			for i := uint64(0); i < n && sr.err == nil; i++ {
-				if sr.peek() == 0x40 { // table with an initializer expression
-					sr.byte()
-					sr.byte()
-					sr.valtype()
-					mn, mx, has := sr.limits()
+			n := sr.Count(len(body))
+			for i := uint64(0); i < n && sr.Err == nil; i++ {
+				if sr.Peek() == 0x40 { // table with an initializer expression
+					sr.Byte()
+					sr.Byte()
+					sr.Valtype()
+					mn, mx, has := sr.Limits()
 					tables = append(tables, table{mn, mx, has})
-					sr.constExpr()
+					sr.ConstExpr()
 					continue
 				}
-				sr.valtype()
-				mn, mx, has := sr.limits()
+				sr.Valtype()
+				mn, mx, has := sr.Limits()
 				tables = append(tables, table{mn, mx, has})
 			}
 		case secMemory:
-			n := sr.count(len(body))
-			for i := uint64(0); i < n && sr.err == nil; i++ {
-				mn, _, _ := sr.limits()
+			n := sr.Count(len(body))
+			for i := uint64(0); i < n && sr.Err == nil; i++ {
+				mn, _, _ := sr.Limits()
 				st.MemoryMinPages = max(st.MemoryMinPages, mn)
 			}
 		case secElement:
-			n := sr.count(len(body))
+			n := sr.Count(len(body))
 			st.ElemSegments = n
 			if err := over("MaxSegments", "element section", n, l.MaxSegments); err != nil {
 				return st, err
 			}
-			for i := uint64(0); i < n && sr.err == nil; i++ {
-				k := sr.elemSegment()
+			for i := uint64(0); i < n && sr.Err == nil; i++ {
+				k := sr.ElemSegment()
 				st.ElementEntries += k
 				if err := over("MaxElementEntries", "", st.ElementEntries, l.MaxElementEntries); err != nil {
 					return st, err
 				}
 			}
 		case secData:
-			n := sr.count(len(body))
+			n := sr.Count(len(body))
 			st.DataSegments = n
 			if err := over("MaxSegments", "data section", n, l.MaxSegments); err != nil {
 				return st, err
 			}
-			for i := uint64(0); i < n && sr.err == nil; i++ {
-				switch f := sr.u32(); f {
+			for i := uint64(0); i < n && sr.Err == nil; i++ {
+				switch f := sr.U32(); f {
 				case 0:
-					sr.constExpr()
+					sr.ConstExpr()
 				case 1:
 				case 2:
-					sr.u32()
-					sr.constExpr()
+					sr.U32()
+					sr.ConstExpr()
 				default:
-					sr.fail(fmt.Errorf("data segment %d: unknown flags %d", i, f))
+					sr.Fail(fmt.Errorf("data segment %d: unknown flags %d", i, f))
 				}
-				k := sr.u32()
-				sr.bytes(k)
+				k := sr.U32()
+				sr.Bytes(int(k))
 				st.DataBytes += uint64(k)
 				if err := over("MaxDataBytes", "", st.DataBytes, l.MaxDataBytes); err != nil {
 					return st, err
 				}
 			}
 		case secCode:
-			n := sr.count(len(body))
-			for i := uint64(0); i < n && sr.err == nil; i++ {
-				size := sr.u32()
-				code := sr.bytes(size)
-				if sr.err != nil {
+			n := sr.Count(len(body))
+			for i := uint64(0); i < n && sr.Err == nil; i++ {
+				size := sr.U32()
+				code := sr.Bytes(int(size))
+				if sr.Err != nil {
 					break
 				}
 				fn := importedFuncs + i
@@ -324,8 +325,8 @@ func CheckCapped(wasm []byte, l Limits, growCap uint64) (Stats, error) {
 				}
 			}
 		}
-		if sr.err != nil {
-			return st, fmt.Errorf("%w: section %d: %v", ErrMalformed, id, sr.err)
+		if sr.Err != nil {
+			return st, fmt.Errorf("%w: section %d: %v", ErrMalformed, id, sr.Err)
 		}
 	}
 	st.Functions = importedFuncs + uint64(len(funcTypes))
@@ -358,18 +359,18 @@ func CheckCapped(wasm []byte, l Limits, growCap uint64) (Stats, error) {
 
 // checkFunction measures one body: locals and nesting, and notes table.grow.
 func checkFunction(code []byte, params uint64, l Limits, st *Stats) error {
-	r := &reader{b: code}
-	groups := r.count(len(code))
+	r := &wasmbin.Reader{B: code}
+	groups := r.Count(len(code))
 	locals := params
-	for g := uint64(0); g < groups && r.err == nil; g++ {
-		locals += uint64(r.u32())
-		r.valtype()
+	for g := uint64(0); g < groups && r.Err == nil; g++ {
+		locals += uint64(r.U32())
+		r.Valtype()
 		if l.MaxLocals != 0 && locals > l.MaxLocals {
 			return &Error{Limit: "MaxLocals", Value: locals, Max: l.MaxLocals}
 		}
 	}
-	if r.err != nil {
-		return fmt.Errorf("locals: %v", r.err)
+	if r.Err != nil {
+		return fmt.Errorf("locals: %v", r.Err)
 	}
 	st.MaxLocals = max(st.MaxLocals, locals)
 	st.TotalLocals += locals
@@ -382,8 +383,8 @@ func checkFunction(code []byte, params uint64, l Limits, st *Stats) error {
 		return &Error{Limit: "MaxNestingWork", Value: st.NestingWork, Max: l.MaxNestingWork}
 	}
 	var depth uint64
-	for !r.done() {
-		op := r.byte()
+	for !r.Done() {
+		op := r.Byte()
 		switch op {
 		case 0x02, 0x03, 0x04, 0x06, 0x1F: // block, loop, if, try, try_table
 			depth++
@@ -401,15 +402,15 @@ func checkFunction(code []byte, params uint64, l Limits, st *Stats) error {
 			}
 		case 0xFC:
 			// Peek the sub-opcode for table.grow (15) without consuming it.
-			save := r.pos
-			if r.u32() == 15 {
+			save := r.Pos
+			if r.U32() == 15 {
 				st.TableGrow = true
 			}
-			r.pos = save
+			r.Pos = save
 		}
-		r.immediates(op)
-		if r.err != nil {
-			return fmt.Errorf("instruction 0x%02x: %v", op, r.err)
+		r.Immediates(op)
+		if r.Err != nil {
+			return fmt.Errorf("instruction 0x%02x: %v", op, r.Err)
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package instrument
 
 import (
 	"fmt"
+	"github.com/wasmpod/wasmpod/runtime/internal/wasmbin"
 	"strings"
 )
 
@@ -128,85 +129,85 @@ func Describe(wasm []byte) (*Desc, error) {
 	var funcs []uint32 // type index of every function, imported first
 	memExportIdx := int64(-1)
 	var exportFuncs []uint32
-	r := &reader{b: wasm, pos: 8}
-	for !r.done() {
-		id := r.byte()
-		body := r.bytes(int(r.u32()))
-		if r.err != nil {
-			return nil, fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.err)
+	r := &wasmbin.Reader{B: wasm, Pos: 8}
+	for !r.Done() {
+		id := r.Byte()
+		body := r.Bytes(int(r.U32()))
+		if r.Err != nil {
+			return nil, fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.Err)
 		}
-		sr := &reader{b: body}
+		sr := &wasmbin.Reader{B: body}
 		switch id {
 		case secType:
-			n := sr.u32()
-			for i := uint32(0); i < n && sr.err == nil; i++ {
-				if form := sr.byte(); form != 0x60 && sr.err == nil {
+			n := sr.U32()
+			for i := uint32(0); i < n && sr.Err == nil; i++ {
+				if form := sr.Byte(); form != 0x60 && sr.Err == nil {
 					return nil, fmt.Errorf("%w: type %d has form 0x%02x (only function types are supported)", ErrMalformed, i, form)
 				}
 				var ft funcType
-				ft.params = sr.valtypes()
-				ft.results = sr.valtypes()
+				ft.params = valtypes(sr)
+				ft.results = valtypes(sr)
 				types = append(types, ft)
 			}
 		case secImport:
-			n := sr.u32()
-			for i := uint32(0); i < n && sr.err == nil; i++ {
-				imp := Import{Module: string(sr.bytes(int(sr.u32()))), Name: string(sr.bytes(int(sr.u32())))}
-				imp.Kind = Kind(sr.byte())
+			n := sr.U32()
+			for i := uint32(0); i < n && sr.Err == nil; i++ {
+				imp := Import{Module: string(sr.Bytes(int(sr.U32()))), Name: string(sr.Bytes(int(sr.U32())))}
+				imp.Kind = Kind(sr.Byte())
 				switch imp.Kind {
 				case KindFunc:
-					ti := sr.u32()
-					if sr.err == nil && int(ti) >= len(types) {
+					ti := sr.U32()
+					if sr.Err == nil && int(ti) >= len(types) {
 						return nil, fmt.Errorf("%w: import %s.%s uses type %d of %d", ErrMalformed, imp.Module, imp.Name, ti, len(types))
 					}
-					if sr.err == nil {
+					if sr.Err == nil {
 						imp.Params, imp.Results = types[ti].params, types[ti].results
 					}
 					funcs = append(funcs, ti)
 				case KindTable:
-					sr.valtype()
-					sr.limits()
+					sr.Valtype()
+					sr.Limits()
 				case KindMemory:
-					m := sr.memLimits()
-					if d.Memory == nil && sr.err == nil {
+					m := memLimits(sr)
+					if d.Memory == nil && sr.Err == nil {
 						m.Imported = true
 						d.Memory = &m
 					}
 				case KindGlobal:
-					sr.valtype()
-					sr.byte()
+					sr.Valtype()
+					sr.Byte()
 				case KindTag:
-					sr.byte()
-					sr.u32()
+					sr.Byte()
+					sr.U32()
 				default:
-					if sr.err == nil {
+					if sr.Err == nil {
 						return nil, fmt.Errorf("%w: import %d has unknown kind %d", ErrMalformed, i, imp.Kind)
 					}
 				}
 				d.Imports = append(d.Imports, imp)
 			}
 		case 3: // function
-			n := sr.u32()
-			for i := uint32(0); i < n && sr.err == nil; i++ {
-				ti := sr.u32()
-				if sr.err == nil && int(ti) >= len(types) {
+			n := sr.U32()
+			for i := uint32(0); i < n && sr.Err == nil; i++ {
+				ti := sr.U32()
+				if sr.Err == nil && int(ti) >= len(types) {
 					return nil, fmt.Errorf("%w: function %d uses type %d of %d", ErrMalformed, i, ti, len(types))
 				}
 				funcs = append(funcs, ti)
 			}
 		case 5: // memory
-			n := sr.u32()
-			for i := uint32(0); i < n && sr.err == nil; i++ {
-				m := sr.memLimits()
-				if d.Memory == nil && sr.err == nil {
+			n := sr.U32()
+			for i := uint32(0); i < n && sr.Err == nil; i++ {
+				m := memLimits(sr)
+				if d.Memory == nil && sr.Err == nil {
 					d.Memory = &m
 				}
 			}
 		case secExport:
-			n := sr.u32()
-			for i := uint32(0); i < n && sr.err == nil; i++ {
-				e := Export{Name: string(sr.bytes(int(sr.u32()))), Kind: Kind(sr.byte())}
-				idx := sr.u32()
+			n := sr.U32()
+			for i := uint32(0); i < n && sr.Err == nil; i++ {
+				e := Export{Name: string(sr.Bytes(int(sr.U32()))), Kind: Kind(sr.Byte())}
+				idx := sr.U32()
 				if e.Kind == KindMemory && idx == 0 {
 					memExportIdx = int64(len(d.Exports))
 				}
@@ -216,7 +217,7 @@ func Describe(wasm []byte) (*Desc, error) {
 		default:
 			continue
 		}
-		if sr.err != nil || !sr.done() {
+		if sr.Err != nil || !sr.Done() {
 			return nil, fmt.Errorf("%w: section %d: %v", ErrMalformed, id, orTrailing(sr))
 		}
 	}
@@ -239,36 +240,36 @@ func Describe(wasm []byte) (*Desc, error) {
 }
 
 // valtypes reads a vector of value types.
-func (r *reader) valtypes() []ValType {
-	n := r.u32()
-	if r.err != nil {
+func valtypes(r *wasmbin.Reader) []ValType {
+	n := r.U32()
+	if r.Err != nil {
 		return nil
 	}
-	if int64(n) > int64(len(r.b)-r.pos) {
-		r.fail(errEOF)
+	if int64(n) > int64(len(r.B)-r.Pos) {
+		r.Fail(wasmbin.ErrEOF)
 		return nil
 	}
 	out := make([]ValType, 0, n)
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		start := r.pos
-		r.valtype()
-		if r.err == nil {
-			out = append(out, ValType(r.b[start]))
+	for i := uint32(0); i < n && r.Err == nil; i++ {
+		start := r.Pos
+		r.Valtype()
+		if r.Err == nil {
+			out = append(out, ValType(r.B[start]))
 		}
 	}
 	return out
 }
 
 // memLimits reads memory limits (flags: 1 max present, 2 shared, 4 memory64).
-func (r *reader) memLimits() Memory {
-	flags := r.byte()
+func memLimits(r *wasmbin.Reader) Memory {
+	flags := r.Byte()
 	if flags > 0x07 {
-		r.fail(fmt.Errorf("unknown limits flags 0x%02x", flags))
+		r.Fail(fmt.Errorf("unknown limits flags 0x%02x", flags))
 		return Memory{}
 	}
-	m := Memory{Min: r.u64(), Shared: flags&2 != 0, Is64: flags&4 != 0}
+	m := Memory{Min: r.U64(), Shared: flags&2 != 0, Is64: flags&4 != 0}
 	if flags&1 != 0 {
-		m.Max, m.HasMax = r.u64(), true
+		m.Max, m.HasMax = r.U64(), true
 	}
 	return m
 }
@@ -286,12 +287,12 @@ func RenameImports(wasm []byte, fromModule string, names []string, toModule stri
 	}
 	out := make([]byte, 0, len(wasm)+64)
 	out = append(out, wasm[:8]...)
-	r := &reader{b: wasm, pos: 8}
-	for !r.done() {
-		id := r.byte()
-		body := r.bytes(int(r.u32()))
-		if r.err != nil {
-			return nil, fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.err)
+	r := &wasmbin.Reader{B: wasm, Pos: 8}
+	for !r.Done() {
+		id := r.Byte()
+		body := r.Bytes(int(r.U32()))
+		if r.Err != nil {
+			return nil, fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.Err)
 		}
 		if id == secImport {
 			nb, err := renameInImportSection(body, fromModule, want, toModule)
@@ -308,34 +309,34 @@ func RenameImports(wasm []byte, fromModule string, names []string, toModule stri
 }
 
 func renameInImportSection(body []byte, fromModule string, want map[string]bool, toModule string) ([]byte, error) {
-	r := &reader{b: body}
-	n := r.u32()
+	r := &wasmbin.Reader{B: body}
+	n := r.U32()
 	out := appendU32(nil, n)
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		mod := r.bytes(int(r.u32()))
-		name := r.bytes(int(r.u32()))
-		descStart := r.pos
-		kind := r.byte()
+	for i := uint32(0); i < n && r.Err == nil; i++ {
+		mod := r.Bytes(int(r.U32()))
+		name := r.Bytes(int(r.U32()))
+		descStart := r.Pos
+		kind := r.Byte()
 		switch kind {
 		case 0:
-			r.u32()
+			r.U32()
 		case 1:
-			r.valtype()
-			r.limits()
+			r.Valtype()
+			r.Limits()
 		case 2:
-			r.limits()
+			r.Limits()
 		case 3:
-			r.valtype()
-			r.byte()
+			r.Valtype()
+			r.Byte()
 		case 4:
-			r.byte()
-			r.u32()
+			r.Byte()
+			r.U32()
 		default:
-			if r.err == nil {
+			if r.Err == nil {
 				return nil, fmt.Errorf("%w: import %d has unknown kind %d", ErrMalformed, i, kind)
 			}
 		}
-		if r.err != nil {
+		if r.Err != nil {
 			break
 		}
 		if kind == 0 && string(mod) == fromModule && want[string(name)] {
@@ -343,9 +344,9 @@ func renameInImportSection(body []byte, fromModule string, want map[string]bool,
 		}
 		out = appendName(out, string(mod))
 		out = appendName(out, string(name))
-		out = append(out, r.b[descStart:r.pos]...)
+		out = append(out, r.B[descStart:r.Pos]...)
 	}
-	if r.err != nil || !r.done() {
+	if r.Err != nil || !r.Done() {
 		return nil, fmt.Errorf("%w: import section: %v", ErrMalformed, orTrailing(r))
 	}
 	return out, nil

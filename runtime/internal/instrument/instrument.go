@@ -45,6 +45,7 @@ package instrument
 import (
 	"errors"
 	"fmt"
+	"github.com/wasmpod/wasmpod/runtime/internal/wasmbin"
 )
 
 // Names the instrumented module imports and exports.
@@ -162,45 +163,45 @@ func CheckShape(wasm []byte) error {
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
 		return fmt.Errorf("%w: no wasm magic number", ErrMalformed)
 	}
-	r := &reader{b: wasm, pos: 8}
-	for !r.done() {
-		id := r.byte()
-		body := r.bytes(int(r.u32()))
-		if r.err != nil {
-			return fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.err)
+	r := &wasmbin.Reader{B: wasm, Pos: 8}
+	for !r.Done() {
+		id := r.Byte()
+		body := r.Bytes(int(r.U32()))
+		if r.Err != nil {
+			return fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.Err)
 		}
 		switch id {
 		case secCustom, secStart, 12: // custom, start, data count: no vector
 			continue
 		}
-		sr := &reader{b: body}
-		n := sr.u32()
-		if sr.err != nil {
-			return fmt.Errorf("%w: section %d: %v", ErrMalformed, id, sr.err)
+		sr := &wasmbin.Reader{B: body}
+		n := sr.U32()
+		if sr.Err != nil {
+			return fmt.Errorf("%w: section %d: %v", ErrMalformed, id, sr.Err)
 		}
-		if int64(n) > int64(len(body)-sr.pos) {
+		if int64(n) > int64(len(body)-sr.Pos) {
 			return fmt.Errorf("%w: section %d declares %d entries in %d bytes", ErrMalformed, id, n, len(body))
 		}
 		if id == secCode {
 			// Each body declares local groups; a count of locals can also be huge.
-			for i := uint32(0); i < n && sr.err == nil; i++ {
-				fb := sr.bytes(int(sr.u32()))
-				fr := &reader{b: fb}
-				groups := fr.u32()
-				if fr.err == nil && int64(groups)*2 > int64(len(fb)) {
+			for i := uint32(0); i < n && sr.Err == nil; i++ {
+				fb := sr.Bytes(int(sr.U32()))
+				fr := &wasmbin.Reader{B: fb}
+				groups := fr.U32()
+				if fr.Err == nil && int64(groups)*2 > int64(len(fb)) {
 					return fmt.Errorf("%w: function %d declares %d local groups in %d bytes", ErrMalformed, i, groups, len(fb))
 				}
 				var total uint64
-				for g := uint32(0); g < groups && fr.err == nil; g++ {
-					total += uint64(fr.u32())
-					fr.valtype()
+				for g := uint32(0); g < groups && fr.Err == nil; g++ {
+					total += uint64(fr.U32())
+					fr.Valtype()
 				}
 				if total > 50000 {
 					return fmt.Errorf("%w: function %d declares %d locals (limit 50000)", ErrMalformed, i, total)
 				}
 			}
-			if sr.err != nil {
-				return fmt.Errorf("%w: code section: %v", ErrMalformed, sr.err)
+			if sr.Err != nil {
+				return fmt.Errorf("%w: code section: %v", ErrMalformed, sr.Err)
 			}
 		}
 	}
@@ -239,15 +240,15 @@ func InstrumentWith(wasm []byte, opts Options) ([]byte, error) {
 	if err := CheckShape(wasm); err != nil {
 		return nil, err
 	}
-	r := &reader{b: wasm, pos: 8}
+	r := &wasmbin.Reader{B: wasm, Pos: 8}
 	var secs []section
 	seen := map[byte]bool{}
-	for !r.done() {
-		id := r.byte()
-		n := r.u32()
-		body := r.bytes(int(n))
-		if r.err != nil {
-			return nil, fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.err)
+	for !r.Done() {
+		id := r.Byte()
+		n := r.U32()
+		body := r.Bytes(int(n))
+		if r.Err != nil {
+			return nil, fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.Err)
 		}
 		if id != secCustom {
 			if seen[id] {
@@ -275,13 +276,13 @@ func InstrumentWith(wasm []byte, opts Options) ([]byte, error) {
 			case secFunction:
 				err = w.scanFunctions(s.body)
 			case secGlobal:
-				sr := &reader{b: s.body}
-				w.globals += sr.u32()
-				err = sr.err
+				sr := &wasmbin.Reader{B: s.body}
+				w.globals += sr.U32()
+				err = sr.Err
 			case secStart:
-				sr := &reader{b: s.body}
-				w.start, w.hasStart = sr.u32(), true
-				if sr.err != nil || !sr.done() {
+				sr := &wasmbin.Reader{B: s.body}
+				w.start, w.hasStart = sr.U32(), true
+				if sr.Err != nil || !sr.Done() {
 					err = fmt.Errorf("%w: start section: %v", ErrMalformed, orTrailing(sr))
 				}
 			}
@@ -449,28 +450,28 @@ func FrameWeight(params, locals uint64, codeBytes int) int32 {
 }
 
 func (w *rewriter) scanTypes(body []byte) error {
-	r := &reader{b: body}
-	n := r.u32()
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		if form := r.byte(); form != 0x60 && r.err == nil {
+	r := &wasmbin.Reader{B: body}
+	n := r.U32()
+	for i := uint32(0); i < n && r.Err == nil; i++ {
+		if form := r.Byte(); form != 0x60 && r.Err == nil {
 			return fmt.Errorf("%w: type %d has form 0x%02x (only function types are supported)", ErrUnsupported, i, form)
 		}
 		var ft sigInfo
-		ft.params = r.u32()
-		for k := uint32(0); k < ft.params && r.err == nil; k++ {
-			r.valtype()
+		ft.params = r.U32()
+		for k := uint32(0); k < ft.params && r.Err == nil; k++ {
+			r.Valtype()
 		}
-		ft.nres = r.u32()
-		start := r.pos
-		for k := uint32(0); k < ft.nres && r.err == nil; k++ {
-			r.valtype()
+		ft.nres = r.U32()
+		start := r.Pos
+		for k := uint32(0); k < ft.nres && r.Err == nil; k++ {
+			r.Valtype()
 		}
-		if r.err == nil {
-			ft.results = body[start:r.pos]
+		if r.Err == nil {
+			ft.results = body[start:r.Pos]
 		}
 		w.types = append(w.types, ft)
 	}
-	if r.err != nil || !r.done() {
+	if r.Err != nil || !r.Done() {
 		return fmt.Errorf("%w: type section: %v", ErrMalformed, orTrailing(r))
 	}
 	return nil
@@ -479,38 +480,38 @@ func (w *rewriter) scanTypes(body []byte) error {
 // scanImports counts imported functions and globals, checks their type indices, and refuses a
 // module that already imports the yield function.
 func (w *rewriter) scanImports(body []byte) error {
-	r := &reader{b: body}
-	n := r.u32()
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		mod := r.bytes(int(r.u32()))
-		name := r.bytes(int(r.u32()))
+	r := &wasmbin.Reader{B: body}
+	n := r.U32()
+	for i := uint32(0); i < n && r.Err == nil; i++ {
+		mod := r.Bytes(int(r.U32()))
+		name := r.Bytes(int(r.U32()))
 		if string(mod) == ImportModule && string(name) == YieldName {
 			return fmt.Errorf("%w: the module imports %s.%s, a name reserved for the host", ErrMalformed, ImportModule, YieldName)
 		}
-		switch kind := r.byte(); kind {
+		switch kind := r.Byte(); kind {
 		case 0: // func: type index
-			if t := r.u32(); r.err == nil && t >= uint32(len(w.types)) {
+			if t := r.U32(); r.Err == nil && t >= uint32(len(w.types)) {
 				return fmt.Errorf("%w: import %d: type index %d out of range (%d types)", ErrMalformed, i, t, len(w.types))
 			}
 			w.yield++
 		case 1: // table: reftype, limits
-			r.valtype()
-			r.limits()
+			r.Valtype()
+			r.Limits()
 		case 2: // memory: limits
-			r.limits()
+			r.Limits()
 		case 3: // global: valtype, mutability
-			r.valtype()
-			r.byte()
+			r.Valtype()
+			r.Byte()
 			w.globals++
 		case 4: // tag
 			return fmt.Errorf("%w: import %d is a tag (exception handling)", ErrUnsupported, i)
 		default:
-			if r.err == nil {
+			if r.Err == nil {
 				return fmt.Errorf("%w: import %d has unknown kind %d", ErrMalformed, i, kind)
 			}
 		}
 	}
-	if r.err != nil || !r.done() {
+	if r.Err != nil || !r.Done() {
 		return fmt.Errorf("%w: import section: %v", ErrMalformed, orTrailing(r))
 	}
 	w.numFuncs = w.yield
@@ -518,16 +519,16 @@ func (w *rewriter) scanImports(body []byte) error {
 }
 
 func (w *rewriter) scanFunctions(body []byte) error {
-	r := &reader{b: body}
-	n := r.u32()
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		t := r.u32()
-		if r.err == nil && t >= uint32(len(w.types)) {
+	r := &wasmbin.Reader{B: body}
+	n := r.U32()
+	for i := uint32(0); i < n && r.Err == nil; i++ {
+		t := r.U32()
+		if r.Err == nil && t >= uint32(len(w.types)) {
 			return fmt.Errorf("%w: function %d: type index %d out of range (%d types)", ErrMalformed, i, t, len(w.types))
 		}
 		w.funcTypes = append(w.funcTypes, t)
 	}
-	if r.err != nil || !r.done() {
+	if r.Err != nil || !r.Done() {
 		return fmt.Errorf("%w: function section: %v", ErrMalformed, orTrailing(r))
 	}
 	return nil
@@ -535,28 +536,28 @@ func (w *rewriter) scanFunctions(body []byte) error {
 
 // tables gives every defined table a maximum of at most MaxTableElems.
 func (w *rewriter) tables(body []byte) ([]byte, error) {
-	r := &reader{b: body}
-	n := r.u32()
+	r := &wasmbin.Reader{B: body}
+	n := r.U32()
 	out := appendU32(nil, n)
 	limit := uint64(w.opts.MaxTableElems)
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		start := r.pos
-		if r.byte() == 0x40 && r.err == nil {
+	for i := uint32(0); i < n && r.Err == nil; i++ {
+		start := r.Pos
+		if r.Byte() == 0x40 && r.Err == nil {
 			return nil, fmt.Errorf("%w: table %d has an initializer expression", ErrUnsupported, i)
 		}
-		r.pos = start
-		r.valtype()
-		out = append(out, body[start:r.pos]...)
-		flags := r.byte()
-		if flags > 1 && r.err == nil {
+		r.Pos = start
+		r.Valtype()
+		out = append(out, body[start:r.Pos]...)
+		flags := r.Byte()
+		if flags > 1 && r.Err == nil {
 			return nil, fmt.Errorf("%w: table %d has limits flags 0x%02x", ErrUnsupported, i, flags)
 		}
-		lo := r.u32()
+		lo := r.U32()
 		hi := uint64(1<<32 - 1)
 		if flags == 1 {
-			hi = uint64(r.u32())
+			hi = uint64(r.U32())
 		}
-		if r.err != nil {
+		if r.Err != nil {
 			break
 		}
 		if uint64(lo) > limit {
@@ -566,7 +567,7 @@ func (w *rewriter) tables(body []byte) ([]byte, error) {
 		out = appendU32(out, lo)
 		out = appendU32(out, uint32(min(hi, limit)))
 	}
-	if r.err != nil || !r.done() {
+	if r.Err != nil || !r.Done() {
 		return nil, fmt.Errorf("%w: table section: %v", ErrMalformed, orTrailing(r))
 	}
 	return out, nil
@@ -574,17 +575,17 @@ func (w *rewriter) tables(body []byte) ([]byte, error) {
 
 // globalSection renumbers ref.func in initializers and appends the fuel and the stack budget.
 func (w *rewriter) globalSection(body []byte) ([]byte, error) {
-	r := &reader{b: body}
-	n := r.u32()
+	r := &wasmbin.Reader{B: body}
+	n := r.U32()
 	out := appendU32(nil, n+2)
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		start := r.pos
-		r.valtype()
-		r.byte()
-		out = append(out, body[start:r.pos]...)
+	for i := uint32(0); i < n && r.Err == nil; i++ {
+		start := r.Pos
+		r.Valtype()
+		r.Byte()
+		out = append(out, body[start:r.Pos]...)
 		out = w.constExpr(out, r)
 	}
-	if r.err != nil || !r.done() {
+	if r.Err != nil || !r.Done() {
 		return nil, fmt.Errorf("%w: global section: %v", ErrMalformed, orTrailing(r))
 	}
 	out = append(out, 0x7F, 0x01, 0x41)
@@ -596,17 +597,17 @@ func (w *rewriter) globalSection(body []byte) ([]byte, error) {
 
 // exports renumbers function exports and appends the fuel's and the start function's exports.
 func (w *rewriter) exports(body []byte) ([]byte, error) {
-	r := &reader{b: body}
-	n := r.u32()
+	r := &wasmbin.Reader{B: body}
+	n := r.U32()
 	extra := uint32(1)
 	if w.hasStart {
 		extra++
 	}
 	out := appendU32(nil, n+extra)
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		name := r.bytes(int(r.u32()))
-		kind := r.byte()
-		idx := r.u32()
+	for i := uint32(0); i < n && r.Err == nil; i++ {
+		name := r.Bytes(int(r.U32()))
+		kind := r.Byte()
+		idx := r.U32()
 		if string(name) == FuelName || string(name) == StartName {
 			return nil, fmt.Errorf("%w: the module already exports %q, a name reserved for the host", ErrMalformed, name)
 		}
@@ -614,7 +615,7 @@ func (w *rewriter) exports(body []byte) ([]byte, error) {
 		case 0:
 			idx = w.fn(idx)
 		case 3:
-			if idx >= w.globals && r.err == nil {
+			if idx >= w.globals && r.Err == nil {
 				return nil, fmt.Errorf("%w: export %q: global %d out of range (%d globals)", ErrMalformed, name, idx, w.globals)
 			}
 		}
@@ -622,7 +623,7 @@ func (w *rewriter) exports(body []byte) ([]byte, error) {
 		out = append(out, kind)
 		out = appendU32(out, idx)
 	}
-	if r.err != nil || !r.done() {
+	if r.Err != nil || !r.Done() {
 		return nil, fmt.Errorf("%w: export section: %v", ErrMalformed, orTrailing(r))
 	}
 	out = appendName(out, FuelName)
@@ -637,10 +638,10 @@ func (w *rewriter) exports(body []byte) ([]byte, error) {
 }
 
 func (w *rewriter) code(body []byte) ([]byte, error) {
-	r := &reader{b: body}
-	n := r.u32()
-	if r.err != nil {
-		return nil, fmt.Errorf("%w: code section: %v", ErrMalformed, r.err)
+	r := &wasmbin.Reader{B: body}
+	n := r.U32()
+	if r.Err != nil {
+		return nil, fmt.Errorf("%w: code section: %v", ErrMalformed, r.Err)
 	}
 	if int(n) != len(w.funcTypes) {
 		return nil, fmt.Errorf("%w: %d function bodies for %d functions", ErrMalformed, n, len(w.funcTypes))
@@ -649,10 +650,10 @@ func (w *rewriter) code(body []byte) ([]byte, error) {
 	out = appendU32(out, n)
 	fb := &funcBuf{}
 	for i := uint32(0); i < n; i++ {
-		size := r.u32()
-		code := r.bytes(int(size))
-		if r.err != nil {
-			return nil, fmt.Errorf("%w: function %d: %v", ErrMalformed, i, r.err)
+		size := r.U32()
+		code := r.Bytes(int(size))
+		if r.Err != nil {
+			return nil, fmt.Errorf("%w: function %d: %v", ErrMalformed, i, r.Err)
 		}
 		fn, err := w.function(fb, code, w.types[w.funcTypes[i]])
 		if err != nil {
@@ -661,8 +662,8 @@ func (w *rewriter) code(body []byte) ([]byte, error) {
 		out = appendU32(out, uint32(len(fn)))
 		out = append(out, fn...)
 	}
-	if !r.done() {
-		return nil, fmt.Errorf("%w: code section: %d trailing bytes", ErrMalformed, len(body)-r.pos)
+	if !r.Done() {
+		return nil, fmt.Errorf("%w: code section: %d trailing bytes", ErrMalformed, len(body)-r.Pos)
 	}
 	return out, nil
 }
@@ -687,16 +688,16 @@ type ctl struct {
 // instructions since the last check, and a size-proportional charge before every bulk
 // instruction.
 func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error) {
-	r := &reader{b: code}
-	groups := r.u32()
-	groupsEnd := r.pos
+	r := &wasmbin.Reader{B: code}
+	groups := r.U32()
+	groupsEnd := r.Pos
 	var locals uint64
-	for g := uint32(0); g < groups && r.err == nil; g++ {
-		locals += uint64(r.u32())
-		r.valtype()
+	for g := uint32(0); g < groups && r.Err == nil; g++ {
+		locals += uint64(r.U32())
+		r.Valtype()
 	}
-	if r.err != nil {
-		return nil, fmt.Errorf("%w: locals: %v", ErrMalformed, r.err)
+	if r.Err != nil {
+		return nil, fmt.Errorf("%w: locals: %v", ErrMalformed, r.Err)
 	}
 	nlocals := uint64(ft.params) + locals
 	if nlocals >= 1<<32-1 {
@@ -706,7 +707,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 	fc := w.fuelCheck(fb.fc[:0], tmp)
 	fb.fc = fc
 	weight := FrameWeight(uint64(ft.params), locals, len(code))
-	localsHdr := code[:r.pos]
+	localsHdr := code[:r.Pos]
 
 	b := fb.body[:0]
 	b = w.stackEnter(b, tmp, weight)
@@ -733,12 +734,12 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 		return nil
 	}
 	ended := false
-	for !r.done() {
+	for !r.Done() {
 		if ended {
 			return nil, fmt.Errorf("%w: instructions after the body's end", ErrMalformed)
 		}
-		start := r.pos
-		op := r.byte()
+		start := r.Pos
+		op := r.Byte()
 		if cnt >= MaxStraight {
 			b = append(b, fc...)
 			cnt = 0
@@ -750,14 +751,14 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 			if err := w.blockType(r); err != nil {
 				return nil, err
 			}
-			b = append(b, code[start:r.pos]...)
+			b = append(b, code[start:r.Pos]...)
 			fb.ctl = append(fb.ctl, ctl{isIf: op == 0x04, ifCnt: cnt, brMax: -1})
 			continue
 		case 0x03: // loop: a check at the head of every iteration
 			if err := w.blockType(r); err != nil {
 				return nil, err
 			}
-			b = append(b, code[start:r.pos]...)
+			b = append(b, code[start:r.Pos]...)
 			b = append(b, fc...)
 			fb.ctl = append(fb.ctl, ctl{loop: true, brMax: -1})
 			cnt = 0
@@ -789,11 +790,11 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 			}
 			b = append(b, op)
 		case 0x0C, 0x0D: // br, br_if
-			l := r.u32()
-			if r.err == nil {
+			l := r.U32()
+			if r.Err == nil {
 				err = target(l)
 			}
-			b = append(b, code[start:r.pos]...)
+			b = append(b, code[start:r.Pos]...)
 			if op == 0x0C {
 				cnt = 0 // what follows is unreachable
 			}
@@ -802,14 +803,14 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 			}
 			continue
 		case 0x0E: // br_table
-			n := r.u32()
-			for k := uint32(0); k <= n && r.err == nil && err == nil; k++ {
-				err = target(r.u32())
+			n := r.U32()
+			for k := uint32(0); k <= n && r.Err == nil && err == nil; k++ {
+				err = target(r.U32())
 			}
 			if err != nil {
 				return nil, err
 			}
-			b = append(b, code[start:r.pos]...)
+			b = append(b, code[start:r.Pos]...)
 			cnt = 0
 			continue
 		case 0x0F: // return
@@ -822,7 +823,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 			cnt = 0
 			continue
 		case 0x10, 0x12, 0xD2: // call, return_call, ref.func
-			idx := r.u32()
+			idx := r.U32()
 			if op == 0x12 {
 				b = w.exit(b, weight, fc)
 			}
@@ -832,35 +833,35 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 				cnt = 0
 			}
 		case 0x11, 0x13: // call_indirect, return_call_indirect
-			t := r.u32()
-			r.u32()
-			if r.err == nil && t >= uint32(len(w.types)) {
+			t := r.U32()
+			r.U32()
+			if r.Err == nil && t >= uint32(len(w.types)) {
 				return nil, fmt.Errorf("%w: call_indirect type %d out of range (%d types)", ErrMalformed, t, len(w.types))
 			}
 			if op == 0x13 {
 				b = w.exit(b, weight, fc)
 				cnt = 0
 			}
-			b = append(b, code[start:r.pos]...)
+			b = append(b, code[start:r.Pos]...)
 		case 0x20, 0x21, 0x22: // local.get, local.set, local.tee
-			if l := r.u32(); r.err == nil && uint64(l) >= nlocals {
+			if l := r.U32(); r.Err == nil && uint64(l) >= nlocals {
 				return nil, fmt.Errorf("%w: local %d out of range (%d locals)", ErrMalformed, l, nlocals)
 			}
-			b = append(b, code[start:r.pos]...)
+			b = append(b, code[start:r.Pos]...)
 		case 0x23, 0x24: // global.get, global.set
-			if g := r.u32(); r.err == nil && g >= w.globals {
+			if g := r.U32(); r.Err == nil && g >= w.globals {
 				return nil, fmt.Errorf("%w: global %d out of range (%d globals)", ErrMalformed, g, w.globals)
 			}
-			b = append(b, code[start:r.pos]...)
+			b = append(b, code[start:r.Pos]...)
 		case 0x06, 0x07, 0x08, 0x09, 0x18, 0x19, 0x1F:
 			return nil, fmt.Errorf("%w: exception handling instruction 0x%02x", ErrUnsupported, op)
 		case 0x14, 0x15:
 			return nil, fmt.Errorf("%w: typed function reference instruction 0x%02x", ErrUnsupported, op)
 		case 0xFC:
-			save := r.pos
-			sub := r.u32()
-			r.pos = save
-			r.prefixFC()
+			save := r.Pos
+			sub := r.U32()
+			r.Pos = save
+			r.PrefixFC()
 			shift := uint32(0)
 			switch sub {
 			case 8, 10, 11: // memory.init, memory.copy, memory.fill
@@ -868,24 +869,24 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 			case 12, 14, 17: // table.init, table.copy, table.fill
 				shift = tableChargeShift
 			}
-			if shift != 0 && r.err == nil {
+			if shift != 0 && r.Err == nil {
 				b = w.chargeCheck(b, tmp, shift)
 				cnt = 1
 			}
-			b = append(b, code[start:r.pos]...)
+			b = append(b, code[start:r.Pos]...)
 		default:
-			r.immediates(op)
-			b = append(b, code[start:r.pos]...)
+			r.Immediates(op)
+			b = append(b, code[start:r.Pos]...)
 		}
-		if r.err != nil {
-			return nil, fmt.Errorf("%w: instruction 0x%02x at offset %d: %v", ErrMalformed, op, start, r.err)
+		if r.Err != nil {
+			return nil, fmt.Errorf("%w: instruction 0x%02x at offset %d: %v", ErrMalformed, op, start, r.Err)
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
-	if r.err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, r.err)
+	if r.Err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, r.Err)
 	}
 	if !ended {
 		return nil, fmt.Errorf("%w: body does not end with end", ErrMalformed)
@@ -901,18 +902,18 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 }
 
 // blockType reads a block type and checks that a type index is in range.
-func (w *rewriter) blockType(r *reader) error {
-	save := r.pos
-	switch c := r.byte(); c {
+func (w *rewriter) blockType(r *wasmbin.Reader) error {
+	save := r.Pos
+	switch c := r.Byte(); c {
 	case 0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F:
 		return nil
 	case 0x63, 0x64:
 		return fmt.Errorf("%w: typed reference block type", ErrUnsupported)
 	}
-	r.pos = save
-	v := r.s33()
-	if r.err != nil {
-		return fmt.Errorf("%w: block type: %v", ErrMalformed, r.err)
+	r.Pos = save
+	v := r.S33()
+	if r.Err != nil {
+		return fmt.Errorf("%w: block type: %v", ErrMalformed, r.Err)
 	}
 	if v < 0 || v >= int64(len(w.types)) {
 		return fmt.Errorf("%w: block type %d out of range (%d types)", ErrMalformed, v, len(w.types))
@@ -942,20 +943,20 @@ func insertSection(secs []section, s section) []section {
 }
 
 func isDebugSection(body []byte) bool {
-	r := &reader{b: body}
-	name := r.bytes(int(r.u32()))
-	return r.err == nil && len(name) >= 7 && string(name[:7]) == ".debug_"
+	r := &wasmbin.Reader{B: body}
+	name := r.Bytes(int(r.U32()))
+	return r.Err == nil && len(name) >= 7 && string(name[:7]) == ".debug_"
 }
 
 // appendToVector adds one encoded element to a section that is a vector.
 func appendToVector(body, elem []byte) ([]byte, error) {
-	r := &reader{b: body}
-	n := r.u32()
-	if r.err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, r.err)
+	r := &wasmbin.Reader{B: body}
+	n := r.U32()
+	if r.Err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, r.Err)
 	}
 	out := appendU32(nil, n+1)
-	out = append(out, body[r.pos:]...)
+	out = append(out, body[r.Pos:]...)
 	return append(out, elem...), nil
 }
 
@@ -964,67 +965,67 @@ func appendName(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func orTrailing(r *reader) error {
-	if r.err != nil {
-		return r.err
+func orTrailing(r *wasmbin.Reader) error {
+	if r.Err != nil {
+		return r.Err
 	}
-	return fmt.Errorf("%d trailing bytes", len(r.b)-r.pos)
+	return fmt.Errorf("%d trailing bytes", len(r.B)-r.Pos)
 }
 
 // elements renumbers the function indices of element segments.
 func (w *rewriter) elements(body []byte) ([]byte, error) {
-	r := &reader{b: body}
-	n := r.u32()
+	r := &wasmbin.Reader{B: body}
+	n := r.U32()
 	out := appendU32(nil, n)
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		flags := r.u32()
+	for i := uint32(0); i < n && r.Err == nil; i++ {
+		flags := r.U32()
 		out = appendU32(out, flags)
 		if flags > 7 {
 			return nil, fmt.Errorf("%w: element segment %d: unknown flags %d", ErrMalformed, i, flags)
 		}
 		if flags&2 != 0 && flags&1 == 0 { // explicit table index
-			out = appendU32(out, r.u32())
+			out = appendU32(out, r.U32())
 		}
 		if flags&1 == 0 { // active: offset expression
 			out = w.constExpr(out, r)
 		}
 		if flags&3 != 0 { // elemkind or reftype
 			if flags&4 == 0 {
-				out = append(out, r.byte())
+				out = append(out, r.Byte())
 			} else {
-				start := r.pos
-				r.valtype()
-				out = append(out, body[start:r.pos]...)
+				start := r.Pos
+				r.Valtype()
+				out = append(out, body[start:r.Pos]...)
 			}
 		}
-		count := r.u32()
+		count := r.U32()
 		out = appendU32(out, count)
-		for k := uint32(0); k < count && r.err == nil; k++ {
+		for k := uint32(0); k < count && r.Err == nil; k++ {
 			if flags&4 == 0 {
-				out = appendU32(out, w.fn(r.u32()))
+				out = appendU32(out, w.fn(r.U32()))
 			} else {
 				out = w.constExpr(out, r)
 			}
 		}
 	}
-	if r.err != nil || !r.done() {
+	if r.Err != nil || !r.Done() {
 		return nil, fmt.Errorf("%w: element section: %v", ErrMalformed, orTrailing(r))
 	}
 	return out, nil
 }
 
 // constExpr copies a constant expression up to and including its end, renumbering ref.func.
-func (w *rewriter) constExpr(out []byte, r *reader) []byte {
-	for r.err == nil {
-		start := r.pos
-		op := r.byte()
+func (w *rewriter) constExpr(out []byte, r *wasmbin.Reader) []byte {
+	for r.Err == nil {
+		start := r.Pos
+		op := r.Byte()
 		if op == 0xD2 {
 			out = append(out, op)
-			out = appendU32(out, w.fn(r.u32()))
+			out = appendU32(out, w.fn(r.U32()))
 			continue
 		}
-		r.immediates(op)
-		out = append(out, r.b[start:r.pos]...)
+		r.Immediates(op)
+		out = append(out, r.B[start:r.Pos]...)
 		if op == 0x0B {
 			break
 		}
@@ -1035,17 +1036,17 @@ func (w *rewriter) constExpr(out []byte, r *reader) []byte {
 // nameSection renumbers the function indices of the "name" custom section (function, local and
 // label names). Other custom sections are copied unchanged.
 func (w *rewriter) nameSection(body []byte) ([]byte, error) {
-	r := &reader{b: body}
-	name := r.bytes(int(r.u32()))
-	if r.err != nil || string(name) != "name" {
+	r := &wasmbin.Reader{B: body}
+	name := r.Bytes(int(r.U32()))
+	if r.Err != nil || string(name) != "name" {
 		return body, nil
 	}
-	out := append([]byte(nil), body[:r.pos]...)
-	for !r.done() {
-		id := r.byte()
-		size := r.u32()
-		sub := r.bytes(int(size))
-		if r.err != nil {
+	out := append([]byte(nil), body[:r.Pos]...)
+	for !r.Done() {
+		id := r.Byte()
+		size := r.U32()
+		sub := r.Bytes(int(size))
+		if r.Err != nil {
 			// A malformed name section is ignored by engines; drop what we cannot read.
 			return out, nil
 		}
@@ -1063,24 +1064,24 @@ func (w *rewriter) nameSection(body []byte) ([]byte, error) {
 }
 
 func (w *rewriter) renumberNameMap(sub []byte, indirect bool) ([]byte, bool) {
-	r := &reader{b: sub}
-	n := r.u32()
+	r := &wasmbin.Reader{B: sub}
+	n := r.U32()
 	out := appendU32(nil, n)
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		out = appendU32(out, w.fn(r.u32()))
+	for i := uint32(0); i < n && r.Err == nil; i++ {
+		out = appendU32(out, w.fn(r.U32()))
 		if !indirect {
-			out = appendName(out, string(r.bytes(int(r.u32()))))
+			out = appendName(out, string(r.Bytes(int(r.U32()))))
 			continue
 		}
-		start := r.pos
-		m := r.u32()
-		for k := uint32(0); k < m && r.err == nil; k++ {
-			r.u32()
-			r.bytes(int(r.u32()))
+		start := r.Pos
+		m := r.U32()
+		for k := uint32(0); k < m && r.Err == nil; k++ {
+			r.U32()
+			r.Bytes(int(r.U32()))
 		}
-		out = append(out, sub[start:r.pos]...)
+		out = append(out, sub[start:r.Pos]...)
 	}
-	return out, r.err == nil && r.done()
+	return out, r.Err == nil && r.Done()
 }
 
 func appendU32(b []byte, v uint32) []byte {
