@@ -81,8 +81,9 @@ type crossHost struct {
 // crossCluster is the 3 processes of one sub-benchmark. It outlives the sub-benchmark's runs
 // (b.N = 1, then the real N), so it is started once and stopped by its caller.
 type crossCluster struct {
-	dir   string
-	hosts []*crossHost
+	dir      string
+	hosts    []*crossHost
+	internal []int // the nodes' internal (scatter endpoint) ports
 }
 
 func crossFreePort(b *testing.B) int {
@@ -113,12 +114,14 @@ func (c *crossCluster) start(b *testing.B, bin, wasm, transport string, secure b
 			gossip = crossFreePort(b)
 		}
 		h := &crossHost{name: name, ingress: fmt.Sprintf("127.0.0.1:%d", crossFreePort(b)), done: make(chan struct{})}
+		internal := crossFreePort(b)
+		c.internal = append(c.internal, internal)
 		args := []string{"run", spec, "--node-name", name, "--listen", h.ingress,
 			"--admin", fmt.Sprintf("127.0.0.1:%d", crossFreePort(b)),
 			"--state-dir", filepath.Join(dir, "state-"+name),
 			"--bind", fmt.Sprintf("127.0.0.1:%d", gossip),
 			"--raft-addr", fmt.Sprintf("127.0.0.1:%d", crossFreePort(b)),
-			"--internal", fmt.Sprintf("127.0.0.1:%d", crossFreePort(b)),
+			"--internal", fmt.Sprintf("127.0.0.1:%d", internal),
 			"--scatter-transport", transport, "--log-level", "warn"}
 		if secure { // mutual TLS between the nodes, derived from the gossip key
 			args = append(args, "--gossip-key-file", podtest.GossipKeyFile(b))
@@ -286,7 +289,12 @@ func BenchmarkCrossNode(b *testing.B) {
 	tlsC, plainC := &crossCluster{}, &crossCluster{}
 	ok := b.Run("mtls-vs-plain", func(b *testing.B) {
 		ready(b, []*crossCluster{tlsC, plainC}, []string{"fasthttp", "fasthttp"}, []bool{true, false})
+		// Both clusters warm at once, as measured: the first one started sat idle while the
+		// second compiled its modules, and its first requests after that ran cold (GC, shrunk
+		// stacks), which counted against whichever side was started first.
+		crossWarm(b, client, []*crossHost{tlsC.hosts[0], plainC.hosts[0]}, 400)
 		tlsCPU0, plainCPU0 := tlsC.cpu(), plainC.cpu()
+		tlsConns0, plainConns0 := tlsC.peerConns(), plainC.peerConns()
 		lat, elapsed, partial := crossLoad(b, client, []*crossHost{tlsC.hosts[0], plainC.hosts[0]}, want)
 		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 		b.ReportMetric(float64(pct(lat[0], 50).Microseconds()), "tls-p50-us")
@@ -298,6 +306,13 @@ func BenchmarkCrossNode(b *testing.B) {
 		b.ReportMetric(float64((tlsC.cpu()-tlsCPU0).Microseconds())/half, "tls-cpu-us/req")
 		b.ReportMetric(float64((plainC.cpu()-plainCPU0).Microseconds())/half, "plain-cpu-us/req")
 		b.ReportMetric(float64(partial)/float64(b.N), "partial/op")
+		// Connections between the nodes dialled while timed (each a TLS handshake on the
+		// TLS side): 0 when the pools warmed up to what the load needs.
+		if len(tlsConns0) == 0 || len(plainConns0) == 0 {
+			b.Fatalf("no connections between the nodes found in /proc/net/tcp (tls %d, plain %d)", len(tlsConns0), len(plainConns0))
+		}
+		b.ReportMetric(float64(newConns(tlsConns0, tlsC.peerConns())), "tls-dials")
+		b.ReportMetric(float64(newConns(plainConns0, plainC.peerConns())), "plain-dials")
 	})
 	tlsC.stop(b, !ok)
 	plainC.stop(b, !ok)
@@ -322,6 +337,63 @@ func (c *crossCluster) cpu() time.Duration {
 		total += time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
 	}
 	return total
+}
+
+// peerConns is the set of established connections to the cluster's scatter endpoints, by the
+// dialling side's port (from /proc/net/tcp; loopback, IPv4). Connections in the set after a
+// run that were not in it before were dialled during the run: a TLS handshake each.
+func (c *crossCluster) peerConns() map[int]bool {
+	data, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return nil
+	}
+	out := map[int]bool{}
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[3] != "01" { // 01: ESTABLISHED
+			continue
+		}
+		port := func(a string) int {
+			i := strings.LastIndexByte(a, ':')
+			v, _ := strconv.ParseInt(a[i+1:], 16, 32)
+			return int(v)
+		}
+		if slices.Contains(c.internal, port(f[2])) { // remote end is an endpoint: f[1] dialled
+			out[port(f[1])] = true
+		}
+	}
+	return out
+}
+
+// crossWarm sends n requests, alternating between roots, crossClients at a time (untimed).
+func crossWarm(b *testing.B, client *http.Client, roots []*crossHost, n int) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range crossClients {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				if _, err := crossQuery(client, roots[i%len(roots)], input1K); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+}
+
+// newConns counts the connections in after that were not in before.
+func newConns(before, after map[int]bool) int {
+	n := 0
+	for p := range after {
+		if !before[p] {
+			n++
+		}
+	}
+	return n
 }
 
 // pct is the p-th percentile of sorted latencies.
