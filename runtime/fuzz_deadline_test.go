@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"github.com/wasmpod/wasmpod/runtime/internal/wasmbin"
 	"testing"
 	"time"
 
@@ -199,25 +200,6 @@ func (g *gen) expr(b []byte, depth int) []byte {
 	}
 }
 
-func uleb(b []byte, v uint64) []byte {
-	for {
-		c := byte(v & 0x7F)
-		v >>= 7
-		if v != 0 {
-			b = append(b, c|0x80)
-			continue
-		}
-		return append(b, c)
-	}
-}
+func uleb(b []byte, v uint64) []byte { return wasmbin.AppendU64(b, v) }
 
-func sleb(b []byte, v int64) []byte {
-	for {
-		c := byte(v & 0x7F)
-		v >>= 7
-		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}
+func sleb(b []byte, v int64) []byte { return wasmbin.AppendS64(b, v) }

@@ -1084,25 +1084,6 @@ func (w *rewriter) renumberNameMap(sub []byte, indirect bool) ([]byte, bool) {
 	return out, r.Err == nil && r.Done()
 }
 
-func appendU32(b []byte, v uint32) []byte {
-	for {
-		c := byte(v & 0x7F)
-		v >>= 7
-		if v != 0 {
-			b = append(b, c|0x80)
-			continue
-		}
-		return append(b, c)
-	}
-}
-
-func appendS32(b []byte, v int32) []byte {
-	for {
-		c := byte(v & 0x7F)
-		v >>= 7
-		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}
+// appendU32 and appendS32 encode immediates (wasmbin's LEB128 writers at the widths used here).
+func appendU32(b []byte, v uint32) []byte { return wasmbin.AppendU64(b, uint64(v)) }
+func appendS32(b []byte, v int32) []byte  { return wasmbin.AppendS64(b, int64(v)) }

@@ -7,6 +7,8 @@
 // refusal is the budget's doing, not a decoding error.
 package corpus
 
+import "github.com/wasmpod/wasmpod/runtime/internal/wasmbin"
+
 // Nested returns a module with one exported function "f" whose body is depth nested blocks
 // (block block ... end end). depth 1,000,000 is about 3 MB.
 func Nested(depth int) []byte {
@@ -214,14 +216,4 @@ func name(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func uleb(b []byte, v uint64) []byte {
-	for {
-		c := byte(v & 0x7F)
-		v >>= 7
-		if v != 0 {
-			b = append(b, c|0x80)
-			continue
-		}
-		return append(b, c)
-	}
-}
+func uleb(b []byte, v uint64) []byte { return wasmbin.AppendU64(b, v) }
