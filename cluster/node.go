@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wasmpod/wasmpod/cluster/internal/election"
 	"github.com/wasmpod/wasmpod/cluster/internal/membership"
 	"github.com/wasmpod/wasmpod/cluster/internal/mtls"
+	"github.com/wasmpod/wasmpod/cluster/internal/replog"
 )
 
 // Node is one member of a wasmpod cluster: gossip membership plus a Raft
@@ -20,9 +22,12 @@ import (
 type Node struct {
 	cfg      Config
 	gossip   *membership.Gossip
+	log      *replog.Log
 	election *election.Service
 	wq       *workQueue
 	tls      *mtls.Identity // nil: an insecure cluster
+	// reserveOn latches once every member makes blob reservations.
+	reserveOn atomic.Bool
 
 	metaMu sync.Mutex
 	meta   Meta
@@ -96,15 +101,16 @@ func Start(cfg Config) (*Node, error) {
 	n.wq = wq
 	bootstrap := cfg.Bootstrap == BootstrapAlways || (cfg.Bootstrap == BootstrapAuto && len(cfg.Join) == 0)
 	e := cfg.Election
-	svc, err := election.Start(election.Config{
+	leases := election.New(election.Config{MaxClockDrift: e.MaxClockDrift, ReapInterval: e.ReapInterval, MinTTL: e.MinTTL, MaxTTL: e.MaxTTL})
+	log, err := replog.Start(replog.Config{
 		NodeID: cfg.NodeName, BindAddr: raftBind, Advertise: raftAdv, DataDir: dataDir,
 		Bootstrap: bootstrap, LogOutput: cfg.LogOutput, Peers: n.peers, ForwardWait: e.ForwardWait,
-		Queue: wq.m, Streams: wq.streams(), SnapshotThreshold: e.SnapshotThreshold, SnapshotInterval: e.SnapshotInterval,
-		TLS: n.tls, MinTTL: e.MinTTL, MaxTTL: e.MaxTTL,
-		Timing: election.Timing{
+		Kinds:   []replog.Kind{leases.Kind(), wq.kind(), wq.reservations.kind()},
+		Streams: wq.streams(), SnapshotThreshold: e.SnapshotThreshold, SnapshotInterval: e.SnapshotInterval,
+		TLS: n.tls, Legacy: n.legacy,
+		Timing: replog.Timing{
 			HeartbeatTimeout: e.HeartbeatTimeout, ElectionTimeout: e.ElectionTimeout,
 			LeaderLeaseTimeout: e.LeaderLeaseTimeout, CommitTimeout: e.CommitTimeout,
-			MaxClockDrift: e.MaxClockDrift, ReapInterval: e.ReapInterval,
 			ReconcileInterval: e.ReconcileInterval, RemoveDeadAfter: e.RemoveDeadAfter, MinVoters: e.MinVoters,
 		},
 	})
@@ -113,13 +119,13 @@ func Start(cfg Config) (*Node, error) {
 		_ = g.Shutdown()
 		return nil, err
 	}
-	n.election = svc
-	wq.fwdPool = svc.NewPool(connQueue, 8, forwardPoolTTL)
-	wq.blobPool = svc.NewPool(connBlob, 4, blobPoolTTL)
-	wq.election.Store(svc)
+	leases.Attach(log)
+	n.log, n.election = log, leases
+	wq.blobPool = log.NewPool(connBlob, 4, blobPoolTTL)
+	wq.log.Store(log)
 	n.metaMu.Lock()
 	m := n.meta
-	m.RaftAddr = svc.Addr()
+	m.RaftAddr = log.Addr()
 	n.setMetaLocked(m)
 	n.metaMu.Unlock()
 	_ = g.UpdateMeta(time.Second)
@@ -151,9 +157,57 @@ func (n *Node) SetMeta(m Meta) error {
 	return n.gossip.UpdateMeta(time.Second)
 }
 
+// logVersion is what a node of this release advertises under metaLogVersion: it runs the
+// replicated log of package replog (the 'D' forwarding stream, WPS3 snapshots, blob
+// reservations). Nodes of earlier releases advertise nothing there.
+const (
+	metaLogVersion = "rv"
+	logVersion     = 1
+)
+
 func (n *Node) setMetaLocked(m Meta) {
 	n.meta = m
-	n.metaB, _ = json.Marshal(m)
+	b, _ := json.Marshal(m)
+	var all map[string]json.RawMessage
+	_ = json.Unmarshal(b, &all)
+	all[metaLogVersion] = json.RawMessage(strconv.Itoa(logVersion))
+	n.metaB, _ = json.Marshal(all)
+}
+
+// memberLogVersion reads the log version a member advertises (0: a release before replog).
+func memberLogVersion(meta []byte) int {
+	var v struct {
+		RV int `json:"rv"`
+	}
+	_ = json.Unmarshal(meta, &v)
+	return v.RV
+}
+
+// legacy reports whether the named member runs a release before replog (unknown members are
+// taken for current ones).
+func (n *Node) legacy(id string) bool {
+	for _, m := range n.gossip.Members() {
+		if m.Name == id {
+			return memberLogVersion(m.Meta) < logVersion
+		}
+	}
+	return false
+}
+
+// enforceReservations reports whether blob pushes need a replicated reservation: once every
+// live member runs a release that makes them. It stays on from then (a member cannot switch
+// it off again by advertising an older release).
+func (n *Node) enforceReservations() bool {
+	if n.reserveOn.Load() {
+		return true
+	}
+	for _, m := range n.gossip.Members() {
+		if m.State == membership.StateAlive && memberLogVersion(m.Meta) < logVersion {
+			return false
+		}
+	}
+	n.reserveOn.Store(true)
+	return true
 }
 
 func (n *Node) metaBytes() []byte {
@@ -162,13 +216,13 @@ func (n *Node) metaBytes() []byte {
 	return n.metaB
 }
 
-func (n *Node) peers() []election.Peer {
+func (n *Node) peers() []replog.Peer {
 	ms := n.gossip.Members()
-	out := make([]election.Peer, 0, len(ms))
+	out := make([]replog.Peer, 0, len(ms))
 	for _, m := range ms {
 		var meta Meta
 		_ = json.Unmarshal(m.Meta, &meta)
-		out = append(out, election.Peer{
+		out = append(out, replog.Peer{
 			ID: m.Name, RaftAddr: meta.RaftAddr, Since: m.Changed,
 			Alive: m.State == membership.StateAlive, Left: m.State == membership.StateLeft,
 		})
@@ -178,7 +232,7 @@ func (n *Node) peers() []election.Peer {
 
 // Members lists every known member, dead and left ones included.
 func (n *Node) Members() []Member {
-	st := n.election.Status()
+	st := n.log.Status()
 	voters := map[string]bool{}
 	for _, v := range st.Voters {
 		voters[v] = true
@@ -202,7 +256,7 @@ func (n *Node) toMember(m membership.Member, voters map[string]bool, leader stri
 
 // Status reports this node's Raft and gossip view.
 func (n *Node) Status() Status {
-	st := n.election.Status()
+	st := n.log.Status()
 	return Status{Node: n.cfg.NodeName, RaftState: st.State, RaftLeader: st.Leader, Term: st.Term,
 		Voters: st.Voters, Members: n.gossip.AliveCount()}
 }
@@ -239,8 +293,8 @@ func (n *Node) Subscribe(buffer int) (<-chan MemberEvent, func()) {
 }
 
 func (n *Node) onEvent(ev membership.Event) {
-	if n.election != nil {
-		n.election.Kick()
+	if n.log != nil {
+		n.log.Kick()
 	}
 	kind := "update"
 	switch ev.Kind {
@@ -406,7 +460,8 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.wq.stopWorkers(wctx)
 		wcancel()
 		n.wq.halt()
-		_ = n.election.Leave(ctx)
+		n.election.Shutdown()
+		_ = n.log.Leave(ctx)
 		leaveTimeout := time.Second
 		if dl, ok := ctx.Deadline(); ok {
 			if d := time.Until(dl); d < leaveTimeout {
@@ -416,7 +471,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if leaveTimeout > 0 {
 			_ = n.gossip.Leave(leaveTimeout)
 		}
-		err1 := n.election.Shutdown()
+		err1 := n.log.Shutdown()
 		n.wq.close()
 		err2 := n.gossip.Shutdown()
 		n.subMu.Lock()
