@@ -315,4 +315,3 @@ func TestUnknownEntryIgnored(t *testing.T) {
 		t.Fatalf("unknown kind applied: %v", got)
 	}
 }
-
