@@ -29,9 +29,10 @@ type Node struct {
 	// reserveOn latches once every member makes blob reservations.
 	reserveOn atomic.Bool
 
-	metaMu sync.Mutex
-	meta   Meta
-	metaB  []byte
+	metaMu   sync.Mutex
+	meta     Meta   // the host's part
+	raftAddr string // the cluster's part
+	metaB    []byte
 
 	subMu sync.Mutex
 	subs  map[int]chan MemberEvent
@@ -50,7 +51,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	host, port, _ := splitHostPort(cfg.BindAddr)
 	n := &Node{cfg: cfg, subs: map[int]chan MemberEvent{}, closed: make(chan struct{})}
-	n.setMetaLocked(Meta{})
+	n.setMetaLocked(nil)
 	id, err := n.identity()
 	if err != nil {
 		return nil, err
@@ -124,9 +125,8 @@ func Start(cfg Config) (*Node, error) {
 	wq.blobPool = log.NewPool(connBlob, 4, blobPoolTTL)
 	wq.log.Store(log)
 	n.metaMu.Lock()
-	m := n.meta
-	m.RaftAddr = log.Addr()
-	n.setMetaLocked(m)
+	n.raftAddr = log.Addr()
+	n.setMetaLocked(n.meta)
 	n.metaMu.Unlock()
 	_ = g.UpdateMeta(time.Second)
 	wq.startJanitor()
@@ -142,12 +142,21 @@ func (n *Node) GossipAddr() string { return n.gossip.LocalAddr() }
 // Join contacts more peers; it returns how many answered.
 func (n *Node) Join(addrs []string) (int, error) { return n.gossip.Join(addrs) }
 
-// SetMeta replaces the host-owned part of the metadata and gossips it.
+// SetMeta replaces the host's part of this node's metadata and gossips it. It refuses the
+// cluster's own keys, and a map whose encoding would not fit (ErrMetaTooLarge).
 func (n *Node) SetMeta(m Meta) error {
+	for k := range m {
+		if reservedMeta[k] {
+			return fmt.Errorf("%w: meta key %q is the cluster's own", ErrInvalid, k)
+		}
+	}
+	own := make(Meta, len(m))
+	for k, v := range m {
+		own[k] = append(json.RawMessage(nil), v...)
+	}
 	n.metaMu.Lock()
-	m.RaftAddr = n.meta.RaftAddr
 	old := n.meta
-	n.setMetaLocked(m)
+	n.setMetaLocked(own)
 	if len(n.metaB)+1 > membership.MetaMaxSize {
 		n.setMetaLocked(old)
 		n.metaMu.Unlock()
@@ -157,30 +166,51 @@ func (n *Node) SetMeta(m Meta) error {
 	return n.gossip.UpdateMeta(time.Second)
 }
 
-// logVersion is what a node of this release advertises under metaLogVersion: it runs the
-// replicated log of package replog (the 'D' forwarding stream, WPS3 snapshots, blob
-// reservations). Nodes of earlier releases advertise nothing there.
+func (n *Node) metaBytes() []byte {
+	n.metaMu.Lock()
+	defer n.metaMu.Unlock()
+	return n.metaB
+}
+
+// The cluster's own keys in the gossiped metadata. metaRaftAddr is the node's Raft address;
+// metaLogVersion is logVersion for a node of this release, which runs the replicated log of
+// package replog (the 'D' forwarding stream, WPS3 snapshots, blob reservations); nodes of
+// earlier releases advertise nothing there.
 const (
+	metaRaftAddr   = "raft"
 	metaLogVersion = "rv"
 	logVersion     = 1
 )
 
+// setMetaLocked encodes the host's map with the cluster's keys: one JSON object, the encoding
+// (and, for the keys older hosts set, the content) of every earlier release.
 func (n *Node) setMetaLocked(m Meta) {
 	n.meta = m
-	b, _ := json.Marshal(m)
-	var all map[string]json.RawMessage
-	_ = json.Unmarshal(b, &all)
+	all := make(map[string]json.RawMessage, len(m)+2)
+	for k, v := range m {
+		all[k] = v
+	}
+	if n.raftAddr != "" {
+		all[metaRaftAddr], _ = json.Marshal(n.raftAddr)
+	}
 	all[metaLogVersion] = json.RawMessage(strconv.Itoa(logVersion))
 	n.metaB, _ = json.Marshal(all)
 }
 
-// memberLogVersion reads the log version a member advertises (0: a release before replog).
-func memberLogVersion(meta []byte) int {
-	var v struct {
-		RV int `json:"rv"`
+// splitMeta reads a member's gossiped metadata: the host's map and the cluster's keys.
+func splitMeta(b []byte) (host Meta, raftAddr string, version int) {
+	var all map[string]json.RawMessage
+	if json.Unmarshal(b, &all) != nil {
+		return Meta{}, "", 0
 	}
-	_ = json.Unmarshal(meta, &v)
-	return v.RV
+	_ = json.Unmarshal(all[metaRaftAddr], &raftAddr)
+	_ = json.Unmarshal(all[metaLogVersion], &version)
+	delete(all, metaRaftAddr)
+	delete(all, metaLogVersion)
+	if all == nil {
+		all = map[string]json.RawMessage{}
+	}
+	return all, raftAddr, version
 }
 
 // legacy reports whether the named member runs a release before replog (unknown members are
@@ -188,7 +218,8 @@ func memberLogVersion(meta []byte) int {
 func (n *Node) legacy(id string) bool {
 	for _, m := range n.gossip.Members() {
 		if m.Name == id {
-			return memberLogVersion(m.Meta) < logVersion
+			_, _, v := splitMeta(m.Meta)
+			return v < logVersion
 		}
 	}
 	return false
@@ -202,7 +233,7 @@ func (n *Node) enforceReservations() bool {
 		return true
 	}
 	for _, m := range n.gossip.Members() {
-		if m.State == membership.StateAlive && memberLogVersion(m.Meta) < logVersion {
+		if _, _, v := splitMeta(m.Meta); m.State == membership.StateAlive && v < logVersion {
 			return false
 		}
 	}
@@ -210,20 +241,13 @@ func (n *Node) enforceReservations() bool {
 	return true
 }
 
-func (n *Node) metaBytes() []byte {
-	n.metaMu.Lock()
-	defer n.metaMu.Unlock()
-	return n.metaB
-}
-
 func (n *Node) peers() []replog.Peer {
 	ms := n.gossip.Members()
 	out := make([]replog.Peer, 0, len(ms))
 	for _, m := range ms {
-		var meta Meta
-		_ = json.Unmarshal(m.Meta, &meta)
+		_, raftAddr, _ := splitMeta(m.Meta)
 		out = append(out, replog.Peer{
-			ID: m.Name, RaftAddr: meta.RaftAddr, Since: m.Changed,
+			ID: m.Name, RaftAddr: raftAddr, Since: m.Changed,
 			Alive: m.State == membership.StateAlive, Left: m.State == membership.StateLeft,
 		})
 	}
@@ -246,8 +270,7 @@ func (n *Node) Members() []Member {
 }
 
 func (n *Node) toMember(m membership.Member, voters map[string]bool, leader string) Member {
-	var meta Meta
-	_ = json.Unmarshal(m.Meta, &meta)
+	meta, _, _ := splitMeta(m.Meta)
 	return Member{
 		Name: m.Name, Addr: m.Addr, State: MemberState(m.State), Since: m.Changed, Meta: meta,
 		Voter: voters[m.Name], Leader: leader != "" && leader == m.Name, IsLocal: m.Name == n.cfg.NodeName,

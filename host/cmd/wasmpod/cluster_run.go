@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wasmpod/wasmpod/cluster"
+	"github.com/wasmpod/wasmpod/host/internal/nodemeta"
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
 )
@@ -199,8 +200,8 @@ var _ io.Writer = (*logLines)(nil)
 // podMeta is what this node advertises by gossip: the admin address, the pod, its running
 // modules, and the shards it serves: with a scatter service, the spec's shards whose leaf
 // module is ready here and the internal endpoint's address; else its running leaf modules.
-func podMeta(adminAddr string, sup *supervisor.Supervisor, sc *scatterService) cluster.Meta {
-	m := cluster.Meta{AdminAddr: adminAddr, Pods: []string{sup.Pod().Metadata.Name}}
+func podMeta(adminAddr string, sup *supervisor.Supervisor, sc *scatterService) nodemeta.Meta {
+	m := nodemeta.Meta{AdminAddr: adminAddr, Pods: []string{sup.Pod().Metadata.Name}}
 	for _, st := range sup.Statuses() {
 		if st.Reason != "" || st.StartedAt == nil {
 			continue // stopped, failed or in back-off: not running here
@@ -239,21 +240,21 @@ func keepMeta(node *cluster.Node, adminAddr string, sup *supervisor.Supervisor, 
 	k := &metaKeeper{cancel: cancel, done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	go func() {
 		defer close(k.done)
-		var last cluster.Meta
+		var last nodemeta.Meta
 		first := true
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
 			m := podMeta(adminAddr, sup, sc)
-			if first || !metaEqual(m, last) {
-				err := node.SetMeta(m)
+			if first || !m.Equal(last) {
+				err := node.SetMeta(m.Cluster())
 				if errors.Is(err, cluster.ErrMetaTooLarge) && sc != nil {
 					m.Modules = nil // the shards route requests: they go last
-					err = node.SetMeta(m)
+					err = node.SetMeta(m.Cluster())
 				}
 				for errors.Is(err, cluster.ErrMetaTooLarge) && len(m.Modules) > 0 {
 					m.Modules, m.Shards = m.Modules[:len(m.Modules)-1], nil // keep what fits
-					err = node.SetMeta(m)
+					err = node.SetMeta(m.Cluster())
 				}
 				if err != nil {
 					log.Warn("cluster: node metadata not updated", "err", err)
@@ -276,9 +277,4 @@ func keepMeta(node *cluster.Node, adminAddr string, sup *supervisor.Supervisor, 
 func (k *metaKeeper) Stop() {
 	k.cancel()
 	<-k.done
-}
-
-func metaEqual(a, b cluster.Meta) bool {
-	return a.AdminAddr == b.AdminAddr && a.ScatterAddr == b.ScatterAddr && slices.Equal(a.Pods, b.Pods) &&
-		slices.Equal(a.Modules, b.Modules) && slices.Equal(a.Shards, b.Shards)
 }
