@@ -97,9 +97,9 @@ func startQueueNodes(tb testing.TB, root string, size int, stage cluster.StageRu
 		return nil
 	})
 	p := queue.Pipeline{Name: queuePipeline, Stages: []queue.StageDef{{Name: "copy"}}}
-	q.wait(tb, "define pipeline", func() error { return q.nodes[0].DefinePipeline(context.Background(), p) })
+	q.wait(tb, "define pipeline", func() error { return q.nodes[0].Queue().DefinePipeline(context.Background(), p) })
 	for _, n := range q.nodes {
-		w, err := n.StartWorkers(cluster.WorkerConfig{Pipeline: queuePipeline, Stage: 0, Concurrency: queueConcurrency, Timeout: 30 * time.Second, Runner: stage})
+		w, err := n.Queue().StartWorkers(cluster.WorkerConfig{Pipeline: queuePipeline, Stage: 0, Concurrency: queueConcurrency, Timeout: 30 * time.Second, Runner: stage})
 		if err != nil {
 			q.shutdown(tb)
 			tb.Fatal(err)
@@ -172,7 +172,7 @@ func (q *queueNodes) run(b *testing.B) {
 				}
 				name := fmt.Sprintf("r%d/t%06d", q.seq, i)
 				content := fmt.Sprintf("task %d of run %d\n", i, q.seq)
-				sha, size, err := n0.PutBlob(ctx, strings.NewReader(content))
+				sha, size, err := n0.Queue().PutBlob(ctx, strings.NewReader(content))
 				sum := sha256.Sum256([]byte("copy:" + content))
 				mu.Lock()
 				if err != nil && putEr == nil {
@@ -193,7 +193,7 @@ func (q *queueNodes) run(b *testing.B) {
 	start := time.Now()
 	var jobs []queue.JobID
 	for i := 0; i < len(files); i += queueJobSize {
-		id, err := n0.Submit(ctx, queuePipeline, files[i:min(i+queueJobSize, len(files))], "")
+		id, err := n0.Queue().Submit(ctx, queuePipeline, files[i:min(i+queueJobSize, len(files))], "")
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -205,7 +205,7 @@ func (q *queueNodes) run(b *testing.B) {
 	finished := make([]queue.Job, 0, len(jobs))
 	for _, id := range jobs {
 		for {
-			j, err := n0.Job(id)
+			j, err := n0.Queue().Job(id)
 			if err != nil && !errors.Is(err, queue.ErrNotFound) { // not found: the replica lags
 				b.Fatal(err)
 			}

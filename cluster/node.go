@@ -38,6 +38,9 @@ type Node struct {
 	subs  map[int]chan MemberEvent
 	subID int
 
+	electionsAPI Elections
+	queueAPI     Queue
+
 	closeOnce sync.Once
 	closeErr  error
 	closed    chan struct{}
@@ -51,6 +54,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	host, port, _ := splitHostPort(cfg.BindAddr)
 	n := &Node{cfg: cfg, subs: map[int]chan MemberEvent{}, closed: make(chan struct{})}
+	n.electionsAPI.n, n.queueAPI.n = n, n
 	n.setMetaLocked(nil)
 	id, err := n.identity()
 	if err != nil {
@@ -349,7 +353,8 @@ func (n *Node) ttl(ms int64) (time.Duration, error) {
 }
 
 // Get returns the lease as the Raft leader sees it (linearizable).
-func (n *Node) Get(ctx context.Context, name string) (Lease, error) {
+func (e *Elections) Get(ctx context.Context, name string) (Lease, error) {
+	n := e.n
 	if name == "" {
 		return Lease{}, fmt.Errorf("%w: empty name", ErrInvalid)
 	}
@@ -363,7 +368,8 @@ func (n *Node) Get(ctx context.Context, name string) (Lease, error) {
 // Campaign asks for the named lease for session on this node. It returns
 // the lease and nil when this session holds it (new grant or, if it
 // already held it, a renewal), or the current lease and ErrNotLeader.
-func (n *Node) Campaign(ctx context.Context, name string, req CampaignRequest) (Lease, error) {
+func (e *Elections) Campaign(ctx context.Context, name string, req CampaignRequest) (Lease, error) {
+	n := e.n
 	ttl, err := n.ttl(req.TTLMillis)
 	if err != nil || name == "" {
 		return Lease{}, errInvalid(err)
@@ -374,7 +380,8 @@ func (n *Node) Campaign(ctx context.Context, name string, req CampaignRequest) (
 }
 
 // Renew extends a lease this session holds with token.
-func (n *Node) Renew(ctx context.Context, name string, req RenewRequest) (Lease, error) {
+func (e *Elections) Renew(ctx context.Context, name string, req RenewRequest) (Lease, error) {
+	n := e.n
 	var ttl time.Duration
 	if req.TTLMillis != 0 {
 		var err error
@@ -391,7 +398,8 @@ func (n *Node) Renew(ctx context.Context, name string, req RenewRequest) (Lease,
 }
 
 // Resign gives up a lease held with token.
-func (n *Node) Resign(ctx context.Context, name string, req ResignRequest) (Lease, error) {
+func (e *Elections) Resign(ctx context.Context, name string, req ResignRequest) (Lease, error) {
+	n := e.n
 	if name == "" || req.Token == 0 {
 		return Lease{}, errInvalid(nil)
 	}
@@ -407,7 +415,8 @@ func (n *Node) Resign(ctx context.Context, name string, req ResignRequest) (Leas
 // notification: a replica on the minority side stops seeing changes, so
 // act on Get/Campaign answers, not on Watch alone. On ctx end it returns
 // the current local state and ctx.Err().
-func (n *Node) Watch(ctx context.Context, name string, afterIndex uint64) (Lease, error) {
+func (e *Elections) Watch(ctx context.Context, name string, afterIndex uint64) (Lease, error) {
+	n := e.n
 	if name == "" {
 		return Lease{}, errInvalid(nil)
 	}

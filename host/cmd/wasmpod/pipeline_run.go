@@ -15,13 +15,13 @@ import (
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
 )
 
-// pipelineNode is what the pod's pipelines need of the cluster node (*cluster.Node).
+// pipelineNode is what the pod's pipelines need of the cluster node (*cluster.Queue).
 type pipelineNode interface {
 	DefinePipeline(ctx context.Context, p queue.Pipeline) error
 	StartWorkers(cfg cluster.WorkerConfig) (*cluster.Workers, error)
 }
 
-var _ pipelineNode = (*cluster.Node)(nil)
+var _ pipelineNode = (*cluster.Queue)(nil)
 
 // Timings of the pod's pipelines.
 const (

@@ -219,7 +219,7 @@ func run(specPath string, o runOptions) error {
 		},
 	})
 	defer caps.Close()
-	scfg.Imports = append(guestapi.Imports(guestapi.Config{Pod: pod.Metadata.Name, Elections: node}), caps.Functions()...)
+	scfg.Imports = append(guestapi.Imports(guestapi.Config{Pod: pod.Metadata.Name, Elections: node.Elections()}), caps.Functions()...)
 	sup, err = supervisor.New(ctx, scfg)
 	if err != nil {
 		closeNode()
@@ -261,10 +261,10 @@ func run(specPath string, o runOptions) error {
 		}
 	}
 	acfg := admin.DefaultConfig()
-	acfg.Token, acfg.Logger, acfg.Cluster = token, log, node
+	acfg.Token, acfg.Logger, acfg.Cluster = token, log, clusterAPI{node, node.Elections()}
 	acfg.AppTokens = appTokens
 	acfg.MaxConns, acfg.MaxConnsPerIP = o.maxConns, o.maxConnsPerIP
-	acfg.Queue = node
+	acfg.Queue = node.Queue()
 	if w := node.InsecureWarning(); w != "" {
 		acfg.Warnings = append(acfg.Warnings, w)
 	}
@@ -308,7 +308,7 @@ func run(specPath string, o runOptions) error {
 	if sig == nil {
 		// The pod's pipelines: defined in the cluster (once it has a leader), then a worker pool
 		// per stage on this node, running the stage modules that have just started.
-		pl = startPipelines(node, sup, log)
+		pl = startPipelines(node.Queue(), sup, log)
 		meta.Kick()
 		srv.Serve(nil, ingressLn)
 		log.Info("pod running", "pod", pod.Metadata.Name, "ingress", ingressLn.Addr().String())

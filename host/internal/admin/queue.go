@@ -19,7 +19,7 @@ import (
 )
 
 // Queue is what the admin API needs of the cluster's work queue: the blob store, pipelines,
-// jobs, tasks and this node's workers (*cluster.Node implements it).
+// jobs, tasks and this node's workers (*cluster.Queue implements it).
 type Queue interface {
 	PutBlob(ctx context.Context, r io.Reader) (sha string, size int64, err error)
 	OpenBlob(ctx context.Context, sha string) (io.ReadCloser, int64, error)
@@ -34,7 +34,7 @@ type Queue interface {
 	WorkerStats() []cluster.WorkerStats
 }
 
-var _ Queue = (*cluster.Node)(nil)
+var _ Queue = (*cluster.Queue)(nil)
 
 // BlobRef is the answer to PUT /v1/blobs: the stored content's address and length.
 type BlobRef struct {
