@@ -814,70 +814,102 @@ func (p *Workers) stopped() bool {
 	}
 }
 
-// loop leases and runs tasks until the pool stops.
+// loop leases and runs tasks until the pool stops. While a task runs, the worker already
+// leases its next one (and a finished task's result is committed in the background, see
+// deliver), so that the log writes a task needs are not on the worker's path from one run to
+// the next. When the pool stops, a task leased ahead is still run.
 func (p *Workers) loop(worker string) {
 	name := queue.StageQueue(p.cfg.Pipeline, p.cfg.Stage)
 	backoff := 50 * time.Millisecond
-	for !p.stopped() {
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-p.stop:
-				cancel()
-			case <-ctx.Done():
+	var (
+		next *held
+		prev chan struct{} // closed when the previous task's commit has ended
+	)
+	for {
+		cur := next
+		next = nil
+		if cur == nil {
+			if p.stopped() {
+				break
 			}
-		}()
-		resp, err := p.w.do(ctx, queue.Command{Op: queue.OpLease, Name: name, Worker: worker}, p.w.cfg.LeaseWait)
-		cancel()
-		switch {
-		case err == nil && resp.Lease != nil:
-			backoff = 50 * time.Millisecond
-			p.deliver(*resp.Lease)
-		case errors.Is(err, queue.ErrEmpty):
-			backoff = 50 * time.Millisecond
-		default: // no leader, shut down: pause a little
-			t := time.NewTimer(backoff)
-			select {
-			case <-p.stop:
-			case <-t.C:
+			if cur = p.lease(name, worker, &backoff); cur == nil {
+				continue
 			}
-			t.Stop()
-			backoff = min(2*backoff, 2*time.Second)
 		}
+		var ahead chan *held
+		if !p.stopped() {
+			ahead = make(chan *held, 1)
+			go func() { ahead <- p.lease(name, worker, nil) }()
+		}
+		prev = p.deliver(cur, prev)
+		if ahead != nil {
+			next = <-ahead
+		}
+	}
+	if prev != nil {
+		<-prev
 	}
 }
 
-// deliver runs one delivery of a task under its lease: heartbeats keep the lease, the result
-// is committed only while the lease is live.
-func (p *Workers) deliver(l queue.Lease) {
-	p.mu.Lock()
-	p.running++
-	p.mu.Unlock()
-	defer func() {
-		p.mu.Lock()
-		p.running--
-		p.mu.Unlock()
+// lease asks the leader for a task of the queue, waiting up to LeaseWait for one, and holds
+// it (heartbeats start at once). It returns nil when there is none, the pool stops, or the
+// request fails; backoff (nil: return at once) is the pause after a failure, doubled each time.
+func (p *Workers) lease(name, worker string, backoff *time.Duration) *held {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-p.stop:
+			cancel()
+		case <-ctx.Done():
+		}
 	}()
-	ctx, cancel := context.WithTimeout(p.runCtx, p.cfg.Timeout)
-	defer cancel()
+	resp, err := p.w.do(ctx, queue.Command{Op: queue.OpLease, Name: name, Worker: worker}, p.w.cfg.LeaseWait)
+	cancel()
+	switch {
+	case err == nil && resp.Lease != nil:
+		if backoff != nil {
+			*backoff = 50 * time.Millisecond
+		}
+		return p.hold(*resp.Lease)
+	case errors.Is(err, queue.ErrEmpty):
+		if backoff != nil {
+			*backoff = 50 * time.Millisecond
+		}
+	case backoff != nil: // no leader, shut down: pause a little
+		t := time.NewTimer(*backoff)
+		select {
+		case <-p.stop:
+		case <-t.C:
+		}
+		t.Stop()
+		*backoff = min(2**backoff, 2*time.Second)
+	}
+	return nil
+}
 
-	// The lease as the log needs it: without the task's payload again.
-	ref := l
-	ref.Payload = nil
+// held is a task a worker holds the lease of, from the lease until its result is proposed:
+// heartbeats keep the lease meanwhile, and a lost lease cancels ctx (and so the run).
+type held struct {
+	l      queue.Lease
+	ctx    context.Context
+	cancel context.CancelFunc
+	hbDone chan struct{}
+	lost   bool // written by the heartbeat goroutine before it closes hbDone
+}
 
-	// Heartbeat every third of the lease, on this node's clock (the leader's expiry time is on
-	// its own); a lost lease cancels the run. lost is read after hbDone is closed.
-	var (
-		lost   bool
-		hbDone = make(chan struct{})
-	)
+// hold starts the heartbeats of a new lease: every third of the lease, on this node's clock
+// (the leader's expiry time is on its own).
+func (p *Workers) hold(l queue.Lease) *held {
+	ctx, cancel := context.WithCancel(p.runCtx)
+	h := &held{l: l, ctx: ctx, cancel: cancel, hbDone: make(chan struct{})}
 	leaseFor := p.w.cfg.LeaseDuration
 	go func() {
-		defer close(hbDone)
+		defer close(h.hbDone)
 		t := time.NewTicker(max(leaseFor/3, 10*time.Millisecond))
 		defer t.Stop()
-		cur := ref
-		// renewed is when the last renewal that succeeded was sent (the delivery's start at
+		cur := l
+		cur.Payload = nil // the lease as the log needs it: without the task's payload again
+		// renewed is when the last renewal that succeeded was sent (the lease's start at
 		// first): the leader cannot have extended the lease past renewed + leaseFor.
 		renewed := time.Now()
 		for {
@@ -894,7 +926,7 @@ func (p *Workers) deliver(l queue.Lease) {
 			// node is cut off from the leader, whose lease has run out and whose task another
 			// worker may already run). Either way the result could not be committed: stop.
 			if errors.Is(err, queue.ErrLeaseLost) || err != nil && time.Since(renewed) >= leaseFor {
-				lost = true
+				h.lost = true
 				cancel()
 				return
 			}
@@ -906,32 +938,82 @@ func (p *Workers) deliver(l queue.Lease) {
 			}
 		}
 	}()
+	return h
+}
 
-	out, runErr := p.run(ctx, l)
+// release stops the heartbeats and reports whether the lease was lost.
+func (h *held) release() bool {
+	h.cancel()
+	<-h.hbDone
+	return h.lost
+}
+
+// deliver runs one delivery of a held task, then commits its result in the background (the
+// worker goes on with its next task meanwhile) once prev, the worker's previous commit, has
+// ended: a worker has at most one commit in flight. It returns a channel closed when this
+// delivery's commit has ended.
+func (p *Workers) deliver(h *held, prev chan struct{}) chan struct{} {
+	p.mu.Lock()
+	p.running++
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(h.ctx, p.cfg.Timeout)
+	out, staged, runErr := p.run(ctx, h.l)
 	cancel()
-	<-hbDone
-	if lost {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			p.mu.Lock()
+			p.running--
+			p.mu.Unlock()
+		}()
+		if prev != nil {
+			<-prev
+		}
+		p.commit(h, out, staged, runErr)
+	}()
+	return done
+}
+
+// commit ends a delivery: the output is made durable, here and (in a cluster) on one other
+// member, before the completion that refers to it is proposed, so that an acknowledged
+// result survives a crash. Its blob fsyncs are shared with the commits and uploads running at
+// the same time (blobs.Store.Commit), and the completions of several workers with each other
+// and with leases in one log write (Raft batches concurrent proposals). It runs even if the
+// pool is stopping: the result is ready.
+func (p *Workers) commit(h *held, out queue.File, staged blobs.Staged, runErr error) {
+	ctx, cancel := context.WithTimeout(context.Background(), max(time.Until(h.l.ExpiresAt)+p.w.cfg.LeaseDuration, 30*time.Second))
+	defer cancel()
+	if runErr == nil {
+		if err := p.w.blobs.Commit(staged); err != nil {
+			runErr = fmt.Errorf("stage output %q: %w", out.Name, err)
+		} else if err := p.w.replicate(ctx, out.SHA256); err != nil {
+			runErr = err
+		}
+	}
+	if h.release() {
+		p.w.blobs.Discard(staged)
 		p.count(&p.leaseLost)
 		return
 	}
-	// Commit (complete or fail) even if the pool is stopping: the result is ready. A commit
-	// that finds no leader is tried again (an election can outlast one attempt) until the
-	// lease would have run out anyway.
-	cctx, ccancel := context.WithTimeout(context.Background(), max(time.Until(l.ExpiresAt)+p.w.cfg.LeaseDuration, 30*time.Second))
-	defer ccancel()
+	ref := h.l
+	ref.Payload = nil
 	var cmd queue.Command
 	if runErr == nil {
 		cmd = queue.Command{Op: queue.OpComplete, Lease: &ref, Output: &out}
 	} else {
+		p.w.blobs.Discard(staged)
 		if p.runCtx.Err() != nil { // the node is stopping: let the lease run out instead
 			return
 		}
 		cmd = queue.Command{Op: queue.OpFail, Lease: &ref, Error: runErr.Error()}
 	}
+	// A commit that finds no leader is tried again (an election can outlast one attempt)
+	// until the lease would have run out anyway.
 	var err error
 	for {
-		_, err = p.w.do(cctx, cmd, 0)
-		if !errors.Is(err, ErrNoQuorum) || cctx.Err() != nil {
+		_, err = p.w.do(ctx, cmd, 0)
+		if !errors.Is(err, ErrNoQuorum) || ctx.Err() != nil {
 			break
 		}
 	}
@@ -952,17 +1034,18 @@ func (p *Workers) count(c *uint64) {
 	p.mu.Unlock()
 }
 
-// run fetches the inputs, runs the stage and stores (and replicates) its output.
-func (p *Workers) run(ctx context.Context, l queue.Lease) (queue.File, error) {
+// run fetches the inputs, runs the stage and stages its output in the blob store (commit
+// makes it durable).
+func (p *Workers) run(ctx context.Context, l queue.Lease) (queue.File, blobs.Staged, error) {
 	var st queue.StageTask
 	if err := json.Unmarshal(l.Payload, &st); err != nil {
-		return queue.File{}, fmt.Errorf("task %d: payload is not a stage task: %v", l.TaskID, err)
+		return queue.File{}, blobs.Staged{}, fmt.Errorf("task %d: payload is not a stage task: %v", l.TaskID, err)
 	}
 	inputs := make([]StageInput, 0, len(st.Inputs))
 	for _, f := range st.Inputs {
 		path, err := p.w.ensureBlob(ctx, f.SHA256)
 		if err != nil {
-			return queue.File{}, fmt.Errorf("input %q: %w", f.Name, err)
+			return queue.File{}, blobs.Staged{}, fmt.Errorf("input %q: %w", f.Name, err)
 		}
 		inputs = append(inputs, StageInput{Name: f.Name, Path: path})
 	}
@@ -972,22 +1055,19 @@ func (p *Workers) run(ctx context.Context, l queue.Lease) (queue.File, error) {
 	}
 	work, err := os.MkdirTemp(filepath.Join(p.w.blobs.Dir(), "tmp"), "run-")
 	if err != nil {
-		return queue.File{}, fmt.Errorf("work dir: %w", err)
+		return queue.File{}, blobs.Staged{}, fmt.Errorf("work dir: %w", err)
 	}
 	defer os.RemoveAll(work)
 	rel, err := p.cfg.Runner.RunStage(ctx, inputs, outputName, work)
 	if err != nil {
-		return queue.File{}, err
+		return queue.File{}, blobs.Staged{}, err
 	}
 	if err := queue.ValidFileName(rel); err != nil {
-		return queue.File{}, fmt.Errorf("stage output: %w", err)
+		return queue.File{}, blobs.Staged{}, fmt.Errorf("stage output: %w", err)
 	}
-	sha, size, err := p.w.blobs.Import(filepath.Join(work, filepath.FromSlash(rel)))
+	staged, err := p.w.blobs.StageFile(filepath.Join(work, filepath.FromSlash(rel)))
 	if err != nil {
-		return queue.File{}, fmt.Errorf("stage output %q: %w", rel, err)
+		return queue.File{}, blobs.Staged{}, fmt.Errorf("stage output %q: %w", rel, err)
 	}
-	if err := p.w.replicate(ctx, sha); err != nil {
-		return queue.File{}, err
-	}
-	return queue.File{Name: rel, SHA256: sha, Size: size}, nil
+	return queue.File{Name: rel, SHA256: staged.SHA256, Size: staged.Size}, staged, nil
 }
