@@ -23,7 +23,7 @@ func TestBlobPushNeedsReservation(t *testing.T) {
 		t.Fatal(err)
 	}
 	push := func() error {
-		c, err := b.log.Dial(leader.log.Addr(), connBlob, 2*time.Second)
+		c, err := b.log.Dial(leader.log.Addr(), connBlob, 15*time.Second) // generous: a loaded machine
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -240,12 +240,6 @@ func (l *Log) serveDo(c net.Conn) {
 	}
 }
 
-// leadResult carries Lead's answer through leadWatched.
-type leadResult struct {
-	body []byte
-	err  error
-}
-
 // leadWatched runs Lead for a forwarded command, cancelled when the forwarding node hangs up
 // (a read on c returns) or the log shuts down. hungUp reports that c is not usable any more.
 func (l *Log) leadWatched(c net.Conn, br *stashReader, k *Kind, from Caller, cmd []byte, wait time.Duration) ([]byte, bool) {
