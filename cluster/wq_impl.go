@@ -868,9 +868,9 @@ func (p *Workers) stopped() bool {
 }
 
 // loop leases and runs tasks until the pool stops. While a task runs, the worker already
-// leases its next one and fetches its inputs (and a finished task's result is committed in the background, see
-// deliver), so that the log writes a task needs are not on the worker's path from one run to
-// the next. When the pool stops, a task leased ahead is still run.
+// leases its next one and fetches its inputs, and a finished task's result is committed in the
+// background (see deliver): the log writes and fsyncs a task needs are not on the worker's
+// path from one run to the next. When the pool stops, a task leased ahead is still run.
 func (p *Workers) loop(worker string) {
 	name := queue.StageQueue(p.cfg.Pipeline, p.cfg.Stage)
 	backoff := 50 * time.Millisecond
