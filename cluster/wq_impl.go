@@ -815,9 +815,9 @@ func (p *Workers) stopped() bool {
 }
 
 // loop leases and runs tasks until the pool stops. While a task runs, the worker already
-// leases its next one (and a finished task's result is committed in the background, see
-// deliver), so that the log writes a task needs are not on the worker's path from one run to
-// the next. When the pool stops, a task leased ahead is still run.
+// leases its next one and fetches its inputs, and a finished task's result is committed in the
+// background (see deliver): the log writes and fsyncs a task needs are not on the worker's
+// path from one run to the next. When the pool stops, a task leased ahead is still run.
 func (p *Workers) loop(worker string) {
 	name := queue.StageQueue(p.cfg.Pipeline, p.cfg.Stage)
 	backoff := 50 * time.Millisecond
@@ -839,7 +839,13 @@ func (p *Workers) loop(worker string) {
 		var ahead chan *held
 		if !p.stopped() {
 			ahead = make(chan *held, 1)
-			go func() { ahead <- p.lease(name, worker, nil) }()
+			go func() {
+				h := p.lease(name, worker, nil)
+				if h != nil {
+					p.fetchInputs(h)
+				}
+				ahead <- h
+			}()
 		}
 		prev = p.deliver(cur, prev)
 		if ahead != nil {
@@ -885,6 +891,20 @@ func (p *Workers) lease(name, worker string, backoff *time.Duration) *held {
 		*backoff = min(2**backoff, 2*time.Second)
 	}
 	return nil
+}
+
+// fetchInputs brings a task leased ahead its input files from the members that have them,
+// while the task before it runs. A failure is left for the run to meet (and report) again.
+func (p *Workers) fetchInputs(h *held) {
+	var st queue.StageTask
+	if json.Unmarshal(h.l.Payload, &st) != nil {
+		return
+	}
+	for _, f := range st.Inputs {
+		if _, err := p.w.ensureBlob(h.ctx, f.SHA256); err != nil {
+			return
+		}
+	}
 }
 
 // held is a task a worker holds the lease of, from the lease until its result is proposed:
