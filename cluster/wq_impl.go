@@ -19,10 +19,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/wasmpod/wasmpod/cluster/internal/blobs"
 	"github.com/wasmpod/wasmpod/cluster/internal/mtls"
 	"github.com/wasmpod/wasmpod/cluster/internal/replog"
 	"github.com/wasmpod/wasmpod/cluster/queue"
+	"github.com/wasmpod/wasmpod/internal/spans"
 )
 
 // Connection kinds on the Raft port (besides Raft and the lease RPC).
@@ -461,7 +464,11 @@ func (w *workQueue) submit(ctx context.Context, pipeline string, inputs []queue.
 		requestID = newRequestID()
 	}
 	// The same request id on every retry: a submit whose answer was lost is not doubled.
-	resp, err := w.do(ctx, queue.Command{Op: queue.OpSubmit, Request: requestID, Name: pipeline, Inputs: inputs}, 0)
+	cmd := queue.Command{Op: queue.OpSubmit, Request: requestID, Name: pipeline, Inputs: inputs}
+	if spans.On() {
+		cmd.Trace = spans.Traceparent(ctx) // the job's trace: every task attempt joins it
+	}
+	resp, err := w.do(ctx, cmd, 0)
 	if err != nil {
 		return 0, err
 	}
@@ -1056,10 +1063,15 @@ func (p *Workers) count(c *uint64) {
 
 // run fetches the inputs, runs the stage and stages its output in the blob store (commit
 // makes it durable).
-func (p *Workers) run(ctx context.Context, l queue.Lease) (queue.File, blobs.Staged, error) {
+func (p *Workers) run(ctx context.Context, l queue.Lease) (_ queue.File, _ blobs.Staged, err error) {
 	var st queue.StageTask
 	if err := json.Unmarshal(l.Payload, &st); err != nil {
 		return queue.File{}, blobs.Staged{}, fmt.Errorf("task %d: payload is not a stage task: %v", l.TaskID, err)
+	}
+	if spans.On() {
+		var span trace.Span
+		ctx, span = p.taskSpan(ctx, l, &st)
+		defer func() { spans.End(span, err) }()
 	}
 	inputs := make([]StageInput, 0, len(st.Inputs))
 	for _, f := range st.Inputs {
