@@ -232,7 +232,13 @@ func (e *Engine) instantiateHostModule(ctx context.Context, rt wazero.Runtime) e
 	for _, f := range e.cfg.Imports {
 		f := f
 		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
-			f.Fn(ctx, Caller{inst: e.instanceOf(mod)}, stack)
+			inst := e.instanceOf(mod)
+			if inst != nil {
+				// A host import may block: the call's deadline is fixed before it runs, so
+				// the time it takes counts (see armLazy).
+				inst.stamp()
+			}
+			f.Fn(ctx, Caller{inst: inst}, stack)
 		}), apiTypes(f.Params), apiTypes(f.Results)).Export(f.Name)
 	}
 	if _, err := b.Instantiate(ctx); err != nil {

@@ -47,8 +47,15 @@ type instance struct {
 	fuel     api.MutableGlobal
 	done     chan struct{}
 	timer    *time.Timer
-	deadline atomic.Int64 // nanotime at which the current call is cut; 0 between calls
+	deadline atomic.Int64 // nanotime at which the current call is cut; 0 between calls and while pending
 	armed    bool         // the timer runs for the current call; only the calling goroutine uses it
+	// A call's deadline is fixed when first needed (stamp), not as it starts: a clock read
+	// costs more than a short call's whole overhead on some machines, and most calls end
+	// before anything needs it. Until then the call is pending with its timeout and context.
+	// Only the calling goroutine (and the host functions it runs) uses these.
+	pending  bool
+	pendD    time.Duration
+	pendCtx  context.Context
 	expired  atomic.Bool
 	stopping atomic.Bool // cut because the module stopped, not because of its deadline
 	// cancelled: cut because the call's context was cancelled (its caller went away), not
@@ -57,6 +64,8 @@ type instance struct {
 	broken    bool // a call trapped, exited or was cut: never reuse
 
 	stdout, stderr *lineWriter
+
+	lat sampler // picks the calls whose latency is timed; owned by the instance's caller
 
 	seam seam // state host functions keep for this instance (seam.go)
 
@@ -89,10 +98,43 @@ func (i *instance) expire() {
 // arm sets the deadline of the call about to start, d from now.
 func (i *instance) arm(d time.Duration) { i.deadline.Store(nanotime() + int64(d)) }
 
+// armLazy starts a call whose deadline is the earlier of d and ctx's deadline, counted from
+// the moment it is first needed (stamp): the guest's first yield (within one fuel refill of
+// guest work), a host import, a WASI sleep or Caller.Deadline. So a call that ends before any
+// of these reads no clock.
+func (i *instance) armLazy(ctx context.Context, d time.Duration) {
+	i.pending, i.pendD, i.pendCtx = true, d, ctx
+}
+
+// stamp fixes the current call's deadline if it is pending and returns it (a nanotime; 0 when
+// no call with a deadline runs). On the calling goroutine only.
+func (i *instance) stamp() int64 {
+	if !i.pending {
+		return i.deadline.Load()
+	}
+	now := nanotime()
+	d := i.pendD
+	if dl, ok := i.pendCtx.Deadline(); ok {
+		d = min(d, time.Until(dl))
+	}
+	i.pending, i.pendCtx = false, nil
+	at := now + int64(max(d, 0))
+	i.deadline.Store(at)
+	return at
+}
+
 // disarm ends the call's deadline. It reports whether the deadline's timer fired meanwhile;
 // then the instance is expired (the timer's function may still be on its way, so it is marked
 // here too).
 func (i *instance) disarm() (fired bool) {
+	if i.pending { // nothing needed the deadline: no clock read, no timer
+		i.pending, i.pendCtx = false, nil
+		return false
+	}
+	return i.disarmStamped()
+}
+
+func (i *instance) disarmStamped() (fired bool) {
 	i.deadline.Store(0)
 	if !i.armed {
 		return false
@@ -112,7 +154,7 @@ func (i *instance) yielded() (cut bool) {
 	if i.expired.Load() {
 		return true
 	}
-	dl := i.deadline.Load()
+	dl := i.stamp()
 	if dl == 0 {
 		return false
 	}
@@ -135,7 +177,7 @@ func (i *instance) nanosleep(ns int64) {
 	if ns <= 0 {
 		return
 	}
-	if dl := i.deadline.Load(); dl != 0 {
+	if dl := i.stamp(); dl != 0 {
 		if left := dl - nanotime(); left < ns {
 			ns = max(left, 1)
 			defer i.expire() // at the deadline (or earlier, if cut): idempotent
@@ -293,16 +335,10 @@ func (i *instance) callGuarded(ctx context.Context, f api.Function) error {
 		}
 		return nil
 	}
-	d := i.m.cfg.CallTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		if r := time.Until(dl); r < d {
-			if r <= 0 {
-				return fmt.Errorf("module %q: %w (%w)", i.m.cfg.Name, ErrDeadline, context.DeadlineExceeded)
-			}
-			d = r
-		}
-	}
 	if err := ctx.Err(); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("module %q: %w (%w)", i.m.cfg.Name, ErrDeadline, err)
+		}
 		return fmt.Errorf("module %q: %w", i.m.cfg.Name, err)
 	}
 	// A cancellable context cuts the call like its deadline does, when it is cancelled (the
@@ -311,7 +347,7 @@ func (i *instance) callGuarded(ctx context.Context, f api.Function) error {
 	if ctx.Done() != nil {
 		stopCut = context.AfterFunc(ctx, func() { i.cut(ctx) })
 	}
-	i.arm(d)
+	i.armLazy(ctx, i.m.cfg.CallTimeout)
 	err := f.CallWithStack(ctx, i.stack[:])
 	i.disarm() // if the timer fired as the call returned, dead() retires the instance; a result that made it stands
 	if stopCut != nil && !stopCut() {

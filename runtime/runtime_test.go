@@ -595,3 +595,31 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// Call counts are exact while the latency histogram times a random sample of the calls
+// (LatencySampleEvery): the sample is neither empty nor everything.
+func TestLatencySampledCountsExact(t *testing.T) {
+	e := newEngine(t, runtime.DefaultConfig())
+	m := started(t, e, trapkit(t), runtime.DefaultModuleConfig("sampled"))
+	ctx := context.Background()
+	const n = 100 * runtime.LatencySampleEvery
+	for range n {
+		if _, err := m.Call(ctx, runtime.RoleHandle, []byte("hi"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m.Call(ctx, runtime.RoleHandle, []byte{7}, nil); !errors.Is(err, runtime.ErrGuest) {
+		t.Fatalf("guest error call: %v", err)
+	}
+	s := m.Stats()
+	if s.Calls != n+1 || s.Errors != 1 || s.GuestErrors != 1 {
+		t.Fatalf("calls %d errors %d guest errors %d; want %d, 1, 1", s.Calls, s.Errors, s.GuestErrors, n+1)
+	}
+	var sum uint64
+	for _, c := range s.Latency.Counts {
+		sum += c
+	}
+	if sum != s.Latency.Count || s.Latency.Count == 0 || s.Latency.Count > n/4 {
+		t.Fatalf("latency sample: %d timed calls (buckets sum %d) of %d; want about %d", s.Latency.Count, sum, n+1, n/runtime.LatencySampleEvery)
+	}
+}

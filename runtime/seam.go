@@ -56,12 +56,14 @@ func (c Caller) State(key any, create func() InstanceState) InstanceState {
 
 // Deadline is the deadline of the caller's current call: the earlier of its context's deadline
 // and its module's CallTimeout from the call's start, the moment the runtime cuts it. ok is false
-// for trusted modules, which are not cut (use the context's deadline).
+// for trusted modules, which are not cut (use the context's deadline). The runtime fixes a
+// call's deadline when it is first needed (the guest's first host import or yield, at most one
+// fuel refill of guest work after the start), so "the call's start" is that moment.
 func (c Caller) Deadline() (deadline time.Time, ok bool) {
 	if c.inst == nil {
 		return time.Time{}, false
 	}
-	dl := c.inst.deadline.Load() // a nanotime; 0 between calls and for trusted modules
+	dl := c.inst.stamp() // a nanotime; 0 between calls and for trusted modules
 	if dl == 0 {
 		return time.Time{}, false
 	}

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,7 +40,7 @@ func newCollector(sup *supervisor.Supervisor) *collector {
 		overloads: d("wasmpod_module_overloads_total", "Calls refused because every instance stayed busy."),
 		guestErrs: d("wasmpod_module_guest_errors_total", "Calls the guest failed with an error code."),
 		restarts:  d("wasmpod_module_restarts_total", "Restarts of the module by the supervisor."),
-		latency:   d("wasmpod_module_call_duration_seconds", "Duration of module calls."),
+		latency:   d("wasmpod_module_call_duration_seconds", "Duration of module calls, timed on a random sample of one call in "+strconv.Itoa(runtime.LatencySampleEvery)+" (wasmpod_module_calls_total counts every call)."),
 		instances: d("wasmpod_module_instances", "Live instances of the module."),
 		busy:      d("wasmpod_module_busy_instances", "Instances in a call now."),
 		target:    d("wasmpod_module_target_instances", "Warm pool size the module is kept at."),
