@@ -91,6 +91,8 @@ type Stats struct {
 	// TicksFailed counts tick calls that failed.
 	TicksFailed uint64    `json:"ticksFailed"`
 	Latency     Histogram `json:"latency"`
+	// FromImage counts the Instantiations made from the module's image (Info.Image).
+	FromImage uint64 `json:"fromImage"`
 }
 
 // MetricKind is the kind of a guest-defined metric.
