@@ -145,7 +145,7 @@ func (m *Module) setImageNote(s string) { m.imgNote.Store(&s) }
 // when the module first needs a second instance (so a module that never runs more than one
 // instance never pays the image's compilation).
 type imageCapture struct {
-	code           []byte // the image's module (instrument.ImageModule)
+	code           *imageBacking // the image's module (instrument.ImageModule), off the Go heap until compiled
 	backing        *imageBacking
 	values         map[uint32]uint64
 	bufPtr, bufCap uint32
@@ -210,6 +210,11 @@ func (m *Module) capture(first *instance, rec *initRecord) (*imageCapture, strin
 	if err != nil {
 		return nil, "", err
 	}
+	codeB, err := newImageBacking(m.cfg.Name+"-code", code)
+	if err != nil {
+		backing.close()
+		return nil, "", err
+	}
 	note := fmt.Sprintf("ready: %d pages, %d globals", size/65536, len(values))
 	if len(gens) > 0 {
 		note += fmt.Sprintf(", %d Go runtime random generators reseeded per instance", len(gens))
@@ -217,7 +222,7 @@ func (m *Module) capture(first *instance, rec *initRecord) (*imageCapture, strin
 	if rec.clockReads > 0 {
 		note += fmt.Sprintf(", %d clock reads at initialisation (the host clocks are process-wide)", rec.clockReads)
 	}
-	return &imageCapture{code: code, backing: backing, values: values, bufPtr: first.bufPtr, bufCap: first.bufCap, reseed: gens, note: note}, "", nil
+	return &imageCapture{code: codeB, backing: backing, values: values, bufPtr: first.bufPtr, bufCap: first.bufCap, reseed: gens, note: note}, "", nil
 }
 
 // startImage builds the image in the background, once, if the module captured one.
@@ -254,10 +259,18 @@ func (m *Module) buildImage(ctx context.Context) {
 	if err != nil {
 		return // released: releaseAll closes the capture
 	}
-	cm, err := compileSafely(ctx, m.e.rt, c.code)
+	var cm wazero.CompiledModule
+	code, err := c.code.bytes()
+	c.code.close() // compiled or failed: not needed again
+	if err == nil {
+		var cerr error
+		if cm, cerr = compileSafely(ctx, m.e.rt, code); cerr != nil {
+			err = fmt.Errorf("compile the image's module: %w", cerr)
+		}
+	}
 	unhold()
 	if err != nil {
-		fail(fmt.Errorf("compile the image's module: %w", err))
+		fail(err)
 		return
 	}
 	img := &image{cm: cm, backing: c.backing, bufPtr: c.bufPtr, bufCap: c.bufCap, reseed: c.reseed}
@@ -284,6 +297,7 @@ func (m *Module) releaseImage(ctx context.Context) {
 	}
 	if m.pending != nil {
 		m.pending.backing.close()
+		m.pending.code.close()
 	}
 }
 

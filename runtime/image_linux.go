@@ -12,8 +12,9 @@ import (
 // (MAP_PRIVATE): creating an instance copies nothing, pages the instance never writes stay
 // shared with every other instance of the module, and none of it is Go heap.
 type imageBacking struct {
-	fd   int
-	size uint64
+	fd     int
+	size   uint64
+	closed bool
 }
 
 func newImageBacking(name string, mem []byte) (*imageBacking, error) {
@@ -32,7 +33,13 @@ func newImageBacking(name string, mem []byte) (*imageBacking, error) {
 	return &imageBacking{fd: fd, size: uint64(len(mem))}, nil
 }
 
-func (b *imageBacking) close() { unix.Close(b.fd) }
+// close releases the memfd (instances keep their mappings). Idempotent; not concurrent.
+func (b *imageBacking) close() {
+	if !b.closed {
+		b.closed = true
+		unix.Close(b.fd)
+	}
+}
 
 // bytes reads the image back (to check an instance against it).
 func (b *imageBacking) bytes() ([]byte, error) {
