@@ -284,7 +284,11 @@ func run(specPath string, o runOptions) error {
 	}
 	srv.Serve(adminLn, nil) // admin first: operators see the pod while it starts
 	log.Info("admin API listening", "addr", adminLn.Addr().String(), "mutating", token != "", "apps", len(appTokens))
-	meta := nodemeta.Keep(node, adminLn.Addr().String(), sup, sc, metaInterval, log)
+	var shards nodemeta.Shards // nil without a scatter service (not a nil *Service)
+	if sc != nil {
+		shards = sc
+	}
+	meta := nodemeta.Keep(node, adminLn.Addr().String(), sup, shards, metaInterval, log)
 	defer meta.Stop()
 	startDone := make(chan error, 1)
 	go func() { startDone <- sup.Start(ctx) }()
