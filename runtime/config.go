@@ -32,6 +32,13 @@ type Config struct {
 	// CompileBudget bounds what compiling one untrusted module may cost (see [CompileBudget]);
 	// the zero value means DefaultCompileBudget().
 	CompileBudget CompileBudget
+
+	// DisableImages turns instance images off: every instance is then initialised by running
+	// the module's initialisation (_initialize) again. Images are on by default because they
+	// are exact and make an instance some 10-100x cheaper to create; turn them off to rule them
+	// out when debugging a guest's initialisation, or to save the second compilation at load.
+	// Module.Info().Image says whether a module has one, and if not, why.
+	DisableImages bool
 }
 
 // DefaultConfig returns the configuration the wasmpod host uses.

@@ -166,11 +166,15 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, cfg ModuleConfig) (*Modu
 			return nil, fmt.Errorf("%w: module %q: %v", ErrInvalidModule, cfg.Name, err)
 		}
 	}
+	code, facts, err := e.prepareImage(code, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: module %q: %v", ErrInvalidModule, cfg.Name, err)
+	}
 	cm, err := compileSafely(ctx, e.rt, code)
 	if err != nil {
 		return nil, fmt.Errorf("%w: module %q: %v", ErrInvalidModule, cfg.Name, err)
 	}
-	m, err := newModule(e, cm, cfg, digest)
+	m, err := newModule(e, cm, cfg, digest, code, facts)
 	if err != nil {
 		cm.Close(ctx)
 		return nil, err

@@ -101,6 +101,9 @@ type Info struct {
 	MemoryMinPages uint32 `json:"memoryMinPages"`
 	MemoryMaxPages uint32 `json:"memoryMaxPages"`
 	Trusted        bool   `json:"trusted"`
+	// Image says whether instances are made from a pre-initialised image ("ready: ...") or
+	// why not ("refused: ...", "none: ..."); see Config.DisableImages.
+	Image string `json:"image"`
 }
 
 func sigString(params, results []api.ValueType) string {

@@ -71,6 +71,11 @@ func started(t testing.TB, e *runtime.Engine, wasm []byte, cfg runtime.ModuleCon
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every test that starts a module this way runs on an instance made from its image (when it
+	// has one), not on the instance whose initialisation made the image.
+	if _, err := runtime.UseImageInstance(m); err != nil {
+		t.Fatal(err)
+	}
 	if err := m.Start(context.Background(), runtime.StartOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -127,6 +127,9 @@ func (e *Engine) instantiateHostModule(ctx context.Context, rt wazero.Runtime) e
 	}
 	def("log", func(ctx context.Context, mod api.Module, stack []uint64) {
 		inst := e.instanceOf(mod)
+		if inst != nil {
+			inst.noteHostCall("log")
+		}
 		if inst == nil {
 			return
 		}
@@ -145,6 +148,9 @@ func (e *Engine) instantiateHostModule(ctx context.Context, rt wazero.Runtime) e
 	})
 	def("error", func(ctx context.Context, mod api.Module, stack []uint64) {
 		inst := e.instanceOf(mod)
+		if inst != nil {
+			inst.noteHostCall("error")
+		}
 		if inst == nil {
 			return
 		}
@@ -178,6 +184,9 @@ func (e *Engine) instantiateHostModule(ctx context.Context, rt wazero.Runtime) e
 	})
 	def("metric_define", func(ctx context.Context, mod api.Module, stack []uint64) {
 		inst := e.instanceOf(mod)
+		if inst != nil {
+			inst.noteHostCall("metric_define")
+		}
 		name, ok1 := mod.Memory().Read(uint32(stack[1]), uint32(stack[2]))
 		help, ok2 := mod.Memory().Read(uint32(stack[3]), uint32(stack[4]))
 		if inst == nil || !ok1 || !ok2 {
@@ -188,6 +197,9 @@ func (e *Engine) instantiateHostModule(ctx context.Context, rt wazero.Runtime) e
 	})
 	def("metric_record", func(ctx context.Context, mod api.Module, stack []uint64) {
 		inst := e.instanceOf(mod)
+		if inst != nil {
+			inst.noteHostCall("metric_record")
+		}
 		if inst == nil {
 			return
 		}
@@ -195,6 +207,9 @@ func (e *Engine) instantiateHostModule(ctx context.Context, rt wazero.Runtime) e
 	})
 	def("scale", func(ctx context.Context, mod api.Module, stack []uint64) {
 		inst := e.instanceOf(mod)
+		if inst != nil {
+			inst.noteHostCall("scale")
+		}
 		if inst == nil {
 			stack[0] = api.EncodeI32(-1)
 			return
@@ -237,6 +252,7 @@ func (e *Engine) instantiateHostModule(ctx context.Context, rt wazero.Runtime) e
 				// A host import may block: the call's deadline is fixed before it runs, so
 				// the time it takes counts (see armLazy).
 				inst.stamp()
+				inst.noteHostCall(f.Name)
 			}
 			f.Fn(ctx, Caller{inst: inst}, stack)
 		}), apiTypes(f.Params), apiTypes(f.Results)).Export(f.Name)

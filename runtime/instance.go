@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
@@ -70,6 +69,8 @@ type instance struct {
 	seam seam // state host functions keep for this instance (seam.go)
 
 	ext *extismInstance // set for Extism modules, which use none of the native fields above
+
+	rec *initRecord // set while the module's first instance initialises (image.go)
 }
 
 // pages is the instance's memory size in 64 KiB pages; safe from any goroutine.
@@ -191,31 +192,33 @@ func (i *instance) nanosleep(ns int64) {
 	}
 }
 
-// newInstance instantiates the module, runs _initialize, checks the ABI version and gets the
-// input buffer. It does not run the start export.
+// newInstance creates an instance ready for its start export: from the module's image when it
+// has one (image.go), else by instantiating and initialising it (initInstance).
 func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 	if m.ext != nil {
 		return m.newExtismInstance(ctx)
 	}
-	inst := &instance{m: m}
+	if img := m.img.Load(); img != nil {
+		inst, err := m.newImageInstance(ctx, img)
+		if err != nil {
+			return nil, err
+		}
+		m.instantiations.Add(1)
+		m.fromImage.Add(1)
+		return inst, nil
+	}
+	m.startImage()
+	return m.initInstance(ctx, nil)
+}
+
+// initInstance instantiates the module, runs _initialize, checks the ABI version and gets the
+// input buffer. It does not run the start export. With rec, what the initialisation asks of the
+// host is recorded for the image.
+func (m *Module) initInstance(ctx context.Context, rec *initRecord) (*instance, error) {
+	inst := &instance{m: m, rec: rec}
 	inst.stdout = &lineWriter{module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs}
 	inst.stderr = &lineWriter{module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs}
-	mc := wazero.NewModuleConfig().
-		WithName("").
-		WithStartFunctions().
-		WithStdout(inst.stdout).
-		WithStderr(inst.stderr).
-		WithSysWalltime().
-		WithSysNanotime().
-		WithRandSource(rand.Reader).
-		WithNanosleep(inst.nanosleep)
-	for k, v := range m.cfg.Env {
-		mc = mc.WithEnv(k, v)
-	}
-	if len(m.cfg.Mounts) > 0 {
-		mc = mc.WithFSConfig(mountsFSConfig(m.cfg.Mounts))
-	}
-	if err := m.instantiate(ctx, inst, mc); err != nil {
+	if err := m.instantiate(ctx, inst, m.moduleConfig(inst, rec)); err != nil {
 		return nil, err
 	}
 	for i := range exportTable {
@@ -250,18 +253,41 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 // trusted), and its registration so host functions find it. Shared by pooled instances and
 // one-shot commands.
 func (m *Module) instantiate(ctx context.Context, inst *instance, mc wazero.ModuleConfig) error {
+	return m.instantiateWith(ctx, inst, mc, nil)
+}
+
+// instantiateWith is instantiate from the module's code (img nil) or from its image: then the
+// memory maps the image and the start function, which ran before the capture, does not run.
+func (m *Module) instantiateWith(ctx context.Context, inst *instance, mc wazero.ModuleConfig, img *image) error {
 	inst.mem0 = &limitedMemory{limit: m.memoryLimit()}
-	ictx := experimental.WithMemoryAllocator(ctx, experimental.MemoryAllocatorFunc(func(capacity, max uint64) experimental.LinearMemory {
+	cm := m.cm
+	var alloc experimental.MemoryAllocator = experimental.MemoryAllocatorFunc(func(capacity, max uint64) experimental.LinearMemory {
 		inst.mem0.buf = make([]byte, 0, min(capacity, inst.mem0.limit))
 		return inst.mem0
-	}))
+	})
+	var cow *cowMemory
+	if img != nil {
+		var err error
+		if cow, err = img.backing.newMemory(inst.mem0.limit, &inst.mem0.pages); err != nil {
+			return fmt.Errorf("module %q: instance from image: %w", m.cfg.Name, err)
+		}
+		cm = img.cm
+		alloc = experimental.MemoryAllocatorFunc(func(capacity, max uint64) experimental.LinearMemory { return cow })
+	}
+	ictx := experimental.WithMemoryAllocator(ctx, alloc)
 	unhold, err := m.holdCompiled()
 	if err != nil {
+		if cow != nil {
+			cow.Free()
+		}
 		return err
 	}
-	mod, err := m.e.rt.InstantiateModule(ictx, m.cm, mc)
+	mod, err := m.e.rt.InstantiateModule(ictx, cm, mc)
 	unhold()
 	if err != nil {
+		if cow != nil {
+			cow.Free() // idempotent if wazero freed it
+		}
 		return fmt.Errorf("module %q: instantiate: %w", m.cfg.Name, err)
 	}
 	inst.mod = mod
@@ -278,7 +304,7 @@ func (m *Module) instantiate(ctx context.Context, inst *instance, mc wazero.Modu
 		inst.timer.Stop()
 	}
 	m.e.register(mod, inst)
-	if !m.cfg.Trusted {
+	if !m.cfg.Trusted && img == nil {
 		// The instrumentation moved the start section's function to an export, so that it runs
 		// here like any call, under the deadline, instead of unbounded inside instantiation.
 		if f := mod.ExportedFunction(instrument.StartName); f != nil {

@@ -103,6 +103,8 @@ type Stats struct {
 	// Latency is the histogram of the durations of sampled calls (one in LatencySampleEvery,
 	// at random): its Count is the number of timed calls, not of all calls (that is Calls).
 	Latency Histogram `json:"latency"`
+	// FromImage counts the Instantiations made from the module's image (Info.Image).
+	FromImage uint64 `json:"fromImage"`
 }
 
 // MetricKind is the kind of a guest-defined metric.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+
+	"github.com/wasmpod/wasmpod/runtime/internal/instrument"
 )
 
 // Module is a loaded module: a pool of warm instances with a lifecycle. All methods are safe
@@ -51,9 +53,21 @@ type Module struct {
 	// closed code.
 	cmMu     sync.RWMutex
 	released bool
+
+	// Instance images (image.go): the capture is taken while the module loads, the image built
+	// in the background when first needed and released with the compiled code. prepared and
+	// imgFacts serve the capture only.
+	img       atomic.Pointer[image]
+	imgNote   atomic.Pointer[string] // Info().Image
+	pending   *imageCapture          // set before the module is shared; the image's makings
+	imgOnce   sync.Once
+	imgWG     sync.WaitGroup // the goroutine building the image
+	prepared  []byte
+	imgFacts  instrument.ImageFacts
+	fromImage atomic.Uint64 // instances made from img
 }
 
-func newModule(e *Engine, cm wazero.CompiledModule, cfg ModuleConfig, digest string) (*Module, error) {
+func newModule(e *Engine, cm wazero.CompiledModule, cfg ModuleConfig, digest string, prepared []byte, facts instrument.ImageFacts) (*Module, error) {
 	has, info, err := inspect(cm, &cfg, e.hostFns)
 	if err != nil {
 		return nil, err
@@ -61,9 +75,10 @@ func newModule(e *Engine, cm wazero.CompiledModule, cfg ModuleConfig, digest str
 	info.Name, info.SHA256, info.Trusted = cfg.Name, digest, cfg.Trusted
 	m := &Module{
 		e: e, cm: cm, cfg: cfg, info: info, has: has, digest: digest,
-		pool:   newPool(cfg.MaxConcurrency),
-		refill: make(chan struct{}, 1),
-		subs:   map[*subscription]struct{}{},
+		pool:     newPool(cfg.MaxConcurrency),
+		refill:   make(chan struct{}, 1),
+		subs:     map[*subscription]struct{}{},
+		prepared: prepared, imgFacts: facts,
 	}
 	if err := m.warmFirst(); err != nil {
 		return nil, err
@@ -90,7 +105,16 @@ func (m *Module) warmFirst() error {
 	if m.scaleMax == 0 {
 		m.scaleMax = m.cfg.MaxConcurrency
 	}
-	inst, err := m.newInstance(context.Background())
+	// The first instance is initialised, never made from an image: when the module may have
+	// one, its initialisation is recorded and becomes the image (image.go).
+	var inst *instance
+	var err error
+	rec := m.imageRecord()
+	if m.ext != nil {
+		inst, err = m.newExtismInstance(context.Background())
+	} else if inst, err = m.initInstance(context.Background(), rec); err == nil && rec != nil {
+		m.captureImage(inst, rec)
+	}
 	if err != nil {
 		return err
 	}
@@ -103,7 +127,13 @@ func (m *Module) warmFirst() error {
 func (m *Module) Name() string { return m.cfg.Name }
 
 // Info describes what the module exports and declares.
-func (m *Module) Info() Info { return m.info }
+func (m *Module) Info() Info {
+	info := m.info
+	if p := m.imgNote.Load(); p != nil {
+		info.Image = *p
+	}
+	return info
+}
 
 // Config returns the module's configuration.
 func (m *Module) Config() ModuleConfig { return m.cfg }
@@ -477,6 +507,8 @@ func (m *Module) releaseAll(ctx context.Context) {
 	m.lifeMu.Lock()
 	defer m.lifeMu.Unlock()
 	m.closeAll(ctx)
+	m.imgOnce.Do(func() {}) // no image build starts from now on; wait for one under way
+	m.imgWG.Wait()
 	m.cmMu.Lock() // waits for instantiations under way; later ones fail with ErrNotRunning
 	if !m.released {
 		m.released = true
@@ -486,6 +518,7 @@ func (m *Module) releaseAll(ctx context.Context) {
 		if m.ext != nil {
 			_ = m.ext.cp.Close(ctx)
 		}
+		m.releaseImage(ctx)
 	}
 	m.cmMu.Unlock()
 	m.e.forget(m)
@@ -836,6 +869,7 @@ func (m *Module) Stats() Stats {
 		Instances: live, Busy: busy, Target: int(m.target.Load()), MemoryPages: pages,
 		FootprintBytes: pages*65536 + uint64(live)*m.cfg.fixed.footprint(),
 		TicksFailed:    m.ticksFailed.Load(), Latency: m.lat.snapshot(),
+		FromImage: m.fromImage.Load(),
 	}
 }
 

@@ -19,6 +19,7 @@
 //	ticks          returns how many ticks this instance has seen
 //	scale:<d>      calls Scale(d) and returns the new target, or -1 if scaling is refused
 //	sethealth:<n>  makes health return n from now on
+//	rand           returns math/rand/v2's next Uint64 and a map iteration order (instances must differ)
 //
 // Unknown commands fail with code 2.
 //
@@ -37,6 +38,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
@@ -118,6 +120,9 @@ func health() wasmpod.Health {
 	}
 }
 
+// randMap is built at initialisation; its iteration order comes from the runtime's generator.
+var randMap = map[byte]bool{'a': true, 'b': true, 'c': true, 'd': true, 'e': true, 'f': true, 'g': true, 'h': true}
+
 func decimal(n int64) ([]byte, error) { return strconv.AppendInt(out[:0], n, 10), nil }
 
 func command(req []byte) ([]byte, error) {
@@ -181,6 +186,12 @@ func command(req []byte) ([]byte, error) {
 		return decimal(state)
 	case "started":
 		return decimal(int64(starts))
+	case "rand":
+		b := strconv.AppendUint(out[:0], rand.Uint64(), 10)
+		for k := range randMap {
+			b = append(b, ' ', k)
+		}
+		return b, nil
 	case "ticks":
 		return decimal(int64(ticks))
 	case "scale":
