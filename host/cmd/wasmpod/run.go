@@ -289,7 +289,11 @@ func run(specPath string, o runOptions) error {
 			log.Warn("app token file watch unavailable: changes need SIGHUP", "err", err)
 		}
 	}
-	meta := nodemeta.Keep(node, adminLn.Addr().String(), sup, sc, metaInterval, log)
+	var shards nodemeta.Shards // nil without a scatter service (not a nil *Service)
+	if sc != nil {
+		shards = sc
+	}
+	meta := nodemeta.Keep(node, adminLn.Addr().String(), sup, shards, metaInterval, log)
 	defer meta.Stop()
 	startDone := make(chan error, 1)
 	go func() { startDone <- sup.Start(ctx) }()
