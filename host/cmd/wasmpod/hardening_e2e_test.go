@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -137,6 +138,29 @@ func TestListenerHardening(t *testing.T) {
 		}
 		if code, body := h.do("POST", url+"/resign", []byte(fmt.Sprintf(`{"session":"billing/w1","token":%d}`, granted.Token)), billing); code != 200 {
 			t.Errorf("the holder resigns: %d %s", code, body)
+		}
+	})
+
+	t.Run("app tokens rotate without a restart; a bad file keeps them", func(t *testing.T) {
+		url := "http://" + h.admin + "/v1/election/rotate/campaign"
+		campaign := func(tok string) int {
+			code, _ := h.do("POST", url, []byte(`{"session":"billing","ttl_ms":1000}`), tok)
+			return code
+		}
+		const rotated = "billing-rotated-0123456789"
+		os.WriteFile(apps, []byte("billing "+rotated+"\nreports "+reports+"\n"), 0o600)
+		h.cmd.Process.Signal(syscall.SIGHUP)
+		waitFor(t, time.Minute, "the rotated token works", func() bool { return campaign(rotated) == 200 })
+		if code := campaign(billing); code != 401 {
+			t.Fatalf("the replaced token answers %d; want 401", code)
+		}
+		os.WriteFile(apps, []byte("billing short\n"), 0o600)
+		h.cmd.Process.Signal(syscall.SIGHUP)
+		waitFor(t, time.Minute, "the bad file refused", func() bool {
+			return strings.Contains(h.stderr.String(), "app token file refused") && strings.Contains(h.stderr.String(), "token shorter than 16 bytes")
+		})
+		if code := campaign(rotated); code != 200 {
+			t.Fatalf("after a refused file the token in force answers %d; want 200", code)
 		}
 	})
 }

@@ -291,6 +291,10 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		reply(201, client.BlobRef{SHA256: sha, Size: int64(len(b))})
 	case r.Method == "GET" && strings.HasPrefix(r.URL.Path, "/v1/blobs/"):
+		if r.Header.Get("Authorization") != "Bearer tok" { // job files need the token, as on the host
+			reply(401, map[string]string{"error": "missing or wrong bearer token"})
+			return
+		}
 		b, ok := f.blobs[strings.TrimPrefix(r.URL.Path, "/v1/blobs/")]
 		if !ok {
 			reply(404, map[string]string{"error": "not found"})

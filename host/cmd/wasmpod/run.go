@@ -65,7 +65,7 @@ func addRunFlags(cmd *cobra.Command, o *runOptions) {
 	f.StringVar(&o.admin, "admin", "127.0.0.1:9901", "admin API listen address")
 	f.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "state directory: snapshots, compilation cache, emptyDir volumes")
 	f.StringVar(&o.tokenFile, "token-file", "", "file holding the admin bearer token (else $WASMPOD_TOKEN; none disables mutating routes)")
-	f.StringVar(&o.appTokenFile, "app-token-file", "", "file of the election sidecar's app credentials, one \"APP TOKEN\" a line: an app campaigns, renews and resigns with sessions APP or APP/..., and sees only their fencing tokens")
+	f.StringVar(&o.appTokenFile, "app-token-file", "", "file of the election sidecar's app credentials, one \"APP TOKEN\" a line: an app campaigns, renews and resigns with sessions APP or APP/..., and sees only their fencing tokens; re-read on change and on SIGHUP")
 	f.IntVar(&o.maxConns, "max-conns", admin.DefaultConfig().MaxConns, "most connections per listener; past 90% of it the longest-idle keep-alive connections are closed to make room")
 	f.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", admin.DefaultConfig().MaxConnsPerIP, "most connections per listener from one client address (raise it behind a proxy or NAT)")
 	f.StringVar(&o.logLevel, "log-level", "info", "host log level: debug, info, warn, error")
@@ -284,6 +284,11 @@ func run(specPath string, o runOptions) error {
 	}
 	srv.Serve(adminLn, nil) // admin first: operators see the pod while it starts
 	log.Info("admin API listening", "addr", adminLn.Addr().String(), "mutating", token != "", "apps", len(appTokens))
+	if o.appTokenFile != "" { // re-read on change and on SIGHUP; a bad file keeps the tokens in force
+		if err := srv.WatchAppTokens(o.appTokenFile); err != nil {
+			log.Warn("app token file watch unavailable: changes need SIGHUP", "err", err)
+		}
+	}
 	var shards nodemeta.Shards // nil without a scatter service (not a nil *Service)
 	if sc != nil {
 		shards = sc
@@ -336,6 +341,11 @@ func run(specPath string, o runOptions) error {
 				if hl != nil {
 					log.Info("SIGHUP: reloading the pod file", "file", specPath)
 					hl.Reload()
+				}
+				if o.appTokenFile != "" {
+					if err := srv.ReloadAppTokens(o.appTokenFile); err != nil {
+						log.Error("SIGHUP: app token file refused; the previous app tokens stay", "err", err)
+					}
 				}
 			case sig = <-sigs:
 				break wait

@@ -25,7 +25,8 @@ var ErrAPI = errors.New("admin API error")
 type Client struct {
 	// Base is the admin address, "host:port" or a URL.
 	Base string
-	// Token is the bearer token for mutating routes.
+	// Token is the admin bearer token: mutating routes, logs, blob downloads and the
+	// configuration in module statuses need it.
 	Token string
 	// HTTP is the client used; nil uses one with a 2-minute timeout (an upgrade waits for
 	// readiness).
@@ -126,6 +127,9 @@ func (c *Client) Logs(ctx context.Context, name string, tail int, follow bool, f
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url("/v1/modules/"+url.PathEscape(name)+"/logs"+q), nil)
 	if err != nil {
 		return err
+	}
+	if c.Token != "" { // logs need the admin token when the host has one
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

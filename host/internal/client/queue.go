@@ -62,6 +62,9 @@ func (c *Client) OpenBlob(ctx context.Context, sha string) (io.ReadCloser, int64
 	if err != nil {
 		return nil, 0, err
 	}
+	if c.Token != "" { // a job's files need the admin token when the host has one
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	resp, err := c.streamHTTP().Do(req)
 	if err != nil {
 		return nil, 0, fmt.Errorf("admin API at %s: %w", c.Base, err)
