@@ -19,10 +19,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/wasmpod/wasmpod/cluster/internal/blobs"
 	"github.com/wasmpod/wasmpod/cluster/internal/mtls"
 	"github.com/wasmpod/wasmpod/cluster/internal/replog"
 	"github.com/wasmpod/wasmpod/cluster/queue"
+	"github.com/wasmpod/wasmpod/internal/spans"
 )
 
 // Connection kinds on the Raft port (besides Raft and the lease RPC).
@@ -461,7 +464,11 @@ func (w *workQueue) submit(ctx context.Context, pipeline string, inputs []queue.
 		requestID = newRequestID()
 	}
 	// The same request id on every retry: a submit whose answer was lost is not doubled.
-	resp, err := w.do(ctx, queue.Command{Op: queue.OpSubmit, Request: requestID, Name: pipeline, Inputs: inputs}, 0)
+	cmd := queue.Command{Op: queue.OpSubmit, Request: requestID, Name: pipeline, Inputs: inputs}
+	if spans.On() {
+		cmd.Trace = spans.Traceparent(ctx) // the job's trace: every task attempt joins it
+	}
+	resp, err := w.do(ctx, cmd, 0)
 	if err != nil {
 		return 0, err
 	}
@@ -815,9 +822,9 @@ func (p *Workers) stopped() bool {
 }
 
 // loop leases and runs tasks until the pool stops. While a task runs, the worker already
-// leases its next one (and a finished task's result is committed in the background, see
-// deliver), so that the log writes a task needs are not on the worker's path from one run to
-// the next. When the pool stops, a task leased ahead is still run.
+// leases its next one and fetches its inputs, and a finished task's result is committed in the
+// background (see deliver): the log writes and fsyncs a task needs are not on the worker's
+// path from one run to the next. When the pool stops, a task leased ahead is still run.
 func (p *Workers) loop(worker string) {
 	name := queue.StageQueue(p.cfg.Pipeline, p.cfg.Stage)
 	backoff := 50 * time.Millisecond
@@ -839,7 +846,13 @@ func (p *Workers) loop(worker string) {
 		var ahead chan *held
 		if !p.stopped() {
 			ahead = make(chan *held, 1)
-			go func() { ahead <- p.lease(name, worker, nil) }()
+			go func() {
+				h := p.lease(name, worker, nil)
+				if h != nil {
+					p.fetchInputs(h)
+				}
+				ahead <- h
+			}()
 		}
 		prev = p.deliver(cur, prev)
 		if ahead != nil {
@@ -885,6 +898,20 @@ func (p *Workers) lease(name, worker string, backoff *time.Duration) *held {
 		*backoff = min(2**backoff, 2*time.Second)
 	}
 	return nil
+}
+
+// fetchInputs brings a task leased ahead its input files from the members that have them,
+// while the task before it runs. A failure is left for the run to meet (and report) again.
+func (p *Workers) fetchInputs(h *held) {
+	var st queue.StageTask
+	if json.Unmarshal(h.l.Payload, &st) != nil {
+		return
+	}
+	for _, f := range st.Inputs {
+		if _, err := p.w.ensureBlob(h.ctx, f.SHA256); err != nil {
+			return
+		}
+	}
 }
 
 // held is a task a worker holds the lease of, from the lease until its result is proposed:
@@ -1036,10 +1063,15 @@ func (p *Workers) count(c *uint64) {
 
 // run fetches the inputs, runs the stage and stages its output in the blob store (commit
 // makes it durable).
-func (p *Workers) run(ctx context.Context, l queue.Lease) (queue.File, blobs.Staged, error) {
+func (p *Workers) run(ctx context.Context, l queue.Lease) (_ queue.File, _ blobs.Staged, err error) {
 	var st queue.StageTask
 	if err := json.Unmarshal(l.Payload, &st); err != nil {
 		return queue.File{}, blobs.Staged{}, fmt.Errorf("task %d: payload is not a stage task: %v", l.TaskID, err)
+	}
+	if spans.On() {
+		var span trace.Span
+		ctx, span = p.taskSpan(ctx, l, &st)
+		defer func() { spans.End(span, err) }()
 	}
 	inputs := make([]StageInput, 0, len(st.Inputs))
 	for _, f := range st.Inputs {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/wasmpod/wasmpod/internal/spans"
 )
 
 // Pipeline layer: jobs push their inputs through a pipeline's stages. Each stage k has its
@@ -45,6 +47,9 @@ type jobRecord struct {
 	// MergeStarted[k] is set while merge stage k has been started for the current resolution
 	// of stage k-1; a retried task of an earlier stage clears it so that the merge re-runs.
 	MergeStarted []bool `json:"merge_started"`
+	// Trace is the submitter's W3C traceparent ("" when not traced): every task of the job
+	// carries it, so that each attempt's span joins the job's trace.
+	Trace string `json:"trace,omitempty"`
 }
 
 func slotKey(job JobID, stage, slot int) []byte {
@@ -181,12 +186,13 @@ func ValidateInputs(inputs []File) error {
 // submit creates a job and its first-stage tasks. A repeated request id returns the job the
 // first request created.
 func (q *Queue) submit(tx *bolt.Tx, now time.Time, requestID, pipeline string, inputs []File) (JobID, error) {
-	return q.submitWith(tx, now, requestID, pipeline, inputs, 0, 0)
+	return q.submitWith(tx, now, requestID, pipeline, inputs, 0, 0, "")
 }
 
 // submitWith is submit with the attempt limit and backoff base to record in the job when its
-// pipeline sets none (0: the queue's configuration at the time of each failure).
-func (q *Queue) submitWith(tx *bolt.Tx, now time.Time, requestID, pipeline string, inputs []File, maxAttempts int, backoff time.Duration) (JobID, error) {
+// pipeline sets none (0: the queue's configuration at the time of each failure), and the
+// submitter's traceparent (kept only when it is well-formed).
+func (q *Queue) submitWith(tx *bolt.Tx, now time.Time, requestID, pipeline string, inputs []File, maxAttempts int, backoff time.Duration, traceparent string) (JobID, error) {
 	if maxAttempts < 0 || maxAttempts > 1000 || backoff < 0 {
 		return 0, fmt.Errorf("%w: default attempts %d (0..1000) or backoff %v (>= 0) out of range", ErrInvalid, maxAttempts, backoff)
 	}
@@ -214,6 +220,9 @@ func (q *Queue) submitWith(tx *bolt.Tx, now time.Time, requestID, pipeline strin
 	}
 	j := &jobRecord{ID: JobID(seq), Pipeline: *p, Inputs: inputs, Created: now,
 		Stages: make([]StageProgress, len(p.Stages)), MergeStarted: make([]bool, len(p.Stages))}
+	if sc, ok := spans.ParseTraceparent([]byte(traceparent)); ok {
+		j.Trace = string(spans.AppendTraceparent(nil, sc)) // normalised: 55 bytes whatever was sent
+	}
 	for k, s := range p.Stages {
 		j.Stages[k].Name = s.Name
 	}
@@ -242,7 +251,7 @@ func (q *Queue) submitWith(tx *bolt.Tx, now time.Time, requestID, pipeline strin
 
 func (q *Queue) enqueueStage(tx *bolt.Tx, now time.Time, j *jobRecord, stage, slot int, inputs []File) error {
 	def := j.Pipeline.Stages[stage]
-	payload, err := json.Marshal(StageTask{Job: j.ID, Stage: stage, Slot: slot, Inputs: inputs, Name: def.Name, Merge: def.Merge})
+	payload, err := json.Marshal(StageTask{Job: j.ID, Stage: stage, Slot: slot, Inputs: inputs, Name: def.Name, Merge: def.Merge, Trace: j.Trace})
 	if err != nil {
 		return err
 	}

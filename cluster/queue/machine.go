@@ -48,6 +48,7 @@ type Command struct {
 	Error    string    `json:"error,omitempty"`    // fail
 	Task     TaskID    `json:"task,omitempty"`     // retry
 	Before   time.Time `json:"before,omitzero"`    // prune: jobs finished before this go
+	Trace    string    `json:"trace,omitempty"`    // submit: the submitter's W3C traceparent, if traced
 
 	// The proposer's settings, carried so that replicas configured differently still apply
 	// the same thing: the lease length (lease, heartbeat) and, for a submit, the attempt
@@ -227,7 +228,7 @@ func (m *Machine) apply(c *Command) Response {
 	case OpSubmit:
 		err = q.update(func(tx *bolt.Tx) error {
 			var e error
-			resp.Job, e = q.submitWith(tx, c.At, c.Request, c.Name, c.Inputs, c.MaxAttempts, c.Backoff)
+			resp.Job, e = q.submitWith(tx, c.At, c.Request, c.Name, c.Inputs, c.MaxAttempts, c.Backoff, c.Trace)
 			return e
 		})
 	case OpLease:

@@ -167,6 +167,9 @@ type StageTask struct {
 	// Name and Merge repeat the stage's definition, so a worker needs nothing else.
 	Name  string `json:"name"`
 	Merge bool   `json:"merge,omitempty"`
+	// Trace is the job's W3C traceparent ("" when the submit was not traced): the worker's
+	// span of each attempt is its child.
+	Trace string `json:"trace,omitempty"`
 }
 
 // TaskInfo is a pipeline task as shown to people: the task's state with its payload and
