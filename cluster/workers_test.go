@@ -41,24 +41,24 @@ func TestWorkersLeaseAheadAndStop(t *testing.T) {
 	n := startNode(t, c)
 	ctx := t.Context()
 	eventually(t, "define", func() error {
-		return n.DefinePipeline(ctx, queue.Pipeline{Name: "g", Stages: []queue.StageDef{{Name: "bang"}}})
+		return n.Queue().DefinePipeline(ctx, queue.Pipeline{Name: "g", Stages: []queue.StageDef{{Name: "bang"}}})
 	})
 	contents := map[string]string{}
 	for i := range 6 {
 		contents[fmt.Sprintf("f%d", i)] = fmt.Sprintf("file %d", i)
 	}
-	id, err := n.Submit(ctx, "g", putFiles(t, n, contents), "")
+	id, err := n.Queue().Submit(ctx, "g", putFiles(t, n, contents), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &gateRunner{gate: make(chan struct{}), started: make(chan string, 16)}
-	w, err := n.StartWorkers(WorkerConfig{Pipeline: "g", Stage: 0, Concurrency: 1, Timeout: 30 * time.Second, Runner: r})
+	w, err := n.Queue().StartWorkers(WorkerConfig{Pipeline: "g", Stage: 0, Concurrency: 1, Timeout: 30 * time.Second, Runner: r})
 	if err != nil {
 		t.Fatal(err)
 	}
 	<-r.started
 	stats := func() queue.Stats {
-		st, err := n.QueueStats()
+		st, err := n.Queue().QueueStats()
 		if err != nil || len(st) != 1 {
 			t.Fatalf("stats %+v %v", st, err)
 		}
@@ -82,10 +82,10 @@ func TestWorkersLeaseAheadAndStop(t *testing.T) {
 	if s.Leased != 0 || s.Completed != 2 {
 		t.Fatalf("after Stop: %d leased, %d completed; want 0 and 2 (the running task and the one leased ahead)", s.Leased, s.Completed)
 	}
-	if ws := n.WorkerStats(); len(ws) != 0 {
+	if ws := n.Queue().WorkerStats(); len(ws) != 0 {
 		t.Fatalf("a stopped pool is still listed: %+v", ws)
 	}
-	j, err := n.Job(id)
+	j, err := n.Queue().Job(id)
 	if err != nil {
 		t.Fatal(err)
 	}
