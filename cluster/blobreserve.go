@@ -153,6 +153,11 @@ func (r *reservations) lead(ctx context.Context, from replog.Caller, b []byte) (
 		return json.Marshal(reserveAnswer{Error: "reservation from an unauthenticated node"})
 	}
 	c.Owner, c.At, c.TTL = from.Node, time.Now(), reserveTTL
+	if !from.Secure {
+		// An insecure cluster has no identities: a receiver sees every pusher as "", so the
+		// reservation names no owner (it still names the file and its size).
+		c.Owner = ""
+	}
 	entry, _ := json.Marshal(c)
 	timeout := 5 * time.Second
 	if dl, ok := ctx.Deadline(); ok {

@@ -42,7 +42,7 @@ func TestTaskAttemptSpans(t *testing.T) {
 	n := startNode(t, c)
 	ctx := t.Context()
 	p := queue.Pipeline{Name: "up", MaxAttempts: 3, Stages: []queue.StageDef{{Name: "upper"}, {Name: "join", Merge: true}}}
-	eventually(t, "define", func() error { return n.DefinePipeline(ctx, p) })
+	eventually(t, "define", func() error { return n.Queue().DefinePipeline(ctx, p) })
 	failed := false
 	up := &spanRunner{funcRunner: funcRunner{apply: func(in map[string][]byte) ([]byte, error) {
 		if !failed { // the first attempt of the first task fails once
@@ -53,13 +53,13 @@ func TestTaskAttemptSpans(t *testing.T) {
 	}}}
 	join := &spanRunner{funcRunner: funcRunner{apply: concat}}
 	for i, r := range []StageRunner{up, join} {
-		if _, err := n.StartWorkers(WorkerConfig{Pipeline: "up", Stage: i, Concurrency: 1, Timeout: 10 * time.Second, Runner: r}); err != nil {
+		if _, err := n.Queue().StartWorkers(WorkerConfig{Pipeline: "up", Stage: i, Concurrency: 1, Timeout: 10 * time.Second, Runner: r}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	files := putFiles(t, n, map[string]string{"a": "alpha", "b": "beta"})
 	sctx, submit := spans.Start(ctx, "submit", trace.SpanKindClient)
-	id, err := n.Submit(sctx, "up", files, "")
+	id, err := n.Queue().Submit(sctx, "up", files, "")
 	submit.End()
 	if err != nil {
 		t.Fatal(err)
