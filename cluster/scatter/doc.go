@@ -9,8 +9,9 @@
 //   - one deadline per request (the caller's, or Config.Deadline if earlier), shared by every
 //     leaf call, remote call and the merge;
 //   - local shards run on at most GOMAXPROCS workers that take shard indexes from an atomic
-//     counter (no goroutine per shard); remote shards run asynchronously, one goroutine per
-//     attempt, owned by the request and bounded by its deadline;
+//     counter (no goroutine per shard): the Gather's long-lived workers that are idle, and the
+//     caller itself when no shard is remote; remote shards run asynchronously, one goroutine
+//     per attempt, owned by the request and bounded by its deadline;
 //   - a remote shard still pending after its hedge delay (the shard's recent p95 latency, never
 //     below Config.HedgeMin) gets a second request to another live replica; the first answer
 //     wins, and a failed attempt fails over to the next live replica at once;

@@ -33,6 +33,9 @@ type Gather struct {
 	merge   Merger
 	workers int
 
+	remote     bool // some replica is not a LocalLeaf
+	mergeLocal bool // the merge runs in this process (see localCtx)
+
 	nodes map[string]int // node name -> index in dead; read-only after New
 	dead  []atomic.Bool
 
@@ -42,7 +45,17 @@ type Gather struct {
 
 	mu     sync.RWMutex // guards closed against wg.Add
 	closed bool
-	wg     sync.WaitGroup // Do calls and every goroutine they start
+	wg     sync.WaitGroup // Do calls, the jobs they hand out and the goroutines they start
+
+	// The local workers: long-lived goroutines, started by the first request with local shards
+	// and stopped by Close, that take requests' local shards (see work). Long-lived so that a
+	// request neither starts goroutines nor grows their stacks again (a wasm call needs a deep
+	// one); a request hands itself to the idle ones and never waits for a busy one.
+	jobs        chan *reqState
+	workersOnce sync.Once
+	stopWorkers chan struct{}
+	stopOnce    sync.Once
+	workerWG    sync.WaitGroup
 }
 
 type shard struct {
@@ -61,7 +74,9 @@ type replica struct {
 // (*runtime.Module), or the host's handle on one that follows upgrades and restarts.
 type Merger interface {
 	// Merge calls the merge handler (runtime.RoleMerge) on parts, in shard order, and appends its
-	// output to dst. It must honour ctx's deadline.
+	// output to dst. It must honour ctx's deadline. A Merger that also has a method
+	// RunsLocally() bool returning true (as LocalLeaf) must honour it as ctx.Deadline reports
+	// it, like a local leaf.
 	Merge(ctx context.Context, parts []runtime.Part, dst []byte) ([]byte, error)
 }
 
@@ -108,6 +123,7 @@ func New(shards []Shard, merge Merger, cfg Config) (*Gather, error) {
 			}
 			l, ok := r.Leaf.(LocalLeaf)
 			local := ok && l.RunsLocally()
+			g.remote = g.remote || !local
 			sh.replicas = append(sh.replicas, replica{node: node, leaf: r.Leaf, local: local})
 		}
 	}
@@ -117,6 +133,14 @@ func New(shards []Shard, merge Merger, cfg Config) (*Gather, error) {
 		g.workers = goruntime.GOMAXPROCS(0)
 	}
 	g.pool.New = func() any { return g.newState() }
+	switch m := merge.(type) {
+	case *runtime.Module:
+		g.mergeLocal = true
+	case interface{ RunsLocally() bool }:
+		g.mergeLocal = m.RunsLocally()
+	}
+	g.jobs = make(chan *reqState)
+	g.stopWorkers = make(chan struct{})
 	return g, nil
 }
 
@@ -165,7 +189,52 @@ func (g *Gather) Close() error {
 	g.closed = true
 	g.mu.Unlock()
 	g.wg.Wait()
+	g.stopOnce.Do(func() { close(g.stopWorkers) })
+	g.workerWG.Wait()
 	return nil
+}
+
+// startWorkers starts the local workers (once).
+func (g *Gather) startWorkers() {
+	g.workerWG.Add(g.workers)
+	for range g.workers {
+		go g.worker()
+	}
+}
+
+// worker runs the local shards of the requests handed to it until Close.
+func (g *Gather) worker() {
+	defer g.workerWG.Done()
+	for {
+		select {
+		case st := <-g.jobs:
+			st.work()
+			st.g.wg.Done()
+			st.release()
+		case <-g.stopWorkers:
+			return
+		}
+	}
+}
+
+// handOut gives st's local shards to up to n idle workers and returns how many took them. It
+// never waits: a busy worker is another request's.
+func (g *Gather) handOut(st *reqState, n int) int {
+	g.workersOnce.Do(g.startWorkers)
+	k := 0
+	for ; k < n; k++ {
+		st.refs.Add(1)
+		g.wg.Add(1)
+		select {
+		case g.jobs <- st:
+			continue
+		default:
+		}
+		st.refs.Add(-1)
+		g.wg.Done()
+		break
+	}
+	return k
 }
 
 // Shard status values; a shard won by replica r has status statusWon+r.
@@ -179,10 +248,13 @@ const (
 // reqState is one request's reusable state. It is shared by Do, the local workers and the
 // remote attempts; the last of them to release it puts it back in the pool.
 type reqState struct {
-	g   *Gather
-	ctx context.Context
-	id  RequestID
-	in  []byte // a copy of the request: attempts may outlive Do
+	g    *Gather
+	ctx  context.Context // remote attempts: the request's deadline
+	lctx context.Context // local attempts: the gather deadline (see localCtx)
+	lc   localCtx
+	mc   localCtx // the merge's, when it is light too
+	id   RequestID
+	in   []byte // a copy of the request: attempts may outlive Do
 
 	refs      atomic.Int32
 	remaining atomic.Int32 // shards not yet won or failed
@@ -201,8 +273,9 @@ type reqState struct {
 	hedgeAt   []time.Time
 	hedged    []bool
 
-	parts []runtime.Part
-	timer *time.Timer
+	parts  []runtime.Part
+	timer  *time.Timer
+	groups []batchGroup // remote first attempts batched per peer
 }
 
 func (g *Gather) newState() *reqState {
@@ -231,7 +304,7 @@ func (g *Gather) newState() *reqState {
 
 // reset readies a released state for the next request.
 func (st *reqState) reset() {
-	st.ctx = nil
+	st.ctx, st.lctx, st.lc, st.mc = nil, nil, localCtx{}, localCtx{}
 	for i := range st.status {
 		st.status[i].Store(statusPending)
 		st.next[i].Store(0)
@@ -241,6 +314,9 @@ func (st *reqState) reset() {
 	}
 	st.local = st.local[:0]
 	st.async = st.async[:0]
+	for k := range st.groups {
+		st.groups[k].p = nil
+	}
 	st.nextLocal.Store(0)
 	st.abandoned.Store(false)
 	select {
@@ -299,11 +375,21 @@ func (st *reqState) run(i, r int) int {
 	sh := &st.g.shards[i]
 	rep := &sh.replicas[r]
 	var start time.Time
+	ctx := st.lctx
 	if !rep.local {
 		start = time.Now()
+		ctx = st.ctx
 	}
-	out, err := rep.leaf.Call(st.ctx, st.id, st.in, st.bufs[i][r][:0])
+	out, err := rep.leaf.Call(ctx, st.id, st.in, st.bufs[i][r][:0])
 	st.bufs[i][r] = out
+	return st.settle(i, r, err, start)
+}
+
+// settle ends the attempt of shard i on replica r (whose part is in bufs[i][r] if err is nil)
+// and reports whether another attempt is needed (the replica to try next, or -1).
+func (st *reqState) settle(i, r int, err error, start time.Time) int {
+	sh := &st.g.shards[i]
+	rep := &sh.replicas[r]
 	if err == nil {
 		if !rep.local {
 			sh.lat.record(time.Since(start), &st.g.cfg)
@@ -343,8 +429,6 @@ func (st *reqState) launch(i, r int) {
 // work runs local first attempts, taking shard indexes from a shared counter, until none is
 // left or Do stopped waiting. A failed local attempt fails over asynchronously.
 func (st *reqState) work() {
-	defer st.g.wg.Done()
-	defer st.release()
 	for !st.abandoned.Load() {
 		k := int(st.nextLocal.Add(1)) - 1
 		if k >= len(st.local) {
@@ -355,6 +439,37 @@ func (st *reqState) work() {
 			st.launch(i, r)
 		}
 	}
+}
+
+// localCtx is the context of local attempts (with the gather deadline) and of a local merge
+// (with the request's deadline) when no replica is remote: the caller's context with an earlier
+// deadline, by. Its Done is the caller's (nil when the caller cannot cancel), so a call adds no
+// cancellation hook to it, and deriving it allocates nothing and arms no timer: the deadline
+// is enforced by the runtime from Deadline, as every local leaf and merge runs through a
+// module's pool (see LocalLeaf); Err reports it once it has passed. Remote leaves never get
+// one: their transports may rely on Done closing at the deadline.
+type localCtx struct {
+	context.Context
+	by time.Time
+}
+
+func (c *localCtx) Deadline() (time.Time, bool) { return c.by, true }
+
+func (c *localCtx) Err() error {
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	if !time.Now().Before(c.by) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// workAsync is work on a goroutine of its own.
+func (st *reqState) workAsync() {
+	defer st.g.wg.Done()
+	defer st.release()
+	st.work()
 }
 
 // Do fans req out to every shard, gathers the parts until all are in or the gather deadline
@@ -383,17 +498,17 @@ func (g *Gather) Do(ctx context.Context, req, dst []byte) (out []byte, res Resul
 	// One deadline for the whole request.
 	now := time.Now()
 	deadline := now.Add(g.cfg.Deadline)
-	var cancel context.CancelFunc
+	parent := ctx
+	own := true // the request's context must be derived to carry deadline
 	if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
-		deadline = d
-	} else {
-		ctx, cancel = context.WithDeadline(ctx, deadline)
+		deadline, own = d, false
 	}
 	gatherBy := deadline.Add(-g.cfg.MergeReserve)
 
 	st := g.pool.Get().(*reqState)
 	st.refs.Store(1)
-	st.ctx = ctx
+	st.lc = localCtx{Context: parent, by: gatherBy}
+	st.lctx = &st.lc
 	st.id = g.ids.next()
 	st.in = append(st.in[:0], req...)
 	res.ID = st.id
@@ -412,15 +527,67 @@ func (g *Gather) Do(ctx context.Context, req, dst []byte) (out []byte, res Resul
 			st.async = append(st.async, int32(i))
 		}
 	}
-	for _, i := range st.async {
-		st.launch(int(i), int(st.primary[i]))
+	// Remote attempts (and a merge that does not run locally) get a real context with the
+	// request's deadline, derived once per request; local attempts, and a local merge when no
+	// replica is remote, get a light one (localCtx) that costs no allocation, no timer and, when
+	// the caller's context cannot be cancelled, no cancellation hook per call.
+	var cancel context.CancelFunc
+	if own && (g.remote || !g.mergeLocal) {
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+	} else if own {
+		st.mc = localCtx{Context: parent, by: deadline}
+		ctx = &st.mc
 	}
-	if len(st.local) > 0 {
-		w := min(g.workers, len(st.local))
-		st.refs.Add(int32(w))
-		g.wg.Add(w)
-		for range w {
-			go st.work()
+	st.ctx = ctx
+	// Remote first attempts: one batched request per peer that takes them, carrying all its
+	// shards of this request (batch.go); the others one request each.
+	st.groups = st.groups[:0]
+	for _, i := range st.async {
+		p, name := batchPeer(g.shards[i].replicas[st.primary[i]].leaf)
+		if p == nil {
+			st.launch(int(i), int(st.primary[i]))
+			continue
+		}
+		k := 0
+		for k < len(st.groups) && st.groups[k].p != p {
+			k++
+		}
+		if k == len(st.groups) {
+			if k < cap(st.groups) {
+				st.groups = st.groups[:k+1]
+			} else {
+				st.groups = append(st.groups, batchGroup{})
+			}
+			gr := &st.groups[k]
+			gr.p, gr.shards, gr.names = p, gr.shards[:0], gr.names[:0]
+		}
+		gr := &st.groups[k]
+		gr.shards = append(gr.shards, i)
+		gr.names = append(gr.names, name)
+	}
+	for k := range st.groups {
+		gr := &st.groups[k]
+		if len(gr.shards) == 1 {
+			st.launch(int(gr.shards[0]), int(st.primary[gr.shards[0]]))
+		} else {
+			st.launchBatch(gr)
+		}
+	}
+	// Local shards: the idle workers take them; without remote shards to hedge, the caller
+	// works too (it has nothing else to do), and when no worker is idle it does all of them.
+	// With remote shards the caller keeps watching the hedge and gather deadlines, and the
+	// local shards no idle worker took get a goroutine each (as many as workers).
+	if n := len(st.local); n > 0 {
+		if len(st.async) == 0 {
+			g.handOut(st, min(g.workers, n)-1)
+			st.work()
+		} else {
+			w := min(g.workers, n)
+			for k := g.handOut(st, w); k < w; k++ {
+				st.refs.Add(1)
+				g.wg.Add(1)
+				go st.workAsync()
+			}
 		}
 	}
 
