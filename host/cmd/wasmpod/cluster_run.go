@@ -1,14 +1,15 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,8 +17,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wasmpod/wasmpod/cluster"
-	"github.com/wasmpod/wasmpod/host/internal/podspec"
-	"github.com/wasmpod/wasmpod/host/internal/supervisor"
 )
 
 // clusterOptions are the cluster flags of `wasmpod run`.
@@ -196,89 +195,24 @@ func (l *logLines) Write(p []byte) (int, error) {
 
 var _ io.Writer = (*logLines)(nil)
 
-// podMeta is what this node advertises by gossip: the admin address, the pod, its running
-// modules, and the shards it serves: with a scatter service, the spec's shards whose leaf
-// module is ready here and the internal endpoint's address; else its running leaf modules.
-func podMeta(adminAddr string, sup *supervisor.Supervisor, sc *scatterService) cluster.Meta {
-	m := cluster.Meta{AdminAddr: adminAddr, Pods: []string{sup.Pod().Metadata.Name}}
-	for _, st := range sup.Statuses() {
-		if st.Reason != "" || st.StartedAt == nil {
-			continue // stopped, failed or in back-off: not running here
-		}
-		m.Modules = append(m.Modules, st.Name)
-		if sc == nil && st.Role == podspec.RoleLeaf {
-			m.Shards = append(m.Shards, st.Name)
-		}
+// internalListenAddr is the default --internal address: loopback and an ephemeral port for a
+// standalone node (as its gossip), else the gossip bind host with the gossip port + 2 (Raft
+// has + 1).
+func internalListenAddr(o clusterOptions) (string, error) {
+	if o.standalone() {
+		return "127.0.0.1:0", nil
 	}
-	if sc != nil {
-		m.Shards, m.ScatterAddr = sc.localShards(), sc.addr
+	bind := o.bind
+	if bind == "" {
+		bind = clusterBind
 	}
-	return m
-}
-
-// metaKeeper keeps the node's metadata current with what the pod runs. Stop it before the
-// node shuts down.
-type metaKeeper struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	kick   chan struct{}
-}
-
-// Kick makes the keeper compare the metadata now rather than at its next tick (e.g. once the
-// pod has started, so other nodes route to its shards without waiting an interval).
-func (k *metaKeeper) Kick() {
-	select {
-	case k.kick <- struct{}{}:
-	default:
+	host, port, err := net.SplitHostPort(bind)
+	if err != nil {
+		return "", fmt.Errorf("--bind %q: %w", bind, err)
 	}
-}
-
-// keepMeta gossips podMeta now and whenever it changes (checked every interval).
-func keepMeta(node *cluster.Node, adminAddr string, sup *supervisor.Supervisor, sc *scatterService, interval time.Duration, log *slog.Logger) *metaKeeper {
-	ctx, cancel := context.WithCancel(context.Background())
-	k := &metaKeeper{cancel: cancel, done: make(chan struct{}), kick: make(chan struct{}, 1)}
-	go func() {
-		defer close(k.done)
-		var last cluster.Meta
-		first := true
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			m := podMeta(adminAddr, sup, sc)
-			if first || !metaEqual(m, last) {
-				err := node.SetMeta(m)
-				if errors.Is(err, cluster.ErrMetaTooLarge) && sc != nil {
-					m.Modules = nil // the shards route requests: they go last
-					err = node.SetMeta(m)
-				}
-				for errors.Is(err, cluster.ErrMetaTooLarge) && len(m.Modules) > 0 {
-					m.Modules, m.Shards = m.Modules[:len(m.Modules)-1], nil // keep what fits
-					err = node.SetMeta(m)
-				}
-				if err != nil {
-					log.Warn("cluster: node metadata not updated", "err", err)
-				} else {
-					last, first = m, false
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			case <-k.kick:
-			}
-		}
-	}()
-	return k
-}
-
-// Stop ends the keeper and waits for it. Idempotent.
-func (k *metaKeeper) Stop() {
-	k.cancel()
-	<-k.done
-}
-
-func metaEqual(a, b cluster.Meta) bool {
-	return a.AdminAddr == b.AdminAddr && a.ScatterAddr == b.ScatterAddr && slices.Equal(a.Pods, b.Pods) &&
-		slices.Equal(a.Modules, b.Modules) && slices.Equal(a.Shards, b.Shards)
+	p, err := strconv.Atoi(port)
+	if err != nil || p == 0 {
+		return net.JoinHostPort(host, "0"), nil
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+2)), nil
 }

@@ -55,3 +55,22 @@ func TestClusterConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestInternalListenAddr(t *testing.T) {
+	for _, tc := range []struct {
+		o    clusterOptions
+		want string
+	}{
+		{clusterOptions{}, "127.0.0.1:0"},
+		{clusterOptions{join: []string{"x:1"}}, "0.0.0.0:7948"},
+		{clusterOptions{bind: "10.0.0.1:8000"}, "10.0.0.1:8002"},
+		{clusterOptions{bind: "10.0.0.1:0"}, "10.0.0.1:0"},
+	} {
+		if got, err := internalListenAddr(tc.o); err != nil || got != tc.want {
+			t.Errorf("internalListenAddr(%+v) = %q, %v; want %q", tc.o, got, err, tc.want)
+		}
+	}
+	if _, err := internalListenAddr(clusterOptions{bind: "nonsense"}); err == nil {
+		t.Error("internalListenAddr accepted a bind without a port")
+	}
+}

@@ -22,7 +22,10 @@ import (
 	"github.com/wasmpod/wasmpod/host/internal/capability"
 	"github.com/wasmpod/wasmpod/host/internal/hotload"
 	"github.com/wasmpod/wasmpod/host/internal/logbuf"
+	"github.com/wasmpod/wasmpod/host/internal/nodemeta"
+	"github.com/wasmpod/wasmpod/host/internal/pipelines"
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
+	"github.com/wasmpod/wasmpod/host/internal/scatterservice"
 	"github.com/wasmpod/wasmpod/host/internal/statelock"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
 	"github.com/wasmpod/wasmpod/host/internal/version"
@@ -69,7 +72,7 @@ func addRunFlags(cmd *cobra.Command, o *runOptions) {
 	f.StringVar(&o.logFormat, "log-format", "text", "host log format: text or json")
 	f.StringVar(&o.internal, "internal", "", "internal scatter endpoint address, where other nodes call this node's shards (pods with spec.scatter only; default: 127.0.0.1:0 standalone, else the gossip bind host with its port + 2)")
 	f.BoolVar(&o.waitStateDir, "wait-for-state-dir", true, "when another wasmpod holds --state-dir, wait for it (saying so at once); false fails at once")
-	f.StringVar(&o.transport, "scatter-transport", transportFastHTTP, "client transport to other nodes' shards: fasthttp (pooled keep-alive) or nethttp (net/http, for comparison)")
+	f.StringVar(&o.transport, "scatter-transport", scatterservice.TransportFastHTTP, "client transport to other nodes' shards: fasthttp (pooled keep-alive) or nethttp (net/http, for comparison)")
 }
 
 func newRunCmd() *cobra.Command {
@@ -243,7 +246,7 @@ func run(specPath string, o runOptions) error {
 		closeSup()
 		return fmt.Errorf("--listen: %w", err)
 	}
-	var sc *scatterService
+	var sc *scatterservice.Service
 	if pod.Spec.Scatter != nil {
 		sc, err = listenScatter(o, sup, node, log)
 		if err != nil {
@@ -281,16 +284,16 @@ func run(specPath string, o runOptions) error {
 	}
 	srv.Serve(adminLn, nil) // admin first: operators see the pod while it starts
 	log.Info("admin API listening", "addr", adminLn.Addr().String(), "mutating", token != "", "apps", len(appTokens))
-	meta := keepMeta(node, adminLn.Addr().String(), sup, sc, metaInterval, log)
+	meta := nodemeta.Keep(node, adminLn.Addr().String(), sup, sc, metaInterval, log)
 	defer meta.Stop()
 	startDone := make(chan error, 1)
 	go func() { startDone <- sup.Start(ctx) }()
 	var sig os.Signal
-	var pl *pipelines
+	var pl *pipelines.Set
 	select {
 	case err := <-startDone:
 		if err == nil && sc != nil {
-			err = sc.start()
+			err = sc.Start()
 		}
 		if err != nil {
 			ingressLn.Close()
@@ -308,7 +311,7 @@ func run(specPath string, o runOptions) error {
 	if sig == nil {
 		// The pod's pipelines: defined in the cluster (once it has a leader), then a worker pool
 		// per stage on this node, running the stage modules that have just started.
-		pl = startPipelines(node, sup, log)
+		pl = pipelines.Start(node, sup, log)
 		meta.Kick()
 		srv.Serve(nil, ingressLn)
 		log.Info("pod running", "pod", pod.Metadata.Name, "ingress", ingressLn.Addr().String())
@@ -416,7 +419,7 @@ func lockStateDir(dir string, wait bool, log *slog.Logger) (*statelock.Lock, err
 
 // listenScatter opens the internal endpoint's listener (--internal) and prepares the pod's
 // scatter service; it advertises the listener's address as other nodes should dial it.
-func listenScatter(o runOptions, sup *supervisor.Supervisor, node *cluster.Node, log *slog.Logger) (*scatterService, error) {
+func listenScatter(o runOptions, sup *supervisor.Supervisor, node *cluster.Node, log *slog.Logger) (*scatterservice.Service, error) {
 	addr := o.internal
 	if addr == "" {
 		var err error
@@ -429,7 +432,7 @@ func listenScatter(o runOptions, sup *supervisor.Supervisor, node *cluster.Node,
 		return nil, fmt.Errorf("--internal: %w", err)
 	}
 	// Only members get past the internal endpoint's handshake (mutual TLS of the cluster).
-	sc, err := newScatterService(sup, node, node.SecureListener(ln), advertiseAddr(ln.Addr(), node.GossipAddr()), o.transport, log)
+	sc, err := scatterservice.New(sup, node, node.SecureListener(ln), scatterservice.AdvertiseAddr(ln.Addr(), node.GossipAddr()), o.transport, log)
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -453,7 +456,7 @@ const (
 // redelivered after their leases). The node leaves after the modules stopped, so a module can
 // still resign its leases in its stop hook; the admin API closes last, so apps on the node get
 // answers (503 once the node left) until the end.
-func shutdown(ctx context.Context, sup *supervisor.Supervisor, node *cluster.Node, meta *metaKeeper, srv *admin.Server, sc *scatterService, pl *pipelines, grace time.Duration) error {
+func shutdown(ctx context.Context, sup *supervisor.Supervisor, node *cluster.Node, meta *nodemeta.Keeper, srv *admin.Server, sc *scatterservice.Service, pl *pipelines.Set, grace time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, grace)
 	defer cancel()
 	var errs []error

@@ -1,5 +1,5 @@
 // Package admin serves a pod over HTTP with fasthttp: the ingress listener routes requests to
-// the pod's main module, and the admin listener is the paper's "upward" and "downward"
+// the pod's main module (package ingress), and the admin listener is the paper's "upward" and "downward"
 // interfaces for operators: health, readiness, Prometheus metrics, pprof, the build
 // (/v1/version), module status and logs, and lifecycle commands (stop, start, pause, resume,
 // restart, scale, upgrade, rollback) guarded by a bearer token. With a cluster node it also
@@ -24,6 +24,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/wasmpod/wasmpod/host/internal/ingress"
 	"github.com/wasmpod/wasmpod/host/internal/listener"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
 )
@@ -66,7 +67,7 @@ type Config struct {
 	// Scatter, when set, serves ScatterPath (exact match, POST) on the ingress listener: the
 	// body is the request, the merged answer the response, with Wasmpod-Partial and
 	// Wasmpod-Missing-Shards headers when shards are missing. Other paths go to main.
-	Scatter     ScatterRoot
+	Scatter     ingress.ScatterRoot
 	ScatterPath string
 	// Cluster serves /v1/members, /v1/cluster and the election sidecar API (/v1/election/...).
 	// Nil answers those routes with 503.
@@ -173,14 +174,11 @@ func New(cfg Config, sup *supervisor.Supervisor) (*Server, error) {
 	if err := m.reg.Register(newConsoleCollector(cfg, sup.Pod().Metadata.Name)); err != nil {
 		return nil, err
 	}
-	ing := newIngress(sup, s.ctx)
-	if cfg.Scatter != nil {
-		if cfg.ScatterPath == "" || cfg.ScatterPath[0] != '/' {
-			return nil, fmt.Errorf("admin: scatter path %q must start with /", cfg.ScatterPath)
-		}
-		ing.scatter, ing.scatterPath = cfg.Scatter, []byte(cfg.ScatterPath)
+	if cfg.Scatter != nil && (cfg.ScatterPath == "" || cfg.ScatterPath[0] != '/') {
+		return nil, fmt.Errorf("admin: scatter path %q must start with /", cfg.ScatterPath)
 	}
-	s.ingress = s.server("wasmpod-ingress", ing.serve, cfg.MaxIngressBody)
+	ing := ingress.New(s.ctx, sup, cfg.Scatter, cfg.ScatterPath)
+	s.ingress = s.server("wasmpod-ingress", ing.Serve, cfg.MaxIngressBody)
 	s.admin = s.adminServer()
 	return s, nil
 }

@@ -1,4 +1,4 @@
-package admin
+package ingress
 
 import (
 	"context"
@@ -77,9 +77,6 @@ func (w *clientWatch) poll() {
 func peerGone(c net.Conn) bool {
 	for range 4 {
 		switch t := c.(type) {
-		case *perIPConn:
-			c = t.Conn
-			continue
 		case syscall.Conn:
 			rc, err := t.SyscallConn()
 			if err != nil {
@@ -90,7 +87,7 @@ func peerGone(c net.Conn) bool {
 				return true // the connection is closed already
 			}
 			return gone
-		case interface{ NetConn() net.Conn }: // *tls.Conn
+		case interface{ NetConn() net.Conn }: // *tls.Conn, the admin package's per-IP limit
 			c = t.NetConn()
 			continue
 		}

@@ -1,6 +1,6 @@
 //go:build unix && !linux
 
-package admin
+package ingress
 
 // fdPeerGone reports whether the peer of the socket fd has closed it (see peekGone).
 func fdPeerGone(fd int) bool { return peekGone(fd) }

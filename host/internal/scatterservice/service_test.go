@@ -1,4 +1,4 @@
-package main
+package scatterservice
 
 import (
 	"net"
@@ -47,31 +47,15 @@ func TestRouteTable(t *testing.T) {
 	}
 }
 
-func TestScatterAddrs(t *testing.T) {
-	for _, tc := range []struct {
-		o    clusterOptions
-		want string
-	}{
-		{clusterOptions{}, "127.0.0.1:0"},
-		{clusterOptions{join: []string{"x:1"}}, "0.0.0.0:7948"},
-		{clusterOptions{bind: "10.0.0.1:8000"}, "10.0.0.1:8002"},
-		{clusterOptions{bind: "10.0.0.1:0"}, "10.0.0.1:0"},
-	} {
-		if got, err := internalListenAddr(tc.o); err != nil || got != tc.want {
-			t.Errorf("internalListenAddr(%+v) = %q, %v; want %q", tc.o, got, err, tc.want)
-		}
-	}
-	if _, err := internalListenAddr(clusterOptions{bind: "nonsense"}); err == nil {
-		t.Error("internalListenAddr accepted a bind without a port")
-	}
+func TestAdvertiseAddr(t *testing.T) {
 	for _, tc := range []struct{ bound, gossip, want string }{
 		{"127.0.0.1:9000", "10.0.0.1:7946", "127.0.0.1:9000"},
 		{"0.0.0.0:9000", "10.0.0.1:7946", "10.0.0.1:9000"},
 		{"[::]:9000", "10.0.0.1:7946", "10.0.0.1:9000"},
 	} {
 		a, _ := net.ResolveTCPAddr("tcp", tc.bound)
-		if got := advertiseAddr(a, tc.gossip); got != tc.want {
-			t.Errorf("advertiseAddr(%s, %s) = %s, want %s", tc.bound, tc.gossip, got, tc.want)
+		if got := AdvertiseAddr(a, tc.gossip); got != tc.want {
+			t.Errorf("AdvertiseAddr(%s, %s) = %s, want %s", tc.bound, tc.gossip, got, tc.want)
 		}
 	}
 }
@@ -81,7 +65,7 @@ func TestScatterConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := scatterConfig(p.Spec.Scatter)
+	cfg := SpecConfig(p.Spec.Scatter)
 	if cfg.Deadline != p.Spec.Scatter.Deadline.Std() || !cfg.NoHedge || cfg.HedgePercentile != 0.9 || cfg.MergeReserve != p.Spec.Scatter.MergeReserve.Std() {
 		t.Errorf("config %+v", cfg)
 	}

@@ -1,4 +1,8 @@
-package main
+// Package scatterservice is a pod's scatter/gather service on one node (spec.scatter): the root
+// that the ingress's scatter route calls, which fans a request out to the shards' replicas and
+// merges their answers, and the internal endpoint where other nodes' roots call the shards this
+// node holds. It routes by the cluster's member list and the shards each member advertises.
+package scatterservice
 
 import (
 	"context"
@@ -24,16 +28,16 @@ import (
 
 // Scatter transports between nodes (--scatter-transport).
 const (
-	transportFastHTTP = "fasthttp" // pooled keep-alive fasthttp client: the default
-	transportNetHTTP  = "nethttp"  // net/http client: the baseline of the transport comparison
+	TransportFastHTTP = "fasthttp" // pooled keep-alive fasthttp client: the default
+	TransportNetHTTP  = "nethttp"  // net/http client: the baseline of the transport comparison
 )
 
-// scatterResync is how often the routing table is rebuilt from the member list even without a
+// resyncInterval is how often the routing table is rebuilt from the member list even without a
 // membership event: events are dropped when the subscriber falls behind, and a member's
-// metadata (its shards) changes at most every metaInterval.
-const scatterResync = 2 * time.Second
+// metadata (its shards) changes at most every interval of the node metadata keeper (nodemeta).
+const resyncInterval = 2 * time.Second
 
-// scatterService is the pod's scatter/gather service on this node (spec.scatter): the root
+// Service is the pod's scatter/gather service on this node (spec.scatter): the root
 // that the ingress path calls, and the internal endpoint other nodes' roots call for the shards
 // this node holds.
 //
@@ -44,7 +48,7 @@ const scatterResync = 2 * time.Second
 // immutable, so when the routing changes (a node joins, leaves or advertises other shards) a
 // new one is built and swapped in, and the old one closed once its requests are done.
 // Membership events also mark nodes dead or alive on the current Gather at once.
-type scatterService struct {
+type Service struct {
 	spec      *podspec.Scatter
 	sup       *supervisor.Supervisor
 	node      *cluster.Node
@@ -72,8 +76,8 @@ type scatterService struct {
 	once   sync.Once
 }
 
-// scatterConfig turns the spec's tuning into a scatter.Config.
-func scatterConfig(sc *podspec.Scatter) scatter.Config {
+// SpecConfig turns the spec's tuning into a scatter.Config.
+func SpecConfig(sc *podspec.Scatter) scatter.Config {
 	cfg := scatter.DefaultConfig()
 	cfg.Deadline = sc.Deadline.Std()
 	cfg.MergeReserve = sc.MergeReserve.Std()
@@ -84,15 +88,15 @@ func scatterConfig(sc *podspec.Scatter) scatter.Config {
 	return cfg
 }
 
-// newScatterService prepares the service of sup's pod (which must have spec.scatter): module
+// New prepares the service of sup's pod (which must have spec.scatter): module
 // handles and the internal endpoint with its shards. ln is the internal listener, advertised as
-// advertise. Nothing is served or routed until start.
-func newScatterService(sup *supervisor.Supervisor, node *cluster.Node, ln net.Listener, advertise, transport string, log *slog.Logger) (*scatterService, error) {
+// advertise. Nothing is served or routed until Start.
+func New(sup *supervisor.Supervisor, node *cluster.Node, ln net.Listener, advertise, transport string, log *slog.Logger) (*Service, error) {
 	sc := sup.Pod().Spec.Scatter
-	if transport != transportFastHTTP && transport != transportNetHTTP {
-		return nil, fmt.Errorf("--scatter-transport %q: use %s or %s", transport, transportFastHTTP, transportNetHTTP)
+	if transport != TransportFastHTTP && transport != TransportNetHTTP {
+		return nil, fmt.Errorf("--scatter-transport %q: use %s or %s", transport, TransportFastHTTP, TransportNetHTTP)
 	}
-	s := &scatterService{spec: sc, sup: sup, node: node, log: log, cfg: scatterConfig(sc), transport: transport,
+	s := &Service{spec: sc, sup: sup, node: node, log: log, cfg: SpecConfig(sc), transport: transport,
 		local: map[string]*supervisor.Handle{}, peers: map[string]scatter.Peer{}, ln: ln, addr: advertise}
 	var err error
 	if s.merge, err = sup.Handle(sc.Merge, podspec.RoleMerge); err != nil {
@@ -118,8 +122,8 @@ func newScatterService(sup *supervisor.Supervisor, node *cluster.Node, ln net.Li
 	return s, nil
 }
 
-// start serves the internal endpoint, builds the first routing table and follows membership.
-func (s *scatterService) start() error {
+// Start serves the internal endpoint, builds the first routing table and follows membership.
+func (s *Service) Start() error {
 	if err := s.rebuild(); err != nil {
 		return err
 	}
@@ -144,9 +148,9 @@ func (s *scatterService) start() error {
 }
 
 // follow applies membership events until ctx ends: the node's liveness on the current Gather at
-// once, then a rebuild if the routing changed; and a rebuild every scatterResync.
-func (s *scatterService) follow(ctx context.Context, events <-chan cluster.MemberEvent) {
-	t := time.NewTicker(scatterResync)
+// once, then a rebuild if the routing changed; and a rebuild every resyncInterval.
+func (s *Service) follow(ctx context.Context, events <-chan cluster.MemberEvent) {
+	t := time.NewTicker(resyncInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -181,7 +185,7 @@ type remoteReplica struct {
 }
 
 // routeTable computes the routing of spec from the member list (self excluded): see
-// scatterService. It is a pure function of its arguments.
+// Service. It is a pure function of its arguments.
 func routeTable(spec *podspec.Scatter, members []cluster.Member) []shardRoute {
 	holders := map[string][]remoteReplica{}
 	for _, m := range members {
@@ -236,7 +240,7 @@ func fingerprint(t []shardRoute) string {
 
 // rebuild swaps in a new Gather if the routing changed, closes the old one once its requests
 // are done, and closes the peers nothing routes to any more.
-func (s *scatterService) rebuild() error {
+func (s *Service) rebuild() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	members := s.node.Members()
@@ -286,12 +290,12 @@ func (s *scatterService) rebuild() error {
 }
 
 // peer returns the client to addr, creating it. Called with mu held.
-func (s *scatterService) peer(addr string) (scatter.Peer, error) {
+func (s *Service) peer(addr string) (scatter.Peer, error) {
 	if p := s.peers[addr]; p != nil {
 		return p, nil
 	}
 	newPeer := scatter.NewFastHTTPPeer
-	if s.transport == transportNetHTTP {
+	if s.transport == TransportNetHTTP {
 		newPeer = scatter.NewNetHTTPPeer
 	}
 	pc := scatter.DefaultPeerConfig()
@@ -304,9 +308,9 @@ func (s *scatterService) peer(addr string) (scatter.Peer, error) {
 	return p, nil
 }
 
-// Do answers one root request (admin.ScatterRoot): admitted as ingress traffic, so Drain waits
+// Do answers one root request (ingress.ScatterRoot): admitted as ingress traffic, so Drain waits
 // for it and it is refused once the pod shuts down.
-func (s *scatterService) Do(ctx context.Context, req, dst []byte) ([]byte, scatter.Result, error) {
+func (s *Service) Do(ctx context.Context, req, dst []byte) ([]byte, scatter.Result, error) {
 	release, err := s.sup.AdmitIngress()
 	if err != nil {
 		return dst, scatter.Result{}, err
@@ -326,10 +330,10 @@ func (s *scatterService) Do(ctx context.Context, req, dst []byte) ([]byte, scatt
 
 // Answers is the log of this root's recent answers (the console's scatter view, the
 // wasmpod_scatter_* metrics).
-func (s *scatterService) Answers() *console.AnswerLog { return &s.answers }
+func (s *Service) Answers() *console.AnswerLog { return &s.answers }
 
 // ShardLatencies is every shard's recent remote-call latency, from the current routing.
-func (s *scatterService) ShardLatencies() []scatter.ShardLatency {
+func (s *Service) ShardLatencies() []scatter.ShardLatency {
 	if g := s.cur.Load(); g != nil {
 		return g.ShardLatencies()
 	}
@@ -337,7 +341,7 @@ func (s *scatterService) ShardLatencies() []scatter.ShardLatency {
 }
 
 // ShardLeaves maps every shard to the leaf module that serves it on this node.
-func (s *scatterService) ShardLeaves() map[string]string {
+func (s *Service) ShardLeaves() map[string]string {
 	out := make(map[string]string, len(s.spec.Shards))
 	for _, sh := range s.spec.Shards {
 		out[sh.Name] = sh.Leaf
@@ -345,9 +349,9 @@ func (s *scatterService) ShardLeaves() map[string]string {
 	return out
 }
 
-// localShards lists the shards whose leaf module runs and is ready here, in spec order: what
+// LocalShards lists the shards whose leaf module runs and is ready here, in spec order: what
 // this node advertises by gossip.
-func (s *scatterService) localShards() []string {
+func (s *Service) LocalShards() []string {
 	var out []string
 	for _, sh := range s.spec.Shards {
 		if h := s.local[sh.Name]; h != nil && h.Ready() {
@@ -357,9 +361,12 @@ func (s *scatterService) localShards() []string {
 	return out
 }
 
+// Addr is the internal endpoint's address as other nodes should dial it (advertised by gossip).
+func (s *Service) Addr() string { return s.addr }
+
 // Close stops following membership and the internal endpoint (in-flight calls finish within
 // ctx), then closes the Gather and the peers. Idempotent.
-func (s *scatterService) Close(ctx context.Context) error {
+func (s *Service) Close(ctx context.Context) error {
 	var err error
 	s.once.Do(func() {
 		if s.cancel != nil {
@@ -408,31 +415,9 @@ func (unavailable) Call(_ context.Context, _ scatter.RequestID, _, dst []byte) (
 	return dst, fmt.Errorf("%w: no node advertises the shard", scatter.ErrNoReplica)
 }
 
-// internalListenAddr is the default --internal address: loopback and an ephemeral port for a
-// standalone node (as its gossip), else the gossip bind host with the gossip port + 2 (Raft
-// has + 1).
-func internalListenAddr(o clusterOptions) (string, error) {
-	if o.standalone() {
-		return "127.0.0.1:0", nil
-	}
-	bind := o.bind
-	if bind == "" {
-		bind = clusterBind
-	}
-	host, port, err := net.SplitHostPort(bind)
-	if err != nil {
-		return "", fmt.Errorf("--bind %q: %w", bind, err)
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p == 0 {
-		return net.JoinHostPort(host, "0"), nil
-	}
-	return net.JoinHostPort(host, strconv.Itoa(p+2)), nil
-}
-
-// advertiseAddr is the address other nodes dial for a listener bound to bound: bound itself,
+// AdvertiseAddr is the address other nodes dial for a listener bound to bound: bound itself,
 // or, when bound to every interface, the gossip address's host with bound's port.
-func advertiseAddr(bound net.Addr, gossip string) string {
+func AdvertiseAddr(bound net.Addr, gossip string) string {
 	host, port, err := net.SplitHostPort(bound.String())
 	if err != nil {
 		return bound.String()

@@ -1,4 +1,4 @@
-package admin
+package ingress
 
 import (
 	"context"
@@ -32,7 +32,7 @@ const (
 // serveScatter answers a scatter root request: 200 with the merged body (partial answers
 // flagged in headers), 405 for a method other than POST, 503 when overloaded or shutting
 // down, 504 when even the merge missed the deadline, 500 for a failed merge.
-func (h *ingress) serveScatter(ctx *fasthttp.RequestCtx, b *callBuf) {
+func (h *Handler) serveScatter(ctx *fasthttp.RequestCtx, b *callBuf) {
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
 		ctx.Error("POST only\n", fasthttp.StatusMethodNotAllowed)

@@ -1,4 +1,4 @@
-package admin
+package ingress
 
 import "golang.org/x/sys/unix"
 

@@ -1,4 +1,8 @@
-package admin
+// Package ingress serves a pod's ingress requests: each goes to the pod's main module (framed
+// for the http role, the raw body for the handle role), or, on the scatter path, to the pod's
+// scatter/gather root. A call's context ends when its client goes away. The listener and its
+// hardening (timeouts, limits, connections per IP) are the admin package's Server.
+package ingress
 
 import (
 	"bytes"
@@ -14,9 +18,9 @@ import (
 	"github.com/wasmpod/wasmpod/runtime"
 )
 
-// ingress routes requests to the pod's main module: framed for the http role, the raw body
+// Handler routes requests to the pod's main module: framed for the http role, the raw body
 // for the handle role. Buffers are pooled: a steady request stream makes no garbage here.
-type ingress struct {
+type Handler struct {
 	sup  *supervisor.Supervisor
 	ctx  context.Context
 	pool sync.Pool
@@ -31,13 +35,20 @@ type callBuf struct {
 	watch   clientWatch // cancels the call's context when the client goes away
 }
 
-func newIngress(sup *supervisor.Supervisor, ctx context.Context) *ingress {
-	return &ingress{sup: sup, ctx: ctx, pool: sync.Pool{New: func() any { return new(callBuf) }}}
+// New returns the handler of sup's ingress. Calls end when ctx does (the server's shutdown).
+// With scatter set, POST requests to scatterPath (exact match) go to it.
+func New(ctx context.Context, sup *supervisor.Supervisor, scatter ScatterRoot, scatterPath string) *Handler {
+	h := &Handler{sup: sup, ctx: ctx, pool: sync.Pool{New: func() any { return new(callBuf) }}}
+	if scatter != nil {
+		h.scatter, h.scatterPath = scatter, []byte(scatterPath)
+	}
+	return h
 }
 
 var octetStream = []byte("application/octet-stream")
 
-func (h *ingress) serve(ctx *fasthttp.RequestCtx) {
+// Serve answers one ingress request.
+func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	b := h.pool.Get().(*callBuf)
 	defer h.pool.Put(b)
 	if h.scatter != nil && bytes.Equal(ctx.Path(), h.scatterPath) {
@@ -61,7 +72,7 @@ func (h *ingress) serve(ctx *fasthttp.RequestCtx) {
 
 // call makes one call to the main module under cctx, which ends when the client goes away:
 // the guest is cut then (runtime), within the same bound as a deadline, and its slot freed.
-func (h *ingress) call(ctx *fasthttp.RequestCtx, cctx context.Context, b *callBuf) error {
+func (h *Handler) call(ctx *fasthttp.RequestCtx, cctx context.Context, b *callBuf) error {
 	lease, err := h.sup.AcquireMain()
 	if err != nil {
 		return err

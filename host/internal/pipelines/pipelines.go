@@ -1,4 +1,7 @@
-package main
+// Package pipelines runs a pod's work-queue pipelines on one node: it defines each of them in
+// the cluster's replicated queue and runs a worker pool per stage whose runner is the stage's
+// module.
+package pipelines
 
 import (
 	"context"
@@ -15,13 +18,13 @@ import (
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
 )
 
-// pipelineNode is what the pod's pipelines need of the cluster node (*cluster.Node).
-type pipelineNode interface {
+// Node is what the pod's pipelines need of the cluster node (*cluster.Node).
+type Node interface {
 	DefinePipeline(ctx context.Context, p queue.Pipeline) error
 	StartWorkers(cfg cluster.WorkerConfig) (*cluster.Workers, error)
 }
 
-var _ pipelineNode = (*cluster.Node)(nil)
+var _ Node = (*cluster.Node)(nil)
 
 // Timings of the pod's pipelines.
 const (
@@ -35,11 +38,11 @@ const (
 	pipelineRetryMax = 5 * time.Second
 )
 
-// pipelines runs the pod's work-queue pipelines on this node: it defines each of them in the
+// Set runs the pod's work-queue pipelines on this node: it defines each of them in the
 // cluster's replicated queue, then starts a worker pool per stage whose runner is the stage's
 // module. The setup runs in the background (a definition may wait for a leader); Failed is
 // closed if it gives up, and Stop stops the workers.
-type pipelines struct {
+type Set struct {
 	log    *slog.Logger
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the setup has returned
@@ -50,10 +53,10 @@ type pipelines struct {
 	workers []*cluster.Workers // started so far; Stop waits for the setup before reading them
 }
 
-// startPipelines starts the setup of the pod's pipelines; with none, it does nothing.
-func startPipelines(node pipelineNode, sup *supervisor.Supervisor, log *slog.Logger) *pipelines {
+// Start starts the setup of the pod's pipelines; with none, it does nothing.
+func Start(node Node, sup *supervisor.Supervisor, log *slog.Logger) *Set {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &pipelines{log: log, cancel: cancel, done: make(chan struct{}), failed: make(chan struct{})}
+	p := &Set{log: log, cancel: cancel, done: make(chan struct{}), failed: make(chan struct{})}
 	specs := sup.Pod().Spec.Pipelines
 	go func() {
 		defer close(p.done)
@@ -66,12 +69,12 @@ func startPipelines(node pipelineNode, sup *supervisor.Supervisor, log *slog.Log
 }
 
 // Failed is closed when the setup gave up; Err then says why.
-func (p *pipelines) Failed() <-chan struct{} { return p.failed }
+func (p *Set) Failed() <-chan struct{} { return p.failed }
 
 // Err is why the setup failed (valid once Failed is closed).
-func (p *pipelines) Err() error { return p.err }
+func (p *Set) Err() error { return p.err }
 
-func (p *pipelines) setup(ctx context.Context, node pipelineNode, sup *supervisor.Supervisor, specs []podspec.Pipeline) error {
+func (p *Set) setup(ctx context.Context, node Node, sup *supervisor.Supervisor, specs []podspec.Pipeline) error {
 	for i := range specs {
 		if err := definePipeline(ctx, node, specs[i].Queue(), pipelineDefineTimeout, p.log); err != nil {
 			return err
@@ -125,7 +128,7 @@ func workerConfig(sup *supervisor.Supervisor, pl *podspec.Pipeline, k int) (clus
 // definePipeline defines p in the cluster's queue, retrying (with a doubling delay) while the
 // cluster has no leader, for at most timeout. An invalid definition or a closed node is not
 // retried.
-func definePipeline(ctx context.Context, node pipelineNode, p queue.Pipeline, timeout time.Duration, log *slog.Logger) error {
+func definePipeline(ctx context.Context, node Node, p queue.Pipeline, timeout time.Duration, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	delay := pipelineRetryMin
@@ -156,7 +159,7 @@ func definePipeline(ctx context.Context, node pipelineNode, p queue.Pipeline, ti
 // Stop ends the setup if it is still going and stops every worker pool, waiting (bounded by
 // ctx) for the deliveries in flight; past ctx they are cut, and their tasks are redelivered
 // after their leases. Idempotent.
-func (p *pipelines) Stop(ctx context.Context) error {
+func (p *Set) Stop(ctx context.Context) error {
 	p.cancel()
 	<-p.done
 	p.mu.Lock()

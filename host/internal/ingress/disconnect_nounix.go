@@ -1,6 +1,6 @@
 //go:build !unix
 
-package admin
+package ingress
 
 // fdPeerGone cannot tell on this platform: a call runs to its end or deadline.
 func fdPeerGone(int) bool { return false }
