@@ -24,6 +24,11 @@
 // [Endpoint] drops a second attempt of the same request for the same shard (a hedge or retry
 // that lands on a node already working on it).
 //
+// A request's remote first attempts on one peer go as one batched request carrying all of them
+// and the input once, answered with a stream of per-shard frames that settle each shard as it
+// arrives (batch.go), once the peer's answers advertise the feature; peers of earlier releases
+// get one request per shard.
+//
 // The internal peer endpoint speaks plain HTTP/1.1 (see wire.go for the framing): the
 // [Endpoint] is an http.Handler and a transport-neutral [Endpoint.Handle] that a fasthttp server
 // adapts in a few lines (internal/peerhttp). Remote leaves use a pooled
