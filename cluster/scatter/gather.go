@@ -33,9 +33,6 @@ type Gather struct {
 	merge   Merger
 	workers int
 
-	remote     bool // some replica is not a LocalLeaf
-	mergeLocal bool // the merge runs in this process (see localCtx)
-
 	nodes map[string]int // node name -> index in dead; read-only after New
 	dead  []atomic.Bool
 
@@ -74,9 +71,7 @@ type replica struct {
 // (*runtime.Module), or the host's handle on one that follows upgrades and restarts.
 type Merger interface {
 	// Merge calls the merge handler (runtime.RoleMerge) on parts, in shard order, and appends its
-	// output to dst. It must honour ctx's deadline. A Merger that also has a method
-	// RunsLocally() bool returning true (as LocalLeaf) must honour it as ctx.Deadline reports
-	// it, like a local leaf.
+	// output to dst. It must honour ctx's deadline.
 	Merge(ctx context.Context, parts []runtime.Part, dst []byte) ([]byte, error)
 }
 
@@ -123,7 +118,6 @@ func New(shards []Shard, merge Merger, cfg Config) (*Gather, error) {
 			}
 			l, ok := r.Leaf.(LocalLeaf)
 			local := ok && l.RunsLocally()
-			g.remote = g.remote || !local
 			sh.replicas = append(sh.replicas, replica{node: node, leaf: r.Leaf, local: local})
 		}
 	}
@@ -133,12 +127,6 @@ func New(shards []Shard, merge Merger, cfg Config) (*Gather, error) {
 		g.workers = goruntime.GOMAXPROCS(0)
 	}
 	g.pool.New = func() any { return g.newState() }
-	switch m := merge.(type) {
-	case *runtime.Module:
-		g.mergeLocal = true
-	case interface{ RunsLocally() bool }:
-		g.mergeLocal = m.RunsLocally()
-	}
 	g.jobs = make(chan *reqState)
 	g.stopWorkers = make(chan struct{})
 	return g, nil
@@ -249,10 +237,8 @@ const (
 // remote attempts; the last of them to release it puts it back in the pool.
 type reqState struct {
 	g    *Gather
-	ctx  context.Context // remote attempts: the request's deadline
-	lctx context.Context // local attempts: the gather deadline (see localCtx)
-	lc   localCtx
-	mc   localCtx // the merge's, when it is light too
+	ctx  context.Context // the request's deadline
+	lctx context.Context // local attempts: ctx, or the gather deadline when the caller works
 	id   RequestID
 	in   []byte // a copy of the request: attempts may outlive Do
 
@@ -304,7 +290,7 @@ func (g *Gather) newState() *reqState {
 
 // reset readies a released state for the next request.
 func (st *reqState) reset() {
-	st.ctx, st.lctx, st.lc, st.mc = nil, nil, localCtx{}, localCtx{}
+	st.ctx, st.lctx = nil, nil
 	for i := range st.status {
 		st.status[i].Store(statusPending)
 		st.next[i].Store(0)
@@ -441,30 +427,6 @@ func (st *reqState) work() {
 	}
 }
 
-// localCtx is the context of local attempts (with the gather deadline) and of a local merge
-// (with the request's deadline) when no replica is remote: the caller's context with an earlier
-// deadline, by. Its Done is the caller's (nil when the caller cannot cancel), so a call adds no
-// cancellation hook to it, and deriving it allocates nothing and arms no timer: the deadline
-// is enforced by the runtime from Deadline, as every local leaf and merge runs through a
-// module's pool (see LocalLeaf); Err reports it once it has passed. Remote leaves never get
-// one: their transports may rely on Done closing at the deadline.
-type localCtx struct {
-	context.Context
-	by time.Time
-}
-
-func (c *localCtx) Deadline() (time.Time, bool) { return c.by, true }
-
-func (c *localCtx) Err() error {
-	if err := c.Context.Err(); err != nil {
-		return err
-	}
-	if !time.Now().Before(c.by) {
-		return context.DeadlineExceeded
-	}
-	return nil
-}
-
 // workAsync is work on a goroutine of its own.
 func (st *reqState) workAsync() {
 	defer st.g.wg.Done()
@@ -498,7 +460,6 @@ func (g *Gather) Do(ctx context.Context, req, dst []byte) (out []byte, res Resul
 	// One deadline for the whole request.
 	now := time.Now()
 	deadline := now.Add(g.cfg.Deadline)
-	parent := ctx
 	own := true // the request's context must be derived to carry deadline
 	if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
 		deadline, own = d, false
@@ -507,8 +468,6 @@ func (g *Gather) Do(ctx context.Context, req, dst []byte) (out []byte, res Resul
 
 	st := g.pool.Get().(*reqState)
 	st.refs.Store(1)
-	st.lc = localCtx{Context: parent, by: gatherBy}
-	st.lctx = &st.lc
 	st.id = g.ids.next()
 	st.in = append(st.in[:0], req...)
 	res.ID = st.id
@@ -527,16 +486,17 @@ func (g *Gather) Do(ctx context.Context, req, dst []byte) (out []byte, res Resul
 			st.async = append(st.async, int32(i))
 		}
 	}
-	// Remote attempts (and a merge that does not run locally) get a real context with the
-	// request's deadline, derived once per request; local attempts, and a local merge when no
-	// replica is remote, get a light one (localCtx) that costs no allocation, no timer and, when
-	// the caller's context cannot be cancelled, no cancellation hook per call.
 	var cancel context.CancelFunc
-	if own && (g.remote || !g.mergeLocal) {
+	if own {
 		ctx, cancel = context.WithDeadline(ctx, deadline)
-	} else if own {
-		st.mc = localCtx{Context: parent, by: deadline}
-		ctx = &st.mc
+	}
+	// Local attempts share the request's context; when the caller runs local shards itself
+	// (no shard is remote), they get the gather deadline, so that a slow leaf cannot hold the
+	// caller past it and the merge still gets its reserve.
+	st.lctx = ctx
+	var lcancel context.CancelFunc
+	if len(st.async) == 0 && len(st.local) > 0 {
+		st.lctx, lcancel = context.WithDeadline(ctx, gatherBy)
 	}
 	st.ctx = ctx
 	// Remote first attempts: one batched request per peer that takes them, carrying all its
@@ -651,6 +611,9 @@ func (g *Gather) Do(ctx context.Context, req, dst []byte) (out []byte, res Resul
 	}
 	if cancel != nil {
 		cancel() // ends the attempts still running
+	}
+	if lcancel != nil {
+		lcancel()
 	}
 	st.release()
 	return out, res, err
