@@ -108,7 +108,9 @@ func TestBatchPerPeer(t *testing.T) {
 		}
 	}
 	peers[1].old.Store(true) // peer 1 runs the previous release
-	g, err := scatter.New(shards, merge, scatter.DefaultConfig())
+	cfg := scatter.DefaultConfig()
+	cfg.Deadline, cfg.MergeReserve = 10*time.Second, time.Second // generous: a loaded machine
+	g, err := scatter.New(shards, merge, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +197,7 @@ func TestBatchAnswersPerShard(t *testing.T) {
 		{Name: "moved", Replicas: []scatter.Replica{{Node: "a", Leaf: ca.Leaf("moved")}, {Node: "b", Leaf: cb.Leaf("moved")}}},
 	}
 	cfg := scatter.DefaultConfig()
-	cfg.Deadline = 10 * time.Second
+	cfg.Deadline, cfg.MergeReserve = 10*time.Second, time.Second
 	cfg.HedgeInitial = 20 * time.Millisecond
 	g, err := scatter.New(shards, merge, cfg)
 	if err != nil {
