@@ -58,7 +58,7 @@ func TestSingleNodeElection(t *testing.T) {
 	var l Lease
 	// A long TTL: the steps below need the lease still held, however slow a loaded machine is.
 	eventually(t, "campaign", func() (err error) {
-		l, err = n.Campaign(ctx, "lock", CampaignRequest{Session: "app", TTLMillis: 30000})
+		l, err = n.Elections().Campaign(ctx, "lock", CampaignRequest{Session: "app", TTLMillis: 30000})
 		return err
 	})
 	if !l.Held || l.Holder != "solo" || l.Token == 0 || l.ValidFor() <= 0 {
@@ -70,37 +70,49 @@ func TestSingleNodeElection(t *testing.T) {
 		err  error
 	}{
 		{"campaign again renews", func() (Lease, error) {
-			return n.Campaign(ctx, "lock", CampaignRequest{Session: "app", TTLMillis: 30000})
+			return n.Elections().Campaign(ctx, "lock", CampaignRequest{Session: "app", TTLMillis: 30000})
 		}, nil},
-		{"other session is refused", func() (Lease, error) { return n.Campaign(ctx, "lock", CampaignRequest{Session: "other"}) }, ErrNotLeader},
-		{"renew", func() (Lease, error) { return n.Renew(ctx, "lock", RenewRequest{Session: "app", Token: l.Token}) }, nil},
-		{"renew with wrong token", func() (Lease, error) { return n.Renew(ctx, "lock", RenewRequest{Session: "app", Token: l.Token + 100}) }, ErrStaleToken},
-		{"renew from wrong session", func() (Lease, error) { return n.Renew(ctx, "lock", RenewRequest{Session: "x", Token: l.Token}) }, ErrStaleToken},
-		{"ttl too small", func() (Lease, error) { return n.Campaign(ctx, "lock", CampaignRequest{Session: "app", TTLMillis: 1}) }, ErrInvalid},
-		{"empty name", func() (Lease, error) { return n.Get(ctx, "") }, ErrInvalid},
-		{"resign", func() (Lease, error) { return n.Resign(ctx, "lock", ResignRequest{Session: "app", Token: l.Token}) }, nil},
-		{"resign twice", func() (Lease, error) { return n.Resign(ctx, "lock", ResignRequest{Session: "app", Token: l.Token}) }, ErrStaleToken},
+		{"other session is refused", func() (Lease, error) { return n.Elections().Campaign(ctx, "lock", CampaignRequest{Session: "other"}) }, ErrNotLeader},
+		{"renew", func() (Lease, error) {
+			return n.Elections().Renew(ctx, "lock", RenewRequest{Session: "app", Token: l.Token})
+		}, nil},
+		{"renew with wrong token", func() (Lease, error) {
+			return n.Elections().Renew(ctx, "lock", RenewRequest{Session: "app", Token: l.Token + 100})
+		}, ErrStaleToken},
+		{"renew from wrong session", func() (Lease, error) {
+			return n.Elections().Renew(ctx, "lock", RenewRequest{Session: "x", Token: l.Token})
+		}, ErrStaleToken},
+		{"ttl too small", func() (Lease, error) {
+			return n.Elections().Campaign(ctx, "lock", CampaignRequest{Session: "app", TTLMillis: 1})
+		}, ErrInvalid},
+		{"empty name", func() (Lease, error) { return n.Elections().Get(ctx, "") }, ErrInvalid},
+		{"resign", func() (Lease, error) {
+			return n.Elections().Resign(ctx, "lock", ResignRequest{Session: "app", Token: l.Token})
+		}, nil},
+		{"resign twice", func() (Lease, error) {
+			return n.Elections().Resign(ctx, "lock", ResignRequest{Session: "app", Token: l.Token})
+		}, ErrStaleToken},
 	}
 	for _, s := range steps {
 		if _, err := s.do(); !errors.Is(err, s.err) {
 			t.Fatalf("%s: err %v, want %v", s.name, err, s.err)
 		}
 	}
-	g, err := n.Get(ctx, "lock")
+	g, err := n.Elections().Get(ctx, "lock")
 	if err != nil || g.Held {
 		t.Fatalf("get after resign: %+v %v", g, err)
 	}
-	l2, err := n.Campaign(ctx, "lock", CampaignRequest{Session: "other"})
+	l2, err := n.Elections().Campaign(ctx, "lock", CampaignRequest{Session: "other"})
 	if err != nil || l2.Token <= l.Token {
 		t.Fatalf("second grant %+v %v: token must grow past %d", l2, err, l.Token)
 	}
 	// Watch sees the next change.
 	done := make(chan Lease, 1)
 	go func() {
-		w, _ := n.Watch(ctx, "lock", l2.Index)
+		w, _ := n.Elections().Watch(ctx, "lock", l2.Index)
 		done <- w
 	}()
-	if _, err := n.Resign(ctx, "lock", ResignRequest{Session: "other", Token: l2.Token}); err != nil {
+	if _, err := n.Elections().Resign(ctx, "lock", ResignRequest{Session: "other", Token: l2.Token}); err != nil {
 		t.Fatal(err)
 	}
 	if w := <-done; w.Held || w.Index <= l2.Index {
@@ -116,17 +128,17 @@ func TestLeaseExpiresWithoutRenewal(t *testing.T) {
 	ctx := t.Context()
 	var l Lease
 	eventually(t, "campaign", func() (err error) {
-		l, err = n.Campaign(ctx, "x", CampaignRequest{Session: "a", TTLMillis: 500})
+		l, err = n.Elections().Campaign(ctx, "x", CampaignRequest{Session: "a", TTLMillis: 500})
 		return err
 	})
 	eventually(t, "expiry", func() error {
-		g, err := n.Get(ctx, "x")
+		g, err := n.Elections().Get(ctx, "x")
 		if err == nil && g.Held {
 			err = fmt.Errorf("still held: %+v", g)
 		}
 		return err
 	})
-	if _, err := n.Renew(ctx, "x", RenewRequest{Session: "a", Token: l.Token}); !errors.Is(err, ErrStaleToken) {
+	if _, err := n.Elections().Renew(ctx, "x", RenewRequest{Session: "a", Token: l.Token}); !errors.Is(err, ErrStaleToken) {
 		t.Fatalf("renew after expiry: %v", err)
 	}
 }
@@ -145,11 +157,11 @@ func TestThreeNodesFailover(t *testing.T) {
 		return nil
 	})
 	ctx := t.Context()
-	la, err := b.Campaign(ctx, "job", CampaignRequest{Session: "s"})
+	la, err := b.Elections().Campaign(ctx, "job", CampaignRequest{Session: "s"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Campaign(ctx, "job", CampaignRequest{Session: "s"}); !errors.Is(err, ErrNotLeader) {
+	if _, err := c.Elections().Campaign(ctx, "job", CampaignRequest{Session: "s"}); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("c campaign: %v", err)
 	}
 	// Shut the Raft leader down; the others keep a quorum of 2 of 3 (or of
@@ -187,7 +199,7 @@ func TestThreeNodesFailover(t *testing.T) {
 			if n == b {
 				continue
 			}
-			l, err := n.Campaign(ctx, "job", CampaignRequest{Session: "s"})
+			l, err := n.Elections().Campaign(ctx, "job", CampaignRequest{Session: "s"})
 			if err != nil {
 				return err
 			}

@@ -49,61 +49,68 @@ type WorkerStats struct {
 	LeaseLost uint64 `json:"lease_lost"`
 }
 
+// Queue is the node's API of the replicated work queue: blobs, pipelines, jobs, tasks and
+// this node's workers. Safe for concurrent use.
+type Queue struct{ n *Node }
+
+// Queue returns the node's work-queue API.
+func (n *Node) Queue() *Queue { return &n.queueAPI }
+
 // PutBlob stores r's content in this node's blob store and, when the cluster has other live
 // members, copies it to one of them before returning, so that the content survives the loss of
 // any one node. It returns the content's hex sha256 and length.
-func (n *Node) PutBlob(ctx context.Context, r io.Reader) (sha string, size int64, err error) {
-	return n.wq.putBlob(ctx, r)
+func (q *Queue) PutBlob(ctx context.Context, r io.Reader) (sha string, size int64, err error) {
+	return q.n.wq.putBlob(ctx, r)
 }
 
 // OpenBlob opens the blob with the given hex sha256, fetching it from a peer (and verifying
 // it) when this node lacks it.
-func (n *Node) OpenBlob(ctx context.Context, sha string) (io.ReadCloser, int64, error) {
-	return n.wq.openBlob(ctx, sha)
+func (q *Queue) OpenBlob(ctx context.Context, sha string) (io.ReadCloser, int64, error) {
+	return q.n.wq.openBlob(ctx, sha)
 }
 
 // DefinePipeline creates or replaces a pipeline definition in the replicated queue state.
 // Jobs keep the definition they were submitted with.
-func (n *Node) DefinePipeline(ctx context.Context, p queue.Pipeline) error {
-	return n.wq.definePipeline(ctx, p)
+func (q *Queue) DefinePipeline(ctx context.Context, p queue.Pipeline) error {
+	return q.n.wq.definePipeline(ctx, p)
 }
 
 // Pipelines lists the defined pipelines (local replica), by name.
-func (n *Node) Pipelines() ([]queue.Pipeline, error) { return n.wq.pipelines() }
+func (q *Queue) Pipelines() ([]queue.Pipeline, error) { return q.n.wq.pipelines() }
 
 // Submit creates a job of the named pipeline over inputs, whose contents must already be in
 // the blob store (PutBlob). It returns once the job and its first-stage tasks are committed
 // by a quorum. requestID (at most 128 bytes; "" for a fresh one) makes it idempotent: a
 // caller that got no answer (ErrNoQuorum, a timeout) and submits again with the same id gets
 // the job the first submit created, if it did.
-func (n *Node) Submit(ctx context.Context, pipeline string, inputs []queue.File, requestID string) (queue.JobID, error) {
-	return n.wq.submit(ctx, pipeline, inputs, requestID)
+func (q *Queue) Submit(ctx context.Context, pipeline string, inputs []queue.File, requestID string) (queue.JobID, error) {
+	return q.n.wq.submit(ctx, pipeline, inputs, requestID)
 }
 
 // Job returns a job from this node's replica (which may lag the leader by a few entries).
-func (n *Node) Job(id queue.JobID) (queue.Job, error) { return n.wq.job(id) }
+func (q *Queue) Job(id queue.JobID) (queue.Job, error) { return q.n.wq.job(id) }
 
 // Jobs lists the newest jobs (of one pipeline, or all when pipeline is ""), newest first, at
 // most limit (0: 100).
-func (n *Node) Jobs(pipeline string, limit int) ([]queue.Job, error) {
-	return n.wq.jobs(pipeline, limit)
+func (q *Queue) Jobs(pipeline string, limit int) ([]queue.Job, error) {
+	return q.n.wq.jobs(pipeline, limit)
 }
 
 // QueueStats returns the counters of every pipeline stage (local replica).
-func (n *Node) QueueStats() ([]queue.StageStats, error) { return n.wq.stats() }
+func (q *Queue) QueueStats() ([]queue.StageStats, error) { return q.n.wq.stats() }
 
 // DeadTasks lists the dead-lettered tasks of a pipeline ("" for all), oldest first.
-func (n *Node) DeadTasks(pipeline string) ([]queue.TaskInfo, error) { return n.wq.dead(pipeline) }
+func (q *Queue) DeadTasks(pipeline string) ([]queue.TaskInfo, error) { return q.n.wq.dead(pipeline) }
 
 // Task returns one task (local replica).
-func (n *Node) Task(id queue.TaskID) (queue.TaskInfo, error) { return n.wq.task(id) }
+func (q *Queue) Task(id queue.TaskID) (queue.TaskInfo, error) { return q.n.wq.task(id) }
 
 // RetryTask puts a dead-lettered task back in its stage queue with its attempts reset.
-func (n *Node) RetryTask(ctx context.Context, id queue.TaskID) error { return n.wq.retry(ctx, id) }
+func (q *Queue) RetryTask(ctx context.Context, id queue.TaskID) error { return q.n.wq.retry(ctx, id) }
 
 // StartWorkers starts a pool of workers for one pipeline stage on this node. They stop with
 // Workers.Stop or when the node shuts down.
-func (n *Node) StartWorkers(cfg WorkerConfig) (*Workers, error) { return n.wq.startWorkers(cfg) }
+func (q *Queue) StartWorkers(cfg WorkerConfig) (*Workers, error) { return q.n.wq.startWorkers(cfg) }
 
 // WorkerStats reports every worker pool of this node.
-func (n *Node) WorkerStats() []WorkerStats { return n.wq.workerStats() }
+func (q *Queue) WorkerStats() []WorkerStats { return q.n.wq.workerStats() }

@@ -78,7 +78,7 @@ func putFiles(t *testing.T, n *Node, contents map[string]string) []queue.File {
 	t.Helper()
 	var files []queue.File
 	for name, c := range contents {
-		sha, size, err := n.PutBlob(t.Context(), strings.NewReader(c))
+		sha, size, err := n.Queue().PutBlob(t.Context(), strings.NewReader(c))
 		if err != nil {
 			t.Fatalf("put %s: %v", name, err)
 		}
@@ -92,7 +92,7 @@ func waitJob(t *testing.T, n *Node, id queue.JobID) queue.Job {
 	t.Helper()
 	var j queue.Job
 	eventually(t, "job finished", func() (err error) {
-		if j, err = n.Job(id); err != nil {
+		if j, err = n.Queue().Job(id); err != nil {
 			return err
 		}
 		if !j.IsFinished() {
@@ -105,7 +105,7 @@ func waitJob(t *testing.T, n *Node, id queue.JobID) queue.Job {
 
 func readBlob(t *testing.T, n *Node, sha string) string {
 	t.Helper()
-	rc, _, err := n.OpenBlob(t.Context(), sha)
+	rc, _, err := n.Queue().OpenBlob(t.Context(), sha)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,22 +121,22 @@ func TestWorkQueueSingleNode(t *testing.T) {
 	n := startNode(t, c)
 	ctx := t.Context()
 	p := queue.Pipeline{Name: "up", MaxAttempts: 2, Stages: []queue.StageDef{{Name: "upper"}, {Name: "join", Merge: true}}}
-	eventually(t, "define", func() error { return n.DefinePipeline(ctx, p) })
-	if _, err := n.Submit(ctx, "nope", []queue.File{{Name: "a", SHA256: strings.Repeat("0", 64)}}, ""); !errors.Is(err, queue.ErrNotFound) {
+	eventually(t, "define", func() error { return n.Queue().DefinePipeline(ctx, p) })
+	if _, err := n.Queue().Submit(ctx, "nope", []queue.File{{Name: "a", SHA256: strings.Repeat("0", 64)}}, ""); !errors.Is(err, queue.ErrNotFound) {
 		t.Fatalf("submit to an undefined pipeline: %v", err)
 	}
 	up, join := &funcRunner{apply: upper}, &funcRunner{apply: concat}
 	for i, r := range []StageRunner{up, join} {
-		if _, err := n.StartWorkers(WorkerConfig{Pipeline: "up", Stage: i, Concurrency: 2, Timeout: 10 * time.Second, Runner: r}); err != nil {
+		if _, err := n.Queue().StartWorkers(WorkerConfig{Pipeline: "up", Stage: i, Concurrency: 2, Timeout: 10 * time.Second, Runner: r}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	files := putFiles(t, n, map[string]string{"x/a": "alpha", "y/b": "beta", "z/c": "poison"})
-	id, err := n.Submit(ctx, "up", files, "request-1")
+	id, err := n.Queue().Submit(ctx, "up", files, "request-1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, err := n.Submit(ctx, "up", files, "request-1"); err != nil || again != id {
+	if again, err := n.Queue().Submit(ctx, "up", files, "request-1"); err != nil || again != id {
 		t.Fatalf("the same submit again: job %d, %v; want job %d", again, err, id)
 	}
 	j := waitJob(t, n, id)
@@ -146,15 +146,15 @@ func TestWorkQueueSingleNode(t *testing.T) {
 	if got := readBlob(t, n, j.Outputs[0].SHA256); got != "x/a=ALPHA;y/b=BETA;" {
 		t.Fatalf("merged output %q", got)
 	}
-	dead, err := n.DeadTasks("up")
+	dead, err := n.Queue().DeadTasks("up")
 	if err != nil || len(dead) != 1 || dead[0].Attempts != 2 || len(dead[0].Errors) != 2 || !strings.Contains(dead[0].Errors[1].Message, "poisoned") {
 		t.Fatalf("dead letters %+v %v", dead, err)
 	}
-	st, err := n.QueueStats()
+	st, err := n.Queue().QueueStats()
 	if err != nil || len(st) != 2 || st[0].Completed != 2 || st[0].Dead != 1 || st[1].Completed != 1 {
 		t.Fatalf("stats %+v %v", st, err)
 	}
-	ws := n.WorkerStats()
+	ws := n.Queue().WorkerStats()
 	if len(ws) != 2 || ws[0].Completed != 2 || ws[0].Failed != 2 {
 		t.Fatalf("worker stats %+v", ws)
 	}
@@ -173,9 +173,9 @@ func TestWorkQueueThreeNodes(t *testing.T) {
 	})
 	ctx := t.Context()
 	p := queue.Pipeline{Name: "up", Stages: []queue.StageDef{{Name: "upper"}}}
-	eventually(t, "define", func() error { return c.DefinePipeline(ctx, p) })
+	eventually(t, "define", func() error { return c.Queue().DefinePipeline(ctx, p) })
 	// Only node b runs the stage: every input travels to it, every output back.
-	if _, err := b.StartWorkers(WorkerConfig{Pipeline: "up", Stage: 0, Concurrency: 2, Timeout: 10 * time.Second, Runner: &funcRunner{apply: upper}}); err != nil {
+	if _, err := b.Queue().StartWorkers(WorkerConfig{Pipeline: "up", Stage: 0, Concurrency: 2, Timeout: 10 * time.Second, Runner: &funcRunner{apply: upper}}); err != nil {
 		t.Fatal(err)
 	}
 	contents := map[string]string{}
@@ -183,7 +183,7 @@ func TestWorkQueueThreeNodes(t *testing.T) {
 		contents[fmt.Sprintf("f%02d", i)] = fmt.Sprintf("file number %d", i)
 	}
 	files := putFiles(t, c, contents)
-	id, err := c.Submit(ctx, "up", files, "")
+	id, err := c.Queue().Submit(ctx, "up", files, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,13 +206,13 @@ func TestWorkQueueRetention(t *testing.T) {
 	n := startNode(t, c)
 	ctx := t.Context()
 	eventually(t, "define", func() error {
-		return n.DefinePipeline(ctx, queue.Pipeline{Name: "up", Stages: []queue.StageDef{{Name: "upper"}}})
+		return n.Queue().DefinePipeline(ctx, queue.Pipeline{Name: "up", Stages: []queue.StageDef{{Name: "upper"}}})
 	})
-	if _, err := n.StartWorkers(WorkerConfig{Pipeline: "up", Stage: 0, Concurrency: 1, Timeout: 10 * time.Second, Runner: &funcRunner{apply: upper}}); err != nil {
+	if _, err := n.Queue().StartWorkers(WorkerConfig{Pipeline: "up", Stage: 0, Concurrency: 1, Timeout: 10 * time.Second, Runner: &funcRunner{apply: upper}}); err != nil {
 		t.Fatal(err)
 	}
 	files := putFiles(t, n, map[string]string{"a": "alpha"})
-	id, err := n.Submit(ctx, "up", files, "")
+	id, err := n.Queue().Submit(ctx, "up", files, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,14 +223,14 @@ func TestWorkQueueRetention(t *testing.T) {
 	}
 	// Past the retention the job goes, and past the grace its files do.
 	eventually(t, "job pruned", func() error {
-		if _, err := n.Job(id); !errors.Is(err, queue.ErrNotFound) {
+		if _, err := n.Queue().Job(id); !errors.Is(err, queue.ErrNotFound) {
 			return fmt.Errorf("job still there: %v", err)
 		}
 		return nil
 	})
 	eventually(t, "files collected", func() error {
 		for _, sha := range []string{files[0].SHA256, out} {
-			if _, _, err := n.OpenBlob(ctx, sha); !errors.Is(err, queue.ErrNotFound) {
+			if _, _, err := n.Queue().OpenBlob(ctx, sha); !errors.Is(err, queue.ErrNotFound) {
 				return fmt.Errorf("blob %s: %v", sha, err)
 			}
 		}

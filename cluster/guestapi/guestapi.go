@@ -58,7 +58,7 @@ const StoreConfigKey = "fenced_store"
 // MaxNameLen bounds an election name (the admin API's route takes the same).
 const MaxNameLen = 128
 
-// Elections is what the imports need of a cluster node (*cluster.Node implements it).
+// Elections is what the imports need of a cluster node (*cluster.Elections implements it).
 type Elections interface {
 	Get(ctx context.Context, name string) (cluster.Lease, error)
 	Campaign(ctx context.Context, name string, req cluster.CampaignRequest) (cluster.Lease, error)

@@ -77,7 +77,7 @@ func TestLeaderPlugin(t *testing.T) {
 
 	ctx := context.Background()
 	ecfg := runtime.DefaultConfig()
-	ecfg.Imports = Imports(Config{Pod: "p", Elections: node})
+	ecfg.Imports = Imports(Config{Pod: "p", Elections: node.Elections()})
 	eng, err := runtime.NewEngine(ctx, ecfg)
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +116,7 @@ func TestLeaderPlugin(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	l, err := node.Get(ctx, "job")
+	l, err := node.Elections().Get(ctx, "job")
 	if err != nil || !l.Held || l.Session != "p/worker" || l.Token != st.Token || !st.Leading {
 		t.Fatalf("lease %+v (%v), plugin %+v: want p/worker holding with the plugin's token", l, err, st)
 	}
@@ -140,14 +140,14 @@ func TestLeaderPlugin(t *testing.T) {
 	if _, s := a.do(ctx, OpGet, "x", "p/m", 0, 0); s != StatusUnavailable {
 		t.Fatalf("no cluster: status %d", s)
 	}
-	a.cfg.Elections, a.cfg.OpTimeout = node, time.Second
+	a.cfg.Elections, a.cfg.OpTimeout = node.Elections(), time.Second
 	if _, s := a.do(ctx, 9, "x", "p/m", 0, 0); s != StatusInvalid {
 		t.Fatalf("bad op: status %d", s)
 	}
 	if _, s := a.do(ctx, OpRenew, "job", "p/other", 1, 0); s != StatusStaleToken {
 		t.Fatalf("renew by another session: status %d", s)
 	}
-	if _, err := node.Get(ctx, "job"); errors.Is(err, cluster.ErrClosed) {
+	if _, err := node.Elections().Get(ctx, "job"); errors.Is(err, cluster.ErrClosed) {
 		t.Fatal(err)
 	}
 }

@@ -9,7 +9,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/wasmpod/wasmpod/cluster"
+	"github.com/wasmpod/wasmpod/internal/spans"
 	"github.com/wasmpod/wasmpod/runtime"
 )
 
@@ -262,6 +265,8 @@ type reqState struct {
 	parts  []runtime.Part
 	timer  *time.Timer
 	groups []batchGroup // remote first attempts batched per peer
+
+	tr *reqTrace // nil unless the request's span records (trace.go)
 }
 
 func (g *Gather) newState() *reqState {
@@ -291,6 +296,7 @@ func (g *Gather) newState() *reqState {
 // reset readies a released state for the next request.
 func (st *reqState) reset() {
 	st.ctx, st.lctx = nil, nil
+	st.tr = nil
 	for i := range st.status {
 		st.status[i].Store(statusPending)
 		st.next[i].Store(0)
@@ -366,8 +372,15 @@ func (st *reqState) run(i, r int) int {
 		start = time.Now()
 		ctx = st.ctx
 	}
+	var span trace.Span
+	if st.tr != nil {
+		ctx, span = st.attemptStart(ctx, i, r)
+	}
 	out, err := rep.leaf.Call(ctx, st.id, st.in, st.bufs[i][r][:0])
 	st.bufs[i][r] = out
+	if span != nil {
+		defer st.attemptEnd(span, i, r, err)
+	}
 	return st.settle(i, r, err, start)
 }
 
@@ -456,6 +469,13 @@ func (g *Gather) Do(ctx context.Context, req, dst []byte) (out []byte, res Resul
 	if err := ctx.Err(); err != nil {
 		return dst, res, fmt.Errorf("%w: %w", ErrDeadline, err)
 	}
+	var tr *reqTrace
+	if spans.On() {
+		ctx, tr = g.traceStart(ctx)
+		if tr != nil {
+			defer func() { tr.end(&res, err) }()
+		}
+	}
 
 	// One deadline for the whole request.
 	now := time.Now()
@@ -468,6 +488,7 @@ func (g *Gather) Do(ctx context.Context, req, dst []byte) (out []byte, res Resul
 
 	st := g.pool.Get().(*reqState)
 	st.refs.Store(1)
+	st.tr = tr
 	st.id = g.ids.next()
 	st.in = append(st.in[:0], req...)
 	res.ID = st.id
@@ -599,10 +620,18 @@ func (g *Gather) Do(ctx context.Context, req, dst []byte) (out []byte, res Resul
 		}
 		st.parts[i] = runtime.Part{Missing: true}
 		res.Missing = append(res.Missing, g.shards[i].name)
+		if tr != nil && s == statusAbandoned {
+			tr.missed(g, i)
+		}
 	}
 	res.Partial = len(res.Missing) > 0
 
-	out, err = g.merge.Merge(ctx, st.parts, dst)
+	mctx, mspan := ctx, trace.Span(nil)
+	if tr != nil {
+		mctx, mspan = tr.mergeStart(ctx, len(res.Missing))
+	}
+	out, err = g.merge.Merge(mctx, st.parts, dst)
+	spans.End(mspan, err)
 	if err != nil {
 		err = fmt.Errorf("scatter: merge: %w", err)
 		if errors.Is(err, runtime.ErrDeadline) {
@@ -629,6 +658,9 @@ func (st *reqState) hedge(now time.Time) int {
 		}
 		st.hedged[i] = true
 		if r := st.claim(int(i)); r >= 0 {
+			if st.tr != nil {
+				st.tr.hedge[i].Store(int32(r) + 1)
+			}
 			st.launch(int(i), r)
 			n++
 		}

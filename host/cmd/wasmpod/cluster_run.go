@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -216,3 +217,33 @@ func internalListenAddr(o clusterOptions) (string, error) {
 	}
 	return net.JoinHostPort(host, strconv.Itoa(p+2)), nil
 }
+
+// clusterAPI is what the admin API serves of the cluster node: the node itself (status,
+// members) and its election API, as one value (admin.ClusterNode and the console's list).
+type clusterAPI struct {
+	*cluster.Node
+	el *cluster.Elections
+}
+
+func (c clusterAPI) Get(ctx context.Context, name string) (cluster.Lease, error) {
+	return c.el.Get(ctx, name)
+}
+
+func (c clusterAPI) Campaign(ctx context.Context, name string, r cluster.CampaignRequest) (cluster.Lease, error) {
+	return c.el.Campaign(ctx, name, r)
+}
+
+func (c clusterAPI) Renew(ctx context.Context, name string, r cluster.RenewRequest) (cluster.Lease, error) {
+	return c.el.Renew(ctx, name, r)
+}
+
+func (c clusterAPI) Resign(ctx context.Context, name string, r cluster.ResignRequest) (cluster.Lease, error) {
+	return c.el.Resign(ctx, name, r)
+}
+
+func (c clusterAPI) Watch(ctx context.Context, name string, afterIndex uint64) (cluster.Lease, error) {
+	return c.el.Watch(ctx, name, afterIndex)
+}
+
+// Elections lists the elections of the node's replica (for the console).
+func (c clusterAPI) Elections() []cluster.Lease { return c.el.List() }

@@ -222,7 +222,7 @@ func run(specPath string, o runOptions) error {
 		},
 	})
 	defer caps.Close()
-	scfg.Imports = append(guestapi.Imports(guestapi.Config{Pod: pod.Metadata.Name, Elections: node}), caps.Functions()...)
+	scfg.Imports = append(guestapi.Imports(guestapi.Config{Pod: pod.Metadata.Name, Elections: node.Elections()}), caps.Functions()...)
 	sup, err = supervisor.New(ctx, scfg)
 	if err != nil {
 		closeNode()
@@ -264,10 +264,10 @@ func run(specPath string, o runOptions) error {
 		}
 	}
 	acfg := admin.DefaultConfig()
-	acfg.Token, acfg.Logger, acfg.Cluster = token, log, node
+	acfg.Token, acfg.Logger, acfg.Cluster = token, log, clusterAPI{node, node.Elections()}
 	acfg.AppTokens = appTokens
 	acfg.MaxConns, acfg.MaxConnsPerIP = o.maxConns, o.maxConnsPerIP
-	acfg.Queue = node
+	acfg.Queue = node.Queue()
 	if w := node.InsecureWarning(); w != "" {
 		acfg.Warnings = append(acfg.Warnings, w)
 	}
@@ -284,7 +284,11 @@ func run(specPath string, o runOptions) error {
 	}
 	srv.Serve(adminLn, nil) // admin first: operators see the pod while it starts
 	log.Info("admin API listening", "addr", adminLn.Addr().String(), "mutating", token != "", "apps", len(appTokens))
-	meta := nodemeta.Keep(node, adminLn.Addr().String(), sup, sc, metaInterval, log)
+	var shards nodemeta.Shards // nil without a scatter service (not a nil *Service)
+	if sc != nil {
+		shards = sc
+	}
+	meta := nodemeta.Keep(node, adminLn.Addr().String(), sup, shards, metaInterval, log)
 	defer meta.Stop()
 	startDone := make(chan error, 1)
 	go func() { startDone <- sup.Start(ctx) }()
@@ -311,7 +315,7 @@ func run(specPath string, o runOptions) error {
 	if sig == nil {
 		// The pod's pipelines: defined in the cluster (once it has a leader), then a worker pool
 		// per stage on this node, running the stage modules that have just started.
-		pl = pipelines.Start(node, sup, log)
+		pl = pipelines.Start(node.Queue(), sup, log)
 		meta.Kick()
 		srv.Serve(nil, ingressLn)
 		log.Info("pod running", "pod", pod.Metadata.Name, "ingress", ingressLn.Addr().String())

@@ -18,13 +18,13 @@ import (
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
 )
 
-// Node is what the pod's pipelines need of the cluster node (*cluster.Node).
+// Node is what the pod's pipelines need of the cluster node (*cluster.Queue).
 type Node interface {
 	DefinePipeline(ctx context.Context, p queue.Pipeline) error
 	StartWorkers(cfg cluster.WorkerConfig) (*cluster.Workers, error)
 }
 
-var _ Node = (*cluster.Node)(nil)
+var _ Node = (*cluster.Queue)(nil)
 
 // Timings of the pod's pipelines.
 const (

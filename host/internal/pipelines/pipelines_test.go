@@ -149,7 +149,7 @@ func testRunJobs(t *testing.T, sup *supervisor.Supervisor) {
 		defer cancel()
 		node.Shutdown(ctx)
 	}()
-	pl := Start(node, sup, log)
+	pl := Start(node.Queue(), sup, log)
 	stopped := false
 	defer func() {
 		if !stopped {
@@ -161,7 +161,7 @@ func testRunJobs(t *testing.T, sup *supervisor.Supervisor) {
 	defer cancel()
 	var inputs []queue.File
 	for _, f := range []struct{ name, content string }{{"pkg/a.txt", "alpha"}, {"pkg/b.txt", "beta"}} {
-		sha, size, err := node.PutBlob(ctx, strings.NewReader(f.content))
+		sha, size, err := node.Queue().PutBlob(ctx, strings.NewReader(f.content))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,7 +170,7 @@ func testRunJobs(t *testing.T, sup *supervisor.Supervisor) {
 	// Submitting waits for the pipeline's definition (the setup runs in the background).
 	var id queue.JobID
 	for {
-		id, err = node.Submit(ctx, "shout", inputs, "")
+		id, err = node.Queue().Submit(ctx, "shout", inputs, "")
 		if err == nil {
 			break
 		}
@@ -184,7 +184,7 @@ func testRunJobs(t *testing.T, sup *supervisor.Supervisor) {
 	}
 	var job queue.Job
 	for {
-		if job, err = node.Job(id); err == nil && job.IsFinished() {
+		if job, err = node.Queue().Job(id); err == nil && job.IsFinished() {
 			break
 		}
 		select {
@@ -196,7 +196,7 @@ func testRunJobs(t *testing.T, sup *supervisor.Supervisor) {
 	if job.State != queue.JobDone || len(job.Outputs) != 1 {
 		t.Fatalf("job %+v", job)
 	}
-	r, _, err := node.OpenBlob(ctx, job.Outputs[0].SHA256)
+	r, _, err := node.Queue().OpenBlob(ctx, job.Outputs[0].SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,11 +206,11 @@ func testRunJobs(t *testing.T, sup *supervisor.Supervisor) {
 	if !bytes.Equal(got, []byte(want)) || job.Outputs[0].Name != "join" {
 		t.Errorf("output %s = %q, want join = %q", job.Outputs[0].Name, got, want)
 	}
-	defined, err := node.Pipelines()
+	defined, err := node.Queue().Pipelines()
 	if err != nil || len(defined) != 2 || defined[0].Name != "again" || defined[1].Name != "shout" || defined[1].MaxAttempts != 2 {
 		t.Errorf("defined pipelines %+v (%v)", defined, err)
 	}
-	if ws := node.WorkerStats(); len(ws) != 4 {
+	if ws := node.Queue().WorkerStats(); len(ws) != 4 {
 		t.Errorf("%d worker pools, want one per stage (4): %+v", len(ws), ws)
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -219,7 +219,7 @@ func testRunJobs(t *testing.T, sup *supervisor.Supervisor) {
 		t.Fatal(err)
 	}
 	stopped = true
-	if ws := node.WorkerStats(); len(ws) != 0 {
+	if ws := node.Queue().WorkerStats(); len(ws) != 0 {
 		t.Errorf("worker pools left after Stop: %+v", ws)
 	}
 	if err := pl.Stop(sctx); err != nil {

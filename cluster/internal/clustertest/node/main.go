@@ -196,7 +196,7 @@ func app(ctx context.Context, n *cluster.Node, name, store string, checkExpiry b
 			mu.Lock()
 			if holding {
 				rctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				_, _ = n.Resign(rctx, name, cluster.ResignRequest{Session: "app", Token: cur.Token})
+				_, _ = n.Elections().Resign(rctx, name, cluster.ResignRequest{Session: "app", Token: cur.Token})
 				cancel()
 			}
 			mu.Unlock()
@@ -208,7 +208,7 @@ func app(ctx context.Context, n *cluster.Node, name, store string, checkExpiry b
 		mu.Unlock()
 		if !h {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			nl, err := n.Campaign(cctx, name, cluster.CampaignRequest{Session: "app"})
+			nl, err := n.Elections().Campaign(cctx, name, cluster.CampaignRequest{Session: "app"})
 			cancel()
 			if err == nil {
 				emit(Event{Node: n.Name(), Ev: "grant", Lease: name, Token: nl.Token, Expiry: nl.Expiry.UnixNano()})
@@ -223,7 +223,7 @@ func app(ctx context.Context, n *cluster.Node, name, store string, checkExpiry b
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, l.ValidFor()+time.Millisecond)
-		nl, err := n.Renew(rctx, name, cluster.RenewRequest{Session: "app", Token: l.Token})
+		nl, err := n.Elections().Renew(rctx, name, cluster.RenewRequest{Session: "app", Token: l.Token})
 		cancel()
 		switch {
 		case err == nil:
@@ -274,11 +274,11 @@ func api(n *cluster.Node) http.Handler {
 		reply(w, string(out), err)
 	})
 	mux.HandleFunc("GET /lease/{name}", func(w http.ResponseWriter, r *http.Request) {
-		l, err := n.Get(r.Context(), r.PathValue("name"))
+		l, err := n.Elections().Get(r.Context(), r.PathValue("name"))
 		reply(w, l, err)
 	})
 	mux.HandleFunc("POST /lease/{name}/campaign", func(w http.ResponseWriter, r *http.Request) {
-		l, err := n.Campaign(r.Context(), r.PathValue("name"), cluster.CampaignRequest{Session: r.FormValue("session")})
+		l, err := n.Elections().Campaign(r.Context(), r.PathValue("name"), cluster.CampaignRequest{Session: r.FormValue("session")})
 		reply(w, l, err)
 	})
 	return mux
