@@ -193,6 +193,7 @@ func (e *Endpoint) Handle(ctx context.Context, r WireRequest, dst []byte) (statu
 
 // ServeHTTP makes the Endpoint an http.Handler for the internal endpoint (net/http servers).
 func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set(HeaderFeatures, FeatureBatch)
 	if r.Method != http.MethodPost {
 		http.Error(w, "POST only", http.StatusMethodNotAllowed)
 		return
@@ -238,6 +239,18 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	wr := WireRequest{Path: []byte(r.URL.Path), RequestID: id, Budget: budget, Body: body, Cancel: r.Header.Get(HeaderCancel) == "1"}
 	if spans.On() {
 		wr.Traceparent = []byte(r.Header.Get(spans.HeaderTraceparent))
+	}
+	if r.URL.Path == PathBatch {
+		run, status, out := e.HandleBatch(wr, body[len(body):])
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.WriteHeader(status)
+		if run == nil {
+			w.Write(out)
+			return
+		}
+		rc := http.NewResponseController(w)
+		_ = run.Run(r.Context(), w, rc.Flush)
+		return
 	}
 	status, out := e.Handle(r.Context(), wr, body[len(body):])
 	w.Header().Set("Content-Type", "application/octet-stream")

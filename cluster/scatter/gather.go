@@ -45,7 +45,17 @@ type Gather struct {
 
 	mu     sync.RWMutex // guards closed against wg.Add
 	closed bool
-	wg     sync.WaitGroup // Do calls and every goroutine they start
+	wg     sync.WaitGroup // Do calls, the jobs they hand out and the goroutines they start
+
+	// The local workers: long-lived goroutines, started by the first request with local shards
+	// and stopped by Close, that take requests' local shards (see work). Long-lived so that a
+	// request neither starts goroutines nor grows their stacks again (a wasm call needs a deep
+	// one); a request hands itself to the idle ones and never waits for a busy one.
+	jobs        chan *reqState
+	workersOnce sync.Once
+	stopWorkers chan struct{}
+	stopOnce    sync.Once
+	workerWG    sync.WaitGroup
 }
 
 type shard struct {
@@ -120,6 +130,8 @@ func New(shards []Shard, merge Merger, cfg Config) (*Gather, error) {
 		g.workers = goruntime.GOMAXPROCS(0)
 	}
 	g.pool.New = func() any { return g.newState() }
+	g.jobs = make(chan *reqState)
+	g.stopWorkers = make(chan struct{})
 	return g, nil
 }
 
@@ -168,7 +180,52 @@ func (g *Gather) Close() error {
 	g.closed = true
 	g.mu.Unlock()
 	g.wg.Wait()
+	g.stopOnce.Do(func() { close(g.stopWorkers) })
+	g.workerWG.Wait()
 	return nil
+}
+
+// startWorkers starts the local workers (once).
+func (g *Gather) startWorkers() {
+	g.workerWG.Add(g.workers)
+	for range g.workers {
+		go g.worker()
+	}
+}
+
+// worker runs the local shards of the requests handed to it until Close.
+func (g *Gather) worker() {
+	defer g.workerWG.Done()
+	for {
+		select {
+		case st := <-g.jobs:
+			st.work()
+			st.g.wg.Done()
+			st.release()
+		case <-g.stopWorkers:
+			return
+		}
+	}
+}
+
+// handOut gives st's local shards to up to n idle workers and returns how many took them. It
+// never waits: a busy worker is another request's.
+func (g *Gather) handOut(st *reqState, n int) int {
+	g.workersOnce.Do(g.startWorkers)
+	k := 0
+	for ; k < n; k++ {
+		st.refs.Add(1)
+		g.wg.Add(1)
+		select {
+		case g.jobs <- st:
+			continue
+		default:
+		}
+		st.refs.Add(-1)
+		g.wg.Done()
+		break
+	}
+	return k
 }
 
 // Shard status values; a shard won by replica r has status statusWon+r.
@@ -182,10 +239,11 @@ const (
 // reqState is one request's reusable state. It is shared by Do, the local workers and the
 // remote attempts; the last of them to release it puts it back in the pool.
 type reqState struct {
-	g   *Gather
-	ctx context.Context
-	id  RequestID
-	in  []byte // a copy of the request: attempts may outlive Do
+	g    *Gather
+	ctx  context.Context // the request's deadline
+	lctx context.Context // local attempts: ctx, or the gather deadline when the caller works
+	id   RequestID
+	in   []byte // a copy of the request: attempts may outlive Do
 
 	refs      atomic.Int32
 	remaining atomic.Int32 // shards not yet won or failed
@@ -204,8 +262,9 @@ type reqState struct {
 	hedgeAt   []time.Time
 	hedged    []bool
 
-	parts []runtime.Part
-	timer *time.Timer
+	parts  []runtime.Part
+	timer  *time.Timer
+	groups []batchGroup // remote first attempts batched per peer
 
 	tr *reqTrace // nil unless the request's span records (trace.go)
 }
@@ -236,7 +295,7 @@ func (g *Gather) newState() *reqState {
 
 // reset readies a released state for the next request.
 func (st *reqState) reset() {
-	st.ctx = nil
+	st.ctx, st.lctx = nil, nil
 	st.tr = nil
 	for i := range st.status {
 		st.status[i].Store(statusPending)
@@ -247,6 +306,9 @@ func (st *reqState) reset() {
 	}
 	st.local = st.local[:0]
 	st.async = st.async[:0]
+	for k := range st.groups {
+		st.groups[k].p = nil
+	}
 	st.nextLocal.Store(0)
 	st.abandoned.Store(false)
 	select {
@@ -305,10 +367,11 @@ func (st *reqState) run(i, r int) int {
 	sh := &st.g.shards[i]
 	rep := &sh.replicas[r]
 	var start time.Time
+	ctx := st.lctx
 	if !rep.local {
 		start = time.Now()
+		ctx = st.ctx
 	}
-	ctx := st.ctx
 	var span trace.Span
 	if st.tr != nil {
 		ctx, span = st.attemptStart(ctx, i, r)
@@ -318,6 +381,14 @@ func (st *reqState) run(i, r int) int {
 	if span != nil {
 		defer st.attemptEnd(span, i, r, err)
 	}
+	return st.settle(i, r, err, start)
+}
+
+// settle ends the attempt of shard i on replica r (whose part is in bufs[i][r] if err is nil)
+// and reports whether another attempt is needed (the replica to try next, or -1).
+func (st *reqState) settle(i, r int, err error, start time.Time) int {
+	sh := &st.g.shards[i]
+	rep := &sh.replicas[r]
 	if err == nil {
 		if !rep.local {
 			sh.lat.record(time.Since(start), &st.g.cfg)
@@ -357,8 +428,6 @@ func (st *reqState) launch(i, r int) {
 // work runs local first attempts, taking shard indexes from a shared counter, until none is
 // left or Do stopped waiting. A failed local attempt fails over asynchronously.
 func (st *reqState) work() {
-	defer st.g.wg.Done()
-	defer st.release()
 	for !st.abandoned.Load() {
 		k := int(st.nextLocal.Add(1)) - 1
 		if k >= len(st.local) {
@@ -369,6 +438,13 @@ func (st *reqState) work() {
 			st.launch(i, r)
 		}
 	}
+}
+
+// workAsync is work on a goroutine of its own.
+func (st *reqState) workAsync() {
+	defer st.g.wg.Done()
+	defer st.release()
+	st.work()
 }
 
 // Do fans req out to every shard, gathers the parts until all are in or the gather deadline
@@ -404,17 +480,14 @@ func (g *Gather) Do(ctx context.Context, req, dst []byte) (out []byte, res Resul
 	// One deadline for the whole request.
 	now := time.Now()
 	deadline := now.Add(g.cfg.Deadline)
-	var cancel context.CancelFunc
+	own := true // the request's context must be derived to carry deadline
 	if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
-		deadline = d
-	} else {
-		ctx, cancel = context.WithDeadline(ctx, deadline)
+		deadline, own = d, false
 	}
 	gatherBy := deadline.Add(-g.cfg.MergeReserve)
 
 	st := g.pool.Get().(*reqState)
 	st.refs.Store(1)
-	st.ctx = ctx
 	st.tr = tr
 	st.id = g.ids.next()
 	st.in = append(st.in[:0], req...)
@@ -434,15 +507,68 @@ func (g *Gather) Do(ctx context.Context, req, dst []byte) (out []byte, res Resul
 			st.async = append(st.async, int32(i))
 		}
 	}
-	for _, i := range st.async {
-		st.launch(int(i), int(st.primary[i]))
+	var cancel context.CancelFunc
+	if own {
+		ctx, cancel = context.WithDeadline(ctx, deadline)
 	}
-	if len(st.local) > 0 {
-		w := min(g.workers, len(st.local))
-		st.refs.Add(int32(w))
-		g.wg.Add(w)
-		for range w {
-			go st.work()
+	// Local attempts share the request's context; when the caller runs local shards itself
+	// (no shard is remote), they get the gather deadline, so that a slow leaf cannot hold the
+	// caller past it and the merge still gets its reserve.
+	st.lctx = ctx
+	var lcancel context.CancelFunc
+	if len(st.async) == 0 && len(st.local) > 0 {
+		st.lctx, lcancel = context.WithDeadline(ctx, gatherBy)
+	}
+	st.ctx = ctx
+	// Remote first attempts: one batched request per peer that takes them, carrying all its
+	// shards of this request (batch.go); the others one request each.
+	st.groups = st.groups[:0]
+	for _, i := range st.async {
+		p, name := batchPeer(g.shards[i].replicas[st.primary[i]].leaf)
+		if p == nil {
+			st.launch(int(i), int(st.primary[i]))
+			continue
+		}
+		k := 0
+		for k < len(st.groups) && st.groups[k].p != p {
+			k++
+		}
+		if k == len(st.groups) {
+			if k < cap(st.groups) {
+				st.groups = st.groups[:k+1]
+			} else {
+				st.groups = append(st.groups, batchGroup{})
+			}
+			gr := &st.groups[k]
+			gr.p, gr.shards, gr.names = p, gr.shards[:0], gr.names[:0]
+		}
+		gr := &st.groups[k]
+		gr.shards = append(gr.shards, i)
+		gr.names = append(gr.names, name)
+	}
+	for k := range st.groups {
+		gr := &st.groups[k]
+		if len(gr.shards) == 1 {
+			st.launch(int(gr.shards[0]), int(st.primary[gr.shards[0]]))
+		} else {
+			st.launchBatch(gr)
+		}
+	}
+	// Local shards: the idle workers take them; without remote shards to hedge, the caller
+	// works too (it has nothing else to do), and when no worker is idle it does all of them.
+	// With remote shards the caller keeps watching the hedge and gather deadlines, and the
+	// local shards no idle worker took get a goroutine each (as many as workers).
+	if n := len(st.local); n > 0 {
+		if len(st.async) == 0 {
+			g.handOut(st, min(g.workers, n)-1)
+			st.work()
+		} else {
+			w := min(g.workers, n)
+			for k := g.handOut(st, w); k < w; k++ {
+				st.refs.Add(1)
+				g.wg.Add(1)
+				go st.workAsync()
+			}
 		}
 	}
 
@@ -514,6 +640,9 @@ func (g *Gather) Do(ctx context.Context, req, dst []byte) (out []byte, res Resul
 	}
 	if cancel != nil {
 		cancel() // ends the attempts still running
+	}
+	if lcancel != nil {
+		lcancel()
 	}
 	st.release()
 	return out, res, err

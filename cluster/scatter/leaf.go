@@ -17,7 +17,9 @@ type Leaf interface {
 // LocalLeaf is implemented by leaves that run in this process, through a module's warm pool
 // (ModuleLeaf, the host's module handles): a Gather runs their first attempts on its worker
 // goroutines, synchronously, instead of on a goroutine per attempt. RunsLocally reports whether
-// this leaf is one.
+// this leaf is one. A local leaf must honour ctx's deadline as ctx.Deadline reports it (a
+// runtime.Module call does): its ctx's Done is the Gather caller's, which is nil when the
+// caller's context cannot be cancelled (see Gather.Do).
 type LocalLeaf interface {
 	Leaf
 	RunsLocally() bool

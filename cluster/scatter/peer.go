@@ -76,26 +76,32 @@ func NewFastHTTPPeer(addr string, cfg PeerConfig) (Peer, error) {
 		return nil, err
 	}
 	dialer := &fasthttp.TCPDialer{Concurrency: 0}
-	p := &fastPeer{cfg: cfg, addr: addr, hc: &fasthttp.HostClient{
-		Addr:                addr,
-		MaxConns:            cfg.MaxConns,
-		MaxIdleConnDuration: cfg.IdleTimeout,
-		MaxResponseBodySize: cfg.MaxResponseBytes,
-		MaxConnWaitTimeout:  cfg.DefaultBudget, // bounded by each request's deadline anyway
-		// Never retry by itself: a retry is a new attempt, which the Gather decides on.
-		MaxIdemponentCallAttempts: 1,
-		RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
-		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
-			if cfg.Dial != nil {
-				ctx, cancel := context.WithTimeout(context.Background(), min(timeout, cfg.DialTimeout))
-				defer cancel()
-				return cfg.Dial(ctx, addr)
-			}
-			return dialer.DialTimeout(addr, min(timeout, cfg.DialTimeout))
-		},
-		NoDefaultUserAgentHeader:      true,
-		DisableHeaderNamesNormalizing: true,
-	}}
+	client := func(stream bool) *fasthttp.HostClient {
+		return &fasthttp.HostClient{
+			Addr:                addr,
+			MaxConns:            cfg.MaxConns,
+			MaxIdleConnDuration: cfg.IdleTimeout,
+			MaxResponseBodySize: cfg.MaxResponseBytes,
+			MaxConnWaitTimeout:  cfg.DefaultBudget, // bounded by each request's deadline anyway
+			// Never retry by itself: a retry is a new attempt, which the Gather decides on.
+			MaxIdemponentCallAttempts: 1,
+			RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+			DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
+				if cfg.Dial != nil {
+					ctx, cancel := context.WithTimeout(context.Background(), min(timeout, cfg.DialTimeout))
+					defer cancel()
+					return cfg.Dial(ctx, addr)
+				}
+				return dialer.DialTimeout(addr, min(timeout, cfg.DialTimeout))
+			},
+			NoDefaultUserAgentHeader:      true,
+			DisableHeaderNamesNormalizing: true,
+			StreamResponseBody:            stream,
+		}
+	}
+	// Batched requests (batch.go) go through a client of their own that streams the answer's
+	// body, so each shard's frame is settled as it arrives.
+	p := &fastPeer{cfg: cfg, addr: addr, hc: client(false), bc: client(true)}
 	return p, nil
 }
 
@@ -103,7 +109,11 @@ type fastPeer struct {
 	cfg    PeerConfig
 	addr   string
 	hc     *fasthttp.HostClient
+	bc     *fasthttp.HostClient // batched requests: streamed answers
 	closed atomic.Bool
+	// batch: 0 until the peer's answers say whether it serves batched requests (1) or not
+	// (-1: an earlier release, which never sends HeaderFeatures).
+	batch atomic.Int32
 }
 
 func (p *fastPeer) Addr() string { return p.addr }
@@ -111,20 +121,30 @@ func (p *fastPeer) Addr() string { return p.addr }
 func (p *fastPeer) Close() error {
 	if p.closed.CompareAndSwap(false, true) {
 		p.hc.CloseIdleConnections()
+		p.bc.CloseIdleConnections()
 	}
 	return nil
 }
 
 func (p *fastPeer) Leaf(shard string) Leaf {
-	return &fastLeaf{p: p, path: []byte(PathPrefix + shard)}
+	return &fastLeaf{p: p, path: []byte(PathPrefix + shard), name: []byte(shard)}
+}
+
+// noteFeatures records from an answer whether the peer serves batched requests.
+func (p *fastPeer) noteFeatures(resp *fasthttp.Response) {
+	if p.batch.Load() == 0 && hasFeature(resp.Header.PeekBytes(headerFeatures), FeatureBatch) {
+		p.batch.CompareAndSwap(0, 1)
+	}
 }
 
 type fastLeaf struct {
 	p    *fastPeer
 	path []byte
+	name []byte
 }
 
 var (
+	headerFeatures    = []byte(HeaderFeatures)
 	headerRequestID   = []byte(HeaderRequestID)
 	headerBudget      = []byte(HeaderBudget)
 	headerTraceparent = []byte(spans.HeaderTraceparent)
@@ -178,6 +198,7 @@ func (l *fastLeaf) Call(ctx context.Context, id RequestID, in, dst []byte) ([]by
 		}
 		return dst, fmt.Errorf("%w: peer %s: %w", ErrRemote, p.addr, err)
 	}
+	p.noteFeatures(resp)
 	return decodeAnswer(resp.StatusCode(), resp.Body(), dst)
 }
 

@@ -120,3 +120,35 @@ func FuzzDecodeAnswer(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseBatch feeds the batched request parser arbitrary bodies: what it accepts re-encodes
+// to the same request.
+func FuzzParseBatch(f *testing.F) {
+	id := RequestID{1, 2, 3}
+	f.Add(appendBatchBody(nil, [][]byte{[]byte("s0"), []byte("s1")}, []byte("input")), []byte("200000"))
+	f.Add([]byte{0, 0}, []byte("1"))
+	f.Add([]byte{1, 0, 255, 255, 'a'}, []byte("5"))
+	f.Fuzz(func(t *testing.T, body, budget []byte) {
+		b, err := parseBatch(WireRequest{Path: []byte(PathBatch), RequestID: id.appendHex(nil), Budget: budget, Body: body}, 30*time.Second)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrDeadline) {
+				t.Fatalf("error %v wraps no sentinel", err)
+			}
+			return
+		}
+		if len(b.shards) == 0 || len(b.shards) > MaxBatchShards || b.budget <= 0 || b.budget > 30*time.Second {
+			t.Fatalf("accepted %+v", b)
+		}
+		if again := appendBatchBody(nil, b.shards, b.in); !bytes.Equal(again, body) {
+			t.Fatalf("round trip: %x, want %x", again, body)
+		}
+	})
+}
+
+func TestHasFeature(t *testing.T) {
+	for v, want := range map[string]bool{"batch": true, "x, batch": true, "batch ,y": true, "": false, "batches": false, "x,": false} {
+		if got := hasFeature([]byte(v), FeatureBatch); got != want {
+			t.Errorf("%q: %v, want %v", v, got, want)
+		}
+	}
+}

@@ -5,6 +5,8 @@ package peerhttp
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -48,6 +50,11 @@ func DefaultConfig() Config {
 
 var bufs = sync.Pool{New: func() any { return new([]byte) }}
 
+var (
+	headerFeatures = []byte(scatter.HeaderFeatures)
+	featureBatch   = []byte(scatter.FeatureBatch)
+)
+
 // Handler adapts e to fasthttp.
 func Handler(e *scatter.Endpoint) fasthttp.RequestHandler {
 	return func(c *fasthttp.RequestCtx) {
@@ -55,7 +62,30 @@ func Handler(e *scatter.Endpoint) fasthttp.RequestHandler {
 			c.Error("POST only", http.StatusMethodNotAllowed)
 			return
 		}
+		c.Response.Header.SetCanonical(headerFeatures, featureBatch)
 		bp := bufs.Get().(*[]byte)
+		if string(c.Path()) == scatter.PathBatch {
+			run, status, out := e.HandleBatch(scatter.WireRequest{
+				Path:      c.Path(),
+				RequestID: c.Request.Header.Peek(scatter.HeaderRequestID),
+				Budget:    c.Request.Header.Peek(scatter.HeaderBudget),
+				Body:      c.PostBody(),
+				Cancel:    string(c.Request.Header.Peek(scatter.HeaderCancel)) == "1",
+			}, (*bp)[:0])
+			c.SetStatusCode(status)
+			c.SetContentType("application/octet-stream")
+			if run == nil {
+				c.SetBody(out)
+			} else {
+				// Each shard's frame is one chunk, flushed as the shard finishes, written on
+				// this connection's goroutine after the handler returns (fasthttp frames a
+				// BodyWriterTo's writes directly: no pipe, no extra goroutine).
+				c.Response.SetBodyStream(batchBody{run}, -1)
+			}
+			*bp = out[:0]
+			bufs.Put(bp)
+			return
+		}
 		// context.Background, not c: a parent of another type would cost a goroutine per
 		// request to propagate cancellation. The budget header bounds the call.
 		wr := scatter.WireRequest{
@@ -109,4 +139,32 @@ func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.once.Do(func() { s.err = s.srv.ShutdownWithContext(ctx) })
 	return s.err
+}
+
+// batchBody streams a batched answer: fasthttp calls WriteTo with a writer that sends each
+// Write as one chunk and flushes it.
+type batchBody struct{ run *scatter.BatchRun }
+
+func (b batchBody) WriteTo(w io.Writer) (int64, error) {
+	cw := &countingWriter{w: w}
+	err := b.run.Run(context.Background(), cw, nil)
+	return cw.n, err
+}
+
+func (batchBody) SupportsBodyWriteTo() bool { return true }
+
+// Read is never called: fasthttp writes a chunked BodyWriterTo with WriteTo.
+func (batchBody) Read([]byte) (int, error) {
+	return 0, errors.New("peerhttp: batch answer is written with WriteTo")
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
