@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wasmpod/wasmpod/cluster/internal/election"
 	"github.com/wasmpod/wasmpod/cluster/internal/membership"
 	"github.com/wasmpod/wasmpod/cluster/internal/mtls"
+	"github.com/wasmpod/wasmpod/cluster/internal/replog"
 )
 
 // Node is one member of a wasmpod cluster: gossip membership plus a Raft
@@ -20,13 +22,17 @@ import (
 type Node struct {
 	cfg      Config
 	gossip   *membership.Gossip
+	log      *replog.Log
 	election *election.Service
 	wq       *workQueue
 	tls      *mtls.Identity // nil: an insecure cluster
+	// reserveOn latches once every member makes blob reservations.
+	reserveOn atomic.Bool
 
-	metaMu sync.Mutex
-	meta   Meta
-	metaB  []byte
+	metaMu   sync.Mutex
+	meta     Meta   // the host's part
+	raftAddr string // the cluster's part
+	metaB    []byte
 
 	subMu sync.Mutex
 	subs  map[int]chan MemberEvent
@@ -45,7 +51,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	host, port, _ := splitHostPort(cfg.BindAddr)
 	n := &Node{cfg: cfg, subs: map[int]chan MemberEvent{}, closed: make(chan struct{})}
-	n.setMetaLocked(Meta{})
+	n.setMetaLocked(nil)
 	id, err := n.identity()
 	if err != nil {
 		return nil, err
@@ -96,15 +102,16 @@ func Start(cfg Config) (*Node, error) {
 	n.wq = wq
 	bootstrap := cfg.Bootstrap == BootstrapAlways || (cfg.Bootstrap == BootstrapAuto && len(cfg.Join) == 0)
 	e := cfg.Election
-	svc, err := election.Start(election.Config{
+	leases := election.New(election.Config{MaxClockDrift: e.MaxClockDrift, ReapInterval: e.ReapInterval, MinTTL: e.MinTTL, MaxTTL: e.MaxTTL})
+	log, err := replog.Start(replog.Config{
 		NodeID: cfg.NodeName, BindAddr: raftBind, Advertise: raftAdv, DataDir: dataDir,
 		Bootstrap: bootstrap, LogOutput: cfg.LogOutput, Peers: n.peers, ForwardWait: e.ForwardWait,
-		Queue: wq.m, Streams: wq.streams(), SnapshotThreshold: e.SnapshotThreshold, SnapshotInterval: e.SnapshotInterval,
-		TLS: n.tls, MinTTL: e.MinTTL, MaxTTL: e.MaxTTL,
-		Timing: election.Timing{
+		Kinds:   []replog.Kind{leases.Kind(), wq.kind(), wq.reservations.kind()},
+		Streams: wq.streams(), SnapshotThreshold: e.SnapshotThreshold, SnapshotInterval: e.SnapshotInterval,
+		TLS: n.tls, Legacy: n.legacy,
+		Timing: replog.Timing{
 			HeartbeatTimeout: e.HeartbeatTimeout, ElectionTimeout: e.ElectionTimeout,
 			LeaderLeaseTimeout: e.LeaderLeaseTimeout, CommitTimeout: e.CommitTimeout,
-			MaxClockDrift: e.MaxClockDrift, ReapInterval: e.ReapInterval,
 			ReconcileInterval: e.ReconcileInterval, RemoveDeadAfter: e.RemoveDeadAfter, MinVoters: e.MinVoters,
 		},
 	})
@@ -113,14 +120,13 @@ func Start(cfg Config) (*Node, error) {
 		_ = g.Shutdown()
 		return nil, err
 	}
-	n.election = svc
-	wq.fwdPool = svc.NewPool(connQueue, 8, forwardPoolTTL)
-	wq.blobPool = svc.NewPool(connBlob, 4, blobPoolTTL)
-	wq.election.Store(svc)
+	leases.Attach(log)
+	n.log, n.election = log, leases
+	wq.blobPool = log.NewPool(connBlob, 4, blobPoolTTL)
+	wq.log.Store(log)
 	n.metaMu.Lock()
-	m := n.meta
-	m.RaftAddr = svc.Addr()
-	n.setMetaLocked(m)
+	n.raftAddr = log.Addr()
+	n.setMetaLocked(n.meta)
 	n.metaMu.Unlock()
 	_ = g.UpdateMeta(time.Second)
 	wq.startJanitor()
@@ -136,12 +142,21 @@ func (n *Node) GossipAddr() string { return n.gossip.LocalAddr() }
 // Join contacts more peers; it returns how many answered.
 func (n *Node) Join(addrs []string) (int, error) { return n.gossip.Join(addrs) }
 
-// SetMeta replaces the host-owned part of the metadata and gossips it.
+// SetMeta replaces the host's part of this node's metadata and gossips it. It refuses the
+// cluster's own keys, and a map whose encoding would not fit (ErrMetaTooLarge).
 func (n *Node) SetMeta(m Meta) error {
+	for k := range m {
+		if reservedMeta[k] {
+			return fmt.Errorf("%w: meta key %q is the cluster's own", ErrInvalid, k)
+		}
+	}
+	own := make(Meta, len(m))
+	for k, v := range m {
+		own[k] = append(json.RawMessage(nil), v...)
+	}
 	n.metaMu.Lock()
-	m.RaftAddr = n.meta.RaftAddr
 	old := n.meta
-	n.setMetaLocked(m)
+	n.setMetaLocked(own)
 	if len(n.metaB)+1 > membership.MetaMaxSize {
 		n.setMetaLocked(old)
 		n.metaMu.Unlock()
@@ -151,25 +166,88 @@ func (n *Node) SetMeta(m Meta) error {
 	return n.gossip.UpdateMeta(time.Second)
 }
 
-func (n *Node) setMetaLocked(m Meta) {
-	n.meta = m
-	n.metaB, _ = json.Marshal(m)
-}
-
 func (n *Node) metaBytes() []byte {
 	n.metaMu.Lock()
 	defer n.metaMu.Unlock()
 	return n.metaB
 }
 
-func (n *Node) peers() []election.Peer {
+// The cluster's own keys in the gossiped metadata. metaRaftAddr is the node's Raft address;
+// metaLogVersion is logVersion for a node of this release, which runs the replicated log of
+// package replog (the 'D' forwarding stream, WPS3 snapshots, blob reservations); nodes of
+// earlier releases advertise nothing there.
+const (
+	metaRaftAddr   = "raft"
+	metaLogVersion = "rv"
+	logVersion     = 1
+)
+
+// setMetaLocked encodes the host's map with the cluster's keys: one JSON object, the encoding
+// (and, for the keys older hosts set, the content) of every earlier release.
+func (n *Node) setMetaLocked(m Meta) {
+	n.meta = m
+	all := make(map[string]json.RawMessage, len(m)+2)
+	for k, v := range m {
+		all[k] = v
+	}
+	if n.raftAddr != "" {
+		all[metaRaftAddr], _ = json.Marshal(n.raftAddr)
+	}
+	all[metaLogVersion] = json.RawMessage(strconv.Itoa(logVersion))
+	n.metaB, _ = json.Marshal(all)
+}
+
+// splitMeta reads a member's gossiped metadata: the host's map and the cluster's keys.
+func splitMeta(b []byte) (host Meta, raftAddr string, version int) {
+	var all map[string]json.RawMessage
+	if json.Unmarshal(b, &all) != nil {
+		return Meta{}, "", 0
+	}
+	_ = json.Unmarshal(all[metaRaftAddr], &raftAddr)
+	_ = json.Unmarshal(all[metaLogVersion], &version)
+	delete(all, metaRaftAddr)
+	delete(all, metaLogVersion)
+	if all == nil {
+		all = map[string]json.RawMessage{}
+	}
+	return all, raftAddr, version
+}
+
+// legacy reports whether the named member runs a release before replog (unknown members are
+// taken for current ones).
+func (n *Node) legacy(id string) bool {
+	for _, m := range n.gossip.Members() {
+		if m.Name == id {
+			_, _, v := splitMeta(m.Meta)
+			return v < logVersion
+		}
+	}
+	return false
+}
+
+// enforceReservations reports whether blob pushes need a replicated reservation: once every
+// live member runs a release that makes them. It stays on from then (a member cannot switch
+// it off again by advertising an older release).
+func (n *Node) enforceReservations() bool {
+	if n.reserveOn.Load() {
+		return true
+	}
+	for _, m := range n.gossip.Members() {
+		if _, _, v := splitMeta(m.Meta); m.State == membership.StateAlive && v < logVersion {
+			return false
+		}
+	}
+	n.reserveOn.Store(true)
+	return true
+}
+
+func (n *Node) peers() []replog.Peer {
 	ms := n.gossip.Members()
-	out := make([]election.Peer, 0, len(ms))
+	out := make([]replog.Peer, 0, len(ms))
 	for _, m := range ms {
-		var meta Meta
-		_ = json.Unmarshal(m.Meta, &meta)
-		out = append(out, election.Peer{
-			ID: m.Name, RaftAddr: meta.RaftAddr, Since: m.Changed,
+		_, raftAddr, _ := splitMeta(m.Meta)
+		out = append(out, replog.Peer{
+			ID: m.Name, RaftAddr: raftAddr, Since: m.Changed,
 			Alive: m.State == membership.StateAlive, Left: m.State == membership.StateLeft,
 		})
 	}
@@ -178,7 +256,7 @@ func (n *Node) peers() []election.Peer {
 
 // Members lists every known member, dead and left ones included.
 func (n *Node) Members() []Member {
-	st := n.election.Status()
+	st := n.log.Status()
 	voters := map[string]bool{}
 	for _, v := range st.Voters {
 		voters[v] = true
@@ -192,8 +270,7 @@ func (n *Node) Members() []Member {
 }
 
 func (n *Node) toMember(m membership.Member, voters map[string]bool, leader string) Member {
-	var meta Meta
-	_ = json.Unmarshal(m.Meta, &meta)
+	meta, _, _ := splitMeta(m.Meta)
 	return Member{
 		Name: m.Name, Addr: m.Addr, State: MemberState(m.State), Since: m.Changed, Meta: meta,
 		Voter: voters[m.Name], Leader: leader != "" && leader == m.Name, IsLocal: m.Name == n.cfg.NodeName,
@@ -202,7 +279,7 @@ func (n *Node) toMember(m membership.Member, voters map[string]bool, leader stri
 
 // Status reports this node's Raft and gossip view.
 func (n *Node) Status() Status {
-	st := n.election.Status()
+	st := n.log.Status()
 	return Status{Node: n.cfg.NodeName, RaftState: st.State, RaftLeader: st.Leader, Term: st.Term,
 		Voters: st.Voters, Members: n.gossip.AliveCount()}
 }
@@ -239,8 +316,8 @@ func (n *Node) Subscribe(buffer int) (<-chan MemberEvent, func()) {
 }
 
 func (n *Node) onEvent(ev membership.Event) {
-	if n.election != nil {
-		n.election.Kick()
+	if n.log != nil {
+		n.log.Kick()
 	}
 	kind := "update"
 	switch ev.Kind {
@@ -406,7 +483,8 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.wq.stopWorkers(wctx)
 		wcancel()
 		n.wq.halt()
-		_ = n.election.Leave(ctx)
+		n.election.Shutdown()
+		_ = n.log.Leave(ctx)
 		leaveTimeout := time.Second
 		if dl, ok := ctx.Deadline(); ok {
 			if d := time.Until(dl); d < leaveTimeout {
@@ -416,7 +494,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if leaveTimeout > 0 {
 			_ = n.gossip.Leave(leaveTimeout)
 		}
-		err1 := n.election.Shutdown()
+		err1 := n.log.Shutdown()
 		n.wq.close()
 		err2 := n.gossip.Shutdown()
 		n.subMu.Lock()

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wasmpod/wasmpod/cluster/internal/election"
+	"github.com/wasmpod/wasmpod/cluster/internal/replog"
 	"github.com/wasmpod/wasmpod/cluster/queue"
 )
 
@@ -94,7 +96,7 @@ func threeNodes(t *testing.T) (leader *Node, followers []*Node) {
 		return nil
 	})
 	for _, n := range all {
-		if n.election.IsLeader() {
+		if n.log.IsLeader() {
 			leader = n
 		} else {
 			followers = append(followers, n)
@@ -112,9 +114,9 @@ func TestForwardedOperationsAuthorized(t *testing.T) {
 	leader, fs := threeNodes(t)
 	b := fs[0]
 	other := fs[1].Name()
-	addr := leader.election.Addr()
+	addr := leader.log.Addr()
 	lease := func(req election.Request) string {
-		c, err := b.election.Dial(addr, 'F', 2*time.Second)
+		c, err := b.log.Dial(addr, 'F', 2*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,18 +132,47 @@ func TestForwardedOperationsAuthorized(t *testing.T) {
 		return resp.Err
 	}
 	q := func(cmd queue.Command) queue.Response {
-		c, err := b.election.Dial(addr, connQueue, 2*time.Second)
+		c, err := b.log.Dial(addr, connQueue, 2*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		_ = json.NewEncoder(c).Encode(fwdRequest{Cmd: cmd})
-		var r fwdResponse
+		var r legacyResponse
 		if err := json.NewDecoder(io.LimitReader(c, 1<<20)).Decode(&r); err != nil {
 			t.Fatal(err)
 		}
-		return r.Resp
+		var resp queue.Response
+		_ = json.Unmarshal(r.Resp, &resp)
+		return resp
+	}
+	// The same commands through the replicated log's own forwarding stream.
+	doLease := func(req election.Request) string {
+		cmd, _ := json.Marshal(req)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, err := b.log.Do(ctx, replog.TagLeases, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resp struct {
+			Err string `json:"err"`
+		}
+		_ = json.Unmarshal(out, &resp)
+		return resp.Err
+	}
+	doQueue := func(cmd queue.Command) queue.Response {
+		b2, _ := json.Marshal(fwdRequest{Cmd: cmd})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, err := b.log.Do(ctx, replog.TagQueue, b2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resp queue.Response
+		_ = json.Unmarshal(out, &resp)
+		return resp
 	}
 	century := 100 * 365 * 24 * time.Hour
 	for _, tc := range []struct {
@@ -158,6 +189,9 @@ func TestForwardedOperationsAuthorized(t *testing.T) {
 		if got := lease(tc.req); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
+		if got := doLease(tc.req); got != tc.want && tc.want != "" {
+			t.Errorf("%s (replog stream): %q, want %q", tc.name, got, tc.want)
+		}
 	}
 	for _, tc := range []struct {
 		name string
@@ -173,6 +207,10 @@ func TestForwardedOperationsAuthorized(t *testing.T) {
 		forbidden := strings.Contains(r.Error, "forbidden")
 		if forbidden == tc.ok {
 			t.Errorf("%s: %+v", tc.name, r)
+		}
+		r = doQueue(tc.cmd)
+		if forbidden := strings.Contains(r.Error, "forbidden"); forbidden == tc.ok {
+			t.Errorf("%s (replog stream): %+v", tc.name, r)
 		}
 	}
 }

@@ -1,6 +1,10 @@
 package cluster
 
-import "time"
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
 
 // MemberState is a member's state as this node sees it.
 type MemberState string
@@ -11,20 +15,53 @@ const (
 	MemberLeft  MemberState = "left" // left gracefully
 )
 
-// Meta is what a node advertises by gossip (JSON, at most ~500 bytes).
-type Meta struct {
-	// RaftAddr is set by the cluster package itself.
-	RaftAddr string `json:"raft,omitempty"`
-	// AdminAddr, Pods, Modules and Shards are set by the host (SetMeta), for
-	// scatter/gather routing and the work queue.
-	AdminAddr string   `json:"admin,omitempty"`
-	Pods      []string `json:"pods,omitempty"`
-	Modules   []string `json:"modules,omitempty"`
-	Shards    []string `json:"shards,omitempty"`
-	// ScatterAddr is the host:port of the node's internal scatter endpoint, where roots on
-	// other nodes call the Shards it holds; empty when it serves none. Set by the host. Nodes
-	// that predate it omit it, and their shards are not routed to.
-	ScatterAddr string `json:"scatter,omitempty"`
+// Meta is the host's part of what a node advertises by gossip: a small map from keys the
+// host chooses to JSON values (at most ~500 bytes with the cluster's own keys). The cluster
+// neither reads nor names the host's keys; it encodes the map as one JSON object with its own
+// keys beside them ("raft", "rv"), which SetMeta refuses. A host that gives a key a new
+// meaning gives it a new name, so that nodes of different releases keep understanding each
+// other. Use Set, String and Strings, or the map directly.
+type Meta map[string]json.RawMessage
+
+// reservedMeta are the cluster's own keys.
+var reservedMeta = map[string]bool{metaRaftAddr: true, metaLogVersion: true}
+
+// Set stores v's JSON under key.
+func (m Meta) Set(key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("%w: meta %q: %v", ErrInvalid, key, err)
+	}
+	m[key] = b
+	return nil
+}
+
+// String reads a string value ("" when absent or not a string).
+func (m Meta) String(key string) string {
+	var s string
+	_ = json.Unmarshal(m[key], &s)
+	return s
+}
+
+// Strings reads a list of strings (nil when absent or not a list of strings).
+func (m Meta) Strings(key string) []string {
+	var s []string
+	_ = json.Unmarshal(m[key], &s)
+	return s
+}
+
+// Equal reports whether two maps hold the same keys and encoded values.
+func (m Meta) Equal(o Meta) bool {
+	if len(m) != len(o) {
+		return false
+	}
+	for k, v := range m {
+		w, ok := o[k]
+		if !ok || string(v) != string(w) {
+			return false
+		}
+	}
+	return true
 }
 
 // Member is one node of the cluster.

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bufio"
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
@@ -19,8 +20,8 @@ import (
 	"time"
 
 	"github.com/wasmpod/wasmpod/cluster/internal/blobs"
-	"github.com/wasmpod/wasmpod/cluster/internal/election"
 	"github.com/wasmpod/wasmpod/cluster/internal/mtls"
+	"github.com/wasmpod/wasmpod/cluster/internal/replog"
 	"github.com/wasmpod/wasmpod/cluster/queue"
 )
 
@@ -41,11 +42,13 @@ type workQueue struct {
 	tmp   string // removed at close when the state is not kept
 
 	stop chan struct{}
-	wg   sync.WaitGroup
+	// stopCtx ends when stop is closed.
+	stopCtx    context.Context
+	stopCancel context.CancelFunc
+	wg         sync.WaitGroup
 
-	// election is set once Raft has started; connections that arrive before (the Raft port
-	// listens while Raft restores its state) are answered "no leader".
-	election atomic.Pointer[election.Service]
+	// log is set once Raft has started.
+	log atomic.Pointer[replog.Log]
 
 	mu    sync.Mutex
 	pools []*Workers
@@ -53,17 +56,19 @@ type workQueue struct {
 	leaseMu sync.Mutex
 	leasing map[string]*sync.Mutex // per stage queue, on the leader: one lease decision at a time
 
-	quota *blobQuota // of pushes from each peer
+	quota        *blobQuota    // of pushes from each peer
+	reservations *reservations // replicated: which pushes each peer may make
 
-	// Pools of forwarding and blob connections to other nodes: set before election is
-	// stored, so a caller that loaded the service sees them.
-	fwdPool, blobPool *election.Pool
+	// blobPool keeps blob connections to other nodes: set before log is stored, so a caller
+	// that loaded the log sees it.
+	blobPool *replog.Pool
 }
 
 // openWorkQueue prepares the replica and the blob store under stateDir (a temporary directory
 // when stateDir is ""). The replica's file is rebuilt from the Raft log at every start.
 func openWorkQueue(n *Node, stateDir string, cfg QueueConfig) (*workQueue, error) {
 	w := &workQueue{node: n, cfg: cfg, stop: make(chan struct{}), leasing: map[string]*sync.Mutex{}}
+	w.stopCtx, w.stopCancel = context.WithCancel(context.Background())
 	dir := stateDir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "wasmpod-queue-")
@@ -90,6 +95,7 @@ func openWorkQueue(n *Node, stateDir string, cfg QueueConfig) (*workQueue, error
 		return nil, fmt.Errorf("work queue: %w", err)
 	}
 	w.blobs = st
+	w.reservations = newReservations(w.log.Load, cfg.MaxBlobBytes)
 	w.quota = &blobQuota{maxBytes: cfg.PeerBlobBytes, maxFiles: cfg.PeerBlobFiles, grace: max(cfg.BlobGrace, time.Minute),
 		peers: map[string][]pendingBlob{}, refs: func() (refs map[string]struct{}, err error) {
 			err = w.read(func(q *queue.Queue) error { refs, err = q.BlobRefs(); return err })
@@ -104,14 +110,14 @@ func (w *workQueue) cleanup() {
 	}
 }
 
-// streams are the connection kinds the work queue serves on the Raft port.
+// streams are the connection kinds the work queue serves on the Raft port (its forwarded
+// commands arrive through the replicated log's).
 func (w *workQueue) streams() map[byte]func(net.Conn) {
 	return map[byte]func(net.Conn){
-		connQueue: w.serveForward,
 		connBlob: func(c net.Conn) {
 			peer := mtls.PeerName(c)
 			blobs.ServeAdmit(c, w.blobs, 30*time.Second, func(sha string, size int64) error {
-				return w.quota.admit(peer, sha, size)
+				return w.admitPush(peer, sha, size)
 			})
 		},
 	}
@@ -134,6 +140,7 @@ func (w *workQueue) halt() {
 	case <-w.stop:
 	default:
 		close(w.stop)
+		w.stopCancel()
 	}
 	w.mu.Unlock()
 	w.wg.Wait()
@@ -146,151 +153,129 @@ func (w *workQueue) close() {
 	w.cleanup()
 }
 
-func (w *workQueue) svc() *election.Service { return w.election.Load() }
-
-// isLeader and leaderAddr tolerate a service that has not started yet.
+// isLeader tolerates a log that has not started yet.
 func (w *workQueue) isLeader() bool {
-	s := w.svc()
+	s := w.log.Load()
 	return s != nil && s.IsLeader()
-}
-
-func (w *workQueue) leaderAddr() string {
-	if s := w.svc(); s != nil {
-		return s.LeaderAddr()
-	}
-	return ""
 }
 
 // ---- operations through the leader ----
 
-// fwdRequest is a forwarded operation; fwdResponse its answer.
+// fwdRequest is the queue kind's command on the replicated log (also the request of the 'Q'
+// stream of releases before replog, which the log still serves).
 type fwdRequest struct {
 	Cmd  queue.Command `json:"cmd"`
 	Wait time.Duration `json:"wait,omitempty"` // lease: how long to wait for a ready task
 }
 
-type fwdResponse struct {
-	NoLeader bool           `json:"no_leader,omitempty"`
-	Resp     queue.Response `json:"resp"`
+// legacyResponse is the answer of the old 'Q' stream.
+type legacyResponse struct {
+	NoLeader bool            `json:"no_leader,omitempty"`
+	Resp     json.RawMessage `json:"resp,omitempty"`
+}
+
+// Limits of a forwarded command: it carries at most a job's inputs (queue.MaxJobBytes) or a
+// pipeline; an answer may carry a task's payload.
+const (
+	maxForwardRequest  = 16 << 20
+	maxForwardResponse = 64 << 20
+	// blobPoolTTL: blob connections are idle-closed by the serving side after 30 s.
+	blobPoolTTL = 20 * time.Second
+	// maxLeaseWait bounds how long a lease waits on the leader for a ready task.
+	maxLeaseWait = time.Minute
+)
+
+// kind is the work queue's kind of the replicated log.
+func (w *workQueue) kind() replog.Kind {
+	return replog.Kind{Tag: replog.TagQueue, Name: "work queue", Machine: queueMachine{w.m}, Lead: w.leadForward,
+		MaxCommand: maxForwardRequest, MaxAnswer: maxForwardResponse,
+		Legacy: &replog.Legacy{Stream: connQueue, Answer: legacyQueueAnswer, Read: legacyQueueRead, Last: waitingLease}}
+}
+
+// queueMachine is the queue's state machine as the log sees it.
+type queueMachine struct{ m *queue.Machine }
+
+func (q queueMachine) Apply(_ uint64, body []byte) any { return q.m.Apply(body) }
+func (q queueMachine) Snapshot() (func(io.Writer) error, func(), error) {
+	return q.m.Snapshot()
+}
+
+// Restore replaces the queue's state; a snapshot without a queue (from before it existed)
+// leaves it as it is.
+func (q queueMachine) Restore(r io.Reader) error {
+	br := bufio.NewReader(r)
+	if _, err := br.Peek(1); err == io.EOF {
+		return nil
+	}
+	return q.m.Restore(br)
+}
+
+func legacyQueueAnswer(resp []byte, err error) any {
+	switch {
+	case errors.Is(err, replog.ErrNoLeader):
+		return legacyResponse{NoLeader: true}
+	case err != nil:
+		b, _ := json.Marshal(queue.Response{Code: "other", Error: err.Error()})
+		return legacyResponse{Resp: b}
+	}
+	return legacyResponse{Resp: resp}
+}
+
+func legacyQueueRead(raw []byte) ([]byte, bool, error) {
+	var r legacyResponse
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, true, err
+	}
+	return r.Resp, r.NoLeader, nil
+}
+
+// waitingLease reports whether a command is a lease that waits on the leader (hanging up
+// cancels it).
+func waitingLease(b []byte) bool {
+	var r fwdRequest
+	return json.Unmarshal(b, &r) == nil && r.Cmd.Op == queue.OpLease && r.Wait > 0
 }
 
 // do runs cmd on the leader (here or forwarded), retrying while there is no leader for up to
-// the election's ForwardWait (bounded by ctx).
+// the election's ForwardWait plus wait (bounded by ctx).
 func (w *workQueue) do(ctx context.Context, cmd queue.Command, wait time.Duration) (queue.Response, error) {
-	deadline := time.Now().Add(w.node.cfg.Election.ForwardWait + wait)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+	select {
+	case <-w.stop:
+		return queue.Response{}, ErrClosed
+	default:
 	}
-	for {
+	log := w.log.Load()
+	if log == nil {
+		return queue.Response{}, fmt.Errorf("work queue %s: %w", cmd.Op, ErrNoQuorum)
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.node.cfg.Election.ForwardWait+wait)
+	defer cancel()
+	// Halted with the node: every waiting operation ends.
+	defer context.AfterFunc(w.stopCtx, cancel)()
+	b, err := json.Marshal(fwdRequest{Cmd: cmd, Wait: wait})
+	if err != nil {
+		return queue.Response{}, fmt.Errorf("%w: %v", queue.ErrInvalid, err)
+	}
+	out, err := log.Do(ctx, replog.TagQueue, b)
+	if err != nil {
 		select {
 		case <-w.stop:
 			return queue.Response{}, ErrClosed
 		default:
 		}
-		var (
-			resp     queue.Response
-			noLeader bool
-			err      error
-		)
-		if w.isLeader() {
-			resp, noLeader = w.lead(ctx, cmd, wait)
-		} else if addr := w.leaderAddr(); addr != "" {
-			resp, noLeader, err = w.forward(ctx, addr, cmd, wait, deadline)
-			if err != nil {
-				noLeader = true
-			}
-		} else {
-			noLeader = true
+		if errors.Is(err, replog.ErrClosed) {
+			return queue.Response{}, ErrClosed
 		}
-		if !noLeader {
-			return resp, resp.Err()
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if errors.Is(err, replog.ErrNoLeader) {
 			return queue.Response{}, fmt.Errorf("work queue %s: %w", cmd.Op, ErrNoQuorum)
 		}
-		t := time.NewTimer(50 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return queue.Response{}, fmt.Errorf("work queue %s: %w", cmd.Op, ctx.Err())
-		case <-w.stop:
-			t.Stop()
-			return queue.Response{}, ErrClosed
-		case <-t.C:
-		}
+		return queue.Response{}, fmt.Errorf("work queue %s: %w", cmd.Op, err)
 	}
-}
-
-// Limits of the forwarding stream: a request carries at most a job's inputs (queue.MaxJobBytes)
-// or a pipeline; an answer may carry a task's payload.
-const (
-	maxForwardRequest  = 16 << 20
-	maxForwardResponse = 64 << 20
-	// forwardIdle is how long a forwarding connection may wait for its next request (the
-	// forwarding side keeps idle ones for forwardPoolTTL, less); a request, once started,
-	// must arrive within it too.
-	forwardIdle    = 60 * time.Second
-	forwardPoolTTL = 30 * time.Second
-	// blobPoolTTL: blob connections are idle-closed by the serving side after 30 s.
-	blobPoolTTL = 20 * time.Second
-)
-
-func (w *workQueue) forward(ctx context.Context, addr string, cmd queue.Command, wait time.Duration, deadline time.Time) (queue.Response, bool, error) {
-	svc := w.svc()
-	if svc == nil {
-		return queue.Response{}, true, ErrNoQuorum
+	var r queue.Response
+	if err := json.Unmarshal(out, &r); err != nil {
+		return queue.Response{}, fmt.Errorf("work queue %s: undecodable answer: %v", cmd.Op, err)
 	}
-	// A lease waits on the leader and is cancelled by hanging up: it gets a connection of its
-	// own. Every other operation is answered at once, on a pooled connection.
-	longPoll := cmd.Op == queue.OpLease && wait > 0
-	for attempt := 0; ; attempt++ {
-		var (
-			c      net.Conn
-			reused bool
-			err    error
-		)
-		if longPoll {
-			c, err = svc.Dial(addr, connQueue, 2*time.Second)
-		} else {
-			c, reused, err = w.fwdPool.Get(addr, 2*time.Second)
-		}
-		if err != nil {
-			return queue.Response{}, true, err
-		}
-		r, err := w.forwardOn(ctx, c, cmd, wait)
-		if err != nil {
-			c.Close()
-			if reused && attempt == 0 && ctx.Err() == nil { // the leader may have closed it while idle
-				continue
-			}
-			return queue.Response{}, true, err
-		}
-		if longPoll {
-			c.Close()
-		} else {
-			w.fwdPool.Put(addr, c)
-		}
-		return r.Resp, r.NoLeader, nil
-	}
-}
-
-func (w *workQueue) forwardOn(ctx context.Context, c net.Conn, cmd queue.Command, wait time.Duration) (fwdResponse, error) {
-	dl := time.Now().Add(wait + 10*time.Second)
-	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
-		dl = d
-	}
-	_ = c.SetDeadline(dl)
-	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
-	defer stop()
-	var r fwdResponse
-	if err := json.NewEncoder(c).Encode(fwdRequest{Cmd: cmd, Wait: wait}); err != nil {
-		return r, err
-	}
-	err := json.NewDecoder(io.LimitReader(c, maxForwardResponse)).Decode(&r)
-	if err == nil && !stop() { // ctx ended just as the answer came: the deadline is spoiled
-		err = ctx.Err()
-	}
-	return r, err
+	return r, r.Err()
 }
 
 // errForbidden is the answer to a forwarded command that acts for another node.
@@ -324,74 +309,27 @@ func authorizeForward(peer string, secure bool, cmd queue.Command) error {
 	return nil
 }
 
-// serveForward answers forwarded operations on c, one after another, until the forwarding
-// side closes it or leaves it idle; a lease that waits for work is the connection's last.
-func (w *workQueue) serveForward(c net.Conn) {
-	peer := mtls.PeerName(c)
-	lr := &election.LimitedReader{R: c}
-	dec := json.NewDecoder(lr)
-	for {
-		_ = c.SetReadDeadline(time.Now().Add(forwardIdle))
-		lr.N = maxForwardRequest
-		var req fwdRequest
-		if err := dec.Decode(&req); err != nil {
-			return
-		}
-		_ = c.SetReadDeadline(time.Time{})
-		if err := authorizeForward(peer, w.node.tls != nil, req.Cmd); err != nil {
-			_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if json.NewEncoder(c).Encode(fwdResponse{Resp: queue.Response{Code: "invalid", Error: err.Error()}}) != nil {
-				return
-			}
-			continue
-		}
-		if req.Cmd.Op == queue.OpLease && req.Wait > 0 {
-			w.serveLease(c, req)
-			return
-		}
-		var out fwdResponse
-		if !w.isLeader() {
-			out.NoLeader = true
-		} else {
-			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
-			out.Resp, out.NoLeader = w.lead(ctx, req.Cmd, 0)
-			cancel()
-		}
-		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if json.NewEncoder(c).Encode(out) != nil {
-			return
+// leadForward is the queue kind's Lead: it checks a command against the node that sent it
+// and runs it here, the leader.
+func (w *workQueue) leadForward(ctx context.Context, from replog.Caller, b []byte) ([]byte, error) {
+	var req fwdRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		return json.Marshal(queue.Response{Code: "invalid", Error: "work queue: undecodable command: " + err.Error()})
+	}
+	if !from.Local {
+		if err := authorizeForward(from.Node, from.Secure, req.Cmd); err != nil {
+			return json.Marshal(queue.Response{Code: "invalid", Error: err.Error()})
 		}
 	}
-}
-
-// serveLease answers a lease request that may wait for work; the connection is not used
-// again.
-func (w *workQueue) serveLease(c net.Conn, req fwdRequest) {
-	wait := min(max(req.Wait, 0), time.Minute)
-	ctx, cancel := context.WithTimeout(context.Background(), wait+8*time.Second)
-	defer cancel()
-	go func() { // a node shutdown cancels a waiting lease
-		select {
-		case <-w.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	// The client sends nothing more: a read that returns means it hung up (a stopped worker),
-	// and its lease request must not take a task.
-	go func() {
-		var b [1]byte
-		_, _ = c.Read(b[:])
-		cancel()
-	}()
-	var out fwdResponse
-	if !w.isLeader() {
-		out.NoLeader = true
-	} else {
-		out.Resp, out.NoLeader = w.lead(ctx, req.Cmd, wait)
+	wait := time.Duration(0)
+	if req.Cmd.Op == queue.OpLease {
+		wait = min(max(req.Wait, 0), maxLeaseWait)
 	}
-	_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	_ = json.NewEncoder(c).Encode(out)
+	resp, noLeader := w.lead(ctx, req.Cmd, wait)
+	if noLeader {
+		return nil, replog.ErrNoLeader
+	}
+	return json.Marshal(resp)
 }
 
 // lead runs one operation on the leader: it stamps the leader's clock and settings and
@@ -404,7 +342,7 @@ func (w *workQueue) lead(ctx context.Context, cmd queue.Command, wait time.Durat
 		cmd.At = time.Now()
 		return w.apply(cmd, applyTimeout)
 	}
-	if err := w.svc().CaughtUp(applyTimeout); err != nil {
+	if err := w.log.Load().CaughtUp(applyTimeout); err != nil {
 		return queue.Response{}, true
 	}
 	// One lease decision per queue at a time: waiters woken by the same ready task do not
@@ -477,13 +415,13 @@ func (w *workQueue) apply(cmd queue.Command, timeout time.Duration) (queue.Respo
 	if err != nil {
 		return queue.Response{Code: "invalid", Error: err.Error()}, false
 	}
-	svc := w.svc()
-	if svc == nil {
-		return queue.Response{}, true
-	}
-	out, err := svc.ApplyQueue(b, timeout)
+	res, err := w.log.Load().Propose(replog.TagQueue, b, timeout)
 	if err != nil {
 		return queue.Response{}, true
+	}
+	out, ok := res.([]byte)
+	if !ok {
+		return queue.Response{Code: "other", Error: "work queue: the machine answered nothing"}, false
 	}
 	var r queue.Response
 	if err := json.Unmarshal(out, &r); err != nil {
@@ -578,8 +516,7 @@ func (w *workQueue) blobPeers() []string {
 // It reports false when there is no other member; otherwise the error joins every failure.
 func (w *workQueue) onePeer(ctx context.Context, op func(c net.Conn) error) (bool, error) {
 	peers := w.blobPeers()
-	svc := w.svc()
-	if svc == nil {
+	if w.log.Load() == nil {
 		return false, ErrNoQuorum
 	}
 	var errs []error
@@ -619,6 +556,16 @@ func (w *workQueue) onBlobConn(addr string, op func(c net.Conn) error) error {
 // replicate copies a local blob to one other live member (the first that accepts it); with
 // no other member there is nothing to do.
 func (w *workQueue) replicate(ctx context.Context, sha string) error {
+	if len(w.blobPeers()) == 0 {
+		return nil
+	}
+	size, err := w.blobs.Size(sha)
+	if err != nil {
+		return fmt.Errorf("work queue: blob %s: %w", sha, err)
+	}
+	if err := w.reserve(ctx, sha, size); err != nil {
+		return fmt.Errorf("work queue: %w", err)
+	}
 	some, err := w.onePeer(ctx, func(c net.Conn) error { return blobs.Push(ctx, c, w.blobs, sha) })
 	if some && err != nil {
 		return fmt.Errorf("work queue: blob %s: no other member took a copy: %w", sha, err)
@@ -724,7 +671,7 @@ func (w *workQueue) sweep() {
 	}
 	// A replica that has not caught up with the leader (just restarted, or cut off) would take
 	// files of jobs it does not know yet for garbage.
-	if s := w.svc(); s != nil && s.ReplicaCurrent() {
+	if s := w.log.Load(); s != nil && s.ReplicaCurrent() {
 		_, _ = w.collectBlobs(time.Now().Add(-w.cfg.BlobGrace))
 	}
 }
@@ -867,70 +814,102 @@ func (p *Workers) stopped() bool {
 	}
 }
 
-// loop leases and runs tasks until the pool stops.
+// loop leases and runs tasks until the pool stops. While a task runs, the worker already
+// leases its next one (and a finished task's result is committed in the background, see
+// deliver), so that the log writes a task needs are not on the worker's path from one run to
+// the next. When the pool stops, a task leased ahead is still run.
 func (p *Workers) loop(worker string) {
 	name := queue.StageQueue(p.cfg.Pipeline, p.cfg.Stage)
 	backoff := 50 * time.Millisecond
-	for !p.stopped() {
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-p.stop:
-				cancel()
-			case <-ctx.Done():
+	var (
+		next *held
+		prev chan struct{} // closed when the previous task's commit has ended
+	)
+	for {
+		cur := next
+		next = nil
+		if cur == nil {
+			if p.stopped() {
+				break
 			}
-		}()
-		resp, err := p.w.do(ctx, queue.Command{Op: queue.OpLease, Name: name, Worker: worker}, p.w.cfg.LeaseWait)
-		cancel()
-		switch {
-		case err == nil && resp.Lease != nil:
-			backoff = 50 * time.Millisecond
-			p.deliver(*resp.Lease)
-		case errors.Is(err, queue.ErrEmpty):
-			backoff = 50 * time.Millisecond
-		default: // no leader, shut down: pause a little
-			t := time.NewTimer(backoff)
-			select {
-			case <-p.stop:
-			case <-t.C:
+			if cur = p.lease(name, worker, &backoff); cur == nil {
+				continue
 			}
-			t.Stop()
-			backoff = min(2*backoff, 2*time.Second)
 		}
+		var ahead chan *held
+		if !p.stopped() {
+			ahead = make(chan *held, 1)
+			go func() { ahead <- p.lease(name, worker, nil) }()
+		}
+		prev = p.deliver(cur, prev)
+		if ahead != nil {
+			next = <-ahead
+		}
+	}
+	if prev != nil {
+		<-prev
 	}
 }
 
-// deliver runs one delivery of a task under its lease: heartbeats keep the lease, the result
-// is committed only while the lease is live.
-func (p *Workers) deliver(l queue.Lease) {
-	p.mu.Lock()
-	p.running++
-	p.mu.Unlock()
-	defer func() {
-		p.mu.Lock()
-		p.running--
-		p.mu.Unlock()
+// lease asks the leader for a task of the queue, waiting up to LeaseWait for one, and holds
+// it (heartbeats start at once). It returns nil when there is none, the pool stops, or the
+// request fails; backoff (nil: return at once) is the pause after a failure, doubled each time.
+func (p *Workers) lease(name, worker string, backoff *time.Duration) *held {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-p.stop:
+			cancel()
+		case <-ctx.Done():
+		}
 	}()
-	ctx, cancel := context.WithTimeout(p.runCtx, p.cfg.Timeout)
-	defer cancel()
+	resp, err := p.w.do(ctx, queue.Command{Op: queue.OpLease, Name: name, Worker: worker}, p.w.cfg.LeaseWait)
+	cancel()
+	switch {
+	case err == nil && resp.Lease != nil:
+		if backoff != nil {
+			*backoff = 50 * time.Millisecond
+		}
+		return p.hold(*resp.Lease)
+	case errors.Is(err, queue.ErrEmpty):
+		if backoff != nil {
+			*backoff = 50 * time.Millisecond
+		}
+	case backoff != nil: // no leader, shut down: pause a little
+		t := time.NewTimer(*backoff)
+		select {
+		case <-p.stop:
+		case <-t.C:
+		}
+		t.Stop()
+		*backoff = min(2**backoff, 2*time.Second)
+	}
+	return nil
+}
 
-	// The lease as the log needs it: without the task's payload again.
-	ref := l
-	ref.Payload = nil
+// held is a task a worker holds the lease of, from the lease until its result is proposed:
+// heartbeats keep the lease meanwhile, and a lost lease cancels ctx (and so the run).
+type held struct {
+	l      queue.Lease
+	ctx    context.Context
+	cancel context.CancelFunc
+	hbDone chan struct{}
+	lost   bool // written by the heartbeat goroutine before it closes hbDone
+}
 
-	// Heartbeat every third of the lease, on this node's clock (the leader's expiry time is on
-	// its own); a lost lease cancels the run. lost is read after hbDone is closed.
-	var (
-		lost   bool
-		hbDone = make(chan struct{})
-	)
+// hold starts the heartbeats of a new lease: every third of the lease, on this node's clock
+// (the leader's expiry time is on its own).
+func (p *Workers) hold(l queue.Lease) *held {
+	ctx, cancel := context.WithCancel(p.runCtx)
+	h := &held{l: l, ctx: ctx, cancel: cancel, hbDone: make(chan struct{})}
 	leaseFor := p.w.cfg.LeaseDuration
 	go func() {
-		defer close(hbDone)
+		defer close(h.hbDone)
 		t := time.NewTicker(max(leaseFor/3, 10*time.Millisecond))
 		defer t.Stop()
-		cur := ref
-		// renewed is when the last renewal that succeeded was sent (the delivery's start at
+		cur := l
+		cur.Payload = nil // the lease as the log needs it: without the task's payload again
+		// renewed is when the last renewal that succeeded was sent (the lease's start at
 		// first): the leader cannot have extended the lease past renewed + leaseFor.
 		renewed := time.Now()
 		for {
@@ -947,7 +926,7 @@ func (p *Workers) deliver(l queue.Lease) {
 			// node is cut off from the leader, whose lease has run out and whose task another
 			// worker may already run). Either way the result could not be committed: stop.
 			if errors.Is(err, queue.ErrLeaseLost) || err != nil && time.Since(renewed) >= leaseFor {
-				lost = true
+				h.lost = true
 				cancel()
 				return
 			}
@@ -959,32 +938,82 @@ func (p *Workers) deliver(l queue.Lease) {
 			}
 		}
 	}()
+	return h
+}
 
-	out, runErr := p.run(ctx, l)
+// release stops the heartbeats and reports whether the lease was lost.
+func (h *held) release() bool {
+	h.cancel()
+	<-h.hbDone
+	return h.lost
+}
+
+// deliver runs one delivery of a held task, then commits its result in the background (the
+// worker goes on with its next task meanwhile) once prev, the worker's previous commit, has
+// ended: a worker has at most one commit in flight. It returns a channel closed when this
+// delivery's commit has ended.
+func (p *Workers) deliver(h *held, prev chan struct{}) chan struct{} {
+	p.mu.Lock()
+	p.running++
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(h.ctx, p.cfg.Timeout)
+	out, staged, runErr := p.run(ctx, h.l)
 	cancel()
-	<-hbDone
-	if lost {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			p.mu.Lock()
+			p.running--
+			p.mu.Unlock()
+		}()
+		if prev != nil {
+			<-prev
+		}
+		p.commit(h, out, staged, runErr)
+	}()
+	return done
+}
+
+// commit ends a delivery: the output is made durable, here and (in a cluster) on one other
+// member, before the completion that refers to it is proposed, so that an acknowledged
+// result survives a crash. Its blob fsyncs are shared with the commits and uploads running at
+// the same time (blobs.Store.Commit), and the completions of several workers with each other
+// and with leases in one log write (Raft batches concurrent proposals). It runs even if the
+// pool is stopping: the result is ready.
+func (p *Workers) commit(h *held, out queue.File, staged blobs.Staged, runErr error) {
+	ctx, cancel := context.WithTimeout(context.Background(), max(time.Until(h.l.ExpiresAt)+p.w.cfg.LeaseDuration, 30*time.Second))
+	defer cancel()
+	if runErr == nil {
+		if err := p.w.blobs.Commit(staged); err != nil {
+			runErr = fmt.Errorf("stage output %q: %w", out.Name, err)
+		} else if err := p.w.replicate(ctx, out.SHA256); err != nil {
+			runErr = err
+		}
+	}
+	if h.release() {
+		p.w.blobs.Discard(staged)
 		p.count(&p.leaseLost)
 		return
 	}
-	// Commit (complete or fail) even if the pool is stopping: the result is ready. A commit
-	// that finds no leader is tried again (an election can outlast one attempt) until the
-	// lease would have run out anyway.
-	cctx, ccancel := context.WithTimeout(context.Background(), max(time.Until(l.ExpiresAt)+p.w.cfg.LeaseDuration, 30*time.Second))
-	defer ccancel()
+	ref := h.l
+	ref.Payload = nil
 	var cmd queue.Command
 	if runErr == nil {
 		cmd = queue.Command{Op: queue.OpComplete, Lease: &ref, Output: &out}
 	} else {
+		p.w.blobs.Discard(staged)
 		if p.runCtx.Err() != nil { // the node is stopping: let the lease run out instead
 			return
 		}
 		cmd = queue.Command{Op: queue.OpFail, Lease: &ref, Error: runErr.Error()}
 	}
+	// A commit that finds no leader is tried again (an election can outlast one attempt)
+	// until the lease would have run out anyway.
 	var err error
 	for {
-		_, err = p.w.do(cctx, cmd, 0)
-		if !errors.Is(err, ErrNoQuorum) || cctx.Err() != nil {
+		_, err = p.w.do(ctx, cmd, 0)
+		if !errors.Is(err, ErrNoQuorum) || ctx.Err() != nil {
 			break
 		}
 	}
@@ -1005,17 +1034,18 @@ func (p *Workers) count(c *uint64) {
 	p.mu.Unlock()
 }
 
-// run fetches the inputs, runs the stage and stores (and replicates) its output.
-func (p *Workers) run(ctx context.Context, l queue.Lease) (queue.File, error) {
+// run fetches the inputs, runs the stage and stages its output in the blob store (commit
+// makes it durable).
+func (p *Workers) run(ctx context.Context, l queue.Lease) (queue.File, blobs.Staged, error) {
 	var st queue.StageTask
 	if err := json.Unmarshal(l.Payload, &st); err != nil {
-		return queue.File{}, fmt.Errorf("task %d: payload is not a stage task: %v", l.TaskID, err)
+		return queue.File{}, blobs.Staged{}, fmt.Errorf("task %d: payload is not a stage task: %v", l.TaskID, err)
 	}
 	inputs := make([]StageInput, 0, len(st.Inputs))
 	for _, f := range st.Inputs {
 		path, err := p.w.ensureBlob(ctx, f.SHA256)
 		if err != nil {
-			return queue.File{}, fmt.Errorf("input %q: %w", f.Name, err)
+			return queue.File{}, blobs.Staged{}, fmt.Errorf("input %q: %w", f.Name, err)
 		}
 		inputs = append(inputs, StageInput{Name: f.Name, Path: path})
 	}
@@ -1025,22 +1055,19 @@ func (p *Workers) run(ctx context.Context, l queue.Lease) (queue.File, error) {
 	}
 	work, err := os.MkdirTemp(filepath.Join(p.w.blobs.Dir(), "tmp"), "run-")
 	if err != nil {
-		return queue.File{}, fmt.Errorf("work dir: %w", err)
+		return queue.File{}, blobs.Staged{}, fmt.Errorf("work dir: %w", err)
 	}
 	defer os.RemoveAll(work)
 	rel, err := p.cfg.Runner.RunStage(ctx, inputs, outputName, work)
 	if err != nil {
-		return queue.File{}, err
+		return queue.File{}, blobs.Staged{}, err
 	}
 	if err := queue.ValidFileName(rel); err != nil {
-		return queue.File{}, fmt.Errorf("stage output: %w", err)
+		return queue.File{}, blobs.Staged{}, fmt.Errorf("stage output: %w", err)
 	}
-	sha, size, err := p.w.blobs.Import(filepath.Join(work, filepath.FromSlash(rel)))
+	staged, err := p.w.blobs.StageFile(filepath.Join(work, filepath.FromSlash(rel)))
 	if err != nil {
-		return queue.File{}, fmt.Errorf("stage output %q: %w", rel, err)
+		return queue.File{}, blobs.Staged{}, fmt.Errorf("stage output %q: %w", rel, err)
 	}
-	if err := p.w.replicate(ctx, sha); err != nil {
-		return queue.File{}, err
-	}
-	return queue.File{Name: rel, SHA256: sha, Size: size}, nil
+	return queue.File{Name: rel, SHA256: staged.SHA256, Size: staged.Size}, staged, nil
 }

@@ -9,6 +9,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/wasmpod/wasmpod/internal/spans"
 )
 
 // EndpointConfig tunes an Endpoint. Start from DefaultEndpointConfig.
@@ -173,7 +177,14 @@ func (e *Endpoint) Handle(ctx context.Context, r WireRequest, dst []byte) (statu
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.budget)
 	defer cancel()
+	var span trace.Span
+	if spans.On() && len(r.Traceparent) > 0 {
+		ctx, span = serveStart(ctx, r.Traceparent, p.shard, p.id)
+	}
 	out, err := e.serve(ctx, p.shard, p.id, r.Body, dst)
+	if span != nil {
+		serveEnd(span, err)
+	}
 	if err != nil {
 		return statusOf(err), append(dst, errorBody(err)...)
 	}
@@ -224,8 +235,11 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if v := r.Header.Values(HeaderBudget); len(v) == 1 {
 		budget = []byte(v[0])
 	}
-	status, out := e.Handle(r.Context(), WireRequest{Path: []byte(r.URL.Path), RequestID: id, Budget: budget, Body: body,
-		Cancel: r.Header.Get(HeaderCancel) == "1"}, body[len(body):])
+	wr := WireRequest{Path: []byte(r.URL.Path), RequestID: id, Budget: budget, Body: body, Cancel: r.Header.Get(HeaderCancel) == "1"}
+	if spans.On() {
+		wr.Traceparent = []byte(r.Header.Get(spans.HeaderTraceparent))
+	}
+	status, out := e.Handle(r.Context(), wr, body[len(body):])
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.WriteHeader(status)
 	w.Write(out)

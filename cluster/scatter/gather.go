@@ -9,7 +9,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/wasmpod/wasmpod/cluster"
+	"github.com/wasmpod/wasmpod/internal/spans"
 	"github.com/wasmpod/wasmpod/runtime"
 )
 
@@ -203,6 +206,8 @@ type reqState struct {
 
 	parts []runtime.Part
 	timer *time.Timer
+
+	tr *reqTrace // nil unless the request's span records (trace.go)
 }
 
 func (g *Gather) newState() *reqState {
@@ -232,6 +237,7 @@ func (g *Gather) newState() *reqState {
 // reset readies a released state for the next request.
 func (st *reqState) reset() {
 	st.ctx = nil
+	st.tr = nil
 	for i := range st.status {
 		st.status[i].Store(statusPending)
 		st.next[i].Store(0)
@@ -302,8 +308,16 @@ func (st *reqState) run(i, r int) int {
 	if !rep.local {
 		start = time.Now()
 	}
-	out, err := rep.leaf.Call(st.ctx, st.id, st.in, st.bufs[i][r][:0])
+	ctx := st.ctx
+	var span trace.Span
+	if st.tr != nil {
+		ctx, span = st.attemptStart(ctx, i, r)
+	}
+	out, err := rep.leaf.Call(ctx, st.id, st.in, st.bufs[i][r][:0])
 	st.bufs[i][r] = out
+	if span != nil {
+		defer st.attemptEnd(span, i, r, err)
+	}
 	if err == nil {
 		if !rep.local {
 			sh.lat.record(time.Since(start), &st.g.cfg)
@@ -379,6 +393,13 @@ func (g *Gather) Do(ctx context.Context, req, dst []byte) (out []byte, res Resul
 	if err := ctx.Err(); err != nil {
 		return dst, res, fmt.Errorf("%w: %w", ErrDeadline, err)
 	}
+	var tr *reqTrace
+	if spans.On() {
+		ctx, tr = g.traceStart(ctx)
+		if tr != nil {
+			defer func() { tr.end(&res, err) }()
+		}
+	}
 
 	// One deadline for the whole request.
 	now := time.Now()
@@ -394,6 +415,7 @@ func (g *Gather) Do(ctx context.Context, req, dst []byte) (out []byte, res Resul
 	st := g.pool.Get().(*reqState)
 	st.refs.Store(1)
 	st.ctx = ctx
+	st.tr = tr
 	st.id = g.ids.next()
 	st.in = append(st.in[:0], req...)
 	res.ID = st.id
@@ -472,10 +494,18 @@ func (g *Gather) Do(ctx context.Context, req, dst []byte) (out []byte, res Resul
 		}
 		st.parts[i] = runtime.Part{Missing: true}
 		res.Missing = append(res.Missing, g.shards[i].name)
+		if tr != nil && s == statusAbandoned {
+			tr.missed(g, i)
+		}
 	}
 	res.Partial = len(res.Missing) > 0
 
-	out, err = g.merge.Merge(ctx, st.parts, dst)
+	mctx, mspan := ctx, trace.Span(nil)
+	if tr != nil {
+		mctx, mspan = tr.mergeStart(ctx, len(res.Missing))
+	}
+	out, err = g.merge.Merge(mctx, st.parts, dst)
+	spans.End(mspan, err)
 	if err != nil {
 		err = fmt.Errorf("scatter: merge: %w", err)
 		if errors.Is(err, runtime.ErrDeadline) {
@@ -499,6 +529,9 @@ func (st *reqState) hedge(now time.Time) int {
 		}
 		st.hedged[i] = true
 		if r := st.claim(int(i)); r >= 0 {
+			if st.tr != nil {
+				st.tr.hedge[i].Store(int32(r) + 1)
+			}
 			st.launch(int(i), r)
 			n++
 		}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/wasmpod/wasmpod/internal/spans"
 )
 
 // PeerConfig tunes the client to one peer's internal endpoint. Start from DefaultPeerConfig.
@@ -123,9 +125,10 @@ type fastLeaf struct {
 }
 
 var (
-	headerRequestID = []byte(HeaderRequestID)
-	headerBudget    = []byte(HeaderBudget)
-	methodPost      = []byte(http.MethodPost)
+	headerRequestID   = []byte(HeaderRequestID)
+	headerBudget      = []byte(HeaderBudget)
+	headerTraceparent = []byte(spans.HeaderTraceparent)
+	methodPost        = []byte(http.MethodPost)
 )
 
 func (l *fastLeaf) Call(ctx context.Context, id RequestID, in, dst []byte) ([]byte, error) {
@@ -151,6 +154,12 @@ func (l *fastLeaf) Call(ctx context.Context, id RequestID, in, dst []byte) ([]by
 	var hb [40]byte
 	req.Header.SetCanonical(headerRequestID, id.appendHex(hb[:0]))
 	req.Header.SetCanonical(headerBudget, appendBudget(hb[:0], budget))
+	if spans.On() {
+		var tb [64]byte
+		if tp := appendTraceparent(tb[:0], ctx); len(tp) > 0 {
+			req.Header.SetCanonical(headerTraceparent, tp)
+		}
+	}
 	req.SetBodyRaw(in)
 	if ctx.Done() != nil {
 		// fasthttp's client cannot abort a request in flight: when the root's request is
@@ -244,6 +253,11 @@ func (l *netLeaf) Call(ctx context.Context, id RequestID, in, dst []byte) ([]byt
 	}
 	req.Header[HeaderRequestID] = []string{id.String()}
 	req.Header[HeaderBudget] = []string{string(appendBudget(nil, budget))}
+	if spans.On() {
+		if tp := appendTraceparent(nil, ctx); len(tp) > 0 {
+			req.Header[spans.HeaderTraceparent] = []string{string(tp)}
+		}
+	}
 	resp, err := p.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {

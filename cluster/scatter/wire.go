@@ -15,6 +15,7 @@ import (
 //	POST /_wasmpod/scatter/v1/<shard>
 //	Wasmpod-Request-Id: <32 hex digits>       the root request's id (duplicates are dropped)
 //	Wasmpod-Budget-Us: <decimal microseconds>  time left before the root's deadline
+//	traceparent: <W3C trace context>           optional: the root's attempt span, when traced
 //	body: the leaf input
 //
 // A root whose request was cancelled (its client went away) tells the peer to stop the shard:
@@ -50,6 +51,9 @@ type WireRequest struct {
 	Budget    []byte // the Wasmpod-Budget-Us header
 	Body      []byte
 	Cancel    bool // the Wasmpod-Cancel header is 1: cancel the attempt, do not run it
+	// Traceparent is the W3C traceparent header: the root's attempt span, when traced. A
+	// transport need only fill it when spans.On (tracing is configured).
+	Traceparent []byte
 }
 
 // parsed is a WireRequest after validation.

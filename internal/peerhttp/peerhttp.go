@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/wasmpod/wasmpod/cluster/scatter"
+	"github.com/wasmpod/wasmpod/internal/spans"
 )
 
 // Config bounds the server side of the internal endpoint. Start from DefaultConfig.
@@ -57,13 +58,17 @@ func Handler(e *scatter.Endpoint) fasthttp.RequestHandler {
 		bp := bufs.Get().(*[]byte)
 		// context.Background, not c: a parent of another type would cost a goroutine per
 		// request to propagate cancellation. The budget header bounds the call.
-		status, out := e.Handle(context.Background(), scatter.WireRequest{
+		wr := scatter.WireRequest{
 			Path:      c.Path(),
 			RequestID: c.Request.Header.Peek(scatter.HeaderRequestID),
 			Budget:    c.Request.Header.Peek(scatter.HeaderBudget),
 			Body:      c.PostBody(),
 			Cancel:    string(c.Request.Header.Peek(scatter.HeaderCancel)) == "1",
-		}, (*bp)[:0])
+		}
+		if spans.On() {
+			wr.Traceparent = c.Request.Header.Peek(spans.HeaderTraceparent)
+		}
+		status, out := e.Handle(context.Background(), wr, (*bp)[:0])
 		c.SetStatusCode(status)
 		c.SetContentType("application/octet-stream")
 		c.SetBody(out)

@@ -11,7 +11,11 @@
 // rename it to its address (or drop it when the blob is already present) and fsync the
 // address's directory before they return. A peer acknowledges a Push only after that same
 // sequence, so an acknowledged blob survives a crash of either node. Temporary files left by
-// a crash are removed by Open.
+// a crash are removed by Open. Commits that run at the same time share their fsyncs (group
+// commit: the files' content concurrently, then each directory once); StageFile and Commit
+// let a caller write a blob first and make it durable later, just before it hands its address
+// to anyone (the work queue commits a task's output before proposing the completion that
+// refers to it).
 //
 // Transfer runs over a stream connection (on a node's shared TCP port, after the connection
 // kind byte). Serve answers requests on one connection; Fetch and Push are the client side.

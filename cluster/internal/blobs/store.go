@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -47,6 +48,10 @@ type Store struct {
 	dir     string
 	tmp     string
 	maxSize int64
+
+	gmu   sync.Mutex   // guards the group commit:
+	queue []*commitReq // commits waiting for the next batch
+	busy  bool         // a batch is being committed
 }
 
 // Open opens the store in dir, creating it (and its fan-out directories) if needed, and
@@ -114,6 +119,8 @@ func (s *Store) path(sha string) string { return filepath.Join(s.dir, sha[:2], s
 // streamed to a temporary file, hashed, fsynced and renamed to its address (dropped if the
 // blob is already present), and the directory is fsynced before Put returns. Content longer
 // than the store's maximum fails with ErrTooLarge; on any error nothing is stored.
+//
+// Concurrent Puts (and Commits) share their fsyncs: see Commit.
 func (s *Store) Put(r io.Reader) (sha string, size int64, err error) {
 	return s.put("", r)
 }
@@ -130,37 +137,77 @@ func (s *Store) PutExpect(sha string, r io.Reader) (size int64, err error) {
 
 // Import copies the regular file at path into the store.
 func (s *Store) Import(path string) (sha string, size int64, err error) {
+	p, err := s.StageFile(path)
+	if err != nil {
+		return "", 0, err
+	}
+	if err := s.Commit(p); err != nil {
+		return "", 0, err
+	}
+	return p.SHA256, p.Size, nil
+}
+
+// Staged is content written to the store's temporary directory and hashed, but neither
+// durable nor at its address yet: Commit stores it, Discard drops it. A crash before Commit
+// returns loses it (Open removes temporary files).
+type Staged struct {
+	SHA256 string
+	Size   int64
+	tmp    string
+}
+
+// StageFile stages a copy of the regular file at path (see Staged). It does not fsync:
+// Commit does, for every blob committed together.
+func (s *Store) StageFile(path string) (Staged, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", 0, fmt.Errorf("blobs: import: %w", err)
+		return Staged{}, fmt.Errorf("blobs: import: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return "", 0, fmt.Errorf("blobs: import: %w", err)
+		return Staged{}, fmt.Errorf("blobs: import: %w", err)
 	}
 	if !st.Mode().IsRegular() {
-		return "", 0, fmt.Errorf("blobs: import %s: not a regular file: %w", path, ErrInvalid)
+		return Staged{}, fmt.Errorf("blobs: import %s: not a regular file: %w", path, ErrInvalid)
 	}
 	if st.Size() > s.maxSize {
-		return "", 0, fmt.Errorf("blobs: import %s: %d bytes, limit %d: %w", path, st.Size(), s.maxSize, ErrTooLarge)
+		return Staged{}, fmt.Errorf("blobs: import %s: %d bytes, limit %d: %w", path, st.Size(), s.maxSize, ErrTooLarge)
 	}
-	return s.Put(f)
+	return s.stage("", f)
+}
+
+// Discard removes a staged blob that will not be committed. Idempotent.
+func (s *Store) Discard(p Staged) {
+	if p.tmp != "" {
+		os.Remove(p.tmp) // no-op once committed (renamed or removed)
+	}
 }
 
 func (s *Store) put(want string, r io.Reader) (sha string, size int64, err error) {
+	p, err := s.stage(want, r)
+	if err != nil {
+		return "", 0, err
+	}
+	if err := s.Commit(p); err != nil {
+		return "", 0, err
+	}
+	return p.SHA256, p.Size, nil
+}
+
+// stage streams r to a temporary file, hashing it; nothing is fsynced.
+func (s *Store) stage(want string, r io.Reader) (p Staged, err error) {
 	f, err := os.CreateTemp(s.tmp, "put-*")
 	if err != nil {
-		return "", 0, fmt.Errorf("blobs: put: %w", err)
+		return Staged{}, fmt.Errorf("blobs: put: %w", err)
 	}
 	tmpName := f.Name()
-	closed := false
 	defer func() {
-		if !closed {
-			f.Close()
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("blobs: put: %w", cerr)
 		}
 		if err != nil {
-			os.Remove(tmpName) // no-op once renamed
+			os.Remove(tmpName)
 		}
 	}()
 
@@ -173,44 +220,168 @@ func (s *Store) put(want string, r io.Reader) (sha string, size int64, err error
 	n, err := io.CopyBuffer(io.MultiWriter(f, h), io.LimitReader(r, limit), *bp)
 	bufPool.Put(bp)
 	if err != nil {
-		return "", 0, fmt.Errorf("blobs: put: %w", err)
+		return Staged{}, fmt.Errorf("blobs: put: %w", err)
 	}
 	if n > s.maxSize {
-		return "", 0, fmt.Errorf("blobs: put: more than %d bytes: %w", s.maxSize, ErrTooLarge)
+		return Staged{}, fmt.Errorf("blobs: put: more than %d bytes: %w", s.maxSize, ErrTooLarge)
 	}
-	sha = hex.EncodeToString(h.Sum(nil))
+	sha := hex.EncodeToString(h.Sum(nil))
 	if want != "" && sha != want {
-		return "", 0, fmt.Errorf("blobs: put: content hashes to %s, want %s: %w", sha, want, ErrCorrupt)
+		return Staged{}, fmt.Errorf("blobs: put: content hashes to %s, want %s: %w", sha, want, ErrCorrupt)
 	}
 	if err := f.Chmod(blobMode); err != nil {
-		return "", 0, fmt.Errorf("blobs: put: %w", err)
+		return Staged{}, fmt.Errorf("blobs: put: %w", err)
 	}
-	if err := f.Sync(); err != nil {
-		return "", 0, fmt.Errorf("blobs: put: %w", err)
-	}
-	closed = true
-	if err := f.Close(); err != nil {
-		return "", 0, fmt.Errorf("blobs: put: %w", err)
-	}
-	final := s.path(sha)
-	switch _, err := os.Lstat(final); {
-	case err == nil && s.touch(sha):
-		// Already present (blobs are immutable and complete once at their address); its
-		// time is now, so that garbage collection gives it a full grace period again.
-		os.Remove(tmpName)
-	case err == nil || errors.Is(err, fs.ErrNotExist):
-		if err := os.Rename(tmpName, final); err != nil {
-			return "", 0, fmt.Errorf("blobs: put: %w", err)
+	return Staged{SHA256: sha, Size: n, tmp: tmpName}, nil
+}
+
+// commitReq is one caller's part of a group commit. lead is closed when the caller is to
+// run the next batch itself; done carries its result.
+type commitReq struct {
+	ps   []Staged
+	lead chan struct{}
+	done chan error
+}
+
+// Commit makes staged blobs durable at their addresses: each file is fsynced, then renamed
+// to its address (or dropped when the blob is already there), then each address directory is
+// fsynced, all before Commit returns; once it returns nil the blobs survive a crash. On an
+// error some of them may be stored and the rest are removed.
+//
+// Concurrent calls are committed together (group commit): one caller fsyncs the files of
+// every call waiting, concurrently, and the directories once each, then hands the next batch
+// to one of the calls that arrived meanwhile. No call waits for more than the batch in
+// progress and its own.
+func (s *Store) Commit(ps ...Staged) error {
+	req := &commitReq{ps: ps, lead: make(chan struct{}), done: make(chan error, 1)}
+	s.gmu.Lock()
+	s.queue = append(s.queue, req)
+	busy := s.busy
+	s.busy = true
+	s.gmu.Unlock()
+	if busy {
+		select {
+		case err := <-req.done:
+			return err
+		case <-req.lead:
 		}
-	default:
-		return "", 0, fmt.Errorf("blobs: put: %w", err)
 	}
-	// Also when deduplicated: a concurrent Put may have renamed the blob in without having
-	// fsynced the directory yet.
-	if err := syncDir(filepath.Dir(final)); err != nil {
-		return "", 0, fmt.Errorf("blobs: put: %w", err)
+	s.gmu.Lock()
+	batch := s.queue
+	s.queue = nil
+	s.gmu.Unlock()
+	s.commitBatch(batch)
+	s.gmu.Lock()
+	if len(s.queue) > 0 {
+		close(s.queue[0].lead) // it runs the next batch; busy stays set
+	} else {
+		s.busy = false
 	}
-	return sha, n, nil
+	s.gmu.Unlock()
+	return <-req.done
+}
+
+// commitBatch runs one group commit and answers every request in it.
+func (s *Store) commitBatch(batch []*commitReq) {
+	var all []*Staged
+	for _, r := range batch {
+		for i := range r.ps {
+			all = append(all, &r.ps[i])
+		}
+	}
+	errs := make([]error, len(all))
+	// 1. The content of every file that is not already stored, concurrently (so that the
+	// file system can join them in one journal commit).
+	present := make([]bool, len(all))
+	parallel(len(all), func(i int) {
+		p := all[i]
+		if _, err := os.Lstat(s.path(p.SHA256)); err == nil && s.touch(p.SHA256) {
+			// Already present (blobs are immutable and complete once at their address); its
+			// time is now, so that garbage collection gives it a full grace period again.
+			present[i] = true
+			return
+		}
+		errs[i] = syncFile(p.tmp)
+	})
+	// 2. Into place, and each directory once, after the content is durable.
+	dirs := map[string][]int{}
+	for i, p := range all {
+		if errs[i] == nil && !present[i] {
+			if err := os.Rename(p.tmp, s.path(p.SHA256)); err != nil {
+				errs[i] = err
+			}
+		}
+		if errs[i] == nil {
+			// Also when deduplicated: a concurrent Put may have renamed the blob in without
+			// having fsynced the directory yet.
+			d := filepath.Dir(s.path(p.SHA256))
+			dirs[d] = append(dirs[d], i)
+		}
+	}
+	order := make([]string, 0, len(dirs))
+	for d := range dirs {
+		order = append(order, d)
+	}
+	parallel(len(order), func(k int) {
+		if err := syncDir(order[k]); err != nil {
+			for _, i := range dirs[order[k]] {
+				errs[i] = err
+			}
+		}
+	})
+	i := 0
+	for _, r := range batch {
+		var first error
+		for range r.ps {
+			os.Remove(all[i].tmp) // a no-op once renamed; drops a duplicate or a failure
+			if errs[i] != nil && first == nil {
+				first = fmt.Errorf("blobs: put: %w", errs[i])
+			}
+			i++
+		}
+		r.done <- first
+	}
+}
+
+// parallel runs f(0..n-1) on up to 8 goroutines and waits for them.
+func parallel(n int, f func(i int)) {
+	if n == 1 {
+		f(0)
+		return
+	}
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for range min(n, 8) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// syncFile and syncDir fsync a file's content and a directory (making renames into it
+// durable). They are variables so that a test can check the order of what is made durable.
+var (
+	syncFile = fsyncPath
+	syncDir  = fsyncPath
+)
+
+func fsyncPath(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Has reports whether the blob sha is in the store (false for a malformed sha).
@@ -269,19 +440,6 @@ func (s *Store) Open(sha string) (*os.File, int64, error) {
 		return nil, 0, fmt.Errorf("blobs: %s: not a regular file: %w", sha, ErrNotFound)
 	}
 	return f, st.Size(), nil
-}
-
-// syncDir fsyncs a directory, making renames into it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 func truncate(s string, n int) string {

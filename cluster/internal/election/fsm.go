@@ -1,29 +1,12 @@
 package election
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/binary"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"sort"
 	"sync"
 	"time"
-
-	"github.com/hashicorp/raft"
-
-	"github.com/wasmpod/wasmpod/cluster/queue"
 )
-
-// QueueTag is the first byte of a log entry that belongs to the work queue; lease commands
-// are JSON objects and start with '{'.
-const QueueTag byte = 'Q'
-
-// snapshotMagic starts a snapshot holding both the leases and the work queue. An older
-// snapshot is the bare JSON lease list.
-var snapshotMagic = []byte("WPS2")
 
 // Op is a replicated lease operation.
 type Op string
@@ -79,37 +62,21 @@ type FSM struct {
 	leases map[string]*Record
 	change chan struct{} // closed and replaced on every change
 	now    func() time.Time
-
-	queue *queue.Machine // nil: entries tagged for the queue are refused
 }
-
-// SetQueue attaches the work queue's state machine. Call before Raft starts.
-func (f *FSM) SetQueue(m *queue.Machine) { f.queue = m }
-
-// Queue returns the attached work-queue machine (nil if none).
-func (f *FSM) Queue() *queue.Machine { return f.queue }
 
 // NewFSM returns an empty lease table.
 func NewFSM() *FSM {
 	return &FSM{leases: map[string]*Record{}, change: make(chan struct{}), now: time.Now}
 }
 
-// Apply implements raft.FSM.
-func (f *FSM) Apply(l *raft.Log) interface{} {
-	if l.Type != raft.LogCommand {
-		return nil
-	}
-	if len(l.Data) > 0 && l.Data[0] == QueueTag {
-		if f.queue == nil {
-			return []byte(`{"code":"other","error":"no work queue on this node"}`)
-		}
-		return f.queue.Apply(l.Data[1:])
-	}
+// Apply implements replog.Machine: body is a Command's JSON without its first byte ('{', the
+// kind's tag).
+func (f *FSM) Apply(index uint64, body []byte) any {
 	var c Command
-	if err := json.Unmarshal(l.Data, &c); err != nil {
+	if err := json.Unmarshal(append([]byte{'{'}, body...), &c); err != nil {
 		return Result{}
 	}
-	return f.apply(l.Index, c)
+	return f.apply(index, c)
 }
 
 func (f *FSM) apply(index uint64, c Command) Result {
@@ -185,48 +152,18 @@ func (f *FSM) List() []Record {
 	return out
 }
 
-// Snapshot implements raft.FSM.
-func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	s := &snapshot{leases: f.List()}
-	if f.queue != nil {
-		var err error
-		if s.persistQueue, s.release, err = f.queue.Snapshot(); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
+// Snapshot implements replog.Machine: the lease table as a JSON list (the format of every
+// release).
+func (f *FSM) Snapshot() (func(io.Writer) error, func(), error) {
+	recs := f.List()
+	return func(w io.Writer) error { return json.NewEncoder(w).Encode(recs) }, nil, nil
 }
 
-// Restore implements raft.FSM. Restored leases are timed from now: later
-// than any holder's own view, hence safe.
-func (f *FSM) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
-	br := bufio.NewReader(rc)
-	head, _ := br.Peek(len(snapshotMagic))
+// Restore implements replog.Machine. Restored leases are timed from now: later than any
+// holder's own view, hence safe. An empty stream is an empty table.
+func (f *FSM) Restore(r io.Reader) error {
 	var recs []Record
-	if bytes.Equal(head, snapshotMagic) {
-		var hdr [8]byte
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			return fmt.Errorf("snapshot header: %w", err)
-		}
-		var n [8]byte
-		if _, err := io.ReadFull(br, n[:]); err != nil {
-			return fmt.Errorf("snapshot lease length: %w", err)
-		}
-		size := binary.BigEndian.Uint64(n[:])
-		if size > 1<<30 {
-			return fmt.Errorf("snapshot: lease table of %d bytes", size)
-		}
-		if err := json.NewDecoder(io.LimitReader(br, int64(size))).Decode(&recs); err != nil {
-			return fmt.Errorf("snapshot leases: %w", err)
-		}
-		hasQueue := hdr[4] == 1
-		if hasQueue && f.queue != nil {
-			if err := f.queue.Restore(br); err != nil {
-				return err
-			}
-		}
-	} else if err := json.NewDecoder(br).Decode(&recs); err != nil {
+	if err := json.NewDecoder(r).Decode(&recs); err != nil && err != io.EOF {
 		return err
 	}
 	f.mu.Lock()
@@ -241,53 +178,4 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	close(f.change)
 	f.change = make(chan struct{})
 	return nil
-}
-
-type snapshot struct {
-	leases       []Record
-	persistQueue func(io.Writer) error
-	release      func()
-}
-
-// Persist writes: magic "WPS2", a flag byte (1: a queue follows), 3 zero bytes, the lease
-// table's JSON length (uint64) and JSON, then the queue's file to the end.
-func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	err := s.persist(sink)
-	if err != nil {
-		_ = sink.Cancel()
-		return err
-	}
-	return sink.Close()
-}
-
-func (s *snapshot) persist(w io.Writer) error {
-	js, err := json.Marshal(s.leases)
-	if err != nil {
-		return err
-	}
-	hdr := append([]byte(nil), snapshotMagic...)
-	flag := byte(0)
-	if s.persistQueue != nil {
-		flag = 1
-	}
-	hdr = append(hdr, flag, 0, 0, 0)
-	hdr = binary.BigEndian.AppendUint64(hdr, uint64(len(js)))
-	if _, err := w.Write(hdr); err != nil {
-		return err
-	}
-	if _, err := w.Write(js); err != nil {
-		return err
-	}
-	if s.persistQueue != nil {
-		if err := s.persistQueue(w); err != nil {
-			return errors.Join(errors.New("snapshot: work queue"), err)
-		}
-	}
-	return nil
-}
-
-func (s *snapshot) Release() {
-	if s.release != nil {
-		s.release()
-	}
 }

@@ -228,5 +228,8 @@ func describe(w io.Writer, s client.ModuleStatus) error {
 	if s.LastError != "" {
 		row("Last error", s.LastError)
 	}
+	if s.Redacted {
+		row("Redacted", "config, spec and last error need the admin token (--token-file or $WASMPOD_TOKEN)")
+	}
 	return tw.Flush()
 }

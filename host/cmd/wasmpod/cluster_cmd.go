@@ -15,6 +15,7 @@ import (
 
 	"github.com/wasmpod/wasmpod/cluster"
 	"github.com/wasmpod/wasmpod/host/internal/client"
+	"github.com/wasmpod/wasmpod/host/internal/nodemeta"
 )
 
 // clusterVerbs are the client verbs of the cluster layer: members and election.
@@ -137,7 +138,7 @@ func membersTable(w io.Writer, ms []cluster.Member) error {
 			since = time.Since(m.Since).Round(time.Second).String()
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, m.State, m.Addr, raft, since,
-			list(m.Meta.Pods), list(m.Meta.Modules), list(m.Meta.Shards))
+			list(nodemeta.Of(m.Meta).Pods), list(nodemeta.Of(m.Meta).Modules), list(nodemeta.Of(m.Meta).Shards))
 	}
 	return tw.Flush()
 }

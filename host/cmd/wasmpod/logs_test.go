@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ func TestLogsFollow(t *testing.T) {
 	h := startHost(t, writePod(t, podYAML("podkit", "", "")), "")
 	waitFor(t, time.Minute, "ready", func() bool { return h.status("web").Ready })
 	cmd := exec.Command(binary, "logs", "-f", "--tail", "0", "--admin", h.admin, "-o", "json", "web")
+	cmd.Env = append(os.Environ(), "WASMPOD_TOKEN="+token) // logs need the host's admin token
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -279,7 +279,11 @@ func compose(pod *podspec.Pod, o runOptions, token string, appTokens map[string]
 	h.parts.Push("admin server", h.withGrace(h.srv.Shutdown))
 	h.srv.Serve(adminLn, nil) // admin first: operators see the pod while it starts
 	log.Info("admin API listening", "addr", adminLn.Addr().String(), "mutating", token != "", "apps", len(appTokens))
-	h.meta = nodemeta.Keep(h.node, adminLn.Addr().String(), h.sup, h.sc, metaInterval, log)
+	var shards nodemeta.Shards // nil without a scatter service (not a nil *Service)
+	if h.sc != nil {
+		shards = h.sc
+	}
+	h.meta = nodemeta.Keep(h.node, adminLn.Addr().String(), h.sup, shards, metaInterval, log)
 	h.parts.PushFunc("node metadata", h.meta.Stop)
 	return h, nil
 }

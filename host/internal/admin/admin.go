@@ -20,6 +20,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -150,14 +151,14 @@ type Server struct {
 
 	lnMu sync.Mutex
 	lns  []*listener.Listener // served listeners, for readiness (listeners.go)
+
+	appTokens atomic.Pointer[map[string]string] // set by SetAppTokens; nil: cfg.AppTokens
 }
 
 // New returns a server for sup. Nothing listens until Serve.
 func New(cfg Config, sup *supervisor.Supervisor) (*Server, error) {
-	for app, tok := range cfg.AppTokens {
-		if cfg.Token != "" && tok == cfg.Token {
-			return nil, fmt.Errorf("admin: %w: app %s has the admin token", ErrAppTokens, app)
-		}
+	if err := checkAppTokens(cfg.Token, cfg.AppTokens); err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
 	}
 	if sup == nil {
 		return nil, errors.New("admin: no supervisor")
@@ -294,7 +295,7 @@ func (s *Server) expectAdmin(ctx *fasthttp.RequestCtx) int {
 		electionOp := isElection && op != "" && op != "watch"
 		switch {
 		case c.admin, electionOp && c.app != "":
-		case s.cfg.Token == "" && (!electionOp || len(s.cfg.AppTokens) == 0):
+		case s.cfg.Token == "" && (!electionOp || len(s.apps()) == 0):
 			return fasthttp.StatusForbidden
 		default:
 			return fasthttp.StatusUnauthorized

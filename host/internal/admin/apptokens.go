@@ -5,8 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // ErrAppTokens: an app token file is malformed.
@@ -55,4 +60,107 @@ func ParseAppTokens(r io.Reader) (map[string]string, error) {
 		return nil, fmt.Errorf("%w: %s", ErrAppTokens, strings.Join(problems, "; "))
 	}
 	return apps, nil
+}
+
+// checkAppTokens refuses an app set in which an app holds the admin token: that app would be the
+// operator.
+func checkAppTokens(adminToken string, apps map[string]string) error {
+	for app, tok := range apps {
+		if adminToken != "" && tok == adminToken {
+			return fmt.Errorf("%w: app %s has the admin token", ErrAppTokens, app)
+		}
+	}
+	return nil
+}
+
+// apps is the current app credentials: the last SetAppTokens, else Config.AppTokens.
+func (s *Server) apps() map[string]string {
+	if p := s.appTokens.Load(); p != nil {
+		return *p
+	}
+	return s.cfg.AppTokens
+}
+
+// SetAppTokens replaces the election sidecar's app credentials (Config.AppTokens) of a running
+// server: every request from then on is checked against apps, so a removed app's token stops
+// working at once and a new one starts. A set in which an app has the admin token is refused
+// (ErrAppTokens) and the current one stays. Safe to call while requests are served; apps must
+// not be changed afterwards.
+func (s *Server) SetAppTokens(apps map[string]string) error {
+	if err := checkAppTokens(s.cfg.Token, apps); err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	s.appTokens.Store(&apps)
+	return nil
+}
+
+// ReloadAppTokens reads an app token file (ParseAppTokens) and makes it the app credentials.
+// A file that cannot be read or has a bad line is refused with an error naming the file and
+// every bad line, and the current tokens keep working: nothing is half-applied.
+func (s *Server) ReloadAppTokens(file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("app token file: %w", err)
+	}
+	defer f.Close()
+	apps, err := ParseAppTokens(f)
+	if err == nil {
+		err = s.SetAppTokens(apps)
+	}
+	if err != nil {
+		return fmt.Errorf("app token file %s: %w", file, err)
+	}
+	s.log.Info("app tokens reloaded", "file", file, "apps", len(apps))
+	return nil
+}
+
+// appTokenSettle is how long an app token file must stay unchanged before a watcher reloads it:
+// an editor's write, or a write and a rename into place, ends well within it.
+const appTokenSettle = 200 * time.Millisecond
+
+// WatchAppTokens reloads file (ReloadAppTokens) each time it is written, created or renamed
+// into place, once it has stayed unchanged for appTokenSettle, until Shutdown. A refused file
+// is logged as an error and the current tokens stay. It watches the file's directory, so a
+// file replaced by a rename (as editors and config managers do) is followed.
+func (s *Server) WatchAppTokens(file string) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("admin: watching the app token file: %w", err)
+	}
+	file = filepath.Clean(file)
+	if err := w.Add(filepath.Dir(file)); err != nil {
+		w.Close()
+		return fmt.Errorf("admin: watching the app token file: %w", err)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer w.Close()
+		settle := time.NewTimer(time.Hour)
+		settle.Stop()
+		defer settle.Stop()
+		for {
+			select {
+			case <-s.ctx.Done():
+				return
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if filepath.Clean(ev.Name) == file && ev.Op&(fsnotify.Write|fsnotify.Create) != 0 {
+					settle.Reset(appTokenSettle)
+				}
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				s.log.Warn("app token file watch", "file", file, "err", err)
+			case <-settle.C:
+				if err := s.ReloadAppTokens(file); err != nil {
+					s.log.Error("app token file refused; the previous app tokens stay", "err", err)
+				}
+			}
+		}
+	}()
+	return nil
 }

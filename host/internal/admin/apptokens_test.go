@@ -1,11 +1,17 @@
 package admin
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/wasmpod/wasmpod/cluster"
 )
@@ -110,4 +116,121 @@ func TestNewRefusesAnAppWithTheAdminToken(t *testing.T) {
 	if _, err := New(cfg, nil); !errors.Is(err, ErrAppTokens) || !strings.Contains(err.Error(), "app a has the admin token") {
 		t.Fatalf("New: %v; want ErrAppTokens naming app a", err)
 	}
+}
+
+// TestAppTokensReload: the app token file is re-read on demand (SIGHUP) and on change. A new
+// token works and the replaced one stops at once; a bad file (a short token, a line that is not
+// NAME TOKEN, an app holding the admin token, a missing file) is refused with an error naming
+// the problem, and the tokens in force keep working. Before, the file was read once at start:
+// revoking a leaked app token needed a host restart.
+func TestAppTokensReload(t *testing.T) {
+	const old, fresh, newer = "billing-token-0123456789", "billing-token-rotated-0001", "billing-token-rotated-0002"
+	fc := &fakeCluster{lease: cluster.Lease{Name: "job", Held: true, Holder: "n1", Session: "billing", Token: 7}}
+	cfg := DefaultConfig()
+	cfg.Token = "admin-token-0123456789"
+	cfg.AppTokens = map[string]string{"billing": old}
+	cfg.Cluster = fc
+	var logs syncBuffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	s, adminAddr, _, _ := hostileServer(t, cfg)
+	campaign := func(tok string) int {
+		status, _ := do(t, "POST", "http://"+adminAddr+"/v1/election/job/campaign", tok, strings.NewReader(`{"session":"billing"}`))
+		return status
+	}
+	file := filepath.Join(t.TempDir(), "apps")
+	write := func(content string) {
+		// As editors do: write a new file and rename it into place.
+		tmp := file + ".tmp"
+		if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := campaign(old); got != 200 {
+		t.Fatalf("the start-up token: %d", got)
+	}
+
+	// SIGHUP's reload.
+	write("billing " + fresh + "\n")
+	if err := s.ReloadAppTokens(file); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := campaign(old), campaign(fresh); a != 401 || b != 200 {
+		t.Fatalf("after the reload: old token %d, new token %d; want 401, 200", a, b)
+	}
+	for _, c := range []struct{ name, content, want string }{
+		{"a short token", "billing short\n", "line 1: app billing: token shorter than 16 bytes"},
+		{"not NAME TOKEN", "# apps\nbilling\n", "line 2: want NAME TOKEN"},
+		{"the admin token", "billing " + cfg.Token + "\n", "app billing has the admin token"},
+	} {
+		write(c.content)
+		err := s.ReloadAppTokens(file)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), file) {
+			t.Errorf("%s: error %v; want one naming %s and %q", c.name, err, file, c.want)
+		}
+		if got := campaign(fresh); got != 200 {
+			t.Fatalf("%s refused, the tokens in force must keep working: %d", c.name, got)
+		}
+	}
+	if err := s.ReloadAppTokens(file + ".missing"); err == nil || campaign(fresh) != 200 {
+		t.Fatalf("a missing file: %v; the tokens in force must keep working", err)
+	}
+
+	// The watch: a changed file is picked up without a signal; a bad one is not.
+	if err := s.WatchAppTokens(file); err != nil {
+		t.Fatal(err)
+	}
+	write("billing " + newer + "\n")
+	waitCode(t, func() int { return campaign(newer) }, 200)
+	if got := campaign(fresh); got != 401 {
+		t.Fatalf("after the watched change the replaced token answers %d; want 401", got)
+	}
+	write("billing short\n")
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(logs.String(), "app token file refused") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the watch never refused the bad file; log:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := campaign(newer); got != 200 {
+		t.Fatalf("after the watch refused a bad file the token in force answers %d; want 200", got)
+	}
+	write("reports " + fresh + "\n") // a good file after the bad one: the watch goes on
+	waitCode(t, func() int { return campaign(newer) }, 401)
+	if got := campaign(fresh); got != 403 { // reports may not use session billing
+		t.Fatalf("the reports app: %d; want 403", got)
+	}
+}
+
+// waitCode polls f until it returns want (a minute at most: the watch settles in 200 ms).
+func waitCode(t *testing.T, f func() int, want int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for got := f(); got != want; got = f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d for a minute; want %d", got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a bytes.Buffer for a logger written from other goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

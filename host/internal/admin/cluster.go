@@ -256,7 +256,7 @@ func (s *Server) callerOf(h *fasthttp.RequestHeader) caller {
 		return c
 	}
 	c.admin = s.validToken(h.Peek("Authorization"))
-	for app, tok := range s.cfg.AppTokens {
+	for app, tok := range s.apps() {
 		if subtle.ConstantTimeCompare([]byte(got), []byte(tok)) == 1 {
 			c.app = app
 		}
@@ -273,7 +273,7 @@ func (s *Server) electionCaller(ctx *fasthttp.RequestCtx) (caller, bool) {
 	if c.admin || c.app != "" {
 		return c, true
 	}
-	if s.cfg.Token == "" && len(s.cfg.AppTokens) == 0 {
+	if s.cfg.Token == "" && len(s.apps()) == 0 {
 		writeError(ctx, fasthttp.StatusForbidden, errors.New("election operations are disabled: start wasmpod with --app-token-file (apps) or --token-file (operators)"))
 		return c, false
 	}

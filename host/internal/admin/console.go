@@ -63,9 +63,10 @@ type ConsoleElection struct {
 	RaftLeader string  `json:"raftLeader,omitempty"`
 }
 
-// ConsoleModule is a module's status with its recent traffic.
+// ConsoleModule is a module's status (redacted for a reader without the admin token) with
+// its recent traffic.
 type ConsoleModule struct {
-	supervisor.ModuleStatus
+	ModuleView
 	Busy   int             `json:"busy"`
 	Series []console.Point `json:"series"`
 }
@@ -91,10 +92,12 @@ type ConsoleJob struct {
 	Stages   []queue.StageProgress `json:"stages"`
 }
 
-// ConsoleTask is a dead letter with its error history and its first input names.
+// ConsoleTask is a dead letter with its error history and its first input names (for a
+// reader without the admin token: its attempts without their messages and no file names).
 type ConsoleTask struct {
 	queue.TaskInfo
-	InputCount int `json:"inputCount"`
+	InputCount int  `json:"inputCount"`
+	Redacted   bool `json:"redacted,omitempty"`
 }
 
 // ConsoleScatter is the scatter root's recent answers and per-shard latency.
@@ -232,7 +235,8 @@ func (s *Server) serveConsoleFile(ctx *fasthttp.RequestCtx, name string) {
 	ctx.SetBody(b)
 }
 
-// consoleSnapshot reads everything the page shows. authorized adds the election tokens.
+// consoleSnapshot reads everything the page shows. authorized adds the secrets: election
+// tokens, module configuration and errors, dead letters' files and messages (reads.go).
 func (s *Server) consoleSnapshot(authorized bool) ConsoleState {
 	now := time.Now()
 	st := ConsoleState{Now: now, Authorized: authorized, Mutating: s.cfg.Token != "",
@@ -253,7 +257,7 @@ func (s *Server) consoleSnapshot(authorized bool) ConsoleState {
 	}
 	for _, m := range s.sup.Statuses() {
 		m.Spec = nil // the full spec is on /v1/modules/{name}; the page needs the status
-		st.Modules = append(st.Modules, ConsoleModule{ModuleStatus: m, Busy: busy[m.Name], Series: nonNil(series[m.Name])})
+		st.Modules = append(st.Modules, ConsoleModule{ModuleView: moduleView(m, authorized), Busy: busy[m.Name], Series: nonNil(series[m.Name])})
 	}
 
 	if c := s.cfg.Cluster; c != nil {
@@ -305,6 +309,9 @@ func (s *Server) consoleSnapshot(authorized bool) ConsoleState {
 			ct := ConsoleTask{TaskInfo: t, InputCount: len(t.Inputs)}
 			ct.Inputs = t.Inputs[:min(len(t.Inputs), consoleTaskInputs)]
 			ct.Output = nil
+			if !authorized {
+				ct.TaskInfo, ct.Redacted = redactTask(t), true
+			}
 			cq.Dead = append(cq.Dead, ct)
 		}
 		st.Queue = cq

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -326,11 +327,12 @@ func TestElectionSidecarNeedsCredential(t *testing.T) {
 }
 
 // FuzzAmbiguousFraming: any header block fasthttp accepts is classified without a panic, and
-// one naming both Content-Length and Transfer-Encoding (in any case, with any value) is
-// ambiguous.
+// one naming both Content-Length and Transfer-Encoding (in any case, with any value), a
+// Transfer-Encoding other than one "chunked", or a folded line, is refused (framingError).
 func FuzzAmbiguousFraming(f *testing.F) {
 	for _, s := range []string{"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", "transfer-encoding: chunked\r\n",
-		"Content-Length: 0\r\n", "X: Content-Length\r\nTransfer-Encoding: chunked\r\n", "Transfer-Encoding: identity\r\nCONTENT-LENGTH: 3\r\n"} {
+		"Content-Length: 0\r\n", "X: Content-Length\r\nTransfer-Encoding: chunked\r\n", "Transfer-Encoding: identity\r\nCONTENT-LENGTH: 3\r\n",
+		"Transfer-Encoding: chunked, identity\r\n", "Transfer-Encoding:\r\n chunked\r\n", "X: a\r\n\tb\r\n", "Content-Length: 1, 2\r\n"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, headers string) {
@@ -342,15 +344,68 @@ func FuzzAmbiguousFraming(f *testing.F) {
 		if err := h.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
 			return
 		}
-		got := ambiguousFraming(&h)
-		var cl, te bool
-		for line := range strings.Lines(headers) {
-			k, _, ok := strings.Cut(line, ":")
-			cl = cl || ok && strings.EqualFold(k, "Content-Length")
-			te = te || ok && strings.EqualFold(k, "Transfer-Encoding")
+		got := framingError(&h)
+		var cl, te, badTE, fold bool
+		for line := range strings.Lines(string(h.RawHeaders())) {
+			fold = fold || line[0] == ' ' || line[0] == '\t'
+			k, v, ok := strings.Cut(line, ":")
+			cl = cl || ok && strings.EqualFold(strings.TrimSpace(k), "Content-Length")
+			isTE := ok && strings.EqualFold(strings.TrimSpace(k), "Transfer-Encoding")
+			badTE = badTE || isTE && (te || !strings.EqualFold(strings.TrimSpace(v), "chunked"))
+			te = te || isTE
 		}
-		if cl && te && !got {
-			t.Fatalf("headers %q name both framings; not classified ambiguous", headers)
+		if (cl && te || badTE || fold) && got == nil {
+			t.Fatalf("headers %q (raw %q): not refused", headers, h.RawHeaders())
+		}
+	})
+}
+
+// memConn is a connection whose peer sent in and reads what is written to out.
+type memConn struct {
+	in  *strings.Reader
+	out bytes.Buffer
+}
+
+func (c *memConn) Read(b []byte) (int, error)       { return c.in.Read(b) }
+func (c *memConn) Write(b []byte) (int, error)      { return c.out.Write(b) }
+func (c *memConn) Close() error                     { return nil }
+func (c *memConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 80} }
+func (c *memConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 4000} }
+func (c *memConn) SetDeadline(time.Time) error      { return nil }
+func (c *memConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
+
+// FuzzServeConn: any bytes a client sends on one connection go through the listener's
+// request parsing (fasthttp's header, Content-Length and chunked body readers, then
+// framingError) without a panic, and a 400 answer is the connection's last: nothing sent
+// after a refused request is served.
+func FuzzServeConn(f *testing.F) {
+	for _, c := range smugglingCases("/front", "") {
+		f.Add(c.req)
+	}
+	f.Add("POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;e=1\r\nhello\r\n0\r\nT: 1\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+	cfg := DefaultConfig().withDefaults()
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	srv := s.server("wasmpod-ingress", func(ctx *fasthttp.RequestCtx) {
+		ctx.SetBodyString("served " + string(ctx.Path()) + "\n")
+	}, 1<<10)
+	f.Fuzz(func(t *testing.T, in string) {
+		c := &memConn{in: strings.NewReader(in)}
+		srv.ServeConn(c)
+		br := bufio.NewReader(&c.out)
+		for {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusBadRequest {
+				if rest, _ := io.ReadAll(br); len(rest) > 0 {
+					t.Fatalf("after a 400 the connection went on: %q", rest)
+				}
+				return
+			}
 		}
 	})
 }

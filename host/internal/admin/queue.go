@@ -261,7 +261,7 @@ func (s *Server) blobTimeouts(h *fasthttp.RequestHeader) fasthttp.RequestConfig 
 	switch {
 	case h.IsPut() && path == "/v1/blobs" && s.validToken(h.Peek("Authorization")):
 		return fasthttp.RequestConfig{ReadTimeout: s.cfg.BlobTimeout}
-	case h.IsGet() && strings.HasPrefix(path, "/v1/blobs/"):
+	case h.IsGet() && strings.HasPrefix(path, "/v1/blobs/") && (s.cfg.Token == "" || s.validToken(h.Peek("Authorization"))):
 		return fasthttp.RequestConfig{WriteTimeout: s.cfg.BlobTimeout}
 	}
 	return fasthttp.RequestConfig{}
@@ -351,6 +351,9 @@ func (c cancelOnClose) Close() error {
 
 // getBlob serves GET /v1/blobs/{sha256}: the content, streamed.
 func (s *Server) getBlob(ctx *fasthttp.RequestCtx, q Queue, args []string) {
+	if !s.protectedRead(ctx) {
+		return // a job's files are its submitter's data
+	}
 	sha := args[0]
 	if !shaRE.MatchString(sha) {
 		writeError(ctx, fasthttp.StatusBadRequest, fmt.Errorf("blob %q: want a sha256 as 64 lowercase hex digits", sha))
@@ -420,7 +423,7 @@ func (s *Server) jobs(ctx *fasthttp.RequestCtx, q Queue, _ []string) {
 		writeQueueError(ctx, err)
 		return
 	}
-	writeJSON(ctx, fasthttp.StatusOK, nonNil(js))
+	writeJSON(ctx, fasthttp.StatusOK, jobViews(js, s.reader(ctx)))
 }
 
 // parseID reads a job or task id from a path segment, answering 400 itself when it is not one.
@@ -443,7 +446,7 @@ func (s *Server) job(ctx *fasthttp.RequestCtx, q Queue, args []string) {
 		writeQueueError(ctx, err)
 		return
 	}
-	writeJSON(ctx, fasthttp.StatusOK, j)
+	writeJSON(ctx, fasthttp.StatusOK, jobView(j, s.reader(ctx)))
 }
 
 func (s *Server) queueStatus(ctx *fasthttp.RequestCtx, q Queue, _ []string) {
@@ -462,7 +465,7 @@ func (s *Server) deadTasks(ctx *fasthttp.RequestCtx, q Queue, _ []string) {
 		writeQueueError(ctx, err)
 		return
 	}
-	writeJSON(ctx, fasthttp.StatusOK, nonNil(ts))
+	writeJSON(ctx, fasthttp.StatusOK, taskViews(ts, s.reader(ctx)))
 }
 
 func (s *Server) task(ctx *fasthttp.RequestCtx, q Queue, args []string) {
@@ -475,7 +478,7 @@ func (s *Server) task(ctx *fasthttp.RequestCtx, q Queue, args []string) {
 		writeQueueError(ctx, err)
 		return
 	}
-	writeJSON(ctx, fasthttp.StatusOK, t)
+	writeJSON(ctx, fasthttp.StatusOK, taskView(t, s.reader(ctx)))
 }
 
 // retryTask serves POST /v1/queue/tasks/{id}/retry: the dead-lettered task back in its stage

@@ -38,6 +38,9 @@ type fakeQueue struct {
 	tasks  map[queue.TaskID]queue.TaskInfo
 	stats  []queue.StageStats
 	work   []cluster.WorkerStats
+	// listed and dead are what Jobs and DeadTasks answer.
+	listed []queue.Job
+	dead   []queue.TaskInfo
 }
 
 func newFakeQueue() *fakeQueue {
@@ -102,9 +105,9 @@ func (f *fakeQueue) Job(id queue.JobID) (queue.Job, error) {
 	return j, f.err
 }
 
-func (f *fakeQueue) Jobs(string, int) ([]queue.Job, error)      { return nil, f.err }
+func (f *fakeQueue) Jobs(string, int) ([]queue.Job, error)      { return f.listed, f.err }
 func (f *fakeQueue) QueueStats() ([]queue.StageStats, error)    { return f.stats, f.err }
-func (f *fakeQueue) DeadTasks(string) ([]queue.TaskInfo, error) { return nil, f.err }
+func (f *fakeQueue) DeadTasks(string) ([]queue.TaskInfo, error) { return f.dead, f.err }
 func (f *fakeQueue) WorkerStats() []cluster.WorkerStats         { return f.work }
 
 func (f *fakeQueue) Task(id queue.TaskID) (queue.TaskInfo, error) {
@@ -212,8 +215,8 @@ func TestQueueRoutes(t *testing.T) {
 		{"retry without token", "POST", "/v1/queue/tasks/7/retry", "", "", nil, 401, "bearer token"},
 		{"retry unknown", "POST", "/v1/queue/tasks/8/retry", "tok", "", nil, 404, "not found"},
 		{"unknown route", "GET", "/v1/queue/nope", "", "", nil, 404, "no route"},
-		{"blob bad sha", "GET", "/v1/blobs/xyz", "", "", nil, 400, "64 lowercase hex"},
-		{"blob unknown", "GET", "/v1/blobs/" + sha, "", "", nil, 404, "not found"},
+		{"blob bad sha", "GET", "/v1/blobs/xyz", "tok", "", nil, 400, "64 lowercase hex"},
+		{"blob unknown", "GET", "/v1/blobs/" + sha, "tok", "", nil, 404, "not found"},
 		{"blobs GET", "GET", "/v1/blobs", "", "", nil, 405, "allowed: PUT"},
 		{"status on a closed node", "GET", "/v1/queue/status", "", "", cluster.ErrClosed, 503, "shut down"},
 	} {
@@ -281,7 +284,9 @@ func TestBlobUploadAndDownload(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &ref); err != nil || ref.SHA256 != shaOf(content) || ref.Size != int64(size) {
 			t.Fatalf("put %d bytes: %s (%v)", size, body, err)
 		}
-		resp, err := http.Get("http://" + addr + "/v1/blobs/" + ref.SHA256)
+		req, _ := http.NewRequest("GET", "http://"+addr+"/v1/blobs/"+ref.SHA256, nil)
+		req.Header.Set("Authorization", "Bearer tok") // a job's files are its submitter's data
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -374,7 +379,8 @@ func TestBlobTimeouts(t *testing.T) {
 		{"authorized upload", "PUT", "/v1/blobs", "Bearer tok", time.Hour, 0},
 		{"upload without token", "PUT", "/v1/blobs", "", 0, 0},
 		{"upload with a wrong token", "PUT", "/v1/blobs", "Bearer x", 0, 0},
-		{"download", "GET", "/v1/blobs/abc?x=1", "", 0, time.Hour},
+		{"authorized download", "GET", "/v1/blobs/abc?x=1", "Bearer tok", 0, time.Hour},
+		{"download without token (refused at once)", "GET", "/v1/blobs/abc?x=1", "", 0, 0},
 		{"other route", "POST", "/v1/queue/pipelines/logs/jobs", "Bearer tok", 0, 0},
 	} {
 		var h fasthttp.RequestHeader

@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
 	"github.com/valyala/fasthttp/pprofhandler"
 
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
@@ -91,14 +93,20 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		serveVersion(ctx)
 		return
 	case strings.HasPrefix(path, "/debug/pprof"):
-		if path == "/debug/pprof/cmdline" && !s.authorized(ctx) {
-			return // the host's command line: flags and paths are the operator's business
-		}
-		if path == "/debug/pprof" {
-			ctx.Redirect("/debug/pprof/", fasthttp.StatusMovedPermanently)
+		// The command line is a secret (flags and paths); every profile is protected: goroutine
+		// dumps show arguments, heap profiles allocation sites, and a CPU profile or trace
+		// costs the host while it runs.
+		if path == "/debug/pprof/cmdline" && !s.authorized(ctx) || !s.protectedRead(ctx) {
 			return
 		}
-		pprofhandler.PprofHandler(ctx)
+		switch path {
+		case "/debug/pprof":
+			ctx.Redirect("/debug/pprof/", fasthttp.StatusMovedPermanently)
+		case "/debug/pprof/":
+			pprofIndex(ctx) // fasthttp's handler answers 404 to any path ending in "/"
+		default:
+			pprofhandler.PprofHandler(ctx)
+		}
 		return
 	}
 	if s.serveConsole(ctx, path, method) || s.serveCluster(ctx, path, method) || s.serveQueue(ctx, path, method) {
@@ -115,16 +123,18 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	}
 	switch {
 	case name == "" && method == fasthttp.MethodGet:
-		writeJSON(ctx, fasthttp.StatusOK, s.sup.Statuses())
+		writeJSON(ctx, fasthttp.StatusOK, moduleViews(s.sup.Statuses(), s.reader(ctx)))
 	case name != "" && rest == "" && method == fasthttp.MethodGet:
 		st, err := s.sup.Status(name)
 		if err != nil {
 			writeSupError(ctx, err)
 			return
 		}
-		writeJSON(ctx, fasthttp.StatusOK, st)
+		writeJSON(ctx, fasthttp.StatusOK, moduleView(st, s.reader(ctx)))
 	case rest == "logs" && method == fasthttp.MethodGet:
-		s.logs(ctx, name)
+		if s.protectedRead(ctx) {
+			s.logs(ctx, name)
+		}
 	case rest == "wasm" && method == fasthttp.MethodPut:
 		body := ctx.PostBody()
 		if len(body) == 0 {
@@ -143,6 +153,9 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusMethodNotAllowed, fmt.Errorf("no route %s %s", method, path))
 	}
 }
+
+// pprofIndex is net/http/pprof's index page, whose links are relative to /debug/pprof/.
+var pprofIndex = fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)
 
 // opCtx bounds an operator command: it ends at server shutdown.
 func (s *Server) opCtx() context.Context { return s.ctx }

@@ -164,6 +164,9 @@ type LogLine struct {
 type ModuleStatus struct {
 	supervisor.ModuleStatus
 	State string `json:"state"`
+	// Redacted says the host left the config, spec and last error out: the client sent no
+	// admin token, or a wrong one.
+	Redacted bool `json:"redacted,omitempty"`
 }
 
 // Version returns the host's build information (GET /v1/version).

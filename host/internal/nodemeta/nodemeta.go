@@ -1,26 +1,30 @@
-// Package nodemeta keeps what a host node advertises by gossip (cluster.Meta: its admin
-// address, its pod, the modules running and the shards it serves) in step with what its pod
-// runs.
 package nodemeta
+
+// This file keeps the node's advertisement (Meta) in step with what its pod runs.
 
 import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/wasmpod/wasmpod/cluster"
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
-	"github.com/wasmpod/wasmpod/host/internal/scatterservice"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
 )
+
+// Shards is the node's scatter service as the keeper sees it: the shards it serves and its
+// internal endpoint's address. Its methods are called from the keeper's goroutine.
+type Shards interface {
+	LocalShards() []string
+	Addr() string
+}
 
 // PodMeta is what this node advertises by gossip: the admin address, the pod, its running
 // modules, and the shards it serves: with a scatter service, the spec's shards whose leaf
 // module is ready here and the internal endpoint's address; else its running leaf modules.
-func PodMeta(adminAddr string, sup *supervisor.Supervisor, sc *scatterservice.Service) cluster.Meta {
-	m := cluster.Meta{AdminAddr: adminAddr, Pods: []string{sup.Pod().Metadata.Name}}
+func PodMeta(adminAddr string, sup *supervisor.Supervisor, sc Shards) Meta {
+	m := Meta{AdminAddr: adminAddr, Pods: []string{sup.Pod().Metadata.Name}}
 	for _, st := range sup.Statuses() {
 		if st.Reason != "" || st.StartedAt == nil {
 			continue // stopped, failed or in back-off: not running here
@@ -54,26 +58,26 @@ func (k *Keeper) Kick() {
 }
 
 // Keep gossips PodMeta now and whenever it changes (checked every interval).
-func Keep(node *cluster.Node, adminAddr string, sup *supervisor.Supervisor, sc *scatterservice.Service, interval time.Duration, log *slog.Logger) *Keeper {
+func Keep(node *cluster.Node, adminAddr string, sup *supervisor.Supervisor, sc Shards, interval time.Duration, log *slog.Logger) *Keeper {
 	ctx, cancel := context.WithCancel(context.Background())
 	k := &Keeper{cancel: cancel, done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	go func() {
 		defer close(k.done)
-		var last cluster.Meta
+		var last Meta
 		first := true
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
 			m := PodMeta(adminAddr, sup, sc)
-			if first || !metaEqual(m, last) {
-				err := node.SetMeta(m)
+			if first || !m.Equal(last) {
+				err := node.SetMeta(m.Cluster())
 				if errors.Is(err, cluster.ErrMetaTooLarge) && sc != nil {
 					m.Modules = nil // the shards route requests: they go last
-					err = node.SetMeta(m)
+					err = node.SetMeta(m.Cluster())
 				}
 				for errors.Is(err, cluster.ErrMetaTooLarge) && len(m.Modules) > 0 {
 					m.Modules, m.Shards = m.Modules[:len(m.Modules)-1], nil // keep what fits
-					err = node.SetMeta(m)
+					err = node.SetMeta(m.Cluster())
 				}
 				if err != nil {
 					log.Warn("cluster: node metadata not updated", "err", err)
@@ -96,9 +100,4 @@ func Keep(node *cluster.Node, adminAddr string, sup *supervisor.Supervisor, sc *
 func (k *Keeper) Stop() {
 	k.cancel()
 	<-k.done
-}
-
-func metaEqual(a, b cluster.Meta) bool {
-	return a.AdminAddr == b.AdminAddr && a.ScatterAddr == b.ScatterAddr && slices.Equal(a.Pods, b.Pods) &&
-		slices.Equal(a.Modules, b.Modules) && slices.Equal(a.Shards, b.Shards)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/wasmpod/wasmpod/cluster/scatter"
 	"github.com/wasmpod/wasmpod/host/internal/console"
 	"github.com/wasmpod/wasmpod/host/internal/listener"
+	"github.com/wasmpod/wasmpod/host/internal/nodemeta"
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
 	"github.com/wasmpod/wasmpod/internal/peerhttp"
@@ -189,11 +190,12 @@ type remoteReplica struct {
 func routeTable(spec *podspec.Scatter, members []cluster.Member) []shardRoute {
 	holders := map[string][]remoteReplica{}
 	for _, m := range members {
-		if m.IsLocal || m.State == cluster.MemberLeft || m.Meta.ScatterAddr == "" {
+		hm := nodemeta.Of(m.Meta)
+		if m.IsLocal || m.State == cluster.MemberLeft || hm.ScatterAddr == "" {
 			continue
 		}
-		for _, sh := range m.Meta.Shards {
-			holders[sh] = append(holders[sh], remoteReplica{node: m.Name, addr: m.Meta.ScatterAddr, alive: m.State == cluster.MemberAlive})
+		for _, sh := range hm.Shards {
+			holders[sh] = append(holders[sh], remoteReplica{node: m.Name, addr: hm.ScatterAddr, alive: m.State == cluster.MemberAlive})
 		}
 	}
 	out := make([]shardRoute, len(spec.Shards))

@@ -5,12 +5,13 @@ import (
 	"testing"
 
 	"github.com/wasmpod/wasmpod/cluster"
+	"github.com/wasmpod/wasmpod/host/internal/nodemeta"
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
 )
 
 func TestRouteTable(t *testing.T) {
 	member := func(name string, state cluster.MemberState, addr string, shards ...string) cluster.Member {
-		return cluster.Member{Name: name, State: state, Meta: cluster.Meta{ScatterAddr: addr, Shards: shards}}
+		return cluster.Member{Name: name, State: state, Meta: nodemeta.Meta{ScatterAddr: addr, Shards: shards}.Cluster()}
 	}
 	spec := func(replicas int32, shards ...podspec.ScatterShard) *podspec.Scatter {
 		return &podspec.Scatter{Replicas: replicas, Shards: shards}
@@ -18,7 +19,7 @@ func TestRouteTable(t *testing.T) {
 	local := func(n string) podspec.ScatterShard { return podspec.ScatterShard{Name: n, Leaf: "leaf-" + n} }
 	remote := func(n string) podspec.ScatterShard { return podspec.ScatterShard{Name: n, Remote: true} }
 	alive, dead, left := cluster.MemberAlive, cluster.MemberDead, cluster.MemberLeft
-	self := cluster.Member{Name: "me", State: alive, IsLocal: true, Meta: cluster.Meta{ScatterAddr: "me:1", Shards: []string{"a"}}}
+	self := cluster.Member{Name: "me", State: alive, IsLocal: true, Meta: nodemeta.Meta{ScatterAddr: "me:1", Shards: []string{"a"}}.Cluster()}
 	for _, tc := range []struct {
 		name    string
 		spec    *podspec.Scatter

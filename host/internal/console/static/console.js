@@ -312,7 +312,8 @@ async function showLogs() {
   logAbort = new AbortController();
   const fmt = (e) => `${new Date(e.time).toLocaleTimeString()} ${e.level} ${e.source}: ${e.message}\n`;
   try {
-    const resp = await fetch(`/v1/modules/${encodeURIComponent(name)}/logs?tail=200${follow ? "&follow=1" : ""}`, { signal: logAbort.signal, cache: "no-store" });
+    const headers = token() ? { Authorization: "Bearer " + token() } : {}; // logs need the token when the host has one
+    const resp = await fetch(`/v1/modules/${encodeURIComponent(name)}/logs?tail=200${follow ? "&follow=1" : ""}`, { headers, signal: logAbort.signal, cache: "no-store" });
     if (!resp.ok) throw new Error(`${resp.status} ${resp.statusText}: ${await resp.text()}`);
     const reader = resp.body.getReader();
     const dec = new TextDecoder();

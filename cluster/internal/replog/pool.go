@@ -1,7 +1,6 @@
-package election
+package replog
 
 import (
-	"errors"
 	"io"
 	"net"
 	"sync"
@@ -86,9 +85,6 @@ type LimitedReader struct {
 	R io.Reader
 	N int64
 }
-
-// ErrTooLarge: a request exceeded its LimitedReader's bound.
-var ErrTooLarge = errors.New("request too large")
 
 func (l *LimitedReader) Read(p []byte) (int, error) {
 	if l.N <= 0 {

@@ -1,4 +1,4 @@
-package election
+package replog
 
 import (
 	"context"
@@ -12,13 +12,13 @@ import (
 	"github.com/wasmpod/wasmpod/cluster/internal/mtls"
 )
 
-// One TCP port carries Raft, the forwarding RPC and the other stream kinds: the dialer writes
+// One TCP port carries Raft, leader forwarding and the other stream kinds: the dialer writes
 // one byte saying which. With a TLS identity the byte, and everything after it, travels inside
 // a mutual TLS 1.3 session whose peer is a verified current member: a stranger's connection
 // ends in the handshake, before a byte of any stream is decoded.
 const (
 	connRaft byte = 'R'
-	connRPC  byte = 'F'
+	connDo   byte = 'D' // a command forwarded to the leader (Log.Do)
 )
 
 // handshakeTimeout bounds the TLS handshake and the kind byte of an accepted connection: a
@@ -29,12 +29,11 @@ type mux struct {
 	ln        net.Listener
 	advertise net.Addr
 	raftCh    chan net.Conn
-	rpcCh     chan net.Conn
 	done      chan struct{}
 	once      sync.Once
 	wg        sync.WaitGroup
 
-	// streams serve the other connection kinds (work-queue forwarding, blob transfer); each
+	// streams serve the other connection kinds (forwarding, blob transfer); each
 	// runs on its own goroutine, and close closes the connections still open.
 	streams map[byte]func(net.Conn)
 	connMu  sync.Mutex
@@ -44,7 +43,7 @@ type mux struct {
 }
 
 func newMux(ln net.Listener, advertise net.Addr, streams map[byte]func(net.Conn), d Dialer) *mux {
-	m := &mux{ln: ln, advertise: advertise, raftCh: make(chan net.Conn), rpcCh: make(chan net.Conn), done: make(chan struct{}),
+	m := &mux{ln: ln, advertise: advertise, raftCh: make(chan net.Conn), done: make(chan struct{}),
 		conns: map[net.Conn]struct{}{}, dialer: d}
 	m.streams = streams
 	m.wg.Add(1)
@@ -93,8 +92,6 @@ func (m *mux) accept() {
 			ch := m.raftCh
 			switch b[0] {
 			case connRaft:
-			case connRPC:
-				ch = m.rpcCh
 			default:
 				h, ok := m.streams[b[0]]
 				if !ok {

@@ -1,0 +1,188 @@
+package blobs
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// durability records, through the syncFile and syncDir hooks, what a store makes durable and
+// checks the order a crash-safe commit needs: a blob's content is fsynced while it is still a
+// temporary file (never after it appears at its address), and its address directory is
+// fsynced after the rename. It fails the test when a blob is reported stored without both.
+type durability struct {
+	t  *testing.T
+	s  *Store
+	mu sync.Mutex
+	// synced: sha -> its content was fsynced before any rename; dirSynced: sha -> its
+	// directory was fsynced while the blob was at its address.
+	synced, dirSynced map[string]bool
+	files, dirs       int
+}
+
+func watchDurability(t *testing.T, s *Store) *durability {
+	d := &durability{t: t, s: s, synced: map[string]bool{}, dirSynced: map[string]bool{}}
+	oldFile, oldDir := syncFile, syncDir
+	t.Cleanup(func() { syncFile, syncDir = oldFile, oldDir })
+	syncFile = func(path string) error {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		sha := shaOf(b)
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.files++
+		if filepath.Dir(path) != s.tmp {
+			d.t.Errorf("fsynced %s, not a temporary file", path)
+		}
+		if _, err := os.Lstat(s.path(sha)); err == nil && !d.synced[sha] {
+			d.t.Errorf("blob %s was at its address before its content was fsynced", sha[:12])
+		}
+		d.synced[sha] = true
+		return oldFile(path)
+	}
+	syncDir = func(dir string) error {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.dirs++
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			d.dirSynced[e.Name()] = true
+		}
+		return oldDir(dir)
+	}
+	return d
+}
+
+// durable fails unless sha is stored, its content was fsynced before the rename and its
+// directory after.
+func (d *durability) durable(sha string) {
+	d.t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.s.Has(sha) {
+		d.t.Errorf("blob %s is not stored", sha[:12])
+	}
+	if !d.synced[sha] {
+		d.t.Errorf("blob %s: content never fsynced before it was acknowledged", sha[:12])
+	}
+	if !d.dirSynced[sha] {
+		d.t.Errorf("blob %s: its directory was not fsynced after the rename", sha[:12])
+	}
+}
+
+// TestCommitDurableOrder: every way into the store (Put, Import, staged blobs committed
+// together, concurrent Puts sharing a group commit) makes the content durable before the
+// rename and the rename durable before it returns; a blob committed as a batch costs one
+// fsync of its content and one per distinct directory.
+func TestCommitDurableOrder(t *testing.T) {
+	s := openStore(t, 0)
+	d := watchDurability(t, s)
+
+	sha, _, err := s.Put(bytes.NewReader(content(100, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.durable(sha)
+
+	src := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(src, content(200, 2), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sha, _, err = s.Import(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.durable(sha)
+
+	// A batch: n staged files, one Commit.
+	const n = 20
+	var staged []Staged
+	dirs := map[string]bool{}
+	for i := range n {
+		f := filepath.Join(t.TempDir(), fmt.Sprint(i))
+		if err := os.WriteFile(f, content(300, uint64(10+i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := s.StageFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Has(p.SHA256) {
+			t.Fatalf("staged blob %s is at its address before Commit", p.SHA256[:12])
+		}
+		staged = append(staged, p)
+		dirs[p.SHA256[:2]] = true
+	}
+	d.mu.Lock()
+	files0, dirs0 := d.files, d.dirs
+	d.mu.Unlock()
+	if err := s.Commit(staged...); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range staged {
+		d.durable(p.SHA256)
+	}
+	if got := d.files - files0; got != n {
+		t.Errorf("batch of %d: %d file fsyncs, want %d", n, got, n)
+	}
+	if got := d.dirs - dirs0; got != len(dirs) {
+		t.Errorf("batch of %d in %d directories: %d directory fsyncs", n, len(dirs), got)
+	}
+
+	// Concurrent Puts: each acknowledged one is durable, whoever ran its commit.
+	var wg sync.WaitGroup
+	shas := make([]string, 16)
+	for i := range shas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sha, _, err := s.Put(bytes.NewReader(content(50, uint64(100+i))))
+			if err != nil {
+				t.Error(err)
+			}
+			shas[i] = sha
+		}()
+	}
+	wg.Wait()
+	for _, sha := range shas {
+		d.durable(sha)
+	}
+	tmpEmpty(t, s)
+}
+
+// TestStagedDiscardAndDuplicate: a discarded staged blob leaves nothing; committing content
+// already stored keeps one copy and its temporary file goes.
+func TestStagedDiscardAndDuplicate(t *testing.T) {
+	s := openStore(t, 0)
+	f := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(f, content(64, 7), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.StageFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Discard(p)
+	s.Discard(p)
+	if s.Has(p.SHA256) || blobCount(t, s) != 0 {
+		t.Fatal("a discarded blob was stored")
+	}
+	tmpEmpty(t, s)
+	a, _ := s.StageFile(f)
+	b, _ := s.StageFile(f)
+	if err := s.Commit(a, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(a); err != nil { // again: already present
+		t.Fatal(err)
+	}
+	if !s.Has(a.SHA256) || blobCount(t, s) != 1 {
+		t.Fatalf("want one stored copy, have %d", blobCount(t, s))
+	}
+	tmpEmpty(t, s)
+}

@@ -1,0 +1,567 @@
+// Package replog is the cluster's replicated log: it hosts hashicorp/raft (its transport over
+// the node's mutual-TLS stream port, the boltdb stores, voter reconciliation with the
+// membership view, snapshots) and offers one seam to every feature replicated through it.
+//
+// A feature registers a Kind: a tag byte, a Machine (the replicated state: Apply, Snapshot,
+// Restore) and a Lead function (what the leader does with one command: check it against the
+// node that sent it, read the replica, propose entries). Callers anywhere in the cluster run a
+// command with Log.Do, which runs Lead here when this node leads and otherwise forwards the
+// command to the leader over one size-bounded framing on the mTLS port, with one retry policy
+// and leader-side cancellation when the forwarding node hangs up. Adding a replicated feature
+// is one Kind; no other feature's code changes.
+package replog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/wasmpod/wasmpod/cluster/internal/mtls"
+)
+
+// Errors callers test.
+var (
+	// ErrNoLeader: no leader answered within the caller's time (no quorum, or an election that
+	// outlasted it). Do retries it internally; Lead returns it when this node stops leading.
+	ErrNoLeader = errors.New("no raft leader (no quorum)")
+	// ErrClosed: the log was shut down.
+	ErrClosed = errors.New("replicated log closed")
+	// ErrUnknownKind: no Kind is registered with the tag (here or on the leader).
+	ErrUnknownKind = errors.New("unknown command kind")
+	// ErrTooLarge: a command or answer exceeded its kind's bound.
+	ErrTooLarge = errors.New("request too large")
+	// ErrMixedVersion: the command's kind is unknown to a release some voter still runs, so it
+	// is not proposed until every voter is upgraded.
+	ErrMixedVersion = errors.New("command kind not supported while voters of an older release remain")
+)
+
+// Machine is the replicated state of one command kind. Apply, Snapshot and Restore are called
+// by Raft's state-machine goroutine, one at a time and never concurrently with each other; the
+// persist function Snapshot returns runs concurrently with later Applies. Reads of the state
+// by other goroutines are the machine's own business (it locks what it shares).
+type Machine interface {
+	// Apply applies one committed entry's body (the entry without its tag byte) at the log
+	// index. It must be deterministic: every replica applies the same entries in the same
+	// order. Its result goes to the leader's Propose caller.
+	Apply(index uint64, body []byte) any
+	// Snapshot captures the state at this point of the log: persist streams it (it may run
+	// while later entries are applied), release frees what it held.
+	Snapshot() (persist func(io.Writer) error, release func(), err error)
+	// Restore replaces the state with what persist wrote. An empty stream means the snapshot
+	// did not cover this kind (written by an older release): keep or reset the state as the
+	// kind's format requires.
+	Restore(r io.Reader) error
+}
+
+// Caller is who asked for a command: the forwarding node's name from its certificate (or this
+// node's own name for a local call).
+type Caller struct {
+	Node string
+	// Local: the command was run by this node itself (never forwarded).
+	Local bool
+	// Secure: the cluster authenticates its members (mTLS); without it Node is "" for
+	// forwarded commands and nothing can be checked.
+	Secure bool
+}
+
+// Lead runs one command on the leader for the caller. It may run concurrently with itself and
+// with Apply. It returns the kind's answer; domain errors belong in the answer bytes. An error
+// wrapping ErrNoLeader makes Do retry; any other error is returned to Do's caller as text.
+// ctx ends when the caller gives up or, for a forwarded command, hangs up.
+type Lead func(ctx context.Context, from Caller, cmd []byte) ([]byte, error)
+
+// Kind is one replicated feature.
+type Kind struct {
+	// Tag is the first byte of the kind's log entries and forwarded commands (not 0).
+	Tag byte
+	// Name names the kind in errors.
+	Name    string
+	Machine Machine
+	Lead    Lead
+	// MaxCommand and MaxAnswer bound a forwarded command and its answer (0: 64 KiB, 1 MiB).
+	MaxCommand, MaxAnswer int
+	// Legacy is the kind's forwarding stream in releases before replog; nil for a kind those
+	// releases do not know (Do refuses it with ErrMixedVersion while such a voter remains).
+	Legacy *Legacy
+}
+
+// Peer is what the membership layer knows about a possible voter.
+type Peer struct {
+	ID       string
+	RaftAddr string
+	Alive    bool
+	Left     bool
+	Since    time.Time // of the last state change
+}
+
+// Timing groups the clock-related settings.
+type Timing struct {
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	ReconcileInterval  time.Duration // how often the leader reconciles voters with membership
+	RemoveDeadAfter    time.Duration // 0: never remove dead voters
+	MinVoters          int           // never remove a dead voter below this many
+}
+
+// Config of the log.
+type Config struct {
+	NodeID    string
+	BindAddr  string // host:port for Raft and the streams
+	Advertise string // host:port others dial; defaults to BindAddr
+	DataDir   string // "" keeps Raft state in memory
+	Bootstrap bool   // bootstrap a one-voter cluster if there is no state yet
+	Timing    Timing
+	LogOutput io.Writer
+	Peers     func() []Peer // membership view; nil means no peers
+	// ForwardWait is how long Do keeps retrying while there is no leader, when ctx has no
+	// earlier deadline.
+	ForwardWait time.Duration
+	Kinds       []Kind
+	// Streams serve extra connection kinds on the port (not 'R', 'D' or a legacy stream). A
+	// handler can learn the verified peer node with mtls.PeerName.
+	Streams map[byte]func(net.Conn)
+	// SnapshotThreshold and SnapshotInterval are Raft's (0: 4096 entries, Raft's interval).
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	// TLS is the cluster identity every connection of the port uses; nil means plain TCP (an
+	// insecure cluster).
+	TLS *mtls.Identity
+	// Legacy reports whether the named node runs a release before replog (nil: none does).
+	Legacy func(id string) bool
+}
+
+// Log is a running replicated log.
+type Log struct {
+	cfg   Config
+	kinds map[byte]*Kind
+	fsm   *fsm
+	raft  *raft.Raft
+	trans *raft.NetworkTransport
+	mux   *mux
+	bolt  *raftboltdb.BoltStore
+	// dialer opens every outgoing connection to another node's port.
+	dialer Dialer
+	// fwdPool keeps forwarding connections to the leader; legacyPools those of the old
+	// streams; pools are every pool made here, closed at Shutdown.
+	fwdPool     *Pool
+	legacyPools map[byte]*Pool
+	poolMu      sync.Mutex
+	pools       []*Pool
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	kick      chan struct{}
+	// barrierTerm is the Raft term in which this leader has applied every entry of earlier
+	// terms (a Barrier is a log write: once per term).
+	barrierTerm atomic.Uint64
+}
+
+// Start opens the Raft state and starts the node.
+func Start(cfg Config) (*Log, error) {
+	if cfg.Advertise == "" {
+		cfg.Advertise = cfg.BindAddr
+	}
+	if cfg.ForwardWait == 0 {
+		cfg.ForwardWait = 3 * cfg.Timing.ElectionTimeout
+	}
+	if cfg.Timing.ReconcileInterval <= 0 {
+		cfg.Timing.ReconcileInterval = time.Second
+	}
+	kinds := map[byte]*Kind{}
+	streams := map[byte]func(net.Conn){}
+	for i := range cfg.Kinds {
+		k := cfg.Kinds[i]
+		if k.Tag == 0 || k.Machine == nil || k.Lead == nil || kinds[k.Tag] != nil {
+			return nil, fmt.Errorf("replog: kind %q: needs a unique non-zero tag, a machine and a lead function", k.Name)
+		}
+		if k.MaxCommand <= 0 {
+			k.MaxCommand = 64 << 10
+		}
+		if k.MaxAnswer <= 0 {
+			k.MaxAnswer = 1 << 20
+		}
+		kinds[k.Tag] = &k
+	}
+	for b, h := range cfg.Streams {
+		streams[b] = h
+	}
+	adv, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
+	if err != nil {
+		return nil, fmt.Errorf("replog: advertise address: %w", err)
+	}
+	if adv.IP == nil || adv.IP.IsUnspecified() {
+		return nil, fmt.Errorf("replog: advertise address %q must be a routable IP", cfg.Advertise)
+	}
+	ln, err := net.Listen("tcp", cfg.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("replog: listen: %w", err)
+	}
+	if adv.Port == 0 { // bound to an ephemeral port (tests)
+		adv.Port = ln.Addr().(*net.TCPAddr).Port
+		cfg.Advertise = adv.String()
+	}
+	out := cfg.LogOutput
+	if out == nil {
+		out = io.Discard
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "raft " + cfg.NodeID, Output: out, Level: hclog.Info})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.HeartbeatTimeout = cfg.Timing.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.Timing.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.Timing.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.Timing.CommitTimeout
+	rc.Logger = logger
+	rc.SnapshotThreshold = 4096
+	rc.TrailingLogs = 4096
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
+
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		snaps  raft.SnapshotStore
+		bolt   *raftboltdb.BoltStore
+	)
+	if cfg.DataDir == "" {
+		ms := raft.NewInmemStore()
+		logs, stable, snaps = ms, ms, raft.NewInmemSnapshotStore()
+	} else {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("replog: data dir: %w", err)
+		}
+		bolt, err = raftboltdb.NewBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("replog: raft store: %w", err)
+		}
+		fs, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, logger)
+		if err != nil {
+			ln.Close()
+			bolt.Close()
+			return nil, fmt.Errorf("replog: snapshot store: %w", err)
+		}
+		logs, stable, snaps = bolt, bolt, fs
+	}
+	closeStore := func() {
+		if bolt != nil {
+			bolt.Close()
+		}
+	}
+
+	l := &Log{cfg: cfg, kinds: kinds, bolt: bolt, dialer: Dialer{TLS: cfg.TLS},
+		stop: make(chan struct{}), kick: make(chan struct{}, 1), legacyPools: map[byte]*Pool{}}
+	streams[connDo] = l.serveDo
+	for _, k := range kinds {
+		if k.Legacy != nil {
+			k := k
+			streams[k.Legacy.Stream] = func(c net.Conn) { l.serveLegacy(c, k) }
+		}
+	}
+	m := newMux(ln, adv, streams, l.dialer)
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: raftLayer{m}, MaxPool: 3, Timeout: 2 * time.Second, Logger: logger,
+	})
+	l.mux, l.trans = m, trans
+	l.fsm = &fsm{kinds: kinds, legacyVoters: l.anyLegacyVoter}
+
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(logs, stable, snaps)
+		if err == nil && !has {
+			err = raft.BootstrapCluster(rc, logs, stable, snaps, trans, raft.Configuration{Servers: []raft.Server{{
+				Suffrage: raft.Voter, ID: rc.LocalID, Address: raft.ServerAddress(cfg.Advertise),
+			}}})
+		}
+		if err != nil {
+			trans.Close()
+			m.close()
+			closeStore()
+			return nil, fmt.Errorf("replog: bootstrap: %w", err)
+		}
+	}
+	r, err := raft.NewRaft(rc, l.fsm, logs, stable, snaps, trans)
+	if err != nil {
+		trans.Close()
+		m.close()
+		closeStore()
+		return nil, fmt.Errorf("replog: raft: %w", err)
+	}
+	l.raft = r
+	l.fwdPool = l.NewPool(connDo, 8, fwdPoolTTL)
+	for _, k := range kinds {
+		if k.Legacy != nil {
+			l.legacyPools[k.Legacy.Stream] = l.NewPool(k.Legacy.Stream, 4, fwdPoolTTL)
+		}
+	}
+	l.wg.Add(1)
+	go l.leaderLoop()
+	return l, nil
+}
+
+// NodeID is this node's Raft id.
+func (l *Log) NodeID() string { return l.cfg.NodeID }
+
+// Secure reports whether members are authenticated (the port runs mutual TLS).
+func (l *Log) Secure() bool { return l.cfg.TLS != nil }
+
+// ForwardWait is the configured retry window of Do.
+func (l *Log) ForwardWait() time.Duration { return l.cfg.ForwardWait }
+
+// Stopped is closed at Shutdown.
+func (l *Log) Stopped() <-chan struct{} { return l.stop }
+
+// Dial opens a connection of the given stream kind to another node's port, with the cluster's
+// TLS identity.
+func (l *Log) Dial(addr string, kind byte, timeout time.Duration) (net.Conn, error) {
+	return l.dialer.Dial(addr, kind, timeout)
+}
+
+// NewPool returns a pool of connections of the given stream kind to other nodes, closed at
+// Shutdown.
+func (l *Log) NewPool(kind byte, maxIdle int, ttl time.Duration) *Pool {
+	p := NewPool(l.dialer, kind, maxIdle, ttl)
+	l.poolMu.Lock()
+	l.pools = append(l.pools, p)
+	l.poolMu.Unlock()
+	return p
+}
+
+// Kick asks the leader loop to reconcile voters now (on membership events).
+func (l *Log) Kick() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Addr is the advertised address of the port.
+func (l *Log) Addr() string { return l.cfg.Advertise }
+
+// Status is a snapshot of the Raft node.
+type Status struct {
+	State   string   `json:"state"`
+	Leader  string   `json:"leader"`
+	Term    uint64   `json:"term"`
+	Applied uint64   `json:"applied_index"`
+	Voters  []string `json:"voters"`
+}
+
+// Status reports the local Raft view.
+func (l *Log) Status() Status {
+	_, id := l.raft.LeaderWithID()
+	st := Status{State: l.raft.State().String(), Leader: string(id), Term: l.raft.CurrentTerm(), Applied: l.raft.AppliedIndex()}
+	st.Voters = l.voters()
+	sort.Strings(st.Voters)
+	return st
+}
+
+func (l *Log) voters() []string {
+	var out []string
+	if f := l.raft.GetConfiguration(); f.Error() == nil {
+		for _, srv := range f.Configuration().Servers {
+			if srv.Suffrage == raft.Voter {
+				out = append(out, string(srv.ID))
+			}
+		}
+	}
+	return out
+}
+
+// anyLegacyVoter reports whether some voter runs a release before replog.
+func (l *Log) anyLegacyVoter() bool {
+	if l.cfg.Legacy == nil || l.raft == nil {
+		return false
+	}
+	for _, v := range l.voters() {
+		if v != l.cfg.NodeID && l.cfg.Legacy(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// ReplicaCurrent reports whether this node's state machines are known to be up to date: a
+// leader is known (so the commit index came from it) and everything committed is applied.
+// Right after a restart, or cut off from the majority, it is false.
+func (l *Log) ReplicaCurrent() bool {
+	if l.LeaderAddr() == "" {
+		return false
+	}
+	c := l.raft.CommitIndex()
+	return c > 0 && l.raft.AppliedIndex() >= c
+}
+
+// LeaderAddr is the current leader's address ("" when unknown).
+func (l *Log) LeaderAddr() string {
+	addr, _ := l.raft.LeaderWithID()
+	return string(addr)
+}
+
+// LeaderID is the current leader's id ("" when unknown).
+func (l *Log) LeaderID() string {
+	_, id := l.raft.LeaderWithID()
+	return string(id)
+}
+
+// IsLeader reports whether this node is the Raft leader.
+func (l *Log) IsLeader() bool { return l.raft.State() == raft.Leader }
+
+// CaughtUp makes sure this leader has applied every entry committed before its term, so that
+// reads of its replica see every acknowledged change. Within the term, entries it has not
+// applied yet are its own proposals. ErrNoLeader when it is not (or no longer) the leader.
+func (l *Log) CaughtUp(timeout time.Duration) error {
+	if l.raft.State() != raft.Leader {
+		return ErrNoLeader
+	}
+	term := l.raft.CurrentTerm()
+	if l.barrierTerm.Load() == term {
+		return nil
+	}
+	if err := l.raft.Barrier(timeout).Error(); err != nil {
+		return ErrNoLeader
+	}
+	l.barrierTerm.Store(term)
+	return nil
+}
+
+// VerifyLeader confirms with a quorum that this node still leads (for linearizable reads).
+func (l *Log) VerifyLeader() error {
+	if err := l.raft.VerifyLeader().Error(); err != nil {
+		return ErrNoLeader
+	}
+	return nil
+}
+
+// Propose commits one entry of the kind tagged tag (on the leader) and returns its machine's
+// Apply result. ErrNoLeader when this node does not lead or loses its quorum before the entry
+// commits.
+func (l *Log) Propose(tag byte, body []byte, timeout time.Duration) (any, error) {
+	if l.kinds[tag] == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, tag)
+	}
+	if l.raft.State() != raft.Leader {
+		return nil, ErrNoLeader
+	}
+	entry := make([]byte, 0, len(body)+1)
+	entry = append(append(entry, tag), body...)
+	f := l.raft.Apply(entry, timeout)
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoLeader, err)
+	}
+	return f.Response(), nil
+}
+
+// leaderLoop reconciles voters while leader.
+func (l *Log) leaderLoop() {
+	defer l.wg.Done()
+	rec := time.NewTicker(l.cfg.Timing.ReconcileInterval)
+	defer rec.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-rec.C:
+		case <-l.kick:
+		}
+		if l.IsLeader() {
+			l.reconcile()
+		}
+	}
+}
+
+// reconcile adds alive members as voters and removes left ones (and dead ones after
+// RemoveDeadAfter, never below MinVoters).
+func (l *Log) reconcile() {
+	if l.cfg.Peers == nil {
+		return
+	}
+	f := l.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	inCfg := map[string]raft.Server{}
+	for _, srv := range f.Configuration().Servers {
+		inCfg[string(srv.ID)] = srv
+	}
+	voters := len(inCfg)
+	timeout := 2 * l.cfg.Timing.ElectionTimeout
+	for _, p := range l.cfg.Peers() {
+		if p.ID == l.cfg.NodeID || p.RaftAddr == "" {
+			continue
+		}
+		srv, ok := inCfg[p.ID]
+		switch {
+		case p.Alive && (!ok || string(srv.Address) != p.RaftAddr):
+			_ = l.raft.AddVoter(raft.ServerID(p.ID), raft.ServerAddress(p.RaftAddr), 0, timeout).Error()
+		case ok && p.Left:
+			if l.raft.RemoveServer(raft.ServerID(p.ID), 0, timeout).Error() == nil {
+				voters--
+			}
+		case ok && !p.Alive && l.cfg.Timing.RemoveDeadAfter > 0 &&
+			time.Since(p.Since) > l.cfg.Timing.RemoveDeadAfter && voters-1 >= l.cfg.Timing.MinVoters:
+			if l.raft.RemoveServer(raft.ServerID(p.ID), 0, timeout).Error() == nil {
+				voters--
+			}
+		}
+	}
+}
+
+// Leave removes this node from the voters (when it leads) so that the remaining nodes keep
+// their quorum.
+func (l *Log) Leave(ctx context.Context) error {
+	if l.raft.State() == raft.Leader {
+		f := l.raft.GetConfiguration()
+		if f.Error() == nil && len(f.Configuration().Servers) > 1 {
+			d := 2 * l.cfg.Timing.ElectionTimeout
+			if dl, ok := ctx.Deadline(); ok {
+				d = time.Until(dl)
+			}
+			return l.raft.RemoveServer(raft.ServerID(l.cfg.NodeID), 0, d).Error()
+		}
+	}
+	return nil
+}
+
+// Shutdown stops Raft, the streams and the stores. Idempotent.
+func (l *Log) Shutdown() error {
+	var err error
+	l.closeOnce.Do(func() {
+		close(l.stop)
+		l.poolMu.Lock()
+		for _, p := range l.pools {
+			p.Close()
+		}
+		l.poolMu.Unlock()
+		err = l.raft.Shutdown().Error()
+		l.trans.Close()
+		l.mux.close()
+		l.wg.Wait()
+		if l.bolt != nil {
+			if e := l.bolt.Close(); err == nil {
+				err = e
+			}
+		}
+	})
+	return err
+}

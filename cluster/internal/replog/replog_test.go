@@ -1,0 +1,317 @@
+package replog
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// counter is a test-only kind, registered here and nowhere else: it proves that a replicated
+// feature is one Kind, with no change to election or the queue.
+type counter struct {
+	mu    sync.Mutex
+	total int64
+	// blocked: commands "block" wait in Lead until their ctx ends, and report it here.
+	blocked chan error
+}
+
+func (c *counter) Apply(_ uint64, body []byte) any {
+	n, err := strconv.ParseInt(string(body), 10, 64)
+	if err != nil {
+		return int64(-1)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.total += n
+	return c.total
+}
+
+func (c *counter) Snapshot() (func(io.Writer) error, func(), error) {
+	c.mu.Lock()
+	t := c.total
+	c.mu.Unlock()
+	return func(w io.Writer) error { _, err := fmt.Fprint(w, t); return err }, nil, nil
+}
+
+func (c *counter) Restore(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.total = 0
+	if len(b) > 0 {
+		c.total, err = strconv.ParseInt(string(b), 10, 64)
+	}
+	return err
+}
+
+func (c *counter) get() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.total
+}
+
+func (c *counter) kind(l **Log) Kind {
+	return Kind{Tag: 'T', Name: "counter", Machine: c, MaxCommand: 32, Lead: func(ctx context.Context, from Caller, cmd []byte) ([]byte, error) {
+		if string(cmd) == "block" {
+			<-ctx.Done()
+			c.blocked <- ctx.Err()
+			return nil, ctx.Err()
+		}
+		out, err := (*l).Propose('T', cmd, time.Second)
+		if err != nil {
+			return nil, err
+		}
+		return []byte(fmt.Sprintf("%d from %s local=%v", out, from.Node, from.Local)), nil
+	}}
+}
+
+type testNode struct {
+	log *Log
+	c   *counter
+}
+
+func startThree(t *testing.T) []*testNode {
+	t.Helper()
+	var (
+		mu    sync.Mutex
+		peers []Peer
+	)
+	nodes := make([]*testNode, 3)
+	for i := range nodes {
+		n := &testNode{c: &counter{blocked: make(chan error, 1)}}
+		l, err := Start(Config{
+			NodeID: fmt.Sprintf("n%d", i), BindAddr: "127.0.0.1:0", Bootstrap: i == 0,
+			Timing: Timing{HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
+				LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 10 * time.Millisecond, ReconcileInterval: 50 * time.Millisecond},
+			Peers: func() []Peer {
+				mu.Lock()
+				defer mu.Unlock()
+				return append([]Peer(nil), peers...)
+			},
+			Kinds: []Kind{n.c.kind(&n.log)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.log = l
+		t.Cleanup(func() { _ = l.Shutdown() })
+		mu.Lock()
+		peers = append(peers, Peer{ID: l.NodeID(), RaftAddr: l.Addr(), Alive: true})
+		mu.Unlock()
+		nodes[i] = n
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ok := 0
+		for _, n := range nodes {
+			if st := n.log.Status(); st.Leader != "" && len(st.Voters) == 3 {
+				ok++
+			}
+		}
+		if ok == 3 {
+			return nodes
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no leader with three voters")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func follower(nodes []*testNode) *testNode {
+	for _, n := range nodes {
+		if !n.log.IsLeader() {
+			return n
+		}
+	}
+	return nil
+}
+
+func leader(nodes []*testNode) *testNode {
+	for _, n := range nodes {
+		if n.log.IsLeader() {
+			return n
+		}
+	}
+	return nil
+}
+
+func TestDoForwardsAndReplicates(t *testing.T) {
+	nodes := startThree(t)
+	f := follower(nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, n := range []string{"5", "7"} {
+		if _, err := f.log.Do(ctx, 'T', []byte(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := f.log.Do(ctx, 'T', []byte("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The leader's Lead saw the forwarding node as the caller (an insecure test cluster has no
+	// certificates, so the name is empty) and not as a local call.
+	if want := "13 from  local=false"; string(out) != want {
+		t.Fatalf("answer %q, want %q", out, want)
+	}
+	out, err = leader(nodes).log.Do(ctx, 'T', []byte("0"))
+	if err != nil || !bytes.HasSuffix(out, []byte("local=true")) {
+		t.Fatalf("local Do: %q %v", out, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, n := range nodes {
+		for n.c.get() != 13 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s has %d", n.log.NodeID(), n.c.get())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if _, err := f.log.Do(ctx, 'X', nil); !errors.Is(err, ErrUnknownKind) {
+		t.Fatalf("unknown kind: %v", err)
+	}
+	if _, err := f.log.Do(ctx, 'T', bytes.Repeat([]byte("1"), 33)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("command over the kind's bound: %v", err)
+	}
+}
+
+// A forwarding client that announces more than the kind's bound is answered with an error and
+// the connection closed, before the body is read; one that hangs up while its command runs
+// cancels the command on the leader.
+func TestForwardingBoundsAndCancel(t *testing.T) {
+	nodes := startThree(t)
+	ld, f := leader(nodes), follower(nodes)
+	c, err := f.log.Dial(ld.log.Addr(), connDo, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	hdr := []byte{'T', 0, 0, 0x27, 0x10, 0x7f, 0xff, 0xff, 0xff} // 2 GiB announced
+	if _, err := c.Write(hdr); err != nil {
+		t.Fatal(err)
+	}
+	var rh [5]byte
+	if _, err := io.ReadFull(c, rh[:]); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, binary.BigEndian.Uint32(rh[1:]))
+	_, _ = io.ReadFull(c, body)
+	if rh[0] != statusError || !bytes.Contains(body, []byte(ErrTooLarge.Error())) {
+		t.Fatalf("oversized command answered %d %q", rh[0], body)
+	}
+	if _, err := c.Read(rh[:1]); err == nil {
+		t.Fatal("connection still open after an oversized command")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := f.log.Do(ctx, 'T', []byte("block")); done <- err }()
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-ld.c.blocked:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("leader-side command ended with %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the leader kept running a command whose forwarding node hung up")
+	}
+	if err := <-done; !errors.Is(err, ErrNoLeader) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do after cancel: %v", err)
+	}
+}
+
+// memKind is a kind whose state is bytes, for the snapshot tests.
+type memKind struct{ state []byte }
+
+func (m *memKind) Apply(uint64, []byte) any { return nil }
+func (m *memKind) Snapshot() (func(io.Writer) error, func(), error) {
+	s := append([]byte(nil), m.state...)
+	return func(w io.Writer) error { _, err := w.Write(s); return err }, nil, nil
+}
+func (m *memKind) Restore(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	m.state = b
+	return err
+}
+
+type sink struct{ *bytes.Buffer }
+
+func (sink) ID() string    { return "test" }
+func (sink) Cancel() error { return nil }
+func (sink) Close() error  { return nil }
+
+func kinds(ms map[byte]*memKind) map[byte]*Kind {
+	out := map[byte]*Kind{}
+	for t, m := range ms {
+		out[t] = &Kind{Tag: t, Name: string(t), Machine: m}
+	}
+	return out
+}
+
+// The combined snapshot covers every kind (a large one in many chunks), restores into fresh
+// machines, and the formats of earlier releases (WPS2 and the bare lease JSON) still restore.
+func TestSnapshotFormats(t *testing.T) {
+	big := bytes.Repeat([]byte("q"), 3*maxChunk+17)
+	src := map[byte]*memKind{TagLeases: {state: []byte(`[{"name":"a"}]`)}, TagQueue: {state: big}, 'T': {state: []byte("42")}}
+	for _, legacy := range []bool{false, true} {
+		f := &fsm{kinds: kinds(src), legacyVoters: func() bool { return legacy }}
+		snap, err := f.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if err := snap.Persist(sink{&buf}); err != nil {
+			t.Fatal(err)
+		}
+		snap.Release()
+		if want := map[bool]string{false: "WPS3", true: "WPS2"}[legacy]; string(buf.Bytes()[:4]) != want {
+			t.Fatalf("legacy=%v: format %q", legacy, buf.Bytes()[:4])
+		}
+		dst := map[byte]*memKind{TagLeases: {}, TagQueue: {}, 'T': {state: []byte("stale")}}
+		g := &fsm{kinds: kinds(dst)}
+		if err := g.Restore(io.NopCloser(&buf)); err != nil {
+			t.Fatal(err)
+		}
+		if string(dst[TagLeases].state) != `[{"name":"a"}]` || !bytes.Equal(dst[TagQueue].state, big) {
+			t.Fatalf("legacy=%v: leases %q, queue of %d bytes", legacy, dst[TagLeases].state, len(dst[TagQueue].state))
+		}
+		// WPS2 does not carry kinds newer than it: they restore from nothing.
+		if want := map[bool]string{false: "42", true: ""}[legacy]; string(dst['T'].state) != want {
+			t.Fatalf("legacy=%v: test kind %q, want %q", legacy, dst['T'].state, want)
+		}
+	}
+	// The oldest format: the bare lease table.
+	dst := map[byte]*memKind{TagLeases: {}, TagQueue: {state: []byte("kept?")}}
+	g := &fsm{kinds: kinds(dst)}
+	old, _ := json.Marshal([]map[string]any{{"name": "old", "token": 9}})
+	if err := g.Restore(io.NopCloser(bytes.NewReader(old))); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(dst[TagLeases].state, old) || len(dst[TagQueue].state) != 0 {
+		t.Fatalf("bare JSON: leases %q queue %q", dst[TagLeases].state, dst[TagQueue].state)
+	}
+}
+
+// Entries of a kind this release does not know (a newer release's) are ignored, not fatal.
+func TestUnknownEntryIgnored(t *testing.T) {
+	f := &fsm{kinds: kinds(map[byte]*memKind{'T': {}})}
+	if got := f.Apply(&raft.Log{Type: raft.LogCommand, Index: 1, Data: []byte("Zwhatever")}); got != nil {
+		t.Fatalf("unknown kind applied: %v", got)
+	}
+}
