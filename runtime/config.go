@@ -81,9 +81,6 @@ type ModuleConfig struct {
 	// StopGrace is how long Stop lets in-flight calls finish when the caller gives no grace.
 	StopGrace time.Duration
 
-	// TickInterval, if positive, calls the guest's wasmpod_tick export that often on one instance.
-	TickInterval time.Duration
-
 	// Trusted modules run without the termination guard: calls are cheaper, but a runaway call
 	// cannot be cut (its deadline is only checked after it returns). Use only for code you trust.
 	Trusted bool
@@ -194,8 +191,6 @@ func (c *ModuleConfig) validate() error {
 		return fmt.Errorf("%w: module %q: QueueTimeout must not be negative", ErrInvalidModule, c.Name)
 	case c.StopGrace < 0:
 		return fmt.Errorf("%w: module %q: StopGrace must not be negative", ErrInvalidModule, c.Name)
-	case c.TickInterval < 0:
-		return fmt.Errorf("%w: module %q: TickInterval must not be negative", ErrInvalidModule, c.Name)
 	case c.YieldInterval < 0:
 		return fmt.Errorf("%w: module %q: YieldInterval must not be negative", ErrInvalidModule, c.Name)
 	case c.MaxVarBytes < 0:

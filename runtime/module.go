@@ -215,10 +215,6 @@ func (m *Module) Start(ctx context.Context, opts StartOptions) error {
 	m.bgCancel = cancel
 	m.bgDone.Add(1)
 	go m.refillLoop(bg)
-	if m.cfg.TickInterval > 0 && m.has[expTick] {
-		m.bgDone.Add(1)
-		go m.tickLoop(bg)
-	}
 	return m.transition(StateRunning, "started")
 }
 
@@ -413,7 +409,7 @@ func (m *Module) snapshot(ctx context.Context, sink func([]byte) error) error {
 	return fmt.Errorf("module %q: snapshot: no instance available", m.cfg.Name)
 }
 
-// stopBackground stops the refill and tick goroutines and waits for them.
+// stopBackground stops the refill goroutine and waits for it.
 func (m *Module) stopBackground() {
 	if m.bgCancel != nil {
 		m.bgCancel()
@@ -698,7 +694,9 @@ func (m *Module) Health(ctx context.Context) (Health, error) {
 	return Unhealthy, nil
 }
 
-// Tick runs the guest's tick export once on one instance.
+// Tick runs the guest's tick export once on one instance. The runtime never ticks by itself:
+// the caller owns the schedule (in the host, the supervisor ticks each running version, so a
+// low-priority module's ticks go through the pod's admission like its calls).
 func (m *Module) Tick(ctx context.Context) error {
 	if !m.has[expTick] {
 		return fmt.Errorf("module %q: %w: wasmpod_tick", m.cfg.Name, ErrNoExport)
@@ -724,25 +722,6 @@ func (m *Module) Tick(ctx context.Context) error {
 		m.ticksFailed.Add(1)
 	}
 	return err
-}
-
-func (m *Module) tickLoop(ctx context.Context) {
-	defer m.bgDone.Done()
-	t := time.NewTicker(m.cfg.TickInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if m.State() != StateRunning {
-				continue
-			}
-			if err := m.Tick(ctx); err != nil && ctx.Err() == nil {
-				m.log(LevelWarn, "runtime", "tick: "+err.Error())
-			}
-		}
-	}
 }
 
 // Scale sets the warm pool size, within [0, MaxConcurrency]. Instances are created or closed in

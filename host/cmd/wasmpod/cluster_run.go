@@ -4,20 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/wasmpod/wasmpod/cluster"
+	"github.com/wasmpod/wasmpod/host/internal/clusterlog"
 )
 
 // clusterOptions are the cluster flags of `wasmpod run`.
@@ -160,41 +158,9 @@ func clusterConfig(o clusterOptions, stateDir string, log *slog.Logger) (cluster
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return cfg, fmt.Errorf("cluster state dir: %w", err)
 	}
-	cfg.LogOutput = &logLines{log: log}
+	cfg.LogOutput = clusterlog.New(log)
 	return cfg, nil
 }
-
-// logLines forwards memberlist and Raft log lines to the host log at debug level (warnings and
-// errors at warn).
-type logLines struct {
-	log *slog.Logger
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf = append(l.buf, p...)
-	rest := l.buf
-	for {
-		i := slices.Index(rest, '\n')
-		if i < 0 {
-			break
-		}
-		line := strings.TrimSpace(string(rest[:i]))
-		rest = rest[i+1:]
-		if strings.Contains(line, "[WARN]") || strings.Contains(line, "[ERR") || strings.Contains(line, "[error]") || strings.Contains(line, "[warn]") {
-			l.log.Warn("cluster", "line", line)
-		} else {
-			l.log.Debug("cluster", "line", line)
-		}
-	}
-	l.buf = append(l.buf[:0], rest...)
-	return len(p), nil
-}
-
-var _ io.Writer = (*logLines)(nil)
 
 // internalListenAddr is the default --internal address: loopback and an ephemeral port for a
 // standalone node (as its gossip), else the gossip bind host with the gossip port + 2 (Raft

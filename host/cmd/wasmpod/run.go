@@ -21,6 +21,7 @@ import (
 	"github.com/wasmpod/wasmpod/host/internal/admin"
 	"github.com/wasmpod/wasmpod/host/internal/capability"
 	"github.com/wasmpod/wasmpod/host/internal/hotload"
+	"github.com/wasmpod/wasmpod/host/internal/lifecycle"
 	"github.com/wasmpod/wasmpod/host/internal/logbuf"
 	"github.com/wasmpod/wasmpod/host/internal/nodemeta"
 	"github.com/wasmpod/wasmpod/host/internal/pipelines"
@@ -177,141 +178,158 @@ func run(specPath string, o runOptions) error {
 	if err := version.StampStateDir(o.stateDir); err != nil { // refuses a format newer than this binary's
 		return err
 	}
-
-	ctx := context.Background()
-	ccfg, err := clusterConfig(o.cluster, o.stateDir, log)
+	h, err := compose(pod, o, token, appTokens, log)
 	if err != nil {
 		return err
 	}
-	node, err := cluster.Start(ccfg)
+	return h.serve(specPath, sigs, hup)
+}
+
+// podHost is a running pod host: the parts compose started, and the stack that stops them.
+// Its methods run on run's goroutine.
+type podHost struct {
+	log   *slog.Logger
+	pod   *podspec.Pod
+	grace time.Duration
+	parts lifecycle.Stack // every part started, stopped in reverse on failure and at the end
+
+	node      *cluster.Node
+	sup       *supervisor.Supervisor
+	sc        *scatterservice.Service // nil: the pod has no spec.scatter
+	srv       *admin.Server
+	meta      *nodemeta.Keeper
+	ingressLn net.Listener
+	pl        *pipelines.Set // nil until the pod has started
+
+	appTokenFile string // --app-token-file, re-read on SIGHUP ("" when none)
+}
+
+// compose builds the host from its parts, each registering its stop on h.parts as soon as it
+// has started: the cluster node, the pod's plumbing and supervisor, the listeners, the scatter
+// service and the admin server, which serves the admin API at once (operators see the pod while
+// it starts), and the node metadata keeper. The pod itself starts in serve. On error every
+// part started so far is stopped, the last first, and nothing is left running.
+func compose(pod *podspec.Pod, o runOptions, token string, appTokens map[string]string, log *slog.Logger) (_ *podHost, err error) {
+	h := &podHost{log: log, pod: pod, grace: pod.Spec.GracePeriod(), appTokenFile: o.appTokenFile}
+	defer func() {
+		if err != nil {
+			h.parts.Stop(context.Background())
+		}
+	}()
+	// Pod plumbing (pod-local calls, outbound network for modules granted it) resolves modules
+	// through the supervisor, which is built with the plumbing's host functions: it is bound
+	// to the supervisor once that exists, before any module runs (podModules).
+	mods := &podModules{}
+	caps := capability.New(capability.Config{Resolve: mods.resolve, Allowlist: mods.allowlist})
+	h.parts.PushFunc("pod plumbing", func() { caps.Close() })
+
+	ccfg, err := clusterConfig(o.cluster, o.stateDir, log)
 	if err != nil {
-		return fmt.Errorf("cluster: %w", err)
+		return nil, err
 	}
-	log.Info("cluster node started", "node", node.Name(), "gossip", node.GossipAddr(), "join", strings.Join(ccfg.Join, ","),
-		"encrypted", len(ccfg.GossipKey) > 0, "label", ccfg.ClusterLabel, "mtls", node.Secure())
-	if w := node.InsecureWarning(); w != "" {
+	if h.node, err = cluster.Start(ccfg); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	h.parts.Push("cluster node", h.leave)
+	log.Info("cluster node started", "node", h.node.Name(), "gossip", h.node.GossipAddr(), "join", strings.Join(ccfg.Join, ","),
+		"encrypted", len(ccfg.GossipKey) > 0, "label", ccfg.ClusterLabel, "mtls", h.node.Secure())
+	if w := h.node.InsecureWarning(); w != "" {
 		log.Warn("WARNING: " + w)
 	}
-	closeNode := func() {
-		c, cancel := context.WithTimeout(ctx, nodeLeaveTimeout)
-		defer cancel()
-		node.Shutdown(c)
-	}
+
 	lc := logbuf.DefaultConfig()
 	lc.Logger = log
 	scfg := supervisor.DefaultConfig()
 	scfg.Pod, scfg.StateDir, scfg.Logger, scfg.Logs = pod, o.stateDir, log, logbuf.New(lc)
-	// Pod plumbing (pod-local calls, outbound network for modules granted it) resolves modules
-	// through the supervisor, which exists only once its engine has these imports: sup is set
-	// right below, before any module runs.
-	var sup *supervisor.Supervisor
-	caps := capability.New(capability.Config{
-		Resolve: func(name string) (*runtime.Module, error) {
-			m, err := sup.Module(name)
-			if errors.Is(err, supervisor.ErrNotFound) {
-				err = fmt.Errorf("%w: %v", capability.ErrNoModule, err)
-			}
-			return m, err
-		},
-		Allowlist: func(name string) []string {
-			// The current spec: a pod reload may have changed it.
-			if m := sup.ModuleSpec(name); m != nil && m.Network != nil {
-				return m.Network.Allow
-			}
-			return nil
-		},
-	})
-	defer caps.Close()
-	scfg.Imports = append(guestapi.Imports(guestapi.Config{Pod: pod.Metadata.Name, Elections: node.Elections()}), caps.Functions()...)
-	sup, err = supervisor.New(ctx, scfg)
-	if err != nil {
-		closeNode()
-		return err
+	scfg.Imports = append(guestapi.Imports(guestapi.Config{Pod: pod.Metadata.Name, Elections: h.node.Elections()}), caps.Functions()...)
+	if h.sup, err = supervisor.New(context.Background(), scfg); err != nil {
+		return nil, err
 	}
-	grace := pod.Spec.GracePeriod()
-	closeSup := func() {
-		c, cancel := context.WithTimeout(ctx, grace)
-		defer cancel()
-		sup.Shutdown(c)
-		closeNode()
-	}
+	mods.bind(h.sup)
+	h.parts.Push("supervisor", h.withGrace(h.sup.Shutdown))
+
 	adminLn, err := net.Listen("tcp", o.admin)
 	if err != nil {
-		closeSup()
-		return fmt.Errorf("--admin: %w", err)
+		return nil, fmt.Errorf("--admin: %w", err)
 	}
-	ingressLn, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		adminLn.Close()
-		closeSup()
-		return fmt.Errorf("--listen: %w", err)
+	h.parts.PushFunc("admin listener", func() { adminLn.Close() })
+	if h.ingressLn, err = net.Listen("tcp", o.listen); err != nil {
+		return nil, fmt.Errorf("--listen: %w", err)
 	}
-	var sc *scatterservice.Service
+	h.parts.PushFunc("ingress listener", func() { h.ingressLn.Close() })
 	if pod.Spec.Scatter != nil {
-		sc, err = listenScatter(o, sup, node, log)
-		if err != nil {
-			adminLn.Close()
-			ingressLn.Close()
-			closeSup()
-			return err
+		if h.sc, err = listenScatter(o, h.sup, h.node, log); err != nil {
+			return nil, err
 		}
+		h.parts.Push("scatter service", h.withGrace(h.sc.Close))
 	}
-	closeScatter := func() {
-		if sc != nil {
-			c, cancel := context.WithTimeout(ctx, grace)
-			defer cancel()
-			sc.Close(c)
-		}
-	}
+
 	acfg := admin.DefaultConfig()
-	acfg.Token, acfg.Logger, acfg.Cluster = token, log, clusterAPI{node, node.Elections()}
+	acfg.Token, acfg.Logger, acfg.Cluster = token, log, clusterAPI{h.node, h.node.Elections()}
 	acfg.AppTokens = appTokens
 	acfg.MaxConns, acfg.MaxConnsPerIP = o.maxConns, o.maxConnsPerIP
-	acfg.Queue = node.Queue()
-	if w := node.InsecureWarning(); w != "" {
+	acfg.Queue = h.node.Queue()
+	if w := h.node.InsecureWarning(); w != "" {
 		acfg.Warnings = append(acfg.Warnings, w)
 	}
-	if sc != nil {
-		acfg.Scatter, acfg.ScatterPath = sc, pod.Spec.Scatter.Path
+	if h.sc != nil {
+		acfg.Scatter, acfg.ScatterPath = h.sc, pod.Spec.Scatter.Path
 	}
-	srv, err := admin.New(acfg, sup)
-	if err != nil {
-		adminLn.Close()
-		ingressLn.Close()
-		closeScatter()
-		closeSup()
-		return err
+	if h.srv, err = admin.New(acfg, h.sup); err != nil {
+		return nil, err
 	}
-	srv.Serve(adminLn, nil) // admin first: operators see the pod while it starts
+	h.parts.Push("admin server", h.withGrace(h.srv.Shutdown))
+	h.srv.Serve(adminLn, nil) // admin first: operators see the pod while it starts
 	log.Info("admin API listening", "addr", adminLn.Addr().String(), "mutating", token != "", "apps", len(appTokens))
 	if o.appTokenFile != "" { // re-read on change and on SIGHUP; a bad file keeps the tokens in force
-		if err := srv.WatchAppTokens(o.appTokenFile); err != nil {
+		if err := h.srv.WatchAppTokens(o.appTokenFile); err != nil {
 			log.Warn("app token file watch unavailable: changes need SIGHUP", "err", err)
 		}
 	}
 	var shards nodemeta.Shards // nil without a scatter service (not a nil *Service)
-	if sc != nil {
-		shards = sc
+	if h.sc != nil {
+		shards = h.sc
 	}
-	meta := nodemeta.Keep(node, adminLn.Addr().String(), sup, shards, metaInterval, log)
-	defer meta.Stop()
+	h.meta = nodemeta.Keep(h.node, adminLn.Addr().String(), h.sup, shards, metaInterval, log)
+	h.parts.PushFunc("node metadata", h.meta.Stop)
+	return h, nil
+}
+
+// withGrace adapts a Shutdown or Close to a stop bounded by the pod's grace period.
+func (h *podHost) withGrace(stop func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		c, cancel := context.WithTimeout(ctx, h.grace)
+		defer cancel()
+		return stop(c)
+	}
+}
+
+// leave shuts the cluster node down (a graceful leave), bounded by nodeLeaveTimeout on top of
+// whatever ctx had left.
+func (h *podHost) leave(ctx context.Context) error {
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), nodeLeaveTimeout)
+	defer cancel()
+	return h.node.Shutdown(c)
+}
+
+// serve starts the pod, then its scatter service, pipelines, ingress and hotload, and runs
+// until SIGTERM or SIGINT (or a pipeline whose setup failed), reloading the pod file on SIGHUP;
+// then it shuts the host down within the grace period. A second signal during the shutdown
+// returns exit code 2 at once: the process exits without waiting for the parts.
+func (h *podHost) serve(specPath string, sigs, hup <-chan os.Signal) error {
+	log := h.log
+	// Owned by serve: it returns once sup.Start does, which the shutdown ends if a signal
+	// comes first (the channel is buffered, so nothing waits for a reader).
 	startDone := make(chan error, 1)
-	go func() { startDone <- sup.Start(ctx) }()
+	go func() { startDone <- h.sup.Start(context.Background()) }()
 	var sig os.Signal
-	var pl *pipelines.Set
 	select {
 	case err := <-startDone:
-		if err == nil && sc != nil {
-			err = sc.Start()
+		if err == nil && h.sc != nil {
+			err = h.sc.Start()
 		}
 		if err != nil {
-			ingressLn.Close()
-			meta.Stop()
-			c, cancel := context.WithTimeout(ctx, grace)
-			srv.Shutdown(c)
-			cancel()
-			closeScatter()
-			closeSup()
+			h.parts.Stop(context.Background())
 			return err
 		}
 	case sig = <-sigs:
@@ -320,19 +338,17 @@ func run(specPath string, o runOptions) error {
 	if sig == nil {
 		// The pod's pipelines: defined in the cluster (once it has a leader), then a worker pool
 		// per stage on this node, running the stage modules that have just started.
-		pl = pipelines.Start(node.Queue(), sup, log)
-		meta.Kick()
-		srv.Serve(nil, ingressLn)
-		log.Info("pod running", "pod", pod.Metadata.Name, "ingress", ingressLn.Addr().String())
+		h.pl = pipelines.Start(h.node.Queue(), h.sup, log)
+		h.meta.Kick()
+		h.srv.Serve(nil, h.ingressLn)
+		log.Info("pod running", "pod", h.pod.Metadata.Name, "ingress", h.ingressLn.Addr().String())
 		// The pod file (on change and on SIGHUP) and the modules marked watch: true are kept
 		// in step with the running pod (hotload).
 		hcfg := hotload.DefaultConfig()
-		hcfg.PodFile, hcfg.Pod, hcfg.Supervisor, hcfg.Logger = specPath, pod, sup, log
+		hcfg.PodFile, hcfg.Pod, hcfg.Supervisor, hcfg.Logger = specPath, h.pod, h.sup, log
 		hl, err := hotload.New(hcfg)
 		if err != nil {
 			log.Warn("pod file and plugin watch unavailable: changes need a restart", "err", err)
-		} else {
-			defer hl.Close()
 		}
 	wait:
 		for {
@@ -342,15 +358,15 @@ func run(specPath string, o runOptions) error {
 					log.Info("SIGHUP: reloading the pod file", "file", specPath)
 					hl.Reload()
 				}
-				if o.appTokenFile != "" {
-					if err := srv.ReloadAppTokens(o.appTokenFile); err != nil {
+				if h.appTokenFile != "" {
+					if err := h.srv.ReloadAppTokens(h.appTokenFile); err != nil {
 						log.Error("SIGHUP: app token file refused; the previous app tokens stay", "err", err)
 					}
 				}
 			case sig = <-sigs:
 				break wait
-			case <-pl.Failed():
-				failure = pl.Err()
+			case <-h.pl.Failed():
+				failure = h.pl.Err()
 				log.Error("pipeline setup failed: stopping", "err", failure)
 				break wait
 			}
@@ -359,13 +375,14 @@ func run(specPath string, o runOptions) error {
 			hl.Close() // no reload or upgrade races the shutdown
 		}
 	} else {
-		ingressLn.Close()
+		h.ingressLn.Close()
 	}
 	if sig != nil {
-		log.Info("signal received: draining", "signal", sig.String(), "grace", grace.String())
+		log.Info("signal received: draining", "signal", sig.String(), "grace", h.grace.String())
 	}
+	// Owned by serve, which waits for it unless a second signal forces the exit.
 	done := make(chan error, 1)
-	go func() { done <- shutdown(ctx, sup, node, meta, srv, sc, pl, grace) }()
+	go func() { done <- h.shutdown() }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -469,45 +486,78 @@ const (
 // delivery is cut by its module going away (past the grace period they are cut, and their tasks
 // redelivered after their leases). The node leaves after the modules stopped, so a module can
 // still resign its leases in its stop hook; the admin API closes last, so apps on the node get
-// answers (503 once the node left) until the end.
-func shutdown(ctx context.Context, sup *supervisor.Supervisor, node *cluster.Node, meta *nodemeta.Keeper, srv *admin.Server, sc *scatterservice.Service, pl *pipelines.Set, grace time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, grace)
+// answers (503 once the node left) until the end. This order is not the reverse of the start
+// order (the admin server starts after the node and stops after it), so it is spelled out
+// here; every stop is idempotent, and the stack then stops whatever is left (the plumbing).
+func (h *podHost) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), h.grace)
 	defer cancel()
 	var errs []error
 	plDone := make(chan error, 1)
-	if pl != nil {
-		go func() { plDone <- pl.Stop(ctx) }()
+	if h.pl != nil {
+		go func() { plDone <- h.pl.Stop(ctx) }()
 	} else {
 		plDone <- nil
 	}
-	if err := sup.Drain(ctx); err != nil {
+	if err := h.sup.Drain(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	if err := <-plDone; err != nil {
 		errs = append(errs, fmt.Errorf("pipeline workers: %w", err))
 	}
-	if sc != nil {
+	if h.sc != nil {
 		// Drained: no root request or shard call of ours is in flight, and new ones are refused
 		// (other roots fail over to other replicas).
-		if err := sc.Close(ctx); err != nil {
+		if err := h.sc.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("scatter: %w", err))
 		}
 	}
-	if err := sup.Shutdown(ctx); err != nil {
+	if err := h.sup.Shutdown(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	meta.Stop()
-	nctx, ncancel := context.WithTimeout(context.WithoutCancel(ctx), nodeLeaveTimeout)
-	defer ncancel()
-	if err := node.Shutdown(nctx); err != nil {
+	h.meta.Stop()
+	if err := h.leave(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("cluster leave: %w", err))
 	}
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer scancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	if err := h.srv.Shutdown(sctx); err != nil {
 		errs = append(errs, err)
 	}
+	h.parts.Stop(ctx) // all stopped above but the plumbing and the listeners (closed already)
 	return errors.Join(errs...)
+}
+
+// podModules resolves module names for the pod plumbing (package capability) through the
+// supervisor. The supervisor is built with the plumbing's host functions, so it exists only
+// after them: bind sets it once it does, before any module runs. Safe for concurrent use.
+type podModules struct {
+	sup atomic.Pointer[supervisor.Supervisor]
+}
+
+func (p *podModules) bind(sup *supervisor.Supervisor) { p.sup.Store(sup) }
+
+func (p *podModules) resolve(name string) (*runtime.Module, error) {
+	sup := p.sup.Load()
+	if sup == nil {
+		return nil, fmt.Errorf("%w: %q: the pod has not started", capability.ErrNoModule, name)
+	}
+	m, err := sup.Module(name)
+	if errors.Is(err, supervisor.ErrNotFound) {
+		err = fmt.Errorf("%w: %v", capability.ErrNoModule, err)
+	}
+	return m, err
+}
+
+// allowlist is the outbound network allowlist of module name in the current spec (a pod reload
+// may have changed it).
+func (p *podModules) allowlist(name string) []string {
+	if sup := p.sup.Load(); sup != nil {
+		if m := sup.ModuleSpec(name); m != nil && m.Network != nil {
+			return m.Network.Allow
+		}
+	}
+	return nil
 }
 
 func newValidateCmd() *cobra.Command {

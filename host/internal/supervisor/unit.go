@@ -156,7 +156,6 @@ func (u *unit) moduleConfig() (runtime.ModuleConfig, error) {
 	c.MaxConcurrency = int(m.Resources.Concurrency)
 	c.MinInstances = int(m.Resources.MinInstances)
 	c.StopGrace = u.s.pod.Spec.GracePeriod()
-	c.TickInterval = 0 // the supervisor ticks, so low-priority ticks go through admission
 	c.Trusted = m.Trusted
 	if m.AllowScale != nil {
 		// The guest's scale import moves the warm pool within the spec's bounds, never outside.
@@ -648,6 +647,9 @@ func (u *unit) readinessLoop(ctx context.Context, g *generation, p *podspec.Prob
 	}
 }
 
+// tickLoop calls g's tick export every iv until ctx ends: the supervisor is the only owner of
+// ticks (the runtime has no tick schedule of its own), so a low-priority module's ticks wait
+// for a quiet host and give way to higher-priority work like its calls.
 func (u *unit) tickLoop(ctx context.Context, g *generation, iv time.Duration) {
 	t := time.NewTicker(iv)
 	defer t.Stop()
