@@ -28,6 +28,7 @@ import (
 	"github.com/wasmpod/wasmpod/host/internal/scatterservice"
 	"github.com/wasmpod/wasmpod/host/internal/statelock"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
+	"github.com/wasmpod/wasmpod/host/internal/tracing"
 	"github.com/wasmpod/wasmpod/host/internal/version"
 	"github.com/wasmpod/wasmpod/runtime"
 )
@@ -191,6 +192,25 @@ func run(specPath string, o runOptions) error {
 		"encrypted", len(ccfg.GossipKey) > 0, "label", ccfg.ClusterLabel, "mtls", node.Secure())
 	if w := node.InsecureWarning(); w != "" {
 		log.Warn("WARNING: " + w)
+	}
+	// Tracing (OTEL_* environment; off and free without an OTLP endpoint). Flushed last, once
+	// the host has stopped: the spans of the drained requests are in it.
+	tp, err := tracing.FromEnv(ctx, tracing.Options{InstanceID: node.Name(), Version: version.Get().Version, Log: log})
+	if err != nil {
+		c, cancel := context.WithTimeout(ctx, nodeLeaveTimeout)
+		node.Shutdown(c)
+		cancel()
+		return err
+	}
+	if tp != nil {
+		log.Info("tracing", "endpoint", tp.Endpoint, "sampler", tp.Sampler)
+		defer func() {
+			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tp.Shutdown(c); err != nil {
+				log.Warn("tracing: spans lost at shutdown", "err", err)
+			}
+		}()
 	}
 	closeNode := func() {
 		c, cancel := context.WithTimeout(ctx, nodeLeaveTimeout)
