@@ -29,6 +29,7 @@ import (
 	"github.com/wasmpod/wasmpod/host/internal/scatterservice"
 	"github.com/wasmpod/wasmpod/host/internal/statelock"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
+	"github.com/wasmpod/wasmpod/host/internal/tracing"
 	"github.com/wasmpod/wasmpod/host/internal/version"
 	"github.com/wasmpod/wasmpod/runtime"
 )
@@ -236,7 +237,24 @@ func compose(pod *podspec.Pod, o runOptions, token string, appTokens map[string]
 	if w := h.node.InsecureWarning(); w != "" {
 		log.Warn("WARNING: " + w)
 	}
-
+	// Tracing (OTEL_* environment; off and free without an OTLP endpoint). Its stop flushes the
+	// spans; it runs after every part started later, so the drained requests' spans are in it.
+	tp, err := tracing.FromEnv(context.Background(), tracing.Options{InstanceID: h.node.Name(), Version: version.Get().Version, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	if tp != nil {
+		log.Info("tracing", "endpoint", tp.Endpoint, "sampler", tp.Sampler)
+		h.parts.Push("tracing", func(context.Context) error {
+			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err := tp.Shutdown(c)
+			if err != nil {
+				log.Warn("tracing: spans lost at shutdown", "err", err)
+			}
+			return err
+		})
+	}
 	lc := logbuf.DefaultConfig()
 	lc.Logger = log
 	scfg := supervisor.DefaultConfig()

@@ -7,6 +7,10 @@ import (
 	"slices"
 	"strings"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/wasmpod/wasmpod/internal/spans"
 	"github.com/wasmpod/wasmpod/runtime"
 )
 
@@ -103,7 +107,13 @@ func (h *Host) doCall(ctx context.Context, c runtime.Caller, caller *runtime.Mod
 	// calls ends when its first caller is cut.
 	cctx, cancel := context.WithDeadline(context.WithValue(ctx, chainKey{}, next), deadline(ctx, c))
 	defer cancel()
+	var span trace.Span
+	if spans.On() { // a pod-local call is a module call under the caller's
+		cctx, span = spans.Child(cctx, "module.call", attribute.String("wasmpod.module", target),
+			attribute.String("wasmpod.role", runtime.RoleHandle.String()), attribute.String("wasmpod.caller", from))
+	}
 	out, err := m.Call(cctx, runtime.RoleHandle, in, nil)
+	spans.End(span, err)
 	if err != nil {
 		return CallFailed, fmt.Appendf(nil, "call %q: %v", target, err)
 	}

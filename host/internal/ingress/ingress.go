@@ -12,9 +12,11 @@ import (
 	"sync"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wasmpod/wasmpod/host/internal/httpframe"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
+	"github.com/wasmpod/wasmpod/internal/spans"
 	"github.com/wasmpod/wasmpod/runtime"
 )
 
@@ -51,12 +53,20 @@ var octetStream = []byte("application/octet-stream")
 func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	b := h.pool.Get().(*callBuf)
 	defer h.pool.Put(b)
+	var span trace.Span
+	if spans.On() {
+		span = startSpan(h.ctx, ctx)
+		defer endSpan(span, ctx)
+	}
 	if h.scatter != nil && bytes.Equal(ctx.Path(), h.scatterPath) {
-		h.serveScatter(ctx, b)
+		h.serveScatter(ctx, span, b)
 		return
 	}
 	var err error
 	cctx := b.watch.arm(h.ctx, ctx.Conn())
+	if span != nil {
+		cctx = trace.ContextWithSpan(cctx, span) // the watch's context is reused: add the span on top
+	}
 	defer b.watch.disarm()
 	for attempt := 0; attempt < 2; attempt++ {
 		err = h.call(ctx, cctx, b)

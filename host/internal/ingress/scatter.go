@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wasmpod/wasmpod/cluster/scatter"
 	"github.com/wasmpod/wasmpod/runtime"
@@ -32,7 +33,7 @@ const (
 // serveScatter answers a scatter root request: 200 with the merged body (partial answers
 // flagged in headers), 405 for a method other than POST, 503 when overloaded or shutting
 // down, 504 when even the merge missed the deadline, 500 for a failed merge.
-func (h *Handler) serveScatter(ctx *fasthttp.RequestCtx, b *callBuf) {
+func (h *Handler) serveScatter(ctx *fasthttp.RequestCtx, span trace.Span, b *callBuf) {
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
 		ctx.Error("POST only\n", fasthttp.StatusMethodNotAllowed)
@@ -41,6 +42,9 @@ func (h *Handler) serveScatter(ctx *fasthttp.RequestCtx, b *callBuf) {
 	// The request's context ends when its client goes away: the root stops waiting, its local
 	// shards are cut and its remote attempts abandoned (see scatter.Gather.Do).
 	cctx := b.watch.arm(h.ctx, ctx.Conn())
+	if span != nil {
+		cctx = trace.ContextWithSpan(cctx, span)
+	}
 	out, res, err := h.scatter.Do(cctx, ctx.PostBody(), b.out[:0])
 	b.watch.disarm()
 	b.out = out

@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/wasmpod/wasmpod/cluster/scatter"
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
+	"github.com/wasmpod/wasmpod/internal/spans"
 	"github.com/wasmpod/wasmpod/runtime"
 )
 
@@ -61,6 +64,9 @@ func (h *Handle) Call(ctx context.Context, _ scatter.RequestID, in, dst []byte) 
 		return dst, err
 	}
 	defer done()
+	if spans.On() {
+		return tracedCall(ctx, g.mod, runtime.RoleLeaf, in, dst)
+	}
 	return g.mod.Call(ctx, runtime.RoleLeaf, in, dst)
 }
 
@@ -71,6 +77,13 @@ func (h *Handle) Merge(ctx context.Context, parts []runtime.Part, dst []byte) ([
 		return dst, err
 	}
 	defer done()
+	if spans.On() {
+		var span trace.Span
+		ctx, span = callSpan(ctx, g.mod, runtime.RoleMerge)
+		out, err := g.mod.Merge(ctx, parts, dst)
+		spans.End(span, err)
+		return out, err
+	}
 	return g.mod.Merge(ctx, parts, dst)
 }
 

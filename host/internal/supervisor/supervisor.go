@@ -24,6 +24,7 @@ import (
 	"github.com/wasmpod/wasmpod/host/internal/logbuf"
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
 	"github.com/wasmpod/wasmpod/host/internal/snapshot"
+	"github.com/wasmpod/wasmpod/internal/spans"
 	"github.com/wasmpod/wasmpod/runtime"
 )
 
@@ -389,6 +390,9 @@ func (l Lease) Call(ctx context.Context, in, dst []byte) ([]byte, error) {
 	if err := l.g.awaitHandover(ctx); err != nil {
 		return dst, err
 	}
+	if spans.On() {
+		return tracedCall(ctx, l.g.mod, l.g.role, in, dst)
+	}
 	return l.g.mod.Call(ctx, l.g.role, in, dst)
 }
 
@@ -429,6 +433,9 @@ func (s *Supervisor) Call(ctx context.Context, module string, role runtime.Role,
 	}
 	if err := g.awaitHandover(ctx); err != nil {
 		return dst, err
+	}
+	if spans.On() {
+		return tracedCall(ctx, g.mod, role, in, dst)
 	}
 	return g.mod.Call(ctx, role, in, dst)
 }
