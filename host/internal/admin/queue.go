@@ -423,7 +423,7 @@ func (s *Server) jobs(ctx *fasthttp.RequestCtx, q Queue, _ []string) {
 		writeQueueError(ctx, err)
 		return
 	}
-	writeJSON(ctx, fasthttp.StatusOK, jobViews(js, s.reader(ctx)))
+	writeJSON(ctx, fasthttp.StatusOK, views(js, s.reader(ctx), jobView))
 }
 
 // parseID reads a job or task id from a path segment, answering 400 itself when it is not one.
@@ -465,7 +465,7 @@ func (s *Server) deadTasks(ctx *fasthttp.RequestCtx, q Queue, _ []string) {
 		writeQueueError(ctx, err)
 		return
 	}
-	writeJSON(ctx, fasthttp.StatusOK, taskViews(ts, s.reader(ctx)))
+	writeJSON(ctx, fasthttp.StatusOK, views(ts, s.reader(ctx), taskView))
 }
 
 func (s *Server) task(ctx *fasthttp.RequestCtx, q Queue, args []string) {

@@ -61,14 +61,6 @@ func moduleView(st supervisor.ModuleStatus, authorized bool) ModuleView {
 	}}
 }
 
-func moduleViews(sts []supervisor.ModuleStatus, authorized bool) []ModuleView {
-	out := make([]ModuleView, len(sts))
-	for i, st := range sts {
-		out[i] = moduleView(st, authorized)
-	}
-	return out
-}
-
 // JobView is a job as the admin API answers it; without the admin token its input and output
 // files are left out (their names, digests and sizes) and Redacted is set.
 type JobView struct {
@@ -82,14 +74,6 @@ func jobView(j queue.Job, authorized bool) JobView {
 	}
 	return JobView{Redacted: true, Job: queue.Job{ID: j.ID, Pipeline: j.Pipeline, Inputs: []queue.File{},
 		State: j.State, Created: j.Created, Finished: j.Finished, Stages: j.Stages}}
-}
-
-func jobViews(js []queue.Job, authorized bool) []JobView {
-	out := make([]JobView, len(js))
-	for i, j := range js {
-		out[i] = jobView(j, authorized)
-	}
-	return out
 }
 
 // TaskView is a task as the admin API answers it; without the admin token its files and its
@@ -117,10 +101,11 @@ func redactTask(t queue.TaskInfo) queue.TaskInfo {
 	return r
 }
 
-func taskViews(ts []queue.TaskInfo, authorized bool) []TaskView {
-	out := make([]TaskView, len(ts))
-	for i, t := range ts {
-		out[i] = taskView(t, authorized)
+// views maps each item through view, as one reader (authorized or not) sees it.
+func views[T, V any](items []T, authorized bool, view func(T, bool) V) []V {
+	out := make([]V, len(items))
+	for i, it := range items {
+		out[i] = view(it, authorized)
 	}
 	return out
 }

@@ -123,7 +123,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	}
 	switch {
 	case name == "" && method == fasthttp.MethodGet:
-		writeJSON(ctx, fasthttp.StatusOK, moduleViews(s.sup.Statuses(), s.reader(ctx)))
+		writeJSON(ctx, fasthttp.StatusOK, views(s.sup.Statuses(), s.reader(ctx), moduleView))
 	case name != "" && rest == "" && method == fasthttp.MethodGet:
 		st, err := s.sup.Status(name)
 		if err != nil {
