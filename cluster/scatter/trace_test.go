@@ -43,7 +43,7 @@ func (l scriptLeaf) Call(ctx context.Context, _ scatter.RequestID, _, dst []byte
 func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]string {
 	m := map[attribute.Key]string{}
 	for _, kv := range s.Attributes() {
-		m[kv.Key] = kv.Value.Emit()
+		m[kv.Key] = kv.Value.String()
 	}
 	return m
 }
