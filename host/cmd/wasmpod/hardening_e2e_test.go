@@ -222,7 +222,12 @@ func TestIdleFloodOnTheBinary(t *testing.T) {
 		}
 	}
 	defer func() { close(stop); wg.Wait() }()
-	waitFor(t, time.Minute, "the flood holding 80 idle connections", func() bool { return idle.Load() >= 80 })
+	// The flood is at the cap once it holds most of the connections, or once the host is
+	// closing its idle ones to make room faster than they come back (on a fast machine the
+	// churn keeps the number held at any instant below 80).
+	waitFor(t, time.Minute, "the flood at the connection cap", func() bool {
+		return idle.Load() >= 80 || (idle.Load() >= 40 && reopened.Load() >= 2000)
+	})
 	var failed []string
 	for i := range 20 {
 		c, err := net.DialTimeout("tcp", h.ingress, 5*time.Second)

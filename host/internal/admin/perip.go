@@ -136,12 +136,12 @@ type perIPConn struct {
 	closed atomic.Bool
 }
 
-// Close closes the connection and, the first time only, releases its slot. Later calls return
-// the socket's own error for a second close and change no count.
 // NetConn is the wrapped connection (as *tls.Conn's), for the ingress's check that the client
 // is still connected.
 func (c *perIPConn) NetConn() net.Conn { return c.Conn }
 
+// Close closes the connection and, the first time only, releases its slot. Later calls return
+// the socket's own error for a second close and change no count.
 func (c *perIPConn) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return c.Conn.Close()
