@@ -29,7 +29,8 @@ type Histogram struct {
 }
 
 // LatencySampleEvery is the sampling rate of the call latency histogram: one call in this many,
-// chosen at random, is timed. Reading the clock costs 30-100 ns on virtual machines that trap
+// chosen at random, is timed, and so is the first call after each read of Module.Stats (so a
+// metrics interval with calls always has a sample, however low the rate). Reading the clock costs 30-100 ns on virtual machines that trap
 // the TSC (two reads a call were most of a noop call's overhead, RATIONALE.md "Where a call's
 // time goes"); the call counters (Stats.Calls, Errors, ...) stay exact.
 const LatencySampleEvery = 32

@@ -36,6 +36,7 @@ type Module struct {
 	scaleMin, scaleMax int   // bounds of the guest's scale import
 
 	calls                                             atomic.Uint64 // exact; lat only sees a sample
+	latWish                                           atomic.Bool   // Stats was read: time the next call (takeLatencyWish)
 	errs, traps, timeouts, overloads, guestErrs       atomic.Uint64
 	instantiations, coldStarts, discards, ticksFailed atomic.Uint64
 
@@ -603,7 +604,7 @@ func (m *Module) call(ctx context.Context, exp int, in []byte, parts []Part, fra
 		}
 	}
 	inst := s.inst.Load()
-	if !inst.lat.sample() {
+	if !inst.lat.sample() && !m.takeLatencyWish() {
 		start = 0
 	} else if start == 0 {
 		start = nanotime()
@@ -618,6 +619,14 @@ func (m *Module) call(ctx context.Context, exp int, in []byte, parts []Part, fra
 	m.release(s)
 	m.account(start, err)
 	return out, err
+}
+
+// takeLatencyWish reports whether a reader of Stats asked for a timed call since the last one
+// (and takes the wish): so at a low call rate, where 1 in LatencySampleEvery could leave a
+// metrics interval without any sample, every interval with calls still has one. One load of a
+// read-mostly flag on the path of an unsampled call.
+func (m *Module) takeLatencyWish() bool {
+	return m.latWish.Load() && m.latWish.CompareAndSwap(true, false)
 }
 
 // sampleNoInstance samples a call that failed before it had an instance (overload, stop).
@@ -830,6 +839,7 @@ func (m *Module) refillLoop(ctx context.Context) {
 
 // Stats returns the module's counters.
 func (m *Module) Stats() Stats {
+	m.latWish.Store(true)
 	live, busy := m.pool.counts()
 	var pages uint64
 	for k := range m.pool.slots {

@@ -623,3 +623,22 @@ func TestLatencySampledCountsExact(t *testing.T) {
 		t.Fatalf("latency sample: %d timed calls (buckets sum %d) of %d; want about %d", s.Latency.Count, sum, n+1, n/runtime.LatencySampleEvery)
 	}
 }
+
+// At a low call rate every metrics interval with calls still has a timed call: the first call
+// after each read of Stats is timed, whatever the random sample says.
+func TestLatencyEveryStatsIntervalSampled(t *testing.T) {
+	e := newEngine(t, runtime.DefaultConfig())
+	m := started(t, e, trapkit(t), runtime.DefaultModuleConfig("lowrate"))
+	ctx := context.Background()
+	prev := m.Stats().Latency.Count
+	for i := range 20 {
+		if _, err := m.Call(ctx, runtime.RoleHandle, []byte("hi"), nil); err != nil {
+			t.Fatal(err)
+		}
+		c := m.Stats().Latency.Count
+		if c == prev {
+			t.Fatalf("interval %d: one call after a Stats read, none timed", i)
+		}
+		prev = c
+	}
+}
