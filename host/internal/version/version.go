@@ -35,7 +35,7 @@ const (
 	// work queue's database and blobs, module snapshots, the compilation cache). A binary
 	// refuses a state directory stamped with a newer format (a downgrade past a format change)
 	// and reads every older one it lists in RATIONALE.md.
-	StateFormat = 1
+	StateFormat = 2
 )
 
 // Dependency is one library linked into the binary.

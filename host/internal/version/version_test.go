@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -97,7 +98,7 @@ func TestTextAndJSON(t *testing.T) {
 		"  commit        51ac047ea3593f873249ca5a6733debee2d9fc42\n" +
 		"  date          2026-11-22T03:57:03Z\n" +
 		"  go            go1.26.8 " + runtime.GOOS + "/" + runtime.GOARCH + "\n" +
-		"  state format  1\n" +
+		"  state format  " + strconv.Itoa(StateFormat) + "\n" +
 		"  wazero        v1.12.0\n"
 	if got := info.Text(); got != want {
 		t.Errorf("text:\n%s\nwant:\n%s", got, want)
