@@ -193,6 +193,9 @@ func (l *Log) exchange(ctx context.Context, c net.Conn, k *Kind, cmd []byte) (by
 // serveDo answers forwarded commands on c, one after another, until the forwarding node
 // closes it or leaves it idle for fwdIdle.
 func (l *Log) serveDo(c net.Conn) {
+	if !l.waitReady(c) {
+		return
+	}
 	from := Caller{Node: mtls.PeerName(c), Secure: l.Secure()}
 	br := &stashReader{r: bufio.NewReader(c)}
 	for {
@@ -356,6 +359,9 @@ type Legacy struct {
 
 // serveLegacy answers an old node's forwarded commands of kind k.
 func (l *Log) serveLegacy(c net.Conn, k *Kind) {
+	if !l.waitReady(c) {
+		return
+	}
 	from := Caller{Node: mtls.PeerName(c), Secure: l.Secure()}
 	lr := &LimitedReader{R: c}
 	dec := json.NewDecoder(lr)

@@ -150,6 +150,9 @@ type Log struct {
 	kinds map[byte]*Kind
 	fsm   *fsm
 	raft  *raft.Raft
+	// ready is closed once raft and the pools are set: the mux accepts streams while Raft
+	// still restores its snapshots, and a forwarded command must wait for it (waitReady).
+	ready chan struct{}
 	trans *raft.NetworkTransport
 	mux   *mux
 	bolt  *raftboltdb.BoltStore
@@ -271,7 +274,7 @@ func Start(cfg Config) (*Log, error) {
 	}
 
 	l := &Log{cfg: cfg, kinds: kinds, bolt: bolt, dialer: Dialer{TLS: cfg.TLS},
-		stop: make(chan struct{}), kick: make(chan struct{}, 1), legacyPools: map[byte]*Pool{}}
+		stop: make(chan struct{}), ready: make(chan struct{}), kick: make(chan struct{}, 1), legacyPools: map[byte]*Pool{}}
 	streams[connDo] = l.serveDo
 	for _, k := range kinds {
 		if k.Legacy != nil {
@@ -314,9 +317,33 @@ func Start(cfg Config) (*Log, error) {
 			l.legacyPools[k.Legacy.Stream] = l.NewPool(k.Legacy.Stream, 4, fwdPoolTTL)
 		}
 	}
+	close(l.ready)
 	l.wg.Add(1)
 	go l.leaderLoop()
 	return l, nil
+}
+
+// readyWait bounds how long a stream accepted during start-up waits for Raft (snapshot restore).
+const readyWait = 30 * time.Second
+
+// waitReady waits until Raft is running, for a stream the mux accepted during start-up; false
+// (and the connection closed: the peer retries) if the log stops or start-up takes too long.
+func (l *Log) waitReady(c net.Conn) bool {
+	select {
+	case <-l.ready:
+		return true
+	default:
+	}
+	t := time.NewTimer(readyWait)
+	defer t.Stop()
+	select {
+	case <-l.ready:
+		return true
+	case <-l.stop:
+	case <-t.C:
+	}
+	c.Close()
+	return false
 }
 
 // NodeID is this node's Raft id.

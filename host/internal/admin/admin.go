@@ -458,7 +458,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func requestError(ctx *fasthttp.RequestCtx, err error) {
 	var se *fasthttp.ErrSmallBuffer
 	switch {
-	case ambiguousFraming(&ctx.Request.Header):
+	case len(ctx.Request.Header.RawHeaders()) > 0 && ambiguousFraming(&ctx.Request.Header):
+		// Only a request whose headers were read can be judged; an unread one (the read
+		// failed before or inside the header block) has no Host yet and is not a framing attack.
 		writeAmbiguousFraming(ctx)
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		ctx.Error("request body too large\n", fasthttp.StatusRequestEntityTooLarge)
