@@ -21,6 +21,13 @@ func serveAdmin(t *testing.T, sup *supervisor.Supervisor) string {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Logger = slog.New(slog.DiscardHandler)
+	return serveAdminWith(t, cfg, sup)
+}
+
+// serveAdminWith serves sup's admin API with cfg on a loopback port (shut down when the test
+// ends) and returns its base URL.
+func serveAdminWith(t *testing.T, cfg Config, sup *supervisor.Supervisor) string {
+	t.Helper()
 	s, err := New(cfg, sup)
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -60,21 +59,7 @@ spec:
 	sc.log.Record(time.Now(), scatter.Result{Partial: true, Missing: []string{"s0"}}, nil)
 	cfg := DefaultConfig()
 	cfg.Token, cfg.Cluster, cfg.Scatter, cfg.ScatterPath = "tok", c, sc, "/search"
-	s, err := New(cfg, sup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Serve(ln, nil)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
-	return "http://" + ln.Addr().String()
+	return serveAdminWith(t, cfg, sup)
 }
 
 func request(t *testing.T, method, url, token string) (*http.Response, string) {

@@ -1,13 +1,10 @@
 package admin
 
 import (
-	"context"
 	"encoding/json"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/wasmpod/wasmpod/cluster/queue"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor/suptest"
@@ -51,21 +48,7 @@ spec:
 	q.listed, q.dead = []queue.Job{q.jobs[1]}, []queue.TaskInfo{q.tasks[7]}
 	cfg := DefaultConfig()
 	cfg.Token, cfg.Queue = token, q
-	s, err := New(cfg, sup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Serve(ln, nil)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
-	return "http://" + ln.Addr().String(), wasm
+	return serveAdminWith(t, cfg, sup), wasm
 }
 
 // TestReadsWithoutTokenShowNoSecrets: every read route that describes modules or jobs answers
