@@ -82,26 +82,7 @@ func TestSmuggledRequestRefused(t *testing.T) {
 				fmt.Sprintf("POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\nContent-Length: %d\r\n\r\n", l.path, len(chunkedEnd))},
 		} {
 			t.Run(l.name+"/"+c.name, func(t *testing.T) {
-				conn := dial(t, l.addr)
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(10 * time.Second))
-				if _, err := io.WriteString(conn, c.head+body); err != nil {
-					t.Fatal(err)
-				}
-				br := bufio.NewReader(conn)
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					t.Fatalf("reading the answer: %v", err)
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusBadRequest || !resp.Close {
-					t.Errorf("answer %d, Connection: close %v (%q); want 400 and close", resp.StatusCode, resp.Close, b)
-				}
-				// Nothing more: the connection ends, the smuggled request gets no answer.
-				if rest, err := io.ReadAll(br); len(rest) > 0 || err != nil {
-					t.Errorf("after the answer: %q, %v; want the connection closed", rest, err)
-				}
+				wantRefusedAndClosed(t, l.addr, c.head+body) // the smuggled request gets no answer
 			})
 		}
 	}
@@ -408,4 +389,29 @@ func FuzzServeConn(f *testing.F) {
 			}
 		}
 	})
+}
+
+// wantRefusedAndClosed sends raw on a new connection to addr and wants one answer, 400 with
+// Connection: close, and then the connection closed with nothing more on it.
+func wantRefusedAndClosed(t *testing.T, addr, raw string) {
+	t.Helper()
+	conn := dial(t, addr)
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !resp.Close {
+		t.Errorf("answer %d, Connection: close %v (%q); want 400 and close", resp.StatusCode, resp.Close, b)
+	}
+	if rest, err := io.ReadAll(br); len(rest) > 0 || err != nil {
+		t.Errorf("after the answer: %q, %v; want the connection closed", rest, err)
+	}
 }

@@ -65,25 +65,7 @@ func TestSmugglingVariantsRefused(t *testing.T) {
 	} {
 		for _, c := range smugglingCases(l.path, l.auth) {
 			t.Run(l.name+"/"+c.name, func(t *testing.T) {
-				conn := dial(t, l.addr)
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(10 * time.Second))
-				if _, err := io.WriteString(conn, c.req); err != nil {
-					t.Fatal(err)
-				}
-				br := bufio.NewReader(conn)
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					t.Fatalf("reading the answer: %v", err)
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusBadRequest || !resp.Close {
-					t.Errorf("answer %d, Connection: close %v (%q); want 400 and close", resp.StatusCode, resp.Close, b)
-				}
-				if rest, err := io.ReadAll(br); len(rest) > 0 || err != nil {
-					t.Errorf("after the answer: %q, %v; want the connection closed", rest, err)
-				}
+				wantRefusedAndClosed(t, l.addr, c.req)
 			})
 		}
 	}
