@@ -247,14 +247,25 @@ func BenchmarkCrossNode(b *testing.B) {
 	// ready starts cs (once) and warms them: connections between the nodes and the modules'
 	// pools.
 	ready := func(b *testing.B, cs []*crossCluster, transports []string, secure []bool) {
+		var started []*crossCluster
 		for i, c := range cs {
 			if c.hosts != nil {
 				continue
 			}
 			c.start(b, bin, wasm, transports[i], secure[i])
 			c.waitComplete(b, client, want)
-			// crossClients at once, as measured: the pools between the nodes grow to what the
-			// load needs (a TLS handshake per new connection) before the timer starts.
+			started = append(started, c)
+		}
+		if len(started) == 0 {
+			return
+		}
+		// The first instances of each module made the hosts build instance images in the
+		// background (a compile per module and node, seconds of CPU each on this machine);
+		// measured while that runs, a cluster looked 2-3x slower than it is once started.
+		crossQuiet(b, started...)
+		// crossClients at once, as measured: the pools between the nodes grow to what the
+		// load needs (a TLS handshake per new connection) before the timer starts.
+		for _, c := range started {
 			var wg sync.WaitGroup
 			errs := make(chan error, crossClients)
 			for range crossClients {
@@ -383,6 +394,30 @@ func crossWarm(b *testing.B, client *http.Client, roots []*crossHost, n int) {
 	if b.Failed() {
 		b.FailNow()
 	}
+}
+
+// crossQuiet waits until the clusters' processes together use under 15 % of one CPU over a
+// second (their idle chatter, gossip and Raft heartbeats, is a few %; an instance-image
+// compile is a second or more of CPU), at most 30 s.
+func crossQuiet(b *testing.B, cs ...*crossCluster) {
+	cpu := func() time.Duration {
+		var t time.Duration
+		for _, c := range cs {
+			t += c.cpu()
+		}
+		return t
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	prev := cpu()
+	for time.Now().Before(deadline) {
+		time.Sleep(time.Second)
+		now := cpu()
+		if now-prev < 150*time.Millisecond {
+			return
+		}
+		prev = now
+	}
+	b.Logf("clusters still busy after 30 s (%v of CPU in the last second); measuring anyway", cpu()-prev)
 }
 
 // newConns counts the connections in after that were not in before.
