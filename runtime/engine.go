@@ -31,6 +31,13 @@ type Engine struct {
 	hostFns  map[string]hostSig
 	instByID sync.Map // api.Module -> *instance, so imports find their caller
 
+	// imgMu serialises instance-image compiles (Module.buildImage). Modules loaded from the
+	// same .wasm usually capture byte-identical image modules, which wazero compiles once and
+	// then shares (it keeps compiled modules by content hash): built one after another, N
+	// such modules cost one compile, not N at once. It also keeps a burst of image builds,
+	// which start when modules first need a second instance (under load), to one core.
+	imgMu sync.Mutex
+
 	extCache      wazero.CompilationCache // in-memory cache for Extism runtimes without CacheDir
 	httpTransport *http.Transport         // Extism's http_request
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -215,7 +216,11 @@ func (m *Module) capture(first *instance, rec *initRecord) (*imageCapture, strin
 		backing.close()
 		return nil, "", err
 	}
-	note := fmt.Sprintf("ready: %d pages, %d globals", size/65536, len(values))
+	// The image module's digest: modules loaded from the same .wasm capture the same bytes
+	// (their initialisation is deterministic once the Go runtime's seeds are left out, which
+	// live in memory, not in the module), and Engine.imgMu makes them one compile.
+	sum := sha256.Sum256(code)
+	note := fmt.Sprintf("ready: %d pages, %d globals, module sha256:%x", size/65536, len(values), sum[:8])
 	if len(gens) > 0 {
 		note += fmt.Sprintf(", %d Go runtime random generators reseeded per instance", len(gens))
 	}
@@ -264,7 +269,10 @@ func (m *Module) buildImage(ctx context.Context) {
 	c.code.close() // compiled or failed: not needed again
 	if err == nil {
 		var cerr error
-		if cm, cerr = compileSafely(ctx, m.e.rt, code); cerr != nil {
+		m.e.imgMu.Lock()
+		cm, cerr = compileSafely(ctx, m.e.rt, code)
+		m.e.imgMu.Unlock()
+		if cerr != nil {
 			err = fmt.Errorf("compile the image's module: %w", cerr)
 		}
 	}
