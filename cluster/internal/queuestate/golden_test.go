@@ -1,4 +1,4 @@
-package queue
+package queuestate
 
 import (
 	"bytes"
@@ -16,6 +16,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/wasmpod/wasmpod/cluster/queue"
 )
 
 // The replicated queue's formats are persistent: commands sit in the Raft log, snapshots and
@@ -39,8 +41,8 @@ var goldenLease = Lease{ID: 7, TaskID: 3, Pipeline: "p/0", Worker: "node-a/p/0/1
 func goldenCommands() map[string]Command {
 	in := filesOf("in/a.txt", "in/b/c.gz")
 	return map[string]Command{
-		"define": {Op: OpDefine, At: t0, Pipeline: &Pipeline{Name: "p", MaxAttempts: 3, Backoff: 2 * time.Second,
-			Stages: []StageDef{{Name: "a"}, {Name: "m", Merge: true}}}},
+		"define": {Op: OpDefine, At: t0, Pipeline: &queue.Pipeline{Name: "p", MaxAttempts: 3, Backoff: 2 * time.Second,
+			Stages: []queue.StageDef{{Name: "a"}, {Name: "m", Merge: true}}}},
 		"submit": {Op: OpSubmit, At: t0.Add(time.Millisecond), Request: "req-1", Name: "p", Inputs: in,
 			Trace: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", MaxAttempts: 4, Backoff: time.Second},
 		"lease":     {Op: OpLease, At: t0.Add(time.Second), Name: "p/0", Worker: "node-a/p/0/1", LeaseFor: 30 * time.Second},
@@ -54,7 +56,7 @@ func goldenCommands() map[string]Command {
 
 // goldenResponses has one response of each shape a command returns.
 func goldenResponses() map[string]Response {
-	lost := responseOf(fmt.Errorf("%w: lease 7 of task 3 was superseded", ErrLeaseLost))
+	lost := responseOf(fmt.Errorf("%w: lease 7 of task 3 was superseded", queue.ErrLeaseLost))
 	other := responseOf(fmt.Errorf("disk full"))
 	return map[string]Response{
 		"lease":      {Lease: &goldenLease},
