@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,7 +19,7 @@ import (
 	"github.com/wasmpod/wasmpod/runtime"
 )
 
-// Shape of BenchmarkQueue: every worker pool (and both baselines) runs 2 tasks at once, and jobs
+// Shape of BenchmarkQueue: every worker pool (and the baseline) runs 2 tasks at once, and jobs
 // carry at most 100 inputs.
 const (
 	queueConcurrency = 2
@@ -265,8 +263,9 @@ func (q *queueNodes) run(b *testing.B) {
 
 // BenchmarkQueue measures the replicated work queue end to end: tasks of a one-stage pipeline
 // whose stage is a trivial WASI command (copystage), from submit to the job's completion, on one
-// durable node and on three, beside what the parts cost alone: the command run directly
-// (command) and the durable bbolt queue without Raft or wasm (bbolt). Each runs 2 tasks at once.
+// durable node and on three, beside what the stage costs alone: the command run directly
+// (command). Each runs 2 tasks at once. The queue's bbolt store without Raft or wasm is measured
+// where it lives, by BenchmarkStore in cluster/internal/queuestate.
 // Run it with a fixed count, e.g. -benchtime 2000x; the clusters are started once per
 // BenchmarkQueue and serve both the probe (b.N=1) and the measured run.
 func BenchmarkQueue(b *testing.B) {
@@ -317,40 +316,6 @@ func BenchmarkQueue(b *testing.B) {
 				err = fmt.Errorf("output %q", got)
 			}
 			return err
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")
-	})
-
-	// bbolt: the queue core on one fsynced bbolt file, no Raft, no wasm, no blobs: enqueue,
-	// lease and complete per task, 2 tasks at once, with a payload like a stage task's.
-	b.Run("bbolt", func(b *testing.B) {
-		qc := queue.DefaultConfig()
-		q, err := queue.Open(filepath.Join(b.TempDir(), "queue.db"), qc)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer q.Close()
-		payload, _ := json.Marshal(queue.StageTask{Job: 1, Name: "copy", Inputs: []queue.File{{Name: "r1/t000000", SHA256: strings.Repeat("ab", 32), Size: 16}}})
-		result, _ := json.Marshal(queue.File{Name: "r1/t000000", SHA256: strings.Repeat("cd", 32), Size: 21})
-		b.ReportAllocs()
-		start := time.Now()
-		err = parallel(b.N, func(w int) error {
-			if _, err := q.Enqueue(ctx, queuePipeline, payload); err != nil {
-				return err
-			}
-			for {
-				l, err := q.Lease(ctx, queuePipeline, fmt.Sprintf("w%d", w))
-				if errors.Is(err, queue.ErrEmpty) { // the other worker took it: take the next
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				return q.Complete(l, result)
-			}
 		})
 		if err != nil {
 			b.Fatal(err)

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/wasmpod/wasmpod/cluster/internal/election"
+	"github.com/wasmpod/wasmpod/cluster/internal/queuestate"
 	"github.com/wasmpod/wasmpod/cluster/internal/replog"
-	"github.com/wasmpod/wasmpod/cluster/queue"
 )
 
 func TestInsecureClusterRefused(t *testing.T) {
@@ -131,7 +131,7 @@ func TestForwardedOperationsAuthorized(t *testing.T) {
 		}
 		return resp.Err
 	}
-	q := func(cmd queue.Command) queue.Response {
+	q := func(cmd queuestate.Command) queuestate.Response {
 		c, err := b.log.Dial(addr, connQueue, 2*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -143,7 +143,7 @@ func TestForwardedOperationsAuthorized(t *testing.T) {
 		if err := json.NewDecoder(io.LimitReader(c, 1<<20)).Decode(&r); err != nil {
 			t.Fatal(err)
 		}
-		var resp queue.Response
+		var resp queuestate.Response
 		_ = json.Unmarshal(r.Resp, &resp)
 		return resp
 	}
@@ -162,7 +162,7 @@ func TestForwardedOperationsAuthorized(t *testing.T) {
 		_ = json.Unmarshal(out, &resp)
 		return resp.Err
 	}
-	doQueue := func(cmd queue.Command) queue.Response {
+	doQueue := func(cmd queuestate.Command) queuestate.Response {
 		b2, _ := json.Marshal(fwdRequest{Cmd: cmd})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -170,7 +170,7 @@ func TestForwardedOperationsAuthorized(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var resp queue.Response
+		var resp queuestate.Response
 		_ = json.Unmarshal(out, &resp)
 		return resp
 	}
@@ -195,13 +195,13 @@ func TestForwardedOperationsAuthorized(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		cmd  queue.Command
+		cmd  queuestate.Command
 		ok   bool
 	}{
-		{"prune", queue.Command{Op: queue.OpPrune, Before: time.Now().Add(time.Hour)}, false},
-		{"lease for another node's worker", queue.Command{Op: queue.OpLease, Name: "p/0", Worker: other + "/p/0/0"}, false},
-		{"complete another node's lease", queue.Command{Op: queue.OpComplete, Lease: &queue.Lease{ID: 1, Worker: other + "/p/0/0"}}, false},
-		{"lease for its own worker", queue.Command{Op: queue.OpLease, Name: "p/0", Worker: b.Name() + "/p/0/0"}, true},
+		{"prune", queuestate.Command{Op: queuestate.OpPrune, Before: time.Now().Add(time.Hour)}, false},
+		{"lease for another node's worker", queuestate.Command{Op: queuestate.OpLease, Name: "p/0", Worker: other + "/p/0/0"}, false},
+		{"complete another node's lease", queuestate.Command{Op: queuestate.OpComplete, Lease: &queuestate.Lease{ID: 1, Worker: other + "/p/0/0"}}, false},
+		{"lease for its own worker", queuestate.Command{Op: queuestate.OpLease, Name: "p/0", Worker: b.Name() + "/p/0/0"}, true},
 	} {
 		r := q(tc.cmd)
 		forbidden := strings.Contains(r.Error, "forbidden")

@@ -23,6 +23,7 @@ import (
 
 	"github.com/wasmpod/wasmpod/cluster/internal/blobs"
 	"github.com/wasmpod/wasmpod/cluster/internal/mtls"
+	"github.com/wasmpod/wasmpod/cluster/internal/queuestate"
 	"github.com/wasmpod/wasmpod/cluster/internal/replog"
 	"github.com/wasmpod/wasmpod/cluster/queue"
 	"github.com/wasmpod/wasmpod/internal/spans"
@@ -40,7 +41,7 @@ const (
 type workQueue struct {
 	node  *Node
 	cfg   QueueConfig
-	m     *queue.Machine
+	m     *queuestate.Machine
 	blobs *blobs.Store
 	tmp   string // removed at close when the state is not kept
 
@@ -83,9 +84,9 @@ func openWorkQueue(n *Node, stateDir string, cfg QueueConfig) (*workQueue, error
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("work queue: %w", err)
 	}
-	qc := queue.DefaultConfig()
+	qc := queuestate.DefaultConfig()
 	qc.LeaseDuration, qc.MaxAttempts, qc.BackoffBase = cfg.LeaseDuration, cfg.MaxAttempts, max(cfg.Backoff, time.Millisecond)
-	m, err := queue.OpenMachine(filepath.Join(dir, "queue.db"), qc)
+	m, err := queuestate.OpenMachine(filepath.Join(dir, "queue.db"), qc)
 	if err != nil {
 		w.cleanup()
 		return nil, err
@@ -101,7 +102,7 @@ func openWorkQueue(n *Node, stateDir string, cfg QueueConfig) (*workQueue, error
 	w.reservations = newReservations(w.log.Load, cfg.MaxBlobBytes)
 	w.quota = &blobQuota{maxBytes: cfg.PeerBlobBytes, maxFiles: cfg.PeerBlobFiles, grace: max(cfg.BlobGrace, time.Minute),
 		peers: map[string][]pendingBlob{}, refs: func() (refs map[string]struct{}, err error) {
-			err = w.read(func(q *queue.Queue) error { refs, err = q.BlobRefs(); return err })
+			err = w.read(func(q *queuestate.Queue) error { refs, err = q.BlobRefs(); return err })
 			return refs, err
 		}}
 	return w, nil
@@ -167,8 +168,8 @@ func (w *workQueue) isLeader() bool {
 // fwdRequest is the queue kind's command on the replicated log (also the request of the 'Q'
 // stream of releases before replog, which the log still serves).
 type fwdRequest struct {
-	Cmd  queue.Command `json:"cmd"`
-	Wait time.Duration `json:"wait,omitempty"` // lease: how long to wait for a ready task
+	Cmd  queuestate.Command `json:"cmd"`
+	Wait time.Duration      `json:"wait,omitempty"` // lease: how long to wait for a ready task
 }
 
 // legacyResponse is the answer of the old 'Q' stream.
@@ -196,7 +197,7 @@ func (w *workQueue) kind() replog.Kind {
 }
 
 // queueMachine is the queue's state machine as the log sees it.
-type queueMachine struct{ m *queue.Machine }
+type queueMachine struct{ m *queuestate.Machine }
 
 func (q queueMachine) Apply(_ uint64, body []byte) any { return q.m.Apply(body) }
 func (q queueMachine) Snapshot() (func(io.Writer) error, func(), error) {
@@ -218,7 +219,7 @@ func legacyQueueAnswer(resp []byte, err error) any {
 	case errors.Is(err, replog.ErrNoLeader):
 		return legacyResponse{NoLeader: true}
 	case err != nil:
-		b, _ := json.Marshal(queue.Response{Code: "other", Error: err.Error()})
+		b, _ := json.Marshal(queuestate.Response{Code: "other", Error: err.Error()})
 		return legacyResponse{Resp: b}
 	}
 	return legacyResponse{Resp: resp}
@@ -236,20 +237,20 @@ func legacyQueueRead(raw []byte) ([]byte, bool, error) {
 // cancels it).
 func waitingLease(b []byte) bool {
 	var r fwdRequest
-	return json.Unmarshal(b, &r) == nil && r.Cmd.Op == queue.OpLease && r.Wait > 0
+	return json.Unmarshal(b, &r) == nil && r.Cmd.Op == queuestate.OpLease && r.Wait > 0
 }
 
 // do runs cmd on the leader (here or forwarded), retrying while there is no leader for up to
 // the election's ForwardWait plus wait (bounded by ctx).
-func (w *workQueue) do(ctx context.Context, cmd queue.Command, wait time.Duration) (queue.Response, error) {
+func (w *workQueue) do(ctx context.Context, cmd queuestate.Command, wait time.Duration) (queuestate.Response, error) {
 	select {
 	case <-w.stop:
-		return queue.Response{}, ErrClosed
+		return queuestate.Response{}, ErrClosed
 	default:
 	}
 	log := w.log.Load()
 	if log == nil {
-		return queue.Response{}, fmt.Errorf("work queue %s: %w", cmd.Op, ErrNoQuorum)
+		return queuestate.Response{}, fmt.Errorf("work queue %s: %w", cmd.Op, ErrNoQuorum)
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.node.cfg.Election.ForwardWait+wait)
 	defer cancel()
@@ -257,26 +258,26 @@ func (w *workQueue) do(ctx context.Context, cmd queue.Command, wait time.Duratio
 	defer context.AfterFunc(w.stopCtx, cancel)()
 	b, err := json.Marshal(fwdRequest{Cmd: cmd, Wait: wait})
 	if err != nil {
-		return queue.Response{}, fmt.Errorf("%w: %v", queue.ErrInvalid, err)
+		return queuestate.Response{}, fmt.Errorf("%w: %v", queue.ErrInvalid, err)
 	}
 	out, err := log.Do(ctx, replog.TagQueue, b)
 	if err != nil {
 		select {
 		case <-w.stop:
-			return queue.Response{}, ErrClosed
+			return queuestate.Response{}, ErrClosed
 		default:
 		}
 		if errors.Is(err, replog.ErrClosed) {
-			return queue.Response{}, ErrClosed
+			return queuestate.Response{}, ErrClosed
 		}
 		if errors.Is(err, replog.ErrNoLeader) {
-			return queue.Response{}, fmt.Errorf("work queue %s: %w", cmd.Op, ErrNoQuorum)
+			return queuestate.Response{}, fmt.Errorf("work queue %s: %w", cmd.Op, ErrNoQuorum)
 		}
-		return queue.Response{}, fmt.Errorf("work queue %s: %w", cmd.Op, err)
+		return queuestate.Response{}, fmt.Errorf("work queue %s: %w", cmd.Op, err)
 	}
-	var r queue.Response
+	var r queuestate.Response
 	if err := json.Unmarshal(out, &r); err != nil {
-		return queue.Response{}, fmt.Errorf("work queue %s: undecodable answer: %v", cmd.Op, err)
+		return queuestate.Response{}, fmt.Errorf("work queue %s: undecodable answer: %v", cmd.Op, err)
 	}
 	return r, r.Err()
 }
@@ -289,7 +290,7 @@ var errForbidden = errors.New("forbidden: a node may act only for its own worker
 // leases, heartbeats, completes and fails tasks only for its own workers (worker names start
 // with the node name and a slash); retention pruning is the leader's own and never forwarded.
 // Defining pipelines, submitting and retrying are open to every member.
-func authorizeForward(peer string, secure bool, cmd queue.Command) error {
+func authorizeForward(peer string, secure bool, cmd queuestate.Command) error {
 	if !secure {
 		return nil
 	}
@@ -298,13 +299,13 @@ func authorizeForward(peer string, secure bool, cmd queue.Command) error {
 	}
 	own := func(worker string) bool { return strings.HasPrefix(worker, peer+"/") }
 	switch cmd.Op {
-	case queue.OpPrune:
+	case queuestate.OpPrune:
 		return errForbidden
-	case queue.OpLease:
+	case queuestate.OpLease:
 		if !own(cmd.Worker) {
 			return errForbidden
 		}
-	case queue.OpHeartbeat, queue.OpComplete, queue.OpFail:
+	case queuestate.OpHeartbeat, queuestate.OpComplete, queuestate.OpFail:
 		if cmd.Lease == nil || !own(cmd.Lease.Worker) {
 			return errForbidden
 		}
@@ -317,15 +318,15 @@ func authorizeForward(peer string, secure bool, cmd queue.Command) error {
 func (w *workQueue) leadForward(ctx context.Context, from replog.Caller, b []byte) ([]byte, error) {
 	var req fwdRequest
 	if err := json.Unmarshal(b, &req); err != nil {
-		return json.Marshal(queue.Response{Code: "invalid", Error: "work queue: undecodable command: " + err.Error()})
+		return json.Marshal(queuestate.Response{Code: "invalid", Error: "work queue: undecodable command: " + err.Error()})
 	}
 	if !from.Local {
 		if err := authorizeForward(from.Node, from.Secure, req.Cmd); err != nil {
-			return json.Marshal(queue.Response{Code: "invalid", Error: err.Error()})
+			return json.Marshal(queuestate.Response{Code: "invalid", Error: err.Error()})
 		}
 	}
 	wait := time.Duration(0)
-	if req.Cmd.Op == queue.OpLease {
+	if req.Cmd.Op == queuestate.OpLease {
 		wait = min(max(req.Wait, 0), maxLeaseWait)
 	}
 	resp, noLeader := w.lead(ctx, req.Cmd, wait)
@@ -338,15 +339,15 @@ func (w *workQueue) leadForward(ctx context.Context, from replog.Caller, b []byt
 // lead runs one operation on the leader: it stamps the leader's clock and settings and
 // commits the command. A lease waits up to wait for a ready task without writing to the log
 // while there is none. noLeader reports that this node is (no longer) the leader.
-func (w *workQueue) lead(ctx context.Context, cmd queue.Command, wait time.Duration) (resp queue.Response, noLeader bool) {
+func (w *workQueue) lead(ctx context.Context, cmd queuestate.Command, wait time.Duration) (resp queuestate.Response, noLeader bool) {
 	const applyTimeout = 5 * time.Second
 	cmd.LeaseFor, cmd.MaxAttempts, cmd.Backoff = w.cfg.LeaseDuration, w.cfg.MaxAttempts, w.cfg.Backoff
-	if cmd.Op != queue.OpLease {
+	if cmd.Op != queuestate.OpLease {
 		cmd.At = time.Now()
 		return w.apply(cmd, applyTimeout)
 	}
 	if err := w.log.Load().CaughtUp(applyTimeout); err != nil {
-		return queue.Response{}, true
+		return queuestate.Response{}, true
 	}
 	// One lease decision per queue at a time: waiters woken by the same ready task do not
 	// each write a lease command that finds nothing.
@@ -357,7 +358,7 @@ func (w *workQueue) lead(ctx context.Context, cmd queue.Command, wait time.Durat
 		w.leasing[cmd.Name] = qmu
 	}
 	w.leaseMu.Unlock()
-	empty := queue.Response{Code: "empty", Error: queue.ErrEmpty.Error()}
+	empty := queuestate.Response{Code: "empty", Error: queue.ErrEmpty.Error()}
 	end := time.Now().Add(wait)
 	for {
 		if ctx.Err() != nil { // the worker is gone: take nothing for it
@@ -370,7 +371,7 @@ func (w *workQueue) lead(ctx context.Context, cmd queue.Command, wait time.Durat
 			at time.Time
 			ok bool
 		)
-		err := w.m.Read(func(q *queue.Queue) error {
+		err := w.m.Read(func(q *queuestate.Queue) error {
 			var e error
 			at, ok, e = q.NextReady(cmd.Name, now)
 			return e
@@ -386,7 +387,7 @@ func (w *workQueue) lead(ctx context.Context, cmd queue.Command, wait time.Durat
 		}
 		qmu.Unlock()
 		if err != nil {
-			return queue.Response{Code: "other", Error: err.Error()}, false
+			return queuestate.Response{Code: "other", Error: err.Error()}, false
 		}
 		left := time.Until(end)
 		if left <= 0 {
@@ -404,31 +405,31 @@ func (w *workQueue) lead(ctx context.Context, cmd queue.Command, wait time.Durat
 			return empty, false
 		case <-w.stop:
 			t.Stop()
-			return queue.Response{}, true
+			return queuestate.Response{}, true
 		}
 		t.Stop()
 		if !w.isLeader() {
-			return queue.Response{}, true
+			return queuestate.Response{}, true
 		}
 	}
 }
 
-func (w *workQueue) apply(cmd queue.Command, timeout time.Duration) (queue.Response, bool) {
+func (w *workQueue) apply(cmd queuestate.Command, timeout time.Duration) (queuestate.Response, bool) {
 	b, err := json.Marshal(cmd)
 	if err != nil {
-		return queue.Response{Code: "invalid", Error: err.Error()}, false
+		return queuestate.Response{Code: "invalid", Error: err.Error()}, false
 	}
 	res, err := w.log.Load().Propose(replog.TagQueue, b, timeout)
 	if err != nil {
-		return queue.Response{}, true
+		return queuestate.Response{}, true
 	}
 	out, ok := res.([]byte)
 	if !ok {
-		return queue.Response{Code: "other", Error: "work queue: the machine answered nothing"}, false
+		return queuestate.Response{Code: "other", Error: "work queue: the machine answered nothing"}, false
 	}
-	var r queue.Response
+	var r queuestate.Response
 	if err := json.Unmarshal(out, &r); err != nil {
-		return queue.Response{Code: "other", Error: "work queue: undecodable response: " + err.Error()}, false
+		return queuestate.Response{Code: "other", Error: "work queue: undecodable response: " + err.Error()}, false
 	}
 	return r, false
 }
@@ -439,14 +440,14 @@ func (w *workQueue) definePipeline(ctx context.Context, p queue.Pipeline) error 
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	_, err := w.do(ctx, queue.Command{Op: queue.OpDefine, Pipeline: &p}, 0)
+	_, err := w.do(ctx, queuestate.Command{Op: queuestate.OpDefine, Pipeline: &p}, 0)
 	return err
 }
 
-func (w *workQueue) read(fn func(q *queue.Queue) error) error { return w.m.Read(fn) }
+func (w *workQueue) read(fn func(q *queuestate.Queue) error) error { return w.m.Read(fn) }
 
 func (w *workQueue) pipelines() (out []queue.Pipeline, err error) {
-	err = w.read(func(q *queue.Queue) error { out, err = q.Pipelines(); return err })
+	err = w.read(func(q *queuestate.Queue) error { out, err = q.Pipelines(); return err })
 	return out, err
 }
 
@@ -464,7 +465,7 @@ func (w *workQueue) submit(ctx context.Context, pipeline string, inputs []queue.
 		requestID = newRequestID()
 	}
 	// The same request id on every retry: a submit whose answer was lost is not doubled.
-	cmd := queue.Command{Op: queue.OpSubmit, Request: requestID, Name: pipeline, Inputs: inputs}
+	cmd := queuestate.Command{Op: queuestate.OpSubmit, Request: requestID, Name: pipeline, Inputs: inputs}
 	if spans.On() {
 		cmd.Trace = spans.Traceparent(ctx) // the job's trace: every task attempt joins it
 	}
@@ -476,32 +477,32 @@ func (w *workQueue) submit(ctx context.Context, pipeline string, inputs []queue.
 }
 
 func (w *workQueue) job(id queue.JobID) (j queue.Job, err error) {
-	err = w.read(func(q *queue.Queue) error { j, err = q.Job(id); return err })
+	err = w.read(func(q *queuestate.Queue) error { j, err = q.Job(id); return err })
 	return j, err
 }
 
 func (w *workQueue) jobs(p string, limit int) (out []queue.Job, err error) {
-	err = w.read(func(q *queue.Queue) error { out, err = q.Jobs(p, limit); return err })
+	err = w.read(func(q *queuestate.Queue) error { out, err = q.Jobs(p, limit); return err })
 	return out, err
 }
 
 func (w *workQueue) stats() (out []queue.StageStats, err error) {
-	err = w.read(func(q *queue.Queue) error { out, err = q.StageStats(); return err })
+	err = w.read(func(q *queuestate.Queue) error { out, err = q.StageStats(); return err })
 	return out, err
 }
 
 func (w *workQueue) dead(p string) (out []queue.TaskInfo, err error) {
-	err = w.read(func(q *queue.Queue) error { out, err = q.DeadTasks(p); return err })
+	err = w.read(func(q *queuestate.Queue) error { out, err = q.DeadTasks(p); return err })
 	return out, err
 }
 
 func (w *workQueue) task(id queue.TaskID) (out queue.TaskInfo, err error) {
-	err = w.read(func(q *queue.Queue) error { out, err = q.TaskInfo(id); return err })
+	err = w.read(func(q *queuestate.Queue) error { out, err = q.TaskInfo(id); return err })
 	return out, err
 }
 
 func (w *workQueue) retry(ctx context.Context, id queue.TaskID) error {
-	_, err := w.do(ctx, queue.Command{Op: queue.OpRetry, Task: id}, 0)
+	_, err := w.do(ctx, queuestate.Command{Op: queuestate.OpRetry, Task: id}, 0)
 	return err
 }
 
@@ -673,7 +674,7 @@ func (w *workQueue) startJanitor() {
 func (w *workQueue) sweep() {
 	if w.cfg.Retention > 0 && w.isLeader() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_, _ = w.do(ctx, queue.Command{Op: queue.OpPrune, Before: time.Now().Add(-w.cfg.Retention)}, 0)
+		_, _ = w.do(ctx, queuestate.Command{Op: queuestate.OpPrune, Before: time.Now().Add(-w.cfg.Retention)}, 0)
 		cancel()
 	}
 	// A replica that has not caught up with the leader (just restarted, or cut off) would take
@@ -687,7 +688,7 @@ func (w *workQueue) sweep() {
 // replica refers to, and returns how many it removed.
 func (w *workQueue) collectBlobs(cutoff time.Time) (int, error) {
 	var refs map[string]struct{}
-	err := w.read(func(q *queue.Queue) error {
+	err := w.read(func(q *queuestate.Queue) error {
 		var err error
 		refs, err = q.BlobRefs()
 		return err
@@ -826,7 +827,7 @@ func (p *Workers) stopped() bool {
 // background (see deliver): the log writes and fsyncs a task needs are not on the worker's
 // path from one run to the next. When the pool stops, a task leased ahead is still run.
 func (p *Workers) loop(worker string) {
-	name := queue.StageQueue(p.cfg.Pipeline, p.cfg.Stage)
+	name := queuestate.StageQueue(p.cfg.Pipeline, p.cfg.Stage)
 	backoff := 50 * time.Millisecond
 	var (
 		next *held
@@ -876,7 +877,7 @@ func (p *Workers) lease(name, worker string, backoff *time.Duration) *held {
 		case <-ctx.Done():
 		}
 	}()
-	resp, err := p.w.do(ctx, queue.Command{Op: queue.OpLease, Name: name, Worker: worker}, p.w.cfg.LeaseWait)
+	resp, err := p.w.do(ctx, queuestate.Command{Op: queuestate.OpLease, Name: name, Worker: worker}, p.w.cfg.LeaseWait)
 	cancel()
 	switch {
 	case err == nil && resp.Lease != nil:
@@ -903,7 +904,7 @@ func (p *Workers) lease(name, worker string, backoff *time.Duration) *held {
 // fetchInputs brings a task leased ahead its input files from the members that have them,
 // while the task before it runs. A failure is left for the run to meet (and report) again.
 func (p *Workers) fetchInputs(h *held) {
-	var st queue.StageTask
+	var st queuestate.StageTask
 	if json.Unmarshal(h.l.Payload, &st) != nil {
 		return
 	}
@@ -917,7 +918,7 @@ func (p *Workers) fetchInputs(h *held) {
 // held is a task a worker holds the lease of, from the lease until its result is proposed:
 // heartbeats keep the lease meanwhile, and a lost lease cancels ctx (and so the run).
 type held struct {
-	l      queue.Lease
+	l      queuestate.Lease
 	ctx    context.Context
 	cancel context.CancelFunc
 	hbDone chan struct{}
@@ -926,7 +927,7 @@ type held struct {
 
 // hold starts the heartbeats of a new lease: every third of the lease, on this node's clock
 // (the leader's expiry time is on its own).
-func (p *Workers) hold(l queue.Lease) *held {
+func (p *Workers) hold(l queuestate.Lease) *held {
 	ctx, cancel := context.WithCancel(p.runCtx)
 	h := &held{l: l, ctx: ctx, cancel: cancel, hbDone: make(chan struct{})}
 	leaseFor := p.w.cfg.LeaseDuration
@@ -947,7 +948,7 @@ func (p *Workers) hold(l queue.Lease) *held {
 			}
 			sent := time.Now()
 			hctx, hcancel := context.WithTimeout(ctx, leaseFor/3)
-			resp, err := p.w.do(hctx, queue.Command{Op: queue.OpHeartbeat, Lease: &cur}, 0)
+			resp, err := p.w.do(hctx, queuestate.Command{Op: queuestate.OpHeartbeat, Lease: &cur}, 0)
 			hcancel()
 			// Lost: the leader says so, or no heartbeat got through for a whole lease (this
 			// node is cut off from the leader, whose lease has run out and whose task another
@@ -1025,15 +1026,15 @@ func (p *Workers) commit(h *held, out queue.File, staged blobs.Staged, runErr er
 	}
 	ref := h.l
 	ref.Payload = nil
-	var cmd queue.Command
+	var cmd queuestate.Command
 	if runErr == nil {
-		cmd = queue.Command{Op: queue.OpComplete, Lease: &ref, Output: &out}
+		cmd = queuestate.Command{Op: queuestate.OpComplete, Lease: &ref, Output: &out}
 	} else {
 		p.w.blobs.Discard(staged)
 		if p.runCtx.Err() != nil { // the node is stopping: let the lease run out instead
 			return
 		}
-		cmd = queue.Command{Op: queue.OpFail, Lease: &ref, Error: runErr.Error()}
+		cmd = queuestate.Command{Op: queuestate.OpFail, Lease: &ref, Error: runErr.Error()}
 	}
 	// A commit that finds no leader is tried again (an election can outlast one attempt)
 	// until the lease would have run out anyway.
@@ -1063,8 +1064,8 @@ func (p *Workers) count(c *uint64) {
 
 // run fetches the inputs, runs the stage and stages its output in the blob store (commit
 // makes it durable).
-func (p *Workers) run(ctx context.Context, l queue.Lease) (_ queue.File, _ blobs.Staged, err error) {
-	var st queue.StageTask
+func (p *Workers) run(ctx context.Context, l queuestate.Lease) (_ queue.File, _ blobs.Staged, err error) {
+	var st queuestate.StageTask
 	if err := json.Unmarshal(l.Payload, &st); err != nil {
 		return queue.File{}, blobs.Staged{}, fmt.Errorf("task %d: payload is not a stage task: %v", l.TaskID, err)
 	}

@@ -6,15 +6,15 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/wasmpod/wasmpod/cluster/queue"
+	"github.com/wasmpod/wasmpod/cluster/internal/queuestate"
 	"github.com/wasmpod/wasmpod/internal/spans"
 )
 
 // taskSpan starts the span of one task attempt ("queue.task", a consumer span) on this
 // worker node. Its parent is the job's trace context, which travelled with the task from the
-// submit (queue.StageTask.Trace); a job submitted untraced gives each attempt a root span
+// submit (queuestate.StageTask.Trace); a job submitted untraced gives each attempt a root span
 // that the sampler decides on. Called when spans.On.
-func (p *Workers) taskSpan(ctx context.Context, l queue.Lease, st *queue.StageTask) (context.Context, trace.Span) {
+func (p *Workers) taskSpan(ctx context.Context, l queuestate.Lease, st *queuestate.StageTask) (context.Context, trace.Span) {
 	if st.Trace != "" {
 		ctx = spans.WithRemoteParent(ctx, []byte(st.Trace))
 	}

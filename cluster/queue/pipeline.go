@@ -94,9 +94,6 @@ func (j *Job) Counts() (done, dead, total int) {
 	return done, dead, total
 }
 
-// StageQueue is the name of the queue holding stage k of a pipeline's tasks.
-func StageQueue(pipeline string, stage int) string { return fmt.Sprintf("%s/%d", pipeline, stage) }
-
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$`)
 
 // Validate checks a pipeline definition and names the first problem.
@@ -156,22 +153,6 @@ func (f *File) Validate() error {
 	return nil
 }
 
-// StageTask is the payload of a pipeline task: which job, stage and input slot it serves,
-// and its inputs.
-type StageTask struct {
-	Job   JobID `json:"job"`
-	Stage int   `json:"stage"`
-	// Slot is the input's index in the job (0 for a merge task).
-	Slot   int    `json:"slot"`
-	Inputs []File `json:"inputs"`
-	// Name and Merge repeat the stage's definition, so a worker needs nothing else.
-	Name  string `json:"name"`
-	Merge bool   `json:"merge,omitempty"`
-	// Trace is the job's W3C traceparent ("" when the submit was not traced): the worker's
-	// span of each attempt is its child.
-	Trace string `json:"trace,omitempty"`
-}
-
 // TaskInfo is a pipeline task as shown to people: the task's state with its payload and
 // result decoded.
 type TaskInfo struct {
@@ -196,4 +177,47 @@ type StageStats struct {
 	Stage    int    `json:"stage"`
 	Name     string `json:"name"`
 	Stats
+}
+
+// MaxJobInputs bounds the inputs of one job.
+const MaxJobInputs = 100_000
+
+// MaxJobBytes bounds the description of a job's inputs (one log entry; a merge task's payload
+// lists them all again).
+const MaxJobBytes = 8 << 20
+
+// MaxRequestID bounds a submit's request id.
+const MaxRequestID = 128
+
+// ValidateSubmit checks what a submit carries: its request id and its inputs.
+func ValidateSubmit(requestID string, inputs []File) error {
+	if len(requestID) > MaxRequestID {
+		return fmt.Errorf("%w: request id longer than %d bytes", ErrInvalid, MaxRequestID)
+	}
+	return ValidateInputs(inputs)
+}
+
+// ValidateInputs checks a job's inputs: 1..MaxJobInputs valid files with unique names.
+func ValidateInputs(inputs []File) error {
+	if len(inputs) == 0 || len(inputs) > MaxJobInputs {
+		return fmt.Errorf("%w: a job needs 1..%d inputs, got %d", ErrInvalid, MaxJobInputs, len(inputs))
+	}
+	size := 0
+	for i := range inputs {
+		size += len(inputs[i].Name) + 100 // name, hash, size and JSON around them
+	}
+	if size > MaxJobBytes {
+		return fmt.Errorf("%w: a job's inputs take about %d bytes to describe, over %d: split the job", ErrInvalid, size, MaxJobBytes)
+	}
+	seen := make(map[string]int, len(inputs))
+	for i := range inputs {
+		if err := inputs[i].Validate(); err != nil {
+			return fmt.Errorf("input %d: %w", i, err)
+		}
+		if j, dup := seen[inputs[i].Name]; dup {
+			return fmt.Errorf("%w: inputs %d and %d are both named %q", ErrInvalid, j, i, inputs[i].Name)
+		}
+		seen[inputs[i].Name] = i
+	}
+	return nil
 }

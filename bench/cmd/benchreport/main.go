@@ -123,7 +123,6 @@ var ratios = [][3]string{
 	{"BenchmarkScatterPeer/seq/tls", "BenchmarkScatterPeer/seq/plain", "<= 1.1"},
 	{"BenchmarkScatterPeer/par/tls", "BenchmarkScatterPeer/par/plain", "report"},
 	{"BenchmarkQueue/1-node", "BenchmarkQueue/command", "report"},
-	{"BenchmarkQueue/1-node", "BenchmarkQueue/bbolt", "report"},
 	{"BenchmarkQueue/3-nodes", "BenchmarkQueue/1-node", "report"},
 	{"BenchmarkQueue/3-nodes", "BenchmarkQueue/3-nodes-plain", "report"},
 }

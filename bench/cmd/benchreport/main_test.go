@@ -86,7 +86,6 @@ ok  	github.com/wasmpod/wasmpod/bench	300.000s
 		"joins the output of 2 separate `go test -bench` runs",
 		"- run 1: Call\n- run 2: Queue\n",
 		"| Queue/1-node | Queue/command | 1.21x | report |",
-		"| Queue/1-node | Queue/bbolt | 1.06x | report |",
 		"| Queue/3-nodes | Queue/1-node | 2.00x | report |",
 		"| Queue/1-node | 8500000.0 | 7000000 | 43000 | 117.6 tasks/s |",
 	} {

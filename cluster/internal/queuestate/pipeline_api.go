@@ -1,4 +1,4 @@
-package queue
+package queuestate
 
 import (
 	"context"
@@ -9,11 +9,13 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/wasmpod/wasmpod/cluster/queue"
 )
 
 // DefinePipeline creates or replaces a pipeline definition. Jobs keep the definition they
 // were submitted with.
-func (q *Queue) DefinePipeline(p Pipeline) error {
+func (q *Queue) DefinePipeline(p queue.Pipeline) error {
 	if err := q.update(func(tx *bolt.Tx) error { return definePipeline(tx, p) }); err != nil {
 		return fmt.Errorf("queue: define pipeline %q: %w", p.Name, err)
 	}
@@ -21,13 +23,13 @@ func (q *Queue) DefinePipeline(p Pipeline) error {
 }
 
 // Pipelines lists the defined pipelines by name.
-func (q *Queue) Pipelines() ([]Pipeline, error) {
-	var out []Pipeline
+func (q *Queue) Pipelines() ([]queue.Pipeline, error) {
+	var out []queue.Pipeline
 	err := q.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bPipelines).ForEach(func(k, v []byte) error {
-			var p Pipeline
+			var p queue.Pipeline
 			if err := json.Unmarshal(v, &p); err != nil {
-				return fmt.Errorf("%w: pipeline %q record does not decode", ErrCorrupt, k)
+				return fmt.Errorf("%w: pipeline %q record does not decode", queue.ErrCorrupt, k)
 			}
 			out = append(out, p)
 			return nil
@@ -42,11 +44,11 @@ func (q *Queue) Pipelines() ([]Pipeline, error) {
 // Submit creates a job of the pipeline over inputs and enqueues its first stage, in one
 // durable transaction. A non-empty requestID makes the submit idempotent: repeating it returns
 // the job the first one created.
-func (q *Queue) Submit(ctx context.Context, requestID, pipeline string, inputs []File) (JobID, error) {
+func (q *Queue) Submit(ctx context.Context, requestID, pipeline string, inputs []queue.File) (queue.JobID, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("queue: submit: %w", err)
 	}
-	var id JobID
+	var id queue.JobID
 	err := q.update(func(tx *bolt.Tx) error {
 		var err error
 		id, err = q.submit(tx, q.cfg.Now(), requestID, pipeline, inputs)
@@ -59,8 +61,8 @@ func (q *Queue) Submit(ctx context.Context, requestID, pipeline string, inputs [
 }
 
 // Job returns a job with its progress and outputs so far.
-func (q *Queue) Job(id JobID) (Job, error) {
-	var out Job
+func (q *Queue) Job(id queue.JobID) (queue.Job, error) {
+	var out queue.Job
 	err := q.view(func(tx *bolt.Tx) error {
 		j, err := getJob(tx, id)
 		if err != nil {
@@ -70,18 +72,18 @@ func (q *Queue) Job(id JobID) (Job, error) {
 		return err
 	})
 	if err != nil {
-		return Job{}, fmt.Errorf("queue: job %d: %w", id, err)
+		return queue.Job{}, fmt.Errorf("queue: job %d: %w", id, err)
 	}
 	return out, nil
 }
 
 // Jobs lists the newest jobs, of one pipeline or of all ("" ), newest first; limit <= 0
 // means 100. Outputs are left out (Job has them).
-func (q *Queue) Jobs(pipeline string, limit int) ([]Job, error) {
+func (q *Queue) Jobs(pipeline string, limit int) ([]queue.Job, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	var out []Job
+	var out []queue.Job
 	err := q.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bJobs).Cursor()
 		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
@@ -92,7 +94,7 @@ func (q *Queue) Jobs(pipeline string, limit int) ([]Job, error) {
 			if pipeline != "" && j.Pipeline.Name != pipeline {
 				continue
 			}
-			out = append(out, Job{ID: j.ID, Pipeline: j.Pipeline, Inputs: j.Inputs, State: j.state(),
+			out = append(out, queue.Job{ID: j.ID, Pipeline: j.Pipeline, Inputs: j.Inputs, State: j.state(),
 				Created: j.Created, Finished: j.Finished, Stages: j.Stages})
 		}
 		return nil
@@ -104,19 +106,19 @@ func (q *Queue) Jobs(pipeline string, limit int) ([]Job, error) {
 }
 
 // StageStats returns the counters of every stage of every defined pipeline.
-func (q *Queue) StageStats() ([]StageStats, error) {
+func (q *Queue) StageStats() ([]queue.StageStats, error) {
 	ps, err := q.Pipelines()
 	if err != nil {
 		return nil, err
 	}
-	var out []StageStats
+	var out []queue.StageStats
 	for _, p := range ps {
 		for k, s := range p.Stages {
 			st, err := q.Stats(StageQueue(p.Name, k))
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, StageStats{Pipeline: p.Name, Stage: k, Name: s.Name, Stats: st})
+			out = append(out, queue.StageStats{Pipeline: p.Name, Stage: k, Name: s.Name, Stats: st})
 		}
 	}
 	return out, nil
@@ -124,12 +126,12 @@ func (q *Queue) StageStats() ([]StageStats, error) {
 
 // DeadTasks lists the dead-lettered tasks of a pipeline's stages ("" for every defined
 // pipeline), oldest first.
-func (q *Queue) DeadTasks(pipeline string) ([]TaskInfo, error) {
+func (q *Queue) DeadTasks(pipeline string) ([]queue.TaskInfo, error) {
 	ps, err := q.Pipelines()
 	if err != nil {
 		return nil, err
 	}
-	var out []TaskInfo
+	var out []queue.TaskInfo
 	found := pipeline == ""
 	for _, p := range ps {
 		if pipeline != "" && p.Name != pipeline {
@@ -153,30 +155,30 @@ func (q *Queue) DeadTasks(pipeline string) ([]TaskInfo, error) {
 		}
 	}
 	if !found {
-		return nil, fmt.Errorf("queue: dead tasks: %w: pipeline %q is not defined", ErrNotFound, pipeline)
+		return nil, fmt.Errorf("queue: dead tasks: %w: pipeline %q is not defined", queue.ErrNotFound, pipeline)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Finished.Before(out[j].Finished) })
 	return out, nil
 }
 
 // TaskInfo returns a task with its pipeline payload and result decoded.
-func (q *Queue) TaskInfo(id TaskID) (TaskInfo, error) {
+func (q *Queue) TaskInfo(id queue.TaskID) (queue.TaskInfo, error) {
 	t, err := q.Get(id)
 	if err != nil {
-		return TaskInfo{}, err
+		return queue.TaskInfo{}, err
 	}
-	var out TaskInfo
+	var out queue.TaskInfo
 	err = q.view(func(tx *bolt.Tx) error { out = info(tx, &t); return nil })
 	return out, err
 }
 
-// NextReady reports when the queue next has work for Lease at or after now: now itself when
+// NextReady reports when the named queue next has work for Lease at or after now: now itself when
 // a task is ready or a lease has expired, the earliest backoff or lease expiry otherwise, and
 // ok false when the queue holds neither ready nor leased tasks.
-func (q *Queue) NextReady(queue string, now time.Time) (at time.Time, ok bool, err error) {
+func (q *Queue) NextReady(name string, now time.Time) (at time.Time, ok bool, err error) {
 	err = q.view(func(tx *bolt.Tx) error {
 		for _, root := range [][]byte{bReady, bLeased} {
-			b := tx.Bucket(root).Bucket([]byte(queue))
+			b := tx.Bucket(root).Bucket([]byte(name))
 			if b == nil {
 				continue
 			}

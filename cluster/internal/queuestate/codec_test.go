@@ -1,4 +1,4 @@
-package queue
+package queuestate
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wasmpod/wasmpod/cluster/queue"
 )
 
 func sampleTask() *Task {
@@ -22,7 +24,7 @@ func sampleTask() *Task {
 		LeaseID:      7,
 		LeaseExpires: at.Add(time.Minute),
 		Worker:       "node-a/3",
-		Errors: []AttemptError{
+		Errors: []queue.AttemptError{
 			{Attempt: 1, At: at.Add(2 * time.Second), Message: "exit 1"},
 			{Attempt: 2, At: at.Add(3 * time.Second), Message: "lease 5 held by \"w\" expired"},
 		},
@@ -77,7 +79,7 @@ func TestDecodeRejects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := decodeTask(tt.b)
-			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), tt.want) {
+			if !errors.Is(err, queue.ErrCorrupt) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("decodeTask = %+v, %v; want ErrCorrupt mentioning %q", got, err, tt.want)
 			}
 		})
@@ -94,7 +96,7 @@ func FuzzDecodeTask(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		task, err := decodeTask(b)
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
+			if !errors.Is(err, queue.ErrCorrupt) {
 				t.Fatalf("error %v does not wrap ErrCorrupt", err)
 			}
 			return

@@ -1,4 +1,4 @@
-package queue
+package queuestate
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/wasmpod/wasmpod/cluster/queue"
 )
 
 // fakeClock is a race-safe manual clock.
@@ -57,7 +59,7 @@ func newTest(t *testing.T, mutate func(*Config)) (*Queue, *fakeClock, string) {
 	return openTest(t, path, cfg), c, path
 }
 
-func mustEnqueue(t *testing.T, q *Queue, pipeline, payload string) TaskID {
+func mustEnqueue(t *testing.T, q *Queue, pipeline, payload string) queue.TaskID {
 	t.Helper()
 	id, err := q.Enqueue(context.Background(), pipeline, []byte(payload))
 	if err != nil {
@@ -78,12 +80,12 @@ func mustLease(t *testing.T, q *Queue, pipeline, worker string) Lease {
 func wantEmpty(t *testing.T, q *Queue, pipeline string) {
 	t.Helper()
 	l, err := q.Lease(context.Background(), pipeline, "w")
-	if !errors.Is(err, ErrEmpty) {
+	if !errors.Is(err, queue.ErrEmpty) {
 		t.Fatalf("Lease(%q) = %+v, %v; want ErrEmpty", pipeline, l, err)
 	}
 }
 
-func mustGet(t *testing.T, q *Queue, id TaskID) Task {
+func mustGet(t *testing.T, q *Queue, id queue.TaskID) Task {
 	t.Helper()
 	task, err := q.Get(id)
 	if err != nil {
@@ -108,7 +110,7 @@ func TestOpenValidatesConfig(t *testing.T) {
 			cfg := DefaultConfig()
 			tt.mutate(&cfg)
 			q, err := Open(filepath.Join(t.TempDir(), "q.db"), cfg)
-			if !errors.Is(err, ErrInvalid) {
+			if !errors.Is(err, queue.ErrInvalid) {
 				if q != nil {
 					_ = q.Close()
 				}
@@ -145,9 +147,9 @@ func TestEnqueueValidation(t *testing.T) {
 		payload  string
 		want     error
 	}{
-		{"empty pipeline", context.Background(), "", "x", ErrInvalid},
-		{"long pipeline", context.Background(), strings.Repeat("p", maxPipelineLen+1), "x", ErrInvalid},
-		{"payload too big", context.Background(), "p", "12345", ErrInvalid},
+		{"empty pipeline", context.Background(), "", "x", queue.ErrInvalid},
+		{"long pipeline", context.Background(), strings.Repeat("p", maxPipelineLen+1), "x", queue.ErrInvalid},
+		{"payload too big", context.Background(), "p", "12345", queue.ErrInvalid},
 		{"canceled", canceled, "p", "x", context.Canceled},
 	}
 	for _, tt := range tests {
@@ -174,7 +176,7 @@ func TestAckAfterDisk(t *testing.T) {
 		{"thumbs", strings.Repeat("x", 4096)},
 	}
 	q, c, path := newTest(t, nil)
-	ids := make([]TaskID, len(tests))
+	ids := make([]queue.TaskID, len(tests))
 	for i, tt := range tests {
 		ids[i] = mustEnqueue(t, q, tt.pipeline, tt.payload)
 	}
@@ -192,7 +194,7 @@ func TestAckAfterDisk(t *testing.T) {
 		t.Fatalf("Stats(thumbs) = %+v, %v; want depth 3", s, err)
 	}
 	// FIFO survives the reopen.
-	for _, want := range []TaskID{ids[0], ids[1], ids[3]} {
+	for _, want := range []queue.TaskID{ids[0], ids[1], ids[3]} {
 		if l := mustLease(t, q2, "thumbs", "w"); l.TaskID != want {
 			t.Fatalf("leased %d; want %d", l.TaskID, want)
 		}
@@ -202,9 +204,9 @@ func TestAckAfterDisk(t *testing.T) {
 func TestLeaseLifecycle(t *testing.T) {
 	tests := []struct {
 		name string
-		run  func(t *testing.T, q *Queue, c *fakeClock, id TaskID)
+		run  func(t *testing.T, q *Queue, c *fakeClock, id queue.TaskID)
 	}{
-		{"complete stores result", func(t *testing.T, q *Queue, c *fakeClock, id TaskID) {
+		{"complete stores result", func(t *testing.T, q *Queue, c *fakeClock, id queue.TaskID) {
 			l := mustLease(t, q, "p", "w1")
 			if l.Attempt != 1 || l.Worker != "w1" || string(l.Payload) != "job" || !l.ExpiresAt.Equal(c.Now().Add(10*time.Second)) {
 				t.Fatalf("lease = %+v", l)
@@ -217,14 +219,14 @@ func TestLeaseLifecycle(t *testing.T) {
 			if task.State != StateDone || string(task.Result) != "out" || task.Attempts != 1 {
 				t.Fatalf("task = %+v", task)
 			}
-			if err := q.Complete(l, []byte("again")); !errors.Is(err, ErrLeaseLost) {
+			if err := q.Complete(l, []byte("again")); !errors.Is(err, queue.ErrLeaseLost) {
 				t.Fatalf("second Complete = %v; want ErrLeaseLost", err)
 			}
-			if err := q.Fail(l, "x"); !errors.Is(err, ErrLeaseLost) {
+			if err := q.Fail(l, "x"); !errors.Is(err, queue.ErrLeaseLost) {
 				t.Fatalf("Fail after Complete = %v; want ErrLeaseLost", err)
 			}
 		}},
-		{"heartbeat keeps the lease", func(t *testing.T, q *Queue, c *fakeClock, id TaskID) {
+		{"heartbeat keeps the lease", func(t *testing.T, q *Queue, c *fakeClock, id queue.TaskID) {
 			l := mustLease(t, q, "p", "w1")
 			for range 5 {
 				c.Advance(8 * time.Second)
@@ -241,10 +243,10 @@ func TestLeaseLifecycle(t *testing.T) {
 				t.Fatalf("Complete after 40s of heartbeats: %v", err)
 			}
 		}},
-		{"expiry redelivers with attempt+1 after backoff", func(t *testing.T, q *Queue, c *fakeClock, id TaskID) {
+		{"expiry redelivers with attempt+1 after backoff", func(t *testing.T, q *Queue, c *fakeClock, id queue.TaskID) {
 			l1 := mustLease(t, q, "p", "w1")
 			c.Advance(10 * time.Second) // lease ends exactly now
-			if _, err := q.Heartbeat(l1); !errors.Is(err, ErrLeaseLost) {
+			if _, err := q.Heartbeat(l1); !errors.Is(err, queue.ErrLeaseLost) {
 				t.Fatalf("Heartbeat at expiry = %v; want ErrLeaseLost", err)
 			}
 			if s, _ := q.Stats("p"); s.Leased != 0 || s.Depth != 1 || s.Ready != 0 || s.Retries != 1 {
@@ -261,7 +263,7 @@ func TestLeaseLifecycle(t *testing.T) {
 				t.Fatalf("errors = %+v", task.Errors)
 			}
 		}},
-		{"late finisher is refused", func(t *testing.T, q *Queue, c *fakeClock, id TaskID) {
+		{"late finisher is refused", func(t *testing.T, q *Queue, c *fakeClock, id queue.TaskID) {
 			l1 := mustLease(t, q, "p", "slow")
 			c.Advance(11 * time.Second)
 			c.Advance(time.Second)
@@ -271,7 +273,7 @@ func TestLeaseLifecycle(t *testing.T) {
 				"Fail":      func() error { return q.Fail(l1, "stale") },
 				"Heartbeat": func() error { _, err := q.Heartbeat(l1); return err },
 			} {
-				if err := call(); !errors.Is(err, ErrLeaseLost) {
+				if err := call(); !errors.Is(err, queue.ErrLeaseLost) {
 					t.Fatalf("%s with superseded lease = %v; want ErrLeaseLost", name, err)
 				}
 			}
@@ -282,21 +284,21 @@ func TestLeaseLifecycle(t *testing.T) {
 				t.Fatalf("result %q; want fresh", task.Result)
 			}
 		}},
-		{"expired but not yet noticed is refused", func(t *testing.T, q *Queue, c *fakeClock, id TaskID) {
+		{"expired but not yet noticed is refused", func(t *testing.T, q *Queue, c *fakeClock, id queue.TaskID) {
 			l := mustLease(t, q, "p", "w")
 			c.Advance(time.Hour)
-			if err := q.Complete(l, nil); !errors.Is(err, ErrLeaseLost) {
+			if err := q.Complete(l, nil); !errors.Is(err, queue.ErrLeaseLost) {
 				t.Fatalf("Complete = %v; want ErrLeaseLost", err)
 			}
 			if task := mustGet(t, q, id); task.State != StateReady || len(task.Errors) != 1 {
 				t.Fatalf("Get after expiry = %+v; want ready with one error", task)
 			}
 		}},
-		{"unknown task", func(t *testing.T, q *Queue, c *fakeClock, id TaskID) {
-			if err := q.Complete(Lease{TaskID: id + 100, ID: 1}, nil); !errors.Is(err, ErrNotFound) {
+		{"unknown task", func(t *testing.T, q *Queue, c *fakeClock, id queue.TaskID) {
+			if err := q.Complete(Lease{TaskID: id + 100, ID: 1}, nil); !errors.Is(err, queue.ErrNotFound) {
 				t.Fatalf("Complete = %v; want ErrNotFound", err)
 			}
-			if _, err := q.Get(id + 100); !errors.Is(err, ErrNotFound) {
+			if _, err := q.Get(id + 100); !errors.Is(err, queue.ErrNotFound) {
 				t.Fatalf("Get = %v; want ErrNotFound", err)
 			}
 		}},
@@ -326,7 +328,7 @@ func TestBackoffOrdering(t *testing.T) {
 	// a backs off 1s; b and c, ready earlier, go first.
 	steps := []struct {
 		advance time.Duration
-		want    TaskID // 0: ErrEmpty
+		want    queue.TaskID // 0: ErrEmpty
 		attempt int
 		fail    bool
 	}{
@@ -344,7 +346,7 @@ func TestBackoffOrdering(t *testing.T) {
 		c.Advance(s.advance)
 		l, err := q.Lease(context.Background(), "p", "w")
 		if s.want == 0 {
-			if !errors.Is(err, ErrEmpty) {
+			if !errors.Is(err, queue.ErrEmpty) {
 				t.Fatalf("step %d: Lease = %+v, %v; want ErrEmpty", i, l, err)
 			}
 			continue
@@ -371,7 +373,7 @@ func TestBackoffOrdering(t *testing.T) {
 func TestPoisonDeadLetters(t *testing.T) {
 	q, c, _ := newTest(t, nil)
 	poison := mustEnqueue(t, q, "p", "poison")
-	var good []TaskID
+	var good []queue.TaskID
 	for i := range 5 {
 		good = append(good, mustEnqueue(t, q, "p", fmt.Sprintf("good %d", i)))
 	}
@@ -379,7 +381,7 @@ func TestPoisonDeadLetters(t *testing.T) {
 	// crashes (lease expiry) on the third attempt.
 	for step := 0; step < 100; step++ {
 		l, err := q.Lease(context.Background(), "p", "w")
-		if errors.Is(err, ErrEmpty) {
+		if errors.Is(err, queue.ErrEmpty) {
 			s, err := q.Stats("p")
 			if err != nil {
 				t.Fatal(err)
@@ -432,13 +434,13 @@ func TestPoisonDeadLetters(t *testing.T) {
 
 	// Retry.
 	tests := []struct {
-		id   TaskID
+		id   queue.TaskID
 		want error
 	}{
-		{good[0], ErrNotDead},
-		{999, ErrNotFound},
+		{good[0], queue.ErrNotDead},
+		{999, queue.ErrNotFound},
 		{poison, nil},
-		{poison, ErrNotDead},
+		{poison, queue.ErrNotDead},
 	}
 	for _, tt := range tests {
 		if err := q.Retry(tt.id); !errors.Is(err, tt.want) || (tt.want == nil && err != nil) {
@@ -464,7 +466,7 @@ func TestPoisonDeadLetters(t *testing.T) {
 // their lease has run out.
 func TestReopenWithLeases(t *testing.T) {
 	q, c, path := newTest(t, nil)
-	ids := []TaskID{mustEnqueue(t, q, "p", "1"), mustEnqueue(t, q, "p", "2"), mustEnqueue(t, q, "p", "3")}
+	ids := []queue.TaskID{mustEnqueue(t, q, "p", "1"), mustEnqueue(t, q, "p", "2"), mustEnqueue(t, q, "p", "3")}
 	l1 := mustLease(t, q, "p", "w")
 	l2 := mustLease(t, q, "p", "w")
 	if err := q.Close(); err != nil {
@@ -484,7 +486,7 @@ func TestReopenWithLeases(t *testing.T) {
 		if l.TaskID != old.TaskID || l.Attempt != 2 || l.ID <= old.ID {
 			t.Fatalf("redelivery %+v; old %+v", l, old)
 		}
-		if err := q.Complete(old, nil); !errors.Is(err, ErrLeaseLost) {
+		if err := q.Complete(old, nil); !errors.Is(err, queue.ErrLeaseLost) {
 			t.Fatalf("Complete with pre-restart lease = %v; want ErrLeaseLost", err)
 		}
 		if err := q.Complete(l, nil); err != nil {
@@ -508,7 +510,7 @@ func TestConcurrentWorkers(t *testing.T) {
 	}
 	var (
 		mu        sync.Mutex
-		completed = map[TaskID]Lease{}
+		completed = map[queue.TaskID]Lease{}
 		lost      atomic.Int64
 	)
 	var wg sync.WaitGroup
@@ -518,7 +520,7 @@ func TestConcurrentWorkers(t *testing.T) {
 			defer wg.Done()
 			for n := 0; ; n++ {
 				l, err := q.Lease(context.Background(), "p", fmt.Sprint("w", w))
-				if errors.Is(err, ErrEmpty) {
+				if errors.Is(err, queue.ErrEmpty) {
 					s, err := q.Stats("p")
 					if err != nil {
 						t.Error(err)
@@ -539,7 +541,7 @@ func TestConcurrentWorkers(t *testing.T) {
 				}
 				err = q.Complete(l, []byte(l.Worker))
 				switch {
-				case errors.Is(err, ErrLeaseLost):
+				case errors.Is(err, queue.ErrLeaseLost):
 					lost.Add(1)
 				case err != nil:
 					t.Error(err)
@@ -603,7 +605,7 @@ func TestClose(t *testing.T) {
 		},
 	}
 	for name, call := range calls {
-		if err := call(); !errors.Is(err, ErrClosed) {
+		if err := call(); !errors.Is(err, queue.ErrClosed) {
 			t.Errorf("%s after Close = %v; want ErrClosed", name, err)
 		}
 	}
@@ -630,10 +632,10 @@ func TestCorruptRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	q = openTest(t, path, testConfig(c))
-	if _, err := q.Get(id); !errors.Is(err, ErrCorrupt) {
+	if _, err := q.Get(id); !errors.Is(err, queue.ErrCorrupt) {
 		t.Fatalf("Get = %v; want ErrCorrupt", err)
 	}
-	if _, err := q.Lease(context.Background(), "p", "w"); !errors.Is(err, ErrCorrupt) {
+	if _, err := q.Lease(context.Background(), "p", "w"); !errors.Is(err, queue.ErrCorrupt) {
 		t.Fatalf("Lease = %v; want ErrCorrupt", err)
 	}
 }

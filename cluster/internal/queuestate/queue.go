@@ -1,36 +1,17 @@
-package queue
+package queuestate
 
 import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-)
 
-// Sentinel errors; every returned error wraps one of them (or a bbolt /
-// context error) with %w.
-var (
-	// ErrEmpty: Lease found no ready task in the pipeline.
-	ErrEmpty = errors.New("queue: no ready task")
-	// ErrLeaseLost: the lease expired or was superseded by a newer one, so
-	// its holder may not heartbeat, complete or fail the task.
-	ErrLeaseLost = errors.New("queue: lease lost")
-	// ErrNotFound: no task with that id.
-	ErrNotFound = errors.New("queue: task not found")
-	// ErrNotDead: Retry on a task that is not in the dead-letter list.
-	ErrNotDead = errors.New("queue: task is not dead-lettered")
-	// ErrInvalid: a malformed argument or configuration.
-	ErrInvalid = errors.New("queue: invalid argument")
-	// ErrCorrupt: a stored record does not decode.
-	ErrCorrupt = errors.New("queue: corrupt record")
-	// ErrClosed: the queue has been closed.
-	ErrClosed = errors.New("queue: closed")
+	"github.com/wasmpod/wasmpod/cluster/queue"
 )
 
 // Config tunes a Queue. Start from DefaultConfig.
@@ -78,15 +59,15 @@ func DefaultConfig() Config {
 func (c Config) validate() error {
 	switch {
 	case c.LeaseDuration <= 0:
-		return fmt.Errorf("%w: LeaseDuration must be positive, got %v", ErrInvalid, c.LeaseDuration)
+		return fmt.Errorf("%w: LeaseDuration must be positive, got %v", queue.ErrInvalid, c.LeaseDuration)
 	case c.MaxAttempts < 1:
-		return fmt.Errorf("%w: MaxAttempts must be at least 1, got %d", ErrInvalid, c.MaxAttempts)
+		return fmt.Errorf("%w: MaxAttempts must be at least 1, got %d", queue.ErrInvalid, c.MaxAttempts)
 	case c.BackoffBase <= 0:
-		return fmt.Errorf("%w: BackoffBase must be positive, got %v", ErrInvalid, c.BackoffBase)
+		return fmt.Errorf("%w: BackoffBase must be positive, got %v", queue.ErrInvalid, c.BackoffBase)
 	case c.BackoffCap < c.BackoffBase:
-		return fmt.Errorf("%w: BackoffCap %v is below BackoffBase %v", ErrInvalid, c.BackoffCap, c.BackoffBase)
+		return fmt.Errorf("%w: BackoffCap %v is below BackoffBase %v", queue.ErrInvalid, c.BackoffCap, c.BackoffBase)
 	case c.MaxPayloadBytes < 0:
-		return fmt.Errorf("%w: MaxPayloadBytes must not be negative, got %d", ErrInvalid, c.MaxPayloadBytes)
+		return fmt.Errorf("%w: MaxPayloadBytes must not be negative, got %d", queue.ErrInvalid, c.MaxPayloadBytes)
 	}
 	return nil
 }
@@ -103,12 +84,6 @@ func (c Config) Backoff(attempt int) time.Duration {
 	}
 	return min(d, c.BackoffCap)
 }
-
-// TaskID identifies a task; ids grow in enqueue order and are never reused
-// within a file.
-type TaskID uint64
-
-func (id TaskID) String() string { return strconv.FormatUint(uint64(id), 10) }
 
 // State is where a task is in its life.
 type State uint8
@@ -136,19 +111,12 @@ func (s State) String() string {
 	return "state(" + strconv.Itoa(int(s)) + ")"
 }
 
-// AttemptError is one failed delivery: a Fail or an expired lease.
-type AttemptError struct {
-	Attempt int       `json:"attempt"`
-	At      time.Time `json:"at"`
-	Message string    `json:"message"`
-}
-
 // Task is the stored state of a task, as returned by Get and Dead.
 type Task struct {
-	ID       TaskID `json:"id"`
-	Pipeline string `json:"pipeline"`
-	Payload  []byte `json:"payload,omitempty"`
-	State    State  `json:"state"`
+	ID       queue.TaskID `json:"id"`
+	Pipeline string       `json:"pipeline"`
+	Payload  []byte       `json:"payload,omitempty"`
+	State    State        `json:"state"`
 	// Attempts is the number of deliveries so far (reset by Retry).
 	Attempts   int       `json:"attempts"`
 	EnqueuedAt time.Time `json:"enqueued_at"`
@@ -160,7 +128,7 @@ type Task struct {
 	LeaseExpires time.Time `json:"lease_expires,omitzero"`
 	Worker       string    `json:"worker,omitempty"`
 	// Errors is the whole error history, oldest first.
-	Errors []AttemptError `json:"errors,omitempty"`
+	Errors []queue.AttemptError `json:"errors,omitempty"`
 	// Result is what Complete stored (StateDone).
 	Result []byte `json:"result,omitempty"`
 	// FinishedAt is when the task was completed or dead-lettered.
@@ -169,30 +137,13 @@ type Task struct {
 
 // Lease is a worker's claim on one delivery of a task.
 type Lease struct {
-	ID        uint64    `json:"id"`
-	TaskID    TaskID    `json:"task_id"`
-	Pipeline  string    `json:"pipeline"`
-	Worker    string    `json:"worker"`
-	Attempt   int       `json:"attempt"`
-	Payload   []byte    `json:"payload,omitempty"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
-// Stats counts a pipeline's tasks after applying expired leases.
-type Stats struct {
-	// Depth is the number of tasks waiting (ready now or backing off).
-	Depth int `json:"depth"`
-	// Ready is the part of Depth that can be leased now.
-	Ready int `json:"ready"`
-	// Leased is the number of tasks under a live lease.
-	Leased int `json:"leased"`
-	// Retries is the number of redeliveries scheduled so far (fails and
-	// expired leases that did not dead-letter the task).
-	Retries uint64 `json:"retries"`
-	// Dead is the length of the dead-letter list.
-	Dead int `json:"dead"`
-	// Completed is the number of tasks completed so far.
-	Completed uint64 `json:"completed"`
+	ID        uint64       `json:"id"`
+	TaskID    queue.TaskID `json:"task_id"`
+	Pipeline  string       `json:"pipeline"`
+	Worker    string       `json:"worker"`
+	Attempt   int          `json:"attempt"`
+	Payload   []byte       `json:"payload,omitempty"`
+	ExpiresAt time.Time    `json:"expires_at"`
 }
 
 // Bucket layout. tasks: id -> record. ready, leased, dead: one sub-bucket
@@ -258,7 +209,7 @@ func open(path string, cfg Config, noSync bool) (*Queue, error) {
 		case v == nil:
 			return meta.Put(kFormat, []byte{recordVersion})
 		case len(v) != 1 || v[0] != recordVersion:
-			return fmt.Errorf("%w: file format %x, want %d", ErrCorrupt, v, recordVersion)
+			return fmt.Errorf("%w: file format %x, want %d", queue.ErrCorrupt, v, recordVersion)
 		}
 		return nil
 	})
@@ -289,7 +240,7 @@ func (q *Queue) update(fn func(*bolt.Tx) error) error {
 	q.mu.RLock()
 	defer q.mu.RUnlock()
 	if q.closed {
-		return ErrClosed
+		return queue.ErrClosed
 	}
 	return q.db.Update(fn)
 }
@@ -298,31 +249,31 @@ func (q *Queue) view(fn func(*bolt.Tx) error) error {
 	q.mu.RLock()
 	defer q.mu.RUnlock()
 	if q.closed {
-		return ErrClosed
+		return queue.ErrClosed
 	}
 	return q.db.View(fn)
 }
 
 func validPipeline(p string) error {
 	if p == "" || len(p) > maxPipelineLen {
-		return fmt.Errorf("%w: pipeline name must be 1..%d bytes, got %d", ErrInvalid, maxPipelineLen, len(p))
+		return fmt.Errorf("%w: pipeline name must be 1..%d bytes, got %d", queue.ErrInvalid, maxPipelineLen, len(p))
 	}
 	return nil
 }
 
 // Enqueue adds a task to the pipeline. It returns only after the task is
 // committed and fsynced: an acknowledged task survives a crash.
-func (q *Queue) Enqueue(ctx context.Context, pipeline string, payload []byte) (TaskID, error) {
+func (q *Queue) Enqueue(ctx context.Context, pipeline string, payload []byte) (queue.TaskID, error) {
 	if err := validPipeline(pipeline); err != nil {
 		return 0, err
 	}
 	if len(payload) > q.cfg.MaxPayloadBytes {
-		return 0, fmt.Errorf("%w: payload of %d bytes exceeds MaxPayloadBytes %d", ErrInvalid, len(payload), q.cfg.MaxPayloadBytes)
+		return 0, fmt.Errorf("%w: payload of %d bytes exceeds MaxPayloadBytes %d", queue.ErrInvalid, len(payload), q.cfg.MaxPayloadBytes)
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("queue: enqueue: %w", err)
 	}
-	var id TaskID
+	var id queue.TaskID
 	err := q.update(func(tx *bolt.Tx) error {
 		var err error
 		id, err = q.enqueueTx(tx, q.cfg.Now(), pipeline, payload)
@@ -336,12 +287,12 @@ func (q *Queue) Enqueue(ctx context.Context, pipeline string, payload []byte) (T
 
 // enqueueTx adds a task. The payload limit is Enqueue's: the pipeline layer's own payloads
 // (a merge task lists every output of a job) are bounded by MaxJobInputs instead.
-func (q *Queue) enqueueTx(tx *bolt.Tx, now time.Time, pipeline string, payload []byte) (TaskID, error) {
+func (q *Queue) enqueueTx(tx *bolt.Tx, now time.Time, pipeline string, payload []byte) (queue.TaskID, error) {
 	seq, err := tx.Bucket(bTasks).NextSequence()
 	if err != nil {
 		return 0, err
 	}
-	id := TaskID(seq)
+	id := queue.TaskID(seq)
 	t := &Task{
 		ID:         id,
 		Pipeline:   pipeline,
@@ -365,7 +316,7 @@ func (q *Queue) Lease(ctx context.Context, pipeline, worker string) (Lease, erro
 		return Lease{}, err
 	}
 	if len(worker) > maxWorkerLen {
-		return Lease{}, fmt.Errorf("%w: worker name longer than %d bytes", ErrInvalid, maxWorkerLen)
+		return Lease{}, fmt.Errorf("%w: worker name longer than %d bytes", queue.ErrInvalid, maxWorkerLen)
 	}
 	if err := ctx.Err(); err != nil {
 		return Lease{}, fmt.Errorf("queue: lease: %w", err)
@@ -388,7 +339,7 @@ func (q *Queue) Lease(ctx context.Context, pipeline, worker string) (Lease, erro
 		if k == nil || bytes.Compare(k[:8], nowKey[:]) > 0 {
 			return nil // empty, or the first task is still backing off
 		}
-		id := TaskID(binary.BigEndian.Uint64(k[8:]))
+		id := queue.TaskID(binary.BigEndian.Uint64(k[8:]))
 		if err := ready.Delete(k); err != nil {
 			return err
 		}
@@ -397,7 +348,7 @@ func (q *Queue) Lease(ctx context.Context, pipeline, worker string) (Lease, erro
 			return err
 		}
 		if t.State != StateReady {
-			return fmt.Errorf("%w: task %d is %v but indexed as ready", ErrCorrupt, id, t.State)
+			return fmt.Errorf("%w: task %d is %v but indexed as ready", queue.ErrCorrupt, id, t.State)
 		}
 		leaseID, err := tx.Bucket(bMeta).NextSequence()
 		if err != nil {
@@ -425,7 +376,7 @@ func (q *Queue) Lease(ctx context.Context, pipeline, worker string) (Lease, erro
 		return Lease{}, fmt.Errorf("queue: lease from %q: %w", pipeline, err)
 	}
 	if !found {
-		return Lease{}, ErrEmpty
+		return Lease{}, queue.ErrEmpty
 	}
 	return l, nil
 }
@@ -473,7 +424,7 @@ func (q *Queue) Heartbeat(l Lease) (Lease, error) {
 // changes nothing.
 func (q *Queue) Complete(l Lease, result []byte) error {
 	if len(result) > q.cfg.MaxPayloadBytes {
-		return fmt.Errorf("%w: result of %d bytes exceeds MaxPayloadBytes %d", ErrInvalid, len(result), q.cfg.MaxPayloadBytes)
+		return fmt.Errorf("%w: result of %d bytes exceeds MaxPayloadBytes %d", queue.ErrInvalid, len(result), q.cfg.MaxPayloadBytes)
 	}
 	err := q.update(func(tx *bolt.Tx) error {
 		now := q.cfg.Now()
@@ -530,11 +481,11 @@ func (q *Queue) holding(tx *bolt.Tx, l Lease, now time.Time) (*Task, error) {
 	}
 	switch {
 	case t.State != StateLeased:
-		return nil, fmt.Errorf("%w: task is %v", ErrLeaseLost, t.State)
+		return nil, fmt.Errorf("%w: task is %v", queue.ErrLeaseLost, t.State)
 	case t.LeaseID != l.ID:
-		return nil, fmt.Errorf("%w: superseded by lease %d", ErrLeaseLost, t.LeaseID)
+		return nil, fmt.Errorf("%w: superseded by lease %d", queue.ErrLeaseLost, t.LeaseID)
 	case !now.Before(t.LeaseExpires):
-		return nil, fmt.Errorf("%w: expired at %v", ErrLeaseLost, t.LeaseExpires)
+		return nil, fmt.Errorf("%w: expired at %v", queue.ErrLeaseLost, t.LeaseExpires)
 	}
 	return t, nil
 }
@@ -546,7 +497,7 @@ func (q *Queue) retryOrBury(tx *bolt.Tx, t *Task, at time.Time, msg string) erro
 	if len(msg) > maxErrorLen {
 		msg = msg[:maxErrorLen] + "..."
 	}
-	t.Errors = append(t.Errors, AttemptError{Attempt: t.Attempts, At: at, Message: msg})
+	t.Errors = append(t.Errors, queue.AttemptError{Attempt: t.Attempts, At: at, Message: msg})
 	if len(t.Errors) > maxErrors { // keep the first and the latest ones
 		t.Errors = append(t.Errors[:1], t.Errors[len(t.Errors)-maxErrors+1:]...)
 	}
@@ -595,13 +546,13 @@ func (q *Queue) expire(tx *bolt.Tx, pipeline string, now time.Time) error {
 		if err := leased.Delete(k); err != nil {
 			return err
 		}
-		id := TaskID(binary.BigEndian.Uint64(k[8:]))
+		id := queue.TaskID(binary.BigEndian.Uint64(k[8:]))
 		t, err := getTask(tx, id)
 		if err != nil {
 			return err
 		}
 		if t.State != StateLeased {
-			return fmt.Errorf("%w: task %d is %v but indexed as leased", ErrCorrupt, id, t.State)
+			return fmt.Errorf("%w: task %d is %v but indexed as leased", queue.ErrCorrupt, id, t.State)
 		}
 		msg := fmt.Sprintf("lease %d held by %q expired", t.LeaseID, t.Worker)
 		if err := q.retryOrBury(tx, t, t.LeaseExpires, msg); err != nil {
@@ -636,7 +587,7 @@ func (q *Queue) settle(pipeline string) error {
 
 // Get returns a task's current state, after applying expired leases of its
 // pipeline.
-func (q *Queue) Get(id TaskID) (Task, error) {
+func (q *Queue) Get(id queue.TaskID) (Task, error) {
 	t, err := q.get(id)
 	if err == nil && !q.passive && t.State == StateLeased && !q.cfg.Now().Before(t.LeaseExpires) {
 		if err = q.settle(t.Pipeline); err == nil {
@@ -649,7 +600,7 @@ func (q *Queue) Get(id TaskID) (Task, error) {
 	return *t, nil
 }
 
-func (q *Queue) get(id TaskID) (*Task, error) {
+func (q *Queue) get(id queue.TaskID) (*Task, error) {
 	var t *Task
 	err := q.view(func(tx *bolt.Tx) error {
 		var err error
@@ -674,7 +625,7 @@ func (q *Queue) Dead(pipeline string) ([]Task, error) {
 				return nil
 			}
 			return dead.ForEach(func(k, _ []byte) error {
-				t, err := getTask(tx, TaskID(binary.BigEndian.Uint64(k[8:])))
+				t, err := getTask(tx, queue.TaskID(binary.BigEndian.Uint64(k[8:])))
 				if err != nil {
 					return err
 				}
@@ -691,14 +642,14 @@ func (q *Queue) Dead(pipeline string) ([]Task, error) {
 
 // Retry moves a dead-lettered task back to ready, now, with its attempt
 // count reset and its error history kept.
-func (q *Queue) Retry(id TaskID) error {
+func (q *Queue) Retry(id queue.TaskID) error {
 	err := q.update(func(tx *bolt.Tx) error {
 		t, err := getTask(tx, id)
 		if err != nil {
 			return err
 		}
 		if t.State != StateDead {
-			return fmt.Errorf("%w: task is %v", ErrNotDead, t.State)
+			return fmt.Errorf("%w: task is %v", queue.ErrNotDead, t.State)
 		}
 		if err := deleteIndex(tx, bDead, t.Pipeline, indexKey(t.FinishedAt, t.ID)); err != nil {
 			return err
@@ -724,11 +675,11 @@ func (q *Queue) Retry(id TaskID) error {
 
 // Stats counts the pipeline's tasks after applying expired leases. It
 // walks the pipeline's indexes, so it costs O(waiting + leased + dead).
-func (q *Queue) Stats(pipeline string) (Stats, error) {
+func (q *Queue) Stats(pipeline string) (queue.Stats, error) {
 	if err := validPipeline(pipeline); err != nil {
-		return Stats{}, err
+		return queue.Stats{}, err
 	}
-	var s Stats
+	var s queue.Stats
 	err := q.settle(pipeline)
 	if err == nil {
 		err = q.view(func(tx *bolt.Tx) error {
@@ -757,22 +708,22 @@ func (q *Queue) Stats(pipeline string) (Stats, error) {
 		})
 	}
 	if err != nil {
-		return Stats{}, fmt.Errorf("queue: stats of %q: %w", pipeline, err)
+		return queue.Stats{}, fmt.Errorf("queue: stats of %q: %w", pipeline, err)
 	}
 	return s, nil
 }
 
-func getTask(tx *bolt.Tx, id TaskID) (*Task, error) {
+func getTask(tx *bolt.Tx, id queue.TaskID) (*Task, error) {
 	v := tx.Bucket(bTasks).Get(idKey(id))
 	if v == nil {
-		return nil, fmt.Errorf("%w: %d", ErrNotFound, id)
+		return nil, fmt.Errorf("%w: %d", queue.ErrNotFound, id)
 	}
 	t, err := decodeTask(v)
 	if err != nil {
 		return nil, fmt.Errorf("task %d: %w", id, err)
 	}
 	if t.ID != id {
-		return nil, fmt.Errorf("%w: record under key %d has id %d", ErrCorrupt, id, t.ID)
+		return nil, fmt.Errorf("%w: record under key %d has id %d", queue.ErrCorrupt, id, t.ID)
 	}
 	return t, nil
 }
@@ -792,7 +743,7 @@ func putIndex(tx *bolt.Tx, root []byte, pipeline string, key []byte) error {
 func deleteIndex(tx *bolt.Tx, root []byte, pipeline string, key []byte) error {
 	b := tx.Bucket(root).Bucket([]byte(pipeline))
 	if b == nil || b.Get(key) == nil {
-		return fmt.Errorf("%w: %s index of %q lacks key %x", ErrCorrupt, root, pipeline, key)
+		return fmt.Errorf("%w: %s index of %q lacks key %x", queue.ErrCorrupt, root, pipeline, key)
 	}
 	return b.Delete(key)
 }

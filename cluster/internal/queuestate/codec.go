@@ -1,10 +1,12 @@
-package queue
+package queuestate
 
 import (
 	"encoding/binary"
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/wasmpod/wasmpod/cluster/queue"
 )
 
 // recordVersion is the first byte of every stored task record. A decoder
@@ -84,7 +86,7 @@ type decoder struct {
 
 func (d *decoder) fail(format string, args ...any) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: offset %d: %s", ErrCorrupt, d.off, fmt.Sprintf(format, args...))
+		d.err = fmt.Errorf("%w: offset %d: %s", queue.ErrCorrupt, d.off, fmt.Sprintf(format, args...))
 	}
 }
 
@@ -175,7 +177,7 @@ func (d *decoder) bytes(field string, limit int) []byte {
 func decodeTask(b []byte) (*Task, error) {
 	d := &decoder{b: b}
 	if v := d.u8("version"); d.err == nil && v != recordVersion {
-		return nil, fmt.Errorf("%w: unsupported record version %d (want %d)", ErrCorrupt, v, recordVersion)
+		return nil, fmt.Errorf("%w: unsupported record version %d (want %d)", queue.ErrCorrupt, v, recordVersion)
 	}
 	t := &Task{}
 	st := d.u8("state")
@@ -183,7 +185,7 @@ func decodeTask(b []byte) (*Task, error) {
 		d.fail("unknown state %d", st)
 	}
 	t.State = State(st)
-	t.ID = TaskID(d.uint64("id"))
+	t.ID = queue.TaskID(d.uint64("id"))
 	t.Attempts = d.count("attempts", math.MaxInt32)
 	t.EnqueuedAt = nanosToTime(d.varint("enqueued"))
 	t.ReadyAt = nanosToTime(d.varint("ready"))
@@ -197,10 +199,10 @@ func decodeTask(b []byte) (*Task, error) {
 	// Each error takes at least 3 bytes, which bounds the allocation.
 	nerr := d.count("error count", uint64(len(b)-min(d.off, len(b)))/3)
 	if d.err == nil && nerr > 0 {
-		t.Errors = make([]AttemptError, 0, nerr)
+		t.Errors = make([]queue.AttemptError, 0, nerr)
 	}
 	for i := 0; i < nerr && d.err == nil; i++ {
-		var e AttemptError
+		var e queue.AttemptError
 		e.Attempt = d.count(fmt.Sprintf("error %d attempt", i), math.MaxInt32)
 		e.At = nanosToTime(d.varint(fmt.Sprintf("error %d time", i)))
 		e.Message = string(d.bytes(fmt.Sprintf("error %d message", i), math.MaxInt32))
@@ -242,7 +244,7 @@ func timeKey(t time.Time) [8]byte {
 
 // indexKey is timeKey(at) followed by the task id: FIFO by time, ties broken
 // by enqueue order.
-func indexKey(at time.Time, id TaskID) []byte {
+func indexKey(at time.Time, id queue.TaskID) []byte {
 	k := make([]byte, 16)
 	tk := timeKey(at)
 	copy(k, tk[:])
@@ -250,6 +252,6 @@ func indexKey(at time.Time, id TaskID) []byte {
 	return k
 }
 
-func idKey(id TaskID) []byte {
+func idKey(id queue.TaskID) []byte {
 	return binary.BigEndian.AppendUint64(nil, uint64(id))
 }

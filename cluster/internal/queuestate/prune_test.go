@@ -1,14 +1,16 @@
-package queue
+package queuestate
 
 import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/wasmpod/wasmpod/cluster/queue"
 )
 
 func TestPrune(t *testing.T) {
 	q, c, _ := newTest(t, nil)
-	mustDefine(t, q, Pipeline{Name: "p", MaxAttempts: 1, Stages: []StageDef{{Name: "a"}, {Name: "m", Merge: true}}})
+	mustDefine(t, q, queue.Pipeline{Name: "p", MaxAttempts: 1, Stages: []queue.StageDef{{Name: "a"}, {Name: "m", Merge: true}}})
 
 	// Job 1 finishes (one input dead-lettered, so the prune must clear a dead index entry too).
 	done := mustSubmit(t, q, "req-1", "p", filesOf("x", "y"))
@@ -20,7 +22,7 @@ func TestPrune(t *testing.T) {
 	}
 	lm, stm := leaseStage(t, q, "p", 1)
 	mustComplete(t, q, lm, fileOf(outName("m", stm)))
-	if j := mustJob(t, q, done); j.State != JobPartial {
+	if j := mustJob(t, q, done); j.State != queue.JobPartial {
 		t.Fatalf("job 1: %+v", j)
 	}
 	refs, err := q.BlobRefs()
@@ -53,10 +55,10 @@ func TestPrune(t *testing.T) {
 			t.Fatalf("%s: Prune = %+v, %v; want %+v", tc.name, got, err, tc.want)
 		}
 	}
-	if _, err := q.Job(done); !errors.Is(err, ErrNotFound) {
+	if _, err := q.Job(done); !errors.Is(err, queue.ErrNotFound) {
 		t.Fatalf("pruned job: %v", err)
 	}
-	if _, err := q.Get(l2.TaskID); !errors.Is(err, ErrNotFound) {
+	if _, err := q.Get(l2.TaskID); !errors.Is(err, queue.ErrNotFound) {
 		t.Fatalf("pruned dead task: %v", err)
 	}
 	if dead, err := q.DeadTasks("p"); err != nil || len(dead) != 0 {
@@ -66,7 +68,7 @@ func TestPrune(t *testing.T) {
 	if err != nil || st[0].Depth != 1 || st[0].Dead != 0 || st[0].Leased != 0 {
 		t.Fatalf("stats after prune: %+v %v", st, err)
 	}
-	if j := mustJob(t, q, running); j.State != JobRunning {
+	if j := mustJob(t, q, running); j.State != queue.JobRunning {
 		t.Fatalf("running job: %+v", j)
 	}
 	refs, _ = q.BlobRefs()

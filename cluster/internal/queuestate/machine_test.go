@@ -1,4 +1,4 @@
-package queue
+package queuestate
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/wasmpod/wasmpod/cluster/queue"
 )
 
 // t0 is the leader's clock at the first command of a machine test.
@@ -98,13 +100,13 @@ func txID(t testing.TB, m *Machine) int {
 
 // machineDump is everything a replica's readers can see.
 type machineDump struct {
-	Pipelines []Pipeline
-	JobList   []Job
-	Jobs      []Job
-	Stages    []StageStats
-	Dead      []TaskInfo
+	Pipelines []queue.Pipeline
+	JobList   []queue.Job
+	Jobs      []queue.Job
+	Stages    []queue.StageStats
+	Dead      []queue.TaskInfo
 	Tasks     []Task
-	Infos     []TaskInfo
+	Infos     []queue.TaskInfo
 	Next      []string
 }
 
@@ -132,9 +134,9 @@ func dump(t testing.TB, m *Machine) string {
 		if d.Dead, err = q.DeadTasks(""); err != nil {
 			return err
 		}
-		for id := TaskID(1); ; id++ {
+		for id := queue.TaskID(1); ; id++ {
 			task, err := q.Get(id)
-			if errors.Is(err, ErrNotFound) {
+			if errors.Is(err, queue.ErrNotFound) {
 				break
 			}
 			if err != nil {
@@ -183,8 +185,8 @@ func diffDumps(a, b string) string {
 	return "no difference"
 }
 
-func mergePipeline(name string) *Pipeline {
-	return &Pipeline{Name: name, Stages: []StageDef{{Name: "a"}, {Name: "m", Merge: true}}, MaxAttempts: 2}
+func mergePipeline(name string) *queue.Pipeline {
+	return &queue.Pipeline{Name: name, Stages: []queue.StageDef{{Name: "a"}, {Name: "m", Merge: true}}, MaxAttempts: 2}
 }
 
 func TestOpenMachineRemovesPreviousFile(t *testing.T) {
@@ -215,10 +217,10 @@ func TestOpenMachineRemovesPreviousFile(t *testing.T) {
 		if err != nil || len(ps) != 0 {
 			t.Errorf("Pipelines = %+v, %v; want none", ps, err)
 		}
-		if _, err := q.Job(1); !errors.Is(err, ErrNotFound) {
+		if _, err := q.Job(1); !errors.Is(err, queue.ErrNotFound) {
 			t.Errorf("Job(1) = %v; want ErrNotFound", err)
 		}
-		if _, err := q.Get(1); !errors.Is(err, ErrNotFound) {
+		if _, err := q.Get(1); !errors.Is(err, queue.ErrNotFound) {
 			t.Errorf("Get(1) = %v; want ErrNotFound", err)
 		}
 		return nil
@@ -241,7 +243,7 @@ func TestOpenMachineRemovesPreviousFile(t *testing.T) {
 	}
 	bad := machineConfig()
 	bad.LeaseDuration = 0
-	if m, err := OpenMachine(filepath.Join(dir, "bad.db"), bad); !errors.Is(err, ErrInvalid) {
+	if m, err := OpenMachine(filepath.Join(dir, "bad.db"), bad); !errors.Is(err, queue.ErrInvalid) {
 		if m != nil {
 			_ = m.Close()
 		}
@@ -256,16 +258,16 @@ func TestResponseErr(t *testing.T) {
 		want error // nil: no error
 	}{
 		{"success", nil, nil},
-		{"empty", fmt.Errorf("queue: lease from %q: %w", "p/0", ErrEmpty), ErrEmpty},
-		{"lease lost", fmt.Errorf("complete: %w: superseded", ErrLeaseLost), ErrLeaseLost},
-		{"not found", fmt.Errorf("x: %w", ErrNotFound), ErrNotFound},
-		{"not dead", ErrNotDead, ErrNotDead},
-		{"invalid", fmt.Errorf("a: %w", fmt.Errorf("b: %w", ErrInvalid)), ErrInvalid},
-		{"corrupt", ErrCorrupt, ErrCorrupt},
-		{"closed", ErrClosed, ErrClosed},
+		{"empty", fmt.Errorf("queue: lease from %q: %w", "p/0", queue.ErrEmpty), queue.ErrEmpty},
+		{"lease lost", fmt.Errorf("complete: %w: superseded", queue.ErrLeaseLost), queue.ErrLeaseLost},
+		{"not found", fmt.Errorf("x: %w", queue.ErrNotFound), queue.ErrNotFound},
+		{"not dead", queue.ErrNotDead, queue.ErrNotDead},
+		{"invalid", fmt.Errorf("a: %w", fmt.Errorf("b: %w", queue.ErrInvalid)), queue.ErrInvalid},
+		{"corrupt", queue.ErrCorrupt, queue.ErrCorrupt},
+		{"closed", queue.ErrClosed, queue.ErrClosed},
 		{"other", errors.New("disk on fire"), nil},
 	}
-	sentinels := []error{ErrEmpty, ErrLeaseLost, ErrNotFound, ErrNotDead, ErrInvalid, ErrCorrupt, ErrClosed}
+	sentinels := []error{queue.ErrEmpty, queue.ErrLeaseLost, queue.ErrNotFound, queue.ErrNotDead, queue.ErrInvalid, queue.ErrCorrupt, queue.ErrClosed}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// Through the wire, as a follower sees it.
@@ -297,7 +299,7 @@ func TestResponseErr(t *testing.T) {
 	}
 	// Unknown codes still carry the message.
 	r := Response{Code: "from-the-future", Error: "boom"}
-	if err := r.Err(); err == nil || err.Error() != "boom" || errors.Is(err, ErrInvalid) {
+	if err := r.Err(); err == nil || err.Error() != "boom" || errors.Is(err, queue.ErrInvalid) {
 		t.Fatalf("unknown code: Err() = %v", err)
 	}
 }
@@ -306,16 +308,16 @@ func TestResponseErr(t *testing.T) {
 func TestMachineApply(t *testing.T) {
 	m := newMachine(t)
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
-	job := func(id JobID) Job {
-		var j Job
+	job := func(id queue.JobID) queue.Job {
+		var j queue.Job
 		read(t, m, func(q *Queue) error { var err error; j, err = q.Job(id); return err })
 		return j
 	}
 
 	changed := m.Changed()
-	do(t, m, Command{Op: OpDefine, At: at(0)}, ErrInvalid)
-	do(t, m, Command{Op: OpDefine, At: at(0), Pipeline: &Pipeline{Name: "Bad", Stages: []StageDef{{Name: "s"}}}}, ErrInvalid)
-	do(t, m, Command{Op: OpDefine, At: at(0), Pipeline: &Pipeline{Name: "p"}}, ErrInvalid)
+	do(t, m, Command{Op: OpDefine, At: at(0)}, queue.ErrInvalid)
+	do(t, m, Command{Op: OpDefine, At: at(0), Pipeline: &queue.Pipeline{Name: "Bad", Stages: []queue.StageDef{{Name: "s"}}}}, queue.ErrInvalid)
+	do(t, m, Command{Op: OpDefine, At: at(0), Pipeline: &queue.Pipeline{Name: "p"}}, queue.ErrInvalid)
 	do(t, m, Command{Op: OpDefine, At: at(0), Pipeline: mergePipeline("p")}, nil)
 	select {
 	case <-changed:
@@ -323,9 +325,9 @@ func TestMachineApply(t *testing.T) {
 		t.Fatal("Changed not closed by a define")
 	}
 
-	do(t, m, Command{Op: OpSubmit, At: at(0), Name: "nope", Inputs: filesOf("x")}, ErrNotFound)
-	do(t, m, Command{Op: OpSubmit, At: at(0), Name: "p"}, ErrInvalid)
-	do(t, m, Command{Op: OpSubmit, At: at(0), Name: "p", Inputs: filesOf("../x")}, ErrInvalid)
+	do(t, m, Command{Op: OpSubmit, At: at(0), Name: "nope", Inputs: filesOf("x")}, queue.ErrNotFound)
+	do(t, m, Command{Op: OpSubmit, At: at(0), Name: "p"}, queue.ErrInvalid)
+	do(t, m, Command{Op: OpSubmit, At: at(0), Name: "p", Inputs: filesOf("../x")}, queue.ErrInvalid)
 	r := do(t, m, Command{Op: OpSubmit, At: at(time.Second), Request: "r1", Name: "p", Inputs: filesOf("x", "y")}, nil)
 	if r.Job != 1 {
 		t.Fatalf("submit = %+v; want job 1", r)
@@ -340,13 +342,13 @@ func TestMachineApply(t *testing.T) {
 	// Every applied command wakes the waiters, an empty lease too: applying it may have
 	// expired leases (and so started a merge in another queue).
 	changed = m.Changed()
-	do(t, m, Command{Op: OpLease, At: at(3 * time.Second), Name: StageQueue("p", 1), Worker: "w"}, ErrEmpty)
+	do(t, m, Command{Op: OpLease, At: at(3 * time.Second), Name: StageQueue("p", 1), Worker: "w"}, queue.ErrEmpty)
 	select {
 	case <-changed:
 	default:
 		t.Fatal("Changed not closed by an applied empty lease")
 	}
-	do(t, m, Command{Op: OpLease, At: at(3 * time.Second), Name: "", Worker: "w"}, ErrInvalid)
+	do(t, m, Command{Op: OpLease, At: at(3 * time.Second), Name: "", Worker: "w"}, queue.ErrInvalid)
 	r = do(t, m, Command{Op: OpLease, At: at(3 * time.Second), Name: StageQueue("p", 0), Worker: "w1"}, nil)
 	l1 := r.Lease
 	if l1 == nil || l1.Attempt != 1 || l1.Worker != "w1" || !l1.ExpiresAt.Equal(at(13*time.Second)) {
@@ -357,29 +359,29 @@ func TestMachineApply(t *testing.T) {
 		t.Fatalf("lease payload %s: %+v, %v", l1.Payload, st, err)
 	}
 
-	do(t, m, Command{Op: OpHeartbeat, At: at(5 * time.Second)}, ErrInvalid)
+	do(t, m, Command{Op: OpHeartbeat, At: at(5 * time.Second)}, queue.ErrInvalid)
 	r = do(t, m, Command{Op: OpHeartbeat, At: at(5 * time.Second), Lease: l1}, nil)
 	if r.Lease == nil || !r.Lease.ExpiresAt.Equal(at(15*time.Second)) || r.Lease.ID != l1.ID {
 		t.Fatalf("heartbeat = %+v; want expiry at +15s", r.Lease)
 	}
 	l1 = r.Lease
-	do(t, m, Command{Op: OpComplete, At: at(6 * time.Second)}, ErrInvalid)
-	do(t, m, Command{Op: OpComplete, At: at(6 * time.Second), Lease: l1}, ErrInvalid) // a pipeline task needs an output
-	do(t, m, Command{Op: OpComplete, At: at(6 * time.Second), Lease: l1, Output: &File{Name: "/abs", SHA256: fileOf("a").SHA256}}, ErrInvalid)
+	do(t, m, Command{Op: OpComplete, At: at(6 * time.Second)}, queue.ErrInvalid)
+	do(t, m, Command{Op: OpComplete, At: at(6 * time.Second), Lease: l1}, queue.ErrInvalid) // a pipeline task needs an output
+	do(t, m, Command{Op: OpComplete, At: at(6 * time.Second), Lease: l1, Output: &queue.File{Name: "/abs", SHA256: fileOf("a").SHA256}}, queue.ErrInvalid)
 	do(t, m, Command{Op: OpComplete, At: at(6 * time.Second), Lease: l1, Output: ptr(fileOf("out/x"))}, nil)
-	do(t, m, Command{Op: OpComplete, At: at(6 * time.Second), Lease: l1, Output: ptr(fileOf("out/x"))}, ErrLeaseLost)
-	do(t, m, Command{Op: OpHeartbeat, At: at(6 * time.Second), Lease: l1}, ErrLeaseLost)
+	do(t, m, Command{Op: OpComplete, At: at(6 * time.Second), Lease: l1, Output: ptr(fileOf("out/x"))}, queue.ErrLeaseLost)
+	do(t, m, Command{Op: OpHeartbeat, At: at(6 * time.Second), Lease: l1}, queue.ErrLeaseLost)
 	wantStages(t, job(1), [3]int{2, 1, 0}, [3]int{1, 0, 0})
-	if j := job(1); j.State != JobRunning {
+	if j := job(1); j.State != queue.JobRunning {
 		t.Fatalf("job = %+v", j)
 	}
 
 	// The second input fails twice (the pipeline's MaxAttempts is 2) and dies.
 	l2 := do(t, m, Command{Op: OpLease, At: at(7 * time.Second), Name: StageQueue("p", 0), Worker: "w2"}, nil).Lease
-	do(t, m, Command{Op: OpFail, At: at(8 * time.Second)}, ErrInvalid)
+	do(t, m, Command{Op: OpFail, At: at(8 * time.Second)}, queue.ErrInvalid)
 	do(t, m, Command{Op: OpFail, At: at(8 * time.Second), Lease: l2, Error: "boom 1"}, nil)
-	do(t, m, Command{Op: OpFail, At: at(8 * time.Second), Lease: l2, Error: "again"}, ErrLeaseLost)
-	do(t, m, Command{Op: OpLease, At: at(8*time.Second + 999*time.Millisecond), Name: StageQueue("p", 0), Worker: "w2"}, ErrEmpty)
+	do(t, m, Command{Op: OpFail, At: at(8 * time.Second), Lease: l2, Error: "again"}, queue.ErrLeaseLost)
+	do(t, m, Command{Op: OpLease, At: at(8*time.Second + 999*time.Millisecond), Name: StageQueue("p", 0), Worker: "w2"}, queue.ErrEmpty)
 	l2 = do(t, m, Command{Op: OpLease, At: at(9 * time.Second), Name: StageQueue("p", 0), Worker: "w2"}, nil).Lease
 	if l2.Attempt != 2 {
 		t.Fatalf("redelivery %+v; want attempt 2", l2)
@@ -387,7 +389,7 @@ func TestMachineApply(t *testing.T) {
 	do(t, m, Command{Op: OpFail, At: at(10 * time.Second), Lease: l2, Error: "boom 2"}, nil)
 	j := job(1)
 	wantStages(t, j, [3]int{2, 1, 1}, [3]int{1, 0, 0})
-	var dead []TaskInfo
+	var dead []queue.TaskInfo
 	read(t, m, func(q *Queue) error { var err error; dead, err = q.DeadTasks("p"); return err })
 	if len(dead) != 1 || dead[0].ID != l2.TaskID || len(dead[0].Errors) != 2 || !dead[0].Finished.Equal(at(10*time.Second)) {
 		t.Fatalf("DeadTasks = %+v", dead)
@@ -399,15 +401,15 @@ func TestMachineApply(t *testing.T) {
 		t.Fatalf("merge payload %s", lm.Payload)
 	}
 	do(t, m, Command{Op: OpComplete, At: at(12 * time.Second), Lease: lm, Output: ptr(fileOf("merged"))}, nil)
-	if j := job(1); j.State != JobPartial || !j.Finished.Equal(at(12*time.Second)) {
+	if j := job(1); j.State != queue.JobPartial || !j.Finished.Equal(at(12*time.Second)) {
 		t.Fatalf("job = %+v; want partial at +12s", j)
 	}
 
 	// Retry.
-	do(t, m, Command{Op: OpRetry, At: at(13 * time.Second), Task: 999}, ErrNotFound)
-	do(t, m, Command{Op: OpRetry, At: at(13 * time.Second), Task: l1.TaskID}, ErrNotDead)
+	do(t, m, Command{Op: OpRetry, At: at(13 * time.Second), Task: 999}, queue.ErrNotFound)
+	do(t, m, Command{Op: OpRetry, At: at(13 * time.Second), Task: l1.TaskID}, queue.ErrNotDead)
 	do(t, m, Command{Op: OpRetry, At: at(13 * time.Second), Task: l2.TaskID}, nil)
-	if j := job(1); j.State != JobRunning {
+	if j := job(1); j.State != queue.JobRunning {
 		t.Fatalf("job after retry = %+v", j)
 	}
 	l2 = do(t, m, Command{Op: OpLease, At: at(13 * time.Second), Name: StageQueue("p", 0), Worker: "w2"}, nil).Lease
@@ -418,19 +420,19 @@ func TestMachineApply(t *testing.T) {
 	lm = do(t, m, Command{Op: OpLease, At: at(15 * time.Second), Name: StageQueue("p", 1), Worker: "w"}, nil).Lease
 	do(t, m, Command{Op: OpComplete, At: at(16 * time.Second), Lease: lm, Output: ptr(fileOf("merged/all"))}, nil)
 	j = job(1)
-	if j.State != JobDone || !j.Finished.Equal(at(16*time.Second)) || len(j.Outputs) != 1 || j.Outputs[0] != fileOf("merged/all") {
+	if j.State != queue.JobDone || !j.Finished.Equal(at(16*time.Second)) || len(j.Outputs) != 1 || j.Outputs[0] != fileOf("merged/all") {
 		t.Fatalf("job = %+v", j)
 	}
 
-	do(t, m, Command{Op: "enqueue", At: at(17 * time.Second)}, ErrInvalid)
-	do(t, m, Command{Op: "", At: at(17 * time.Second)}, ErrInvalid)
+	do(t, m, Command{Op: "enqueue", At: at(17 * time.Second)}, queue.ErrInvalid)
+	do(t, m, Command{Op: "", At: at(17 * time.Second)}, queue.ErrInvalid)
 
 	// After Close every operation answers closed.
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	do(t, m, Command{Op: OpDefine, At: at(18 * time.Second), Pipeline: mergePipeline("q")}, ErrClosed)
-	do(t, m, Command{Op: OpLease, At: at(18 * time.Second), Name: "p/0"}, ErrClosed)
+	do(t, m, Command{Op: OpDefine, At: at(18 * time.Second), Pipeline: mergePipeline("q")}, queue.ErrClosed)
+	do(t, m, Command{Op: OpLease, At: at(18 * time.Second), Name: "p/0"}, queue.ErrClosed)
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -512,9 +514,9 @@ func (s *script) run(steps int) {
 				s.held = append(s.held[:i], s.held[i+1:]...)
 			}
 		default:
-			var dead []TaskInfo
+			var dead []queue.TaskInfo
 			read(s.t, s.m, func(q *Queue) error { var err error; dead, err = q.DeadTasks(""); return err })
-			id := TaskID(s.rng.IntN(50))
+			id := queue.TaskID(s.rng.IntN(50))
 			if len(dead) > 0 && s.rng.IntN(4) != 0 {
 				id = dead[s.rng.IntN(len(dead))].ID
 			}
@@ -525,11 +527,11 @@ func (s *script) run(steps int) {
 
 func newScript(t *testing.T, m *Machine, seed uint64) *script {
 	s := &script{t: t, rng: rand.New(rand.NewPCG(seed, 7)), now: t0, m: m, codes: map[string]int{}}
-	s.apply(Command{Op: OpDefine, Pipeline: &Pipeline{Name: "three", MaxAttempts: 2,
-		Stages: []StageDef{{Name: "a"}, {Name: "b"}, {Name: "c", Merge: true}}}})
-	s.apply(Command{Op: OpDefine, Pipeline: &Pipeline{Name: "merge", Backoff: 500 * time.Millisecond,
-		Stages: []StageDef{{Name: "m", Merge: true}, {Name: "post"}}}})
-	s.apply(Command{Op: OpDefine, Pipeline: &Pipeline{Name: "solo", MaxAttempts: 1, Stages: []StageDef{{Name: "s"}}}})
+	s.apply(Command{Op: OpDefine, Pipeline: &queue.Pipeline{Name: "three", MaxAttempts: 2,
+		Stages: []queue.StageDef{{Name: "a"}, {Name: "b"}, {Name: "c", Merge: true}}}})
+	s.apply(Command{Op: OpDefine, Pipeline: &queue.Pipeline{Name: "merge", Backoff: 500 * time.Millisecond,
+		Stages: []queue.StageDef{{Name: "m", Merge: true}, {Name: "post"}}}})
+	s.apply(Command{Op: OpDefine, Pipeline: &queue.Pipeline{Name: "solo", MaxAttempts: 1, Stages: []queue.StageDef{{Name: "s"}}}})
 	return s
 }
 
@@ -546,7 +548,7 @@ func replay(t *testing.T, m *Machine, log, resps [][]byte) {
 // TestMachineDeterminism: replicas applying the same log answer the same and read the same.
 func TestMachineDeterminism(t *testing.T) {
 	codes := map[string]int{}
-	states := map[JobState]int{}
+	states := map[queue.JobState]int{}
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
 			leader := newMachine(t)
@@ -558,7 +560,7 @@ func TestMachineDeterminism(t *testing.T) {
 			if got := dump(t, follower); got != want {
 				t.Fatalf("follower differs from leader at %s", diffDumps(want, got))
 			}
-			var jobs []Job
+			var jobs []queue.Job
 			read(t, leader, func(q *Queue) error { var err error; jobs, err = q.Jobs("", 1000); return err })
 			for _, j := range jobs {
 				states[j.State]++
@@ -576,7 +578,7 @@ func TestMachineDeterminism(t *testing.T) {
 			t.Errorf("the scripts never produced %q", k)
 		}
 	}
-	if states[JobDone] == 0 || states[JobPartial] == 0 {
+	if states[queue.JobDone] == 0 || states[queue.JobPartial] == 0 {
 		t.Errorf("job states %v; want some done and some partial", states)
 	}
 }
@@ -624,14 +626,14 @@ func TestMachineReadsArePassive(t *testing.T) {
 
 	// A command before the expiry leaves the lease alone; one at the expiry ends it.
 	do(t, m, Command{Op: OpLease, At: past.Add(5 * time.Second), Name: "p/0", Worker: "w"}, nil)
-	do(t, m, Command{Op: OpLease, At: past.Add(6 * time.Second), Name: "p/0", Worker: "w"}, ErrEmpty)
+	do(t, m, Command{Op: OpLease, At: past.Add(6 * time.Second), Name: "p/0", Worker: "w"}, queue.ErrEmpty)
 	read(t, m, func(q *Queue) error {
 		if s, err := q.Stats("p/0"); err != nil || s.Leased != 2 {
 			t.Errorf("Stats = %+v, %v; want 2 leased", s, err)
 		}
 		return nil
 	})
-	do(t, m, Command{Op: OpLease, At: past.Add(10 * time.Second), Name: "p/0", Worker: "w"}, ErrEmpty) // expired, backing off
+	do(t, m, Command{Op: OpLease, At: past.Add(10 * time.Second), Name: "p/0", Worker: "w"}, queue.ErrEmpty) // expired, backing off
 	read(t, m, func(q *Queue) error {
 		s, err := q.Stats("p/0")
 		if err != nil || s.Leased != 1 || s.Depth != 1 || s.Ready != 0 || s.Retries != 1 {
@@ -646,7 +648,7 @@ func TestMachineReadsArePassive(t *testing.T) {
 	if r.Lease.TaskID != l.TaskID || r.Lease.Attempt != 2 {
 		t.Fatalf("redelivery = %+v", r.Lease)
 	}
-	do(t, m, Command{Op: OpComplete, At: past.Add(12 * time.Second), Lease: l, Output: ptr(fileOf("late"))}, ErrLeaseLost)
+	do(t, m, Command{Op: OpComplete, At: past.Add(12 * time.Second), Lease: l, Output: ptr(fileOf("late"))}, queue.ErrLeaseLost)
 }
 
 func snapshotBytes(t *testing.T, m *Machine) []byte {
@@ -822,7 +824,7 @@ func TestMachineApplyRefuses(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			before, tx := dump(t, m), txID(t, m)
 			r := decodeResp(t, m.Apply(tt.data))
-			if r.Code != "invalid" || !errors.Is(r.Err(), ErrInvalid) || r.Lease != nil || r.Job != 0 {
+			if r.Code != "invalid" || !errors.Is(r.Err(), queue.ErrInvalid) || r.Lease != nil || r.Job != 0 {
 				t.Fatalf("Apply(%q) = %+v; want an invalid-argument response", tt.data, r)
 			}
 			if got := dump(t, m); got != before {
@@ -881,7 +883,7 @@ func FuzzMachineApply(f *testing.F) {
 			if err := r.Err(); err != nil && (r.Lease != nil || r.Job != 0) {
 				t.Fatalf("Apply(%q) = %+v: an error with a result", line, r)
 			}
-			if errors.Is(r.Err(), ErrCorrupt) {
+			if errors.Is(r.Err(), queue.ErrCorrupt) {
 				t.Fatalf("Apply(%q) = %+v: corrupted the state", line, r)
 			}
 		}
@@ -995,15 +997,15 @@ func TestMachineSubmitValidation(t *testing.T) {
 		name     string
 		request  string
 		pipeline string
-		inputs   []File
+		inputs   []queue.File
 		want     error
 	}{
 		{"request id of 128 bytes", strings.Repeat("r", 128), "p", filesOf("a"), nil},
-		{"request id too long", strings.Repeat("s", 129), "p", filesOf("a"), ErrInvalid},
-		{"request id far too long", strings.Repeat("t", 40000), "p", filesOf("a"), ErrInvalid},
-		{"undefined pipeline", "", "nope", filesOf("a"), ErrNotFound},
-		{"no inputs", "", "p", nil, ErrInvalid},
-		{"escaping input", "", "p", filesOf("../a"), ErrInvalid},
+		{"request id too long", strings.Repeat("s", 129), "p", filesOf("a"), queue.ErrInvalid},
+		{"request id far too long", strings.Repeat("t", 40000), "p", filesOf("a"), queue.ErrInvalid},
+		{"undefined pipeline", "", "nope", filesOf("a"), queue.ErrNotFound},
+		{"no inputs", "", "p", nil, queue.ErrInvalid},
+		{"escaping input", "", "p", filesOf("../a"), queue.ErrInvalid},
 	}
 	q, _, _ := newTest(t, nil)
 	mustDefine(t, q, *mergePipeline("p"))
@@ -1052,7 +1054,7 @@ func TestMachineReplicaConfig(t *testing.T) {
 			s.stamp = stamp
 			s.run(600)
 			// One task that fails often enough for its backoff to reach any cap.
-			s.apply(Command{Op: OpDefine, Pipeline: &Pipeline{Name: "flaky", Stages: []StageDef{{Name: "s"}}}})
+			s.apply(Command{Op: OpDefine, Pipeline: &queue.Pipeline{Name: "flaky", Stages: []queue.StageDef{{Name: "s"}}}})
 			s.apply(Command{Op: OpSubmit, Name: "flaky", Inputs: filesOf("f")})
 			for range 7 {
 				s.now = s.now.Add(time.Hour)
@@ -1086,7 +1088,7 @@ func TestMachineHeartbeatLeavesPayloadOut(t *testing.T) {
 	}
 	defer m.Close()
 	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	do(t, m, Command{Op: OpDefine, At: at, Pipeline: &Pipeline{Name: "p", Stages: []StageDef{{Name: "s"}}}}, nil)
+	do(t, m, Command{Op: OpDefine, At: at, Pipeline: &queue.Pipeline{Name: "p", Stages: []queue.StageDef{{Name: "s"}}}}, nil)
 	do(t, m, Command{Op: OpSubmit, At: at, Name: "p", Inputs: filesOf("a")}, nil)
 	l := do(t, m, Command{Op: OpLease, At: at, Name: StageQueue("p", 0), Worker: "w"}, nil).Lease
 	if l == nil || len(l.Payload) == 0 {

@@ -1,4 +1,4 @@
-package queue
+package queuestate
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/wasmpod/wasmpod/cluster/queue"
 	"github.com/wasmpod/wasmpod/internal/spans"
 )
 
@@ -30,20 +31,32 @@ var (
 	bJobTasks  = []byte("jobtasks") // job|task -> 1: every task a job ever had, for pruning
 )
 
-// MaxJobInputs bounds the inputs of one job.
-const MaxJobInputs = 100_000
+// StageQueue is the name of the queue holding stage k of a pipeline's tasks.
+func StageQueue(pipeline string, stage int) string { return fmt.Sprintf("%s/%d", pipeline, stage) }
 
-// MaxJobBytes bounds the description of a job's inputs (one log entry; a merge task's payload
-// lists them all again).
-const MaxJobBytes = 8 << 20
+// StageTask is the payload of a pipeline task: which job, stage and input slot it serves,
+// and its inputs.
+type StageTask struct {
+	Job   queue.JobID `json:"job"`
+	Stage int         `json:"stage"`
+	// Slot is the input's index in the job (0 for a merge task).
+	Slot   int          `json:"slot"`
+	Inputs []queue.File `json:"inputs"`
+	// Name and Merge repeat the stage's definition, so a worker needs nothing else.
+	Name  string `json:"name"`
+	Merge bool   `json:"merge,omitempty"`
+	// Trace is the job's W3C traceparent ("" when the submit was not traced): the worker's
+	// span of each attempt is its child.
+	Trace string `json:"trace,omitempty"`
+}
 
 type jobRecord struct {
-	ID       JobID           `json:"id"`
-	Pipeline Pipeline        `json:"pipeline"`
-	Inputs   []File          `json:"inputs"`
-	Created  time.Time       `json:"created"`
-	Finished time.Time       `json:"finished,omitzero"`
-	Stages   []StageProgress `json:"stages"`
+	ID       queue.JobID           `json:"id"`
+	Pipeline queue.Pipeline        `json:"pipeline"`
+	Inputs   []queue.File          `json:"inputs"`
+	Created  time.Time             `json:"created"`
+	Finished time.Time             `json:"finished,omitzero"`
+	Stages   []queue.StageProgress `json:"stages"`
 	// MergeStarted[k] is set while merge stage k has been started for the current resolution
 	// of stage k-1; a retried task of an earlier stage clears it so that the merge re-runs.
 	MergeStarted []bool `json:"merge_started"`
@@ -52,7 +65,7 @@ type jobRecord struct {
 	Trace string `json:"trace,omitempty"`
 }
 
-func slotKey(job JobID, stage, slot int) []byte {
+func slotKey(job queue.JobID, stage, slot int) []byte {
 	k := make([]byte, 16)
 	binary.BigEndian.PutUint64(k, uint64(job))
 	binary.BigEndian.PutUint32(k[8:], uint32(stage))
@@ -60,20 +73,20 @@ func slotKey(job JobID, stage, slot int) []byte {
 	return k
 }
 
-func getJob(tx *bolt.Tx, id JobID) (*jobRecord, error) {
-	v := tx.Bucket(bJobs).Get(idKey(TaskID(id)))
+func getJob(tx *bolt.Tx, id queue.JobID) (*jobRecord, error) {
+	v := tx.Bucket(bJobs).Get(idKey(queue.TaskID(id)))
 	if v == nil {
-		return nil, fmt.Errorf("%w: job %d", ErrNotFound, id)
+		return nil, fmt.Errorf("%w: job %d", queue.ErrNotFound, id)
 	}
-	return decodeJob(idKey(TaskID(id)), v)
+	return decodeJob(idKey(queue.TaskID(id)), v)
 }
 
 // decodeJob decodes the job record stored under key k.
 func decodeJob(k, v []byte) (*jobRecord, error) {
 	var j jobRecord
-	if err := json.Unmarshal(v, &j); err != nil || len(k) != 8 || j.ID != JobID(binary.BigEndian.Uint64(k)) ||
+	if err := json.Unmarshal(v, &j); err != nil || len(k) != 8 || j.ID != queue.JobID(binary.BigEndian.Uint64(k)) ||
 		len(j.Stages) != len(j.Pipeline.Stages) {
-		return nil, fmt.Errorf("%w: job record %x does not decode", ErrCorrupt, k)
+		return nil, fmt.Errorf("%w: job record %x does not decode", queue.ErrCorrupt, k)
 	}
 	if len(j.MergeStarted) != len(j.Stages) {
 		j.MergeStarted = make([]bool, len(j.Stages))
@@ -86,7 +99,7 @@ func putJob(tx *bolt.Tx, j *jobRecord) error {
 	if err != nil {
 		return err
 	}
-	return tx.Bucket(bJobs).Put(idKey(TaskID(j.ID)), b)
+	return tx.Bucket(bJobs).Put(idKey(queue.TaskID(j.ID)), b)
 }
 
 // recompute derives every stage's Expected from the counters: a non-merge stage expects what
@@ -109,22 +122,22 @@ func (j *jobRecord) resolved(k int) bool {
 	return s.Done+s.Dead >= s.Expected
 }
 
-func (j *jobRecord) state() JobState {
+func (j *jobRecord) state() queue.JobState {
 	for k := range j.Stages {
 		if !j.resolved(k) {
-			return JobRunning
+			return queue.JobRunning
 		}
 	}
 	for _, s := range j.Stages {
 		if s.Dead > 0 {
-			return JobPartial
+			return queue.JobPartial
 		}
 	}
-	return JobDone
+	return queue.JobDone
 }
 
 // definePipeline stores p (replacing a definition of the same name).
-func definePipeline(tx *bolt.Tx, p Pipeline) error {
+func definePipeline(tx *bolt.Tx, p queue.Pipeline) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
@@ -135,73 +148,37 @@ func definePipeline(tx *bolt.Tx, p Pipeline) error {
 	return tx.Bucket(bPipelines).Put([]byte(p.Name), b)
 }
 
-func getPipeline(tx *bolt.Tx, name string) (*Pipeline, error) {
+func getPipeline(tx *bolt.Tx, name string) (*queue.Pipeline, error) {
 	v := tx.Bucket(bPipelines).Get([]byte(name))
 	if v == nil {
-		return nil, fmt.Errorf("%w: pipeline %q is not defined", ErrNotFound, name)
+		return nil, fmt.Errorf("%w: pipeline %q is not defined", queue.ErrNotFound, name)
 	}
-	var p Pipeline
+	var p queue.Pipeline
 	if err := json.Unmarshal(v, &p); err != nil {
-		return nil, fmt.Errorf("%w: pipeline %q record does not decode", ErrCorrupt, name)
+		return nil, fmt.Errorf("%w: pipeline %q record does not decode", queue.ErrCorrupt, name)
 	}
 	return &p, nil
 }
 
-// MaxRequestID bounds a submit's request id.
-const MaxRequestID = 128
-
-// ValidateSubmit checks what a submit carries: its request id and its inputs.
-func ValidateSubmit(requestID string, inputs []File) error {
-	if len(requestID) > MaxRequestID {
-		return fmt.Errorf("%w: request id longer than %d bytes", ErrInvalid, MaxRequestID)
-	}
-	return ValidateInputs(inputs)
-}
-
-// ValidateInputs checks a job's inputs: 1..MaxJobInputs valid files with unique names.
-func ValidateInputs(inputs []File) error {
-	if len(inputs) == 0 || len(inputs) > MaxJobInputs {
-		return fmt.Errorf("%w: a job needs 1..%d inputs, got %d", ErrInvalid, MaxJobInputs, len(inputs))
-	}
-	size := 0
-	for i := range inputs {
-		size += len(inputs[i].Name) + 100 // name, hash, size and JSON around them
-	}
-	if size > MaxJobBytes {
-		return fmt.Errorf("%w: a job's inputs take about %d bytes to describe, over %d: split the job", ErrInvalid, size, MaxJobBytes)
-	}
-	seen := make(map[string]int, len(inputs))
-	for i := range inputs {
-		if err := inputs[i].Validate(); err != nil {
-			return fmt.Errorf("input %d: %w", i, err)
-		}
-		if j, dup := seen[inputs[i].Name]; dup {
-			return fmt.Errorf("%w: inputs %d and %d are both named %q", ErrInvalid, j, i, inputs[i].Name)
-		}
-		seen[inputs[i].Name] = i
-	}
-	return nil
-}
-
 // submit creates a job and its first-stage tasks. A repeated request id returns the job the
 // first request created.
-func (q *Queue) submit(tx *bolt.Tx, now time.Time, requestID, pipeline string, inputs []File) (JobID, error) {
+func (q *Queue) submit(tx *bolt.Tx, now time.Time, requestID, pipeline string, inputs []queue.File) (queue.JobID, error) {
 	return q.submitWith(tx, now, requestID, pipeline, inputs, 0, 0, "")
 }
 
 // submitWith is submit with the attempt limit and backoff base to record in the job when its
 // pipeline sets none (0: the queue's configuration at the time of each failure), and the
 // submitter's traceparent (kept only when it is well-formed).
-func (q *Queue) submitWith(tx *bolt.Tx, now time.Time, requestID, pipeline string, inputs []File, maxAttempts int, backoff time.Duration, traceparent string) (JobID, error) {
+func (q *Queue) submitWith(tx *bolt.Tx, now time.Time, requestID, pipeline string, inputs []queue.File, maxAttempts int, backoff time.Duration, traceparent string) (queue.JobID, error) {
 	if maxAttempts < 0 || maxAttempts > 1000 || backoff < 0 {
-		return 0, fmt.Errorf("%w: default attempts %d (0..1000) or backoff %v (>= 0) out of range", ErrInvalid, maxAttempts, backoff)
+		return 0, fmt.Errorf("%w: default attempts %d (0..1000) or backoff %v (>= 0) out of range", queue.ErrInvalid, maxAttempts, backoff)
 	}
 	if requestID != "" {
 		if v := tx.Bucket(bRequests).Get([]byte(requestID)); len(v) == 8 {
-			return JobID(binary.BigEndian.Uint64(v)), nil
+			return queue.JobID(binary.BigEndian.Uint64(v)), nil
 		}
 	}
-	if err := ValidateSubmit(requestID, inputs); err != nil {
+	if err := queue.ValidateSubmit(requestID, inputs); err != nil {
 		return 0, err
 	}
 	p, err := getPipeline(tx, pipeline)
@@ -218,8 +195,8 @@ func (q *Queue) submitWith(tx *bolt.Tx, now time.Time, requestID, pipeline strin
 	if err != nil {
 		return 0, err
 	}
-	j := &jobRecord{ID: JobID(seq), Pipeline: *p, Inputs: inputs, Created: now,
-		Stages: make([]StageProgress, len(p.Stages)), MergeStarted: make([]bool, len(p.Stages))}
+	j := &jobRecord{ID: queue.JobID(seq), Pipeline: *p, Inputs: inputs, Created: now,
+		Stages: make([]queue.StageProgress, len(p.Stages)), MergeStarted: make([]bool, len(p.Stages))}
 	if sc, ok := spans.ParseTraceparent([]byte(traceparent)); ok {
 		j.Trace = string(spans.AppendTraceparent(nil, sc)) // normalised: 55 bytes whatever was sent
 	}
@@ -233,7 +210,7 @@ func (q *Queue) submitWith(tx *bolt.Tx, now time.Time, requestID, pipeline strin
 		}
 	} else {
 		for i, in := range inputs {
-			if err := q.enqueueStage(tx, now, j, 0, i, []File{in}); err != nil {
+			if err := q.enqueueStage(tx, now, j, 0, i, []queue.File{in}); err != nil {
 				return 0, err
 			}
 		}
@@ -242,14 +219,14 @@ func (q *Queue) submitWith(tx *bolt.Tx, now time.Time, requestID, pipeline strin
 		return 0, err
 	}
 	if requestID != "" {
-		if err := tx.Bucket(bRequests).Put([]byte(requestID), idKey(TaskID(j.ID))); err != nil {
+		if err := tx.Bucket(bRequests).Put([]byte(requestID), idKey(queue.TaskID(j.ID))); err != nil {
 			return 0, err
 		}
 	}
 	return j.ID, nil
 }
 
-func (q *Queue) enqueueStage(tx *bolt.Tx, now time.Time, j *jobRecord, stage, slot int, inputs []File) error {
+func (q *Queue) enqueueStage(tx *bolt.Tx, now time.Time, j *jobRecord, stage, slot int, inputs []queue.File) error {
 	def := j.Pipeline.Stages[stage]
 	payload, err := json.Marshal(StageTask{Job: j.ID, Stage: stage, Slot: slot, Inputs: inputs, Name: def.Name, Merge: def.Merge, Trace: j.Trace})
 	if err != nil {
@@ -259,7 +236,7 @@ func (q *Queue) enqueueStage(tx *bolt.Tx, now time.Time, j *jobRecord, stage, sl
 	if err != nil {
 		return err
 	}
-	if err := tx.Bucket(bJobTasks).Put(append(idKey(TaskID(j.ID)), idKey(id)...), indexValue); err != nil {
+	if err := tx.Bucket(bJobTasks).Put(append(idKey(queue.TaskID(j.ID)), idKey(id)...), indexValue); err != nil {
 		return err
 	}
 	return tx.Bucket(bSlots).Put(slotKey(j.ID, stage, slot), idKey(id))
@@ -267,7 +244,7 @@ func (q *Queue) enqueueStage(tx *bolt.Tx, now time.Time, j *jobRecord, stage, sl
 
 // enqueueMerge starts the merge stage k over inputs, after forgetting whatever an earlier
 // run of it (and of the stages after it) did: their tasks, if still running, become stale.
-func (q *Queue) enqueueMerge(tx *bolt.Tx, now time.Time, j *jobRecord, k int, inputs []File) error {
+func (q *Queue) enqueueMerge(tx *bolt.Tx, now time.Time, j *jobRecord, k int, inputs []queue.File) error {
 	for s := k; s < len(j.Stages); s++ {
 		j.Stages[s].Done, j.Stages[s].Dead = 0, 0
 		j.MergeStarted[s] = false
@@ -286,7 +263,7 @@ func (q *Queue) enqueueMerge(tx *bolt.Tx, now time.Time, j *jobRecord, k int, in
 	return q.enqueueStage(tx, now, j, k, 0, inputs)
 }
 
-func deleteSlots(tx *bolt.Tx, job JobID, stage int) error {
+func deleteSlots(tx *bolt.Tx, job queue.JobID, stage int) error {
 	b := tx.Bucket(bSlots)
 	prefix := slotKey(job, stage, 0)[:12]
 	c := b.Cursor()
@@ -322,18 +299,18 @@ func jobOf(tx *bolt.Tx, t *Task) (*jobRecord, StageTask, bool, error) {
 		return nil, st, false, nil
 	}
 	v := tx.Bucket(bSlots).Get(slotKey(st.Job, st.Stage, st.Slot))
-	if len(v) != 8 || TaskID(binary.BigEndian.Uint64(v)) != t.ID {
+	if len(v) != 8 || queue.TaskID(binary.BigEndian.Uint64(v)) != t.ID {
 		return nil, st, false, nil
 	}
 	j, err := getJob(tx, st.Job)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, queue.ErrNotFound) {
 		return nil, st, false, nil
 	}
 	if err != nil {
 		return nil, st, false, err
 	}
 	if st.Stage < 0 || st.Stage >= len(j.Stages) {
-		return nil, st, false, fmt.Errorf("%w: task %d names stage %d of job %d", ErrCorrupt, t.ID, st.Stage, j.ID)
+		return nil, st, false, fmt.Errorf("%w: task %d names stage %d of job %d", queue.ErrCorrupt, t.ID, st.Stage, j.ID)
 	}
 	return j, st, true, nil
 }
@@ -361,9 +338,9 @@ func (q *Queue) onDone(tx *bolt.Tx, now time.Time, t *Task) error {
 	if !ok || err != nil {
 		return err
 	}
-	var out File
+	var out queue.File
 	if err := json.Unmarshal(t.Result, &out); err != nil {
-		return fmt.Errorf("%w: result of pipeline task %d is not a file reference", ErrInvalid, t.ID)
+		return fmt.Errorf("%w: result of pipeline task %d is not a file reference", queue.ErrInvalid, t.ID)
 	}
 	if err := out.Validate(); err != nil {
 		return fmt.Errorf("result of pipeline task %d: %w", t.ID, err)
@@ -372,7 +349,7 @@ func (q *Queue) onDone(tx *bolt.Tx, now time.Time, t *Task) error {
 	j.recompute()
 	k := st.Stage
 	if k+1 < len(j.Stages) && !j.Pipeline.Stages[k+1].Merge {
-		if err := q.enqueueStage(tx, now, j, k+1, st.Slot, []File{out}); err != nil {
+		if err := q.enqueueStage(tx, now, j, k+1, st.Slot, []queue.File{out}); err != nil {
 			return err
 		}
 	}
@@ -435,31 +412,31 @@ func (q *Queue) finishPut(tx *bolt.Tx, now time.Time, j *jobRecord, err error) e
 	if err != nil {
 		return err
 	}
-	if j.state() != JobRunning && j.Finished.IsZero() {
+	if j.state() != queue.JobRunning && j.Finished.IsZero() {
 		j.Finished = now
 	}
 	return putJob(tx, j)
 }
 
 // stageOutputs collects the outputs of stage k's completed tasks, in slot order.
-func stageOutputs(tx *bolt.Tx, j *jobRecord, k int) ([]File, error) {
-	var outs []File
+func stageOutputs(tx *bolt.Tx, j *jobRecord, k int) ([]queue.File, error) {
+	var outs []queue.File
 	prefix := slotKey(j.ID, k, 0)[:12]
 	c := tx.Bucket(bSlots).Cursor()
 	for key, v := c.Seek(prefix); key != nil && bytes.HasPrefix(key, prefix); key, v = c.Next() {
 		if len(v) != 8 {
-			return nil, fmt.Errorf("%w: slot %x", ErrCorrupt, key)
+			return nil, fmt.Errorf("%w: slot %x", queue.ErrCorrupt, key)
 		}
-		t, err := getTask(tx, TaskID(binary.BigEndian.Uint64(v)))
+		t, err := getTask(tx, queue.TaskID(binary.BigEndian.Uint64(v)))
 		if err != nil {
 			return nil, err
 		}
 		if t.State != StateDone {
 			continue
 		}
-		var f File
+		var f queue.File
 		if err := json.Unmarshal(t.Result, &f); err != nil {
-			return nil, fmt.Errorf("%w: result of task %d", ErrCorrupt, t.ID)
+			return nil, fmt.Errorf("%w: result of task %d", queue.ErrCorrupt, t.ID)
 		}
 		outs = append(outs, f)
 	}
@@ -467,21 +444,21 @@ func stageOutputs(tx *bolt.Tx, j *jobRecord, k int) ([]File, error) {
 }
 
 // view builds the public Job.
-func (j *jobRecord) view(tx *bolt.Tx) (Job, error) {
-	out := Job{ID: j.ID, Pipeline: j.Pipeline, Inputs: j.Inputs, State: j.state(), Created: j.Created,
-		Finished: j.Finished, Stages: append([]StageProgress(nil), j.Stages...)}
+func (j *jobRecord) view(tx *bolt.Tx) (queue.Job, error) {
+	out := queue.Job{ID: j.ID, Pipeline: j.Pipeline, Inputs: j.Inputs, State: j.state(), Created: j.Created,
+		Finished: j.Finished, Stages: append([]queue.StageProgress(nil), j.Stages...)}
 	last := len(j.Stages) - 1
 	outs, err := stageOutputs(tx, j, last)
 	if err != nil {
-		return Job{}, err
+		return queue.Job{}, err
 	}
 	out.Outputs = outs
 	return out, nil
 }
 
 // info builds the public TaskInfo of a task.
-func info(tx *bolt.Tx, t *Task) TaskInfo {
-	ti := TaskInfo{ID: t.ID, Pipeline: t.Pipeline, State: t.State.String(), Attempts: t.Attempts, Worker: t.Worker,
+func info(tx *bolt.Tx, t *Task) queue.TaskInfo {
+	ti := queue.TaskInfo{ID: t.ID, Pipeline: t.Pipeline, State: t.State.String(), Attempts: t.Attempts, Worker: t.Worker,
 		Errors: t.Errors, Enqueued: t.EnqueuedAt, Finished: t.FinishedAt}
 	if st, ok := stageTaskOf(t); ok {
 		ti.Job, ti.Stage, ti.Inputs = st.Job, st.Stage, st.Inputs
@@ -493,7 +470,7 @@ func info(tx *bolt.Tx, t *Task) TaskInfo {
 		}
 	}
 	if t.State == StateDone && len(t.Result) > 0 {
-		var f File
+		var f queue.File
 		if json.Unmarshal(t.Result, &f) == nil {
 			ti.Output = &f
 		}
@@ -531,17 +508,17 @@ func (q *Queue) prune(tx *bolt.Tx, cutoff time.Time) (PruneResult, error) {
 		if err != nil {
 			return res, err
 		}
-		if !j.Finished.IsZero() && j.Finished.Before(cutoff) && j.state() != JobRunning {
+		if !j.Finished.IsZero() && j.Finished.Before(cutoff) && j.state() != queue.JobRunning {
 			old = append(old, j)
 		}
 	}
 	if len(old) == 0 {
 		return res, nil
 	}
-	gone := map[JobID]bool{}
+	gone := map[queue.JobID]bool{}
 	for _, j := range old {
 		gone[j.ID] = true
-		prefix := idKey(TaskID(j.ID))
+		prefix := idKey(queue.TaskID(j.ID))
 		jt := tx.Bucket(bJobTasks)
 		var keys [][]byte
 		jc := jt.Cursor()
@@ -549,7 +526,7 @@ func (q *Queue) prune(tx *bolt.Tx, cutoff time.Time) (PruneResult, error) {
 			keys = append(keys, bytes.Clone(k))
 		}
 		for _, k := range keys {
-			id := TaskID(binary.BigEndian.Uint64(k[8:]))
+			id := queue.TaskID(binary.BigEndian.Uint64(k[8:]))
 			if t, err := getTask(tx, id); err == nil {
 				var root []byte
 				var at time.Time
@@ -588,7 +565,7 @@ func (q *Queue) prune(tx *bolt.Tx, cutoff time.Time) (PruneResult, error) {
 	rb := tx.Bucket(bRequests)
 	var reqs [][]byte
 	_ = rb.ForEach(func(k, v []byte) error {
-		if len(v) == 8 && gone[JobID(binary.BigEndian.Uint64(v))] {
+		if len(v) == 8 && gone[queue.JobID(binary.BigEndian.Uint64(v))] {
 			reqs = append(reqs, bytes.Clone(k))
 		}
 		return nil
@@ -642,7 +619,7 @@ func (q *Queue) BlobRefs() (map[string]struct{}, error) {
 					refs[f.SHA256] = struct{}{}
 				}
 			}
-			var out File
+			var out queue.File
 			if len(t.Result) > 0 && t.Result[0] == '{' && json.Unmarshal(t.Result, &out) == nil && out.SHA256 != "" {
 				refs[out.SHA256] = struct{}{}
 			}

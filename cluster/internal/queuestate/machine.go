@@ -1,4 +1,4 @@
-package queue
+package queuestate
 
 import (
 	"bytes"
@@ -16,6 +16,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/wasmpod/wasmpod/cluster/queue"
 )
 
 // Op names a replicated queue operation.
@@ -36,19 +38,19 @@ const (
 // Command is one replicated queue operation. At is the proposer's clock (the Raft leader's):
 // every replica applies the command at that time, so replicas stay identical.
 type Command struct {
-	Op       Op        `json:"op"`
-	At       time.Time `json:"at"`
-	Pipeline *Pipeline `json:"pipeline,omitempty"` // define
-	Request  string    `json:"request,omitempty"`  // submit: idempotency key
-	Name     string    `json:"name,omitempty"`     // submit: pipeline; lease: queue
-	Inputs   []File    `json:"inputs,omitempty"`   // submit
-	Worker   string    `json:"worker,omitempty"`   // lease
-	Lease    *Lease    `json:"lease,omitempty"`    // heartbeat, complete, fail
-	Output   *File     `json:"output,omitempty"`   // complete
-	Error    string    `json:"error,omitempty"`    // fail
-	Task     TaskID    `json:"task,omitempty"`     // retry
-	Before   time.Time `json:"before,omitzero"`    // prune: jobs finished before this go
-	Trace    string    `json:"trace,omitempty"`    // submit: the submitter's W3C traceparent, if traced
+	Op       Op              `json:"op"`
+	At       time.Time       `json:"at"`
+	Pipeline *queue.Pipeline `json:"pipeline,omitempty"` // define
+	Request  string          `json:"request,omitempty"`  // submit: idempotency key
+	Name     string          `json:"name,omitempty"`     // submit: pipeline; lease: queue
+	Inputs   []queue.File    `json:"inputs,omitempty"`   // submit
+	Worker   string          `json:"worker,omitempty"`   // lease
+	Lease    *Lease          `json:"lease,omitempty"`    // heartbeat, complete, fail
+	Output   *queue.File     `json:"output,omitempty"`   // complete
+	Error    string          `json:"error,omitempty"`    // fail
+	Task     queue.TaskID    `json:"task,omitempty"`     // retry
+	Before   time.Time       `json:"before,omitzero"`    // prune: jobs finished before this go
+	Trace    string          `json:"trace,omitempty"`    // submit: the submitter's W3C traceparent, if traced
 
 	// The proposer's settings, carried so that replicas configured differently still apply
 	// the same thing: the lease length (lease, heartbeat) and, for a submit, the attempt
@@ -63,13 +65,13 @@ type Response struct {
 	Code  string       `json:"code,omitempty"` // sentinel name, "" on success
 	Error string       `json:"error,omitempty"`
 	Lease *Lease       `json:"lease,omitempty"`
-	Job   JobID        `json:"job,omitempty"`
+	Job   queue.JobID  `json:"job,omitempty"`
 	Prune *PruneResult `json:"prune,omitempty"`
 }
 
 var codes = map[string]error{
-	"empty": ErrEmpty, "lease_lost": ErrLeaseLost, "not_found": ErrNotFound, "not_dead": ErrNotDead,
-	"invalid": ErrInvalid, "corrupt": ErrCorrupt, "closed": ErrClosed,
+	"empty": queue.ErrEmpty, "lease_lost": queue.ErrLeaseLost, "not_found": queue.ErrNotFound, "not_dead": queue.ErrNotDead,
+	"invalid": queue.ErrInvalid, "corrupt": queue.ErrCorrupt, "closed": queue.ErrClosed,
 }
 
 // RemoteError is an error returned by a queue operation applied elsewhere (on the Raft
@@ -189,7 +191,7 @@ func (m *Machine) Apply(data []byte) []byte {
 	var c Command
 	var resp Response
 	if err := json.Unmarshal(data, &c); err != nil {
-		resp = responseOf(fmt.Errorf("%w: command does not decode: %v", ErrInvalid, err))
+		resp = responseOf(fmt.Errorf("%w: command does not decode: %v", queue.ErrInvalid, err))
 	} else {
 		resp = m.apply(&c)
 	}
@@ -201,10 +203,10 @@ func (m *Machine) apply(c *Command) Response {
 	switch c.Op {
 	case OpDefine, OpSubmit, OpLease, OpHeartbeat, OpComplete, OpFail, OpRetry, OpPrune:
 	default:
-		return responseOf(fmt.Errorf("%w: unknown operation %q", ErrInvalid, c.Op))
+		return responseOf(fmt.Errorf("%w: unknown operation %q", queue.ErrInvalid, c.Op))
 	}
 	if c.At.IsZero() || c.LeaseFor < 0 {
-		return responseOf(fmt.Errorf("%w: %s command without a time, or with a negative lease", ErrInvalid, c.Op))
+		return responseOf(fmt.Errorf("%w: %s command without a time, or with a negative lease", queue.ErrInvalid, c.Op))
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -221,7 +223,7 @@ func (m *Machine) apply(c *Command) Response {
 	switch c.Op {
 	case OpDefine:
 		if c.Pipeline == nil {
-			err = fmt.Errorf("%w: define without pipeline", ErrInvalid)
+			err = fmt.Errorf("%w: define without pipeline", queue.ErrInvalid)
 		} else {
 			err = q.DefinePipeline(*c.Pipeline)
 		}
@@ -238,7 +240,7 @@ func (m *Machine) apply(c *Command) Response {
 		}
 	case OpHeartbeat, OpComplete, OpFail:
 		if c.Lease == nil {
-			err = fmt.Errorf("%w: %s without lease", ErrInvalid, c.Op)
+			err = fmt.Errorf("%w: %s without lease", queue.ErrInvalid, c.Op)
 			break
 		}
 		switch c.Op {
@@ -265,7 +267,7 @@ func (m *Machine) apply(c *Command) Response {
 			resp.Prune = &pr
 		}
 	default:
-		err = fmt.Errorf("%w: unknown operation %q", ErrInvalid, c.Op)
+		err = fmt.Errorf("%w: unknown operation %q", queue.ErrInvalid, c.Op)
 	}
 	m.notify() // even an empty lease may have expired leases (and started a merge elsewhere)
 	r := responseOf(err)
@@ -346,11 +348,11 @@ func (m *Machine) Restore(r io.Reader) error {
 	defer m.mu.Unlock()
 	var hdr [12]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return fmt.Errorf("%w: queue snapshot header: %v", ErrCorrupt, err)
+		return fmt.Errorf("%w: queue snapshot header: %v", queue.ErrCorrupt, err)
 	}
 	size := int64(binary.BigEndian.Uint64(hdr[4:]))
 	if string(hdr[:4]) != string(snapMagic) || size < minSnapshot || size > 1<<40 {
-		return fmt.Errorf("%w: queue snapshot: bad header (magic %q, %d bytes)", ErrCorrupt, hdr[:4], size)
+		return fmt.Errorf("%w: queue snapshot: bad header (magic %q, %d bytes)", queue.ErrCorrupt, hdr[:4], size)
 	}
 	tmp := m.path + ".restore"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
@@ -368,7 +370,7 @@ func (m *Machine) Restore(r io.Reader) error {
 	}
 	if err != nil || n != size || !bytes.Equal(sum[:], h.Sum(nil)) {
 		os.Remove(tmp)
-		return fmt.Errorf("%w: queue snapshot: %d of %d bytes, checksum match %v: %v", ErrCorrupt, n, size, bytes.Equal(sum[:], h.Sum(nil)), err)
+		return fmt.Errorf("%w: queue snapshot: %d of %d bytes, checksum match %v: %v", queue.ErrCorrupt, n, size, bytes.Equal(sum[:], h.Sum(nil)), err)
 	}
 	// Check the snapshot opens before dropping the current state.
 	probe, err := open(tmp, m.cfg, true)

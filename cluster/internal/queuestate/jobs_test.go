@@ -1,4 +1,4 @@
-package queue
+package queuestate
 
 import (
 	"context"
@@ -11,30 +11,32 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wasmpod/wasmpod/cluster/queue"
 )
 
 // fileOf is a valid File whose content is name itself.
-func fileOf(name string) File {
+func fileOf(name string) queue.File {
 	sum := sha256.Sum256([]byte(name))
-	return File{Name: name, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(name))}
+	return queue.File{Name: name, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(name))}
 }
 
-func filesOf(names ...string) []File {
-	out := make([]File, len(names))
+func filesOf(names ...string) []queue.File {
+	out := make([]queue.File, len(names))
 	for i, n := range names {
 		out[i] = fileOf(n)
 	}
 	return out
 }
 
-func mustDefine(t *testing.T, q *Queue, p Pipeline) {
+func mustDefine(t *testing.T, q *Queue, p queue.Pipeline) {
 	t.Helper()
 	if err := q.DefinePipeline(p); err != nil {
 		t.Fatalf("DefinePipeline(%+v): %v", p, err)
 	}
 }
 
-func mustSubmit(t *testing.T, q *Queue, request, pipeline string, inputs []File) JobID {
+func mustSubmit(t *testing.T, q *Queue, request, pipeline string, inputs []queue.File) queue.JobID {
 	t.Helper()
 	id, err := q.Submit(context.Background(), request, pipeline, inputs)
 	if err != nil {
@@ -43,7 +45,7 @@ func mustSubmit(t *testing.T, q *Queue, request, pipeline string, inputs []File)
 	return id
 }
 
-func mustJob(t *testing.T, q *Queue, id JobID) Job {
+func mustJob(t *testing.T, q *Queue, id queue.JobID) queue.Job {
 	t.Helper()
 	j, err := q.Job(id)
 	if err != nil {
@@ -66,7 +68,7 @@ func leaseStage(t *testing.T, q *Queue, pipeline string, k int) (Lease, StageTas
 	return l, st
 }
 
-func mustComplete(t *testing.T, q *Queue, l Lease, out File) {
+func mustComplete(t *testing.T, q *Queue, l Lease, out queue.File) {
 	t.Helper()
 	b, err := json.Marshal(out)
 	if err != nil {
@@ -87,7 +89,7 @@ func outName(stage string, st StageTask) string {
 }
 
 // wantStages checks a job's per-stage counters, as {expected, done, dead} triples.
-func wantStages(t *testing.T, j Job, want ...[3]int) {
+func wantStages(t *testing.T, j queue.Job, want ...[3]int) {
 	t.Helper()
 	if len(j.Stages) != len(want) {
 		t.Fatalf("job %d has %d stages; want %d", j.ID, len(j.Stages), len(want))
@@ -103,39 +105,39 @@ func wantStages(t *testing.T, j Job, want ...[3]int) {
 	}
 }
 
-func threeStage(name string) Pipeline {
-	return Pipeline{Name: name, Stages: []StageDef{{Name: "a"}, {Name: "b"}, {Name: "c", Merge: true}}}
+func threeStage(name string) queue.Pipeline {
+	return queue.Pipeline{Name: name, Stages: []queue.StageDef{{Name: "a"}, {Name: "b"}, {Name: "c", Merge: true}}}
 }
 
 func TestDefinePipelineValidation(t *testing.T) {
-	one := []StageDef{{Name: "s"}}
+	one := []queue.StageDef{{Name: "s"}}
 	tests := []struct {
 		name string
-		p    Pipeline
+		p    queue.Pipeline
 	}{
-		{"empty name", Pipeline{Name: "", Stages: one}},
-		{"upper case", Pipeline{Name: "Thumbs", Stages: one}},
-		{"slash", Pipeline{Name: "a/b", Stages: one}},
-		{"space", Pipeline{Name: "a b", Stages: one}},
-		{"leading dash", Pipeline{Name: "-a", Stages: one}},
-		{"trailing dot", Pipeline{Name: "a.", Stages: one}},
-		{"65 characters", Pipeline{Name: strings.Repeat("a", 65), Stages: one}},
-		{"no stages", Pipeline{Name: "p"}},
-		{"empty stage list", Pipeline{Name: "p", Stages: []StageDef{}}},
-		{"65 stages", Pipeline{Name: "p", Stages: make([]StageDef, 65)}},
-		{"bad stage name", Pipeline{Name: "p", Stages: []StageDef{{Name: "ok"}, {Name: "Bad"}}}},
-		{"empty stage name", Pipeline{Name: "p", Stages: []StageDef{{Name: ""}}}},
-		{"negative max attempts", Pipeline{Name: "p", Stages: one, MaxAttempts: -1}},
-		{"max attempts too big", Pipeline{Name: "p", Stages: one, MaxAttempts: 1001}},
-		{"negative backoff", Pipeline{Name: "p", Stages: one, Backoff: -time.Second}},
+		{"empty name", queue.Pipeline{Name: "", Stages: one}},
+		{"upper case", queue.Pipeline{Name: "Thumbs", Stages: one}},
+		{"slash", queue.Pipeline{Name: "a/b", Stages: one}},
+		{"space", queue.Pipeline{Name: "a b", Stages: one}},
+		{"leading dash", queue.Pipeline{Name: "-a", Stages: one}},
+		{"trailing dot", queue.Pipeline{Name: "a.", Stages: one}},
+		{"65 characters", queue.Pipeline{Name: strings.Repeat("a", 65), Stages: one}},
+		{"no stages", queue.Pipeline{Name: "p"}},
+		{"empty stage list", queue.Pipeline{Name: "p", Stages: []queue.StageDef{}}},
+		{"65 stages", queue.Pipeline{Name: "p", Stages: make([]queue.StageDef, 65)}},
+		{"bad stage name", queue.Pipeline{Name: "p", Stages: []queue.StageDef{{Name: "ok"}, {Name: "Bad"}}}},
+		{"empty stage name", queue.Pipeline{Name: "p", Stages: []queue.StageDef{{Name: ""}}}},
+		{"negative max attempts", queue.Pipeline{Name: "p", Stages: one, MaxAttempts: -1}},
+		{"max attempts too big", queue.Pipeline{Name: "p", Stages: one, MaxAttempts: 1001}},
+		{"negative backoff", queue.Pipeline{Name: "p", Stages: one, Backoff: -time.Second}},
 	}
 	q, _, _ := newTest(t, nil)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := tt.p.Validate(); !errors.Is(err, ErrInvalid) {
+			if err := tt.p.Validate(); !errors.Is(err, queue.ErrInvalid) {
 				t.Errorf("Validate = %v; want ErrInvalid", err)
 			}
-			if err := q.DefinePipeline(tt.p); !errors.Is(err, ErrInvalid) {
+			if err := q.DefinePipeline(tt.p); !errors.Is(err, queue.ErrInvalid) {
 				t.Errorf("DefinePipeline = %v; want ErrInvalid", err)
 			}
 		})
@@ -145,11 +147,11 @@ func TestDefinePipelineValidation(t *testing.T) {
 	}
 
 	// The limits themselves are valid, and a redefinition replaces.
-	valid := []Pipeline{
+	valid := []queue.Pipeline{
 		{Name: "a", Stages: one},
-		{Name: strings.Repeat("b", 64), Stages: make([]StageDef, 64), MaxAttempts: 1000, Backoff: time.Hour},
-		{Name: "c0.x_y-z", Stages: []StageDef{{Name: "m", Merge: true}}},
-		{Name: "a", Stages: []StageDef{{Name: "s"}, {Name: "t"}}},
+		{Name: strings.Repeat("b", 64), Stages: make([]queue.StageDef, 64), MaxAttempts: 1000, Backoff: time.Hour},
+		{Name: "c0.x_y-z", Stages: []queue.StageDef{{Name: "m", Merge: true}}},
+		{Name: "a", Stages: []queue.StageDef{{Name: "s"}, {Name: "t"}}},
 	}
 	for i := range valid[1].Stages {
 		valid[1].Stages[i].Name = fmt.Sprint("s", i)
@@ -161,7 +163,7 @@ func TestDefinePipelineValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Pipeline{valid[3], valid[1], valid[2]} // by name
+	want := []queue.Pipeline{valid[3], valid[1], valid[2]} // by name
 	if !reflect.DeepEqual(ps, want) {
 		t.Fatalf("Pipelines = %+v; want %+v", ps, want)
 	}
@@ -169,44 +171,44 @@ func TestDefinePipelineValidation(t *testing.T) {
 
 func TestValidateInputs(t *testing.T) {
 	good := fileOf("in/a.txt")
-	with := func(mut func(*File)) []File {
+	with := func(mut func(*queue.File)) []queue.File {
 		f := good
 		mut(&f)
-		return []File{f}
+		return []queue.File{f}
 	}
 	tests := []struct {
 		name   string
-		inputs []File
+		inputs []queue.File
 		ok     bool
 	}{
 		{"valid", filesOf("a", "dir/b.gz", "c"), true},
 		{"empty", nil, false},
-		{"empty slice", []File{}, false},
-		{"too many", make([]File, MaxJobInputs+1), false},
-		{"duplicate names", []File{fileOf("a"), fileOf("b"), fileOf("a")}, false},
-		{"short sha", with(func(f *File) { f.SHA256 = "abc" }), false},
-		{"upper-case sha", with(func(f *File) { f.SHA256 = strings.ToUpper(f.SHA256) }), false},
-		{"non-hex sha", with(func(f *File) { f.SHA256 = strings.Repeat("g", 64) }), false},
-		{"no sha", with(func(f *File) { f.SHA256 = "" }), false},
-		{"negative size", with(func(f *File) { f.Size = -1 }), false},
-		{"parent", with(func(f *File) { f.Name = "../x" }), false},
-		{"dot dot", with(func(f *File) { f.Name = ".." }), false},
-		{"dot", with(func(f *File) { f.Name = "." }), false},
-		{"inner parent", with(func(f *File) { f.Name = "a/../../x" }), false},
-		{"absolute", with(func(f *File) { f.Name = "/etc/passwd" }), false},
-		{"unclean", with(func(f *File) { f.Name = "a//b" }), false},
-		{"trailing slash", with(func(f *File) { f.Name = "a/" }), false},
-		{"dot component", with(func(f *File) { f.Name = "./a" }), false},
-		{"empty name", with(func(f *File) { f.Name = "" }), false},
-		{"long name", with(func(f *File) { f.Name = strings.Repeat("n", MaxFileName+1) }), false},
-		{"backslash", with(func(f *File) { f.Name = `a\b` }), false},
-		{"nul", with(func(f *File) { f.Name = "a\x00b" }), false},
+		{"empty slice", []queue.File{}, false},
+		{"too many", make([]queue.File, queue.MaxJobInputs+1), false},
+		{"duplicate names", []queue.File{fileOf("a"), fileOf("b"), fileOf("a")}, false},
+		{"short sha", with(func(f *queue.File) { f.SHA256 = "abc" }), false},
+		{"upper-case sha", with(func(f *queue.File) { f.SHA256 = strings.ToUpper(f.SHA256) }), false},
+		{"non-hex sha", with(func(f *queue.File) { f.SHA256 = strings.Repeat("g", 64) }), false},
+		{"no sha", with(func(f *queue.File) { f.SHA256 = "" }), false},
+		{"negative size", with(func(f *queue.File) { f.Size = -1 }), false},
+		{"parent", with(func(f *queue.File) { f.Name = "../x" }), false},
+		{"dot dot", with(func(f *queue.File) { f.Name = ".." }), false},
+		{"dot", with(func(f *queue.File) { f.Name = "." }), false},
+		{"inner parent", with(func(f *queue.File) { f.Name = "a/../../x" }), false},
+		{"absolute", with(func(f *queue.File) { f.Name = "/etc/passwd" }), false},
+		{"unclean", with(func(f *queue.File) { f.Name = "a//b" }), false},
+		{"trailing slash", with(func(f *queue.File) { f.Name = "a/" }), false},
+		{"dot component", with(func(f *queue.File) { f.Name = "./a" }), false},
+		{"empty name", with(func(f *queue.File) { f.Name = "" }), false},
+		{"long name", with(func(f *queue.File) { f.Name = strings.Repeat("n", queue.MaxFileName+1) }), false},
+		{"backslash", with(func(f *queue.File) { f.Name = `a\b` }), false},
+		{"nul", with(func(f *queue.File) { f.Name = "a\x00b" }), false},
 	}
 	q, _, _ := newTest(t, nil)
-	mustDefine(t, q, Pipeline{Name: "p", Stages: []StageDef{{Name: "s"}}})
+	mustDefine(t, q, queue.Pipeline{Name: "p", Stages: []queue.StageDef{{Name: "s"}}})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := ValidateInputs(tt.inputs)
+			err := queue.ValidateInputs(tt.inputs)
 			if tt.ok {
 				if err != nil {
 					t.Fatalf("ValidateInputs = %v; want nil", err)
@@ -214,10 +216,10 @@ func TestValidateInputs(t *testing.T) {
 				mustSubmit(t, q, "", "p", tt.inputs)
 				return
 			}
-			if !errors.Is(err, ErrInvalid) {
+			if !errors.Is(err, queue.ErrInvalid) {
 				t.Fatalf("ValidateInputs = %v; want ErrInvalid", err)
 			}
-			if id, err := q.Submit(context.Background(), "", "p", tt.inputs); !errors.Is(err, ErrInvalid) {
+			if id, err := q.Submit(context.Background(), "", "p", tt.inputs); !errors.Is(err, queue.ErrInvalid) {
 				t.Fatalf("Submit = %d, %v; want ErrInvalid", id, err)
 			}
 		})
@@ -233,7 +235,7 @@ func TestValidateInputs(t *testing.T) {
 
 func TestSubmitErrors(t *testing.T) {
 	q, _, _ := newTest(t, nil)
-	mustDefine(t, q, Pipeline{Name: "p", Stages: []StageDef{{Name: "s"}}})
+	mustDefine(t, q, queue.Pipeline{Name: "p", Stages: []queue.StageDef{{Name: "s"}}})
 	canceled, cancel := context.WithCancel(context.Background())
 	cancel()
 	tests := []struct {
@@ -243,10 +245,10 @@ func TestSubmitErrors(t *testing.T) {
 		pipeline string
 		want     error
 	}{
-		{"undefined pipeline", context.Background(), "", "nope", ErrNotFound},
-		{"undefined pipeline with request id", context.Background(), "r", "nope", ErrNotFound},
-		{"empty pipeline name", context.Background(), "", "", ErrNotFound},
-		{"request id too long", context.Background(), strings.Repeat("r", 129), "p", ErrInvalid},
+		{"undefined pipeline", context.Background(), "", "nope", queue.ErrNotFound},
+		{"undefined pipeline with request id", context.Background(), "r", "nope", queue.ErrNotFound},
+		{"empty pipeline name", context.Background(), "", "", queue.ErrNotFound},
+		{"request id too long", context.Background(), strings.Repeat("r", 129), "p", queue.ErrInvalid},
 		{"canceled", canceled, "", "p", context.Canceled},
 	}
 	for _, tt := range tests {
@@ -264,7 +266,7 @@ func TestSubmitErrors(t *testing.T) {
 	if j := mustJob(t, q, id); j.Pipeline.Name != "p" {
 		t.Fatalf("job = %+v", j)
 	}
-	if _, err := q.Job(id + 1); !errors.Is(err, ErrNotFound) {
+	if _, err := q.Job(id + 1); !errors.Is(err, queue.ErrNotFound) {
 		t.Fatalf("Job(%d) = %v; want ErrNotFound", id+1, err)
 	}
 }
@@ -272,13 +274,13 @@ func TestSubmitErrors(t *testing.T) {
 func TestSubmitIdempotent(t *testing.T) {
 	q, _, _ := newTest(t, nil)
 	mustDefine(t, q, threeStage("p"))
-	mustDefine(t, q, Pipeline{Name: "other", Stages: []StageDef{{Name: "s"}}})
+	mustDefine(t, q, queue.Pipeline{Name: "other", Stages: []queue.StageDef{{Name: "s"}}})
 	inputs := filesOf("x", "y", "z")
 	first := mustSubmit(t, q, "req-1", "p", inputs)
 	tests := []struct {
 		name     string
 		pipeline string
-		inputs   []File
+		inputs   []queue.File
 	}{
 		{"same request", "p", inputs},
 		{"same request, other inputs", "p", filesOf("q")},
@@ -322,7 +324,7 @@ func TestPipelineFlow(t *testing.T) {
 	c.Advance(time.Second)
 
 	j := mustJob(t, q, id)
-	if j.State != JobRunning || !j.Created.Equal(submitted) || !j.Finished.IsZero() || len(j.Outputs) != 0 || j.IsFinished() {
+	if j.State != queue.JobRunning || !j.Created.Equal(submitted) || !j.Finished.IsZero() || len(j.Outputs) != 0 || j.IsFinished() {
 		t.Fatalf("new job = %+v", j)
 	}
 	if !reflect.DeepEqual(j.Inputs, inputs) || j.Pipeline.Name != "p" || len(j.Pipeline.Stages) != 3 {
@@ -350,14 +352,14 @@ func TestPipelineFlow(t *testing.T) {
 	wantEmpty(t, q, StageQueue("p", 0))
 	wantEmpty(t, q, StageQueue("p", 1))
 	// Complete out of order: the next stage keeps the slot.
-	stage1 := map[int]File{}
+	stage1 := map[int]queue.File{}
 	for n, slot := range []int{2, 0, 1} {
 		out := fileOf(fmt.Sprintf("a/%d", slot))
 		mustComplete(t, q, leases[slot], out)
 		stage1[slot] = out
 		wantStages(t, mustJob(t, q, id), [3]int{3, n + 1, 0}, [3]int{3, 0, 0}, [3]int{1, 0, 0})
 		l, st := leaseStage(t, q, "p", 1)
-		if st.Job != id || st.Slot != slot || !reflect.DeepEqual(st.Inputs, []File{out}) {
+		if st.Job != id || st.Slot != slot || !reflect.DeepEqual(st.Inputs, []queue.File{out}) {
 			t.Fatalf("stage 1 task = %+v; want slot %d with input %+v", st, slot, out)
 		}
 		leases[slot] = l
@@ -367,7 +369,7 @@ func TestPipelineFlow(t *testing.T) {
 	}
 
 	// Stage 1: the merge appears only when every slot is done.
-	var outs []File
+	var outs []queue.File
 	for slot := range inputs {
 		outs = append(outs, fileOf(fmt.Sprintf("b/%d", slot)))
 	}
@@ -381,7 +383,7 @@ func TestPipelineFlow(t *testing.T) {
 		t.Fatalf("merge task = %+v; want inputs %+v in slot order", mt, outs)
 	}
 	wantEmpty(t, q, StageQueue("p", 2))
-	if j := mustJob(t, q, id); j.State != JobRunning || len(j.Outputs) != 0 {
+	if j := mustJob(t, q, id); j.State != queue.JobRunning || len(j.Outputs) != 0 {
 		t.Fatalf("job before the merge completes = %+v", j)
 	}
 
@@ -389,7 +391,7 @@ func TestPipelineFlow(t *testing.T) {
 	final := fileOf("c/merged")
 	mustComplete(t, q, ml, final)
 	j = mustJob(t, q, id)
-	if j.State != JobDone || !j.IsFinished() || !j.Finished.Equal(c.Now()) || !reflect.DeepEqual(j.Outputs, []File{final}) {
+	if j.State != queue.JobDone || !j.IsFinished() || !j.Finished.Equal(c.Now()) || !reflect.DeepEqual(j.Outputs, []queue.File{final}) {
 		t.Fatalf("finished job = %+v", j)
 	}
 	wantStages(t, j, [3]int{3, 3, 0}, [3]int{3, 3, 0}, [3]int{1, 1, 0})
@@ -412,7 +414,7 @@ func TestPipelineFlow(t *testing.T) {
 			t.Errorf("StageStats[%d] = %+v", k, s)
 		}
 	}
-	if jobs, err := q.Jobs("p", 0); err != nil || len(jobs) != 1 || jobs[0].State != JobDone {
+	if jobs, err := q.Jobs("p", 0); err != nil || len(jobs) != 1 || jobs[0].State != queue.JobDone {
 		t.Fatalf("Jobs = %+v, %v", jobs, err)
 	}
 }
@@ -421,7 +423,7 @@ func TestPipelineFlow(t *testing.T) {
 // stage after a merge runs once over its output.
 func TestPipelineMergeFirstAndAfter(t *testing.T) {
 	q, _, _ := newTest(t, nil)
-	mustDefine(t, q, Pipeline{Name: "p", Stages: []StageDef{{Name: "m", Merge: true}, {Name: "post"}}})
+	mustDefine(t, q, queue.Pipeline{Name: "p", Stages: []queue.StageDef{{Name: "m", Merge: true}, {Name: "post"}}})
 	inputs := filesOf("x", "y")
 	id := mustSubmit(t, q, "", "p", inputs)
 	wantStages(t, mustJob(t, q, id), [3]int{1, 0, 0}, [3]int{1, 0, 0})
@@ -438,7 +440,7 @@ func TestPipelineMergeFirstAndAfter(t *testing.T) {
 	mustComplete(t, q, l, fileOf("final"))
 	j := mustJob(t, q, id)
 	wantStages(t, j, [3]int{1, 1, 0}, [3]int{1, 1, 0})
-	if j.State != JobDone || !reflect.DeepEqual(j.Outputs, filesOf("final")) {
+	if j.State != queue.JobDone || !reflect.DeepEqual(j.Outputs, filesOf("final")) {
 		t.Fatalf("job = %+v", j)
 	}
 }
@@ -451,7 +453,7 @@ func TestCompleteInvalidResult(t *testing.T) {
 	id := mustSubmit(t, q, "", "p", filesOf("in"))
 	l, _ := leaseStage(t, q, "p", 0)
 	before := mustJob(t, q, id)
-	bad := func(mut func(*File)) []byte {
+	bad := func(mut func(*queue.File)) []byte {
 		f := fileOf("out")
 		mut(&f)
 		b, _ := json.Marshal(f)
@@ -469,14 +471,14 @@ func TestCompleteInvalidResult(t *testing.T) {
 		{"json array", []byte(`[{"name":"out"}]`)},
 		{"empty object", []byte(`{}`)},
 		{"wrong type", []byte(`{"name":1}`)},
-		{"escaping name", bad(func(f *File) { f.Name = "../out" })},
-		{"absolute name", bad(func(f *File) { f.Name = "/out" })},
-		{"bad sha", bad(func(f *File) { f.SHA256 = "xyz" })},
-		{"negative size", bad(func(f *File) { f.Size = -5 })},
+		{"escaping name", bad(func(f *queue.File) { f.Name = "../out" })},
+		{"absolute name", bad(func(f *queue.File) { f.Name = "/out" })},
+		{"bad sha", bad(func(f *queue.File) { f.SHA256 = "xyz" })},
+		{"negative size", bad(func(f *queue.File) { f.Size = -5 })},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := q.Complete(l, tt.result); !errors.Is(err, ErrInvalid) {
+			if err := q.Complete(l, tt.result); !errors.Is(err, queue.ErrInvalid) {
 				t.Fatalf("Complete(%q) = %v; want ErrInvalid", tt.result, err)
 			}
 			task := mustGet(t, q, l.TaskID)
@@ -488,7 +490,7 @@ func TestCompleteInvalidResult(t *testing.T) {
 			}
 			for k := range 3 {
 				s, err := q.Stats(StageQueue("p", k))
-				want := Stats{}
+				want := queue.Stats{}
 				if k == 0 {
 					want.Leased = 1
 				}
@@ -552,7 +554,7 @@ func TestPipelineDeadLetters(t *testing.T) {
 			// Dead after 2 attempts (not the queue's 3), with both errors.
 			j := mustJob(t, q, id)
 			wantStages(t, j, [3]int{3, 2, 1}, [3]int{2, 0, 0}, [3]int{1, 0, 0})
-			if j.State != JobRunning {
+			if j.State != queue.JobRunning {
 				t.Fatalf("job state %v; want running", j.State)
 			}
 			dead, err := q.DeadTasks("p")
@@ -574,7 +576,7 @@ func TestPipelineDeadLetters(t *testing.T) {
 			if other, err := q.DeadTasks(""); err != nil || !reflect.DeepEqual(other, dead) {
 				t.Fatalf("DeadTasks(\"\") = %+v, %v; want %+v", other, err, dead)
 			}
-			if _, err := q.DeadTasks("nope"); !errors.Is(err, ErrNotFound) {
+			if _, err := q.DeadTasks("nope"); !errors.Is(err, queue.ErrNotFound) {
 				t.Fatalf("DeadTasks(nope) = %v; want ErrNotFound", err)
 			}
 
@@ -586,13 +588,13 @@ func TestPipelineDeadLetters(t *testing.T) {
 			wantEmpty(t, q, StageQueue("p", 1))
 			wantStages(t, mustJob(t, q, id), [3]int{3, 2, 1}, [3]int{2, 2, 0}, [3]int{1, 0, 0})
 			oldMerge, mt := leaseStage(t, q, "p", 2)
-			if want := []File{fileOf("b/a/in/0"), fileOf("b/a/in/2")}; !reflect.DeepEqual(mt.Inputs, want) {
+			if want := []queue.File{fileOf("b/a/in/0"), fileOf("b/a/in/2")}; !reflect.DeepEqual(mt.Inputs, want) {
 				t.Fatalf("merge inputs %+v; want %+v", mt.Inputs, want)
 			}
 			if !tt.lateMerge {
 				mustComplete(t, q, oldMerge, fileOf("c/partial"))
 				j = mustJob(t, q, id)
-				if j.State != JobPartial || !j.IsFinished() || !j.Finished.Equal(c.Now()) || !reflect.DeepEqual(j.Outputs, filesOf("c/partial")) {
+				if j.State != queue.JobPartial || !j.IsFinished() || !j.Finished.Equal(c.Now()) || !reflect.DeepEqual(j.Outputs, filesOf("c/partial")) {
 					t.Fatalf("partial job = %+v", j)
 				}
 				wantStages(t, j, [3]int{3, 2, 1}, [3]int{2, 2, 0}, [3]int{1, 1, 0})
@@ -604,7 +606,7 @@ func TestPipelineDeadLetters(t *testing.T) {
 				t.Fatal(err)
 			}
 			j = mustJob(t, q, id)
-			if j.State != JobRunning || !j.Finished.IsZero() || j.Stages[0].Dead != 0 || j.Stages[1].Expected != 3 {
+			if j.State != queue.JobRunning || !j.Finished.IsZero() || j.Stages[0].Dead != 0 || j.Stages[1].Expected != 3 {
 				t.Fatalf("job after Retry = %+v", j)
 			}
 			if dead, err := q.DeadTasks("p"); err != nil || len(dead) != 0 {
@@ -638,7 +640,7 @@ func TestPipelineDeadLetters(t *testing.T) {
 			}
 			mustComplete(t, q, newMerge, fileOf("c/all"))
 			j = mustJob(t, q, id)
-			if j.State != JobDone || !j.Finished.Equal(c.Now()) || !reflect.DeepEqual(j.Outputs, filesOf("c/all")) {
+			if j.State != queue.JobDone || !j.Finished.Equal(c.Now()) || !reflect.DeepEqual(j.Outputs, filesOf("c/all")) {
 				t.Fatalf("job after re-run = %+v", j)
 			}
 			wantStages(t, j, [3]int{3, 3, 0}, [3]int{3, 3, 0}, [3]int{1, 1, 0})
@@ -650,20 +652,20 @@ func TestPipelineDeadLetters(t *testing.T) {
 func TestMergeAllInputsDead(t *testing.T) {
 	tests := []struct {
 		name   string
-		stages []StageDef
+		stages []queue.StageDef
 		want   [][3]int
 	}{
-		{"merge second", []StageDef{{Name: "a"}, {Name: "m", Merge: true}},
+		{"merge second", []queue.StageDef{{Name: "a"}, {Name: "m", Merge: true}},
 			[][3]int{{2, 0, 2}, {1, 0, 1}}},
-		{"merge third", []StageDef{{Name: "a"}, {Name: "b"}, {Name: "m", Merge: true}},
+		{"merge third", []queue.StageDef{{Name: "a"}, {Name: "b"}, {Name: "m", Merge: true}},
 			[][3]int{{2, 0, 2}, {0, 0, 0}, {1, 0, 1}}},
-		{"stage after merge", []StageDef{{Name: "a"}, {Name: "m", Merge: true}, {Name: "post"}},
+		{"stage after merge", []queue.StageDef{{Name: "a"}, {Name: "m", Merge: true}, {Name: "post"}},
 			[][3]int{{2, 0, 2}, {1, 0, 1}, {0, 0, 0}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			q, c, _ := newTest(t, nil)
-			mustDefine(t, q, Pipeline{Name: "p", Stages: tt.stages, MaxAttempts: 1})
+			mustDefine(t, q, queue.Pipeline{Name: "p", Stages: tt.stages, MaxAttempts: 1})
 			id := mustSubmit(t, q, "", "p", filesOf("x", "y"))
 			for range 2 {
 				l, _ := leaseStage(t, q, "p", 0)
@@ -673,11 +675,11 @@ func TestMergeAllInputsDead(t *testing.T) {
 			}
 			j := mustJob(t, q, id)
 			wantStages(t, j, tt.want...)
-			if j.State != JobPartial || !j.Finished.Equal(c.Now()) || len(j.Outputs) != 0 {
+			if j.State != queue.JobPartial || !j.Finished.Equal(c.Now()) || len(j.Outputs) != 0 {
 				t.Fatalf("job = %+v; want partial, finished, no outputs", j)
 			}
 			for k := 1; k < len(tt.stages); k++ {
-				if s, err := q.Stats(StageQueue("p", k)); err != nil || s != (Stats{}) {
+				if s, err := q.Stats(StageQueue("p", k)); err != nil || s != (queue.Stats{}) {
 					t.Fatalf("Stats(stage %d) = %+v, %v; want nothing run", k, s, err)
 				}
 			}
@@ -700,7 +702,7 @@ func TestPipelineLeaseExpiry(t *testing.T) {
 		t.Fatalf("redelivery = %+v; first %+v", l2, l1)
 	}
 	before := mustJob(t, q, id)
-	if err := q.Complete(l1, mustJSON(t, fileOf("late"))); !errors.Is(err, ErrLeaseLost) {
+	if err := q.Complete(l1, mustJSON(t, fileOf("late"))); !errors.Is(err, queue.ErrLeaseLost) {
 		t.Fatalf("late Complete = %v; want ErrLeaseLost", err)
 	}
 	if j := mustJob(t, q, id); !reflect.DeepEqual(j, before) {
@@ -746,11 +748,11 @@ func TestPipelineBackoff(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			q, c, _ := newTest(t, nil)
-			mustDefine(t, q, Pipeline{Name: "p", Stages: []StageDef{{Name: "s"}}, MaxAttempts: 100, Backoff: tt.backoff})
+			mustDefine(t, q, queue.Pipeline{Name: "p", Stages: []queue.StageDef{{Name: "s"}}, MaxAttempts: 100, Backoff: tt.backoff})
 			mustSubmit(t, q, "", "p", filesOf("in"))
-			queue := StageQueue("p", 0)
+			sq := StageQueue("p", 0)
 			for i, d := range tt.want {
-				l := mustLease(t, q, queue, "w")
+				l := mustLease(t, q, sq, "w")
 				if l.Attempt != i+1 {
 					t.Fatalf("attempt %d; want %d", l.Attempt, i+1)
 				}
@@ -758,7 +760,7 @@ func TestPipelineBackoff(t *testing.T) {
 				if tt.expire {
 					c.Advance(10 * time.Second)
 					end = c.Now()
-					wantEmpty(t, q, queue) // notices the expiry
+					wantEmpty(t, q, sq) // notices the expiry
 				} else if err := q.Fail(l, "boom"); err != nil {
 					t.Fatal(err)
 				}
@@ -766,11 +768,11 @@ func TestPipelineBackoff(t *testing.T) {
 				if task.State != StateReady || !task.ReadyAt.Equal(end.Add(d)) {
 					t.Fatalf("after attempt %d: ready at %v (+%v); want +%v", i+1, task.ReadyAt, task.ReadyAt.Sub(end), d)
 				}
-				if at, ok, err := q.NextReady(queue, c.Now()); err != nil || !ok || !at.Equal(end.Add(d)) {
+				if at, ok, err := q.NextReady(sq, c.Now()); err != nil || !ok || !at.Equal(end.Add(d)) {
 					t.Fatalf("NextReady = %v, %v, %v; want %v", at, ok, err, end.Add(d))
 				}
 				c.Advance(d - time.Millisecond/2)
-				wantEmpty(t, q, queue)
+				wantEmpty(t, q, sq)
 				c.Advance(time.Millisecond / 2)
 			}
 		})
@@ -781,15 +783,15 @@ func TestPipelineBackoff(t *testing.T) {
 // its attempt limit, when the pipeline is redefined.
 func TestPipelineKeepsDefinition(t *testing.T) {
 	q, _, _ := newTest(t, nil)
-	mustDefine(t, q, Pipeline{Name: "p", Stages: []StageDef{{Name: "s"}}, MaxAttempts: 1})
+	mustDefine(t, q, queue.Pipeline{Name: "p", Stages: []queue.StageDef{{Name: "s"}}, MaxAttempts: 1})
 	id := mustSubmit(t, q, "", "p", filesOf("in"))
-	mustDefine(t, q, Pipeline{Name: "p", Stages: []StageDef{{Name: "s"}, {Name: "t"}}, MaxAttempts: 10})
+	mustDefine(t, q, queue.Pipeline{Name: "p", Stages: []queue.StageDef{{Name: "s"}, {Name: "t"}}, MaxAttempts: 10})
 	l := mustLease(t, q, StageQueue("p", 0), "w")
 	if err := q.Fail(l, "once"); err != nil {
 		t.Fatal(err)
 	}
 	j := mustJob(t, q, id)
-	if len(j.Stages) != 1 || j.Pipeline.MaxAttempts != 1 || j.State != JobPartial {
+	if len(j.Stages) != 1 || j.Pipeline.MaxAttempts != 1 || j.State != queue.JobPartial {
 		t.Fatalf("job = %+v; want the one-stage definition, dead after one attempt", j)
 	}
 }
@@ -853,7 +855,7 @@ func TestNextReady(t *testing.T) {
 	// An expired lease nobody noticed yet: work now.
 	c.Advance(time.Hour)
 	want("expired lease", c.Now(), true)
-	if err := q.Complete(l2, nil); !errors.Is(err, ErrLeaseLost) {
+	if err := q.Complete(l2, nil); !errors.Is(err, queue.ErrLeaseLost) {
 		t.Fatal(err)
 	}
 	for range 2 { // both redelivered
@@ -883,7 +885,7 @@ func TestNextReady(t *testing.T) {
 // not.
 func TestMergePayloadOverLimit(t *testing.T) {
 	q, c, _ := newTest(t, func(c *Config) { c.MaxPayloadBytes = 1024 })
-	mustDefine(t, q, Pipeline{Name: "p", Stages: []StageDef{{Name: "a"}, {Name: "m", Merge: true}}, MaxAttempts: 2})
+	mustDefine(t, q, queue.Pipeline{Name: "p", Stages: []queue.StageDef{{Name: "a"}, {Name: "m", Merge: true}}, MaxAttempts: 2})
 	var names []string
 	for i := range 10 {
 		names = append(names, fmt.Sprintf("input/file-%02d.txt", i))
@@ -909,7 +911,7 @@ func TestMergePayloadOverLimit(t *testing.T) {
 	c.Advance(time.Hour)
 	for range 5 {
 		_, err := q.Lease(context.Background(), StageQueue("p", 0), "w")
-		if err != nil && !errors.Is(err, ErrEmpty) {
+		if err != nil && !errors.Is(err, queue.ErrEmpty) {
 			t.Fatalf("Lease(stage 0) after the refused completion = %v; want a task or ErrEmpty", err)
 		}
 		c.Advance(time.Hour)
