@@ -265,11 +265,6 @@ func (m *Module) initInstance(ctx context.Context, rec *initRecord) (*instance, 
 	if err := m.instantiate(ctx, inst, m.moduleConfig(inst, rec)); err != nil {
 		return nil, err
 	}
-	for i := range exportTable {
-		if m.has[i] {
-			inst.fns[i] = inst.mod.ExportedFunction(exportTable[i].name)
-		}
-	}
 	fail := func(err error) (*instance, error) {
 		inst.close(ctx)
 		return nil, err
@@ -379,6 +374,11 @@ func (i *instance) growBuffer(ctx context.Context, n uint32) error {
 // callRaw calls export exp with i.stack as its parameters and results, under the call deadline.
 // It returns a classified error; an instance that trapped or was cut must not be reused
 // (see dead).
+//
+// An export's function handle is looked up at its first call, not at instantiation: wazero
+// gives each handle its own call stack (about 10 KiB of Go heap), and an instance typically
+// calls two or three of its exports. The handles of exports called once per instance (oneShot)
+// are not kept at all.
 func (i *instance) callRaw(ctx context.Context, exp int) error {
 	f := i.fns[exp]
 	if f == nil {
@@ -386,7 +386,9 @@ func (i *instance) callRaw(ctx context.Context, exp int) error {
 		if f == nil {
 			return fmt.Errorf("%w: %s", ErrNoExport, exportTable[exp].name)
 		}
-		i.fns[exp] = f
+		if !exportTable[exp].oneShot {
+			i.fns[exp] = f
+		}
 	}
 	return i.callGuarded(ctx, f)
 }
