@@ -103,3 +103,46 @@ func TestRestoreWaitsForBusySlot(t *testing.T) {
 	}
 	<-done
 }
+
+// TestCancellableContextCostsNothing: a short guarded call (no yield, host import or sleep)
+// registers nothing on its context, so a cancellable context or one with a deadline costs it
+// no allocation over one that cannot be cancelled (a fan-out's shard calls always have one).
+// The cancellation hook is registered only when the call's deadline is stamped (hookCancel);
+// TestCancelCutsRunningCall shows the cut still happens.
+func TestCancellableContextCostsNothing(t *testing.T) {
+	e := newEngine(t, runtime.DefaultConfig())
+	cfg := runtime.DefaultModuleConfig("cancelcost")
+	cfg.MaxConcurrency, cfg.MinInstances = 1, 1
+	m := started(t, e, trapkit(t), cfg)
+	in := make([]byte, 256)
+	dst := make([]byte, 0, 512)
+	allocs := func(ctx context.Context) float64 {
+		return testing.AllocsPerRun(200, func() {
+			if _, err := m.Call(ctx, runtime.RoleLeaf, in, dst[:0]); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	base := allocs(context.Background())
+	cctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tctx, tcancel := context.WithTimeout(context.Background(), time.Hour)
+	defer tcancel()
+	nctx, ncancel := context.WithDeadline(cctx, time.Now().Add(time.Hour))
+	defer ncancel()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+	}{
+		{"WithCancel", cctx},
+		{"WithTimeout", tctx},
+		{"WithDeadline under WithCancel", nctx},
+	} {
+		if got := allocs(tc.ctx); got > base {
+			t.Errorf("%s: %.1f allocations per call, want %.1f as with a context that cannot be cancelled", tc.name, got, base)
+		}
+	}
+	if st := m.Stats(); st.Discards != 0 {
+		t.Fatalf("instances discarded: %+v", st)
+	}
+}

@@ -60,6 +60,7 @@ type exportSpec struct {
 	params      []api.ValueType
 	results     []api.ValueType
 	required    bool
+	oneShot     bool // called at most once per instance: its handle is not kept (callRaw)
 }
 
 var (
@@ -73,15 +74,15 @@ var exportTable = [numExports]exportSpec{
 	int(RoleMerge):  {name: "wasmpod_merge", short: "merge", params: []api.ValueType{i32}, results: []api.ValueType{i64}},
 	int(RoleHTTP):   {name: "wasmpod_http", short: "http", params: []api.ValueType{i32}, results: []api.ValueType{i64}},
 	int(RoleStage):  {name: "wasmpod_stage", short: "stage", params: []api.ValueType{i32}, results: []api.ValueType{i64}},
-	expStart:        {name: "wasmpod_start", short: "start", results: []api.ValueType{i32}},
-	expStop:         {name: "wasmpod_stop", short: "stop", params: []api.ValueType{i64}, results: []api.ValueType{i32}},
+	expStart:        {name: "wasmpod_start", short: "start", results: []api.ValueType{i32}, oneShot: true},
+	expStop:         {name: "wasmpod_stop", short: "stop", params: []api.ValueType{i64}, results: []api.ValueType{i32}, oneShot: true},
 	expHealth:       {name: "wasmpod_health", short: "health", results: []api.ValueType{i32}},
 	expTick:         {name: "wasmpod_tick", short: "tick", params: []api.ValueType{i64}, results: []api.ValueType{i32}},
 	expSnapshot:     {name: "wasmpod_snapshot", short: "snapshot", results: []api.ValueType{i64}},
-	expRestore:      {name: "wasmpod_restore", short: "restore", params: []api.ValueType{i32}, results: []api.ValueType{i32}},
+	expRestore:      {name: "wasmpod_restore", short: "restore", params: []api.ValueType{i32}, results: []api.ValueType{i32}, oneShot: true},
 	expBuffer:       {name: "wasmpod_buffer", short: "buffer", params: []api.ValueType{i32}, results: []api.ValueType{i32}, required: true},
-	expVersion:      {name: "wasmpod_abi_version", short: "abi_version", results: []api.ValueType{i32}, required: true},
-	expInitialize:   {name: "_initialize", short: "_initialize"},
+	expVersion:      {name: "wasmpod_abi_version", short: "abi_version", results: []api.ValueType{i32}, required: true, oneShot: true},
+	expInitialize:   {name: "_initialize", short: "_initialize", oneShot: true},
 }
 
 // ABIVersion is the native guest ABI version this runtime speaks.

@@ -82,19 +82,29 @@ func (i *instance) noteHostCall(name string) {
 	}
 }
 
-// moduleConfig is the wazero configuration of one instance: its output, clocks, randomness,
-// environment and mounts. With rec, randomness, clocks and output are counted for the image.
-func (m *Module) moduleConfig(inst *instance, rec *initRecord) wazero.ModuleConfig {
+// baseConfig is what every instance's wazero configuration shares: built once per module
+// (newModule) and shared, which is safe because a wazero ModuleConfig is immutable (each With
+// returns a copy) and instantiation only reads it; moduleConfig adds the per-instance parts.
+func baseConfig(cfg *ModuleConfig) wazero.ModuleConfig {
 	mc := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions().
-		WithNanosleep(inst.nanosleep)
+		WithSysWalltime().
+		WithSysNanotime().
+		WithRandSource(rand.Reader)
+	for k, v := range cfg.Env {
+		mc = mc.WithEnv(k, v)
+	}
+	return mc
+}
+
+// moduleConfig is the wazero configuration of one instance: the module's shared base with the
+// instance's output, sleep and mounts. With rec, randomness, clocks and output are counted for
+// the image.
+func (m *Module) moduleConfig(inst *instance, rec *initRecord) wazero.ModuleConfig {
+	mc := m.baseMC.WithNanosleep(inst.nanosleep)
 	if rec == nil {
-		mc = mc.WithStdout(inst.stdout).
-			WithStderr(inst.stderr).
-			WithSysWalltime().
-			WithSysNanotime().
-			WithRandSource(rand.Reader)
+		mc = mc.WithStdout(inst.stdout).WithStderr(inst.stderr)
 	} else {
 		// The same clocks as WithSysWalltime and WithSysNanotime (wazero reads the Go runtime's
 		// wall and monotonic clocks, as nanotime does), counted.
@@ -115,10 +125,8 @@ func (m *Module) moduleConfig(inst *instance, rec *initRecord) wazero.ModuleConf
 			}, sys.ClockResolution(1)).
 			WithRandSource(recordingRand{rec})
 	}
-	for k, v := range m.cfg.Env {
-		mc = mc.WithEnv(k, v)
-	}
 	if len(m.cfg.Mounts) > 0 {
+		// Per instance: a mount's file system keeps the instance's own state.
 		mc = mc.WithFSConfig(mountsFSConfig(m.cfg.Mounts))
 	}
 	return mc
@@ -361,11 +369,6 @@ func (m *Module) newImageInstance(ctx context.Context, img *image) (*instance, e
 	inst.stderr = &lineWriter{module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs}
 	if err := m.instantiateWith(ctx, inst, m.moduleConfig(inst, nil), img); err != nil {
 		return nil, err
-	}
-	for i := range exportTable {
-		if m.has[i] {
-			inst.fns[i] = inst.mod.ExportedFunction(exportTable[i].name)
-		}
 	}
 	if len(img.reseed) > 0 {
 		buf, _ := inst.mem.Read(0, inst.mem.Size())

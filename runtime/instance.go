@@ -45,16 +45,21 @@ type instance struct {
 	// expired instance is never used again.
 	fuel     api.MutableGlobal
 	done     chan struct{}
-	timer    *time.Timer
+	timer    *time.Timer  // created by the first call that runs long enough to yield; nil until then
 	deadline atomic.Int64 // nanotime at which the current call is cut; 0 between calls and while pending
 	armed    bool         // the timer runs for the current call; only the calling goroutine uses it
 	// A call's deadline is fixed when first needed (stamp), not as it starts: a clock read
 	// costs more than a short call's whole overhead on some machines, and most calls end
 	// before anything needs it. Until then the call is pending with its timeout and context.
 	// Only the calling goroutine (and the host functions it runs) uses these.
-	pending  bool
-	pendD    time.Duration
-	pendCtx  context.Context
+	pending bool
+	pendD   time.Duration
+	pendCtx context.Context
+	// A cancellable context cuts the call when it is cancelled, through a hook registered with
+	// context.AfterFunc when the deadline is stamped, not as the call starts (see hookCancel):
+	// unhook stops it and hookCtx is the context it watches. Calling goroutine only.
+	unhook   func() bool
+	hookCtx  context.Context
 	expired  atomic.Bool
 	stopping atomic.Bool // cut because the module stopped, not because of its deadline
 	// cancelled: cut because the call's context was cancelled (its caller went away), not
@@ -102,26 +107,50 @@ func (i *instance) arm(d time.Duration) { i.deadline.Store(nanotime() + int64(d)
 // armLazy starts a call whose deadline is the earlier of d and ctx's deadline, counted from
 // the moment it is first needed (stamp): the guest's first yield (within one fuel refill of
 // guest work), a host import, a WASI sleep or Caller.Deadline. So a call that ends before any
-// of these reads no clock.
+// of these reads no clock, and registers nothing on ctx (see hookCancel).
 func (i *instance) armLazy(ctx context.Context, d time.Duration) {
 	i.pending, i.pendD, i.pendCtx = true, d, ctx
 }
 
 // stamp fixes the current call's deadline if it is pending and returns it (a nanotime; 0 when
-// no call with a deadline runs). On the calling goroutine only.
+// no call with a deadline runs), and from then on cuts the call when its context is cancelled
+// (hookCancel). On the calling goroutine only.
 func (i *instance) stamp() int64 {
 	if !i.pending {
 		return i.deadline.Load()
 	}
+	ctx := i.pendCtx
 	now := nanotime()
 	d := i.pendD
-	if dl, ok := i.pendCtx.Deadline(); ok {
+	if dl, ok := ctx.Deadline(); ok {
 		d = min(d, time.Until(dl))
 	}
 	i.pending, i.pendCtx = false, nil
 	at := now + int64(max(d, 0))
 	i.deadline.Store(at)
+	i.hookCancel(ctx)
 	return at
+}
+
+// hookCancel makes a cancellation of ctx cut the current call, as its deadline does (the
+// caller went away). It runs when the call's deadline is stamped, not when the call starts
+// (RATIONALE.md, "Lazy cancellation hook"): a call that ends before its first yield, host
+// import or WASI sleep registers nothing, and one that runs longer is cut as before, because
+// every way a guarded call can keep running or wait goes through a stamp first: the guest's
+// fuel runs out within one refill of work and __yield stamps, a host import and a WASI sleep
+// stamp before they block. A context already cancelled at the stamp cuts the call here, so
+// the __yield that stamped sees it; one cancelled later expires the instance from the
+// AfterFunc (fuel emptied, done closed), so the guest's next check or sleep ends the call.
+// A context that cannot be cancelled costs nothing.
+func (i *instance) hookCancel(ctx context.Context) {
+	if ctx.Done() == nil {
+		return
+	}
+	i.hookCtx = ctx
+	i.unhook = context.AfterFunc(ctx, func() { i.cut(ctx) })
+	if ctx.Err() != nil {
+		i.cut(ctx)
+	}
 }
 
 // disarm ends the call's deadline. It reports whether the deadline's timer fired meanwhile;
@@ -137,6 +166,14 @@ func (i *instance) disarm() (fired bool) {
 
 func (i *instance) disarmStamped() (fired bool) {
 	i.deadline.Store(0)
+	if i.unhook != nil {
+		if !i.unhook() {
+			// Cancelled as the call returned: the hook's function may still be on its way, so
+			// the instance is marked here, before it is released (dead retires it).
+			i.cut(i.hookCtx)
+		}
+		i.unhook, i.hookCtx = nil, nil
+	}
 	if !i.armed {
 		return false
 	}
@@ -156,6 +193,9 @@ func (i *instance) yielded() (cut bool) {
 		return true
 	}
 	dl := i.stamp()
+	if i.expired.Load() { // the stamp found the call's context cancelled (hookCancel)
+		return true
+	}
 	if dl == 0 {
 		return false
 	}
@@ -164,9 +204,13 @@ func (i *instance) yielded() (cut bool) {
 		i.expire()
 		return true
 	}
-	if !i.armed && i.timer != nil {
+	if !i.armed {
 		i.armed = true
-		i.timer.Reset(time.Duration(left))
+		if i.timer == nil { // created by the instance's first call that runs this long
+			i.timer = time.AfterFunc(time.Duration(left), i.expire)
+		} else {
+			i.timer.Reset(time.Duration(left))
+		}
 	}
 	return false
 }
@@ -220,11 +264,6 @@ func (m *Module) initInstance(ctx context.Context, rec *initRecord) (*instance, 
 	inst.stderr = &lineWriter{module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs}
 	if err := m.instantiate(ctx, inst, m.moduleConfig(inst, rec)); err != nil {
 		return nil, err
-	}
-	for i := range exportTable {
-		if m.has[i] {
-			inst.fns[i] = inst.mod.ExportedFunction(exportTable[i].name)
-		}
 	}
 	fail := func(err error) (*instance, error) {
 		inst.close(ctx)
@@ -300,8 +339,6 @@ func (m *Module) instantiateWith(ctx context.Context, inst *instance, mc wazero.
 			return fmt.Errorf("module %q: instrumented fuel global missing", m.cfg.Name)
 		}
 		inst.fuel = g
-		inst.timer = time.AfterFunc(time.Hour, inst.expire)
-		inst.timer.Stop()
 	}
 	m.e.register(mod, inst)
 	if !m.cfg.Trusted && img == nil {
@@ -337,6 +374,11 @@ func (i *instance) growBuffer(ctx context.Context, n uint32) error {
 // callRaw calls export exp with i.stack as its parameters and results, under the call deadline.
 // It returns a classified error; an instance that trapped or was cut must not be reused
 // (see dead).
+//
+// An export's function handle is looked up at its first call, not at instantiation: wazero
+// gives each handle its own call stack (about 10 KiB of Go heap), and an instance typically
+// calls two or three of its exports. The handles of exports called once per instance (oneShot)
+// are not kept at all.
 func (i *instance) callRaw(ctx context.Context, exp int) error {
 	f := i.fns[exp]
 	if f == nil {
@@ -344,7 +386,9 @@ func (i *instance) callRaw(ctx context.Context, exp int) error {
 		if f == nil {
 			return fmt.Errorf("%w: %s", ErrNoExport, exportTable[exp].name)
 		}
-		i.fns[exp] = f
+		if !exportTable[exp].oneShot {
+			i.fns[exp] = f
+		}
 	}
 	return i.callGuarded(ctx, f)
 }
@@ -367,19 +411,13 @@ func (i *instance) callGuarded(ctx context.Context, f api.Function) error {
 		}
 		return fmt.Errorf("module %q: %w", i.m.cfg.Name, err)
 	}
-	// A cancellable context cuts the call like its deadline does, when it is cancelled (the
-	// caller went away); a context that cannot be cancelled costs nothing here.
-	var stopCut func() bool
-	if ctx.Done() != nil {
-		stopCut = context.AfterFunc(ctx, func() { i.cut(ctx) })
-	}
+	// A cancellation of ctx cuts the call like its deadline does, from the call's first yield,
+	// host import or WASI sleep on (hookCancel).
 	i.armLazy(ctx, i.m.cfg.CallTimeout)
 	err := f.CallWithStack(ctx, i.stack[:])
-	i.disarm() // if the timer fired as the call returned, dead() retires the instance; a result that made it stands
-	if stopCut != nil && !stopCut() {
-		// Cancelled as the call returned: as above, the instance is marked before it is released.
-		i.cut(ctx)
-	}
+	// If the timer fired or ctx was cancelled as the call returned, dead() retires the
+	// instance; a result that made it stands.
+	i.disarm()
 	if err != nil {
 		i.broken = true
 		return i.classify(err)

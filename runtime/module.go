@@ -21,6 +21,7 @@ type Module struct {
 	cm     wazero.CompiledModule // native modules
 	ext    *extismModule         // Extism modules
 	cfg    ModuleConfig
+	baseMC wazero.ModuleConfig // what every instance's wazero configuration shares (baseConfig)
 	info   Info
 	has    [numExports]bool
 	digest string
@@ -75,7 +76,7 @@ func newModule(e *Engine, cm wazero.CompiledModule, cfg ModuleConfig, digest str
 	}
 	info.Name, info.SHA256, info.Trusted = cfg.Name, digest, cfg.Trusted
 	m := &Module{
-		e: e, cm: cm, cfg: cfg, info: info, has: has, digest: digest,
+		e: e, cm: cm, cfg: cfg, info: info, has: has, digest: digest, baseMC: baseConfig(&cfg),
 		pool:     newPool(cfg.MaxConcurrency),
 		refill:   make(chan struct{}, 1),
 		subs:     map[*subscription]struct{}{},
