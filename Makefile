@@ -27,8 +27,10 @@ test-sdk: ## the guest SDKs' own unit tests (Go SDK is its own module; Rust SDK 
 	cd guest-sdk/go && $(GO) test -race ./...
 	cd guest-sdk/rust/wasmpod && cargo test --offline --quiet
 
-test-deploy: ## the deploy module's tests: the image and manifests against the binary, the web console in headless Chromium (screenshots in build/console), dashboards and alerts against a real Prometheus
-	cd deploy && $(GO) test -race -timeout 20m ./...
+# deploy/tracing waits for tools/jaeger/build.sh (CI starts it in the background first; by
+# hand, the first run builds Jaeger into ~/.cache/wasmpod/jaeger), hence the longer timeout.
+test-deploy: ## the deploy module's tests: the image and manifests against the binary, the web console in headless Chromium (screenshots in build/console), dashboards and alerts against a real Prometheus, traces of a 3-node cluster in a real Jaeger
+	cd deploy && $(GO) test -race -timeout 40m ./...
 
 # The soak (host/cmd/wasmpod TestSoak): constant load on a host while its main module is
 # upgraded and rolled back, restarted, scaled to 8 and 1, stopped and started, in a loop; it

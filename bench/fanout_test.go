@@ -71,6 +71,12 @@ func BenchmarkFanout(b *testing.B) {
 }
 
 func benchWasmpodFanout(b *testing.B, wasm []byte, n int, want uint64) {
+	runWasmpodFanout(b, newWasmpodFanout(b, wasm, n), want)
+}
+
+// newWasmpodFanout is a Gather over n local benchleaf shards (a module each) and a merge,
+// closed when b's test ends.
+func newWasmpodFanout(b *testing.B, wasm []byte, n int) *scatter.Gather {
 	ctx := context.Background()
 	ecfg := runtime.DefaultConfig()
 	ecfg.CacheDir = cacheDir("wasmpod")
@@ -100,6 +106,12 @@ func benchWasmpodFanout(b *testing.B, wasm []byte, n int, want uint64) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { g.Close() })
+	return g
+}
+
+// runWasmpodFanout measures g.Do, checking each answer against want.
+func runWasmpodFanout(b *testing.B, g *scatter.Gather, want uint64) {
+	ctx := context.Background()
 	dst := make([]byte, 0, 8)
 	b.ReportAllocs()
 	for b.Loop() {

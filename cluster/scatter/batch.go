@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/wasmpod/wasmpod/internal/spans"
 )
 
 // The batched wire format (feature "batch"): one request per peer per fan-out carrying every
@@ -113,6 +116,9 @@ type BatchRun struct {
 	e   *Endpoint
 	req batchReq
 	buf []byte // owns the request's body (the transport's buffer may be reused)
+	// parent is the root's batch span (the traceparent header), when traced: each shard's
+	// serve span is its child.
+	parent trace.SpanContext
 }
 
 // HandleBatch validates a batched request as any transport received it (Path is PathBatch). A
@@ -138,7 +144,12 @@ func (e *Endpoint) HandleBatch(r WireRequest, dst []byte) (run *BatchRun, status
 		}
 		return nil, http.StatusOK, fmt.Appendf(dst, "cancelled %d", n)
 	}
-	return &BatchRun{e: e, req: b, buf: buf}, http.StatusOK, dst
+	run = &BatchRun{e: e, req: b, buf: buf}
+	if spans.On() && len(r.Traceparent) > 0 {
+		// Parsed now: the header's bytes belong to the transport, and Run comes later.
+		run.parent, _ = spans.ParseTraceparent(r.Traceparent)
+	}
+	return run, http.StatusOK, dst
 }
 
 // Run runs every shard of the request, at most GOMAXPROCS at once, and writes each one's frame
@@ -149,6 +160,12 @@ func (b *BatchRun) Run(ctx context.Context, w io.Writer, flush func() error) err
 	ctx, cancel := context.WithTimeout(ctx, b.req.budget)
 	defer cancel()
 	n := len(b.req.shards)
+	// The serve spans' parent: the root's batch span, when traced.
+	traced := b.parent.IsValid() && spans.On()
+	var pctx context.Context
+	if traced {
+		pctx = trace.ContextWithRemoteSpanContext(ctx, b.parent)
+	}
 	var (
 		next    int
 		mu      sync.Mutex // guards next, w, werr
@@ -168,7 +185,14 @@ func (b *BatchRun) Run(ctx context.Context, w io.Writer, flush func() error) err
 				return
 			}
 			var hdr [frameHeader]byte
-			out, err := b.e.serve(ctx, b.req.shards[k], b.req.id, b.req.in, append(frame[:0], hdr[:]...))
+			sctx, span := ctx, trace.Span(nil)
+			if traced {
+				sctx, span = serveSpan(pctx, b.req.shards[k], b.req.id, true)
+			}
+			out, err := b.e.serve(sctx, b.req.shards[k], b.req.id, b.req.in, append(frame[:0], hdr[:]...))
+			if span != nil {
+				serveEnd(span, err)
+			}
 			status := http.StatusOK
 			if err != nil {
 				status = statusOf(err)
@@ -231,16 +255,35 @@ func (st *reqState) batch(gr *batchGroup) {
 	defer st.g.wg.Done()
 	defer st.release()
 	start := time.Now()
-	err := gr.p.callBatch(st.ctx, st.id, gr.names, st.in, func(k int, part []byte, err error) {
+	ctx := st.ctx
+	var span trace.Span
+	var attempts []trace.Span // per shard of the group, until its answer (trace.go)
+	if st.tr != nil {
+		ctx, span, attempts = st.batchStart(ctx, gr)
+	}
+	err := gr.p.callBatch(ctx, st.id, gr.names, st.in, func(k int, part []byte, err error) {
 		i := int(gr.shards[k])
 		r := int(st.primary[i])
 		if err == nil {
 			st.bufs[i][r] = append(st.bufs[i][r][:0], part...)
 		}
-		if next := st.settle(i, r, err, start); next >= 0 {
+		next := st.settle(i, r, err, start)
+		if attempts != nil {
+			st.attemptEnd(attempts[k], i, r, err)
+			attempts[k] = nil
+		}
+		if next >= 0 {
 			st.launch(i, next)
 		}
 	})
+	if span != nil {
+		for k, a := range attempts {
+			if a != nil { // not answered: the peer refused the batch
+				st.attemptEnd(a, int(gr.shards[k]), int(st.primary[gr.shards[k]]), err)
+			}
+		}
+		spans.End(span, err)
+	}
 	if errors.Is(err, errNoBatch) {
 		// Nothing was answered: each shard's attempt goes to the same replica as version 1.
 		for _, i := range gr.shards {
@@ -275,6 +318,12 @@ func (p *fastPeer) callBatch(ctx context.Context, id RequestID, shards [][]byte,
 	}
 	req, resp := acquireBatch(p, id, budget, shards, in)
 	defer releaseBatch(req, resp)
+	if spans.On() {
+		var tb [64]byte
+		if tp := appendTraceparent(tb[:0], ctx); len(tp) > 0 {
+			req.Header.SetCanonical(headerTraceparent, tp)
+		}
+	}
 	if ctx.Done() != nil {
 		stop := context.AfterFunc(ctx, func() {
 			if errors.Is(ctx.Err(), context.Canceled) {

@@ -27,6 +27,15 @@ import (
 //
 // A remote attempt carries its span's context to the peer in the traceparent header, where
 // the endpoint's span "scatter.serve" (and the leaf's module call under it) joins the trace.
+//
+// The first attempts of several shards on one peer go as one batched request (batch.go): its
+// span "scatter.batch" (a client span under the request's, naming the peer and the shards it
+// carries) is the parent of those shards' attempt spans, each ended as its frame arrives, and
+// its context goes to the peer in the batch's traceparent header, where each shard's
+// "scatter.serve" span (wasmpod.scatter.batch true) is its child. A peer of an earlier release
+// that refuses the batch ends the batch's attempts as failed with that reason, and the shards'
+// version 1 attempts that follow are the request's children as usual.
+//
 // Every site is guarded by spans.On or by reqState.tr, which is nil unless the request records.
 
 // Span attribute keys.
@@ -43,6 +52,8 @@ const (
 	attrMissing   = attribute.Key("wasmpod.scatter.missing")
 	attrHedges    = attribute.Key("wasmpod.scatter.hedges")
 	attrDuplicate = attribute.Key("wasmpod.scatter.duplicate")
+	attrBatch     = attribute.Key("wasmpod.scatter.batch")
+	attrPeer      = attribute.Key("wasmpod.scatter.peer")
 )
 
 // Outcomes of a shard attempt (wasmpod.scatter.outcome).
@@ -99,20 +110,40 @@ func (st *reqState) attemptStart(ctx context.Context, i, r int) (context.Context
 	case int32(r) != st.primary[i]:
 		reason = "failover"
 	}
-	locality, node := "local", ""
+	locality := "local"
 	if !rep.local {
 		locality = "remote"
 	}
-	if rep.node >= 0 {
-		for name, n := range g.nodes {
-			if n == rep.node {
-				node = name
+	return spans.Tracer().Start(ctx, "scatter.attempt", trace.WithAttributes(
+		attrShard.String(g.shards[i].name), attrReplica.Int(r), attrNode.String(g.nodeName(rep.node)),
+		attrLocality.String(locality), attrReason.String(reason), attrRequestID.String(st.id.String())))
+}
+
+// nodeName is the name of node index n ("" for none).
+func (g *Gather) nodeName(n int) string {
+	if n >= 0 {
+		for name, k := range g.nodes {
+			if k == n {
+				return name
 			}
 		}
 	}
-	return spans.Tracer().Start(ctx, "scatter.attempt", trace.WithAttributes(
-		attrShard.String(g.shards[i].name), attrReplica.Int(r), attrNode.String(node),
-		attrLocality.String(locality), attrReason.String(reason), attrRequestID.String(st.id.String())))
+	return ""
+}
+
+// batchStart starts the span of group gr's batched request, under the request's span, and
+// one attempt span per shard under it (attempts[k] for gr.shards[k]).
+func (st *reqState) batchStart(ctx context.Context, gr *batchGroup) (context.Context, trace.Span, []trace.Span) {
+	g := st.g
+	first := int(gr.shards[0])
+	node := g.nodeName(g.shards[first].replicas[st.primary[first]].node)
+	ctx, span := spans.Tracer().Start(ctx, "scatter.batch", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		attrNode.String(node), attrPeer.String(gr.p.addr), attrShards.Int(len(gr.shards)), attrRequestID.String(st.id.String())))
+	attempts := make([]trace.Span, len(gr.shards))
+	for k, i := range gr.shards {
+		_, attempts[k] = st.attemptStart(ctx, int(i), int(st.primary[i]))
+	}
+	return ctx, span, attempts
 }
 
 // attemptEnd ends an attempt's span with its outcome, given the attempt's error and whether
@@ -141,8 +172,17 @@ func serveStart(ctx context.Context, traceparent, shard []byte, id RequestID) (c
 	if !trace.SpanContextFromContext(ctx).IsValid() {
 		return ctx, nil
 	}
-	ctx, span := spans.Start(ctx, "scatter.serve", trace.SpanKindServer,
-		attrShard.String(string(shard)), attrRequestID.String(id.String()))
+	return serveSpan(ctx, shard, id, false)
+}
+
+// serveSpan starts the span "scatter.serve" of one shard under ctx's (remote) span; nil when
+// it does not record.
+func serveSpan(ctx context.Context, shard []byte, id RequestID, batch bool) (context.Context, trace.Span) {
+	attrs := []attribute.KeyValue{attrShard.String(string(shard)), attrRequestID.String(id.String())}
+	if batch {
+		attrs = append(attrs, attrBatch.Bool(true))
+	}
+	ctx, span := spans.Start(ctx, "scatter.serve", trace.SpanKindServer, attrs...)
 	if !span.IsRecording() {
 		return ctx, nil
 	}

@@ -192,3 +192,133 @@ func TestTraceSpans(t *testing.T) {
 		})
 	}
 }
+
+// TestTraceBatchSpans: the first attempts of several shards on one peer go as one batched
+// request, whose span "scatter.batch" (under the request's) is the parent of those shards'
+// attempt spans and, through the batch's traceparent header, of each shard's serve span on the
+// peer. A shard that fails in the batch fails over under the request's span as usual.
+func TestTraceBatchSpans(t *testing.T) {
+	k := newKit(t)
+	merge := k.module(t, "merge")
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	defer spans.Install(tp)()
+
+	ep, err := scatter.NewEndpoint(scatter.DefaultEndpointConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.Close()
+	for name, leaf := range map[string]scatter.Leaf{"b1": okLeaf(1), "b2": okLeaf(2), "bad": scriptLeaf{err: fmt.Errorf("%w: boom", scatter.ErrRemote)}} {
+		if err := ep.Register(name, leaf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	peer := newCountingPeer(t, ep)
+	client, err := scatter.NewFastHTTPPeer(peer.addr, scatter.DefaultPeerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	shards := []scatter.Shard{
+		{Name: "b1", Replicas: []scatter.Replica{{Node: "p", Leaf: client.Leaf("b1")}}},
+		{Name: "b2", Replicas: []scatter.Replica{{Node: "p", Leaf: client.Leaf("b2")}}},
+		{Name: "bad", Replicas: []scatter.Replica{{Node: "p", Leaf: client.Leaf("bad")}, {Node: "q", Leaf: okLeaf(4)}}},
+	}
+	cfg := scatter.DefaultConfig()
+	cfg.Deadline, cfg.MergeReserve = 10*time.Second, time.Second // generous: a loaded machine
+	cfg.NoHedge = true                                           // one attempt per replica, in order
+	g, err := scatter.New(shards, merge, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	do := func(ctx context.Context) {
+		t.Helper()
+		out, res, err := g.Do(ctx, []byte("x"), nil)
+		if err != nil || res.Missing != nil || u64(t, out) != 7 {
+			t.Fatalf("Do: sum %d, missing %v, %v; want 7, none", u64(t, out), res.Missing, err)
+		}
+	}
+	do(context.Background()) // learns that the peer serves batches
+	if s, b := peer.counts(); s != 3 || b != 0 {
+		t.Fatalf("first request: %d single, %d batch; want 3, 0", s, b)
+	}
+	ctx, test := spans.Start(context.Background(), "test", 0)
+	do(ctx)
+	test.End()
+	if s, b := peer.counts(); s != 3 || b != 1 {
+		t.Fatalf("second request: %d single, %d batch in all; want 3, 1", s, b)
+	}
+	g.Close() // waits for the attempts, so every span has ended
+
+	tid := test.SpanContext().TraceID()
+	var root, batch sdktrace.ReadOnlySpan
+	var attempts, serves []sdktrace.ReadOnlySpan
+	for _, s := range exp.GetSpans().Snapshots() {
+		if s.SpanContext().TraceID() != tid {
+			continue
+		}
+		switch s.Name() {
+		case "scatter":
+			root = s
+		case "scatter.batch":
+			if batch != nil {
+				t.Fatal("two scatter.batch spans for one peer")
+			}
+			batch = s
+		case "scatter.attempt":
+			attempts = append(attempts, s)
+		case "scatter.serve":
+			serves = append(serves, s)
+		}
+	}
+	if root == nil || batch == nil {
+		t.Fatalf("request span %v, batch span %v; want both", root != nil, batch != nil)
+	}
+	if batch.Parent().SpanID() != root.SpanContext().SpanID() {
+		t.Fatal("the batch span is not a child of the request's span")
+	}
+	if a := attrs(batch); a["wasmpod.scatter.shards"] != "3" || a["wasmpod.scatter.peer"] != peer.addr || a["wasmpod.scatter.node"] != "p" {
+		t.Fatalf("batch span attributes %v", a)
+	}
+	got := map[string][]string{} // shard -> parent:reason:outcome
+	for _, s := range attempts {
+		a := attrs(s)
+		parent := "other"
+		switch s.Parent().SpanID() {
+		case batch.SpanContext().SpanID():
+			parent = "batch"
+		case root.SpanContext().SpanID():
+			parent = "request"
+		}
+		shard := a["wasmpod.scatter.shard"]
+		got[shard] = append(got[shard], parent+":"+a["wasmpod.scatter.reason"]+":"+a["wasmpod.scatter.outcome"])
+	}
+	for _, o := range got {
+		sort.Strings(o)
+	}
+	want := map[string]string{
+		"b1":  "batch:primary:won",
+		"b2":  "batch:primary:won",
+		"bad": "batch:primary:failed request:failover:won",
+	}
+	for shard, w := range want {
+		if g := strings.Join(got[shard], " "); g != w {
+			t.Errorf("shard %s attempts %q, want %q", shard, g, w)
+		}
+	}
+	if len(serves) != 3 {
+		t.Fatalf("%d serve spans on the peer, want 3 (one per shard of the batch)", len(serves))
+	}
+	for _, s := range serves {
+		a := attrs(s)
+		if s.Parent().SpanID() != batch.SpanContext().SpanID() || !s.Parent().IsRemote() || a["wasmpod.scatter.batch"] != "true" {
+			t.Errorf("serve span of %s: parent %v (remote %v), attributes %v; want the batch span %v", a["wasmpod.scatter.shard"],
+				s.Parent().SpanID(), s.Parent().IsRemote(), a, batch.SpanContext().SpanID())
+		}
+		if failed := s.Status().Code.String() == "Error"; failed != (a["wasmpod.scatter.shard"] == "bad") {
+			t.Errorf("serve span of %s: status %v", a["wasmpod.scatter.shard"], s.Status())
+		}
+	}
+}

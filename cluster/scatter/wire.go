@@ -51,8 +51,9 @@ type WireRequest struct {
 	Budget    []byte // the Wasmpod-Budget-Us header
 	Body      []byte
 	Cancel    bool // the Wasmpod-Cancel header is 1: cancel the attempt, do not run it
-	// Traceparent is the W3C traceparent header: the root's attempt span, when traced. A
-	// transport need only fill it when spans.On (tracing is configured).
+	// Traceparent is the W3C traceparent header: the root's attempt span (of a batch: the
+	// batch's span), when traced. A transport need only fill it when spans.On (tracing is
+	// configured).
 	Traceparent []byte
 }
 

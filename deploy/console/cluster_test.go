@@ -3,7 +3,6 @@ package console
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,26 +43,10 @@ func TestConsoleCluster(t *testing.T) {
 	spec = strings.Replace(spec, "http://127.0.0.1:7070", "http://"+storeAddr, 1)
 	specPath := writeFile(t, dir, "pod.yaml", spec)
 
-	// A multi-node cluster needs a key (mutual TLS between the nodes derives from it).
-	key := writeFile(t, dir, "gossip.key", "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktMDEyMzQ=\n")
 	const n = 3
-	hosts := make([]*deploytest.Host, n)
-	names := make([]string, n)
-	var join string
-	for i := range n {
-		names[i] = fmt.Sprintf("n%d", i+1)
-		gossip := freeAddr(t)
-		args := []string{"run", specPath, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
-			"--state-dir", filepath.Join(dir, names[i]), "--node-name", names[i],
-			"--bind", gossip, "--raft-addr", "127.0.0.1:0", "--cluster-label", "console-test",
-			"--gossip-key-file", key}
-		if join != "" {
-			args = append(args, "--join", join)
-		} else {
-			join = gossip
-		}
-		hosts[i] = deploytest.RunLocal(t, bin, []string{"WASMPOD_TOKEN=" + token}, args...)
-	}
+	hosts := deploytest.StartCluster(t, bin, deploytest.ClusterConfig{
+		Specs: []string{specPath, specPath, specPath}, Dir: dir, Label: "console-test", Env: []string{"WASMPOD_TOKEN=" + token}})
+	names := []string{"n1", "n2", "n3"}
 
 	b := newBrowser(t, "cluster")
 	watch := 0
@@ -145,15 +128,4 @@ func startStore(t *testing.T, bin string) string {
 		t.Fatal("the store did not start")
 	}
 	return ""
-}
-
-// freeAddr is a loopback address with a port free now (gossip needs a fixed port to join).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

@@ -65,13 +65,17 @@ func Handler(e *scatter.Endpoint) fasthttp.RequestHandler {
 		c.Response.Header.SetCanonical(headerFeatures, featureBatch)
 		bp := bufs.Get().(*[]byte)
 		if string(c.Path()) == scatter.PathBatch {
-			run, status, out := e.HandleBatch(scatter.WireRequest{
+			wr := scatter.WireRequest{
 				Path:      c.Path(),
 				RequestID: c.Request.Header.Peek(scatter.HeaderRequestID),
 				Budget:    c.Request.Header.Peek(scatter.HeaderBudget),
 				Body:      c.PostBody(),
 				Cancel:    string(c.Request.Header.Peek(scatter.HeaderCancel)) == "1",
-			}, (*bp)[:0])
+			}
+			if spans.On() {
+				wr.Traceparent = c.Request.Header.Peek(spans.HeaderTraceparent)
+			}
+			run, status, out := e.HandleBatch(wr, (*bp)[:0])
 			c.SetStatusCode(status)
 			c.SetContentType("application/octet-stream")
 			if run == nil {

@@ -125,6 +125,10 @@ var ratios = [][3]string{
 	{"BenchmarkQueue/1-node", "BenchmarkQueue/command", "report"},
 	{"BenchmarkQueue/3-nodes", "BenchmarkQueue/1-node", "report"},
 	{"BenchmarkQueue/3-nodes", "BenchmarkQueue/3-nodes-plain", "report"},
+	{"BenchmarkTracing/fanout-64/sampled-1pct", "BenchmarkTracing/fanout-64/off", "<= 1.05"},
+	{"BenchmarkTracing/fanout-64/sampled-100pct", "BenchmarkTracing/fanout-64/off", "report"},
+	{"BenchmarkTracing/ingress:off-req/s", "BenchmarkTracing/ingress:sampled-1pct-req/s", "<= 1.05"},
+	{"BenchmarkTracing/ingress:sampled-1pct-p99-ms", "BenchmarkTracing/ingress:off-p99-ms", "<= 1.05"},
 }
 
 // ratioValue is the value a ratio compares: ns/op, or the metric after a ':' in name.

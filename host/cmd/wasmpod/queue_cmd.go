@@ -21,6 +21,7 @@ import (
 
 	"github.com/wasmpod/wasmpod/cluster/queue"
 	"github.com/wasmpod/wasmpod/host/internal/client"
+	"github.com/wasmpod/wasmpod/internal/spans"
 )
 
 const (
@@ -70,7 +71,11 @@ one name are refused before anything is uploaded.
 
 The job id is printed on stdout. With --wait a progress bar (a progress line every second when
 stderr is not a terminal) follows the job: the command exits 0 when the job is done, 1 when it
-finished with dead-lettered tasks (listed with their last error).`,
+finished with dead-lettered tasks (listed with their last error).
+
+When TRACEPARENT is set (a W3C traceparent, as otel-cli and CI systems export it), the submit
+carries it: on a host with tracing on, the job's spans (the submit and every task attempt) join
+that trace. Without it the host's submit span starts the job's trace.`,
 		Args: cobra.MinimumNArgs(1),
 	}, func(ctx context.Context, c *client.Client, args []string, w, ew io.Writer) error {
 		job, err := submitFiles(ctx, c, pipeline, args, nameRoot, ew)
@@ -392,6 +397,7 @@ func submitFiles(ctx context.Context, c *client.Client, pipeline string, files [
 		}
 		inputs[i] = queue.File{Name: f.name, SHA256: ref.SHA256, Size: ref.Size}
 	}
+	c.Traceparent = traceparentFromEnv(ew)
 	// One request id for the submit: asking again after a 503 (no quorum yet, a leader
 	// election) cannot create a second job.
 	var rid [16]byte
@@ -409,6 +415,22 @@ func submitFiles(ctx context.Context, c *client.Client, pipeline string, files [
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// traceparentFromEnv is $TRACEPARENT, the environment's carrier of a W3C trace context,
+// normalised; "" when unset. A malformed value is reported on ew and ignored (as the
+// specification asks of a malformed header): the submit is then not part of the caller's trace.
+func traceparentFromEnv(ew io.Writer) string {
+	v := strings.TrimSpace(os.Getenv("TRACEPARENT"))
+	if v == "" {
+		return ""
+	}
+	sc, ok := spans.ParseTraceparent([]byte(v))
+	if !ok {
+		fmt.Fprintf(ew, "warning: TRACEPARENT=%q is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>): ignored\n", v)
+		return ""
+	}
+	return string(spans.AppendTraceparent(nil, sc))
 }
 
 // barWriter counts bytes on a progress bar, ignoring its errors (a file that grew).

@@ -13,9 +13,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wasmpod/wasmpod/cluster"
 	"github.com/wasmpod/wasmpod/cluster/queue"
+	"github.com/wasmpod/wasmpod/internal/spans"
 )
 
 // Queue is what the admin API needs of the cluster's work queue: the blob store, pipelines,
@@ -392,7 +395,17 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, q Queue, args []string) {
 	}
 	opCtx, cancel := context.WithTimeout(s.ctx, s.cfg.QueueOpTimeout)
 	defer cancel()
+	var span trace.Span
+	if spans.On() {
+		opCtx, span = submitSpan(opCtx, ctx, name, requestID, len(inputs))
+	}
 	id, err := q.Submit(opCtx, name, inputs, requestID)
+	if span != nil {
+		if err == nil {
+			span.SetAttributes(attribute.Int64("wasmpod.queue.job", int64(id)))
+		}
+		spans.End(span, err)
+	}
 	if err != nil {
 		writeQueueError(ctx, err)
 		return
@@ -404,6 +417,21 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, q Queue, args []string) {
 	}
 	ctx.Response.Header.Set("Location", fmt.Sprintf("/v1/queue/jobs/%d", id))
 	writeJSON(ctx, fasthttp.StatusCreated, job)
+}
+
+// submitSpan starts the span "queue.submit" of a job submit: a child of the request's W3C
+// traceparent header (the CLI forwards $TRACEPARENT), else a root the sampler decides on. The
+// queue keeps its context in the job record, so every task attempt's span ("queue.task", on
+// whichever node runs it) is its child. Called when spans.On.
+func submitSpan(ctx context.Context, rc *fasthttp.RequestCtx, pipeline, requestID string, inputs int) (context.Context, trace.Span) {
+	if tp := rc.Request.Header.Peek(spans.HeaderTraceparent); len(tp) > 0 {
+		ctx = spans.WithRemoteParent(ctx, tp)
+	}
+	attrs := []attribute.KeyValue{attribute.String("wasmpod.queue.pipeline", pipeline), attribute.Int("wasmpod.queue.inputs", inputs)}
+	if requestID != "" {
+		attrs = append(attrs, attribute.String("wasmpod.queue.request_id", requestID))
+	}
+	return spans.Start(ctx, "queue.submit", trace.SpanKindServer, attrs...)
 }
 
 // jobs serves GET /v1/queue/jobs?pipeline=P&limit=N: the newest jobs first.

@@ -31,6 +31,10 @@ type Client struct {
 	// HTTP is the client used; nil uses one with a 2-minute timeout (an upgrade waits for
 	// readiness).
 	HTTP *http.Client
+	// Traceparent, when set, is a W3C traceparent sent with a job submit: the host's
+	// "queue.submit" span, and with it the job's task attempts, join that trace (the CLI takes
+	// it from $TRACEPARENT).
+	Traceparent string
 }
 
 func (c *Client) url(path string) string {
@@ -42,18 +46,31 @@ func (c *Client) url(path string) string {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.url(path), body)
+	req, err := c.request(ctx, method, path, body)
 	if err != nil {
 		return err
+	}
+	return c.send(c.client(), req, out)
+}
+
+// request is a request to path with the bearer token.
+func (c *Client) request(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.url(path), body)
+	if err != nil {
+		return nil, err
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: 2 * time.Minute}
+	return req, nil
+}
+
+// client is c.HTTP, or one with a 2-minute timeout.
+func (c *Client) client() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
 	}
-	return c.send(hc, req, out)
+	return &http.Client{Timeout: 2 * time.Minute}
 }
 
 // send sends req with hc and decodes a 2xx JSON answer into out (unless nil); other answers

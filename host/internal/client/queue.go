@@ -84,7 +84,8 @@ func (c *Client) Pipelines(ctx context.Context) ([]queue.Pipeline, error) {
 }
 
 // Submit creates a job of pipeline over inputs, whose contents are already uploaded.
-// requestID makes it idempotent: sending the same id again returns the first job.
+// requestID makes it idempotent: sending the same id again returns the first job. With
+// c.Traceparent set, the job's spans join that trace.
 func (c *Client) Submit(ctx context.Context, pipeline string, inputs []queue.File, requestID string) (queue.Job, error) {
 	var out queue.Job
 	b, err := json.Marshal(struct {
@@ -94,7 +95,14 @@ func (c *Client) Submit(ctx context.Context, pipeline string, inputs []queue.Fil
 	if err != nil {
 		return out, err
 	}
-	return out, c.do(ctx, http.MethodPost, "/v1/queue/pipelines/"+url.PathEscape(pipeline)+"/jobs", bytes.NewReader(b), &out)
+	req, err := c.request(ctx, http.MethodPost, "/v1/queue/pipelines/"+url.PathEscape(pipeline)+"/jobs", bytes.NewReader(b))
+	if err != nil {
+		return out, err
+	}
+	if c.Traceparent != "" {
+		req.Header.Set("traceparent", c.Traceparent)
+	}
+	return out, c.send(c.client(), req, &out)
 }
 
 // Job returns a job with its progress and outputs.
