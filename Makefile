@@ -72,7 +72,7 @@ plugins: ## build every plugin under plugins/ into build/plugins/*.wasm
 
 bench: ## run all benchmarks with their baselines and write bench/RESULTS.md
 	mkdir -p $(BUILD)
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 -timeout 60m ./bench/ | tee $(BUILD)/bench.out
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 -timeout 60m ./bench/ ./cluster/internal/queuestate/ | tee $(BUILD)/bench.out
 	$(GO) run ./bench/cmd/benchreport -in $(BUILD)/bench.out -out bench/RESULTS.md
 
 fuzz: ## a short run of every fuzz target (FUZZTIME=30s each)

@@ -125,6 +125,9 @@ var ratios = [][3]string{
 	{"BenchmarkQueue/1-node", "BenchmarkQueue/command", "report"},
 	{"BenchmarkQueue/3-nodes", "BenchmarkQueue/1-node", "report"},
 	{"BenchmarkQueue/3-nodes", "BenchmarkQueue/3-nodes-plain", "report"},
+	// The queue's store alone (cluster/internal/queuestate, its own package: the same make
+	// bench invocation, reported as another run).
+	{"BenchmarkQueue/1-node", "BenchmarkStore", "report"},
 	{"BenchmarkTracing/fanout-64/sampled-1pct", "BenchmarkTracing/fanout-64/off", "<= 1.05"},
 	{"BenchmarkTracing/fanout-64/sampled-100pct", "BenchmarkTracing/fanout-64/off", "report"},
 	{"BenchmarkTracing/ingress:off-req/s", "BenchmarkTracing/ingress:sampled-1pct-req/s", "<= 1.05"},
