@@ -240,15 +240,18 @@ func TestTraceBatchSpans(t *testing.T) {
 			t.Fatalf("Do: sum %d, missing %v, %v; want 7, none", u64(t, out), res.Missing, err)
 		}
 	}
-	do(context.Background()) // learns that the peer serves batches
-	if s, b := peer.counts(); s != 3 || b != 0 {
-		t.Fatalf("first request: %d single, %d batch; want 3, 0", s, b)
+	// The first request learns that the peer serves batches from its first answer: the
+	// shards sent before that answer went one by one, any sent after it in a batch.
+	do(context.Background())
+	s0, b0 := peer.counts()
+	if s0 < 1 || s0+b0 > 3 {
+		t.Fatalf("first request: %d single, %d batch; want at least 1 single, 3 requests at most", s0, b0)
 	}
 	ctx, test := spans.Start(context.Background(), "test", 0)
 	do(ctx)
 	test.End()
-	if s, b := peer.counts(); s != 3 || b != 1 {
-		t.Fatalf("second request: %d single, %d batch in all; want 3, 1", s, b)
+	if s, b := peer.counts(); s != s0 || b != b0+1 {
+		t.Fatalf("second request: %d single, %d batch in all; want %d, %d (one batch more)", s, b, s0, b0+1)
 	}
 	g.Close() // waits for the attempts, so every span has ended
 
