@@ -130,6 +130,7 @@ var ratios = [][3]string{
 	{"BenchmarkQueue/1-node", "BenchmarkStore", "report"},
 	{"BenchmarkTracing/fanout-64/sampled-1pct", "BenchmarkTracing/fanout-64/off", "<= 1.05"},
 	{"BenchmarkTracing/fanout-64/sampled-100pct", "BenchmarkTracing/fanout-64/off", "report"},
+	{"BenchmarkTracing/fanout-64/alternating:sampled-1pct-us/op", "BenchmarkTracing/fanout-64/alternating:off-us/op", "<= 1.05"},
 	{"BenchmarkTracing/ingress:off-req/s", "BenchmarkTracing/ingress:sampled-1pct-req/s", "<= 1.05"},
 	{"BenchmarkTracing/ingress:sampled-1pct-p99-ms", "BenchmarkTracing/ingress:off-p99-ms", "<= 1.05"},
 }
