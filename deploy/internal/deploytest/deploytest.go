@@ -260,7 +260,7 @@ func modeBits(m int64) os.FileMode {
 type Host struct {
 	t       *testing.T
 	cmd     *exec.Cmd
-	out     *syncBuffer
+	out     *SyncBuffer
 	done    chan struct{}
 	exitErr error
 	// Admin and Ingress are the listeners' addresses, from the log.
@@ -296,7 +296,7 @@ func Start(t *testing.T, p Proc) *Host {
 		Credential: &syscall.Credential{Uid: image.UID, Gid: image.GID},
 		Setpgid:    true,
 	}
-	h := &Host{t: t, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	h := &Host{t: t, cmd: cmd, out: &SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = h.out, h.out
 	if err := inNetNS(p.NetNS, cmd.Start); err != nil {
 		t.Fatalf("start %v: %v", cmd.Args, err)
@@ -404,18 +404,20 @@ func (h *Host) StopWithin(limit time.Duration) int {
 // Output is what the host wrote so far.
 func (h *Host) Output() string { return h.out.String() }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer that several goroutines may write and read (a process's
+// stdout and stderr, and the test reading them).
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

@@ -68,7 +68,7 @@ func RunLocal(t *testing.T, bin string, env []string, args ...string) *Host {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	h := &Host{t: t, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	h := &Host{t: t, cmd: cmd, out: &SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = h.out, h.out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %v: %v", args, err)
