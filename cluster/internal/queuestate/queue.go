@@ -399,11 +399,8 @@ func (q *Queue) Heartbeat(l Lease) (Lease, error) {
 	var out Lease
 	err := q.update(func(tx *bolt.Tx) error {
 		now := q.cfg.Now()
-		t, err := q.holding(tx, l, now)
+		t, err := q.takeLeased(tx, l, now)
 		if err != nil {
-			return err
-		}
-		if err := deleteIndex(tx, bLeased, t.Pipeline, indexKey(t.LeaseExpires, t.ID)); err != nil {
 			return err
 		}
 		t.LeaseExpires = now.Add(q.cfg.LeaseDuration)
@@ -428,11 +425,8 @@ func (q *Queue) Complete(l Lease, result []byte) error {
 	}
 	err := q.update(func(tx *bolt.Tx) error {
 		now := q.cfg.Now()
-		t, err := q.holding(tx, l, now)
+		t, err := q.takeLeased(tx, l, now)
 		if err != nil {
-			return err
-		}
-		if err := deleteIndex(tx, bLeased, t.Pipeline, indexKey(t.LeaseExpires, t.ID)); err != nil {
 			return err
 		}
 		t.State = StateDone
@@ -458,11 +452,8 @@ func (q *Queue) Complete(l Lease, result []byte) error {
 func (q *Queue) Fail(l Lease, errMsg string) error {
 	err := q.update(func(tx *bolt.Tx) error {
 		now := q.cfg.Now()
-		t, err := q.holding(tx, l, now)
+		t, err := q.takeLeased(tx, l, now)
 		if err != nil {
-			return err
-		}
-		if err := deleteIndex(tx, bLeased, t.Pipeline, indexKey(t.LeaseExpires, t.ID)); err != nil {
 			return err
 		}
 		return q.retryOrBury(tx, t, now, errMsg)
@@ -473,8 +464,9 @@ func (q *Queue) Fail(l Lease, errMsg string) error {
 	return nil
 }
 
-// holding loads the lease's task and checks that l is its live lease.
-func (q *Queue) holding(tx *bolt.Tx, l Lease, now time.Time) (*Task, error) {
+// takeLeased loads the lease's task, checks that l is its live lease, and takes the task off the
+// leased index (the caller puts it back with a new expiry, or moves it on).
+func (q *Queue) takeLeased(tx *bolt.Tx, l Lease, now time.Time) (*Task, error) {
 	t, err := getTask(tx, l.TaskID)
 	if err != nil {
 		return nil, err
@@ -486,6 +478,9 @@ func (q *Queue) holding(tx *bolt.Tx, l Lease, now time.Time) (*Task, error) {
 		return nil, fmt.Errorf("%w: superseded by lease %d", queue.ErrLeaseLost, t.LeaseID)
 	case !now.Before(t.LeaseExpires):
 		return nil, fmt.Errorf("%w: expired at %v", queue.ErrLeaseLost, t.LeaseExpires)
+	}
+	if err := deleteIndex(tx, bLeased, t.Pipeline, indexKey(t.LeaseExpires, t.ID)); err != nil {
+		return nil, err
 	}
 	return t, nil
 }
