@@ -47,6 +47,8 @@ func nativeMerge(parts [][]byte, out []byte) []byte {
 //     (WithCloseOnContextDone) and one deadline context per request shared by every call, on
 //     the same modules, with the same worker scheme (GOMAXPROCS goroutines taking shard indexes
 //     from an atomic counter while the caller waits).
+//   - wazero-bare: the same hand-written fan-out with no termination guard and no deadline:
+//     what the guest's own code and wazero's call cost, the floor of any guarded runtime.
 //   - native: the same worker scheme and logic as Go functions.
 func BenchmarkFanout(b *testing.B) {
 	path := wasmbuild.Go(b, "../plugins/benchleaf")
@@ -58,7 +60,8 @@ func BenchmarkFanout(b *testing.B) {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			want := nativeFanout(n, goruntime.GOMAXPROCS(0))
 			b.Run("wasmpod", func(b *testing.B) { benchWasmpodFanout(b, wasm, n, want) })
-			b.Run("wazero", func(b *testing.B) { benchWazeroFanout(b, wasm, n, want) })
+			b.Run("wazero", func(b *testing.B) { benchWazeroFanout(b, wasm, n, want, true) })
+			b.Run("wazero-bare", func(b *testing.B) { benchWazeroFanout(b, wasm, n, want, false) })
 			b.Run("native", func(b *testing.B) {
 				b.ReportAllocs()
 				w := goruntime.GOMAXPROCS(0)
@@ -160,6 +163,7 @@ type rawFanout struct {
 	leaves  []*rawInstance
 	merge   *rawInstance
 	workers int
+	guarded bool // one deadline context per request (the guard's runtime closes on it)
 
 	// per request
 	ctx    context.Context
@@ -184,8 +188,12 @@ func (f *rawFanout) work() {
 }
 
 func (f *rawFanout) do() (uint64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), fanoutDeadline)
-	defer cancel()
+	ctx := context.Background()
+	if f.guarded {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, fanoutDeadline)
+		defer cancel()
+	}
 	f.ctx = ctx
 	f.next.Store(0)
 	w := min(f.workers, len(f.leaves))
@@ -210,10 +218,11 @@ func (f *rawFanout) do() (uint64, error) {
 	return binary.LittleEndian.Uint64(f.merge.out), nil
 }
 
-func benchWazeroFanout(b *testing.B, wasm []byte, n int, want uint64) {
+// benchWazeroFanout runs the hand-written fan-out: guarded, with wazero's termination guard for
+// every leaf call and one shared request deadline; else bare, with neither.
+func benchWazeroFanout(b *testing.B, wasm []byte, n int, want uint64, guarded bool) {
 	ctx := context.Background()
-	// The same termination guard for every leaf call, and one shared request deadline.
-	rt := newRawRuntime(b, true)
+	rt := newRawRuntime(b, guarded)
 	compiled, err := rt.CompileModule(ctx, wasm)
 	if err != nil {
 		b.Fatal(err)
@@ -229,7 +238,7 @@ func benchWazeroFanout(b *testing.B, wasm []byte, n int, want uint64) {
 		}
 		return &rawInstance{mod: mod, leaf: mod.ExportedFunction("wasmpod_leaf"), merge: mod.ExportedFunction("wasmpod_merge"), buf: uint32(res[0]), stack: make([]uint64, 1), out: make([]byte, 0, 8)}
 	}
-	f := &rawFanout{workers: goruntime.GOMAXPROCS(0), merge: newInstance("merge")}
+	f := &rawFanout{workers: goruntime.GOMAXPROCS(0), merge: newInstance("merge"), guarded: guarded}
 	for i := range n {
 		f.leaves = append(f.leaves, newInstance(fmt.Sprintf("leaf-%d", i)))
 	}

@@ -66,6 +66,9 @@ func TestSDKPlugins(t *testing.T) {
 
 			t.Run("leaf", func(t *testing.T) {
 				m := started(t, e, readFile(t, lang.build(t, lang.leaf)), sdkConfig(lang.name+"-leaf"))
+				if m.Stats().FromImage == 0 {
+					t.Fatalf("the leaf runs on an instance initialised by itself: %s", m.Info().Image)
+				}
 				for _, in := range [][]byte{nil, input256(), big} {
 					out, err := m.Call(ctx, runtime.RoleLeaf, in, nil)
 					if err != nil || string(out) != string(sumLE(in)) {
@@ -76,6 +79,9 @@ func TestSDKPlugins(t *testing.T) {
 
 			t.Run("merge", func(t *testing.T) {
 				m := started(t, e, readFile(t, lang.build(t, lang.merge)), sdkConfig(lang.name+"-merge"))
+				if m.Stats().FromImage == 0 {
+					t.Fatalf("the merge runs on an instance initialised by itself: %s", m.Info().Image)
+				}
 				for _, tc := range []struct {
 					parts []runtime.Part
 					want  string
@@ -127,6 +133,7 @@ func TestSDKPlugins(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer m.Close(ctx)
+				imaged(t, m) // start, stop and snapshot run on an instance made from the image
 				if err := m.Start(ctx, runtime.StartOptions{}); err != nil {
 					t.Fatal(err)
 				}
@@ -152,6 +159,7 @@ func TestSDKPlugins(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer m2.Close(ctx)
+				imaged(t, m2) // and so does the restore
 				if err := m2.Start(ctx, runtime.StartOptions{State: saved}); err != nil {
 					t.Fatal(err)
 				}
@@ -172,5 +180,16 @@ func TestSDKPlugins(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// imaged replaces the module's first instance, whose own initialisation made the image, with
+// one made from the image (issue 17: every SDK's leaf, merge and lifecycle run on image-made
+// instances), and fails if the module has no image.
+func imaged(t *testing.T, m *runtime.Module) {
+	t.Helper()
+	ok, err := runtime.UseImageInstance(m)
+	if err != nil || !ok {
+		t.Fatalf("no instance from the image (%v): %s", err, m.Info().Image)
 	}
 }

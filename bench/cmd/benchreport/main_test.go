@@ -13,6 +13,7 @@ func TestParseAndWrite(t *testing.T) {
 cpu: Test CPU
 BenchmarkCall/noop/wasmpod-2         	  500000	       200.0 ns/op	       0 B/op	       0 allocs/op
 BenchmarkCall/noop/wasmpod-2         	  500000	       190.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkCall/noop/wasmpod-2         	  500000	       900.0 ns/op	       0 B/op	       0 allocs/op
 BenchmarkCall/noop/wazero-guarded-2  	  500000	      1000 ns/op	     561 B/op	       8 allocs/op
 BenchmarkCall/noop/wazero-2  	  500000	      50 ns/op	     0 B/op	       0 allocs/op
 BenchmarkX-2 10 5 ns/op 3.5 req/s
@@ -25,8 +26,8 @@ PASS
 	if len(res) != 4 || len(header) != 2 {
 		t.Fatalf("parsed %d results, %d header lines", len(res), len(header))
 	}
-	if got := res["BenchmarkCall/noop/wasmpod"].nsPerOp; got != 190 {
-		t.Fatalf("kept %v ns/op, want the fastest run 190", got)
+	if r := res["BenchmarkCall/noop/wasmpod"]; r.nsPerOp != 200 || r.count != 3 {
+		t.Fatalf("kept %v ns/op of %d runs, want the median 200 of 3", r.nsPerOp, r.count)
 	}
 	if got := res["BenchmarkX"].extra["req/s"]; got != 3.5 {
 		t.Fatalf("custom metric %v", got)
@@ -34,7 +35,7 @@ PASS
 	var buf bytes.Buffer
 	write(&buf, res, header)
 	out := buf.String()
-	for _, want := range []string{"| Call/noop/wasmpod | Call/noop/wazero-guarded | 0.19x | <= 1.0 (met) |", "| Call/noop/wasmpod | Call/noop/wazero | 3.80x | report |", "cpu: Test CPU"} {
+	for _, want := range []string{"| Call/noop/wasmpod | Call/noop/wazero-guarded | 0.20x | <= 1.0 (met) |", "| Call/noop/wasmpod | Call/noop/wazero | 4.00x | <= 1.5 (NOT met) |", "| Call/noop/wasmpod | 3 | 200.0 |", "cpu: Test CPU"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
@@ -73,8 +74,8 @@ ok  	github.com/wasmpod/wasmpod/bench	300.000s
 		t.Fatalf("parsed %d results, %d header lines", len(res), len(header))
 	}
 	q := res["BenchmarkQueue/1-node"]
-	if q.run != 1 || q.nsPerOp != 8.5e6 || q.extra["tasks/s"] != 117.6 {
-		t.Fatalf("1-node: %+v, want the second run's fastest", q)
+	if q.run != 1 || q.nsPerOp != 9.25e6 || q.extra["tasks/s"] != 108.8 {
+		t.Fatalf("1-node: %+v, want the medians of the second run's two", q)
 	}
 	if res["BenchmarkCall/noop/wasmpod"].run != 0 {
 		t.Fatal("call results moved to the second run")
@@ -85,9 +86,9 @@ ok  	github.com/wasmpod/wasmpod/bench	300.000s
 	for _, want := range []string{
 		"joins the output of 2 separate `go test -bench` runs",
 		"- run 1: Call\n- run 2: Queue\n",
-		"| Queue/1-node | Queue/command | 1.21x | report |",
-		"| Queue/3-nodes | Queue/1-node | 2.00x | report |",
-		"| Queue/1-node | 8500000.0 | 7000000 | 43000 | 117.6 tasks/s |",
+		"| Queue/1-node | Queue/command | 1.32x | <= 1.25 (NOT met) |",
+		"| Queue/3-nodes | Queue/1-node | 1.84x | report |",
+		"| Queue/1-node | 2 | 9250000.0 | 7000000 | 43000 | 108.8 tasks/s |",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
@@ -100,7 +101,7 @@ ok  	github.com/wasmpod/wasmpod/bench	300.000s
 	res["BenchmarkQueue/command"].run = 0
 	buf.Reset()
 	write(&buf, res, header)
-	if want := "| Queue/1-node | Queue/command | 1.21x | report (from different runs) |"; !strings.Contains(buf.String(), want) {
+	if want := "| Queue/1-node | Queue/command | 1.32x | <= 1.25 (NOT met) (from different runs) |"; !strings.Contains(buf.String(), want) {
 		t.Errorf("report lacks %q:\n%s", want, buf.String())
 	}
 }
