@@ -47,6 +47,8 @@ func nativeMerge(parts [][]byte, out []byte) []byte {
 //     (WithCloseOnContextDone) and one deadline context per request shared by every call, on
 //     the same modules, with the same worker scheme (GOMAXPROCS goroutines taking shard indexes
 //     from an atomic counter while the caller waits).
+//   - wasmpod-cleaf: the same with plugins/c-leaf (benchleaf's C twin) as the leaves: how close
+//     the runtime gets to native when the guest's compiled code is close to it.
 //   - wazero-bare: the same hand-written fan-out with no termination guard and no deadline:
 //     what the guest's own code and wazero's call cost, the floor of any guarded runtime.
 //   - native: the same worker scheme and logic as Go functions.
@@ -56,10 +58,15 @@ func BenchmarkFanout(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	cleaf, err := os.ReadFile(wasmbuild.C(b, "../plugins/c-leaf"))
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, n := range []int{8, 64, 256} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			want := nativeFanout(n, goruntime.GOMAXPROCS(0))
-			b.Run("wasmpod", func(b *testing.B) { benchWasmpodFanout(b, wasm, n, want) })
+			b.Run("wasmpod", func(b *testing.B) { runWasmpodFanout(b, newWasmpodFanout(b, wasm, wasm, n), want) })
+			b.Run("wasmpod-cleaf", func(b *testing.B) { runWasmpodFanout(b, newWasmpodFanout(b, cleaf, wasm, n), want) })
 			b.Run("wazero", func(b *testing.B) { benchWazeroFanout(b, wasm, n, want, true) })
 			b.Run("wazero-bare", func(b *testing.B) { benchWazeroFanout(b, wasm, n, want, false) })
 			b.Run("native", func(b *testing.B) {
@@ -73,13 +80,9 @@ func BenchmarkFanout(b *testing.B) {
 	}
 }
 
-func benchWasmpodFanout(b *testing.B, wasm []byte, n int, want uint64) {
-	runWasmpodFanout(b, newWasmpodFanout(b, wasm, n), want)
-}
-
-// newWasmpodFanout is a Gather over n local benchleaf shards (a module each) and a merge,
-// closed when b's test ends.
-func newWasmpodFanout(b *testing.B, wasm []byte, n int) *scatter.Gather {
+// newWasmpodFanout is a Gather over n local shards of the leaf module (a module each) and a
+// merge module, closed when b's test ends.
+func newWasmpodFanout(b *testing.B, leaf, merge []byte, n int) *scatter.Gather {
 	ctx := context.Background()
 	ecfg := runtime.DefaultConfig()
 	ecfg.CacheDir = cacheDir("wasmpod")
@@ -92,7 +95,7 @@ func newWasmpodFanout(b *testing.B, wasm []byte, n int) *scatter.Gather {
 	for i := range shards {
 		cfg := runtime.DefaultModuleConfig(fmt.Sprintf("leaf-%d", i))
 		cfg.MaxMemoryPages = 1024
-		m, err := e.Load(ctx, wasm, cfg)
+		m, err := e.Load(ctx, leaf, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -101,10 +104,10 @@ func newWasmpodFanout(b *testing.B, wasm []byte, n int) *scatter.Gather {
 		}
 		shards[i] = scatter.Shard{Name: cfg.Name, Replicas: []scatter.Replica{{Leaf: scatter.NewModuleLeaf(m)}}}
 	}
-	merge := loadWasmpod(b, e, wasm, false)
+	mm := loadWasmpod(b, e, merge, false)
 	cfg := scatter.DefaultConfig()
 	cfg.Deadline = fanoutDeadline
-	g, err := scatter.New(shards, merge, cfg)
+	g, err := scatter.New(shards, mm, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

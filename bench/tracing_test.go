@@ -86,7 +86,7 @@ func BenchmarkTracing(b *testing.B) {
 		b.Fatal(err)
 	}
 	const n = 64
-	g := newWasmpodFanout(b, wasm, n)
+	g := newWasmpodFanout(b, wasm, wasm, n)
 	want := nativeFanout(n, goruntime.GOMAXPROCS(0))
 	for _, c := range []struct {
 		name    string

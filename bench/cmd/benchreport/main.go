@@ -166,6 +166,9 @@ var ratios = [][3]string{
 	// The floor: the same fan-out on bare wazero (no guard, no deadline) against native Go.
 	{"BenchmarkFanout/64/wazero-bare", "BenchmarkFanout/64/native", "report"},
 	{"BenchmarkFanout/64/wasmpod", "BenchmarkFanout/64/wazero-bare", "report"},
+	// The same runtime with a C leaf (compiled code close to native): the runtime's own share.
+	{"BenchmarkFanout/64/wasmpod-cleaf", "BenchmarkFanout/64/native", "report"},
+	{"BenchmarkFanout/256/wasmpod-cleaf", "BenchmarkFanout/256/native", "report"},
 	{"BenchmarkInstance/go/image:ns/instantiate", "BenchmarkInstance/go/noimage:ns/instantiate", "<= 0.1"},
 	{"BenchmarkInstance/c/image:ns/instantiate", "BenchmarkInstance/c/noimage:ns/instantiate", "report"},
 	{"BenchmarkInstance/rust/image:ns/instantiate", "BenchmarkInstance/rust/noimage:ns/instantiate", "report"},
