@@ -140,6 +140,9 @@ type rewriter struct {
 	hasStart bool
 	start    uint32 // the original's start function
 
+	info    []bodyInfo // of every defined function, from scanBody
+	maxCost int        // the most a call_indirect may add to its caller's run: the largest cost()
+
 }
 
 type sigInfo struct {
@@ -432,6 +435,9 @@ func (w *rewriter) stackEnter(c []byte, tmp uint32, weight int32) []byte {
 
 // exit appends what runs as a function returns: stk += weight, then a fuel check (fc).
 func (w *rewriter) exit(c []byte, weight int32, fc []byte) []byte {
+	if weight == 0 { // a leaf: it took nothing
+		return append(c, fc...)
+	}
 	c = append(c, 0x23)
 	c = appendU32(c, w.stk)
 	c = append(c, 0x41)
@@ -646,6 +652,35 @@ func (w *rewriter) code(body []byte) ([]byte, error) {
 	if int(n) != len(w.funcTypes) {
 		return nil, fmt.Errorf("%w: %d function bodies for %d functions", ErrMalformed, n, len(w.funcTypes))
 	}
+	// First every body is classified (which checks it can go without, what a call of it costs
+	// its caller), then rewritten.
+	bodies := r.Pos
+	w.info = make([]bodyInfo, n)
+	var tails []uint32
+	tailIndirect := false
+	for i := uint32(0); i < n && r.Err == nil; i++ {
+		code := r.Bytes(int(r.U32()))
+		if r.Err != nil {
+			break
+		}
+		var ind bool
+		w.info[i], tails, ind = scanBody(code, tails)
+		tailIndirect = tailIndirect || ind
+	}
+	for _, t := range tails {
+		if t >= w.yield && t < w.numFuncs {
+			w.info[t-w.yield].checkFree = false
+		}
+	}
+	w.maxCost = 1
+	for i := range w.info {
+		if tailIndirect {
+			w.info[i].checkFree = false
+		}
+		w.maxCost = max(w.maxCost, w.info[i].cost())
+	}
+	r.Pos, r.Err = bodies, nil
+
 	out := make([]byte, 0, len(body)+len(body)/4)
 	out = appendU32(out, n)
 	fb := &funcBuf{}
@@ -655,7 +690,7 @@ func (w *rewriter) code(body []byte) ([]byte, error) {
 		if r.Err != nil {
 			return nil, fmt.Errorf("%w: function %d: %v", ErrMalformed, i, r.Err)
 		}
-		fn, err := w.function(fb, code, w.types[w.funcTypes[i]])
+		fn, err := w.function(fb, code, w.types[w.funcTypes[i]], w.info[i])
 		if err != nil {
 			return nil, fmt.Errorf("function %d: %w", w.yield+i, err)
 		}
@@ -687,7 +722,7 @@ type ctl struct {
 // check), a fuel check at every loop head and wherever a path would run more than MaxStraight
 // instructions since the last check, and a size-proportional charge before every bulk
 // instruction.
-func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error) {
+func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo) ([]byte, error) {
 	r := &wasmbin.Reader{B: code}
 	groups := r.U32()
 	groupsEnd := r.Pos
@@ -709,9 +744,22 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 	weight := FrameWeight(uint64(ft.params), locals, len(code))
 	localsHdr := code[:r.Pos]
 
+	// What the function goes without (see bodyInfo): a leaf the stack budget, a check-free
+	// function every check, one with a prefix its entry check.
+	if info.leaf {
+		weight = 0
+	}
+	exitFc := fc
+	if info.checkFree {
+		exitFc = nil
+	}
 	b := fb.body[:0]
-	b = w.stackEnter(b, tmp, weight)
-	b = append(b, fc...)
+	if !info.leaf {
+		b = w.stackEnter(b, tmp, weight)
+	}
+	if !info.checkFree && info.prefix < 0 {
+		b = append(b, fc...)
+	}
 	b = append(b, 0x02) // block with the function's results
 	switch {
 	case ft.nres == 0:
@@ -740,11 +788,22 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 		}
 		start := r.Pos
 		op := r.Byte()
-		if cnt >= MaxStraight {
+		cost := 1
+		switch op {
+		case 0x10: // a call runs the callee's instructions before its first check
+			save := r.Pos
+			if idx := r.U32(); r.Err == nil && idx >= w.yield && idx < w.numFuncs {
+				cost = w.info[idx-w.yield].cost()
+			}
+			r.Pos = save
+		case 0x11:
+			cost = w.maxCost
+		}
+		if cnt+cost > MaxStraight {
 			b = append(b, fc...)
 			cnt = 0
 		}
-		cnt++
+		cnt += cost
 		var err error
 		switch op {
 		case 0x02, 0x04: // block, if
@@ -783,7 +842,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 			}
 			if len(fb.ctl) == 0 { // the function's end: close the wrapper, run the exit
 				b = append(b, 0x0B)
-				b = w.exit(b, weight, fc)
+				b = w.exit(b, weight, exitFc)
 				b = append(b, 0x0B)
 				ended = true
 				continue
@@ -814,7 +873,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 			cnt = 0
 			continue
 		case 0x0F: // return
-			b = w.exit(b, weight, fc)
+			b = w.exit(b, weight, exitFc)
 			b = append(b, op)
 			cnt = 0
 			continue
@@ -825,7 +884,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 		case 0x10, 0x12, 0xD2: // call, return_call, ref.func
 			idx := r.U32()
 			if op == 0x12 {
-				b = w.exit(b, weight, fc)
+				b = w.exit(b, weight, exitFc)
 			}
 			b = append(b, op)
 			b = appendU32(b, w.fn(idx))
@@ -839,7 +898,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 				return nil, fmt.Errorf("%w: call_indirect type %d out of range (%d types)", ErrMalformed, t, len(w.types))
 			}
 			if op == 0x13 {
-				b = w.exit(b, weight, fc)
+				b = w.exit(b, weight, exitFc)
 				cnt = 0
 			}
 			b = append(b, code[start:r.Pos]...)
