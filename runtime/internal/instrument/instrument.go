@@ -20,14 +20,35 @@
 //   - The start section is removed and its function exported as __wasmpod_start, so the host
 //     runs it like any call, under a deadline, after instantiation.
 //
+// Three kinds of function go without some of these checks (bodyInfo, classified before any
+// body is rewritten): a leaf (no call of any kind) takes nothing from the stack budget; a
+// check-free function (a leaf without loops or bulk instructions, at most MaxCheckFree
+// instructions) has no check at all; a function whose every entry reaches a loop head within
+// MaxPrefix instructions that neither branch, call nor charge has no entry check (the loop
+// head's check comes first). A call instruction counts, in its caller's straight-line run, what
+// the callee runs before its first check: all of a check-free callee, the prefix of one
+// without entry check; a call_indirect counts the most any function of the module would.
+//
 // The guarantee (RATIONALE.md, "Deadlines"): between two checks a guest runs at most
 // MaxStraight of its own instructions plus the check code, plus at most one bulk instruction
 // (charged before it runs, bounded by the memory or table limit) or one host function. Proof
-// sketch: within one function activation, execution only moves forward between loop heads;
-// every forward path of more than MaxStraight instructions passes a check the rewriter placed
-// (it tracks the longest path since the last check through branches, see function); a
-// backward branch lands on a loop head, which checks; a call enters a function, which checks,
-// and returns through its exit, which checks.
+// sketch: the rewriter keeps, at every point of a body, a bound on the instructions run since
+// the last check along any path into that point (function, through blocks, branches and
+// if/else), and places a check wherever the next instruction would take it over MaxStraight.
+// Within one activation execution only moves forward between loop heads, and a backward branch
+// lands on a loop head, which checks. A call runs the callee: if the callee checks at entry, the
+// caller's run ends there; if its entry check stands at its first loop head, the run goes on
+// for the callee's prefix, which the call counted; if it is check-free, the run goes on through
+// all its instructions, each at most once (no loops, no calls), which the call counted, and
+// comes back to the caller, which goes on counting. Every other callee checks at its exit, so
+// the caller's run after the call starts afresh there (it is counted from before the call,
+// which only over-counts). A tail call (return_call) leaves through the caller's exit check
+// into the callee, so a check-free callee would run uncounted and return to a caller that
+// counted nothing for it: no function that a return_call names, and none in a module with a
+// return_call_indirect, is check-free. Recursion needs a call, so every activation that recurses
+// passes a check (an entry check, or the loop head standing for it) before it calls, and its
+// depth is bounded by the stack budget, which every function that calls pays; a leaf adds one
+// frame, bounded by the module, on top.
 //
 // The added globals and types must be unreachable to the guest: the rewriter refuses any
 // reference of the original module to a global, local, type or label index beyond what the
@@ -720,8 +741,10 @@ type ctl struct {
 // function rewrites one body: the stack budget and a fuel check at entry, the original body
 // wrapped in a block whose end (and every return) runs the exit (stack budget back, fuel
 // check), a fuel check at every loop head and wherever a path would run more than MaxStraight
-// instructions since the last check, and a size-proportional charge before every bulk
-// instruction.
+// instructions since the last check (a call counting what the callee runs before its first
+// check, bodyInfo.cost), and a size-proportional charge before every bulk instruction. What
+// info allows goes: the stack budget of a leaf, every check of a check-free function, the
+// entry check of one with a prefix.
 func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo) ([]byte, error) {
 	r := &wasmbin.Reader{B: code}
 	groups := r.U32()

@@ -32,7 +32,7 @@ const (
 // A check-free function must also return to the caller that counted it: a tail call
 // (return_call) from a function that has checked its exit would run it uncounted before
 // returning to that function's caller. So no function is check-free in a module that has a
-// return_call_indirect, nor is one that a return_call names.
+// return_call_indirect, nor is one that a return_call names (the rewriter clears checkFree).
 type bodyInfo struct {
 	leaf      bool
 	checkFree bool
