@@ -20,14 +20,35 @@
 //   - The start section is removed and its function exported as __wasmpod_start, so the host
 //     runs it like any call, under a deadline, after instantiation.
 //
+// Three kinds of function go without some of these checks (bodyInfo, classified before any
+// body is rewritten): a leaf (no call of any kind) takes nothing from the stack budget; a
+// check-free function (a leaf without loops or bulk instructions, at most MaxCheckFree
+// instructions) has no check at all; a function whose every entry reaches a loop head within
+// MaxPrefix instructions that neither branch, call nor charge has no entry check (the loop
+// head's check comes first). A call instruction counts, in its caller's straight-line run, what
+// the callee runs before its first check: all of a check-free callee, the prefix of one
+// without entry check; a call_indirect counts the most any function of the module would.
+//
 // The guarantee (RATIONALE.md, "Deadlines"): between two checks a guest runs at most
 // MaxStraight of its own instructions plus the check code, plus at most one bulk instruction
 // (charged before it runs, bounded by the memory or table limit) or one host function. Proof
-// sketch: within one function activation, execution only moves forward between loop heads;
-// every forward path of more than MaxStraight instructions passes a check the rewriter placed
-// (it tracks the longest path since the last check through branches, see function); a
-// backward branch lands on a loop head, which checks; a call enters a function, which checks,
-// and returns through its exit, which checks.
+// sketch: the rewriter keeps, at every point of a body, a bound on the instructions run since
+// the last check along any path into that point (function, through blocks, branches and
+// if/else), and places a check wherever the next instruction would take it over MaxStraight.
+// Within one activation execution only moves forward between loop heads, and a backward branch
+// lands on a loop head, which checks. A call runs the callee: if the callee checks at entry, the
+// caller's run ends there; if its entry check stands at its first loop head, the run goes on
+// for the callee's prefix, which the call counted; if it is check-free, the run goes on through
+// all its instructions, each at most once (no loops, no calls), which the call counted, and
+// comes back to the caller, which goes on counting. Every other callee checks at its exit, so
+// the caller's run after the call starts afresh there (it is counted from before the call,
+// which only over-counts). A tail call (return_call) leaves through the caller's exit check
+// into the callee, so a check-free callee would run uncounted and return to a caller that
+// counted nothing for it: no function that a return_call names, and none in a module with a
+// return_call_indirect, is check-free. Recursion needs a call, so every activation that recurses
+// passes a check (an entry check, or the loop head standing for it) before it calls, and its
+// depth is bounded by the stack budget, which every function that calls pays; a leaf adds one
+// frame, bounded by the module, on top.
 //
 // The added globals and types must be unreachable to the guest: the rewriter refuses any
 // reference of the original module to a global, local, type or label index beyond what the
@@ -139,6 +160,9 @@ type rewriter struct {
 
 	hasStart bool
 	start    uint32 // the original's start function
+
+	info    []bodyInfo // of every defined function, from scanBody
+	maxCost int        // the most a call_indirect may add to its caller's run: the largest cost()
 
 }
 
@@ -432,6 +456,9 @@ func (w *rewriter) stackEnter(c []byte, tmp uint32, weight int32) []byte {
 
 // exit appends what runs as a function returns: stk += weight, then a fuel check (fc).
 func (w *rewriter) exit(c []byte, weight int32, fc []byte) []byte {
+	if weight == 0 { // a leaf: it took nothing
+		return append(c, fc...)
+	}
 	c = append(c, 0x23)
 	c = appendU32(c, w.stk)
 	c = append(c, 0x41)
@@ -646,6 +673,35 @@ func (w *rewriter) code(body []byte) ([]byte, error) {
 	if int(n) != len(w.funcTypes) {
 		return nil, fmt.Errorf("%w: %d function bodies for %d functions", ErrMalformed, n, len(w.funcTypes))
 	}
+	// First every body is classified (which checks it can go without, what a call of it costs
+	// its caller), then rewritten.
+	bodies := r.Pos
+	w.info = make([]bodyInfo, n)
+	var tails []uint32
+	tailIndirect := false
+	for i := uint32(0); i < n && r.Err == nil; i++ {
+		code := r.Bytes(int(r.U32()))
+		if r.Err != nil {
+			break
+		}
+		var ind bool
+		w.info[i], tails, ind = scanBody(code, tails)
+		tailIndirect = tailIndirect || ind
+	}
+	for _, t := range tails {
+		if t >= w.yield && t < w.numFuncs {
+			w.info[t-w.yield].checkFree = false
+		}
+	}
+	w.maxCost = 1
+	for i := range w.info {
+		if tailIndirect {
+			w.info[i].checkFree = false
+		}
+		w.maxCost = max(w.maxCost, w.info[i].cost())
+	}
+	r.Pos, r.Err = bodies, nil
+
 	out := make([]byte, 0, len(body)+len(body)/4)
 	out = appendU32(out, n)
 	fb := &funcBuf{}
@@ -655,7 +711,7 @@ func (w *rewriter) code(body []byte) ([]byte, error) {
 		if r.Err != nil {
 			return nil, fmt.Errorf("%w: function %d: %v", ErrMalformed, i, r.Err)
 		}
-		fn, err := w.function(fb, code, w.types[w.funcTypes[i]])
+		fn, err := w.function(fb, code, w.types[w.funcTypes[i]], w.info[i])
 		if err != nil {
 			return nil, fmt.Errorf("function %d: %w", w.yield+i, err)
 		}
@@ -685,9 +741,11 @@ type ctl struct {
 // function rewrites one body: the stack budget and a fuel check at entry, the original body
 // wrapped in a block whose end (and every return) runs the exit (stack budget back, fuel
 // check), a fuel check at every loop head and wherever a path would run more than MaxStraight
-// instructions since the last check, and a size-proportional charge before every bulk
-// instruction.
-func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error) {
+// instructions since the last check (a call counting what the callee runs before its first
+// check, bodyInfo.cost), and a size-proportional charge before every bulk instruction. What
+// info allows goes: the stack budget of a leaf, every check of a check-free function, the
+// entry check of one with a prefix.
+func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo) ([]byte, error) {
 	r := &wasmbin.Reader{B: code}
 	groups := r.U32()
 	groupsEnd := r.Pos
@@ -709,9 +767,22 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 	weight := FrameWeight(uint64(ft.params), locals, len(code))
 	localsHdr := code[:r.Pos]
 
+	// What the function goes without (see bodyInfo): a leaf the stack budget, a check-free
+	// function every check, one with a prefix its entry check.
+	if info.leaf {
+		weight = 0
+	}
+	exitFc := fc
+	if info.checkFree {
+		exitFc = nil
+	}
 	b := fb.body[:0]
-	b = w.stackEnter(b, tmp, weight)
-	b = append(b, fc...)
+	if !info.leaf {
+		b = w.stackEnter(b, tmp, weight)
+	}
+	if !info.checkFree && info.prefix < 0 {
+		b = append(b, fc...)
+	}
 	b = append(b, 0x02) // block with the function's results
 	switch {
 	case ft.nres == 0:
@@ -740,11 +811,22 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 		}
 		start := r.Pos
 		op := r.Byte()
-		if cnt >= MaxStraight {
+		cost := 1
+		switch op {
+		case 0x10: // a call runs the callee's instructions before its first check
+			save := r.Pos
+			if idx := r.U32(); r.Err == nil && idx >= w.yield && idx < w.numFuncs {
+				cost = w.info[idx-w.yield].cost()
+			}
+			r.Pos = save
+		case 0x11:
+			cost = w.maxCost
+		}
+		if cnt+cost > MaxStraight {
 			b = append(b, fc...)
 			cnt = 0
 		}
-		cnt++
+		cnt += cost
 		var err error
 		switch op {
 		case 0x02, 0x04: // block, if
@@ -783,7 +865,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 			}
 			if len(fb.ctl) == 0 { // the function's end: close the wrapper, run the exit
 				b = append(b, 0x0B)
-				b = w.exit(b, weight, fc)
+				b = w.exit(b, weight, exitFc)
 				b = append(b, 0x0B)
 				ended = true
 				continue
@@ -814,7 +896,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 			cnt = 0
 			continue
 		case 0x0F: // return
-			b = w.exit(b, weight, fc)
+			b = w.exit(b, weight, exitFc)
 			b = append(b, op)
 			cnt = 0
 			continue
@@ -825,7 +907,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 		case 0x10, 0x12, 0xD2: // call, return_call, ref.func
 			idx := r.U32()
 			if op == 0x12 {
-				b = w.exit(b, weight, fc)
+				b = w.exit(b, weight, exitFc)
 			}
 			b = append(b, op)
 			b = appendU32(b, w.fn(idx))
@@ -839,7 +921,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo) ([]byte, error
 				return nil, fmt.Errorf("%w: call_indirect type %d out of range (%d types)", ErrMalformed, t, len(w.types))
 			}
 			if op == 0x13 {
-				b = w.exit(b, weight, fc)
+				b = w.exit(b, weight, exitFc)
 				cnt = 0
 			}
 			b = append(b, code[start:r.Pos]...)
