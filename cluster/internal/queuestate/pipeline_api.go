@@ -64,7 +64,7 @@ func (q *Queue) Submit(ctx context.Context, requestID, pipeline string, inputs [
 func (q *Queue) Job(id queue.JobID) (queue.Job, error) {
 	var out queue.Job
 	err := q.view(func(tx *bolt.Tx) error {
-		j, err := getJob(tx, id)
+		j, err := q.getJob(tx, id)
 		if err != nil {
 			return err
 		}
@@ -145,7 +145,7 @@ func (q *Queue) DeadTasks(pipeline string) ([]queue.TaskInfo, error) {
 			}
 			err = q.view(func(tx *bolt.Tx) error {
 				for i := range ts {
-					out = append(out, info(tx, &ts[i]))
+					out = append(out, q.info(tx, &ts[i]))
 				}
 				return nil
 			})
@@ -168,7 +168,7 @@ func (q *Queue) TaskInfo(id queue.TaskID) (queue.TaskInfo, error) {
 		return queue.TaskInfo{}, err
 	}
 	var out queue.TaskInfo
-	err = q.view(func(tx *bolt.Tx) error { out = info(tx, &t); return nil })
+	err = q.view(func(tx *bolt.Tx) error { out = q.info(tx, &t); return nil })
 	return out, err
 }
 
