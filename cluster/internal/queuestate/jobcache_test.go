@@ -203,3 +203,37 @@ func TestJobCacheBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestReadyNow counts what Lease could take now, up to the limit, and leaves out tasks that
+// back off, are leased or belong to another queue.
+func TestReadyNow(t *testing.T) {
+	q, c, _ := newTest(t, nil)
+	for range 3 {
+		mustEnqueue(t, q, "p", "x")
+	}
+	mustEnqueue(t, q, "other", "y")
+	l := mustLease(t, q, "p", "w") // leased: not ready
+	if err := q.Fail(l, "boom"); err != nil { // backing off for a second: not ready yet
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name  string
+		queue string
+		after time.Duration
+		limit int
+		want  int
+	}{
+		{"two ready, one backing off", "p", 0, 10, 2},
+		{"stops at the limit", "p", 0, 1, 1},
+		{"limit zero", "p", 0, 0, 0},
+		{"after the backoff", "p", 2 * time.Second, 10, 3},
+		{"another queue", "other", 0, 10, 1},
+		{"no such queue", "none", 0, 10, 0},
+	}
+	for _, tc := range cases {
+		n, err := q.ReadyNow(tc.queue, c.Now().Add(tc.after), tc.limit)
+		if err != nil || n != tc.want {
+			t.Errorf("%s: ReadyNow = %d, %v; want %d", tc.name, n, err, tc.want)
+		}
+	}
+}

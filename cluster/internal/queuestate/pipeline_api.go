@@ -1,6 +1,7 @@
 package queuestate
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -197,4 +198,22 @@ func (q *Queue) NextReady(name string, now time.Time) (at time.Time, ok bool, er
 		at = now
 	}
 	return at, ok, err
+}
+
+// ReadyNow counts the named queue's tasks that Lease could hand out at now (ready, not
+// backing off), stopping at limit: it costs O(limit), whatever the queue's length.
+func (q *Queue) ReadyNow(name string, now time.Time, limit int) (n int, err error) {
+	err = q.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bReady).Bucket([]byte(name))
+		if b == nil {
+			return nil
+		}
+		nowKey := timeKey(now)
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && n < limit && bytes.Compare(k[:8], nowKey[:]) <= 0; k, _ = c.Next() {
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
