@@ -212,7 +212,7 @@ func TestReadyNow(t *testing.T) {
 		mustEnqueue(t, q, "p", "x")
 	}
 	mustEnqueue(t, q, "other", "y")
-	l := mustLease(t, q, "p", "w") // leased: not ready
+	l := mustLease(t, q, "p", "w")            // leased: not ready
 	if err := q.Fail(l, "boom"); err != nil { // backing off for a second: not ready yet
 		t.Fatal(err)
 	}
