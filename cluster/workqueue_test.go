@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmpod/wasmpod/cluster/internal/queuestate"
 	"github.com/wasmpod/wasmpod/cluster/queue"
 )
 
@@ -236,4 +237,68 @@ func TestWorkQueueRetention(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestLeaseGate: concurrent leases of one queue on the leader are proposed together only for
+// as many tasks as are ready: each ready task goes to exactly one of them, and the others
+// wait without writing a lease command that finds nothing.
+func TestLeaseGate(t *testing.T) {
+	cases := []struct{ ready, leasers int }{
+		{ready: 1, leasers: 4},
+		{ready: 3, leasers: 3},
+		{ready: 4, leasers: 2},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%d ready, %d leasers", tc.ready, tc.leasers), func(t *testing.T) {
+			c := testConfig("solo")
+			c.StateDir = t.TempDir() // durable: each log write waits for an fsync, so leases overlap
+			n := startNode(t, c)
+			ctx := t.Context()
+			p := queue.Pipeline{Name: "gate", Stages: []queue.StageDef{{Name: "s"}}}
+			eventually(t, "define", func() error { return n.Queue().DefinePipeline(ctx, p) })
+			contents := map[string]string{}
+			for i := range tc.ready {
+				contents[fmt.Sprintf("in/%d", i)] = fmt.Sprintf("input %d", i)
+			}
+			if _, err := n.Queue().Submit(ctx, "gate", putFiles(t, n, contents), ""); err != nil {
+				t.Fatal(err)
+			}
+			before := n.wq.m.Applied()
+			var (
+				wg    sync.WaitGroup
+				mu    sync.Mutex
+				tasks = map[queue.TaskID]int{}
+				empty int
+			)
+			for i := range tc.leasers {
+				wg.Go(func() {
+					cmd := queuestate.Command{Op: queuestate.OpLease, Name: queuestate.StageQueue("gate", 0), Worker: fmt.Sprintf("solo/gate/0/%d", i)}
+					resp, err := n.wq.do(ctx, cmd, 300*time.Millisecond)
+					mu.Lock()
+					defer mu.Unlock()
+					switch {
+					case errors.Is(err, queue.ErrEmpty):
+						empty++
+					case err != nil:
+						t.Errorf("lease %d: %v", i, err)
+					default:
+						tasks[resp.Lease.TaskID]++
+					}
+				})
+			}
+			wg.Wait()
+			granted := min(tc.ready, tc.leasers)
+			if len(tasks) != granted || empty != tc.leasers-granted {
+				t.Fatalf("%d tasks leased (%v), %d leasers found none; want %d and %d", len(tasks), tasks, empty, granted, tc.leasers-granted)
+			}
+			for id, k := range tasks {
+				if k != 1 {
+					t.Fatalf("task %d leased %d times", id, k)
+				}
+			}
+			if got := n.wq.m.Applied() - before; got != uint64(granted) {
+				t.Fatalf("%d queue commands for %d leases: lease commands that found nothing were written", got, granted)
+			}
+		})
+	}
 }

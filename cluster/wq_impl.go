@@ -58,7 +58,7 @@ type workQueue struct {
 	pools []*Workers
 
 	leaseMu sync.Mutex
-	leasing map[string]*sync.Mutex // per stage queue, on the leader: one lease decision at a time
+	leasing map[string]*leaseGate // per stage queue, on the leader
 
 	quota        *blobQuota    // of pushes from each peer
 	reservations *reservations // replicated: which pushes each peer may make
@@ -71,7 +71,7 @@ type workQueue struct {
 // openWorkQueue prepares the replica and the blob store under stateDir (a temporary directory
 // when stateDir is ""). The replica's file is rebuilt from the Raft log at every start.
 func openWorkQueue(n *Node, stateDir string, cfg QueueConfig) (*workQueue, error) {
-	w := &workQueue{node: n, cfg: cfg, stop: make(chan struct{}), leasing: map[string]*sync.Mutex{}}
+	w := &workQueue{node: n, cfg: cfg, stop: make(chan struct{}), leasing: map[string]*leaseGate{}}
 	w.stopCtx, w.stopCancel = context.WithCancel(context.Background())
 	dir := stateDir
 	if dir == "" {
@@ -336,6 +336,12 @@ func (w *workQueue) leadForward(ctx context.Context, from replog.Caller, b []byt
 	return json.Marshal(resp)
 }
 
+// leaseGate counts the lease commands of one stage queue in flight on the leader.
+type leaseGate struct {
+	mu       sync.Mutex
+	inflight int
+}
+
 // lead runs one operation on the leader: it stamps the leader's clock and settings and
 // commits the command. A lease waits up to wait for a ready task without writing to the log
 // while there is none. noLeader reports that this node is (no longer) the leader.
@@ -349,13 +355,15 @@ func (w *workQueue) lead(ctx context.Context, cmd queuestate.Command, wait time.
 	if err := w.log.Load().CaughtUp(applyTimeout); err != nil {
 		return queuestate.Response{}, true
 	}
-	// One lease decision per queue at a time: waiters woken by the same ready task do not
-	// each write a lease command that finds nothing.
+	// Lease decisions per queue are taken one at a time, and a lease is proposed only for a
+	// task no lease in flight will take: waiters woken by the same ready task do not each write
+	// a lease command that finds nothing, while leases of as many tasks as are ready go to the
+	// log together (one log write for all of them) rather than one commit after another.
 	w.leaseMu.Lock()
-	qmu := w.leasing[cmd.Name]
-	if qmu == nil {
-		qmu = &sync.Mutex{}
-		w.leasing[cmd.Name] = qmu
+	g := w.leasing[cmd.Name]
+	if g == nil {
+		g = &leaseGate{}
+		w.leasing[cmd.Name] = g
 	}
 	w.leaseMu.Unlock()
 	empty := queuestate.Response{Code: "empty", Error: queue.ErrEmpty.Error()}
@@ -365,27 +373,44 @@ func (w *workQueue) lead(ctx context.Context, cmd queuestate.Command, wait time.
 			return empty, false
 		}
 		changed := w.m.Changed()
-		qmu.Lock()
+		g.mu.Lock()
 		now := time.Now()
 		var (
-			at time.Time
-			ok bool
+			at    time.Time
+			ok    bool
+			ready int
 		)
 		err := w.m.Read(func(q *queuestate.Queue) error {
 			var e error
-			at, ok, e = q.NextReady(cmd.Name, now)
+			if at, ok, e = q.NextReady(cmd.Name, now); e != nil || g.inflight == 0 {
+				return e
+			}
+			ready, e = q.ReadyNow(cmd.Name, now, g.inflight+1)
 			return e
 		})
-		if err == nil && ok && !at.After(now) {
+		// Alone, a lease goes ahead when the queue has work now (a ready task, or an expired
+		// lease the command will hand out again); beside others, only for a ready task more
+		// than the leases in flight can take.
+		if err == nil && ok && !at.After(now) && (g.inflight == 0 || ready > g.inflight) {
+			g.inflight++
+			g.mu.Unlock()
 			cmd.At = now
 			resp, noLeader = w.apply(cmd, applyTimeout)
-			qmu.Unlock()
+			g.mu.Lock()
+			g.inflight--
+			g.mu.Unlock()
 			if noLeader || !errors.Is(resp.Err(), queue.ErrEmpty) {
 				return resp, noLeader
 			}
 			continue // expired leases went back to backing off: look again
 		}
-		qmu.Unlock()
+		if err == nil && ok && !at.After(now) {
+			// Work now, but taken by the leases in flight: wait for the next change (their
+			// commits, or a new task), or look again shortly (a lease that failed changes
+			// nothing).
+			at = now.Add(50 * time.Millisecond)
+		}
+		g.mu.Unlock()
 		if err != nil {
 			return queuestate.Response{Code: "other", Error: err.Error()}, false
 		}

@@ -66,3 +66,43 @@ func BenchmarkStore(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")
 }
+
+// BenchmarkJobTasks measures the pipeline layer's work per task as a replica does it (a file
+// without fsync, as the Machine's): lease and complete one task of a job of n inputs, one at a
+// time. Work that grows with the job's size per task shows as a cost growing with n.
+func BenchmarkJobTasks(b *testing.B) {
+	for _, n := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("inputs=%d", n), func(b *testing.B) {
+			ctx := context.Background()
+			q, err := open(filepath.Join(b.TempDir(), "queue.db"), DefaultConfig(), true)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer q.Close()
+			if err := q.DefinePipeline(queue.Pipeline{Name: "p", Stages: []queue.StageDef{{Name: "copy"}}}); err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; i < b.N; i += n {
+				inputs := make([]queue.File, min(n, b.N-i))
+				for k := range inputs {
+					inputs[k] = queue.File{Name: fmt.Sprintf("r1/t%06d", i+k), SHA256: strings.Repeat("ab", 32), Size: 16}
+				}
+				if _, err := q.Submit(ctx, "", "p", inputs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			result, _ := json.Marshal(queue.File{Name: "r1/t000000", SHA256: strings.Repeat("cd", 32), Size: 21})
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				l, err := q.Lease(ctx, StageQueue("p", 0), "w")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := q.Complete(l, result); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

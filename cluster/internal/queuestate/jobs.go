@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,6 +64,10 @@ type jobRecord struct {
 	// Trace is the submitter's W3C traceparent ("" when not traced): every task of the job
 	// carries it, so that each attempt's span joins the job's trace.
 	Trace string `json:"trace,omitempty"`
+
+	// fixed is the JSON of the fields above that never change after the submit (see
+	// encodeJob): set at the record's first encoding, shared by its copies.
+	fixed []byte
 }
 
 func slotKey(job queue.JobID, stage, slot int) []byte {
@@ -73,13 +78,7 @@ func slotKey(job queue.JobID, stage, slot int) []byte {
 	return k
 }
 
-func getJob(tx *bolt.Tx, id queue.JobID) (*jobRecord, error) {
-	v := tx.Bucket(bJobs).Get(idKey(queue.TaskID(id)))
-	if v == nil {
-		return nil, fmt.Errorf("%w: job %d", queue.ErrNotFound, id)
-	}
-	return decodeJob(idKey(queue.TaskID(id)), v)
-}
+func errJobNotFound(id queue.JobID) error { return fmt.Errorf("%w: job %d", queue.ErrNotFound, id) }
 
 // decodeJob decodes the job record stored under key k.
 func decodeJob(k, v []byte) (*jobRecord, error) {
@@ -92,14 +91,6 @@ func decodeJob(k, v []byte) (*jobRecord, error) {
 		j.MergeStarted = make([]bool, len(j.Stages))
 	}
 	return &j, nil
-}
-
-func putJob(tx *bolt.Tx, j *jobRecord) error {
-	b, err := json.Marshal(j)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bJobs).Put(idKey(queue.TaskID(j.ID)), b)
 }
 
 // recompute derives every stage's Expected from the counters: a non-merge stage expects what
@@ -195,7 +186,9 @@ func (q *Queue) submitWith(tx *bolt.Tx, now time.Time, requestID, pipeline strin
 	if err != nil {
 		return 0, err
 	}
-	j := &jobRecord{ID: queue.JobID(seq), Pipeline: *p, Inputs: inputs, Created: now,
+	// The record keeps its own copy of the inputs: the caller's slice may change, the record
+	// (and the cache's copy of it) must not.
+	j := &jobRecord{ID: queue.JobID(seq), Pipeline: *p, Inputs: slices.Clone(inputs), Created: now,
 		Stages: make([]queue.StageProgress, len(p.Stages)), MergeStarted: make([]bool, len(p.Stages))}
 	if sc, ok := spans.ParseTraceparent([]byte(traceparent)); ok {
 		j.Trace = string(spans.AppendTraceparent(nil, sc)) // normalised: 55 bytes whatever was sent
@@ -215,7 +208,7 @@ func (q *Queue) submitWith(tx *bolt.Tx, now time.Time, requestID, pipeline strin
 			}
 		}
 	}
-	if err := putJob(tx, j); err != nil {
+	if err := q.putJob(tx, j); err != nil {
 		return 0, err
 	}
 	if requestID != "" {
@@ -293,7 +286,7 @@ func stageTaskOf(t *Task) (StageTask, bool) {
 
 // jobOf returns the job a task serves, if the task still owns its slot (a task replaced by
 // a re-run of its stage is stale and moves nothing).
-func jobOf(tx *bolt.Tx, t *Task) (*jobRecord, StageTask, bool, error) {
+func (q *Queue) jobOf(tx *bolt.Tx, t *Task) (*jobRecord, StageTask, bool, error) {
 	st, ok := stageTaskOf(t)
 	if !ok {
 		return nil, st, false, nil
@@ -302,7 +295,7 @@ func jobOf(tx *bolt.Tx, t *Task) (*jobRecord, StageTask, bool, error) {
 	if len(v) != 8 || queue.TaskID(binary.BigEndian.Uint64(v)) != t.ID {
 		return nil, st, false, nil
 	}
-	j, err := getJob(tx, st.Job)
+	j, err := q.getJob(tx, st.Job)
 	if errors.Is(err, queue.ErrNotFound) {
 		return nil, st, false, nil
 	}
@@ -320,7 +313,7 @@ func jobOf(tx *bolt.Tx, t *Task) (*jobRecord, StageTask, bool, error) {
 func (q *Queue) limits(tx *bolt.Tx, t *Task) (int, time.Duration) {
 	maxAttempts, base := q.cfg.MaxAttempts, q.cfg.BackoffBase
 	if st, ok := stageTaskOf(t); ok {
-		if j, err := getJob(tx, st.Job); err == nil {
+		if j, err := q.getJob(tx, st.Job); err == nil {
 			if j.Pipeline.MaxAttempts > 0 {
 				maxAttempts = j.Pipeline.MaxAttempts
 			}
@@ -334,7 +327,7 @@ func (q *Queue) limits(tx *bolt.Tx, t *Task) (int, time.Duration) {
 
 // onDone moves a job on after one of its tasks completed with result (a JSON File).
 func (q *Queue) onDone(tx *bolt.Tx, now time.Time, t *Task) error {
-	j, st, ok, err := jobOf(tx, t)
+	j, st, ok, err := q.jobOf(tx, t)
 	if !ok || err != nil {
 		return err
 	}
@@ -358,7 +351,7 @@ func (q *Queue) onDone(tx *bolt.Tx, now time.Time, t *Task) error {
 
 // onDead accounts for a dead-lettered task of a job.
 func (q *Queue) onDead(tx *bolt.Tx, now time.Time, t *Task) error {
-	j, st, ok, err := jobOf(tx, t)
+	j, st, ok, err := q.jobOf(tx, t)
 	if !ok || err != nil {
 		return err
 	}
@@ -369,7 +362,7 @@ func (q *Queue) onDead(tx *bolt.Tx, now time.Time, t *Task) error {
 
 // onRetry undoes onDead when a dead-lettered task is put back.
 func (q *Queue) onRetry(tx *bolt.Tx, t *Task) error {
-	j, st, ok, err := jobOf(tx, t)
+	j, st, ok, err := q.jobOf(tx, t)
 	if !ok || err != nil {
 		return err
 	}
@@ -383,7 +376,7 @@ func (q *Queue) onRetry(tx *bolt.Tx, t *Task) error {
 	}
 	j.Finished = time.Time{}
 	j.recompute()
-	return putJob(tx, j)
+	return q.putJob(tx, j)
 }
 
 // advance runs after stage k's counters changed: it starts a following merge stage once k
@@ -415,7 +408,7 @@ func (q *Queue) finishPut(tx *bolt.Tx, now time.Time, j *jobRecord, err error) e
 	if j.state() != queue.JobRunning && j.Finished.IsZero() {
 		j.Finished = now
 	}
-	return putJob(tx, j)
+	return q.putJob(tx, j)
 }
 
 // stageOutputs collects the outputs of stage k's completed tasks, in slot order.
@@ -445,8 +438,11 @@ func stageOutputs(tx *bolt.Tx, j *jobRecord, k int) ([]queue.File, error) {
 
 // view builds the public Job.
 func (j *jobRecord) view(tx *bolt.Tx) (queue.Job, error) {
-	out := queue.Job{ID: j.ID, Pipeline: j.Pipeline, Inputs: j.Inputs, State: j.state(), Created: j.Created,
-		Finished: j.Finished, Stages: append([]queue.StageProgress(nil), j.Stages...)}
+	// Copies of what the record shares with the job cache: the caller may change its Job.
+	p := j.Pipeline
+	p.Stages = slices.Clone(p.Stages)
+	out := queue.Job{ID: j.ID, Pipeline: p, Inputs: slices.Clone(j.Inputs), State: j.state(), Created: j.Created,
+		Finished: j.Finished, Stages: slices.Clone(j.Stages)}
 	last := len(j.Stages) - 1
 	outs, err := stageOutputs(tx, j, last)
 	if err != nil {
@@ -457,12 +453,12 @@ func (j *jobRecord) view(tx *bolt.Tx) (queue.Job, error) {
 }
 
 // info builds the public TaskInfo of a task.
-func info(tx *bolt.Tx, t *Task) queue.TaskInfo {
+func (q *Queue) info(tx *bolt.Tx, t *Task) queue.TaskInfo {
 	ti := queue.TaskInfo{ID: t.ID, Pipeline: t.Pipeline, State: t.State.String(), Attempts: t.Attempts, Worker: t.Worker,
 		Errors: t.Errors, Enqueued: t.EnqueuedAt, Finished: t.FinishedAt}
 	if st, ok := stageTaskOf(t); ok {
 		ti.Job, ti.Stage, ti.Inputs = st.Job, st.Stage, st.Inputs
-		if j, err := getJob(tx, st.Job); err == nil {
+		if j, err := q.getJob(tx, st.Job); err == nil {
 			ti.Pipeline = j.Pipeline.Name
 			if st.Stage >= 0 && st.Stage < len(j.Pipeline.Stages) {
 				ti.StageName = j.Pipeline.Stages[st.Stage].Name
@@ -483,12 +479,12 @@ func (q *Queue) onLease(tx *bolt.Tx, t *Task) error {
 	if t.Attempts <= 1 {
 		return nil
 	}
-	j, st, ok, err := jobOf(tx, t)
+	j, st, ok, err := q.jobOf(tx, t)
 	if !ok || err != nil {
 		return err
 	}
 	j.Stages[st.Stage].Redelivered++
-	return putJob(tx, j)
+	return q.putJob(tx, j)
 }
 
 // PruneResult counts what a prune removed.
@@ -560,6 +556,7 @@ func (q *Queue) prune(tx *bolt.Tx, cutoff time.Time) (PruneResult, error) {
 		if err := tx.Bucket(bJobs).Delete(prefix); err != nil {
 			return res, err
 		}
+		q.jobs.drop(j.ID)
 		res.Jobs++
 	}
 	rb := tx.Bucket(bRequests)

@@ -126,7 +126,8 @@ type Machine struct {
 	mu sync.RWMutex // write: Restore swaps the file; read: everything else
 	q  *Queue
 
-	at atomic.Int64 // the applying command's time, read by the queue's clock
+	at      atomic.Int64  // the applying command's time, read by the queue's clock
+	applied atomic.Uint64 // commands applied since the machine was opened
 
 	chMu   sync.Mutex
 	change chan struct{}
@@ -164,6 +165,10 @@ func (m *Machine) Close() error {
 	return m.q.Close()
 }
 
+// Applied counts the commands Apply was given since the machine was opened (whether or not
+// they changed anything).
+func (m *Machine) Applied() uint64 { return m.applied.Load() }
+
 // Changed returns a channel closed at the next applied change.
 func (m *Machine) Changed() <-chan struct{} {
 	m.chMu.Lock()
@@ -188,6 +193,7 @@ func (m *Machine) Read(fn func(q *Queue) error) error {
 // Apply applies one encoded Command and returns the encoded Response. A command that does not
 // decode is answered with an invalid-argument response and changes nothing.
 func (m *Machine) Apply(data []byte) []byte {
+	defer m.applied.Add(1)
 	var c Command
 	var resp Response
 	if err := json.Unmarshal(data, &c); err != nil {

@@ -1,6 +1,7 @@
 package queuestate
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -64,7 +65,7 @@ func (q *Queue) Submit(ctx context.Context, requestID, pipeline string, inputs [
 func (q *Queue) Job(id queue.JobID) (queue.Job, error) {
 	var out queue.Job
 	err := q.view(func(tx *bolt.Tx) error {
-		j, err := getJob(tx, id)
+		j, err := q.getJob(tx, id)
 		if err != nil {
 			return err
 		}
@@ -145,7 +146,7 @@ func (q *Queue) DeadTasks(pipeline string) ([]queue.TaskInfo, error) {
 			}
 			err = q.view(func(tx *bolt.Tx) error {
 				for i := range ts {
-					out = append(out, info(tx, &ts[i]))
+					out = append(out, q.info(tx, &ts[i]))
 				}
 				return nil
 			})
@@ -168,7 +169,7 @@ func (q *Queue) TaskInfo(id queue.TaskID) (queue.TaskInfo, error) {
 		return queue.TaskInfo{}, err
 	}
 	var out queue.TaskInfo
-	err = q.view(func(tx *bolt.Tx) error { out = info(tx, &t); return nil })
+	err = q.view(func(tx *bolt.Tx) error { out = q.info(tx, &t); return nil })
 	return out, err
 }
 
@@ -197,4 +198,22 @@ func (q *Queue) NextReady(name string, now time.Time) (at time.Time, ok bool, er
 		at = now
 	}
 	return at, ok, err
+}
+
+// ReadyNow counts the named queue's tasks that Lease could hand out at now (ready, not
+// backing off), stopping at limit: it costs O(limit), whatever the queue's length.
+func (q *Queue) ReadyNow(name string, now time.Time, limit int) (n int, err error) {
+	err = q.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bReady).Bucket([]byte(name))
+		if b == nil {
+			return nil
+		}
+		nowKey := timeKey(now)
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && n < limit && bytes.Compare(k[:8], nowKey[:]) <= 0; k, _ = c.Next() {
+			n++
+		}
+		return nil
+	})
+	return n, err
 }

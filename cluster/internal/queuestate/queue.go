@@ -178,6 +178,8 @@ type Queue struct {
 	mu     sync.RWMutex
 	closed bool
 	db     *bolt.DB
+
+	jobs jobCache // decoded job records, checked against the stored bytes at each use
 }
 
 // Open opens (creating if needed) the queue file at path. Only one Queue
