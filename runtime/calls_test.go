@@ -151,3 +151,38 @@ func TestStatsCallsCountCallsCutByStop(t *testing.T) {
 		t.Fatalf("calls %d errors %d; want %d and 1", s.Calls, s.Errors, n+1)
 	}
 }
+
+// The call path copies an input that fits the guest's buffer straight in; anything else goes
+// through the checks: the engine's input limit (also below the buffer's size) and a larger
+// buffer asked of the guest (which trapkit refuses past 64 KiB).
+func TestCallInputLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		maxInput uint32
+		size     int
+		want     error
+	}{
+		{"fits", 100, 100, nil},
+		{"over a limit below the buffer", 100, 101, runtime.ErrInput},
+		{"buffer size", 1 << 20, 65536, nil},
+		{"needs a larger buffer", 1 << 20, 65537, runtime.ErrTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ecfg := runtime.DefaultConfig()
+			ecfg.MaxInputBytes = tc.maxInput
+			e := newEngine(t, ecfg)
+			m := started(t, e, trapkit(t), runtime.DefaultModuleConfig("input"))
+			in := []byte(strings.Repeat("e", tc.size))
+			out, err := m.Call(context.Background(), runtime.RoleHandle, in, nil)
+			if tc.want != nil {
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("%d bytes: %v, want %v", tc.size, err, tc.want)
+				}
+				return
+			}
+			if err != nil || string(out) != string(in) {
+				t.Fatalf("%d bytes: echoed %d bytes, %v", tc.size, len(out), err)
+			}
+		})
+	}
+}

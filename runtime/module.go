@@ -585,8 +585,8 @@ func (m *Module) noRole(r Role) error {
 }
 
 func (m *Module) call(ctx context.Context, exp int, in []byte, parts []Part, framed bool, dst []byte) ([]byte, error) {
-	if err := m.admit(); err != nil {
-		return dst, err
+	if st := State(m.state.Load()); st != StateRunning { // admit
+		return dst, m.notRunning(st)
 	}
 	// Latency is timed on a sample of calls (LatencySampleEvery): a clock read is the most
 	// expensive thing a short call would otherwise do. A call that has to wait or create an
@@ -594,14 +594,8 @@ func (m *Module) call(ctx context.Context, exp int, in []byte, parts []Part, fra
 	var start int64
 	s := m.pool.tryIdle()
 	if s == nil {
-		start = nanotime()
 		var err error
-		if s, err = m.acquireSlow(ctx); err != nil {
-			if !sampleNoInstance() {
-				start = 0
-			}
-			m.calls.Add(1)
-			m.account(start, err)
+		if s, start, err = m.acquireTimed(ctx); err != nil {
 			return dst, err
 		}
 	}
@@ -619,8 +613,25 @@ func (m *Module) call(ctx context.Context, exp int, in []byte, parts []Part, fra
 		out, err = inst.invokeExtism(ctx, exp, in, parts, framed, dst)
 	}
 	m.release(s, 1) // counts the call (Stats.Calls) in the slot's state word
-	m.account(start, err)
+	if start != 0 || err != nil {
+		m.account(start, err)
+	}
 	return out, err
+}
+
+// acquireTimed is call's slow path to an instance (waiting or creating one): it takes the
+// call's start time first, and accounts a call that gets none.
+func (m *Module) acquireTimed(ctx context.Context) (*slot, int64, error) {
+	start := nanotime()
+	s, err := m.acquireSlow(ctx)
+	if err != nil {
+		if !sampleNoInstance() {
+			start = 0
+		}
+		m.calls.Add(1)
+		m.account(start, err)
+	}
+	return s, start, err
 }
 
 // takeLatencyWish reports whether a reader of Stats asked for a timed call since the last one
