@@ -11,15 +11,15 @@ func UseImageInstance(m *Module) (bool, error) {
 		return false, nil
 	}
 	s := &m.pool.slots[0]
-	if !s.state.CompareAndSwap(slotIdle, slotBusy) {
+	if !s.move(slotIdle, slotBusy, 0) {
 		return false, nil
 	}
 	inst, err := m.newInstance(context.Background())
 	if err != nil {
-		s.state.Store(slotIdle)
+		s.set(slotIdle, 0)
 		return false, err
 	}
 	s.inst.Swap(inst).close(context.Background())
-	s.state.Store(slotIdle)
+	s.set(slotIdle, 0)
 	return true, nil
 }

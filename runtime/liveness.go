@@ -27,7 +27,7 @@ func (m *Module) Snapshot(ctx context.Context) ([]byte, error) {
 	if err == nil {
 		state, err = inst.readResult(int64(inst.stack[0]), nil)
 	}
-	m.release(s)
+	m.release(s, 0)
 	if err != nil {
 		return nil, fmt.Errorf("module %q: wasmpod_snapshot: %w", m.cfg.Name, err)
 	}
@@ -58,9 +58,9 @@ func (m *Module) Restore(ctx context.Context, state []byte) error {
 			s := &p.slots[k]
 			switch prev - 1 {
 			case slotIdle:
-				m.release(s)
+				m.release(s, 0)
 			case slotEmpty:
-				p.clear(s) // or closed, if Stop revoked it meanwhile
+				p.clear(s, 0) // or closed, if Stop revoked it meanwhile
 			}
 		}
 		p.broadcast()
@@ -76,15 +76,15 @@ func (m *Module) Restore(ctx context.Context, state []byte) error {
 				continue
 			}
 			s := &p.slots[k]
-			switch st := s.state.Load(); st {
+			switch st := s.state(); st {
 			case slotIdle:
-				if s.state.CompareAndSwap(slotIdle, slotBusy) {
+				if s.move(slotIdle, slotBusy, 0) {
 					held[k] = slotIdle + 1
 					continue
 				}
 			case slotEmpty:
 				// Hold empty slots too, so no instance is created without the state meanwhile.
-				if s.state.CompareAndSwap(slotEmpty, slotCreating) {
+				if s.move(slotEmpty, slotCreating, 0) {
 					held[k] = slotEmpty + 1
 					continue
 				}

@@ -36,7 +36,7 @@ type Module struct {
 	yieldInterval      int32 // fuel per refill (ModuleConfig.YieldInterval, defaulted)
 	scaleMin, scaleMax int   // bounds of the guest's scale import
 
-	calls                                             atomic.Uint64 // exact; lat only sees a sample
+	calls                                             atomic.Uint64 // calls that ended without a slot; the others count in their slot (stateBits)
 	latWish                                           atomic.Bool   // Stats was read: time the next call (takeLatencyWish)
 	errs, traps, timeouts, overloads, guestErrs       atomic.Uint64
 	instantiations, coldStarts, discards, ticksFailed atomic.Uint64
@@ -121,7 +121,7 @@ func (m *Module) warmFirst() error {
 		return err
 	}
 	m.pool.slots[0].inst.Store(inst)
-	m.pool.slots[0].state.Store(slotIdle)
+	m.pool.slots[0].set(slotIdle, 0)
 	return nil
 }
 
@@ -199,14 +199,14 @@ func (m *Module) Start(ctx context.Context, opts StartOptions) error {
 	target := int(m.target.Load())
 	for k := 0; k < target; k++ {
 		s := &m.pool.slots[k]
-		if s.state.Load() == slotEmpty {
+		if s.state() == slotEmpty {
 			inst, err := m.newInstance(ctx)
 			if err != nil {
 				m.fail(err)
 				return err
 			}
 			s.inst.Store(inst)
-			s.state.Store(slotIdle)
+			s.set(slotIdle, 0)
 		}
 		if err := m.startHooks(ctx, s.inst.Load(), opts.State); err != nil {
 			m.fail(err)
@@ -339,7 +339,7 @@ func (m *Module) Stop(ctx context.Context, opts StopOptions) error {
 		cut := 0
 		for k := range m.pool.slots {
 			s := &m.pool.slots[k]
-			if inst := s.inst.Load(); s.state.Load() == slotBusy && inst != nil && !m.cfg.Trusted {
+			if inst := s.inst.Load(); s.state() == slotBusy && inst != nil && !m.cfg.Trusted {
 				inst.stopping.Store(true)
 				inst.expire()
 				cut++
@@ -432,13 +432,13 @@ func (m *Module) drain(deadline time.Time) bool {
 		pending := 0
 		for k := range p.slots {
 			s := &p.slots[k]
-			switch s.state.Load() {
+			switch s.state() {
 			case slotIdle:
-				if !s.state.CompareAndSwap(slotIdle, slotClosed) {
+				if !s.move(slotIdle, slotClosed, 0) {
 					pending++
 				}
 			case slotEmpty:
-				if !s.state.CompareAndSwap(slotEmpty, slotClosed) {
+				if !s.move(slotEmpty, slotClosed, 0) {
 					pending++
 				}
 			case slotBusy, slotCreating:
@@ -469,17 +469,17 @@ func (m *Module) closeAll(ctx context.Context) {
 	for k := range m.pool.slots {
 		s := &m.pool.slots[k]
 		for {
-			st := s.state.Load()
+			st := s.state()
 			if st == slotRevoked {
 				break
 			}
 			if st == slotBusy || st == slotCreating {
-				if s.state.CompareAndSwap(st, slotRevoked) {
+				if s.move(st, slotRevoked, 0) {
 					break
 				}
 				continue
 			}
-			if s.state.CompareAndSwap(st, slotClosed) { // idle, empty or already reserved
+			if s.move(st, slotClosed, 0) { // idle, empty or already reserved
 				if inst := s.inst.Load(); inst != nil {
 					inst.close(ctx)
 					s.inst.Store(nil)
@@ -585,8 +585,8 @@ func (m *Module) noRole(r Role) error {
 }
 
 func (m *Module) call(ctx context.Context, exp int, in []byte, parts []Part, framed bool, dst []byte) ([]byte, error) {
-	if err := m.admit(); err != nil {
-		return dst, err
+	if st := State(m.state.Load()); st != StateRunning { // admit
+		return dst, m.notRunning(st)
 	}
 	// Latency is timed on a sample of calls (LatencySampleEvery): a clock read is the most
 	// expensive thing a short call would otherwise do. A call that has to wait or create an
@@ -594,13 +594,8 @@ func (m *Module) call(ctx context.Context, exp int, in []byte, parts []Part, fra
 	var start int64
 	s := m.pool.tryIdle()
 	if s == nil {
-		start = nanotime()
 		var err error
-		if s, err = m.acquireSlow(ctx); err != nil {
-			if !sampleNoInstance() {
-				start = 0
-			}
-			m.account(start, err)
+		if s, start, err = m.acquireTimed(ctx); err != nil {
 			return dst, err
 		}
 	}
@@ -617,9 +612,26 @@ func (m *Module) call(ctx context.Context, exp int, in []byte, parts []Part, fra
 	} else {
 		out, err = inst.invokeExtism(ctx, exp, in, parts, framed, dst)
 	}
-	m.release(s)
-	m.account(start, err)
+	m.release(s, 1) // counts the call (Stats.Calls) in the slot's state word
+	if start != 0 || err != nil {
+		m.account(start, err)
+	}
 	return out, err
+}
+
+// acquireTimed is call's slow path to an instance (waiting or creating one): it takes the
+// call's start time first, and accounts a call that gets none.
+func (m *Module) acquireTimed(ctx context.Context) (*slot, int64, error) {
+	start := nanotime()
+	s, err := m.acquireSlow(ctx)
+	if err != nil {
+		if !sampleNoInstance() {
+			start = 0
+		}
+		m.calls.Add(1)
+		m.account(start, err)
+	}
+	return s, start, err
 }
 
 // takeLatencyWish reports whether a reader of Stats asked for a timed call since the last one
@@ -633,10 +645,10 @@ func (m *Module) takeLatencyWish() bool {
 // sampleNoInstance samples a call that failed before it had an instance (overload, stop).
 func sampleNoInstance() bool { return rand.Uint32()%LatencySampleEvery == 0 }
 
-// account counts a finished call and its error, and records its latency if it was sampled
-// (start is its start time; 0 when it was not sampled).
+// account counts a finished call's error, and records its latency if it was sampled (start is
+// its start time; 0 when it was not sampled). The call itself is counted where its slot is
+// released, or in m.calls if it had none.
 func (m *Module) account(start int64, err error) {
-	m.calls.Add(1)
 	if start != 0 {
 		m.lat.observe(nanotime() - start)
 	}
@@ -691,7 +703,7 @@ func (m *Module) Health(ctx context.Context) (Health, error) {
 	inst := s.inst.Load()
 	err = inst.callRaw(ctx, expHealth)
 	rc := int32(inst.stack[0])
-	m.release(s)
+	m.release(s, 0)
 	if err != nil {
 		return Unhealthy, fmt.Errorf("module %q: health check: %w", m.cfg.Name, err)
 	}
@@ -724,7 +736,7 @@ func (m *Module) Tick(ctx context.Context) error {
 	err = inst.callRaw(ctx, expTick)
 	rc := int32(inst.stack[0])
 	suffix := inst.errSuffix()
-	m.release(s)
+	m.release(s, 0)
 	if err == nil && rc != 0 {
 		err = fmt.Errorf("module %q: wasmpod_tick returned %d%s", m.cfg.Name, rc, suffix)
 	}
@@ -798,7 +810,7 @@ func (m *Module) refillLoop(ctx context.Context) {
 				// Shrink: close idle instances beyond the target.
 				if s := m.pool.tryIdle(); s != nil {
 					s.inst.Load().close(ctx)
-					m.pool.clear(s)
+					m.pool.clear(s, 0)
 					continue
 				}
 				break
@@ -812,7 +824,7 @@ func (m *Module) refillLoop(ctx context.Context) {
 			}
 			inst, err := m.startInstance(ctx)
 			if err != nil {
-				m.pool.clear(s)
+				m.pool.clear(s, 0)
 				if ctx.Err() != nil {
 					return
 				}
@@ -833,7 +845,7 @@ func (m *Module) refillLoop(ctx context.Context) {
 			}
 			failures, backoff = 0, 50*time.Millisecond
 			s.inst.Store(inst)
-			m.pool.put(s) // closes inst if Stop revoked the slot meanwhile
+			m.pool.put(s, 0) // closes inst if Stop revoked the slot meanwhile
 		}
 	}
 }
@@ -843,9 +855,11 @@ func (m *Module) Stats() Stats {
 	m.latWish.Store(true)
 	live, busy := m.pool.counts()
 	var pages uint64
+	calls := m.calls.Load()
 	for k := range m.pool.slots {
 		s := &m.pool.slots[k]
-		if st := s.state.Load(); st == slotIdle || st == slotBusy {
+		calls += s.calls()
+		if st := s.state(); st == slotIdle || st == slotBusy {
 			if inst := s.inst.Load(); inst != nil {
 				pages += inst.pages()
 			}
@@ -853,7 +867,7 @@ func (m *Module) Stats() Stats {
 	}
 	return Stats{
 		Module: m.cfg.Name, State: m.State(),
-		Calls: m.calls.Load(), Errors: m.errs.Load(), Traps: m.traps.Load(), Timeouts: m.timeouts.Load(),
+		Calls: calls, Errors: m.errs.Load(), Traps: m.traps.Load(), Timeouts: m.timeouts.Load(),
 		Overloads: m.overloads.Load(), GuestErrors: m.guestErrs.Load(),
 		Instantiations: m.instantiations.Load(), ColdStarts: m.coldStarts.Load(), Discards: m.discards.Load(),
 		Instances: live, Busy: busy, Target: int(m.target.Load()), MemoryPages: pages,

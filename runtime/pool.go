@@ -19,6 +19,18 @@ const (
 	slotRevoked // taken back by a Stop whose grace ran out while its owner still used it
 )
 
+// A slot's state word holds its state in the low stateBits bits and, above them, the number of
+// calls that ended on the slot (Stats.Calls sums them over the slots). A call's release moves
+// the state and counts the call with the same compare-and-swap, so an exact call counter costs
+// the call no locked instruction of its own (on amd64 every atomic write is one: a shared
+// counter was a third locked instruction per call, next to the slot's take and release). The
+// count changes only with the state, so a compare-and-swap of the state alone is a loop that
+// retries only when the state went away and back (move).
+const (
+	stateBits = 8
+	stateMask = 1<<stateBits - 1
+)
+
 // Ownership: a busy or creating slot and its instance belong to the goroutine that moved it
 // there; an idle slot to the pool; a closed slot to Stop. Stop turns the slots still busy or
 // creating after its grace into revoked ones: their owners close their instances when they
@@ -26,8 +38,38 @@ const (
 // again, so a call admitted before Stop cannot create an instance after it.
 
 type slot struct {
-	state atomic.Int32
-	inst  atomic.Pointer[instance] // owned by whoever moved the slot to busy or creating
+	word atomic.Uint64            // state and call count, see stateBits
+	inst atomic.Pointer[instance] // owned by whoever moved the slot to busy or creating
+}
+
+// state returns the slot's state.
+func (s *slot) state() int32 { return int32(s.word.Load() & stateMask) }
+
+// calls returns the number of calls that ended on the slot.
+func (s *slot) calls() uint64 { return s.word.Load() >> stateBits }
+
+// move sets the slot's state to `to` if it is `from`, adds calls to its call count, and reports
+// whether it did.
+func (s *slot) move(from, to int32, calls uint64) bool {
+	for {
+		w := s.word.Load()
+		if int32(w&stateMask) != from {
+			return false
+		}
+		if s.word.CompareAndSwap(w, (w&^stateMask)+calls<<stateBits+uint64(to)) {
+			return true
+		}
+	}
+}
+
+// set sets the slot's state to `to` whatever it is, and adds calls to its call count.
+func (s *slot) set(to int32, calls uint64) {
+	for {
+		w := s.word.Load()
+		if s.word.CompareAndSwap(w, (w&^stateMask)+calls<<stateBits+uint64(to)) {
+			return
+		}
+	}
 }
 
 // pool hands out instances. The fast path is one compare-and-swap to take an idle slot and one
@@ -47,7 +89,7 @@ func newPool(n int) pool {
 func (p *pool) tryIdle() *slot {
 	for k := range p.slots {
 		s := &p.slots[k]
-		if s.state.Load() == slotIdle && s.state.CompareAndSwap(slotIdle, slotBusy) {
+		if s.move(slotIdle, slotBusy, 0) {
 			return s
 		}
 	}
@@ -58,18 +100,19 @@ func (p *pool) tryIdle() *slot {
 func (p *pool) tryEmpty() *slot {
 	for k := range p.slots {
 		s := &p.slots[k]
-		if s.state.Load() == slotEmpty && s.state.CompareAndSwap(slotEmpty, slotCreating) {
+		if s.move(slotEmpty, slotCreating, 0) {
 			return s
 		}
 	}
 	return nil
 }
 
-// put returns a busy or creating slot, with its instance, as idle and wakes waiters. It reports
-// false if Stop revoked the slot meanwhile: then the instance is closed and the slot stays closed.
-func (p *pool) put(s *slot) bool {
-	if !s.state.CompareAndSwap(slotBusy, slotIdle) && !s.state.CompareAndSwap(slotCreating, slotIdle) {
-		p.retire(s)
+// put returns a busy or creating slot, with its instance, as idle, counts calls calls that ended
+// on it, and wakes waiters. It reports false if Stop revoked the slot meanwhile: then the
+// instance is closed and the slot stays closed.
+func (p *pool) put(s *slot, calls uint64) bool {
+	if !s.move(slotBusy, slotIdle, calls) && !s.move(slotCreating, slotIdle, calls) {
+		p.retire(s, calls)
 		return false
 	}
 	if p.waiters.Load() > 0 {
@@ -82,33 +125,33 @@ func (p *pool) put(s *slot) bool {
 // reports false if Stop revoked the slot meanwhile: then the instance is closed.
 func (p *pool) publishBusy(s *slot, inst *instance) bool {
 	s.inst.Store(inst)
-	if s.state.CompareAndSwap(slotCreating, slotBusy) {
+	if s.move(slotCreating, slotBusy, 0) {
 		return true
 	}
-	p.retire(s)
+	p.retire(s, 0)
 	return false
 }
 
-// clear empties a busy or creating slot (its instance is gone) and wakes waiters. A slot Stop
-// revoked meanwhile ends closed instead.
-func (p *pool) clear(s *slot) {
+// clear empties a busy or creating slot (its instance is gone), counts calls calls that ended
+// on it, and wakes waiters. A slot Stop revoked meanwhile ends closed instead.
+func (p *pool) clear(s *slot, calls uint64) {
 	s.inst.Store(nil)
-	if !s.state.CompareAndSwap(slotBusy, slotEmpty) && !s.state.CompareAndSwap(slotCreating, slotEmpty) {
-		s.state.Store(slotClosed) // revoked
+	if !s.move(slotBusy, slotEmpty, calls) && !s.move(slotCreating, slotEmpty, calls) {
+		s.set(slotClosed, calls) // revoked
 	}
 	if p.waiters.Load() > 0 {
 		p.broadcast()
 	}
 }
 
-// retire closes the instance of a slot Stop revoked from its owner, who calls it, and closes
-// the slot for good.
-func (p *pool) retire(s *slot) {
+// retire closes the instance of a slot Stop revoked from its owner, who calls it, counts calls
+// calls that ended on it, and closes the slot for good.
+func (p *pool) retire(s *slot, calls uint64) {
 	if inst := s.inst.Load(); inst != nil {
 		inst.close(context.Background())
 	}
 	s.inst.Store(nil)
-	s.state.Store(slotClosed)
+	s.set(slotClosed, calls)
 	if p.waiters.Load() > 0 {
 		p.broadcast()
 	}
@@ -131,7 +174,7 @@ func (p *pool) wakeCh() <-chan struct{} {
 // Stop's to snapshot and stop; a busy slot's instance may still run a call.
 func (p *pool) reserved(k int) *instance {
 	s := &p.slots[k]
-	if s.state.Load() != slotClosed {
+	if s.state() != slotClosed {
 		return nil
 	}
 	return s.inst.Load()
@@ -140,7 +183,7 @@ func (p *pool) reserved(k int) *instance {
 // counts returns live instances (idle, busy or being created) and busy ones.
 func (p *pool) counts() (live, busy int) {
 	for k := range p.slots {
-		switch p.slots[k].state.Load() {
+		switch p.slots[k].state() {
 		case slotIdle:
 			live++
 		case slotBusy:
@@ -190,14 +233,14 @@ func (m *Module) acquireSlow(ctx context.Context) (*slot, error) {
 			}
 			// A call admitted just before Stop creates no instance: Stop is draining.
 			if m.stopping() {
-				p.clear(s)
+				p.clear(s, 0)
 				return nil, m.notRunning(m.State())
 			}
 			// No warm instance and room for one: create it on this call's path (a cold start).
 			m.coldStarts.Add(1)
 			inst, err := m.startInstance(ctx)
 			if err != nil {
-				p.clear(s)
+				p.clear(s, 0)
 				m.signalRefill()
 				return nil, err
 			}
@@ -225,19 +268,20 @@ func (m *Module) acquireSlow(ctx context.Context) (*slot, error) {
 	}
 }
 
-// release gives the slot back, or discards its instance if it may not be reused.
-func (m *Module) release(s *slot) {
+// release gives the slot back, or discards its instance if it may not be reused, and counts
+// calls calls (Stats.Calls) that ended on it: 1 for a call, 0 for the module's own uses.
+func (m *Module) release(s *slot, calls uint64) {
 	if s.inst.Load().dead() {
-		m.discard(s)
+		m.discard(s, calls)
 		return
 	}
-	m.pool.put(s)
+	m.pool.put(s, calls)
 }
 
-func (m *Module) discard(s *slot) {
+func (m *Module) discard(s *slot, calls uint64) {
 	inst := s.inst.Load()
 	m.discards.Add(1)
 	inst.close(context.Background())
-	m.pool.clear(s)
+	m.pool.clear(s, calls)
 	m.signalRefill()
 }
