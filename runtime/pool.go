@@ -73,7 +73,8 @@ func (s *slot) set(to int32, calls uint64) {
 }
 
 // pool hands out instances. The fast path is one compare-and-swap to take an idle slot and one
-// store to give it back; waiting (all slots busy) and creating are slow paths.
+// to give it back (which also counts the call, see stateBits); waiting (all slots busy) and
+// creating are slow paths.
 type pool struct {
 	slots   []slot
 	waiters atomic.Int32
