@@ -262,4 +262,57 @@ func BenchmarkCall(b *testing.B) {
 			out = nativeLeaf(input256, out[:0])
 		}
 	})
+
+	// The issue 17 ratios, measured alternating: guarded, trusted and bare calls take turns
+	// in blocks inside one timed loop, so the machine's drift (CPU steal, frequency, a
+	// neighbour's burst) falls on all three alike instead of on whichever ran in its moment.
+	b.Run("noop/alternating", alternatingCalls(guarded, trusted, bare, runtime.RoleHandle, nil, bare.noop))
+	b.Run("leaf256/alternating", alternatingCalls(guarded, trusted, bare, runtime.RoleLeaf, input256, bare.leaf))
+}
+
+// altBlock is how many calls one side makes in a turn: long enough that reading the clock
+// around a turn costs nothing next to it, short enough that drift within a round is small.
+const altBlock = 200
+
+// alternatingCalls measures wasmpod guarded, wasmpod trusted and bare wazero in turns of
+// altBlock calls (one op is one turn of each, starting with a different side each round so no
+// side always follows the same one) and reports each one's ns per call and the two ratios.
+func alternatingCalls(guarded, trusted *runtime.Module, bare *rawGuest, role runtime.Role, in []byte, f api.Function) func(*testing.B) {
+	return func(b *testing.B) {
+		ctx := context.Background()
+		dst := make([]byte, 0, 64)
+		wasmpod := func(m *runtime.Module) func() {
+			return func() {
+				for range altBlock {
+					out, err := m.Call(ctx, role, in, dst[:0])
+					if err != nil {
+						b.Fatal(err)
+					}
+					dst = out
+				}
+			}
+		}
+		sides := [3]func(){wasmpod(guarded), wasmpod(trusted), func() {
+			for range altBlock {
+				bare.call(b, f, in)
+			}
+		}}
+		var took [3]time.Duration
+		round := 0
+		for b.Loop() {
+			for k := range sides {
+				s := (round + k) % len(sides)
+				t0 := time.Now()
+				sides[s]()
+				took[s] += time.Since(t0)
+			}
+			round++
+		}
+		per := func(s int) float64 { return float64(took[s].Nanoseconds()) / float64(round*altBlock) }
+		b.ReportMetric(per(0), "guarded-ns/call")
+		b.ReportMetric(per(1), "trusted-ns/call")
+		b.ReportMetric(per(2), "wazero-ns/call")
+		b.ReportMetric(per(0)/per(2), "guarded/wazero")
+		b.ReportMetric(per(1)/per(2), "trusted/wazero")
+	}
 }
