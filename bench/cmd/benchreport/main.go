@@ -185,8 +185,10 @@ var ratios = [][3]string{
 	{"BenchmarkFailover/tls", "BenchmarkFailover/plain", "report"},
 	{"BenchmarkScatterPeer/seq/tls", "BenchmarkScatterPeer/seq/plain", "<= 1.1"},
 	{"BenchmarkScatterPeer/par/tls", "BenchmarkScatterPeer/par/plain", "report"},
-	// Time per task: <= 1.25 is at least 0.8x the bare stage's throughput (issue 17).
-	{"BenchmarkQueue/1-node", "BenchmarkQueue/command", "<= 1.25"},
+	{"BenchmarkQueue/1-node", "BenchmarkQueue/command", "report"},
+	// Issue 17's queue target, measured with the two taking turns: the stage alone over the
+	// stage through one durable node, in tasks/s; <= 1.25 is 1-node >= 0.8x the bare stage.
+	{"BenchmarkQueue/alternating-1-node:command-tasks/s", "BenchmarkQueue/alternating-1-node:1-node-tasks/s", "<= 1.25"},
 	{"BenchmarkQueue/3-nodes", "BenchmarkQueue/1-node", "report"},
 	{"BenchmarkQueue/3-nodes", "BenchmarkQueue/3-nodes-plain", "report"},
 	// The queue's store alone (cluster/internal/queuestate, its own package: the same make
