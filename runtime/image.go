@@ -376,7 +376,7 @@ func (m *Module) newImageInstance(ctx context.Context, img *image) (*instance, e
 			_, _ = rand.Read(buf[o : o+chachaReseedBytes])
 		}
 	}
-	inst.setBuffer(img.bufPtr, img.bufCap)
+	inst.bufPtr, inst.bufCap = img.bufPtr, img.bufCap
 	return inst, nil
 }
 

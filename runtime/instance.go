@@ -30,7 +30,6 @@ type instance struct {
 	stack  [2]uint64
 	bufPtr uint32
 	bufCap uint32
-	fitIn  uint32 // the largest input writeInput copies straight in: min(bufCap, MaxInputBytes)
 
 	// errMsg is what the guest passed to the error import during the current call.
 	errMsg    []byte
@@ -368,14 +367,8 @@ func (i *instance) growBuffer(ctx context.Context, n uint32) error {
 	if uint64(p)+uint64(n) > uint64(i.mem.Size()) {
 		return fmt.Errorf("%w: module %q: wasmpod_buffer(%d) returned %#x, outside its memory", ErrInvalidModule, i.m.cfg.Name, n, p)
 	}
-	i.setBuffer(p, n)
-	return nil
-}
-
-// setBuffer records the guest's input buffer.
-func (i *instance) setBuffer(p, n uint32) {
 	i.bufPtr, i.bufCap = p, n
-	i.fitIn = min(n, i.m.e.cfg.MaxInputBytes)
+	return nil
 }
 
 // callRaw calls export exp with i.stack as its parameters and results, under the call deadline.
@@ -504,20 +497,6 @@ func (i *instance) invoke(ctx context.Context, exp int, in []byte, parts []Part,
 }
 
 func (i *instance) writeInput(ctx context.Context, in []byte, parts []Part, framed bool) (uint32, error) {
-	// The call path: an input that fits the buffer the guest gave, within the limit, is copied
-	// in and nothing else is checked.
-	if !framed && uint64(len(in)) <= uint64(i.fitIn) {
-		if len(in) > 0 && !i.mem.Write(i.bufPtr, in) {
-			return 0, fmt.Errorf("%w: module %q: buffer out of memory range", ErrInvalidModule, i.m.cfg.Name)
-		}
-		return uint32(len(in)), nil
-	}
-	return i.writeInputChecked(ctx, in, parts, framed)
-}
-
-// writeInputChecked is writeInput for framed input and input that may be over the limit or
-// need a larger buffer.
-func (i *instance) writeInputChecked(ctx context.Context, in []byte, parts []Part, framed bool) (uint32, error) {
 	size := uint64(len(in))
 	if framed {
 		size = 4
