@@ -174,24 +174,24 @@ func DefaultQueueConfig() QueueConfig {
 	}
 }
 
-// DefaultElectionConfig gives a failover of about 1.5-2.5 s on a LAN.
+// DefaultElectionConfig gives a failover of about one lease TTL (2-2.2 s) on a LAN.
 func DefaultElectionConfig() ElectionConfig {
 	return ElectionConfig{
-		HeartbeatTimeout:   1000 * time.Millisecond, // Raft's default: followers notice a dead leader in 1-2 s
-		ElectionTimeout:    1000 * time.Millisecond, // Raft's default: split votes retry within 1-2 s
-		LeaderLeaseTimeout: 500 * time.Millisecond,  // a cut-off leader steps down after 0.5 s
-		CommitTimeout:      50 * time.Millisecond,   // Raft's default
-		DefaultTTL:         2 * time.Second,         // failover = TTL-ish; renew every TTL/3
-		MinTTL:             500 * time.Millisecond,  // below this, renewals race Raft commits
-		MaxTTL:             time.Hour,               // guards against a forgotten, immortal lease
-		MaxClockDrift:      0.02,                    // 2 %: far above real quartz drift, cheap margin
-		ReapInterval:       100 * time.Millisecond,  // adds at most 0.1 s to failover
-		ReconcileInterval:  time.Second,             // catches membership events that were missed
-		RemoveDeadAfter:    time.Minute,             // a crash is usually a restart; don't churn voters
-		MinVoters:          3,                       // never shrink below a quorum that survives one failure
-		ForwardWait:        3 * time.Second,         // covers one Raft election
-		SnapshotThreshold:  4096,                    // a snapshot per ~4096 grants, renews and queue commands
-		SnapshotInterval:   2 * time.Minute,         // Raft's default: the check is cheap, snapshots are not
+		HeartbeatTimeout:   500 * time.Millisecond, // followers notice a dead leader in 0.5-1.5 s: inside one lease TTL
+		ElectionTimeout:    500 * time.Millisecond, // split votes retry within 0.5-1 s
+		LeaderLeaseTimeout: 500 * time.Millisecond, // a cut-off leader steps down after 0.5 s
+		CommitTimeout:      50 * time.Millisecond,  // Raft's default
+		DefaultTTL:         2 * time.Second,        // failover = TTL-ish; renew every TTL/3
+		MinTTL:             500 * time.Millisecond, // below this, renewals race Raft commits
+		MaxTTL:             time.Hour,              // guards against a forgotten, immortal lease
+		MaxClockDrift:      0.02,                   // 2 %: far above real quartz drift, cheap margin
+		ReapInterval:       100 * time.Millisecond, // adds at most 0.1 s to failover
+		ReconcileInterval:  time.Second,            // catches membership events that were missed
+		RemoveDeadAfter:    time.Minute,            // a crash is usually a restart; don't churn voters
+		MinVoters:          3,                      // never shrink below a quorum that survives one failure
+		ForwardWait:        3 * time.Second,        // covers one Raft election
+		SnapshotThreshold:  4096,                   // a snapshot per ~4096 grants, renews and queue commands
+		SnapshotInterval:   2 * time.Minute,        // Raft's default: the check is cheap, snapshots are not
 	}
 }
 

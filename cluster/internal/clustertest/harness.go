@@ -253,7 +253,7 @@ func (n *Net) teardown() {
 		_ = p.Signal(syscall.SIGKILL)
 		p.Wait(5 * time.Second)
 	}
-	if n.t.Failed() {
+	if n.t.Failed() || os.Getenv("CT_VERBOSE") != "" {
 		for _, p := range procs {
 			n.t.Logf("--- stderr of %s:\n%s", p.Label, p.Stderr())
 		}

@@ -38,11 +38,15 @@ type Record struct {
 	TTL     time.Duration `json:"ttl"`
 	Index   uint64        `json:"index"` // log index of the last change (grant, renew, release)
 
-	// appliedAt is when this replica applied the entry at Index, on its own
-	// monotonic clock. It is never replicated: each replica measures the
-	// lease from its own apply time, which is never earlier than the moment
-	// the holder sent the request, so a leader elected later inherits a
-	// conservative expiry instead of restarting the full TTL.
+	// appliedAt is when this replica first stored the entry at Index in its
+	// log (or, when it does not know, applied it), on its own monotonic
+	// clock. It is never replicated: each replica measures the lease from
+	// its own store time, which is never earlier than the moment the holder
+	// sent the request, so a leader elected later inherits a conservative
+	// expiry instead of restarting the full TTL. The store time, not the
+	// apply time: a follower applies an entry only when it learns that it
+	// committed, and if the leader dies before telling it, that is after the
+	// next election, which would add the election to the failover.
 	appliedAt time.Time
 }
 
@@ -76,10 +80,20 @@ func (f *FSM) Apply(index uint64, body []byte) any {
 	if err := json.Unmarshal(append([]byte{'{'}, body...), &c); err != nil {
 		return Result{}
 	}
-	return f.apply(index, c)
+	return f.apply(index, c, time.Time{})
 }
 
-func (f *FSM) apply(index uint64, c Command) Result {
+// ApplyStored implements replog.TimedMachine: Apply, timing the entry from stored (when this
+// replica stored it; zero: unknown, use the apply time).
+func (f *FSM) ApplyStored(index uint64, body []byte, stored time.Time) any {
+	var c Command
+	if err := json.Unmarshal(append([]byte{'{'}, body...), &c); err != nil {
+		return Result{}
+	}
+	return f.apply(index, c, stored)
+}
+
+func (f *FSM) apply(index uint64, c Command, stored time.Time) Result {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	cur := f.leases[c.Name]
@@ -116,7 +130,10 @@ func (f *FSM) apply(index uint64, c Command) Result {
 		res.OK = true
 	}
 	if res.OK {
-		cur.appliedAt = f.now()
+		cur.appliedAt = stored
+		if now := f.now(); stored.IsZero() || stored.After(now) {
+			cur.appliedAt = now
+		}
 		close(f.change)
 		f.change = make(chan struct{})
 	}

@@ -39,6 +39,8 @@ type fsm struct {
 	kinds map[byte]*Kind
 	// legacyVoters reports whether some voter runs a release that reads only WPS2.
 	legacyVoters func() bool
+	// stored holds the entries' store times for TimedMachines.
+	stored *receipts
 }
 
 func (f *fsm) Apply(l *raft.Log) interface{} {
@@ -48,6 +50,9 @@ func (f *fsm) Apply(l *raft.Log) interface{} {
 	k := f.kinds[l.Data[0]]
 	if k == nil {
 		return nil
+	}
+	if tm, ok := k.Machine.(TimedMachine); ok {
+		return tm.ApplyStored(l.Index, l.Data[1:], f.stored.stored(l.Index))
 	}
 	return k.Machine.Apply(l.Index, l.Data[1:])
 }

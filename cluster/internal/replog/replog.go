@@ -267,6 +267,8 @@ func Start(cfg Config) (*Log, error) {
 		}
 		logs, stable, snaps = bolt, bolt, fs
 	}
+	stored := &receipts{}
+	logs = receiptStore{LogStore: logs, r: stored}
 	closeStore := func() {
 		if bolt != nil {
 			bolt.Close()
@@ -287,7 +289,7 @@ func Start(cfg Config) (*Log, error) {
 		Stream: raftLayer{m}, MaxPool: 3, Timeout: 2 * time.Second, Logger: logger,
 	})
 	l.mux, l.trans = m, trans
-	l.fsm = &fsm{kinds: kinds, legacyVoters: l.anyLegacyVoter}
+	l.fsm = &fsm{kinds: kinds, legacyVoters: l.anyLegacyVoter, stored: stored}
 
 	if cfg.Bootstrap {
 		has, err := raft.HasExistingState(logs, stable, snaps)
