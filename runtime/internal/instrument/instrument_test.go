@@ -178,6 +178,18 @@ func FuzzInstrument(f *testing.F) {
 	f.Add(watBytes(f, "testdata/indices.wat", ""))
 	f.Add([]byte("\x00asm\x01\x00\x00\x00"))
 	f.Add(watBytes(f, "", `(module (func (loop (br 0))))`))
+	// Loops of every block type with branches out of them (each loop gets a retry loop around
+	// it, and the branches new labels).
+	f.Add(watBytes(f, "", `(module (type $p (func (param i32) (result i32))) (type $two (func (result i32 i32)))
+		(func (param $n i32) (result i32)
+			(block $out (result i32)
+				(i32.const 0)
+				(loop $p (type $p)
+					(loop $q (br_if $q (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))
+					(block $b (type $two)
+						(loop $l (type $two) (br_if $b (i32.const 1) (i32.const 2) (local.get $n)) (drop) (drop) (br $l)))
+					(drop) (drop)
+					(br_table $p $out $p (local.get $n))))))`))
 	ctx := context.Background()
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	f.Cleanup(func() { rt.Close(ctx) })

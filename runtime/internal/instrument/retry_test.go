@@ -1,0 +1,114 @@
+package instrument_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/wasmpod/wasmpod/runtime/internal/instrument"
+)
+
+// Every loop runs inside a retry loop (instrument.loopCheck): a branch must skip one more label
+// for every loop it leaves, and a loop's parameters must come back through the retry. A branch
+// relabelled wrong either fails validation or lands on another loop or block of the same type,
+// so each case checks the result against the original module and counts the checks exactly
+// (fuel 1: one yield per check, and one iteration per refill of 1). A cut after far more yields
+// than expected ends a case that loops where it should not.
+func TestRetryLoopBranches(t *testing.T) {
+	nest := `(module (func (export "f") (param $n i32) (result i32) (local $c i32)
+		(block $done
+			(loop $o
+				(local.set $c (i32.add (local.get $c) (i32.const 100)))
+				(loop $i
+					(local.set $c (i32.add (local.get $c) (i32.const 1)))
+					(br_if $done (i32.eqz (local.get $n)))
+					(local.set $n (i32.sub (local.get $n) (i32.const 1)))
+					(br_table $i $o $done $i (i32.and (local.get $n) (i32.const 3))))))
+		(local.get $c)))`
+	// A loop with a result over a value left below it on the stack, and an if/else in it.
+	result := `(module (func (export "f") (param $n i32) (result i32)
+		(i32.const 1000)
+		(loop $l (result i32)
+			(local.set $n (i32.sub (local.get $n) (i32.const 1)))
+			(if (i32.and (local.get $n) (i32.const 1))
+				(then (br $l))
+				(else (br_if $l (i32.gt_s (local.get $n) (i32.const 0)))))
+			(i32.const 5))
+		(i32.add)))`
+	// A loop with a parameter (the sum so far), yielding at every iteration with fuel 1: the
+	// retry carries the parameter back. A loop inside it branches out of both with a value.
+	params := `(module (func (export "f") (param $n i32) (result i32)
+		(block $out (result i32)
+			(i32.const 0)
+			(loop $p (param i32) (result i32)
+				(loop $q
+					(if (i32.eq (local.get $n) (i32.const 7)) (then (br $out (i32.const 77))))
+					(br_if $q (i32.and (local.tee $n (i32.sub (local.get $n) (i32.const 1))) (i32.const 1))))
+				(i32.add (i32.const 1))
+				(br_if $out (i32.le_s (local.get $n) (i32.const 0)))
+				(br $p)))))`
+	// Two results through a type index, left on the stack by the loop's end or taken by a
+	// branch to an outer block.
+	multi := `(module (type $two (func (result i32 i32)))
+		(func (export "f") (param $n i32) (result i32)
+			(block $b (type $two)
+				(loop $l (type $two)
+					(local.set $n (i32.sub (local.get $n) (i32.const 1)))
+					(if (i32.eq (local.get $n) (i32.const 2)) (then (br $b (i32.const 3) (i32.const 4))))
+					(br_if $l (i32.gt_s (local.get $n) (i32.const 0)))
+					(i32.const 10) (i32.const 20)))
+			(i32.sub)))`
+	cases := []struct {
+		name, src string
+		arg       uint64
+		want      int32
+		yields    int // loop heads passed, plus the exit check (each function's first loop head stands for its entry check)
+	}{
+		{"nested loops, br_table to each", nest, 10, 204, 6 + 1},
+		{"nested loops, br_if out of both", nest, 0, 101, 2 + 1},
+		{"a result over the stack, if/else", result, 6, 1005, 6 + 1},
+		{"a loop with a parameter around a wrapped one", params, 5, 3, 8 + 1},
+		{"a wrapped loop leaving the one with a parameter", params, 9, 77, 5 + 1},
+		{"two results, the loop's end", multi, 1, -10, 1 + 1},
+		{"two results, a branch out", multi, 5, -1, 3 + 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			orig := instantiate(t, watBytes(t, "", tc.src), &yieldState{fuel: 1})
+			if got, err := call(t, orig, "f", tc.arg); err != nil || got != tc.want {
+				t.Fatalf("original: %d, %v; want %d", got, err, tc.want)
+			}
+			ys := &yieldState{fuel: 1, stopAfter: tc.yields + 100}
+			m := instantiate(t, mustInstrument(t, tc.src, instrument.Options{Fuel: 1}), ys)
+			if got, err := call(t, m, "f", tc.arg); err != nil || got != tc.want {
+				t.Fatalf("instrumented: %d, %v; want %d", got, err, tc.want)
+			}
+			if ys.yields != tc.yields {
+				t.Fatalf("%d checks, want %d", ys.yields, tc.yields)
+			}
+			// A large refill: no yield at all, same result.
+			ys = &yieldState{fuel: 1 << 20}
+			m = instantiate(t, mustInstrument(t, tc.src, instrument.Options{Fuel: 1 << 20}), ys)
+			if got, err := call(t, m, "f", tc.arg); err != nil || got != tc.want || ys.yields != 0 {
+				t.Fatalf("fuel 2^20: %d, %v, %d yields; want %d, 0 yields", got, err, ys.yields, tc.want)
+			}
+		})
+	}
+}
+
+// TestRetryLoopCut: a guest spinning in a wrapped loop yields once per refill and is cut at the
+// yield after the host empties its fuel, whether the fuel ran out at the loop head (inside the
+// loop) or was already empty when the loop was entered.
+func TestRetryLoopCut(t *testing.T) {
+	src := `(module (func (export "f") (param i32) (result i32) (loop $l (br $l)) (i32.const 0)))`
+	ys := &yieldState{fuel: 3, stopAfter: 50}
+	m := instantiate(t, mustInstrument(t, src, instrument.Options{Fuel: 3}), ys)
+	if _, err := call(t, m, "f", 0); err == nil || !strings.Contains(err.Error(), "cut") || ys.yields != 50 {
+		t.Fatalf("spinning: %v after %d yields, want cut at 50", err, ys.yields)
+	}
+	ys.yields, ys.stopAfter, ys.stop = 0, 0, true
+	fuel := m.ExportedGlobal(instrument.FuelName).(interface{ Set(uint64) })
+	fuel.Set(0)
+	if _, err := call(t, m, "f", 0); err == nil || !strings.Contains(err.Error(), "cut") || ys.yields != 1 {
+		t.Fatalf("entered with no fuel: %v after %d yields, want cut at the first", err, ys.yields)
+	}
+}
