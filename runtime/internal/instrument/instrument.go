@@ -38,7 +38,8 @@
 // the last check along any path into that point (function, through blocks, branches and
 // if/else), and places a check wherever the next instruction would take it over MaxStraight.
 // Within one activation execution only moves forward between loop heads, and a backward branch
-// lands on a loop head, which checks. A call runs the callee: if the callee checks at entry, the
+// lands on a loop head, which checks (or on the retry loop around one, which only the loop
+// head's check branches to, and which re-enters that loop head). A call runs the callee: if the callee checks at entry, the
 // caller's run ends there; if its entry check stands at its first loop head, the run goes on
 // for the callee's prefix, which the call counted; if it is check-free, the run goes on through
 // all its instructions, each at most once (no loops, no calls), which the call counted, and
