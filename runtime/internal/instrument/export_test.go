@@ -1,0 +1,4 @@
+package instrument
+
+// SetRetryMode is for the A/B.
+func SetRetryMode(m int) { retryMode = m }
