@@ -112,3 +112,98 @@ func TestRetryLoopCut(t *testing.T) {
 		t.Fatalf("entered with no fuel: %v after %d yields, want cut at the first", err, ys.yields)
 	}
 }
+
+// TestRetryLoopMatchesInline: the retry form (instrument.loopCheck) passes exactly the checks of
+// the inline check it replaces, in the same order of results, for every refill: each case runs
+// with both forms and fuel 1, 2, 3 and 7 per refill, and must return the original's result with
+// as many yields as the inline form. The cases branch from inside nested loops to every
+// enclosing label (block, loop, the function's, return), from if blocks and block-typed loops.
+func TestRetryLoopMatchesInline(t *testing.T) {
+	// br_table from a block inside two loops to every enclosing label, br to a block around
+	// both loops with a value, return from inside both.
+	deep := `(module (func (export "f") (param $n i32) (result i32) (local $s i32)
+		(block $f (result i32)
+			(block $a
+				(loop $o
+					(local.set $s (i32.add (local.get $s) (i32.const 100)))
+					(block $b
+						(loop $i
+							(br_if $a (i32.le_s (local.get $n) (i32.const 0)))
+							(local.set $s (i32.add (local.get $s) (i32.const 1)))
+							(local.set $n (i32.sub (local.get $n) (i32.const 1)))
+							(if (i32.eq (local.get $n) (i32.const 21)) (then (br $f (i32.const -1))))
+							(if (i32.eq (local.get $n) (i32.const 13)) (then (return (i32.add (local.get $s) (i32.const 50000)))))
+							(block $c
+								(br_table $c $i $b $o $c $i $o $c $a (i32.and (local.get $n) (i32.const 7))))
+							(br $i)))
+					(local.set $s (i32.add (local.get $s) (i32.const 1000)))
+					(br $o)))
+			(local.get $s))))`
+	// A loop with a result inside an if inside a loop, branching out of both.
+	inIf := `(module (func (export "f") (param $n i32) (result i32) (local $s i32)
+		(loop $o
+			(if (i32.and (local.get $n) (i32.const 1))
+				(then
+					(local.set $s (i32.add (local.get $s)
+						(loop $i (result i32)
+							(local.set $n (i32.sub (local.get $n) (i32.const 1)))
+							(br_if $o (i32.eq (local.get $n) (i32.const 6)))
+							(br_if $i (i32.and (local.get $n) (i32.const 2)))
+							(local.get $n)))))
+				(else (local.set $n (i32.sub (local.get $n) (i32.const 1)))))
+			(br_if $o (i32.gt_s (local.get $n) (i32.const 0))))
+		(local.get $s)))`
+	// A loop with a parameter after a prefix (its head stands for the entry check) and a call of
+	// a function whose only check is a loop head.
+	param := `(module
+		(func $spin (param $k i32) (loop $l (br_if $l (local.tee $k (i32.sub (local.get $k) (i32.const 1))))))
+		(func (export "f") (param $n i32) (result i32)
+			(i32.const 7)
+			(loop $p (param i32) (result i32)
+				(call $spin (i32.const 3))
+				(i32.add (local.get $n))
+				(local.tee $n (i32.sub (local.get $n) (i32.const 1)))
+				(br_if $p (i32.gt_s (i32.const 0)) (local.get $n))
+				(drop))))`
+	type run struct {
+		got    int32
+		yields int
+	}
+	exec := func(t *testing.T, src string, arg uint64, fuel int32, inline bool) run {
+		t.Helper()
+		if inline {
+			instrument.SetRetryMode(0)
+			defer instrument.SetRetryMode(1)
+		}
+		ys := &yieldState{fuel: fuel, stopAfter: 100000}
+		m := instantiate(t, mustInstrument(t, src, instrument.Options{Fuel: fuel}), ys)
+		got, err := call(t, m, "f", arg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return run{int32(got), ys.yields}
+	}
+	for _, tc := range []struct {
+		name, src string
+		args      []uint64
+	}{
+		{"deep", deep, []uint64{0, 5, 12, 14, 20, 22, 30, 100}},
+		{"loop in if", inIf, []uint64{0, 3, 9, 15, 40}},
+		{"parameter", param, []uint64{1, 4, 9}},
+	} {
+		for _, arg := range tc.args {
+			orig := instantiate(t, watBytes(t, "", tc.src), &yieldState{fuel: 1})
+			want, err := call(t, orig, "f", arg)
+			if err != nil {
+				t.Fatalf("%s(%d) original: %v", tc.name, arg, err)
+			}
+			for _, fuel := range []int32{1, 2, 3, 7} {
+				inline := exec(t, tc.src, arg, fuel, true)
+				retry := exec(t, tc.src, arg, fuel, false)
+				if inline.got != int32(want) || retry != inline {
+					t.Errorf("%s(%d), fuel %d: retry %+v, inline %+v, original %d", tc.name, arg, fuel, retry, inline, int32(want))
+				}
+			}
+		}
+	}
+}
