@@ -152,8 +152,10 @@ type rewriter struct {
 
 	types     []sigInfo // the original's types
 	funcTypes []uint32  // type index of every defined function
-	numFuncs  uint32    // imported + defined functions of the original
-	globals   uint32    // imported + defined globals of the original
+	// importTypes is the type index of every imported function.
+	importTypes []uint32
+	numFuncs    uint32 // imported + defined functions of the original
+	globals     uint32 // imported + defined globals of the original
 
 	yield      uint32            // function index of __yield == number of imported functions
 	yieldType  uint32            // type index of __yield
@@ -321,6 +323,19 @@ func InstrumentWith(wasm []byte, opts Options) ([]byte, error) {
 	w.numFuncs += uint32(len(w.funcTypes))
 	if w.hasStart && w.start >= w.numFuncs {
 		return nil, fmt.Errorf("%w: start function %d out of range (%d functions)", ErrMalformed, w.start, w.numFuncs)
+	}
+	// Exported as StartName, a start function of another type would make an invalid module
+	// valid.
+	if w.hasStart {
+		var t uint32
+		if w.start < w.yield {
+			t = w.importTypes[w.start]
+		} else {
+			t = w.funcTypes[w.start-w.yield]
+		}
+		if ft := w.types[t]; ft.params != 0 || ft.nres != 0 {
+			return nil, fmt.Errorf("%w: start function %d takes %d parameters and returns %d results, want none", ErrMalformed, w.start, ft.params, ft.nres)
+		}
 	}
 	keepStart := w.hasStart && opts.KeepStart
 	if keepStart {
@@ -590,9 +605,11 @@ func (w *rewriter) scanImports(body []byte) error {
 		}
 		switch kind := r.Byte(); kind {
 		case 0: // func: type index
-			if t := r.U32(); r.Err == nil && t >= uint32(len(w.types)) {
+			t := r.U32()
+			if r.Err == nil && t >= uint32(len(w.types)) {
 				return fmt.Errorf("%w: import %d: type index %d out of range (%d types)", ErrMalformed, i, t, len(w.types))
 			}
+			w.importTypes = append(w.importTypes, t)
 			w.yield++
 		case 1: // table: reftype, limits
 			r.Valtype()
@@ -810,8 +827,8 @@ type funcBuf struct {
 type ctl struct {
 	loop, isIf, hasElse bool
 	retry               bool // a loop in a retry loop
-	ifCnt               int // run length at the if, for the else branch and a missing else
-	brMax               int // longest run reaching the end through a branch; -1 if none
+	ifCnt               int  // run length at the if, for the else branch and a missing else
+	brMax               int  // longest run reaching the end through a branch; -1 if none
 	// added counts the labels the rewriter added around this frame and the ones enclosing it:
 	// one retry loop around every loop (loopCheck). A branch leaves the retry loops of the
 	// loops it leaves: added of its own frame minus added of the frame it targets.
@@ -925,7 +942,11 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo)
 			// The check without the call (see loopCheck): the loop runs in a retry loop of the
 			// same type, whose head yields.
 			added := fb.ctl[len(fb.ctl)-1].added
-			if retryMode == 0 {
+			inLoop := false
+			for _, c := range fb.ctl {
+				inLoop = inLoop || c.loop
+			}
+			if retryMode == 0 || (retryMode == 2 && inLoop) {
 				b = append(b, code[start:r.Pos]...)
 				b = append(b, fc...)
 				fb.ctl = append(fb.ctl, ctl{loop: true, brMax: -1, added: added})

@@ -160,6 +160,9 @@ func TestInstrumentRefuses(t *testing.T) {
 		{"version 2", append([]byte("\x00asm\x02\x00\x00\x00"), valid[8:]...), "version"},
 		{"truncated", valid[:len(valid)-3], "malformed"},
 		{"reserved import", watBytes(t, "", `(module (import "wasmpod" "__yield" (func (result i32))))`), "reserved"},
+		// Binary: a text assembler refuses both. A function () -> i32, then one (i32) -> ().
+		{"start with a result", []byte("\x00asm\x01\x00\x00\x00\x01\x05\x01\x60\x00\x01\x7f\x03\x02\x01\x00\x08\x01\x00\x0a\x06\x01\x04\x00\x41\x00\x0b"), "start function"},
+		{"start with a parameter", []byte("\x00asm\x01\x00\x00\x00\x01\x05\x01\x60\x01\x7f\x00\x03\x02\x01\x00\x08\x01\x00\x0a\x04\x01\x02\x00\x0b"), "start function"},
 		{"reserved export", watBytes(t, "", `(module (global (export "__wasmpod_fuel") i32 (i32.const 0)))`), "reserved"},
 	}
 	for _, tc := range cases {
