@@ -375,7 +375,9 @@ func InstrumentWith(wasm []byte, opts Options) ([]byte, error) {
 			if isDebugSection(body) {
 				continue
 			}
-			body, err = w.nameSection(body)
+			if body, err = w.nameSection(body); body == nil {
+				continue // a malformed name section, dropped
+			}
 		case secType:
 			body, err = appendToVector(body, []byte{0x60, 0x01, 0x7F, 0x01, 0x7F}) // (i32) -> i32
 			for _, t := range w.extraTypes {
@@ -1242,7 +1244,8 @@ func (w *rewriter) constExpr(out []byte, r *wasmbin.Reader) []byte {
 }
 
 // nameSection renumbers the function indices of the "name" custom section (function, local and
-// label names). Other custom sections are copied unchanged.
+// label names), or returns nil for a name section it cannot read. Other custom sections are
+// copied unchanged.
 func (w *rewriter) nameSection(body []byte) ([]byte, error) {
 	r := &wasmbin.Reader{B: body}
 	name := r.Bytes(int(r.U32()))
@@ -1255,8 +1258,10 @@ func (w *rewriter) nameSection(body []byte) ([]byte, error) {
 		size := r.U32()
 		sub := r.Bytes(int(size))
 		if r.Err != nil {
-			// A malformed name section is ignored by engines; drop what we cannot read.
-			return out, nil
+			// A malformed name section is ignored by engines; drop it whole. Dropping only what
+			// cannot be read would change what follows the last subsection, which wazero's
+			// decoder reads past a module-name subsection's end.
+			return nil, nil
 		}
 		if id >= 1 && id <= 3 {
 			var ok bool
