@@ -816,12 +816,21 @@ func (w *rewriter) code(body []byte) ([]byte, error) {
 	return out, nil
 }
 
-var retryMode = 1
+// loopForm selects the loop head checks: formAuto in production, the others for tests, which
+// compare the forms (TestRetryLoopMatchesInline).
+var loopForm = formAuto
+
+const (
+	formAuto   = iota // the retry form for a loop that contains no loop, the inline check otherwise
+	formInline        // the inline check at every loop head
+	formRetry         // the retry form for every loop
+)
 
 // funcBuf is reused across functions.
 type funcBuf struct {
 	body, out, fc []byte
 	ctl           []ctl
+	outer         []bool // of every loop of the body, whether it contains a loop (outerLoops)
 }
 
 // ctl is an open block, loop or if, with what the rewriter needs to bound the straight-line run
@@ -892,6 +901,8 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo)
 		b = appendS33(b, int64(w.blockTypes[string(ft.results)]))
 	}
 	fb.ctl = append(fb.ctl[:0], ctl{brMax: -1})
+	fb.outer = outerLoops(code, fb.outer[:0])
+	loopIdx := 0 // of the next loop, in fb.outer
 	cnt := 0
 	// target checks label l and bounds the run it carries to its frame; it returns the label
 	// in the rewritten body, past the retry loops the branch leaves.
@@ -941,14 +952,13 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo)
 			if err := w.blockType(r); err != nil {
 				return nil, err
 			}
-			// The check without the call (see loopCheck): the loop runs in a retry loop of the
-			// same type, whose head yields.
+			// A loop that contains no loop gets the check without the call (see loopCheck): it
+			// runs in a retry loop of the same type, whose head yields. Another keeps the inline
+			// check.
 			added := fb.ctl[len(fb.ctl)-1].added
-			inLoop := false
-			for _, c := range fb.ctl {
-				inLoop = inLoop || c.loop
-			}
-			if retryMode == 0 || (retryMode == 2 && inLoop) {
+			outer := loopIdx < len(fb.outer) && fb.outer[loopIdx]
+			loopIdx++
+			if loopForm == formInline || (loopForm == formAuto && outer) {
 				b = append(b, code[start:r.Pos]...)
 				b = append(b, fc...)
 				fb.ctl = append(fb.ctl, ctl{loop: true, brMax: -1, added: added})

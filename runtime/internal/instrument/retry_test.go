@@ -1,15 +1,16 @@
 package instrument_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/wasmpod/wasmpod/runtime/internal/instrument"
 )
 
-// Every loop runs inside a retry loop (instrument.loopCheck): a branch must skip one more label
-// for every loop it leaves, and a loop's parameters must come back through the retry. A branch
-// relabelled wrong either fails validation or lands on another loop or block of the same type,
+// A loop in a retry loop (instrument.loopCheck; every loop with FormRetry, the loops without
+// loops inside with FormAuto): a branch must skip one more label for every retry loop it
+// leaves, and a loop's parameters must come back through the retry. A branch relabelled wrong either fails validation or lands on another loop or block of the same type,
 // so each case checks the result against the original module and counts the checks exactly
 // (fuel 1: one yield per check, and one iteration per refill of 1). A cut after far more yields
 // than expected ends a case that loops where it should not.
@@ -72,26 +73,37 @@ func TestRetryLoopBranches(t *testing.T) {
 		{"two results, a branch out", multi, 5, -1, 3 + 1},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			orig := instantiate(t, watBytes(t, "", tc.src), &yieldState{fuel: 1})
-			if got, err := call(t, orig, "f", tc.arg); err != nil || got != tc.want {
-				t.Fatalf("original: %d, %v; want %d", got, err, tc.want)
-			}
-			ys := &yieldState{fuel: 1, stopAfter: tc.yields + 100}
-			m := instantiate(t, mustInstrument(t, tc.src, instrument.Options{Fuel: 1}), ys)
-			if got, err := call(t, m, "f", tc.arg); err != nil || got != tc.want {
-				t.Fatalf("instrumented: %d, %v; want %d", got, err, tc.want)
-			}
-			if ys.yields != tc.yields {
-				t.Fatalf("%d checks, want %d", ys.yields, tc.yields)
-			}
-			// A large refill: no yield at all, same result.
-			ys = &yieldState{fuel: 1 << 20}
-			m = instantiate(t, mustInstrument(t, tc.src, instrument.Options{Fuel: 1 << 20}), ys)
-			if got, err := call(t, m, "f", tc.arg); err != nil || got != tc.want || ys.yields != 0 {
-				t.Fatalf("fuel 2^20: %d, %v, %d yields; want %d, 0 yields", got, err, ys.yields, tc.want)
-			}
-		})
+		for _, form := range []int{instrument.FormAuto, instrument.FormRetry} {
+			t.Run(fmt.Sprintf("%s/form %d", tc.name, form), func(t *testing.T) {
+				instrument.SetLoopForm(form)
+				defer instrument.SetLoopForm(instrument.FormAuto)
+				retryLoopCase(t, tc.src, tc.arg, tc.want, tc.yields)
+			})
+		}
+	}
+}
+
+// retryLoopCase runs src's f(arg) as original and instrumented, with fuel 1 per refill (want
+// yields) and 2^20 (none).
+func retryLoopCase(t *testing.T, src string, arg uint64, want int32, yields int) {
+	t.Helper()
+	orig := instantiate(t, watBytes(t, "", src), &yieldState{fuel: 1})
+	if got, err := call(t, orig, "f", arg); err != nil || got != want {
+		t.Fatalf("original: %d, %v; want %d", got, err, want)
+	}
+	ys := &yieldState{fuel: 1, stopAfter: yields + 100}
+	m := instantiate(t, mustInstrument(t, src, instrument.Options{Fuel: 1}), ys)
+	if got, err := call(t, m, "f", arg); err != nil || got != want {
+		t.Fatalf("instrumented: %d, %v; want %d", got, err, want)
+	}
+	if ys.yields != yields {
+		t.Fatalf("%d checks, want %d", ys.yields, yields)
+	}
+	// A large refill: no yield at all, same result.
+	ys = &yieldState{fuel: 1 << 20}
+	m = instantiate(t, mustInstrument(t, src, instrument.Options{Fuel: 1 << 20}), ys)
+	if got, err := call(t, m, "f", arg); err != nil || got != want || ys.yields != 0 {
+		t.Fatalf("fuel 2^20: %d, %v, %d yields; want %d, 0 yields", got, err, ys.yields, want)
 	}
 }
 
@@ -114,9 +126,10 @@ func TestRetryLoopCut(t *testing.T) {
 }
 
 // TestRetryLoopMatchesInline: the retry form (instrument.loopCheck) passes exactly the checks of
-// the inline check it replaces, in the same order of results, for every refill: each case runs
-// with both forms and fuel 1, 2, 3 and 7 per refill, and must return the original's result with
-// as many yields as the inline form. The cases branch from inside nested loops to every
+// the inline check it replaces, for every refill: each case runs with the inline check at every
+// loop head, with the production choice (the retry form for loops without loops inside, the
+// inline check around them) and with the retry form at every loop, with fuel 1, 2, 3 and 7 per
+// refill, and must return the original's result with as many yields as the inline form. The cases branch from inside nested loops to every
 // enclosing label (block, loop, the function's, return), from if blocks and block-typed loops.
 func TestRetryLoopMatchesInline(t *testing.T) {
 	// br_table from a block inside two loops to every enclosing label, br to a block around
@@ -169,12 +182,10 @@ func TestRetryLoopMatchesInline(t *testing.T) {
 		got    int32
 		yields int
 	}
-	exec := func(t *testing.T, src string, arg uint64, fuel int32, inline bool) run {
+	exec := func(t *testing.T, src string, arg uint64, fuel int32, form int) run {
 		t.Helper()
-		if inline {
-			instrument.SetRetryMode(0)
-			defer instrument.SetRetryMode(1)
-		}
+		instrument.SetLoopForm(form)
+		defer instrument.SetLoopForm(instrument.FormAuto)
 		ys := &yieldState{fuel: fuel, stopAfter: 100000}
 		m := instantiate(t, mustInstrument(t, src, instrument.Options{Fuel: fuel}), ys)
 		got, err := call(t, m, "f", arg)
@@ -198,12 +209,36 @@ func TestRetryLoopMatchesInline(t *testing.T) {
 				t.Fatalf("%s(%d) original: %v", tc.name, arg, err)
 			}
 			for _, fuel := range []int32{1, 2, 3, 7} {
-				inline := exec(t, tc.src, arg, fuel, true)
-				retry := exec(t, tc.src, arg, fuel, false)
-				if inline.got != int32(want) || retry != inline {
-					t.Errorf("%s(%d), fuel %d: retry %+v, inline %+v, original %d", tc.name, arg, fuel, retry, inline, int32(want))
+				inline := exec(t, tc.src, arg, fuel, instrument.FormInline)
+				auto := exec(t, tc.src, arg, fuel, instrument.FormAuto)
+				retry := exec(t, tc.src, arg, fuel, instrument.FormRetry)
+				if inline.got != int32(want) || auto != inline || retry != inline {
+					t.Errorf("%s(%d), fuel %d: inline %+v, auto %+v, retry every loop %+v, original %d", tc.name, arg, fuel, inline, auto, retry, int32(want))
 				}
 			}
+		}
+	}
+}
+
+// TestOuterLoops: which loops contain a loop, and so keep the inline check (FormAuto).
+func TestOuterLoops(t *testing.T) {
+	const loop, block, if_, end = "\x03\x40", "\x02\x40", "\x41\x00\x04\x40", "\x0b"
+	cases := []struct {
+		name, body string
+		want       []bool
+	}{
+		{"none", end, nil},
+		{"one", loop + end + end, []bool{false}},
+		{"nested", loop + loop + end + end + end, []bool{true, false}},
+		{"through a block and an if", loop + block + if_ + loop + end + end + end + end + end, []bool{true, false}},
+		{"siblings in one", loop + loop + end + loop + loop + end + end + end + end, []bool{true, false, true, false}},
+		{"after a nest", loop + loop + end + end + block + loop + end + end + loop + end + end, []bool{true, false, false, false}},
+		{"unreadable", loop + "\xfc\xff\xff\xff\xff\xff" + loop + end + end + end, []bool{false}},
+	}
+	for _, tc := range cases {
+		got := instrument.OuterLoops([]byte("\x00"+tc.body), nil)
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
