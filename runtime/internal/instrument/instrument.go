@@ -8,9 +8,10 @@
 //   - A fuel countdown at every function entry, every function exit, every loop head and every
 //     MaxStraight instructions of straight-line code. When the fuel reaches zero the guest calls
 //     __yield(ReasonFuel), which either refills it (the call goes on) or traps (the call is
-//     cut). The host cuts a call by setting the fuel to zero from another goroutine. A loop
-//     head's check only counts down and branches: every loop runs inside a retry loop whose head
-//     makes the call, so no call sits inside the loop itself (loopCheck).
+//     cut). The host cuts a call by setting the fuel to zero from another goroutine. The check
+//     at the head of a loop that contains no loop only counts down and branches: the loop runs
+//     inside a retry loop whose head makes the call, so no check's call sits inside the loop
+//     itself (loopCheck).
 //   - Bulk memory and table instructions (memory.fill/copy/init, table.fill/copy/init) are
 //     charged fuel in proportion to their length before they run, so a yield comes before a
 //     long one, however few instructions surround it.
@@ -39,8 +40,8 @@
 // if/else), and places a check wherever the next instruction would take it over MaxStraight.
 // Within one activation execution only moves forward between loop heads, and a backward branch
 // lands on a loop head, which checks (or on the retry loop around one, which only the loop
-// head's check branches to, and which re-enters that loop head). A call runs the callee: if the callee checks at entry, the
-// caller's run ends there; if its entry check stands at its first loop head, the run goes on
+// head's check branches to, and which re-enters that loop head). A call runs the callee: if the
+// callee checks at entry, the caller's run ends there; if its entry check stands at its first loop head, the run goes on
 // for the callee's prefix, which the call counted; if it is check-free, the run goes on through
 // all its instructions, each at most once (no loops, no calls), which the call counted, and
 // comes back to the caller, which goes on counting. Every other callee checks at its exit, so
@@ -457,8 +458,8 @@ func (w *rewriter) storeAndTest(c []byte, tmp uint32) []byte {
 	return append(c, 0x0B) // end
 }
 
-// A loop's check keeps its call to __yield out of the loop. Every loop, with its own block type,
-// is wrapped in a retry loop of the same type:
+// A loop's check keeps its call to __yield out of the loop. Every loop that contains no loop,
+// with its own block type, is wrapped in a retry loop of the same type:
 //
 //	loop $retry (type)     ;; retryHead: if fuel <= 0 { fuel = __yield(ReasonFuel) + 1 }
 //	  loop (type)          ;; loopCheck: fuel -= 1; if fuel <= 0 { br $retry }
@@ -469,9 +470,14 @@ func (w *rewriter) storeAndTest(c []byte, tmp uint32) []byte {
 // Why: wazero's register allocator spills a value that is live across a call at every
 // definition, and with an inline check every value carried around the loop is live across
 // the (cold) call at its head, so it went to memory on every iteration. Measured (2026-12-03,
-// alternating with the inline check, 9 runs each): the Go guest's leaf256 guarded / bare
-// wazero 2.29x -> 1.84x; but BenchmarkChecks' sum1000 (a two-local loop, no entry check)
-// slower, 2,300 -> 2,870 ns (bare ~1,200).
+// interleaved with the inline check, medians): the Go guest's leaf256 guarded / bare wazero
+// 2.20x -> 1.72x (its functions are one loop each, with no loop inside); a loop carrying five
+// locals 5.6 -> 3.0 us per 1,000 iterations; BenchmarkChecks' sum1000 (two locals) unchanged.
+// Not for a loop with loops inside: wrapped, its inner loops ran 20-40% slower (in wazero's
+// code for the nest: an inner loop's own instructions are those of a lone wrapped loop; the
+// cause is not pinned down), and its check runs once per run of its inner loops, so its call
+// costs little. loopCheck's if block instead of a
+// br_if: see there.
 //
 // It is valid for any block type: at the loop head the operand stack holds exactly the loop's
 // parameters, which br_if $retry carries back (and leaves in place when not taken), and the
