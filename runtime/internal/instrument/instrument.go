@@ -8,7 +8,10 @@
 //   - A fuel countdown at every function entry, every function exit, every loop head and every
 //     MaxStraight instructions of straight-line code. When the fuel reaches zero the guest calls
 //     __yield(ReasonFuel), which either refills it (the call goes on) or traps (the call is
-//     cut). The host cuts a call by setting the fuel to zero from another goroutine.
+//     cut). The host cuts a call by setting the fuel to zero from another goroutine. The check
+//     at the head of a loop that contains no loop only counts down and branches: the loop runs
+//     inside a retry loop whose head makes the call, so no check's call sits inside the loop
+//     itself (loopCheck).
 //   - Bulk memory and table instructions (memory.fill/copy/init, table.fill/copy/init) are
 //     charged fuel in proportion to their length before they run, so a yield comes before a
 //     long one, however few instructions surround it.
@@ -36,8 +39,9 @@
 // the last check along any path into that point (function, through blocks, branches and
 // if/else), and places a check wherever the next instruction would take it over MaxStraight.
 // Within one activation execution only moves forward between loop heads, and a backward branch
-// lands on a loop head, which checks. A call runs the callee: if the callee checks at entry, the
-// caller's run ends there; if its entry check stands at its first loop head, the run goes on
+// lands on a loop head, which checks (or on the retry loop around one, which only the loop
+// head's check branches to, and which re-enters that loop head). A call runs the callee: if the
+// callee checks at entry, the caller's run ends there; if its entry check stands at its first loop head, the run goes on
 // for the callee's prefix, which the call counted; if it is check-free, the run goes on through
 // all its instructions, each at most once (no loops, no calls), which the call counted, and
 // comes back to the caller, which goes on counting. Every other callee checks at its exit, so
@@ -149,8 +153,10 @@ type rewriter struct {
 
 	types     []sigInfo // the original's types
 	funcTypes []uint32  // type index of every defined function
-	numFuncs  uint32    // imported + defined functions of the original
-	globals   uint32    // imported + defined globals of the original
+	// importTypes is the type index of every imported function.
+	importTypes []uint32
+	numFuncs    uint32 // imported + defined functions of the original
+	globals     uint32 // imported + defined globals of the original
 
 	yield      uint32            // function index of __yield == number of imported functions
 	yieldType  uint32            // type index of __yield
@@ -319,6 +325,19 @@ func InstrumentWith(wasm []byte, opts Options) ([]byte, error) {
 	if w.hasStart && w.start >= w.numFuncs {
 		return nil, fmt.Errorf("%w: start function %d out of range (%d functions)", ErrMalformed, w.start, w.numFuncs)
 	}
+	// Exported as StartName, a start function of another type would make an invalid module
+	// valid.
+	if w.hasStart {
+		var t uint32
+		if w.start < w.yield {
+			t = w.importTypes[w.start]
+		} else {
+			t = w.funcTypes[w.start-w.yield]
+		}
+		if ft := w.types[t]; ft.params != 0 || ft.nres != 0 {
+			return nil, fmt.Errorf("%w: start function %d takes %d parameters and returns %d results, want none", ErrMalformed, w.start, ft.params, ft.nres)
+		}
+	}
 	keepStart := w.hasStart && opts.KeepStart
 	if keepStart {
 		w.hasStart = false // not exported
@@ -357,7 +376,9 @@ func InstrumentWith(wasm []byte, opts Options) ([]byte, error) {
 			if isDebugSection(body) {
 				continue
 			}
-			body, err = w.nameSection(body)
+			if body, err = w.nameSection(body); body == nil {
+				continue // a malformed name section, dropped
+			}
 		case secType:
 			body, err = appendToVector(body, []byte{0x60, 0x01, 0x7F, 0x01, 0x7F}) // (i32) -> i32
 			for _, t := range w.extraTypes {
@@ -435,6 +456,81 @@ func (w *rewriter) storeAndTest(c []byte, tmp uint32) []byte {
 	c = append(c, 0x24) // global.set fuel
 	c = appendU32(c, w.fuel)
 	return append(c, 0x0B) // end
+}
+
+// A loop's check keeps its call to __yield out of the loop. Every loop that contains no loop,
+// with its own block type, is wrapped in a retry loop of the same type:
+//
+//	loop $retry (type)     ;; retryHead: if fuel <= 0 { fuel = __yield(ReasonFuel) + 1 }
+//	  loop (type)          ;; loopCheck: fuel -= 1; if fuel <= 0 { br $retry }
+//	    ...                ;; the original body, branches out of the loop relabelled + 1
+//	  end
+//	end
+//
+// Why: wazero's register allocator spills a value that is live across a call at every
+// definition, and with an inline check every value carried around the loop is live across
+// the (cold) call at its head, so it went to memory on every iteration. Measured (2026-12-03,
+// interleaved with the inline check, medians): the Go guest's leaf256 guarded / bare wazero
+// 2.20x -> 1.72x (its functions are one loop each, with no loop inside); a loop carrying five
+// locals 5.6 -> 3.0 us per 1,000 iterations; BenchmarkChecks' sum1000 (two locals) unchanged.
+// Not for a loop with loops inside: wrapped, its inner loops ran 20-40% slower (in wazero's
+// code for the nest: an inner loop's own instructions are those of a lone wrapped loop; the
+// cause is not pinned down), and its check runs once per run of its inner loops, so its call
+// costs little. loopCheck's if block instead of a
+// br_if: see there.
+//
+// It is valid for any block type: at the loop head the operand stack holds exactly the loop's
+// parameters, which br_if $retry carries back (and leaves in place when not taken), and the
+// retry head's if block touches nothing below it. Values below the loop stay below both.
+// Locals keep their values across the re-entry. The check count is the inline one's: the loop
+// head takes one unit of fuel per iteration and yields (through the retry head) when it hits
+// zero; the retry head then adds 1 to the refill, which the loop head takes back on re-entry,
+// so the iteration starts with exactly the refill, as after an inline check, and a refill of 1
+// runs one iteration per yield (i32 arithmetic wraps: + 1 then - 1 gives back any refill). On
+// entering the loop the retry head yields only if the fuel is already empty (the host emptied
+// it to cut the call): the cut comes one check early, never late. Between the two heads the
+// guest runs no original instruction, so the bound between checks is the inline check's.
+
+// retryHead appends the head of a retry loop: if fuel <= 0 { fuel = __yield(ReasonFuel) + 1 }.
+func (w *rewriter) retryHead(c []byte) []byte {
+	c = append(c, 0x23) // global.get fuel
+	c = appendU32(c, w.fuel)
+	c = append(c, 0x41, 0x00, 0x4C, 0x04, 0x40, 0x41, ReasonFuel, 0x10) // i32.const 0, i32.le_s, if, i32.const reason, call
+	c = appendU32(c, w.yield)
+	c = append(c, 0x41, 0x01, 0x6A, 0x24) // i32.const 1, i32.add, global.set fuel
+	c = appendU32(c, w.fuel)
+	return append(c, 0x0B) // end
+}
+
+// loopCheck appends the check at the head of a loop in its retry loop (label 1, just outside
+// the loop): fuel -= 1; if fuel <= 0 { br $retry }. A loop without parameters gets the branch
+// in an if block (if fuel <= 0 { br 2 }), which wazero compiles to one compare-and-jump; a
+// br_if on the comparison costs a setcc and a test on top (measured: BenchmarkChecks' sum1000
+// 20% slower). Inside the if the loop's parameters are out of reach, so a loop with
+// parameters gets br_if 1, which carries them back.
+func (w *rewriter) loopCheck(c []byte, tmp uint32, params bool) []byte {
+	c = append(c, 0x23) // global.get fuel
+	c = appendU32(c, w.fuel)
+	c = append(c, 0x41, 0x01, 0x6B, 0x22) // i32.const 1, i32.sub, local.tee tmp
+	c = appendU32(c, tmp)
+	c = append(c, 0x24) // global.set fuel
+	c = appendU32(c, w.fuel)
+	c = append(c, 0x20) // local.get tmp
+	c = appendU32(c, tmp)
+	if params {
+		return append(c, 0x41, 0x00, 0x4C, 0x0D, 0x01) // i32.const 0, i32.le_s, br_if 1
+	}
+	return append(c, 0x41, 0x00, 0x4C, 0x04, 0x40, 0x0C, 0x02, 0x0B) // i32.const 0, i32.le_s, if, br 2, end
+}
+
+// hasParams tells whether the block type bt (valid, see blockType) takes parameters.
+func (w *rewriter) hasParams(bt []byte) bool {
+	switch bt[0] {
+	case 0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F:
+		return false
+	}
+	r := &wasmbin.Reader{B: bt}
+	return w.types[r.S33()].params > 0
 }
 
 // stackEnter appends: stk -= weight; if stk < 0 { __yield(ReasonStack) } (which traps).
@@ -517,9 +613,11 @@ func (w *rewriter) scanImports(body []byte) error {
 		}
 		switch kind := r.Byte(); kind {
 		case 0: // func: type index
-			if t := r.U32(); r.Err == nil && t >= uint32(len(w.types)) {
+			t := r.U32()
+			if r.Err == nil && t >= uint32(len(w.types)) {
 				return fmt.Errorf("%w: import %d: type index %d out of range (%d types)", ErrMalformed, i, t, len(w.types))
 			}
+			w.importTypes = append(w.importTypes, t)
 			w.yield++
 		case 1: // table: reftype, limits
 			r.Valtype()
@@ -724,18 +822,34 @@ func (w *rewriter) code(body []byte) ([]byte, error) {
 	return out, nil
 }
 
+// loopForm selects the loop head checks: formAuto in production, the others for tests, which
+// compare the forms (TestRetryLoopMatchesInline).
+var loopForm = formAuto
+
+const (
+	formAuto   = iota // the retry form for a loop that contains no loop, the inline check otherwise
+	formInline        // the inline check at every loop head
+	formRetry         // the retry form for every loop
+)
+
 // funcBuf is reused across functions.
 type funcBuf struct {
 	body, out, fc []byte
 	ctl           []ctl
+	outer         []bool // of every loop of the body, whether it contains a loop (outerLoops)
 }
 
 // ctl is an open block, loop or if, with what the rewriter needs to bound the straight-line run
 // since the last check along every path.
 type ctl struct {
 	loop, isIf, hasElse bool
-	ifCnt               int // run length at the if, for the else branch and a missing else
-	brMax               int // longest run reaching the end through a branch; -1 if none
+	retry               bool // a loop in a retry loop
+	ifCnt               int  // run length at the if, for the else branch and a missing else
+	brMax               int  // longest run reaching the end through a branch; -1 if none
+	// added counts the labels the rewriter added around this frame and the ones enclosing it:
+	// one retry loop around every loop (loopCheck). A branch leaves the retry loops of the
+	// loops it leaves: added of its own frame minus added of the frame it targets.
+	added uint32
 }
 
 // function rewrites one body: the stack budget and a fuel check at entry, the original body
@@ -793,16 +907,20 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo)
 		b = appendS33(b, int64(w.blockTypes[string(ft.results)]))
 	}
 	fb.ctl = append(fb.ctl[:0], ctl{brMax: -1})
+	fb.outer = outerLoops(code, fb.outer[:0])
+	loopIdx := 0 // of the next loop, in fb.outer
 	cnt := 0
-	target := func(l uint32) error {
+	// target checks label l and bounds the run it carries to its frame; it returns the label
+	// in the rewritten body, past the retry loops the branch leaves.
+	target := func(l uint32) (uint32, error) {
 		if uint64(l) >= uint64(len(fb.ctl)) {
-			return fmt.Errorf("%w: branch depth %d out of range (%d open blocks)", ErrMalformed, l, len(fb.ctl))
+			return 0, fmt.Errorf("%w: branch depth %d out of range (%d open blocks)", ErrMalformed, l, len(fb.ctl))
 		}
 		c := &fb.ctl[len(fb.ctl)-1-int(l)]
 		if !c.loop {
 			c.brMax = max(c.brMax, cnt)
 		}
-		return nil
+		return l + fb.ctl[len(fb.ctl)-1].added - c.added, nil
 	}
 	ended := false
 	for !r.Done() {
@@ -834,15 +952,33 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo)
 				return nil, err
 			}
 			b = append(b, code[start:r.Pos]...)
-			fb.ctl = append(fb.ctl, ctl{isIf: op == 0x04, ifCnt: cnt, brMax: -1})
+			fb.ctl = append(fb.ctl, ctl{isIf: op == 0x04, ifCnt: cnt, brMax: -1, added: fb.ctl[len(fb.ctl)-1].added})
 			continue
 		case 0x03: // loop: a check at the head of every iteration
 			if err := w.blockType(r); err != nil {
 				return nil, err
 			}
-			b = append(b, code[start:r.Pos]...)
-			b = append(b, fc...)
-			fb.ctl = append(fb.ctl, ctl{loop: true, brMax: -1})
+			// A loop that contains no loop gets the check without the call (see loopCheck): it
+			// runs in a retry loop of the same type, whose head yields. Another keeps the inline
+			// check.
+			added := fb.ctl[len(fb.ctl)-1].added
+			outer := loopIdx < len(fb.outer) && fb.outer[loopIdx]
+			loopIdx++
+			if loopForm == formInline || (loopForm == formAuto && outer) {
+				b = append(b, code[start:r.Pos]...)
+				b = append(b, fc...)
+				fb.ctl = append(fb.ctl, ctl{loop: true, brMax: -1, added: added})
+				cnt = 0
+				continue
+			}
+			bt := code[start+1 : r.Pos]
+			b = append(b, 0x03)
+			b = append(b, bt...)
+			b = w.retryHead(b)
+			b = append(b, 0x03)
+			b = append(b, bt...)
+			b = w.loopCheck(b, tmp, w.hasParams(bt))
+			fb.ctl = append(fb.ctl, ctl{loop: true, retry: true, brMax: -1, added: added + 1})
 			cnt = 0
 			continue
 		case 0x05: // else
@@ -871,12 +1007,16 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo)
 				continue
 			}
 			b = append(b, op)
+			if c.retry {
+				b = append(b, 0x0B) // the retry loop's end
+			}
 		case 0x0C, 0x0D: // br, br_if
 			l := r.U32()
 			if r.Err == nil {
-				err = target(l)
+				l, err = target(l)
 			}
-			b = append(b, code[start:r.Pos]...)
+			b = append(b, op)
+			b = appendU32(b, l)
 			if op == 0x0C {
 				cnt = 0 // what follows is unreachable
 			}
@@ -886,13 +1026,17 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo)
 			continue
 		case 0x0E: // br_table
 			n := r.U32()
+			b = append(b, op)
+			b = appendU32(b, n)
 			for k := uint32(0); k <= n && r.Err == nil && err == nil; k++ {
-				err = target(r.U32())
+				var l uint32
+				if l, err = target(r.U32()); r.Err == nil {
+					b = appendU32(b, l)
+				}
 			}
 			if err != nil {
 				return nil, err
 			}
-			b = append(b, code[start:r.Pos]...)
 			cnt = 0
 			continue
 		case 0x0F: // return
@@ -1116,7 +1260,8 @@ func (w *rewriter) constExpr(out []byte, r *wasmbin.Reader) []byte {
 }
 
 // nameSection renumbers the function indices of the "name" custom section (function, local and
-// label names). Other custom sections are copied unchanged.
+// label names), or returns nil for a name section it cannot read. Other custom sections are
+// copied unchanged.
 func (w *rewriter) nameSection(body []byte) ([]byte, error) {
 	r := &wasmbin.Reader{B: body}
 	name := r.Bytes(int(r.U32()))
@@ -1129,8 +1274,10 @@ func (w *rewriter) nameSection(body []byte) ([]byte, error) {
 		size := r.U32()
 		sub := r.Bytes(int(size))
 		if r.Err != nil {
-			// A malformed name section is ignored by engines; drop what we cannot read.
-			return out, nil
+			// A malformed name section is ignored by engines; drop it whole. Dropping only what
+			// cannot be read would change what follows the last subsection, which wazero's
+			// decoder reads past a module-name subsection's end.
+			return nil, nil
 		}
 		if id >= 1 && id <= 3 {
 			var ok bool

@@ -160,6 +160,9 @@ func TestInstrumentRefuses(t *testing.T) {
 		{"version 2", append([]byte("\x00asm\x02\x00\x00\x00"), valid[8:]...), "version"},
 		{"truncated", valid[:len(valid)-3], "malformed"},
 		{"reserved import", watBytes(t, "", `(module (import "wasmpod" "__yield" (func (result i32))))`), "reserved"},
+		// Binary: a text assembler refuses both. A function () -> i32, then one (i32) -> ().
+		{"start with a result", []byte("\x00asm\x01\x00\x00\x00\x01\x05\x01\x60\x00\x01\x7f\x03\x02\x01\x00\x08\x01\x00\x0a\x06\x01\x04\x00\x41\x00\x0b"), "start function"},
+		{"start with a parameter", []byte("\x00asm\x01\x00\x00\x00\x01\x05\x01\x60\x01\x7f\x00\x03\x02\x01\x00\x08\x01\x00\x0a\x04\x01\x02\x00\x0b"), "start function"},
 		{"reserved export", watBytes(t, "", `(module (global (export "__wasmpod_fuel") i32 (i32.const 0)))`), "reserved"},
 	}
 	for _, tc := range cases {
@@ -178,6 +181,18 @@ func FuzzInstrument(f *testing.F) {
 	f.Add(watBytes(f, "testdata/indices.wat", ""))
 	f.Add([]byte("\x00asm\x01\x00\x00\x00"))
 	f.Add(watBytes(f, "", `(module (func (loop (br 0))))`))
+	// Loops of every block type with branches out of them (each loop gets a retry loop around
+	// it, and the branches new labels).
+	f.Add(watBytes(f, "", `(module (type $p (func (param i32) (result i32))) (type $two (func (result i32 i32)))
+		(func (param $n i32) (result i32)
+			(block $out (result i32)
+				(i32.const 0)
+				(loop $p (type $p)
+					(loop $q (br_if $q (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))
+					(block $b (type $two)
+						(loop $l (type $two) (br_if $b (i32.const 1) (i32.const 2) (local.get $n)) (drop) (drop) (br $l)))
+					(drop) (drop)
+					(br_table $p $out $p (local.get $n))))))`))
 	ctx := context.Background()
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	f.Cleanup(func() { rt.Close(ctx) })

@@ -138,3 +138,38 @@ func straight(op byte, sub uint32) bool {
 	}
 	return true
 }
+
+// outerLoops appends to dst, for every loop of the body code (its locals and instructions) in
+// order, whether it contains another loop. It stops at the first instruction it cannot read
+// (the rewriter then reports what is wrong): loops past it are left out.
+func outerLoops(code []byte, dst []bool) []bool {
+	r := &wasmbin.Reader{B: code}
+	groups := r.U32()
+	for g := uint32(0); g < groups && r.Err == nil; g++ {
+		r.U32()
+		r.Valtype()
+	}
+	// open holds, for every open block, loop and if, the index in dst of the innermost loop
+	// around it or itself; -1 if none.
+	open := []int{-1}
+	for !r.Done() && r.Err == nil {
+		op := r.Byte()
+		switch op {
+		case 0x02, 0x04: // block, if
+			open = append(open, open[len(open)-1])
+		case 0x03: // loop
+			if l := open[len(open)-1]; l >= 0 {
+				dst[l] = true
+			}
+			open = append(open, len(dst))
+			dst = append(dst, false)
+		case 0x0B: // end
+			if len(open) == 1 {
+				return dst // the function's end
+			}
+			open = open[:len(open)-1]
+		}
+		r.Immediates(op)
+	}
+	return dst
+}

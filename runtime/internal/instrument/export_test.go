@@ -1,0 +1,14 @@
+package instrument
+
+// The loop head check forms, for TestRetryLoopMatchesInline.
+const (
+	FormAuto   = formAuto
+	FormInline = formInline
+	FormRetry  = formRetry
+)
+
+// SetLoopForm selects the loop head checks of the next Instrument calls.
+func SetLoopForm(f int) { loopForm = f }
+
+// OuterLoops is outerLoops.
+var OuterLoops = outerLoops
