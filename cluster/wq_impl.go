@@ -847,47 +847,68 @@ func (p *Workers) stopped() bool {
 	}
 }
 
+// Leases a worker keeps asked for ahead of the task it runs: one, and a second once its tasks
+// run shorter than shortTask. A task leased ahead waits for the worker, whatever other
+// members are idle, so the second is only for tasks short enough that a lease's round trip
+// through the log (a commit, an fsync, the goroutines of Raft and the machine, which wait for a
+// core while two stages run on two) is a part of each task worth hiding.
+const (
+	leaseAhead      = 1
+	leaseAheadShort = 2
+	shortTask       = time.Second
+)
+
 // loop leases and runs tasks until the pool stops. While a task runs, the worker already
-// leases its next one and fetches its inputs, and a finished task's result is committed in the
-// background (see deliver): the log writes and fsyncs a task needs are not on the worker's
-// path from one run to the next. When the pool stops, a task leased ahead is still run.
+// holds or awaits the leases of its next ones (leaseAhead, leaseAheadShort) and their inputs
+// are fetched, and a finished task's result is committed in the background (see deliver): the
+// log writes and fsyncs a task needs are not on the worker's path from one run to the next.
+// When the pool stops, the tasks leased ahead are still run.
 func (p *Workers) loop(worker string) {
 	name := queuestate.StageQueue(p.cfg.Pipeline, p.cfg.Stage)
-	backoff := 50 * time.Millisecond
 	var (
-		next *held
-		prev chan struct{} // closed when the previous task's commit has ended
+		depth = 1 + leaseAhead
+		got   = make(chan *held, 1+leaseAheadShort) // a lease asked for; nil when the pool stopped first
+		asked int                                   // leases asked for and not received yet
+		prev  chan struct{}                         // closed when the previous task's commit has ended
 	)
 	for {
-		cur := next
-		next = nil
+		for !p.stopped() && asked < depth {
+			asked++
+			go func() { got <- p.leaseAhead(name, worker) }()
+		}
+		if asked == 0 {
+			break
+		}
+		cur := <-got
+		asked--
 		if cur == nil {
-			if p.stopped() {
-				break
-			}
-			if cur = p.lease(name, worker, &backoff); cur == nil {
-				continue
-			}
+			continue
 		}
-		var ahead chan *held
-		if !p.stopped() {
-			ahead = make(chan *held, 1)
-			go func() {
-				h := p.lease(name, worker, nil)
-				if h != nil {
-					p.fetchInputs(h)
-				}
-				ahead <- h
-			}()
-		}
+		start := time.Now()
 		prev = p.deliver(cur, prev)
-		if ahead != nil {
-			next = <-ahead
+		if time.Since(start) < shortTask {
+			depth = 1 + leaseAheadShort
+		} else {
+			depth = 1 + leaseAhead
 		}
 	}
 	if prev != nil {
 		<-prev
 	}
+}
+
+// leaseAhead leases a task for a worker, waiting on the leader (LeaseWait at a time) and
+// pausing after failures until it has one or the pool stops, and fetches its inputs. It
+// returns nil when the pool stopped first.
+func (p *Workers) leaseAhead(name, worker string) *held {
+	backoff := 50 * time.Millisecond
+	for !p.stopped() {
+		if h := p.lease(name, worker, &backoff); h != nil {
+			p.fetchInputs(h)
+			return h
+		}
+	}
+	return nil
 }
 
 // lease asks the leader for a task of the queue, waiting up to LeaseWait for one, and holds
