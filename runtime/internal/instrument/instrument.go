@@ -169,6 +169,12 @@ type rewriter struct {
 
 	info    []bodyInfo // of every defined function, from scanBody
 	maxCost int        // the most a call_indirect may add to its caller's run: the largest cost()
+	// keepExit marks the functions that must keep their exit check: the ones a return_call
+	// names, and the ones a function rewritten before them calls (its call counted them with
+	// their exit check).
+	keepExit []bool
+	done     []bool // the functions rewritten so far
+	exitMax  int    // the longest run since the last check at any return of the function being rewritten
 
 }
 
@@ -176,6 +182,50 @@ type sigInfo struct {
 	params  uint32
 	nres    uint32
 	results []byte // encoded result types
+}
+
+// calleesFirst orders the defined functions (codes: their bodies) so that every function
+// comes after the functions it calls directly, except along a cycle of calls: a depth-first
+// post-order of the direct calls.
+func (w *rewriter) calleesFirst(codes [][]byte) []uint32 {
+	n := uint32(len(codes))
+	order := make([]uint32, 0, n)
+	const (
+		unseen = iota
+		open
+		closed
+	)
+	state := make([]byte, n)
+	type frame struct {
+		fn    uint32
+		calls []uint32
+	}
+	var stack []frame
+	for root := uint32(0); root < n; root++ {
+		if state[root] != unseen {
+			continue
+		}
+		state[root] = open
+		stack = append(stack, frame{root, directCalls(codes[root], nil)})
+		for len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			if len(top.calls) == 0 {
+				state[top.fn] = closed
+				order = append(order, top.fn)
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			c := top.calls[0]
+			top.calls = top.calls[1:]
+			if c < w.yield || c >= w.numFuncs || state[c-w.yield] != unseen {
+				continue
+			}
+			c -= w.yield
+			state[c] = open
+			stack = append(stack, frame{c, directCalls(codes[c], nil)})
+		}
+	}
+	return order
 }
 
 // fn maps an original function index to its index in the instrumented module.
@@ -786,38 +836,66 @@ func (w *rewriter) code(body []byte) ([]byte, error) {
 		w.info[i], tails, ind = scanBody(code, tails)
 		tailIndirect = tailIndirect || ind
 	}
+	w.keepExit = make([]bool, n)
 	for _, t := range tails {
 		if t >= w.yield && t < w.numFuncs {
 			w.info[t-w.yield].checkFree = false
+			w.keepExit[t-w.yield] = true
 		}
 	}
 	w.maxCost = 1
 	for i := range w.info {
 		if tailIndirect {
 			w.info[i].checkFree = false
+			w.keepExit[i] = true
 		}
 		w.maxCost = max(w.maxCost, w.info[i].cost())
 	}
 	r.Pos, r.Err = bodies, nil
-
-	out := make([]byte, 0, len(body)+len(body)/4)
-	out = appendU32(out, n)
-	fb := &funcBuf{}
-	for i := uint32(0); i < n; i++ {
-		size := r.U32()
-		code := r.Bytes(int(size))
+	codes := make([][]byte, n)
+	for i := range codes {
+		codes[i] = r.Bytes(int(r.U32()))
 		if r.Err != nil {
 			return nil, fmt.Errorf("%w: function %d: %v", ErrMalformed, i, r.Err)
 		}
-		fn, err := w.function(fb, code, w.types[w.funcTypes[i]], w.info[i])
-		if err != nil {
-			return nil, fmt.Errorf("function %d: %w", w.yield+i, err)
-		}
-		out = appendU32(out, uint32(len(fn)))
-		out = append(out, fn...)
 	}
 	if !r.Done() {
 		return nil, fmt.Errorf("%w: code section: %d trailing bytes", ErrMalformed, len(body)-r.Pos)
+	}
+
+	// Callees first, so that a call counts what its callee's rewriting decided (the order
+	// only matters for the exit checks: a callee not yet rewritten keeps its own).
+	w.done = make([]bool, n)
+	rewritten := make([][]byte, n)
+	fb := &funcBuf{}
+	for _, i := range w.calleesFirst(codes) {
+		ft := w.types[w.funcTypes[i]]
+		fn, err := w.function(fb, codes[i], ft, w.info[i], i, true)
+		if err != nil {
+			return nil, fmt.Errorf("function %d: %w", w.yield+i, err)
+		}
+		// Its exit check goes if every path reaches its returns within MaxSuffix instructions
+		// of a check (the rewriting with the check measured it: the check is the last thing
+		// before the return, so its absence changes nothing else) and no caller rewritten
+		// before it counted it with the check. Its callers, rewritten after, count the suffix.
+		if info := &w.info[i]; !info.checkFree && !info.tail && !w.keepExit[i] && w.exitMax <= MaxSuffix {
+			info.exitFree, info.suffix = true, w.exitMax
+			if fn, err = w.function(fb, codes[i], ft, *info, i, false); err != nil {
+				return nil, fmt.Errorf("function %d: %w", w.yield+i, err)
+			}
+		}
+		w.done[i] = true
+		rewritten[i] = append([]byte(nil), fn...)
+	}
+	size := 0
+	for _, fn := range rewritten {
+		size += len(fn) + 5
+	}
+	out := make([]byte, 0, size+5)
+	out = appendU32(out, n)
+	for _, fn := range rewritten {
+		out = appendU32(out, uint32(len(fn)))
+		out = append(out, fn...)
 	}
 	return out, nil
 }
@@ -859,7 +937,10 @@ type ctl struct {
 // check, bodyInfo.cost), and a size-proportional charge before every bulk instruction. What
 // info allows goes: the stack budget of a leaf, every check of a check-free function, the
 // entry check of one with a prefix.
-func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo) ([]byte, error) {
+//
+// self is the function's index among the defined ones; exitCheck tells whether it checks at its
+// exit. It leaves in w.exitMax the longest run since the last check at any of its returns.
+func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo, self uint32, exitCheck bool) ([]byte, error) {
 	r := &wasmbin.Reader{B: code}
 	groups := r.U32()
 	groupsEnd := r.Pos
@@ -887,9 +968,10 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo)
 		weight = 0
 	}
 	exitFc := fc
-	if info.checkFree {
+	if info.checkFree || !exitCheck {
 		exitFc = nil
 	}
+	w.exitMax = 0
 	b := fb.body[:0]
 	if !info.leaf {
 		b = w.stackEnter(b, tmp, weight)
@@ -929,22 +1011,40 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo)
 		}
 		start := r.Pos
 		op := r.Byte()
-		cost := 1
+		cost, after := 1, -1
 		switch op {
 		case 0x10: // a call runs the callee's instructions before its first check
 			save := r.Pos
 			if idx := r.U32(); r.Err == nil && idx >= w.yield && idx < w.numFuncs {
-				cost = w.info[idx-w.yield].cost()
+				ci := w.info[idx-w.yield]
+				cost = ci.cost()
+				if ci.exitFree {
+					// It checks on every path (at entry or at the loop head standing for it):
+					// after it returns, the run is what it ran after its last check.
+					after = 1 + ci.suffix
+				}
+				if !w.done[idx-w.yield] {
+					w.keepExit[idx-w.yield] = true // counted with its exit check
+				}
 			}
 			r.Pos = save
 		case 0x11:
+			// After it returns, the run is the caller's and a check-free callee's, or what a
+			// callee without exit check ran after its last check (at most MaxSuffix).
 			cost = w.maxCost
+			after = -2
 		}
 		if cnt+cost > MaxStraight {
 			b = append(b, fc...)
 			cnt = 0
 		}
 		cnt += cost
+		switch {
+		case after >= 0:
+			cnt = after
+		case after == -2:
+			cnt = max(cnt, 1+MaxSuffix)
+		}
 		var err error
 		switch op {
 		case 0x02, 0x04: // block, if
@@ -1000,6 +1100,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo)
 				cnt = max(cnt, c.brMax)
 			}
 			if len(fb.ctl) == 0 { // the function's end: close the wrapper, run the exit
+				w.exitMax = max(w.exitMax, cnt)
 				b = append(b, 0x0B)
 				b = w.exit(b, weight, exitFc)
 				b = append(b, 0x0B)
@@ -1040,6 +1141,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo)
 			cnt = 0
 			continue
 		case 0x0F: // return
+			w.exitMax = max(w.exitMax, cnt)
 			b = w.exit(b, weight, exitFc)
 			b = append(b, op)
 			cnt = 0
