@@ -31,6 +31,9 @@
 // head's check comes first). A call instruction counts, in its caller's straight-line run, what
 // the callee runs before its first check: all of a check-free callee, the prefix of one
 // without entry check; a call_indirect counts the most any function of the module would.
+// A function whose every path reaches its return within MaxSuffix instructions of a check has
+// no exit check (rewriter.code): after a call of it the caller's run restarts at 1+its suffix
+// (1+MaxSuffix after a call_indirect).
 //
 // The guarantee (RATIONALE.md, "Deadlines"): between two checks a guest runs at most
 // MaxStraight of its own instructions plus the check code, plus at most one bulk instruction
@@ -44,9 +47,15 @@
 // callee checks at entry, the caller's run ends there; if its entry check stands at its first loop head, the run goes on
 // for the callee's prefix, which the call counted; if it is check-free, the run goes on through
 // all its instructions, each at most once (no loops, no calls), which the call counted, and
-// comes back to the caller, which goes on counting. Every other callee checks at its exit, so
-// the caller's run after the call starts afresh there (it is counted from before the call,
-// which only over-counts). A tail call (return_call) leaves through the caller's exit check
+// comes back to the caller, which goes on counting. Every other callee checks on every path,
+// at its exit or at most MaxSuffix instructions before it (its suffix, measured as it is
+// rewritten), so the caller's run after the call is at most 1+suffix: a direct call counts
+// that, a call_indirect at least 1+MaxSuffix whatever the callee. The callees are rewritten
+// first (calleesFirst), so a call counts the suffix its callee's rewriting measured; a callee
+// not yet rewritten (on a cycle of calls, recursion included) was counted with its exit check
+// and keeps it, as does every function a return_call names (it returns to a caller that
+// counted the function tail-calling it) and every function in a module with a
+// return_call_indirect. A tail call (return_call) leaves through the caller's exit check
 // into the callee, so a check-free callee would run uncounted and return to a caller that
 // counted nothing for it: no function that a return_call names, and none in a module with a
 // return_call_indirect, is check-free. Recursion needs a call, so every activation that recurses

@@ -30,7 +30,9 @@ const (
 //     its exit, so the caller's run after the call restarts there.
 //
 // A function with an entry check and an exit check costs its caller one instruction: the
-// callee checks before its first instruction and after its last.
+// callee checks before its first instruction and after its last. One without exit check
+// (exitFree, decided as it is rewritten, rewriter.code) costs the same before its first
+// check, and leaves the caller a run of 1+suffix after it returns.
 //
 // A check-free function must also return to the caller that counted it: a tail call
 // (return_call) from a function that has checked its exit would run it uncounted before
