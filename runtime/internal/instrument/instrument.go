@@ -193,6 +193,17 @@ type sigInfo struct {
 	results []byte // encoded result types
 }
 
+// cutExitChecks removes from fn the fuel checks of n bytes that start at the offsets exitAt
+// (ascending), in place.
+func cutExitChecks(fn []byte, exitAt []int, n int) []byte {
+	out, from := fn[:0], 0
+	for _, at := range exitAt {
+		out = append(out, fn[from:at]...)
+		from = at + n
+	}
+	return append(out, fn[from:]...)
+}
+
 // calleesFirst orders the defined functions (codes: their bodies) so that every function
 // comes after the functions it calls directly, except along a cycle of calls: a depth-first
 // post-order of the direct calls.
@@ -875,36 +886,34 @@ func (w *rewriter) code(body []byte) ([]byte, error) {
 	// Callees first, so that a call counts what its callee's rewriting decided (the order
 	// only matters for the exit checks: a callee not yet rewritten keeps its own).
 	w.done = make([]bool, n)
-	rewritten := make([][]byte, n)
+	arena := make([]byte, 0, len(body)+len(body)/4)
+	at := make([][2]int, n) // of every function, where its rewritten body is in arena
 	fb := &funcBuf{}
 	for _, i := range w.calleesFirst(codes) {
 		ft := w.types[w.funcTypes[i]]
-		fn, err := w.function(fb, codes[i], ft, w.info[i], i, true)
+		fn, err := w.function(fb, codes[i], ft, w.info[i], i)
 		if err != nil {
 			return nil, fmt.Errorf("function %d: %w", w.yield+i, err)
 		}
 		// Its exit check goes if every path reaches its returns within MaxSuffix instructions
-		// of a check (the rewriting with the check measured it: the check is the last thing
-		// before the return, so its absence changes nothing else) and no caller rewritten
-		// before it counted it with the check. Its callers, rewritten after, count the suffix.
+		// of a check (the rewriting measured it: the check is the last thing before the
+		// return, a self-contained sequence, so cutting it out changes nothing else) and no
+		// caller rewritten before it counted it with the check. Its callers, rewritten after,
+		// count the suffix.
 		if info := &w.info[i]; !info.checkFree && !info.tail && !w.keepExit[i] && w.exitMax <= MaxSuffix {
 			info.exitFree, info.suffix = true, w.exitMax
-			if fn, err = w.function(fb, codes[i], ft, *info, i, false); err != nil {
-				return nil, fmt.Errorf("function %d: %w", w.yield+i, err)
-			}
+			fn = cutExitChecks(fn, fb.exitAt, len(fb.fc))
 		}
 		w.done[i] = true
-		rewritten[i] = append([]byte(nil), fn...)
+		at[i] = [2]int{len(arena), 0}
+		arena = append(arena, fn...)
+		at[i][1] = len(arena)
 	}
-	size := 0
-	for _, fn := range rewritten {
-		size += len(fn) + 5
-	}
-	out := make([]byte, 0, size+5)
+	out := make([]byte, 0, len(arena)+5*int(n)+5)
 	out = appendU32(out, n)
-	for _, fn := range rewritten {
-		out = appendU32(out, uint32(len(fn)))
-		out = append(out, fn...)
+	for _, a := range at {
+		out = appendU32(out, uint32(a[1]-a[0]))
+		out = append(out, arena[a[0]:a[1]]...)
 	}
 	return out, nil
 }
@@ -924,6 +933,7 @@ type funcBuf struct {
 	body, out, fc []byte
 	ctl           []ctl
 	outer         []bool // of every loop of the body, whether it contains a loop (outerLoops)
+	exitAt        []int  // where the exit fuel checks (fc) start in out
 }
 
 // ctl is an open block, loop or if, with what the rewriter needs to bound the straight-line run
@@ -947,9 +957,10 @@ type ctl struct {
 // info allows goes: the stack budget of a leaf, every check of a check-free function, the
 // entry check of one with a prefix.
 //
-// self is the function's index among the defined ones; exitCheck tells whether it checks at its
-// exit. It leaves in w.exitMax the longest run since the last check at any of its returns.
-func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo, self uint32, exitCheck bool) ([]byte, error) {
+// self is the function's index among the defined ones. It leaves in w.exitMax the longest run
+// since the last check at any of its returns, and in fb.exitAt where the fuel checks of its
+// returns start in the result.
+func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo, self uint32) ([]byte, error) {
 	r := &wasmbin.Reader{B: code}
 	groups := r.U32()
 	groupsEnd := r.Pos
@@ -977,10 +988,11 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo,
 		weight = 0
 	}
 	exitFc := fc
-	if info.checkFree || !exitCheck {
+	if info.checkFree {
 		exitFc = nil
 	}
 	w.exitMax = 0
+	fb.exitAt = fb.exitAt[:0]
 	b := fb.body[:0]
 	if !info.leaf {
 		b = w.stackEnter(b, tmp, weight)
@@ -1112,6 +1124,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo,
 				w.exitMax = max(w.exitMax, cnt)
 				b = append(b, 0x0B)
 				b = w.exit(b, weight, exitFc)
+				fb.exitAt = append(fb.exitAt, len(b)-len(exitFc))
 				b = append(b, 0x0B)
 				ended = true
 				continue
@@ -1152,6 +1165,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo,
 		case 0x0F: // return
 			w.exitMax = max(w.exitMax, cnt)
 			b = w.exit(b, weight, exitFc)
+			fb.exitAt = append(fb.exitAt, len(b)-len(exitFc))
 			b = append(b, op)
 			cnt = 0
 			continue
@@ -1233,6 +1247,9 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo,
 	out = appendU32(out, groups+1)
 	out = append(out, localsHdr[groupsEnd:]...)
 	out = append(out, 0x01, 0x7F) // the scratch local: one i32
+	for k := range fb.exitAt {
+		fb.exitAt[k] += len(out)
+	}
 	out = append(out, b...)
 	fb.out = out
 	return out, nil
