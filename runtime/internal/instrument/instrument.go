@@ -31,6 +31,9 @@
 // head's check comes first). A call instruction counts, in its caller's straight-line run, what
 // the callee runs before its first check: all of a check-free callee, the prefix of one
 // without entry check; a call_indirect counts the most any function of the module would.
+// A function whose every path reaches its return within MaxSuffix instructions of a check has
+// no exit check (rewriter.code): after a call of it the caller's run restarts at 1+its suffix
+// (1+MaxSuffix after a call_indirect).
 //
 // The guarantee (RATIONALE.md, "Deadlines"): between two checks a guest runs at most
 // MaxStraight of its own instructions plus the check code, plus at most one bulk instruction
@@ -44,9 +47,15 @@
 // callee checks at entry, the caller's run ends there; if its entry check stands at its first loop head, the run goes on
 // for the callee's prefix, which the call counted; if it is check-free, the run goes on through
 // all its instructions, each at most once (no loops, no calls), which the call counted, and
-// comes back to the caller, which goes on counting. Every other callee checks at its exit, so
-// the caller's run after the call starts afresh there (it is counted from before the call,
-// which only over-counts). A tail call (return_call) leaves through the caller's exit check
+// comes back to the caller, which goes on counting. Every other callee checks on every path,
+// at its exit or at most MaxSuffix instructions before it (its suffix, measured as it is
+// rewritten), so the caller's run after the call is at most 1+suffix: a direct call counts
+// that, a call_indirect at least 1+MaxSuffix whatever the callee. The callees are rewritten
+// first (calleesFirst), so a call counts the suffix its callee's rewriting measured; a callee
+// not yet rewritten (on a cycle of calls, recursion included) was counted with its exit check
+// and keeps it, as does every function a return_call names (it returns to a caller that
+// counted the function tail-calling it) and every function in a module with a
+// return_call_indirect. A tail call (return_call) leaves through the caller's exit check
 // into the callee, so a check-free callee would run uncounted and return to a caller that
 // counted nothing for it: no function that a return_call names, and none in a module with a
 // return_call_indirect, is check-free. Recursion needs a call, so every activation that recurses
@@ -169,6 +178,12 @@ type rewriter struct {
 
 	info    []bodyInfo // of every defined function, from scanBody
 	maxCost int        // the most a call_indirect may add to its caller's run: the largest cost()
+	// keepExit marks the functions that must keep their exit check: the ones a return_call
+	// names, and the ones a function rewritten before them calls (its call counted them with
+	// their exit check).
+	keepExit []bool
+	done     []bool // the functions rewritten so far
+	exitMax  int    // the longest run since the last check at any return of the function being rewritten
 
 }
 
@@ -176,6 +191,61 @@ type sigInfo struct {
 	params  uint32
 	nres    uint32
 	results []byte // encoded result types
+}
+
+// cutExitChecks removes from fn the fuel checks of n bytes that start at the offsets exitAt
+// (ascending), in place.
+func cutExitChecks(fn []byte, exitAt []int, n int) []byte {
+	out, from := fn[:0], 0
+	for _, at := range exitAt {
+		out = append(out, fn[from:at]...)
+		from = at + n
+	}
+	return append(out, fn[from:]...)
+}
+
+// calleesFirst orders the defined functions (codes: their bodies) so that every function
+// comes after the functions it calls directly, except along a cycle of calls: a depth-first
+// post-order of the direct calls.
+func (w *rewriter) calleesFirst(codes [][]byte) []uint32 {
+	n := uint32(len(codes))
+	order := make([]uint32, 0, n)
+	const (
+		unseen = iota
+		open
+		closed
+	)
+	state := make([]byte, n)
+	type frame struct {
+		fn    uint32
+		calls []uint32
+	}
+	var stack []frame
+	for root := uint32(0); root < n; root++ {
+		if state[root] != unseen {
+			continue
+		}
+		state[root] = open
+		stack = append(stack, frame{root, directCalls(codes[root], nil)})
+		for len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			if len(top.calls) == 0 {
+				state[top.fn] = closed
+				order = append(order, top.fn)
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			c := top.calls[0]
+			top.calls = top.calls[1:]
+			if c < w.yield || c >= w.numFuncs || state[c-w.yield] != unseen {
+				continue
+			}
+			c -= w.yield
+			state[c] = open
+			stack = append(stack, frame{c, directCalls(codes[c], nil)})
+		}
+	}
+	return order
 }
 
 // fn maps an original function index to its index in the instrumented module.
@@ -786,38 +856,64 @@ func (w *rewriter) code(body []byte) ([]byte, error) {
 		w.info[i], tails, ind = scanBody(code, tails)
 		tailIndirect = tailIndirect || ind
 	}
+	w.keepExit = make([]bool, n)
 	for _, t := range tails {
 		if t >= w.yield && t < w.numFuncs {
 			w.info[t-w.yield].checkFree = false
+			w.keepExit[t-w.yield] = true
 		}
 	}
 	w.maxCost = 1
 	for i := range w.info {
 		if tailIndirect {
 			w.info[i].checkFree = false
+			w.keepExit[i] = true
 		}
 		w.maxCost = max(w.maxCost, w.info[i].cost())
 	}
 	r.Pos, r.Err = bodies, nil
-
-	out := make([]byte, 0, len(body)+len(body)/4)
-	out = appendU32(out, n)
-	fb := &funcBuf{}
-	for i := uint32(0); i < n; i++ {
-		size := r.U32()
-		code := r.Bytes(int(size))
+	codes := make([][]byte, n)
+	for i := range codes {
+		codes[i] = r.Bytes(int(r.U32()))
 		if r.Err != nil {
 			return nil, fmt.Errorf("%w: function %d: %v", ErrMalformed, i, r.Err)
 		}
-		fn, err := w.function(fb, code, w.types[w.funcTypes[i]], w.info[i])
-		if err != nil {
-			return nil, fmt.Errorf("function %d: %w", w.yield+i, err)
-		}
-		out = appendU32(out, uint32(len(fn)))
-		out = append(out, fn...)
 	}
 	if !r.Done() {
 		return nil, fmt.Errorf("%w: code section: %d trailing bytes", ErrMalformed, len(body)-r.Pos)
+	}
+
+	// Callees first, so that a call counts what its callee's rewriting decided (the order
+	// only matters for the exit checks: a callee not yet rewritten keeps its own).
+	w.done = make([]bool, n)
+	arena := make([]byte, 0, len(body)+len(body)/4)
+	at := make([][2]int, n) // of every function, where its rewritten body is in arena
+	fb := &funcBuf{}
+	for _, i := range w.calleesFirst(codes) {
+		ft := w.types[w.funcTypes[i]]
+		fn, err := w.function(fb, codes[i], ft, w.info[i], i)
+		if err != nil {
+			return nil, fmt.Errorf("function %d: %w", w.yield+i, err)
+		}
+		// Its exit check goes if every path reaches its returns within MaxSuffix instructions
+		// of a check (the rewriting measured it: the check is the last thing before the
+		// return, a self-contained sequence, so cutting it out changes nothing else) and no
+		// caller rewritten before it counted it with the check. Its callers, rewritten after,
+		// count the suffix.
+		if info := &w.info[i]; !info.checkFree && !info.tail && !w.keepExit[i] && w.exitMax <= MaxSuffix {
+			info.exitFree, info.suffix = true, w.exitMax
+			fn = cutExitChecks(fn, fb.exitAt, len(fb.fc))
+		}
+		w.done[i] = true
+		at[i] = [2]int{len(arena), 0}
+		arena = append(arena, fn...)
+		at[i][1] = len(arena)
+	}
+	out := make([]byte, 0, len(arena)+5*int(n)+5)
+	out = appendU32(out, n)
+	for _, a := range at {
+		out = appendU32(out, uint32(a[1]-a[0]))
+		out = append(out, arena[a[0]:a[1]]...)
 	}
 	return out, nil
 }
@@ -837,6 +933,7 @@ type funcBuf struct {
 	body, out, fc []byte
 	ctl           []ctl
 	outer         []bool // of every loop of the body, whether it contains a loop (outerLoops)
+	exitAt        []int  // where the exit fuel checks (fc) start in out
 }
 
 // ctl is an open block, loop or if, with what the rewriter needs to bound the straight-line run
@@ -859,7 +956,11 @@ type ctl struct {
 // check, bodyInfo.cost), and a size-proportional charge before every bulk instruction. What
 // info allows goes: the stack budget of a leaf, every check of a check-free function, the
 // entry check of one with a prefix.
-func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo) ([]byte, error) {
+//
+// self is the function's index among the defined ones. It leaves in w.exitMax the longest run
+// since the last check at any of its returns, and in fb.exitAt where the fuel checks of its
+// returns start in the result.
+func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo, self uint32) ([]byte, error) {
 	r := &wasmbin.Reader{B: code}
 	groups := r.U32()
 	groupsEnd := r.Pos
@@ -890,6 +991,8 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo)
 	if info.checkFree {
 		exitFc = nil
 	}
+	w.exitMax = 0
+	fb.exitAt = fb.exitAt[:0]
 	b := fb.body[:0]
 	if !info.leaf {
 		b = w.stackEnter(b, tmp, weight)
@@ -929,22 +1032,40 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo)
 		}
 		start := r.Pos
 		op := r.Byte()
-		cost := 1
+		cost, after := 1, -1
 		switch op {
 		case 0x10: // a call runs the callee's instructions before its first check
 			save := r.Pos
 			if idx := r.U32(); r.Err == nil && idx >= w.yield && idx < w.numFuncs {
-				cost = w.info[idx-w.yield].cost()
+				ci := w.info[idx-w.yield]
+				cost = ci.cost()
+				if ci.exitFree {
+					// It checks on every path (at entry or at the loop head standing for it):
+					// after it returns, the run is what it ran after its last check.
+					after = 1 + ci.suffix
+				}
+				if !w.done[idx-w.yield] {
+					w.keepExit[idx-w.yield] = true // counted with its exit check
+				}
 			}
 			r.Pos = save
 		case 0x11:
+			// After it returns, the run is the caller's and a check-free callee's, or what a
+			// callee without exit check ran after its last check (at most MaxSuffix).
 			cost = w.maxCost
+			after = -2
 		}
 		if cnt+cost > MaxStraight {
 			b = append(b, fc...)
 			cnt = 0
 		}
 		cnt += cost
+		switch {
+		case after >= 0:
+			cnt = after
+		case after == -2:
+			cnt = max(cnt, 1+MaxSuffix)
+		}
 		var err error
 		switch op {
 		case 0x02, 0x04: // block, if
@@ -1000,8 +1121,10 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo)
 				cnt = max(cnt, c.brMax)
 			}
 			if len(fb.ctl) == 0 { // the function's end: close the wrapper, run the exit
+				w.exitMax = max(w.exitMax, cnt)
 				b = append(b, 0x0B)
 				b = w.exit(b, weight, exitFc)
+				fb.exitAt = append(fb.exitAt, len(b)-len(exitFc))
 				b = append(b, 0x0B)
 				ended = true
 				continue
@@ -1040,7 +1163,9 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo)
 			cnt = 0
 			continue
 		case 0x0F: // return
+			w.exitMax = max(w.exitMax, cnt)
 			b = w.exit(b, weight, exitFc)
+			fb.exitAt = append(fb.exitAt, len(b)-len(exitFc))
 			b = append(b, op)
 			cnt = 0
 			continue
@@ -1122,6 +1247,9 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo)
 	out = appendU32(out, groups+1)
 	out = append(out, localsHdr[groupsEnd:]...)
 	out = append(out, 0x01, 0x7F) // the scratch local: one i32
+	for k := range fb.exitAt {
+		fb.exitAt[k] += len(out)
+	}
 	out = append(out, b...)
 	fb.out = out
 	return out, nil

@@ -10,6 +10,9 @@ const (
 	// MaxPrefix is the most instructions a function may run before the loop head that stands
 	// for its entry check.
 	MaxPrefix = 16
+	// MaxSuffix is the most instructions a function may run after its last check on any path
+	// to its return to go without its exit check.
+	MaxSuffix = 256
 )
 
 // bodyInfo is what the rewriter learns of every function body before rewriting any, so that a
@@ -27,7 +30,9 @@ const (
 //     its exit, so the caller's run after the call restarts there.
 //
 // A function with an entry check and an exit check costs its caller one instruction: the
-// callee checks before its first instruction and after its last.
+// callee checks before its first instruction and after its last. One without exit check
+// (exitFree, decided as it is rewritten, rewriter.code) costs the same before its first
+// check, and leaves the caller a run of 1+suffix after it returns.
 //
 // A check-free function must also return to the caller that counted it: a tail call
 // (return_call) from a function that has checked its exit would run it uncounted before
@@ -38,6 +43,11 @@ type bodyInfo struct {
 	checkFree bool
 	prefix    int // instructions before the loop head that stands for the entry check; -1: none
 	n         int // instructions in the body, its final end included
+	// exitFree: the function has no exit check; suffix bounds the instructions it runs after
+	// its last check on every path to its return (see rewriter.code).
+	exitFree bool
+	suffix   int
+	tail     bool // it has a return_call or return_call_indirect
 }
 
 // cost is what a call of the function adds to the caller's straight-line run, the call
@@ -81,9 +91,11 @@ func scanBody(code []byte, tails []uint32) (bi bodyInfo, _ []uint32, indirect bo
 			tails = append(tails, r.U32())
 			r.Pos = save
 			bi.leaf = false
+			bi.tail = true
 		case op == 0x13: // return_call_indirect
 			indirect = true
 			bi.leaf = false
+			bi.tail = true
 		case op >= 0x10 && op <= 0x15: // call, call_indirect, call_ref, return_call_ref
 			bi.leaf = false
 		case op == 0x03:
@@ -168,6 +180,29 @@ func outerLoops(code []byte, dst []bool) []bool {
 				return dst // the function's end
 			}
 			open = open[:len(open)-1]
+		}
+		r.Immediates(op)
+	}
+	return dst
+}
+
+// directCalls appends to dst the function indices the call instructions of the body code (its
+// locals and instructions) name. It stops at the first instruction it cannot read.
+func directCalls(code []byte, dst []uint32) []uint32 {
+	r := &wasmbin.Reader{B: code}
+	groups := r.U32()
+	for g := uint32(0); g < groups && r.Err == nil; g++ {
+		r.U32()
+		r.Valtype()
+	}
+	for !r.Done() && r.Err == nil {
+		op := r.Byte()
+		if op == 0x10 {
+			save := r.Pos
+			if idx := r.U32(); r.Err == nil {
+				dst = append(dst, idx)
+			}
+			r.Pos = save
 		}
 		r.Immediates(op)
 	}
