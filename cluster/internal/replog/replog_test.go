@@ -85,13 +85,27 @@ type testNode struct {
 
 func startThree(t *testing.T) []*testNode {
 	t.Helper()
+	nodes := make([]*testNode, 3)
+	for i := range nodes {
+		nodes[i] = &testNode{c: &counter{blocked: make(chan error, 1)}}
+	}
+	logs := startLogs(t, func(i int) []Kind { return []Kind{nodes[i].c.kind(&nodes[i].log)} })
+	for i, l := range logs {
+		nodes[i].log = l
+	}
+	return nodes
+}
+
+// startLogs starts three logs on loopback with fast timings, node i with kinds(i), and returns
+// them once every one sees a leader and three voters. Log i is named "n<i>".
+func startLogs(t *testing.T, kinds func(i int) []Kind) []*Log {
+	t.Helper()
 	var (
 		mu    sync.Mutex
 		peers []Peer
 	)
-	nodes := make([]*testNode, 3)
-	for i := range nodes {
-		n := &testNode{c: &counter{blocked: make(chan error, 1)}}
+	logs := make([]*Log, 3)
+	for i := range logs {
 		l, err := Start(Config{
 			NodeID: fmt.Sprintf("n%d", i), BindAddr: "127.0.0.1:0", Bootstrap: i == 0,
 			Timing: Timing{HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
@@ -101,28 +115,27 @@ func startThree(t *testing.T) []*testNode {
 				defer mu.Unlock()
 				return append([]Peer(nil), peers...)
 			},
-			Kinds: []Kind{n.c.kind(&n.log)},
+			Kinds: kinds(i),
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		n.log = l
+		logs[i] = l
 		t.Cleanup(func() { _ = l.Shutdown() })
 		mu.Lock()
 		peers = append(peers, Peer{ID: l.NodeID(), RaftAddr: l.Addr(), Alive: true})
 		mu.Unlock()
-		nodes[i] = n
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		ok := 0
-		for _, n := range nodes {
-			if st := n.log.Status(); st.Leader != "" && len(st.Voters) == 3 {
+		for _, l := range logs {
+			if st := l.Status(); st.Leader != "" && len(st.Voters) == 3 {
 				ok++
 			}
 		}
 		if ok == 3 {
-			return nodes
+			return logs
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("no leader with three voters")

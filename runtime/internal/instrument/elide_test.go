@@ -12,6 +12,31 @@ import (
 // attack each, counted exactly: with one unit of fuel per refill every check the guest passes is
 // one yield, so a check that should be there and is not shows as a missing yield.
 
+// checkCount is a module, an export to call with arg, and the checks the call must pass.
+type checkCount struct {
+	name, src, fn string
+	arg           uint64
+	yields        int
+}
+
+// countChecks instruments each case's module with one unit of fuel per refill, calls it and
+// compares the yields (one per check passed) with the expected count.
+func countChecks(t *testing.T, cases []checkCount) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ys := &yieldState{fuel: 1}
+			m := instantiate(t, mustInstrument(t, tc.src, instrument.Options{Fuel: 1}), ys)
+			if _, err := call(t, m, tc.fn, tc.arg); err != nil {
+				t.Fatal(err)
+			}
+			if ys.yields != tc.yields {
+				t.Fatalf("%d checks, want %d", ys.yields, tc.yields)
+			}
+		})
+	}
+}
+
 func TestElisionsKeepTheBound(t *testing.T) {
 	// A check-free leaf of 58 instructions: a call of it costs its caller 59.
 	var leaf strings.Builder
@@ -31,11 +56,7 @@ func TestElisionsKeepTheBound(t *testing.T) {
 			(loop $l (br_if $l (i32.const 0))))
 		(if (result i32) (i32.eqz (local.get $n)) (then (i32.const 0))
 			(else (call $down (i32.sub (local.get $n) (i32.const 1))))))`
-	cases := []struct {
-		name, src, fn string
-		arg           uint64
-		yields        int
-	}{
+	cases := []checkCount{
 		{"direct calls of a check-free leaf", fmt.Sprintf(`(module (type $t (func (param i32) (result i32)))
 			(func $leaf (type $t) %s (local.get 0))
 			(func (export "f") (param i32) (result i32) %s (local.get 0)))`,
@@ -55,18 +76,7 @@ func TestElisionsKeepTheBound(t *testing.T) {
 			(loop $l (br_if $l (local.tee 0 (i32.sub (local.get 0) (i32.const 1)))))
 			(local.get 0)))`, "f", 10, 10},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			ys := &yieldState{fuel: 1}
-			m := instantiate(t, mustInstrument(t, tc.src, instrument.Options{Fuel: 1}), ys)
-			if _, err := call(t, m, tc.fn, tc.arg); err != nil {
-				t.Fatal(err)
-			}
-			if ys.yields != tc.yields {
-				t.Fatalf("%d checks, want %d", ys.yields, tc.yields)
-			}
-		})
-	}
+	countChecks(t, cases)
 }
 
 // TestStackBudgetThroughCallIndirect: a function whose only calls are call_indirect is no leaf;
@@ -105,11 +115,7 @@ func TestExitElision(t *testing.T) {
 	// $g: 200 instructions and no loop, too many to be check-free: an entry check and no exit
 	// check (a suffix of 202, its end included).
 	g := `(func $g (param i32) (result i32) ` + straight(200) + ` (local.get 0))`
-	cases := []struct {
-		name, src, fn string
-		arg           uint64
-		yields        int
-	}{
+	cases := []checkCount{
 		// After $g returns the run is 203 (its suffix and the call): 203+900 is over
 		// MaxStraight once, so f checks inside, and its 80 last ones go without exit check.
 		// Counting the call as one instruction (as if $g checked at its exit) would leave
@@ -154,16 +160,5 @@ func TestExitElision(t *testing.T) {
 			(func $s (param i32) (result i32) (call $t (local.get 0)))
 			(func $t (param i32) (result i32) (call $r (local.get 0))))`, "r", 33, 134},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			ys := &yieldState{fuel: 1}
-			m := instantiate(t, mustInstrument(t, tc.src, instrument.Options{Fuel: 1}), ys)
-			if _, err := call(t, m, tc.fn, tc.arg); err != nil {
-				t.Fatal(err)
-			}
-			if ys.yields != tc.yields {
-				t.Fatalf("%d checks, want %d", ys.yields, tc.yields)
-			}
-		})
-	}
+	countChecks(t, cases)
 }
