@@ -130,18 +130,23 @@ func TestBatchPerPeer(t *testing.T) {
 			t.Fatalf("merge = %d, want %d", got, want)
 		}
 	}
-	do() // learns the features: one request per shard
-	for p, c := range peers {
-		if s, b := c.counts(); s != perPeer || b != 0 {
-			t.Fatalf("first request, peer %d: %d single, %d batch; want %d, 0", p, s, b, perPeer)
-		}
+	// The first request learns the features: one request per shard, except that the shards
+	// still unsent when the first answer arrives go in one batch (on a loaded machine the first
+	// answer can come back before the last shard is sent).
+	do()
+	firstS, firstB := peers[0].counts()
+	if firstS < 1 || firstB > 1 || (firstB == 0 && firstS != perPeer) || (firstB == 1 && firstS == perPeer) {
+		t.Fatalf("first request, new peer: %d single, %d batch; want %d and 0, or 1..%d and 1", firstS, firstB, perPeer, perPeer-1)
+	}
+	if s, b := peers[1].counts(); s != perPeer || b != 0 {
+		t.Fatalf("first request, old peer: %d single, %d batch; want %d, 0", s, b, perPeer)
 	}
 	const n = 5
 	for range n {
 		do()
 	}
-	if s, b := peers[0].counts(); s != perPeer || b != n {
-		t.Errorf("new peer: %d single, %d batch; want %d, %d", s, b, perPeer, n)
+	if s, b := peers[0].counts(); s != firstS || b != firstB+n {
+		t.Errorf("new peer: %d single, %d batch; want %d, %d", s, b, firstS, firstB+n)
 	}
 	if s, b := peers[1].counts(); s != perPeer*(n+1) || b != 0 {
 		t.Errorf("old peer: %d single, %d batch; want %d, 0", s, b, perPeer*(n+1))
