@@ -69,6 +69,10 @@ func BenchmarkFanout(b *testing.B) {
 			b.Run("wasmpod-cleaf", func(b *testing.B) { runWasmpodFanout(b, newWasmpodFanout(b, cleaf, wasm, n), want) })
 			b.Run("wazero", func(b *testing.B) { benchWazeroFanout(b, wasm, n, want, true) })
 			b.Run("wazero-bare", func(b *testing.B) { benchWazeroFanout(b, wasm, n, want, false) })
+			// The issue 17 ratios, measured alternating (see alternatingFanout).
+			b.Run("alternating", func(b *testing.B) {
+				alternatingFanout(b, newWasmpodFanout(b, wasm, wasm, n), newRawFanout(b, wasm, n, false), n, want)
+			})
 			b.Run("native", func(b *testing.B) {
 				b.ReportAllocs()
 				w := goruntime.GOMAXPROCS(0)
@@ -224,6 +228,22 @@ func (f *rawFanout) do() (uint64, error) {
 // benchWazeroFanout runs the hand-written fan-out: guarded, with wazero's termination guard for
 // every leaf call and one shared request deadline; else bare, with neither.
 func benchWazeroFanout(b *testing.B, wasm []byte, n int, want uint64, guarded bool) {
+	f := newRawFanout(b, wasm, n, guarded)
+	b.ReportAllocs()
+	for b.Loop() {
+		got, err := f.do()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got != want {
+			b.Fatalf("merge %d, want %d", got, want)
+		}
+	}
+}
+
+// newRawFanout is the fan-out over n instances of wasm on raw wazero (guarded: with wazero's
+// own termination guard and a deadline per call).
+func newRawFanout(b *testing.B, wasm []byte, n int, guarded bool) *rawFanout {
 	ctx := context.Background()
 	rt := newRawRuntime(b, guarded)
 	compiled, err := rt.CompileModule(ctx, wasm)
@@ -245,16 +265,59 @@ func benchWazeroFanout(b *testing.B, wasm []byte, n int, want uint64, guarded bo
 	for i := range n {
 		f.leaves = append(f.leaves, newInstance(fmt.Sprintf("leaf-%d", i)))
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		got, err := f.do()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if got != want {
-			b.Fatalf("merge %d, want %d", got, want)
-		}
+	return f
+}
+
+// fanoutTurn is how many requests one side of the alternating fan-out makes in a turn.
+const fanoutTurn = 10
+
+// alternatingFanout measures wasmpod (g), the same fan-out on bare wazero (raw: no guard, no
+// deadline; the Go guest's floor) and native Go in turns of fanoutTurn requests inside one timed
+// loop, each round starting with another side, so that drift of the machine (this kind's
+// native fan-out ran 50 us in one process and 130 us in another) falls on all three alike. It
+// reports each side's time per request and the ratios to native and to bare wazero.
+func alternatingFanout(b *testing.B, g *scatter.Gather, raw *rawFanout, n int, want uint64) {
+	ctx := context.Background()
+	dst := make([]byte, 0, 8)
+	w := goruntime.GOMAXPROCS(0)
+	sides := []func(){
+		func() {
+			out, res, err := g.Do(ctx, input1K, dst[:0])
+			if err != nil || res.Partial || binary.LittleEndian.Uint64(out) != want {
+				b.Fatalf("wasmpod: %v, partial %v", err, res.Missing)
+			}
+		},
+		func() {
+			if got, err := raw.do(); err != nil || got != want {
+				b.Fatalf("bare wazero: %d, %v", got, err)
+			}
+		},
+		func() {
+			if got := nativeFanout(n, w); got != want {
+				b.Fatalf("native: %d", got)
+			}
+		},
 	}
+	var spent [3]time.Duration
+	round := 0
+	for b.Loop() {
+		for k := range sides {
+			i := (round + k) % len(sides)
+			start := time.Now()
+			for range fanoutTurn {
+				sides[i]()
+			}
+			spent[i] += time.Since(start)
+		}
+		round++
+	}
+	per := func(i int) float64 { return float64(spent[i].Nanoseconds()) / float64(round*fanoutTurn) / 1e3 }
+	b.ReportMetric(per(0), "wasmpod-us/req")
+	b.ReportMetric(per(1), "wazero-bare-us/req")
+	b.ReportMetric(per(2), "native-us/req")
+	b.ReportMetric(per(0)/per(2), "wasmpod/native")
+	b.ReportMetric(per(1)/per(2), "wazero-bare/native")
+	b.ReportMetric(per(0)/per(1), "wasmpod/wazero-bare")
 }
 
 // nativeState is the native fan-out's reused state.
