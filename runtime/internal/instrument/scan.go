@@ -68,12 +68,7 @@ func (bi bodyInfo) cost() int {
 // with it.
 func scanBody(code []byte, tails []uint32) (bi bodyInfo, _ []uint32, indirect bool) {
 	n := 0
-	r := &wasmbin.Reader{B: code}
-	groups := r.U32()
-	for g := uint32(0); g < groups && r.Err == nil; g++ {
-		r.U32()
-		r.Valtype()
-	}
+	r := instructions(code)
 	bi = bodyInfo{leaf: true, prefix: -1}
 	inPrefix, loops, bulk := true, false, false
 	for !r.Done() {
@@ -151,16 +146,23 @@ func straight(op byte, sub uint32) bool {
 	return true
 }
 
-// outerLoops appends to dst, for every loop of the body code (its locals and instructions) in
-// order, whether it contains another loop. It stops at the first instruction it cannot read
-// (the rewriter then reports what is wrong): loops past it are left out.
-func outerLoops(code []byte, dst []bool) []bool {
+// instructions returns a reader of the body code (its locals and instructions) past the
+// locals; a body whose locals it cannot read leaves the error in the reader.
+func instructions(code []byte) *wasmbin.Reader {
 	r := &wasmbin.Reader{B: code}
 	groups := r.U32()
 	for g := uint32(0); g < groups && r.Err == nil; g++ {
 		r.U32()
 		r.Valtype()
 	}
+	return r
+}
+
+// outerLoops appends to dst, for every loop of the body code (its locals and instructions) in
+// order, whether it contains another loop. It stops at the first instruction it cannot read
+// (the rewriter then reports what is wrong): loops past it are left out.
+func outerLoops(code []byte, dst []bool) []bool {
+	r := instructions(code)
 	// open holds, for every open block, loop and if, the index in dst of the innermost loop
 	// around it or itself; -1 if none.
 	open := []int{-1}
@@ -189,12 +191,7 @@ func outerLoops(code []byte, dst []bool) []bool {
 // directCalls appends to dst the function indices the call instructions of the body code (its
 // locals and instructions) name. It stops at the first instruction it cannot read.
 func directCalls(code []byte, dst []uint32) []uint32 {
-	r := &wasmbin.Reader{B: code}
-	groups := r.U32()
-	for g := uint32(0); g < groups && r.Err == nil; g++ {
-		r.U32()
-		r.Valtype()
-	}
+	r := instructions(code)
 	for !r.Done() && r.Err == nil {
 		op := r.Byte()
 		if op == 0x10 {
