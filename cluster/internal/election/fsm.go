@@ -76,11 +76,7 @@ func NewFSM() *FSM {
 // Apply implements replog.Machine: body is a Command's JSON without its first byte ('{', the
 // kind's tag).
 func (f *FSM) Apply(index uint64, body []byte) any {
-	var c Command
-	if err := json.Unmarshal(append([]byte{'{'}, body...), &c); err != nil {
-		return Result{}
-	}
-	return f.apply(index, c, time.Time{})
+	return f.ApplyStored(index, body, time.Time{})
 }
 
 // ApplyStored implements replog.TimedMachine: Apply, timing the entry from stored (when this
