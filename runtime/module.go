@@ -612,7 +612,12 @@ func (m *Module) call(ctx context.Context, exp int, in []byte, parts []Part, fra
 	} else {
 		out, err = inst.invokeExtism(ctx, exp, in, parts, framed, dst)
 	}
-	m.release(s, 1) // counts the call (Stats.Calls) in the slot's state word
+	// Release the slot; counts the call (Stats.Calls) in the slot's state word.
+	if s.putCall(inst) {
+		m.pool.wakeWaiters()
+	} else {
+		m.release(s, 1)
+	}
 	if start != 0 || err != nil {
 		m.account(start, err)
 	}
