@@ -563,18 +563,12 @@ type Part struct {
 // Call calls the role's handler with in and appends the output to dst. It is the hot path:
 // with a warm instance it makes one wasm call and allocates nothing itself.
 func (m *Module) Call(ctx context.Context, role Role, in, dst []byte) ([]byte, error) {
-	if role < 0 || role >= numRoles || !m.has[role] {
-		return dst, m.noRole(role)
-	}
-	return m.call(ctx, int(role), in, nil, false, dst)
+	return m.call(ctx, role, in, nil, false, dst)
 }
 
 // Merge calls the merge handler with the framed parts and appends the output to dst.
 func (m *Module) Merge(ctx context.Context, parts []Part, dst []byte) ([]byte, error) {
-	if !m.has[RoleMerge] {
-		return dst, m.noRole(RoleMerge)
-	}
-	return m.call(ctx, int(RoleMerge), nil, parts, true, dst)
+	return m.call(ctx, RoleMerge, nil, parts, true, dst)
 }
 
 func (m *Module) noRole(r Role) error {
@@ -584,7 +578,13 @@ func (m *Module) noRole(r Role) error {
 	return fmt.Errorf("module %q: %w: %s (role %s)", m.cfg.Name, ErrNoExport, exportTable[r].name, r)
 }
 
-func (m *Module) call(ctx context.Context, exp int, in []byte, parts []Part, framed bool, dst []byte) ([]byte, error) {
+// call is Call and Merge (framed). Call is a bare forward to it, so the compiler inlines Call
+// into its callers: every call level on this path costs a noticeable share of a short call
+// (RATIONALE.md, "Where a call's time goes"); so does invoke's fast path, see there.
+func (m *Module) call(ctx context.Context, role Role, in []byte, parts []Part, framed bool, dst []byte) ([]byte, error) {
+	if role < 0 || role >= numRoles || !m.has[role] {
+		return dst, m.noRole(role)
+	}
 	if st := State(m.state.Load()); st != StateRunning { // admit
 		return dst, m.notRunning(st)
 	}
@@ -608,9 +608,9 @@ func (m *Module) call(ctx context.Context, exp int, in []byte, parts []Part, fra
 	var out []byte
 	var err error
 	if inst.ext == nil {
-		out, err = inst.invoke(ctx, exp, in, parts, framed, dst)
+		out, err = inst.invoke(ctx, int(role), in, parts, framed, dst)
 	} else {
-		out, err = inst.invokeExtism(ctx, exp, in, parts, framed, dst)
+		out, err = inst.invokeExtism(ctx, int(role), in, parts, framed, dst)
 	}
 	// Release the slot; counts the call (Stats.Calls) in the slot's state word.
 	if s.putCall(inst) {
