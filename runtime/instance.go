@@ -482,39 +482,9 @@ var trapKinds = []struct{ needle, kind string }{
 }
 
 // invoke writes the input into the guest buffer, calls the role's handler and appends the
-// output to dst. parts, when non-nil, is framed as merge input instead of in.
-//
-// The common case (plain input that fits the buffer, a handler already looked up, a result with
-// no output) runs here without the helpers it shares with the lifecycle calls: every call level
-// on this path costs a noticeable share of a short call (RATIONALE.md, "Where a call's time
-// goes").
+// output to dst. parts, when non-nil, is framed as merge input instead of in. Module.call
+// does the common case itself (see there).
 func (i *instance) invoke(ctx context.Context, exp int, in []byte, parts []Part, framed bool, dst []byte) ([]byte, error) {
-	f := i.fns[exp]
-	if framed || f == nil || uint64(len(in)) > uint64(i.bufCap) || uint64(len(in)) > uint64(i.m.e.cfg.MaxInputBytes) {
-		return i.invokeSlow(ctx, exp, in, parts, framed, dst)
-	}
-	if len(in) > 0 && !i.mem.Write(i.bufPtr, in) {
-		return dst, fmt.Errorf("%w: module %q: buffer out of memory range", ErrInvalidModule, i.m.cfg.Name)
-	}
-	i.stack[0] = uint64(len(in))
-	i.hasErrMsg = false
-	if i.m.cfg.Trusted { // callGuarded's trusted branch, here to save a call level
-		if err := f.CallWithStack(ctx, i.stack[:]); err != nil {
-			i.broken = true
-			return dst, i.classify(err)
-		}
-	} else if err := i.callGuarded(ctx, f); err != nil {
-		return dst, err
-	}
-	if r := i.stack[0]; r>>32 != 0 { // an output or a guest error; else no output
-		return i.readResult(int64(r), dst)
-	}
-	return dst, nil
-}
-
-// invokeSlow is invoke for the rest: framed input, input that needs a bigger buffer or is over
-// the limit, a handler not looked up yet.
-func (i *instance) invokeSlow(ctx context.Context, exp int, in []byte, parts []Part, framed bool, dst []byte) ([]byte, error) {
 	n, err := i.writeInput(ctx, in, parts, framed)
 	if err != nil {
 		return dst, err
@@ -549,7 +519,7 @@ func (i *instance) writeInput(ctx context.Context, in []byte, parts []Part, fram
 	}
 	if !framed {
 		if n > 0 && !i.mem.Write(i.bufPtr, in) {
-			return 0, fmt.Errorf("%w: module %q: buffer out of memory range", ErrInvalidModule, i.m.cfg.Name)
+			return 0, i.errBufferRange()
 		}
 		return n, nil
 	}
@@ -566,9 +536,13 @@ func (i *instance) writeInput(ctx context.Context, in []byte, parts []Part, fram
 		off += 4 + uint32(len(p.Data))
 	}
 	if !ok {
-		return 0, fmt.Errorf("%w: module %q: buffer out of memory range", ErrInvalidModule, i.m.cfg.Name)
+		return 0, i.errBufferRange()
 	}
 	return n, nil
+}
+
+func (i *instance) errBufferRange() error {
+	return fmt.Errorf("%w: module %q: buffer out of memory range", ErrInvalidModule, i.m.cfg.Name)
 }
 
 // readResult decodes a handler result and appends the output to dst.

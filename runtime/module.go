@@ -605,12 +605,30 @@ func (m *Module) call(ctx context.Context, role Role, in []byte, parts []Part, f
 	} else if start == 0 {
 		start = nanotime()
 	}
-	var out []byte
-	var err error
-	if inst.ext == nil {
-		out, err = inst.invoke(ctx, int(role), in, parts, framed, dst)
-	} else {
+	// The common case (plain input that fits the buffer, a handler already looked up) runs
+	// here, without the helpers it shares with the lifecycle calls (invoke).
+	out, err := dst, error(nil)
+	switch f := inst.fns[role]; {
+	case inst.ext != nil:
 		out, err = inst.invokeExtism(ctx, int(role), in, parts, framed, dst)
+	case framed || f == nil || uint64(len(in)) > uint64(inst.bufCap) || uint64(len(in)) > uint64(m.e.cfg.MaxInputBytes):
+		out, err = inst.invoke(ctx, int(role), in, parts, framed, dst)
+	case len(in) > 0 && !inst.mem.Write(inst.bufPtr, in):
+		err = inst.errBufferRange()
+	default:
+		inst.stack[0] = uint64(len(in))
+		inst.hasErrMsg = false
+		if m.cfg.Trusted { // callGuarded's trusted branch, here to save a call level
+			if e := f.CallWithStack(ctx, inst.stack[:]); e != nil {
+				inst.broken = true
+				err = inst.classify(e)
+			}
+		} else {
+			err = inst.callGuarded(ctx, f)
+		}
+		if r := inst.stack[0]; err == nil && r>>32 != 0 { // an output or a guest error
+			out, err = inst.readResult(int64(r), dst)
+		}
 	}
 	// Release the slot; counts the call (Stats.Calls) in the slot's state word.
 	if s.putCall(inst) {
