@@ -579,8 +579,9 @@ func (m *Module) noRole(r Role) error {
 }
 
 // call is Call and Merge (framed). Call is a bare forward to it, so the compiler inlines Call
-// into its callers: every call level on this path costs a noticeable share of a short call
-// (RATIONALE.md, "Where a call's time goes"); so does invoke's fast path, see there.
+// into its callers, and the common case runs here without invoke's helpers: every call level
+// on this path costs a noticeable share of a short call (RATIONALE.md, "Where a call's time
+// goes").
 func (m *Module) call(ctx context.Context, role Role, in []byte, parts []Part, framed bool, dst []byte) ([]byte, error) {
 	if role < 0 || role >= numRoles || !m.has[role] {
 		return dst, m.noRole(role)
