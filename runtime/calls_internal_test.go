@@ -102,3 +102,42 @@ func TestSlotWordKeepsCount(t *testing.T) {
 		t.Fatalf("large count: state %d calls %d", s.state(), s.calls())
 	}
 }
+
+// putCall, the call path's inlined release, takes only the common case (a busy slot whose
+// instance may be reused): it then counts the call and makes the slot idle. A slot Stop
+// revoked and an instance that trapped or was cut are left untouched for Module.release,
+// which retires or discards them.
+func TestPutCallOnlyCommonCase(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		state   int32
+		broken  bool
+		expired bool
+		ok      bool
+	}{
+		{"busy", slotBusy, false, false, true},
+		{"revoked", slotRevoked, false, false, false},
+		{"closed", slotClosed, false, false, false},
+		{"creating", slotCreating, false, false, false},
+		{"trapped", slotBusy, true, false, false},
+		{"cut", slotBusy, false, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s slot
+			inst := &instance{broken: tc.broken}
+			inst.expired.Store(tc.expired)
+			const before = 41
+			s.word.Store(before<<stateBits | uint64(tc.state))
+			wantState, wantCalls := tc.state, uint64(before)
+			if tc.ok {
+				wantState, wantCalls = slotIdle, before+1
+			}
+			if got := s.putCall(inst); got != tc.ok {
+				t.Fatalf("putCall = %v, want %v", got, tc.ok)
+			}
+			if s.state() != wantState || s.calls() != wantCalls {
+				t.Fatalf("state %d calls %d, want %d and %d", s.state(), s.calls(), wantState, wantCalls)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package runtime_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -182,6 +183,64 @@ func TestCallInputLimits(t *testing.T) {
 			}
 			if err != nil || string(out) != string(in) {
 				t.Fatalf("%d bytes: echoed %d bytes, %v", tc.size, len(out), err)
+			}
+		})
+	}
+}
+
+// Concurrent callers never share an instance: every call has its instance to itself from
+// writing its input to reading its output, on the fast path (Module.call) and after traps
+// replace instances. Each call echoes an input unique to it, long enough that a second call
+// on the same instance would overwrite it before it is read back; under -race, two calls on
+// one instance are also a data race on its fields.
+func TestConcurrentCallsNeverShareAnInstance(t *testing.T) {
+	e := newEngine(t, runtime.DefaultConfig())
+	for _, trusted := range []bool{false, true} {
+		t.Run(fmt.Sprint("trusted=", trusted), func(t *testing.T) {
+			cfg := runtime.DefaultModuleConfig(fmt.Sprint("exclusive-", trusted))
+			cfg.Trusted = trusted
+			cfg.MaxConcurrency = 2
+			cfg.QueueTimeout = 10 * time.Second
+			m := started(t, e, trapkit(t), cfg)
+			ctx := context.Background()
+			const goroutines, perG = 6, 200
+			var wg sync.WaitGroup
+			var bad atomic.Uint64
+			for g := range goroutines {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					in := make([]byte, 4096)
+					var out []byte
+					for k := range perG {
+						if k%50 == 49 { // a trap: the instance is replaced
+							if _, err := m.Call(ctx, runtime.RoleHandle, []byte{0}, nil); !errors.Is(err, runtime.ErrTrap) {
+								t.Errorf("trap call: %v", err)
+							}
+							continue
+						}
+						in[0] = 'e'
+						for j := 1; j < len(in); j++ {
+							in[j] = byte(g*31 + k + j)
+						}
+						var err error
+						out, err = m.Call(ctx, runtime.RoleHandle, in, out[:0])
+						if err != nil {
+							t.Errorf("call: %v", err)
+							return
+						}
+						if !bytes.Equal(out, in) {
+							bad.Add(1)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if n := bad.Load(); n > 0 {
+				t.Fatalf("%d calls read back another call's input: an instance was shared", n)
+			}
+			if s := m.Stats(); s.Calls != goroutines*perG || s.Busy != 0 {
+				t.Fatalf("calls %d busy %d; want %d and 0", s.Calls, s.Busy, goroutines*perG)
 			}
 		})
 	}

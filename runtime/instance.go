@@ -482,7 +482,8 @@ var trapKinds = []struct{ needle, kind string }{
 }
 
 // invoke writes the input into the guest buffer, calls the role's handler and appends the
-// output to dst. parts, when non-nil, is framed as merge input instead of in.
+// output to dst. parts, when non-nil, is framed as merge input instead of in. Module.call
+// does the common case itself (see there).
 func (i *instance) invoke(ctx context.Context, exp int, in []byte, parts []Part, framed bool, dst []byte) ([]byte, error) {
 	n, err := i.writeInput(ctx, in, parts, framed)
 	if err != nil {
@@ -518,7 +519,7 @@ func (i *instance) writeInput(ctx context.Context, in []byte, parts []Part, fram
 	}
 	if !framed {
 		if n > 0 && !i.mem.Write(i.bufPtr, in) {
-			return 0, fmt.Errorf("%w: module %q: buffer out of memory range", ErrInvalidModule, i.m.cfg.Name)
+			return 0, i.errBufferRange()
 		}
 		return n, nil
 	}
@@ -535,9 +536,13 @@ func (i *instance) writeInput(ctx context.Context, in []byte, parts []Part, fram
 		off += 4 + uint32(len(p.Data))
 	}
 	if !ok {
-		return 0, fmt.Errorf("%w: module %q: buffer out of memory range", ErrInvalidModule, i.m.cfg.Name)
+		return 0, i.errBufferRange()
 	}
 	return n, nil
+}
+
+func (i *instance) errBufferRange() error {
+	return fmt.Errorf("%w: module %q: buffer out of memory range", ErrInvalidModule, i.m.cfg.Name)
 }
 
 // readResult decodes a handler result and appends the output to dst.

@@ -563,18 +563,12 @@ type Part struct {
 // Call calls the role's handler with in and appends the output to dst. It is the hot path:
 // with a warm instance it makes one wasm call and allocates nothing itself.
 func (m *Module) Call(ctx context.Context, role Role, in, dst []byte) ([]byte, error) {
-	if role < 0 || role >= numRoles || !m.has[role] {
-		return dst, m.noRole(role)
-	}
-	return m.call(ctx, int(role), in, nil, false, dst)
+	return m.call(ctx, role, in, nil, false, dst)
 }
 
 // Merge calls the merge handler with the framed parts and appends the output to dst.
 func (m *Module) Merge(ctx context.Context, parts []Part, dst []byte) ([]byte, error) {
-	if !m.has[RoleMerge] {
-		return dst, m.noRole(RoleMerge)
-	}
-	return m.call(ctx, int(RoleMerge), nil, parts, true, dst)
+	return m.call(ctx, RoleMerge, nil, parts, true, dst)
 }
 
 func (m *Module) noRole(r Role) error {
@@ -584,7 +578,14 @@ func (m *Module) noRole(r Role) error {
 	return fmt.Errorf("module %q: %w: %s (role %s)", m.cfg.Name, ErrNoExport, exportTable[r].name, r)
 }
 
-func (m *Module) call(ctx context.Context, exp int, in []byte, parts []Part, framed bool, dst []byte) ([]byte, error) {
+// call is Call and Merge (framed). Call is a bare forward to it, so the compiler inlines Call
+// into its callers, and the common case runs here without invoke's helpers: every call level
+// on this path costs a noticeable share of a short call (RATIONALE.md, "Where a call's time
+// goes").
+func (m *Module) call(ctx context.Context, role Role, in []byte, parts []Part, framed bool, dst []byte) ([]byte, error) {
+	if role < 0 || role >= numRoles || !m.has[role] {
+		return dst, m.noRole(role)
+	}
 	if st := State(m.state.Load()); st != StateRunning { // admit
 		return dst, m.notRunning(st)
 	}
@@ -605,14 +606,37 @@ func (m *Module) call(ctx context.Context, exp int, in []byte, parts []Part, fra
 	} else if start == 0 {
 		start = nanotime()
 	}
-	var out []byte
-	var err error
-	if inst.ext == nil {
-		out, err = inst.invoke(ctx, exp, in, parts, framed, dst)
-	} else {
-		out, err = inst.invokeExtism(ctx, exp, in, parts, framed, dst)
+	// The common case (plain input that fits the buffer, a handler already looked up) runs
+	// here, without the helpers it shares with the lifecycle calls (invoke).
+	out, err := dst, error(nil)
+	switch f := inst.fns[role]; {
+	case inst.ext != nil:
+		out, err = inst.invokeExtism(ctx, int(role), in, parts, framed, dst)
+	case framed || f == nil || uint64(len(in)) > uint64(inst.bufCap) || uint64(len(in)) > uint64(m.e.cfg.MaxInputBytes):
+		out, err = inst.invoke(ctx, int(role), in, parts, framed, dst)
+	case len(in) > 0 && !inst.mem.Write(inst.bufPtr, in):
+		err = inst.errBufferRange()
+	default:
+		inst.stack[0] = uint64(len(in))
+		inst.hasErrMsg = false
+		if m.cfg.Trusted { // callGuarded's trusted branch, here to save a call level
+			if e := f.CallWithStack(ctx, inst.stack[:]); e != nil {
+				inst.broken = true
+				err = inst.classify(e)
+			}
+		} else {
+			err = inst.callGuarded(ctx, f)
+		}
+		if r := inst.stack[0]; err == nil && r>>32 != 0 { // an output or a guest error
+			out, err = inst.readResult(int64(r), dst)
+		}
 	}
-	m.release(s, 1) // counts the call (Stats.Calls) in the slot's state word
+	// Release the slot; counts the call (Stats.Calls) in the slot's state word.
+	if s.putCall(inst) {
+		m.pool.wakeWaiters()
+	} else {
+		m.release(s, 1)
+	}
 	if start != 0 || err != nil {
 		m.account(start, err)
 	}

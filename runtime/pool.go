@@ -145,6 +145,22 @@ func (p *pool) clear(s *slot, calls uint64) {
 	}
 }
 
+// putCall is put for a call's slot (busy, counting one call) in the common case: the instance
+// may be reused and Stop did not revoke the slot. It reports false, having done nothing, in
+// every other case; the caller then releases the slot the general way (Module.release). The
+// caller wakes waiters (wakeWaiters) after a true. Small enough to be inlined into the call path.
+func (s *slot) putCall(inst *instance) bool {
+	w := s.word.Load()
+	return w&stateMask == uint64(slotBusy) && !inst.dead() && s.word.CompareAndSwap(w, w+1<<stateBits-uint64(slotBusy)+uint64(slotIdle))
+}
+
+// wakeWaiters wakes the callers waiting for an instance, if any.
+func (p *pool) wakeWaiters() {
+	if p.waiters.Load() > 0 {
+		p.broadcast()
+	}
+}
+
 // retire closes the instance of a slot Stop revoked from its owner, who calls it, counts calls
 // calls that ended on it, and closes the slot for good.
 func (p *pool) retire(s *slot, calls uint64) {
