@@ -865,6 +865,7 @@ const (
 // When the pool stops, the tasks leased ahead are still run.
 func (p *Workers) loop(worker string) {
 	name := queuestate.StageQueue(p.cfg.Pipeline, p.cfg.Stage)
+	dirs := &workDirs{parent: filepath.Join(p.w.blobs.Dir(), "tmp"), free: make(chan string, keptWorkDirs)}
 	var (
 		depth = 1 + leaseAhead
 		got   = make(chan *held, 1+leaseAheadShort) // a lease asked for; nil when the pool stopped first
@@ -885,7 +886,7 @@ func (p *Workers) loop(worker string) {
 			continue
 		}
 		start := time.Now()
-		prev = p.deliver(cur, prev)
+		prev = p.deliver(cur, prev, dirs)
 		if time.Since(start) < shortTask {
 			depth = 1 + leaseAheadShort
 		} else {
@@ -893,8 +894,9 @@ func (p *Workers) loop(worker string) {
 		}
 	}
 	if prev != nil {
-		<-prev
+		<-prev // and so every commit before it, which put back their directories
 	}
+	dirs.close()
 }
 
 // leaseAhead leases a task for a worker, waiting on the leader (LeaseWait at a time) and
@@ -950,10 +952,11 @@ func (p *Workers) lease(name, worker string, backoff *time.Duration) *held {
 // fetchInputs brings a task leased ahead its input files from the members that have them,
 // while the task before it runs. A failure is left for the run to meet (and report) again.
 func (p *Workers) fetchInputs(h *held) {
-	var st queuestate.StageTask
-	if json.Unmarshal(h.l.Payload, &st) != nil {
+	st := new(queuestate.StageTask)
+	if json.Unmarshal(h.l.Payload, st) != nil {
 		return
 	}
+	h.task = st
 	for _, f := range st.Inputs {
 		if _, err := p.w.ensureBlob(h.ctx, f.SHA256); err != nil {
 			return
@@ -969,6 +972,8 @@ type held struct {
 	cancel context.CancelFunc
 	hbDone chan struct{}
 	lost   bool // written by the heartbeat goroutine before it closes hbDone
+	// task is the lease's payload decoded (by fetchInputs; nil: not decoded yet).
+	task *queuestate.StageTask
 }
 
 // hold starts the heartbeats of a new lease: every third of the lease, on this node's clock
@@ -1022,16 +1027,26 @@ func (h *held) release() bool {
 	return h.lost
 }
 
-// deliver runs one delivery of a held task, then commits its result in the background (the
-// worker goes on with its next task meanwhile) once prev, the worker's previous commit, has
-// ended: a worker has at most one commit in flight. It returns a channel closed when this
-// delivery's commit has ended.
-func (p *Workers) deliver(h *held, prev chan struct{}) chan struct{} {
+// deliver runs one delivery of a held task in a work directory from dirs, then, in the
+// background (the worker goes on with its next task meanwhile), stages the output in the blob
+// store, gives the directory back to dirs and commits the result once prev, the worker's
+// previous commit, has ended: a worker has at most one commit in flight. It returns a channel
+// closed when this delivery's commit has ended. So the worker's path from one run to the next
+// holds neither the output's copy nor a directory's creation or removal, file system
+// operations that wait behind the journal commits of the fsyncs the queue makes meanwhile.
+func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs) chan struct{} {
 	p.mu.Lock()
 	p.running++
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(h.ctx, p.cfg.Timeout)
-	out, staged, runErr := p.run(ctx, h.l)
+	work, err := dirs.get()
+	var rel string
+	runErr := err
+	if err == nil {
+		rel, runErr = p.run(ctx, h, work)
+	} else {
+		runErr = fmt.Errorf("work dir: %w", err)
+	}
 	cancel()
 	done := make(chan struct{})
 	go func() {
@@ -1041,12 +1056,95 @@ func (p *Workers) deliver(h *held, prev chan struct{}) chan struct{} {
 			p.running--
 			p.mu.Unlock()
 		}()
+		var (
+			out    queue.File
+			staged blobs.Staged
+		)
+		if runErr == nil {
+			var err error
+			if staged, err = p.w.blobs.StageFile(filepath.Join(work, filepath.FromSlash(rel))); err != nil {
+				runErr = fmt.Errorf("stage output %q: %w", rel, err)
+			}
+			out = queue.File{Name: rel, SHA256: staged.SHA256, Size: staged.Size}
+		}
+		if work != "" {
+			dirs.put(work)
+		}
 		if prev != nil {
 			<-prev
 		}
 		p.commit(h, out, staged, runErr)
 	}()
 	return done
+}
+
+// keptWorkDirs is how many emptied work directories a worker keeps for its next runs: one is
+// in use while the one before is being emptied.
+const keptWorkDirs = 2
+
+// workDirs are one worker's work directories below parent (the blob store's temporary
+// directory, which Open empties after a crash). A run is given an empty directory; once its
+// output is staged, the directory is emptied and kept for a later run (at most keptWorkDirs
+// of them; others are removed).
+type workDirs struct {
+	parent string
+	free   chan string
+}
+
+// get returns an empty private directory: a kept one, or a new one.
+func (d *workDirs) get() (string, error) {
+	select {
+	case dir := <-d.free:
+		return dir, nil
+	default:
+		return os.MkdirTemp(d.parent, "run-")
+	}
+}
+
+// put empties dir and keeps it for a later run; a directory that cannot be emptied, or one
+// more than are kept, is removed.
+func (d *workDirs) put(dir string) {
+	if emptyDir(dir) == nil {
+		select {
+		case d.free <- dir:
+			return
+		default:
+		}
+	}
+	_ = os.RemoveAll(dir)
+}
+
+// close removes the kept directories; call once no run or put is in progress.
+func (d *workDirs) close() {
+	for {
+		select {
+		case dir := <-d.free:
+			_ = os.RemoveAll(dir)
+		default:
+			return
+		}
+	}
+}
+
+// emptyDir removes everything in dir, and fails unless dir is then empty.
+func emptyDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := os.RemoveAll(filepath.Join(dir, n)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // commit ends a delivery: the output is made durable, here and (in a cluster) on one other
@@ -1108,23 +1206,28 @@ func (p *Workers) count(c *uint64) {
 	p.mu.Unlock()
 }
 
-// run fetches the inputs, runs the stage and stages its output in the blob store (commit
-// makes it durable).
-func (p *Workers) run(ctx context.Context, l queuestate.Lease) (_ queue.File, _ blobs.Staged, err error) {
-	var st queuestate.StageTask
-	if err := json.Unmarshal(l.Payload, &st); err != nil {
-		return queue.File{}, blobs.Staged{}, fmt.Errorf("task %d: payload is not a stage task: %v", l.TaskID, err)
+// run fetches the inputs and runs the stage in work, an empty directory, and returns the
+// output's path relative to work (deliver stages it in the blob store, commit makes it
+// durable).
+func (p *Workers) run(ctx context.Context, h *held, work string) (_ string, err error) {
+	l := h.l
+	st := h.task
+	if st == nil {
+		st = new(queuestate.StageTask)
+		if err := json.Unmarshal(l.Payload, st); err != nil {
+			return "", fmt.Errorf("task %d: payload is not a stage task: %v", l.TaskID, err)
+		}
 	}
 	if spans.On() {
 		var span trace.Span
-		ctx, span = p.taskSpan(ctx, l, &st)
+		ctx, span = p.taskSpan(ctx, l, st)
 		defer func() { spans.End(span, err) }()
 	}
 	inputs := make([]StageInput, 0, len(st.Inputs))
 	for _, f := range st.Inputs {
 		path, err := p.w.ensureBlob(ctx, f.SHA256)
 		if err != nil {
-			return queue.File{}, blobs.Staged{}, fmt.Errorf("input %q: %w", f.Name, err)
+			return "", fmt.Errorf("input %q: %w", f.Name, err)
 		}
 		inputs = append(inputs, StageInput{Name: f.Name, Path: path})
 	}
@@ -1132,21 +1235,12 @@ func (p *Workers) run(ctx context.Context, l queuestate.Lease) (_ queue.File, _ 
 	if len(st.Inputs) == 1 && !st.Merge {
 		outputName = st.Inputs[0].Name
 	}
-	work, err := os.MkdirTemp(filepath.Join(p.w.blobs.Dir(), "tmp"), "run-")
-	if err != nil {
-		return queue.File{}, blobs.Staged{}, fmt.Errorf("work dir: %w", err)
-	}
-	defer os.RemoveAll(work)
 	rel, err := p.cfg.Runner.RunStage(ctx, inputs, outputName, work)
 	if err != nil {
-		return queue.File{}, blobs.Staged{}, err
+		return "", err
 	}
 	if err := queue.ValidFileName(rel); err != nil {
-		return queue.File{}, blobs.Staged{}, fmt.Errorf("stage output: %w", err)
+		return "", fmt.Errorf("stage output: %w", err)
 	}
-	staged, err := p.w.blobs.StageFile(filepath.Join(work, filepath.FromSlash(rel)))
-	if err != nil {
-		return queue.File{}, blobs.Staged{}, fmt.Errorf("stage output %q: %w", rel, err)
-	}
-	return queue.File{Name: rel, SHA256: staged.SHA256, Size: staged.Size}, staged, nil
+	return rel, nil
 }
