@@ -1032,7 +1032,7 @@ func (h *held) release() bool {
 // store, gives the directory back to dirs and commits the result once prev, the worker's
 // previous commit, has ended: a worker has at most one commit in flight. It returns a channel
 // closed when this delivery's commit has ended. So the worker's path from one run to the next
-// holds neither the output's copy nor a directory's creation or removal, file system
+// holds neither the output's staging nor a directory's creation or removal, file system
 // operations that wait behind the journal commits of the fsyncs the queue makes meanwhile.
 func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs) chan struct{} {
 	p.mu.Lock()
@@ -1062,7 +1062,9 @@ func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs) chan stru
 		)
 		if runErr == nil {
 			var err error
-			if staged, err = p.w.blobs.StageFile(filepath.Join(work, filepath.FromSlash(rel))); err != nil {
+			// Moved, not copied: the work directory is on the store's file system (below
+			// its temporary directory), and the run that wrote the file has ended.
+			if staged, err = p.w.blobs.StageMove(filepath.Join(work, filepath.FromSlash(rel))); err != nil {
 				runErr = fmt.Errorf("stage output %q: %w", rel, err)
 			}
 			out = queue.File{Name: rel, SHA256: staged.SHA256, Size: staged.Size}
