@@ -230,3 +230,66 @@ func TestWorkDirsReusedEmpty(t *testing.T) {
 		t.Fatalf("work directories left after Stop: %v %v", left, err)
 	}
 }
+
+// slowRunner holds the run of one input until release is closed; the others end at once.
+type slowRunner struct {
+	slow    string
+	release chan struct{}
+}
+
+func (r *slowRunner) RunStage(ctx context.Context, inputs []StageInput, outputName, outDir string) (string, error) {
+	if outputName == r.slow {
+		select {
+		case <-r.release:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	b, err := os.ReadFile(inputs[0].Path)
+	if err != nil {
+		return "", err
+	}
+	return outputName, os.WriteFile(filepath.Join(outDir, outputName), append(b, '!'), 0o644)
+}
+
+// TestWorkersShareLeasesAhead: the tasks leased ahead are the pool's: while one worker's run
+// is held, the pool's other worker runs every other task, including those leased ahead while
+// the held one ran (which would otherwise wait for it).
+func TestWorkersShareLeasesAhead(t *testing.T) {
+	c := testConfig("share")
+	c.StateDir = t.TempDir()
+	n := startNode(t, c)
+	ctx := t.Context()
+	eventually(t, "define", func() error {
+		return n.Queue().DefinePipeline(ctx, queue.Pipeline{Name: "s", Stages: []queue.StageDef{{Name: "bang"}}})
+	})
+	contents := map[string]string{}
+	const tasks = 8
+	for i := range tasks {
+		contents[fmt.Sprintf("f%d", i)] = fmt.Sprintf("file %d", i)
+	}
+	id, err := n.Queue().Submit(ctx, "s", putFiles(t, n, contents), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &slowRunner{slow: "f0", release: make(chan struct{})}
+	w, err := n.Queue().StartWorkers(WorkerConfig{Pipeline: "s", Stage: 0, Concurrency: 2, Timeout: 30 * time.Second, Runner: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Stop(context.Background()) }()
+	eventually(t, "every task but the held one done", func() error {
+		st, err := n.Queue().QueueStats()
+		if err != nil || len(st) != 1 {
+			return fmt.Errorf("stats %+v %v", st, err)
+		}
+		if s := st[0].Stats; s.Completed != tasks-1 {
+			return fmt.Errorf("%d tasks completed, %d leased; want %d completed while %s is held", s.Completed, s.Leased, tasks-1, r.slow)
+		}
+		return nil
+	})
+	close(r.release)
+	if j := waitJob(t, n, id); j.State != queue.JobDone || len(j.Outputs) != tasks {
+		t.Fatalf("job %s with %d outputs, want done with %d", j.State, len(j.Outputs), tasks)
+	}
+}

@@ -748,6 +748,14 @@ type Workers struct {
 	runCtx    context.Context
 	runCancel context.CancelFunc
 
+	// The leases asked for ahead of the workers' runs (see loop): ahead holds those had, and
+	// asked counts those asked for and not taken yet, at most depth per worker.
+	ahead   chan *held
+	aheadMu sync.Mutex
+	asked   int
+	depth   int
+	drained chan struct{} // closed once the pool has stopped and every lease asked for was taken
+
 	mu        sync.Mutex
 	running   int
 	completed uint64
@@ -759,7 +767,8 @@ func (w *workQueue) startWorkers(cfg WorkerConfig) (*Workers, error) {
 	if cfg.Pipeline == "" || cfg.Stage < 0 || cfg.Concurrency < 1 || cfg.Timeout <= 0 || cfg.Runner == nil {
 		return nil, fmt.Errorf("%w: worker config needs a pipeline, a stage >= 0, concurrency >= 1, a timeout and a runner", ErrInvalid)
 	}
-	p := &Workers{w: w, cfg: cfg, stop: make(chan struct{}), done: make(chan struct{})}
+	p := &Workers{w: w, cfg: cfg, stop: make(chan struct{}), done: make(chan struct{}),
+		ahead: make(chan *held, cfg.Concurrency*(1+leaseAheadShort)), depth: 1 + leaseAhead, drained: make(chan struct{})}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	select {
@@ -847,9 +856,10 @@ func (p *Workers) stopped() bool {
 	}
 }
 
-// Leases a worker keeps asked for ahead of the task it runs: one, and a second once its tasks
-// run shorter than shortTask. A task leased ahead waits for the worker, whatever other
-// members are idle, so the second is only for tasks short enough that a lease's round trip
+// Leases a pool keeps asked for ahead of the tasks its workers run, per worker: one, and a
+// second once its tasks run shorter than shortTask. A task leased ahead waits for one of the
+// pool's workers, whatever other members are idle, so the second is only for tasks short
+// enough that a lease's round trip
 // through the log (a commit, an fsync, the goroutines of Raft and the machine, which wait for a
 // core while two stages run on two) is a part of each task worth hiding.
 const (
@@ -858,45 +868,82 @@ const (
 	shortTask       = time.Second
 )
 
-// loop leases and runs tasks until the pool stops. While a task runs, the worker already
-// holds or awaits the leases of its next ones (leaseAhead, leaseAheadShort) and their inputs
-// are fetched, and a finished task's result is committed in the background (see deliver): the
-// log writes and fsyncs a task needs are not on the worker's path from one run to the next.
-// When the pool stops, the tasks leased ahead are still run.
+// loop leases and runs tasks until the pool stops. While a task runs, the pool already holds
+// or awaits the leases of its workers' next ones (leaseAhead, leaseAheadShort per worker) and
+// their inputs are fetched, and a finished task's result is committed in the background (see
+// deliver): the log writes and fsyncs a task needs are not on the worker's path from one run to
+// the next. The leases asked for ahead are the pool's, not one worker's: a worker that is free
+// runs the next one whichever worker asked for it, so that no task leased ahead waits behind
+// another worker's run while this one idles (at the end of a job, or when a run is slow). When
+// the pool stops, the tasks leased ahead are still run.
 func (p *Workers) loop(worker string) {
 	name := queuestate.StageQueue(p.cfg.Pipeline, p.cfg.Stage)
 	dirs := &workDirs{parent: filepath.Join(p.w.blobs.Dir(), "tmp"), free: make(chan string, keptWorkDirs)}
-	var (
-		depth = 1 + leaseAhead
-		got   = make(chan *held, 1+leaseAheadShort) // a lease asked for; nil when the pool stopped first
-		asked int                                   // leases asked for and not received yet
-		prev  chan struct{}                         // closed when the previous task's commit has ended
-	)
-	for {
-		for !p.stopped() && asked < depth {
-			asked++
-			go func() { got <- p.leaseAhead(name, worker) }()
-		}
-		if asked == 0 {
+	var prev chan struct{} // closed when the previous task's commit has ended
+	for p.askAhead(name, worker) {
+		cur, ok := p.takeAhead()
+		if !ok {
 			break
 		}
-		cur := <-got
-		asked--
 		if cur == nil {
 			continue
 		}
 		start := time.Now()
 		prev = p.deliver(cur, prev, dirs)
+		depth := 1 + leaseAhead
 		if time.Since(start) < shortTask {
 			depth = 1 + leaseAheadShort
-		} else {
-			depth = 1 + leaseAhead
 		}
+		p.aheadMu.Lock()
+		p.depth = depth
+		p.aheadMu.Unlock()
 	}
 	if prev != nil {
 		<-prev // and so every commit before it, which put back their directories
 	}
 	dirs.close()
+}
+
+// askAhead tops up the pool's leases asked for ahead (depth per worker) while the pool runs.
+// It reports false once the pool has stopped and every lease asked for has been taken.
+func (p *Workers) askAhead(name, worker string) bool {
+	p.aheadMu.Lock()
+	defer p.aheadMu.Unlock()
+	for !p.stopped() && p.asked < p.depth*p.cfg.Concurrency {
+		p.asked++
+		go func() { p.ahead <- p.leaseAhead(name, worker) }() // never blocks: ahead holds them all
+	}
+	if p.asked == 0 {
+		p.drain()
+		return false
+	}
+	return true
+}
+
+// takeAhead takes the next lease asked for ahead, waiting for one: nil when the pool stopped
+// before it was had; false once the pool has stopped and every lease asked for has been taken.
+func (p *Workers) takeAhead() (*held, bool) {
+	select {
+	case h := <-p.ahead:
+		p.aheadMu.Lock()
+		p.asked--
+		if p.asked == 0 && p.stopped() {
+			p.drain()
+		}
+		p.aheadMu.Unlock()
+		return h, true
+	case <-p.drained:
+		return nil, false
+	}
+}
+
+// drain tells the workers that no lease asked for is left to take; call with aheadMu held.
+func (p *Workers) drain() {
+	select {
+	case <-p.drained:
+	default:
+		close(p.drained)
+	}
 }
 
 // leaseAhead leases a task for a worker, waiting on the leader (LeaseWait at a time) and
