@@ -235,6 +235,38 @@ func TestStageMove(t *testing.T) {
 	}
 	tmpEmpty(t, s)
 
+	// A file with another name is copied, and left as it was.
+	shared := filepath.Join(dir, "shared")
+	if err := os.WriteFile(shared, data[:100], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other")
+	if err := os.Link(shared, other); err != nil {
+		t.Fatal(err)
+	}
+	p, err = s.StageMove(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(p); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(other)
+	if err != nil {
+		t.Fatalf("a file with two names was moved: %v", err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("the file's mode is now %v, want it left at 0600", st.Mode().Perm())
+	}
+	at, err = s.Path(p.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored, err := os.Stat(at); err != nil || os.SameFile(st, stored) {
+		t.Fatalf("the blob shares its file with a name outside the store (%v)", err)
+	}
+	tmpEmpty(t, s)
+
 	big := filepath.Join(dir, "big")
 	if err := os.WriteFile(big, content(1001, 1), 0o600); err != nil {
 		t.Fatal(err)

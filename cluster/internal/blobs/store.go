@@ -182,8 +182,10 @@ func (s *Store) StageFile(path string) (Staged, error) {
 
 // StageMove stages the regular file at path by moving it into the store's temporary directory
 // instead of copying it (see Staged): no new file is written, and nothing is left at path. It
-// is for a file nothing writes to any more, such as a finished task's output. A file on another
-// file system is copied (as StageFile does) and left at path. It does not fsync: Commit does.
+// is for a file nothing writes to any more, such as a finished task's output. A file with other
+// names (hard links: the store's blob would be a file that can change under another name) or
+// on another file system is copied, as StageFile does, and left at path; a symbolic link is
+// refused. It does not fsync: Commit does.
 func (s *Store) StageMove(path string) (Staged, error) {
 	st, err := os.Lstat(path)
 	if err != nil {
@@ -194,6 +196,9 @@ func (s *Store) StageMove(path string) (Staged, error) {
 	}
 	if st.Size() > s.maxSize {
 		return Staged{}, fmt.Errorf("blobs: import %s: %d bytes, limit %d: %w", path, st.Size(), s.maxSize, ErrTooLarge)
+	}
+	if linkCount(st) != 1 {
+		return s.StageFile(path)
 	}
 	tmp := filepath.Join(s.tmp, fmt.Sprintf("mv-%d", s.moved.Add(1)))
 	if err := os.Rename(path, tmp); err != nil {
