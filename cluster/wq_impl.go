@@ -1086,13 +1086,12 @@ func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs) chan stru
 	p.running++
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(h.ctx, p.cfg.Timeout)
-	work, err := dirs.get()
 	var rel string
-	runErr := err
-	if err == nil {
-		rel, runErr = p.run(ctx, h, work)
+	work, runErr := dirs.get()
+	if runErr != nil {
+		runErr = fmt.Errorf("work dir: %w", runErr)
 	} else {
-		runErr = fmt.Errorf("work dir: %w", err)
+		rel, runErr = p.run(ctx, h, work)
 	}
 	cancel()
 	done := make(chan struct{})
