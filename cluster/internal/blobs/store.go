@@ -378,10 +378,13 @@ func (s *Store) commitBatch(batch []*commitReq) {
 	})
 	// 2. Into place, and each directory once, after the content is durable.
 	dirs := map[string][]int{}
+	renamed := make([]bool, len(all))
 	for i, p := range all {
 		if errs[i] == nil && !present[i] {
 			if err := os.Rename(p.tmp, s.path(p.SHA256)); err != nil {
 				errs[i] = err
+			} else {
+				renamed[i] = true
 			}
 		}
 		if errs[i] == nil {
@@ -406,7 +409,9 @@ func (s *Store) commitBatch(batch []*commitReq) {
 	for _, r := range batch {
 		var first error
 		for range r.ps {
-			os.Remove(all[i].tmp) // a no-op once renamed; drops a duplicate or a failure
+			if !renamed[i] {
+				os.Remove(all[i].tmp) // a duplicate or a failure
+			}
 			if errs[i] != nil && first == nil {
 				first = fmt.Errorf("blobs: put: %w", errs[i])
 			}
