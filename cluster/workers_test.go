@@ -2,9 +2,13 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -119,5 +123,173 @@ func TestWorkersLeaseAheadAndStop(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// dirRunner records the work directory of each run and whether it was empty, and leaves files
+// behind in it: the output, a file in a subdirectory, and on an input's first run (which
+// fails) a partial output.
+type dirRunner struct {
+	mu       sync.Mutex
+	dirs     map[string]int // work directory -> runs in it
+	notEmpty []string       // what a run found in its directory
+	failed   map[string]bool
+}
+
+func (r *dirRunner) RunStage(ctx context.Context, inputs []StageInput, outputName, outDir string) (string, error) {
+	ents, err := os.ReadDir(outDir)
+	if err != nil {
+		return "", err
+	}
+	r.mu.Lock()
+	r.dirs[outDir]++
+	for _, e := range ents {
+		r.notEmpty = append(r.notEmpty, outputName+" found "+e.Name())
+	}
+	fail := !r.failed[outputName]
+	r.failed[outputName] = true
+	r.mu.Unlock()
+	if err := os.MkdirAll(filepath.Join(outDir, "left", "behind"), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(outDir, "left", "behind", outputName), []byte("x"), 0o644); err != nil {
+		return "", err
+	}
+	if fail {
+		_ = os.WriteFile(filepath.Join(outDir, outputName), []byte("partial"), 0o644)
+		return "", errors.New("first run fails")
+	}
+	b, err := os.ReadFile(inputs[0].Path)
+	if err != nil {
+		return "", err
+	}
+	return outputName, os.WriteFile(filepath.Join(outDir, outputName), append(b, '!'), 0o644)
+}
+
+// TestWorkDirsReusedEmpty: a worker runs its tasks in directories it reuses (neither created
+// nor removed between two runs), and each run finds its directory empty whatever the run
+// before left in it, failed or not; a stopped pool leaves no directory behind.
+func TestWorkDirsReusedEmpty(t *testing.T) {
+	c := testConfig("dirs")
+	c.StateDir = t.TempDir()
+	c.Queue.Backoff = time.Millisecond
+	n := startNode(t, c)
+	ctx := t.Context()
+	eventually(t, "define", func() error {
+		return n.Queue().DefinePipeline(ctx, queue.Pipeline{Name: "d", Stages: []queue.StageDef{{Name: "bang"}}})
+	})
+	contents := map[string]string{}
+	const tasks = 12
+	for i := range tasks {
+		contents[fmt.Sprintf("f%02d", i)] = fmt.Sprintf("file %d", i)
+	}
+	id, err := n.Queue().Submit(ctx, "d", putFiles(t, n, contents), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &dirRunner{dirs: map[string]int{}, failed: map[string]bool{}}
+	w, err := n.Queue().StartWorkers(WorkerConfig{Pipeline: "d", Stage: 0, Concurrency: 1, Timeout: 30 * time.Second, Runner: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := waitJob(t, n, id)
+	if err := w.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if j.State != queue.JobDone || len(j.Outputs) != tasks {
+		t.Fatalf("job %s with %d outputs, want done with %d", j.State, len(j.Outputs), tasks)
+	}
+	for _, o := range j.Outputs {
+		if got, want := readBlob(t, n, o.SHA256), contents[o.Name]+"!"; got != want {
+			t.Fatalf("output %s = %q, want %q", o.Name, got, want)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.notEmpty) > 0 {
+		t.Fatalf("runs found files of earlier runs in their directory: %v", r.notEmpty)
+	}
+	runs := 0
+	for _, k := range r.dirs {
+		runs += k
+	}
+	// How many directories there are depends on how soon each is emptied (a run does not wait
+	// for it), but runs one after another on one worker reuse them.
+	if runs != 2*tasks || len(r.dirs) >= runs {
+
+		t.Fatalf("%d runs in %d directories, want %d runs in fewer directories", runs, len(r.dirs), 2*tasks)
+	}
+	var left []string
+	err = filepath.WalkDir(c.StateDir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() && strings.HasPrefix(d.Name(), "run-") {
+			left = append(left, p)
+		}
+		return err
+	})
+	if err != nil || len(left) > 0 {
+		t.Fatalf("work directories left after Stop: %v %v", left, err)
+	}
+}
+
+// slowRunner holds the run of one input until release is closed; the others end at once.
+type slowRunner struct {
+	slow    string
+	release chan struct{}
+}
+
+func (r *slowRunner) RunStage(ctx context.Context, inputs []StageInput, outputName, outDir string) (string, error) {
+	if outputName == r.slow {
+		select {
+		case <-r.release:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	b, err := os.ReadFile(inputs[0].Path)
+	if err != nil {
+		return "", err
+	}
+	return outputName, os.WriteFile(filepath.Join(outDir, outputName), append(b, '!'), 0o644)
+}
+
+// TestWorkersShareLeasesAhead: the tasks leased ahead are the pool's: while one worker's run
+// is held, the pool's other worker runs every other task, including those leased ahead while
+// the held one ran (which would otherwise wait for it).
+func TestWorkersShareLeasesAhead(t *testing.T) {
+	c := testConfig("share")
+	c.StateDir = t.TempDir()
+	n := startNode(t, c)
+	ctx := t.Context()
+	eventually(t, "define", func() error {
+		return n.Queue().DefinePipeline(ctx, queue.Pipeline{Name: "s", Stages: []queue.StageDef{{Name: "bang"}}})
+	})
+	contents := map[string]string{}
+	const tasks = 8
+	for i := range tasks {
+		contents[fmt.Sprintf("f%d", i)] = fmt.Sprintf("file %d", i)
+	}
+	id, err := n.Queue().Submit(ctx, "s", putFiles(t, n, contents), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &slowRunner{slow: "f0", release: make(chan struct{})}
+	w, err := n.Queue().StartWorkers(WorkerConfig{Pipeline: "s", Stage: 0, Concurrency: 2, Timeout: 30 * time.Second, Runner: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Stop(context.Background()) }()
+	eventually(t, "every task but the held one done", func() error {
+		st, err := n.Queue().QueueStats()
+		if err != nil || len(st) != 1 {
+			return fmt.Errorf("stats %+v %v", st, err)
+		}
+		if s := st[0].Stats; s.Completed != tasks-1 {
+			return fmt.Errorf("%d tasks completed, %d leased; want %d completed while %s is held", s.Completed, s.Leased, tasks-1, r.slow)
+		}
+		return nil
+	})
+	close(r.release)
+	if j := waitJob(t, n, id); j.State != queue.JobDone || len(j.Outputs) != tasks {
+		t.Fatalf("job %s with %d outputs, want done with %d", j.State, len(j.Outputs), tasks)
 	}
 }

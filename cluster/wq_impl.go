@@ -748,6 +748,14 @@ type Workers struct {
 	runCtx    context.Context
 	runCancel context.CancelFunc
 
+	// The leases asked for ahead of the workers' runs (see loop): ahead holds those had, and
+	// asked counts those asked for and not taken yet, at most depth per worker.
+	ahead   chan *held
+	aheadMu sync.Mutex
+	asked   int
+	depth   int
+	drained chan struct{} // closed once the pool has stopped and every lease asked for was taken
+
 	mu        sync.Mutex
 	running   int
 	completed uint64
@@ -759,7 +767,8 @@ func (w *workQueue) startWorkers(cfg WorkerConfig) (*Workers, error) {
 	if cfg.Pipeline == "" || cfg.Stage < 0 || cfg.Concurrency < 1 || cfg.Timeout <= 0 || cfg.Runner == nil {
 		return nil, fmt.Errorf("%w: worker config needs a pipeline, a stage >= 0, concurrency >= 1, a timeout and a runner", ErrInvalid)
 	}
-	p := &Workers{w: w, cfg: cfg, stop: make(chan struct{}), done: make(chan struct{})}
+	p := &Workers{w: w, cfg: cfg, stop: make(chan struct{}), done: make(chan struct{}),
+		ahead: make(chan *held, cfg.Concurrency*(1+leaseAheadShort)), depth: 1 + leaseAhead, drained: make(chan struct{})}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	select {
@@ -847,9 +856,10 @@ func (p *Workers) stopped() bool {
 	}
 }
 
-// Leases a worker keeps asked for ahead of the task it runs: one, and a second once its tasks
-// run shorter than shortTask. A task leased ahead waits for the worker, whatever other
-// members are idle, so the second is only for tasks short enough that a lease's round trip
+// Leases a pool keeps asked for ahead of the tasks its workers run, per worker: one, and a
+// second once its tasks run shorter than shortTask. A task leased ahead waits for one of the
+// pool's workers, whatever other members are idle, so the second is only for tasks short
+// enough that a lease's round trip
 // through the log (a commit, an fsync, the goroutines of Raft and the machine, which wait for a
 // core while two stages run on two) is a part of each task worth hiding.
 const (
@@ -858,42 +868,81 @@ const (
 	shortTask       = time.Second
 )
 
-// loop leases and runs tasks until the pool stops. While a task runs, the worker already
-// holds or awaits the leases of its next ones (leaseAhead, leaseAheadShort) and their inputs
-// are fetched, and a finished task's result is committed in the background (see deliver): the
-// log writes and fsyncs a task needs are not on the worker's path from one run to the next.
-// When the pool stops, the tasks leased ahead are still run.
+// loop leases and runs tasks until the pool stops. While a task runs, the pool already holds
+// or awaits the leases of its workers' next ones (leaseAhead, leaseAheadShort per worker) and
+// their inputs are fetched, and a finished task's result is committed in the background (see
+// deliver): the log writes and fsyncs a task needs are not on the worker's path from one run to
+// the next. The leases asked for ahead are the pool's, not one worker's: a worker that is free
+// runs the next one whichever worker asked for it, so that no task leased ahead waits behind
+// another worker's run while this one idles (at the end of a job, or when a run is slow). When
+// the pool stops, the tasks leased ahead are still run.
 func (p *Workers) loop(worker string) {
 	name := queuestate.StageQueue(p.cfg.Pipeline, p.cfg.Stage)
-	var (
-		depth = 1 + leaseAhead
-		got   = make(chan *held, 1+leaseAheadShort) // a lease asked for; nil when the pool stopped first
-		asked int                                   // leases asked for and not received yet
-		prev  chan struct{}                         // closed when the previous task's commit has ended
-	)
-	for {
-		for !p.stopped() && asked < depth {
-			asked++
-			go func() { got <- p.leaseAhead(name, worker) }()
-		}
-		if asked == 0 {
+	dirs := &workDirs{parent: filepath.Join(p.w.blobs.Dir(), "tmp"), free: make(chan string, keptWorkDirs)}
+	var prev chan struct{} // closed when the previous task's commit has ended
+	for p.askAhead(name, worker) {
+		cur, ok := p.takeAhead()
+		if !ok {
 			break
 		}
-		cur := <-got
-		asked--
 		if cur == nil {
 			continue
 		}
 		start := time.Now()
-		prev = p.deliver(cur, prev)
+		prev = p.deliver(cur, prev, dirs)
+		depth := 1 + leaseAhead
 		if time.Since(start) < shortTask {
 			depth = 1 + leaseAheadShort
-		} else {
-			depth = 1 + leaseAhead
 		}
+		p.aheadMu.Lock()
+		p.depth = depth
+		p.aheadMu.Unlock()
 	}
 	if prev != nil {
-		<-prev
+		<-prev // and so every commit before it, which put back their directories
+	}
+	dirs.close()
+}
+
+// askAhead tops up the pool's leases asked for ahead (depth per worker) while the pool runs.
+// It reports false once the pool has stopped and every lease asked for has been taken.
+func (p *Workers) askAhead(name, worker string) bool {
+	p.aheadMu.Lock()
+	defer p.aheadMu.Unlock()
+	for !p.stopped() && p.asked < p.depth*p.cfg.Concurrency {
+		p.asked++
+		go func() { p.ahead <- p.leaseAhead(name, worker) }() // never blocks: ahead holds them all
+	}
+	if p.asked == 0 {
+		p.drain()
+		return false
+	}
+	return true
+}
+
+// takeAhead takes the next lease asked for ahead, waiting for one: nil when the pool stopped
+// before it was had; false once the pool has stopped and every lease asked for has been taken.
+func (p *Workers) takeAhead() (*held, bool) {
+	select {
+	case h := <-p.ahead:
+		p.aheadMu.Lock()
+		p.asked--
+		if p.asked == 0 && p.stopped() {
+			p.drain()
+		}
+		p.aheadMu.Unlock()
+		return h, true
+	case <-p.drained:
+		return nil, false
+	}
+}
+
+// drain tells the workers that no lease asked for is left to take; call with aheadMu held.
+func (p *Workers) drain() {
+	select {
+	case <-p.drained:
+	default:
+		close(p.drained)
 	}
 }
 
@@ -950,10 +999,11 @@ func (p *Workers) lease(name, worker string, backoff *time.Duration) *held {
 // fetchInputs brings a task leased ahead its input files from the members that have them,
 // while the task before it runs. A failure is left for the run to meet (and report) again.
 func (p *Workers) fetchInputs(h *held) {
-	var st queuestate.StageTask
-	if json.Unmarshal(h.l.Payload, &st) != nil {
+	st := new(queuestate.StageTask)
+	if json.Unmarshal(h.l.Payload, st) != nil {
 		return
 	}
+	h.task = st
 	for _, f := range st.Inputs {
 		if _, err := p.w.ensureBlob(h.ctx, f.SHA256); err != nil {
 			return
@@ -969,6 +1019,8 @@ type held struct {
 	cancel context.CancelFunc
 	hbDone chan struct{}
 	lost   bool // written by the heartbeat goroutine before it closes hbDone
+	// task is the lease's payload decoded (by fetchInputs; nil: not decoded yet).
+	task *queuestate.StageTask
 }
 
 // hold starts the heartbeats of a new lease: every third of the lease, on this node's clock
@@ -1022,16 +1074,25 @@ func (h *held) release() bool {
 	return h.lost
 }
 
-// deliver runs one delivery of a held task, then commits its result in the background (the
-// worker goes on with its next task meanwhile) once prev, the worker's previous commit, has
-// ended: a worker has at most one commit in flight. It returns a channel closed when this
-// delivery's commit has ended.
-func (p *Workers) deliver(h *held, prev chan struct{}) chan struct{} {
+// deliver runs one delivery of a held task in a work directory from dirs, then, in the
+// background (the worker goes on with its next task meanwhile), stages the output in the blob
+// store, gives the directory back to dirs and commits the result once prev, the worker's
+// previous commit, has ended: a worker has at most one commit in flight. It returns a channel
+// closed when this delivery's commit has ended. So the worker's path from one run to the next
+// holds neither the output's staging nor a directory's creation or removal, file system
+// operations that wait behind the journal commits of the fsyncs the queue makes meanwhile.
+func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs) chan struct{} {
 	p.mu.Lock()
 	p.running++
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(h.ctx, p.cfg.Timeout)
-	out, staged, runErr := p.run(ctx, h.l)
+	var rel string
+	work, runErr := dirs.get()
+	if runErr != nil {
+		runErr = fmt.Errorf("work dir: %w", runErr)
+	} else {
+		rel, runErr = p.run(ctx, h, work)
+	}
 	cancel()
 	done := make(chan struct{})
 	go func() {
@@ -1041,12 +1102,97 @@ func (p *Workers) deliver(h *held, prev chan struct{}) chan struct{} {
 			p.running--
 			p.mu.Unlock()
 		}()
+		var (
+			out    queue.File
+			staged blobs.Staged
+		)
+		if runErr == nil {
+			var err error
+			// Moved, not copied: the work directory is on the store's file system (below
+			// its temporary directory), and the run that wrote the file has ended.
+			if staged, err = p.w.blobs.StageMove(filepath.Join(work, filepath.FromSlash(rel))); err != nil {
+				runErr = fmt.Errorf("stage output %q: %w", rel, err)
+			}
+			out = queue.File{Name: rel, SHA256: staged.SHA256, Size: staged.Size}
+		}
+		if work != "" {
+			dirs.put(work)
+		}
 		if prev != nil {
 			<-prev
 		}
 		p.commit(h, out, staged, runErr)
 	}()
 	return done
+}
+
+// keptWorkDirs is how many emptied work directories a worker keeps for its next runs: one is
+// in use while the one before is being emptied.
+const keptWorkDirs = 2
+
+// workDirs are one worker's work directories below parent (the blob store's temporary
+// directory, which Open empties after a crash). A run is given an empty directory; once its
+// output is staged, the directory is emptied and kept for a later run (at most keptWorkDirs
+// of them; others are removed).
+type workDirs struct {
+	parent string
+	free   chan string
+}
+
+// get returns an empty private directory: a kept one, or a new one.
+func (d *workDirs) get() (string, error) {
+	select {
+	case dir := <-d.free:
+		return dir, nil
+	default:
+		return os.MkdirTemp(d.parent, "run-")
+	}
+}
+
+// put empties dir and keeps it for a later run; a directory that cannot be emptied, or one
+// more than are kept, is removed.
+func (d *workDirs) put(dir string) {
+	if emptyDir(dir) == nil {
+		select {
+		case d.free <- dir:
+			return
+		default:
+		}
+	}
+	_ = os.RemoveAll(dir)
+}
+
+// close removes the kept directories; call once no run or put is in progress.
+func (d *workDirs) close() {
+	for {
+		select {
+		case dir := <-d.free:
+			_ = os.RemoveAll(dir)
+		default:
+			return
+		}
+	}
+}
+
+// emptyDir removes everything in dir, and fails unless dir is then empty.
+func emptyDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := os.RemoveAll(filepath.Join(dir, n)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // commit ends a delivery: the output is made durable, here and (in a cluster) on one other
@@ -1108,23 +1254,28 @@ func (p *Workers) count(c *uint64) {
 	p.mu.Unlock()
 }
 
-// run fetches the inputs, runs the stage and stages its output in the blob store (commit
-// makes it durable).
-func (p *Workers) run(ctx context.Context, l queuestate.Lease) (_ queue.File, _ blobs.Staged, err error) {
-	var st queuestate.StageTask
-	if err := json.Unmarshal(l.Payload, &st); err != nil {
-		return queue.File{}, blobs.Staged{}, fmt.Errorf("task %d: payload is not a stage task: %v", l.TaskID, err)
+// run fetches the inputs and runs the stage in work, an empty directory, and returns the
+// output's path relative to work (deliver stages it in the blob store, commit makes it
+// durable).
+func (p *Workers) run(ctx context.Context, h *held, work string) (_ string, err error) {
+	l := h.l
+	st := h.task
+	if st == nil {
+		st = new(queuestate.StageTask)
+		if err := json.Unmarshal(l.Payload, st); err != nil {
+			return "", fmt.Errorf("task %d: payload is not a stage task: %v", l.TaskID, err)
+		}
 	}
 	if spans.On() {
 		var span trace.Span
-		ctx, span = p.taskSpan(ctx, l, &st)
+		ctx, span = p.taskSpan(ctx, l, st)
 		defer func() { spans.End(span, err) }()
 	}
 	inputs := make([]StageInput, 0, len(st.Inputs))
 	for _, f := range st.Inputs {
 		path, err := p.w.ensureBlob(ctx, f.SHA256)
 		if err != nil {
-			return queue.File{}, blobs.Staged{}, fmt.Errorf("input %q: %w", f.Name, err)
+			return "", fmt.Errorf("input %q: %w", f.Name, err)
 		}
 		inputs = append(inputs, StageInput{Name: f.Name, Path: path})
 	}
@@ -1132,21 +1283,12 @@ func (p *Workers) run(ctx context.Context, l queuestate.Lease) (_ queue.File, _ 
 	if len(st.Inputs) == 1 && !st.Merge {
 		outputName = st.Inputs[0].Name
 	}
-	work, err := os.MkdirTemp(filepath.Join(p.w.blobs.Dir(), "tmp"), "run-")
-	if err != nil {
-		return queue.File{}, blobs.Staged{}, fmt.Errorf("work dir: %w", err)
-	}
-	defer os.RemoveAll(work)
 	rel, err := p.cfg.Runner.RunStage(ctx, inputs, outputName, work)
 	if err != nil {
-		return queue.File{}, blobs.Staged{}, err
+		return "", err
 	}
 	if err := queue.ValidFileName(rel); err != nil {
-		return queue.File{}, blobs.Staged{}, fmt.Errorf("stage output: %w", err)
+		return "", fmt.Errorf("stage output: %w", err)
 	}
-	staged, err := p.w.blobs.StageFile(filepath.Join(work, filepath.FromSlash(rel)))
-	if err != nil {
-		return queue.File{}, blobs.Staged{}, fmt.Errorf("stage output %q: %w", rel, err)
-	}
-	return queue.File{Name: rel, SHA256: staged.SHA256, Size: staged.Size}, staged, nil
+	return rel, nil
 }

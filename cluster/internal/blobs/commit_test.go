@@ -2,6 +2,7 @@ package blobs
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -183,6 +184,112 @@ func TestStagedDiscardAndDuplicate(t *testing.T) {
 	}
 	if !s.Has(a.SHA256) || blobCount(t, s) != 1 {
 		t.Fatalf("want one stored copy, have %d", blobCount(t, s))
+	}
+	tmpEmpty(t, s)
+}
+
+// TestStageMove: a file is moved into the store rather than copied (nothing is left where it
+// was, and the stored blob is that very file), committed like a copy; what cannot be a blob is
+// refused and left in place.
+func TestStageMove(t *testing.T) {
+	s := openStore(t, 1000)
+	dir := t.TempDir()
+	data := content(700, 9)
+	f := filepath.Join(dir, "out")
+	if err := os.WriteFile(f, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.StageMove(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.SHA256 != shaOf(data) || p.Size != int64(len(data)) {
+		t.Fatalf("staged %s, %d; want %s, %d", p.SHA256, p.Size, shaOf(data), len(data))
+	}
+	if _, err := os.Lstat(f); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the file is still where it was: %v", err)
+	}
+	if err := s.Commit(p); err != nil {
+		t.Fatal(err)
+	}
+	at, err := s.Path(p.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(before, after) {
+		t.Fatal("the stored blob is a copy, not the file moved")
+	}
+	if after.Mode().Perm() != blobMode {
+		t.Fatalf("stored with mode %v, want %v", after.Mode().Perm(), os.FileMode(blobMode))
+	}
+	if !bytes.Equal(readBlob(t, s, p.SHA256), data) {
+		t.Fatal("content differs")
+	}
+	tmpEmpty(t, s)
+
+	// A file with another name is copied, and left as it was.
+	shared := filepath.Join(dir, "shared")
+	if err := os.WriteFile(shared, data[:100], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other")
+	if err := os.Link(shared, other); err != nil {
+		t.Fatal(err)
+	}
+	p, err = s.StageMove(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(p); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(other)
+	if err != nil {
+		t.Fatalf("a file with two names was moved: %v", err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("the file's mode is now %v, want it left at 0600", st.Mode().Perm())
+	}
+	at, err = s.Path(p.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored, err := os.Stat(at); err != nil || os.SameFile(st, stored) {
+		t.Fatalf("the blob shares its file with a name outside the store (%v)", err)
+	}
+	tmpEmpty(t, s)
+
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, content(1001, 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(big, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct {
+		path string
+		want error
+	}{
+		{filepath.Join(dir, "absent"), os.ErrNotExist},
+		{dir, ErrInvalid},
+		{link, ErrInvalid},
+		{big, ErrTooLarge},
+	} {
+		if _, err := s.StageMove(bad.path); !errors.Is(err, bad.want) {
+			t.Errorf("StageMove(%s) = %v, want %v", bad.path, err, bad.want)
+		}
+		if _, err := os.Lstat(bad.path); bad.want != os.ErrNotExist && err != nil {
+			t.Errorf("%s was not left in place: %v", bad.path, err)
+		}
 	}
 	tmpEmpty(t, s)
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -48,6 +49,8 @@ type Store struct {
 	dir     string
 	tmp     string
 	maxSize int64
+
+	moved atomic.Uint64 // names the files StageMove moves into tmp (emptied at Open)
 
 	gmu   sync.Mutex   // guards the group commit:
 	queue []*commitReq // commits waiting for the next batch
@@ -175,6 +178,76 @@ func (s *Store) StageFile(path string) (Staged, error) {
 		return Staged{}, fmt.Errorf("blobs: import %s: %d bytes, limit %d: %w", path, st.Size(), s.maxSize, ErrTooLarge)
 	}
 	return s.stage("", f)
+}
+
+// StageMove stages the regular file at path by moving it into the store's temporary directory
+// instead of copying it (see Staged): no new file is written, and nothing is left at path. It
+// is for a file nothing writes to any more, such as a finished task's output. A file with other
+// names (hard links: the store's blob would be a file that can change under another name) or
+// on another file system is copied, as StageFile does, and left at path; a symbolic link is
+// refused. It does not fsync: Commit does.
+func (s *Store) StageMove(path string) (Staged, error) {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return Staged{}, fmt.Errorf("blobs: import: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return Staged{}, fmt.Errorf("blobs: import %s: not a regular file: %w", path, ErrInvalid)
+	}
+	if st.Size() > s.maxSize {
+		return Staged{}, fmt.Errorf("blobs: import %s: %d bytes, limit %d: %w", path, st.Size(), s.maxSize, ErrTooLarge)
+	}
+	if linkCount(st) != 1 {
+		return s.StageFile(path)
+	}
+	tmp := filepath.Join(s.tmp, fmt.Sprintf("mv-%d", s.moved.Add(1)))
+	if err := os.Rename(path, tmp); err != nil {
+		var le *os.LinkError
+		if errors.As(err, &le) && errors.Is(le.Err, syscall.EXDEV) {
+			return s.StageFile(path)
+		}
+		return Staged{}, fmt.Errorf("blobs: import: %w", err)
+	}
+	p, err := s.hashStaged(tmp)
+	if err != nil {
+		os.Remove(tmp)
+		return Staged{}, err
+	}
+	return p, nil
+}
+
+// hashStaged hashes a file moved into tmp and gives it the blobs' mode.
+func (s *Store) hashStaged(tmp string) (Staged, error) {
+	f, err := os.Open(tmp)
+	if err != nil {
+		return Staged{}, fmt.Errorf("blobs: import: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	switch {
+	case err != nil:
+		return Staged{}, fmt.Errorf("blobs: import: %w", err)
+	case !st.Mode().IsRegular():
+		return Staged{}, fmt.Errorf("blobs: import: not a regular file: %w", ErrInvalid)
+	}
+	limit := s.maxSize
+	if limit < math.MaxInt64 {
+		limit++ // one byte past the maximum: the file may have grown since it was moved
+	}
+	h := sha256.New()
+	bp := bufPool.Get().(*[]byte)
+	n, err := io.CopyBuffer(h, io.LimitReader(f, limit), *bp)
+	bufPool.Put(bp)
+	switch {
+	case err != nil:
+		return Staged{}, fmt.Errorf("blobs: import: %w", err)
+	case n > s.maxSize:
+		return Staged{}, fmt.Errorf("blobs: import: more than %d bytes: %w", s.maxSize, ErrTooLarge)
+	}
+	if err := f.Chmod(blobMode); err != nil {
+		return Staged{}, fmt.Errorf("blobs: import: %w", err)
+	}
+	return Staged{SHA256: hex.EncodeToString(h.Sum(nil)), Size: n, tmp: tmp}, nil
 }
 
 // Discard removes a staged blob that will not be committed. Idempotent.
@@ -305,10 +378,13 @@ func (s *Store) commitBatch(batch []*commitReq) {
 	})
 	// 2. Into place, and each directory once, after the content is durable.
 	dirs := map[string][]int{}
+	renamed := make([]bool, len(all))
 	for i, p := range all {
 		if errs[i] == nil && !present[i] {
 			if err := os.Rename(p.tmp, s.path(p.SHA256)); err != nil {
 				errs[i] = err
+			} else {
+				renamed[i] = true
 			}
 		}
 		if errs[i] == nil {
@@ -333,7 +409,9 @@ func (s *Store) commitBatch(batch []*commitReq) {
 	for _, r := range batch {
 		var first error
 		for range r.ps {
-			os.Remove(all[i].tmp) // a no-op once renamed; drops a duplicate or a failure
+			if !renamed[i] {
+				os.Remove(all[i].tmp) // a duplicate or a failure
+			}
 			if errs[i] != nil && first == nil {
 				first = fmt.Errorf("blobs: put: %w", errs[i])
 			}

@@ -1,0 +1,8 @@
+//go:build !unix
+
+package blobs
+
+import "os"
+
+// linkCount is how many names a file has: unknown (0) here, so StageMove copies.
+func linkCount(os.FileInfo) uint64 { return 0 }
