@@ -9,9 +9,11 @@
 //     MaxStraight instructions of straight-line code. When the fuel reaches zero the guest calls
 //     __yield(ReasonFuel), which either refills it (the call goes on) or traps (the call is
 //     cut). The host cuts a call by setting the fuel to zero from another goroutine. The check
-//     at the head of a loop that contains no loop only counts down and branches: the loop runs
-//     inside a retry loop whose head makes the call, so no check's call sits inside the loop
-//     itself (loopCheck).
+//     of a loop that contains no loop only counts down and branches: the loop runs inside a
+//     retry loop whose head makes the call, so no check's call sits inside the loop itself
+//     (loopCheck), and if the loop has no parameters and no br_table names it, the check stands
+//     at its back edges (before every branch back to it) and at its entry instead of its head
+//     (backEdgeCheck).
 //   - Bulk memory and table instructions (memory.fill/copy/init, table.fill/copy/init) are
 //     charged fuel in proportion to their length before they run, so a yield comes before a
 //     long one, however few instructions surround it.
@@ -43,7 +45,10 @@
 // if/else), and places a check wherever the next instruction would take it over MaxStraight.
 // Within one activation execution only moves forward between loop heads, and a backward branch
 // lands on a loop head, which checks (or on the retry loop around one, which only the loop
-// head's check branches to, and which re-enters that loop head). A call runs the callee: if the
+// head's check branches to, and which re-enters that loop head), or, for a loop checked at its
+// back edges, lands there right after a check (the branch's own, or the retry head it branched
+// to), and its entry passes the check before the retry loop: either way no original
+// instruction runs between the check and the loop head, where the run restarts at 0. A call runs the callee: if the
 // callee checks at entry, the caller's run ends there; if its entry check stands at its first loop head, the run goes on
 // for the callee's prefix, which the call counted; if it is check-free, the run goes on through
 // all its instructions, each at most once (no loops, no calls), which the call counted, and
