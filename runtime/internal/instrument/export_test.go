@@ -12,3 +12,10 @@ func SetLoopForm(f int) { loopForm = f }
 
 // OuterLoops is outerLoops.
 var OuterLoops = outerLoops
+
+// SetBackEdges selects the back edge checks (true) or the head checks (false) of the next
+// Instrument calls' retry loops.
+func SetBackEdges(on bool) { backEdges = on }
+
+// TableLoops is tableLoops.
+var TableLoops = tableLoops

@@ -129,8 +129,11 @@ func TestRetryLoopCut(t *testing.T) {
 // the inline check it replaces, for every refill: each case runs with the inline check at every
 // loop head, with the production choice (the retry form for loops without loops inside, the
 // inline check around them) and with the retry form at every loop, with fuel 1, 2, 3 and 7 per
-// refill, and must return the original's result with as many yields as the inline form. The cases branch from inside nested loops to every
-// enclosing label (block, loop, the function's, return), from if blocks and block-typed loops.
+// refill, each retry form with the checks at the back edges where they fit (backEdgeCheck) and
+// with every check at the head, and must return the original's result with as many yields as
+// the inline form. The cases branch from inside nested loops to every enclosing label (block,
+// loop, the function's, return), from if blocks and block-typed loops, and back to loops from
+// nested blocks, ifs and elses with br and br_if, to a loop with a parameter and with a br_table.
 func TestRetryLoopMatchesInline(t *testing.T) {
 	// br_table from a block inside two loops to every enclosing label, br to a block around
 	// both loops with a value, return from inside both.
@@ -178,14 +181,48 @@ func TestRetryLoopMatchesInline(t *testing.T) {
 				(local.tee $n (i32.sub (local.get $n) (i32.const 1)))
 				(br_if $p (i32.gt_s (i32.const 0)) (local.get $n))
 				(drop))))`
+	// Back edges from nested blocks, ifs and elses of loops without parameters, one with a
+	// result, a br_table out of one (not naming it: its back edges keep their checks) and one
+	// named by a br_table (the head check).
+	edges := `(module (func (export "f") (param $n i32) (result i32) (local $s i32) (local $k i32)
+		(local.set $k (local.get $n))
+		(loop $a
+			(local.set $s (i32.add (local.get $s) (i32.const 1)))
+			(block (block
+				(br_if $a (i32.gt_s (local.tee $k (i32.sub (local.get $k) (i32.const 1))) (i32.const 0))))))
+		(local.set $k (local.get $n))
+		(local.set $s (i32.add (local.get $s)
+			(loop $b (result i32)
+				(local.set $k (i32.sub (local.get $k) (i32.const 1)))
+				(if (i32.and (local.get $k) (i32.const 1))
+					(then (block (br $b)))
+					(else (br_if $b (i32.gt_s (local.get $k) (i32.const 0)))))
+				(i32.const 1000))))
+		(local.set $k (local.get $n))
+		(block $out
+			(loop $c
+				(local.set $k (i32.sub (local.get $k) (i32.const 1)))
+				(block $skip
+					(br_table $skip $out (i32.lt_s (local.get $k) (i32.const 0))))
+				(local.set $s (i32.add (local.get $s) (i32.const 10)))
+				(br $c)))
+		(local.set $k (local.get $n))
+		(block $done
+			(loop $d
+				(local.set $k (i32.sub (local.get $k) (i32.const 1)))
+				(local.set $s (i32.add (local.get $s) (i32.const 100)))
+				(br_table $d $done (i32.le_s (local.get $k) (i32.const 0)))))
+		(local.get $s)))`
 	type run struct {
 		got    int32
 		yields int
 	}
-	exec := func(t *testing.T, src string, arg uint64, fuel int32, form int) run {
+	exec := func(t *testing.T, src string, arg uint64, fuel int32, form int, backEdges bool) run {
 		t.Helper()
 		instrument.SetLoopForm(form)
+		instrument.SetBackEdges(backEdges)
 		defer instrument.SetLoopForm(instrument.FormAuto)
+		defer instrument.SetBackEdges(true)
 		ys := &yieldState{fuel: fuel, stopAfter: 100000}
 		m := instantiate(t, mustInstrument(t, src, instrument.Options{Fuel: fuel}), ys)
 		got, err := call(t, m, "f", arg)
@@ -201,6 +238,7 @@ func TestRetryLoopMatchesInline(t *testing.T) {
 		{"deep", deep, []uint64{0, 5, 12, 14, 20, 22, 30, 100}},
 		{"loop in if", inIf, []uint64{0, 3, 9, 15, 40}},
 		{"parameter", param, []uint64{1, 4, 9}},
+		{"back edges", edges, []uint64{0, 1, 2, 5, 16}},
 	} {
 		for _, arg := range tc.args {
 			orig := instantiate(t, watBytes(t, "", tc.src), &yieldState{fuel: 1})
@@ -209,11 +247,14 @@ func TestRetryLoopMatchesInline(t *testing.T) {
 				t.Fatalf("%s(%d) original: %v", tc.name, arg, err)
 			}
 			for _, fuel := range []int32{1, 2, 3, 7} {
-				inline := exec(t, tc.src, arg, fuel, instrument.FormInline)
-				auto := exec(t, tc.src, arg, fuel, instrument.FormAuto)
-				retry := exec(t, tc.src, arg, fuel, instrument.FormRetry)
-				if inline.got != int32(want) || auto != inline || retry != inline {
-					t.Errorf("%s(%d), fuel %d: inline %+v, auto %+v, retry every loop %+v, original %d", tc.name, arg, fuel, inline, auto, retry, int32(want))
+				inline := exec(t, tc.src, arg, fuel, instrument.FormInline, true)
+				auto := exec(t, tc.src, arg, fuel, instrument.FormAuto, true)
+				autoHead := exec(t, tc.src, arg, fuel, instrument.FormAuto, false)
+				retry := exec(t, tc.src, arg, fuel, instrument.FormRetry, true)
+				retryHead := exec(t, tc.src, arg, fuel, instrument.FormRetry, false)
+				if inline.got != int32(want) || auto != inline || autoHead != inline || retry != inline || retryHead != inline {
+					t.Errorf("%s(%d), fuel %d: inline %+v, auto %+v (head checks %+v), retry every loop %+v (head checks %+v), original %d",
+						tc.name, arg, fuel, inline, auto, autoHead, retry, retryHead, int32(want))
 				}
 			}
 		}
@@ -237,6 +278,70 @@ func TestOuterLoops(t *testing.T) {
 	}
 	for _, tc := range cases {
 		got := instrument.OuterLoops([]byte("\x00"+tc.body), nil)
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestBackEdgeChecks: a loop checked at its back edges (backEdgeCheck) is cut wherever its back
+// edge stands. Each loop spins forever, its only back edge inside blocks, an if or an else; a
+// missed check would let it run to its trap (unreachable after 2^20 iterations) instead of
+// being cut at the 50th yield (fuel 3 per refill). Each case must get the back edge form: its
+// instrumented bytes differ from those with every check at the head.
+func TestBackEdgeChecks(t *testing.T) {
+	// spin wraps a back edge: the loop counts its iterations in $i and traps at 2^20.
+	spin := func(edge string) string {
+		return `(module (func (export "f") (param $n i32) (result i32) (local $i i32)
+			(loop $l
+				(local.set $i (i32.add (local.get $i) (i32.const 1)))
+				(if (i32.gt_u (local.get $i) (i32.const 0x100000)) (then unreachable))
+				` + edge + `)
+			(local.get $i)))`
+	}
+	for _, tc := range []struct{ name, edge string }{
+		{"br_if in two blocks", `(block (block (br_if $l (i32.const 1))))`},
+		{"br in a block in an if", `(if (local.get $i) (then (block (br $l))))`},
+		{"br_if in an else", `(if (i32.eqz (local.get $i)) (then) (else (br_if $l (local.get $i))))`},
+		{"br_if after a value", `(block (result i32) (i32.const 5) (br_if $l (i32.const 1)))
+				(drop)`},
+		{"br after a br_if out", `(block $b (br_if $b (i32.eqz (local.get $i))) (br $l))`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := spin(tc.edge)
+			instrument.SetBackEdges(false)
+			head := mustInstrument(t, src, instrument.Options{Fuel: 3})
+			instrument.SetBackEdges(true)
+			edge := mustInstrument(t, src, instrument.Options{Fuel: 3})
+			if string(head) == string(edge) {
+				t.Fatal("the loop did not get the back edge form")
+			}
+			ys := &yieldState{fuel: 3, stopAfter: 50}
+			m := instantiate(t, edge, ys)
+			if _, err := call(t, m, "f", 0); err == nil || !strings.Contains(err.Error(), "cut") || ys.yields != 50 {
+				t.Fatalf("spinning: %v after %d yields, want cut at 50", err, ys.yields)
+			}
+		})
+	}
+}
+
+// TestTableLoops: which loops a br_table names, and so keep the head check.
+func TestTableLoops(t *testing.T) {
+	const loop, block, end = "\x03\x40", "\x02\x40", "\x0b"
+	const zero = "\x41\x00"
+	cases := []struct {
+		name, body string
+		want       []bool
+	}{
+		{"none", end, nil},
+		{"br to a loop", loop + "\x0c\x00" + end + end, []bool{false}},
+		{"br_table to a loop", loop + zero + "\x0e\x01\x00\x00" + end + end, []bool{true}},
+		{"br_table to the outer loop only", loop + block + loop + zero + "\x0e\x01\x03\x03" + end + end + end + end, []bool{false, false}},
+		{"br_table past a block to the outer loop", loop + block + loop + zero + "\x0e\x01\x00\x02" + end + end + end + end, []bool{true, true}},
+		{"br_table to blocks", block + loop + block + zero + "\x0e\x01\x00\x02" + end + end + end + end, []bool{false}},
+	}
+	for _, tc := range cases {
+		got := instrument.TableLoops([]byte("\x00"+tc.body), nil)
 		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}

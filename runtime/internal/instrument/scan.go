@@ -188,6 +188,43 @@ func outerLoops(code []byte, dst []bool) []bool {
 	return dst
 }
 
+// tableLoops appends to dst, for every loop of the body code (its locals and instructions) in
+// the order of outerLoops, whether a br_table names it (such a loop keeps the head check of its
+// retry loop: see backEdgeCheck). It stops at the first instruction it cannot read.
+func tableLoops(code []byte, dst []bool) []bool {
+	r := instructions(code)
+	// open holds, for every open block, loop and if, the index in dst of the loop; -1 for a
+	// block or an if.
+	open := []int{-1}
+	for !r.Done() && r.Err == nil {
+		op := r.Byte()
+		switch op {
+		case 0x02, 0x04: // block, if
+			open = append(open, -1)
+		case 0x03: // loop
+			open = append(open, len(dst))
+			dst = append(dst, false)
+		case 0x0B: // end
+			if len(open) == 1 {
+				return dst // the function's end
+			}
+			open = open[:len(open)-1]
+		case 0x0E: // br_table
+			n := r.U32()
+			for k := uint32(0); k <= n && r.Err == nil; k++ {
+				if l := r.U32(); r.Err == nil && uint64(l) < uint64(len(open)) {
+					if i := open[len(open)-1-int(l)]; i >= 0 {
+						dst[i] = true
+					}
+				}
+			}
+			continue
+		}
+		r.Immediates(op)
+	}
+	return dst
+}
+
 // directCalls appends to dst the function indices the call instructions of the body code (its
 // locals and instructions) name. It stops at the first instruction it cannot read.
 func directCalls(code []byte, dst []uint32) []uint32 {
