@@ -48,7 +48,8 @@ type CommandConfig struct {
 	Timeout time.Duration
 
 	// WorkDir is where each run's private input and output directories are made; empty means
-	// os.TempDir(). An input on the same file system is hard-linked, not copied.
+	// os.TempDir(). An input on the same file system is hard-linked, not copied. The command
+	// keeps a few emptied run directories there for reuse until it is closed.
 	WorkDir string
 
 	// StderrTail is how many bytes of the end of stderr a failed run reports; 0 means 4 KiB.
@@ -88,6 +89,7 @@ type Command struct {
 	cfg    CommandConfig
 	digest string
 	once   sync.Once
+	dirs   runDirs
 }
 
 // RunResult describes one run of a command.
@@ -221,10 +223,11 @@ func (c *Command) Name() string { return c.cfg.Name }
 // SHA256 returns the hex sha256 of the module bytes.
 func (c *Command) SHA256() string { return c.digest }
 
-// Close releases the compiled code. Runs in flight finish; later runs fail. Idempotent.
+// Close releases the compiled code, waits for the run directories being emptied and removes
+// every run directory the command keeps. Runs in flight finish; later runs fail. Idempotent.
 func (c *Command) Close(ctx context.Context) error {
 	var err error
-	c.once.Do(func() { err = c.m.cm.Close(ctx) })
+	c.once.Do(func() { err = errors.Join(c.m.cm.Close(ctx), c.dirs.close()) })
 	return err
 }
 
@@ -282,17 +285,13 @@ func (c *Command) RunInputs(ctx context.Context, inputs []CommandInput, outputNa
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("command %q: %w", name, err)
 	}
-	work, err := os.MkdirTemp(c.cfg.WorkDir, "wasmpod-run-*")
+	work, err := c.dirs.acquire(c.cfg.WorkDir)
 	if err != nil {
 		return res, fmt.Errorf("command %q: %w", name, err)
 	}
-	defer os.RemoveAll(work)
+	// Emptied off this path by the command's cleaner (after inst.close, deferred below).
+	defer c.dirs.release(work)
 	inDir, outDir := filepath.Join(work, "in"), filepath.Join(work, "out")
-	for _, d := range []string{inDir, outDir} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			return res, fmt.Errorf("command %q: %w", name, err)
-		}
-	}
 	for _, in := range inputs {
 		dst := filepath.Join(inDir, filepath.FromSlash(in.Name))
 		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
@@ -336,6 +335,157 @@ func (c *Command) RunInputs(ctx context.Context, inputs []CommandInput, outputNa
 		return res, fmt.Errorf("command %q: output: %w", name, err)
 	}
 	return res, nil
+}
+
+// Bounds of the run directories a Command keeps.
+const (
+	maxIdleRunDirs  = 4 // emptied run directories kept for reuse; more are removed
+	maxDirtyRunDirs = 4 // run directories waiting for the cleaner; past it a run empties its own
+)
+
+// runDirs keeps a Command's run directories (WORK/in and WORK/out below WorkDir) so that a run
+// neither makes nor removes one on its path: a run takes an emptied one (or makes one if none is
+// idle) and hands it back to a cleaner goroutine, owned by the Command and started by the first
+// release, that empties it and keeps it for reuse (or removes it). A directory is in exactly one
+// place: idle (empty), in use by one run, or queued for the cleaner.
+type runDirs struct {
+	mu     sync.Mutex
+	idle   []string
+	dirty  chan string   // queued for the cleaner; nil until the first release, closed by close
+	done   chan struct{} // closed when the cleaner has returned
+	closed bool
+
+	// Test hooks, set before the first run: beforeClean is called by the cleaner before it
+	// empties a directory, afterClean once a directory is kept (true) or removed.
+	beforeClean func(work string)
+	afterClean  func(work string, kept bool)
+}
+
+// acquire returns an empty run directory below workDir.
+func (d *runDirs) acquire(workDir string) (string, error) {
+	d.mu.Lock()
+	if n := len(d.idle); n > 0 && !d.closed {
+		work := d.idle[n-1]
+		d.idle = d.idle[:n-1]
+		d.mu.Unlock()
+		return work, nil
+	}
+	d.mu.Unlock()
+	work, err := os.MkdirTemp(workDir, "wasmpod-run-*")
+	if err != nil {
+		return "", err
+	}
+	for _, sub := range []string{"in", "out"} {
+		if err := os.Mkdir(filepath.Join(work, sub), 0o700); err != nil {
+			os.RemoveAll(work)
+			return "", err
+		}
+	}
+	return work, nil
+}
+
+// release hands back the directory of a finished run (its instance closed) to the cleaner, or
+// empties it itself if the cleaner's backlog is full or the command closed.
+func (d *runDirs) release(work string) {
+	d.mu.Lock()
+	if !d.closed {
+		if d.dirty == nil {
+			d.dirty = make(chan string, maxDirtyRunDirs)
+			d.done = make(chan struct{})
+			go d.cleaner(d.dirty, d.done)
+		}
+		select {
+		case d.dirty <- work:
+			d.mu.Unlock()
+			return
+		default:
+		}
+	}
+	d.mu.Unlock()
+	d.recycle(work)
+}
+
+func (d *runDirs) cleaner(dirty <-chan string, done chan<- struct{}) {
+	defer close(done)
+	for work := range dirty {
+		if d.beforeClean != nil {
+			d.beforeClean(work)
+		}
+		d.recycle(work)
+	}
+}
+
+// recycle empties work and keeps it for reuse, or removes it if emptying failed, the command
+// is closed or enough directories are idle.
+func (d *runDirs) recycle(work string) {
+	err := emptyRunDir(work)
+	d.mu.Lock()
+	kept := err == nil && !d.closed && len(d.idle) < maxIdleRunDirs
+	if kept {
+		d.idle = append(d.idle, work)
+	}
+	d.mu.Unlock()
+	if !kept {
+		os.RemoveAll(work)
+	}
+	if d.afterClean != nil {
+		d.afterClean(work, kept)
+	}
+}
+
+// close stops the cleaner (after it has emptied or removed its backlog) and removes the idle
+// directories. Called once.
+func (d *runDirs) close() error {
+	d.mu.Lock()
+	d.closed = true
+	if d.dirty != nil {
+		close(d.dirty)
+	}
+	done := d.done
+	d.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+	d.mu.Lock()
+	idle := d.idle
+	d.idle = nil
+	d.mu.Unlock()
+	var errs []error
+	for _, work := range idle {
+		if err := os.RemoveAll(work); err != nil {
+			errs = append(errs, fmt.Errorf("command run directory: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// emptyRunDir removes everything below work/in and work/out (the input links and whatever the
+// guest left: files, directories, symbolic links) and checks that both are again empty private
+// directories.
+func emptyRunDir(work string) error {
+	for _, sub := range []string{"in", "out"} {
+		dir := filepath.Join(work, sub)
+		st, err := os.Lstat(dir)
+		if err != nil {
+			return err
+		}
+		if !st.IsDir() || st.Mode().Perm() != 0o700 {
+			return fmt.Errorf("%s is not a private directory (%s)", dir, st.Mode())
+		}
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+		if ents, err := os.ReadDir(dir); err != nil || len(ents) > 0 {
+			return fmt.Errorf("%s not emptied (%d entries left, %v)", dir, len(ents), err)
+		}
+	}
+	return nil
 }
 
 // checkRunNames checks the input and output names of a run (see CommandInput.Name). Errors wrap

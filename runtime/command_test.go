@@ -167,6 +167,53 @@ func TestCommandConcurrentRuns(t *testing.T) {
 	wg.Wait()
 }
 
+// Concurrent runs get distinct run directories: each sees only its own input, also when the
+// command reuses directories; Close leaves WorkDir empty.
+func TestCommandConcurrentRunsSeeOnlyTheirOwn(t *testing.T) {
+	e := newEngine(t, runtime.Config{})
+	cfg := runtime.DefaultCommandConfig("cmdguest")
+	cfg.WorkDir = t.TempDir()
+	c := loadCommand(t, e, cmdguest(t), cfg)
+	src := t.TempDir()
+	var wg sync.WaitGroup
+	for k := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("k%d/list.txt", k)
+			in := filepath.Join(src, fmt.Sprintf("in%d", k))
+			if err := os.WriteFile(in, []byte(strings.Repeat("x", k)), 0o644); err != nil {
+				t.Error(err)
+				return
+			}
+			want := fmt.Sprintf("argv: cmdguest /in/%[1]s /out/%[1]s\n/in/\n/in/k%[2]d/\n/in/%[1]s %[2]d\n/out/\n/out/k%[2]d/\n", name, k)
+			for range 5 {
+				out := t.TempDir()
+				res, err := c.RunInputs(context.Background(), []runtime.CommandInput{{Name: name, Path: in}}, name, out)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(res.Outputs) != 1 {
+					t.Errorf("outputs %q", res.Outputs)
+					return
+				}
+				if b, _ := os.ReadFile(res.Outputs[0]); string(b) != want {
+					t.Errorf("run %d sees\n%s\nwant\n%s", k, b, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := c.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ents, err := os.ReadDir(cfg.WorkDir); err != nil || len(ents) != 0 {
+		t.Fatalf("Close left %d entries in WorkDir (%v)", len(ents), err)
+	}
+}
+
 func TestCommandContext(t *testing.T) {
 	e := newEngine(t, runtime.Config{})
 	c := loadCommand(t, e, cmdguest(t), runtime.DefaultCommandConfig("cmdguest")) // 1 min timeout
@@ -474,10 +521,23 @@ func TestCommandRunInputs(t *testing.T) {
 					t.Errorf("host directory of input %s holds %d files, want 2", in.Name, len(ents))
 				}
 			}
-			if ents, _ := os.ReadDir(cfg.WorkDir); len(ents) != 0 {
-				t.Errorf("work directory left behind: %d entries", len(ents))
+			// Run directories are kept for reuse (a few, emptied) until Close.
+			ents, _ := os.ReadDir(cfg.WorkDir)
+			for _, e := range ents {
+				if !e.IsDir() || !strings.HasPrefix(e.Name(), "wasmpod-run-") {
+					t.Errorf("work directory holds %s", e.Name())
+				}
+			}
+			if len(ents) > 9 {
+				t.Errorf("work directory holds %d run directories", len(ents))
 			}
 		})
+	}
+	if err := c.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(cfg.WorkDir); len(ents) != 0 {
+		t.Errorf("work directory left behind: %d entries", len(ents))
 	}
 }
 

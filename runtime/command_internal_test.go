@@ -1,0 +1,161 @@
+package runtime
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmpod/wasmpod/internal/wasmbuild"
+)
+
+// runDirCommand loads the command test guest with its own WorkDir and the given cleaner hooks.
+func runDirCommand(t *testing.T, before func(string), after func(string, bool)) (*Command, string) {
+	t.Helper()
+	wasm, err := os.ReadFile(wasmbuild.GoCommand(t, "testdata/cmdguest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := imageEngine(t, Config{DisableImages: true})
+	cfg := DefaultCommandConfig("cmdguest")
+	cfg.Timeout = 5 * time.Second
+	cfg.WorkDir = t.TempDir()
+	c, err := e.LoadCommand(context.Background(), wasm, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.dirs.beforeClean, c.dirs.afterClean = before, after
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c, cfg.WorkDir
+}
+
+// runFiles runs the command on inputs (name -> content, each in its own host file) and returns
+// the output directory.
+func runFiles(t *testing.T, c *Command, output string, inputs ...string) string {
+	t.Helper()
+	src := t.TempDir()
+	var ins []CommandInput
+	for _, n := range inputs {
+		p := filepath.Join(src, strings.ReplaceAll(n, "/", "_"))
+		if err := os.WriteFile(p, []byte("content of "+n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ins = append(ins, CommandInput{Name: n, Path: p})
+	}
+	out := t.TempDir()
+	if res, err := c.RunInputs(context.Background(), ins, output, out); err != nil {
+		t.Fatalf("run %s: %v (stderr %q)", output, err, res.Stderr)
+	}
+	return out
+}
+
+func runDirsIn(t *testing.T, workDir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(workDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// A reused run directory shows a later run nothing of an earlier one: not the earlier inputs,
+// nor the directories, files and symbolic links left below /out.
+func TestCommandRunDirReuseIsEmpty(t *testing.T) {
+	cleaned := make(chan bool, 1)
+	plant := func(work string) {
+		// What a guest may leave that is not moved out: a failed run's files, symbolic links.
+		for p, content := range map[string]string{"out/left.txt": "left", "out/d/e/f.txt": "f"} {
+			p = filepath.Join(work, filepath.FromSlash(p))
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				t.Error(err)
+			}
+			if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+				t.Error(err)
+			}
+		}
+		if err := os.Symlink(filepath.Join(work, "in"), filepath.Join(work, "out", "sym")); err != nil {
+			t.Error(err)
+		}
+	}
+	c, workDir := runDirCommand(t, plant, func(_ string, kept bool) { cleaned <- kept })
+
+	runFiles(t, c, "deep/dir/split.txt", "a/b/x.txt", "y.txt")
+	if !<-cleaned {
+		t.Fatal("emptied run directory not kept")
+	}
+	first := runDirsIn(t, workDir)
+	if len(first) != 1 {
+		t.Fatalf("work dir holds %q, want one run directory", first)
+	}
+
+	out := runFiles(t, c, "list.txt", "list.txt")
+	want := "argv: cmdguest /in/list.txt /out/list.txt\n/in/\n/in/list.txt 19\n/out/\n"
+	if got, _ := os.ReadFile(filepath.Join(out, "list.txt")); string(got) != want {
+		t.Fatalf("second run sees\n%s\nwant\n%s", got, want)
+	}
+	if !<-cleaned {
+		t.Fatal("emptied run directory not kept")
+	}
+	if again := runDirsIn(t, workDir); len(again) != 1 || again[0] != first[0] {
+		t.Fatalf("work dir holds %q, want the reused %q", again, first)
+	}
+	if err := c.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if left := runDirsIn(t, workDir); len(left) != 0 {
+		t.Fatalf("Close left %q", left)
+	}
+}
+
+// RunInputs returns while its directory still waits for the cleaner; past the cleaner's
+// backlog a run empties its own directory; Close waits for the cleaner and removes everything.
+func TestCommandRunDirCleanedOffPath(t *testing.T) {
+	queued, unblock := make(chan string), make(chan struct{})
+	c, workDir := runDirCommand(t, func(work string) {
+		queued <- work
+		<-unblock
+	}, nil)
+
+	runFiles(t, c, "deep/dir/split.txt", "a/b/x.txt")
+	work := <-queued // RunInputs has returned; the cleaner holds the directory
+	for _, left := range []string{"out/deep/dir", "out/a/b", "in/a/b/x.txt"} {
+		if _, err := os.Lstat(filepath.Join(work, filepath.FromSlash(left))); err != nil {
+			t.Fatalf("directory emptied before the cleaner got it: %v", err)
+		}
+	}
+	// The cleaner is stuck: the next runs fill its backlog, then empty their own.
+	for range maxDirtyRunDirs + 2 {
+		runFiles(t, c, "z.txt", "z.txt")
+	}
+	if n := len(runDirsIn(t, workDir)); n != 1+maxDirtyRunDirs+1 {
+		t.Fatalf("%d run directories, want %d (1 held, %d queued, 1 idle)", n, 1+maxDirtyRunDirs+1, maxDirtyRunDirs)
+	}
+	go func() {
+		for range queued {
+		}
+	}()
+	close(unblock)
+	if err := c.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	close(queued)
+	if left := runDirsIn(t, workDir); len(left) != 0 {
+		t.Fatalf("Close left %q", left)
+	}
+	in := filepath.Join(t.TempDir(), "z.txt")
+	if err := os.WriteFile(in, []byte("z"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RunInputs(context.Background(), []CommandInput{{Name: "z.txt", Path: in}}, "z.txt", t.TempDir()); err == nil {
+		t.Fatal("run after Close succeeded")
+	}
+	if left := runDirsIn(t, workDir); len(left) != 0 {
+		t.Fatalf("run after Close left %q", left)
+	}
+}
