@@ -34,6 +34,11 @@ func (r *gateRunner) RunStage(ctx context.Context, inputs []StageInput, outputNa
 			return "", ctx.Err()
 		}
 	}
+	return bang(inputs, outputName, outDir)
+}
+
+// bang is the test stages' work: the first input with a '!' appended, as outputName in outDir.
+func bang(inputs []StageInput, outputName, outDir string) (string, error) {
 	b, err := os.ReadFile(inputs[0].Path)
 	if err != nil {
 		return "", err
@@ -159,11 +164,7 @@ func (r *dirRunner) RunStage(ctx context.Context, inputs []StageInput, outputNam
 		_ = os.WriteFile(filepath.Join(outDir, outputName), []byte("partial"), 0o644)
 		return "", errors.New("first run fails")
 	}
-	b, err := os.ReadFile(inputs[0].Path)
-	if err != nil {
-		return "", err
-	}
-	return outputName, os.WriteFile(filepath.Join(outDir, outputName), append(b, '!'), 0o644)
+	return bang(inputs, outputName, outDir)
 }
 
 // TestWorkDirsReusedEmpty: a worker runs its tasks in directories it reuses (neither created
@@ -245,11 +246,7 @@ func (r *slowRunner) RunStage(ctx context.Context, inputs []StageInput, outputNa
 			return "", ctx.Err()
 		}
 	}
-	b, err := os.ReadFile(inputs[0].Path)
-	if err != nil {
-		return "", err
-	}
-	return outputName, os.WriteFile(filepath.Join(outDir, outputName), append(b, '!'), 0o644)
+	return bang(inputs, outputName, outDir)
 }
 
 // TestWorkersShareLeasesAhead: the tasks leased ahead are the pool's: while one worker's run

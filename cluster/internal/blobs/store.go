@@ -168,16 +168,25 @@ func (s *Store) StageFile(path string) (Staged, error) {
 	}
 	defer f.Close()
 	st, err := f.Stat()
-	if err != nil {
-		return Staged{}, fmt.Errorf("blobs: import: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return Staged{}, fmt.Errorf("blobs: import %s: not a regular file: %w", path, ErrInvalid)
-	}
-	if st.Size() > s.maxSize {
-		return Staged{}, fmt.Errorf("blobs: import %s: %d bytes, limit %d: %w", path, st.Size(), s.maxSize, ErrTooLarge)
+	if err := s.importable(path, st, err); err != nil {
+		return Staged{}, err
 	}
 	return s.stage("", f)
+}
+
+// importable checks the result of a stat of the file at path that StageFile or StageMove is
+// to import: a regular file within the size limit.
+func (s *Store) importable(path string, st os.FileInfo, err error) error {
+	if err != nil {
+		return fmt.Errorf("blobs: import: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("blobs: import %s: not a regular file: %w", path, ErrInvalid)
+	}
+	if st.Size() > s.maxSize {
+		return fmt.Errorf("blobs: import %s: %d bytes, limit %d: %w", path, st.Size(), s.maxSize, ErrTooLarge)
+	}
+	return nil
 }
 
 // StageMove stages the regular file at path by moving it into the store's temporary directory
@@ -187,15 +196,9 @@ func (s *Store) StageFile(path string) (Staged, error) {
 // on another file system is copied, as StageFile does, and left at path; a symbolic link is
 // refused. It does not fsync: Commit does.
 func (s *Store) StageMove(path string) (Staged, error) {
-	st, err := os.Lstat(path)
-	if err != nil {
-		return Staged{}, fmt.Errorf("blobs: import: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return Staged{}, fmt.Errorf("blobs: import %s: not a regular file: %w", path, ErrInvalid)
-	}
-	if st.Size() > s.maxSize {
-		return Staged{}, fmt.Errorf("blobs: import %s: %d bytes, limit %d: %w", path, st.Size(), s.maxSize, ErrTooLarge)
+	st, err := os.Lstat(path) // a symbolic link is not a regular file: refused
+	if err := s.importable(path, st, err); err != nil {
+		return Staged{}, err
 	}
 	if linkCount(st) != 1 {
 		return s.StageFile(path)

@@ -10,12 +10,18 @@ const (
 // SetLoopForm selects the loop head checks of the next Instrument calls.
 func SetLoopForm(f int) { loopForm = f }
 
-// OuterLoops is outerLoops.
-var OuterLoops = outerLoops
+// OuterLoops is loopFacts' first result.
+func OuterLoops(code []byte, dst []bool) []bool {
+	outer, _ := loopFacts(code, dst, nil)
+	return outer
+}
 
 // SetBackEdges selects the back edge checks (true) or the head checks (false) of the next
 // Instrument calls' retry loops.
 func SetBackEdges(on bool) { backEdges = on }
 
-// TableLoops is tableLoops.
-var TableLoops = tableLoops
+// TableLoops is loopFacts' second result.
+func TableLoops(code []byte, dst []bool) []bool {
+	_, tables := loopFacts(code, nil, dst)
+	return tables
+}

@@ -995,8 +995,8 @@ const (
 type funcBuf struct {
 	body, out, fc []byte
 	ctl           []ctl
-	outer         []bool // of every loop of the body, whether it contains a loop (outerLoops)
-	tables        []bool // of every loop of the body, whether a br_table names it (tableLoops)
+	outer         []bool // of every loop of the body, whether it contains a loop (loopFacts)
+	tables        []bool // of every loop of the body, whether a br_table names it (loopFacts)
 	exitAt        []int  // where the exit fuel checks (fc) start in out
 }
 
@@ -1075,8 +1075,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo,
 		b = appendS33(b, int64(w.blockTypes[string(ft.results)]))
 	}
 	fb.ctl = append(fb.ctl[:0], ctl{brMax: -1})
-	fb.outer = outerLoops(code, fb.outer[:0])
-	fb.tables = tableLoops(code, fb.tables[:0])
+	fb.outer, fb.tables = loopFacts(code, fb.outer[:0], fb.tables[:0])
 	loopIdx := 0 // of the next loop, in fb.outer
 	cnt := 0
 	// target checks label l and bounds the run it carries to its frame; it returns the label

@@ -158,63 +158,39 @@ func instructions(code []byte) *wasmbin.Reader {
 	return r
 }
 
-// outerLoops appends to dst, for every loop of the body code (its locals and instructions) in
-// order, whether it contains another loop. It stops at the first instruction it cannot read
-// (the rewriter then reports what is wrong): loops past it are left out.
-func outerLoops(code []byte, dst []bool) []bool {
+// loopFacts appends to outer and tables, for every loop of the body code (its locals and
+// instructions) in order, whether it contains another loop (it then keeps the inline check) and
+// whether a br_table names it (it then keeps the head check of its retry loop: see
+// backEdgeCheck). It stops at the first instruction it cannot read (the rewriter then reports
+// what is wrong): loops past it are left out.
+func loopFacts(code []byte, outer, tables []bool) ([]bool, []bool) {
 	r := instructions(code)
-	// open holds, for every open block, loop and if, the index in dst of the innermost loop
-	// around it or itself; -1 if none.
-	open := []int{-1}
+	// open holds, for every open block, loop and if, the index of the innermost loop around it
+	// or itself (inner) and its own if it is a loop (self); -1 if none.
+	type frame struct{ inner, self int }
+	open := []frame{{-1, -1}}
 	for !r.Done() && r.Err == nil {
 		op := r.Byte()
 		switch op {
 		case 0x02, 0x04: // block, if
-			open = append(open, open[len(open)-1])
+			open = append(open, frame{open[len(open)-1].inner, -1})
 		case 0x03: // loop
-			if l := open[len(open)-1]; l >= 0 {
-				dst[l] = true
+			if l := open[len(open)-1].inner; l >= 0 {
+				outer[l] = true
 			}
-			open = append(open, len(dst))
-			dst = append(dst, false)
+			open = append(open, frame{len(outer), len(outer)})
+			outer, tables = append(outer, false), append(tables, false)
 		case 0x0B: // end
 			if len(open) == 1 {
-				return dst // the function's end
-			}
-			open = open[:len(open)-1]
-		}
-		r.Immediates(op)
-	}
-	return dst
-}
-
-// tableLoops appends to dst, for every loop of the body code (its locals and instructions) in
-// the order of outerLoops, whether a br_table names it (such a loop keeps the head check of its
-// retry loop: see backEdgeCheck). It stops at the first instruction it cannot read.
-func tableLoops(code []byte, dst []bool) []bool {
-	r := instructions(code)
-	// open holds, for every open block, loop and if, the index in dst of the loop; -1 for a
-	// block or an if.
-	open := []int{-1}
-	for !r.Done() && r.Err == nil {
-		op := r.Byte()
-		switch op {
-		case 0x02, 0x04: // block, if
-			open = append(open, -1)
-		case 0x03: // loop
-			open = append(open, len(dst))
-			dst = append(dst, false)
-		case 0x0B: // end
-			if len(open) == 1 {
-				return dst // the function's end
+				return outer, tables // the function's end
 			}
 			open = open[:len(open)-1]
 		case 0x0E: // br_table
 			n := r.U32()
 			for k := uint32(0); k <= n && r.Err == nil; k++ {
 				if l := r.U32(); r.Err == nil && uint64(l) < uint64(len(open)) {
-					if i := open[len(open)-1-int(l)]; i >= 0 {
-						dst[i] = true
+					if i := open[len(open)-1-int(l)].self; i >= 0 {
+						tables[i] = true
 					}
 				}
 			}
@@ -222,7 +198,7 @@ func tableLoops(code []byte, dst []bool) []bool {
 		}
 		r.Immediates(op)
 	}
-	return dst
+	return outer, tables
 }
 
 // directCalls appends to dst the function indices the call instructions of the body code (its
