@@ -151,12 +151,7 @@ func TestCommandConcurrentRuns(t *testing.T) {
 				return
 			}
 			res, err := c.Run(context.Background(), in, filepath.Join(dir, "out"))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			if len(res.Outputs) != 1 {
-				t.Errorf("outputs %q", res.Outputs)
+			if !oneOutput(t, res, err) {
 				return
 			}
 			if b, _ := os.ReadFile(res.Outputs[0]); string(b) != fmt.Sprintf("RUN %d", k) {
@@ -190,12 +185,7 @@ func TestCommandConcurrentRunsSeeOnlyTheirOwn(t *testing.T) {
 			for range 5 {
 				out := t.TempDir()
 				res, err := c.RunInputs(context.Background(), []runtime.CommandInput{{Name: name, Path: in}}, name, out)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				if len(res.Outputs) != 1 {
-					t.Errorf("outputs %q", res.Outputs)
+				if !oneOutput(t, res, err) {
 					return
 				}
 				if b, _ := os.ReadFile(res.Outputs[0]); string(b) != want {
@@ -600,4 +590,18 @@ func TestCommandRunInputsRejectsNames(t *testing.T) {
 			}
 		})
 	}
+}
+
+// oneOutput reports whether a run (its result and error) succeeded with exactly one output,
+// and marks t failed (from any goroutine) if not.
+func oneOutput(t *testing.T, res runtime.RunResult, err error) bool {
+	if err != nil {
+		t.Error(err)
+		return false
+	}
+	if len(res.Outputs) != 1 {
+		t.Errorf("outputs %q", res.Outputs)
+		return false
+	}
+	return true
 }
