@@ -209,7 +209,14 @@ func TestBatchAnswersPerShard(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	for i := range 3 { // the first learns the features, the others batch
+	// The first request learns the features (on a loaded machine the shards still unsent when
+	// the first answer arrives may already go in a batch: TestBatchPerPeer); each later request
+	// sends peer a exactly one batch.
+	var firstB int64
+	for i := range 3 {
+		if i == 1 {
+			_, firstB = a.counts()
+		}
 		out, res, err := g.Do(context.Background(), []byte("x"), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -221,7 +228,7 @@ func TestBatchAnswersPerShard(t *testing.T) {
 			t.Errorf("request %d: %d hedges, want at least 1", i, res.Hedges)
 		}
 	}
-	if _, n := a.counts(); n != 2 {
-		t.Errorf("peer a got %d batches, want 2", n)
+	if _, n := a.counts(); n-firstB != 2 {
+		t.Errorf("peer a got %d batches in requests 2 and 3, want 2", n-firstB)
 	}
 }
