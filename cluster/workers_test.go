@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -288,5 +290,186 @@ func TestWorkersShareLeasesAhead(t *testing.T) {
 	close(r.release)
 	if j := waitJob(t, n, id); j.State != queue.JobDone || len(j.Outputs) != tasks {
 		t.Fatalf("job %s with %d outputs, want done with %d", j.State, len(j.Outputs), tasks)
+	}
+}
+
+// linkCase is one hostile output of TestWorkerOutputThroughLinkNotMoved: make builds it in a
+// run's work directory (outside is the case's own directory outside it, holding the file
+// "secret") and returns the output path the run reports.
+type linkCase struct {
+	name string
+	make func(work, outside string) (string, error)
+	want string // in the task's error
+}
+
+// linkRunner runs the stage of each input as its case says; an input without a case is run
+// as bang does.
+type linkRunner struct {
+	cases   map[string]linkCase
+	outside string
+}
+
+func (r *linkRunner) RunStage(ctx context.Context, inputs []StageInput, outputName, outDir string) (string, error) {
+	c, ok := r.cases[outputName]
+	if !ok {
+		return bang(inputs, outputName, outDir)
+	}
+	return c.make(outDir, filepath.Join(r.outside, c.name))
+}
+
+// relLink makes a symbolic link at link to target, written relative to the link's directory.
+func relLink(target, link string) error {
+	rel, err := filepath.Rel(filepath.Dir(link), target)
+	if err != nil {
+		return err
+	}
+	return os.Symlink(rel, link)
+}
+
+// TestWorkerOutputThroughLinkNotMoved: a stage that makes its output, or a directory on the
+// way to it, a symbolic link (to a file outside its work directory, or even inside it), or
+// names an output outside its directory, has its task fail with an error naming the output;
+// the files the links reach are left in place, unchanged, and nothing of theirs is stored.
+func TestWorkerOutputThroughLinkNotMoved(t *testing.T) {
+	const refusedLink = "is a symbolic link"
+	cases := []linkCase{
+		{"file-abs", func(work, out string) (string, error) {
+			return "out", os.Symlink(filepath.Join(out, "secret"), filepath.Join(work, "out"))
+		}, `"out" ` + refusedLink},
+		{"file-rel", func(work, out string) (string, error) {
+			return "out", relLink(filepath.Join(out, "secret"), filepath.Join(work, "out"))
+		}, `"out" ` + refusedLink},
+		{"dir-abs", func(work, out string) (string, error) {
+			return "d/secret", os.Symlink(out, filepath.Join(work, "d"))
+		}, `"d" ` + refusedLink},
+		{"dir-rel", func(work, out string) (string, error) {
+			return "d/secret", relLink(out, filepath.Join(work, "d"))
+		}, `"d" ` + refusedLink},
+		{"deep-dir", func(work, out string) (string, error) {
+			if err := os.MkdirAll(filepath.Join(work, "a", "b"), 0o755); err != nil {
+				return "", err
+			}
+			return "a/b/c/secret", os.Symlink(out, filepath.Join(work, "a", "b", "c"))
+		}, `"a/b/c" ` + refusedLink},
+		{"file-inside", func(work, _ string) (string, error) {
+			if err := os.WriteFile(filepath.Join(work, "inner"), []byte("inner"), 0o644); err != nil {
+				return "", err
+			}
+			return "out", os.Symlink("inner", filepath.Join(work, "out"))
+		}, `"out" ` + refusedLink},
+		{"dir-inside", func(work, _ string) (string, error) {
+			if err := os.Mkdir(filepath.Join(work, "real"), 0o755); err != nil {
+				return "", err
+			}
+			if err := os.WriteFile(filepath.Join(work, "real", "out"), []byte("inner"), 0o644); err != nil {
+				return "", err
+			}
+			return "d/out", os.Symlink(filepath.Join(work, "real"), filepath.Join(work, "d"))
+		}, `"d" ` + refusedLink},
+		{"directory", func(work, _ string) (string, error) {
+			return "out", os.Mkdir(filepath.Join(work, "out"), 0o755)
+		}, `"out" is not a regular file`},
+		{"absolute", func(_, out string) (string, error) {
+			return filepath.ToSlash(filepath.Join(out, "secret")), nil
+		}, "is absolute"},
+		{"dotdot", func(work, out string) (string, error) {
+			rel, err := filepath.Rel(work, filepath.Join(out, "secret"))
+			return filepath.ToSlash(rel), err
+		}, "not a clean relative path"},
+	}
+	outside := t.TempDir() // on the store's file system: a rename would take the file away
+	type secret struct {
+		path, content string
+		fi            os.FileInfo
+	}
+	secrets := map[string]secret{}
+	contents := map[string]string{"plain": "plain input"}
+	byName := map[string]linkCase{}
+	for _, c := range cases {
+		dir := filepath.Join(outside, c.name)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		s := secret{path: filepath.Join(dir, "secret"), content: "secret of " + c.name}
+		if err := os.WriteFile(s.path, []byte(s.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Lstat(s.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.fi = fi
+		secrets[c.name] = s
+		contents[c.name] = "input of " + c.name
+		byName[c.name] = c
+	}
+
+	c := testConfig("links")
+	c.StateDir = t.TempDir()
+	n := startNode(t, c)
+	ctx := t.Context()
+	eventually(t, "define", func() error {
+		return n.Queue().DefinePipeline(ctx, queue.Pipeline{Name: "l", MaxAttempts: 1, Stages: []queue.StageDef{{Name: "out"}}})
+	})
+	id, err := n.Queue().Submit(ctx, "l", putFiles(t, n, contents), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := n.Queue().StartWorkers(WorkerConfig{Pipeline: "l", Stage: 0, Concurrency: 2, Timeout: 30 * time.Second,
+		Runner: &linkRunner{cases: byName, outside: outside}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := waitJob(t, n, id)
+	if err := w.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The plain run's output is stored: the worker works.
+	if len(j.Outputs) != 1 || j.Outputs[0].Name != "plain" || readBlob(t, n, j.Outputs[0].SHA256) != "plain input!" {
+		t.Errorf("job %s with outputs %+v, want only plain's", j.State, j.Outputs)
+	}
+	dead, err := n.Queue().DeadTasks("l")
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := map[string]string{}
+	for _, d := range dead {
+		if len(d.Inputs) != 1 || len(d.Errors) != 1 {
+			t.Fatalf("dead task %+v", d)
+		}
+		failed[d.Inputs[0].Name] = d.Errors[0].Message
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if msg, ok := failed[tc.name]; !ok {
+				t.Errorf("the task did not fail")
+			} else if !strings.Contains(msg, "stage output") || !strings.Contains(msg, tc.want) {
+				t.Errorf("the task failed with %q, want the output named and %q", msg, tc.want)
+			}
+			s := secrets[tc.name]
+			fi, err := os.Lstat(s.path)
+			if err != nil {
+				t.Fatalf("the outside file is gone: %v", err)
+			}
+			if b, err := os.ReadFile(s.path); err != nil || string(b) != s.content || !os.SameFile(fi, s.fi) || fi.Mode() != s.fi.Mode() {
+				t.Errorf("the outside file changed: %q %v, mode %v (was %v), same file %v", b, err, fi.Mode(), s.fi.Mode(), os.SameFile(fi, s.fi))
+			}
+			if sum := sha256.Sum256([]byte(s.content)); n.wq.blobs.Has(hex.EncodeToString(sum[:])) {
+				t.Errorf("the outside file's content is in the blob store")
+			}
+			// The worker's check itself, on the same shape: the queue's ErrInvalid.
+			work := t.TempDir()
+			rel, err := tc.make(work, filepath.Dir(s.path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := inDir(work, rel); !errors.Is(err, queue.ErrInvalid) {
+				t.Errorf("inDir(%q) = %v, want %v", rel, err, queue.ErrInvalid)
+			}
+		})
+	}
+	if _, err := inDir(t.TempDir(), "absent"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("inDir of a missing output = %v, want %v", err, fs.ErrNotExist)
 	}
 }

@@ -18,6 +18,16 @@ type StageInput struct {
 
 // StageRunner runs one delivery of a stage task. Implementations must be safe for concurrent
 // use by up to WorkerConfig.Concurrency goroutines.
+//
+// The worker treats what a run leaves in its directory as untrusted: it stores the output only
+// if its path is a clean relative path that stays below outDir, every directory on the way is a
+// real directory (not a symbolic link, even one that points inside outDir) and the output is a
+// regular file; otherwise the delivery fails (queue.ErrInvalid) and nothing is stored, so a stage
+// cannot have the node publish a file outside its directory through a link. The output is moved
+// into the blob store (copied when it has other names), and checked again as it is moved. The
+// worker relies on the runner for the rest: that the stage cannot reach files outside outDir
+// other than its inputs (a hard link to such a file is a regular file like any other), and that
+// nothing the run started still writes below outDir once RunStage has returned.
 type StageRunner interface {
 	// RunStage runs the stage on inputs and writes exactly one output file below outDir (an
 	// empty private directory); it returns that file's path relative to outDir (a clean slash

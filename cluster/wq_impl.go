@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -1107,10 +1108,14 @@ func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs) chan stru
 			staged blobs.Staged
 		)
 		if runErr == nil {
-			var err error
 			// Moved, not copied: the work directory is on the store's file system (below
-			// its temporary directory), and the run that wrote the file has ended.
-			if staged, err = p.w.blobs.StageMove(filepath.Join(work, filepath.FromSlash(rel))); err != nil {
+			// its temporary directory), and the run that wrote the file has ended. Only a
+			// regular file reached without a symbolic link: see inDir.
+			path, err := inDir(work, rel)
+			if err == nil {
+				staged, err = p.w.blobs.StageMove(path)
+			}
+			if err != nil {
 				runErr = fmt.Errorf("stage output %q: %w", rel, err)
 			}
 			out = queue.File{Name: rel, SHA256: staged.SHA256, Size: staged.Size}
@@ -1124,6 +1129,44 @@ func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs) chan stru
 		p.commit(h, out, staged, runErr)
 	}()
 	return done
+}
+
+// inDir returns the path of a run's output, rel (a slash path relative to the run's work
+// directory work), once it is sure that the path names a file below work: rel must be a clean
+// relative path that does not leave work, every component of it below work a real directory
+// (not a symbolic link) and the file itself a regular file, each checked with Lstat. Otherwise
+// it fails with an error wrapping queue.ErrInvalid (or the Lstat's): a stage that made its
+// output, or a directory on its way, a link to a file outside its directory (the node's own, or
+// another task's) must not have the node publish whatever that link reaches. A link is refused,
+// not followed, even when it points inside work. The run has ended, so nothing in work changes
+// while it is checked (blobs.Store.StageMove checks again that the file it moves is the one it
+// checked).
+func inDir(work, rel string) (string, error) {
+	if err := queue.ValidFileName(rel); err != nil {
+		return "", err
+	}
+	local := filepath.FromSlash(rel)
+	if !filepath.IsLocal(local) {
+		return "", fmt.Errorf("%w: %q leaves the work directory", queue.ErrInvalid, rel)
+	}
+	parts := strings.Split(rel, "/")
+	p := work
+	for i, name := range parts {
+		p = filepath.Join(p, name)
+		at := strings.Join(parts[:i+1], "/")
+		fi, err := os.Lstat(p)
+		switch {
+		case err != nil:
+			return "", fmt.Errorf("%q: %w", at, err)
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return "", fmt.Errorf("%w: %q is a symbolic link (refused: it may lead out of the work directory)", queue.ErrInvalid, at)
+		case i < len(parts)-1 && !fi.IsDir():
+			return "", fmt.Errorf("%w: %q is not a directory", queue.ErrInvalid, at)
+		case i == len(parts)-1 && !fi.Mode().IsRegular():
+			return "", fmt.Errorf("%w: %q is not a regular file (%v)", queue.ErrInvalid, at, fi.Mode().Type())
+		}
+	}
+	return p, nil
 }
 
 // keptWorkDirs is how many emptied work directories a worker keeps for its next runs: one is

@@ -293,3 +293,88 @@ func TestStageMove(t *testing.T) {
 	}
 	tmpEmpty(t, s)
 }
+
+// TestStageMoveSwapped: a file that changes between StageMove's check and its rename (swapped
+// for another file, for a symbolic link, for a name of a file with another name, or given a
+// second name) is refused once moved and nothing of it stays in the store; the files it was
+// swapped with are left as they were. An unchanged file is moved as usual.
+func TestStageMoveSwapped(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// swap changes the file at path just before the rename; dir holds "orig" (where the
+		// checked file may be put aside) and "secret", a file that is not to be stored.
+		swap    func(path, dir string) error
+		refused bool
+	}{
+		{"unchanged", func(string, string) error { return nil }, false},
+		{"another file", func(path, dir string) error {
+			other := filepath.Join(dir, "other")
+			if err := os.WriteFile(other, content(300, 3), 0o600); err != nil {
+				return err
+			}
+			if err := os.Rename(path, filepath.Join(dir, "orig")); err != nil {
+				return err
+			}
+			return os.Rename(other, path)
+		}, true},
+		{"symbolic link", func(path, dir string) error {
+			if err := os.Rename(path, filepath.Join(dir, "orig")); err != nil {
+				return err
+			}
+			return os.Symlink(filepath.Join(dir, "secret"), path)
+		}, true},
+		{"hard link with 2 names", func(path, dir string) error {
+			if err := os.Rename(path, filepath.Join(dir, "orig")); err != nil {
+				return err
+			}
+			return os.Link(filepath.Join(dir, "secret"), path)
+		}, true},
+		{"second name", func(path, dir string) error {
+			return os.Link(path, filepath.Join(dir, "alias"))
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openStore(t, 1000)
+			dir := t.TempDir()
+			data, secret := content(500, 4), content(400, 5)
+			path := filepath.Join(dir, "out")
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "secret"), secret, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			old := renameFile
+			t.Cleanup(func() { renameFile = old })
+			renameFile = func(from, to string) error {
+				if err := tc.swap(from, dir); err != nil {
+					t.Fatalf("swap: %v", err)
+				}
+				return old(from, to)
+			}
+			p, err := s.StageMove(path)
+			if !tc.refused {
+				if err != nil || p.SHA256 != shaOf(data) {
+					t.Fatalf("StageMove = %+v, %v; want %s staged", p, err, shaOf(data)[:12])
+				}
+				s.Discard(p)
+				tmpEmpty(t, s)
+				return
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("StageMove = %+v, %v; want %v", p, err, ErrInvalid)
+			}
+			s.Discard(p)
+			tmpEmpty(t, s)
+			if n := blobCount(t, s); n != 0 {
+				t.Errorf("%d blobs stored", n)
+			}
+			if b, err := os.ReadFile(filepath.Join(dir, "secret")); err != nil || !bytes.Equal(b, secret) {
+				t.Errorf("the secret file changed: %v", err)
+			}
+			if st, err := os.Lstat(filepath.Join(dir, "secret")); err != nil || st.Mode().Perm() != 0o600 || linkCount(st) != 1 {
+				t.Errorf("the secret file is not as it was: %v %v", st, err)
+			}
+		})
+	}
+}

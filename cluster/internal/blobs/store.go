@@ -195,6 +195,11 @@ func (s *Store) importable(path string, st os.FileInfo, err error) error {
 // names (hard links: the store's blob would be a file that can change under another name) or
 // on another file system is copied, as StageFile does, and left at path; a symbolic link is
 // refused. It does not fsync: Commit does.
+//
+// What is renamed is whatever has the name when the rename happens: a file swapped for another
+// one, a symbolic link or a file with another name after the check (by whatever can still
+// write to path's directory) is removed again once moved, and refused (ErrInvalid). Such a
+// swap cannot make the store take a file it would not have taken at the check.
 func (s *Store) StageMove(path string) (Staged, error) {
 	st, err := os.Lstat(path) // a symbolic link is not a regular file: refused
 	if err := s.importable(path, st, err); err != nil {
@@ -204,12 +209,16 @@ func (s *Store) StageMove(path string) (Staged, error) {
 		return s.StageFile(path)
 	}
 	tmp := filepath.Join(s.tmp, fmt.Sprintf("mv-%d", s.moved.Add(1)))
-	if err := os.Rename(path, tmp); err != nil {
+	if err := renameFile(path, tmp); err != nil {
 		var le *os.LinkError
 		if errors.As(err, &le) && errors.Is(le.Err, syscall.EXDEV) {
 			return s.StageFile(path)
 		}
 		return Staged{}, fmt.Errorf("blobs: import: %w", err)
+	}
+	if err := sameMoved(path, st, tmp); err != nil {
+		os.Remove(tmp)
+		return Staged{}, err
 	}
 	p, err := s.hashStaged(tmp)
 	if err != nil {
@@ -217,6 +226,28 @@ func (s *Store) StageMove(path string) (Staged, error) {
 		return Staged{}, err
 	}
 	return p, nil
+}
+
+// renameFile is os.Rename; a test swaps it to change a file between StageMove's check and its
+// rename.
+var renameFile = os.Rename
+
+// sameMoved checks that tmp, where StageMove has just moved the file at path, is the file
+// checked before the move (checked, from Lstat): the same file, still a regular file, and with
+// no other name.
+func sameMoved(path string, checked os.FileInfo, tmp string) error {
+	st, err := os.Lstat(tmp)
+	switch {
+	case err != nil:
+		return fmt.Errorf("blobs: import: %w", err)
+	case !os.SameFile(checked, st):
+		return fmt.Errorf("blobs: import %s: replaced by another file while it was moved: %w", path, ErrInvalid)
+	case !st.Mode().IsRegular():
+		return fmt.Errorf("blobs: import %s: no longer a regular file once moved: %w", path, ErrInvalid)
+	case linkCount(st) != 1:
+		return fmt.Errorf("blobs: import %s: has %d names once moved: %w", path, linkCount(st), ErrInvalid)
+	}
+	return nil
 }
 
 // hashStaged hashes a file moved into tmp and gives it the blobs' mode.

@@ -28,8 +28,13 @@ type yieldState struct {
 // and refills the fuel, or cuts the call once stop is set.
 func instantiate(t *testing.T, wasm []byte, ys *yieldState) api.Module {
 	t.Helper()
+	return instantiateIn(t, wazero.NewRuntime(context.Background()), wasm, ys)
+}
+
+// instantiateIn is instantiate in the runtime rt, which it closes when the test ends.
+func instantiateIn(t *testing.T, rt wazero.Runtime, wasm []byte, ys *yieldState) api.Module {
+	t.Helper()
 	ctx := context.Background()
-	rt := wazero.NewRuntime(ctx)
 	t.Cleanup(func() { rt.Close(ctx) })
 	if _, err := rt.NewHostModuleBuilder("env").
 		NewFunctionBuilder().WithFunc(func() int32 { return 44 }).Export("imp").
@@ -89,7 +94,12 @@ func watBytes(t testing.TB, path, src string) []byte {
 
 func call(t *testing.T, m api.Module, name string, args ...uint64) (int32, error) {
 	t.Helper()
-	res, err := m.ExportedFunction(name).Call(context.Background(), args...)
+	return callCtx(context.Background(), m, name, args...)
+}
+
+// callCtx is call with the call's context ctx.
+func callCtx(ctx context.Context, m api.Module, name string, args ...uint64) (int32, error) {
+	res, err := m.ExportedFunction(name).Call(ctx, args...)
 	if err != nil {
 		return 0, err
 	}
