@@ -193,6 +193,20 @@ func TestHostileStartSection(t *testing.T) {
 // in it, but is the index the instrumenter appends the fuel at. If it were instrumented without
 // validation, it would refill its own fuel every iteration and never be cut.
 func fuelWriter() []byte {
+	// loop: global.set 1 (i32.const 1000000); br 0; end; i64.const 0; end
+	return nativeWith([]byte{0, 0x03, 0x40, 0x41, 0xC0, 0x84, 0x3D, 0x24, 1, 0x0C, 0, 0x0B, 0x42, 0, 0x0B})
+}
+
+// tailCaller is a native module whose handle calls itself forever with return_call (the tail
+// call proposal): a loop without a loop instruction and without a growing stack.
+func tailCaller() []byte {
+	// local.get 0; return_call 2 (handle itself); end
+	return nativeWith([]byte{0, 0x20, 0, 0x12, 2, 0x0B})
+}
+
+// nativeWith assembles a native-ABI module (version, buffer, memory and a mutable global 0)
+// whose wasmpod_handle has the given body (locals and code, up to its end).
+func nativeWith(handle []byte) []byte {
 	var b []byte
 	sec := func(id byte, body ...byte) {
 		b = append(b, id, byte(len(body)))
@@ -217,8 +231,6 @@ func fuelWriter() []byte {
 	sec(7, exp...)
 	version := []byte{0, 0x41, 1, 0x0B}
 	buffer := []byte{0, 0x41, 0x80, 0x80, 0x04, 0x0B} // 65536
-	// loop: global.set 1 (i32.const 1000000); br 0; end; i64.const 0; end
-	handle := []byte{0, 0x03, 0x40, 0x41, 0xC0, 0x84, 0x3D, 0x24, 1, 0x0C, 0, 0x0B, 0x42, 0, 0x0B}
 	code := []byte{3}
 	for _, f := range [][]byte{version, buffer, handle} {
 		code = append(code, byte(len(f)))
@@ -232,7 +244,22 @@ func TestHostileFuelWriterRefused(t *testing.T) {
 	e := newEngine(t, runtime.DefaultConfig())
 	wasm := fuelWriter()
 	t.Logf("the attack is %d bytes", len(wasm))
-	cfg := runtime.DefaultModuleConfig("fuelwriter")
+	loadRefused(t, e, "fuelwriter", wasm, "global 1 out of range")
+}
+
+// TestHostileTailCallRefused: tail calls (return_call) loop without a loop instruction; the
+// engine does not enable the proposal, so such a module is refused when it is loaded, with a
+// reason, and never runs.
+func TestHostileTailCallRefused(t *testing.T) {
+	e := newEngine(t, runtime.DefaultConfig())
+	loadRefused(t, e, "tailcall", tailCaller(), `"tail-call" is disabled`)
+}
+
+// loadRefused loads wasm, and if that works runs its handle under a 1 s deadline: the module
+// must be refused as invalid, with want in the reason, and nothing may hang.
+func loadRefused(t *testing.T, e *runtime.Engine, name string, wasm []byte, want string) {
+	t.Helper()
+	cfg := runtime.DefaultModuleConfig(name)
 	cfg.CallTimeout = time.Second
 	done := make(chan error, 1)
 	go func() {
@@ -248,11 +275,12 @@ func TestHostileFuelWriterRefused(t *testing.T) {
 	}()
 	select {
 	case err := <-done:
-		if !errors.Is(err, runtime.ErrInvalidModule) || !strings.Contains(err.Error(), "global 1 out of range") {
-			t.Fatalf("want the module refused for its global index, got %v", err)
+		t.Logf("refused: %v", err)
+		if !errors.Is(err, runtime.ErrInvalidModule) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("want the module refused as invalid (%q), got %v", want, err)
 		}
 	case <-time.After(cfg.CallTimeout + 30*time.Second):
-		t.Fatal("the call that writes the fuel global never ended")
+		t.Fatal("the module's call never ended")
 	}
 }
 
