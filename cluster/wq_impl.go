@@ -309,6 +309,10 @@ func authorizeForward(peer string, secure bool, cmd queuestate.Command) error {
 		if cmd.Lease == nil || !own(cmd.Lease.Worker) {
 			return errForbidden
 		}
+	case queuestate.OpCompleteLease:
+		if cmd.Lease == nil || !own(cmd.Lease.Worker) || !own(cmd.Worker) {
+			return errForbidden
+		}
 	}
 	return nil
 }
@@ -348,6 +352,9 @@ type leaseGate struct {
 func (w *workQueue) lead(ctx context.Context, cmd queuestate.Command, wait time.Duration) (resp queuestate.Response, noLeader bool) {
 	const applyTimeout = 5 * time.Second
 	cmd.LeaseFor, cmd.MaxAttempts, cmd.Backoff = w.cfg.LeaseDuration, w.cfg.MaxAttempts, w.cfg.Backoff
+	if cmd.Op == queuestate.OpCompleteLease && !w.combinedOK() {
+		return w.leadApart(ctx, cmd)
+	}
 	if cmd.Op != queuestate.OpLease {
 		cmd.At = time.Now()
 		return w.apply(cmd, applyTimeout)
@@ -437,6 +444,39 @@ func (w *workQueue) lead(ctx context.Context, cmd queuestate.Command, wait time.
 			return queuestate.Response{}, true
 		}
 	}
+}
+
+// combinedOK reports whether OpCompleteLease may go to the log: every voter applies it. A
+// replica of an earlier release would refuse it as unknown while the others apply it, and the
+// replicas would diverge; so until every voter advertises it, a worker sends the completion
+// and the lease apart, and a leader that is sent one anyway (its view of the voters differs
+// from the worker's for a moment) commits the two apart (leadApart).
+func (w *workQueue) combinedOK() bool {
+	log := w.log.Load()
+	return log != nil && w.node.votersApply(log, queueOps)
+}
+
+// leadApart runs an OpCompleteLease as the two commands of earlier releases: the completion,
+// then a lease that does not wait (see OpCompleteLease for the answer).
+func (w *workQueue) leadApart(ctx context.Context, cmd queuestate.Command) (queuestate.Response, bool) {
+	complete := cmd
+	complete.Op, complete.Name, complete.Worker = queuestate.OpComplete, "", ""
+	resp, noLeader := w.lead(ctx, complete, 0)
+	if noLeader {
+		return resp, true
+	}
+	lease := queuestate.Command{Op: queuestate.OpLease, Name: cmd.Name, Worker: cmd.Worker}
+	next, noLeader := w.lead(ctx, lease, 0)
+	if noLeader {
+		// The completion is committed: answer it, with no lease (the worker asks again).
+		return resp, false
+	}
+	if err := next.Err(); err == nil {
+		resp.Next = next.Lease
+	} else if !errors.Is(err, queue.ErrEmpty) {
+		resp.NextCode, resp.NextError = next.Code, next.Error
+	}
+	return resp, false
 }
 
 func (w *workQueue) apply(cmd queuestate.Command, timeout time.Duration) (queuestate.Response, bool) {
@@ -889,7 +929,7 @@ func (p *Workers) loop(worker string) {
 			continue
 		}
 		start := time.Now()
-		prev = p.deliver(cur, prev, dirs)
+		prev = p.deliver(cur, prev, dirs, nextLease{name, worker})
 		depth := 1 + leaseAhead
 		if time.Since(start) < shortTask {
 			depth = 1 + leaseAheadShort
@@ -1081,7 +1121,12 @@ func (h *held) release() bool {
 // closed when this delivery's commit has ended. So the worker's path from one run to the next
 // holds neither the output's staging nor a directory's creation or removal, file system
 // operations that wait behind the journal commits of the fsyncs the queue makes meanwhile.
-func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs) chan struct{} {
+//
+// A delivery whose run succeeded takes over one of the pool's leases asked for ahead (when the
+// pool wants one more and every voter applies the combined command): its commit completes the
+// task and leases the next in one log entry (queuestate.OpCompleteLease), instead of the
+// completion and a lease each being a commit of their own.
+func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs, next nextLease) chan struct{} {
 	p.mu.Lock()
 	p.running++
 	p.mu.Unlock()
@@ -1094,6 +1139,10 @@ func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs) chan stru
 		rel, runErr = p.run(ctx, h, work)
 	}
 	cancel()
+	var ask *nextLease
+	if runErr == nil && p.w.combinedOK() && p.reserve() {
+		ask = &next
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -1121,9 +1170,39 @@ func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs) chan stru
 		if prev != nil {
 			<-prev
 		}
-		p.commit(h, out, staged, runErr)
+		p.commit(h, out, staged, runErr, ask)
 	}()
 	return done
+}
+
+// nextLease names the lease a commit asks for with its completion: the queue and the worker.
+type nextLease struct{ name, worker string }
+
+// reserve takes one of the pool's leases asked for ahead for a commit to ask for (with its
+// completion), if the pool wants one more; the commit then fills it (see fill).
+func (p *Workers) reserve() bool {
+	p.aheadMu.Lock()
+	defer p.aheadMu.Unlock()
+	if p.stopped() || p.asked >= p.depth*p.cfg.Concurrency {
+		return false
+	}
+	p.asked++
+	return true
+}
+
+// fill hands the pool the lease a commit reserved: l, the one its completion came back with,
+// or, when it came back with none (no task ready, the commit failed or was not sent), one
+// asked for as askAhead does, waiting on the leader.
+func (p *Workers) fill(next *nextLease, l *queuestate.Lease) {
+	if l == nil {
+		go func() { p.ahead <- p.leaseAhead(next.name, next.worker) }() // never blocks: ahead holds them all
+		return
+	}
+	h := p.hold(*l)
+	go func() {
+		p.fetchInputs(h)
+		p.ahead <- h
+	}()
 }
 
 // keptWorkDirs is how many emptied work directories a worker keeps for its next runs: one is
@@ -1200,8 +1279,13 @@ func emptyDir(dir string) error {
 // result survives a crash. Its blob fsyncs are shared with the commits and uploads running at
 // the same time (blobs.Store.Commit), and the completions of several workers with each other
 // and with leases in one log write (Raft batches concurrent proposals). It runs even if the
-// pool is stopping: the result is ready.
-func (p *Workers) commit(h *held, out queue.File, staged blobs.Staged, runErr error) {
+// pool is stopping: the result is ready. next, when not nil, is a lease of the pool reserved
+// for this commit to ask for with the completion; it is filled whatever happens.
+func (p *Workers) commit(h *held, out queue.File, staged blobs.Staged, runErr error, next *nextLease) {
+	var got *queuestate.Lease
+	if next != nil {
+		defer func() { p.fill(next, got) }()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), max(time.Until(h.l.ExpiresAt)+p.w.cfg.LeaseDuration, 30*time.Second))
 	defer cancel()
 	if runErr == nil {
@@ -1221,6 +1305,9 @@ func (p *Workers) commit(h *held, out queue.File, staged blobs.Staged, runErr er
 	var cmd queuestate.Command
 	if runErr == nil {
 		cmd = queuestate.Command{Op: queuestate.OpComplete, Lease: &ref, Output: &out}
+		if next != nil && !p.stopped() {
+			cmd.Op, cmd.Name, cmd.Worker = queuestate.OpCompleteLease, next.name, next.worker
+		}
 	} else {
 		p.w.blobs.Discard(staged)
 		if p.runCtx.Err() != nil { // the node is stopping: let the lease run out instead
@@ -1232,7 +1319,9 @@ func (p *Workers) commit(h *held, out queue.File, staged blobs.Staged, runErr er
 	// until the lease would have run out anyway.
 	var err error
 	for {
-		_, err = p.w.do(ctx, cmd, 0)
+		var resp queuestate.Response
+		resp, err = p.w.do(ctx, cmd, 0)
+		got = resp.Next
 		if !errors.Is(err, ErrNoQuorum) || ctx.Err() != nil {
 			break
 		}
