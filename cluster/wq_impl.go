@@ -921,15 +921,19 @@ func (p *Workers) loop(worker string) {
 	dirs := &workDirs{parent: filepath.Join(p.w.blobs.Dir(), "tmp"), free: make(chan string, keptWorkDirs)}
 	var prev chan struct{} // closed when the previous task's commit has ended
 	for p.askAhead(name, worker) {
-		cur, ok := p.takeAhead()
+		cur, ok, keep := p.takeAhead(p.w.combinedOK())
 		if !ok {
 			break
 		}
 		if cur == nil {
 			continue
 		}
+		var next *nextLease
+		if keep {
+			next = &nextLease{name, worker}
+		}
 		start := time.Now()
-		prev = p.deliver(cur, prev, dirs, nextLease{name, worker})
+		prev = p.deliver(cur, prev, dirs, next)
 		depth := 1 + leaseAhead
 		if time.Since(start) < shortTask {
 			depth = 1 + leaseAheadShort
@@ -962,18 +966,26 @@ func (p *Workers) askAhead(name, worker string) bool {
 
 // takeAhead takes the next lease asked for ahead, waiting for one: nil when the pool stopped
 // before it was had; false once the pool has stopped and every lease asked for has been taken.
-func (p *Workers) takeAhead() (*held, bool) {
+// With keep (every voter applies complete_lease), a lease taken while the pool runs leaves its
+// place among those asked for to the task's commit, which asks for the next lease with the
+// task's completion (see deliver); kept reports it. The place passes straight from the lease to
+// the commit, so that no other worker's askAhead fills it with a lease command of its own
+// while the task runs.
+func (p *Workers) takeAhead(keep bool) (_ *held, ok, kept bool) {
 	select {
 	case h := <-p.ahead:
 		p.aheadMu.Lock()
+		defer p.aheadMu.Unlock()
+		if keep && h != nil && !p.stopped() {
+			return h, true, true
+		}
 		p.asked--
 		if p.asked == 0 && p.stopped() {
 			p.drain()
 		}
-		p.aheadMu.Unlock()
-		return h, true
+		return h, true, false
 	case <-p.drained:
-		return nil, false
+		return nil, false, false
 	}
 }
 
@@ -1122,11 +1134,11 @@ func (h *held) release() bool {
 // holds neither the output's staging nor a directory's creation or removal, file system
 // operations that wait behind the journal commits of the fsyncs the queue makes meanwhile.
 //
-// A delivery whose run succeeded takes over one of the pool's leases asked for ahead (when the
-// pool wants one more and every voter applies the combined command): its commit completes the
-// task and leases the next in one log entry (queuestate.OpCompleteLease), instead of the
-// completion and a lease each being a commit of their own.
-func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs, next nextLease) chan struct{} {
+// next, when not nil, is a place among the pool's leases asked for ahead that the task's
+// commit fills (see takeAhead): a run that succeeded completes the task and leases the next
+// in one log entry (queuestate.OpCompleteLease), instead of the completion and a lease each
+// being a commit of their own.
+func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs, next *nextLease) chan struct{} {
 	p.mu.Lock()
 	p.running++
 	p.mu.Unlock()
@@ -1139,10 +1151,6 @@ func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs, next next
 		rel, runErr = p.run(ctx, h, work)
 	}
 	cancel()
-	var ask *nextLease
-	if runErr == nil && p.w.combinedOK() && p.reserve() {
-		ask = &next
-	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -1170,7 +1178,7 @@ func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs, next next
 		if prev != nil {
 			<-prev
 		}
-		p.commit(h, out, staged, runErr, ask)
+		p.commit(h, out, staged, runErr, next)
 	}()
 	return done
 }
@@ -1178,19 +1186,7 @@ func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs, next next
 // nextLease names the lease a commit asks for with its completion: the queue and the worker.
 type nextLease struct{ name, worker string }
 
-// reserve takes one of the pool's leases asked for ahead for a commit to ask for (with its
-// completion), if the pool wants one more; the commit then fills it (see fill).
-func (p *Workers) reserve() bool {
-	p.aheadMu.Lock()
-	defer p.aheadMu.Unlock()
-	if p.stopped() || p.asked >= p.depth*p.cfg.Concurrency {
-		return false
-	}
-	p.asked++
-	return true
-}
-
-// fill hands the pool the lease a commit reserved: l, the one its completion came back with,
+// fill hands the pool the lease of a commit's place among those asked for ahead: l, the one its completion came back with,
 // or, when it came back with none (no task ready, the commit failed or was not sent), one
 // asked for as askAhead does, waiting on the leader.
 func (p *Workers) fill(next *nextLease, l *queuestate.Lease) {
@@ -1279,8 +1275,9 @@ func emptyDir(dir string) error {
 // result survives a crash. Its blob fsyncs are shared with the commits and uploads running at
 // the same time (blobs.Store.Commit), and the completions of several workers with each other
 // and with leases in one log write (Raft batches concurrent proposals). It runs even if the
-// pool is stopping: the result is ready. next, when not nil, is a lease of the pool reserved
-// for this commit to ask for with the completion; it is filled whatever happens.
+// pool is stopping: the result is ready. next, when not nil, is a place among the pool's leases
+// asked for ahead, for this commit to ask for with the completion; it is filled whatever
+// happens (a failed run, a lost lease: by a lease asked for apart).
 func (p *Workers) commit(h *held, out queue.File, staged blobs.Staged, runErr error, next *nextLease) {
 	var got *queuestate.Lease
 	if next != nil {
