@@ -32,6 +32,7 @@ type Node struct {
 	metaMu   sync.Mutex
 	meta     Meta   // the host's part
 	raftAddr string // the cluster's part
+	queueOps int    // the cluster's part: queueOps (tests advertise less, as an earlier release)
 	metaB    []byte
 
 	subMu sync.Mutex
@@ -53,7 +54,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	host, port, _ := splitHostPort(cfg.BindAddr)
-	n := &Node{cfg: cfg, subs: map[int]chan MemberEvent{}, closed: make(chan struct{})}
+	n := &Node{cfg: cfg, subs: map[int]chan MemberEvent{}, closed: make(chan struct{}), queueOps: queueOps}
 	n.electionsAPI.n, n.queueAPI.n = n, n
 	n.setMetaLocked(nil)
 	id, err := n.identity()
@@ -184,6 +185,11 @@ const (
 	metaRaftAddr   = "raft"
 	metaLogVersion = "rv"
 	logVersion     = 1
+	// metaQueueOps is queueOps for a node of this release: the queue commands it applies
+	// beyond those of the first replicated queue. 1: complete_lease (a completion and the
+	// next lease in one log entry). Earlier releases advertise nothing there.
+	metaQueueOps = "qo"
+	queueOps     = 1
 )
 
 // setMetaLocked encodes the host's map with the cluster's keys: one JSON object, the encoding
@@ -198,6 +204,9 @@ func (n *Node) setMetaLocked(m Meta) {
 		all[metaRaftAddr], _ = json.Marshal(n.raftAddr)
 	}
 	all[metaLogVersion] = json.RawMessage(strconv.Itoa(logVersion))
+	if n.queueOps > 0 {
+		all[metaQueueOps] = json.RawMessage(strconv.Itoa(n.queueOps))
+	}
 	n.metaB, _ = json.Marshal(all)
 }
 
@@ -211,6 +220,7 @@ func splitMeta(b []byte) (host Meta, raftAddr string, version int) {
 	_ = json.Unmarshal(all[metaLogVersion], &version)
 	delete(all, metaRaftAddr)
 	delete(all, metaLogVersion)
+	delete(all, metaQueueOps)
 	if all == nil {
 		all = map[string]json.RawMessage{}
 	}
@@ -227,6 +237,57 @@ func (n *Node) legacy(id string) bool {
 		}
 	}
 	return false
+}
+
+// votersApply reports whether every voter of the log's configuration advertises queue
+// commands of version ops or later (see metaQueueOps): only then may a command that earlier
+// releases reject be proposed, since a replica that rejects it would diverge from those that
+// apply it. This node answers for itself; a voter missing from the member table, or a
+// configuration that cannot be read, counts as not advertising them.
+func (n *Node) votersApply(log *replog.Log, ops int) bool {
+	voters := log.Voters()
+	if len(voters) == 0 {
+		return false
+	}
+	var members []membership.Member
+	for _, v := range voters {
+		if v == n.cfg.NodeName {
+			if n.advertisedQueueOps() < ops {
+				return false
+			}
+			continue
+		}
+		if members == nil {
+			members = n.gossip.Members()
+		}
+		ok := false
+		for _, m := range members {
+			if m.Name == v {
+				ok = queueOpsOf(m.Meta) >= ops
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// advertisedQueueOps is the queue commands version this node advertises.
+func (n *Node) advertisedQueueOps() int {
+	n.metaMu.Lock()
+	defer n.metaMu.Unlock()
+	return n.queueOps
+}
+
+// queueOpsOf reads a member's queue commands version from its gossiped metadata (0: none).
+func queueOpsOf(b []byte) int {
+	var all struct {
+		Ops int `json:"qo"`
+	}
+	_ = json.Unmarshal(b, &all)
+	return all.Ops
 }
 
 // enforceReservations reports whether blob pushes need a replicated reservation: once every

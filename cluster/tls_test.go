@@ -202,6 +202,12 @@ func TestForwardedOperationsAuthorized(t *testing.T) {
 		{"lease for another node's worker", queuestate.Command{Op: queuestate.OpLease, Name: "p/0", Worker: other + "/p/0/0"}, false},
 		{"complete another node's lease", queuestate.Command{Op: queuestate.OpComplete, Lease: &queuestate.Lease{ID: 1, Worker: other + "/p/0/0"}}, false},
 		{"lease for its own worker", queuestate.Command{Op: queuestate.OpLease, Name: "p/0", Worker: b.Name() + "/p/0/0"}, true},
+		{"complete another node's lease and lease for its own worker", queuestate.Command{Op: queuestate.OpCompleteLease,
+			Lease: &queuestate.Lease{ID: 1, Worker: other + "/p/0/0"}, Name: "p/0", Worker: b.Name() + "/p/0/0"}, false},
+		{"complete its own lease and lease for another node's worker", queuestate.Command{Op: queuestate.OpCompleteLease,
+			Lease: &queuestate.Lease{ID: 1, Worker: b.Name() + "/p/0/0"}, Name: "p/0", Worker: other + "/p/0/0"}, false},
+		{"complete its own lease and lease for its own worker", queuestate.Command{Op: queuestate.OpCompleteLease,
+			Lease: &queuestate.Lease{ID: 1, Worker: b.Name() + "/p/0/0"}, Name: "p/0", Worker: b.Name() + "/p/0/0"}, true},
 	} {
 		r := q(tc.cmd)
 		forbidden := strings.Contains(r.Error, "forbidden")

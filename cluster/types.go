@@ -18,13 +18,13 @@ const (
 // Meta is the host's part of what a node advertises by gossip: a small map from keys the
 // host chooses to JSON values (at most ~500 bytes with the cluster's own keys). The cluster
 // neither reads nor names the host's keys; it encodes the map as one JSON object with its own
-// keys beside them ("raft", "rv"), which SetMeta refuses. A host that gives a key a new
+// keys beside them ("raft", "rv", "qo"), which SetMeta refuses. A host that gives a key a new
 // meaning gives it a new name, so that nodes of different releases keep understanding each
 // other. Use Set, String and Strings, or the map directly.
 type Meta map[string]json.RawMessage
 
 // reservedMeta are the cluster's own keys.
-var reservedMeta = map[string]bool{metaRaftAddr: true, metaLogVersion: true}
+var reservedMeta = map[string]bool{metaRaftAddr: true, metaLogVersion: true, metaQueueOps: true}
 
 // Set stores v's JSON under key.
 func (m Meta) Set(key string, v any) error {

@@ -310,6 +310,10 @@ func authorizeForward(peer string, secure bool, cmd queuestate.Command) error {
 		if cmd.Lease == nil || !own(cmd.Lease.Worker) {
 			return errForbidden
 		}
+	case queuestate.OpCompleteLease:
+		if cmd.Lease == nil || !own(cmd.Lease.Worker) || !own(cmd.Worker) {
+			return errForbidden
+		}
 	}
 	return nil
 }
@@ -349,6 +353,9 @@ type leaseGate struct {
 func (w *workQueue) lead(ctx context.Context, cmd queuestate.Command, wait time.Duration) (resp queuestate.Response, noLeader bool) {
 	const applyTimeout = 5 * time.Second
 	cmd.LeaseFor, cmd.MaxAttempts, cmd.Backoff = w.cfg.LeaseDuration, w.cfg.MaxAttempts, w.cfg.Backoff
+	if cmd.Op == queuestate.OpCompleteLease && !w.combinedOK() {
+		return w.leadApart(ctx, cmd)
+	}
 	if cmd.Op != queuestate.OpLease {
 		cmd.At = time.Now()
 		return w.apply(cmd, applyTimeout)
@@ -438,6 +445,39 @@ func (w *workQueue) lead(ctx context.Context, cmd queuestate.Command, wait time.
 			return queuestate.Response{}, true
 		}
 	}
+}
+
+// combinedOK reports whether OpCompleteLease may go to the log: every voter applies it. A
+// replica of an earlier release would refuse it as unknown while the others apply it, and the
+// replicas would diverge; so until every voter advertises it, a worker sends the completion
+// and the lease apart, and a leader that is sent one anyway (its view of the voters differs
+// from the worker's for a moment) commits the two apart (leadApart).
+func (w *workQueue) combinedOK() bool {
+	log := w.log.Load()
+	return log != nil && w.node.votersApply(log, queueOps)
+}
+
+// leadApart runs an OpCompleteLease as the two commands of earlier releases: the completion,
+// then a lease that does not wait (see OpCompleteLease for the answer).
+func (w *workQueue) leadApart(ctx context.Context, cmd queuestate.Command) (queuestate.Response, bool) {
+	complete := cmd
+	complete.Op, complete.Name, complete.Worker = queuestate.OpComplete, "", ""
+	resp, noLeader := w.lead(ctx, complete, 0)
+	if noLeader {
+		return resp, true
+	}
+	lease := queuestate.Command{Op: queuestate.OpLease, Name: cmd.Name, Worker: cmd.Worker}
+	next, noLeader := w.lead(ctx, lease, 0)
+	if noLeader {
+		// The completion is committed: answer it, with no lease (the worker asks again).
+		return resp, false
+	}
+	if err := next.Err(); err == nil {
+		resp.Next = next.Lease
+	} else if !errors.Is(err, queue.ErrEmpty) {
+		resp.NextCode, resp.NextError = next.Code, next.Error
+	}
+	return resp, false
 }
 
 func (w *workQueue) apply(cmd queuestate.Command, timeout time.Duration) (queuestate.Response, bool) {
@@ -882,15 +922,19 @@ func (p *Workers) loop(worker string) {
 	dirs := &workDirs{parent: filepath.Join(p.w.blobs.Dir(), "tmp"), free: make(chan string, keptWorkDirs)}
 	var prev chan struct{} // closed when the previous task's commit has ended
 	for p.askAhead(name, worker) {
-		cur, ok := p.takeAhead()
+		cur, ok, keep := p.takeAhead(p.w.combinedOK())
 		if !ok {
 			break
 		}
 		if cur == nil {
 			continue
 		}
+		var next *nextLease
+		if keep {
+			next = &nextLease{name, worker}
+		}
 		start := time.Now()
-		prev = p.deliver(cur, prev, dirs)
+		prev = p.deliver(cur, prev, dirs, next)
 		depth := 1 + leaseAhead
 		if time.Since(start) < shortTask {
 			depth = 1 + leaseAheadShort
@@ -923,18 +967,26 @@ func (p *Workers) askAhead(name, worker string) bool {
 
 // takeAhead takes the next lease asked for ahead, waiting for one: nil when the pool stopped
 // before it was had; false once the pool has stopped and every lease asked for has been taken.
-func (p *Workers) takeAhead() (*held, bool) {
+// With keep (every voter applies complete_lease), a lease taken while the pool runs leaves its
+// place among those asked for to the task's commit, which asks for the next lease with the
+// task's completion (see deliver); kept reports it. The place passes straight from the lease to
+// the commit, so that no other worker's askAhead fills it with a lease command of its own
+// while the task runs.
+func (p *Workers) takeAhead(keep bool) (_ *held, ok, kept bool) {
 	select {
 	case h := <-p.ahead:
 		p.aheadMu.Lock()
+		defer p.aheadMu.Unlock()
+		if keep && h != nil && !p.stopped() {
+			return h, true, true
+		}
 		p.asked--
 		if p.asked == 0 && p.stopped() {
 			p.drain()
 		}
-		p.aheadMu.Unlock()
-		return h, true
+		return h, true, false
 	case <-p.drained:
-		return nil, false
+		return nil, false, false
 	}
 }
 
@@ -1082,7 +1134,12 @@ func (h *held) release() bool {
 // closed when this delivery's commit has ended. So the worker's path from one run to the next
 // holds neither the output's staging nor a directory's creation or removal, file system
 // operations that wait behind the journal commits of the fsyncs the queue makes meanwhile.
-func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs) chan struct{} {
+//
+// next, when not nil, is a place among the pool's leases asked for ahead that the task's
+// commit fills (see takeAhead): a run that succeeded completes the task and leases the next
+// in one log entry (queuestate.OpCompleteLease), instead of the completion and a lease each
+// being a commit of their own.
+func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs, next *nextLease) chan struct{} {
 	p.mu.Lock()
 	p.running++
 	p.mu.Unlock()
@@ -1126,7 +1183,7 @@ func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs) chan stru
 		if prev != nil {
 			<-prev
 		}
-		p.commit(h, out, staged, runErr)
+		p.commit(h, out, staged, runErr, next)
 	}()
 	return done
 }
@@ -1167,6 +1224,24 @@ func inDir(work, rel string) (string, error) {
 		}
 	}
 	return p, nil
+}
+
+// nextLease names the lease a commit asks for with its completion: the queue and the worker.
+type nextLease struct{ name, worker string }
+
+// fill hands the pool the lease of a commit's place among those asked for ahead: l, the one its completion came back with,
+// or, when it came back with none (no task ready, the commit failed or was not sent), one
+// asked for as askAhead does, waiting on the leader.
+func (p *Workers) fill(next *nextLease, l *queuestate.Lease) {
+	if l == nil {
+		go func() { p.ahead <- p.leaseAhead(next.name, next.worker) }() // never blocks: ahead holds them all
+		return
+	}
+	h := p.hold(*l)
+	go func() {
+		p.fetchInputs(h)
+		p.ahead <- h
+	}()
 }
 
 // keptWorkDirs is how many emptied work directories a worker keeps for its next runs: one is
@@ -1243,8 +1318,14 @@ func emptyDir(dir string) error {
 // result survives a crash. Its blob fsyncs are shared with the commits and uploads running at
 // the same time (blobs.Store.Commit), and the completions of several workers with each other
 // and with leases in one log write (Raft batches concurrent proposals). It runs even if the
-// pool is stopping: the result is ready.
-func (p *Workers) commit(h *held, out queue.File, staged blobs.Staged, runErr error) {
+// pool is stopping: the result is ready. next, when not nil, is a place among the pool's leases
+// asked for ahead, for this commit to ask for with the completion; it is filled whatever
+// happens (a failed run, a lost lease: by a lease asked for apart).
+func (p *Workers) commit(h *held, out queue.File, staged blobs.Staged, runErr error, next *nextLease) {
+	var got *queuestate.Lease
+	if next != nil {
+		defer func() { p.fill(next, got) }()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), max(time.Until(h.l.ExpiresAt)+p.w.cfg.LeaseDuration, 30*time.Second))
 	defer cancel()
 	if runErr == nil {
@@ -1264,6 +1345,9 @@ func (p *Workers) commit(h *held, out queue.File, staged blobs.Staged, runErr er
 	var cmd queuestate.Command
 	if runErr == nil {
 		cmd = queuestate.Command{Op: queuestate.OpComplete, Lease: &ref, Output: &out}
+		if next != nil && !p.stopped() {
+			cmd.Op, cmd.Name, cmd.Worker = queuestate.OpCompleteLease, next.name, next.worker
+		}
 	} else {
 		p.w.blobs.Discard(staged)
 		if p.runCtx.Err() != nil { // the node is stopping: let the lease run out instead
@@ -1275,7 +1359,9 @@ func (p *Workers) commit(h *held, out queue.File, staged blobs.Staged, runErr er
 	// until the lease would have run out anyway.
 	var err error
 	for {
-		_, err = p.w.do(ctx, cmd, 0)
+		var resp queuestate.Response
+		resp, err = p.w.do(ctx, cmd, 0)
+		got = resp.Next
 		if !errors.Is(err, ErrNoQuorum) || ctx.Err() != nil {
 			break
 		}

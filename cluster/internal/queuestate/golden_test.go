@@ -51,6 +51,8 @@ func goldenCommands() map[string]Command {
 		"fail":      {Op: OpFail, At: t0.Add(4 * time.Second), Lease: &goldenLease, Error: "exit status 1: \"bad\" input"},
 		"retry":     {Op: OpRetry, At: t0.Add(5 * time.Second), Task: 9},
 		"prune":     {Op: OpPrune, At: t0.Add(6 * time.Second), Before: t0.Add(-time.Hour)},
+		"complete_lease": {Op: OpCompleteLease, At: t0.Add(7 * time.Second), Lease: &goldenLease, Output: ptr(fileOf("out/a.txt")),
+			Name: "p/0", Worker: "node-a/p/0/1", LeaseFor: 30 * time.Second},
 	}
 }
 
@@ -59,11 +61,13 @@ func goldenResponses() map[string]Response {
 	lost := responseOf(fmt.Errorf("%w: lease 7 of task 3 was superseded", queue.ErrLeaseLost))
 	other := responseOf(fmt.Errorf("disk full"))
 	return map[string]Response{
-		"lease":      {Lease: &goldenLease},
-		"submit":     {Job: 12},
-		"prune":      {Prune: &PruneResult{Jobs: 2, Tasks: 5}},
-		"lease_lost": lost,
-		"other":      other,
+		"lease":                     {Lease: &goldenLease},
+		"submit":                    {Job: 12},
+		"prune":                     {Prune: &PruneResult{Jobs: 2, Tasks: 5}},
+		"lease_lost":                lost,
+		"other":                     other,
+		"complete_lease":            {Code: lost.Code, Error: lost.Error, Next: &goldenLease},
+		"complete_lease_next_error": {Next: nil, NextCode: "invalid", NextError: "invalid argument: bad queue name"},
 	}
 }
 

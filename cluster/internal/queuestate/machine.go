@@ -33,6 +33,17 @@ const (
 	OpFail      Op = "fail"
 	OpRetry     Op = "retry"
 	OpPrune     Op = "prune"
+	// OpCompleteLease completes Lease with Output and then, in the same apply, leases the
+	// next ready task of queue Name for Worker: a worker that finishes a task and wants
+	// another costs one log entry instead of two. The response's Code and Error are the
+	// completion's (as for OpComplete); Next is the new lease, nil when the queue had no task
+	// ready now (the op never waits) or the lease part failed (NextCode, NextError say why;
+	// empty is not a failure). A completion that fails (lease lost, invalid) changes nothing
+	// and the lease part is applied all the same, on the state as it was: every replica
+	// applies both parts in that order at the command's time, so all reach the same state.
+	// Releases before it reject the op as unknown: propose it only once every voter
+	// advertises it (the cluster package gates it).
+	OpCompleteLease Op = "complete_lease"
 )
 
 // Command is one replicated queue operation. At is the proposer's clock (the Raft leader's):
@@ -67,6 +78,11 @@ type Response struct {
 	Lease *Lease       `json:"lease,omitempty"`
 	Job   queue.JobID  `json:"job,omitempty"`
 	Prune *PruneResult `json:"prune,omitempty"`
+	// OpCompleteLease: the lease taken after the completion, and the lease part's error
+	// (sentinel name and message; "" when leased or when the queue had no task ready).
+	Next      *Lease `json:"next,omitempty"`
+	NextCode  string `json:"next_code,omitempty"`
+	NextError string `json:"next_error,omitempty"`
 }
 
 var codes = map[string]error{
@@ -95,6 +111,12 @@ func (r *Response) Err() error {
 		return &RemoteError{Sentinel: s, Message: r.Error}
 	}
 	return errors.New(r.Error)
+}
+
+// NextErr is the error of an OpCompleteLease's lease part (nil when it leased a task or found
+// none ready).
+func (r *Response) NextErr() error {
+	return (&Response{Code: r.NextCode, Error: r.NextError}).Err()
 }
 
 func responseOf(err error) Response {
@@ -207,7 +229,7 @@ func (m *Machine) Apply(data []byte) []byte {
 
 func (m *Machine) apply(c *Command) Response {
 	switch c.Op {
-	case OpDefine, OpSubmit, OpLease, OpHeartbeat, OpComplete, OpFail, OpRetry, OpPrune:
+	case OpDefine, OpSubmit, OpLease, OpHeartbeat, OpComplete, OpFail, OpRetry, OpPrune, OpCompleteLease:
 	default:
 		return responseOf(fmt.Errorf("%w: unknown operation %q", queue.ErrInvalid, c.Op))
 	}
@@ -244,7 +266,7 @@ func (m *Machine) apply(c *Command) Response {
 		if l, err = q.Lease(context.Background(), c.Name, c.Worker); err == nil {
 			resp.Lease = &l
 		}
-	case OpHeartbeat, OpComplete, OpFail:
+	case OpHeartbeat, OpComplete, OpFail, OpCompleteLease:
 		if c.Lease == nil {
 			err = fmt.Errorf("%w: %s without lease", queue.ErrInvalid, c.Op)
 			break
@@ -256,12 +278,22 @@ func (m *Machine) apply(c *Command) Response {
 				l.Payload = nil // the worker has it; the next heartbeat must not log it again
 				resp.Lease = &l
 			}
-		case OpComplete:
+		case OpComplete, OpCompleteLease:
 			var out []byte
 			if c.Output != nil {
 				out, _ = json.Marshal(c.Output)
 			}
 			err = q.Complete(*c.Lease, out)
+			if c.Op == OpCompleteLease {
+				l, lerr := q.Lease(context.Background(), c.Name, c.Worker)
+				switch {
+				case lerr == nil:
+					resp.Next = &l
+				case !errors.Is(lerr, queue.ErrEmpty):
+					nr := responseOf(lerr)
+					resp.NextCode, resp.NextError = nr.Code, nr.Error
+				}
+			}
 		case OpFail:
 			err = q.Fail(*c.Lease, c.Error)
 		}
@@ -281,6 +313,8 @@ func (m *Machine) apply(c *Command) Response {
 	if err != nil {
 		r.Lease, r.Job, r.Prune = nil, 0, nil
 	}
+	// The lease part of OpCompleteLease stands whatever the completion's outcome.
+	r.Next, r.NextCode, r.NextError = resp.Next, resp.NextCode, resp.NextError
 	return r
 }
 

@@ -1099,3 +1099,98 @@ func TestMachineHeartbeatLeavesPayloadOut(t *testing.T) {
 		t.Fatalf("heartbeat answer %+v: want the extended lease without the payload", hb)
 	}
 }
+
+// TestMachineCompleteLease: OpCompleteLease applies as OpComplete then OpLease at the same
+// time would (the same state and answers, compared with a third machine applying the two),
+// its lease part stands whatever the completion's outcome, and two replicas applying it agree.
+func TestMachineCompleteLease(t *testing.T) {
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	q0, q1 := StageQueue("p", 0), StageQueue("p", 1)
+	// setup defines the pipeline, submits a job of three inputs and leases two of its tasks
+	// (the leases, in order).
+	setup := func(t *testing.T, m *Machine) []*Lease {
+		do(t, m, Command{Op: OpDefine, At: at(0), Pipeline: mergePipeline("p")}, nil)
+		do(t, m, Command{Op: OpSubmit, At: at(time.Second), Request: "r", Name: "p", Inputs: filesOf("x", "y", "z")}, nil)
+		var ls []*Lease
+		for i := range 2 {
+			ls = append(ls, do(t, m, Command{Op: OpLease, At: at(2 * time.Second), Name: q0, Worker: fmt.Sprint("w", i)}, nil).Lease)
+		}
+		return ls
+	}
+	out := ptr(fileOf("out/x"))
+	tests := []struct {
+		name string
+		// before runs on the leases of setup before the combined command, which it returns.
+		before   func(t *testing.T, m *Machine, ls []*Lease) Command
+		code     string // of the completion
+		next     bool   // a task leased
+		nextCode string // of the lease part
+	}{
+		{"complete and lease the next task", func(t *testing.T, m *Machine, ls []*Lease) Command {
+			return Command{Op: OpCompleteLease, Lease: ls[0], Output: out, Name: q0, Worker: "w0"}
+		}, "", true, ""},
+		{"lease lost: the lease part is applied all the same", func(t *testing.T, m *Machine, ls []*Lease) Command {
+			do(t, m, Command{Op: OpComplete, At: at(3 * time.Second), Lease: ls[0], Output: out}, nil)
+			return Command{Op: OpCompleteLease, Lease: ls[0], Output: out, Name: q0, Worker: "w0"}
+		}, "lease_lost", true, ""},
+		{"completion refused (no output): the lease part is applied all the same", func(t *testing.T, m *Machine, ls []*Lease) Command {
+			return Command{Op: OpCompleteLease, Lease: ls[0], Name: q0, Worker: "w0"}
+		}, "invalid", true, ""},
+		{"nothing ready: no lease, and no error", func(t *testing.T, m *Machine, ls []*Lease) Command {
+			do(t, m, Command{Op: OpLease, At: at(3 * time.Second), Name: q0, Worker: "w2"}, nil)
+			return Command{Op: OpCompleteLease, Lease: ls[0], Output: out, Name: q0, Worker: "w0"}
+		}, "", false, ""},
+		{"invalid queue: completed, the lease part fails", func(t *testing.T, m *Machine, ls []*Lease) Command {
+			return Command{Op: OpCompleteLease, Lease: ls[0], Output: out, Name: "", Worker: "w0"}
+		}, "", false, "invalid"},
+		{"the last completion starts the merge, which the lease part takes", func(t *testing.T, m *Machine, ls []*Lease) Command {
+			l2 := do(t, m, Command{Op: OpLease, At: at(3 * time.Second), Name: q0, Worker: "w2"}, nil).Lease
+			do(t, m, Command{Op: OpComplete, At: at(3 * time.Second), Lease: ls[0], Output: ptr(fileOf("out/x"))}, nil)
+			do(t, m, Command{Op: OpComplete, At: at(3 * time.Second), Lease: l2, Output: ptr(fileOf("out/z"))}, nil)
+			return Command{Op: OpCompleteLease, Lease: ls[1], Output: ptr(fileOf("out/y")), Name: q1, Worker: "w1"}
+		}, "", true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b, split := newMachine(t), newMachine(t), newMachine(t)
+			var cmd Command
+			for _, m := range []*Machine{a, b, split} {
+				cmd = tt.before(t, m, setup(t, m))
+			}
+			cmd.At, cmd.LeaseFor = at(4*time.Second), 20*time.Second
+			ra, rb := a.Apply(encodeCmd(t, cmd)), b.Apply(encodeCmd(t, cmd))
+			if !bytes.Equal(ra, rb) {
+				t.Fatalf("replicas answered differently:\n%s\n%s", ra, rb)
+			}
+			if da, db := dump(t, a), dump(t, b); da != db {
+				t.Fatalf("replicas differ: %s", diffDumps(da, db))
+			}
+			r := decodeResp(t, ra)
+			if r.Code != tt.code || (r.Next != nil) != tt.next || r.NextCode != tt.nextCode || r.Lease != nil {
+				t.Fatalf("response %s; want code %q, a next lease %v, next code %q", ra, tt.code, tt.next, tt.nextCode)
+			}
+			if tt.nextCode != "" && r.NextErr() == nil || tt.nextCode == "" && r.NextErr() != nil {
+				t.Fatalf("NextErr() = %v with next code %q", r.NextErr(), r.NextCode)
+			}
+			if r.Next != nil && (r.Next.Worker != cmd.Worker || r.Next.Pipeline != cmd.Name || !r.Next.ExpiresAt.Equal(at(24*time.Second))) {
+				t.Fatalf("next lease %+v; want %s's task of %s expiring at +24s", r.Next, cmd.Worker, cmd.Name)
+			}
+
+			// The same two operations as separate commands at the same time.
+			complete := cmd
+			complete.Op, complete.Name, complete.Worker = OpComplete, "", ""
+			rc := decodeResp(t, split.Apply(encodeCmd(t, complete)))
+			lease := Command{Op: OpLease, At: cmd.At, Name: cmd.Name, Worker: cmd.Worker, LeaseFor: cmd.LeaseFor}
+			rl := decodeResp(t, split.Apply(encodeCmd(t, lease)))
+			if rc.Code != r.Code || rc.Error != r.Error {
+				t.Fatalf("completion %+v; apart it answers %+v", r, rc)
+			}
+			if got, want := fmt.Sprintf("%+v", r.Next), fmt.Sprintf("%+v", rl.Lease); got != want {
+				t.Fatalf("next lease %s; a lease apart takes %s", got, want)
+			}
+			if da, ds := dump(t, a), dump(t, split); da != ds {
+				t.Fatalf("the combined command and the two apart differ: %s", diffDumps(da, ds))
+			}
+		})
+	}
+}

@@ -405,6 +405,10 @@ func (l *Log) Status() Status {
 	return st
 }
 
+// Voters lists the voters of the latest Raft configuration (unsorted; nil when it cannot be
+// read).
+func (l *Log) Voters() []string { return l.voters() }
+
 func (l *Log) voters() []string {
 	var out []string
 	if f := l.raft.GetConfiguration(); f.Error() == nil {

@@ -34,8 +34,10 @@ const (
 	// StateFormat is the layout version of the state directory (Raft log and snapshots, the
 	// work queue's database and blobs, module snapshots, the compilation cache). A binary
 	// refuses a state directory stamped with a newer format (a downgrade past a format change)
-	// and reads every older one it lists in RATIONALE.md.
-	StateFormat = 2
+	// and reads every older one it lists in RATIONALE.md. 3: the work queue's Raft log may hold
+	// complete_lease commands (once every voter advertises them), which format-2 binaries
+	// would refuse as unknown while replaying the log, silently diverging from the others.
+	StateFormat = 3
 )
 
 // Dependency is one library linked into the binary.
