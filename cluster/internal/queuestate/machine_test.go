@@ -864,6 +864,11 @@ func FuzzMachineApply(f *testing.F) {
 		`{"op":"lease","at":"9999-12-31T23:59:59Z","name":"fz/0"}`,
 		`{"op":"retry","task":18446744073709551615}`,
 		`{"op":"complete","lease":{"id":0,"task_id":0}}`,
+		fmt.Sprintf(`{"op":"lease","at":%q,"name":"fz/0","worker":"w"}`+"\n"+
+			`{"op":"complete_lease","at":%q,"lease":{"id":1,"task_id":1},"output":%s,"name":"fz/0","worker":"w"}`+"\n"+
+			`{"op":"complete_lease","at":%q,"lease":{"id":1,"task_id":1},"output":%s,"name":"fz/1","worker":"w"}`, at, at, outJSON, at, outJSON),
+		`{"op":"complete_lease","at":"2030-01-01T00:00:00Z","lease":{"id":7,"task_id":2}}`,
+		`{"op":"complete_lease","at":"2030-01-01T00:00:00Z","name":"fz/0","worker":"w"}`,
 		"",
 		"\x00",
 	}
