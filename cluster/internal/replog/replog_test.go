@@ -328,3 +328,57 @@ func TestUnknownEntryIgnored(t *testing.T) {
 		t.Fatalf("unknown kind applied: %v", got)
 	}
 }
+
+// TestReconcileNoVote: the leader never adds an alive peer marked NoVote as a voter, and adds
+// it once the mark is gone. Peers are listed in order and reconcile adds them one at a time,
+// so once n2 (listed after n1) is a voter, a pass has gone over n1 and left it out.
+func TestReconcileNoVote(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		peers []Peer
+	)
+	logs := make([]*Log, 3)
+	for i := range logs {
+		l, err := Start(Config{
+			NodeID: fmt.Sprintf("n%d", i), BindAddr: "127.0.0.1:0", Bootstrap: i == 0,
+			Timing: Timing{HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
+				LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 10 * time.Millisecond, ReconcileInterval: 50 * time.Millisecond},
+			Peers: func() []Peer {
+				mu.Lock()
+				defer mu.Unlock()
+				return append([]Peer(nil), peers...)
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs[i] = l
+		t.Cleanup(func() { _ = l.Shutdown() })
+	}
+	waitVoters := func(want ...string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			st := logs[0].Status()
+			if fmt.Sprint(st.Voters) == fmt.Sprint(want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("voters %v, want %v", st.Voters, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitVoters("n0")
+	mu.Lock()
+	peers = []Peer{
+		{ID: "n1", RaftAddr: logs[1].Addr(), Alive: true, NoVote: true},
+		{ID: "n2", RaftAddr: logs[2].Addr(), Alive: true},
+	}
+	mu.Unlock()
+	waitVoters("n0", "n2")
+	mu.Lock()
+	peers[0].NoVote = false
+	mu.Unlock()
+	waitVoters("n0", "n1", "n2")
+}
