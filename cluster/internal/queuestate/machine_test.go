@@ -1256,6 +1256,10 @@ func TestMachineCombinedApplied(t *testing.T) {
 				}
 			}
 			check("applied", m)
+			// The key is part of the file format (snapshots carry it): meta "combined" = 01.
+			if pinned := fmt.Sprintf("%x %x 01\n", "meta", "combined"); bytes.Contains(rawState(t, m), []byte(pinned)) != tt.combined {
+				t.Fatalf("raw state holds %q: %v, want %v", pinned, !tt.combined, tt.combined)
+			}
 			snap := snapshotBytes(t, m)
 
 			restored := newMachine(t)
