@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	stdlog "log"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -39,6 +41,11 @@ type Node struct {
 	subs  map[int]chan MemberEvent
 	subID int
 
+	logger *stdlog.Logger // cfg.LogOutput
+	// noVote: the members peers() has logged as kept from the voters (see noVote).
+	noVoteMu sync.Mutex
+	noVote   map[string]int
+
 	electionsAPI Elections
 	queueAPI     Queue
 
@@ -54,7 +61,13 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	host, port, _ := splitHostPort(cfg.BindAddr)
-	n := &Node{cfg: cfg, subs: map[int]chan MemberEvent{}, closed: make(chan struct{}), queueOps: queueOps}
+	n := &Node{cfg: cfg, subs: map[int]chan MemberEvent{}, closed: make(chan struct{}), queueOps: queueOps,
+		noVote: map[string]int{}}
+	out := cfg.LogOutput
+	if out == nil {
+		out = io.Discard
+	}
+	n.logger = stdlog.New(out, "cluster "+cfg.NodeName+" ", stdlog.LstdFlags|stdlog.Lmicroseconds)
 	n.electionsAPI.n, n.queueAPI.n = n, n
 	n.setMetaLocked(nil)
 	id, err := n.identity()
@@ -306,17 +319,47 @@ func (n *Node) enforceReservations() bool {
 	return true
 }
 
+// peers is the membership view the log's leader reconciles its voters with. Once the queue's
+// state has applied a complete_lease, a member advertising queue commands of an earlier
+// version (see metaQueueOps) is marked NoVote: it would reject those entries while replaying
+// the log and its replica would diverge. Voters already in the configuration stay (the gate
+// of complete_lease closes while one of them is of an earlier release).
 func (n *Node) peers() []replog.Peer {
 	ms := n.gossip.Members()
+	combined := n.wq != nil && n.wq.m.CombinedApplied()
 	out := make([]replog.Peer, 0, len(ms))
 	for _, m := range ms {
 		_, raftAddr, _ := splitMeta(m.Meta)
-		out = append(out, replog.Peer{
+		p := replog.Peer{
 			ID: m.Name, RaftAddr: raftAddr, Since: m.Changed,
 			Alive: m.State == membership.StateAlive, Left: m.State == membership.StateLeft,
-		})
+		}
+		if combined && m.Name != n.cfg.NodeName {
+			ops := queueOpsOf(m.Meta)
+			p.NoVote = ops < queueOps
+			n.noteNoVote(m.Name, ops, p.NoVote && p.Alive)
+		}
+		out = append(out, p)
 	}
 	return out
+}
+
+// noteNoVote logs, once per member and advertised version, that an alive member is kept
+// from the voters and why.
+func (n *Node) noteNoVote(name string, ops int, kept bool) {
+	n.noVoteMu.Lock()
+	defer n.noVoteMu.Unlock()
+	if !kept {
+		delete(n.noVote, name)
+		return
+	}
+	if was, ok := n.noVote[name]; ok && was == ops {
+		return
+	}
+	n.noVote[name] = ops
+	n.logger.Printf("not adding member %s as a Raft voter: it advertises queue commands version %d (%q), "+
+		"the replicated log holds complete_lease commands of version %d, which it would not apply; "+
+		"upgrade it to a release of version %d or later", name, ops, metaQueueOps, queueOps, queueOps)
 }
 
 // Members lists every known member, dead and left ones included.

@@ -150,6 +150,8 @@ type Machine struct {
 
 	at      atomic.Int64  // the applying command's time, read by the queue's clock
 	applied atomic.Uint64 // commands applied since the machine was opened
+	// combined mirrors the kCombined meta key: the state has applied an OpCompleteLease.
+	combined atomic.Bool
 
 	chMu   sync.Mutex
 	change chan struct{}
@@ -190,6 +192,11 @@ func (m *Machine) Close() error {
 // Applied counts the commands Apply was given since the machine was opened (whether or not
 // they changed anything).
 func (m *Machine) Applied() uint64 { return m.applied.Load() }
+
+// CombinedApplied reports whether the state has ever applied an OpCompleteLease (in this log,
+// or in the log a restored snapshot was taken from). It never goes back to false: a replica
+// of a release that does not know the operation would diverge replaying such a log.
+func (m *Machine) CombinedApplied() bool { return m.combined.Load() }
 
 // Changed returns a channel closed at the next applied change.
 func (m *Machine) Changed() <-chan struct{} {
@@ -238,6 +245,12 @@ func (m *Machine) apply(c *Command) Response {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if c.Op == OpCompleteLease && !m.combined.Load() {
+		// Written once, on every replica alike, so that snapshots carry it.
+		if m.q.update(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put(kCombined, indexValue) }) == nil {
+			m.combined.Store(true)
+		}
+	}
 	m.at.Store(c.At.UnixNano())
 	m.q.cfg.LeaseDuration = m.cfg.LeaseDuration
 	if c.LeaseFor > 0 {
@@ -325,6 +338,10 @@ var snapMagic = []byte("WPQ1")
 // kClock is the meta key holding the last applied command's time (so that a restored replica
 // reads at the time its state was taken).
 var kClock = []byte("clock")
+
+// kCombined is the meta key set (to indexValue) by the first OpCompleteLease the state
+// applies; see CombinedApplied.
+var kCombined = []byte("combined")
 
 // Snapshot captures the state for the log's snapshot: the file is copied aside at once (so
 // that Apply never waits for a slow sink), persist streams the copy, release removes it.
@@ -418,11 +435,16 @@ func (m *Machine) Restore(r io.Reader) error {
 		os.Remove(tmp)
 		return fmt.Errorf("queue: restore: snapshot does not open: %w", err)
 	}
-	var at int64
+	var (
+		at       int64
+		combined bool
+	)
 	_ = probe.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bMeta).Get(kClock); len(v) == 8 {
+		meta := tx.Bucket(bMeta)
+		if v := meta.Get(kClock); len(v) == 8 {
 			at = int64(binary.BigEndian.Uint64(v))
 		}
+		combined = meta.Get(kCombined) != nil
 		return nil
 	})
 	_ = probe.Close()
@@ -439,6 +461,7 @@ func (m *Machine) Restore(r io.Reader) error {
 	q.passive = true
 	m.q = q
 	m.at.Store(at)
+	m.combined.Store(combined)
 	m.notify()
 	return nil
 }

@@ -1199,3 +1199,93 @@ func TestMachineCompleteLease(t *testing.T) {
 		})
 	}
 }
+
+// TestMachineCombinedApplied: the first OpCompleteLease sets the combined flag, in memory and
+// as a meta key of the file; it survives a snapshot and restore and a rebuild from the log,
+// and a restore of a state that never applied one clears it.
+func TestMachineCombinedApplied(t *testing.T) {
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	q0 := StageQueue("p", 0)
+	// history applies a pipeline, a job and a lease, then (combined) a complete_lease or the
+	// completion alone, and returns the commands applied.
+	history := func(t *testing.T, m *Machine, combined bool) []Command {
+		cmds := []Command{
+			{Op: OpDefine, At: at(0), Pipeline: mergePipeline("p")},
+			{Op: OpSubmit, At: at(time.Second), Request: "r", Name: "p", Inputs: filesOf("x", "y")},
+			{Op: OpLease, At: at(2 * time.Second), Name: q0, Worker: "w0"},
+		}
+		for _, c := range cmds {
+			do(t, m, c, nil)
+		}
+		l := do(t, m, Command{Op: OpLease, At: at(2 * time.Second), Name: q0, Worker: "w1"}, nil).Lease
+		cmds = append(cmds, Command{Op: OpLease, At: at(2 * time.Second), Name: q0, Worker: "w1"})
+		last := Command{Op: OpComplete, At: at(3 * time.Second), Lease: l, Output: ptr(fileOf("out/y"))}
+		if combined {
+			last.Op, last.Name, last.Worker = OpCompleteLease, q0, "w1"
+		}
+		do(t, m, last, nil)
+		return append(cmds, last)
+	}
+	hasKey := func(t *testing.T, m *Machine) bool {
+		t.Helper()
+		var v []byte
+		read(t, m, func(q *Queue) error {
+			return q.db.View(func(tx *bolt.Tx) error {
+				v = append([]byte(nil), tx.Bucket(bMeta).Get(kCombined)...)
+				return nil
+			})
+		})
+		if len(v) > 0 && !bytes.Equal(v, []byte{1}) {
+			t.Fatalf("meta %q = %x, want 01", kCombined, v)
+		}
+		return len(v) > 0
+	}
+	tests := []struct {
+		name     string
+		combined bool
+	}{
+		{"complete_lease applied", true},
+		{"completion and lease apart", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newMachine(t)
+			if m.CombinedApplied() {
+				t.Fatal("a new machine reports a complete_lease applied")
+			}
+			cmds := history(t, m, tt.combined)
+			check := func(what string, m *Machine) {
+				t.Helper()
+				if got, key := m.CombinedApplied(), hasKey(t, m); got != tt.combined || key != tt.combined {
+					t.Fatalf("%s: CombinedApplied %v, meta key %v; want %v", what, got, key, tt.combined)
+				}
+			}
+			check("applied", m)
+			// The key is part of the file format (snapshots carry it): meta "combined" = 01.
+			if pinned := fmt.Sprintf("%x %x 01\n", "meta", "combined"); bytes.Contains(rawState(t, m), []byte(pinned)) != tt.combined {
+				t.Fatalf("raw state holds %q: %v, want %v", pinned, !tt.combined, tt.combined)
+			}
+			snap := snapshotBytes(t, m)
+
+			restored := newMachine(t)
+			if err := restored.Restore(bytes.NewReader(snap)); err != nil {
+				t.Fatal(err)
+			}
+			check("restored from a snapshot", restored)
+
+			// A replica that applied a complete_lease of its own, restored from this snapshot.
+			other := newMachine(t)
+			history(t, other, true)
+			if err := other.Restore(bytes.NewReader(snap)); err != nil {
+				t.Fatal(err)
+			}
+			check("restored over a state that had applied one", other)
+
+			rebuilt := newMachine(t)
+			for _, c := range cmds {
+				rebuilt.Apply(encodeCmd(t, c))
+			}
+			check("rebuilt from the log", rebuilt)
+		})
+	}
+}

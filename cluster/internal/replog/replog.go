@@ -104,6 +104,10 @@ type Peer struct {
 	Alive    bool
 	Left     bool
 	Since    time.Time // of the last state change
+	// NoVote: alive but must not be added as a voter, as it would not apply the log (a
+	// release that does not know commands the log holds). It is left as it is when already
+	// one: removal follows Left and Alive alone.
+	NoVote bool
 }
 
 // Timing groups the clock-related settings.
@@ -523,10 +527,16 @@ func (l *Log) leaderLoop() {
 	}
 }
 
-// reconcile adds alive members as voters and removes left ones (and dead ones after
-// RemoveDeadAfter, never below MinVoters).
+// reconcile adds alive members as voters (but none marked NoVote) and removes left ones (and
+// dead ones after RemoveDeadAfter, never below MinVoters). It first makes sure this leader has
+// applied every entry committed before its term, so that the view Peers builds from its state
+// machines (NoVote) does not lag the log a new voter would replay.
 func (l *Log) reconcile() {
 	if l.cfg.Peers == nil {
+		return
+	}
+	timeout := 2 * l.cfg.Timing.ElectionTimeout
+	if l.CaughtUp(timeout) != nil {
 		return
 	}
 	f := l.raft.GetConfiguration()
@@ -538,14 +548,13 @@ func (l *Log) reconcile() {
 		inCfg[string(srv.ID)] = srv
 	}
 	voters := len(inCfg)
-	timeout := 2 * l.cfg.Timing.ElectionTimeout
 	for _, p := range l.cfg.Peers() {
 		if p.ID == l.cfg.NodeID || p.RaftAddr == "" {
 			continue
 		}
 		srv, ok := inCfg[p.ID]
 		switch {
-		case p.Alive && (!ok || string(srv.Address) != p.RaftAddr):
+		case p.Alive && !p.NoVote && (!ok || string(srv.Address) != p.RaftAddr):
 			_ = l.raft.AddVoter(raft.ServerID(p.ID), raft.ServerAddress(p.RaftAddr), 0, timeout).Error()
 		case ok && p.Left:
 			if l.raft.RemoveServer(raft.ServerID(p.ID), 0, timeout).Error() == nil {

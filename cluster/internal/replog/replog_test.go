@@ -328,3 +328,138 @@ func TestUnknownEntryIgnored(t *testing.T) {
 		t.Fatalf("unknown kind applied: %v", got)
 	}
 }
+
+// TestReconcileNoVote: the leader never adds an alive peer marked NoVote as a voter, and adds
+// it once the mark is gone. Peers are listed in order and reconcile adds them one at a time,
+// so once n2 (listed after n1) is a voter, a pass has gone over n1 and left it out.
+func TestReconcileNoVote(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		peers []Peer
+	)
+	logs := make([]*Log, 3)
+	for i := range logs {
+		l, err := Start(Config{
+			NodeID: fmt.Sprintf("n%d", i), BindAddr: "127.0.0.1:0", Bootstrap: i == 0,
+			Timing: Timing{HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
+				LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 10 * time.Millisecond, ReconcileInterval: 50 * time.Millisecond},
+			Peers: func() []Peer {
+				mu.Lock()
+				defer mu.Unlock()
+				return append([]Peer(nil), peers...)
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs[i] = l
+		t.Cleanup(func() { _ = l.Shutdown() })
+	}
+	waitVoters := func(want ...string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			st := logs[0].Status()
+			if fmt.Sprint(st.Voters) == fmt.Sprint(want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("voters %v, want %v", st.Voters, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitVoters("n0")
+	mu.Lock()
+	peers = []Peer{
+		{ID: "n1", RaftAddr: logs[1].Addr(), Alive: true, NoVote: true},
+		{ID: "n2", RaftAddr: logs[2].Addr(), Alive: true},
+	}
+	mu.Unlock()
+	waitVoters("n0", "n2")
+	mu.Lock()
+	peers[0].NoVote = false
+	mu.Unlock()
+	waitVoters("n0", "n1", "n2")
+}
+
+// gated is a counter whose Apply waits until gate is closed.
+type gated struct {
+	*counter
+	gate chan struct{}
+}
+
+func (g gated) Apply(index uint64, body []byte) any {
+	<-g.gate
+	return g.counter.Apply(index, body)
+}
+
+// TestReconcileAfterCatchingUp: a restarted leader decides NoVote from its machines only once
+// they have applied the entries of earlier terms. Here n1 is NoVote once the counter has
+// applied the entry written before the restart; the replay is held back a while, and n1 must
+// not become a voter meanwhile.
+func TestReconcileAfterCatchingUp(t *testing.T) {
+	dir := t.TempDir()
+	timing := Timing{HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
+		LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 10 * time.Millisecond, ReconcileInterval: 50 * time.Millisecond}
+	var first *Log
+	c := &counter{blocked: make(chan error, 1)}
+	first, err := Start(Config{NodeID: "n0", BindAddr: "127.0.0.1:0", Bootstrap: true, DataDir: dir, Timing: timing,
+		Kinds: []Kind{c.kind(&first)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !first.IsLeader() {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := first.Propose('T', []byte("1"), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+
+	var others []*Log
+	for i := 1; i <= 2; i++ {
+		l, err := Start(Config{NodeID: fmt.Sprintf("n%d", i), BindAddr: "127.0.0.1:0", Timing: timing})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = l.Shutdown() })
+		others = append(others, l)
+	}
+	g := gated{counter: &counter{blocked: make(chan error, 1)}, gate: make(chan struct{})}
+	var l0 *Log
+	l0, err = Start(Config{NodeID: "n0", BindAddr: "127.0.0.1:0", DataDir: dir, Timing: timing,
+		Kinds: []Kind{{Tag: 'T', Name: "counter", Machine: g, MaxCommand: 32, Lead: func(context.Context, Caller, []byte) ([]byte, error) {
+			return nil, errors.New("not proposed here")
+		}}},
+		Peers: func() []Peer {
+			return []Peer{
+				{ID: "n1", RaftAddr: others[0].Addr(), Alive: true, NoVote: g.get() > 0},
+				{ID: "n2", RaftAddr: others[1].Addr(), Alive: true},
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l0.Shutdown() })
+	open := sync.OnceFunc(func() { close(g.gate) })
+	t.Cleanup(open) // before l0's shutdown, which waits for the applier
+	time.AfterFunc(time.Second, open)
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		st := l0.Status()
+		if fmt.Sprint(st.Voters) == "[n0 n2]" {
+			break
+		}
+		if len(st.Voters) > 2 || time.Now().After(deadline) {
+			t.Fatalf("voters %v (counter %d), want n0 and n2", st.Voters, g.get())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
