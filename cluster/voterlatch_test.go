@@ -1,35 +1,20 @@
 package cluster
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/wasmpod/wasmpod/cluster/internal/membership"
 	"github.com/wasmpod/wasmpod/cluster/internal/queuestate"
 	"github.com/wasmpod/wasmpod/cluster/queue"
+	"github.com/wasmpod/wasmpod/internal/podtest"
 )
 
-// logBuffer is a LogOutput that tests can read while the node writes.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// lines counts the lines holding s.
-func (b *logBuffer) lines(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// linesWith counts the lines of what b holds that contain s.
+func linesWith(b *podtest.SyncBuffer, s string) int {
 	n := 0
-	for _, l := range strings.Split(b.buf.String(), "\n") {
+	for _, l := range strings.Split(b.String(), "\n") {
 		if strings.Contains(l, s) {
 			n++
 		}
@@ -108,7 +93,7 @@ func TestVoterLatch(t *testing.T) {
 		}
 	})
 	t.Run("after complete_lease", func(t *testing.T) {
-		logs := &logBuffer{}
+		logs := &podtest.SyncBuffer{}
 		c := testConfig("a")
 		c.LogOutput = logs
 		a := startNode(t, c)
@@ -134,7 +119,7 @@ func TestVoterLatch(t *testing.T) {
 		})
 		const why = "not adding member b-old as a Raft voter: it advertises queue commands version 0"
 		eventually(t, "the leader logs why", func() error {
-			if n := logs.lines(why); n != 1 {
+			if n := linesWith(logs, why); n != 1 {
 				return fmt.Errorf("%d lines %q", n, why)
 			}
 			return nil
@@ -146,8 +131,8 @@ func TestVoterLatch(t *testing.T) {
 				}
 			}
 		}
-		if n := logs.lines(why); n != 1 || logs.lines("of version 1") != 1 {
-			t.Fatalf("%d lines %q (%d naming version 1), want one", n, why, logs.lines("of version 1"))
+		if n := linesWith(logs, why); n != 1 || linesWith(logs, "of version 1") != 1 {
+			t.Fatalf("%d lines %q (%d naming version 1), want one", n, why, linesWith(logs, "of version 1"))
 		}
 		if v := voters(a); v != "[a c-new]" {
 			t.Fatalf("voters %s", v)

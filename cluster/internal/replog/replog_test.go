@@ -96,35 +96,56 @@ func startThree(t *testing.T) []*testNode {
 	return nodes
 }
 
-// startLogs starts three logs on loopback with fast timings, node i with kinds(i), and returns
-// them once every one sees a leader and three voters. Log i is named "n<i>".
-func startLogs(t *testing.T, kinds func(i int) []Kind) []*Log {
+// fastTiming is the loopback tests' Raft timing.
+var fastTiming = Timing{HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
+	LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 10 * time.Millisecond, ReconcileInterval: 50 * time.Millisecond}
+
+// peerList is a membership view that a test changes while the logs read it.
+type peerList struct {
+	mu    sync.Mutex
+	peers []Peer
+}
+
+func (p *peerList) get() []Peer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Peer(nil), p.peers...)
+}
+
+func (p *peerList) set(fn func(peers []Peer) []Peer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.peers = fn(p.peers)
+}
+
+// startLogsOf starts three logs "n0" (bootstrapping), "n1", "n2" on loopback with fastTiming,
+// reading their membership from peers, node i with kinds(i) (nil: none).
+func startLogsOf(t *testing.T, peers *peerList, kinds func(i int) []Kind) []*Log {
 	t.Helper()
-	var (
-		mu    sync.Mutex
-		peers []Peer
-	)
 	logs := make([]*Log, 3)
 	for i := range logs {
-		l, err := Start(Config{
-			NodeID: fmt.Sprintf("n%d", i), BindAddr: "127.0.0.1:0", Bootstrap: i == 0,
-			Timing: Timing{HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
-				LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 10 * time.Millisecond, ReconcileInterval: 50 * time.Millisecond},
-			Peers: func() []Peer {
-				mu.Lock()
-				defer mu.Unlock()
-				return append([]Peer(nil), peers...)
-			},
-			Kinds: kinds(i),
-		})
+		c := Config{NodeID: fmt.Sprintf("n%d", i), BindAddr: "127.0.0.1:0", Bootstrap: i == 0, Timing: fastTiming, Peers: peers.get}
+		if kinds != nil {
+			c.Kinds = kinds(i)
+		}
+		l, err := Start(c)
 		if err != nil {
 			t.Fatal(err)
 		}
 		logs[i] = l
 		t.Cleanup(func() { _ = l.Shutdown() })
-		mu.Lock()
-		peers = append(peers, Peer{ID: l.NodeID(), RaftAddr: l.Addr(), Alive: true})
-		mu.Unlock()
+	}
+	return logs
+}
+
+// startLogs starts three logs (startLogsOf) that all see each other, and returns them once
+// every one sees a leader and three voters.
+func startLogs(t *testing.T, kinds func(i int) []Kind) []*Log {
+	t.Helper()
+	peers := &peerList{}
+	logs := startLogsOf(t, peers, kinds)
+	for _, l := range logs {
+		peers.set(func(p []Peer) []Peer { return append(p, Peer{ID: l.NodeID(), RaftAddr: l.Addr(), Alive: true}) })
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -333,28 +354,8 @@ func TestUnknownEntryIgnored(t *testing.T) {
 // it once the mark is gone. Peers are listed in order and reconcile adds them one at a time,
 // so once n2 (listed after n1) is a voter, a pass has gone over n1 and left it out.
 func TestReconcileNoVote(t *testing.T) {
-	var (
-		mu    sync.Mutex
-		peers []Peer
-	)
-	logs := make([]*Log, 3)
-	for i := range logs {
-		l, err := Start(Config{
-			NodeID: fmt.Sprintf("n%d", i), BindAddr: "127.0.0.1:0", Bootstrap: i == 0,
-			Timing: Timing{HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
-				LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 10 * time.Millisecond, ReconcileInterval: 50 * time.Millisecond},
-			Peers: func() []Peer {
-				mu.Lock()
-				defer mu.Unlock()
-				return append([]Peer(nil), peers...)
-			},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		logs[i] = l
-		t.Cleanup(func() { _ = l.Shutdown() })
-	}
+	peers := &peerList{}
+	logs := startLogsOf(t, peers, nil)
 	waitVoters := func(want ...string) {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
@@ -370,16 +371,14 @@ func TestReconcileNoVote(t *testing.T) {
 		}
 	}
 	waitVoters("n0")
-	mu.Lock()
-	peers = []Peer{
-		{ID: "n1", RaftAddr: logs[1].Addr(), Alive: true, NoVote: true},
-		{ID: "n2", RaftAddr: logs[2].Addr(), Alive: true},
-	}
-	mu.Unlock()
+	peers.set(func([]Peer) []Peer {
+		return []Peer{
+			{ID: "n1", RaftAddr: logs[1].Addr(), Alive: true, NoVote: true},
+			{ID: "n2", RaftAddr: logs[2].Addr(), Alive: true},
+		}
+	})
 	waitVoters("n0", "n2")
-	mu.Lock()
-	peers[0].NoVote = false
-	mu.Unlock()
+	peers.set(func(p []Peer) []Peer { p[0].NoVote = false; return p })
 	waitVoters("n0", "n1", "n2")
 }
 
@@ -400,8 +399,7 @@ func (g gated) Apply(index uint64, body []byte) any {
 // not become a voter meanwhile.
 func TestReconcileAfterCatchingUp(t *testing.T) {
 	dir := t.TempDir()
-	timing := Timing{HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
-		LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 10 * time.Millisecond, ReconcileInterval: 50 * time.Millisecond}
+	timing := fastTiming
 	var first *Log
 	c := &counter{blocked: make(chan error, 1)}
 	first, err := Start(Config{NodeID: "n0", BindAddr: "127.0.0.1:0", Bootstrap: true, DataDir: dir, Timing: timing,
