@@ -180,6 +180,10 @@ type Proc struct {
 func (n *Net) Start(label, bin string, args ...string) *Proc {
 	n.t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", n.NS(label), bin}, args...)...)
+	// Whatever a node puts in its temporary directory (a queue without --state-dir) goes in
+	// the test's own directory, removed once teardown has killed the nodes: a SIGKILLed
+	// node cannot remove it, and it would pile up in /tmp with every run.
+	cmd.Env = append(os.Environ(), "TMPDIR="+n.dir)
 	errPath := filepath.Join(n.dir, label+fmt.Sprintf("-%d.stderr", time.Now().UnixNano()))
 	ef, err := os.Create(errPath)
 	if err != nil {
