@@ -5,6 +5,8 @@ package podtest
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -30,31 +32,68 @@ var (
 	buildErr  error
 )
 
-// Binary builds the wasmpod binary once per test process and returns its path.
+// Binary builds the wasmpod binary once per test process and returns its path. Go builds of
+// the same source are the same file, so the binary is kept once per content below binDir,
+// instead of in a temporary directory that every test process would leave behind.
 func Binary(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		root, err := wasmbuild.RepoRoot()
-		if err != nil {
-			buildErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "podtest-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binary = filepath.Join(dir, "wasmpod")
-		cmd := exec.Command("go", "build", "-o", binary, "./host/cmd/wasmpod")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("build wasmpod: %v\n%s", err, out)
-		}
-	})
+	buildOnce.Do(func() { binary, buildErr = buildBinary() })
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return binary
+}
+
+// binDir is where built binaries are kept: os.UserCacheDir()/wasmpod/podtest
+// (os.TempDir()/wasmpod-podtest if there is no user cache dir).
+func binDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "wasmpod", "podtest")
+	}
+	return filepath.Join(os.TempDir(), "wasmpod-podtest")
+}
+
+// buildBinary builds ./host/cmd/wasmpod in a directory of its own below binDir and moves it to
+// binDir/wasmpod-<sha256 prefix> unless that file is there already (test processes running
+// at once build the same file; the rename is atomic, and a file in use keeps its content).
+func buildBinary() (string, error) {
+	root, err := wasmbuild.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	dir := binDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("build wasmpod: %w", err)
+	}
+	tmp, err := os.MkdirTemp(dir, "build-")
+	if err != nil {
+		return "", fmt.Errorf("build wasmpod: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	out := filepath.Join(tmp, "wasmpod")
+	cmd := exec.Command("go", "build", "-o", out, "./host/cmd/wasmpod")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build wasmpod: %v\n%s", err, b)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		return "", fmt.Errorf("build wasmpod: %w", err)
+	}
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	f.Close()
+	if err != nil {
+		return "", fmt.Errorf("build wasmpod: %w", err)
+	}
+	final := filepath.Join(dir, "wasmpod-"+hex.EncodeToString(h.Sum(nil))[:16])
+	if st, err := os.Stat(final); err == nil && st.Mode().IsRegular() {
+		return final, nil
+	}
+	if err := os.Rename(out, final); err != nil {
+		return "", fmt.Errorf("build wasmpod: %w", err)
+	}
+	return final, nil
 }
 
 // Plugin builds plugins/<name> (a Go guest: a reactor, or a plain WASI command) and returns the
