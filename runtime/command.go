@@ -157,6 +157,10 @@ func (e *Engine) LoadCommand(ctx context.Context, wasm []byte, cfg CommandConfig
 	if err != nil {
 		return nil, fmt.Errorf("%w: command %q: %v", ErrInvalidModule, cfg.Name, err)
 	}
+	code, facts, err := e.prepareImage(code, mcfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: command %q: %v", ErrInvalidModule, cfg.Name, err)
+	}
 	cm, err := compileSafely(ctx, e.rt, code)
 	if err != nil {
 		return nil, fmt.Errorf("%w: command %q: %v", ErrInvalidModule, cfg.Name, err)
@@ -165,7 +169,18 @@ func (e *Engine) LoadCommand(ctx context.Context, wasm []byte, cfg CommandConfig
 		cm.Close(ctx)
 		return nil, err
 	}
-	m := &Module{e: e, cm: cm, digest: digest, yieldInterval: yieldEvery, cfg: mcfg}
+	m := &Module{e: e, cm: cm, digest: digest, yieldInterval: yieldEvery, cfg: mcfg, baseMC: baseConfig(&mcfg),
+		command: true, prepared: code, imgFacts: facts}
+	switch {
+	case facts.Refusal != "":
+		m.setImageNote("refused: " + facts.Refusal)
+	case cm.ExportedFunctions()[instrument.StartName] != nil:
+		// Its start function runs at every instantiation, with the run's clocks and random
+		// source: that is a run's work, not an image's.
+		m.setImageNote("refused: the module has a start function")
+	default:
+		m.setImageNote("pending: captured and built after the first run")
+	}
 	return &Command{m: m, cfg: cfg, digest: digest}, nil
 }
 
@@ -227,8 +242,72 @@ func (c *Command) SHA256() string { return c.digest }
 // every run directory the command keeps. Runs in flight finish; later runs fail. Idempotent.
 func (c *Command) Close(ctx context.Context) error {
 	var err error
-	c.once.Do(func() { err = errors.Join(c.m.cm.Close(ctx), c.dirs.close()) })
+	c.once.Do(func() {
+		m := c.m
+		m.imgOnce.Do(func() {}) // no image build starts from now on; wait for one under way
+		m.imgWG.Wait()
+		m.cmMu.Lock() // waits for instantiations under way; later ones fail with ErrNotRunning
+		m.released = true
+		err = m.cm.Close(ctx)
+		m.releaseImage(ctx)
+		m.cmMu.Unlock()
+		err = errors.Join(err, c.dirs.close())
+	})
 	return err
+}
+
+// Image says whether the command's runs start from an instance image (RATIONALE.md, "Instance
+// images"): "ready: ..." once built, "pending: ..." before the first run has built it, and
+// "refused: <why>" for a command that cannot have one. A command's image is its linear memory
+// right after instantiation, before _start: what its data segments write, made once instead of
+// at every run. No guest code runs before the capture, so nothing per-run (random seeds, clock
+// reads, arguments, files) can be in it.
+func (c *Command) Image() string {
+	if p := c.m.imgNote.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// PrepareImage builds the command's instance image now instead of after its first run, and
+// waits for it; Image then says whether the command has one. Safe for concurrent use.
+func (c *Command) PrepareImage() {
+	c.startImage()
+	c.m.imgWG.Wait()
+}
+
+// startImage builds the command's image in the background, once (owned by m.imgWG; Close
+// waits for it).
+func (c *Command) startImage() {
+	m := c.m
+	m.imgOnce.Do(func() {
+		m.imgWG.Add(1)
+		go func() {
+			defer m.imgWG.Done()
+			c.buildImage(context.Background())
+		}()
+	})
+}
+
+// buildImage captures the memory of an instance just instantiated (no guest code has run), and
+// builds and checks the image from it, or records why the command gets none.
+func (c *Command) buildImage(ctx context.Context) {
+	m := c.m
+	if !strings.HasPrefix(c.Image(), "pending: ") {
+		return // refused when loaded
+	}
+	inst := &instance{m: m}
+	inst.stdout = &lineWriter{module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs}
+	inst.stderr = &lineWriter{module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs}
+	if err := m.instantiate(ctx, inst, m.moduleConfig(inst, nil)); err != nil {
+		m.setImageNote("refused: capturing the image failed: " + err.Error())
+		return
+	}
+	m.captureImage(inst, &initRecord{active: true})
+	inst.close(ctx)
+	if m.pending != nil {
+		m.buildImage(ctx)
+	}
 }
 
 // CommandInput is one input file of a run.
@@ -561,8 +640,14 @@ func (c *Command) newInstance(ctx context.Context, inDir, outDir string, args []
 		WithRandSource(rand.Reader).
 		WithNanosleep(inst.nanosleep).
 		WithFSConfig(fsc)
-	if err := m.instantiate(ctx, inst, mc); err != nil {
+	img := m.img.Load()
+	if err := m.instantiateWith(ctx, inst, mc, img); err != nil {
 		return nil, fmt.Errorf("command %q: %w", m.cfg.Name, err)
+	}
+	if img != nil {
+		m.fromImage.Add(1)
+	} else {
+		c.startImage() // for the runs after this one
 	}
 	return inst, nil
 }

@@ -67,6 +67,9 @@ type Module struct {
 	prepared  []byte
 	imgFacts  instrument.ImageFacts
 	fromImage atomic.Uint64 // instances made from img
+	// command marks a WASI command's module (Command): it speaks no wasmpod ABI, and its image
+	// is its memory right after instantiation.
+	command bool
 }
 
 func newModule(e *Engine, cm wazero.CompiledModule, cfg ModuleConfig, digest string, prepared []byte, facts instrument.ImageFacts) (*Module, error) {

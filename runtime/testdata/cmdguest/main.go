@@ -11,17 +11,22 @@
 //	            (one a line; "raw:P" opens P relative to the /in preopen, fd 3, with a direct
 //	            WASI call), and writes one line per attempt to OUT
 //	split.txt   writes every IN upper-cased to the same relative path below /out, and "done" to OUT
+//	rand.txt    writes 16 bytes of crypto/rand, a math/rand/v2 number, the order of a map's
+//	            iteration and the wall clock to OUT (each differs between runs)
 //	anything    writes the first IN upper-cased to OUT
 package main
 
 import (
 	"bytes"
+	crand "crypto/rand"
 	"fmt"
 	"io/fs"
+	mrand "math/rand/v2"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 	"unsafe"
 )
 
@@ -149,6 +154,19 @@ func main() {
 			write(path.Join("/out", rel), bytes.ToUpper(b))
 		}
 		write(out, []byte("done"))
+	case "rand.txt":
+		var b [16]byte
+		_, err := crand.Read(b[:])
+		check(err)
+		m := map[int]bool{}
+		for i := range 64 {
+			m[i] = true
+		}
+		var order []int
+		for k := range m {
+			order = append(order, k)
+		}
+		write(out, fmt.Appendf(nil, "%x %d %v %d\n", b, mrand.Uint64(), order[:8], time.Now().UnixNano()))
 	default:
 		b, err := os.ReadFile(in)
 		check(err)
