@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/wasmpod/wasmpod/cluster"
 	"github.com/wasmpod/wasmpod/cluster/queue"
+	"github.com/wasmpod/wasmpod/internal/sparedirs"
 	"github.com/wasmpod/wasmpod/internal/wasmbuild"
 	"github.com/wasmpod/wasmpod/runtime"
 )
@@ -298,8 +300,8 @@ func BenchmarkQueue(b *testing.B) {
 	b.Cleanup(func() { cmd.Close(context.Background()) })
 	stage := commandStage{cmd}
 
-	// command: the stage alone, the same way a worker runs it (a private output directory per
-	// run, removed after), 2 runs at once.
+	// command: the stage alone, the same way a worker runs it (see commandTasks), 2 runs at
+	// once.
 	b.Run("command", func(b *testing.B) {
 		b.ReportAllocs()
 		b.ReportMetric(float64(b.N)/commandTasks(b, stage, b.TempDir(), b.N).Seconds(), "tasks/s")
@@ -359,21 +361,35 @@ func BenchmarkQueue(b *testing.B) {
 const commandInput = "r0/t000000"
 
 // commandTasks runs the stage n times, queueConcurrency at once, the way a worker runs it (a
-// private output directory per run, removed after), on one input in dir named like a queue
-// task's (commandInput), and returns how long that took.
+// private output directory per goroutine, emptied after each run, the directories of the output's
+// name kept for the next: see internal/sparedirs), on one input in dir named like a queue task's
+// (commandInput), and returns how long that took.
 func commandTasks(b testing.TB, stage commandStage, dir string, n int) time.Duration {
 	ctx := context.Background()
 	input := filepath.Join(dir, "input-"+filepath.Base(commandInput))
 	if err := os.WriteFile(input, []byte("task 0 of run 0\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	start := time.Now()
-	err := parallel(n, func(int) error {
-		out, err := os.MkdirTemp(dir, "out-")
+	outs := make([]string, queueConcurrency)
+	spares := make([]*sparedirs.Dirs, queueConcurrency)
+	for w := range queueConcurrency {
+		var err error
+		if outs[w], err = os.MkdirTemp(dir, "out-"); err == nil {
+			var spare string
+			if spare, err = os.MkdirTemp(dir, "spare-"); err == nil {
+				spares[w] = sparedirs.New(spare, 8)
+			}
+		}
 		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	start := time.Now()
+	err := parallel(n, func(w int) error {
+		out := outs[w]
+		if err := spares[w].MakeAll(out, path.Dir(commandInput)); err != nil {
 			return err
 		}
-		defer os.RemoveAll(out)
 		rel, err := stage.RunStage(ctx, []cluster.StageInput{{Name: commandInput, Path: input}}, commandInput, out)
 		if err != nil {
 			return err
@@ -382,7 +398,10 @@ func commandTasks(b testing.TB, stage commandStage, dir string, n int) time.Dura
 		if err == nil && string(got) != "copy:task 0 of run 0\n" {
 			err = fmt.Errorf("output %q", got)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return spares[w].Empty(out)
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -29,8 +29,8 @@ type StageInput struct {
 // other than its inputs (a hard link to such a file is a regular file like any other), and that
 // nothing the run started still writes below outDir once RunStage has returned.
 type StageRunner interface {
-	// RunStage runs the stage on inputs and writes exactly one output file below outDir (an
-	// empty private directory); it returns that file's path relative to outDir (a clean slash
+	// RunStage runs the stage on inputs and writes exactly one output file below outDir (a
+	// private directory, empty but for the directories of outputName); it returns that file's path relative to outDir (a clean slash
 	// path). outputName is the suggested name (the single input's name, or the stage name for
 	// a merge). ctx carries the task's deadline.
 	RunStage(ctx context.Context, inputs []StageInput, outputName, outDir string) (output string, err error)

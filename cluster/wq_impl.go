@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -28,6 +29,7 @@ import (
 	"github.com/wasmpod/wasmpod/cluster/internal/replog"
 	"github.com/wasmpod/wasmpod/cluster/queue"
 	"github.com/wasmpod/wasmpod/internal/spans"
+	"github.com/wasmpod/wasmpod/internal/sparedirs"
 )
 
 // Connection kinds on the Raft port (besides Raft and the lease RPC).
@@ -1149,7 +1151,7 @@ func (p *Workers) deliver(h *held, prev chan struct{}, dirs *workDirs, next *nex
 	if runErr != nil {
 		runErr = fmt.Errorf("work dir: %w", runErr)
 	} else {
-		rel, runErr = p.run(ctx, h, work)
+		rel, runErr = p.run(ctx, h, work, dirs)
 	}
 	cancel()
 	done := make(chan struct{})
@@ -1245,20 +1247,35 @@ func (p *Workers) fill(next *nextLease, l *queuestate.Lease) {
 }
 
 // keptWorkDirs is how many emptied work directories a worker keeps for its next runs: one is
-// in use while the one before is being emptied.
-const keptWorkDirs = 2
+// in use while the one before is being emptied. spareWorkDirs is how many emptied directories
+// from below them it keeps for the next runs' output names (internal/sparedirs says why).
+const (
+	keptWorkDirs  = 2
+	spareWorkDirs = 8
+)
 
 // workDirs are one worker's work directories below parent (the blob store's temporary
-// directory, which Open empties after a crash). A run is given an empty directory; once its
-// output is staged, the directory is emptied and kept for a later run (at most keptWorkDirs
-// of them; others are removed).
+// directory, which Open empties after a crash). A run is given a private directory, empty but
+// for the directories of its output's name; once its output is staged, the directory is
+// emptied and kept for a later run (at most keptWorkDirs of them; others are removed), and the
+// private directories below it are kept in a spare directory of parent, to become the next
+// runs' output directories.
 type workDirs struct {
-	parent string
-	free   chan string
+	parent   string
+	free     chan string
+	spare    *sparedirs.Dirs // made by the first get (the worker's goroutine); used by put after
+	spareDir string
 }
 
-// get returns an empty private directory: a kept one, or a new one.
+// get returns a private directory, empty: a kept one, or a new one.
 func (d *workDirs) get() (string, error) {
+	if d.spare == nil {
+		dir, err := os.MkdirTemp(d.parent, "spare-")
+		if err != nil {
+			return "", err
+		}
+		d.spareDir, d.spare = dir, sparedirs.New(dir, spareWorkDirs)
+	}
 	select {
 	case dir := <-d.free:
 		return dir, nil
@@ -1270,7 +1287,7 @@ func (d *workDirs) get() (string, error) {
 // put empties dir and keeps it for a later run; a directory that cannot be emptied, or one
 // more than are kept, is removed.
 func (d *workDirs) put(dir string) {
-	if emptyDir(dir) == nil {
+	if d.spare.Empty(dir) == nil {
 		select {
 		case d.free <- dir:
 			return
@@ -1280,37 +1297,19 @@ func (d *workDirs) put(dir string) {
 	_ = os.RemoveAll(dir)
 }
 
-// close removes the kept directories; call once no run or put is in progress.
+// close removes the kept directories and the spares; call once no run or put is in progress.
 func (d *workDirs) close() {
 	for {
 		select {
 		case dir := <-d.free:
 			_ = os.RemoveAll(dir)
 		default:
+			if d.spareDir != "" {
+				_ = os.RemoveAll(d.spareDir)
+			}
 			return
 		}
 	}
-}
-
-// emptyDir removes everything in dir, and fails unless dir is then empty.
-func emptyDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	names, err := f.Readdirnames(-1)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	for _, n := range names {
-		if err := os.RemoveAll(filepath.Join(dir, n)); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // commit ends a delivery: the output is made durable, here and (in a cluster) on one other
@@ -1386,7 +1385,7 @@ func (p *Workers) count(c *uint64) {
 // run fetches the inputs and runs the stage in work, an empty directory, and returns the
 // output's path relative to work (deliver stages it in the blob store, commit makes it
 // durable).
-func (p *Workers) run(ctx context.Context, h *held, work string) (_ string, err error) {
+func (p *Workers) run(ctx context.Context, h *held, work string, dirs *workDirs) (_ string, err error) {
 	l := h.l
 	st := h.task
 	if st == nil {
@@ -1411,6 +1410,9 @@ func (p *Workers) run(ctx context.Context, h *held, work string) (_ string, err 
 	outputName := st.Name
 	if len(st.Inputs) == 1 && !st.Merge {
 		outputName = st.Inputs[0].Name
+	}
+	if err := dirs.spare.MakeAll(work, path.Dir(outputName)); err != nil {
+		return "", fmt.Errorf("work dir: %w", err)
 	}
 	rel, err := p.cfg.Runner.RunStage(ctx, inputs, outputName, work)
 	if err != nil {

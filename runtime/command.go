@@ -21,6 +21,7 @@ import (
 	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/sys"
 
+	"github.com/wasmpod/wasmpod/internal/sparedirs"
 	"github.com/wasmpod/wasmpod/runtime/internal/instrument"
 )
 
@@ -364,26 +365,24 @@ func (c *Command) RunInputs(ctx context.Context, inputs []CommandInput, outputNa
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("command %q: %w", name, err)
 	}
-	work, err := c.dirs.acquire(c.cfg.WorkDir)
+	rd, err := c.dirs.acquire(c.cfg.WorkDir)
 	if err != nil {
 		return res, fmt.Errorf("command %q: %w", name, err)
 	}
 	// Emptied off this path by the command's cleaner (after inst.close, deferred below).
-	defer c.dirs.release(work)
-	inDir, outDir := filepath.Join(work, "in"), filepath.Join(work, "out")
+	defer c.dirs.release(rd)
+	inDir, outDir := filepath.Join(rd.path, "in"), filepath.Join(rd.path, "out")
 	for _, in := range inputs {
 		dst := filepath.Join(inDir, filepath.FromSlash(in.Name))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		if err := rd.spare.MakeAll(inDir, path.Dir(in.Name)); err != nil {
 			return res, fmt.Errorf("command %q: input %q: %w", name, in.Name, err)
 		}
 		if err := linkOrCopy(in.Path, dst); err != nil {
 			return res, fmt.Errorf("command %q: input %q: %w", name, in.Name, err)
 		}
 	}
-	if dir := path.Dir(outputName); dir != "." {
-		if err := os.MkdirAll(filepath.Join(outDir, filepath.FromSlash(dir)), 0o700); err != nil {
-			return res, fmt.Errorf("command %q: output %q: %w", name, outputName, err)
-		}
+	if err := rd.spare.MakeAll(outDir, path.Dir(outputName)); err != nil {
+		return res, fmt.Errorf("command %q: output %q: %w", name, outputName, err)
 	}
 
 	args := make([]string, 0, len(inputs)+2)
@@ -418,9 +417,18 @@ func (c *Command) RunInputs(ctx context.Context, inputs []CommandInput, outputNa
 
 // Bounds of the run directories a Command keeps.
 const (
-	maxIdleRunDirs  = 4 // emptied run directories kept for reuse; more are removed
-	maxDirtyRunDirs = 4 // run directories waiting for the cleaner; past it a run empties its own
+	maxIdleRunDirs  = 4  // emptied run directories kept for reuse; more are removed
+	maxDirtyRunDirs = 4  // run directories waiting for the cleaner; past it a run empties its own
+	maxSpareDirs    = 16 // empty directories a run directory keeps for the next runs' input and output names
 )
+
+// runDir is one run directory: WORK/in and WORK/out, and WORK/spare holding the directories
+// earlier runs' names implied (in/r1 for the input "r1/t7"), emptied and kept for the next
+// runs' names (internal/sparedirs says why).
+type runDir struct {
+	path  string
+	spare *sparedirs.Dirs
+}
 
 // runDirs keeps a Command's run directories (WORK/in and WORK/out below WorkDir) so that a run
 // neither makes nor removes one on its path: a run takes an emptied one (or makes one if none is
@@ -429,8 +437,8 @@ const (
 // place: idle (empty), in use by one run, or queued for the cleaner.
 type runDirs struct {
 	mu     sync.Mutex
-	idle   []string
-	dirty  chan string   // queued for the cleaner; nil until the first release, closed by close
+	idle   []*runDir
+	dirty  chan *runDir  // queued for the cleaner; nil until the first release, closed by close
 	done   chan struct{} // closed when the cleaner has returned
 	closed bool
 
@@ -441,35 +449,35 @@ type runDirs struct {
 }
 
 // acquire returns an empty run directory below workDir.
-func (d *runDirs) acquire(workDir string) (string, error) {
+func (d *runDirs) acquire(workDir string) (*runDir, error) {
 	d.mu.Lock()
 	if n := len(d.idle); n > 0 && !d.closed {
-		work := d.idle[n-1]
+		rd := d.idle[n-1]
 		d.idle = d.idle[:n-1]
 		d.mu.Unlock()
-		return work, nil
+		return rd, nil
 	}
 	d.mu.Unlock()
 	work, err := os.MkdirTemp(workDir, "wasmpod-run-*")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	for _, sub := range []string{"in", "out"} {
+	for _, sub := range []string{"in", "out", "spare"} {
 		if err := os.Mkdir(filepath.Join(work, sub), 0o700); err != nil {
 			os.RemoveAll(work)
-			return "", err
+			return nil, err
 		}
 	}
-	return work, nil
+	return &runDir{path: work, spare: sparedirs.New(filepath.Join(work, "spare"), maxSpareDirs)}, nil
 }
 
 // release hands back the directory of a finished run (its instance closed) to the cleaner, or
 // empties it itself if the cleaner's backlog is full or the command closed.
-func (d *runDirs) release(work string) {
+func (d *runDirs) release(work *runDir) {
 	d.mu.Lock()
 	if !d.closed {
 		if d.dirty == nil {
-			d.dirty = make(chan string, maxDirtyRunDirs)
+			d.dirty = make(chan *runDir, maxDirtyRunDirs)
 			d.done = make(chan struct{})
 			go d.cleaner(d.dirty, d.done)
 		}
@@ -484,11 +492,11 @@ func (d *runDirs) release(work string) {
 	d.recycle(work)
 }
 
-func (d *runDirs) cleaner(dirty <-chan string, done chan<- struct{}) {
+func (d *runDirs) cleaner(dirty <-chan *runDir, done chan<- struct{}) {
 	defer close(done)
 	for work := range dirty {
 		if d.beforeClean != nil {
-			d.beforeClean(work)
+			d.beforeClean(work.path)
 		}
 		d.recycle(work)
 	}
@@ -496,8 +504,8 @@ func (d *runDirs) cleaner(dirty <-chan string, done chan<- struct{}) {
 
 // recycle empties work and keeps it for reuse, or removes it if emptying failed, the command
 // is closed or enough directories are idle.
-func (d *runDirs) recycle(work string) {
-	err := emptyRunDir(work)
+func (d *runDirs) recycle(work *runDir) {
+	err := work.empty()
 	d.mu.Lock()
 	kept := err == nil && !d.closed && len(d.idle) < maxIdleRunDirs
 	if kept {
@@ -505,10 +513,10 @@ func (d *runDirs) recycle(work string) {
 	}
 	d.mu.Unlock()
 	if !kept {
-		os.RemoveAll(work)
+		os.RemoveAll(work.path)
 	}
 	if d.afterClean != nil {
-		d.afterClean(work, kept)
+		d.afterClean(work.path, kept)
 	}
 }
 
@@ -531,37 +539,25 @@ func (d *runDirs) close() error {
 	d.mu.Unlock()
 	var errs []error
 	for _, work := range idle {
-		if err := os.RemoveAll(work); err != nil {
+		if err := os.RemoveAll(work.path); err != nil {
 			errs = append(errs, fmt.Errorf("command run directory: %w", err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// emptyRunDir removes everything below work/in and work/out (the input links and whatever the
-// guest left: files, directories, symbolic links) and checks that both are again empty private
-// directories.
-func emptyRunDir(work string) error {
+// empty removes everything below the run directory's in and out (the input links and whatever
+// the guest left: files, directories, symbolic links) and checks that both are again empty
+// private directories. Private directories are kept as spares, up to maxSpareDirs.
+func (rd *runDir) empty() error {
+	for _, sub := range []string{"spare", "in", "out"} {
+		if err := sparedirs.Private(filepath.Join(rd.path, sub)); err != nil {
+			return err
+		}
+	}
 	for _, sub := range []string{"in", "out"} {
-		dir := filepath.Join(work, sub)
-		st, err := os.Lstat(dir)
-		if err != nil {
+		if err := rd.spare.Empty(filepath.Join(rd.path, sub)); err != nil {
 			return err
-		}
-		if !st.IsDir() || st.Mode().Perm() != 0o700 {
-			return fmt.Errorf("%s is not a private directory (%s)", dir, st.Mode())
-		}
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			return err
-		}
-		for _, e := range ents {
-			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-				return err
-			}
-		}
-		if ents, err := os.ReadDir(dir); err != nil || len(ents) > 0 {
-			return fmt.Errorf("%s not emptied (%d entries left, %v)", dir, len(ents), err)
 		}
 	}
 	return nil

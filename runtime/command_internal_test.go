@@ -2,12 +2,16 @@ package runtime
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/wasmpod/wasmpod/internal/sparedirs"
 	"github.com/wasmpod/wasmpod/internal/wasmbuild"
 )
 
@@ -157,5 +161,102 @@ func TestCommandRunDirCleanedOffPath(t *testing.T) {
 	}
 	if left := runDirsIn(t, workDir); len(left) != 0 {
 		t.Fatalf("run after Close left %q", left)
+	}
+}
+
+// spares returns the inode numbers of the spare directories of the one run directory in
+// workDir, failing unless each is an empty private directory.
+func spares(t *testing.T, workDir string) map[uint64]bool {
+	t.Helper()
+	runs := runDirsIn(t, workDir)
+	if len(runs) != 1 {
+		t.Fatalf("work dir holds %q, want one run directory", runs)
+	}
+	dir := filepath.Join(workDir, runs[0], "spare")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inodes := map[uint64]bool{}
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		if err := sparedirs.Private(p); err != nil {
+			t.Fatalf("spare: %v", err)
+		}
+		if in, err := os.ReadDir(p); err != nil || len(in) != 0 {
+			t.Fatalf("spare %s holds %d entries (%v)", e.Name(), len(in), err)
+		}
+		st, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inodes[st.Sys().(*syscall.Stat_t).Ino] = true
+	}
+	return inodes
+}
+
+// The directories a run's names imply (in/r1 for the input "r1/t1", out/r1 for the output) are
+// kept as spares and renamed into place for the next run's names: no directory is made or
+// removed per run once a run directory has its spares. What a guest leaves is kept only as an
+// emptied private directory, up to maxSpareDirs; the later run still sees only its own inputs.
+func TestCommandRunDirSpares(t *testing.T) {
+	cleaned := make(chan bool, 1)
+	var plant func(work string)
+	c, workDir := runDirCommand(t, func(work string) {
+		if plant != nil {
+			plant(work)
+		}
+	}, func(_ string, kept bool) { cleaned <- kept })
+
+	runFiles(t, c, "r1/t1", "r1/t1")
+	<-cleaned
+	first := spares(t, workDir)
+	if len(first) != 2 {
+		t.Fatalf("%d spares after a run with in/r1 and out/r1, want 2", len(first))
+	}
+	for _, name := range []string{"r2/t2", "r3/t3"} {
+		runFiles(t, c, name, name)
+		<-cleaned
+		if got := spares(t, workDir); !maps.Equal(got, first) {
+			t.Fatalf("spares after %s: inodes %v, want the same directories %v", name, got, first)
+		}
+	}
+
+	// Left by a guest: a public directory, a directory holding a symbolic link and a file, and
+	// more nested private directories than are kept.
+	plant = func(work string) {
+		out := filepath.Join(work, "out")
+		if err := os.Mkdir(filepath.Join(out, "public"), 0o755); err != nil {
+			t.Error(err)
+		}
+		if err := os.MkdirAll(filepath.Join(out, "x"), 0o700); err != nil {
+			t.Error(err)
+		}
+		if err := os.Symlink("/etc", filepath.Join(out, "x", "sym")); err != nil {
+			t.Error(err)
+		}
+		if err := os.WriteFile(filepath.Join(out, "x", "f"), []byte("f"), 0o600); err != nil {
+			t.Error(err)
+		}
+		deep := out
+		for i := range 2 * maxSpareDirs {
+			deep = filepath.Join(deep, fmt.Sprint("d", i))
+		}
+		if err := os.MkdirAll(deep, 0o700); err != nil {
+			t.Error(err)
+		}
+	}
+	runFiles(t, c, "r4/t4", "r4/t4")
+	if !<-cleaned {
+		t.Fatal("run directory not kept")
+	}
+	plant = nil
+	if got := spares(t, workDir); len(got) != maxSpareDirs {
+		t.Fatalf("%d spares, want %d (the bound)", len(got), maxSpareDirs)
+	}
+	out := runFiles(t, c, "list.txt", "a/b/list.txt")
+	want := "argv: cmdguest /in/a/b/list.txt /out/list.txt\n/in/\n/in/a/\n/in/a/b/\n/in/a/b/list.txt 23\n/out/\n"
+	if got, _ := os.ReadFile(filepath.Join(out, "list.txt")); string(got) != want {
+		t.Fatalf("run after the planted one sees\n%s\nwant\n%s", got, want)
 	}
 }
