@@ -297,9 +297,7 @@ func (c *Command) buildImage(ctx context.Context) {
 	if !strings.HasPrefix(c.Image(), "pending: ") {
 		return // refused when loaded
 	}
-	inst := &instance{m: m}
-	inst.stdout = &lineWriter{module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs}
-	inst.stderr = &lineWriter{module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs}
+	inst := m.newShell(nil)
 	if err := m.instantiate(ctx, inst, m.moduleConfig(inst, nil)); err != nil {
 		m.setImageNote("refused: capturing the image failed: " + err.Error())
 		return
@@ -620,9 +618,7 @@ func checkRelName(n string) error {
 // memory limit and its termination guard, and registers it so __yield finds it.
 func (c *Command) newInstance(ctx context.Context, inDir, outDir string, args []string, tail io.Writer) (*instance, error) {
 	m := c.m
-	inst := &instance{m: m}
-	inst.stdout = &lineWriter{module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs}
-	inst.stderr = &lineWriter{module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs}
+	inst := m.newShell(nil)
 	fsc := wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(newMountFS(inDir, true, 0), CommandInputDir)
 	fsc = fsc.(sysfs.FSConfig).WithSysFSMount(newMountFS(outDir, false, 0), CommandOutputDir)
 	mc := wazero.NewModuleConfig().

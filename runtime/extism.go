@@ -199,9 +199,8 @@ func newCompiledPluginSafely(ctx context.Context, m extism.Manifest, pc extism.P
 
 // newExtismInstance instantiates an extism plugin for the module.
 func (m *Module) newExtismInstance(ctx context.Context) (*instance, error) {
-	inst := &instance{m: m, ext: &extismInstance{}, done: make(chan struct{})}
-	inst.stdout = &lineWriter{module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs}
-	inst.stderr = &lineWriter{module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs}
+	inst := m.newShell(nil)
+	inst.ext, inst.done = &extismInstance{}, make(chan struct{})
 	mc := wazero.NewModuleConfig().
 		WithStdout(inst.stdout).
 		WithStderr(inst.stderr).

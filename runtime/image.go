@@ -367,9 +367,7 @@ func nearReseed(offs []uint32, start, end int) bool {
 
 // newImageInstance creates an instance from the image: no guest code runs.
 func (m *Module) newImageInstance(ctx context.Context, img *image) (*instance, error) {
-	inst := &instance{m: m}
-	inst.stdout = &lineWriter{module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs}
-	inst.stderr = &lineWriter{module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs}
+	inst := m.newShell(nil)
 	if err := m.instantiateWith(ctx, inst, m.moduleConfig(inst, nil), img); err != nil {
 		return nil, err
 	}

@@ -259,9 +259,7 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 // input buffer. It does not run the start export. With rec, what the initialisation asks of the
 // host is recorded for the image.
 func (m *Module) initInstance(ctx context.Context, rec *initRecord) (*instance, error) {
-	inst := &instance{m: m, rec: rec}
-	inst.stdout = &lineWriter{module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs}
-	inst.stderr = &lineWriter{module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs}
+	inst := m.newShell(rec)
 	if err := m.instantiate(ctx, inst, m.moduleConfig(inst, rec)); err != nil {
 		return nil, err
 	}
@@ -617,3 +615,11 @@ func (l *limitedMemory) Reallocate(size uint64) []byte {
 }
 
 func (l *limitedMemory) Free() { l.buf = nil }
+
+// newShell returns an instance of m not yet instantiated, whose stdout and stderr go to the
+// engine's log sink line by line; rec, when not nil, records its initialisation (image.go).
+func (m *Module) newShell(rec *initRecord) *instance {
+	return &instance{m: m, rec: rec,
+		stdout: &lineWriter{module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs},
+		stderr: &lineWriter{module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs}}
+}
