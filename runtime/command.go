@@ -415,7 +415,10 @@ func (c *Command) RunInputs(ctx context.Context, inputs []CommandInput, outputNa
 
 // Bounds of the run directories a Command keeps.
 const (
-	maxIdleRunDirs  = 4  // emptied run directories kept for reuse; more are removed
+	// Emptied run directories kept for reuse; more are removed. Above the runs in flight plus
+	// the cleaner's backlog, so that a directory made while the cleaner lags is kept, not
+	// removed and made again (at 4, a queue node made and removed one every few runs).
+	maxIdleRunDirs  = 8
 	maxDirtyRunDirs = 4  // run directories waiting for the cleaner; past it a run empties its own
 	maxSpareDirs    = 16 // empty directories a run directory keeps for the next runs' input and output names
 )
