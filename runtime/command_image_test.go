@@ -12,11 +12,12 @@ import (
 	"github.com/wasmpod/wasmpod/internal/wasmbuild"
 )
 
-// imageCommand loads wasm as a command on a fresh engine (cfg) and closes it after the test.
-func imageCommand(t *testing.T, cfg Config, wasm []byte) *Command {
+// testCommand loads wasm as the command "cmdguest" on a fresh engine (cfg), with a 5 s timeout
+// and its own WorkDir, and closes it after the test.
+func testCommand(t *testing.T, cfg Config, wasm []byte) *Command {
 	t.Helper()
 	e := imageEngine(t, cfg)
-	ccfg := DefaultCommandConfig("imaged")
+	ccfg := DefaultCommandConfig("cmdguest")
 	ccfg.Timeout = 5 * time.Second
 	ccfg.WorkDir = t.TempDir()
 	c, err := e.LoadCommand(context.Background(), wasm, ccfg)
@@ -53,8 +54,8 @@ func runOne(t *testing.T, c *Command, name, in string) (string, error) {
 // _start, so the Go runtime seeds itself in every run).
 func TestCommandImage(t *testing.T) {
 	wasm := readTestFile(t, wasmbuild.GoCommand(t, "testdata/cmdguest"))
-	plain := imageCommand(t, Config{DisableImages: true}, wasm)
-	c := imageCommand(t, Config{}, wasm)
+	plain := testCommand(t, Config{DisableImages: true}, wasm)
+	c := testCommand(t, Config{}, wasm)
 	if got := c.Image(); !strings.HasPrefix(got, "pending: ") {
 		t.Fatalf("image before the first run: %q", got)
 	}
@@ -132,7 +133,7 @@ func TestCommandImageRefusals(t *testing.T) {
   (func (export "_start") (memory.init 0 (i32.const 0) (i32.const 0) (i32.const 3))))`, "memory.init"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := imageCommand(t, Config{}, readTestFile(t, wasmbuild.WATString(t, tc.wat)))
+			c := testCommand(t, Config{}, readTestFile(t, wasmbuild.WATString(t, tc.wat)))
 			c.PrepareImage()
 			if got := c.Image(); c.m.img.Load() != nil || !strings.HasPrefix(got, "refused: ") || !strings.Contains(got, tc.why) {
 				t.Fatalf("image %q, want a refusal naming %q", got, tc.why)
@@ -156,7 +157,7 @@ func TestCommandImageRefusals(t *testing.T) {
 // TestCommandCloseWhileImageBuilds: Close waits for an image build under way and releases it;
 // runs after Close fail.
 func TestCommandCloseWhileImageBuilds(t *testing.T) {
-	c := imageCommand(t, Config{}, readTestFile(t, wasmbuild.GoCommand(t, "testdata/cmdguest")))
+	c := testCommand(t, Config{}, readTestFile(t, wasmbuild.GoCommand(t, "testdata/cmdguest")))
 	if _, err := runOne(t, c, "hello.txt", "x"); err != nil { // starts the build
 		t.Fatal(err)
 	}

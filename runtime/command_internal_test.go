@@ -9,7 +9,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/wasmpod/wasmpod/internal/sparedirs"
 	"github.com/wasmpod/wasmpod/internal/wasmbuild"
@@ -18,21 +17,9 @@ import (
 // runDirCommand loads the command test guest with its own WorkDir and the given cleaner hooks.
 func runDirCommand(t *testing.T, before func(string), after func(string, bool)) (*Command, string) {
 	t.Helper()
-	wasm, err := os.ReadFile(wasmbuild.GoCommand(t, "testdata/cmdguest"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := imageEngine(t, Config{DisableImages: true})
-	cfg := DefaultCommandConfig("cmdguest")
-	cfg.Timeout = 5 * time.Second
-	cfg.WorkDir = t.TempDir()
-	c, err := e.LoadCommand(context.Background(), wasm, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testCommand(t, Config{DisableImages: true}, readTestFile(t, wasmbuild.GoCommand(t, "testdata/cmdguest")))
 	c.dirs.beforeClean, c.dirs.afterClean = before, after
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c, cfg.WorkDir
+	return c, c.cfg.WorkDir
 }
 
 // runFiles runs the command on inputs (name -> content, each in its own host file) and returns
