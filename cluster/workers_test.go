@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -133,9 +134,10 @@ func TestWorkersLeaseAheadAndStop(t *testing.T) {
 	}
 }
 
-// dirRunner records the work directory of each run and whether it was empty, and leaves files
-// behind in it: the output, a file in a subdirectory, and on an input's first run (which
-// fails) a partial output.
+// dirRunner records the work directory of each run and whether it was empty but for the
+// directories of the output's name, and leaves files behind in it: the output, a file in a
+// public and in a private subdirectory, and on an input's first run (which fails) a partial
+// output.
 type dirRunner struct {
 	mu       sync.Mutex
 	dirs     map[string]int // work directory -> runs in it
@@ -144,14 +146,28 @@ type dirRunner struct {
 }
 
 func (r *dirRunner) RunStage(ctx context.Context, inputs []StageInput, outputName, outDir string) (string, error) {
-	ents, err := os.ReadDir(outDir)
+	want := map[string]bool{}
+	for d := path.Dir(outputName); d != "."; d = path.Dir(d) {
+		want[d] = true
+	}
+	var found []string
+	err := filepath.WalkDir(outDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == outDir {
+			return err
+		}
+		rel, _ := filepath.Rel(outDir, p)
+		if !d.IsDir() || !want[filepath.ToSlash(rel)] {
+			found = append(found, filepath.ToSlash(rel))
+		}
+		return nil
+	})
 	if err != nil {
 		return "", err
 	}
 	r.mu.Lock()
 	r.dirs[outDir]++
-	for _, e := range ents {
-		r.notEmpty = append(r.notEmpty, outputName+" found "+e.Name())
+	for _, f := range found {
+		r.notEmpty = append(r.notEmpty, outputName+" found "+f)
 	}
 	fail := !r.failed[outputName]
 	r.failed[outputName] = true
@@ -159,19 +175,25 @@ func (r *dirRunner) RunStage(ctx context.Context, inputs []StageInput, outputNam
 	if err := os.MkdirAll(filepath.Join(outDir, "left", "behind"), 0o755); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(outDir, "left", "behind", outputName), []byte("x"), 0o644); err != nil {
+	if err := os.MkdirAll(filepath.Join(outDir, "private", "dir"), 0o700); err != nil {
 		return "", err
 	}
+	for _, d := range []string{"left/behind", "private/dir"} {
+		if err := os.WriteFile(filepath.Join(outDir, filepath.FromSlash(d), path.Base(outputName)), []byte("x"), 0o644); err != nil {
+			return "", err
+		}
+	}
 	if fail {
-		_ = os.WriteFile(filepath.Join(outDir, outputName), []byte("partial"), 0o644)
+		_ = os.WriteFile(filepath.Join(outDir, filepath.FromSlash(outputName)), []byte("partial"), 0o644)
 		return "", errors.New("first run fails")
 	}
 	return bang(inputs, outputName, outDir)
 }
 
 // TestWorkDirsReusedEmpty: a worker runs its tasks in directories it reuses (neither created
-// nor removed between two runs), and each run finds its directory empty whatever the run
-// before left in it, failed or not; a stopped pool leaves no directory behind.
+// nor removed between two runs), and each run finds its directory empty but for the
+// directories of its output's name (kept from earlier runs and renamed into place), whatever
+// the run before left in it, failed or not; a stopped pool leaves no directory behind.
 func TestWorkDirsReusedEmpty(t *testing.T) {
 	c := testConfig("dirs")
 	c.StateDir = t.TempDir()
@@ -184,7 +206,11 @@ func TestWorkDirsReusedEmpty(t *testing.T) {
 	contents := map[string]string{}
 	const tasks = 12
 	for i := range tasks {
-		contents[fmt.Sprintf("f%02d", i)] = fmt.Sprintf("file %d", i)
+		name := fmt.Sprintf("f%02d", i)
+		if i%3 > 0 {
+			name = fmt.Sprintf("d%d/sub%d/%s", i%2, i%3, name)
+		}
+		contents[name] = fmt.Sprintf("file %d", i)
 	}
 	id, err := n.Queue().Submit(ctx, "d", putFiles(t, n, contents), "")
 	if err != nil {
@@ -224,7 +250,7 @@ func TestWorkDirsReusedEmpty(t *testing.T) {
 	}
 	var left []string
 	err = filepath.WalkDir(c.StateDir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() && strings.HasPrefix(d.Name(), "run-") {
+		if err == nil && d.IsDir() && (strings.HasPrefix(d.Name(), "run-") || strings.HasPrefix(d.Name(), "spare-")) {
 			left = append(left, p)
 		}
 		return err
