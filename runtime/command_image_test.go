@@ -171,3 +171,42 @@ func TestCommandCloseWhileImageBuilds(t *testing.T) {
 		t.Fatal("run after Close succeeded")
 	}
 }
+
+// TestCommandImageRunsDoNotLeak: what a run made from the image writes to its memory and
+// globals is its own: the next run starts from the image again (a command with a data segment
+// and a mutable global, as a C or Rust command has, rather than a Go one).
+func TestCommandImageRunsDoNotLeak(t *testing.T) {
+	wat := `(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "\05")
+  (global $g (mut i32) (i32.const 7))
+  (func (export "_start")
+    (local $v i32)
+    (local.set $v (i32.add (i32.load8_u (i32.const 16)) (global.get $g)))
+    (i32.store8 (i32.const 16) (i32.const 100))
+    (i32.store (i32.const 40000) (i32.const 1))
+    (local.set $v (i32.add (local.get $v) (i32.load (i32.const 50000))))
+    (i32.store (i32.const 50000) (i32.const 200))
+    (global.set $g (i32.const 50))
+    (call $exit (local.get $v))))`
+	c := testCommand(t, Config{}, readTestFile(t, wasmbuild.WATString(t, wat)))
+	c.PrepareImage()
+	if got := c.Image(); !strings.HasPrefix(got, "ready: ") {
+		t.Fatalf("image %q, want ready", got)
+	}
+	for i := range 4 {
+		src := filepath.Join(t.TempDir(), "in")
+		if err := os.WriteFile(src, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.Run(context.Background(), src, t.TempDir())
+		var xe *ExitError
+		if !errors.As(err, &xe) || xe.Code != 12 {
+			t.Fatalf("run %d: %v, want exit code 12 (5 from the data segment + 7 from the global; more means an earlier run's writes leaked)", i, err)
+		}
+	}
+	if n := c.m.fromImage.Load(); n != 4 {
+		t.Fatalf("%d runs made from the image, want 4", n)
+	}
+}
