@@ -439,6 +439,10 @@ type ModuleStatus struct {
 	Failures int    `json:"failures"`
 	// Runs is how many stage runs are in flight on the running version (stage modules only).
 	Runs int `json:"runs,omitempty"`
+	// Image says whether the running version's instances (a module's) or runs (a command's)
+	// start from an instance image: "ready: ...", "pending: ..." or "refused: <why>"
+	// (runtime.Info.Image, runtime.Command.Image).
+	Image string `json:"image,omitempty"`
 	// LastBackoff is the delay before the last scheduled restart; NextRestart when it happens.
 	LastBackoff string            `json:"lastBackoff,omitempty"`
 	NextRestart *time.Time        `json:"nextRestart,omitempty"`
@@ -496,9 +500,9 @@ func (u *unit) status() ModuleStatus {
 		st.Instances, st.Target = ms.Instances, ms.Target
 		st.Runs = g.runs.count()
 		if g.cmd != nil {
-			st.Calls = "command"
+			st.Calls, st.Image = "command", g.cmd.Image()
 		} else {
-			st.Calls = g.role.String()
+			st.Calls, st.Image = g.role.String(), g.mod.Info().Image
 			if st.LastError == "" {
 				st.LastError = g.mod.LastError()
 			}

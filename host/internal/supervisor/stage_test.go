@@ -58,9 +58,10 @@ func TestStageKinds(t *testing.T) {
 		module     string
 		wantCalls  string
 		wantTarget int
+		wantImage  string // the image note's prefix after one run
 	}{
-		{"native", "stage", 1},
-		{"cmd", "command", 3},
+		{"native", "stage", 1, "pending: "}, // built once a second instance is needed
+		{"cmd", "command", 3, "ready: "},    // built after the first run
 	}
 	for _, tt := range tests {
 		t.Run(tt.module, func(t *testing.T) {
@@ -107,6 +108,11 @@ func TestStageKinds(t *testing.T) {
 			if !strings.Contains(out, "ABC") {
 				t.Errorf("output %q", out)
 			}
+			// The status says whether the next instances or runs start from an instance image.
+			eventually(t, tt.module+"'s image "+tt.wantImage, func() bool {
+				st, err := s.Status(tt.module)
+				return err == nil && strings.HasPrefix(st.Image, tt.wantImage)
+			})
 			run.Done(nil) // idempotent
 			if st, _ := s.Status(tt.module); st.Runs != 0 {
 				t.Errorf("runs in flight after Done = %d", st.Runs)
