@@ -1261,10 +1261,9 @@ const (
 // private directories below it are kept in a spare directory of parent, to become the next
 // runs' output directories.
 type workDirs struct {
-	parent   string
-	free     chan string
-	spare    *sparedirs.Dirs // made by the first get (the worker's goroutine); used by put after
-	spareDir string
+	parent string
+	free   chan string
+	spare  *sparedirs.Dirs // made by the first get (the worker's goroutine); used by put after
 }
 
 // get returns a private directory, empty: a kept one, or a new one.
@@ -1274,7 +1273,7 @@ func (d *workDirs) get() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		d.spareDir, d.spare = dir, sparedirs.New(dir, spareWorkDirs)
+		d.spare = sparedirs.New(dir, spareWorkDirs)
 	}
 	select {
 	case dir := <-d.free:
@@ -1304,8 +1303,8 @@ func (d *workDirs) close() {
 		case dir := <-d.free:
 			_ = os.RemoveAll(dir)
 		default:
-			if d.spareDir != "" {
-				_ = os.RemoveAll(d.spareDir)
+			if d.spare != nil {
+				_ = os.RemoveAll(d.spare.Dir())
 			}
 			return
 		}

@@ -35,6 +35,9 @@ type Dirs struct {
 // belongs to the Dirs alone.
 func New(dir string, max int) *Dirs { return &Dirs{dir: dir, max: max} }
 
+// Dir returns the directory the kept directories wait in.
+func (d *Dirs) Dir() string { return d.dir }
+
 // Len reports how many directories are kept.
 func (d *Dirs) Len() int {
 	d.mu.Lock()
