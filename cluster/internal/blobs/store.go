@@ -55,6 +55,30 @@ type Store struct {
 	gmu   sync.Mutex   // guards the group commit:
 	queue []*commitReq // commits waiting for the next batch
 	busy  bool         // a batch is being committed
+
+	fmu        sync.Mutex // serialises Flush
+	pmu        sync.Mutex // guards the pending blobs (pending.go):
+	pending    map[string]*pendingBlob
+	pendingMem int64 // bytes of pending blobs held in memory
+
+	syncMu sync.Mutex
+	syncFD *os.File // the store's directory, for syncfs (Linux; opened with the first pending blob)
+	closed bool
+}
+
+// Close releases what the store holds open. It does not flush pending blobs (see Flush). The
+// store stays usable for everything but pending blobs, which later Flushes sync file by file.
+// Idempotent.
+func (s *Store) Close() error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	s.closed = true
+	if s.syncFD == nil {
+		return nil
+	}
+	err := s.syncFD.Close()
+	s.syncFD = nil
+	return err
 }
 
 // Open opens the store in dir, creating it (and its fan-out directories) if needed, and
@@ -502,10 +526,13 @@ func (s *Store) Has(sha string) bool {
 	return err == nil
 }
 
-// Size returns the size of the stored blob sha (ErrNotFound, ErrInvalid).
+// Size returns the size of the stored (or pending) blob sha (ErrNotFound, ErrInvalid).
 func (s *Store) Size(sha string) (int64, error) {
 	if err := ValidSHA(sha); err != nil {
 		return 0, err
+	}
+	if n, ok := s.pendingSize(sha); ok {
+		return n, nil
 	}
 	st, err := os.Stat(s.path(sha))
 	if err != nil {
@@ -521,8 +548,11 @@ func (s *Store) Size(sha string) (int64, error) {
 }
 
 // Path returns the path of the stored blob sha (ErrNotFound, ErrInvalid). Callers may read
-// or hard-link it but must not modify it.
+// or hard-link it but must not modify it. A pending blob is flushed first (see Flush).
 func (s *Store) Path(sha string) (string, error) {
+	if err := s.flushIfPending(sha); err != nil {
+		return "", err
+	}
 	if _, err := s.Size(sha); err != nil {
 		return "", err
 	}
@@ -530,9 +560,12 @@ func (s *Store) Path(sha string) (string, error) {
 }
 
 // Open opens the stored blob sha for reading and returns it with its size (ErrNotFound,
-// ErrInvalid). The caller closes the file.
+// ErrInvalid). The caller closes the file. A pending blob is flushed first (see Flush).
 func (s *Store) Open(sha string) (*os.File, int64, error) {
 	if err := ValidSHA(sha); err != nil {
+		return nil, 0, err
+	}
+	if err := s.flushIfPending(sha); err != nil {
 		return nil, 0, err
 	}
 	f, err := os.Open(s.path(sha))

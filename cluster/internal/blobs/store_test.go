@@ -34,6 +34,7 @@ func openStore(t testing.TB, maxSize int64) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
