@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,10 +59,17 @@ type Command struct {
 	Worker   string          `json:"worker,omitempty"`   // lease
 	Lease    *Lease          `json:"lease,omitempty"`    // heartbeat, complete, fail
 	Output   *queue.File     `json:"output,omitempty"`   // complete
-	Error    string          `json:"error,omitempty"`    // fail
-	Task     queue.TaskID    `json:"task,omitempty"`     // retry
-	Before   time.Time       `json:"before,omitzero"`    // prune: jobs finished before this go
-	Trace    string          `json:"trace,omitempty"`    // submit: the submitter's W3C traceparent, if traced
+	// Content is the output's bytes, for a small output (complete, complete_lease): the log
+	// entry is what makes them durable, instead of a file fsynced before the completion is
+	// proposed. They must hash to Output.SHA256; a completion whose content does not is
+	// refused (invalid) on every replica alike. Replicas give them to OnContent. Releases
+	// before it ignore the field: propose it only once every voter advertises it (the
+	// cluster package gates it).
+	Content []byte       `json:"content,omitempty"`
+	Error   string       `json:"error,omitempty"` // fail
+	Task    queue.TaskID `json:"task,omitempty"`  // retry
+	Before  time.Time    `json:"before,omitzero"` // prune: jobs finished before this go
+	Trace   string       `json:"trace,omitempty"` // submit: the submitter's W3C traceparent, if traced
 
 	// The proposer's settings, carried so that replicas configured differently still apply
 	// the same thing: the lease length (lease, heartbeat) and, for a submit, the attempt
@@ -148,6 +156,9 @@ type Machine struct {
 	mu sync.RWMutex // write: Restore swaps the file; read: everything else
 	q  *Queue
 
+	// onContent receives the content of every completion applied with one (SetOnContent).
+	onContent func(sha string, content []byte)
+
 	at      atomic.Int64  // the applying command's time, read by the queue's clock
 	applied atomic.Uint64 // commands applied since the machine was opened
 	// combined mirrors the kCombined meta key: the state has applied an OpCompleteLease.
@@ -179,6 +190,13 @@ func OpenMachine(path string, cfg Config) (*Machine, error) {
 	m.q = q
 	return m, nil
 }
+
+// SetOnContent sets the function that receives the output content a completion carries
+// (Command.Content), after the completion is applied, on the applier goroutine: it must be
+// quick and must not call back into the machine. It is called for every such completion
+// applied, again when the log is replayed after a restart, and not for a completion that
+// failed (lease lost, content not matching). Call before the log starts applying.
+func (m *Machine) SetOnContent(fn func(sha string, content []byte)) { m.onContent = fn }
 
 func (m *Machine) clock() time.Time { return time.Unix(0, m.at.Load()).UTC() }
 
@@ -296,7 +314,12 @@ func (m *Machine) apply(c *Command) Response {
 			if c.Output != nil {
 				out, _ = json.Marshal(c.Output)
 			}
-			err = q.Complete(*c.Lease, out)
+			if err = checkContent(c); err == nil {
+				err = q.Complete(*c.Lease, out)
+			}
+			if err == nil && c.Content != nil && m.onContent != nil {
+				m.onContent(c.Output.SHA256, c.Content)
+			}
 			if c.Op == OpCompleteLease {
 				l, lerr := q.Lease(context.Background(), c.Name, c.Worker)
 				switch {
@@ -329,6 +352,23 @@ func (m *Machine) apply(c *Command) Response {
 	// The lease part of OpCompleteLease stands whatever the completion's outcome.
 	r.Next, r.NextCode, r.NextError = resp.Next, resp.NextCode, resp.NextError
 	return r
+}
+
+// checkContent checks a completion's content against its output (see Command.Content).
+func checkContent(c *Command) error {
+	if c.Content == nil {
+		return nil
+	}
+	if c.Output == nil {
+		return fmt.Errorf("%w: %s carries content but no output", queue.ErrInvalid, c.Op)
+	}
+	if int64(len(c.Content)) != c.Output.Size {
+		return fmt.Errorf("%w: output %q: content of %d bytes, size says %d", queue.ErrInvalid, c.Output.Name, len(c.Content), c.Output.Size)
+	}
+	if sum := sha256.Sum256(c.Content); hex.EncodeToString(sum[:]) != c.Output.SHA256 {
+		return fmt.Errorf("%w: output %q: content does not hash to its sha256", queue.ErrInvalid, c.Output.Name)
+	}
+	return nil
 }
 
 // snapMagic starts a machine snapshot: magic, the file's length (uint64), the file, and the
