@@ -145,6 +145,12 @@ type QueueConfig struct {
 	// no replicated command refers to yet (files pushed ahead of their submit or completion).
 	PeerBlobBytes int64
 	PeerBlobFiles int
+	// InlineOutputMax is the largest task output that travels in its completion's log entry,
+	// made durable by the log (on a quorum's disks) instead of by an fsync of its own file and
+	// a copy to a peer before the completion is proposed; the file is written at the next
+	// flush (four times a second, and before every snapshot). 0: the default; negative: every
+	// output is a file first.
+	InlineOutputMax int64
 }
 
 // DefaultQueueConfig returns the defaults.
@@ -171,6 +177,10 @@ func DefaultQueueConfig() QueueConfig {
 		// largest size), while a misbehaving member cannot fill another's disk.
 		PeerBlobBytes: 8 << 30,
 		PeerBlobFiles: 10_000,
+		// 16 KiB: a record-sized output, whose own fsyncs (file, directory) and copy to a peer
+		// cost far more than its bytes in the log entry; larger outputs would make the log,
+		// which every voter writes and replays, grow faster than its snapshots trim it.
+		InlineOutputMax: 16 << 10,
 	}
 }
 
@@ -270,6 +280,9 @@ func (c *Config) validate() error {
 	}
 	if qc.PeerBlobFiles == 0 {
 		qc.PeerBlobFiles = d.PeerBlobFiles
+	}
+	if qc.InlineOutputMax == 0 {
+		qc.InlineOutputMax = d.InlineOutputMax
 	}
 	if qc.LeaseDuration < 100*time.Millisecond || qc.MaxAttempts < 1 || qc.Backoff < 0 || qc.MaxBlobBytes < 1 || qc.LeaseWait < 0 || qc.BlobGrace < 0 {
 		return fmt.Errorf("%w: queue settings: lease >= 100ms, max attempts >= 1, backoff >= 0, max blob >= 1 byte, blob grace >= 0", ErrInvalid)

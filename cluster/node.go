@@ -148,6 +148,7 @@ func Start(cfg Config) (*Node, error) {
 	n.metaMu.Unlock()
 	_ = g.UpdateMeta(time.Second)
 	wq.startJanitor()
+	wq.startFlusher()
 	return n, nil
 }
 
@@ -200,9 +201,12 @@ const (
 	logVersion     = 1
 	// metaQueueOps is queueOps for a node of this release: the queue commands it applies
 	// beyond those of the first replicated queue. 1: complete_lease (a completion and the
-	// next lease in one log entry). Earlier releases advertise nothing there.
-	metaQueueOps = "qo"
-	queueOps     = 1
+	// next lease in one log entry); 2: completions that carry their output's content
+	// (queuestate.Command.Content). Earlier releases advertise nothing there.
+	metaQueueOps     = "qo"
+	queueOps         = 2
+	opsCompleteLease = 1
+	opsContent       = 2
 )
 
 // setMetaLocked encodes the host's map with the cluster's keys: one JSON object, the encoding
@@ -336,7 +340,7 @@ func (n *Node) peers() []replog.Peer {
 		}
 		if combined && m.Name != n.cfg.NodeName {
 			ops := queueOpsOf(m.Meta)
-			p.NoVote = ops < queueOps
+			p.NoVote = ops < opsCompleteLease // content (opsContent) changes no state: gated per command
 			n.noteNoVote(m.Name, ops, p.NoVote && p.Alive)
 		}
 		out = append(out, p)
@@ -359,7 +363,7 @@ func (n *Node) noteNoVote(name string, ops int, kept bool) {
 	n.noVote[name] = ops
 	n.logger.Printf("not adding member %s as a Raft voter: it advertises queue commands version %d (%q), "+
 		"the replicated log holds complete_lease commands of version %d, which it would not apply; "+
-		"upgrade it to a release of version %d or later", name, ops, metaQueueOps, queueOps, queueOps)
+		"upgrade it to a release of version %d or later", name, ops, metaQueueOps, opsCompleteLease, opsCompleteLease)
 }
 
 // Members lists every known member, dead and left ones included.

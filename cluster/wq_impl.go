@@ -69,6 +69,9 @@ type workQueue struct {
 	// blobPool keeps blob connections to other nodes: set before log is stored, so a caller
 	// that loaded the log sees it.
 	blobPool *replog.Pool
+
+	// flushNow asks the flusher to flush the pending outputs now (see onContent).
+	flushNow chan struct{}
 }
 
 // openWorkQueue prepares the replica and the blob store under stateDir (a temporary directory
@@ -102,6 +105,8 @@ func openWorkQueue(n *Node, stateDir string, cfg QueueConfig) (*workQueue, error
 		return nil, fmt.Errorf("work queue: %w", err)
 	}
 	w.blobs = st
+	w.flushNow = make(chan struct{}, 1)
+	m.SetOnContent(w.onContent)
 	w.reservations = newReservations(w.log.Load, cfg.MaxBlobBytes)
 	w.quota = &blobQuota{maxBytes: cfg.PeerBlobBytes, maxFiles: cfg.PeerBlobFiles, grace: max(cfg.BlobGrace, time.Minute),
 		peers: map[string][]pendingBlob{}, refs: func() (refs map[string]struct{}, err error) {
@@ -153,9 +158,17 @@ func (w *workQueue) halt() {
 	w.wg.Wait()
 }
 
-// close releases the replica and the temporary state; call after Raft has stopped.
+// close releases the replica and the temporary state; call after Raft has stopped. The
+// outputs still pending are flushed: not for their durability (the log holds them), but so
+// that a restart need not write them again.
 func (w *workQueue) close() {
 	w.halt()
+	if !flushOnClose {
+		// As a crash leaves it: nothing flushed (Open removes what is in the store's tmp).
+	} else if err := w.blobs.Flush(); err != nil {
+		w.node.logger.Printf("work queue: flushing outputs at shutdown: %v", err)
+	}
+	_ = w.blobs.Close()
 	_ = w.m.Close()
 	w.cleanup()
 }
@@ -194,17 +207,33 @@ const (
 
 // kind is the work queue's kind of the replicated log.
 func (w *workQueue) kind() replog.Kind {
-	return replog.Kind{Tag: replog.TagQueue, Name: "work queue", Machine: queueMachine{w.m}, Lead: w.leadForward,
+	return replog.Kind{Tag: replog.TagQueue, Name: "work queue", Machine: queueMachine{w.m, w.blobs}, Lead: w.leadForward,
 		MaxCommand: maxForwardRequest, MaxAnswer: maxForwardResponse,
 		Legacy: &replog.Legacy{Stream: connQueue, Answer: legacyQueueAnswer, Read: legacyQueueRead, Last: waitingLease}}
 }
 
-// queueMachine is the queue's state machine as the log sees it.
-type queueMachine struct{ m *queuestate.Machine }
+// queueMachine is the queue's state machine as the log sees it. Its snapshots flush the
+// outputs the log holds (pending blobs, see onContent) before they are written: once a
+// snapshot is stored the log may drop the entries that carried them.
+type queueMachine struct {
+	m     *queuestate.Machine
+	blobs *blobs.Store
+}
 
 func (q queueMachine) Apply(_ uint64, body []byte) any { return q.m.Apply(body) }
 func (q queueMachine) Snapshot() (func(io.Writer) error, func(), error) {
-	return q.m.Snapshot()
+	persist, release, err := q.m.Snapshot()
+	if err != nil {
+		return nil, nil, err
+	}
+	// Every entry up to the snapshot's index has been applied, so every output it carried is
+	// pending or stored now; persist runs before Raft may compact the log.
+	return func(out io.Writer) error {
+		if err := q.blobs.Flush(); err != nil {
+			return fmt.Errorf("work queue: snapshot: the outputs the log holds are not durable yet: %w", err)
+		}
+		return persist(out)
+	}, release, nil
 }
 
 // Restore replaces the queue's state; a snapshot without a queue (from before it existed)
@@ -456,7 +485,18 @@ func (w *workQueue) lead(ctx context.Context, cmd queuestate.Command, wait time.
 // from the worker's for a moment) commits the two apart (leadApart).
 func (w *workQueue) combinedOK() bool {
 	log := w.log.Load()
-	return log != nil && w.node.votersApply(log, queueOps)
+	return log != nil && w.node.votersApply(log, opsCompleteLease)
+}
+
+// inlineOK reports whether a task's output of size bytes goes in its completion's log entry
+// (queuestate.Command.Content) instead of being fsynced as a file first: it is at most
+// InlineOutputMax (and not empty) and every voter applies such completions.
+func (w *workQueue) inlineOK(size int64) bool {
+	if size <= 0 || size > w.cfg.InlineOutputMax {
+		return false // an empty output has no bytes for the log entry to carry
+	}
+	log := w.log.Load()
+	return log != nil && w.node.votersApply(log, opsContent)
 }
 
 // leadApart runs an OpCompleteLease as the two commands of earlier releases: the completion,
@@ -703,6 +743,72 @@ func (w *workQueue) openBlob(ctx context.Context, sha string) (io.ReadCloser, in
 		return nil, 0, blobErr(err)
 	}
 	return f, size, nil
+}
+
+// ---- outputs carried by the log ----
+
+// Pending outputs are flushed to the blob store's addresses every flushEvery, or as soon as
+// flushBlobs of them, or flushBytes held in memory, are pending; and before every snapshot.
+// Between flushes they cost no fsync: the log entries that carried them are on disk.
+const (
+	flushBlobs = 1024    // a burst of small outputs stays a few MiB
+	flushBytes = 8 << 20 // memory held for outputs not yet written to files
+)
+
+// flushEvery: 2 device flushes 4 times a second, whatever the task rate. flushOnClose: close
+// flushes. Variables so that a test can leave outputs pending, and stop a node as a crash
+// would leave it.
+var (
+	flushEvery   = 250 * time.Millisecond
+	flushOnClose = true
+)
+
+// onContent keeps an output a completion carried (queuestate.Command.Content) as a pending
+// blob, on every replica that applies the completion: the log holds it on disk, and the blob
+// store writes it to its address at the next flush. It runs on the log's applier goroutine.
+func (w *workQueue) onContent(sha string, content []byte) {
+	if err := w.blobs.AddPending(sha, content); err != nil {
+		// Not expected: the machine checked the content. The replica then lacks the file and
+		// fetches it from a member that has it, as any file it does not have.
+		w.node.logger.Printf("work queue: output %s carried by the log: %v", sha, err)
+		return
+	}
+	if n, mem := w.blobs.Pending(); n >= flushBlobs || mem >= flushBytes {
+		select {
+		case w.flushNow <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// startFlusher starts the loop that flushes pending outputs (see flushEvery); halt stops it.
+func (w *workQueue) startFlusher() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	select {
+	case <-w.stop:
+		return
+	default:
+	}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		t := time.NewTicker(flushEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-t.C:
+			case <-w.flushNow:
+			}
+			if n, _ := w.blobs.Pending(); n > 0 {
+				if err := w.blobs.Flush(); err != nil {
+					w.node.logger.Printf("work queue: flushing outputs: %v", err)
+				}
+			}
+		}
+	}()
 }
 
 // ---- retention ----
@@ -1326,7 +1432,11 @@ func (p *Workers) commit(h *held, out queue.File, staged blobs.Staged, runErr er
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), max(time.Until(h.l.ExpiresAt)+p.w.cfg.LeaseDuration, 30*time.Second))
 	defer cancel()
-	if runErr == nil {
+	// A small output goes in the completion's log entry, which makes it durable (on a quorum's
+	// disks) with the completion: no fsync of its own, no copy to a peer. A larger one is
+	// fsynced here and copied to one other member before the completion is proposed.
+	inline := runErr == nil && p.w.inlineOK(staged.Size)
+	if runErr == nil && !inline {
 		if err := p.w.blobs.Commit(staged); err != nil {
 			runErr = fmt.Errorf("stage output %q: %w", out.Name, err)
 		} else if err := p.w.replicate(ctx, out.SHA256); err != nil {
@@ -1338,11 +1448,23 @@ func (p *Workers) commit(h *held, out queue.File, staged blobs.Staged, runErr er
 		p.count(&p.leaseLost)
 		return
 	}
+	var content []byte
+	if inline {
+		// Pending from here on (the node's own replica finds it so when it applies the
+		// completion); should the completion not commit, it is flushed all the same and
+		// collected as a file no job refers to.
+		var err error
+		if content, inline, err = p.w.blobs.Pend(staged, p.w.cfg.InlineOutputMax); err != nil {
+			runErr = fmt.Errorf("stage output %q: %w", out.Name, err)
+		} else if !inline {
+			runErr = fmt.Errorf("stage output %q: not held for the log", out.Name) // not expected: inlineOK checked the size
+		}
+	}
 	ref := h.l
 	ref.Payload = nil
 	var cmd queuestate.Command
 	if runErr == nil {
-		cmd = queuestate.Command{Op: queuestate.OpComplete, Lease: &ref, Output: &out}
+		cmd = queuestate.Command{Op: queuestate.OpComplete, Lease: &ref, Output: &out, Content: content}
 		if next != nil && !p.stopped() {
 			cmd.Op, cmd.Name, cmd.Worker = queuestate.OpCompleteLease, next.name, next.worker
 		}
