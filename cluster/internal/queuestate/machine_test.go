@@ -868,6 +868,13 @@ func FuzzMachineApply(f *testing.F) {
 			`{"op":"complete_lease","at":%q,"lease":{"id":1,"task_id":1},"output":%s,"name":"fz/0","worker":"w"}`+"\n"+
 			`{"op":"complete_lease","at":%q,"lease":{"id":1,"task_id":1},"output":%s,"name":"fz/1","worker":"w"}`, at, at, outJSON, at, outJSON),
 		`{"op":"complete_lease","at":"2030-01-01T00:00:00Z","lease":{"id":7,"task_id":2}}`,
+		// Outputs carried by the completion: right, wrong bytes, not base64, without an output.
+		fmt.Sprintf(`{"op":"lease","at":%q,"name":"fz/0","worker":"w"}`+"\n"+
+			`{"op":"complete","at":%q,"lease":{"id":1,"task_id":1},"output":%s,"content":"b3V0"}`, at, at, outJSON),
+		fmt.Sprintf(`{"op":"lease","at":%q,"name":"fz/0","worker":"w"}`+"\n"+
+			`{"op":"complete_lease","at":%q,"lease":{"id":1,"task_id":1},"output":%s,"content":"b3V1","name":"fz/0","worker":"w"}`, at, at, outJSON),
+		fmt.Sprintf(`{"op":"complete","at":%q,"lease":{"id":1,"task_id":1},"output":%s,"content":"!!"}`, at, outJSON),
+		`{"op":"complete","lease":{"id":1,"task_id":1},"content":"b3V0"}`,
 		`{"op":"complete_lease","at":"2030-01-01T00:00:00Z","name":"fz/0","worker":"w"}`,
 		"",
 		"\x00",
