@@ -3,9 +3,11 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -174,7 +176,9 @@ func TestCommandCloseWhileImageBuilds(t *testing.T) {
 
 // TestCommandImageRunsDoNotLeak: what a run made from the image writes to its memory and
 // globals is its own: the next run starts from the image again (a command with a data segment
-// and a mutable global, as a C or Rust command has, rather than a Go one).
+// and a mutable global, as a C or Rust command has, rather than a Go one), also in the memory
+// it grew into, both where a kept memory is cleared (70000) and where its pages are dropped
+// (1200000: more than spareZeroMax beyond the image), and when runs overlap.
 func TestCommandImageRunsDoNotLeak(t *testing.T) {
 	wat := `(module
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
@@ -188,6 +192,11 @@ func TestCommandImageRunsDoNotLeak(t *testing.T) {
     (i32.store (i32.const 40000) (i32.const 1))
     (local.set $v (i32.add (local.get $v) (i32.load (i32.const 50000))))
     (i32.store (i32.const 50000) (i32.const 200))
+    (drop (memory.grow (i32.const 20)))
+    (local.set $v (i32.add (local.get $v) (i32.load (i32.const 70000))))
+    (local.set $v (i32.add (local.get $v) (i32.load (i32.const 1200000))))
+    (i32.store (i32.const 70000) (i32.const 3))
+    (i32.store (i32.const 1200000) (i32.const 4))
     (global.set $g (i32.const 50))
     (call $exit (local.get $v))))`
 	c := testCommand(t, Config{}, readTestFile(t, wasmbuild.WATString(t, wat)))
@@ -206,7 +215,32 @@ func TestCommandImageRunsDoNotLeak(t *testing.T) {
 			t.Fatalf("run %d: %v, want exit code 12 (5 from the data segment + 7 from the global; more means an earlier run's writes leaked)", i, err)
 		}
 	}
-	if n := c.m.fromImage.Load(); n != 4 {
-		t.Fatalf("%d runs made from the image, want 4", n)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 4 {
+				src := filepath.Join(t.TempDir(), "in")
+				if err := os.WriteFile(src, nil, 0o644); err != nil {
+					errs <- err
+					return
+				}
+				_, err := c.Run(context.Background(), src, t.TempDir())
+				var xe *ExitError
+				if !errors.As(err, &xe) || xe.Code != 12 {
+					errs <- fmt.Errorf("concurrent run: %v, want exit code 12", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := c.m.fromImage.Load(); n != 20 {
+		t.Fatalf("%d runs made from the image, want 20", n)
 	}
 }
