@@ -783,44 +783,18 @@ func (w *workQueue) onContent(sha string, content []byte) {
 
 // startFlusher starts the loop that flushes pending outputs (see flushEvery); halt stops it.
 func (w *workQueue) startFlusher() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	select {
-	case <-w.stop:
-		return
-	default:
-	}
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		t := time.NewTicker(flushEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-w.stop:
-				return
-			case <-t.C:
-			case <-w.flushNow:
-			}
-			if n, _ := w.blobs.Pending(); n > 0 {
-				if err := w.blobs.Flush(); err != nil {
-					w.node.logger.Printf("work queue: flushing outputs: %v", err)
-				}
+	w.loop(flushEvery, w.flushNow, func() {
+		if n, _ := w.blobs.Pending(); n > 0 {
+			if err := w.blobs.Flush(); err != nil {
+				w.node.logger.Printf("work queue: flushing outputs: %v", err)
 			}
 		}
-	}()
+	})
 }
 
-// ---- retention ----
-
-// startJanitor starts the loop that prunes finished jobs past the retention (on the leader:
-// the prune is a replicated command) and removes this node's files no job refers to any more.
-func (w *workQueue) startJanitor() {
-	every := time.Hour
-	if r := w.cfg.Retention; r > 0 {
-		every = min(every, max(r/4, 50*time.Millisecond))
-	}
-	every = min(every, max(w.cfg.BlobGrace/4, 50*time.Millisecond))
+// loop runs f every interval, and whenever kick (if not nil) receives, on a goroutine halt
+// stops; nothing when the queue is halted already.
+func (w *workQueue) loop(every time.Duration, kick <-chan struct{}, f func()) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	select {
@@ -838,10 +812,24 @@ func (w *workQueue) startJanitor() {
 			case <-w.stop:
 				return
 			case <-t.C:
+			case <-kick:
 			}
-			w.sweep()
+			f()
 		}
 	}()
+}
+
+// ---- retention ----
+
+// startJanitor starts the loop that prunes finished jobs past the retention (on the leader:
+// the prune is a replicated command) and removes this node's files no job refers to any more.
+func (w *workQueue) startJanitor() {
+	every := time.Hour
+	if r := w.cfg.Retention; r > 0 {
+		every = min(every, max(r/4, 50*time.Millisecond))
+	}
+	every = min(every, max(w.cfg.BlobGrace/4, 50*time.Millisecond))
+	w.loop(every, nil, w.sweep)
 }
 
 // sweep runs one retention pass.
