@@ -13,12 +13,13 @@ import (
 // (MAP_PRIVATE): creating an instance copies nothing, pages the instance never writes stay
 // shared with every other instance of the module, and none of it is Go heap.
 //
-// A freed instance's memory is kept for the next one (up to maxSpareMemories), restored to the
-// image by copying rather than mapped again: a fresh mapping costs a page fault for every page
-// an instance touches (~150 for a run of a small Go command), and on some virtual machines a
-// fault costs as much as copying 70 pages (15 us against 0.2 us measured on this project's
-// 2-core VM), while a kept memory's pages stay mapped. The restore is exact: the image's bytes
-// over the image's range, zeros over what the instance grew into (TestImageMemoryReuse).
+// A freed instance's memory is kept for the next one (up to maxSpareMemories and
+// maxSpareBytes), restored to the image by copying rather than mapped again: a fresh mapping
+// costs a page fault for every page an instance touches (~150 for a run of a small Go command),
+// and on some virtual machines a fault costs as much as copying ~75 pages (15.9 us against
+// 0.2 us on this project's 2-core VM of 2026-12-05), while a kept memory's pages stay mapped.
+// The restore is exact: the image's bytes over the image's range, zeros over what the instance
+// grew into (TestCommandImageRunsDoNotLeak).
 type imageBacking struct {
 	fd   int
 	size uint64
@@ -31,7 +32,12 @@ type imageBacking struct {
 
 // maxSpareMemories bounds the memories kept per image: enough for a command's concurrent runs
 // or a pool's churn, each holding at most the image plus spareZeroMax of resident pages.
-const maxSpareMemories = 4
+// maxSpareBytes bounds what they hold together, so a module with a large image keeps fewer
+// (none above 64 MiB) instead of holding hundreds of MiB after a pool shrinks.
+const (
+	maxSpareMemories = 4
+	maxSpareBytes    = 64 << 20
+)
 
 // spareZeroMax is how much of what an instance grew into beyond the image is cleared by
 // writing zeros (its pages stay mapped for the next instance); beyond it pages are dropped
@@ -154,7 +160,7 @@ func (c *cowMemory) Free() {
 func (b *imageBacking) keep(r []byte, hw uint64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed || len(b.spare) >= maxSpareMemories {
+	if b.closed || len(b.spare) >= maxSpareMemories || uint64(len(b.spare)+1)*(b.size+spareZeroMax) > maxSpareBytes {
 		return false
 	}
 	if b.src == nil && b.size > 0 {
