@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -150,13 +151,38 @@ func (q *queueNodes) shutdown(tb testing.TB) {
 // finished. The inputs are stored (PutBlob, which also copies each to a peer when there is
 // one) before the timer starts: the measurement is the queue's, not the upload's.
 func (q *queueNodes) run(b *testing.B) {
-	elapsed := q.runTasks(b, b.N, b.ResetTimer, b.StopTimer)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
+	took := q.runTasks(b, b.N, b.ResetTimer, b.StopTimer)
+	b.ReportMetric(float64(b.N)/took.wall.Seconds(), "tasks/s")
+	b.ReportMetric(took.cpuPerTask(b.N), "cpu-ms/task")
+}
+
+// spent is what a measured part took: wall time, and the process's CPU time (user and system,
+// every thread) over the same interval.
+type spent struct{ wall, cpu time.Duration }
+
+func (s *spent) add(o spent) { s.wall += o.wall; s.cpu += o.cpu }
+
+// cpuPerTask is the CPU time per task in milliseconds.
+func (s spent) cpuPerTask(n int) float64 { return s.cpu.Seconds() * 1e3 / float64(n) }
+
+// processCPU is the CPU time this process has used so far (getrusage).
+func processCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// measure starts a measurement; the function it returns ends it.
+func measure(tb testing.TB) func() spent {
+	start, cpu := time.Now(), processCPU(tb)
+	return func() spent { return spent{time.Since(start), processCPU(tb) - cpu} }
 }
 
 // runTasks is one measurement of n tasks (see run): started and stopped are called around the
 // timed part, which it returns.
-func (q *queueNodes) runTasks(b testing.TB, n int, started, stopped func()) time.Duration {
+func (q *queueNodes) runTasks(b testing.TB, n int, started, stopped func()) spent {
 	ctx := context.Background()
 	n0 := q.nodes[0]
 	q.seq++
@@ -218,7 +244,7 @@ func (q *queueNodes) runTasks(b testing.TB, n int, started, stopped func()) time
 	}
 
 	started()
-	start := time.Now()
+	start, end := time.Now(), measure(b)
 	var jobs []queue.JobID
 	for i := 0; i < len(files); i += queueJobSize {
 		id, err := n0.Queue().Submit(ctx, queuePipeline, files[i:min(i+queueJobSize, len(files))], "")
@@ -241,7 +267,7 @@ func (q *queueNodes) runTasks(b testing.TB, n int, started, stopped func()) time
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	elapsed := time.Since(start)
+	took := end()
 	stopped()
 
 	finished := make([]queue.Job, 0, len(jobs))
@@ -267,7 +293,7 @@ func (q *queueNodes) runTasks(b testing.TB, n int, started, stopped func()) time
 			}
 		}
 	}
-	return elapsed
+	return took
 }
 
 // BenchmarkQueue measures the replicated work queue end to end: tasks of a one-stage pipeline
@@ -304,7 +330,9 @@ func BenchmarkQueue(b *testing.B) {
 	// once.
 	b.Run("command", func(b *testing.B) {
 		b.ReportAllocs()
-		b.ReportMetric(float64(b.N)/commandTasks(b, stage, b.TempDir(), b.N).Seconds(), "tasks/s")
+		took := commandTasks(b, stage, b.TempDir(), b.N)
+		b.ReportMetric(float64(b.N)/took.wall.Seconds(), "tasks/s")
+		b.ReportMetric(took.cpuPerTask(b.N), "cpu-ms/task")
 	})
 
 	// alternating-1-node: the stage alone and the stage through one durable node take turns,
@@ -315,20 +343,22 @@ func BenchmarkQueue(b *testing.B) {
 		q := startQueueNodes(b, filepath.Join(b.TempDir(), "alt"), 1, stage, true)
 		defer q.shutdown(b)
 		dir := b.TempDir()
-		var took [2]time.Duration // command, 1-node
+		var took [2]spent // command, 1-node
 		nop := func() {}
 		for done, round := 0, 0; done < b.N; round++ {
 			k := min(queueJobSize, b.N-done)
 			for i := range 2 {
 				if side := (round + i) % 2; side == 0 {
-					took[0] += commandTasks(b, stage, dir, k)
+					took[0].add(commandTasks(b, stage, dir, k))
 				} else {
-					took[1] += q.runTasks(b, k, nop, nop)
+					took[1].add(q.runTasks(b, k, nop, nop))
 				}
 			}
 			done += k
 		}
-		cmd, node := float64(b.N)/took[0].Seconds(), float64(b.N)/took[1].Seconds()
+		cmd, node := float64(b.N)/took[0].wall.Seconds(), float64(b.N)/took[1].wall.Seconds()
+		b.ReportMetric(took[0].cpuPerTask(b.N), "command-cpu-ms/task")
+		b.ReportMetric(took[1].cpuPerTask(b.N), "1-node-cpu-ms/task")
 		b.ReportMetric(cmd, "command-tasks/s")
 		b.ReportMetric(node, "1-node-tasks/s")
 		b.ReportMetric(node/cmd, "1-node/command")
@@ -364,7 +394,7 @@ const commandInput = "r0/t000000"
 // private output directory per goroutine, emptied after each run, the directories of the output's
 // name kept for the next: see internal/sparedirs), on one input in dir named like a queue task's
 // (commandInput), and returns how long that took.
-func commandTasks(b testing.TB, stage commandStage, dir string, n int) time.Duration {
+func commandTasks(b testing.TB, stage commandStage, dir string, n int) spent {
 	ctx := context.Background()
 	input := filepath.Join(dir, "input-"+filepath.Base(commandInput))
 	if err := os.WriteFile(input, []byte("task 0 of run 0\n"), 0o644); err != nil {
@@ -384,7 +414,7 @@ func commandTasks(b testing.TB, stage commandStage, dir string, n int) time.Dura
 			b.Fatal(err)
 		}
 	}
-	start := time.Now()
+	end := measure(b)
 	err := parallel(n, func(w int) error {
 		out := outs[w]
 		if err := spares[w].MakeAll(out, path.Dir(commandInput)); err != nil {
@@ -403,10 +433,11 @@ func commandTasks(b testing.TB, stage commandStage, dir string, n int) time.Dura
 		}
 		return spares[w].Empty(out)
 	})
+	took := end()
 	if err != nil {
 		b.Fatal(err)
 	}
-	return time.Since(start)
+	return took
 }
 
 // parallel runs f n times on queueConcurrency goroutines (f's argument is the goroutine's
