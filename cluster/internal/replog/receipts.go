@@ -87,3 +87,10 @@ func (s receiptStore) StoreLogs(logs []*raft.Log) error {
 	s.r.note(logs, at)
 	return nil
 }
+
+// IsMonotonic passes on whether the store below refuses gaps (raft-wal does): raft then
+// empties the log when it installs a snapshot instead of leaving a gap before the next entry.
+func (s receiptStore) IsMonotonic() bool {
+	m, ok := s.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}

@@ -1,5 +1,5 @@
 // Package replog is the cluster's replicated log: it hosts hashicorp/raft (its transport over
-// the node's mutual-TLS stream port, the boltdb stores, voter reconciliation with the
+// the node's mutual-TLS stream port, the append-only log store, voter reconciliation with the
 // membership view, snapshots) and offers one seam to every feature replicated through it.
 //
 // A feature registers a Kind: a tag byte, a Machine (the replicated state: Apply, Snapshot,
@@ -18,7 +18,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -26,7 +25,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/wasmpod/wasmpod/cluster/internal/mtls"
 )
@@ -159,7 +157,7 @@ type Log struct {
 	ready chan struct{}
 	trans *raft.NetworkTransport
 	mux   *mux
-	bolt  *raftboltdb.BoltStore
+	store *walStore // nil when Raft state is in memory
 	// dialer opens every outgoing connection to another node's port.
 	dialer Dialer
 	// fwdPool keeps forwarding connections to the leader; legacyPools those of the old
@@ -248,7 +246,7 @@ func Start(cfg Config) (*Log, error) {
 		logs   raft.LogStore
 		stable raft.StableStore
 		snaps  raft.SnapshotStore
-		bolt   *raftboltdb.BoltStore
+		store  *walStore
 	)
 	if cfg.DataDir == "" {
 		ms := raft.NewInmemStore()
@@ -258,7 +256,7 @@ func Start(cfg Config) (*Log, error) {
 			ln.Close()
 			return nil, fmt.Errorf("replog: data dir: %w", err)
 		}
-		bolt, err = raftboltdb.NewBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+		store, err = openStore(cfg.DataDir, logger)
 		if err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("replog: raft store: %w", err)
@@ -266,20 +264,20 @@ func Start(cfg Config) (*Log, error) {
 		fs, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, logger)
 		if err != nil {
 			ln.Close()
-			bolt.Close()
+			store.Close()
 			return nil, fmt.Errorf("replog: snapshot store: %w", err)
 		}
-		logs, stable, snaps = bolt, bolt, fs
+		logs, stable, snaps = store, store, fs
 	}
 	stored := &receipts{}
 	logs = receiptStore{LogStore: logs, r: stored}
 	closeStore := func() {
-		if bolt != nil {
-			bolt.Close()
+		if store != nil {
+			store.Close()
 		}
 	}
 
-	l := &Log{cfg: cfg, kinds: kinds, bolt: bolt, dialer: Dialer{TLS: cfg.TLS},
+	l := &Log{cfg: cfg, kinds: kinds, store: store, dialer: Dialer{TLS: cfg.TLS},
 		stop: make(chan struct{}), ready: make(chan struct{}), kick: make(chan struct{}, 1), legacyPools: map[byte]*Pool{}}
 	streams[connDo] = l.serveDo
 	for _, k := range kinds {
@@ -599,8 +597,8 @@ func (l *Log) Shutdown() error {
 		l.trans.Close()
 		l.mux.close()
 		l.wg.Wait()
-		if l.bolt != nil {
-			if e := l.bolt.Close(); err == nil {
+		if l.store != nil {
+			if e := l.store.Close(); err == nil {
 				err = e
 			}
 		}
