@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/wasmpod/wasmpod/cluster/internal/fsync"
 )
 
 // DefaultMaxSize is the largest blob a store accepts when Open is given no limit (1 GiB).
@@ -504,21 +506,9 @@ func parallel(n int, f func(i int)) {
 // syncFile and syncDir fsync a file's content and a directory (making renames into it
 // durable). They are variables so that a test can check the order of what is made durable.
 var (
-	syncFile = fsyncPath
-	syncDir  = fsyncPath
+	syncFile = fsync.Path
+	syncDir  = fsync.Path
 )
-
-func fsyncPath(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
 
 // Has reports whether the blob sha is in the store (false for a malformed sha).
 func (s *Store) Has(sha string) bool {

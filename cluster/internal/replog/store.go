@@ -14,6 +14,8 @@ import (
 	raftwal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
 	"go.etcd.io/bbolt"
+
+	"github.com/wasmpod/wasmpod/cluster/internal/fsync"
 )
 
 // The files of a node's Raft state under Config.DataDir.
@@ -211,14 +213,5 @@ func removeSynced(path string) error {
 	return syncDir(filepath.Dir(path))
 }
 
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+// syncDir makes dir's entries durable.
+var syncDir = fsync.Path
