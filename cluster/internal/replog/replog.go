@@ -136,9 +136,11 @@ type Config struct {
 	// Streams serve extra connection kinds on the port (not 'R', 'D' or a legacy stream). A
 	// handler can learn the verified peer node with mtls.PeerName.
 	Streams map[byte]func(net.Conn)
-	// SnapshotThreshold and SnapshotInterval are Raft's (0: 4096 entries, Raft's interval).
+	// SnapshotThreshold, SnapshotInterval and TrailingLogs are Raft's (0: 4096 entries, Raft's
+	// interval, 4096 entries kept after a snapshot for followers that lag).
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
 	// TLS is the cluster identity every connection of the port uses; nil means plain TCP (an
 	// insecure cluster).
 	TLS *mtls.Identity
@@ -240,6 +242,9 @@ func Start(cfg Config) (*Log, error) {
 	}
 	if cfg.SnapshotInterval > 0 {
 		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
 	}
 
 	var (

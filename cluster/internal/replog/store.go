@@ -70,9 +70,15 @@ type walStore struct {
 	meta *metadb.BoltMetaDB
 }
 
+// segmentSize is the size of the log's segment files; 0 is raft-wal's 64 MiB (preallocated, so
+// an append seldom changes the file's size). A test lowers it to make old entries leave the
+// tail segment, the only place where raft-wal still serves entries a compaction removed.
+var segmentSize = 0
+
 func openWAL(dir string, logger hclog.Logger) (*walStore, error) {
 	meta := &metadb.BoltMetaDB{}
-	w, err := raftwal.Open(dir, raftwal.WithLogger(logger.Named("wal")), raftwal.WithMetaStore(meta))
+	w, err := raftwal.Open(dir, raftwal.WithLogger(logger.Named("wal")), raftwal.WithMetaStore(meta),
+		raftwal.WithSegmentSize(segmentSize))
 	if err != nil {
 		meta.Close()
 		return nil, err
