@@ -50,11 +50,17 @@ func openStore(dir string, logger hclog.Logger) (*walStore, error) {
 			return nil, fmt.Errorf("remove migrated %s: %w", boltFile, err)
 		}
 	case errors.Is(err, fs.ErrNotExist):
-		if _, err := os.Stat(old); err == nil {
+		switch _, err := os.Stat(old); {
+		case err == nil:
 			if err := migrateBolt(dir, logger); err != nil {
 				return nil, fmt.Errorf("move %s into the append-only log: %w", old, err)
 			}
-		} else if err := os.Mkdir(wd, 0o700); err != nil {
+		case errors.Is(err, fs.ErrNotExist):
+			if err := os.Mkdir(wd, 0o700); err != nil {
+				return nil, err
+			}
+		default:
+			// Not knowing whether an old log is there must not start an empty one.
 			return nil, err
 		}
 	default:
