@@ -225,6 +225,16 @@ type queueMachine struct {
 }
 
 func (q queueMachine) Apply(_ uint64, body []byte) any { return q.m.Apply(body) }
+
+// ApplyBatch applies a run of committed queue commands in one transaction of the machine.
+func (q queueMachine) ApplyBatch(_ []uint64, bodies [][]byte) []any {
+	res := q.m.ApplyBatch(bodies)
+	out := make([]any, len(res))
+	for i, r := range res {
+		out[i] = r
+	}
+	return out
+}
 func (q queueMachine) Snapshot() (func(io.Writer) error, func(), error) {
 	persist, release, err := q.m.Snapshot()
 	if err != nil {

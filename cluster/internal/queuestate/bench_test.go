@@ -106,3 +106,31 @@ func BenchmarkJobTasks(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMachineTask is the replicated machine's share of one task of a one-stage pipeline,
+// as the leader's worker drives it: the job's submission, then the command that completes the
+// worker's lease and takes the next task (the one just submitted), both encoded as on the log.
+func BenchmarkMachineTask(b *testing.B) {
+	m := newMachine(b)
+	at := t0
+	tick := func() time.Time { at = at.Add(time.Millisecond); return at }
+	do(b, m, Command{Op: OpDefine, At: tick(), Pipeline: &queue.Pipeline{Name: "p", Stages: []queue.StageDef{{Name: "copy"}}}}, nil)
+	q0 := StageQueue("p", 0)
+	submit := func(i int) {
+		do(b, m, Command{Op: OpSubmit, At: tick(), Request: fmt.Sprint("r", i), Name: "p", Inputs: []queue.File{fileOf(fmt.Sprintf("in/t%06d", i))}}, nil)
+	}
+	submit(0)
+	l := do(b, m, Command{Op: OpLease, At: tick(), Name: q0, Worker: "w0"}, nil).Lease
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		submit(i)
+		out := fileOf(fmt.Sprintf("out/t%06d", i))
+		r := do(b, m, Command{Op: OpCompleteLease, At: tick(), Lease: l, Output: &out, Name: q0, Worker: "w0"}, nil)
+		if r.Next == nil {
+			b.Fatalf("no next lease: %+v", r)
+		}
+		l = r.Next
+	}
+}

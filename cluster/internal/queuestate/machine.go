@@ -163,6 +163,9 @@ type Machine struct {
 	applied atomic.Uint64 // commands applied since the machine was opened
 	// combined mirrors the kCombined meta key: the state has applied an OpCompleteLease.
 	combined atomic.Bool
+	// contents holds, while ApplyBatch runs its shared transaction, the completions' content
+	// for onContent, handed over once the transaction has committed.
+	contents []content
 
 	chMu   sync.Mutex
 	change chan struct{}
@@ -237,21 +240,130 @@ func (m *Machine) Read(fn func(q *Queue) error) error {
 	return fn(m.q)
 }
 
+type content struct {
+	sha  string
+	data []byte
+}
+
 // Apply applies one encoded Command and returns the encoded Response. A command that does not
 // decode is answered with an invalid-argument response and changes nothing.
 func (m *Machine) Apply(data []byte) []byte {
 	defer m.applied.Add(1)
-	var c Command
-	var resp Response
-	if err := json.Unmarshal(data, &c); err != nil {
-		resp = responseOf(fmt.Errorf("%w: command does not decode: %v", queue.ErrInvalid, err))
-	} else {
-		resp = m.apply(&c)
+	c, err := decodeCommand(data)
+	if err != nil {
+		return encodeResponse(responseOf(err))
 	}
-	b, _ := json.Marshal(resp)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return encodeResponse(m.apply(&c))
+}
+
+func decodeCommand(data []byte) (Command, error) {
+	var c Command
+	if err := json.Unmarshal(data, &c); err != nil {
+		return Command{}, fmt.Errorf("%w: command does not decode: %v", queue.ErrInvalid, err)
+	}
+	return c, nil
+}
+
+func encodeResponse(r Response) []byte {
+	b, _ := json.Marshal(r)
 	return b
 }
 
+// ApplyBatch applies consecutive encoded Commands, as Apply applies each in turn, with the
+// same state and answers, sharing write transactions: a commit costs more than most commands
+// (bbolt writes every page the transaction changed), and the log hands over its committed
+// entries in batches. A command whose change fails (a lost lease, say) may have written part
+// of itself, and bbolt has no savepoints: the shared transaction is then rolled back, the
+// commands before the failing one are applied again in one transaction (the same commands on
+// the same state, so the same outcome), the failing one alone in its own, as Apply would, and
+// the rest of the batch goes on the same way.
+func (m *Machine) ApplyBatch(data [][]byte) [][]byte {
+	if len(data) == 1 {
+		return [][]byte{m.Apply(data[0])}
+	}
+	defer m.applied.Add(uint64(len(data)))
+	cmds := make([]Command, len(data))
+	errs := make([]error, len(data))
+	for i, d := range data {
+		cmds[i], errs[i] = decodeCommand(d)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([][]byte, len(data))
+	one := func(i int) {
+		if errs[i] != nil {
+			out[i] = encodeResponse(responseOf(errs[i]))
+		} else {
+			out[i] = encodeResponse(m.apply(&cmds[i]))
+		}
+	}
+	for i := 0; i < len(cmds); {
+		k := m.applyShared(cmds[i:], errs[i:], out[i:])
+		if k == len(cmds)-i { // all of the rest committed
+			break
+		}
+		if k > 0 && m.applyShared(cmds[i:i+k], errs[i:i+k], out[i:i+k]) != k {
+			// Deterministic, so not expected; if the commit itself failed, go one by one.
+			for j := i; j < i+k; j++ {
+				one(j)
+			}
+		}
+		one(i + k)
+		i += k + 1
+	}
+	return out
+}
+
+// applyShared applies cmds in one write transaction and returns len(cmds) if it committed,
+// having set their answers in out and handed their content to onContent. Otherwise it rolls
+// back, changing nothing (the answers in out are void), and returns the index of the command
+// whose change failed (len(cmds) if the commit failed).
+func (m *Machine) applyShared(cmds []Command, errs []error, out [][]byte) int {
+	q := m.q
+	combined := m.combined.Load()
+	failed := len(cmds)
+	err := q.update(func(tx *bolt.Tx) error {
+		q.shared, q.sharedFailed, m.contents = tx, false, m.contents[:0]
+		defer func() { q.shared = nil }()
+		for i := range cmds {
+			if errs[i] != nil {
+				out[i] = encodeResponse(responseOf(errs[i]))
+				continue
+			}
+			out[i] = encodeResponse(m.apply(&cmds[i]))
+			if q.sharedFailed {
+				failed = i
+				return errSplit
+			}
+		}
+		return nil
+	})
+	contents := m.contents
+	m.contents = m.contents[:0]
+	defer clear(contents)
+	if err != nil {
+		m.combined.Store(combined)
+		return failed
+	}
+	for _, c := range contents {
+		m.onContent(c.sha, c.data)
+	}
+	return len(cmds)
+}
+
+// deliver hands a completion's content to onContent, or keeps it until ApplyBatch's shared
+// transaction has committed.
+func (m *Machine) deliver(sha string, data []byte) {
+	if m.q.shared != nil {
+		m.contents = append(m.contents, content{sha, data})
+		return
+	}
+	m.onContent(sha, data)
+}
+
+// apply applies one command; the caller holds m.mu for writing.
 func (m *Machine) apply(c *Command) Response {
 	switch c.Op {
 	case OpDefine, OpSubmit, OpLease, OpHeartbeat, OpComplete, OpFail, OpRetry, OpPrune, OpCompleteLease:
@@ -261,8 +373,6 @@ func (m *Machine) apply(c *Command) Response {
 	if c.At.IsZero() || c.LeaseFor < 0 {
 		return responseOf(fmt.Errorf("%w: %s command without a time, or with a negative lease", queue.ErrInvalid, c.Op))
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	if c.Op == OpCompleteLease && !m.combined.Load() {
 		// Written once, on every replica alike, so that snapshots carry it.
 		if m.q.update(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put(kCombined, indexValue) }) == nil {
@@ -314,14 +424,26 @@ func (m *Machine) apply(c *Command) Response {
 			if c.Output != nil {
 				out, _ = json.Marshal(c.Output)
 			}
+			var (
+				l     Lease
+				lerr  error
+				taken bool // the lease part ran with the completion
+			)
 			if err = checkContent(c); err == nil {
-				err = q.Complete(*c.Lease, out)
+				if c.Op == OpCompleteLease {
+					l, taken, lerr = m.completeLease(c, out)
+				}
+				if !taken {
+					err = q.Complete(*c.Lease, out)
+				}
 			}
 			if err == nil && c.Content != nil && m.onContent != nil {
-				m.onContent(c.Output.SHA256, c.Content)
+				m.deliver(c.Output.SHA256, c.Content)
 			}
 			if c.Op == OpCompleteLease {
-				l, lerr := q.Lease(context.Background(), c.Name, c.Worker)
+				if !taken {
+					l, lerr = q.Lease(context.Background(), c.Name, c.Worker)
+				}
 				switch {
 				case lerr == nil:
 					resp.Next = &l
@@ -352,6 +474,40 @@ func (m *Machine) apply(c *Command) Response {
 	// The lease part of OpCompleteLease stands whatever the completion's outcome.
 	r.Next, r.NextCode, r.NextError = resp.Next, resp.NextCode, resp.NextError
 	return r
+}
+
+// errSplit rolls back completeLease's shared transaction.
+var errSplit = errors.New("queue: complete and lease apart")
+
+// completeLease runs both parts of an OpCompleteLease whose content checked out in one write
+// transaction, the common case of the queue's hot path (one commit instead of two). It
+// reports taken = false, having changed nothing, when either part would fail or its input
+// would be refused (bbolt has no savepoints, so a completion that fails half-way could not be
+// undone inside the shared transaction): the caller then runs Complete and Lease apart, each
+// in its own transaction, as they always ran, so every outcome and error is theirs. When taken,
+// the completion succeeded, and l (or ErrEmpty in lerr) is the lease part's answer.
+func (m *Machine) completeLease(c *Command, out []byte) (l Lease, taken bool, lerr error) {
+	q := m.q
+	if len(out) > q.cfg.MaxPayloadBytes || validPipeline(c.Name) != nil || len(c.Worker) > maxWorkerLen {
+		return Lease{}, false, nil
+	}
+	var found bool
+	err := q.update(func(tx *bolt.Tx) error {
+		now := q.cfg.Now()
+		if q.completeTx(tx, now, *c.Lease, out) != nil {
+			return errSplit
+		}
+		var err error
+		if l, found, err = q.leaseTx(tx, now, c.Name, c.Worker); err != nil {
+			return errSplit
+		}
+		return nil
+	})
+	if err != nil {
+		return Lease{}, false, nil
+	}
+	l, lerr = leaseResult(c.Name, l, found, nil)
+	return l, true, lerr
 }
 
 // checkContent checks a completion's content against its output (see Command.Content).

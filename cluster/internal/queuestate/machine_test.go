@@ -1137,30 +1137,40 @@ func TestMachineCompleteLease(t *testing.T) {
 		code     string // of the completion
 		next     bool   // a task leased
 		nextCode string // of the lease part
+		// commits is how many write transactions the command commits: the first
+		// OpCompleteLease also marks the state (CombinedApplied), and both parts share one
+		// when both succeed (or the queue is empty), two when either fails.
+		commits uint64
 	}{
 		{"complete and lease the next task", func(t *testing.T, m *Machine, ls []*Lease) Command {
 			return Command{Op: OpCompleteLease, Lease: ls[0], Output: out, Name: q0, Worker: "w0"}
-		}, "", true, ""},
+		}, "", true, "", 2},
 		{"lease lost: the lease part is applied all the same", func(t *testing.T, m *Machine, ls []*Lease) Command {
 			do(t, m, Command{Op: OpComplete, At: at(3 * time.Second), Lease: ls[0], Output: out}, nil)
 			return Command{Op: OpCompleteLease, Lease: ls[0], Output: out, Name: q0, Worker: "w0"}
-		}, "lease_lost", true, ""},
+		}, "lease_lost", true, "", 2},
 		{"completion refused (no output): the lease part is applied all the same", func(t *testing.T, m *Machine, ls []*Lease) Command {
 			return Command{Op: OpCompleteLease, Lease: ls[0], Name: q0, Worker: "w0"}
-		}, "invalid", true, ""},
+		}, "invalid", true, "", 2},
 		{"nothing ready: no lease, and no error", func(t *testing.T, m *Machine, ls []*Lease) Command {
 			do(t, m, Command{Op: OpLease, At: at(3 * time.Second), Name: q0, Worker: "w2"}, nil)
 			return Command{Op: OpCompleteLease, Lease: ls[0], Output: out, Name: q0, Worker: "w0"}
-		}, "", false, ""},
+		}, "", false, "", 2},
 		{"invalid queue: completed, the lease part fails", func(t *testing.T, m *Machine, ls []*Lease) Command {
 			return Command{Op: OpCompleteLease, Lease: ls[0], Output: out, Name: "", Worker: "w0"}
-		}, "", false, "invalid"},
+		}, "", false, "invalid", 2},
 		{"the last completion starts the merge, which the lease part takes", func(t *testing.T, m *Machine, ls []*Lease) Command {
 			l2 := do(t, m, Command{Op: OpLease, At: at(3 * time.Second), Name: q0, Worker: "w2"}, nil).Lease
 			do(t, m, Command{Op: OpComplete, At: at(3 * time.Second), Lease: ls[0], Output: ptr(fileOf("out/x"))}, nil)
 			do(t, m, Command{Op: OpComplete, At: at(3 * time.Second), Lease: l2, Output: ptr(fileOf("out/z"))}, nil)
 			return Command{Op: OpCompleteLease, Lease: ls[1], Output: ptr(fileOf("out/y")), Name: q1, Worker: "w1"}
-		}, "", true, ""},
+		}, "", true, "", 2},
+		{"the lease part fails inside the shared transaction (a ready index naming no task): completed all the same", func(t *testing.T, m *Machine, ls []*Lease) Command {
+			if err := m.q.db.Update(func(tx *bolt.Tx) error { return putIndex(tx, bReady, q0, indexKey(at(0), 999)) }); err != nil {
+				t.Fatal(err)
+			}
+			return Command{Op: OpCompleteLease, Lease: ls[0], Output: out, Name: q0, Worker: "w0"}
+		}, "", false, "not_found", 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1170,7 +1180,11 @@ func TestMachineCompleteLease(t *testing.T) {
 				cmd = tt.before(t, m, setup(t, m))
 			}
 			cmd.At, cmd.LeaseFor = at(4*time.Second), 20*time.Second
+			before := commits(t, a)
 			ra, rb := a.Apply(encodeCmd(t, cmd)), b.Apply(encodeCmd(t, cmd))
+			if n := commits(t, a) - before; n != tt.commits {
+				t.Errorf("the command committed %d write transactions, want %d", n, tt.commits)
+			}
 			if !bytes.Equal(ra, rb) {
 				t.Fatalf("replicas answered differently:\n%s\n%s", ra, rb)
 			}
@@ -1205,6 +1219,16 @@ func TestMachineCompleteLease(t *testing.T) {
 			}
 		})
 	}
+}
+
+// commits returns the id of m's last committed write transaction: bbolt numbers them.
+func commits(t *testing.T, m *Machine) uint64 {
+	t.Helper()
+	var id uint64
+	if err := m.q.db.View(func(tx *bolt.Tx) error { id = uint64(tx.ID()); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // TestMachineCombinedApplied: the first OpCompleteLease sets the combined flag, in memory and

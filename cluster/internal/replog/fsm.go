@@ -57,6 +57,56 @@ func (f *fsm) Apply(l *raft.Log) interface{} {
 	return k.Machine.Apply(l.Index, l.Data[1:])
 }
 
+// ApplyBatch makes fsm a raft.BatchingFSM: each run of consecutive commands of a kind whose
+// machine is a BatchMachine (and not a TimedMachine) goes to its ApplyBatch at once, every
+// other entry to Apply.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
+	out := make([]interface{}, len(logs))
+	for i := 0; i < len(logs); {
+		bm, tag := f.batchable(logs[i])
+		j := i + 1
+		for bm != nil && j < len(logs) {
+			if next, t := f.batchable(logs[j]); next == nil || t != tag {
+				break
+			}
+			j++
+		}
+		if j-i == 1 {
+			out[i] = f.Apply(logs[i])
+			i = j
+			continue
+		}
+		indexes, bodies := make([]uint64, 0, j-i), make([][]byte, 0, j-i)
+		for _, l := range logs[i:j] {
+			indexes, bodies = append(indexes, l.Index), append(bodies, l.Data[1:])
+		}
+		res := bm.ApplyBatch(indexes, bodies)
+		if len(res) != len(bodies) {
+			panic(fmt.Sprintf("replog: %s's ApplyBatch gave %d results for %d entries", f.kinds[tag].Name, len(res), len(bodies)))
+		}
+		copy(out[i:j], res)
+		i = j
+	}
+	return out
+}
+
+// batchable returns the BatchMachine of l's kind and its tag, or nil if l is not a command
+// of such a kind.
+func (f *fsm) batchable(l *raft.Log) (BatchMachine, byte) {
+	if l.Type != raft.LogCommand || len(l.Data) == 0 {
+		return nil, 0
+	}
+	k := f.kinds[l.Data[0]]
+	if k == nil {
+		return nil, 0
+	}
+	if _, timed := k.Machine.(TimedMachine); timed {
+		return nil, 0
+	}
+	bm, _ := k.Machine.(BatchMachine)
+	return bm, l.Data[0]
+}
+
 type section struct {
 	tag     byte
 	persist func(io.Writer) error

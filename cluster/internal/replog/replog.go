@@ -63,6 +63,16 @@ type Machine interface {
 	Restore(r io.Reader) error
 }
 
+// BatchMachine is a Machine that can apply consecutive committed entries of its kind at once
+// (Raft hands them over in batches), for example in one storage transaction. ApplyBatch must
+// leave the state and give the results that Apply, called on each entry in order, would.
+type BatchMachine interface {
+	Machine
+	// ApplyBatch applies the bodies at the log indexes, in order (len(bodies) ==
+	// len(indexes) >= 2), and returns one result per body.
+	ApplyBatch(indexes []uint64, bodies [][]byte) []any
+}
+
 // Caller is who asked for a command: the forwarding node's name from its certificate (or this
 // node's own name for a local call).
 type Caller struct {
