@@ -107,30 +107,51 @@ func BenchmarkJobTasks(b *testing.B) {
 	}
 }
 
-// BenchmarkMachineTask is the replicated machine's share of one task of a one-stage pipeline,
-// as the leader's worker drives it: the job's submission, then the command that completes the
-// worker's lease and takes the next task (the one just submitted), both encoded as on the log.
+// BenchmarkMachineTask is the replicated machine's share of a task of a one-stage pipeline, as
+// two workers on the leader drive it: per op, two jobs are submitted, then each worker's
+// command completes its lease and takes the next task, encoded as on the log. "apart" applies
+// every command alone (Apply), "batched" the two workers' commands as one batch of the log
+// (ApplyBatch, as Raft hands over entries committed together). ns/op is per task.
 func BenchmarkMachineTask(b *testing.B) {
-	m := newMachine(b)
-	at := t0
-	tick := func() time.Time { at = at.Add(time.Millisecond); return at }
-	do(b, m, Command{Op: OpDefine, At: tick(), Pipeline: &queue.Pipeline{Name: "p", Stages: []queue.StageDef{{Name: "copy"}}}}, nil)
-	q0 := StageQueue("p", 0)
-	submit := func(i int) {
-		do(b, m, Command{Op: OpSubmit, At: tick(), Request: fmt.Sprint("r", i), Name: "p", Inputs: []queue.File{fileOf(fmt.Sprintf("in/t%06d", i))}}, nil)
-	}
-	submit(0)
-	l := do(b, m, Command{Op: OpLease, At: tick(), Name: q0, Worker: "w0"}, nil).Lease
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		i++
-		submit(i)
-		out := fileOf(fmt.Sprintf("out/t%06d", i))
-		r := do(b, m, Command{Op: OpCompleteLease, At: tick(), Lease: l, Output: &out, Name: q0, Worker: "w0"}, nil)
-		if r.Next == nil {
-			b.Fatalf("no next lease: %+v", r)
-		}
-		l = r.Next
+	for _, batched := range []bool{false, true} {
+		b.Run(map[bool]string{false: "apart", true: "batched"}[batched], func(b *testing.B) {
+			m := newMachine(b)
+			at := t0
+			tick := func() time.Time { at = at.Add(time.Millisecond); return at }
+			do(b, m, Command{Op: OpDefine, At: tick(), Pipeline: &queue.Pipeline{Name: "p", Stages: []queue.StageDef{{Name: "copy"}}}}, nil)
+			q0 := StageQueue("p", 0)
+			n := 0
+			submit := func() {
+				n++
+				do(b, m, Command{Op: OpSubmit, At: tick(), Request: fmt.Sprint("r", n), Name: "p", Inputs: []queue.File{fileOf(fmt.Sprintf("in/t%06d", n))}}, nil)
+			}
+			var ls [2]*Lease
+			for w := range ls {
+				submit()
+				ls[w] = do(b, m, Command{Op: OpLease, At: tick(), Name: q0, Worker: fmt.Sprint("w", w)}, nil).Lease
+			}
+			cmds := make([][]byte, 2)
+			b.ReportAllocs()
+			for b.Loop() {
+				submit()
+				submit()
+				for w, l := range ls {
+					out := fileOf(fmt.Sprintf("out/%d", l.TaskID))
+					cmds[w] = encodeCmd(b, Command{Op: OpCompleteLease, At: tick(), Lease: l, Output: &out, Name: q0, Worker: fmt.Sprint("w", w)})
+				}
+				var res [][]byte
+				if batched {
+					res = m.ApplyBatch(cmds)
+				} else {
+					res = [][]byte{m.Apply(cmds[0]), m.Apply(cmds[1])}
+				}
+				for w, r := range res {
+					if ls[w] = decodeResp(b, r).Next; ls[w] == nil {
+						b.Fatalf("no next lease: %s", r)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(2*b.N), "ns/task")
+		})
 	}
 }
