@@ -300,14 +300,21 @@ func (m *Machine) ApplyBatch(data [][]byte) [][]byte {
 		}
 	}
 	for i := 0; i < len(cmds); {
-		k := m.applyShared(cmds[i:], errs[i:], out[i:])
-		if k == len(cmds)-i { // all of the rest committed
+		k, ok := m.applyShared(cmds[i:], errs[i:], out[i:])
+		if ok { // all of the rest committed
 			break
 		}
-		if k > 0 && m.applyShared(cmds[i:i+k], errs[i:i+k], out[i:i+k]) != k {
-			// Deterministic, so not expected; if the commit itself failed, go one by one.
-			for j := i; j < i+k; j++ {
+		if k == len(cmds)-i { // no command failed, the commit did: one by one, as Apply would
+			for j := i; j < len(cmds); j++ {
 				one(j)
+			}
+			break
+		}
+		if k > 0 {
+			if _, ok := m.applyShared(cmds[i:i+k], errs[i:i+k], out[i:i+k]); !ok {
+				for j := i; j < i+k; j++ {
+					one(j)
+				}
 			}
 		}
 		one(i + k)
@@ -316,14 +323,18 @@ func (m *Machine) ApplyBatch(data [][]byte) [][]byte {
 	return out
 }
 
-// applyShared applies cmds in one write transaction and returns len(cmds) if it committed,
-// having set their answers in out and handed their content to onContent. Otherwise it rolls
-// back, changing nothing (the answers in out are void), and returns the index of the command
-// whose change failed (len(cmds) if the commit failed).
-func (m *Machine) applyShared(cmds []Command, errs []error, out [][]byte) int {
+// beforeSharedCommit, when set (by tests), runs as applyShared is about to commit; an error
+// fails the commit.
+var beforeSharedCommit func() error
+
+// applyShared applies cmds in one write transaction and reports ok if it committed, having set
+// their answers in out and handed their content to onContent. Otherwise it has rolled back,
+// changing nothing (the answers in out are void), and failed is the index of the command whose
+// change failed, or len(cmds) if none did and the commit failed.
+func (m *Machine) applyShared(cmds []Command, errs []error, out [][]byte) (failed int, ok bool) {
 	q := m.q
 	combined := m.combined.Load()
-	failed := len(cmds)
+	failed = len(cmds)
 	err := q.update(func(tx *bolt.Tx) error {
 		q.shared, q.sharedFailed, m.contents = tx, false, m.contents[:0]
 		defer func() { q.shared = nil }()
@@ -338,6 +349,9 @@ func (m *Machine) applyShared(cmds []Command, errs []error, out [][]byte) int {
 				return errSplit
 			}
 		}
+		if beforeSharedCommit != nil {
+			return beforeSharedCommit()
+		}
 		return nil
 	})
 	contents := m.contents
@@ -345,12 +359,12 @@ func (m *Machine) applyShared(cmds []Command, errs []error, out [][]byte) int {
 	defer clear(contents)
 	if err != nil {
 		m.combined.Store(combined)
-		return failed
+		return failed, false
 	}
 	for _, c := range contents {
 		m.onContent(c.sha, c.data)
 	}
-	return len(cmds)
+	return len(cmds), true
 }
 
 // deliver hands a completion's content to onContent, or keeps it until ApplyBatch's shared
