@@ -246,17 +246,10 @@ type content struct {
 }
 
 // Apply applies one encoded Command and returns the encoded Response. A command that does not
-// decode is answered with an invalid-argument response and changes nothing.
-func (m *Machine) Apply(data []byte) []byte {
-	defer m.applied.Add(1)
-	c, err := decodeCommand(data)
-	if err != nil {
-		return encodeResponse(responseOf(err))
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return encodeResponse(m.apply(&c))
-}
+// decode is answered with an invalid-argument response and changes nothing. It is ApplyBatch of
+// one: a command whose parts all succeed (an OpCompleteLease's completion and lease, say)
+// commits once.
+func (m *Machine) Apply(data []byte) []byte { return m.ApplyBatch([][]byte{data})[0] }
 
 func decodeCommand(data []byte) (Command, error) {
 	var c Command
@@ -271,18 +264,15 @@ func encodeResponse(r Response) []byte {
 	return b
 }
 
-// ApplyBatch applies consecutive encoded Commands, as Apply applies each in turn, with the
-// same state and answers, sharing write transactions: a commit costs more than most commands
-// (bbolt writes every page the transaction changed), and the log hands over its committed
-// entries in batches. A command whose change fails (a lost lease, say) may have written part
-// of itself, and bbolt has no savepoints: the shared transaction is then rolled back, the
-// commands before the failing one are applied again in one transaction (the same commands on
-// the same state, so the same outcome), the failing one alone in its own, as Apply would, and
-// the rest of the batch goes on the same way.
+// ApplyBatch applies consecutive encoded Commands in order, sharing write transactions: a
+// commit costs more than most commands (bbolt writes every page the transaction changed), and
+// the log hands over its committed entries in batches. A command whose change fails (a lost
+// lease, say) may have written part of itself, and bbolt has no savepoints: the shared
+// transaction is then rolled back, the commands before the failing one are applied again in
+// one transaction (the same commands on the same state, so the same outcome), the failing one
+// alone with a transaction per change, and the rest of the batch goes on the same way. So the
+// state and answers are those of each command applied alone with a transaction per change.
 func (m *Machine) ApplyBatch(data [][]byte) [][]byte {
-	if len(data) == 1 {
-		return [][]byte{m.Apply(data[0])}
-	}
 	defer m.applied.Add(uint64(len(data)))
 	cmds := make([]Command, len(data))
 	errs := make([]error, len(data))
@@ -336,7 +326,7 @@ func (m *Machine) applyShared(cmds []Command, errs []error, out [][]byte) (faile
 	combined := m.combined.Load()
 	failed = len(cmds)
 	err := q.update(func(tx *bolt.Tx) error {
-		q.shared, q.sharedFailed, m.contents = tx, false, m.contents[:0]
+		q.shared, q.sharedUpdated, q.sharedFailed, m.contents = tx, false, false, m.contents[:0]
 		defer func() { q.shared = nil }()
 		for i := range cmds {
 			if errs[i] != nil {
@@ -349,11 +339,17 @@ func (m *Machine) applyShared(cmds []Command, errs []error, out [][]byte) (faile
 				return errSplit
 			}
 		}
+		if !q.sharedUpdated {
+			return errNoChange // refused commands only: nothing to commit
+		}
 		if beforeSharedCommit != nil {
 			return beforeSharedCommit()
 		}
 		return nil
 	})
+	if errors.Is(err, errNoChange) {
+		err = nil
+	}
 	contents := m.contents
 	m.contents = m.contents[:0]
 	defer clear(contents)
@@ -438,26 +434,14 @@ func (m *Machine) apply(c *Command) Response {
 			if c.Output != nil {
 				out, _ = json.Marshal(c.Output)
 			}
-			var (
-				l     Lease
-				lerr  error
-				taken bool // the lease part ran with the completion
-			)
 			if err = checkContent(c); err == nil {
-				if c.Op == OpCompleteLease {
-					l, taken, lerr = m.completeLease(c, out)
-				}
-				if !taken {
-					err = q.Complete(*c.Lease, out)
-				}
+				err = q.Complete(*c.Lease, out)
 			}
 			if err == nil && c.Content != nil && m.onContent != nil {
 				m.deliver(c.Output.SHA256, c.Content)
 			}
 			if c.Op == OpCompleteLease {
-				if !taken {
-					l, lerr = q.Lease(context.Background(), c.Name, c.Worker)
-				}
+				l, lerr := q.Lease(context.Background(), c.Name, c.Worker)
 				switch {
 				case lerr == nil:
 					resp.Next = &l
@@ -490,39 +474,12 @@ func (m *Machine) apply(c *Command) Response {
 	return r
 }
 
-// errSplit rolls back completeLease's shared transaction.
-var errSplit = errors.New("queue: complete and lease apart")
-
-// completeLease runs both parts of an OpCompleteLease whose content checked out in one write
-// transaction, the common case of the queue's hot path (one commit instead of two). It
-// reports taken = false, having changed nothing, when either part would fail or its input
-// would be refused (bbolt has no savepoints, so a completion that fails half-way could not be
-// undone inside the shared transaction): the caller then runs Complete and Lease apart, each
-// in its own transaction, as they always ran, so every outcome and error is theirs. When taken,
-// the completion succeeded, and l (or ErrEmpty in lerr) is the lease part's answer.
-func (m *Machine) completeLease(c *Command, out []byte) (l Lease, taken bool, lerr error) {
-	q := m.q
-	if len(out) > q.cfg.MaxPayloadBytes || validPipeline(c.Name) != nil || len(c.Worker) > maxWorkerLen {
-		return Lease{}, false, nil
-	}
-	var found bool
-	err := q.update(func(tx *bolt.Tx) error {
-		now := q.cfg.Now()
-		if q.completeTx(tx, now, *c.Lease, out) != nil {
-			return errSplit
-		}
-		var err error
-		if l, found, err = q.leaseTx(tx, now, c.Name, c.Worker); err != nil {
-			return errSplit
-		}
-		return nil
-	})
-	if err != nil {
-		return Lease{}, false, nil
-	}
-	l, lerr = leaseResult(c.Name, l, found, nil)
-	return l, true, lerr
-}
+// errSplit and errNoChange roll back applyShared's transaction: a command's change failed, or
+// no command changed anything.
+var (
+	errSplit    = errors.New("queue: a command of the shared transaction failed")
+	errNoChange = errors.New("queue: no change to commit")
+)
 
 // checkContent checks a completion's content against its output (see Command.Content).
 func checkContent(c *Command) error {

@@ -182,11 +182,12 @@ type Queue struct {
 	jobs jobCache // decoded job records, checked against the stored bytes at each use
 
 	// shared, when set, is the write transaction every update and view runs in instead of its
-	// own (Machine.ApplyBatch), and sharedFailed records that one of them failed: the batch
-	// must then be rolled back, since a failed update may have written part of its change.
-	// Both belong to the goroutine holding the Machine's write lock.
-	shared       *bolt.Tx
-	sharedFailed bool
+	// own (Machine.applyShared); sharedUpdated records that an update ran in it (else it has
+	// nothing to commit), sharedFailed that one failed: the transaction must then be rolled
+	// back, since a failed update may have written part of its change. All three belong to the
+	// goroutine holding the Machine's write lock.
+	shared                      *bolt.Tx
+	sharedUpdated, sharedFailed bool
 }
 
 // Open opens (creating if needed) the queue file at path. Only one Queue
@@ -247,6 +248,7 @@ func (q *Queue) Close() error {
 // update and view run a transaction unless the queue is closed, or run in the shared one.
 func (q *Queue) update(fn func(*bolt.Tx) error) error {
 	if q.shared != nil {
+		q.sharedUpdated = true
 		err := fn(q.shared)
 		if err != nil {
 			q.sharedFailed = true
@@ -345,15 +347,52 @@ func (q *Queue) Lease(ctx context.Context, pipeline, worker string) (Lease, erro
 		found bool
 	)
 	err := q.update(func(tx *bolt.Tx) error {
-		var err error
-		l, found, err = q.leaseTx(tx, q.cfg.Now(), pipeline, worker)
-		return err
+		now := q.cfg.Now()
+		if err := q.expire(tx, pipeline, now); err != nil {
+			return err
+		}
+		ready := tx.Bucket(bReady).Bucket([]byte(pipeline))
+		if ready == nil {
+			return nil
+		}
+		k, _ := ready.Cursor().First()
+		nowKey := timeKey(now)
+		if k == nil || bytes.Compare(k[:8], nowKey[:]) > 0 {
+			return nil // empty, or the first task is still backing off
+		}
+		id := queue.TaskID(binary.BigEndian.Uint64(k[8:]))
+		if err := ready.Delete(k); err != nil {
+			return err
+		}
+		t, err := getTask(tx, id)
+		if err != nil {
+			return err
+		}
+		if t.State != StateReady {
+			return fmt.Errorf("%w: task %d is %v but indexed as ready", queue.ErrCorrupt, id, t.State)
+		}
+		leaseID, err := tx.Bucket(bMeta).NextSequence()
+		if err != nil {
+			return err
+		}
+		t.State = StateLeased
+		t.Attempts++
+		t.LeaseID = leaseID
+		t.LeaseExpires = now.Add(q.cfg.LeaseDuration)
+		t.Worker = worker
+		if err := putTask(tx, t); err != nil {
+			return err
+		}
+		if err := putIndex(tx, bLeased, pipeline, indexKey(t.LeaseExpires, id)); err != nil {
+			return err
+		}
+		if err := q.onLease(tx, t); err != nil {
+			return err
+		}
+		l = leaseOf(t)
+		found = true
+		return nil
 	})
-	return leaseResult(pipeline, l, found, err)
-}
-
-// leaseResult is Lease's answer for what leaseTx returned.
-func leaseResult(pipeline string, l Lease, found bool, err error) (Lease, error) {
 	if err != nil {
 		return Lease{}, fmt.Errorf("queue: lease from %q: %w", pipeline, err)
 	}
@@ -361,53 +400,6 @@ func leaseResult(pipeline string, l Lease, found bool, err error) (Lease, error)
 		return Lease{}, queue.ErrEmpty
 	}
 	return l, nil
-}
-
-// leaseTx is Lease in tx at time now, for an already validated pipeline and worker: found is
-// false when no task is ready.
-func (q *Queue) leaseTx(tx *bolt.Tx, now time.Time, pipeline, worker string) (l Lease, found bool, err error) {
-	if err := q.expire(tx, pipeline, now); err != nil {
-		return Lease{}, false, err
-	}
-	ready := tx.Bucket(bReady).Bucket([]byte(pipeline))
-	if ready == nil {
-		return Lease{}, false, nil
-	}
-	k, _ := ready.Cursor().First()
-	nowKey := timeKey(now)
-	if k == nil || bytes.Compare(k[:8], nowKey[:]) > 0 {
-		return Lease{}, false, nil // empty, or the first task is still backing off
-	}
-	id := queue.TaskID(binary.BigEndian.Uint64(k[8:]))
-	if err := ready.Delete(k); err != nil {
-		return Lease{}, false, err
-	}
-	t, err := getTask(tx, id)
-	if err != nil {
-		return Lease{}, false, err
-	}
-	if t.State != StateReady {
-		return Lease{}, false, fmt.Errorf("%w: task %d is %v but indexed as ready", queue.ErrCorrupt, id, t.State)
-	}
-	leaseID, err := tx.Bucket(bMeta).NextSequence()
-	if err != nil {
-		return Lease{}, false, err
-	}
-	t.State = StateLeased
-	t.Attempts++
-	t.LeaseID = leaseID
-	t.LeaseExpires = now.Add(q.cfg.LeaseDuration)
-	t.Worker = worker
-	if err := putTask(tx, t); err != nil {
-		return Lease{}, false, err
-	}
-	if err := putIndex(tx, bLeased, pipeline, indexKey(t.LeaseExpires, id)); err != nil {
-		return Lease{}, false, err
-	}
-	if err := q.onLease(tx, t); err != nil {
-		return Lease{}, false, err
-	}
-	return leaseOf(t), true, nil
 }
 
 func leaseOf(t *Task) Lease {
@@ -452,34 +444,27 @@ func (q *Queue) Complete(l Lease, result []byte) error {
 	if len(result) > q.cfg.MaxPayloadBytes {
 		return fmt.Errorf("%w: result of %d bytes exceeds MaxPayloadBytes %d", queue.ErrInvalid, len(result), q.cfg.MaxPayloadBytes)
 	}
-	err := q.update(func(tx *bolt.Tx) error { return q.completeTx(tx, q.cfg.Now(), l, result) })
-	return completeResult(l, err)
-}
-
-// completeResult is Complete's answer for what completeTx returned.
-func completeResult(l Lease, err error) error {
+	err := q.update(func(tx *bolt.Tx) error {
+		now := q.cfg.Now()
+		t, err := q.takeLeased(tx, l, now)
+		if err != nil {
+			return err
+		}
+		t.State = StateDone
+		t.Result = bytes.Clone(result)
+		t.FinishedAt = now
+		if err := putTask(tx, t); err != nil {
+			return err
+		}
+		if err := q.onDone(tx, now, t); err != nil {
+			return err
+		}
+		return bumpCounter(tx, t.Pipeline, kCompleted)
+	})
 	if err != nil {
 		return fmt.Errorf("queue: complete task %d lease %d: %w", l.TaskID, l.ID, err)
 	}
 	return nil
-}
-
-// completeTx is Complete in tx at time now, for a result within MaxPayloadBytes.
-func (q *Queue) completeTx(tx *bolt.Tx, now time.Time, l Lease, result []byte) error {
-	t, err := q.takeLeased(tx, l, now)
-	if err != nil {
-		return err
-	}
-	t.State = StateDone
-	t.Result = bytes.Clone(result)
-	t.FinishedAt = now
-	if err := putTask(tx, t); err != nil {
-		return err
-	}
-	if err := q.onDone(tx, now, t); err != nil {
-		return err
-	}
-	return bumpCounter(tx, t.Pipeline, kCompleted)
 }
 
 // Fail records errMsg for this attempt and schedules a redelivery after
