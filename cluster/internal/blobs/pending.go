@@ -62,6 +62,9 @@ func (s *Store) AddPending(sha string, content []byte) error {
 // Pend turns a staged blob of at most max bytes into a pending one (see Pending) and returns
 // its content, for the caller to put in its log. ok is false, and nothing changes, when the
 // blob is larger than max: commit it instead. The staged file stays where it is until Flush.
+// The content is what StageMove kept of a small file (the file checked to be the one it
+// hashed, unwritten since), else the file read again and checked against its hash; a staged
+// file that changed is refused (ErrCorrupt).
 func (s *Store) Pend(p Staged, max int64) (content []byte, ok bool, err error) {
 	if p.tmp == "" || p.Size > max {
 		return nil, false, nil
@@ -69,18 +72,30 @@ func (s *Store) Pend(p Staged, max int64) (content []byte, ok bool, err error) {
 	if err := s.openSyncFD(); err != nil {
 		return nil, false, fmt.Errorf("blobs: pend: %w", err)
 	}
-	f, err := os.Open(p.tmp)
-	if err != nil {
-		return nil, false, fmt.Errorf("blobs: pend: %w", err)
-	}
-	content, err = io.ReadAll(io.LimitReader(f, p.Size+1))
-	f.Close()
-	if err != nil {
-		return nil, false, fmt.Errorf("blobs: pend: %w", err)
-	}
-	// Hashed when it was staged; a file that changed since is refused, not published.
-	if sum := sha256.Sum256(content); hex.EncodeToString(sum[:]) != p.SHA256 {
-		return nil, false, fmt.Errorf("blobs: pend %s: the staged file changed: %w", p.SHA256[:12], ErrCorrupt)
+	if content = p.content; content != nil {
+		// Kept when it was hashed: the file must still be that one, unwritten since (a write
+		// changes its size or its modification time).
+		st, err := os.Lstat(p.tmp)
+		if err != nil {
+			return nil, false, fmt.Errorf("blobs: pend: %w", err)
+		}
+		if !os.SameFile(st, p.stat) || st.Size() != p.Size || !st.ModTime().Equal(p.stat.ModTime()) {
+			return nil, false, fmt.Errorf("blobs: pend %s: the staged file changed: %w", p.SHA256[:12], ErrCorrupt)
+		}
+	} else {
+		f, err := openRead(p.tmp)
+		if err != nil {
+			return nil, false, fmt.Errorf("blobs: pend: %w", err)
+		}
+		content, err = io.ReadAll(io.LimitReader(f, p.Size+1))
+		f.Close()
+		if err != nil {
+			return nil, false, fmt.Errorf("blobs: pend: %w", err)
+		}
+		// Hashed when it was staged; a file that changed since is refused, not published.
+		if sum := sha256.Sum256(content); hex.EncodeToString(sum[:]) != p.SHA256 {
+			return nil, false, fmt.Errorf("blobs: pend %s: the staged file changed: %w", p.SHA256[:12], ErrCorrupt)
+		}
 	}
 	s.pmu.Lock()
 	defer s.pmu.Unlock()

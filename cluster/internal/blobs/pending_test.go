@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // watchFlush records, through the syncAll hook, which pending blobs were in a temporary file
@@ -167,6 +168,27 @@ func TestPendingRefused(t *testing.T) {
 	}
 	if _, ok, err := s.Pend(p, 64); ok || !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Pend of a changed file: %v, %v; want ErrCorrupt", ok, err)
+	}
+	// Rewritten with as many bytes: its modification time tells it (set apart from the
+	// hashing's here, as the file system's clock may not have moved on yet).
+	if err := os.WriteFile(src, []byte("twenty bytes, about."), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = s.StageMove(src); err != nil {
+		t.Fatal(err)
+	}
+	if p.content == nil {
+		t.Fatal("StageMove kept no content of a 20-byte file")
+	}
+	if err := os.WriteFile(p.tmp, []byte("twenty bytes, other."), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	later := p.stat.ModTime().Add(time.Second)
+	if err := os.Chtimes(p.tmp, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := s.Pend(p, 64); ok || !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Pend of a file rewritten with as many bytes: %v, %v; want ErrCorrupt", ok, err)
 	}
 	if n, _ := s.Pending(); n != 0 {
 		t.Fatalf("%d pending after refusals", n)

@@ -183,7 +183,16 @@ type Staged struct {
 	SHA256 string
 	Size   int64
 	tmp    string
+	// content is the file's bytes when StageMove read them in one piece to hash them (at
+	// most keptContent), so that Pend need not read the file again; stat is the file's stat
+	// from before that read, for Pend to check that the file is still the one hashed.
+	content []byte
+	stat    os.FileInfo
 }
+
+// keptContent is the largest staged file whose bytes StageMove keeps for Pend: a task's small
+// output, which goes in its completion's log entry.
+const keptContent = 64 << 10
 
 // StageFile stages a copy of the regular file at path (see Staged). It does not fsync:
 // Commit does, for every blob committed together.
@@ -278,7 +287,7 @@ func sameMoved(path string, checked os.FileInfo, tmp string) error {
 
 // hashStaged hashes a file moved into tmp and gives it the blobs' mode.
 func (s *Store) hashStaged(tmp string) (Staged, error) {
-	f, err := os.Open(tmp)
+	f, err := openRead(tmp)
 	if err != nil {
 		return Staged{}, fmt.Errorf("blobs: import: %w", err)
 	}
@@ -289,6 +298,26 @@ func (s *Store) hashStaged(tmp string) (Staged, error) {
 		return Staged{}, fmt.Errorf("blobs: import: %w", err)
 	case !st.Mode().IsRegular():
 		return Staged{}, fmt.Errorf("blobs: import: not a regular file: %w", ErrInvalid)
+	}
+	if size := st.Size(); size <= min(keptContent, s.maxSize) {
+		// Small: read whole (one byte more tells a file that grew since its stat), hashed
+		// and kept.
+		b := make([]byte, size+1)
+		n, err := io.ReadFull(f, b)
+		switch {
+		case err == nil: // grew past its stat: hashed as a large one below
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				return Staged{}, fmt.Errorf("blobs: import: %w", err)
+			}
+		case err != io.ErrUnexpectedEOF && err != io.EOF:
+			return Staged{}, fmt.Errorf("blobs: import: %w", err)
+		default:
+			if err := toBlobMode(f, st); err != nil {
+				return Staged{}, fmt.Errorf("blobs: import: %w", err)
+			}
+			sum := sha256.Sum256(b[:n])
+			return Staged{SHA256: hex.EncodeToString(sum[:]), Size: int64(n), tmp: tmp, content: b[:n:n], stat: st}, nil
+		}
 	}
 	limit := s.maxSize
 	if limit < math.MaxInt64 {
@@ -304,10 +333,19 @@ func (s *Store) hashStaged(tmp string) (Staged, error) {
 	case n > s.maxSize:
 		return Staged{}, fmt.Errorf("blobs: import: more than %d bytes: %w", s.maxSize, ErrTooLarge)
 	}
-	if err := f.Chmod(blobMode); err != nil {
+	if err := toBlobMode(f, st); err != nil {
 		return Staged{}, fmt.Errorf("blobs: import: %w", err)
 	}
 	return Staged{SHA256: hex.EncodeToString(h.Sum(nil)), Size: n, tmp: tmp}, nil
+}
+
+// toBlobMode gives the file f, whose stat is st, the blobs' mode, unless it has it already (a
+// task's output usually does: one system call less per task).
+func toBlobMode(f *os.File, st os.FileInfo) error {
+	if st.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) == blobMode {
+		return nil
+	}
+	return f.Chmod(blobMode)
 }
 
 // Discard removes a staged blob that will not be committed. Idempotent.

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -419,5 +420,46 @@ func TestRemoveWalkAndAge(t *testing.T) {
 	}
 	if err := s.Walk(func(string, time.Time) error { return stop }); !errors.Is(err, stop) {
 		t.Fatalf("Walk did not return fn's error: %v", err)
+	}
+}
+
+// TestStageMoveMode: a moved file becomes a blob with the blobs' mode (0644, no special bits),
+// whatever mode it had, small (its content kept for Pend) or large.
+func TestStageMoveMode(t *testing.T) {
+	s := openStore(t, 0)
+	for _, size := range []int{20, keptContent + 1} {
+		for _, mode := range []os.FileMode{0o644, 0o600, 0o755, 0o666, 0o644 | os.ModeSetuid, 0o644 | os.ModeSetgid, 0o444} {
+			t.Run(fmt.Sprintf("%d bytes, %v", size, mode), func(t *testing.T) {
+				data := bytes.Repeat([]byte(fmt.Sprintf("%v.", mode)), size)[:size]
+				src := filepath.Join(t.TempDir(), "out")
+				if err := os.WriteFile(src, data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(src, mode); err != nil {
+					t.Fatal(err)
+				}
+				p, err := s.StageMove(src)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Commit(p); err != nil {
+					t.Fatal(err)
+				}
+				path, err := s.Path(p.SHA256)
+				if err != nil {
+					t.Fatal(err)
+				}
+				st, err := os.Lstat(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := st.Mode() & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky); got != blobMode {
+					t.Fatalf("blob mode %v, want %v", got, os.FileMode(blobMode))
+				}
+				if got := readBlob(t, s, p.SHA256); !bytes.Equal(got, data) {
+					t.Fatal("content differs")
+				}
+			})
+		}
 	}
 }
