@@ -101,6 +101,7 @@ func openWorkQueue(n *Node, stateDir string, cfg QueueConfig) (*workQueue, error
 		w.cleanup()
 		return nil, err
 	}
+	m.SetGroupCommit(machineGroupMax, machineGroupDelay)
 	w.m = m
 	st, err := blobs.Open(filepath.Join(dir, "blobs"), cfg.MaxBlobBytes)
 	if err != nil {
@@ -207,6 +208,13 @@ const (
 	blobPoolTTL = 20 * time.Second
 	// maxLeaseWait bounds how long a lease waits on the leader for a ready task.
 	maxLeaseWait = time.Minute
+	// machineGroupMax and machineGroupDelay are the queue machine's group commit
+	// (queuestate.Machine.SetGroupCommit): a bbolt commit per 64 commands that change the
+	// state (a few hundred KiB of dirty pages at most), or 10 ms after the last batch when no
+	// reader came first, so that the followers' copies of small outputs (handed over at the
+	// commit) come soon after their completions.
+	machineGroupMax   = 64
+	machineGroupDelay = 10 * time.Millisecond
 )
 
 // kind is the work queue's kind of the replicated log.
@@ -224,11 +232,15 @@ type queueMachine struct {
 	blobs *blobs.Store
 }
 
-func (q queueMachine) Apply(_ uint64, body []byte) any { return q.m.Apply(body) }
+// Apply applies one committed queue command. Its answer is a queuestate.Response, not its
+// encoding: the log hands it to the proposer in this process (workQueue.apply).
+func (q queueMachine) Apply(_ uint64, body []byte) any {
+	return q.m.ApplyResponses([][]byte{body})[0]
+}
 
 // ApplyBatch applies a run of committed queue commands in one transaction of the machine.
 func (q queueMachine) ApplyBatch(_ []uint64, bodies [][]byte) []any {
-	res := q.m.ApplyBatch(bodies)
+	res := q.m.ApplyResponses(bodies)
 	out := make([]any, len(res))
 	for i, r := range res {
 		out[i] = r
@@ -564,13 +576,9 @@ func (w *workQueue) apply(cmd queuestate.Command, timeout time.Duration) (queues
 	if err != nil {
 		return queuestate.Response{}, true
 	}
-	out, ok := res.([]byte)
+	r, ok := res.(queuestate.Response)
 	if !ok {
-		return queuestate.Response{Code: "other", Error: "work queue: the machine answered nothing"}, false
-	}
-	var r queuestate.Response
-	if err := json.Unmarshal(out, &r); err != nil {
-		return queuestate.Response{Code: "other", Error: "work queue: undecodable response: " + err.Error()}, false
+		return queuestate.Response{Code: "other", Error: fmt.Sprintf("work queue: the machine answered %T, not a response", res)}, false
 	}
 	return r, false
 }

@@ -111,11 +111,18 @@ func BenchmarkJobTasks(b *testing.B) {
 // two workers on the leader drive it: per op, two jobs are submitted, then each worker's
 // command completes its lease and takes the next task, encoded as on the log. "apart" applies
 // every command alone (Apply), "batched" the two workers' commands as one batch of the log
-// (ApplyBatch, as Raft hands over entries committed together). ns/op is per task.
+// (ApplyBatch, as Raft hands over entries committed together), "grouped" batched with the
+// cluster's group commit (SetGroupCommit(64, 10 ms)). ns/op is per task.
 func BenchmarkMachineTask(b *testing.B) {
-	for _, batched := range []bool{false, true} {
-		b.Run(map[bool]string{false: "apart", true: "batched"}[batched], func(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		batched bool
+		group   int
+	}{{"apart", false, 0}, {"batched", true, 0}, {"grouped", true, 64}} {
+		batched := tc.batched
+		b.Run(tc.name, func(b *testing.B) {
 			m := newMachine(b)
+			m.SetGroupCommit(tc.group, 10*time.Millisecond)
 			at := t0
 			tick := func() time.Time { at = at.Add(time.Millisecond); return at }
 			do(b, m, Command{Op: OpDefine, At: tick(), Pipeline: &queue.Pipeline{Name: "p", Stages: []queue.StageDef{{Name: "copy"}}}}, nil)

@@ -163,9 +163,19 @@ type Machine struct {
 	applied atomic.Uint64 // commands applied since the machine was opened
 	// combined mirrors the kCombined meta key: the state has applied an OpCompleteLease.
 	combined atomic.Bool
-	// contents holds, while ApplyBatch runs its shared transaction, the completions' content
-	// for onContent, handed over once the transaction has committed.
+	// contents holds, while ApplyBatch runs its shared transaction (or while the group
+	// commit's transaction is open), the completions' content for onContent, handed over once
+	// the transaction has committed.
 	contents []content
+
+	// Group commit (SetGroupCommit; off when groupMax is 0): open is the write transaction
+	// kept open across ApplyBatch calls, with the commands applied in it; the flush timer
+	// commits it groupDelay after it was left open. All under mu (write).
+	groupMax   int
+	groupDelay time.Duration
+	open       *openTx
+	flushTimer *time.Timer
+	flushArmed bool
 
 	chMu   sync.Mutex
 	change chan struct{}
@@ -195,19 +205,114 @@ func OpenMachine(path string, cfg Config) (*Machine, error) {
 }
 
 // SetOnContent sets the function that receives the output content a completion carries
-// (Command.Content), after the completion is applied, on the applier goroutine: it must be
-// quick and must not call back into the machine. It is called for every such completion
-// applied, again when the log is replayed after a restart, and not for a completion that
-// failed (lease lost, content not matching). Call before the log starts applying.
+// (Command.Content), once the transaction that applied the completion has committed, on the
+// goroutine that commits it (the applier; with group commit also a reader, Close or the flush
+// timer) with the machine locked: it must be quick and must not call back into the machine.
+// It is called for every such completion applied, again when the log is replayed after a
+// restart, and not for a completion that failed (lease lost, content not matching). Call
+// before the log starts applying.
 func (m *Machine) SetOnContent(fn func(sha string, content []byte)) { m.onContent = fn }
 
 func (m *Machine) clock() time.Time { return time.Unix(0, m.at.Load()).UTC() }
 
-// Close closes the file. Idempotent.
+// Close closes the file, having committed the group commit's open transaction. Idempotent.
 func (m *Machine) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.commitOpen()
 	return m.q.Close()
+}
+
+// SetGroupCommit makes the machine keep its write transaction open across ApplyBatch calls,
+// up to max commands that changed something, and commit it when it holds that many, when a
+// reader (Read), a snapshot or Close needs the state, or delay after it was left open,
+// whichever comes first; 0 turns it off (a commit per ApplyBatch, the default). Call before
+// the log starts applying.
+//
+// Why: bbolt's commit is most of what applying a queue command costs (it writes every page
+// the transaction changed, each with its own system call), and consecutive commands change
+// the same pages (the ready and leased indexes, the stage's counters, the job's record);
+// Raft hands over its committed entries in small batches, so a transaction per batch still
+// commits about once per task. The file is a cache of the log, written without fsync and
+// rebuilt from the log after a crash, so an answer given before its transaction commits
+// promises nothing the log does not keep; and readers commit first, so they see every
+// command applied before they read.
+func (m *Machine) SetGroupCommit(max int, delay time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.commitOpen()
+	m.groupMax, m.groupDelay = max, delay
+}
+
+// openTx is the group commit's open write transaction.
+type openTx struct {
+	tx *bolt.Tx
+	// cmds are the commands applied in tx that changed something, in order: all succeeded.
+	cmds []Command
+	// combined is m.combined when tx began (restored if tx is rolled back).
+	combined bool
+}
+
+// commitOpen commits the group commit's open transaction, if any, and hands its completions'
+// content to onContent. The commands in it were answered already: if the commit fails, they
+// are applied again one by one (the same commands on the same state give the same answers).
+// The caller holds mu for writing.
+func (m *Machine) commitOpen() {
+	o := m.open
+	if o == nil {
+		return
+	}
+	m.open = nil
+	if m.flushArmed {
+		m.flushTimer.Stop()
+		m.flushArmed = false
+	}
+	var err error
+	switch {
+	case len(o.cmds) == 0: // refused commands only: nothing to commit
+		err = o.tx.Rollback()
+	case beforeSharedCommit != nil:
+		if err = beforeSharedCommit(); err != nil {
+			_ = o.tx.Rollback()
+		} else {
+			err = o.tx.Commit()
+		}
+	default:
+		err = o.tx.Commit()
+	}
+	contents := m.contents
+	m.contents = m.contents[:0]
+	defer clear(contents)
+	if err != nil && len(o.cmds) > 0 {
+		m.combined.Store(o.combined)
+		for i := range o.cmds {
+			m.apply(&o.cmds[i]) // each change commits alone, its content handed over at once
+		}
+		return
+	}
+	for _, c := range contents {
+		m.onContent(c.sha, c.data)
+	}
+}
+
+// rollbackOpen rolls back the group commit's open transaction and returns the commands that
+// were applied in it (answered already, so to be applied again).
+func (m *Machine) rollbackOpen() []Command {
+	o := m.open
+	m.open = nil
+	_ = o.tx.Rollback()
+	m.combined.Store(o.combined)
+	clear(m.contents)
+	m.contents = m.contents[:0]
+	return o.cmds
+}
+
+// flush is the flush timer's: it commits the open transaction.
+func (m *Machine) flush() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.flushArmed = false
+	m.commitOpen()
 }
 
 // Applied counts the commands Apply was given since the machine was opened (whether or not
@@ -236,6 +341,16 @@ func (m *Machine) notify() {
 // Read runs fn on the local replica. fn must not keep q.
 func (m *Machine) Read(fn func(q *Queue) error) error {
 	m.mu.RLock()
+	if m.open != nil {
+		// Commands applied in the group commit's open transaction: commit it first, so that
+		// the read sees every command applied before it (those applied after the commit it
+		// may miss, as if it had run before them).
+		m.mu.RUnlock()
+		m.mu.Lock()
+		m.commitOpen()
+		m.mu.Unlock()
+		m.mu.RLock()
+	}
 	defer m.mu.RUnlock()
 	return fn(m.q)
 }
@@ -273,6 +388,19 @@ func encodeResponse(r Response) []byte {
 // alone with a transaction per change, and the rest of the batch goes on the same way. So the
 // state and answers are those of each command applied alone with a transaction per change.
 func (m *Machine) ApplyBatch(data [][]byte) [][]byte {
+	rs := m.ApplyResponses(data)
+	out := make([][]byte, len(rs))
+	for i := range rs {
+		out[i] = encodeResponse(rs[i])
+	}
+	return out
+}
+
+// ApplyResponses is ApplyBatch answering with the Responses themselves rather than their
+// encoding: for the log's applier on the node that proposed the commands, whose answers reach
+// the proposer in the same process (an encoding per answer and a decoding on the other side
+// saved). Every answer is the caller's own: nothing in it refers to the machine's storage.
+func (m *Machine) ApplyResponses(data [][]byte) []Response {
 	defer m.applied.Add(uint64(len(data)))
 	cmds := make([]Command, len(data))
 	errs := make([]error, len(data))
@@ -281,13 +409,17 @@ func (m *Machine) ApplyBatch(data [][]byte) [][]byte {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([][]byte, len(data))
+	out := make([]Response, len(data))
 	one := func(i int) {
 		if errs[i] != nil {
-			out[i] = encodeResponse(responseOf(errs[i]))
+			out[i] = responseOf(errs[i])
 		} else {
-			out[i] = encodeResponse(m.apply(&cmds[i]))
+			out[i] = m.apply(&cmds[i])
 		}
+	}
+	if m.groupMax > 0 {
+		m.applyGrouped(cmds, errs, out, one)
+		return out
 	}
 	for i := 0; i < len(cmds); {
 		k, ok := m.applyShared(cmds[i:], errs[i:], out[i:])
@@ -313,15 +445,101 @@ func (m *Machine) ApplyBatch(data [][]byte) [][]byte {
 	return out
 }
 
-// beforeSharedCommit, when set (by tests), runs as applyShared is about to commit; an error
-// fails the commit.
+// beforeSharedCommit, when set (by tests), runs as applyShared or commitOpen is about to
+// commit; an error fails the commit.
 var beforeSharedCommit func() error
+
+// applyGrouped is ApplyResponses with group commit: the commands go into the open transaction
+// (begun if none is open). A command whose change fails rolls it back with everything in it:
+// the commands it held (answered already) and those of cmds before the failing one are applied
+// again in one transaction (see ApplyBatch), the failing one alone, and the rest goes on in a
+// new open transaction. one applies cmds[i] alone and sets its answer.
+func (m *Machine) applyGrouped(cmds []Command, errs []error, out []Response, one func(i int)) {
+	for i := 0; i < len(cmds); {
+		before := 0 // the commands the open transaction held before this call
+		if m.open != nil {
+			before = len(m.open.cmds)
+		}
+		k, ok := m.applyOpen(cmds[i:], errs[i:], out[i:])
+		if ok {
+			break
+		}
+		held := m.rollbackOpen()[:before] // the rest are cmds[i:i+k]'s, applied again below
+		redo := make([]Command, 0, len(held)+k)
+		redo = append(append(redo, held...), cmds[i:i+k]...)
+		rerrs := make([]error, len(redo))
+		copy(rerrs[len(held):], errs[i:i+k])
+		ans := make([]Response, len(redo))
+		if _, ok := m.applyShared(redo, rerrs, ans); !ok {
+			for j := range redo {
+				if rerrs[j] != nil {
+					ans[j] = responseOf(rerrs[j])
+				} else {
+					ans[j] = m.apply(&redo[j])
+				}
+			}
+		}
+		copy(out[i:i+k], ans[len(held):])
+		one(i + k)
+		i += k + 1
+	}
+	switch {
+	case m.open == nil:
+	case len(m.open.cmds) >= m.groupMax:
+		m.commitOpen()
+	case !m.flushArmed:
+		m.flushArmed = true
+		if m.flushTimer == nil {
+			m.flushTimer = time.AfterFunc(m.groupDelay, m.flush)
+		} else {
+			m.flushTimer.Reset(m.groupDelay)
+		}
+	}
+}
+
+// applyOpen applies cmds in the open transaction, beginning one if none is open, and sets
+// their answers in out. If a command's change fails it stops there, leaving the transaction
+// to be rolled back, and returns the command's index and false.
+func (m *Machine) applyOpen(cmds []Command, errs []error, out []Response) (failed int, ok bool) {
+	q := m.q
+	if m.open == nil {
+		tx, err := q.beginWrite()
+		if err != nil { // a closed file: each command gets the error its own change would
+			for i := range cmds {
+				if errs[i] != nil {
+					out[i] = responseOf(errs[i])
+				} else {
+					out[i] = m.apply(&cmds[i])
+				}
+			}
+			return len(cmds), true
+		}
+		m.open = &openTx{tx: tx, combined: m.combined.Load()}
+	}
+	q.shared = m.open.tx
+	defer func() { q.shared = nil }()
+	for i := range cmds {
+		if errs[i] != nil {
+			out[i] = responseOf(errs[i])
+			continue
+		}
+		q.sharedUpdated, q.sharedFailed = false, false
+		out[i] = m.apply(&cmds[i])
+		if q.sharedFailed {
+			return i, false
+		}
+		if q.sharedUpdated {
+			m.open.cmds = append(m.open.cmds, cmds[i])
+		}
+	}
+	return len(cmds), true
+}
 
 // applyShared applies cmds in one write transaction and reports ok if it committed, having set
 // their answers in out and handed their content to onContent. Otherwise it has rolled back,
 // changing nothing (the answers in out are void), and failed is the index of the command whose
 // change failed, or len(cmds) if none did and the commit failed.
-func (m *Machine) applyShared(cmds []Command, errs []error, out [][]byte) (failed int, ok bool) {
+func (m *Machine) applyShared(cmds []Command, errs []error, out []Response) (failed int, ok bool) {
 	q := m.q
 	combined := m.combined.Load()
 	failed = len(cmds)
@@ -330,10 +548,10 @@ func (m *Machine) applyShared(cmds []Command, errs []error, out [][]byte) (faile
 		defer func() { q.shared = nil }()
 		for i := range cmds {
 			if errs[i] != nil {
-				out[i] = encodeResponse(responseOf(errs[i]))
+				out[i] = responseOf(errs[i])
 				continue
 			}
-			out[i] = encodeResponse(m.apply(&cmds[i]))
+			out[i] = m.apply(&cmds[i])
 			if q.sharedFailed {
 				failed = i
 				return errSplit
@@ -515,6 +733,7 @@ var kCombined = []byte("combined")
 func (m *Machine) Snapshot() (persist func(io.Writer) error, release func(), err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.commitOpen()
 	at := m.at.Load()
 	if err := m.q.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bMeta).Put(kClock, binary.BigEndian.AppendUint64(nil, uint64(at)))
@@ -570,6 +789,7 @@ const minSnapshot = 4 * 1024
 func (m *Machine) Restore(r io.Reader) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.commitOpen()
 	var hdr [12]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return fmt.Errorf("%w: queue snapshot header: %v", queue.ErrCorrupt, err)

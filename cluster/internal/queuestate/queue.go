@@ -263,6 +263,17 @@ func (q *Queue) update(fn func(*bolt.Tx) error) error {
 	return q.db.Update(fn)
 }
 
+// beginWrite begins a write transaction for the caller to commit or roll back (Machine's group
+// commit); it holds bbolt's writer lock until then.
+func (q *Queue) beginWrite() (*bolt.Tx, error) {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.closed {
+		return nil, queue.ErrClosed
+	}
+	return q.db.Begin(true)
+}
+
 func (q *Queue) view(fn func(*bolt.Tx) error) error {
 	if q.shared != nil {
 		return fn(q.shared)
