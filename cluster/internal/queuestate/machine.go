@@ -153,7 +153,7 @@ type Machine struct {
 	path string
 	cfg  Config
 
-	mu sync.RWMutex // write: Restore swaps the file; read: everything else
+	mu sync.RWMutex // write: applying, committing, Snapshot, Restore, Close; read: Read
 	q  *Queue
 
 	// onContent receives the content of every completion applied with one (SetOnContent).
