@@ -840,7 +840,8 @@ func TestMachineApplyRefuses(t *testing.T) {
 }
 
 // FuzzMachineApply feeds arbitrary commands (one per line) to a machine holding a running
-// job: Apply must never panic, must always answer a decodable Response, and the state must
+// job, and to one with group commit: Apply must never panic, must always answer a decodable
+// Response (the same from both machines, which must read the same after), and the state must
 // stay readable.
 func FuzzMachineApply(f *testing.F) {
 	at := t0.Format(time.RFC3339Nano)
@@ -883,11 +884,19 @@ func FuzzMachineApply(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m := newMachine(t)
-		do(t, m, Command{Op: OpDefine, At: t0, Pipeline: mergePipeline("fz")}, nil)
-		do(t, m, Command{Op: OpSubmit, At: t0, Name: "fz", Inputs: filesOf("x", "y")}, nil)
+		// m applies every command alone; g, fed the same, with group commit (a transaction
+		// open across commands, committed every 4): both must answer and read the same.
+		m, g := newMachine(t), newMachine(t)
+		g.SetGroupCommit(4, time.Hour)
+		for _, x := range []*Machine{m, g} {
+			do(t, x, Command{Op: OpDefine, At: t0, Pipeline: mergePipeline("fz")}, nil)
+			do(t, x, Command{Op: OpSubmit, At: t0, Name: "fz", Inputs: filesOf("x", "y")}, nil)
+		}
 		for _, line := range bytes.Split(data, []byte("\n")) {
 			b := m.Apply(line)
+			if gb := g.Apply(line); !bytes.Equal(gb, b) {
+				t.Fatalf("Apply(%q) = %s; with group commit %s", line, b, gb)
+			}
 			var r Response
 			if err := json.Unmarshal(b, &r); err != nil {
 				t.Fatalf("Apply(%q) = %q: not a Response: %v", line, b, err)
@@ -899,7 +908,9 @@ func FuzzMachineApply(f *testing.F) {
 				t.Fatalf("Apply(%q) = %+v: corrupted the state", line, r)
 			}
 		}
-		dump(t, m) // every read still works
+		if dm, dg := dump(t, m), dump(t, g); dm != dg { // every read still works
+			t.Fatalf("with group commit: %s", diffDumps(dm, dg))
+		}
 	})
 }
 
