@@ -410,13 +410,7 @@ func (m *Machine) ApplyResponses(data [][]byte) []Response {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]Response, len(data))
-	one := func(i int) {
-		if errs[i] != nil {
-			out[i] = responseOf(errs[i])
-		} else {
-			out[i] = m.apply(&cmds[i])
-		}
-	}
+	one := func(i int) { out[i] = m.applyAlone(&cmds[i], errs[i]) }
 	if m.groupMax > 0 {
 		m.applyGrouped(cmds, errs, out, one)
 		return out
@@ -449,6 +443,15 @@ func (m *Machine) ApplyResponses(data [][]byte) []Response {
 // commit; an error fails the commit.
 var beforeSharedCommit func() error
 
+// applyAlone answers c applied alone, a transaction per change, or decodeErr, the error
+// decoding it gave (then c is not applied).
+func (m *Machine) applyAlone(c *Command, decodeErr error) Response {
+	if decodeErr != nil {
+		return responseOf(decodeErr)
+	}
+	return m.apply(c)
+}
+
 // applyGrouped is ApplyResponses with group commit: the commands go into the open transaction
 // (begun if none is open). A command whose change fails rolls it back with everything in it:
 // the commands it held (answered already) and those of cmds before the failing one are applied
@@ -472,11 +475,7 @@ func (m *Machine) applyGrouped(cmds []Command, errs []error, out []Response, one
 		ans := make([]Response, len(redo))
 		if _, ok := m.applyShared(redo, rerrs, ans); !ok {
 			for j := range redo {
-				if rerrs[j] != nil {
-					ans[j] = responseOf(rerrs[j])
-				} else {
-					ans[j] = m.apply(&redo[j])
-				}
+				ans[j] = m.applyAlone(&redo[j], rerrs[j])
 			}
 		}
 		copy(out[i:i+k], ans[len(held):])
@@ -506,11 +505,7 @@ func (m *Machine) applyOpen(cmds []Command, errs []error, out []Response) (faile
 		tx, err := q.beginWrite()
 		if err != nil { // a closed file: each command gets the error its own change would
 			for i := range cmds {
-				if errs[i] != nil {
-					out[i] = responseOf(errs[i])
-				} else {
-					out[i] = m.apply(&cmds[i])
-				}
+				out[i] = m.applyAlone(&cmds[i], errs[i])
 			}
 			return len(cmds), true
 		}
