@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -70,6 +72,60 @@ func GoKey(dir string) (string, error) {
 }
 
 var goBuildFlags = []string{"build", "-buildmode=c-shared", "-trimpath"}
+
+// GoWith is Go for the module in dir with extra source files added to its main package (file
+// name -> content), through `go build -overlay`: dir is not written to. It is cached by Go's key
+// and the extra files. The benchmarks use it to build one guest in several code layouts.
+func GoWith(tb testing.TB, dir string, extra map[string]string) string {
+	tb.Helper()
+	RequireTool(tb, "go")
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		tb.Fatalf("wasmbuild: %v", err)
+	}
+	base, err := GoKey(abs)
+	if err != nil {
+		tb.Fatalf("wasmbuild: %v", err)
+	}
+	names := make([]string, 0, len(extra))
+	for name := range extra {
+		if name != filepath.Base(name) || !strings.HasSuffix(name, ".go") {
+			tb.Fatalf("wasmbuild: extra file %q: want a .go file name without a directory", name)
+		}
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	io.WriteString(h, base)
+	for _, name := range names {
+		fmt.Fprintf(h, "\x00%s\x00%d\x00%s", name, len(extra[name]), extra[name])
+	}
+	key := "go-with-" + hex.EncodeToString(h.Sum(nil))[:32]
+	return Cached(tb, key, filepath.Base(abs), func(out string) error {
+		tmp, err := os.MkdirTemp("", "wasmbuild-overlay-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		overlay := map[string]map[string]string{"Replace": {}}
+		for _, name := range names {
+			p := filepath.Join(tmp, name)
+			if err := os.WriteFile(p, []byte(extra[name]), 0o644); err != nil {
+				return err
+			}
+			overlay["Replace"][filepath.Join(abs, name)] = p
+		}
+		j, err := json.Marshal(overlay)
+		if err != nil {
+			return err
+		}
+		jp := filepath.Join(tmp, "overlay.json")
+		if err := os.WriteFile(jp, j, 0o644); err != nil {
+			return err
+		}
+		return goBuild(abs, out, append(append([]string{}, goBuildFlags...), "-overlay", jp))
+	})
+}
 
 // BuildGo compiles the Go guest module in dir to the file out, without a cache. It ignores any
 // go.work (GOWORK=off) and uses only the versions the guest's go.mod and go.sum pin (-mod=readonly):

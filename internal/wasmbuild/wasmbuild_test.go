@@ -336,6 +336,45 @@ func TestGoBuildError(t *testing.T) {
 	}
 }
 
+// TestGoWith: the extra file is compiled into the guest (its export is in the module) without
+// being written to the guest's directory, each set of extra files is its own cache entry, and
+// a file name with a directory is refused.
+func TestGoWith(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds Go guests")
+	}
+	t.Setenv("WASMPOD_WASM_CACHE", t.TempDir())
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "go.mod"), "module g\n\ngo 1.24\n")
+	write(t, filepath.Join(dir, "main.go"), "package main\n\nfunc main() {}\n")
+	extra := func(n int) map[string]string {
+		return map[string]string{"zz_extra.go": fmt.Sprintf("package main\n\n//go:wasmexport extra_probe\nfunc extraProbe() int32 { return %d }\n", n)}
+	}
+	plain, one, two := Go(t, dir), GoWith(t, dir, extra(1)), GoWith(t, dir, extra(2))
+	if plain == one || one == two {
+		t.Fatalf("one cache entry for different sources: %s %s %s", plain, one, two)
+	}
+	for p, want := range map[string]bool{plain: false, one: true, two: true} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := bytes.Contains(b, []byte("extra_probe")); got != want {
+			t.Errorf("%s: export extra_probe %v, want %v", p, got, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "zz_extra.go")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the extra file reached the guest's directory: %v", err)
+	}
+	if again := GoWith(t, dir, extra(1)); again != one {
+		t.Fatalf("not cached: %s then %s", one, again)
+	}
+	msg := fatalOf(t, func(tb testing.TB) { GoWith(tb, dir, map[string]string{"../x.go": "package main\n"}) })
+	if !strings.Contains(msg, "without a directory") {
+		t.Fatalf("a file name with a directory: %q", msg)
+	}
+}
+
 func TestGoKey(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "go.mod"), "module g\n\ngo 1.24\n")

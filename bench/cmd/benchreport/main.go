@@ -156,6 +156,11 @@ var ratios = [][3]string{
 	{"BenchmarkCall/noop/alternating:trusted-ns/call", "BenchmarkCall/noop/alternating:wazero-ns/call", "<= 1.2"},
 	{"BenchmarkCall/leaf256/alternating:guarded-ns/call", "BenchmarkCall/leaf256/alternating:wazero-ns/call", "<= 1.3"},
 	{"BenchmarkCall/leaf256/alternating:trusted-ns/call", "BenchmarkCall/leaf256/alternating:wazero-ns/call", "report"},
+	// The same over eight code layouts of the guest (BenchmarkCallLayouts): medians of each side.
+	{"BenchmarkCallLayouts/noop:guarded-ns/call", "BenchmarkCallLayouts/noop:wazero-ns/call", "<= 1.5"},
+	{"BenchmarkCallLayouts/noop:trusted-ns/call", "BenchmarkCallLayouts/noop:wazero-ns/call", "<= 1.2"},
+	{"BenchmarkCallLayouts/leaf256:guarded-ns/call", "BenchmarkCallLayouts/leaf256:wazero-ns/call", "<= 1.3"},
+	{"BenchmarkCallLayouts/leaf256:trusted-ns/call", "BenchmarkCallLayouts/leaf256:wazero-ns/call", "report"},
 	{"BenchmarkCall/leaf256/wasmpod", "BenchmarkCall/leaf256/wazero", "report"},
 	{"BenchmarkCall/noop/wasmpod-trusted", "BenchmarkCall/noop/wazero", "report"},
 	{"BenchmarkCall/leaf256/wasmpod-trusted", "BenchmarkCall/leaf256/wazero", "report"},
