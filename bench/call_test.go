@@ -148,6 +148,19 @@ func newExtism(b *testing.B, wasmPath string) *extism.Plugin {
 	return p
 }
 
+// newEngine is a wasmpod engine with the benchmarks' compilation cache, closed when b's test
+// ends.
+func newEngine(b testing.TB) *runtime.Engine {
+	ecfg := runtime.DefaultConfig()
+	ecfg.CacheDir = cacheDir("wasmpod")
+	e, err := runtime.NewEngine(context.Background(), ecfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close(context.Background()) })
+	return e
+}
+
 // BenchmarkCall measures one warm call: a noop export and a leaf that sums 256 input bytes and
 // returns 8, through wasmpod and through its baselines, on the same guest.
 func BenchmarkCall(b *testing.B) {
@@ -158,13 +171,7 @@ func BenchmarkCall(b *testing.B) {
 	}
 	extPath := wasmbuild.Go(b, "guests/extismleaf")
 
-	ecfg := runtime.DefaultConfig()
-	ecfg.CacheDir = cacheDir("wasmpod")
-	e, err := runtime.NewEngine(context.Background(), ecfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { e.Close(context.Background()) })
+	e := newEngine(b)
 	guarded := loadWasmpod(b, e, wasm, false)
 	trusted := loadWasmpod(b, e, wasm, true)
 	bare := newRawGuest(b, wasm, false)

@@ -88,13 +88,7 @@ func BenchmarkFanout(b *testing.B) {
 // merge module, closed when b's test ends.
 func newWasmpodFanout(b *testing.B, leaf, merge []byte, n int) *scatter.Gather {
 	ctx := context.Background()
-	ecfg := runtime.DefaultConfig()
-	ecfg.CacheDir = cacheDir("wasmpod")
-	e, err := runtime.NewEngine(ctx, ecfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { e.Close(ctx) })
+	e := newEngine(b)
 	shards := make([]scatter.Shard, n)
 	for i := range shards {
 		cfg := runtime.DefaultModuleConfig(fmt.Sprintf("leaf-%d", i))

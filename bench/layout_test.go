@@ -48,13 +48,7 @@ func layoutFile(n int) string {
 // of altBlock calls, starting with a different layout and side each round.
 func BenchmarkCallLayouts(b *testing.B) {
 	ctx := context.Background()
-	ecfg := runtime.DefaultConfig()
-	ecfg.CacheDir = cacheDir("wasmpod")
-	e, err := runtime.NewEngine(ctx, ecfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { e.Close(context.Background()) })
+	e := newEngine(b)
 	type layout struct {
 		guarded, trusted *runtime.Module
 		bare             *rawGuest

@@ -309,13 +309,7 @@ func BenchmarkQueue(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ecfg := runtime.DefaultConfig()
-	ecfg.CacheDir = cacheDir("wasmpod")
-	e, err := runtime.NewEngine(ctx, ecfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { e.Close(context.Background()) })
+	e := newEngine(b)
 	ccfg := runtime.DefaultCommandConfig("copystage")
 	ccfg.MaxMemoryPages = 1024 // 64 MiB, as the example pipeline's stages
 	ccfg.WorkDir = b.TempDir()

@@ -79,14 +79,6 @@ var goBuildFlags = []string{"build", "-buildmode=c-shared", "-trimpath"}
 func GoWith(tb testing.TB, dir string, extra map[string]string) string {
 	tb.Helper()
 	RequireTool(tb, "go")
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		tb.Fatalf("wasmbuild: %v", err)
-	}
-	base, err := GoKey(abs)
-	if err != nil {
-		tb.Fatalf("wasmbuild: %v", err)
-	}
 	names := make([]string, 0, len(extra))
 	for name := range extra {
 		if name != filepath.Base(name) || !strings.HasSuffix(name, ".go") {
@@ -95,13 +87,19 @@ func GoWith(tb testing.TB, dir string, extra map[string]string) string {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	h := sha256.New()
-	io.WriteString(h, base)
-	for _, name := range names {
-		fmt.Fprintf(h, "\x00%s\x00%d\x00%s", name, len(extra[name]), extra[name])
+	key := func(abs string) (string, error) {
+		base, err := GoKey(abs)
+		if err != nil {
+			return "", err
+		}
+		h := sha256.New()
+		io.WriteString(h, base)
+		for _, name := range names {
+			fmt.Fprintf(h, "\x00%s\x00%d\x00%s", name, len(extra[name]), extra[name])
+		}
+		return "go-with-" + hex.EncodeToString(h.Sum(nil))[:32], nil
 	}
-	key := "go-with-" + hex.EncodeToString(h.Sum(nil))[:32]
-	return Cached(tb, key, filepath.Base(abs), func(out string) error {
+	build := func(abs, out string) error {
 		tmp, err := os.MkdirTemp("", "wasmbuild-overlay-")
 		if err != nil {
 			return err
@@ -124,7 +122,8 @@ func GoWith(tb testing.TB, dir string, extra map[string]string) string {
 			return err
 		}
 		return goBuild(abs, out, append(append([]string{}, goBuildFlags...), "-overlay", jp))
-	})
+	}
+	return buildCached(tb, dir, key, build)
 }
 
 // BuildGo compiles the Go guest module in dir to the file out, without a cache. It ignores any
