@@ -74,8 +74,9 @@ func GoKey(dir string) (string, error) {
 var goBuildFlags = []string{"build", "-buildmode=c-shared", "-trimpath"}
 
 // GoWith is Go for the module in dir with extra source files added to its main package (file
-// name -> content), through `go build -overlay`: dir is not written to. It is cached by Go's key
-// and the extra files. The benchmarks use it to build one guest in several code layouts.
+// name -> content), through `go build -overlay`: dir is not written to. A name that is already
+// a file of dir replaces that file in the build. It is cached by Go's key and the extra files.
+// The benchmarks use it to build one guest in several code layouts.
 func GoWith(tb testing.TB, dir string, extra map[string]string) string {
 	tb.Helper()
 	RequireTool(tb, "go")
