@@ -429,14 +429,10 @@ func findChaCha8(mem []byte) []uint32 {
 }
 
 // prepareImage exports the mutable globals an image captures (instrument.PrepareImage); the
-// instrumentation's own two globals (fuel, stack budget) start every instance afresh.
+// instrumentation's own globals (fuel, stack budget, spill globals) start every instance afresh.
 func (e *Engine) prepareImage(code []byte, cfg ModuleConfig) ([]byte, instrument.ImageFacts, error) {
 	if e.cfg.DisableImages {
 		return code, instrument.ImageFacts{Refusal: "disabled (Config.DisableImages)"}, nil
 	}
-	reserved := 2
-	if cfg.Trusted {
-		reserved = 0
-	}
-	return instrument.PrepareImage(code, reserved)
+	return instrument.PrepareImage(code, !cfg.Trusted)
 }

@@ -25,3 +25,16 @@ func TableLoops(code []byte, dst []bool) []bool {
 	_, tables := loopFacts(code, nil, dst)
 	return tables
 }
+
+// SpillGlobals instruments wasm and returns how many spill globals of each numeric type (i32,
+// i64, f32, f64) its retry heads use.
+func SpillGlobals(wasm []byte, opts Options) ([4]uint32, error) {
+	w, _, err := instrumentWith(wasm, opts)
+	if err != nil {
+		return [4]uint32{}, err
+	}
+	return w.spillN, nil
+}
+
+// SetSaveLocals turns the retry heads' saves on or off for the next Instrument calls.
+func SetSaveLocals(on bool) { saveLocals = on }

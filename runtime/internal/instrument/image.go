@@ -40,14 +40,15 @@ type ImageGlobal struct {
 	Export string
 }
 
-// PrepareImage returns wasm with an export for every mutable global it defines except the last
-// `reserved` ones (the instrumentation's fuel and stack budget, which a new instance must start
-// from their initial values, not from what the initialisation left), and the facts the image
+// PrepareImage returns wasm with an export for every mutable global it defines except, in a
+// module the instrumentation made (instrumented), its own ones (the fuel, the stack budget and
+// the retry heads' spill globals, from the exported fuel on: a new instance starts them from
+// their initial values, not from what the initialisation left), and the facts the image
 // needs. A module whose shape makes an image inexact gets a Refusal and is returned unchanged:
 // tables the code can change (table.set, table.grow, table.fill, table.copy, table.init,
 // elem.drop), passive data the code can copy or drop (memory.init, data.drop), imported
 // mutable globals, an imported or shared memory, globals of reference or vector type.
-func PrepareImage(wasm []byte, reserved int) ([]byte, ImageFacts, error) {
+func PrepareImage(wasm []byte, instrumented bool) ([]byte, ImageFacts, error) {
 	refuse := func(format string, args ...any) ([]byte, ImageFacts, error) {
 		return wasm, ImageFacts{Refusal: fmt.Sprintf(format, args...)}, nil
 	}
@@ -57,8 +58,8 @@ func PrepareImage(wasm []byte, reserved int) ([]byte, ImageFacts, error) {
 	}
 	var importedGlobals uint32
 	var globals []ImageGlobal
-	var defined uint32
 	hasMemory := false
+	hostFrom := uint32(1<<32 - 1) // index of the first of the instrumentation's globals
 	for _, s := range secs {
 		r := &wasmbin.Reader{B: s.body}
 		switch s.id {
@@ -111,13 +112,15 @@ func PrepareImage(wasm []byte, reserved int) ([]byte, ImageFacts, error) {
 					globals = append(globals, ImageGlobal{Index: idx, Type: t, Export: ImageGlobalPrefix + strconv.FormatUint(uint64(idx), 10)})
 				}
 			}
-			defined = n
 		case secExport:
 			n := r.U32()
 			for i := uint32(0); i < n && r.Err == nil; i++ {
 				name := r.Bytes(int(r.U32()))
-				r.Byte()
-				r.U32()
+				kind := r.Byte()
+				idx := r.U32()
+				if instrumented && kind == 0x03 && string(name) == FuelName {
+					hostFrom = idx
+				}
 				if strings.HasPrefix(string(name), ImageGlobalPrefix) {
 					return refuse("the module exports %q, a name reserved for the host", name)
 				}
@@ -134,10 +137,13 @@ func PrepareImage(wasm []byte, reserved int) ([]byte, ImageFacts, error) {
 	if !hasMemory {
 		return refuse("the module defines no memory")
 	}
-	// Leave the host's own globals (the last `reserved` defined ones) at their initial values.
+	if instrumented && hostFrom == 1<<32-1 {
+		return nil, ImageFacts{}, fmt.Errorf("%w: an instrumented module without the %q export", ErrMalformed, FuelName)
+	}
+	// Leave the instrumentation's own globals at their initial values.
 	keep := globals[:0]
 	for _, g := range globals {
-		if g.Index < importedGlobals+defined-uint32(reserved) {
+		if g.Index < hostFrom {
 			keep = append(keep, g)
 		}
 	}

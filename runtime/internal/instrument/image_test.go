@@ -2,6 +2,8 @@ package instrument_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -28,7 +30,7 @@ const imageWAT = `(module
 func TestImageModule(t *testing.T) {
 	ctx := context.Background()
 	wasm := watBytes(t, "", imageWAT)
-	prepared, facts, err := instrument.PrepareImage(wasm, 0)
+	prepared, facts, err := instrument.PrepareImage(wasm, false)
 	if err != nil || facts.Refusal != "" {
 		t.Fatalf("prepare: %v %q", err, facts.Refusal)
 	}
@@ -68,10 +70,51 @@ func TestPrepareImageRefuses(t *testing.T) {
 		{`(module (memory 1) (data "x") (func (memory.init 0 (i32.const 0) (i32.const 0) (i32.const 1))))`, "memory.init"},
 		{`(module (func))`, "no memory"},
 	} {
-		_, facts, err := instrument.PrepareImage(watBytes(t, "", tc.wat), 0)
+		_, facts, err := instrument.PrepareImage(watBytes(t, "", tc.wat), false)
 		if err != nil || !strings.Contains(facts.Refusal, tc.why) {
 			t.Errorf("%s: refusal %q (%v), want %q", tc.wat, facts.Refusal, err, tc.why)
 		}
+	}
+}
+
+// TestPrepareImageInstrumented: in an instrumented module, the image captures the guest's own
+// mutable globals and none of the instrumentation's (the fuel, the stack budget, the retry
+// heads' spill globals), which every instance starts afresh; a module said to be instrumented
+// without the fuel's export is an error, not a guess.
+func TestPrepareImageInstrumented(t *testing.T) {
+	src := `(module (memory 1)
+		(global $g (mut i32) (i32.const 1))
+		(global $h (mut f64) (f64.const 2))
+		(func (export "f") (param $n i32) (result i32) (local $a i64) (local $x f32)
+			(loop $l
+				(local.set $a (i64.add (local.get $a) (i64.const 1)))
+				(local.set $x (f32.add (local.get $x) (f32.const 1)))
+				(global.set $g (i32.add (global.get $g) (i32.const 1)))
+				(br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))
+			(global.get $g)))`
+	out := mustInstrument(t, src, instrument.Options{Fuel: 10})
+	spills, err := instrument.SpillGlobals(watBytes(t, "", src), instrument.Options{Fuel: 10})
+	if err != nil || spills != [4]uint32{1, 1, 1, 0} {
+		t.Fatalf("spill globals %v %v, want [1 1 1 0]", spills, err)
+	}
+	_, facts, err := instrument.PrepareImage(out, true)
+	if err != nil || facts.Refusal != "" {
+		t.Fatalf("prepare: %v %q", err, facts.Refusal)
+	}
+	var got []uint32
+	for _, g := range facts.Globals {
+		got = append(got, g.Index)
+	}
+	if fmt.Sprint(got) != "[0 1]" {
+		t.Errorf("captured globals %v, want [0 1] (the guest's own)", got)
+	}
+	// Not instrumented, every mutable global is the guest's.
+	_, facts, err = instrument.PrepareImage(out, false)
+	if err != nil || len(facts.Globals) != 2+2+3 {
+		t.Errorf("prepare as not instrumented: %d globals, %v; want 7", len(facts.Globals), err)
+	}
+	if _, _, err := instrument.PrepareImage(watBytes(t, "", src), true); !errors.Is(err, instrument.ErrMalformed) {
+		t.Errorf("instrumented without %q: %v, want ErrMalformed", instrument.FuelName, err)
 	}
 }
 
@@ -84,7 +127,7 @@ func FuzzPrepareImage(f *testing.F) {
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	f.Cleanup(func() { rt.Close(ctx) })
 	f.Fuzz(func(t *testing.T, wasm []byte) {
-		prepared, facts, err := instrument.PrepareImage(wasm, 0)
+		prepared, facts, err := instrument.PrepareImage(wasm, false)
 		if err != nil || facts.Refusal != "" {
 			return
 		}

@@ -190,10 +190,18 @@ type rewriter struct {
 	done     []bool // the functions rewritten so far
 	exitMax  int    // the longest run since the last check at any return of the function being rewritten
 
+	// The spill globals of the retry heads' saves (retryHead): spillN[t] of type t (i32, i64,
+	// f32, f64, see numIdx) from spillBase[t] on, after the fuel and the stack budget.
+	spillBase [4]uint32
+	spillN    [4]uint32
+	// codeOut is the rewritten code section, made before the sections that precede it are
+	// written (the global section needs the spill globals it uses).
+	codeOut []byte
 }
 
 type sigInfo struct {
 	params  uint32
+	ptypes  []byte // first byte of every parameter's type
 	nres    uint32
 	results []byte // encoded result types
 }
@@ -324,17 +332,22 @@ func Instrument(wasm []byte, fuel int32) ([]byte, error) {
 // input that references an index the original does not declare is refused (ErrMalformed), as
 // are features the host does not run (ErrUnsupported).
 func InstrumentWith(wasm []byte, opts Options) ([]byte, error) {
+	_, out, err := instrumentWith(wasm, opts)
+	return out, err
+}
+
+func instrumentWith(wasm []byte, opts Options) (*rewriter, []byte, error) {
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
-		return nil, fmt.Errorf("%w: no wasm magic number", ErrMalformed)
+		return nil, nil, fmt.Errorf("%w: no wasm magic number", ErrMalformed)
 	}
 	if wasm[4] != 1 || wasm[5] != 0 || wasm[6] != 0 || wasm[7] != 0 {
-		return nil, fmt.Errorf("%w: unsupported binary version %x", ErrMalformed, wasm[4:8])
+		return nil, nil, fmt.Errorf("%w: unsupported binary version %x", ErrMalformed, wasm[4:8])
 	}
 	if opts.Fuel <= 0 {
-		return nil, errors.New("instrument: fuel must be positive")
+		return nil, nil, errors.New("instrument: fuel must be positive")
 	}
 	if opts.StackBudget < 0 {
-		return nil, errors.New("instrument: stack budget must not be negative")
+		return nil, nil, errors.New("instrument: stack budget must not be negative")
 	}
 	if opts.StackBudget == 0 {
 		opts.StackBudget = DefaultStackBudget
@@ -343,7 +356,7 @@ func InstrumentWith(wasm []byte, opts Options) ([]byte, error) {
 		opts.MaxTableElems = DefaultMaxTableElems
 	}
 	if err := CheckShape(wasm); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r := &wasmbin.Reader{B: wasm, Pos: 8}
 	var secs []section
@@ -353,11 +366,11 @@ func InstrumentWith(wasm []byte, opts Options) ([]byte, error) {
 		n := r.U32()
 		body := r.Bytes(int(n))
 		if r.Err != nil {
-			return nil, fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.Err)
+			return nil, nil, fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.Err)
 		}
 		if id != secCustom {
 			if seen[id] {
-				return nil, fmt.Errorf("%w: duplicate section %d", ErrMalformed, id)
+				return nil, nil, fmt.Errorf("%w: duplicate section %d", ErrMalformed, id)
 			}
 			seen[id] = true
 		}
@@ -392,13 +405,13 @@ func InstrumentWith(wasm []byte, opts Options) ([]byte, error) {
 				}
 			}
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	}
 	w.numFuncs += uint32(len(w.funcTypes))
 	if w.hasStart && w.start >= w.numFuncs {
-		return nil, fmt.Errorf("%w: start function %d out of range (%d functions)", ErrMalformed, w.start, w.numFuncs)
+		return nil, nil, fmt.Errorf("%w: start function %d out of range (%d functions)", ErrMalformed, w.start, w.numFuncs)
 	}
 	// Exported as StartName, a start function of another type would make an invalid module
 	// valid.
@@ -410,7 +423,7 @@ func InstrumentWith(wasm []byte, opts Options) ([]byte, error) {
 			t = w.funcTypes[w.start-w.yield]
 		}
 		if ft := w.types[t]; ft.params != 0 || ft.nres != 0 {
-			return nil, fmt.Errorf("%w: start function %d takes %d parameters and returns %d results, want none", ErrMalformed, w.start, ft.params, ft.nres)
+			return nil, nil, fmt.Errorf("%w: start function %d takes %d parameters and returns %d results, want none", ErrMalformed, w.start, ft.params, ft.nres)
 		}
 	}
 	keepStart := w.hasStart && opts.KeepStart
@@ -439,6 +452,19 @@ func InstrumentWith(wasm []byte, opts Options) ([]byte, error) {
 		if !seen[id] {
 			secs = insertSection(secs, section{id: id, body: []byte{0}})
 		}
+	}
+
+	// The code first: it decides the spill globals the global section declares.
+	for _, s := range secs {
+		if s.id == secCode {
+			var err error
+			if w.codeOut, err = w.code(s.body); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	if !seen[secCode] {
+		w.planSaves(nil, 0)
 	}
 
 	out := make([]byte, 0, len(wasm)+len(wasm)/4+64)
@@ -481,16 +507,16 @@ func InstrumentWith(wasm []byte, opts Options) ([]byte, error) {
 		case secElement:
 			body, err = w.elements(body)
 		case secCode:
-			body, err = w.code(body)
+			body = w.codeOut
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, s.id)
 		out = appendU32(out, uint32(len(body)))
 		out = append(out, body...)
 	}
-	return out, nil
+	return w, out, nil
 }
 
 // fuelCheck appends: fuel -= 1; if fuel <= 0 { fuel = __yield(ReasonFuel) }, with the new fuel
@@ -567,17 +593,40 @@ func (w *rewriter) storeAndTest(c []byte, tmp uint32) []byte {
 // guest runs no original instruction, so the bound between checks is the inline check's.
 
 // retryHead appends the head of a retry loop: if fuel <= 0 { fuel = __yield(ReasonFuel) + 1 },
-// without the + 1 for a loop checked at its back edges (backEdge; see backEdgeCheck).
-func (w *rewriter) retryHead(c []byte, backEdge bool) []byte {
+// without the + 1 for a loop checked at its back edges (backEdge; see backEdgeCheck). Inside
+// the if block, the locals of saves go to their spill globals before the call and come back
+// after it (loopSaves: every numeric local of the function, up to maxSaves of a type).
+//
+// Why the saves: the retry loop moved the call out of the loop body, but a value carried
+// around the loop is still live across the call at the retry head, which wazero then spills
+// at every definition, in the loop too. Saved and restored, no local value crosses the call:
+// on the cold path the locals are new definitions, loaded from the globals, and the hot loop
+// keeps its values in registers. The bits come back exactly (NaN payloads, -0). Every numeric
+// local rather than the ones live at the loop head: a liveness analysis that saved only those
+// produced the same code for the leaf's hot loop and measured no better (see RATIONALE.md).
+func (w *rewriter) retryHead(c []byte, backEdge bool, saves []save) []byte {
 	c = append(c, 0x23) // global.get fuel
 	c = appendU32(c, w.fuel)
-	c = append(c, 0x41, 0x00, 0x4C, 0x04, 0x40, 0x41, ReasonFuel, 0x10) // i32.const 0, i32.le_s, if, i32.const reason, call
+	c = append(c, 0x41, 0x00, 0x4C, 0x04, 0x40) // i32.const 0, i32.le_s, if
+	for _, sv := range saves {
+		c = append(c, 0x20)
+		c = appendU32(c, sv.local)
+		c = append(c, 0x24)
+		c = appendU32(c, sv.global)
+	}
+	c = append(c, 0x41, ReasonFuel, 0x10) // i32.const reason, call
 	c = appendU32(c, w.yield)
 	if !backEdge {
 		c = append(c, 0x41, 0x01, 0x6A) // i32.const 1, i32.add
 	}
 	c = append(c, 0x24) // global.set fuel
 	c = appendU32(c, w.fuel)
+	for _, sv := range saves {
+		c = append(c, 0x23)
+		c = appendU32(c, sv.global)
+		c = append(c, 0x21)
+		c = appendU32(c, sv.local)
+	}
 	return append(c, 0x0B) // end
 }
 
@@ -711,6 +760,9 @@ func (w *rewriter) scanTypes(body []byte) error {
 		var ft sigInfo
 		ft.params = r.U32()
 		for k := uint32(0); k < ft.params && r.Err == nil; k++ {
+			if r.Pos < len(r.B) {
+				ft.ptypes = append(ft.ptypes, r.B[r.Pos])
+			}
 			r.Valtype()
 		}
 		ft.nres = r.U32()
@@ -831,7 +883,11 @@ func (w *rewriter) tables(body []byte) ([]byte, error) {
 func (w *rewriter) globalSection(body []byte) ([]byte, error) {
 	r := &wasmbin.Reader{B: body}
 	n := r.U32()
-	out := appendU32(nil, n+2)
+	var nsp uint32
+	for _, k := range w.spillN {
+		nsp += k
+	}
+	out := appendU32(nil, n+2+nsp)
 	for i := uint32(0); i < n && r.Err == nil; i++ {
 		start := r.Pos
 		r.Valtype()
@@ -846,7 +902,22 @@ func (w *rewriter) globalSection(body []byte) ([]byte, error) {
 	out = appendS32(out, w.opts.Fuel)
 	out = append(out, 0x0B, 0x7F, 0x01, 0x41)
 	out = appendS32(out, w.opts.StackBudget)
-	return append(out, 0x0B), nil
+	out = append(out, 0x0B)
+	for k, t := range []byte{0x7F, 0x7E, 0x7D, 0x7C} {
+		for j := uint32(0); j < w.spillN[k]; j++ {
+			switch t {
+			case 0x7F:
+				out = append(out, t, 0x01, 0x41, 0x00, 0x0B)
+			case 0x7E:
+				out = append(out, t, 0x01, 0x42, 0x00, 0x0B)
+			case 0x7D:
+				out = append(out, t, 0x01, 0x43, 0, 0, 0, 0, 0x0B)
+			case 0x7C:
+				out = append(out, t, 0x01, 0x44, 0, 0, 0, 0, 0, 0, 0, 0, 0x0B)
+			}
+		}
+	}
+	return out, nil
 }
 
 // exports renumbers function exports and appends the fuel's and the start function's exports.
@@ -915,6 +986,7 @@ func (w *rewriter) code(body []byte) ([]byte, error) {
 		w.info[i], tails, ind = scanBody(code, tails)
 		tailIndirect = tailIndirect || ind
 	}
+	w.planSaves(body[bodies:], n)
 	w.keepExit = make([]bool, n)
 	for _, t := range tails {
 		if t >= w.yield && t < w.numFuncs {
@@ -998,6 +1070,8 @@ type funcBuf struct {
 	outer         []bool // of every loop of the body, whether it contains a loop (loopFacts)
 	tables        []bool // of every loop of the body, whether a br_table names it (loopFacts)
 	exitAt        []int  // where the exit fuel checks (fc) start in out
+	types         []byte // first byte of every local's type (localTypes)
+	saves         []save // of the retry head being written (loopSaves)
 }
 
 // ctl is an open block, loop or if, with what the rewriter needs to bound the straight-line run
@@ -1042,6 +1116,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo,
 		return nil, fmt.Errorf("%w: %d locals", ErrMalformed, nlocals)
 	}
 	tmp := uint32(nlocals) // the added i32 scratch local of the checks
+	fb.types = localTypes(code, ft.ptypes, fb.types[:0])
 	fc := w.fuelCheck(fb.fc[:0], tmp)
 	fb.fc = fc
 	weight := FrameWeight(uint64(ft.params), locals, len(code))
@@ -1166,7 +1241,7 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo,
 			}
 			b = append(b, 0x03)
 			b = append(b, bt...)
-			b = w.retryHead(b, be)
+			b = w.retryHead(b, be, w.loopSaves(fb))
 			b = append(b, 0x03)
 			b = append(b, bt...)
 			if !be {
