@@ -1,6 +1,10 @@
 package instrument
 
-import "github.com/wasmpod/wasmpod/runtime/internal/wasmbin"
+import (
+	"math/bits"
+
+	"github.com/wasmpod/wasmpod/runtime/internal/wasmbin"
+)
 
 // maxTracked bounds the locals a retry head saves (retryHead) to the first maxTracked of its
 // function, parameters included; the others are never saved, which costs speed, not
@@ -53,38 +57,85 @@ func localTypes(code, ptypes, dst []byte) []byte {
 	return dst
 }
 
+// loopLocals appends to dst, in increasing order, the locals among types (the first byte of the
+// type of the function's first locals, see localTypes) of a numeric type that the loop whose
+// body starts at pos of the body code reads or writes. It stops at the loop's end, or at the
+// first instruction it cannot read: the retry head then saves fewer locals, which costs speed,
+// not correctness.
+//
+// Only these: a local the loop does not touch keeps one value through the loop, which crosses
+// the call at the cost of one spill where it is defined, outside the loop; and a loop must name
+// a local to have it saved, so the saves add at most a few bytes for each local instruction
+// of the loop (no module grows by more than a constant factor through them).
+func loopLocals(code []byte, pos int, types []byte, dst []uint32) []uint32 {
+	var seen [maxTracked / 64]uint64
+	r := &wasmbin.Reader{B: code, Pos: pos}
+	for depth := 1; depth > 0 && !r.Done() && r.Err == nil; {
+		op := r.Byte()
+		switch op {
+		case 0x20, 0x21, 0x22: // local.get, local.set, local.tee
+			x := r.U32()
+			if r.Err == nil && uint64(x) < uint64(len(types)) && numIdx(types[x]) >= 0 {
+				seen[x/64] |= 1 << (x % 64)
+			}
+			continue
+		case 0x02, 0x03, 0x04, 0x06, 0x1F: // block, loop, if, try, try_table
+			depth++
+		case 0x0B, 0x18: // end, delegate (which ends a try)
+			depth--
+		}
+		r.Immediates(op)
+	}
+	for k, v := range seen {
+		for ; v != 0; v &= v - 1 {
+			dst = append(dst, uint32(k*64+bits.TrailingZeros64(v)))
+		}
+	}
+	return dst
+}
+
+// retryLoop reports whether loop l of a body, with the given loopFacts, gets a retry head.
+func retryLoop(outer []bool, l int) bool {
+	o := l < len(outer) && outer[l]
+	return loopForm == formRetry || (loopForm == formAuto && !o)
+}
+
 // planSaves decides the spill globals of the retry heads' saves from the n bodies of the code
 // section (body: past its count): of each numeric type, as many as the most locals of that type
-// (maxSaves at most) of a function with a retry head; it places them after the fuel and the
+// (maxSaves at most) one retry head saves (loopLocals); it places them after the fuel and the
 // stack budget.
 func (w *rewriter) planSaves(body []byte, n uint32) {
 	var need [4]uint32
 	if saveLocals {
-		r := &wasmbin.Reader{B: body}
+		br := &wasmbin.Reader{B: body}
 		var types []byte
-		var outer, tables []bool
-		for i := uint32(0); i < n && r.Err == nil; i++ {
-			code := r.Bytes(int(r.U32()))
-			if r.Err != nil || int(i) >= len(w.funcTypes) {
+		var outer []bool
+		var used []uint32
+		for i := uint32(0); i < n && br.Err == nil; i++ {
+			code := br.Bytes(int(br.U32()))
+			if br.Err != nil || int(i) >= len(w.funcTypes) {
 				break
 			}
-			outer, tables = loopFacts(code, outer[:0], tables[:0])
-			retry := false
-			for _, o := range outer {
-				retry = retry || loopForm == formRetry || (loopForm == formAuto && !o)
-			}
-			if !retry {
-				continue
-			}
+			outer, _ = loopFacts(code, outer[:0], nil)
 			types = localTypes(code, w.types[w.funcTypes[i]].ptypes, types[:0])
-			var cnt [4]uint32
-			for _, t := range types {
-				if k := numIdx(t); k >= 0 {
-					cnt[k]++
+			r := instructions(code)
+			for l := 0; !r.Done() && r.Err == nil; {
+				op := r.Byte()
+				r.Immediates(op)
+				if op != 0x03 {
+					continue
 				}
-			}
-			for k := range need {
-				need[k] = min(max(need[k], cnt[k]), maxSaves)
+				if retryLoop(outer, l) {
+					used = loopLocals(code, r.Pos, types, used[:0])
+					var cnt [4]uint32
+					for _, x := range used {
+						cnt[numIdx(types[x])]++
+					}
+					for k := range need {
+						need[k] = min(max(need[k], cnt[k]), maxSaves)
+					}
+				}
+				l++
 			}
 		}
 	}
@@ -95,14 +146,17 @@ func (w *rewriter) planSaves(body []byte, n uint32) {
 	}
 }
 
-// loopSaves returns the saves of a retry head of a function whose local types are fb.types:
-// every numeric local gets the next spill global of its type, as long as there is one.
-func (w *rewriter) loopSaves(fb *funcBuf) []save {
+// loopSaves returns the saves of the retry head of the loop whose body starts at pos of the
+// body code, in a function whose local types are fb.types: every local the loop touches
+// (loopLocals) gets the next spill global of its type, as long as there is one.
+func (w *rewriter) loopSaves(fb *funcBuf, code []byte, pos int) []save {
+	fb.used = loopLocals(code, pos, fb.types, fb.used[:0])
 	fb.saves = fb.saves[:0]
 	var cnt [4]uint32
-	for x, t := range fb.types {
-		if k := numIdx(t); k >= 0 && cnt[k] < w.spillN[k] {
-			fb.saves = append(fb.saves, save{uint32(x), w.spillBase[k] + cnt[k]})
+	for _, x := range fb.used {
+		k := numIdx(fb.types[x])
+		if cnt[k] < w.spillN[k] {
+			fb.saves = append(fb.saves, save{x, w.spillBase[k] + cnt[k]})
 			cnt[k]++
 		}
 	}
