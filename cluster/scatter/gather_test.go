@@ -133,7 +133,7 @@ func TestGatherReplicas(t *testing.T) {
 	req := []byte{1, 2, 3}
 	cfg := scatter.DefaultConfig()
 	cfg.HedgeInitial = time.Millisecond
-	cfg.Deadline = 10 * time.Second // generous: no assertion depends on timing
+	cfg.Deadline = 10 * time.Second // generous: no assertion depends on timing (hedges: see below)
 
 	// A closed local module: every call on it fails.
 	closed := k.module(t, "closed")
@@ -161,15 +161,19 @@ func TestGatherReplicas(t *testing.T) {
 			noHedge: true,
 			wantSum: 7,
 		},
+		// No hedging where the test counts none: a failure slower than HedgeInitial (a loaded
+		// machine under -race) would otherwise start one.
 		{
 			name:        "every replica fails",
 			shards:      [][]rep{{{"", local}}, {{"a", &fakeLeaf{mode: "fail"}}, {"b", &fakeLeaf{mode: "fail"}}}},
+			noHedge:     true,
 			wantSum:     6,
 			wantMissing: []string{"s1"},
 		},
 		{
 			name:    "local primary fails over to remote",
 			shards:  [][]rep{{{"", local}}, {{"", broken}, {"a", &fakeLeaf{mode: "ok", value: 5}}}},
+			noHedge: true,
 			wantSum: 11,
 		},
 		{

@@ -65,8 +65,11 @@ func localTypes(code, ptypes, dst []byte) []byte {
 //
 // Only these: a local the loop does not touch keeps one value through the loop, which crosses
 // the call at the cost of one spill where it is defined, outside the loop; and a loop must name
-// a local to have it saved, so the saves add at most a few bytes for each local instruction
-// of the loop (no module grows by more than a constant factor through them).
+// a local to have it saved, so a retry head's saves cost at most 16 bytes for each local
+// instruction of its loop (2 bytes or more). In production (formAuto) only loops with no loop
+// inside get a retry head, and those never overlap, so the saves add at most 8 bytes per input
+// byte, plus the declarations of at most 4*maxSaves spill globals (TestSavesSizeBounded);
+// formRetry, for tests only, nests retry heads and has no such bound.
 func loopLocals(code []byte, pos int, types []byte, dst []uint32) []uint32 {
 	var seen [maxTracked / 64]uint64
 	r := &wasmbin.Reader{B: code, Pos: pos}
