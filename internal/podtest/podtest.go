@@ -246,15 +246,29 @@ func WaitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	}
 }
 
-// FreePort returns a loopback port nothing listens on right now.
+// handedOut holds every port FreePort returned in this process.
+var handedOut sync.Map
+
+// FreePort returns a loopback port nothing listens on right now and that no earlier FreePort
+// call of this process returned. The second condition matters: a port is free until the
+// process it was meant for binds it, and the kernel may hand the same port to the next
+// listener on port 0 before then (two hosts of one test once got the same port for an admin
+// API and a gossip listener).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if _, dup := handedOut.LoadOrStore(port, true); !dup {
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("FreePort: 1000 ports in a row were handed out before")
+	return 0
 }
 
 // CopyExample copies examples/<name>/pod.yaml into a fresh directory, with the plugins it names
