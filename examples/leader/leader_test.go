@@ -288,7 +288,14 @@ func (p *proc) wait(t *testing.T) {
 	select {
 	case <-p.done:
 	case <-time.After(30 * time.Second):
-		t.Fatalf("%s did not exit within 30s of SIGTERM", p.name)
+		// A Go process prints the stack of every goroutine on SIGQUIT and exits: the output the
+		// test logs then shows where the shutdown hangs.
+		p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+		}
+		t.Fatalf("%s did not exit within 30s of SIGTERM (stacks of its goroutines in its output, from SIGQUIT)", p.name)
 	}
 }
 
