@@ -909,18 +909,16 @@ func (w *rewriter) globalSection(body []byte) ([]byte, error) {
 	out = append(out, 0x0B, 0x7F, 0x01, 0x41)
 	out = appendS32(out, w.opts.StackBudget)
 	out = append(out, 0x0B)
-	for k, t := range []byte{0x7F, 0x7E, 0x7D, 0x7C} {
-		for j := uint32(0); j < w.spillN[k]; j++ {
-			switch t {
-			case 0x7F:
-				out = append(out, t, 0x01, 0x41, 0x00, 0x0B)
-			case 0x7E:
-				out = append(out, t, 0x01, 0x42, 0x00, 0x0B)
-			case 0x7D:
-				out = append(out, t, 0x01, 0x43, 0, 0, 0, 0, 0x0B)
-			case 0x7C:
-				out = append(out, t, 0x01, 0x44, 0, 0, 0, 0, 0, 0, 0, 0, 0x0B)
-			}
+	// A zero of every numeric type (numIdx order), as a mutable global's type and initializer.
+	zeros := [4][]byte{
+		{0x7F, 0x01, 0x41, 0x00, 0x0B},
+		{0x7E, 0x01, 0x42, 0x00, 0x0B},
+		{0x7D, 0x01, 0x43, 0, 0, 0, 0, 0x0B},
+		{0x7C, 0x01, 0x44, 0, 0, 0, 0, 0, 0, 0, 0, 0x0B},
+	}
+	for k, z := range zeros {
+		for range w.spillN[k] {
+			out = append(out, z...)
 		}
 	}
 	return out, nil
@@ -1230,10 +1228,10 @@ func (w *rewriter) function(fb *funcBuf, code []byte, ft sigInfo, info bodyInfo,
 			// runs in a retry loop of the same type, whose head yields. Another keeps the inline
 			// check.
 			added := fb.ctl[len(fb.ctl)-1].added
-			outer := loopIdx < len(fb.outer) && fb.outer[loopIdx]
+			retry := retryLoop(fb.outer, loopIdx)
 			table := loopIdx >= len(fb.tables) || fb.tables[loopIdx]
 			loopIdx++
-			if loopForm == formInline || (loopForm == formAuto && outer) {
+			if !retry {
 				b = append(b, code[start:r.Pos]...)
 				b = append(b, fc...)
 				fb.ctl = append(fb.ctl, ctl{loop: true, brMax: -1, added: added})

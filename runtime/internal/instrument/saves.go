@@ -97,7 +97,8 @@ func loopLocals(code []byte, pos int, types []byte, dst []uint32) []uint32 {
 	return dst
 }
 
-// retryLoop reports whether loop l of a body, with the given loopFacts, gets a retry head.
+// retryLoop reports whether loop l of a body gets a retry head, given the body's loopFacts
+// (outer); function and planSaves both ask it, so they agree.
 func retryLoop(outer []bool, l int) bool {
 	o := l < len(outer) && outer[l]
 	return loopForm == formRetry || (loopForm == formAuto && !o)
