@@ -302,8 +302,11 @@ func Start(cfg Config) (*Log, error) {
 		}
 	}
 	m := newMux(ln, adv, streams, l.dialer)
+	// MaxRPCsInFlight 1 turns Raft's pipelined replication off (see RATIONALE, "No pipelined
+	// replication"): a leader that steps down while a pipeline is busy can leave raft.Shutdown
+	// waiting forever.
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: raftLayer{m}, MaxPool: 3, Timeout: 2 * time.Second, Logger: logger,
+		Stream: raftLayer{m}, MaxPool: 3, Timeout: 2 * time.Second, Logger: logger, MaxRPCsInFlight: 1,
 	})
 	l.mux, l.trans = m, trans
 	l.fsm = &fsm{kinds: kinds, legacyVoters: l.anyLegacyVoter, stored: stored}

@@ -461,3 +461,56 @@ func TestReconcileAfterCatchingUp(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Raft's pipelined replication is off: with it, a leader that steps down while a pipeline to a
+// follower is busy can block raft's replication goroutine for good, and Shutdown then never
+// returns (seen in examples/leader: a thawed former leader hung in Shutdown). The test moves
+// leadership back and forth under a stream of commands, then checks that every log shuts down.
+func TestNoPipelineAndShutdownAfterStepDowns(t *testing.T) {
+	nodes := startThree(t)
+	for _, n := range nodes {
+		if _, err := n.log.trans.AppendEntriesPipeline("x", "127.0.0.1:1"); !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
+			t.Fatalf("%s: pipelined replication is on (%v)", n.log.NodeID(), err)
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func(l *Log) {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+					_, _ = l.Do(ctx, 'T', []byte("1"))
+					cancel()
+				}
+			}(n.log)
+		}
+	}
+	for i := 0; i < 30; i++ {
+		if ld := leader(nodes); ld != nil {
+			_ = ld.log.raft.LeadershipTransfer().Error()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	done := make(chan string, len(nodes))
+	for _, n := range nodes {
+		go func(l *Log) { _ = l.Shutdown(); done <- l.NodeID() }(n.log)
+	}
+	timeout := time.After(20 * time.Second)
+	for range nodes {
+		select {
+		case <-done:
+		case <-timeout:
+			t.Fatal("a log's Shutdown did not return within 20 s of its last step-down")
+		}
+	}
+}
