@@ -192,6 +192,11 @@ func (n *Node) metaBytes() []byte {
 }
 
 // The cluster's own keys in the gossiped metadata. metaRaftAddr is the node's Raft address;
+// raftStopFloor is the least time Shutdown gives Raft to stop, whatever is left of its ctx:
+// Raft stops in milliseconds when nothing is stuck, and a second keeps a leave that used the
+// caller's whole budget from turning a clean stop into an error.
+const raftStopFloor = time.Second
+
 // metaLogVersion is logVersion for a node of this release, which runs the replicated log of
 // package replog (the 'D' forwarding stream, WPS3 snapshots, blob reservations); nodes of
 // earlier releases advertise nothing there.
@@ -589,6 +594,10 @@ func localRemaining(r election.Record, drift float64) time.Duration {
 // Shutdown leaves the cluster gracefully within ctx: if Raft leader, it
 // removes itself from the voters; it tells gossip it is leaving (so the
 // leader removes it too); then it stops Raft and gossip. Idempotent.
+//
+// With a deadline, Shutdown returns by it (or raftStopFloor after a leave that used it up),
+// with an error wrapping context.DeadlineExceeded if Raft had not stopped by then; Raft then
+// stops in the background. Without one it waits for Raft however long that takes.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.closeOnce.Do(func() {
 		close(n.closed)
@@ -611,8 +620,27 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if leaveTimeout > 0 {
 			_ = n.gossip.Leave(leaveTimeout)
 		}
-		err1 := n.log.Shutdown()
-		n.wq.close()
+		// Raft gets what is left of ctx, and at least raftStopFloor: its shutdown takes
+		// milliseconds, and a leave that used the whole budget must not make that an error.
+		// Past it, Shutdown returns (the process can exit: Raft's files are crash-safe) and
+		// Raft stops in the background; the queue's store, which Raft's state machine writes,
+		// closes after Raft has stopped, never under it.
+		rctx, rcancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok {
+			rctx, rcancel = context.WithTimeout(context.WithoutCancel(ctx), max(time.Until(dl), raftStopFloor))
+		}
+		err1 := n.log.Shutdown(rctx)
+		rcancel()
+		select {
+		case <-n.log.Done():
+			n.wq.close()
+		default:
+			n.logger.Printf("cluster: shutdown: raft has not stopped; the node leaves it to stop in the background: %v", err1)
+			go func() { // owned by the log's shutdown: ends when it does
+				<-n.log.Done()
+				n.wq.close()
+			}()
+		}
 		err2 := n.gossip.Shutdown()
 		n.subMu.Lock()
 		for id, c := range n.subs {

@@ -182,7 +182,10 @@ type Log struct {
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
-	kick      chan struct{}
+	// closed is closed when the shutdown has ended; closeErr (written before) is its error.
+	closed   chan struct{}
+	closeErr error
+	kick     chan struct{}
 	// barrierTerm is the Raft term in which this leader has applied every entry of earlier
 	// terms (a Barrier is a log write: once per term).
 	barrierTerm atomic.Uint64
@@ -293,7 +296,7 @@ func Start(cfg Config) (*Log, error) {
 	}
 
 	l := &Log{cfg: cfg, kinds: kinds, store: store, dialer: Dialer{TLS: cfg.TLS},
-		stop: make(chan struct{}), ready: make(chan struct{}), kick: make(chan struct{}, 1), legacyPools: map[byte]*Pool{}}
+		stop: make(chan struct{}), closed: make(chan struct{}), ready: make(chan struct{}), kick: make(chan struct{}, 1), legacyPools: map[byte]*Pool{}}
 	streams[connDo] = l.serveDo
 	for _, k := range kinds {
 		if k.Legacy != nil {
@@ -601,25 +604,42 @@ func (l *Log) Leave(ctx context.Context) error {
 	return nil
 }
 
-// Shutdown stops Raft, the streams and the stores. Idempotent.
-func (l *Log) Shutdown() error {
-	var err error
+// Shutdown stops Raft, the streams and the stores, and waits until they have stopped or ctx
+// ends. Idempotent: every call waits for the one shutdown and returns its error.
+//
+// When ctx ends first (Raft's own shutdown has no deadline: a state machine's Apply stuck on
+// a dead disk holds it forever), Shutdown returns an error wrapping ctx's and the shutdown goes
+// on in the background, owned by the Log; Done is closed when it ends. Raft's files are
+// crash-safe, so a process that exits meanwhile loses nothing that was committed.
+func (l *Log) Shutdown(ctx context.Context) error {
 	l.closeOnce.Do(func() {
 		close(l.stop)
-		l.poolMu.Lock()
-		for _, p := range l.pools {
-			p.Close()
-		}
-		l.poolMu.Unlock()
-		err = l.raft.Shutdown().Error()
-		l.trans.Close()
-		l.mux.close()
-		l.wg.Wait()
-		if l.store != nil {
-			if e := l.store.Close(); err == nil {
-				err = e
+		go func() {
+			defer close(l.closed)
+			l.poolMu.Lock()
+			for _, p := range l.pools {
+				p.Close()
 			}
-		}
+			l.poolMu.Unlock()
+			err := l.raft.Shutdown().Error()
+			l.trans.Close()
+			l.mux.close()
+			l.wg.Wait()
+			if l.store != nil {
+				if e := l.store.Close(); err == nil {
+					err = e
+				}
+			}
+			l.closeErr = err
+		}()
 	})
-	return err
+	select {
+	case <-l.closed:
+		return l.closeErr
+	case <-ctx.Done():
+		return fmt.Errorf("replog: shutdown: raft has not stopped: %w", ctx.Err())
+	}
 }
+
+// Done is closed once a shutdown has ended (see Shutdown).
+func (l *Log) Done() <-chan struct{} { return l.closed }

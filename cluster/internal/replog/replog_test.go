@@ -133,7 +133,7 @@ func startLogsOf(t *testing.T, peers *peerList, kinds func(i int) []Kind) []*Log
 			t.Fatal(err)
 		}
 		logs[i] = l
-		t.Cleanup(func() { _ = l.Shutdown() })
+		t.Cleanup(func() { _ = l.Shutdown(context.Background()) })
 	}
 	return logs
 }
@@ -417,7 +417,7 @@ func TestReconcileAfterCatchingUp(t *testing.T) {
 	if _, err := first.Propose('T', []byte("1"), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := first.Shutdown(); err != nil {
+	if err := first.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 
@@ -427,7 +427,7 @@ func TestReconcileAfterCatchingUp(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = l.Shutdown() })
+		t.Cleanup(func() { _ = l.Shutdown(context.Background()) })
 		others = append(others, l)
 	}
 	g := gated{counter: &counter{blocked: make(chan error, 1)}, gate: make(chan struct{})}
@@ -445,7 +445,7 @@ func TestReconcileAfterCatchingUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = l0.Shutdown() })
+	t.Cleanup(func() { _ = l0.Shutdown(context.Background()) })
 	open := sync.OnceFunc(func() { close(g.gate) })
 	t.Cleanup(open) // before l0's shutdown, which waits for the applier
 	time.AfterFunc(time.Second, open)
@@ -503,7 +503,7 @@ func TestNoPipelineAndShutdownAfterStepDowns(t *testing.T) {
 	wg.Wait()
 	done := make(chan string, len(nodes))
 	for _, n := range nodes {
-		go func(l *Log) { _ = l.Shutdown(); done <- l.NodeID() }(n.log)
+		go func(l *Log) { _ = l.Shutdown(context.Background()); done <- l.NodeID() }(n.log)
 	}
 	timeout := time.After(20 * time.Second)
 	for range nodes {
@@ -512,5 +512,78 @@ func TestNoPipelineAndShutdownAfterStepDowns(t *testing.T) {
 		case <-timeout:
 			t.Fatal("a log's Shutdown did not return within 20 s of its last step-down")
 		}
+	}
+}
+
+// stuck is a counter whose Apply reports on entered that it was called, then waits until gate
+// is closed.
+type stuck struct {
+	*counter
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (g stuck) Apply(index uint64, body []byte) any {
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
+	<-g.gate
+	return g.counter.Apply(index, body)
+}
+
+// Shutdown returns when its ctx ends even if Raft cannot stop (here a state machine's Apply
+// blocks, as one on a dead disk would), with an error wrapping the ctx's; the shutdown then
+// finishes in the background once Raft can stop, Done says when, and later calls return its
+// result.
+func TestShutdownBoundedByContext(t *testing.T) {
+	g := stuck{counter: &counter{blocked: make(chan error, 1)}, entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	var l *Log
+	kind := g.counter.kind(&l)
+	kind.Machine = g
+	l, err := Start(Config{NodeID: "n0", BindAddr: "127.0.0.1:0", Bootstrap: true, DataDir: t.TempDir(), Timing: fastTiming,
+		Kinds: []Kind{kind}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := sync.OnceFunc(func() { close(g.gate) })
+	t.Cleanup(func() { open(); _ = l.Shutdown(context.Background()) })
+	deadline := time.Now().Add(20 * time.Second)
+	for !l.IsLeader() {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	go func() { _, _ = l.Propose('T', []byte("1"), 10*time.Second) }()
+	select {
+	case <-g.entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the entry was not applied")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = l.Shutdown(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with Apply stuck: %v, want an error wrapping context.DeadlineExceeded", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Shutdown took %v past a 300 ms deadline", took)
+	}
+	select {
+	case <-l.Done():
+		t.Fatal("Done closed while Raft's Apply is stuck")
+	default:
+	}
+	open()
+	select {
+	case <-l.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the shutdown did not finish in the background once Apply returned")
+	}
+	if err := l.Shutdown(context.Background()); err != nil {
+		t.Fatalf("second Shutdown: %v", err)
 	}
 }

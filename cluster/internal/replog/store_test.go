@@ -2,6 +2,7 @@ package replog
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -217,7 +218,7 @@ func TestUpgradedNodeKeepsItsLog(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := l.Shutdown(); err != nil {
+	if err := l.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 
@@ -257,7 +258,7 @@ func TestUpgradedNodeKeepsItsLog(t *testing.T) {
 
 	c = &counter{}
 	l = start(c, false)
-	t.Cleanup(func() { _ = l.Shutdown() })
+	t.Cleanup(func() { _ = l.Shutdown(context.Background()) })
 	if _, err := l.Propose('T', []byte("4"), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +295,7 @@ func TestFollowerCatchesUpFromSnapshot(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = l.Shutdown() })
+		t.Cleanup(func() { _ = l.Shutdown(context.Background()) })
 		return l
 	}
 	counters := []*counter{{}, {}, {}}
@@ -345,7 +346,7 @@ func TestFollowerCatchesUpFromSnapshot(t *testing.T) {
 	waitFor("the follower's copy", func() bool { return counters[down].get() == 3 })
 	last, _ := logs[down].store.LastIndex()
 	addr := logs[down].Addr()
-	if err := logs[down].Shutdown(); err != nil {
+	if err := logs[down].Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	propose(40)
