@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -219,22 +218,11 @@ func getJSON(addr, path string, v any) error {
 	return json.Unmarshal(b, v)
 }
 
+// freePort is a loopback address free for TCP and UDP (memberlist needs both) that no other
+// test process is handed (podtest.FreePort).
 func freePort(t *testing.T) string {
 	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		if pc, err := net.ListenPacket("udp", addr); err == nil { // memberlist needs UDP too
-			pc.Close()
-			return addr
-		}
-	}
-	t.Fatal("no free TCP+UDP port")
-	return ""
+	return fmt.Sprintf("127.0.0.1:%d", podtest.FreePort(t))
 }
 
 func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {

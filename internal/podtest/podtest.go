@@ -246,16 +246,89 @@ func WaitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	}
 }
 
-// handedOut holds every port FreePort returned in this process.
+// handedOut holds every port FreePort returned in this process, with the open lock file that
+// reserves it from other processes (kept open, and so locked, until the process exits).
 var handedOut sync.Map
 
-// FreePort returns a loopback port nothing listens on right now and that no earlier FreePort
-// call of this process returned. The second condition matters: a port is free until the
-// process it was meant for binds it, and the kernel may hand the same port to the next
-// listener on port 0 before then (two hosts of one test once got the same port for an admin
-// API and a gossip listener).
+// FreePort returns a loopback port that nothing listens on right now (TCP or UDP: gossip
+// needs both) and that no FreePort call returned before, in this process or in any other
+// process still running on the machine. A port is free only until the process it was meant
+// for binds it, so two things guard that gap:
+//
+//   - The port comes from below the kernel's ephemeral range (ip_local_port_range), which the
+//     kernel never hands to a listener on port 0 or to an outgoing connection: two hosts of one
+//     test once got the same port, chosen for one's admin API, as the other's gossip listener.
+//   - A port handed out is reserved with a lock on a file named after it in a directory of
+//     os.TempDir(), held until the process exits, so test binaries running side by side
+//     (go test runs packages in parallel) never pick the same one.
+//
+// Where no such range exists (an ephemeral range starting below 11,000), it falls back to a
+// port the kernel offers on port 0, never one returned before in this process.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	lo, hi := reservedRange()
+	if hi-lo < 1000 {
+		return kernelPort(t)
+	}
+	n := hi - lo
+	start := startOffset(n)
+	for i := range n {
+		port := lo + (start+i)%n
+		if _, dup := handedOut.Load(port); dup {
+			continue
+		}
+		lock, ok := reservePort(port)
+		if !ok {
+			continue
+		}
+		if !portFree(port) {
+			lock.Close()
+			continue
+		}
+		handedOut.Store(port, lock)
+		return port
+	}
+	t.Fatalf("FreePort: no free port in %d-%d", lo, hi-1)
+	return 0
+}
+
+// startOffset is where in a range of n ports FreePort starts looking: spread by time and
+// process, so that processes rarely contend for the same locks. Tests fix it.
+var startOffset = func(n int) int {
+	return int((time.Now().UnixNano()/1000 + int64(os.Getpid())*7919) % int64(n))
+}
+
+// reservedRange is where FreePort picks ports: [lo, hi), below the kernel's ephemeral range.
+func reservedRange() (lo, hi int) {
+	hi = 32768 // Linux's default start of the ephemeral range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var a, z int
+		if _, err := fmt.Sscan(string(b), &a, &z); err == nil {
+			hi = a
+		}
+	}
+	return 10000, hi
+}
+
+// portFree reports whether port can be bound on loopback for TCP and for UDP right now.
+func portFree(port int) bool {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return false
+	}
+	pc.Close()
+	return true
+}
+
+// kernelPort is FreePort's fallback: a port the kernel offers on port 0, never one returned
+// before in this process.
+func kernelPort(t testing.TB) int {
 	for range 1000 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -263,7 +336,7 @@ func FreePort(t testing.TB) int {
 		}
 		port := ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
-		if _, dup := handedOut.LoadOrStore(port, true); !dup {
+		if _, dup := handedOut.LoadOrStore(port, nil); !dup {
 			return port
 		}
 	}
