@@ -158,26 +158,46 @@ func (q *queueNodes) run(b *testing.B) {
 
 // spent is what a measured part took: wall time, and the process's CPU time (user and system,
 // every thread) over the same interval.
-type spent struct{ wall, cpu time.Duration }
+// spent is what a measurement took: wall time, the process's CPU time (sys: the part in the
+// kernel) and its minor page faults.
+type spent struct {
+	wall, cpu, sys time.Duration
+	faults         int64
+}
 
-func (s *spent) add(o spent) { s.wall += o.wall; s.cpu += o.cpu }
+func (s *spent) add(o spent) {
+	s.wall += o.wall
+	s.cpu += o.cpu
+	s.sys += o.sys
+	s.faults += o.faults
+}
 
 // cpuPerTask is the CPU time per task in milliseconds.
 func (s spent) cpuPerTask(n int) float64 { return s.cpu.Seconds() * 1e3 / float64(n) }
 
-// processCPU is the CPU time this process has used so far (getrusage).
-func processCPU(tb testing.TB) time.Duration {
+// sysPerTask is the kernel's share of cpuPerTask.
+func (s spent) sysPerTask(n int) float64 { return s.sys.Seconds() * 1e3 / float64(n) }
+
+// faultsPerTask is the minor page faults per task.
+func (s spent) faultsPerTask(n int) float64 { return float64(s.faults) / float64(n) }
+
+// usage is this process's resource use so far (getrusage).
+func usage(tb testing.TB) spent {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		tb.Fatal(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	sys := time.Duration(ru.Stime.Nano())
+	return spent{cpu: time.Duration(ru.Utime.Nano()) + sys, sys: sys, faults: ru.Minflt}
 }
 
 // measure starts a measurement; the function it returns ends it.
 func measure(tb testing.TB) func() spent {
-	start, cpu := time.Now(), processCPU(tb)
-	return func() spent { return spent{time.Since(start), processCPU(tb) - cpu} }
+	start, u := time.Now(), usage(tb)
+	return func() spent {
+		v := usage(tb)
+		return spent{wall: time.Since(start), cpu: v.cpu - u.cpu, sys: v.sys - u.sys, faults: v.faults - u.faults}
+	}
 }
 
 // runTasks is one measurement of n tasks (see run): started and stopped are called around the
@@ -353,6 +373,10 @@ func BenchmarkQueue(b *testing.B) {
 		cmd, node := float64(b.N)/took[0].wall.Seconds(), float64(b.N)/took[1].wall.Seconds()
 		b.ReportMetric(took[0].cpuPerTask(b.N), "command-cpu-ms/task")
 		b.ReportMetric(took[1].cpuPerTask(b.N), "1-node-cpu-ms/task")
+		b.ReportMetric(took[0].sysPerTask(b.N), "command-sys-ms/task")
+		b.ReportMetric(took[1].sysPerTask(b.N), "1-node-sys-ms/task")
+		b.ReportMetric(took[0].faultsPerTask(b.N), "command-faults/task")
+		b.ReportMetric(took[1].faultsPerTask(b.N), "1-node-faults/task")
 		b.ReportMetric(cmd, "command-tasks/s")
 		b.ReportMetric(node, "1-node-tasks/s")
 		b.ReportMetric(node/cmd, "1-node/command")
