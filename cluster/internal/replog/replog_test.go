@@ -473,20 +473,15 @@ func TestNoPipelineAndShutdownAfterStepDowns(t *testing.T) {
 			t.Fatalf("%s: pipelined replication is on (%v)", n.log.NodeID(), err)
 		}
 	}
-	stop := make(chan struct{})
+	load, stopLoad := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		for w := 0; w < 8; w++ {
 			wg.Add(1)
 			go func(l *Log) {
 				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+				for load.Err() == nil {
+					ctx, cancel := context.WithTimeout(load, 500*time.Millisecond)
 					_, _ = l.Do(ctx, 'T', []byte("1"))
 					cancel()
 				}
@@ -499,7 +494,7 @@ func TestNoPipelineAndShutdownAfterStepDowns(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	close(stop)
+	stopLoad()
 	wg.Wait()
 	done := make(chan string, len(nodes))
 	for _, n := range nodes {
