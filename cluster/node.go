@@ -191,12 +191,12 @@ func (n *Node) metaBytes() []byte {
 	return n.metaB
 }
 
-// The cluster's own keys in the gossiped metadata. metaRaftAddr is the node's Raft address;
 // raftStopFloor is the least time Shutdown gives Raft to stop, whatever is left of its ctx:
 // Raft stops in milliseconds when nothing is stuck, and a second keeps a leave that used the
 // caller's whole budget from turning a clean stop into an error.
 const raftStopFloor = time.Second
 
+// The cluster's own keys in the gossiped metadata. metaRaftAddr is the node's Raft address;
 // metaLogVersion is logVersion for a node of this release, which runs the replicated log of
 // package replog (the 'D' forwarding stream, WPS3 snapshots, blob reservations); nodes of
 // earlier releases advertise nothing there.
