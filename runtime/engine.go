@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -23,13 +24,16 @@ import (
 type Engine struct {
 	cfg Config
 
-	mu       sync.Mutex
-	closed   bool
-	rt       wazero.Runtime
-	cache    wazero.CompilationCache
-	modules  map[*Module]struct{}
-	hostFns  map[string]hostSig
-	instByID sync.Map // api.Module -> *instance, so imports find their caller
+	mu     sync.Mutex
+	closed bool
+	// rtClosing is set just before the wazero runtime closes, which frees the memories of
+	// instances whose calls may still run: image memories are then left mapped (cowMemory.Free).
+	rtClosing atomic.Bool
+	rt        wazero.Runtime
+	cache     wazero.CompilationCache
+	modules   map[*Module]struct{}
+	hostFns   map[string]hostSig
+	instByID  sync.Map // api.Module -> *instance, so imports find their caller
 
 	// imgMu serialises instance-image compiles (Module.buildImage). Modules loaded from the
 	// same .wasm usually capture byte-identical image modules, which wazero compiles once and
@@ -87,6 +91,7 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 
 func (e *Engine) closeRuntime(ctx context.Context) error {
 	var errs []error
+	e.rtClosing.Store(true)
 	if err := e.rt.Close(ctx); err != nil {
 		errs = append(errs, err)
 	}

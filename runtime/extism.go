@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	extism "github.com/extism/go-sdk"
@@ -21,8 +20,9 @@ import (
 // runtime, sharing the engine's compilation cache), one extism Plugin per instance. The pool,
 // lifecycle, limits and statistics are the same as for native modules; only the call differs:
 // input and output go through Extism's kernel (its cost is Extism's, see bench/), the deadline
-// is a context deadline on a runtime with WithCloseOnContextDone, and the memory limit is the
-// manifest's MaxPages (every memory of an instance: the plugin's and Extism's kernel).
+// is a context deadline on a runtime with WithCloseOnContextDone, and the memory limit is one
+// budget per instance that all its memories share, the plugin's and Extism's kernel's
+// (extismBudget); the manifest's MaxPages only caps each memory on its own.
 
 // extismModule is what an Extism module shares between its instances.
 type extismModule struct {
@@ -34,9 +34,12 @@ type extismModule struct {
 // extismInstance is the Extism side of an instance.
 type extismInstance struct {
 	p      *extism.Plugin
-	mems   []*limitedMemory // the plugin's memories, set while it is instantiated
+	mem    *extismBudget // what the plugin's and the kernel's memories hold together
 	cancel atomic.Pointer[context.CancelFunc]
-	frame  []byte // merge framing buffer, reused
+	// call is the context of the call in progress (its deadline), for the guest's stdout and
+	// stderr (instance.outputCut); the calling goroutine's only.
+	call  context.Context
+	frame []byte // merge framing buffer, reused
 }
 
 // extismCompilationCache returns the cache extism runtimes compile into: the engine's on-disk
@@ -214,14 +217,12 @@ func (m *Module) newExtismInstance(ctx context.Context) (*instance, error) {
 	if len(m.cfg.Mounts) > 0 {
 		mc = mc.WithFSConfig(mountsFSConfig(m.cfg.Mounts))
 	}
-	limit := uint64(m.cfg.MaxMemoryPages) * 65536
-	var memMu sync.Mutex
+	// Every memory the instance creates (Extism's kernel's, then the plugin's) draws on one
+	// budget: the module's limit less its tables, as for native modules (memoryLimit).
+	budget := &extismBudget{limit: m.memoryLimit()}
+	inst.ext.mem = budget
 	ictx := experimental.WithMemoryAllocator(ctx, experimental.MemoryAllocatorFunc(func(capacity, max uint64) experimental.LinearMemory {
-		lm := &limitedMemory{limit: limit, buf: make([]byte, 0, min(capacity, limit))}
-		memMu.Lock()
-		inst.ext.mems = append(inst.ext.mems, lm)
-		memMu.Unlock()
-		return lm
+		return &extismMemory{b: budget, buf: make([]byte, 0, min(capacity, budget.limit))}
 	}))
 	unhold, err := m.holdCompiled()
 	if err != nil {
@@ -240,6 +241,14 @@ func (m *Module) newExtismInstance(ctx context.Context) (*instance, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: module %q: instantiate: %v", ErrInvalidModule, m.cfg.Name, err)
+	}
+	if used, limit := budget.used.Load(), budget.limit; used > limit {
+		// The memories' declared minimums were charged even past the limit (extismMemory):
+		// together with the tables they do not fit. The same for every instance, so the first
+		// one, made at Load, refuses the module.
+		_ = p.Close(context.Background())
+		return nil, fmt.Errorf("%w: module %q: an instance's memories start at %s (the plugin's declared minimum and Extism's kernel's), over the %s its memory limit of %s leaves next to %s of tables",
+			ErrMemoryLimit, m.cfg.Name, mib(used), mib(limit), mib(uint64(m.cfg.MaxMemoryPages)*65536), mib(m.cfg.fixed.tableBytes))
 	}
 	inst.ext.p = p
 	m.instantiations.Add(1)
@@ -276,7 +285,9 @@ func (i *instance) invokeExtism(ctx context.Context, exp int, in []byte, parts [
 		cancel()
 	}
 	fn := m.ext.fns[exp]
+	x.call = cctx
 	rc, out, err := x.p.CallWithContext(context.WithValue(cctx, extismCallKey{}, i), fn, in)
+	x.call = nil
 	x.cancel.Store(nil)
 	if cerr := cctx.Err(); cerr != nil {
 		// The deadline passed or the call was cut: with WithCloseOnContextDone the plugin may
@@ -362,11 +373,79 @@ func appendU32LE(b []byte, v uint32) []byte {
 	return append(b, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
 }
 
-// extismPages sums the pages of an Extism instance's memories.
-func (x *extismInstance) pages() uint64 {
-	var n uint64
-	for _, lm := range x.mems {
-		n += lm.pages.Load()
+// pages is the sum of the pages of an Extism instance's memories; safe from any goroutine.
+func (x *extismInstance) pages() uint64 { return x.mem.used.Load() / 65536 }
+
+// extismBudget is the memory one Extism instance may hold, shared by all its memories: ABI.md
+// section 8 counts every memory of an instance against its limit, and with a limit for each
+// memory the plugin and Extism's kernel could each fill one, twice the limit in all.
+type extismBudget struct {
+	limit uint64        // bytes, whole pages: the module's limit less its tables
+	used  atomic.Uint64 // bytes the instance's memories hold (the sum of their sizes)
+}
+
+// take reserves n more bytes for a grow, or nothing and false if that would pass the limit.
+// An instance's calls run one at a time, but a CAS keeps the sum exact whoever grows.
+func (b *extismBudget) take(n uint64) bool {
+	for {
+		u := b.used.Load()
+		if u > b.limit || n > b.limit-u {
+			return false
+		}
+		if b.used.CompareAndSwap(u, u+n) {
+			return true
+		}
 	}
-	return n
+}
+
+// left is what the instance's memories may still grow by together.
+func (b *extismBudget) left() uint64 {
+	if u := b.used.Load(); u < b.limit {
+		return b.limit - u
+	}
+	return 0
+}
+
+// extismMemory backs one memory of an Extism instance and refuses a grow past what its
+// instance's budget has left, so memory.grow returns -1 to the plugin and the kernel's alloc
+// returns 0 (it grows its memory the same way), as for a grow past the limit.
+type extismMemory struct {
+	b     *extismBudget
+	buf   []byte
+	sized bool // the memory has its declared minimum (wazero's first Reallocate)
+}
+
+func (l *extismMemory) Reallocate(size uint64) []byte {
+	cur := uint64(len(l.buf))
+	switch {
+	case size > cur && !l.sized:
+		// The declared minimum, at instantiation: wazero slices the result without checking
+		// it, so a nil would panic in the host. It is charged even past the limit, and
+		// newExtismInstance refuses an instance whose memories start over it.
+		l.b.used.Add(size - cur)
+	case size > cur:
+		if !l.b.take(size - cur) {
+			return nil
+		}
+	case size < cur: // wasm memories never shrink; kept so that used stays the sum
+		l.b.used.Add(^(cur - size - 1))
+	}
+	l.sized = true
+	if size <= uint64(cap(l.buf)) {
+		l.buf = l.buf[:size]
+		return l.buf
+	}
+	// Grow by a quarter like limitedMemory, capped at what this memory could reach if it took
+	// all the budget left, so no memory keeps spare capacity it could never use.
+	c := max(size, min(uint64(cap(l.buf))*5/4, size+l.b.left()))
+	nb := make([]byte, size, c)
+	copy(nb, l.buf)
+	l.buf = nb
+	return nb
+}
+
+// Free gives the memory's bytes back to the budget (the instance is closing).
+func (l *extismMemory) Free() {
+	l.b.used.Add(^(uint64(len(l.buf)) - 1))
+	l.buf = nil
 }

@@ -193,7 +193,7 @@ func (e *Engine) instantiateHostModule(ctx context.Context, rt wazero.Runtime) e
 			stack[0] = api.EncodeI32(-1)
 			return
 		}
-		stack[0] = api.EncodeI32(inst.m.metrics.define(MetricKind(int32(stack[0])), string(name), string(help)))
+		stack[0] = api.EncodeI32(inst.m.metrics.define(MetricKind(int32(stack[0])), string(name), metricHelp(help)))
 	})
 	def("metric_record", func(ctx context.Context, mod api.Module, stack []uint64) {
 		inst := e.instanceOf(mod)

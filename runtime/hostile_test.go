@@ -34,6 +34,14 @@ func openFDs(t testing.TB) int {
 	return len(ents)
 }
 
+// heapInuse is the Go heap in use after a collection.
+func heapInuse() uint64 {
+	goruntime.GC()
+	var ms goruntime.MemStats
+	goruntime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
 func hostileRecursion(t testing.TB) []byte {
 	return readFile(t, wasmbuild.WAT(t, "testdata/hostile/recursion.wat"))
 }
@@ -125,13 +133,7 @@ func TestHostileStackMemory(t *testing.T) {
 	cfg.MaxMemoryPages = 512
 	cfg.MinInstances, cfg.MaxConcurrency = 4, 4
 	m := started(t, e, hostileRecursion(t), cfg)
-	heap := func() uint64 {
-		goruntime.GC()
-		var ms goruntime.MemStats
-		goruntime.ReadMemStats(&ms)
-		return ms.HeapInuse
-	}
-	before := heap()
+	before := heapInuse()
 	var wg sync.WaitGroup
 	for k := 0; k < 4; k++ {
 		wg.Add(1)
@@ -147,7 +149,7 @@ func TestHostileStackMemory(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	grown := int64(heap()) - int64(before)
+	grown := int64(heapInuse()) - int64(before)
 	t.Logf("4 warm instances after 1.5 M- and 100,000-frame recursions: heap +%d MiB", grown>>20)
 	// Without the budget, 1.5 M frames kept 121 MiB per instance; the budget allows at most
 	// ~16 MiB. 4 x 32 MiB leaves room for the Go runtime's own noise.

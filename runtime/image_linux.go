@@ -102,6 +102,9 @@ type cowMemory struct {
 	res   []byte // the reservation, len = limit; nil once freed
 	hw    uint64 // the largest size the instance had: what a restore must cover
 	pages *atomic.Uint64
+	// closing is the engine's flag (Engine.rtClosing): set, Free may be running under a call
+	// still in flight, so it leaves the reservation mapped (see Free).
+	closing *atomic.Bool
 }
 
 // newMemory returns a copy-on-write view of the image under limit bytes: a kept one when there
@@ -144,12 +147,22 @@ func (c *cowMemory) Reallocate(size uint64) []byte {
 
 // Free implements experimental.LinearMemory: the reservation is restored and kept for the next
 // instance (see imageBacking), or unmapped. Idempotent.
+//
+// While the engine closes its wazero runtime, which frees the memory of every instance it still
+// has, including one whose call has not returned (cut calls unwind at their next check, a call
+// blocked in a host function later), the reservation is left mapped instead: unmapping it would
+// fault the guest's goroutine and so the whole process, and keeping it would hand a memory the
+// guest still writes to the next instance. The mapping then lasts until the process exits
+// (TestEngineCloseUnderRunningCall).
 func (c *cowMemory) Free() {
 	r := c.res
 	if r == nil {
 		return
 	}
 	c.res = nil
+	if c.closing != nil && c.closing.Load() {
+		return
+	}
 	if !c.b.keep(r, c.hw) {
 		_ = unix.Munmap(r)
 	}

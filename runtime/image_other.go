@@ -23,8 +23,9 @@ func (b *imageBacking) close() {}
 func (b *imageBacking) bytes() ([]byte, error) { return b.mem, nil }
 
 type cowMemory struct {
-	lm    *limitedMemory
-	pages *atomic.Uint64
+	lm      *limitedMemory
+	pages   *atomic.Uint64
+	closing *atomic.Bool // unused: a copy on the Go heap outlives a Free under a running call
 }
 
 func (b *imageBacking) newMemory(limit uint64, pages *atomic.Uint64) (*cowMemory, error) {

@@ -308,6 +308,7 @@ func (m *Module) instantiateWith(ctx context.Context, inst *instance, mc wazero.
 		if cow, err = img.backing.newMemory(inst.mem0.limit, &inst.mem0.pages); err != nil {
 			return fmt.Errorf("module %q: instance from image: %w", m.cfg.Name, err)
 		}
+		cow.closing = &m.e.rtClosing
 		cm = img.cm
 		alloc = experimental.MemoryAllocatorFunc(func(capacity, max uint64) experimental.LinearMemory { return cow })
 	}
@@ -619,7 +620,22 @@ func (l *limitedMemory) Free() { l.buf = nil }
 // newShell returns an instance of m not yet instantiated, whose stdout and stderr go to the
 // engine's log sink line by line; rec, when not nil, records its initialisation (image.go).
 func (m *Module) newShell(rec *initRecord) *instance {
-	return &instance{m: m, rec: rec,
-		stdout: &lineWriter{module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs},
-		stderr: &lineWriter{module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs}}
+	i := &instance{m: m, rec: rec}
+	var cut func() bool
+	if !m.cfg.Trusted {
+		cut = i.outputCut
+	}
+	i.stdout = &lineWriter{module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs, cut: cut}
+	i.stderr = &lineWriter{module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs, cut: cut}
+	return i
+}
+
+// outputCut is the deadline check of the guest's stdout and stderr (lineWriter), on the calling
+// goroutine: like __yield's, it stamps the call's deadline and reports whether the call is past
+// it (or was cut otherwise). An Extism call's deadline is its context's.
+func (i *instance) outputCut() bool {
+	if i.ext != nil {
+		return i.expired.Load() || i.ext.call != nil && i.ext.call.Err() != nil
+	}
+	return i.yielded()
 }

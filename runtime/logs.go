@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -67,6 +68,11 @@ type LogSink interface {
 const maxLogLine = 8 << 10
 
 // lineWriter turns a guest's stdout or stderr into log lines. One per instance and stream.
+//
+// It is a host function's loop the guest controls: one WASI fd_write may name millions of
+// buffers (each up to the whole memory), and no fuel check runs between them. So every buffer
+// first asks cut whether the call is past its deadline (or cut otherwise), and a line keeps at
+// most maxLogLine bytes however long the guest makes it.
 type lineWriter struct {
 	mu     sync.Mutex
 	module string
@@ -74,9 +80,18 @@ type lineWriter struct {
 	level  Level
 	sink   LogSink
 	buf    []byte
+	// cut, when set, reports on the calling goroutine whether the instance's call is over its
+	// deadline or cut; a write then fails (the guest sees EIO) and its next check ends the call.
+	cut func() bool
 }
 
+// errOutputCut is what a write past the call's deadline fails with.
+var errOutputCut = errors.New("the call is past its deadline")
+
 func (w *lineWriter) Write(p []byte) (int, error) {
+	if w.cut != nil && w.cut() {
+		return 0, errOutputCut
+	}
 	if w.sink == nil {
 		return len(p), nil
 	}
@@ -86,17 +101,26 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			w.buf = append(w.buf, p...)
-			if len(w.buf) >= maxLogLine {
+			w.add(p)
+			if len(w.buf) > maxLogLine {
 				w.emit()
 			}
 			break
 		}
-		w.buf = append(w.buf, p[:i]...)
+		w.add(p[:i])
 		w.emit()
 		p = p[i+1:]
 	}
 	return n, nil
+}
+
+// add appends p to the line, keeping at most one byte past maxLogLine (which marks the line
+// as cut): the rest of a longer line is dropped, not buffered.
+func (w *lineWriter) add(p []byte) {
+	if room := maxLogLine + 1 - len(w.buf); len(p) > room {
+		p = p[:max(room, 0)]
+	}
+	w.buf = append(w.buf, p...)
 }
 
 // flush emits a pending partial line (called when the instance closes).

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 )
 
 // LatencyBounds are the upper bounds, in seconds, of the call latency histogram buckets.
@@ -145,6 +146,23 @@ type GuestMetric struct {
 }
 
 const maxGuestMetrics = 256
+
+// maxMetricHelp bounds the help text the host keeps of a guest metric; longer text is cut at a
+// UTF-8 boundary. The text lives as long as the module and goes out with every scrape, so
+// without a bound a guest could make the host keep its whole memory 256 times over.
+const maxMetricHelp = 1024
+
+// metricHelp copies the help text of a metric_define call, cut to maxMetricHelp bytes.
+func metricHelp(b []byte) string {
+	if len(b) <= maxMetricHelp {
+		return string(b)
+	}
+	n := maxMetricHelp
+	for n > 0 && !utf8.RuneStart(b[n]) {
+		n--
+	}
+	return string(b[:n])
+}
 
 type guestMetric struct {
 	name, help string
