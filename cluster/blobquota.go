@@ -12,7 +12,9 @@ import (
 // instead every peer has a quota of files no command of this replica refers to yet, released
 // when a command refers to the file or after the store's grace period (when garbage
 // collection removes a file still unreferenced). A peer over its quota is refused before a
-// byte of content is read.
+// byte of content is read. A push of a file this node already has renews the file's grace
+// period, so it is charged too (or its charge renewed): what a peer keeps alive by pushing,
+// not only what it adds, is bounded.
 type blobQuota struct {
 	maxBytes int64
 	maxFiles int
@@ -43,6 +45,16 @@ func (q *blobQuota) admit(peer, sha string, size int64) error {
 		}
 	}
 	list = keep
+	for i, p := range list {
+		if p.sha == sha {
+			// Charged already (a repeat or a retry of the push): the file's grace period starts
+			// again, so does its charge, which then lasts as long as the peer keeps the file
+			// alive. The same file is not charged twice.
+			list[i].at = now
+			q.peers[peer] = list
+			return nil
+		}
+	}
 	over := func() bool {
 		var sum int64
 		for _, p := range list {

@@ -207,11 +207,13 @@ const (
 	// metaQueueOps is queueOps for a node of this release: the queue commands it applies
 	// beyond those of the first replicated queue. 1: complete_lease (a completion and the
 	// next lease in one log entry); 2: completions that carry their output's content
-	// (queuestate.Command.Content). Earlier releases advertise nothing there.
+	// (queuestate.Command.Content); 3: lease commands whose worker is checked against the
+	// lease's (queuestate.Command.CheckWorker). Earlier releases advertise nothing there.
 	metaQueueOps     = "qo"
-	queueOps         = 2
+	queueOps         = 3
 	opsCompleteLease = 1
 	opsContent       = 2
+	opsWorkerChecked = 3
 )
 
 // setMetaLocked encodes the host's map with the cluster's keys: one JSON object, the encoding
@@ -332,7 +334,10 @@ func (n *Node) enforceReservations() bool {
 // state has applied a complete_lease, a member advertising queue commands of an earlier
 // version (see metaQueueOps) is marked NoVote: it would reject those entries while replaying
 // the log and its replica would diverge. Voters already in the configuration stay (the gate
-// of complete_lease closes while one of them is of an earlier release).
+// of complete_lease closes while one of them is of an earlier release). Being in this view is
+// not enough to become a voter: gossip lets in anyone with the gossip key (with
+// bring-your-own PKI and no key, anyone), so the log's leader first checks each member on its
+// Raft port with the cluster's mutual TLS (replog, "Admission of voters").
 func (n *Node) peers() []replog.Peer {
 	ms := n.gossip.Members()
 	combined := n.wq != nil && n.wq.m.CombinedApplied()

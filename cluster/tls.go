@@ -12,6 +12,7 @@ import (
 
 	"github.com/wasmpod/wasmpod/cluster/internal/membership"
 	"github.com/wasmpod/wasmpod/cluster/internal/mtls"
+	"github.com/wasmpod/wasmpod/internal/peerhttp/tlsaccept"
 )
 
 // TLSConfig is bring-your-own PKI for the node-to-node connections: the cluster CA's
@@ -194,11 +195,17 @@ func (n *Node) InsecureWarning() string {
 // SecureListener wraps a listener of another node-to-node service (the scatter endpoint) in
 // the cluster's mutual TLS: only current members get past the handshake. It returns ln as is
 // in an insecure cluster.
+//
+// Accept returns a connection only once its handshake has completed, within 5 s (the Raft
+// port's bound), and at most 1,024 handshakes (64 per source address) are pending at a time,
+// the oldest giving way to new ones: a stranger's idle connections then never take one of the
+// server's connection slots, which crypto/tls's own listener (handshake on first read) let an
+// outsider fill for the server's 30 s read timeout. See internal/peerhttp/tlsaccept.
 func (n *Node) SecureListener(ln net.Listener) net.Listener {
 	if n.tls == nil {
 		return ln
 	}
-	return n.tls.Listener(ln)
+	return tlsaccept.New(ln, n.tls.ServerConfig(), tlsaccept.DefaultLimits())
 }
 
 // DialMember connects to another member's node-to-node service (the scatter endpoint) with

@@ -397,12 +397,41 @@ func (w *workQueue) leadForward(ctx context.Context, from replog.Caller, b []byt
 		if err := authorizeForward(from.Node, from.Secure, req.Cmd); err != nil {
 			return json.Marshal(queuestate.Response{Code: "invalid", Error: err.Error()})
 		}
+		if err := w.leaseHeldBy(req.Cmd); err != nil {
+			return json.Marshal(queuestate.Response{Code: "lease_lost", Error: err.Error()})
+		}
 	}
 	resp, noLeader := w.lead(ctx, req.Cmd, leadWait(req.Cmd, req.Wait))
 	if noLeader {
 		return nil, replog.ErrNoLeader
 	}
 	return json.Marshal(resp)
+}
+
+// leaseHeldBy refuses a forwarded command that names a lease granted to another worker than
+// the one it names: authorizeForward checked only that the named worker is the sender's own,
+// and lease ids come from one counter every replica holds, so a member could name another
+// node's lease and task with its own worker. The machine checks the same when every voter
+// applies the check (queuestate.Command.CheckWorker); until then this keeps such a command
+// out of the log. Exact, not a race with the lease changing hands: a new lease has a new id,
+// which the machine compares too.
+func (w *workQueue) leaseHeldBy(cmd queuestate.Command) error {
+	if cmd.Lease == nil {
+		return nil
+	}
+	var t queuestate.Task
+	err := w.read(func(q *queuestate.Queue) error {
+		var e error
+		t, e = q.Get(cmd.Lease.TaskID)
+		return e
+	})
+	if err != nil {
+		return nil // no such task: the machine answers for it as before
+	}
+	if t.LeaseID == cmd.Lease.ID && t.Worker != cmd.Lease.Worker {
+		return fmt.Errorf("%w: lease %d is not held by worker %q", queue.ErrLeaseLost, cmd.Lease.ID, cmd.Lease.Worker)
+	}
+	return nil
 }
 
 // leadWait is how long the leader lets cmd wait, asked for wait: only a lease waits (for a
@@ -426,6 +455,10 @@ type leaseGate struct {
 func (w *workQueue) lead(ctx context.Context, cmd queuestate.Command, wait time.Duration) (resp queuestate.Response, noLeader bool) {
 	const applyTimeout = 5 * time.Second
 	cmd.LeaseFor, cmd.MaxAttempts, cmd.Backoff = w.cfg.LeaseDuration, w.cfg.MaxAttempts, w.cfg.Backoff
+	if cmd.Lease != nil {
+		log := w.log.Load()
+		cmd.CheckWorker = log != nil && w.node.votersApply(log, opsWorkerChecked)
+	}
 	if cmd.Op == queuestate.OpCompleteLease && !w.combinedOK() {
 		return w.leadApart(ctx, cmd)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/wasmpod/wasmpod/cluster/internal/mtls"
 	"github.com/wasmpod/wasmpod/cluster/scatter"
 	"github.com/wasmpod/wasmpod/internal/peerhttp"
+	"github.com/wasmpod/wasmpod/internal/peerhttp/tlsaccept"
 )
 
 // gateLeaf answers the first 8 bytes of its input; while hold is set it first waits until
@@ -92,7 +93,7 @@ func TestScatterPeerTLSReusesConnections(t *testing.T) {
 	}
 	cl := &countingListener{Listener: ln}
 	srv := peerhttp.NewServer(ep, peerhttp.DefaultConfig())
-	go srv.Serve(srvID.Listener(cl))
+	go srv.Serve(tlsaccept.New(cl, srvID.ServerConfig(), tlsaccept.DefaultLimits()))
 	defer srv.Shutdown(context.Background())
 
 	var dials, handshakes, resumed atomic.Int64

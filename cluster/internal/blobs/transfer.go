@@ -22,9 +22,10 @@ func Serve(c net.Conn, s *Store, idle time.Duration) {
 	ServeAdmit(c, s, idle, nil)
 }
 
-// Admit decides whether a put of a blob the store does not have yet may be stored: nil lets
-// it in, an error refuses it (the peer gets the error's text). It runs before a byte of the
-// content is read.
+// Admit decides whether a put may be stored: nil lets it in, an error refuses it (the peer
+// gets the error's text). It runs before a byte of the content is read, and also for a blob
+// the store already has (with its stored size), since acknowledging that one renews its grace
+// period as storing it would.
 type Admit func(sha string, size int64) error
 
 // ServeAdmit is Serve with an admission check on every put (nil: admit everything).
@@ -59,6 +60,14 @@ func (sv *server) reply(status byte, length int64, msg string) bool {
 	_ = sv.c.SetWriteDeadline(sv.deadline())
 	_, err := sv.c.Write(reply{status: status, length: uint64(length), msg: msg}.encode())
 	return err == nil
+}
+
+// check runs the admission check, if any, on a put of sha (size bytes).
+func (sv *server) check(sha string, size int64) error {
+	if sv.admit == nil {
+		return nil
+	}
+	return sv.admit(sha, size)
 }
 
 // serveOne serves one request and reports whether the connection is still in step.
@@ -107,16 +116,27 @@ func (sv *server) put(req request) bool {
 	if int64(req.length) > sv.s.maxSize {
 		return sv.reply(statusTooLarge, 0, fmt.Sprintf("%d bytes exceeds the limit of %d", req.length, sv.s.maxSize))
 	}
-	if size, err := sv.s.Size(req.sha); err == nil && sv.s.touch(req.sha) {
-		// Already here (and marked as just stored, so that garbage collection keeps it for
-		// its grace period); make sure its directory entry is durable before saying so.
-		if err := syncDir(filepath.Dir(sv.s.path(req.sha))); err != nil {
-			return sv.reply(statusError, 0, err.Error())
+	admitted := false
+	if size, err := sv.s.Size(req.sha); err == nil {
+		// Already here. Acknowledging marks it as just stored, so that garbage collection
+		// keeps it a full grace period again: that keeps an unreferenced file alive as surely
+		// as storing it does, so it is admitted like a new one, charged its stored size (not
+		// the size the peer claims). Without this a peer kept old files alive for free.
+		if err := sv.check(req.sha, size); err != nil {
+			return sv.reply(statusTooLarge, 0, err.Error())
 		}
-		return sv.reply(statusOK, size, "")
+		if sv.s.touch(req.sha) {
+			// Make sure its directory entry is durable before saying so.
+			if err := syncDir(filepath.Dir(sv.s.path(req.sha))); err != nil {
+				return sv.reply(statusError, 0, err.Error())
+			}
+			return sv.reply(statusOK, size, "")
+		}
+		// Collected meanwhile: stored anew below, already admitted if the claim is the size.
+		admitted = size == int64(req.length)
 	}
-	if sv.admit != nil {
-		if err := sv.admit(req.sha, int64(req.length)); err != nil {
+	if !admitted {
+		if err := sv.check(req.sha, int64(req.length)); err != nil {
 			// Refused before the content: the peer sends none after this answer.
 			return sv.reply(statusTooLarge, 0, err.Error())
 		}

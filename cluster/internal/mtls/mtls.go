@@ -318,7 +318,3 @@ func PeerName(c net.Conn) string {
 	}
 	return NameOf(cs.PeerCertificates[0])
 }
-
-// Listener wraps ln: every accepted connection is a TLS server connection of id. The
-// handshake runs on the connection's first read or write (bounded by its deadlines).
-func (id *Identity) Listener(ln net.Listener) net.Listener { return tls.NewListener(ln, id.server) }

@@ -65,11 +65,19 @@ type Command struct {
 	// refused (invalid) on every replica alike. Replicas give them to OnContent. Releases
 	// before it ignore the field: propose it only once every voter advertises it (the
 	// cluster package gates it).
-	Content []byte       `json:"content,omitempty"`
-	Error   string       `json:"error,omitempty"` // fail
-	Task    queue.TaskID `json:"task,omitempty"`  // retry
-	Before  time.Time    `json:"before,omitzero"` // prune: jobs finished before this go
-	Trace   string       `json:"trace,omitempty"` // submit: the submitter's W3C traceparent, if traced
+	Content []byte `json:"content,omitempty"`
+	// CheckWorker makes a command that names a lease (heartbeat, complete, fail,
+	// complete_lease) apply only if the lease's worker is the one it was granted to: a member
+	// cannot act on another node's lease by naming its own worker with that lease's id
+	// (Queue.takeLeased). Releases before it apply such commands without the check, so the
+	// replicas would diverge on a forged one: the leader sets it only once every voter
+	// advertises it (the cluster package gates it), and refuses a forged forwarded command
+	// itself before that.
+	CheckWorker bool         `json:"check_worker,omitempty"`
+	Error       string       `json:"error,omitempty"` // fail
+	Task        queue.TaskID `json:"task,omitempty"`  // retry
+	Before      time.Time    `json:"before,omitzero"` // prune: jobs finished before this go
+	Trace       string       `json:"trace,omitempty"` // submit: the submitter's W3C traceparent, if traced
 
 	// The proposer's settings, carried so that replicas configured differently still apply
 	// the same thing: the lease length (lease, heartbeat) and, for a submit, the attempt
@@ -638,7 +646,7 @@ func (m *Machine) apply(c *Command) Response {
 		switch c.Op {
 		case OpHeartbeat:
 			var l Lease
-			if l, err = q.Heartbeat(*c.Lease); err == nil {
+			if l, err = q.heartbeat(*c.Lease, c.CheckWorker); err == nil {
 				l.Payload = nil // the worker has it; the next heartbeat must not log it again
 				resp.Lease = &l
 			}
@@ -648,7 +656,7 @@ func (m *Machine) apply(c *Command) Response {
 				out, _ = json.Marshal(c.Output)
 			}
 			if err = checkContent(c); err == nil {
-				err = q.Complete(*c.Lease, out)
+				err = q.complete(*c.Lease, out, c.CheckWorker)
 			}
 			if err == nil && c.Content != nil && m.onContent != nil {
 				m.deliver(c.Output.SHA256, c.Content)
@@ -664,7 +672,7 @@ func (m *Machine) apply(c *Command) Response {
 				}
 			}
 		case OpFail:
-			err = q.Fail(*c.Lease, c.Error)
+			err = q.fail(*c.Lease, c.Error, c.CheckWorker)
 		}
 	case OpRetry:
 		err = q.Retry(c.Task)

@@ -427,11 +427,14 @@ func leaseOf(t *Task) Lease {
 
 // Heartbeat extends a live lease to now + LeaseDuration and returns it
 // with the new expiry.
-func (q *Queue) Heartbeat(l Lease) (Lease, error) {
+func (q *Queue) Heartbeat(l Lease) (Lease, error) { return q.heartbeat(l, true) }
+
+// heartbeat is Heartbeat, with the lease's worker checked only if checkWorker (see takeLeased).
+func (q *Queue) heartbeat(l Lease, checkWorker bool) (Lease, error) {
 	var out Lease
 	err := q.update(func(tx *bolt.Tx) error {
 		now := q.cfg.Now()
-		t, err := q.takeLeased(tx, l, now)
+		t, err := q.takeLeased(tx, l, now, checkWorker)
 		if err != nil {
 			return err
 		}
@@ -451,13 +454,16 @@ func (q *Queue) Heartbeat(l Lease) (Lease, error) {
 // Complete stores the result and marks the task done, provided the lease
 // is still the task's live lease; otherwise it returns ErrLeaseLost and
 // changes nothing.
-func (q *Queue) Complete(l Lease, result []byte) error {
+func (q *Queue) Complete(l Lease, result []byte) error { return q.complete(l, result, true) }
+
+// complete is Complete, with the lease's worker checked only if checkWorker (see takeLeased).
+func (q *Queue) complete(l Lease, result []byte, checkWorker bool) error {
 	if len(result) > q.cfg.MaxPayloadBytes {
 		return fmt.Errorf("%w: result of %d bytes exceeds MaxPayloadBytes %d", queue.ErrInvalid, len(result), q.cfg.MaxPayloadBytes)
 	}
 	err := q.update(func(tx *bolt.Tx) error {
 		now := q.cfg.Now()
-		t, err := q.takeLeased(tx, l, now)
+		t, err := q.takeLeased(tx, l, now, checkWorker)
 		if err != nil {
 			return err
 		}
@@ -481,10 +487,13 @@ func (q *Queue) Complete(l Lease, result []byte) error {
 // Fail records errMsg for this attempt and schedules a redelivery after
 // the backoff, or dead-letters the task after MaxAttempts. Like Complete it
 // requires the live lease.
-func (q *Queue) Fail(l Lease, errMsg string) error {
+func (q *Queue) Fail(l Lease, errMsg string) error { return q.fail(l, errMsg, true) }
+
+// fail is Fail, with the lease's worker checked only if checkWorker (see takeLeased).
+func (q *Queue) fail(l Lease, errMsg string, checkWorker bool) error {
 	err := q.update(func(tx *bolt.Tx) error {
 		now := q.cfg.Now()
-		t, err := q.takeLeased(tx, l, now)
+		t, err := q.takeLeased(tx, l, now, checkWorker)
 		if err != nil {
 			return err
 		}
@@ -498,7 +507,18 @@ func (q *Queue) Fail(l Lease, errMsg string) error {
 
 // takeLeased loads the lease's task, checks that l is its live lease, and takes the task off the
 // leased index (the caller puts it back with a new expiry, or moves it on).
-func (q *Queue) takeLeased(tx *bolt.Tx, l Lease, now time.Time) (*Task, error) {
+//
+// A live lease is the task's current lease id held by the worker it was granted to. The id
+// alone proves nothing: lease ids come from one counter and every replica holds every task's
+// record, so a member can name another node's lease id and task, and the cluster layer checks
+// only that the worker a forwarded command names is the forwarding node's own. Comparing the
+// named worker with the one recorded at the grant closes that: a node can act only on leases
+// granted to its own workers.
+//
+// checkWorker false leaves the worker unchecked: the machine's commands that do not ask for the
+// check (Command.CheckWorker), which a cluster with voters of earlier releases does not send,
+// because those replicas apply a forged command and the replicas would diverge.
+func (q *Queue) takeLeased(tx *bolt.Tx, l Lease, now time.Time, checkWorker bool) (*Task, error) {
 	t, err := getTask(tx, l.TaskID)
 	if err != nil {
 		return nil, err
@@ -508,6 +528,9 @@ func (q *Queue) takeLeased(tx *bolt.Tx, l Lease, now time.Time) (*Task, error) {
 		return nil, fmt.Errorf("%w: task is %v", queue.ErrLeaseLost, t.State)
 	case t.LeaseID != l.ID:
 		return nil, fmt.Errorf("%w: superseded by lease %d", queue.ErrLeaseLost, t.LeaseID)
+	case checkWorker && t.Worker != l.Worker:
+		// The holder's name is left out: the caller is not entitled to it.
+		return nil, fmt.Errorf("%w: lease %d is not held by worker %q", queue.ErrLeaseLost, l.ID, l.Worker)
 	case !now.Before(t.LeaseExpires):
 		return nil, fmt.Errorf("%w: expired at %v", queue.ErrLeaseLost, t.LeaseExpires)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -180,8 +181,8 @@ func (l *Log) exchange(ctx context.Context, c net.Conn, k *Kind, cmd []byte) (by
 	if int64(n) > int64(k.MaxAnswer) {
 		return 0, nil, fmt.Errorf("%w: %s answer of %d bytes", ErrTooLarge, k.Name, n)
 	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(c, body); err != nil {
+	body, err := readBody(c, int(n))
+	if err != nil {
 		return 0, nil, err
 	}
 	if !stop() { // ctx ended just as the answer came: the connection's deadline is spoiled
@@ -219,8 +220,8 @@ func (l *Log) serveDo(c net.Conn) {
 			l.answer(c, statusError, []byte(fmt.Sprintf("%v: %s command of %d bytes (limit %d)", ErrTooLarge, k.Name, n, k.MaxCommand)))
 			return
 		}
-		cmd := make([]byte, n)
-		if _, err := io.ReadFull(br, cmd); err != nil {
+		cmd, err := readBody(br, int(n))
+		if err != nil {
 			return
 		}
 		_ = c.SetReadDeadline(time.Time{})
@@ -241,6 +242,39 @@ func (l *Log) serveDo(c net.Conn) {
 			return
 		}
 	}
+}
+
+// firstChunk is what readBody reserves before a body's first byte arrives: most forwarded
+// commands and answers are a few hundred bytes of JSON and fit at once.
+const firstChunk = 16 << 10
+
+// readBody reads a body of exactly n bytes (already checked against the kind's bound) from r,
+// and nothing past it. Its buffer grows with the bytes that arrive, doubling up to n, instead
+// of being reserved from the header: the header is the peer's word, and a peer that declares
+// the largest body and sends none would otherwise hold that much of our memory per connection
+// for as long as the read may wait. Growing by doubling copies at most as many bytes again as
+// the body holds.
+func readBody(r io.Reader, n int) ([]byte, error) {
+	buf := make([]byte, 0, min(n, firstChunk))
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			// Only once the buffer is full: what is reserved is at most twice what arrived.
+			buf = slices.Grow(buf, min(len(buf), n-len(buf)))
+		}
+		// Never past n: what follows belongs to the next frame.
+		m, err := r.Read(buf[len(buf):min(cap(buf), n)])
+		buf = buf[:len(buf)+m]
+		if len(buf) == n {
+			break
+		}
+		if err == io.EOF {
+			return nil, io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return buf, nil
 }
 
 // leadWatched runs Lead for a forwarded command, cancelled when the forwarding node hangs up

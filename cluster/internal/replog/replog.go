@@ -189,6 +189,13 @@ type Log struct {
 	// barrierTerm is the Raft term in which this leader has applied every entry of earlier
 	// terms (a Barrier is a log write: once per term).
 	barrierTerm atomic.Uint64
+
+	logger hclog.Logger
+	// checks is what this leader learnt from checking members on their Raft port (see
+	// admission), by member id; checksTerm the term they were made in. Only the leader loop's
+	// goroutine touches them.
+	checks     map[string]*memberCheck
+	checksTerm uint64
 }
 
 // Start opens the Raft state and starts the node.
@@ -295,7 +302,7 @@ func Start(cfg Config) (*Log, error) {
 		}
 	}
 
-	l := &Log{cfg: cfg, kinds: kinds, store: store, dialer: Dialer{TLS: cfg.TLS},
+	l := &Log{cfg: cfg, kinds: kinds, store: store, dialer: Dialer{TLS: cfg.TLS}, logger: logger, checks: map[string]*memberCheck{},
 		stop: make(chan struct{}), closed: make(chan struct{}), ready: make(chan struct{}), kick: make(chan struct{}, 1), legacyPools: map[byte]*Pool{}}
 	streams[connDo] = l.serveDo
 	for _, k := range kinds {
@@ -546,10 +553,12 @@ func (l *Log) leaderLoop() {
 	}
 }
 
-// reconcile adds alive members as voters (but none marked NoVote) and removes left ones (and
-// dead ones after RemoveDeadAfter, never below MinVoters). It first makes sure this leader has
-// applied every entry committed before its term, so that the view Peers builds from its state
-// machines (NoVote) does not lag the log a new voter would replay.
+// reconcile adds alive members as voters (but none marked NoVote, and none that has not proven
+// itself on its Raft port: see admission) and removes left ones, dead ones after
+// RemoveDeadAfter and voters that fail the check (see removable), never below MinVoters for the
+// last two. It first makes sure this leader has applied every entry committed before its term,
+// so that the view Peers builds from its state machines (NoVote) does not lag the log a new
+// voter would replay.
 func (l *Log) reconcile() {
 	if l.cfg.Peers == nil {
 		return
@@ -567,14 +576,18 @@ func (l *Log) reconcile() {
 		inCfg[string(srv.ID)] = srv
 	}
 	voters := len(inCfg)
-	for _, p := range l.cfg.Peers() {
+	peers := l.cfg.Peers()
+	l.checkMembers(peers, inCfg)
+	for _, p := range peers {
 		if p.ID == l.cfg.NodeID || p.RaftAddr == "" {
 			continue
 		}
 		srv, ok := inCfg[p.ID]
 		switch {
 		case p.Alive && !p.NoVote && (!ok || string(srv.Address) != p.RaftAddr):
-			_ = l.raft.AddVoter(raft.ServerID(p.ID), raft.ServerAddress(p.RaftAddr), 0, timeout).Error()
+			if c := l.checks[p.ID]; c != nil && c.passed && c.addr == p.RaftAddr {
+				_ = l.raft.AddVoter(raft.ServerID(p.ID), raft.ServerAddress(p.RaftAddr), 0, timeout).Error()
+			}
 		case ok && p.Left:
 			if l.raft.RemoveServer(raft.ServerID(p.ID), 0, timeout).Error() == nil {
 				voters--
@@ -584,8 +597,194 @@ func (l *Log) reconcile() {
 			if l.raft.RemoveServer(raft.ServerID(p.ID), 0, timeout).Error() == nil {
 				voters--
 			}
+		case ok && p.Alive && voters-1 >= l.cfg.Timing.MinVoters && l.removable(p.ID):
+			c := l.checks[p.ID]
+			if err := l.raft.RemoveServer(raft.ServerID(p.ID), 0, timeout).Error(); err == nil {
+				voters--
+				l.logger.Warn("removed a voter that fails the check on its Raft port",
+					"member", p.ID, "address", c.addr, "failures", c.fails, "since", c.since, "reason", c.err)
+			}
 		}
 	}
+}
+
+// Admission of voters. A gossip member is only a claim: gossip takes the gossip key (with
+// bring-your-own PKI and no key, nothing at all), and a member that cannot take part in Raft
+// (a certificate of another CA, none, or no Raft port at all) would still count in every
+// quorum once a voter. A few of them made a quorum the real nodes could not reach, and since
+// only a leader removes voters, Raft stopped for good. So the leader adds a member only after a
+// check on the member's advertised Raft address: a mutual TLS handshake with the cluster's
+// identity, the very one the transport makes (the peer's certificate chains to the cluster CA
+// and names a current member), whose certificate names exactly that member. An insecure
+// cluster (no TLS) has nothing to prove, and the check is that the port answers. A member that
+// fails is logged with the reason and checked again with backoff (ReconcileInterval doubling
+// to checkBackoffMax), never added meanwhile.
+//
+// Voters are checked too, every recheckInterval while they pass (and anew by every new
+// leader). One added before this check existed (by an earlier release or by hand) that fails
+// it is removed, as long as MinVoters remain (see removable), while a leader exists. What no
+// leader can undo: voters without a quorum among the real nodes (three real nodes and three or
+// more impostors made by an earlier release) elect no leader, and nothing here runs; the
+// operator recovers Raft's configuration by hand (hashicorp/raft's peers.json), as after losing
+// a quorum of nodes.
+const (
+	checkTimeout    = 2 * time.Second // the transport's own dial timeout
+	checkBackoffMax = 30 * time.Second
+	recheckInterval = 30 * time.Second
+	// impostorStrikes: consecutive certificate failures (spaced by the backoff) after which a
+	// voter is taken for an impostor rather than for a node whose check raced a membership
+	// change (the leader's membership test not knowing it yet).
+	impostorStrikes = 3
+)
+
+// errWrongMember: the certificate at a member's Raft address, valid for the cluster, names
+// another node.
+var errWrongMember = errors.New("the certificate at the member's Raft address names another node")
+
+// memberCheck is the latest outcome of checking one member on its Raft port.
+type memberCheck struct {
+	addr   string    // the Raft address checked
+	passed bool      // the last check passed
+	fails  int       // consecutive failures
+	since  time.Time // the first of those failures
+	next   time.Time // not checked again before, unless the address changes
+	err    error     // the last failure
+}
+
+// certFailure reports whether err is the peer failing the certificate check (as opposed to a
+// port that does not answer, which a crashed or partitioned node does too).
+func certFailure(err error) bool {
+	return errors.Is(err, mtls.ErrBadPeer) || errors.Is(err, mtls.ErrNotMember) || errors.Is(err, errWrongMember)
+}
+
+// removable reports whether the voter id has failed the check long enough to be removed: the
+// certificate check impostorStrikes times in a row, or any check for RemoveDeadAfter (a voter
+// that gossip calls alive but whose Raft port never answers counts for no quorum, like a dead
+// one).
+func (l *Log) removable(id string) bool {
+	c := l.checks[id]
+	if c == nil || c.passed || c.fails == 0 {
+		return false
+	}
+	if certFailure(c.err) && c.fails >= impostorStrikes {
+		return true
+	}
+	return l.cfg.Timing.RemoveDeadAfter > 0 && time.Since(c.since) > l.cfg.Timing.RemoveDeadAfter
+}
+
+// checkMembers checks, concurrently, every alive member that this leader would add as a voter
+// and every alive voter, when its last check is due, and records the outcomes in l.checks.
+func (l *Log) checkMembers(peers []Peer, inCfg map[string]raft.Server) {
+	if term := l.raft.CurrentTerm(); term != l.checksTerm {
+		// A new term: what an earlier leadership learnt may be stale (and a new leader
+		// checks the voters it inherited).
+		l.checks, l.checksTerm = map[string]*memberCheck{}, term
+	}
+	now := time.Now()
+	known := map[string]bool{}
+	var due []Peer
+	for _, p := range peers {
+		if p.ID == l.cfg.NodeID || p.RaftAddr == "" {
+			continue
+		}
+		known[p.ID] = true
+		srv, ok := inCfg[p.ID]
+		add := p.Alive && !p.NoVote && (!ok || string(srv.Address) != p.RaftAddr)
+		voter := ok && p.Alive && srv.Suffrage == raft.Voter
+		if !add && !voter {
+			continue
+		}
+		if c := l.checks[p.ID]; c != nil && c.addr == p.RaftAddr && now.Before(c.next) {
+			continue
+		}
+		due = append(due, p)
+	}
+	for id := range l.checks {
+		if !known[id] {
+			delete(l.checks, id)
+		}
+	}
+	if len(due) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-l.stop: // a shutdown does not wait for the checks
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	errs := make([]error, len(due))
+	var wg sync.WaitGroup
+	for i, p := range due {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = l.checkMember(ctx, p.ID, p.RaftAddr)
+		}()
+	}
+	wg.Wait()
+	for i, p := range due {
+		l.record(p, inCfg, errs[i])
+	}
+}
+
+// record keeps the outcome of checking p and logs a failure, or a pass after failures.
+func (l *Log) record(p Peer, inCfg map[string]raft.Server, err error) {
+	now := time.Now()
+	c := l.checks[p.ID]
+	if c == nil || c.addr != p.RaftAddr {
+		c = &memberCheck{addr: p.RaftAddr}
+		l.checks[p.ID] = c
+	}
+	_, inConfig := inCfg[p.ID]
+	if err == nil {
+		if c.fails > 0 {
+			l.logger.Info("member passes the check on its Raft port now", "member", p.ID, "address", p.RaftAddr, "failures", c.fails)
+		}
+		*c = memberCheck{addr: p.RaftAddr, passed: true, next: now.Add(recheckInterval)}
+		return
+	}
+	if c.fails == 0 {
+		c.since = now
+	}
+	c.passed, c.err = false, err
+	c.fails++
+	backoff := checkBackoffMax
+	if base := l.cfg.Timing.ReconcileInterval; c.fails < 16 && base<<(c.fails-1) < backoff {
+		backoff = base << (c.fails - 1)
+	}
+	c.next = now.Add(backoff)
+	what := "not adding member as a Raft voter: it fails the check on its Raft port"
+	if inConfig {
+		what = "voter fails the check on its Raft port"
+	}
+	l.logger.Warn(what, "member", p.ID, "address", p.RaftAddr, "failures", c.fails, "retry_in", backoff, "reason", err)
+}
+
+// checkMember checks that the member id answers on its Raft address addr as itself (see
+// admission). Only the handshake runs: no stream kind is sent, and the member's port closes
+// the connection when it reads none.
+func (l *Log) checkMember(ctx context.Context, id, addr string) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", addr, err)
+	}
+	defer c.Close()
+	if l.cfg.TLS == nil {
+		return nil
+	}
+	tc := l.cfg.TLS.Client(c)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("mutual TLS with %s: %w", addr, err)
+	}
+	if got := mtls.PeerName(tc); got != id {
+		return fmt.Errorf("%w: %q at %s", errWrongMember, got, addr)
+	}
+	return nil
 }
 
 // Leave removes this node from the voters (when it leads) so that the remaining nodes keep
