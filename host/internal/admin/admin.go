@@ -153,6 +153,10 @@ type Server struct {
 	lns  []*listener.Listener // served listeners, for readiness (listeners.go)
 
 	appTokens atomic.Pointer[map[string]string] // set by SetAppTokens; nil: cfg.AppTokens
+
+	// adminAddr is the admin listener's address, set by Serve before it serves: a host without
+	// a token answers to it by that name too (hostServed).
+	adminAddr string
 }
 
 // New returns a server for sup. Nothing listens until Serve.
@@ -253,10 +257,17 @@ func (s *Server) adminServer() *fasthttp.Server {
 	return srv
 }
 
-// serveAdmin checks the credential of a request that may change something (any method but
-// GET and HEAD) on its headers, then bounds its body by the route's limit, then routes.
+// serveAdmin checks the Host of a request on a host without a token (hostServed), the
+// credential of a request that may change something (any method but GET and HEAD) on its
+// headers, then bounds its body by the route's limit, then routes.
 func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 	method, path := string(ctx.Method()), string(ctx.Path())
+	if !s.hostServed(ctx) {
+		if ctx.Request.Header.ContentLength() != 0 {
+			ctx.SetConnectionClose() // the body is unread
+		}
+		return
+	}
 	if !ctx.IsGet() && !ctx.IsHead() && !s.credentialed(ctx, path) {
 		if ctx.Request.Header.ContentLength() != 0 {
 			ctx.SetConnectionClose() // the body is unread
@@ -286,6 +297,9 @@ func (s *Server) credentialed(ctx *fasthttp.RequestCtx, path string) bool {
 func (s *Server) expectAdmin(ctx *fasthttp.RequestCtx) int {
 	if ambiguousFraming(&ctx.Request.Header) {
 		return fasthttp.StatusBadRequest
+	}
+	if s.foreignHost(ctx) {
+		return fasthttp.StatusMisdirectedRequest // as hostServed answers, before the body comes
 	}
 	path := string(ctx.Path())
 	if !ctx.IsGet() && !ctx.IsHead() {
@@ -409,6 +423,7 @@ func (a slogAdapter) Printf(format string, args ...any) { a.l.Debug(fmt.Sprintf(
 // Shutdown.
 func (s *Server) Serve(adminLn, ingressLn net.Listener) {
 	if adminLn != nil {
+		s.adminAddr = adminLn.Addr().String()
 		s.startConsole()
 	}
 	for _, p := range []struct {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -118,10 +119,12 @@ func (s *Server) ReloadAppTokens(file string) error {
 // an editor's write, or a write and a rename into place, ends well within it.
 const appTokenSettle = 200 * time.Millisecond
 
-// WatchAppTokens reloads file (ReloadAppTokens) each time it is written, created or renamed
-// into place, once it has stayed unchanged for appTokenSettle, until Shutdown. A refused file
-// is logged as an error and the current tokens stay. It watches the file's directory, so a
-// file replaced by a rename (as editors and config managers do) is followed.
+// WatchAppTokens reloads file (ReloadAppTokens) each time its content changes, once its
+// directory has been quiet for appTokenSettle, until Shutdown. A refused file is logged as an
+// error and the current tokens stay. It watches the file's directory and compares the content
+// (read through symbolic links) with what it last saw, rather than events naming the file: an
+// editor's rename into place names it, but a Kubernetes ConfigMap or Secret volume is updated by
+// swapping a symbolic link two levels up (..data), and no event names the file at all.
 func (s *Server) WatchAppTokens(file string) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -132,6 +135,7 @@ func (s *Server) WatchAppTokens(file string) error {
 		w.Close()
 		return fmt.Errorf("admin: watching the app token file: %w", err)
 	}
+	seen := contentHash(file) // what the tokens in force were read from (or its absence)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -143,19 +147,22 @@ func (s *Server) WatchAppTokens(file string) error {
 			select {
 			case <-s.ctx.Done():
 				return
-			case ev, ok := <-w.Events:
+			case _, ok := <-w.Events:
 				if !ok {
 					return
 				}
-				if filepath.Clean(ev.Name) == file && ev.Op&(fsnotify.Write|fsnotify.Create) != 0 {
-					settle.Reset(appTokenSettle)
-				}
+				settle.Reset(appTokenSettle)
 			case err, ok := <-w.Errors:
 				if !ok {
 					return
 				}
 				s.log.Warn("app token file watch", "file", file, "err", err)
 			case <-settle.C:
+				now := contentHash(file)
+				if now == seen {
+					continue // another file of the directory, or the same content again
+				}
+				seen = now
 				if err := s.ReloadAppTokens(file); err != nil {
 					s.log.Error("app token file refused; the previous app tokens stay", "err", err)
 				}
@@ -163,4 +170,15 @@ func (s *Server) WatchAppTokens(file string) error {
 		}
 	}()
 	return nil
+}
+
+// contentHash is the sha256 of file's content, or the read error's text when it cannot be read
+// (so that a file that stays missing is reported once, not at every event of its directory).
+func contentHash(file string) string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	sum := sha256.Sum256(b)
+	return string(sum[:])
 }

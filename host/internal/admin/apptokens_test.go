@@ -234,3 +234,54 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// TestAppTokensConfigMapSwap: an app token file mounted from a Kubernetes Secret or ConfigMap is
+// followed. kubelet updates such a volume by writing the new files in a new directory and
+// renaming a symbolic link (..data) over the old one, so no event names the file; the watch
+// used to react only to events naming it, and a rotated token never took effect.
+func TestAppTokensConfigMapSwap(t *testing.T) {
+	const old, rotated = "billing-token-0123456789", "billing-token-rotated-0001"
+	fc := &fakeCluster{lease: cluster.Lease{Name: "job", Held: true, Holder: "n1", Session: "billing", Token: 7}}
+	cfg := DefaultConfig()
+	cfg.Token = "admin-token-0123456789"
+	cfg.AppTokens = map[string]string{"billing": old}
+	cfg.Cluster = fc
+	s, adminAddr, _, _ := hostileServer(t, cfg)
+	campaign := func(tok string) int {
+		status, _ := do(t, "POST", "http://"+adminAddr+"/v1/election/job/campaign", tok, strings.NewReader(`{"session":"billing"}`))
+		return status
+	}
+	// The volume as kubelet lays it out: ..v1/apps, ..data -> ..v1, apps -> ..data/apps.
+	vol := t.TempDir()
+	version := func(name, content string) {
+		if err := os.Mkdir(filepath.Join(vol, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(vol, name, "apps"), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version("..v1", "billing "+old+"\n")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Symlink("..v1", filepath.Join(vol, "..data")))
+	must(os.Symlink(filepath.Join("..data", "apps"), filepath.Join(vol, "apps")))
+	file := filepath.Join(vol, "apps")
+	must(s.WatchAppTokens(file))
+	if got := campaign(old); got != 200 {
+		t.Fatalf("the start-up token: %d", got)
+	}
+	// kubelet's update: ..v2, a ..data_tmp link to it renamed over ..data, ..v1 removed.
+	version("..v2", "billing "+rotated+"\n")
+	must(os.Symlink("..v2", filepath.Join(vol, "..data_tmp")))
+	must(os.Rename(filepath.Join(vol, "..data_tmp"), filepath.Join(vol, "..data")))
+	must(os.RemoveAll(filepath.Join(vol, "..v1")))
+	waitCode(t, func() int { return campaign(rotated) }, 200)
+	if got := campaign(old); got != 401 {
+		t.Fatalf("after the swap the replaced token answers %d; want 401", got)
+	}
+}

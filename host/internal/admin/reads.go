@@ -21,7 +21,8 @@ import (
 //   - protected: whole bodies of data or diagnostics: module logs, blob downloads, pprof
 //     profiles. They need the admin token when the host has one (401 without it); a host
 //     started without a token can authenticate no one and serves them as before (its admin
-//     listener is loopback by default).
+//     listener is loopback by default), but only to requests naming it by a loopback name or
+//     its own address, so a DNS-rebound web page cannot read them (rebinding.go).
 //
 // Redaction copies the public fields into a new value instead of clearing the secret ones,
 // so a field added later stays hidden until someone decides it is public.

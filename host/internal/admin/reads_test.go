@@ -27,6 +27,15 @@ const (
 // base URL and the module's .wasm path.
 func secretServer(t *testing.T, token string) (base, wasmPath string) {
 	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Token = token
+	return secretServerWith(t, cfg)
+}
+
+// secretServerWith is secretServer with the admin server's configuration cfg (its Queue is
+// replaced).
+func secretServerWith(t *testing.T, cfg Config) (base, wasmPath string) {
+	t.Helper()
 	root, err := wasmbuild.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -46,8 +55,7 @@ spec:
 	q.tasks[7] = queue.TaskInfo{ID: 7, Pipeline: "logs", Job: 1, State: "dead", Inputs: []queue.File{file}, Output: &file,
 		Errors: []queue.AttemptError{{Attempt: 1, Message: secretError}}}
 	q.listed, q.dead = []queue.Job{q.jobs[1]}, []queue.TaskInfo{q.tasks[7]}
-	cfg := DefaultConfig()
-	cfg.Token, cfg.Queue = token, q
+	cfg.Queue = q
 	return serveAdminWith(t, cfg, sup), wasm
 }
 

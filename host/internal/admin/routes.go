@@ -223,8 +223,9 @@ func (s *Server) validToken(authorization []byte) bool {
 }
 
 // logs serves GET /v1/modules/{name}/logs?tail=N&follow=1 as NDJSON (one runtime.LogEntry a
-// line). With follow the connection is taken over and lines stream (chunked) until the client
-// goes away or the server shuts down.
+// line). tail is how many recent lines come first: 100 when absent, none for 0 (with follow,
+// only new lines: `wasmpod logs --tail 0 -f`). With follow the connection is taken over and
+// lines stream (chunked) until the client goes away or the server shuts down.
 func (s *Server) logs(ctx *fasthttp.RequestCtx, name string) {
 	if _, err := s.sup.Status(name); err != nil {
 		writeSupError(ctx, err)

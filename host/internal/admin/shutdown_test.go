@@ -225,7 +225,7 @@ func dial(t *testing.T, addr string) net.Conn {
 // roundTrip sends a keep-alive GET on c and reads the answer, which must be 200.
 func roundTrip(br *bufio.Reader, c net.Conn, path string) error {
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: test\r\n\r\n", path); err != nil {
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", path); err != nil {
 		return err
 	}
 	resp, err := http.ReadResponse(br, nil)

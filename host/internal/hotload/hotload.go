@@ -10,10 +10,23 @@
 // in place (and says so). Writers should write to a name that is not NAME.wasm (a dot file, or
 // NAME.wasm.part) and rename it into place, or write NAME.wasm.sha256 after NAME.wasm.
 //
-// A change of the pod file (or Reload, on SIGHUP) is validated like `wasmpod validate`; a bad
-// file is refused with those errors and the pod keeps running as it was. A good one is applied
-// module by module: only modules whose spec or file changed are reconfigured (Reconfigure, the
-// upgrade path again). What a running pod cannot change (modules added, removed or renamed, a
+// A file of a plugin directory that is refused (not a module that fits, or a version that never
+// gets ready) is renamed NAME.wasm.refused, so that neither this watcher nor the next start runs
+// it (podspec.NewestWasm only sees NAME.wasm). If it is written to after that, its writer had
+// only stalled: it is moved back and checked again once complete.
+//
+// The pod file is reloaded when its content changes: any event in its directory makes the
+// watcher compare the content (read through symlinks) with what it last loaded, since a
+// Kubernetes ConfigMap volume changes the file by swapping a ..data symlink and no event names
+// the file itself. Reload (on SIGHUP) re-reads it regardless. It is validated like `wasmpod
+// validate`; a bad file is refused with those errors and the pod keeps running as it was. A good
+// one is applied module by module, and only the module entries that changed from the pod file
+// last applied (its spec, or the content of the wasm file it names) are reconfigured
+// (Reconfigure, the upgrade path again): a module whose entry did not change keeps the version
+// it runs, such as one uploaded through the admin API. If one module's change fails, the
+// modules this reload already changed are put back to the spec and version they ran, so a
+// reload is applied whole or not at all; when a module cannot be put back, the error says so
+// (ErrPartlyApplied). What a running pod cannot change (modules added, removed or renamed, a
 // role or priority, pod-level fields) is reported as needing a restart and not applied.
 package hotload
 
@@ -74,8 +87,14 @@ type Watcher struct {
 	kick chan struct{} // Reload requests
 
 	mu      sync.Mutex
-	pod     *podspec.Pod
+	pod     *podspec.Pod         // the pod file last applied whole
 	pending map[string]time.Time // path -> last event
+
+	// Owned by the loop goroutine (and New before it starts).
+	last    map[string]fileEntry   // module -> its entry in the pod file last applied to it
+	known   map[string]wasmVersion // module -> a version it ran, read from a file, for putting it back
+	podHash string                 // sha256 of the pod file's content at the last load; "" unreadable
+	aside   map[string]string      // NAME.wasm.refused set aside by this watcher -> NAME.wasm
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -99,17 +118,35 @@ func New(cfg Config) (*Watcher, error) {
 		return nil, fmt.Errorf("hotload: %w", err)
 	}
 	w := &Watcher{cfg: cfg, log: cfg.Logger, fsw: fsw, sup: cfg.Supervisor, kick: make(chan struct{}, 1),
-		pod: cfg.Pod, pending: map[string]time.Time{}, done: make(chan struct{})}
+		pod: cfg.Pod, pending: map[string]time.Time{}, done: make(chan struct{}),
+		last: map[string]fileEntry{}, known: map[string]wasmVersion{}, aside: map[string]string{}}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	dirs := map[string]bool{}
 	if cfg.PodFile != "" {
 		abs, err := filepath.Abs(cfg.PodFile)
 		if err != nil {
 			fsw.Close()
-			return nil, err
+			return nil, fmt.Errorf("hotload: %w", err)
 		}
 		w.cfg.PodFile = abs
 		dirs[filepath.Dir(abs)] = true
+		if b, err := os.ReadFile(abs); err == nil {
+			w.podHash = digest(b)
+		}
+	}
+	for i := range cfg.Pod.Spec.Modules {
+		m := &cfg.Pod.Spec.Modules[i]
+		e := fileEntry{spec: m}
+		// The files as they are now stand for what the pod started with. Their bytes are kept
+		// because the supervisor hands no running version out, and putting a module back after a
+		// failed reload needs them (used only while the module still runs that digest).
+		if f, err := cfg.Pod.WasmFile(m); err == nil {
+			if b, err := os.ReadFile(f); err == nil {
+				e.sha = digest(b)
+				w.known[m.Name] = wasmVersion{sha: e.sha, wasm: b}
+			}
+		}
+		w.last[m.Name] = e
 	}
 	for _, d := range w.watchedDirs(cfg.Pod) {
 		dirs[d] = true
@@ -180,16 +217,49 @@ func (w *Watcher) loop() {
 			}
 			w.log.Warn("file watch error", "err", err)
 		case <-w.kick:
-			w.reloadPod("SIGHUP")
+			w.reloadPod("SIGHUP", true)
 		case now := <-tick.C:
 			w.settled(now)
 		}
 	}
 }
 
+// fileEntry is a module's entry in a pod file as applied: its spec and the digest of the wasm
+// file it named then ("" if unreadable).
+type fileEntry struct {
+	spec *podspec.Module
+	sha  string
+}
+
+// wasmVersion is a module version's bytes and digest.
+type wasmVersion struct {
+	sha  string
+	wasm []byte
+}
+
+func digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// refusedSuffix is appended to a refused plugin file's name: podspec.IsPluginFile no longer
+// matches it, so NewestWasm (this watcher, and the next start) skips it.
+const refusedSuffix = ".refused"
+
 // event records a change; it is acted on once the file has settled.
 func (w *Watcher) event(ev fsnotify.Event) {
 	name := ev.Name
+	if w.cfg.PodFile != "" && filepath.Dir(name) == filepath.Dir(w.cfg.PodFile) {
+		// Whatever the name: a ConfigMap update renames a ..data symlink, and the pod file's
+		// content changes without an event of its own. reloadPod compares the content.
+		w.mu.Lock()
+		w.pending[w.cfg.PodFile] = time.Now()
+		w.mu.Unlock()
+	}
+	if orig, ok := w.aside[name]; ok && ev.Has(fsnotify.Write) {
+		w.writtenAside(name, orig)
+		return
+	}
 	if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
 		if _, err := os.Stat(name); err != nil {
 			w.removed(name)
@@ -202,7 +272,7 @@ func (w *Watcher) event(ev fsnotify.Event) {
 	if strings.HasSuffix(name, ".wasm.sha256") {
 		name = strings.TrimSuffix(name, ".sha256") // a checksum that arrives completes its file
 	}
-	if name != w.cfg.PodFile && w.moduleFor(name) == nil {
+	if w.moduleFor(name) == nil {
 		return
 	}
 	w.mu.Lock()
@@ -224,7 +294,7 @@ func (w *Watcher) settled(now time.Time) {
 	sort.Strings(ready)
 	for _, p := range ready {
 		if p == w.cfg.PodFile {
-			w.reloadPod("file changed")
+			w.reloadPod("file changed", false)
 			continue
 		}
 		if m := w.moduleFor(p); m != nil {
@@ -255,9 +325,15 @@ func (w *Watcher) moduleFor(path string) *podspec.Module {
 }
 
 func (w *Watcher) removed(path string) {
-	w.mu.Lock()
-	delete(w.pending, path)
-	w.mu.Unlock()
+	if path != w.cfg.PodFile { // a pod file gone is still looked at: reloadPod says it is unreadable
+		w.mu.Lock()
+		delete(w.pending, path)
+		w.mu.Unlock()
+	}
+	delete(w.aside, path)
+	if _, err := os.Stat(path + refusedSuffix); err == nil {
+		return // set aside by this watcher (refused), not deleted: logged then
+	}
 	if m := w.moduleFor(path); m != nil {
 		w.log.Warn("plugin file deleted: the module keeps running its current version", "module", m.Name, "file", path)
 		w.applied("delete "+path, nil)
@@ -326,15 +402,16 @@ func (w *Watcher) plugin(m *podspec.Module, path string) {
 		}
 		return
 	}
-	sum := sha256.Sum256(wasm)
-	sha := hex.EncodeToString(sum[:])
+	sha := digest(wasm)
 	if st, err := w.sup.Status(m.Name); err == nil && st.SHA256 == sha {
 		return // the version it runs (an unchanged file touched, or its checksum file)
 	}
 	if err := m.CheckWasm(wasm); err != nil {
-		// A truncated module does not decode, so a half-written file ends here too.
+		// A truncated module does not decode, so a half-written file ends here too (and comes
+		// back if its writer goes on: writtenAside).
 		err = fmt.Errorf("%s: %w", path, err)
 		w.log.Warn("new plugin file refused: the module keeps its current version", "module", m.Name, "err", err)
+		w.setAside(m, path, err)
 		w.applied("plugin "+path, err)
 		return
 	}
@@ -342,19 +419,86 @@ func (w *Watcher) plugin(m *podspec.Module, path string) {
 	err = w.sup.Upgrade(w.ctx, m.Name, wasm)
 	if err != nil {
 		w.log.Warn("new plugin version not switched in: the module keeps its current version", "module", m.Name, "file", path, "err", err)
+		if errors.Is(err, supervisor.ErrUpgradeFailed) && w.ctx.Err() == nil {
+			w.setAside(m, path, err) // the version's own failure, not the watcher closing
+		}
 	} else {
 		w.log.Info("new plugin version serving", "module", m.Name, "file", path, "sha256", sha, "took", time.Since(start).Round(time.Millisecond).String())
+		// The file the pod file's entry names now holds this version: a reload does not count
+		// it as a change, and it is what a failed reload puts back.
+		w.last[m.Name] = fileEntry{spec: w.last[m.Name].spec, sha: sha}
+		w.known[m.Name] = wasmVersion{sha: sha, wasm: wasm}
 	}
 	w.applied("plugin "+path, err)
 }
 
-// reloadPod re-reads the pod file and applies what changed.
-func (w *Watcher) reloadPod(why string) {
+// setAside renames a refused file of a plugin directory to NAME.wasm.refused, so that it is not
+// the newest plugin any more, for this watcher or for the next start. A module whose wasm names
+// a single file keeps it: renaming it would leave the pod file naming no file at all.
+func (w *Watcher) setAside(m *podspec.Module, path string, why error) {
+	w.mu.Lock()
+	pod := w.pod
+	w.mu.Unlock()
+	if fi, err := os.Stat(pod.ResolvePath(m.Wasm)); err != nil || !fi.IsDir() {
+		return
+	}
+	to := path + refusedSuffix
+	if err := os.Rename(path, to); err != nil {
+		w.log.Error("refused plugin file could not be set aside: it stays the newest, and the next start runs it", "module", m.Name, "file", path, "err", fmt.Errorf("hotload: %w", err))
+		return
+	}
+	w.aside[to] = path
+	w.log.Warn("refused plugin file set aside: neither this watcher nor the next start runs it", "module", m.Name, "file", path, "renamedTo", to, "why", why)
+}
+
+// writtenAside handles a write to a file this watcher set aside: its writer had only stalled
+// (a partial copy refused as "not a WebAssembly module"), so the file goes back under its name
+// and is checked again once it settles.
+func (w *Watcher) writtenAside(aside, orig string) {
+	delete(w.aside, aside)
+	if _, err := os.Lstat(orig); err == nil {
+		// A new file took the name meanwhile: moving this one back would overwrite it.
+		w.log.Warn("a refused plugin file is being written to, but its name is taken again: it stays set aside", "file", aside)
+		return
+	}
+	if err := os.Rename(aside, orig); err != nil {
+		w.log.Warn("a refused plugin file is being written to, but could not be moved back", "file", aside, "err", fmt.Errorf("hotload: %w", err))
+		return
+	}
+	w.log.Info("a refused plugin file is still being written: moved back, checked again once complete", "file", orig)
+	w.mu.Lock()
+	w.pending[orig] = time.Now()
+	w.mu.Unlock()
+}
+
+// reloadPod re-reads the pod file and applies what changed. A file event (force false) reloads
+// only if the file's content differs from the last load.
+func (w *Watcher) reloadPod(why string, force bool) {
 	if w.cfg.PodFile == "" {
 		return
 	}
-	err := w.apply()
+	b, err := os.ReadFile(w.cfg.PodFile) // through symlinks: a ConfigMap's ..data swap shows here
 	if err != nil {
+		if w.podHash != "" || force {
+			w.log.Warn("pod file unreadable: the pod keeps running as it was", "why", why, "file", w.cfg.PodFile, "err", err)
+		}
+		w.podHash = ""
+		if force {
+			w.applied("pod "+w.cfg.PodFile, fmt.Errorf("hotload: %w", err))
+		}
+		return
+	}
+	h := digest(b)
+	if h == w.podHash && !force {
+		return // an event in the directory that left the pod file as it was
+	}
+	// Recorded before applying: a refused file is not tried again until it changes (or SIGHUP).
+	w.podHash = h
+	err = w.apply()
+	switch {
+	case errors.Is(err, ErrPartlyApplied):
+		w.log.Error("pod file reload failed part way and could not be fully undone: see which modules run the new entries", "why", why, "file", w.cfg.PodFile, "err", err)
+	case err != nil:
 		w.log.Error("pod file reload refused: the pod keeps running as it was", "why", why, "file", w.cfg.PodFile, "err", err)
 	}
 	w.applied("pod "+w.cfg.PodFile, err)
@@ -362,6 +506,20 @@ func (w *Watcher) reloadPod(why string) {
 
 // ErrNeedsRestart is wrapped by a reload's error for changes a running pod cannot take.
 var ErrNeedsRestart = errors.New("needs a restart of the pod")
+
+// ErrPartlyApplied is wrapped by a reload's error when a module's change failed and a module
+// this reload had already changed could not be put back: the pod runs part of the new file.
+var ErrPartlyApplied = errors.New("reload partly applied")
+
+// change is one module's part of a reload.
+type change struct {
+	m     *podspec.Module
+	entry fileEntry
+	wasm  []byte
+	why   string
+	prev  *podspec.Module // the spec it ran before
+	back  []byte          // the version it ran before; nil if the watcher does not have it
+}
 
 func (w *Watcher) apply() error {
 	next, err := podspec.Load(w.cfg.PodFile)
@@ -374,35 +532,58 @@ func (w *Watcher) apply() error {
 	if why := podLevelChange(cur, next); why != "" {
 		return fmt.Errorf("%s changed: %w; nothing was applied", why, ErrNeedsRestart)
 	}
-	var errs []error
-	changed := 0
+	// Every file first: a reload that cannot read one applies nothing.
+	var changes []change
 	for i := range next.Spec.Modules {
 		m := &next.Spec.Modules[i]
-		running := w.sup.ModuleSpec(m.Name)
 		file, err := next.WasmFile(m)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("module %q: %w", m.Name, err))
-			continue
+			return fmt.Errorf("module %q: %w; nothing was applied", m.Name, err)
 		}
 		wasm, err := os.ReadFile(file)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("module %q: %w", m.Name, err))
-			continue
+			return fmt.Errorf("module %q: %w; nothing was applied", m.Name, err)
 		}
-		sum := sha256.Sum256(wasm)
+		entry := fileEntry{spec: m, sha: digest(wasm)}
 		st, _ := w.sup.Status(m.Name)
-		if sameSpec(running, m) && st.SHA256 == hex.EncodeToString(sum[:]) {
+		why := entryChange(w.last[m.Name], entry)
+		if why == "" {
+			if st.SHA256 != entry.sha {
+				// Not rolled back: the file did not ask for anything new (an admin API upload).
+				w.log.Info("pod reload: module left as it runs: its entry in the pod file did not change", "module", m.Name, "runs", short(st.SHA256), "fileHas", short(entry.sha))
+			}
 			continue
 		}
-		changed++
-		if err := w.sup.Reconfigure(w.ctx, m, wasm); err != nil {
-			errs = append(errs, err)
+		running := w.sup.ModuleSpec(m.Name)
+		if sameSpec(running, m) && st.SHA256 == entry.sha {
+			w.last[m.Name] = entry // it already runs this entry
 			continue
 		}
-		w.log.Info("pod reload: module reconfigured", "module", m.Name, "sha256", hex.EncodeToString(sum[:]))
+		c := change{m: m, entry: entry, wasm: wasm, why: why, prev: running}
+		if k := w.known[m.Name]; k.sha == st.SHA256 && k.wasm != nil {
+			c.back = k.wasm
+		}
+		if c.back == nil {
+			w.log.Warn("pod reload: the version the module runs is not one read from a file (an admin API upload?): the pod file's entry replaces it, and it could not be put back", "module", m.Name, "runs", short(st.SHA256), "fileHas", short(entry.sha))
+		}
+		changes = append(changes, c)
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	// Modules that could not be put back go last: a failure before them leaves them untouched.
+	sort.SliceStable(changes, func(i, j int) bool { return changes[i].back != nil && changes[j].back == nil })
+	var done []change
+	for _, c := range changes {
+		w.log.Info("pod reload: applying module", "module", c.m.Name, "why", c.why, "sha256", short(c.entry.sha))
+		if err := w.sup.Reconfigure(w.ctx, c.m, c.wasm); err != nil {
+			if !strings.Contains(err.Error(), fmt.Sprintf("%q", c.m.Name)) {
+				err = fmt.Errorf("module %q: %w", c.m.Name, err) // the supervisor's errors name it
+			}
+			return w.putBack(done, err)
+		}
+		done = append(done, c)
+	}
+	for _, c := range done {
+		w.last[c.m.Name] = c.entry
+		w.known[c.m.Name] = wasmVersion{sha: c.entry.sha, wasm: c.wasm}
 	}
 	w.mu.Lock()
 	w.pod = next
@@ -410,8 +591,87 @@ func (w *Watcher) apply() error {
 	for _, d := range w.watchedDirs(next) {
 		_ = w.fsw.Add(d) // a module newly marked watch: true
 	}
-	w.log.Info("pod file reloaded", "file", w.cfg.PodFile, "modulesChanged", changed)
+	w.log.Info("pod file reloaded", "file", w.cfg.PodFile, "modulesChanged", len(done))
 	return nil
+}
+
+// putBack returns the modules of a failed reload that it had changed (done, in order) to the
+// spec and version they ran, last changed first, and returns the reload's error: cause, and
+// what was put back or could not be.
+func (w *Watcher) putBack(done []change, cause error) error {
+	// Not w.ctx: a Close during the put-back waits for it rather than leave the pod half-applied.
+	ctx := context.WithoutCancel(w.ctx)
+	var back []string
+	var failed []error
+	for i := len(done) - 1; i >= 0; i-- {
+		c := done[i]
+		var err error
+		if c.back == nil {
+			err = fmt.Errorf("the version it ran before is not one this watcher read from a file")
+		} else {
+			err = w.sup.Reconfigure(ctx, c.prev, c.back)
+		}
+		if err != nil {
+			// It runs the new entry: the next reload compares with that.
+			w.last[c.m.Name] = c.entry
+			w.known[c.m.Name] = wasmVersion{sha: c.entry.sha, wasm: c.wasm}
+			failed = append(failed, fmt.Errorf("module %q could not be put back and runs the new entry: %w", c.m.Name, err))
+			continue
+		}
+		w.log.Info("pod reload: module put back", "module", c.m.Name)
+		back = append(back, fmt.Sprintf("module %q", c.m.Name))
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%w; %w: %w", cause, ErrPartlyApplied, errors.Join(failed...))
+	}
+	if len(back) > 0 {
+		return fmt.Errorf("%w; put back to the spec and version they ran: %s", cause, strings.Join(back, ", "))
+	}
+	return cause
+}
+
+// entryChange says what changed in a module's pod file entry from last to e: the spec fields,
+// or the content of the wasm file. "" if nothing.
+func entryChange(last, e fileEntry) string {
+	var why []string
+	if last.spec == nil {
+		why = append(why, "not applied from the pod file before")
+	} else if f := changedFields(last.spec, e.spec); len(f) > 0 {
+		why = append(why, "spec changed: "+strings.Join(f, ", "))
+	}
+	if last.sha != e.sha {
+		why = append(why, fmt.Sprintf("wasm file content changed (%s -> %s)", short(last.sha), short(e.sha)))
+	}
+	return strings.Join(why, "; ")
+}
+
+// changedFields lists the top-level fields of a module spec that differ between a and b.
+func changedFields(a, b *podspec.Module) []string {
+	var ma, mb map[string]json.RawMessage
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	_ = json.Unmarshal(ja, &ma)
+	_ = json.Unmarshal(jb, &mb)
+	var out []string
+	for k, v := range mb {
+		if !bytes.Equal(ma[k], v) {
+			out = append(out, k)
+		}
+	}
+	for k := range ma {
+		if _, ok := mb[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func short(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
 }
 
 // podLevelChange names what changed between two pods that a running pod cannot take: the

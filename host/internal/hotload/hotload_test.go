@@ -69,6 +69,15 @@ type rig struct {
 	mu      sync.Mutex
 	events  []string
 	logs    *bytes.Buffer
+	lw      *syncWriter
+}
+
+// logText returns what was logged so far (read under the writer's lock: the watcher may be
+// logging).
+func (r *rig) logText() string {
+	r.lw.mu.Lock()
+	defer r.lw.mu.Unlock()
+	return r.logs.String()
 }
 
 func (r *rig) applied(what string, err error) {
@@ -89,9 +98,12 @@ func (r *rig) nEvents() int {
 	return len(r.events)
 }
 
-// serves reports what the module answers.
-func (r *rig) serves() string {
-	out, err := r.sup.Call(context.Background(), "web", runtime.RoleHandle, nil, nil)
+// serves reports what the module web answers.
+func (r *rig) serves() string { return r.servesOf("web") }
+
+// servesOf reports what the named module answers.
+func (r *rig) servesOf(module string) string {
+	out, err := r.sup.Call(context.Background(), module, runtime.RoleHandle, nil, nil)
 	if err != nil {
 		return "error: " + err.Error()
 	}
@@ -150,15 +162,23 @@ func start(t *testing.T, spec string, files map[string][]byte) *rig {
 			t.Fatal(err)
 		}
 	}
-	r := &rig{t: t, dir: dir, podFile: filepath.Join(dir, "pod.yaml"), logs: &bytes.Buffer{}}
-	if err := os.WriteFile(r.podFile, []byte(spec), 0o644); err != nil {
+	podFile := filepath.Join(dir, "pod.yaml")
+	if err := os.WriteFile(podFile, []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return startPod(t, dir, podFile)
+}
+
+// startPod starts the pod of podFile (already written) and a watcher on it.
+func startPod(t *testing.T, dir, podFile string) *rig {
+	t.Helper()
+	r := &rig{t: t, dir: dir, podFile: podFile, logs: &bytes.Buffer{}}
 	pod, err := podspec.Load(r.podFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(&syncWriter{b: r.logs}, nil))
+	r.lw = &syncWriter{b: r.logs}
+	log := slog.New(slog.NewTextHandler(r.lw, nil))
 	cfg := supervisor.DefaultConfig()
 	cfg.Pod, cfg.StateDir, cfg.Logger = pod, t.TempDir(), log
 	cfg.UpgradeReadyTimeout = 500 * time.Millisecond
@@ -240,6 +260,10 @@ func TestPluginDirectory(t *testing.T) {
 	if got := r.serves(); got != "v2" {
 		t.Fatalf("after a half-written file: %q", got)
 	}
+	// Refused, it is set aside; its writer going on brings it back (the next check below).
+	if _, err := os.Stat(filepath.Join(plugins, "v3.wasm.refused")); err != nil {
+		t.Fatalf("the refused half-written file: %v", err)
+	}
 	if _, err := f.Write(v3[len(v3)/2:]); err != nil {
 		t.Fatal(err)
 	}
@@ -285,9 +309,16 @@ func TestPluginDirectory(t *testing.T) {
 		t.Fatalf("invalid module: %s", e)
 	}
 
+	// Both refused files were set aside (and the half-written v3 was not: its writer went on).
+	for _, name := range []string{"v6.wasm", "v5.wasm"} {
+		if _, err := os.Stat(filepath.Join(plugins, name+".refused")); err != nil {
+			t.Fatalf("refused %s: %v", name, err)
+		}
+	}
+
 	// Deleting files keeps the running version.
 	n = r.nEvents()
-	for _, name := range []string{"v6.wasm", "v5.wasm", "v4.wasm"} {
+	for _, name := range []string{"v6.wasm.refused", "v5.wasm.refused", "v4.wasm"} {
 		if err := os.Remove(filepath.Join(plugins, name)); err != nil {
 			t.Fatal(err)
 		}

@@ -95,7 +95,12 @@ func (h *Hub) Log(e runtime.LogEntry) {
 	}
 }
 
-// Tail returns up to n of the module's most recent lines, oldest first (n <= 0: all kept).
+// All asks Tail and Follow for every kept line. Any n below zero does; 0 asks for none, as a
+// reader following only new lines (`wasmpod logs --tail 0 -f`) wants.
+const All = -1
+
+// Tail returns up to n of the module's most recent lines, oldest first: none for n == 0, every
+// kept line for n < 0 (All).
 func (h *Hub) Tail(module string, n int) []runtime.LogEntry {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -104,7 +109,7 @@ func (h *Hub) Tail(module string, n int) []runtime.LogEntry {
 
 func (h *Hub) tail(module string, n int) []runtime.LogEntry {
 	r := h.mod[module]
-	if r == nil {
+	if r == nil || n == 0 {
 		return nil
 	}
 	var all []runtime.LogEntry
@@ -118,8 +123,9 @@ func (h *Hub) tail(module string, n int) []runtime.LogEntry {
 	return all
 }
 
-// Follow returns the last n lines and a channel of the lines logged after them, atomically (no
-// line is lost or repeated between the two). cancel ends the subscription and closes the channel.
+// Follow returns the last n lines (as Tail: none for 0, every kept line for All) and a channel
+// of the lines logged after them, atomically (no line is lost or repeated between the two).
+// cancel ends the subscription and closes the channel.
 func (h *Hub) Follow(module string, n int) (tail []runtime.LogEntry, lines <-chan runtime.LogEntry, cancel func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -93,7 +93,7 @@ func (s *Supervisor) RestartModule(ctx context.Context, name string) error {
 	u.restarts++
 	u.mu.Unlock()
 	if u.gen != nil && u.gen.cmd == nil {
-		return u.upgrade(ctx, u.wasm, whatRestart)
+		return u.upgrade(ctx, u.wasm, whatRestart, nil)
 	}
 	if err := u.halt(ctx, "restarted by operator", true); err != nil {
 		return err
@@ -214,7 +214,7 @@ func (s *Supervisor) Upgrade(ctx context.Context, name string, wasm []byte) erro
 	g.close(ctx)
 	u.opMu.Lock()
 	defer u.opMu.Unlock()
-	return u.upgrade(ctx, wasm, "upgrade")
+	return u.upgrade(ctx, wasm, "upgrade", nil)
 }
 
 // Rollback goes back to the version before the last successful upgrade (or rollback).
@@ -228,10 +228,14 @@ func (s *Supervisor) Rollback(ctx context.Context, name string) error {
 	if u.prevWasm == nil {
 		return fmt.Errorf("module %q: %w", name, ErrNoPrevious)
 	}
-	return u.upgrade(ctx, u.prevWasm, "rollback")
+	return u.upgrade(ctx, u.prevWasm, "rollback", nil)
 }
 
-func (u *unit) upgrade(ctx context.Context, wasm []byte, what string) error {
+// upgrade switches the module to wasm run under spec (nil: the current spec), as Upgrade
+// describes. The version and the spec go together: on success both are the new ones; on any
+// failure both are what they were, and whatever runs (the old version kept serving, or started
+// again after a refused handover) runs under the old spec. Call with opMu held.
+func (u *unit) upgrade(ctx context.Context, wasm []byte, what string, spec *podspec.Module) error {
 	if u.closed {
 		return ErrClosed
 	}
@@ -239,7 +243,14 @@ func (u *unit) upgrade(ctx context.Context, wasm []byte, what string) error {
 	if what == whatRestart {
 		sha = u.sha
 	}
+	prevSpec := u.sp()
+	if spec != nil {
+		// The new version is loaded, started and probed under its spec: moduleConfig and the
+		// probes read the unit's spec, so it is stored now and put back by fail.
+		u.spec.Store(spec)
+	}
 	fail := func(err error) error {
+		u.spec.Store(prevSpec)
 		err = fmt.Errorf("module %q: %s to %.12s: %w: %w", u.sp().Name, what, sha, ErrUpgradeFailed, err)
 		u.mu.Lock()
 		u.lastError = err.Error()
@@ -248,20 +259,15 @@ func (u *unit) upgrade(ctx context.Context, wasm []byte, what string) error {
 		return err
 	}
 	old := u.gen
-	if old == nil {
-		// Not running: check the new version loads, then it is what the next start runs.
+	if old == nil && !u.wantRunning {
+		// Stopped by an operator: check the new version loads, then it is what the next start
+		// runs.
 		g, err := u.load(ctx, wasm, sha)
 		if err != nil {
 			return fail(err)
 		}
 		g.close(ctx)
 		u.commitVersion(wasm, sha, what)
-		if u.wantRunning {
-			if err := u.launch(ctx); err != nil {
-				u.failedLocked(err)
-				return err
-			}
-		}
 		return nil
 	}
 	snap, err := u.s.store.Load(u.sp().Name)
@@ -270,7 +276,21 @@ func (u *unit) upgrade(ctx context.Context, wasm []byte, what string) error {
 	}
 	g, err := u.startVersion(ctx, wasm, sha, snap)
 	if err != nil {
+		if old == nil {
+			// Failed or in back-off: the new version is only committed once it has started, so
+			// one that cannot start leaves the module as it was (its pending restart, if any,
+			// retries the old version under the old spec) rather than the new bytes under the
+			// old spec.
+			return fail(fmt.Errorf("the module was not running and the new version did not start; version and spec stay as they were: %w", err))
+		}
 		return fail(err)
+	}
+	if old == nil {
+		// As launch would, but with the new version: it takes traffic once its probes say so.
+		u.commitVersion(wasm, sha, what)
+		u.activate(g)
+		u.s.log.Info("module upgraded", "module", u.sp().Name, "what", what, "sha256", sha, "version", u.version)
+		return nil
 	}
 	if err := u.waitReady(ctx, g); err != nil {
 		g.cancel = func() {}
@@ -299,12 +319,13 @@ func (u *unit) upgrade(ctx context.Context, wasm []byte, what string) error {
 		u.s.log.Info("module upgraded", "module", u.sp().Name, "what", what, "sha256", sha, "version", u.version)
 		return nil
 	}
-	return u.handover(ctx, old, g, wasm, sha, what, fail)
+	return u.handover(ctx, old, g, wasm, sha, what, prevSpec, fail)
 }
 
 // handover carries the old version's state into g, which already takes (and holds) traffic.
-// See Upgrade for the order. Call with opMu held.
-func (u *unit) handover(ctx context.Context, old, g *generation, wasm []byte, sha, what string, fail func(error) error) error {
+// See Upgrade for the order. prevSpec is the spec old ran under, which a rollback restarts it
+// under. Call with opMu held.
+func (u *unit) handover(ctx context.Context, old, g *generation, wasm []byte, sha, what string, prevSpec *podspec.Module, fail func(error) error) error {
 	defer close(g.hold)
 	// Past the switch the handover must finish even if the caller goes away: it is bounded by
 	// the grace period (drain) and the readiness timeout (snapshot and restore).
@@ -339,7 +360,15 @@ func (u *unit) handover(ctx context.Context, old, g *generation, wasm []byte, sh
 		u.gen = nil
 		u.active.CompareAndSwap(g, nil)
 		u.stopVersion(hctx, g, what+": new version refused the state", false)
-		back, err := u.startVersion(hctx, u.wasm, u.sha, &snapshot.Snapshot{Module: u.sp().Name, WasmSHA256: old.sha, State: state})
+		// The old version comes back as it ran: under its own spec (config, memory, mounts,
+		// network), not the one that came with the refused version. The spec goes back before
+		// the start since startVersion and the probes read it from the unit; so does a restart
+		// scheduled if this start fails.
+		u.spec.Store(prevSpec)
+		// The drain may have used up hctx: the old version gets a budget of its own to start.
+		bctx, bcancel := context.WithTimeout(context.WithoutCancel(ctx), u.s.pod.Spec.GracePeriod()+u.s.cfg.UpgradeReadyTimeout)
+		defer bcancel()
+		back, err := u.startVersion(bctx, u.wasm, u.sha, &snapshot.Snapshot{Module: u.sp().Name, WasmSHA256: old.sha, State: state})
 		if err != nil {
 			u.failedLocked(err)
 		} else {
@@ -517,8 +546,12 @@ func (u *unit) status() ModuleStatus {
 
 // Reconfigure runs a module under a new spec (a pod file reload): a version of wasm loaded
 // under m is loaded, warmed, probed and switched in like an upgrade, with the old version's
-// state handed over; if it fails, the old version and spec keep serving. The name, role and
-// priority cannot change while the pod runs (ErrInvalid), nor a stage module's concurrency.
+// state handed over. It applies whole or not at all: if it fails (the error wraps
+// ErrUpgradeFailed), the module keeps its version, bytes and spec, and the old version runs
+// under the old spec, also when it is started again after the new one refused its state. A
+// module that is not running but should be (failed, in back-off) switches only if the new
+// version starts. The name, role and priority cannot change while the pod runs (ErrInvalid),
+// nor a stage module's concurrency.
 func (s *Supervisor) Reconfigure(ctx context.Context, m *podspec.Module, wasm []byte) error {
 	u, err := s.unit(m.Name)
 	if err != nil {
@@ -530,12 +563,9 @@ func (s *Supervisor) Reconfigure(ctx context.Context, m *podspec.Module, wasm []
 	if why := RestartOnlyChange(old, m); why != "" {
 		return fmt.Errorf("module %q: %s changed, which needs a restart of the pod: %w", m.Name, why, ErrInvalid)
 	}
-	u.spec.Store(m)
-	if err := u.upgrade(ctx, wasm, "reload"); err != nil {
-		u.spec.Store(old)
-		return err
-	}
-	return nil
+	// upgrade switches spec and version together and puts both back on failure, including
+	// before it starts the old version again after a refused handover.
+	return u.upgrade(ctx, wasm, "reload", m)
 }
 
 // RestartOnlyChange names the field of a module's spec that changed from old to m and cannot be

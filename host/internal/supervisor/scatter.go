@@ -51,7 +51,8 @@ func (h *Handle) Name() string { return h.u.sp().Name }
 // Ready reports whether the module has a running version ready for traffic.
 func (h *Handle) Ready() bool {
 	g := h.u.active.Load()
-	return g != nil && g.ready.Load()
+	// A paused module keeps its ready flag but admits no calls: not ready, as for /readyz.
+	return g != nil && g.ready.Load() && g.state() == runtime.StateRunning
 }
 
 // RunsLocally is true: the module runs in this process (scatter.LocalLeaf).

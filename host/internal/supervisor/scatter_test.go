@@ -59,6 +59,21 @@ func TestHandle(t *testing.T) {
 		}
 	}
 
+	// A paused module is not ready (a scatter skips it instead of calling it), and is again
+	// once resumed.
+	if err := s.Pause("leaf"); err != nil {
+		t.Fatal(err)
+	}
+	if leaf.Ready() {
+		t.Fatal("a paused leaf's handle says it is ready")
+	}
+	if err := s.Resume("leaf"); err != nil {
+		t.Fatal(err)
+	}
+	if !leaf.Ready() {
+		t.Fatal("a resumed leaf's handle says it is not ready")
+	}
+
 	// A stopped module: the handle follows it and fails fast; started again, it serves again.
 	if err := s.StopModule(ctx, "leaf"); err != nil {
 		t.Fatal(err)

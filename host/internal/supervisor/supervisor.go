@@ -257,7 +257,12 @@ func (s *Supervisor) Start(ctx context.Context) error {
 }
 
 // Ready reports whether the pod serves: not draining, and every module that should run is
-// running and ready. The second result lists what is not.
+// running (not paused) and ready. The second result lists what is not.
+//
+// A paused version keeps its readiness (its probes are not what stopped it), but it refuses
+// every call: ingress answers 503 for a paused main. Counting it ready would keep the host in
+// a load balancer's rotation while it turns all traffic away, so Ready asks the version's
+// lifecycle state as well, as the module's status does.
 func (s *Supervisor) Ready() (bool, []string) {
 	var why []string
 	if s.draining.Load() {
@@ -265,9 +270,15 @@ func (s *Supervisor) Ready() (bool, []string) {
 	}
 	for _, u := range s.units {
 		g := u.active.Load()
-		switch {
-		case g == nil:
+		if g == nil {
 			why = append(why, u.sp().Name+": not running")
+			continue
+		}
+		switch st := g.state(); {
+		case st == runtime.StatePaused:
+			why = append(why, u.sp().Name+": paused (admits no calls until resumed)")
+		case st != runtime.StateRunning:
+			why = append(why, u.sp().Name+": "+st.String())
 		case !g.ready.Load():
 			why = append(why, u.sp().Name+": not ready")
 		}
