@@ -138,11 +138,7 @@ func TestEngineCloseUnderRunningCall(t *testing.T) {
 	}
 	cfg := runtime.DefaultConfig()
 	cfg.Imports = []runtime.HostFunction{block}
-	e, err := runtime.NewEngine(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close(context.Background())
+	e := newEngine(t, cfg) // closed below, under the call; the cleanup's second Close is a no-op
 	// After the host function returns, the guest stores into its memory 2 MiB in, before any
 	// check could cut it.
 	wasm := readFile(t, wasmbuild.WATString(t, `(module

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +12,6 @@ import (
 	"github.com/wasmpod/wasmpod/cluster"
 	"github.com/wasmpod/wasmpod/cluster/scatter"
 	"github.com/wasmpod/wasmpod/host/internal/console"
-	"github.com/wasmpod/wasmpod/host/internal/supervisor/suptest"
-	"github.com/wasmpod/wasmpod/internal/wasmbuild"
 )
 
 // electionCluster is fakeCluster with a list of elections.
@@ -41,18 +38,7 @@ func (s *observedScatter) ShardLeaves() map[string]string { return map[string]st
 // cluster holding one election and a scatter root with one partial answer.
 func consoleServer(t *testing.T) string {
 	t.Helper()
-	root, err := wasmbuild.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	wasm := wasmbuild.Go(t, filepath.Join(root, "examples/hello/guest"))
-	sup := suptest.Start(t, `apiVersion: wasmpod.dev/v1
-kind: Pod
-metadata: {name: web}
-spec:
-  modules:
-    - {name: hello, wasm: `+wasm+`, config: {greeting: hi}}
-`, "")
+	sup, _ := helloPod(t, "greeting: hi")
 	c := &electionCluster{leases: []cluster.Lease{{Name: "primary", Held: true, Holder: "n2", Session: "web/hello",
 		Token: 4242, TTLMillis: 5000, Expiry: time.Now().Add(time.Hour)}}}
 	sc := &observedScatter{}

@@ -5,13 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/wasmpod/wasmpod/host/internal/supervisor/suptest"
-	"github.com/wasmpod/wasmpod/internal/wasmbuild"
 	"github.com/wasmpod/wasmpod/runtime"
 )
 
@@ -19,18 +16,7 @@ import (
 // lines to print first"), while a request without tail keeps the default of 100. Before, 0
 // reached the log buffer as "all" and printed every kept line.
 func TestLogsTailZero(t *testing.T) {
-	root, err := wasmbuild.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	wasm := wasmbuild.Go(t, filepath.Join(root, "examples/hello/guest"))
-	sup := suptest.Start(t, `apiVersion: wasmpod.dev/v1
-kind: Pod
-metadata: {name: web}
-spec:
-  modules:
-    - {name: hello, wasm: `+wasm+`}
-`, "")
+	sup, _ := helloPod(t, "")
 	cfg := DefaultConfig()
 	cfg.Token = "tok"
 	base := serveAdminWith(t, cfg, sup)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/wasmpod/wasmpod/cluster/queue"
+	"github.com/wasmpod/wasmpod/host/internal/supervisor"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor/suptest"
 	"github.com/wasmpod/wasmpod/internal/wasmbuild"
 )
@@ -36,18 +37,7 @@ func secretServer(t *testing.T, token string) (base, wasmPath string) {
 // replaced).
 func secretServerWith(t *testing.T, cfg Config) (base, wasmPath string) {
 	t.Helper()
-	root, err := wasmbuild.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	wasm := wasmbuild.Go(t, filepath.Join(root, "examples/hello/guest"))
-	sup := suptest.Start(t, `apiVersion: wasmpod.dev/v1
-kind: Pod
-metadata: {name: web}
-spec:
-  modules:
-    - {name: hello, wasm: `+wasm+`, config: {api_key: `+secretConfig+`}}
-`, "")
+	sup, wasm := helloPod(t, "api_key: "+secretConfig)
 	q := newFakeQueue()
 	q.blobs[shaOf([]byte("job file"))] = []byte("job file")
 	file := queue.File{Name: "customers/secret-name.csv", SHA256: shaOf([]byte("job file")), Size: 8}
@@ -57,6 +47,27 @@ spec:
 	q.listed, q.dead = []queue.Job{q.jobs[1]}, []queue.TaskInfo{q.tasks[7]}
 	cfg.Queue = q
 	return serveAdminWith(t, cfg, sup), wasm
+}
+
+// helloPod runs a real supervisor with the hello example as module hello of pod web, config
+// its module config's YAML fields ("" for none), and returns it with the guest's .wasm path.
+func helloPod(t *testing.T, config string) (*supervisor.Supervisor, string) {
+	t.Helper()
+	root, err := wasmbuild.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wasm := wasmbuild.Go(t, filepath.Join(root, "examples/hello/guest"))
+	if config != "" {
+		config = ", config: {" + config + "}"
+	}
+	return suptest.Start(t, `apiVersion: wasmpod.dev/v1
+kind: Pod
+metadata: {name: web}
+spec:
+  modules:
+    - {name: hello, wasm: `+wasm+config+`}
+`, ""), wasm
 }
 
 // TestReadsWithoutTokenShowNoSecrets: every read route that describes modules or jobs answers
