@@ -36,6 +36,10 @@ type extismInstance struct {
 	p      *extism.Plugin
 	mem    *extismBudget // what the plugin's and the kernel's memories hold together
 	cancel atomic.Pointer[context.CancelFunc]
+	// closed is set when any module of the instance closes (wazero's close notifier): a WASI
+	// proc_exit, which extism go-sdk reports as a successful call when its code is 0, or a cut.
+	// A closed instance is never reused: its next call would fail with "module is closed".
+	closed atomic.Bool
 	// call is the context of the call in progress (its deadline), for the guest's stdout and
 	// stderr (instance.outputCut); the calling goroutine's only.
 	call  context.Context
@@ -224,6 +228,8 @@ func (m *Module) newExtismInstance(ctx context.Context) (*instance, error) {
 	ictx := experimental.WithMemoryAllocator(ctx, experimental.MemoryAllocatorFunc(func(capacity, max uint64) experimental.LinearMemory {
 		return &extismMemory{b: budget, buf: make([]byte, 0, min(capacity, budget.limit))}
 	}))
+	x := inst.ext
+	ictx = experimental.WithCloseNotifier(ictx, experimental.CloseNotifyFunc(func(context.Context, uint32) { x.closed.Store(true) }))
 	unhold, err := m.holdCompiled()
 	if err != nil {
 		return nil, err
@@ -289,6 +295,13 @@ func (i *instance) invokeExtism(ctx context.Context, exp int, in []byte, parts [
 	rc, out, err := x.p.CallWithContext(context.WithValue(cctx, extismCallKey{}, i), fn, in)
 	x.call = nil
 	x.cancel.Store(nil)
+	if x.closed.Load() {
+		// The plugin exited (proc_exit; with code 0 go-sdk reports a success, kept below) or
+		// was cut: its modules are closed, so the instance cannot serve another call.
+		i.broken = true
+	} else if !x.kernelResettable() {
+		i.broken = true
+	}
 	if cerr := cctx.Err(); cerr != nil {
 		// The deadline passed or the call was cut: with WithCloseOnContextDone the plugin may
 		// have been closed under the guest, so it is never reused, whatever the call returned.
@@ -305,7 +318,7 @@ func (i *instance) invokeExtism(ctx context.Context, exp int, in []byte, parts [
 		}
 	}
 	if err != nil {
-		return dst, i.classifyExtism(rc, err)
+		return dst, i.classifyExtism(cctx, rc, err)
 	}
 	if rc != 0 {
 		return dst, &GuestError{Module: m.cfg.Name, Code: int32(rc)}
@@ -316,10 +329,29 @@ func (i *instance) invokeExtism(ctx context.Context, exp int, in []byte, parts [
 	return append(dst, out...), nil
 }
 
+// Where Extism's kernel (v1.7.0, embedded in go-sdk v1.7.1) keeps its allocator's position: a
+// u64 in its root, which starts at offset 1 of its memory; its blocks start at offset 65.
+const (
+	extismKernelPosition = 9
+	extismKernelBlocks   = 65
+)
+
+// kernelResettable reports whether go-sdk's reset of the kernel, which opens the instance's next
+// call, can succeed: reset zeroes the bytes the allocator handed out, position bytes from the
+// first block, and a plugin can write any position (go-sdk's store_u64 writes anywhere in the
+// kernel's memory). Past the memory, reset trapped at the next call: go-sdk printed the trap on
+// the host's stdout and failed that call, someone else's request, with "reset".
+func (x *extismInstance) kernelResettable() bool {
+	mem := x.p.Memory()
+	pos, ok := mem.ReadUint64Le(extismKernelPosition)
+	// The kernel is 32-bit: it zeroes uint32(position) bytes.
+	return ok && extismKernelBlocks+uint64(uint32(pos)) <= uint64(mem.Size())
+}
+
 // classifyExtism turns a failed Extism call into the runtime's errors: a guest error (the
 // plugin set an error message and returned non-zero) keeps the instance; anything else (trap,
 // exit, refused capability, failed host function) discards it.
-func (i *instance) classifyExtism(rc uint32, err error) error {
+func (i *instance) classifyExtism(ctx context.Context, rc uint32, err error) error {
 	name := i.m.cfg.Name
 	var na *NotAllowedError
 	if errors.As(err, &na) {
@@ -332,11 +364,16 @@ func (i *instance) classifyExtism(rc uint32, err error) error {
 		return &TrapError{Module: name, Kind: "exit", ExitCode: exit.ExitCode(), Detail: err.Error()}
 	}
 	// A guest error is exactly the message the plugin set with error_set; extism go-sdk returns
-	// it as a plain error after the call returned normally.
-	if msg := i.ext.p.GetErrorWithContext(context.Background()); msg != "" && msg == err.Error() {
+	// it as a plain error after the call returned normally. The kernel is asked under the call's
+	// context: a plugin that corrupted the kernel's block list makes its length walk forever, and
+	// only a context that ends cuts it (the instance is then discarded as for a trap).
+	if msg := i.ext.p.GetErrorWithContext(ctx); msg != "" && msg == err.Error() {
 		code := int32(rc)
 		if code <= 0 {
 			code = 1
+		}
+		if len(msg) > maxErrorMessage { // bounded as for native modules (the error import)
+			msg = msg[:maxErrorMessage]
 		}
 		return &GuestError{Module: name, Code: code, Message: msg}
 	}
