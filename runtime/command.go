@@ -622,8 +622,9 @@ func checkRelName(n string) error {
 func (c *Command) newInstance(ctx context.Context, inDir, outDir string, args []string, tail io.Writer) (*instance, error) {
 	m := c.m
 	inst := m.newShell(nil)
-	fsc := wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(newMountFS(inDir, true, 0), CommandInputDir)
-	fsc = fsc.(sysfs.FSConfig).WithSysFSMount(newMountFS(outDir, false, 0), CommandOutputDir)
+	files := newOpenFiles() // both mounts share the instance's cap
+	fsc := wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(newInstanceMountFS(inDir, true, 0, files), CommandInputDir)
+	fsc = fsc.(sysfs.FSConfig).WithSysFSMount(newInstanceMountFS(outDir, false, 0, files), CommandOutputDir)
 	mc := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions(). // _start runs below, under the deadline

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -140,5 +141,35 @@ func TestFileDescriptorCap(t *testing.T) {
 			}
 			wantUsed(0)
 		})
+	}
+}
+
+// TestCommandFileCap: a command's two mounts (/in and /out) share one cap of maxInstanceFiles,
+// as an instance's mounts do (testdata/hostile/command_files_open.wat keeps every file it
+// opens, first in /in, then in /out). Before, each mount of a command had a cap of its own, so
+// a command held 256 files per mount.
+func TestCommandFileCap(t *testing.T) {
+	wasm := readTestFile(t, wasmbuild.WAT(t, "testdata/hostile/command_files_open.wat"))
+	e := imageEngine(t, Config{})
+	ctx := context.Background()
+	cfg := DefaultCommandConfig("opener")
+	cfg.WorkDir = t.TempDir()
+	c, err := e.LoadCommand(ctx, wasm, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(ctx) })
+	in := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(in, []byte("input"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.RunInputs(ctx, []CommandInput{{Name: "f", Path: in}}, "out", t.TempDir())
+	var exit *ExitError
+	if !errors.As(err, &exit) {
+		t.Fatalf("run: %v, want the command's exit code", err)
+	}
+	inOpened, outOpened := int(exit.Code/10000), int(exit.Code%10000)
+	if inOpened != maxInstanceFiles || outOpened != 0 {
+		t.Fatalf("the command opened %d files in /in and %d in /out; want %d in all (%d and 0)", inOpened, outOpened, maxInstanceFiles, maxInstanceFiles)
 	}
 }

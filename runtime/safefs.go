@@ -37,15 +37,9 @@ type mountFS struct {
 	rootOpen atomic.Bool
 }
 
-// newMountFS returns the file system of a mount, with open files limited on their own (a
-// command's mounts, each built by itself). sizeLimit, when positive, bounds the bytes the
-// directory holds (shared by every mount of it; see dirQuota).
-func newMountFS(hostDir string, readOnly bool, sizeLimit int64) experimentalsys.FS {
-	return newInstanceMountFS(hostDir, readOnly, sizeLimit, newOpenFiles())
-}
-
-// newInstanceMountFS is newMountFS with the open files of one instance: every mount of the
-// instance given the same files shares its cap.
+// newInstanceMountFS returns the file system of a mount of one instance: every mount of the
+// instance given the same files shares its cap on open files. sizeLimit, when positive, bounds
+// the bytes the directory holds (shared by every mount of it; see dirQuota).
 func newInstanceMountFS(hostDir string, readOnly bool, sizeLimit int64, files *openFiles) experimentalsys.FS {
 	m := &mountFS{host: hostDir, dir: sysfs.DirFS(hostDir), files: files}
 	switch {
