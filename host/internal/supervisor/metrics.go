@@ -21,16 +21,25 @@ func (s *Supervisor) Metrics() []ModuleMetrics {
 	for _, u := range s.units {
 		st := u.status()
 		mm := ModuleMetrics{Name: u.sp().Name, State: st.State, Ready: st.Ready, Restarts: st.Restarts}
+		conc := int(u.sp().Resources.Concurrency)
 		var live runtime.Stats
-		if g := u.active.Load(); g != nil {
-			live = g.stats(int(u.sp().Resources.Concurrency))
+		// Under u.mu a version is either retiring (not in the totals yet) or in the totals,
+		// never both; a retiring one still active when read is counted once, as the live one.
+		u.mu.Lock()
+		g := u.active.Load()
+		if g != nil {
+			live = g.stats(conc)
 			if g.mod != nil {
 				mm.Guest = g.mod.GuestMetrics()
 			}
 		}
-		u.mu.Lock()
 		t := u.totals
 		t.latCounts = append([]uint64(nil), t.latCounts...)
+		for r := range u.retiring {
+			if r != g {
+				t.add(r.stats(conc))
+			}
+		}
 		u.mu.Unlock()
 		t.add(live)
 		mm.Stats = live

@@ -53,6 +53,8 @@ func (s *Supervisor) StartModule(ctx context.Context, name string) error {
 		return err
 	}
 	defer unlock()
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
 	if u.gen != nil {
 		return fmt.Errorf("module %q is already running: %w", name, ErrConflict)
 	}
@@ -85,6 +87,8 @@ func (s *Supervisor) RestartModule(ctx context.Context, name string) error {
 		return err
 	}
 	defer unlock()
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
 	u.wantRunning = true
 	if u.retry != nil {
 		u.retry.Stop()
@@ -198,6 +202,8 @@ func (s *Supervisor) Upgrade(ctx context.Context, name string, wasm []byte) erro
 	if err != nil {
 		return err
 	}
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
 	// Load the new version once before taking the module's operation lock: an upload that is
 	// refused, or whose start function or _initialize runs into its deadline, fails here and
 	// never holds up restart or another upgrade. (The load under the lock finds the compiled
@@ -223,6 +229,8 @@ func (s *Supervisor) Rollback(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
 	u.opMu.Lock()
 	defer u.opMu.Unlock()
 	if u.prevWasm == nil {
@@ -306,8 +314,16 @@ func (u *unit) upgrade(ctx context.Context, wasm []byte, what string, spec *pods
 	if carry {
 		g.hold = make(chan struct{})
 	}
+	if old.state() == runtime.StatePaused && g.mod != nil {
+		// An operator's pause holds until Resume: the new version takes over paused, before
+		// it is published, so no call gets in behind the operator's back.
+		if err := g.mod.Pause(); err != nil {
+			u.s.log.Warn("the new version could not be paused like the old one", "module", u.sp().Name, "err", err)
+		}
+	}
 	// Switch: the new version takes traffic from now on; calls that already hold the old one
 	// finish on it while it drains.
+	u.retire(old)
 	u.gen = nil
 	u.activate(g)
 	g.ready.Store(true)
@@ -357,6 +373,7 @@ func (u *unit) handover(ctx context.Context, old, g *generation, wasm []byte, sh
 	}
 	if rerr := g.mod.Restore(hctx, state); rerr != nil {
 		// The new version refused the state: back to the old version, from that snapshot.
+		u.retire(g)
 		u.gen = nil
 		u.active.CompareAndSwap(g, nil)
 		u.stopVersion(hctx, g, what+": new version refused the state", false)
@@ -366,8 +383,12 @@ func (u *unit) handover(ctx context.Context, old, g *generation, wasm []byte, sh
 		// scheduled if this start fails.
 		u.spec.Store(prevSpec)
 		// The drain may have used up hctx: the old version gets a budget of its own to start.
+		// A shutdown that began meanwhile cuts it: the state is persisted already, and Shutdown
+		// would stop the old version again at once.
 		bctx, bcancel := context.WithTimeout(context.WithoutCancel(ctx), u.s.pod.Spec.GracePeriod()+u.s.cfg.UpgradeReadyTimeout)
 		defer bcancel()
+		bctx, bstop := u.s.opContext(bctx)
+		defer bstop()
 		back, err := u.startVersion(bctx, u.wasm, u.sha, &snapshot.Snapshot{Module: u.sp().Name, WasmSHA256: old.sha, State: state})
 		if err != nil {
 			u.failedLocked(err)
@@ -401,24 +422,41 @@ type versionInfo struct {
 	sha, prev string
 }
 
-// waitReady polls g's health until it reports ready SuccessThreshold times in a row, or fails
-// after the readiness probe's window (InitialDelay + Period*FailureThreshold) or
-// UpgradeReadyTimeout when the module has no readiness probe.
+// waitReady waits for g to get ready the way its probes would take it into traffic. With a
+// startup probe: one ready answer within that probe's window (InitialDelay, then Period *
+// FailureThreshold), as Kubernetes holds the other probes until the startup probe succeeds;
+// that is all without a readiness probe. With a readiness probe: SuccessThreshold ready answers
+// in a row within InitialDelay, then Period * (FailureThreshold + SuccessThreshold - 1): room
+// for the failures the probe tolerates and then the successes it needs (a window of
+// FailureThreshold periods alone could never see more successes than that). With neither: one
+// ready answer within UpgradeReadyTimeout, polled every ProbePoll.
 func (u *unit) waitReady(ctx context.Context, g *generation) error {
 	if g.cmd != nil {
 		return nil // compiled is ready
 	}
-	p := u.sp().ReadinessProbe
-	poll, window, need := u.s.cfg.ProbePoll, u.s.cfg.UpgradeReadyTimeout, 1
-	probe := podspec.DefaultProbe()
-	if p != nil {
-		probe = *p
-		poll = p.Period()
-		window = p.InitialDelay() + time.Duration(p.FailureThreshold)*p.Period()
-		need = int(p.SuccessThreshold)
-		if !sleepCtx(ctx, p.InitialDelay()) {
-			return ctx.Err()
+	sp, rp := u.sp().StartupProbe, u.sp().ReadinessProbe
+	if sp != nil {
+		if err := u.pollReady(ctx, g, "startup probe", *sp, sp.Period(), time.Duration(sp.FailureThreshold)*sp.Period(), 1); err != nil {
+			return err
 		}
+		if rp == nil {
+			return nil
+		}
+	}
+	if rp != nil {
+		window := time.Duration(rp.FailureThreshold+rp.SuccessThreshold-1) * rp.Period()
+		return u.pollReady(ctx, g, "readiness probe", *rp, rp.Period(), window, int(rp.SuccessThreshold))
+	}
+	probe := podspec.DefaultProbe()
+	return u.pollReady(ctx, g, "no readiness probe", probe, u.s.cfg.ProbePoll, u.s.cfg.UpgradeReadyTimeout, 1)
+}
+
+// pollReady waits probe's initial delay, then polls g's health every poll until it reported
+// ready need times in a row, or fails once the next poll would come after window. what names
+// the probe in the error.
+func (u *unit) pollReady(ctx context.Context, g *generation, what string, probe podspec.Probe, poll, window time.Duration, need int) error {
+	if !sleepCtx(ctx, probe.InitialDelay()) {
+		return fmt.Errorf("%s: waiting for its initial delay: %w", what, context.Cause(ctx))
 	}
 	deadline := time.Now().Add(window)
 	var last string
@@ -439,10 +477,10 @@ func (u *unit) waitReady(ctx context.Context, g *generation) error {
 			}
 		}
 		if time.Now().Add(poll).After(deadline) {
-			return fmt.Errorf("not ready within %s (last: %s)", window, last)
+			return fmt.Errorf("%s: not ready within %s (%d of %d ready answers in a row; last failure: %s)", what, window, succ, need, last)
 		}
 		if !sleepCtx(ctx, poll) {
-			return ctx.Err()
+			return fmt.Errorf("%s: waiting for ready (last failure: %s): %w", what, last, context.Cause(ctx))
 		}
 	}
 }
@@ -557,6 +595,8 @@ func (s *Supervisor) Reconfigure(ctx context.Context, m *podspec.Module, wasm []
 	if err != nil {
 		return err
 	}
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
 	u.opMu.Lock()
 	defer u.opMu.Unlock()
 	old := u.sp()

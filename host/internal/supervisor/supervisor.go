@@ -119,6 +119,9 @@ type Supervisor struct {
 	wg       sync.WaitGroup
 	draining atomic.Bool
 	inflight atomic.Int64 // ingress calls in flight
+	// strays counts the probe and tick calls of stopped versions still running in a trusted
+	// guest (never cut) after their stop gave up waiting for them; see Shutdown.
+	strays atomic.Int64
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -235,7 +238,12 @@ func (s *Supervisor) Modules() []string {
 // cannot be loaded (invalid wasm, missing role export) fails Start, which then stops what it
 // started. A module that loads but fails to start (start export, corrupt snapshot) is handed to
 // the restart policy and Start goes on, as Kubernetes keeps a pod whose container crash-loops.
+//
+// A Shutdown that begins meanwhile cuts the start under way (a wasmpod_start that would run to
+// its deadline) and Start returns an error wrapping ErrClosed.
 func (s *Supervisor) Start(ctx context.Context) error {
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
 	for _, u := range s.units {
 		if err := u.checkLoad(ctx); err != nil {
 			return err
@@ -249,11 +257,26 @@ func (s *Supervisor) Start(ctx context.Context) error {
 			u.failedLocked(err)
 		}
 		u.opMu.Unlock()
-		if err != nil && errors.Is(err, ErrClosed) {
-			return err
+		if err != nil && (errors.Is(err, ErrClosed) || s.ctx.Err() != nil) {
+			return fmt.Errorf("supervisor: start of module %q: %w: %w", u.sp().Name, ErrClosed, err)
 		}
 	}
 	return nil
+}
+
+// opContext returns a context that ends with ctx and also when Shutdown begins (its cause is
+// then ErrClosed). The operations that hold a module's operation lock while guest code runs or
+// a new version is probed (start, restart, upgrade, rollback, reload) run under it: Shutdown
+// takes that lock to stop the module, so an operation not cut by it would hold the shutdown up
+// for as long as the operation's own bounds allow (a call deadline per instance started, a
+// readiness window), far past the pod's grace period. Call cancel when the operation ends.
+func (s *Supervisor) opContext(ctx context.Context) (_ context.Context, cancel func()) {
+	ctx, cancelCause := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(s.ctx, func() { cancelCause(ErrClosed) })
+	return ctx, func() {
+		stop()
+		cancelCause(nil)
+	}
 }
 
 // Ready reports whether the pod serves: not draining, and every module that should run is
@@ -331,7 +354,11 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 			u.opMu.Unlock()
 		}
 		s.wg.Wait()
-		if err := s.engine.Close(ctx); err != nil {
+		if n := s.strays.Load(); n > 0 {
+			// Closing the engine's runtime under guest code that still runs is not safe (it
+			// frees what the call uses); the process is about to exit, which ends them.
+			errs = append(errs, fmt.Errorf("supervisor: engine left open: %d probe or tick call(s) of a trusted module still run in the guest past the grace period", n))
+		} else if err := s.engine.Close(ctx); err != nil {
 			errs = append(errs, err)
 		}
 		for _, d := range s.emptyDirs {

@@ -47,6 +47,10 @@ type unit struct {
 	nextRestart time.Time
 	lastBackoff time.Duration
 	totals      counters
+	// retiring are the versions being stopped, whose counters are not in totals yet: Metrics
+	// adds them, so that the counters do not go back while a version drains and runs its
+	// snapshot and stop hooks (stopVersionState moves them into totals).
+	retiring map[*generation]struct{}
 
 	// ver is the version information Status shows, replaced whole on every switch.
 	ver atomic.Pointer[versionInfo]
@@ -333,9 +337,20 @@ func (u *unit) halt(ctx context.Context, why string, save bool) error {
 	if g == nil {
 		return nil
 	}
+	u.retire(g)
 	u.gen = nil
 	u.active.CompareAndSwap(g, nil)
 	return u.stopVersion(ctx, g, why, save)
+}
+
+// retire marks g as being stopped (see retiring) before it leaves active.
+func (u *unit) retire(g *generation) {
+	u.mu.Lock()
+	if u.retiring == nil {
+		u.retiring = map[*generation]struct{}{}
+	}
+	u.retiring[g] = struct{}{}
+	u.mu.Unlock()
 }
 
 func (u *unit) stopVersion(ctx context.Context, g *generation, why string, save bool) error {
@@ -349,12 +364,25 @@ func (u *unit) stopVersion(ctx context.Context, g *generation, why string, save 
 // version has no snapshot export or taking or persisting it failed), then the stop export runs
 // and the version is closed. A command only drains its runs and is closed.
 func (u *unit) stopVersionState(ctx context.Context, g *generation, why string, save, skipEmpty bool) (state []byte, taken bool, _ error) {
-	g.cancel()
-	g.wg.Wait()
+	u.retire(g)
 	grace := u.s.pod.Spec.GracePeriod()
 	if dl, ok := ctx.Deadline(); ok {
 		grace = min(grace, time.Until(dl))
 	}
+	deadline := time.Now().Add(grace)
+	g.cancel()
+	// The probes and ticks end at once when cut, except a trusted guest's, which nothing cuts:
+	// they get the grace period (and a second to unwind), as the runtime gives its calls, and
+	// are left behind after that rather than holding the stop (and a shutdown) up for good.
+	if !waitUntil(&g.wg, max(time.Until(deadline), time.Second)) {
+		u.s.log.Warn("a probe or tick still runs in the guest after the grace period (a trusted module's call is never cut): stopping without it", "module", u.sp().Name, "sha256", g.sha)
+		u.s.strays.Add(1)
+		go func() {
+			g.wg.Wait()
+			u.s.strays.Add(-1)
+		}()
+	}
+	grace = max(time.Until(deadline), 0)
 	g.stopping.Store(true)
 	var drainErr error
 	if left := g.runs.drain(grace); left > 0 {
@@ -363,6 +391,7 @@ func (u *unit) stopVersionState(ctx context.Context, g *generation, why string, 
 	if g.cmd != nil {
 		u.mu.Lock()
 		u.totals.add(g.stats(int(u.sp().Resources.Concurrency)))
+		delete(u.retiring, g)
 		u.mu.Unlock()
 		cerr := g.close(ctx)
 		g.stopped.Store(true)
@@ -372,11 +401,12 @@ func (u *unit) stopVersionState(ctx context.Context, g *generation, why string, 
 		}
 		return nil, false, nil
 	}
-	var opts runtime.StopOptions
+	// What is left of the grace period (the runtime takes a zero Grace for its default).
+	opts := runtime.StopOptions{Grace: max(time.Until(deadline), time.Nanosecond)}
 	var saveErr error
 	if save {
 		opts.Snapshot = func(st []byte) error {
-			if len(st) > 0 || !skipEmpty {
+			if len(st) > 0 || !skipEmpty && !u.keepsOthersState(g) {
 				saveErr = u.s.store.Save(snapshot.Snapshot{Module: u.sp().Name, WasmSHA256: g.sha, State: st})
 			}
 			if saveErr == nil {
@@ -388,6 +418,7 @@ func (u *unit) stopVersionState(ctx context.Context, g *generation, why string, 
 	err := g.mod.Stop(ctx, opts)
 	u.mu.Lock()
 	u.totals.add(g.mod.Stats())
+	delete(u.retiring, g)
 	u.mu.Unlock()
 	cerr := g.close(ctx)
 	u.s.log.Info("module stopped", "module", u.sp().Name, "why", why, "sha256", g.sha)
@@ -395,6 +426,38 @@ func (u *unit) stopVersionState(ctx context.Context, g *generation, why string, 
 		return state, taken, fmt.Errorf("module %q: stop: %w", u.sp().Name, errors.Join(drainErr, err, saveErr, cerr))
 	}
 	return state, taken, nil
+}
+
+// keepsOthersState reports whether an empty snapshot of g must not be saved: the store holds a
+// state that another version wrote. Between versions an empty snapshot cannot be told from "no
+// state" (the Go SDK answers empty without a snapshot hook), so, as in the upgrade's handover,
+// it replaces nothing: a stateless version that is stopped or crashes after an upgrade leaves
+// its stateful predecessor's state for a rollback. A version's empty state over its own (or
+// over no state, or a file that does not check out) is saved.
+func (u *unit) keepsOthersState(g *generation) bool {
+	snap, err := u.s.store.Load(u.sp().Name)
+	if err != nil || snap == nil || len(snap.State) == 0 || snap.WasmSHA256 == g.sha {
+		return false
+	}
+	u.s.log.Info("empty snapshot not saved: the stored state is another version's", "module", u.sp().Name, "sha256", g.sha, "storedBy", snap.WasmSHA256)
+	return true
+}
+
+// waitUntil waits for wg at most d, and reports whether it was done by then.
+func waitUntil(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // failedLocked records a failure of the module and, as the restart policy says, schedules the
@@ -407,7 +470,9 @@ func (u *unit) failedLocked(err error) {
 	u.failures++
 	n := u.failures
 	u.mu.Unlock()
-	if u.closed || !u.wantRunning || u.s.pod.Spec.RestartPolicy == podspec.RestartNever {
+	// A failure during the shutdown (a start it cut) schedules nothing: the module is about to
+	// be stopped for good.
+	if u.closed || !u.wantRunning || u.s.ctx.Err() != nil || u.s.pod.Spec.RestartPolicy == podspec.RestartNever {
 		u.mu.Lock()
 		u.reason = "Failed"
 		u.mu.Unlock()
@@ -553,6 +618,13 @@ func (u *unit) startupProbe(ctx context.Context, g *generation, p *podspec.Probe
 		return false
 	}
 	for fails := 0; ; {
+		if g.mod.State() == runtime.StatePaused {
+			// Paused by an operator: no answer to count either way, as for liveness.
+			if !sleepCtx(ctx, p.Period()) {
+				return false
+			}
+			continue
+		}
 		h, busy, err := u.probe(ctx, g, p)
 		if ctx.Err() != nil {
 			return false
