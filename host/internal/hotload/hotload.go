@@ -91,10 +91,9 @@ type Watcher struct {
 	pending map[string]time.Time // path -> last event
 
 	// Owned by the loop goroutine (and New before it starts).
-	last    map[string]fileEntry   // module -> its entry in the pod file last applied to it
-	known   map[string]wasmVersion // module -> a version it ran, read from a file, for putting it back
-	podHash string                 // sha256 of the pod file's content at the last load; "" unreadable
-	aside   map[string]string      // NAME.wasm.refused set aside by this watcher -> NAME.wasm
+	last    map[string]fileEntry // module -> its entry in the pod file last applied to it
+	podHash string               // sha256 of the pod file's content at the last load; "" unreadable
+	aside   map[string]string    // NAME.wasm.refused set aside by this watcher -> NAME.wasm
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -119,7 +118,7 @@ func New(cfg Config) (*Watcher, error) {
 	}
 	w := &Watcher{cfg: cfg, log: cfg.Logger, fsw: fsw, sup: cfg.Supervisor, kick: make(chan struct{}, 1),
 		pod: cfg.Pod, pending: map[string]time.Time{}, done: make(chan struct{}),
-		last: map[string]fileEntry{}, known: map[string]wasmVersion{}, aside: map[string]string{}}
+		last: map[string]fileEntry{}, aside: map[string]string{}}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	dirs := map[string]bool{}
 	if cfg.PodFile != "" {
@@ -137,13 +136,10 @@ func New(cfg Config) (*Watcher, error) {
 	for i := range cfg.Pod.Spec.Modules {
 		m := &cfg.Pod.Spec.Modules[i]
 		e := fileEntry{spec: m}
-		// The files as they are now stand for what the pod started with. Their bytes are kept
-		// because the supervisor hands no running version out, and putting a module back after a
-		// failed reload needs them (used only while the module still runs that digest).
+		// The files as they are now stand for what the pod started with.
 		if f, err := cfg.Pod.WasmFile(m); err == nil {
 			if b, err := os.ReadFile(f); err == nil {
 				e.sha = digest(b)
-				w.known[m.Name] = wasmVersion{sha: e.sha, wasm: b}
 			}
 		}
 		w.last[m.Name] = e
@@ -229,12 +225,6 @@ func (w *Watcher) loop() {
 type fileEntry struct {
 	spec *podspec.Module
 	sha  string
-}
-
-// wasmVersion is a module version's bytes and digest.
-type wasmVersion struct {
-	sha  string
-	wasm []byte
 }
 
 func digest(b []byte) string {
@@ -425,9 +415,8 @@ func (w *Watcher) plugin(m *podspec.Module, path string) {
 	} else {
 		w.log.Info("new plugin version serving", "module", m.Name, "file", path, "sha256", sha, "took", time.Since(start).Round(time.Millisecond).String())
 		// The file the pod file's entry names now holds this version: a reload does not count
-		// it as a change, and it is what a failed reload puts back.
+		// it as a change.
 		w.last[m.Name] = fileEntry{spec: w.last[m.Name].spec, sha: sha}
-		w.known[m.Name] = wasmVersion{sha: sha, wasm: wasm}
 	}
 	w.applied("plugin "+path, err)
 }
@@ -518,7 +507,7 @@ type change struct {
 	wasm  []byte
 	why   string
 	prev  *podspec.Module // the spec it ran before
-	back  []byte          // the version it ran before; nil if the watcher does not have it
+	back  []byte          // the version it ran before (the supervisor's bytes)
 }
 
 func (w *Watcher) apply() error {
@@ -559,17 +548,14 @@ func (w *Watcher) apply() error {
 			w.last[m.Name] = entry // it already runs this entry
 			continue
 		}
-		c := change{m: m, entry: entry, wasm: wasm, why: why, prev: running}
-		if k := w.known[m.Name]; k.sha == st.SHA256 && k.wasm != nil {
-			c.back = k.wasm
+		// The version it runs, from the pod file or uploaded through the admin API, is what a
+		// failed reload puts back.
+		back, _, err := w.sup.Wasm(m.Name)
+		if err != nil {
+			return fmt.Errorf("module %q: %w; nothing was applied", m.Name, err)
 		}
-		if c.back == nil {
-			w.log.Warn("pod reload: the version the module runs is not one read from a file (an admin API upload?): the pod file's entry replaces it, and it could not be put back", "module", m.Name, "runs", short(st.SHA256), "fileHas", short(entry.sha))
-		}
-		changes = append(changes, c)
+		changes = append(changes, change{m: m, entry: entry, wasm: wasm, why: why, prev: running, back: back})
 	}
-	// Modules that could not be put back go last: a failure before them leaves them untouched.
-	sort.SliceStable(changes, func(i, j int) bool { return changes[i].back != nil && changes[j].back == nil })
 	var done []change
 	for _, c := range changes {
 		w.log.Info("pod reload: applying module", "module", c.m.Name, "why", c.why, "sha256", short(c.entry.sha))
@@ -583,7 +569,6 @@ func (w *Watcher) apply() error {
 	}
 	for _, c := range done {
 		w.last[c.m.Name] = c.entry
-		w.known[c.m.Name] = wasmVersion{sha: c.entry.sha, wasm: c.wasm}
 	}
 	w.mu.Lock()
 	w.pod = next
@@ -605,16 +590,9 @@ func (w *Watcher) putBack(done []change, cause error) error {
 	var failed []error
 	for i := len(done) - 1; i >= 0; i-- {
 		c := done[i]
-		var err error
-		if c.back == nil {
-			err = fmt.Errorf("the version it ran before is not one this watcher read from a file")
-		} else {
-			err = w.sup.Reconfigure(ctx, c.prev, c.back)
-		}
-		if err != nil {
+		if err := w.sup.Reconfigure(ctx, c.prev, c.back); err != nil {
 			// It runs the new entry: the next reload compares with that.
 			w.last[c.m.Name] = c.entry
-			w.known[c.m.Name] = wasmVersion{sha: c.entry.sha, wasm: c.wasm}
 			failed = append(failed, fmt.Errorf("module %q could not be put back and runs the new entry: %w", c.m.Name, err))
 			continue
 		}

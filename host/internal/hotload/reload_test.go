@@ -223,10 +223,10 @@ func TestConfigMapPodFile(t *testing.T) {
 	}
 }
 
-// TestReloadNotUndoneSaysSo: when a module a failed reload changed cannot be put back (the
-// version it ran was uploaded, not read from a file), the error and the log say so and do not
-// claim the pod runs as it was.
-func TestReloadNotUndoneSaysSo(t *testing.T) {
+// TestReloadPutsBackUploadedVersion: versions uploaded through the admin API (Upgrade) are put
+// back too when a reload fails: the bytes come from the supervisor. Before, the watcher kept
+// only the files it had read, so web was left with the reload's entry ("could not be put back").
+func TestReloadPutsBackUploadedVersion(t *testing.T) {
 	r := start(t, twoPod, map[string][]byte{
 		"web.wasm":      version(t, "web-v1", false),
 		"side.wasm":     version(t, "side-v1", false),
@@ -240,7 +240,48 @@ func TestReloadNotUndoneSaysSo(t *testing.T) {
 	spec := strings.Replace(twoPod, "timeout: 1s", "timeout: 2s", 1)
 	spec = strings.Replace(spec, "side.wasm", "side-bad.wasm", 1)
 	e := r.waitEvent(r.writePod(spec), "pod ")
-	for _, want := range []string{`module "side"`, "never got ready", `module "web" could not be put back and runs the new entry`} {
+	for _, want := range []string{`module "side"`, "never got ready", `put back to the spec and version they ran: module "web"`} {
+		if !strings.Contains(e, want) {
+			t.Fatalf("the error does not say %q: %s", want, e)
+		}
+	}
+	if got := r.timeout("web"); got != time.Second {
+		t.Fatalf("web runs with timeout %s, want its old 1s", got)
+	}
+	if r.serves() != "web-uploaded" || r.servesOf("side") != "side-uploaded" {
+		t.Fatalf("after a refused reload: web serves %q, side %q; want the uploaded versions", r.serves(), r.servesOf("side"))
+	}
+	if !strings.Contains(r.logText(), "the pod keeps running as it was") {
+		t.Fatalf("the refusal was not logged as fully undone:\n%s", r.logText())
+	}
+}
+
+// TestReloadCutByShutdownSaysSo: a shutdown that begins while a reload waits for its second
+// module cuts it, and the first module, already changed, cannot be put back by a supervisor
+// that is stopping: the reload says it was partly applied (ErrPartlyApplied), never that the
+// pod runs as it was.
+func TestReloadCutByShutdownSaysSo(t *testing.T) {
+	r := start(t, twoPod, map[string][]byte{
+		"web.wasm":      version(t, "web-v1", false),
+		"side.wasm":     version(t, "side-v1", false),
+		"side-bad.wasm": version(t, "side-bad", true),
+	})
+	spec := strings.Replace(twoPod, "timeout: 1s", "timeout: 2s", 1)
+	// side-bad is given 30 s to get ready: the shutdown, not the readiness wait, ends its upgrade.
+	spec = strings.Replace(spec, "wasm: side.wasm", "wasm: side-bad.wasm\n      readinessProbe: {periodSeconds: 1, failureThreshold: 30}", 1)
+	n := r.writePod(spec)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(r.logText(), `msg="pod reload: applying module" module=side`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reload never reached side:\n%s", r.logText())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := r.sup.Shutdown(context.Background()); err != nil {
+		t.Logf("shutdown: %v", err)
+	}
+	e := r.waitEvent(n, "pod ")
+	for _, want := range []string{`module "side"`, "reload partly applied", `module "web" could not be put back and runs the new entry`} {
 		if !strings.Contains(e, want) {
 			t.Fatalf("the error does not say %q: %s", want, e)
 		}
@@ -248,8 +289,5 @@ func TestReloadNotUndoneSaysSo(t *testing.T) {
 	log := r.logText()
 	if strings.Contains(log, "keeps running as it was") || !strings.Contains(log, "could not be fully undone") {
 		t.Fatalf("the log does not say the reload was left part applied:\n%s", log)
-	}
-	if got := r.timeout("web"); got != 2*time.Second {
-		t.Fatalf("web's timeout %s: the error says it runs the new entry", got)
 	}
 }

@@ -624,6 +624,19 @@ func RestartOnlyChange(old, m *podspec.Module) string {
 	return ""
 }
 
+// Wasm returns the bytes and digest of the version the module runs (stopped or failed: the one
+// its next start runs), which a failed pod reload puts back. The bytes are the supervisor's own
+// and must not be modified. It waits for an operation under way on the module to end.
+func (s *Supervisor) Wasm(name string) ([]byte, string, error) {
+	u, err := s.unit(name)
+	if err != nil {
+		return nil, "", err
+	}
+	u.opMu.Lock()
+	defer u.opMu.Unlock()
+	return u.wasm, u.sha, nil
+}
+
 // ModuleSpec returns the named module's current spec (it changes with Reconfigure), or nil.
 func (s *Supervisor) ModuleSpec(name string) *podspec.Module {
 	if u := s.byName[name]; u != nil {
