@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 )
 
@@ -39,8 +40,10 @@ func (s *Stack) PushFunc(name string, stop func()) {
 }
 
 // Stop stops every registered part, the last registered first, each even if an earlier one
-// failed, and forgets them: a second Stop stops nothing. The error joins the parts' errors,
-// each prefixed with its part's name.
+// failed or panicked, and forgets them: a second Stop stops nothing. The error joins the parts'
+// errors, each prefixed with its part's name; a stop function's panic is one of them (with its
+// stack), so that a bug in stopping a listener does not leave the supervisor, and the modules'
+// snapshots, unstopped.
 func (s *Stack) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	parts := s.parts
@@ -48,7 +51,7 @@ func (s *Stack) Stop(ctx context.Context) error {
 	s.mu.Unlock()
 	var errs []error
 	for i := len(parts) - 1; i >= 0; i-- {
-		if err := parts[i].stop(ctx); err != nil {
+		if err := parts[i].stopSafely(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", parts[i].name, err))
 		}
 	}
@@ -60,4 +63,14 @@ func (s *Stack) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.parts)
+}
+
+// stopSafely runs p's stop function, turning a panic into an error.
+func (p part) stopSafely(ctx context.Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return p.stop(ctx)
 }

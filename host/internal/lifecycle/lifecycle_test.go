@@ -64,3 +64,21 @@ func TestPushFunc(t *testing.T) {
 		t.Fatalf("Stop: %v, %d calls", err, n)
 	}
 }
+
+// TestStopSurvivesAPanic: a stop function that panics does not keep the parts started before it
+// from stopping (the supervisor, whose stop saves the modules' snapshots, is pushed before the
+// listeners); the panic comes back as that part's error, with its stack.
+func TestStopSurvivesAPanic(t *testing.T) {
+	var s Stack
+	var stopped []string
+	s.PushFunc("supervisor", func() { stopped = append(stopped, "supervisor") })
+	s.PushFunc("ingress", func() { panic("listener already closed") })
+	s.PushFunc("admin", func() { stopped = append(stopped, "admin") })
+	err := s.Stop(context.Background())
+	if !slices.Equal(stopped, []string{"admin", "supervisor"}) {
+		t.Fatalf("stopped %v, want admin and supervisor", stopped)
+	}
+	if err == nil || !strings.HasPrefix(err.Error(), "ingress: panic: listener already closed") || !strings.Contains(err.Error(), "lifecycle_test.go") {
+		t.Fatalf("err %v, want ingress's panic with its stack", err)
+	}
+}
