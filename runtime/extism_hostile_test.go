@@ -89,9 +89,17 @@ func TestExtismStopCutsKernelLoop(t *testing.T) {
 	mc.CallTimeout = time.Hour
 	mc.ExtismFunctions = map[runtime.Role]string{runtime.RoleHandle: "loop_log"}
 	m := started(t, e, extismHostile(t), mc)
+	stopCutsCall(t, m, nil, "the call looping in the kernel for log_info")
+}
+
+// stopCutsCall calls m's handler with in and, once the call runs, stops m with a short grace:
+// Stop must say it cut the call, and the call must end with ErrNotRunning (what names it for
+// the failure message).
+func stopCutsCall(t *testing.T, m *runtime.Module, in []byte, what string) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() {
-		_, err := m.Call(context.Background(), runtime.RoleHandle, nil, nil)
+		_, err := m.Call(context.Background(), runtime.RoleHandle, in, nil)
 		done <- err
 	}()
 	eventually(t, "the call is running", func() bool { return m.Stats().Busy == 1 })
@@ -104,7 +112,7 @@ func TestExtismStopCutsKernelLoop(t *testing.T) {
 			t.Fatalf("cut call: %v", err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("Stop did not cut the call looping in the kernel for log_info")
+		t.Fatalf("Stop did not cut %s", what)
 	}
 }
 
@@ -266,23 +274,7 @@ func TestExtismStopCutsHTTPRequest(t *testing.T) {
 	mc.CallTimeout = time.Minute
 	mc.AllowedHosts = []string{strings.TrimPrefix(srv.URL, "http://")}
 	m := started(t, e, extismGo(t), mc)
-	done := make(chan error, 1)
-	go func() {
-		_, err := m.Call(context.Background(), runtime.RoleHandle, []byte("fetch:"+srv.URL+"/"), nil)
-		done <- err
-	}()
-	eventually(t, "the call is running", func() bool { return m.Stats().Busy == 1 })
-	if err := m.Stop(context.Background(), runtime.StopOptions{Grace: 50 * time.Millisecond}); err == nil || !strings.Contains(err.Error(), "cut") {
-		t.Fatalf("stop: %v", err)
-	}
-	select {
-	case err := <-done:
-		if !errors.Is(err, runtime.ErrNotRunning) {
-			t.Fatalf("cut call: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the call waiting in http_request was not cut by Stop")
-	}
+	stopCutsCall(t, m, []byte("fetch:"+srv.URL+"/"), "the call waiting in http_request")
 }
 
 // TestExtismKernelResetAfterCorruption: a plugin that leaves the kernel's allocator position
