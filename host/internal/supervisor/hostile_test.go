@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/wasmpod/wasmpod/host/internal/podspec"
 	"github.com/wasmpod/wasmpod/internal/wasmbuild"
 )
 
@@ -21,36 +19,14 @@ import (
 
 // stuck builds (once) the WAT guest host/testdata/stuck and returns its path.
 func stuck(t *testing.T) string {
-	t.Helper()
-	guestMu.Lock()
-	defer guestMu.Unlock()
-	const dir = "host/testdata/stuck"
-	if p, ok := guestAt[dir]; ok {
-		return p
-	}
-	root, err := wasmbuild.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := wasmbuild.WAT(t, filepath.Join(root, dir, "stuck.wat"))
-	guestAt[dir] = p
-	return p
+	return built(t, "host/testdata/stuck/stuck.wat", wasmbuild.WAT)
 }
 
 // newPod is pod without Start: a supervisor for a pod named after the test, with tweak applied
 // to its config, shut down when the test ends (the test may shut it down itself first).
 func newPod(t *testing.T, modules, specExtra string, tweak func(*Config)) *Supervisor {
 	t.Helper()
-	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-", " ", "-").Replace(t.Name()))
-	if len(name) > 60 {
-		name = name[:60]
-	}
-	name = strings.Trim(name, "-")
-	y := fmt.Sprintf("apiVersion: wasmpod.dev/v1\nkind: Pod\nmetadata: {name: %s}\nspec:\n%s  modules:\n%s", name, specExtra, modules)
-	p, err := podspec.Parse([]byte(y), t.TempDir())
-	if err != nil {
-		t.Fatalf("pod spec: %v\n%s", err, y)
-	}
+	p := testPod(t, specExtra, modules)
 	cfg := DefaultConfig()
 	cfg.Pod, cfg.StateDir, cfg.Logger = p, stateDir, slog.New(slog.DiscardHandler)
 	cfg.ProbePoll = 10 * time.Millisecond

@@ -18,22 +18,7 @@ import (
 // stageGuest is a native stage module (exports wasmpod_stage); stageCmd a plain WASI command.
 func stageGuest(t *testing.T) string { return guest(t, "host/testdata/stageguest") }
 
-func stageCmd(t *testing.T) string {
-	t.Helper()
-	guestMu.Lock()
-	defer guestMu.Unlock()
-	const dir = "host/testdata/stagecmd"
-	if p, ok := guestAt[dir]; ok {
-		return p
-	}
-	root, err := wasmbuild.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := wasmbuild.GoCommand(t, filepath.Join(root, dir))
-	guestAt[dir] = p
-	return p
-}
+func stageCmd(t *testing.T) string { return built(t, "host/testdata/stagecmd", wasmbuild.GoCommand) }
 
 // runCommand runs one admitted run of a command stage on a file holding content.
 func runCommand(t *testing.T, ctx context.Context, r *StageRun, name, content string) (runtime.RunResult, error) {

@@ -43,7 +43,11 @@ var (
 )
 
 // guest builds (once) the Go guest in the repository directory dir and returns its path.
-func guest(t *testing.T, dir string) string {
+func guest(t *testing.T, dir string) string { return built(t, dir, wasmbuild.Go) }
+
+// built returns the module that build makes of dir (below the repository's root), made once
+// per test process.
+func built(t *testing.T, dir string, build func(testing.TB, string) string) string {
 	t.Helper()
 	guestMu.Lock()
 	defer guestMu.Unlock()
@@ -54,7 +58,7 @@ func guest(t *testing.T, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := wasmbuild.Go(t, filepath.Join(root, dir))
+	p := build(t, filepath.Join(root, dir))
 	guestAt[dir] = p
 	return p
 }
@@ -118,16 +122,7 @@ func (h *attrsHandler) Handle(_ context.Context, rec slog.Record) error {
 // (YAML list items) and spec lines; it is shut down when the test ends.
 func pod(t *testing.T, modules, specExtra string) (*Supervisor, *recorder) {
 	t.Helper()
-	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-", " ", "-").Replace(t.Name()))
-	if len(name) > 60 {
-		name = name[:60]
-	}
-	name = strings.Trim(name, "-")
-	y := fmt.Sprintf("apiVersion: wasmpod.dev/v1\nkind: Pod\nmetadata: {name: %s}\nspec:\n  terminationGracePeriodSeconds: 10\n%s  modules:\n%s", name, specExtra, modules)
-	p, err := podspec.Parse([]byte(y), t.TempDir())
-	if err != nil {
-		t.Fatalf("pod spec: %v\n%s", err, y)
-	}
+	p := testPod(t, "  terminationGracePeriodSeconds: 10\n"+specExtra, modules)
 	rec := &recorder{}
 	cfg := DefaultConfig()
 	cfg.Pod = p
@@ -153,6 +148,23 @@ func pod(t *testing.T, modules, specExtra string) (*Supervisor, *recorder) {
 		t.Fatal(err)
 	}
 	return s, rec
+}
+
+// testPod parses a pod named after the test whose spec has the given spec lines and modules
+// (YAML list items).
+func testPod(t *testing.T, specExtra, modules string) *podspec.Pod {
+	t.Helper()
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-", " ", "-").Replace(t.Name()))
+	if len(name) > 60 {
+		name = name[:60]
+	}
+	name = strings.Trim(name, "-")
+	y := fmt.Sprintf("apiVersion: wasmpod.dev/v1\nkind: Pod\nmetadata: {name: %s}\nspec:\n%s  modules:\n%s", name, specExtra, modules)
+	p, err := podspec.Parse([]byte(y), t.TempDir())
+	if err != nil {
+		t.Fatalf("pod spec: %v\n%s", err, y)
+	}
+	return p
 }
 
 func module(name, role, wasm, extra string) string {
