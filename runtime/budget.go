@@ -17,8 +17,10 @@ var ErrCompileBudget = errors.New("module exceeds the compile budget")
 // CompileBudget bounds what compiling and instantiating one untrusted module may cost, checked
 // on the uploaded bytes before anything compiles them (one linear pass), for every module. Each default is far
 // above what real Go, Rust, C and AssemblyScript guests use, and a module at every limit at once
-// compiles in well under a second. A zero field means no limit for that quantity; the zero
-// CompileBudget as a whole means [DefaultCompileBudget].
+// compiles in well under a second. The three work limits (MaxNestingWork, MaxBranchWork,
+// MaxLocalWork) hold for every 4 MiB of code: a module of 40 MiB of code may cost the compiler
+// ten times as much, no more per byte than a small one. A zero field means no limit for that
+// quantity; the zero CompileBudget as a whole means [DefaultCompileBudget].
 type CompileBudget struct {
 	MaxFunctions      uint64 // functions, imported and defined (default 100,000)
 	MaxBodyBytes      uint64 // bytes of one function body (4 MiB)
@@ -26,6 +28,11 @@ type CompileBudget struct {
 	MaxTotalLocals    uint64 // locals over all functions (1,000,000)
 	MaxNesting        uint64 // depth of nested blocks in one function (10,000)
 	MaxNestingWork    uint64 // the depth at every block, plus the deepest so far at every function (64,000,000)
+	MaxBranchWork     uint64 // dominator walks: for every block and branch, the blocks dominating it (16,000,000)
+	MaxLocalWork      uint64 // a function's locals squared times its blocks, over all functions (500,000,000)
+	MaxTypeWork       uint64 // (40 + parameters + results)² over all function types (16,000,000)
+	MaxGlobals        uint64 // globals, imported and defined (10,000)
+	MaxExports        uint64 // exports (10,000)
 	MaxTableEntries   uint64 // entries of one table: its minimum, or its maximum if the code has table.grow (1 Mi)
 	MaxDataBytes      uint64 // bytes of all data segments (64 MiB)
 	MaxElementEntries uint64 // entries of all element segments (1 Mi)

@@ -1,16 +1,23 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -78,6 +85,9 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 		rc = rc.WithCompilationCache(c)
 	}
 	e.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	if cfg.CacheDir != "" {
+		cacheDirs.Store(e.rt, cfg.CacheDir)
+	}
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, e.rt); err != nil {
 		e.closeRuntime(ctx)
 		return nil, fmt.Errorf("runtime: wasi: %w", err)
@@ -92,6 +102,7 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 func (e *Engine) closeRuntime(ctx context.Context) error {
 	var errs []error
 	e.rtClosing.Store(true)
+	cacheDirs.Delete(e.rt)
 	if err := e.rt.Close(ctx); err != nil {
 		errs = append(errs, err)
 	}
@@ -120,13 +131,31 @@ const yieldEvery = 1 << 15
 // maxYieldInterval caps ModuleConfig.YieldInterval (see Module.warmFirst).
 const maxYieldInterval = 1 << 20
 
-// LoadFile reads a module from a file and loads it like [Engine.Load].
+// LoadFile reads a module from a file and loads it like [Engine.Load]. The file must be a
+// regular one (through symlinks): a FIFO would block the read, a device be read without end.
 func (e *Engine) LoadFile(ctx context.Context, path string, cfg ModuleConfig) (*Module, error) {
-	b, err := os.ReadFile(path)
+	b, err := readRegularFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: module %q: %w", cfg.Name, err)
 	}
 	return e.Load(ctx, b, cfg)
+}
+
+// readRegularFile reads path if it is a regular file, without blocking on the open of a FIFO.
+func readRegularFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", path, fi.Mode().Type())
+	}
+	return io.ReadAll(f)
 }
 
 // Load compiles (or finds in the cache) a module, checks it against the ABI and its limits, and
@@ -183,10 +212,13 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, cfg ModuleConfig) (*Modu
 		return nil, fmt.Errorf("%w: module %q: %v", ErrInvalidModule, cfg.Name, err)
 	}
 	cm, err := compileSafely(ctx, e.rt, code)
+	if errors.Is(err, errCache) {
+		return nil, fmt.Errorf("runtime: module %q: %w", cfg.Name, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: module %q: %v", ErrInvalidModule, cfg.Name, err)
 	}
-	m, err := newModule(e, cm, cfg, digest, code, facts)
+	m, err := newModule(ctx, e, cm, cfg, digest, code, facts)
 	if err != nil {
 		cm.Close(ctx)
 		return nil, err
@@ -212,14 +244,176 @@ func (e *Engine) adopt(ctx context.Context, m *Module, err error) (*Module, erro
 }
 
 // compileSafely compiles, turning a panic inside the compiler into an error: untrusted bytes must
-// never take the host down.
-func compileSafely(ctx context.Context, rt wazero.Runtime, wasm []byte) (cm wazero.CompiledModule, err error) {
+// never take the host down. When the engine's compilation cache fails the compile (wazero fails it
+// for a damaged entry, at every load of that module, and when it cannot write or read the cache
+// directory), the damaged entries are removed and the compile tried once more: a damaged entry
+// is compiled again and rewritten; a failed write has left the compiled code in memory, which
+// the second try finds. What still fails is reported as the cache's failure (errCache), not as
+// an invalid module.
+func compileSafely(ctx context.Context, rt wazero.Runtime, wasm []byte) (wazero.CompiledModule, error) {
+	cm, err := compileOnce(ctx, rt, wasm)
+	if err == nil || !isCacheError(err) {
+		return cm, err
+	}
+	v, ok := cacheDirs.Load(rt)
+	if !ok {
+		return nil, err
+	}
+	dir := v.(string)
+	removed, rerr := repairCache(dir)
+	if cm, err2 := compileOnce(ctx, rt, wasm); err2 == nil {
+		return cm, nil
+	} else if isCacheError(err2) {
+		err = err2
+	} else {
+		return nil, err2
+	}
+	note := fmt.Sprintf("%d damaged entries removed", removed)
+	if rerr != nil {
+		note += fmt.Sprintf("; checking the entries: %v", rerr)
+	}
+	return nil, fmt.Errorf("%w %s: %w (%s)", errCache, dir, err, note)
+}
+
+func compileOnce(ctx context.Context, rt wazero.Runtime, wasm []byte) (cm wazero.CompiledModule, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			cm, err = nil, fmt.Errorf("compiler panic: %v", r)
 		}
 	}()
 	return rt.CompileModule(ctx, wasm)
+}
+
+// errCache: the compilation cache failed a compile (compileSafely).
+var errCache = errors.New("compilation cache failed")
+
+// cacheDirs maps the wazero runtime of every engine with a CacheDir to that directory, for
+// compileSafely's repair.
+var cacheDirs sync.Map // wazero.Runtime -> string
+
+// isCacheError reports whether a compile failed because of the compilation cache rather than
+// the module: wazero's own cache errors ("compilationcache: ..."), and the file system's (the
+// module's bytes never meet the file system).
+func isCacheError(err error) bool {
+	var pe *fs.PathError
+	var le *os.LinkError
+	return strings.Contains(err.Error(), "compilationcache:") || errors.As(err, &pe) || errors.As(err, &le)
+}
+
+// repairCache removes the entries of the compilation cache under dir that wazero would fail to
+// read: it returns how many it removed and the first error that kept it from checking or
+// removing one.
+func repairCache(dir string) (int, error) {
+	subs, err := filepath.Glob(filepath.Join(dir, "wazero-*"))
+	if err != nil {
+		return 0, err
+	}
+	var removed int
+	var first error
+	for _, sub := range subs {
+		ents, err := os.ReadDir(sub)
+		if err != nil {
+			first = cmp.Or(first, err)
+			continue
+		}
+		for _, ent := range ents {
+			if strings.HasSuffix(ent.Name(), ".tmp") || ent.IsDir() {
+				continue
+			}
+			p := filepath.Join(sub, ent.Name())
+			b, err := os.ReadFile(p)
+			if err != nil {
+				first = cmp.Or(first, err)
+				continue
+			}
+			if cacheEntryValid(b) {
+				continue
+			}
+			if err := os.Remove(p); err != nil {
+				first = cmp.Or(first, err)
+				continue
+			}
+			removed++
+		}
+	}
+	return removed, first
+}
+
+// cacheEntryValid checks a compilation cache entry as wazero reads it (wazevo's format:
+// "WAZEVO", the length of the wazero version and the version, the number of functions (u32),
+// an offset (u64) per function, the length of the code (u64), the code and its CRC-32C (u32),
+// a source map flag byte (and when 1 a u64 count of 16-byte pairs), and a table of catch clauses
+// (u32 count, each a u32 count of 5-byte clauses), all little-endian). Offsets must lie in the
+// code. An entry of another wazero version passes: wazero discards those itself.
+func cacheEntryValid(b []byte) bool {
+	pos := 0
+	take := func(n uint64) []byte {
+		if pos < 0 || n > uint64(len(b)-pos) {
+			pos = -1
+			return nil
+		}
+		s := b[pos : pos+int(n)]
+		pos += int(n)
+		return s
+	}
+	u32 := func() uint64 {
+		if s := take(4); s != nil {
+			return uint64(binary.LittleEndian.Uint32(s))
+		}
+		return 0
+	}
+	u64 := func() uint64 {
+		if s := take(8); s != nil {
+			return binary.LittleEndian.Uint64(s)
+		}
+		return 0
+	}
+	if m := take(6); m == nil || string(m) != "WAZEVO" {
+		return false
+	}
+	vl := take(1)
+	if vl == nil || take(uint64(vl[0])) == nil {
+		return false
+	}
+	nf := u32()
+	if pos < 0 || nf*8 > uint64(len(b)-pos) {
+		return false
+	}
+	offsets := take(nf * 8)
+	codeLen := u64()
+	code := take(codeLen)
+	sum := u32()
+	if pos < 0 || crc32.Checksum(code, crc32.MakeTable(crc32.Castagnoli)) != uint32(sum) {
+		return false
+	}
+	for i := uint64(0); i < nf; i++ {
+		if codeLen != 0 && binary.LittleEndian.Uint64(offsets[8*i:]) >= codeLen {
+			return false
+		}
+	}
+	sm := take(1)
+	if sm == nil {
+		return false
+	}
+	if sm[0] == 1 {
+		n := u64()
+		if pos < 0 || n > uint64(len(b)-pos)/16 {
+			return false
+		}
+		take(n * 16)
+	}
+	if pos == len(b) {
+		return true // no catch clause table: wazero recompiles it as stale
+	}
+	tables := u32()
+	for i := uint64(0); i < tables && pos >= 0; i++ {
+		n := u32()
+		if pos < 0 || n > uint64(len(b)-pos)/5 {
+			return false
+		}
+		take(n * 5)
+	}
+	return pos >= 0
 }
 
 // Close stops every module (without grace) and releases the engine. It is idempotent.

@@ -320,24 +320,28 @@ func (m *Module) releaseImage(ctx context.Context) {
 // checkImage makes one instance from img and checks that it holds the captured memory and
 // globals and speaks the ABI, so a wrong image fails here and not in a guest's call.
 func (m *Module) checkImage(ctx context.Context, img *image, values map[uint32]uint64) error {
-	mem, err := img.backing.bytes()
-	if err != nil {
-		return err
-	}
 	inst, err := m.newImageInstance(ctx, img)
 	if err != nil {
 		return err
 	}
 	defer inst.close(ctx)
-	got, ok := inst.mem.Read(0, inst.mem.Size())
-	if !ok || len(got) != len(mem) {
-		return fmt.Errorf("image instance has %d bytes of memory, want %d", inst.mem.Size(), len(mem))
-	}
-	for off := 0; off < len(mem); off += chachaStateBytes {
-		end := min(off+chachaStateBytes, len(mem))
-		if !bytes.Equal(got[off:end], mem[off:end]) && !nearReseed(img.reseed, off, end) {
-			return fmt.Errorf("image instance differs from the image at %#x", off)
+	// The image is compared where it lies (the memfd, on Linux), not read onto the Go heap: it
+	// may be as large as the memory limit.
+	err = img.backing.view(func(mem []byte) error {
+		got, ok := inst.mem.Read(0, inst.mem.Size())
+		if !ok || len(got) != len(mem) {
+			return fmt.Errorf("image instance has %d bytes of memory, want %d", inst.mem.Size(), len(mem))
 		}
+		for off := 0; off < len(mem); off += chachaStateBytes {
+			end := min(off+chachaStateBytes, len(mem))
+			if !bytes.Equal(got[off:end], mem[off:end]) && !nearReseed(img.reseed, off, end) {
+				return fmt.Errorf("image instance differs from the image at %#x", off)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	for _, g := range m.imgFacts.Globals {
 		if v := inst.mod.ExportedGlobal(g.Export).Get(); v != values[g.Index] {

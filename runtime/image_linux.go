@@ -93,6 +93,20 @@ func (b *imageBacking) bytes() ([]byte, error) {
 	return mem, nil
 }
 
+// view calls fn with the image's bytes mapped read-only from the memfd: off the Go heap (an
+// image may be as large as the memory limit), and unmapped when fn returns.
+func (b *imageBacking) view(fn func(mem []byte) error) error {
+	if b.size == 0 {
+		return fn(nil)
+	}
+	mem, err := unix.Mmap(b.fd, 0, int(b.size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("map image: %w", err)
+	}
+	defer unix.Munmap(mem)
+	return fn(mem)
+}
+
 // cowMemory is an instance's linear memory: one reservation of the module's memory limit
 // (anonymous, MAP_NORESERVE: address space, not memory) whose first b.size bytes map the image
 // privately, or a kept reservation restored to the same state. Growing only lengthens the

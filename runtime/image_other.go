@@ -22,6 +22,8 @@ func (b *imageBacking) close() {}
 
 func (b *imageBacking) bytes() ([]byte, error) { return b.mem, nil }
 
+func (b *imageBacking) view(fn func(mem []byte) error) error { return fn(b.mem) }
+
 type cowMemory struct {
 	lm      *limitedMemory
 	pages   *atomic.Uint64

@@ -72,7 +72,7 @@ type Module struct {
 	command bool
 }
 
-func newModule(e *Engine, cm wazero.CompiledModule, cfg ModuleConfig, digest string, prepared []byte, facts instrument.ImageFacts) (*Module, error) {
+func newModule(ctx context.Context, e *Engine, cm wazero.CompiledModule, cfg ModuleConfig, digest string, prepared []byte, facts instrument.ImageFacts) (*Module, error) {
 	has, info, err := inspect(cm, &cfg, e.hostFns)
 	if err != nil {
 		return nil, err
@@ -85,16 +85,22 @@ func newModule(e *Engine, cm wazero.CompiledModule, cfg ModuleConfig, digest str
 		subs:     map[*subscription]struct{}{},
 		prepared: prepared, imgFacts: facts,
 	}
-	if err := m.warmFirst(); err != nil {
+	if err := m.warmFirstCtx(ctx); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-// warmFirst sets the warm pool's target and instantiates once now: this proves the module
+// warmFirst is warmFirstCtx without a context of its own (the module's CallTimeout alone bounds
+// the initialisation).
+func (m *Module) warmFirst() error { return m.warmFirstCtx(context.Background()) }
+
+// warmFirstCtx sets the warm pool's target and instantiates once now: this proves the module
 // links, initializes and speaks its ABI, so a bad module fails at load, not at its first call.
-// The instance becomes the first warm one.
-func (m *Module) warmFirst() error {
+// The instance becomes the first warm one. The initialisation (start section, _initialize) runs
+// under the earlier of ctx's end and the module's CallTimeout: a load whose caller went away or
+// whose deadline passed ends then.
+func (m *Module) warmFirstCtx(ctx context.Context) error {
 	m.target.Store(int32(max(m.cfg.MinInstances, 1)))
 	m.yieldInterval = m.cfg.YieldInterval
 	if m.yieldInterval == 0 {
@@ -116,8 +122,8 @@ func (m *Module) warmFirst() error {
 	var err error
 	rec := m.imageRecord()
 	if m.ext != nil {
-		inst, err = m.newExtismInstance(context.Background())
-	} else if inst, err = m.initInstance(context.Background(), rec); err == nil && rec != nil {
+		inst, err = m.newExtismInstance(ctx)
+	} else if inst, err = m.initInstance(ctx, rec); err == nil && rec != nil {
 		m.captureImage(inst, rec)
 	}
 	if err != nil {

@@ -22,9 +22,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // Magic opens every snapshot file.
@@ -141,9 +143,12 @@ func (st *Store) Save(s Snapshot) error {
 // another module is refused with an error wrapping ErrCorrupt or ErrMismatch naming the file.
 func (st *Store) Load(module string) (*Snapshot, error) {
 	p := st.Path(module)
-	b, err := os.ReadFile(p)
+	b, err := readBounded(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
+	}
+	if errors.Is(err, ErrCorrupt) {
+		return nil, fmt.Errorf("snapshot %s refused: %w", p, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
@@ -156,6 +161,39 @@ func (st *Store) Load(module string) (*Snapshot, error) {
 		return nil, fmt.Errorf("snapshot %s refused: %w: written for %q, not %q", p, ErrMismatch, s.Module, module)
 	}
 	return &s, nil
+}
+
+// maxFileBytes is the largest snapshot file Decode could accept.
+const maxFileBytes = fixedHeader + MaxNameLen + MaxStateBytes
+
+// readBounded reads a snapshot file: a regular file (through symlinks) of at most maxFileBytes.
+// Anything else wraps ErrCorrupt, without reading it: a FIFO would block the open and the read,
+// a device (/dev/zero) would be read until memory ran out. The open does not block (O_NONBLOCK),
+// and the read stops at the limit even if the file grows meanwhile.
+func readBounded(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: not a regular file (%s)", ErrCorrupt, fi.Mode().Type())
+	}
+	if fi.Size() > int64(maxFileBytes) {
+		return nil, fmt.Errorf("%w: file is %d bytes, larger than any snapshot (%d)", ErrCorrupt, fi.Size(), maxFileBytes)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, int64(maxFileBytes)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxFileBytes {
+		return nil, fmt.Errorf("%w: file grew larger than any snapshot (%d bytes) while read", ErrCorrupt, maxFileBytes)
+	}
+	return b, nil
 }
 
 // WriteFileAtomic writes b to path through a temporary file in the same directory, fsyncs it,

@@ -1,14 +1,16 @@
 // Package budget checks a WebAssembly module against a compile budget before anything compiles
-// it: how many functions, how large a body, how many locals, how deep blocks nest, how large the
-// declared tables and the data and element segments are.
+// it: how many functions, how large a body, how many locals, how deep blocks nest, how much work
+// its control flow and its locals across it cost the compiler's passes, how long its function
+// types are, how many globals and exports it has, how large the declared tables and the data and
+// element segments are.
 //
 // Why: wazero's compiler does work and keeps memory in proportion to these numbers, some of them
 // worse than linearly (nesting costs about depth² per function; every declared local costs eight
 // bytes for as long as the compiled module lives, in every function that declares it), and a
 // declared table is allocated whole for every instance. A few hundred bytes of hostile module can
 // otherwise take minutes of CPU or gigabytes of memory before the first instruction runs. The
-// check is one linear pass over the bytes with no allocation proportional to the counts it reads,
-// so it is itself cheap on any input.
+// check is one linear pass over the bytes with no allocation proportional to the counts it reads
+// (but for a stack of the open blocks, bounded by MaxNesting), so it is itself cheap on any input.
 //
 // Check does not validate the module (the compiler does); it refuses only what exceeds a limit
 // or is too malformed to measure.
@@ -17,6 +19,9 @@ package budget
 import (
 	"errors"
 	"fmt"
+	"math"
+	"math/bits"
+
 	"github.com/wasmpod/wasmpod/runtime/internal/wasmbin"
 )
 
@@ -34,11 +39,43 @@ type Limits struct {
 	MaxTotalLocals uint64
 	// MaxNesting bounds how deep blocks (block, loop, if, try) nest in one function.
 	MaxNesting uint64
+	// The three work limits (MaxNestingWork, MaxBranchWork, MaxLocalWork) hold for every 4 MiB
+	// of code (see forCode).
+	//
 	// MaxNestingWork bounds the compiler's work for nesting: the sum, over every block opened in
 	// the module, of the depth it opens at, plus, for every function, the deepest nesting of the
 	// module so far (the compiler resets block structures as large as the deepest function's
 	// for every function after it: 100k functions after one 10k deep compiled for 4 s).
 	MaxNestingWork uint64
+	// MaxBranchWork bounds the compiler's work for control flow: its passes over the dominator
+	// tree (immediate dominators, loop detection, the loop nesting forest) walk from every basic
+	// block and every branch up the tree, often to the function's entry, and every
+	// branch is checked against the target's earlier predecessors. So the work grows with the
+	// square of how many conditionals follow one another outside a loop and of how many branches
+	// go to one label: 40,000 `if`s in a row (200 KB) compiled for 45 s, 80,000 br_ifs to one
+	// label (320 KB) for 108 s. Counted: for every basic block and every branch, the blocks that
+	// dominate it; for every branch, the branches to its target before it.
+	MaxBranchWork uint64
+	// MaxLocalWork bounds the compiler's work for locals across control flow: a local read
+	// after a merge of paths becomes a parameter of every block on the way back to its
+	// definition, and eliminating those parameters took time growing faster than the number of
+	// locals. A 50 KB function of 9,999 locals read after 2,000 ifs in a row compiled for 155 s
+	// and allocated 4 GiB. Counted: for every function, the square of its locals (parameters
+	// included) times its blocks.
+	MaxLocalWork uint64
+	// MaxTypeWork bounds the work of decoding the function types: every type costs
+	// (40 + its parameters + its results)². The decoder builds a type's key one value at a time,
+	// so a type costs the square of its length: one type of 100,000 parameters (100 KB) took
+	// 15 s of CPU and allocated 14 GiB; and every type has a fixed cost besides (1M types of one
+	// parameter, 4 MB: 2.4 s).
+	MaxTypeWork uint64
+	// MaxGlobals bounds the globals (imported and defined): each costs every instance a
+	// global instance on the Go heap, outside the memory limit (1M globals, 5 MB: 0.9 s to
+	// compile, 330 MiB allocated).
+	MaxGlobals uint64
+	// MaxExports bounds the exports: each costs a map entry in the compiled module and in
+	// every instance.
+	MaxExports uint64
 	// MaxTableEntries bounds each table's size: its declared minimum, and its maximum when the
 	// module can grow tables (contains table.grow). Every instance allocates its tables whole.
 	MaxTableEntries uint64
@@ -48,6 +85,28 @@ type Limits struct {
 	MaxElementEntries uint64
 	// MaxSegments bounds the number of data and of element segments.
 	MaxSegments uint64
+}
+
+// workCodeUnit is the code that the work limits (MaxNestingWork, MaxBranchWork, MaxLocalWork)
+// are set for: a code section larger than that gets them in proportion (forCode).
+const workCodeUnit = 4 << 20
+
+// forCode returns l with its work limits scaled to a code section of codeBytes: the limits hold
+// for up to workCodeUnit bytes of code and grow with every further workCodeUnit. The compiler's
+// work grows with the code even where it is linear, so a fixed limit, 3-15x above the needs of
+// a 3 MB Go guest, would refuse a real 40 MB one (a 10.6 MB Go command needs 5.2 M units of
+// branch work and 14.7 M of nesting work); scaled, every module may cost the compiler about as
+// much per byte of code as a small one, and a hostile one no more per byte than that.
+func (l Limits) forCode(codeBytes uint64) Limits {
+	k := max(1, codeBytes/workCodeUnit)
+	scale := func(v uint64) uint64 {
+		if v > math.MaxUint64/k {
+			return math.MaxUint64
+		}
+		return v * k
+	}
+	l.MaxNestingWork, l.MaxBranchWork, l.MaxLocalWork = scale(l.MaxNestingWork), scale(l.MaxBranchWork), scale(l.MaxLocalWork)
+	return l
 }
 
 // Default returns the budget every untrusted module is checked against. Each default is far
@@ -69,6 +128,17 @@ func Default() Limits {
 		// 64M: about half a second of compiler work for nesting (one function at MaxNesting
 		// needs 50M); our largest Go guest needs 4.2M.
 		MaxNestingWork: 64_000_000,
+		// 16M: about half a second of compiler work (80k branches to one label compiled for
+		// 108 s before the limit); our largest guest needs 1.4M.
+		MaxBranchWork: 16_000_000,
+		// 500M: about half a second (1,000 locals across 250 ifs); our largest guest needs 10M.
+		MaxLocalWork: 500_000_000,
+		// 16M: about 25 ms (one type of 3,900 parameters, or 10,000 small types); our largest
+		// guest needs 40k (21 types of at most 10 values).
+		MaxTypeWork: 16_000_000,
+		// 10k globals and exports: our guests have at most 18 globals and 15 exports.
+		MaxGlobals: 10_000,
+		MaxExports: 10_000,
 		// 1M entries: 8 MiB per instance; Go guests declare a table of a few thousand functions.
 		MaxTableEntries: 1 << 20,
 		// 64 MiB of data segments: all of it is copied into every instance's memory anyway.
@@ -111,6 +181,11 @@ var what = map[string]string{
 	"MaxTotalLocals":    "locals over all functions",
 	"MaxNesting":        "levels of nested blocks",
 	"MaxNestingWork":    "units of nesting work (the depth at every block, and the deepest nesting so far at every function)",
+	"MaxBranchWork":     "units of branch work (for every block and branch, the blocks dominating it; for every branch, the earlier branches to its target)",
+	"MaxTypeWork":       "units of type work ((40 + parameters + results)² for every function type)",
+	"MaxGlobals":        "globals",
+	"MaxExports":        "exports",
+	"MaxLocalWork":      "units of local work (the square of a function's locals times its blocks, over all functions)",
 	"MaxTableEntries":   "table entries",
 	"MaxDataBytes":      "bytes of data segments",
 	"MaxElementEntries": "element segment entries",
@@ -125,6 +200,13 @@ type Stats struct {
 	TotalLocals    uint64
 	MaxNesting     uint64
 	NestingWork    uint64
+	BranchWork     uint64 // see Limits.MaxBranchWork
+	LocalWork      uint64 // see Limits.MaxLocalWork
+	Types          uint64
+	MaxTypeArity   uint64 // parameters + results of the longest function type
+	TypeWork       uint64 // see Limits.MaxTypeWork
+	Globals        uint64
+	Exports        uint64
 	MaxTable       uint64 // largest effective table size (entries)
 	TableEntries   uint64 // sum of the effective sizes of all tables
 	TableGrow      bool   // the code contains table.grow
@@ -141,6 +223,8 @@ const (
 	secFunction = 3
 	secTable    = 4
 	secMemory   = 5
+	secGlobal   = 6
+	secExport   = 7
 	secElement  = 9
 	secCode     = 10
 	secData     = 11
@@ -174,6 +258,7 @@ func CheckCapped(wasm []byte, l Limits, growCap uint64) (Stats, error) {
 	var params []uint64 // parameter count of each type
 	var funcTypes []uint32
 	var importedFuncs uint64
+	var frames []frame // checkFunction's control stack, reused
 
 	r := &wasmbin.Reader{B: wasm, Pos: 8}
 	for !r.Done() {
@@ -200,6 +285,12 @@ func CheckCapped(wasm []byte, l Limits, growCap uint64) (Stats, error) {
 					sr.Valtype()
 				}
 				params = append(params, np)
+				st.Types++
+				st.MaxTypeArity = max(st.MaxTypeArity, np+nr)
+				st.TypeWork += (40 + np + nr) * (40 + np + nr)
+				if err := over("MaxTypeWork", "", st.TypeWork, l.MaxTypeWork); err != nil {
+					return st, err
+				}
 			}
 		case secImport:
 			n := sr.Count(len(body))
@@ -220,6 +311,7 @@ func CheckCapped(wasm []byte, l Limits, growCap uint64) (Stats, error) {
 				case 0x03:
 					sr.Valtype()
 					sr.Byte()
+					st.Globals++
 				case 0x04:
 					sr.Byte()
 					sr.U32()
@@ -257,6 +349,18 @@ func CheckCapped(wasm []byte, l Limits, growCap uint64) (Stats, error) {
 			for i := uint64(0); i < n && sr.Err == nil; i++ {
 				mn, _, _ := sr.Limits()
 				st.MemoryMinPages = max(st.MemoryMinPages, mn)
+			}
+		case secGlobal:
+			n := sr.Count(len(body))
+			st.Globals += n
+			if err := over("MaxGlobals", "", st.Globals, l.MaxGlobals); err != nil {
+				return st, err
+			}
+		case secExport:
+			n := sr.Count(len(body))
+			st.Exports += n
+			if err := over("MaxExports", "", st.Exports, l.MaxExports); err != nil {
+				return st, err
 			}
 		case secElement:
 			n := sr.Count(len(body))
@@ -297,6 +401,7 @@ func CheckCapped(wasm []byte, l Limits, growCap uint64) (Stats, error) {
 			}
 		case secCode:
 			n := sr.Count(len(body))
+			l := l.forCode(uint64(len(body)))
 			for i := uint64(0); i < n && sr.Err == nil; i++ {
 				size := sr.U32()
 				code := sr.Bytes(int(size))
@@ -313,7 +418,7 @@ func CheckCapped(wasm []byte, l Limits, growCap uint64) (Stats, error) {
 				if i < uint64(len(funcTypes)) && uint64(funcTypes[i]) < uint64(len(params)) {
 					np = params[funcTypes[i]]
 				}
-				if err := checkFunction(code, np, l, &st); err != nil {
+				if err := checkFunction(code, np, l, &st, &frames); err != nil {
 					var be *Error
 					if errors.As(err, &be) {
 						if be.Limit == "MaxLocals" || be.Limit == "MaxNesting" {
@@ -331,6 +436,9 @@ func CheckCapped(wasm []byte, l Limits, growCap uint64) (Stats, error) {
 	}
 	st.Functions = importedFuncs + uint64(len(funcTypes))
 	if err := over("MaxFunctions", "", st.Functions, l.MaxFunctions); err != nil {
+		return st, err
+	}
+	if err := over("MaxGlobals", "", st.Globals, l.MaxGlobals); err != nil {
 		return st, err
 	}
 	for i, t := range tables {
@@ -357,8 +465,23 @@ func CheckCapped(wasm []byte, l Limits, growCap uint64) (Stats, error) {
 	return st, nil
 }
 
-// checkFunction measures one body: locals and nesting, and notes table.grow.
-func checkFunction(code []byte, params uint64, l Limits, st *Stats) error {
+// frame is an open block (or the function itself) as branch work counts it. Blocks are counted
+// along the current path of the dominator tree: dsum is the number of blocks that dominate the
+// current one, seq how many of them the frame added directly (a closed inner frame adds one:
+// the block after its end), edges the branches to its label so far.
+type frame struct {
+	seq, edges uint64
+	loop       bool
+}
+
+// loopWeight is what a loop's blocks (its header, the block after it) count for each block
+// dominating them, against 1 for any other block: the instrumentation wraps every loop in a retry
+// loop with a fuel check, and the compiler's dominator passes take several rounds over loops.
+// 2,828 empty loops in a row (8.5 KB) counted like ifs compiled for 5.2 s.
+const loopWeight = 16
+
+// checkFunction measures one body: locals, nesting and branch work, and notes table.grow.
+func checkFunction(code []byte, params uint64, l Limits, st *Stats, stack *[]frame) error {
 	r := &wasmbin.Reader{B: code}
 	groups := r.Count(len(code))
 	locals := params
@@ -382,12 +505,34 @@ func checkFunction(code []byte, params uint64, l Limits, st *Stats) error {
 	if l.MaxNestingWork != 0 && st.NestingWork > l.MaxNestingWork {
 		return &Error{Limit: "MaxNestingWork", Value: st.NestingWork, Max: l.MaxNestingWork}
 	}
-	var depth uint64
+	var blocks uint64 // the function's basic blocks (splits), for MaxLocalWork
+	frames := append((*stack)[:0], frame{})
+	defer func() { *stack = frames[:0] }()
+	var dsum uint64
+	// split: a new basic block, dominated by the current one. The compiler's passes walk from
+	// it up the dominator tree (to its loop header, or to the entry when it heads no loop).
+	split := func(weight uint64) {
+		blocks++
+		st.BranchWork += weight * dsum
+		frames[len(frames)-1].seq++
+		dsum++
+	}
+	// edge: a branch to label lab: the passes walk from it up the dominator tree (to the
+	// target, or to the entry when it is a forward branch), and the target's earlier
+	// predecessors are each compared with it.
+	edge := func(lab uint64) {
+		if lab >= uint64(len(frames)) {
+			return // no such label: the compiler refuses the module
+		}
+		f := &frames[uint64(len(frames))-1-lab]
+		st.BranchWork += dsum + f.edges
+		f.edges++
+	}
 	for !r.Done() {
 		op := r.Byte()
 		switch op {
 		case 0x02, 0x03, 0x04, 0x06, 0x1F: // block, loop, if, try, try_table
-			depth++
+			depth := uint64(len(frames))
 			st.NestingWork += depth
 			st.MaxNesting = max(st.MaxNesting, depth)
 			if l.MaxNesting != 0 && depth > l.MaxNesting {
@@ -396,10 +541,62 @@ func checkFunction(code []byte, params uint64, l Limits, st *Stats) error {
 			if l.MaxNestingWork != 0 && st.NestingWork > l.MaxNestingWork {
 				return &Error{Limit: "MaxNestingWork", Value: st.NestingWork, Max: l.MaxNestingWork}
 			}
-		case 0x0B: // end
-			if depth > 0 {
-				depth--
+			if op == 0x03 {
+				split(loopWeight) // the loop header
 			}
+			f := frame{loop: op == 0x03}
+			if op == 0x1F {
+				// try_table's catch clauses branch to labels outside it.
+				save := r.Pos
+				r.Leb(5)
+				n := r.Count(len(code) - r.Pos)
+				for i := uint64(0); i < n && r.Err == nil; i++ {
+					switch r.Byte() {
+					case 0x00, 0x01:
+						r.U32()
+						edge(uint64(r.U32()))
+					default:
+						edge(uint64(r.U32()))
+					}
+				}
+				r.Pos = save
+			}
+			frames = append(frames, f)
+			if op == 0x04 {
+				split(1) // the then block
+			}
+		case 0x05: // else: a block dominated by the if's, not by the then branch
+			top := &frames[len(frames)-1]
+			dsum -= top.seq
+			top.seq = 0
+			split(1)
+		case 0x0B: // end
+			if len(frames) > 1 {
+				f := frames[len(frames)-1]
+				frames = frames[:len(frames)-1]
+				dsum -= f.seq
+				w := uint64(1)
+				if f.loop {
+					w = loopWeight
+				}
+				split(w) // the block after it
+			}
+		case 0x0C, 0x0D: // br, br_if
+			save := r.Pos
+			edge(uint64(r.U32()))
+			r.Pos = save
+			split(1)
+		case 0x0E: // br_table: a block per entry (dominated by this one), each a branch
+			save := r.Pos
+			n := r.Count(len(code) - r.Pos)
+			for i := uint64(0); i <= n && r.Err == nil; i++ {
+				edge(uint64(r.U32()))
+				st.BranchWork += dsum + 1
+			}
+			r.Pos = save
+			split(1)
+		case 0x00, 0x0F: // unreachable, return
+			split(1)
 		case 0xFC:
 			// Peek the sub-opcode for table.grow (15) without consuming it.
 			save := r.Pos
@@ -408,10 +605,34 @@ func checkFunction(code []byte, params uint64, l Limits, st *Stats) error {
 			}
 			r.Pos = save
 		}
+		if l.MaxBranchWork != 0 && st.BranchWork > l.MaxBranchWork {
+			return &Error{Limit: "MaxBranchWork", Value: st.BranchWork, Max: l.MaxBranchWork}
+		}
+		if lw := addSat(st.LocalWork, mulSat(mulSat(locals, locals), blocks)); l.MaxLocalWork != 0 && lw > l.MaxLocalWork {
+			return &Error{Limit: "MaxLocalWork", Value: lw, Max: l.MaxLocalWork}
+		}
 		r.Immediates(op)
 		if r.Err != nil {
 			return fmt.Errorf("instruction 0x%02x: %v", op, r.Err)
 		}
 	}
+	st.LocalWork = addSat(st.LocalWork, mulSat(mulSat(locals, locals), blocks))
 	return nil
+}
+
+// mulSat and addSat saturate at the largest uint64 (locals are unbounded without MaxLocals).
+func mulSat(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	if hi != 0 {
+		return math.MaxUint64
+	}
+	return lo
+}
+
+func addSat(a, b uint64) uint64 {
+	s, carry := bits.Add64(a, b, 0)
+	if carry != 0 {
+		return math.MaxUint64
+	}
+	return s
 }

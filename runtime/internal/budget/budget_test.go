@@ -1,6 +1,7 @@
 package budget_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -37,6 +38,20 @@ func TestHostileRefused(t *testing.T) {
 		{"200k functions", corpus.Functions(200_000), "MaxFunctions", ""},
 		{"data segment of 65 MiB", corpus.Data(1100, 65<<20), "MaxDataBytes", ""},
 		{"element segment of 2M entries", corpus.Elements(2 << 20), "MaxElementEntries", ""},
+		{"40k ifs in a row (200 KB)", corpus.Ifs(40_000), "MaxBranchWork", ""},
+		{"80k br_ifs to one label (320 KB)", corpus.BrIfs(80_000), "MaxBranchWork", ""},
+		{"br_table of 1M entries to one label", corpus.BrTable(1_000_000), "MaxBranchWork", ""},
+		{"3,000 ifs in a row", corpus.Ifs(3_000), "", ""},
+		{"9,999 locals read after 2,000 ifs (50 KB)", corpus.LocalsAcrossIfs(9_999, 2_000), "MaxLocalWork", ""},
+		{"43 locals read after 2,000 ifs", corpus.LocalsAcrossIfs(43, 2_000), "", ""},
+		{"one type of 100k parameters (100 KB)", corpus.Types(1, 100_000), "MaxTypeWork", ""},
+		{"1M types (4 MB)", corpus.Types(1_000_000, 1), "MaxTypeWork", ""},
+		{"800 types of 100 parameters", corpus.Types(800, 100), "", ""},
+		{"1M globals (5 MB)", corpus.Globals(1_000_000), "MaxGlobals", ""},
+		{"globals at the limit", corpus.Globals(int(d.MaxGlobals)), "", ""},
+		{"1M exports", corpus.Exports(1_000_000), "MaxExports", ""},
+		{"exports at the limit", corpus.Exports(int(d.MaxExports)), "", ""},
+		{"br_table of 4,000 entries", corpus.BrTable(4_000), "", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -73,6 +88,8 @@ func TestLimitsOneByOne(t *testing.T) {
 		{corpus.Locals(1, 100), "MaxBodyBytes", func(l *budget.Limits) { l.MaxBodyBytes = 3 }},
 		{corpus.Elements(10), "MaxElementEntries", func(l *budget.Limits) { l.MaxElementEntries = 9 }},
 		{corpus.Data(1, 10), "MaxDataBytes", func(l *budget.Limits) { l.MaxDataBytes = 9 }},
+		{corpus.Ifs(10), "MaxBranchWork", func(l *budget.Limits) { l.MaxBranchWork = 50 }},
+		{corpus.LocalsAcrossIfs(10, 10), "MaxLocalWork", func(l *budget.Limits) { l.MaxLocalWork = 1000 }},
 		{corpus.Data(1, 10), "MaxSegments", func(l *budget.Limits) { l.MaxSegments = 0; l.MaxDataBytes = 0 }},
 	}
 	for _, c := range cases {
@@ -96,6 +113,46 @@ func TestLimitsOneByOne(t *testing.T) {
 			}
 			if !errors.As(err, &be) || be.Limit != c.limit {
 				t.Fatalf("got %v, want %s", err, c.limit)
+			}
+		})
+	}
+}
+
+// TestWorkLimitsScaleWithCode: the work limits hold for every 4 MiB of code, so a large module
+// whose code costs the compiler no more per byte than a small one's is not refused, and one that
+// costs more still is.
+func TestWorkLimitsScaleWithCode(t *testing.T) {
+	ifs := func(n int) []byte { // one function of n ifs in a row
+		body := []byte{0}
+		for range n {
+			body = append(body, 0x41, 0, 0x04, 0x40, 0x0B)
+		}
+		return append(body, 0x0B)
+	}
+	pad := append(append([]byte{0}, bytes.Repeat([]byte{0x01}, 4<<20)...), 0x0B) // 4 MiB of nops
+	work := func(wasm []byte) uint64 {
+		st, err := budget.Check(wasm, budget.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.BranchWork
+	}
+	limit := work(corpus.Bodies(ifs(100))) - 1
+	cases := []struct {
+		name   string
+		wasm   []byte
+		refuse bool
+	}{
+		{"small module over the limit", corpus.Bodies(ifs(100)), true},
+		{"the same code beside 8 MiB more", corpus.Bodies(ifs(100), pad, pad), false},
+		{"more work than twice the limit beside 8 MiB", corpus.Bodies(ifs(200), pad, pad), true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := budget.Check(c.wasm, budget.Limits{MaxBranchWork: limit})
+			var be *budget.Error
+			if refused := errors.As(err, &be) && be.Limit == "MaxBranchWork"; refused != c.refuse || (!refused && err != nil) {
+				t.Fatalf("%d bytes, branch work %d, limit %d per 4 MiB of code: %v (want refused: %v)", len(c.wasm), work(c.wasm), limit, err, c.refuse)
 			}
 		})
 	}
@@ -160,6 +217,13 @@ func TestRealGuestsFitTheBudget(t *testing.T) {
 		worst.TotalLocals = max(worst.TotalLocals, st.TotalLocals)
 		worst.MaxNesting = max(worst.MaxNesting, st.MaxNesting)
 		worst.NestingWork = max(worst.NestingWork, st.NestingWork)
+		worst.BranchWork = max(worst.BranchWork, st.BranchWork)
+		worst.LocalWork = max(worst.LocalWork, st.LocalWork)
+		worst.Types = max(worst.Types, st.Types)
+		worst.MaxTypeArity = max(worst.MaxTypeArity, st.MaxTypeArity)
+		worst.TypeWork = max(worst.TypeWork, st.TypeWork)
+		worst.Globals = max(worst.Globals, st.Globals)
+		worst.Exports = max(worst.Exports, st.Exports)
 		worst.MaxTable = max(worst.MaxTable, st.MaxTable)
 		worst.DataBytes = max(worst.DataBytes, st.DataBytes)
 		worst.ElementEntries = max(worst.ElementEntries, st.ElementEntries)
@@ -170,8 +234,8 @@ func TestRealGuestsFitTheBudget(t *testing.T) {
 }
 
 func fmtStats(s budget.Stats) string {
-	return fmt.Sprintf("funcs=%d body=%d locals=%d totalLocals=%d nesting=%d work=%d table=%d grow=%v data=%d elems=%d dataSegs=%d",
-		s.Functions, s.MaxBodyBytes, s.MaxLocals, s.TotalLocals, s.MaxNesting, s.NestingWork, s.MaxTable, s.TableGrow, s.DataBytes, s.ElementEntries, s.DataSegments)
+	return fmt.Sprintf("funcs=%d body=%d locals=%d totalLocals=%d nesting=%d work=%d branchWork=%d localWork=%d types=%d arity=%d typeWork=%d globals=%d exports=%d table=%d grow=%v data=%d elems=%d dataSegs=%d",
+		s.Functions, s.MaxBodyBytes, s.MaxLocals, s.TotalLocals, s.MaxNesting, s.NestingWork, s.BranchWork, s.LocalWork, s.Types, s.MaxTypeArity, s.TypeWork, s.Globals, s.Exports, s.MaxTable, s.TableGrow, s.DataBytes, s.ElementEntries, s.DataSegments)
 }
 
 // FuzzCheck: Check never panics, never loops on counts the input does not back, and is

@@ -157,19 +157,28 @@ func AtLimits(fns, depth, localFns, locals int) []byte {
 // WithFirstBody returns a module with n functions () -> (): the first has the given body (locals
 // declarations included, end included), the others are empty.
 func WithFirstBody(n int, first []byte) []byte {
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = []byte{0, 0x0B}
+	}
+	if n > 0 {
+		bodies[0] = first
+	}
+	return Bodies(bodies...)
+}
+
+// Bodies returns a module with a function () -> () for each body (locals declarations included,
+// end included).
+func Bodies(bodies ...[]byte) []byte {
 	m := header()
 	m = section(m, 1, []byte{1, 0x60, 0, 0})
-	fs := uleb(nil, uint64(n))
-	for range n {
+	fs := uleb(nil, uint64(len(bodies)))
+	for range bodies {
 		fs = append(fs, 0)
 	}
 	m = section(m, 3, fs)
-	code := uleb(nil, uint64(n))
-	for i := range n {
-		body := []byte{0, 0x0B}
-		if i == 0 {
-			body = first
-		}
+	code := uleb(nil, uint64(len(bodies)))
+	for _, body := range bodies {
 		code = uleb(code, uint64(len(body)))
 		code = append(code, body...)
 	}
@@ -187,20 +196,11 @@ func oneFunc(body []byte) []byte {
 }
 
 func manyFuncs(n int, body []byte) []byte {
-	m := header()
-	m = section(m, 1, []byte{1, 0x60, 0, 0})
-	fs := uleb(nil, uint64(n))
-	for range n {
-		fs = append(fs, 0)
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = body
 	}
-	m = section(m, 3, fs)
-	code := uleb(nil, uint64(n))
-	for range n {
-		code = uleb(code, uint64(len(body)))
-		code = append(code, body...)
-	}
-	m = section(m, 10, code)
-	return m
+	return Bodies(bodies...)
 }
 
 func header() []byte { return []byte{0, 'a', 's', 'm', 1, 0, 0, 0} }
@@ -217,3 +217,139 @@ func name(b []byte, s string) []byte {
 }
 
 func uleb(b []byte, v uint64) []byte { return wasmbin.AppendU64(b, v) }
+
+// Ifs returns a module with one function of n empty ifs one after another (i32.const 0; if;
+// end): each block after an if is dominated by the one before it, so the dominator tree is n
+// deep. 40,000 of them (200 KB) compiled for 45 s before the branch work budget.
+func Ifs(n int) []byte {
+	body := make([]byte, 0, 5*n+2)
+	body = append(body, 0)
+	for range n {
+		body = append(body, 0x41, 0, 0x04, 0x40, 0x0B)
+	}
+	return oneFunc(append(body, 0x0B))
+}
+
+// BrIfs returns a module with one function whose block holds n br_ifs to its end: n
+// predecessors of one block, each a step deeper in the dominator tree. 80,000 (320 KB) compiled
+// for 108 s before the branch work budget.
+func BrIfs(n int) []byte {
+	body := make([]byte, 0, 4*n+5)
+	body = append(body, 0, 0x02, 0x40)
+	for range n {
+		body = append(body, 0x41, 0, 0x0D, 0)
+	}
+	return oneFunc(append(body, 0x0B, 0x0B))
+}
+
+// BrTable returns a module with one function holding one br_table of n entries (and the
+// default), all to the same label: n predecessors of one block.
+func BrTable(n int) []byte {
+	body := []byte{0, 0x02, 0x40, 0x41, 0, 0x0E}
+	body = uleb(body, uint64(n))
+	for range n + 1 {
+		body = append(body, 0)
+	}
+	return oneFunc(append(body, 0x0B, 0x0B))
+}
+
+// Loops returns a module with one function of n empty loops one after another: the
+// instrumentation gives each loop head a fuel check (and a retry loop around it), so the compiled
+// module has several blocks for each.
+func Loops(n int) []byte {
+	body := make([]byte, 0, 3*n+2)
+	body = append(body, 0)
+	for range n {
+		body = append(body, 0x03, 0x40, 0x0B)
+	}
+	return oneFunc(append(body, 0x0B))
+}
+
+// Nops returns a module with one function of n nops: no branch at all, but the
+// instrumentation checks the fuel every MaxStraight instructions of it.
+func Nops(n int) []byte {
+	body := make([]byte, n+2)
+	body[0] = 0
+	for i := 1; i <= n; i++ {
+		body[i] = 0x01
+	}
+	body[n+1] = 0x0B
+	return oneFunc(body)
+}
+
+// BackEdges returns a module with one function of n loops one after another, each branching
+// back to its head once (i32.const 0; br_if 0).
+func BackEdges(n int) []byte {
+	body := make([]byte, 0, 7*n+2)
+	body = append(body, 0)
+	for range n {
+		body = append(body, 0x03, 0x40, 0x41, 0, 0x0D, 0, 0x0B)
+	}
+	return oneFunc(append(body, 0x0B))
+}
+
+// Types returns a module declaring n function types of arity i32 parameters each (and no
+// result), and nothing else.
+func Types(n, arity int) []byte {
+	t := uleb(nil, uint64(n))
+	for range n {
+		t = append(t, 0x60)
+		t = uleb(t, uint64(arity))
+		for range arity {
+			t = append(t, 0x7F)
+		}
+		t = append(t, 0)
+	}
+	return section(header(), 1, t)
+}
+
+// Globals returns a module declaring n mutable i32 globals, and nothing else.
+func Globals(n int) []byte {
+	g := uleb(nil, uint64(n))
+	for range n {
+		g = append(g, 0x7F, 1, 0x41, 0, 0x0B)
+	}
+	return section(header(), 6, g)
+}
+
+// Exports returns a module with one function exported under n names.
+func Exports(n int) []byte {
+	m := header()
+	m = section(m, 1, []byte{1, 0x60, 0, 0})
+	m = section(m, 3, []byte{1, 0})
+	e := uleb(nil, uint64(n))
+	for i := range n {
+		e = name(e, "f"+itoa(i))
+		e = append(e, 0, 0)
+	}
+	m = section(m, 7, e)
+	return section(m, 10, []byte{1, 2, 0, 0x0B})
+}
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; i > 0; i /= 10 {
+		b = append([]byte{byte('0' + i%10)}, b...)
+	}
+	return string(b)
+}
+
+// LocalsAcrossIfs returns a module with one function that declares locals i32 locals, runs
+// ifs empty ifs one after another and then reads every local: each read local becomes a
+// parameter of every block after an if. 9,999 locals across 2,000 ifs (50 KB) compiled for
+// 155 s before the local work budget.
+func LocalsAcrossIfs(locals, ifs int) []byte {
+	body := uleb([]byte{1}, uint64(locals))
+	body = append(body, 0x7F)
+	for range ifs {
+		body = append(body, 0x41, 0, 0x04, 0x40, 0x0B)
+	}
+	for k := range locals {
+		body = uleb(append(body, 0x20), uint64(k))
+		body = append(body, 0x1A)
+	}
+	return WithFirstBody(1, append(body, 0x0B))
+}

@@ -1,0 +1,167 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmpod/wasmpod/internal/wasmbuild"
+	"github.com/wasmpod/wasmpod/runtime"
+)
+
+// cacheEntries lists the compiled-code files of a compilation cache directory.
+func cacheEntries(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() && !strings.HasSuffix(p, ".tmp") {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// TestCacheDamagedEntryRecompiled: a compilation cache entry damaged on disk (a flipped bit in
+// its code, cut short, emptied) makes wazero fail the compile with a "compilationcache:" error,
+// at every load of that module, for good: before, Load reported it as an invalid module (a host
+// sets such uploads aside). Now the damaged entry is removed, the module compiled again, and the
+// entry rewritten.
+func TestCacheDamagedEntryRecompiled(t *testing.T) {
+	cases := []struct {
+		name   string
+		damage func(b []byte) []byte
+	}{
+		{"bit flipped in the code", func(b []byte) []byte { b[len(b)/2] ^= 0x10; return b }},
+		{"cut short", func(b []byte) []byte { return b[:len(b)/2] }},
+		{"cut in the header", func(b []byte) []byte { return b[:9] }},
+		{"emptied", func(b []byte) []byte { return nil }},
+		{"garbage magic", func(b []byte) []byte { copy(b, "XXXXXX"); return b }},
+	}
+	wasm := trapkit(t)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			load := func() error {
+				e, err := runtime.NewEngine(context.Background(), runtime.Config{CacheDir: dir})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer e.Close(context.Background())
+				m, err := e.Load(context.Background(), wasm, runtime.DefaultModuleConfig("kit"))
+				if err != nil {
+					return err
+				}
+				return m.Close(context.Background())
+			}
+			if err := load(); err != nil {
+				t.Fatal(err)
+			}
+			files := cacheEntries(t, dir)
+			if len(files) == 0 {
+				t.Fatal("nothing cached")
+			}
+			for _, f := range files {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(f, c.damage(b), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := load()
+			if err != nil {
+				t.Fatalf("Load with a damaged cache entry: %v (invalid module: %v)", err, errors.Is(err, runtime.ErrInvalidModule))
+			}
+			// The entry was rewritten: a third engine loads from it.
+			if err := load(); err != nil {
+				t.Fatalf("Load after the repair: %v", err)
+			}
+		})
+	}
+}
+
+// TestCacheUnusableFailsClearly: a cache directory the engine cannot use (here its versioned
+// directory replaced by a file after the engine opened it) fails a load as the cache's failure,
+// naming the directory, not as an invalid module: the module is not to blame.
+func TestCacheUnusableFailsClearly(t *testing.T) {
+	dir := t.TempDir()
+	e := newEngine(t, runtime.Config{CacheDir: dir})
+	subs, _ := filepath.Glob(filepath.Join(dir, "wazero-*"))
+	if len(subs) != 1 {
+		t.Fatalf("cache subdirectories: %v", subs)
+	}
+	if err := os.RemoveAll(subs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(subs[0], []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.Load(context.Background(), trapkit(t), runtime.DefaultModuleConfig("kit"))
+	if err == nil || errors.Is(err, runtime.ErrInvalidModule) || !strings.Contains(err.Error(), "compilation cache") || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("Load: %v, want a compilation cache failure naming %s (not an invalid module)", err, dir)
+	}
+	t.Log(err)
+}
+
+// TestCacheSharedByEngines: engines sharing one cache directory load the same modules at once;
+// every load succeeds and the entries are whole (a further engine loads from them).
+func TestCacheSharedByEngines(t *testing.T) {
+	dir := t.TempDir()
+	mods := [][]byte{trapkit(t), readFile(t, wasmbuild.WAT(t, "testdata/hostile/init_loop.wat"))}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 4 {
+		e, err := runtime.NewEngine(context.Background(), runtime.Config{CacheDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close(context.Background())
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// init_loop's _initialize never returns: it is cut at its CallTimeout, after its
+				// compile, which is what is shared.
+				cfg := runtime.DefaultModuleConfig("loop")
+				cfg.CallTimeout = 100 * time.Millisecond
+				if _, err := e.Load(context.Background(), mods[1], cfg); !errors.Is(err, runtime.ErrDeadline) {
+					errs <- fmt.Errorf("init_loop: %v, want its _initialize cut", err)
+				}
+				m, err := e.Load(context.Background(), mods[0], runtime.DefaultModuleConfig("kit"))
+				if err != nil {
+					errs <- err
+					return
+				}
+				m.Close(context.Background())
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, f := range cacheEntries(t, dir) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !runtime.CacheEntryValid(b) {
+			t.Errorf("cache entry %s damaged", f)
+		}
+	}
+}
