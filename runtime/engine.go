@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -17,12 +16,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
+	"github.com/wasmpod/wasmpod/internal/regfile"
 	"github.com/wasmpod/wasmpod/runtime/internal/instrument"
 )
 
@@ -134,28 +133,11 @@ const maxYieldInterval = 1 << 20
 // LoadFile reads a module from a file and loads it like [Engine.Load]. The file must be a
 // regular one (through symlinks): a FIFO would block the read, a device be read without end.
 func (e *Engine) LoadFile(ctx context.Context, path string, cfg ModuleConfig) (*Module, error) {
-	b, err := readRegularFile(path)
+	b, err := regfile.Read(path, 0)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: module %q: %w", cfg.Name, err)
 	}
 	return e.Load(ctx, b, cfg)
-}
-
-// readRegularFile reads path if it is a regular file, without blocking on the open of a FIFO.
-func readRegularFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (%s)", path, fi.Mode().Type())
-	}
-	return io.ReadAll(f)
 }
 
 // Load compiles (or finds in the cache) a module, checks it against the ABI and its limits, and

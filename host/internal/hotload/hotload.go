@@ -50,6 +50,7 @@ import (
 
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
+	"github.com/wasmpod/wasmpod/internal/regfile"
 )
 
 // Config configures a Watcher. Start from DefaultConfig.
@@ -129,7 +130,7 @@ func New(cfg Config) (*Watcher, error) {
 		}
 		w.cfg.PodFile = abs
 		dirs[filepath.Dir(abs)] = true
-		if b, err := os.ReadFile(abs); err == nil {
+		if b, err := regfile.Read(abs, 0); err == nil {
 			w.podHash = digest(b)
 		}
 	}
@@ -138,7 +139,7 @@ func New(cfg Config) (*Watcher, error) {
 		e := fileEntry{spec: m}
 		// The files as they are now stand for what the pod started with.
 		if f, err := cfg.Pod.WasmFile(m); err == nil {
-			if b, err := os.ReadFile(f); err == nil {
+			if b, err := regfile.Read(f, 0); err == nil {
 				e.sha = digest(b)
 			}
 		}
@@ -346,7 +347,7 @@ func readComplete(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(path)
+	b, err := regfile.Read(path, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +358,7 @@ func readComplete(path string) ([]byte, error) {
 	if before.Size() != after.Size() || !before.ModTime().Equal(after.ModTime()) || int64(len(b)) != after.Size() {
 		return nil, fmt.Errorf("%w: %s changed while it was read", ErrIncomplete, path)
 	}
-	sum, err := os.ReadFile(path + ".sha256")
+	sum, err := regfile.Read(path+".sha256", 4096)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return b, nil
@@ -466,7 +467,7 @@ func (w *Watcher) reloadPod(why string, force bool) {
 	if w.cfg.PodFile == "" {
 		return
 	}
-	b, err := os.ReadFile(w.cfg.PodFile) // through symlinks: a ConfigMap's ..data swap shows here
+	b, err := regfile.Read(w.cfg.PodFile, 0) // through symlinks: a ConfigMap's ..data swap shows here
 	if err != nil {
 		if w.podHash != "" || force {
 			w.log.Warn("pod file unreadable: the pod keeps running as it was", "why", why, "file", w.cfg.PodFile, "err", err)
@@ -529,7 +530,7 @@ func (w *Watcher) apply() error {
 		if err != nil {
 			return fmt.Errorf("module %q: %w; nothing was applied", m.Name, err)
 		}
-		wasm, err := os.ReadFile(file)
+		wasm, err := regfile.Read(file, 0)
 		if err != nil {
 			return fmt.Errorf("module %q: %w; nothing was applied", m.Name, err)
 		}

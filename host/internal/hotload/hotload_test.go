@@ -115,7 +115,7 @@ func (r *rig) waitServes(want string, limit time.Duration) time.Duration {
 	start := time.Now()
 	for r.serves() != want {
 		if time.Since(start) > limit {
-			r.t.Fatalf("after %s the module serves %q, want %q; events %v\nlog:\n%s", limit, r.serves(), want, r.eventsSince(0), r.logs.String())
+			r.t.Fatalf("after %s the module serves %q, want %q; events %v\nlog:\n%s", limit, r.serves(), want, r.eventsSince(0), r.logText())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -134,7 +134,7 @@ func (r *rig) waitEvent(n int, want string) string {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	r.t.Fatalf("no event with %q after %d: %v\nlog:\n%s", want, n, r.eventsSince(0), r.logs.String())
+	r.t.Fatalf("no event with %q after %d: %v\nlog:\n%s", want, n, r.eventsSince(0), r.logText())
 	return ""
 }
 
@@ -328,8 +328,8 @@ func TestPluginDirectory(t *testing.T) {
 	if got := r.serves(); got != "v4" {
 		t.Fatalf("after deleting the running file: %q", got)
 	}
-	if !strings.Contains(r.logs.String(), "plugin file deleted: the module keeps running its current version") {
-		t.Fatalf("the deletion was not logged:\n%s", r.logs.String())
+	if !strings.Contains(r.logText(), "plugin file deleted: the module keeps running its current version") {
+		t.Fatalf("the deletion was not logged:\n%s", r.logText())
 	}
 	st, err := r.sup.Status("web")
 	if err != nil || st.Version != 4 {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -14,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/wasmpod/wasmpod/internal/regfile"
 )
 
 // MaxSpecBytes is the largest spec Parse accepts (Kubernetes keeps objects under 1.5 MB too). It
@@ -44,7 +45,7 @@ func Parse(data []byte, baseDir string) (*Pod, error) {
 // exist and match its sha256, every hostPath directory must be usable (ValidateOptions with
 // CheckFiles and VerifyDigests). A file that cannot be read gives the os error, wrapped.
 func Load(path string) (*Pod, error) {
-	data, err := os.ReadFile(path)
+	data, err := regfile.Read(path, 0)
 	if err != nil {
 		return nil, fmt.Errorf("podspec: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/wasmpod/wasmpod/internal/regfile"
 	"github.com/wasmpod/wasmpod/runtime"
 )
 
@@ -425,7 +426,7 @@ func (v *validator) wasm(mp string, m *Module) {
 		v.errorf(mp+".wasm", "%v", err)
 		return
 	}
-	wasm, err := os.ReadFile(resolved)
+	wasm, err := regfile.Read(resolved, 0)
 	if err != nil {
 		v.errorf(mp+".wasm", "cannot read wasm file: %v", err)
 		return

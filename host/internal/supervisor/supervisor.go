@@ -24,6 +24,7 @@ import (
 	"github.com/wasmpod/wasmpod/host/internal/logbuf"
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
 	"github.com/wasmpod/wasmpod/host/internal/snapshot"
+	"github.com/wasmpod/wasmpod/internal/regfile"
 	"github.com/wasmpod/wasmpod/internal/spans"
 	"github.com/wasmpod/wasmpod/runtime"
 )
@@ -173,7 +174,7 @@ func New(ctx context.Context, cfg Config) (*Supervisor, error) {
 		if err != nil {
 			return nil, fmt.Errorf("supervisor: module %q: %w", m.Name, err)
 		}
-		wasm, err := os.ReadFile(file)
+		wasm, err := regfile.Read(file, 0)
 		if err != nil {
 			return nil, fmt.Errorf("supervisor: module %q: %w", m.Name, err)
 		}
