@@ -110,11 +110,26 @@ func TestCacheUnusableFailsClearly(t *testing.T) {
 	if err := os.WriteFile(subs[0], []byte("not a directory"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := e.Load(context.Background(), trapkit(t), runtime.DefaultModuleConfig("kit"))
-	if err == nil || errors.Is(err, runtime.ErrInvalidModule) || !strings.Contains(err.Error(), "compilation cache") || !strings.Contains(err.Error(), dir) {
-		t.Fatalf("Load: %v, want a compilation cache failure naming %s (not an invalid module)", err, dir)
+	command := readFile(t, wasmbuild.WATString(t, `(module (memory (export "memory") 1) (func (export "_start")))`))
+	for _, c := range []struct {
+		name string
+		load func() error
+	}{
+		{"Load", func() error {
+			_, err := e.Load(context.Background(), trapkit(t), runtime.DefaultModuleConfig("kit"))
+			return err
+		}},
+		{"LoadCommand", func() error {
+			_, err := e.LoadCommand(context.Background(), command, runtime.DefaultCommandConfig("cmd"))
+			return err
+		}},
+	} {
+		err := c.load()
+		if err == nil || errors.Is(err, runtime.ErrInvalidModule) || !strings.Contains(err.Error(), "compilation cache") || !strings.Contains(err.Error(), dir) {
+			t.Fatalf("%s: %v, want a compilation cache failure naming %s (not an invalid module)", c.name, err, dir)
+		}
+		t.Log(err)
 	}
-	t.Log(err)
 }
 
 // TestCacheSharedByEngines: engines sharing one cache directory load the same modules at once;

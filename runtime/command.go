@@ -163,6 +163,9 @@ func (e *Engine) LoadCommand(ctx context.Context, wasm []byte, cfg CommandConfig
 		return nil, fmt.Errorf("%w: command %q: %v", ErrInvalidModule, cfg.Name, err)
 	}
 	cm, err := compileSafely(ctx, e.rt, code)
+	if errors.Is(err, errCache) { // the cache's failure, not the command's
+		return nil, fmt.Errorf("runtime: command %q: %w", cfg.Name, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: command %q: %v", ErrInvalidModule, cfg.Name, err)
 	}
