@@ -188,7 +188,7 @@ func (e *Engine) loadExtism(ctx context.Context, wasm []byte, cfg ModuleConfig, 
 		refill: make(chan struct{}, 1),
 		subs:   map[*subscription]struct{}{},
 	}
-	if err := m.warmFirst(); err != nil {
+	if err := m.warmFirstCtx(ctx); err != nil {
 		_ = cp.Close(ctx)
 		return nil, err
 	}
@@ -244,6 +244,9 @@ func (m *Module) newExtismInstance(ctx context.Context) (*instance, error) {
 	unhold()
 	if err != nil && !m.cfg.Trusted && errors.Is(ictx.Err(), context.DeadlineExceeded) {
 		return nil, fmt.Errorf("module %q: instantiate: %w (limit %s): %v", m.cfg.Name, ErrDeadline, m.cfg.CallTimeout, err)
+	}
+	if err != nil && !m.cfg.Trusted && errors.Is(ctx.Err(), context.Canceled) {
+		return nil, fmt.Errorf("module %q: instantiate: %w", m.cfg.Name, ctx.Err())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: module %q: instantiate: %v", ErrInvalidModule, m.cfg.Name, err)

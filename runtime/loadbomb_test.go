@@ -207,11 +207,15 @@ func TestDeclarationsWithinBudgetAreBounded(t *testing.T) {
 // Load returns. Before, the first instance was initialised under context.Background(): Load of a
 // module whose initialisation loops ran for the whole CallTimeout whatever its context.
 func TestLoadHonoursContext(t *testing.T) {
-	for _, mod := range []string{"start_loop", "init_loop"} {
+	for _, mod := range []string{"start_loop", "init_loop", "extism_start_fib"} {
 		for _, how := range []string{"deadline", "cancel"} {
 			t.Run(mod+"/"+how, func(t *testing.T) {
 				e := newEngine(t, runtime.DefaultConfig())
 				cfg := runtime.DefaultModuleConfig(mod)
+				if strings.HasPrefix(mod, "extism_") {
+					cfg = extismConfig(mod)
+					cfg.ExtismFunctions = map[runtime.Role]string{runtime.RoleHandle: "run"}
+				}
 				cfg.CallTimeout = 60 * time.Second
 				wasm := readFile(t, wasmbuild.WAT(t, "testdata/hostile/"+mod+".wat"))
 				var ctx context.Context

@@ -91,10 +91,6 @@ func newModule(ctx context.Context, e *Engine, cm wazero.CompiledModule, cfg Mod
 	return m, nil
 }
 
-// warmFirst is warmFirstCtx without a context of its own (the module's CallTimeout alone bounds
-// the initialisation).
-func (m *Module) warmFirst() error { return m.warmFirstCtx(context.Background()) }
-
 // warmFirstCtx sets the warm pool's target and instantiates once now: this proves the module
 // links, initializes and speaks its ABI, so a bad module fails at load, not at its first call.
 // The instance becomes the first warm one. The initialisation (start section, _initialize) runs
