@@ -133,9 +133,22 @@ wasmpod_bytes wasmpod_str(const char *s) {
 
 /* ---- Errors ------------------------------------------------------------------------------ */
 
+/* Cuts a message of len bytes to at most max without splitting a UTF-8 sequence: backs up over
+ * the continuation bytes (at most 3) of a character the limit would split. */
+static size_t wasmpod_cut_(const char *msg, size_t len, size_t max) {
+	if (len <= max) {
+		return len;
+	}
+	size_t end = max;
+	for (int i = 0; i < 3 && end > 0 && ((unsigned char)msg[end] & 0xC0) == 0x80; i++) {
+		end--;
+	}
+	return ((unsigned char)msg[end] & 0xC0) == 0x80 ? max : end;
+}
+
 int32_t wasmpod_fail(int32_t code, const char *msg, size_t len) {
-	if (len > WASMPOD_MSG_MAX_) {
-		len = WASMPOD_MSG_MAX_;
+	if (msg != NULL) {
+		len = wasmpod_cut_(msg, len, WASMPOD_MSG_MAX_);
 	}
 	if (msg != NULL && len > 0) {
 		wasmpod_host_error_(msg, (int32_t)len);
@@ -146,12 +159,30 @@ int32_t wasmpod_fail(int32_t code, const char *msg, size_t len) {
 
 static char wasmpod_fmt_[WASMPOD_MSG_MAX_];
 
+/* The length of msg without a UTF-8 sequence that its last len bytes start but do not finish
+ * (what vsnprintf leaves when it truncates). */
+static size_t wasmpod_drop_partial_(const char *msg, size_t len) {
+	size_t i = len;
+	while (i > 0 && len - i < 3 && ((unsigned char)msg[i - 1] & 0xC0) == 0x80) {
+		i--;
+	}
+	if (i == 0) {
+		return len;
+	}
+	unsigned char lead = (unsigned char)msg[i - 1];
+	size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+	return need > 1 && len - (i - 1) < need ? i - 1 : len;
+}
+
 static size_t wasmpod_vformat_(const char *fmt, va_list ap) {
 	int n = vsnprintf(wasmpod_fmt_, sizeof wasmpod_fmt_, fmt, ap);
 	if (n < 0) {
 		return 0;
 	}
-	return (size_t)n < sizeof wasmpod_fmt_ ? (size_t)n : sizeof wasmpod_fmt_ - 1;
+	if ((size_t)n < sizeof wasmpod_fmt_) {
+		return (size_t)n;
+	}
+	return wasmpod_drop_partial_(wasmpod_fmt_, sizeof wasmpod_fmt_ - 1);
 }
 
 int32_t wasmpod_failf(int32_t code, const char *fmt, ...) {

@@ -136,7 +136,7 @@ export function okEmpty(): i64 {
 export function fail(code: i32, message: string = ""): i64 {
   if (message.length > 0) {
     const m = String.UTF8.encode(message);
-    host_error(changetype<usize>(m), min(m.byteLength, 4096));
+    host_error(changetype<usize>(m), cutUTF8(m, 4096));
   }
   return -(<i64>status(code));
 }
@@ -144,6 +144,19 @@ export function fail(code: i32, message: string = ""): i64 {
 /** Like fail, for lifecycle exports that return i32 (start, stop, tick, restore): `code`. */
 export function failStatus(code: i32, message: string = ""): i32 {
   return <i32>-fail(code, message);
+}
+
+/**
+ * The length of the UTF-8 text `b` cut to at most `max` bytes (the host keeps 4 KiB of an error
+ * message) without splitting a character: it backs up over the continuation bytes (at most 3)
+ * of a character the limit would split.
+ */
+function cutUTF8(b: ArrayBuffer, max: i32): i32 {
+  if (b.byteLength <= max) return b.byteLength;
+  const p = changetype<usize>(b);
+  let end = max;
+  for (let i = 0; i < 3 && end > 0 && (load<u8>(p + end) & 0xc0) == 0x80; i++) end--;
+  return (load<u8>(p + end) & 0xc0) == 0x80 ? max : end;
 }
 
 function status(code: i32): i32 {
@@ -382,7 +395,7 @@ export function wasmpodAbort(message: string | null = null, fileName: string | n
   let m = message != null ? message : "abort";
   if (fileName != null) m += " (" + fileName + ":" + lineNumber.toString() + ":" + columnNumber.toString() + ")";
   const b = String.UTF8.encode(m);
-  host_error(changetype<usize>(b), min(b.byteLength, 4096));
+  host_error(changetype<usize>(b), cutUTF8(b, 4096));
   host_log(Level.Error, changetype<usize>(b), b.byteLength);
   unreachable();
 }

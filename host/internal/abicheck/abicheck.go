@@ -8,7 +8,8 @@
 // Options.Function names (any function of an Extism plugin, as a pod's extism.function). A guest that refuses
 // input with an error is behaving correctly (the input may be content its application does not
 // accept); a trap, a deadline, an output outside its memory or over the limits, or a malformed
-// HTTP response is a violation. For native modules it also runs
+// HTTP response is a violation; a merge that answers malformed framing instead of refusing it
+// (ABI 2.1) is warned about. For native modules it also runs
 // the lifecycle exports: start, health, tick, a snapshot on stop restored into a new module,
 // a restore of a malformed state (which must be refused, not trap) and stop.
 package abicheck
@@ -185,7 +186,7 @@ func (c *checker) run(ctx context.Context, wasm []byte) error {
 	} else {
 		c.staticExtism(desc)
 	}
-	c.command(desc, abi)
+	c.command(desc, abi, wasm)
 	if err := runtime.CheckCompileBudget(wasm, runtime.CompileBudget{}); err != nil {
 		c.fail("compile budget: %v", err)
 		return nil
@@ -195,8 +196,10 @@ func (c *checker) run(ctx context.Context, wasm []byte) error {
 }
 
 // command warns about a WASI command (it exports _start) where the host never calls _start: a
-// C program built without -mexec-model=reactor runs neither main nor its static constructors.
-func (c *checker) command(desc runtime.Description, abi runtime.ABI) {
+// C program built without -mexec-model=reactor runs neither main nor its static constructors,
+// and a Go program built without -buildmode=c-shared traps at its first export (its runtime is
+// initialized only by _start). The hint is the fix for the language that built the module.
+func (c *checker) command(desc runtime.Description, abi runtime.ABI, wasm []byte) {
 	var start, init bool
 	for _, s := range desc.Exports {
 		switch s.Name {
@@ -209,9 +212,16 @@ func (c *checker) command(desc runtime.Description, abi runtime.ABI) {
 	if !start || abi != runtime.ABINative {
 		return
 	}
-	hint := "build it as a WASI reactor (clang -mexec-model=reactor, guest-sdk/ABI.md section 9)"
-	if init {
+	var hint string
+	switch lang := sourceLanguage(wasm); {
+	case lang == "go":
+		hint = "build it as a WASI reactor: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared (guest-sdk/go/README.md)"
+	case lang == "rust":
+		hint = `build it as a WASI reactor: a library with crate-type = ["cdylib"] (rustc --crate-type cdylib), not a binary (guest-sdk/rust/README.md)`
+	case init:
 		hint = "a module should be a reactor (_initialize) or a command (_start), not both"
+	default:
+		hint = "build it as a WASI reactor (clang -mexec-model=reactor, guest-sdk/ABI.md section 9)"
 	}
 	c.warn("exports _start: a WASI command, but the host never calls _start on a module of the native ABI (only work-queue stages run commands), so its main and whatever _start initializes never run; %s", hint)
 }
@@ -235,6 +245,7 @@ func (c *checker) staticNative(desc runtime.Description) {
 			c.fail("export %s: names starting with __wasmpod are reserved for the host", s.Name)
 		}
 	}
+	c.envImports(desc)
 	if m, ok := exported["memory"]; !ok || m.Kind != "memory" {
 		c.fail("export memory: missing (the host reads and writes the guest's exported \"memory\")")
 	} else {
@@ -256,6 +267,22 @@ func (c *checker) staticNative(desc runtime.Description) {
 			c.fail("export %s: signature %s %s, the ABI wants %s", n, s.Kind, s.Signature, want[n])
 		default:
 			c.pass("export %s %s", n, s.Signature)
+		}
+	}
+}
+
+// envImports says how to avoid the imports an AssemblyScript module built without the SDK's
+// asconfig.json has (the host refuses the "env" namespace at load, naming the import only).
+func (c *checker) envImports(desc runtime.Description) {
+	for _, s := range desc.Imports {
+		if s.Module != "env" {
+			continue
+		}
+		switch s.Name {
+		case "abort", "trace", "seed":
+			c.note("import env.%s is AssemblyScript's: build with the SDK's options, asc ... --config node_modules/wasmpod-sdk/asconfig.json, which route it to the SDK (guest-sdk/assemblyscript/README.md)", s.Name)
+		case "Date.now":
+			c.note("import env.Date.now comes from AssemblyScript's Date.now(): use the SDK's nowUnixMs() instead (guest-sdk/assemblyscript/README.md)")
 		}
 	}
 }
@@ -459,6 +486,10 @@ func (c *checker) exercise(ctx context.Context, m *runtime.Module, r runtime.Rol
 			} else {
 				c.pass("%s -> framed response, %d bytes", label, len(out))
 			}
+		case err == nil && r == runtime.RoleMerge && in.parts == nil:
+			// Framing the host never sends; ABI 2.1 asks a merge to refuse it rather than
+			// merge what it guessed.
+			c.warn("%s: accepted (%d bytes); a merge should refuse malformed framing with an error (guest-sdk/ABI.md section 2.1)", label, len(out))
 		case err == nil:
 			c.pass("%s -> %d bytes", label, len(out))
 		case errors.Is(err, runtime.ErrGuest) && !in.valid:

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"runtime/debug"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -97,16 +98,29 @@ func CodeOf(err error) int {
 	return 1
 }
 
-// Fail reports err to the host (the error import, message cut to MaxErrorMessage bytes) and
-// returns its positive code.
+// Fail reports err to the host (the error import, message cut to MaxErrorMessage bytes, at a
+// UTF-8 boundary) and returns its positive code.
 func Fail(err error) int {
 	if msg := err.Error(); msg != "" {
-		if len(msg) > MaxErrorMessage {
-			msg = msg[:MaxErrorMessage]
-		}
-		SetError(msg)
+		SetError(Cut(msg, MaxErrorMessage))
 	}
 	return CodeOf(err)
+}
+
+// Cut returns s cut to at most n bytes without splitting a UTF-8 sequence: it backs up over
+// the continuation bytes (at most 3) of a rune that the limit would split.
+func Cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	end := n
+	for i := 0; i < utf8.UTFMax-1 && end > 0 && !utf8.RuneStart(s[end]); i++ {
+		end--
+	}
+	if !utf8.RuneStart(s[end]) || !utf8.FullRuneInString(s[end:]) {
+		return s[:n] // not UTF-8 here: cut where the limit is
+	}
+	return s[:end]
 }
 
 // PanicError is the error a recovered panic becomes.

@@ -489,14 +489,22 @@ pub extern "C" fn _initialize() {
     std::panic::set_hook(Box::new(|info| {
         let msg = info.to_string();
         sys::log(Level::Error as i32, msg.as_bytes());
-        sys::error(msg.as_bytes());
+        sys::error(cut(&msg));
     }));
+}
+
+/// `msg` cut to the 4 KiB of an error message the host keeps, at a character boundary.
+fn cut(msg: &str) -> &[u8] {
+    let mut end = msg.len().min(4096);
+    while !msg.is_char_boundary(end) {
+        end -= 1;
+    }
+    &msg.as_bytes()[..end]
 }
 
 fn fail(e: &Error) -> i64 {
     if !e.message.is_empty() {
-        let m = e.message.as_bytes();
-        sys::error(&m[..m.len().min(4096)]);
+        sys::error(cut(&e.message));
     }
     -i64::from(e.code)
 }
@@ -888,6 +896,20 @@ mod tests {
         assert_eq!(r, -7);
         assert_eq!(testing::take_error().as_deref(), Some("no 7"));
         assert_eq!(__rt::call(n, |_: &[u8]| Ok("")), 0);
+    }
+
+    #[test]
+    fn long_error_cut_at_char_boundary() {
+        // The host keeps 4 KiB of a message: the SDK cuts it there without splitting a
+        // character (a split one reached the caller as U+FFFD).
+        let n = testing::write_input(b"x");
+        for (msg, want) in [("a".repeat(5000), 4096), ("\u{e9}".repeat(3000), 4096), (format!("ab{}", "\u{20ac}".repeat(2000)), 4094)] {
+            let r = __rt::call(n, |_: &[u8]| -> Result<Vec<u8>> { Err(Error::msg(msg.clone())) });
+            assert_eq!(r, -1);
+            let got = testing::take_error().unwrap();
+            assert_eq!(got.len(), want);
+            assert!(msg.starts_with(&got));
+        }
     }
 
     #[test]
