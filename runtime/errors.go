@@ -51,11 +51,20 @@ type TrapError struct {
 	ExitCode uint32
 	// Detail is the runtime's message, including the wasm stack trace when available.
 	Detail string
+	// Message is what the guest passed to the error import during the call before it trapped
+	// or exited (an SDK's panic or abort message), if anything.
+	Message string
 }
 
 func (e *TrapError) Error() string {
 	if e.Kind == "exit" {
+		if e.Message != "" {
+			return fmt.Sprintf("module %q: guest exited with code %d: %s", e.Module, e.ExitCode, e.Message)
+		}
 		return fmt.Sprintf("module %q: guest exited with code %d", e.Module, e.ExitCode)
+	}
+	if e.Message != "" {
+		return fmt.Sprintf("module %q: trap (%s): %s: %s", e.Module, e.Kind, e.Message, e.Detail)
 	}
 	return fmt.Sprintf("module %q: trap (%s): %s", e.Module, e.Kind, e.Detail)
 }

@@ -376,7 +376,7 @@ func (i *instance) classifyExtism(ctx context.Context, rc uint32, err error) err
 			code = 1
 		}
 		if len(msg) > maxErrorMessage { // bounded as for native modules (the error import)
-			msg = msg[:maxErrorMessage]
+			msg = string(cutAtRune([]byte(msg), maxErrorMessage))
 		}
 		return &GuestError{Module: name, Code: code, Message: msg}
 	}

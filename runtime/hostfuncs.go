@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -156,13 +157,13 @@ func (e *Engine) instantiateHostModule(ctx context.Context, rt wazero.Runtime) e
 		}
 		n := uint32(stack[1])
 		if n > maxErrorMessage {
-			n = maxErrorMessage
+			n = maxErrorMessage + 1 // the byte after the cut tells whether it splits a character
 		}
 		msg, ok := mod.Memory().Read(uint32(stack[0]), n)
 		if !ok {
 			return
 		}
-		inst.errMsg = append(inst.errMsg[:0], msg...)
+		inst.errMsg = append(inst.errMsg[:0], cutAtRune(msg, maxErrorMessage)...)
 		inst.hasErrMsg = true
 	})
 	def("config_get", func(ctx context.Context, mod api.Module, stack []uint64) {
@@ -303,4 +304,19 @@ func (m *Module) log(level Level, source, msg string) {
 		return
 	}
 	m.e.cfg.Logs.Log(LogEntry{Time: time.Now(), Module: m.cfg.Name, Level: level, Source: source, Message: msg})
+}
+
+// cutAtRune returns b, or its longest prefix of at most n bytes that does not end inside a
+// UTF-8 sequence (within the last three bytes: a longer run of continuation bytes is not UTF-8
+// and is cut at n).
+func cutAtRune(b []byte, n int) []byte {
+	if len(b) <= n {
+		return b
+	}
+	for k := n; k > 0 && k > n-utf8.UTFMax; k-- {
+		if utf8.RuneStart(b[k]) {
+			return b[:k]
+		}
+	}
+	return b[:n]
 }

@@ -444,8 +444,12 @@ func (i *instance) classify(err error) error {
 	}
 	name := i.m.cfg.Name
 	var exit *sys.ExitError
+	var guestSaid string // the error import's message, which an SDK sends before it traps
+	if i.hasErrMsg {
+		guestSaid = string(i.errMsg)
+	}
 	if errors.As(err, &exit) {
-		return &TrapError{Module: name, Kind: "exit", ExitCode: exit.ExitCode(), Detail: err.Error()}
+		return &TrapError{Module: name, Kind: "exit", ExitCode: exit.ExitCode(), Detail: err.Error(), Message: guestSaid}
 	}
 	msg := err.Error()
 	if i.expired.Load() {
@@ -465,7 +469,7 @@ func (i *instance) classify(err error) error {
 			break
 		}
 	}
-	return &TrapError{Module: name, Kind: kind, Detail: msg}
+	return &TrapError{Module: name, Kind: kind, Detail: msg, Message: guestSaid}
 }
 
 var trapKinds = []struct{ needle, kind string }{

@@ -2,7 +2,8 @@
 ;; 0 unreachable, 1 out-of-bounds load, 2 integer divide by zero, 3 stack overflow,
 ;; 5 infinite loop, 6 memory.grow by input[1] pages (returns the i32 result),
 ;; 7 guest error 7 with message "boom", 8 an output pointer outside memory,
-;; 9 an output longer than the host allows; anything else echoes the input.
+;; 9 an output longer than the host allows, 0xEE the rest of the input passed to the error
+;; import, then unreachable (an SDK's panic); anything else echoes the input.
 (module
   (import "wasmpod" "error" (func $error (param i32 i32)))
   (memory (export "memory") 2)
@@ -33,6 +34,8 @@
       (then (call $error (i32.const 1024) (i32.const 4)) (return (i64.const -7))))
     (if (i32.eq (local.get $op) (i32.const 8))
       (then (return (i64.or (i64.shl (i64.const 100) (i64.const 32)) (i64.const 0xFFFFFFF0)))))
+    (if (i32.eq (local.get $op) (i32.const 0xEE))
+      (then (call $error (i32.const 65537) (i32.sub (local.get $len) (i32.const 1))) unreachable))
     (if (i32.eq (local.get $op) (i32.const 9))
       (then (return (i64.shl (i64.const 0x7FFFFFFF) (i64.const 32)))))
     (i64.or (i64.shl (i64.extend_i32_u (local.get $len)) (i64.const 32)) (i64.const 65536)))
