@@ -42,7 +42,7 @@ func TestStoreLoadRefusesHostileFiles(t *testing.T) {
 				t.Fatal(err)
 			}
 			f.Close()
-		}, "larger than"},
+		}, "too large"},
 		{"directory", func(t *testing.T, path string) {
 			if err := os.Mkdir(path, 0o700); err != nil {
 				t.Fatal(err)

@@ -22,11 +22,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
+
+	"github.com/wasmpod/wasmpod/internal/regfile"
 )
 
 // Magic opens every snapshot file.
@@ -168,32 +168,13 @@ const maxFileBytes = fixedHeader + MaxNameLen + MaxStateBytes
 
 // readBounded reads a snapshot file: a regular file (through symlinks) of at most maxFileBytes.
 // Anything else wraps ErrCorrupt, without reading it: a FIFO would block the open and the read,
-// a device (/dev/zero) would be read until memory ran out. The open does not block (O_NONBLOCK),
-// and the read stops at the limit even if the file grows meanwhile.
+// a device (/dev/zero) would be read until memory ran out (internal/regfile).
 func readBounded(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
+	b, err := regfile.Read(path, int64(maxFileBytes))
+	if errors.Is(err, regfile.ErrNotRegular) || errors.Is(err, regfile.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: not a regular file (%s)", ErrCorrupt, fi.Mode().Type())
-	}
-	if fi.Size() > int64(maxFileBytes) {
-		return nil, fmt.Errorf("%w: file is %d bytes, larger than any snapshot (%d)", ErrCorrupt, fi.Size(), maxFileBytes)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, int64(maxFileBytes)+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxFileBytes {
-		return nil, fmt.Errorf("%w: file grew larger than any snapshot (%d bytes) while read", ErrCorrupt, maxFileBytes)
-	}
-	return b, nil
+	return b, err
 }
 
 // WriteFileAtomic writes b to path through a temporary file in the same directory, fsyncs it,

@@ -130,12 +130,7 @@ func TestShutdownCutsOperationsUnderWay(t *testing.T) {
 				return n >= tc.n
 			})
 			time.Sleep(100 * time.Millisecond) // into the guest's loop, or the first probes
-			begin := time.Now()
-			ctx, cancel := context.WithTimeout(context.Background(), grace)
-			defer cancel()
-			err := s.Shutdown(ctx)
-			took := time.Since(begin)
-			t.Logf("shutdown took %v: %v", took.Round(time.Millisecond), err)
+			took, _ := timedShutdown(t, s, grace)
 			if took > bound {
 				t.Errorf("shutdown with a grace period of %v took %v: it waited for the operation under way", grace, took.Round(time.Millisecond))
 			}
@@ -177,12 +172,7 @@ func TestShutdownBoundedWithStuckHooks(t *testing.T) {
 			}
 			waitStatus(t, s, "web", "running", func(st ModuleStatus) bool { return st.Ready })
 			time.Sleep(500 * time.Millisecond) // a probe or tick under way
-			begin := time.Now()
-			ctx, cancel := context.WithTimeout(context.Background(), grace)
-			defer cancel()
-			err := s.Shutdown(ctx)
-			took := time.Since(begin)
-			t.Logf("shutdown took %v: %v", took.Round(time.Millisecond), err)
+			took, err := timedShutdown(t, s, grace)
 			if took > bound {
 				t.Errorf("shutdown with a grace period of %v and a call timeout of %v took %v", grace, timeout, took.Round(time.Millisecond))
 			}
@@ -211,12 +201,7 @@ func TestShutdownLeavesATrustedProbeBehind(t *testing.T) {
 		g := s.byName["web"].active.Load()
 		return g != nil && g.mod.Stats().Busy > 0
 	})
-	begin := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	err := s.Shutdown(ctx)
-	took := time.Since(begin)
-	t.Logf("shutdown took %v: %v", took.Round(time.Millisecond), err)
+	took, err := timedShutdown(t, s, grace)
 	if took > bound {
 		t.Errorf("shutdown with a grace period of %v and a call timeout of %v took %v: it waited for the trusted guest's probe", grace, timeout, took.Round(time.Millisecond))
 	}
@@ -271,4 +256,17 @@ func TestCountersNeverGoBackDuringAStop(t *testing.T) {
 	if got := calls(); got != n {
 		t.Fatalf("calls %d after the restart, want %d", got, n)
 	}
+}
+
+// timedShutdown shuts s down under a context of the grace period, as a SIGTERM does, and returns
+// how long that took and its error.
+func timedShutdown(t *testing.T, s *Supervisor, grace time.Duration) (time.Duration, error) {
+	t.Helper()
+	begin := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := s.Shutdown(ctx)
+	took := time.Since(begin)
+	t.Logf("shutdown took %v: %v", took.Round(time.Millisecond), err)
+	return took, err
 }
