@@ -180,3 +180,91 @@ func TestCacheSharedByEngines(t *testing.T) {
 		}
 	}
 }
+
+// manyTypes builds the WAT module src with 1,024 more function types, which widen the window
+// of wazero#2547 (wazero compiles an entry preamble per type after it publishes the module).
+// The load looks up _initialize, where the panic was.
+func manyTypes(t *testing.T, src string) []byte {
+	var types strings.Builder
+	vts := []string{"i32", "i64", "f32", "f64"}
+	for i := range 1024 {
+		types.WriteString("(type (func (param")
+		for j := i; ; j /= 4 {
+			types.WriteString(" " + vts[j%4])
+			if j < 4 {
+				break
+			}
+		}
+		types.WriteString(")))\n")
+	}
+	i := strings.Index(src, "(module")
+	if i < 0 {
+		t.Fatal("no (module in the WAT source")
+	}
+	i += len("(module")
+	return readFile(t, wasmbuild.WATString(t, src[:i]+"\n"+types.String()+src[i:]))
+}
+
+// withInitialize adds an empty _initialize export to the WAT module src.
+func withInitialize(src string) string {
+	i := strings.LastIndex(src, ")")
+	return src[:i] + `(func (export "_initialize")))` + src[i+1:]
+}
+
+// TestCacheHitLoadedAtOnce: goroutines of one engine load the same module at once from a warm
+// compilation cache. wazero v1.12.0 publishes a module read from the cache before its entry
+// preambles exist (wazero/wazero#2547), and a load that found it there panicked in
+// ExportedFunction; compiles of the same bytes now take turns (compileLocks). Each round uses a
+// fresh engine, so its first compile reads the cache. Extism plugins share the engine's cache
+// and compile extism's kernel each time.
+func TestCacheHitLoadedAtOnce(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		wasm []byte
+		abi  runtime.ABI
+	}{
+		{"native", manyTypes(t, string(readFile(t, "testdata/trapkit.wat"))), runtime.ABINative},
+		{"extism", manyTypes(t, withInitialize(string(readFile(t, "testdata/extism_hostile.wat")))), runtime.ABIExtism},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := runtime.DefaultModuleConfig("m")
+			cfg.ABI = c.abi
+			if c.abi == runtime.ABIExtism {
+				cfg.ExtismFunctions = map[runtime.Role]string{runtime.RoleHandle: "ok"}
+			}
+			dir := t.TempDir()
+			warm := newEngine(t, runtime.Config{CacheDir: dir})
+			if m, err := warm.Load(context.Background(), c.wasm, cfg); err != nil {
+				t.Fatal(err)
+			} else {
+				m.Close(context.Background())
+			}
+			for round := range 10 {
+				e, err := runtime.NewEngine(context.Background(), runtime.Config{CacheDir: dir})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var wg sync.WaitGroup
+				errs := make(chan error, 8)
+				for range 8 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						m, err := e.Load(context.Background(), c.wasm, cfg)
+						if err != nil {
+							errs <- fmt.Errorf("round %d: %w", round, err)
+							return
+						}
+						m.Close(context.Background())
+					}()
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					t.Error(err)
+				}
+				e.Close(context.Background())
+			}
+		})
+	}
+}

@@ -258,6 +258,7 @@ func compileSafely(ctx context.Context, rt wazero.Runtime, wasm []byte) (wazero.
 }
 
 func compileOnce(ctx context.Context, rt wazero.Runtime, wasm []byte) (cm wazero.CompiledModule, err error) {
+	defer compileLocks.lockBytes(wasm)()
 	defer func() {
 		if r := recover(); r != nil {
 			cm, err = nil, fmt.Errorf("compiler panic: %v", r)

@@ -201,6 +201,14 @@ func newCompiledPluginSafely(ctx context.Context, m extism.Manifest, pc extism.P
 			cp, err = nil, fmt.Errorf("compiler panic: %v", r)
 		}
 	}()
+	// extismKey first, then the plugin's bytes: compileOnce takes only the latter, so the order
+	// is the same everywhere.
+	defer compileLocks.lock(extismKey)()
+	for _, w := range m.Wasm {
+		if d, ok := w.(extism.WasmData); ok {
+			defer compileLocks.lockBytes(d.Data)()
+		}
+	}
 	return extism.NewCompiledPlugin(ctx, m, pc, fns)
 }
 
