@@ -231,18 +231,21 @@ func TestExtismHTTPHostileResponses(t *testing.T) {
 
 	e := newEngine(t, runtime.DefaultConfig())
 	for _, tc := range []struct {
-		path string
-		want error  // the call's error
-		msg  string // a part of its message
+		path    string
+		timeout time.Duration // the call's deadline
+		want    error         // the call's error
+		msg     string        // a part of its message
 	}{
-		{"/huge", runtime.ErrTrap, "over the limit of 16777216 bytes"},
-		{"/silent", runtime.ErrDeadline, ""},
-		{"/drip", runtime.ErrDeadline, ""},
-		{"/headers", runtime.ErrTrap, "header"},
+		// The limits are what /huge and /headers test: their deadline is far off, as reading
+		// 16 MiB into the guest under -race on a busy 2-core machine took over a second.
+		{"/huge", 15 * time.Second, runtime.ErrTrap, "over the limit of 16777216 bytes"},
+		{"/silent", time.Second, runtime.ErrDeadline, ""},
+		{"/drip", time.Second, runtime.ErrDeadline, ""},
+		{"/headers", 15 * time.Second, runtime.ErrTrap, "header"},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			mc := extismConfig("http-hostile")
-			mc.CallTimeout = time.Second
+			mc.CallTimeout = tc.timeout
 			mc.AllowedHosts = []string{strings.TrimPrefix(srv.URL, "http://")}
 			m := started(t, e, extismGo(t), mc)
 			out, err := callWithin(t, m, []byte("fetch:"+srv.URL+tc.path))
