@@ -33,7 +33,9 @@ func TestCommandRun(t *testing.T) {
 	logs := &logRecorder{}
 	e := newEngine(t, runtime.Config{Logs: logs})
 	cfg := runtime.DefaultCommandConfig("cmdguest")
-	cfg.Timeout = 2 * time.Second
+	// 5 s (as in TestCommandRunInputs): the Go guest's successful runs must fit in it under
+	// -race on a busy 2-core machine; the runaway case still ends well within its 10 s bound.
+	cfg.Timeout = 5 * time.Second
 	c := loadCommand(t, e, cmdguest(t), cfg)
 
 	cases := []struct {
