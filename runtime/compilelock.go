@@ -14,8 +14,9 @@ import (
 // then panics in moduleEngine.NewFunction, or calls through an empty preamble. With one compile of
 // given bytes at a time the second finds the module whole. Compiles of different bytes still run
 // in parallel; a second compile of the same bytes waits for the first, which it would repeat
-// otherwise. Extism plugins also compile extism's kernel, the same bytes every time, which this
-// package does not see: they take extismKey as well.
+// otherwise. The wait is for compiles the compile budget bounds, so it does not watch the load's
+// context. Extism plugins also compile extism's kernel, the same bytes every time, which this
+// package does not see: they take extismKey as well, and so take turns with each other.
 var compileLocks = keyedLocks{m: map[[32]byte]*keyedLock{}}
 
 // extismKey is the key every Extism compile holds (extism go-sdk compiles its kernel in each).
