@@ -137,39 +137,26 @@ func TestCacheUnusableFailsClearly(t *testing.T) {
 func TestCacheSharedByEngines(t *testing.T) {
 	dir := t.TempDir()
 	mods := [][]byte{trapkit(t), readFile(t, wasmbuild.WAT(t, "testdata/hostile/init_loop.wat"))}
-	var wg sync.WaitGroup
-	errs := make(chan error, 16)
+	var engines []*runtime.Engine
 	for range 4 {
-		e, err := runtime.NewEngine(context.Background(), runtime.Config{CacheDir: dir})
+		engines = append(engines, newEngine(t, runtime.Config{CacheDir: dir}))
+	}
+	atOnce(t, 8, func(i int) error {
+		e := engines[i/2]
+		// init_loop's _initialize never returns: it is cut at its CallTimeout, after its
+		// compile, which is what is shared.
+		cfg := runtime.DefaultModuleConfig("loop")
+		cfg.CallTimeout = 100 * time.Millisecond
+		if _, err := e.Load(context.Background(), mods[1], cfg); !errors.Is(err, runtime.ErrDeadline) {
+			return fmt.Errorf("init_loop: %v, want its _initialize cut", err)
+		}
+		m, err := e.Load(context.Background(), mods[0], runtime.DefaultModuleConfig("kit"))
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		defer e.Close(context.Background())
-		for range 2 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				// init_loop's _initialize never returns: it is cut at its CallTimeout, after its
-				// compile, which is what is shared.
-				cfg := runtime.DefaultModuleConfig("loop")
-				cfg.CallTimeout = 100 * time.Millisecond
-				if _, err := e.Load(context.Background(), mods[1], cfg); !errors.Is(err, runtime.ErrDeadline) {
-					errs <- fmt.Errorf("init_loop: %v, want its _initialize cut", err)
-				}
-				m, err := e.Load(context.Background(), mods[0], runtime.DefaultModuleConfig("kit"))
-				if err != nil {
-					errs <- err
-					return
-				}
-				m.Close(context.Background())
-			}()
-		}
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+		m.Close(context.Background())
+		return nil
+	})
 	for _, f := range cacheEntries(t, dir) {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -244,27 +231,36 @@ func TestCacheHitLoadedAtOnce(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var wg sync.WaitGroup
-				errs := make(chan error, 8)
-				for range 8 {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						m, err := e.Load(context.Background(), c.wasm, cfg)
-						if err != nil {
-							errs <- fmt.Errorf("round %d: %w", round, err)
-							return
-						}
-						m.Close(context.Background())
-					}()
-				}
-				wg.Wait()
-				close(errs)
-				for err := range errs {
-					t.Error(err)
-				}
+				atOnce(t, 8, func(int) error {
+					m, err := e.Load(context.Background(), c.wasm, cfg)
+					if err != nil {
+						return fmt.Errorf("round %d: %w", round, err)
+					}
+					m.Close(context.Background())
+					return nil
+				})
 				e.Close(context.Background())
 			}
 		})
+	}
+}
+
+// atOnce runs f(0) to f(n-1) in goroutines of their own and reports what they return.
+func atOnce(t *testing.T, n int, f func(i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(i)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
 	}
 }
