@@ -21,7 +21,9 @@
 // level); the instance stays usable. Return Code(n, err) to fail a call with code n.
 //
 // Compiled for a platform other than wasip1 (e.g. for `go test` of plugin logic), the package
-// works against an in-memory stand-in for the host.
+// works against an in-memory stand-in for the host, which package wasmpodtest sets up and
+// inspects (config, logs, error messages, metrics, scaling, pod-local calls) and through which
+// a test calls the registered roles and hooks as the host would.
 package wasmpod
 
 import (
