@@ -28,11 +28,15 @@ type callOptions struct {
 	vars      string
 	timeout   time.Duration
 	parts     []string
+	missing   []int
 	method    string
 	path      string
 	headers   []string
 	logLevel  string
 	loop      int
+	// set reports whether a flag was given on the command line (flags that do not apply to the
+	// called function are refused rather than ignored).
+	set func(name string) bool
 }
 
 // newCallCmd is `wasmpod call PLUGIN.wasm FUNCTION`: load one module and call one function,
@@ -49,7 +53,8 @@ ABI is detected (--abi to state it).
 
 For an Extism plugin FUNCTION is any exported function (count_vowels). For a native module it
 is a role (handle, leaf, merge, http, stage) or its export (wasmpod_leaf): merge takes its parts
-from --part (repeated), http frames a request from --method, --path, --header and the input,
+from --part (repeated; --missing N puts a missing part, a shard that failed, at position N),
+http frames a request from --method, --path, --header and the input,
 and prints the response body (status and headers on stderr). The module runs alone: its
 pod-local calls fail (no such module) and it may dial nothing.
 
@@ -58,9 +63,11 @@ not be loaded or the flags are wrong.`,
 		Example: `  wasmpod call count_vowels.wasm count_vowels --input "Hello, World!"
   wasmpod call plugin.wasm handle --input-file request.json --config greeting=hi
   wasmpod call leaf.wasm leaf --input abc
-  wasmpod call merge.wasm merge --part a --part b`,
+  wasmpod call merge.wasm merge --part a --part b
+  wasmpod call merge.wasm merge --part a --part c --missing 1`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.set = func(name string) bool { return cmd.Flags().Changed(name) }
 			err := runCall(cmd.Context(), args[0], args[1], o, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 			var ee exitError
 			if err != nil && !errors.As(err, &ee) {
@@ -80,12 +87,61 @@ not be loaded or the flags are wrong.`,
 	f.StringVar(&o.vars, "vars", "1Mi", "the most bytes of Extism vars")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Second, "the call's deadline")
 	f.StringArrayVar(&o.parts, "part", nil, "a merge part (repeatable; native merge only)")
+	f.IntSliceVar(&o.missing, "missing", nil, "a missing merge part (a shard that failed) at this position among the parts, counted from 0 (repeatable; native merge only)")
 	f.StringVar(&o.method, "method", "GET", "request method (native http only)")
 	f.StringVar(&o.path, "path", "/", "request URI (native http only)")
 	f.StringArrayVar(&o.headers, "header", nil, "a request header NAME=VALUE (repeatable; native http only)")
 	f.StringVar(&o.logLevel, "log-level", "info", "the least level of guest log lines shown on stderr: debug, info, warn, error")
 	f.IntVar(&o.loop, "loop", 1, "call this many times on the same instance (vars persist), printing each output")
 	return cmd
+}
+
+// checkRoleFlags refuses the flags that do not apply to role: --part and --missing are a
+// native merge's, --method, --path and --header a native http call's. Ignoring them would
+// call the module with something other than what the command line says.
+func (o callOptions) checkRoleFlags(role runtime.Role) error {
+	for _, f := range []struct {
+		name string
+		role runtime.Role
+	}{
+		{"part", runtime.RoleMerge},
+		{"missing", runtime.RoleMerge},
+		{"method", runtime.RoleHTTP},
+		{"path", runtime.RoleHTTP},
+		{"header", runtime.RoleHTTP},
+	} {
+		if o.set != nil && o.set(f.name) && role != f.role {
+			return fmt.Errorf("--%s is for a native %s call, not %s", f.name, f.role, role)
+		}
+	}
+	return nil
+}
+
+// mergeParts is the merge's parts: the --part values in order, with a missing part at each
+// --missing position (counted among all the parts).
+func (o callOptions) mergeParts() ([]runtime.Part, error) {
+	n := len(o.parts) + len(o.missing)
+	missing := make(map[int]bool, len(o.missing))
+	for _, k := range o.missing {
+		switch {
+		case k < 0 || k >= n:
+			return nil, fmt.Errorf("--missing %d: out of range: %d parts (--part and --missing together) are numbered 0 to %d", k, n, n-1)
+		case missing[k]:
+			return nil, fmt.Errorf("--missing %d: given twice", k)
+		}
+		missing[k] = true
+	}
+	parts := make([]runtime.Part, 0, n)
+	next := 0
+	for k := 0; k < n; k++ {
+		if missing[k] {
+			parts = append(parts, runtime.Part{Missing: true})
+			continue
+		}
+		parts = append(parts, runtime.Part{Data: []byte(o.parts[next])})
+		next++
+	}
+	return parts, nil
 }
 
 // stderrLogs writes guest log lines at or above a level to w.
@@ -170,8 +226,12 @@ func runCall(ctx context.Context, path, fn string, o callOptions, stdin io.Reade
 	} else if role, err = runtime.ParseRole(strings.TrimPrefix(fn, "wasmpod_")); err != nil {
 		return fmt.Errorf("a native module's functions are its roles: %w", err)
 	}
-	if len(o.parts) > 0 && role != runtime.RoleMerge {
-		return errors.New("--part is for a native merge")
+	if err := o.checkRoleFlags(role); err != nil {
+		return err
+	}
+	parts, err := o.mergeParts()
+	if err != nil {
+		return err
 	}
 	ecfg := runtime.DefaultConfig()
 	ecfg.Logs = stderrLogs{w: stderr, level: level}
@@ -204,11 +264,7 @@ func runCall(ctx context.Context, path, fn string, o callOptions, stdin io.Reade
 	}
 	for i := 0; i < o.loop; i++ {
 		var out []byte
-		if role == runtime.RoleMerge && (len(o.parts) > 0 || o.input == "" && o.inputFile == "") {
-			parts := make([]runtime.Part, len(o.parts))
-			for j, p := range o.parts {
-				parts[j] = runtime.Part{Data: []byte(p)}
-			}
+		if role == runtime.RoleMerge && (len(parts) > 0 || o.input == "" && o.inputFile == "") {
 			out, err = m.Merge(ctx, parts, nil)
 		} else {
 			out, err = m.Call(ctx, role, in, nil)
