@@ -35,11 +35,18 @@ type Engine struct {
 	// rtClosing is set just before the wazero runtime closes, which frees the memories of
 	// instances whose calls may still run: image memories are then left mapped (cowMemory.Free).
 	rtClosing atomic.Bool
-	rt        wazero.Runtime
-	cache     wazero.CompilationCache
-	modules   map[*Module]struct{}
-	hostFns   map[string]hostSig
-	instByID  sync.Map // api.Module -> *instance, so imports find their caller
+	// The wazero runtime is closed once: by Close, or, when calls that cannot be cut still ran
+	// in modules it closed, by the last of them as it returns (moduleReleased). deferred counts
+	// the modules whose release (Module.releaseAll) is not done yet; shut is set once Close
+	// closed every module. The runtime closes when both hold (releaseRuntime).
+	deferred atomic.Int64
+	shut     atomic.Bool
+	rtOnce   sync.Once
+	rt       wazero.Runtime
+	cache    wazero.CompilationCache
+	modules  map[*Module]struct{}
+	hostFns  map[string]hostSig
+	instByID sync.Map // api.Module -> *instance, so imports find their caller
 
 	// imgMu serialises instance-image compiles (Module.buildImage). Modules loaded from the
 	// same .wasm usually capture byte-identical image modules, which wazero compiles once and
@@ -217,7 +224,7 @@ func (e *Engine) adopt(ctx context.Context, m *Module, err error) (*Module, erro
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
-		m.releaseAll(ctx)
+		_ = m.releaseAll(ctx) // never started: no call runs in it
 		return nil, fmt.Errorf("runtime: engine: %w", ErrClosed)
 	}
 	e.modules[m] = struct{}{}
@@ -399,7 +406,12 @@ func cacheEntryValid(b []byte) bool {
 	return pos >= 0
 }
 
-// Close stops every module (without grace) and releases the engine. It is idempotent.
+// Close stops every module (without grace, see [Module.Close]) and releases the engine. It is
+// idempotent. Loads and calls after Close fail (ErrClosed, ErrNotRunning).
+//
+// When calls that cannot be cut still run in modules it closed (or in modules closed before),
+// the engine's wazero runtime, which those calls use, is closed by the last of them as it
+// returns, not under them; Close then returns an error wrapping [ErrCallsRunning].
 func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
 	if e.closed {
@@ -418,10 +430,29 @@ func (e *Engine) Close(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := e.closeRuntime(ctx); err != nil {
+	e.shut.Store(true)
+	if n := e.deferred.Load(); n > 0 {
+		errs = append(errs, fmt.Errorf("runtime: engine: %w in %d module(s); the engine's wazero runtime is closed when the last of them returns", ErrCallsRunning, n))
+	} else if err := e.releaseRuntime(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// moduleReleased is a module's last step (Module.finalRelease): the last module released after
+// Close closes the runtime, on its goroutine.
+func (e *Engine) moduleReleased(ctx context.Context) {
+	if e.deferred.Add(-1) == 0 && e.shut.Load() {
+		_ = e.releaseRuntime(ctx) // a returning call's: nobody to report to
+	}
+}
+
+// releaseRuntime closes the wazero runtime once (closeRuntime) and returns the error of the call
+// that did.
+func (e *Engine) releaseRuntime(ctx context.Context) error {
+	var err error
+	e.rtOnce.Do(func() { err = e.closeRuntime(ctx) })
+	return err
 }
 
 func (e *Engine) forget(m *Module) {

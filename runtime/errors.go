@@ -36,6 +36,11 @@ var (
 	ErrOutput = errors.New("invalid guest output")
 	// ErrClosed: the engine or module has been closed.
 	ErrClosed = errors.New("closed")
+	// ErrCallsRunning: Close returned while calls admitted before it still ran guest code that
+	// cannot be cut (a trusted module's, or one blocked in a host function). Close refused new
+	// calls and released everything else; what those calls use (their instances, the module's
+	// compiled code, the engine's wazero runtime) is released by the last of them as it returns.
+	ErrCallsRunning = errors.New("calls still running")
 	// ErrTooLarge: the guest refused a buffer for the input (wasmpod_buffer returned 0), which
 	// the ABI allows. It wraps ErrInput.
 	ErrTooLarge = fmt.Errorf("%w: the guest cannot hold an input that large", ErrInput)

@@ -305,8 +305,9 @@ func (m *Module) buildImage(ctx context.Context) {
 	m.setImageNote(c.note)
 }
 
-// releaseImage frees the image or the capture waiting to become one; with cmMu held for writing
-// after the build goroutine ended.
+// releaseImage frees the image or the capture waiting to become one, after the build goroutine
+// ended and released was set (under cmMu), so no image is stored or used for an instance any
+// more.
 func (m *Module) releaseImage(ctx context.Context) {
 	if img := m.img.Load(); img != nil {
 		_ = img.cm.Close(ctx)

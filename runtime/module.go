@@ -55,6 +55,10 @@ type Module struct {
 	// closed code.
 	cmMu     sync.RWMutex
 	released bool
+	// releasing is set by the first releaseAll, once no slot can be taken any more. finalized
+	// is set by the one finalRelease that releases the compiled code: releaseAll's at once, or
+	// that of the last call still running in a revoked slot as it returns (pool.outstanding).
+	releasing, finalized atomic.Bool
 
 	// Instance images (image.go): the capture is taken while the module loads, the image built
 	// in the background when first needed and released with the compiled code. prepared and
@@ -97,6 +101,7 @@ func newModule(ctx context.Context, e *Engine, cm wazero.CompiledModule, cfg Mod
 // under the earlier of ctx's end and the module's CallTimeout: a load whose caller went away or
 // whose deadline passed ends then.
 func (m *Module) warmFirstCtx(ctx context.Context) error {
+	m.pool.drained = m.callsDrained
 	m.target.Store(int32(max(m.cfg.MinInstances, 1)))
 	m.yieldInterval = m.cfg.YieldInterval
 	if m.yieldInterval == 0 {
@@ -311,6 +316,13 @@ type StopOptions struct {
 // ends stopped even when a step fails; the failures are returned. Stopping a stopped module is a
 // no-op.
 func (m *Module) Stop(ctx context.Context, opts StopOptions) error {
+	return m.stop(ctx, opts, false)
+}
+
+// stop is Stop; closing is set for Close's stop, which does not wait for calls that nothing
+// can cut (a trusted module's) longer than for cut calls to unwind: what they use is released
+// when they return (releaseAll), and Close says so.
+func (m *Module) stop(ctx context.Context, opts StopOptions, closing bool) error {
 	m.lifeMu.Lock()
 	defer m.lifeMu.Unlock()
 	if m.State() == StateStopped {
@@ -354,8 +366,11 @@ func (m *Module) Stop(ctx context.Context, opts StopOptions) error {
 		hard := time.Second
 		if m.cfg.Trusted {
 			hard = m.cfg.CallTimeout // trusted code cannot be cut: wait for it to return
+			if closing {
+				hard = min(hard, time.Second)
+			}
 		}
-		if !m.drain(time.Now().Add(hard)) {
+		if !m.drain(time.Now().Add(hard)) && !closing { // Close reports them (releaseAll)
 			_, busy := m.pool.counts()
 			errs = append(errs, fmt.Errorf("module %q: %d call(s) still running after the grace period", m.cfg.Name, busy))
 		}
@@ -468,8 +483,9 @@ func (m *Module) drain(deadline time.Time) bool {
 
 // closeAll closes every slot for good and the instances Stop owns. A slot still busy or
 // creating (a call that outlived the grace period) is revoked instead: its owner closes the
-// instance when it returns (see pool.put, publishBusy, clear). Closed slots are never handed
-// out again, so nothing admitted before Stop can instantiate afterwards.
+// instance when it returns (see pool.put, publishBusy, clear), and is counted until then
+// (pool.outstanding). Closed slots are never handed out again, so nothing admitted before Stop
+// can instantiate afterwards. Called with lifeMu held.
 func (m *Module) closeAll(ctx context.Context) {
 	for k := range m.pool.slots {
 		s := &m.pool.slots[k]
@@ -479,9 +495,14 @@ func (m *Module) closeAll(ctx context.Context) {
 				break
 			}
 			if st == slotBusy || st == slotCreating {
+				// Counted before the owner can see the slot revoked (and take the count back).
+				m.pool.outstanding.Add(1)
 				if s.move(st, slotRevoked, 0) {
 					break
 				}
+				// Not the last: no slot is busy or creating after the first releaseAll, so
+				// releasing is not set yet, and releaseAll looks at the count after it.
+				m.pool.outstanding.Add(-1)
 				continue
 			}
 			if s.move(st, slotClosed, 0) { // idle, empty or already reserved
@@ -495,35 +516,49 @@ func (m *Module) closeAll(ctx context.Context) {
 	}
 }
 
-// Close stops the module without grace if it is not stopped, releases its compiled code and
-// removes it from the engine. Idempotent.
+// Close stops the module without grace if it is not stopped (cut calls get a second to
+// unwind, calls that nothing cuts as long), releases its compiled code and removes it from the
+// engine. Idempotent.
+//
+// A call still running after that (a trusted module's, which nothing cuts, or one blocked in a
+// host function) keeps what it uses: its instance, the module's compiled code and the engine's
+// wazero runtime are released by the last such call as it returns, not under it. Close then
+// returns an error wrapping [ErrCallsRunning] that says how many; calls after Close fail with
+// ErrNotRunning all the same.
 func (m *Module) Close(ctx context.Context) error {
 	var err error
 	if m.State() != StateStopped {
-		err = m.Stop(ctx, StopOptions{Grace: time.Nanosecond})
+		err = m.stop(ctx, StopOptions{Grace: time.Nanosecond}, true)
 	}
-	m.releaseAll(ctx)
-	return err
+	return errors.Join(err, m.releaseAll(ctx))
 }
 
-func (m *Module) releaseAll(ctx context.Context) {
+// releaseAll closes every slot, refuses instantiations and image builds from now on, and
+// releases the compiled code (finalRelease) at once, or, when calls still run in revoked slots,
+// leaves that to the last of them to return (callsDrained) and says so. Idempotent.
+func (m *Module) releaseAll(ctx context.Context) error {
 	m.lifeMu.Lock()
 	defer m.lifeMu.Unlock()
 	m.closeAll(ctx)
 	m.imgOnce.Do(func() {}) // no image build starts from now on; wait for one under way
 	m.imgWG.Wait()
 	m.cmMu.Lock() // waits for instantiations under way; later ones fail with ErrNotRunning
-	if !m.released {
-		m.released = true
-		if m.cm != nil {
-			_ = m.cm.Close(ctx)
-		}
-		if m.ext != nil {
-			_ = m.ext.cp.Close(ctx)
-		}
-		m.releaseImage(ctx)
-	}
+	first := !m.released
+	m.released = true
 	m.cmMu.Unlock()
+	var err error
+	if first {
+		// The engine keeps its runtime open until this module's release (Engine.Close); counted
+		// before the module leaves the engine's list, so an Engine.Close that no longer finds
+		// it still waits for it.
+		m.e.deferred.Add(1)
+		m.releasing.Store(true)
+		if n := m.pool.outstanding.Load(); n > 0 {
+			err = fmt.Errorf("module %q: %w: %d call(s) still run in the guest and cannot be cut; their instances and the module's compiled code are released when they return", m.cfg.Name, ErrCallsRunning, n)
+		} else {
+			m.finalRelease(ctx)
+		}
+	}
 	m.e.forget(m)
 	m.subsMu.Lock()
 	for s := range m.subs {
@@ -531,6 +566,32 @@ func (m *Module) releaseAll(ctx context.Context) {
 		close(s.ch)
 	}
 	m.subsMu.Unlock()
+	return err
+}
+
+// callsDrained runs on the goroutine of the last owner of a revoked slot to return, its
+// instance closed (pool.drained): after releaseAll it releases what releaseAll left to it.
+// Whichever of the two sees both releasing set and no call outstanding releases.
+func (m *Module) callsDrained() {
+	if m.releasing.Load() {
+		m.finalRelease(context.Background())
+	}
+}
+
+// finalRelease releases the compiled code and the image, once no instance of the module can run
+// any more, and then lets the engine close its runtime if it waits for this module. Runs once.
+func (m *Module) finalRelease(ctx context.Context) {
+	if !m.finalized.CompareAndSwap(false, true) {
+		return
+	}
+	if m.cm != nil {
+		_ = m.cm.Close(ctx)
+	}
+	if m.ext != nil {
+		_ = m.ext.cp.Close(ctx)
+	}
+	m.releaseImage(ctx)
+	m.e.moduleReleased(ctx)
 }
 
 func (m *Module) notRunning(st State) error {

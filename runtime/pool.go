@@ -35,7 +35,10 @@ const (
 // there; an idle slot to the pool; a closed slot to Stop. Stop turns the slots still busy or
 // creating after its grace into revoked ones: their owners close their instances when they
 // return, and the slot ends closed. Closed is final: once a module stopped, no slot can be taken
-// again, so a call admitted before Stop cannot create an instance after it.
+// again, so a call admitted before Stop cannot create an instance after it. The pool counts the
+// revoked slots whose owners have not returned yet (outstanding): the module's compiled code and
+// the engine's wazero runtime, which such an owner's guest code may still use, are released only
+// once that count is back to zero (Module.releaseAll, Module.finalRelease).
 
 type slot struct {
 	word atomic.Uint64            // state and call count, see stateBits
@@ -80,6 +83,13 @@ type pool struct {
 	waiters atomic.Int32
 	mu      sync.Mutex
 	wake    chan struct{} // closed and replaced to wake every waiter
+
+	// outstanding counts the revoked slots whose owners have not returned (Module.closeAll adds
+	// one before it revokes a slot, the owner takes it back as it closes the slot); drained runs
+	// on the goroutine of the owner that brings it back to zero. Only the slow paths of revoked
+	// slots touch them, never a call's own.
+	outstanding atomic.Int64
+	drained     func()
 }
 
 func newPool(n int) pool {
@@ -137,11 +147,16 @@ func (p *pool) publishBusy(s *slot, inst *instance) bool {
 // on it, and wakes waiters. A slot Stop revoked meanwhile ends closed instead.
 func (p *pool) clear(s *slot, calls uint64) {
 	s.inst.Store(nil)
+	revoked := false
 	if !s.move(slotBusy, slotEmpty, calls) && !s.move(slotCreating, slotEmpty, calls) {
 		s.set(slotClosed, calls) // revoked
+		revoked = true
 	}
 	if p.waiters.Load() > 0 {
 		p.broadcast()
+	}
+	if revoked {
+		p.ownerReturned()
 	}
 }
 
@@ -171,6 +186,15 @@ func (p *pool) retire(s *slot, calls uint64) {
 	s.set(slotClosed, calls)
 	if p.waiters.Load() > 0 {
 		p.broadcast()
+	}
+	p.ownerReturned()
+}
+
+// ownerReturned is the last step of the owner of a revoked slot, once its instance is closed:
+// the last one to return runs drained (which releases what a Close left to it).
+func (p *pool) ownerReturned() {
+	if p.outstanding.Add(-1) == 0 && p.drained != nil {
+		p.drained()
 	}
 }
 
