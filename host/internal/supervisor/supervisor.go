@@ -355,11 +355,13 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 			u.opMu.Unlock()
 		}
 		s.wg.Wait()
-		if n := s.strays.Load(); n > 0 {
-			// Closing the engine's runtime under guest code that still runs is not safe (it
-			// frees what the call uses); the process is about to exit, which ends them.
-			errs = append(errs, fmt.Errorf("supervisor: engine left open: %d probe or tick call(s) of a trusted module still run in the guest past the grace period", n))
-		} else if err := s.engine.Close(ctx); err != nil {
+		// Calls still running in the guest (a trusted module's probe or tick, which nothing
+		// cuts) keep what they use: the engine releases it when the last of them returns, and
+		// its Close says so (runtime.ErrCallsRunning).
+		if err := s.engine.Close(ctx); err != nil {
+			if n := s.strays.Load(); n > 0 {
+				err = fmt.Errorf("supervisor: %d probe or tick call(s) of a trusted module still run in the guest past the grace period: %w", n, err)
+			}
 			errs = append(errs, err)
 		}
 		for _, d := range s.emptyDirs {
