@@ -137,6 +137,21 @@ type ModuleConfig struct {
 	// the instance is replaced (trap, deadline, restart, upgrade). Extism modules only.
 	MaxVarBytes int64
 
+	// LogLinesPerSecond and LogLineBurst bound the rate of the module's log lines: a token bucket
+	// of LogLineBurst lines refilled at LogLinesPerSecond. LogBytesPerSecond and LogByteBurst do
+	// the same for their bytes (a line counts at most 8 KiB, the longest line kept). The limit is
+	// the module's, whatever instance or source a line comes from (the log import, stdout,
+	// stderr, Extism's log_*, and the runtime's own lines about the module). A line over it is
+	// dropped, not waited for, and counted (Module.LogsDropped); the next line admitted is
+	// preceded by one runtime line (level warn) saying how many lines and bytes were dropped
+	// (at most one such line a second; it is not charged to the module).
+	// 0 means the default; a negative rate turns that bucket off (no limit).
+	LogLinesPerSecond int
+	LogLineBurst      int
+	LogBytesPerSecond int64
+	// LogByteBurst, when set, must be at least 8 KiB, so that the longest line can be logged.
+	LogByteBurst int64
+
 	fixed fixedCost // measured at load: what an instance holds besides linear memory
 }
 
@@ -172,6 +187,16 @@ func DefaultModuleConfig(name string) ModuleConfig {
 		// 1 MiB: Extism's own default, so plugins that keep a counter or a cache in vars run
 		// unchanged; small next to the instance's memory.
 		MaxVarBytes: 1 << 20,
+		// 1,000 lines/s: one line per call at hundreds of calls a second, far more than a
+		// healthy module says, far less than the million a second a looping guest sends.
+		LogLinesPerSecond: 1000,
+		// 10,000 lines: journald's RateLimitBurst; a start-up or a crash's stack dump fits whole.
+		LogLineBurst: 10_000,
+		// 1 MiB/s: a hundred modules at their limit write 100 MiB/s, what a disk can take for
+		// the minutes an operator needs to notice; lines of 1 KiB at the line rate fit.
+		LogBytesPerSecond: 1 << 20,
+		// 10 MiB: the line burst's ten seconds at the byte rate (10,000 lines of 1 KiB).
+		LogByteBurst: 10 << 20,
 	}
 }
 
@@ -193,6 +218,10 @@ func (c *ModuleConfig) validate() error {
 		return fmt.Errorf("%w: module %q: StopGrace must not be negative", ErrInvalidModule, c.Name)
 	case c.YieldInterval < 0:
 		return fmt.Errorf("%w: module %q: YieldInterval must not be negative", ErrInvalidModule, c.Name)
+	case c.LogLineBurst < 0 || c.LogByteBurst < 0:
+		return fmt.Errorf("%w: module %q: LogLineBurst and LogByteBurst must not be negative", ErrInvalidModule, c.Name)
+	case c.LogByteBurst > 0 && c.LogByteBurst < maxLogLine:
+		return fmt.Errorf("%w: module %q: LogByteBurst %d is less than the longest log line (%d bytes)", ErrInvalidModule, c.Name, c.LogByteBurst, maxLogLine)
 	case c.MaxVarBytes < 0:
 		return fmt.Errorf("%w: module %q: MaxVarBytes must not be negative", ErrInvalidModule, c.Name)
 	case c.ScaleMin < 0 || c.ScaleMax < 0 || c.ScaleMax > c.MaxConcurrency || (c.ScaleMax > 0 && c.ScaleMin > c.ScaleMax):

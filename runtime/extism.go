@@ -246,12 +246,13 @@ func (m *Module) newExtismInstance(ctx context.Context) (*instance, error) {
 	// which the instrumentation's __yield checks.
 	// extism go-sdk runs a host function only with a plugin in the context, and the plugin does
 	// not exist yet while its start function runs: __yield uses none, an empty one does.
+	byCaller := callerFirst(ictx, m.cfg.CallTimeout)
 	ictx, cancel := context.WithTimeout(context.WithValue(ictx, extism.PluginCtxKey("plugin"), &extism.Plugin{}), m.cfg.CallTimeout)
 	p, err := m.ext.cp.Instance(ictx, extism.PluginInstanceConfig{ModuleConfig: mc})
 	cancel()
 	unhold()
 	if err != nil && !m.cfg.Trusted && errors.Is(ictx.Err(), context.DeadlineExceeded) {
-		return nil, fmt.Errorf("module %q: instantiate: %w (limit %s): %v", m.cfg.Name, ErrDeadline, m.cfg.CallTimeout, err)
+		return nil, fmt.Errorf("module %q: instantiate: %w (%s): %v", m.cfg.Name, ErrDeadline, deadlineNote(byCaller, m.cfg.CallTimeout), err)
 	}
 	if err != nil && !m.cfg.Trusted && errors.Is(ctx.Err(), context.Canceled) {
 		return nil, fmt.Errorf("module %q: instantiate: %w", m.cfg.Name, ctx.Err())
@@ -295,6 +296,7 @@ func (i *instance) invokeExtism(ctx context.Context, exp int, in []byte, parts [
 	if err := ctx.Err(); err != nil {
 		return dst, fmt.Errorf("module %q: %w", m.cfg.Name, err)
 	}
+	byCaller := callerFirst(ctx, m.cfg.CallTimeout)
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
 	defer cancel()
 	x.cancel.Store(&cancel)
@@ -322,7 +324,7 @@ func (i *instance) invokeExtism(ctx context.Context, exp int, in []byte, parts [
 			case i.stopping.Load():
 				return dst, fmt.Errorf("module %q: call cut because the module stopped: %w", m.cfg.Name, ErrNotRunning)
 			case errors.Is(cerr, context.DeadlineExceeded):
-				return dst, fmt.Errorf("module %q: %w (limit %s)", m.cfg.Name, ErrDeadline, m.cfg.CallTimeout)
+				return dst, fmt.Errorf("module %q: %w (%s)", m.cfg.Name, ErrDeadline, deadlineNote(byCaller, m.cfg.CallTimeout))
 			default:
 				return dst, fmt.Errorf("module %q: call canceled: %w", m.cfg.Name, ctx.Err())
 			}

@@ -145,7 +145,7 @@ func (e *Engine) instantiateHostModule(ctx context.Context, rt wazero.Runtime) e
 		if len(msg) > maxLogLine {
 			msg = msg[:maxLogLine]
 		}
-		inst.m.log(level, "guest", string(msg))
+		inst.m.logBytes(level, "guest", msg)
 	})
 	def("error", func(ctx context.Context, mod api.Module, stack []uint64) {
 		inst := e.instanceOf(mod)
@@ -298,12 +298,31 @@ func sameTypes(a []ValueType, b []api.ValueType) bool {
 	return true
 }
 
-// log emits a runtime or guest log line for the module.
+// log emits a runtime or guest log line for the module, within its log rate limit (a runtime
+// line about a module is mostly one its guest caused: a trap, a scale request).
 func (m *Module) log(level Level, source, msg string) {
-	if m.e.cfg.Logs == nil {
+	sink := m.e.cfg.Logs
+	if sink == nil {
 		return
 	}
-	m.e.cfg.Logs.Log(LogEntry{Time: time.Now(), Module: m.cfg.Name, Level: level, Source: source, Message: msg})
+	now := time.Now()
+	if !m.admitLog(sink, now, len(msg)) {
+		return
+	}
+	sink.Log(LogEntry{Time: now, Module: m.cfg.Name, Level: level, Source: source, Message: msg})
+}
+
+// logBytes is log for a line in guest memory: a dropped line is not copied.
+func (m *Module) logBytes(level Level, source string, msg []byte) {
+	sink := m.e.cfg.Logs
+	if sink == nil {
+		return
+	}
+	now := time.Now()
+	if !m.admitLog(sink, now, len(msg)) {
+		return
+	}
+	sink.Log(LogEntry{Time: now, Module: m.cfg.Name, Level: level, Source: source, Message: string(msg)})
 }
 
 // cutAtRune returns b, or its longest prefix of at most n bytes that does not end inside a

@@ -55,6 +55,9 @@ type instance struct {
 	pending bool
 	pendD   time.Duration
 	pendCtx context.Context
+	// byCaller: the current call's deadline is its context's, which came before the module's
+	// limit (for the error that says which deadline cut it). Calling goroutine only.
+	byCaller bool
 	// A cancellable context cuts the call when it is cancelled, through a hook registered with
 	// context.AfterFunc when the deadline is stamped, not as the call starts (see hookCancel):
 	// unhook stops it and hookCtx is the context it watches. Calling goroutine only.
@@ -122,8 +125,11 @@ func (i *instance) stamp() int64 {
 	ctx := i.pendCtx
 	now := nanotime()
 	d := i.pendD
+	i.byCaller = false
 	if dl, ok := ctx.Deadline(); ok {
-		d = min(d, time.Until(dl))
+		if r := time.Until(dl); r < d {
+			d, i.byCaller = r, true
+		}
 	}
 	i.pending, i.pendCtx = false, nil
 	at := now + int64(max(d, 0))
@@ -438,6 +444,21 @@ func (i *instance) dead() bool {
 	return i.broken || i.expired.Load()
 }
 
+// deadlineNote says which deadline cut a call: the module's limit, or the caller's, when its
+// context's deadline came first.
+func deadlineNote(byCaller bool, limit time.Duration) string {
+	if byCaller {
+		return fmt.Sprintf("the caller's deadline, before the module's limit of %s", limit)
+	}
+	return fmt.Sprintf("limit %s", limit)
+}
+
+// callerFirst reports whether ctx's deadline comes before limit from now.
+func callerFirst(ctx context.Context, limit time.Duration) bool {
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) < limit
+}
+
 func (i *instance) classify(err error) error {
 	if err == nil {
 		return nil
@@ -460,7 +481,7 @@ func (i *instance) classify(err error) error {
 		if i.cancelled.Load() {
 			return fmt.Errorf("module %q: call cut because its caller went away: %w", name, context.Canceled)
 		}
-		return fmt.Errorf("module %q: %w (limit %s)", name, ErrDeadline, i.m.cfg.CallTimeout)
+		return fmt.Errorf("module %q: %w (%s)", name, ErrDeadline, deadlineNote(i.byCaller, i.m.cfg.CallTimeout))
 	}
 	kind := "other"
 	for _, k := range trapKinds {
@@ -629,8 +650,8 @@ func (m *Module) newShell(rec *initRecord) *instance {
 	if !m.cfg.Trusted {
 		cut = i.outputCut
 	}
-	i.stdout = &lineWriter{module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs, cut: cut}
-	i.stderr = &lineWriter{module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs, cut: cut}
+	i.stdout = &lineWriter{m: m, module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs, cut: cut}
+	i.stderr = &lineWriter{m: m, module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs, cut: cut}
 	return i
 }
 

@@ -247,6 +247,10 @@ func TestLoadHonoursContext(t *testing.T) {
 					if !errors.Is(err, want) {
 						t.Fatalf("Load: %v, want an error wrapping %v", err, want)
 					}
+					// The error names the deadline that cut it: the caller's, not the module's 60 s.
+					if how == "deadline" && !strings.Contains(err.Error(), "the caller's deadline, before the module's limit of 1m0s") {
+						t.Fatalf("Load: %v, want it to name the caller's deadline", err)
+					}
 					if took > time.Second+cutBound {
 						t.Fatalf("load took %s after a context of 1 s", took)
 					}

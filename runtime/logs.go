@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -75,6 +76,7 @@ const maxLogLine = 8 << 10
 // most maxLogLine bytes however long the guest makes it.
 type lineWriter struct {
 	mu     sync.Mutex
+	m      *Module // whose log rate limit the lines count against; nil: none
 	module string
 	source string
 	level  Level
@@ -134,9 +136,115 @@ func (w *lineWriter) flush() {
 
 func (w *lineWriter) emit() {
 	msg := w.buf
+	w.buf = w.buf[:0]
+	now := time.Now()
+	if w.m != nil && !w.m.admitLog(w.sink, now, len(msg)) {
+		return
+	}
 	if len(msg) > maxLogLine {
 		msg = append(msg[:maxLogLine:maxLogLine], " [truncated]"...)
 	}
-	w.sink.Log(LogEntry{Time: time.Now(), Module: w.module, Level: w.level, Source: w.source, Message: string(msg)})
-	w.buf = w.buf[:0]
+	w.sink.Log(LogEntry{Time: now, Module: w.module, Level: w.level, Source: w.source, Message: string(msg)})
+}
+
+// logLimiter is a module's log rate limit (ModuleConfig.LogLinesPerSecond and the fields after
+// it): a token bucket of lines and one of bytes, shared by every instance and every source of
+// the module (the log import, stdout, stderr, Extism's log_*, and the runtime's own lines about
+// the module, which a guest can trigger once a call: traps, scale). A line that either bucket
+// cannot pay for is dropped, never waited for: the guest's call is not slowed, and the sink
+// is not flooded. Drops are counted; the next line admitted is preceded by one runtime line
+// saying how many were dropped (at most one such line a second: logSummaryEvery). One mutex a
+// line, no allocation.
+type logLimiter struct {
+	mu   sync.Mutex
+	init bool
+	// Resolved limits; a rate below zero turns its bucket off.
+	lineRate, lineBurst, byteRate, byteBurst float64
+	lines, bytes                             float64   // tokens
+	last                                     time.Time // of the last refill
+	// Drops since the last summary, and when that was said.
+	pendLines, pendBytes uint64
+	said                 time.Time
+	// Drops since the module was loaded.
+	droppedLines, droppedBytes atomic.Uint64
+}
+
+// logSummaryEvery is the least time between two of a module's drop summaries: under a steady
+// flood every refilled token would otherwise bring one, doubling the lines it lets through.
+const logSummaryEvery = time.Second
+
+// logLimits resolves c's log limits: 0 takes the default.
+func logLimits(c *ModuleConfig) (lineRate, lineBurst, byteRate, byteBurst float64) {
+	d := DefaultModuleConfig("")
+	or := func(v, def int64) float64 {
+		if v == 0 {
+			return float64(def)
+		}
+		return float64(v)
+	}
+	return or(int64(c.LogLinesPerSecond), int64(d.LogLinesPerSecond)), or(int64(c.LogLineBurst), int64(d.LogLineBurst)),
+		or(c.LogBytesPerSecond, d.LogBytesPerSecond), or(c.LogByteBurst, d.LogByteBurst)
+}
+
+// admit reports whether a line of n bytes may be logged at now, taking its tokens if so. When
+// it may, and a summary is due, dropLines and dropBytes are the drops it is to report.
+func (l *logLimiter) admit(c *ModuleConfig, now time.Time, n int) (ok bool, dropLines, dropBytes uint64) {
+	cost := float64(min(n, maxLogLine))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.init {
+		l.init = true
+		l.lineRate, l.lineBurst, l.byteRate, l.byteBurst = logLimits(c)
+		l.lines, l.bytes, l.last = l.lineBurst, l.byteBurst, now
+	}
+	// Callers read the clock before the lock: a late one may bring an earlier time, which
+	// refills nothing (the monotonic reading makes the difference exact).
+	if dt := now.Sub(l.last).Seconds(); dt > 0 {
+		l.last = now
+		l.lines = min(l.lineBurst, l.lines+dt*l.lineRate)
+		l.bytes = min(l.byteBurst, l.bytes+dt*l.byteRate)
+	}
+	if (l.lineRate >= 0 && l.lines < 1) || (l.byteRate >= 0 && l.bytes < cost) {
+		l.pendLines++
+		l.pendBytes += uint64(n)
+		l.droppedLines.Add(1)
+		l.droppedBytes.Add(uint64(n))
+		return false, 0, 0
+	}
+	l.lines--
+	l.bytes -= cost
+	if l.pendLines > 0 && (l.said.IsZero() || now.Sub(l.said) >= logSummaryEvery) {
+		dropLines, dropBytes = l.pendLines, l.pendBytes
+		l.pendLines, l.pendBytes, l.said = 0, 0, now
+	}
+	return true, dropLines, dropBytes
+}
+
+// admitLog reports whether the module may send a line of n bytes to sink now; if lines were
+// dropped before it, it first says so on sink (Source "runtime", level warn).
+func (m *Module) admitLog(sink LogSink, now time.Time, n int) bool {
+	l := &m.logs
+	ok, lines, bytes := l.admit(&m.cfg, now, n)
+	if ok && lines > 0 {
+		sink.Log(LogEntry{Time: now, Module: m.cfg.Name, Level: LevelWarn, Source: "runtime", Message: l.summary(lines, bytes)})
+	}
+	return ok
+}
+
+// summary is the runtime's line about dropped lines.
+func (l *logLimiter) summary(lines, bytes uint64) string {
+	limit := func(rate, burst float64, unit string) string {
+		if rate < 0 {
+			return "no " + unit + " limit"
+		}
+		return fmt.Sprintf("%.0f %s/s (burst %.0f)", rate, unit, burst)
+	}
+	return fmt.Sprintf("log rate limit: dropped %d lines (%d bytes) over the module's limit of %s and %s",
+		lines, bytes, limit(l.lineRate, l.lineBurst, "lines"), limit(l.byteRate, l.byteBurst, "bytes"))
+}
+
+// LogsDropped returns how many log lines of the module, and how many bytes of them, were
+// dropped by its log rate limit (ModuleConfig.LogLinesPerSecond) since it was loaded.
+func (m *Module) LogsDropped() (lines, bytes uint64) {
+	return m.logs.droppedLines.Load(), m.logs.droppedBytes.Load()
 }

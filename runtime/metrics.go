@@ -107,6 +107,10 @@ type Stats struct {
 	Latency Histogram `json:"latency"`
 	// FromImage counts the Instantiations made from the module's image (Info.Image).
 	FromImage uint64 `json:"fromImage"`
+	// LogLinesDropped and LogBytesDropped count the log lines, and their bytes, that the
+	// module's log rate limit dropped (ModuleConfig.LogLinesPerSecond).
+	LogLinesDropped uint64 `json:"logLinesDropped"`
+	LogBytesDropped uint64 `json:"logBytesDropped"`
 }
 
 // MetricKind is the kind of a guest-defined metric.

@@ -30,8 +30,10 @@ type Module struct {
 
 	pool    pool
 	metrics guestMetrics
-	lat     latencyHist
-	target  atomic.Int32 // warm pool size
+	// logs is the module's log rate limit and its drop counters (logs.go).
+	logs   logLimiter
+	lat    latencyHist
+	target atomic.Int32 // warm pool size
 
 	yieldInterval      int32 // fuel per refill (ModuleConfig.YieldInterval, defaulted)
 	scaleMin, scaleMax int   // bounds of the guest's scale import
@@ -963,7 +965,8 @@ func (m *Module) Stats() Stats {
 		Instances: live, Busy: busy, Target: int(m.target.Load()), MemoryPages: pages,
 		FootprintBytes: pages*65536 + uint64(live)*m.cfg.fixed.footprint(),
 		TicksFailed:    m.ticksFailed.Load(), Latency: m.lat.snapshot(),
-		FromImage: m.fromImage.Load(),
+		FromImage:       m.fromImage.Load(),
+		LogLinesDropped: m.logs.droppedLines.Load(), LogBytesDropped: m.logs.droppedBytes.Load(),
 	}
 }
 

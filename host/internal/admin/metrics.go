@@ -22,6 +22,7 @@ type collector struct {
 	pod string
 
 	calls, errs, traps, timeouts, overloads, guestErrs, restarts     *prometheus.Desc
+	logLinesDropped, logBytesDropped                                 *prometheus.Desc
 	latency, instances, busy, target, pages, footprint, state, ready *prometheus.Desc
 }
 
@@ -31,23 +32,25 @@ func newCollector(sup *supervisor.Supervisor) *collector {
 		return prometheus.NewDesc(name, help, append(append([]string{}, l...), extra...), nil)
 	}
 	return &collector{
-		sup:       sup,
-		pod:       sup.Pod().Metadata.Name,
-		calls:     d("wasmpod_module_calls_total", "Calls finished by the module, any outcome."),
-		errs:      d("wasmpod_module_errors_total", "Calls that failed, any cause."),
-		traps:     d("wasmpod_module_traps_total", "Calls that ended in a guest trap or exit."),
-		timeouts:  d("wasmpod_module_timeouts_total", "Calls cut at their deadline."),
-		overloads: d("wasmpod_module_overloads_total", "Calls refused because every instance stayed busy."),
-		guestErrs: d("wasmpod_module_guest_errors_total", "Calls the guest failed with an error code."),
-		restarts:  d("wasmpod_module_restarts_total", "Restarts of the module by the supervisor."),
-		latency:   d("wasmpod_module_call_duration_seconds", "Duration of module calls, timed on a random sample of one call in "+strconv.Itoa(runtime.LatencySampleEvery)+" (wasmpod_module_calls_total counts every call)."),
-		instances: d("wasmpod_module_instances", "Live instances of the module."),
-		busy:      d("wasmpod_module_busy_instances", "Instances in a call now."),
-		target:    d("wasmpod_module_target_instances", "Warm pool size the module is kept at."),
-		pages:     d("wasmpod_module_memory_pages", "64 KiB wasm memory pages of the live instances."),
-		footprint: d("wasmpod_module_footprint_bytes", "Bytes the live instances hold: linear memory, tables and an estimate of their wasm stacks."),
-		state:     d("wasmpod_module_state", "1 for the module's lifecycle state, 0 for the others.", "state"),
-		ready:     d("wasmpod_module_ready", "1 when the module takes traffic."),
+		sup:             sup,
+		pod:             sup.Pod().Metadata.Name,
+		calls:           d("wasmpod_module_calls_total", "Calls finished by the module, any outcome."),
+		errs:            d("wasmpod_module_errors_total", "Calls that failed, any cause."),
+		traps:           d("wasmpod_module_traps_total", "Calls that ended in a guest trap or exit."),
+		timeouts:        d("wasmpod_module_timeouts_total", "Calls cut at their deadline."),
+		overloads:       d("wasmpod_module_overloads_total", "Calls refused because every instance stayed busy."),
+		guestErrs:       d("wasmpod_module_guest_errors_total", "Calls the guest failed with an error code."),
+		restarts:        d("wasmpod_module_restarts_total", "Restarts of the module by the supervisor."),
+		logLinesDropped: d("wasmpod_module_log_lines_dropped_total", "Log lines of the module dropped by its log rate limit (resources.logs)."),
+		logBytesDropped: d("wasmpod_module_log_bytes_dropped_total", "Bytes of the log lines dropped by the module's log rate limit."),
+		latency:         d("wasmpod_module_call_duration_seconds", "Duration of module calls, timed on a random sample of one call in "+strconv.Itoa(runtime.LatencySampleEvery)+" (wasmpod_module_calls_total counts every call)."),
+		instances:       d("wasmpod_module_instances", "Live instances of the module."),
+		busy:            d("wasmpod_module_busy_instances", "Instances in a call now."),
+		target:          d("wasmpod_module_target_instances", "Warm pool size the module is kept at."),
+		pages:           d("wasmpod_module_memory_pages", "64 KiB wasm memory pages of the live instances."),
+		footprint:       d("wasmpod_module_footprint_bytes", "Bytes the live instances hold: linear memory, tables and an estimate of their wasm stacks."),
+		state:           d("wasmpod_module_state", "1 for the module's lifecycle state, 0 for the others.", "state"),
+		ready:           d("wasmpod_module_ready", "1 when the module takes traffic."),
 	}
 }
 
@@ -79,6 +82,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.overloads, s.Overloads)
 		counter(c.guestErrs, s.GuestErrors)
 		counter(c.restarts, uint64(m.Restarts))
+		counter(c.logLinesDropped, s.LogLinesDropped)
+		counter(c.logBytesDropped, s.LogBytesDropped)
 		gauge(c.instances, float64(s.Instances))
 		gauge(c.busy, float64(s.Busy))
 		gauge(c.target, float64(s.Target))

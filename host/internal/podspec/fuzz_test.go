@@ -31,6 +31,8 @@ func FuzzParse(f *testing.F) {
 		withModule + "      config: {a: \"\\x7f\\u0085\\ufeff\\u2028\", b: \"\\t\\r\\n\"}\n",
 		withModule + "      priority: high\n      tickInterval: 1h30m\n      allowScale: {}\n      livenessProbe: {}\n",
 		withModule + "  volumes: [{name: v, emptyDir: {sizeLimit: 1.5Gi}}]\n",
+		withModule + "      resources: {logs: {linesPerSecond: 10, burst: 20, bytesPerSecond: 1Ki, burstBytes: 8Ki}}\n",
+		withModule + "      resources: {logs: {unlimited: true}}\n",
 		header + "  modules: [&m {name: a, wasm: a.wasm}, {<<: *m, name: b, role: leaf}]\n",
 		header + "  modules: [{name: l, role: leaf, wasm: l.wasm}, {name: m, role: merge, wasm: m.wasm}]\n  scatter: {path: /q, shards: [{name: s0, leaf: l}, {name: s1, remote: true}], hedge: {disabled: true}}\n",
 		header + "  modules: [{name: m, role: merge, wasm: m.wasm}]\n  scatter:\n    replicas: 3\n    deadline: 1s\n    mergeReserve: 999ms\n    shards: [{name: s0, remote: true}]\n",

@@ -381,7 +381,33 @@ type Resources struct {
 	// together (Kubernetes quantity). Each instance has its own vars; set concurrency 1 for one
 	// store. Extism modules only; at most 64Mi. Default 1Mi (Extism's default).
 	Vars Quantity `json:"vars,omitempty"`
+	// Logs bounds the rate of the module's log lines (see [LogLimits]). Default: 1,000 lines a
+	// second with a burst of 10,000, and 1Mi a second with a burst of 10Mi.
+	Logs *LogLimits `json:"logs,omitempty"`
 }
+
+// LogLimits bounds the rate of a module's log lines (its log import, stdout, stderr, Extism's
+// log_* and the host's lines about it), like journald's RateLimitIntervalSec and
+// RateLimitBurst: a token bucket of lines and one of bytes. A line over either is dropped, not
+// waited for, and counted; when the module may log again, one warning line says how many lines
+// were dropped. A zero field takes its default.
+type LogLimits struct {
+	// LinesPerSecond is the rate at which the line bucket refills. Default 1000.
+	LinesPerSecond int32 `json:"linesPerSecond,omitempty"`
+	// Burst is the most lines the module may log at once, after a quiet spell. Default 10000.
+	Burst int32 `json:"burst,omitempty"`
+	// BytesPerSecond is the rate at which the byte bucket refills (Kubernetes quantity; a line
+	// counts at most 8Ki, the longest line kept). Default 1Mi.
+	BytesPerSecond Quantity `json:"bytesPerSecond,omitempty"`
+	// BurstBytes is the most bytes the module may log at once; at least 8Ki. Default 10Mi.
+	BurstBytes Quantity `json:"burstBytes,omitempty"`
+	// Unlimited turns the limit off (for a vetted module whose logs are its job, such as a log
+	// shipper); the other fields must then be unset.
+	Unlimited bool `json:"unlimited,omitempty"`
+}
+
+// MinLogBurstBytes is the smallest resources.logs.burstBytes: the longest log line kept.
+const MinLogBurstBytes = 8 * Ki
 
 // MaxVars is the largest resources.vars.
 const MaxVars = 64 * Mi

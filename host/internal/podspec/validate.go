@@ -532,6 +532,29 @@ func (v *validator) resources(rp string, r *Resources) {
 	if r.Concurrency > 0 && r.MinInstances > r.Concurrency {
 		v.errorf(rp+".minInstances", "minInstances (%d) exceeds concurrency (%d), the most instances the module may have", r.MinInstances, r.Concurrency)
 	}
+	v.logLimits(rp+".logs", r.Logs)
+}
+
+// logLimits checks resources.logs: 0 takes the default, unlimited stands alone.
+func (v *validator) logLimits(lp string, l *LogLimits) {
+	if l == nil {
+		return
+	}
+	if l.Unlimited {
+		if l.LinesPerSecond != 0 || l.Burst != 0 || l.BytesPerSecond != 0 || l.BurstBytes != 0 {
+			v.errorf(lp+".unlimited", "unlimited turns the log limit off; remove linesPerSecond, burst, bytesPerSecond and burstBytes, or unlimited")
+		}
+		return
+	}
+	if l.LinesPerSecond < 0 {
+		v.errorf(lp+".linesPerSecond", "must not be negative, got %d (0 takes the default, 1000; unlimited: true turns the limit off)", l.LinesPerSecond)
+	}
+	if l.Burst < 0 {
+		v.errorf(lp+".burst", "must not be negative, got %d (0 takes the default, 10000)", l.Burst)
+	}
+	if l.BurstBytes != 0 && l.BurstBytes < MinLogBurstBytes {
+		v.errorf(lp+".burstBytes", "burstBytes %s is less than 8Ki, the longest log line (0 takes the default, 10Mi)", l.BurstBytes)
+	}
 }
 
 func (v *validator) probe(pp string, pr *Probe, successMustBeOne bool) {

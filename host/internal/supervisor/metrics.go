@@ -46,6 +46,7 @@ func (s *Supervisor) Metrics() []ModuleMetrics {
 		mm.Stats.Module = u.sp().Name
 		mm.Stats.Calls, mm.Stats.Errors, mm.Stats.Traps = t.calls, t.errors, t.traps
 		mm.Stats.Timeouts, mm.Stats.Overloads, mm.Stats.GuestErrors = t.timeouts, t.overloads, t.guestErrors
+		mm.Stats.LogLinesDropped, mm.Stats.LogBytesDropped = t.logLinesDropped, t.logBytesDropped
 		mm.Stats.Latency = runtime.Histogram{Bounds: runtime.LatencyBounds, Counts: t.latCounts, Sum: t.latSum, Count: t.latCount}
 		out = append(out, mm)
 	}

@@ -176,6 +176,14 @@ func (u *unit) moduleConfig() (runtime.ModuleConfig, error) {
 		c.YieldInterval = u.s.cfg.LowYieldInterval
 	}
 	c.Config = m.Config
+	if l := m.Resources.Logs; l != nil {
+		// resources.logs: the module's log rate limit (a zero field keeps the runtime's default).
+		c.LogLinesPerSecond, c.LogLineBurst = int(l.LinesPerSecond), int(l.Burst)
+		c.LogBytesPerSecond, c.LogByteBurst = l.BytesPerSecond.Bytes(), l.BurstBytes.Bytes()
+		if l.Unlimited {
+			c.LogLinesPerSecond, c.LogBytesPerSecond = -1, -1
+		}
+	}
 	if m.ABI == podspec.ABIExtism {
 		// Extism plugins run unchanged; the spec's capabilities become Extism's allowed hosts
 		// (network.allow, deny by default) and allowed paths (the mounts), extism.function
@@ -754,6 +762,7 @@ func (u *unit) tickLoop(ctx context.Context, g *generation, iv time.Duration) {
 // counters accumulates the statistics of stopped versions, so exported counters never go back.
 type counters struct {
 	calls, errors, traps, timeouts, overloads, guestErrors uint64
+	logLinesDropped, logBytesDropped                       uint64
 	latCounts                                              []uint64
 	latSum                                                 float64
 	latCount                                               uint64
@@ -766,6 +775,8 @@ func (c *counters) add(s runtime.Stats) {
 	c.timeouts += s.Timeouts
 	c.overloads += s.Overloads
 	c.guestErrors += s.GuestErrors
+	c.logLinesDropped += s.LogLinesDropped
+	c.logBytesDropped += s.LogBytesDropped
 	if len(c.latCounts) < len(s.Latency.Counts) {
 		c.latCounts = append(c.latCounts, make([]uint64, len(s.Latency.Counts)-len(c.latCounts))...)
 	}

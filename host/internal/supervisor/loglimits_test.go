@@ -1,0 +1,37 @@
+package supervisor
+
+import (
+	"testing"
+)
+
+// TestLogLimitsFromSpec: resources.logs reaches the runtime, and the lines its limit drops are
+// counted in the module's metrics (wasmpod_module_log_lines_dropped_total); a module without
+// it keeps the runtime's default, which 50 lines are far below.
+func TestLogLimitsFromSpec(t *testing.T) {
+	for _, tc := range []struct {
+		name, extra string
+		wantMin     uint64 // least lines dropped of 50
+		wantMax     uint64
+	}{
+		{"limited", "      resources: {logs: {linesPerSecond: 1, burst: 5}}\n", 40, 50},
+		{"default", "", 0, 0},
+		{"unlimited", "      resources: {logs: {unlimited: true}}\n", 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := pod(t, module("web", "main", podkit(t), tc.extra), "")
+			waitStatus(t, s, "web", "ready", func(st ModuleStatus) bool { return st.Ready })
+			for range 50 {
+				call(t, s, "web", "log:a line")
+			}
+			var dropped, bytes uint64
+			for _, m := range s.Metrics() {
+				if m.Name == "web" {
+					dropped, bytes = m.Stats.LogLinesDropped, m.Stats.LogBytesDropped
+				}
+			}
+			if dropped < tc.wantMin || dropped > tc.wantMax || (dropped > 0) != (bytes > 0) {
+				t.Fatalf("%d lines (%d bytes) dropped of 50, want %d to %d", dropped, bytes, tc.wantMin, tc.wantMax)
+			}
+		})
+	}
+}
