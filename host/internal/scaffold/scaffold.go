@@ -167,6 +167,9 @@ func Write(o Options) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
+		if len(bytes.TrimSpace(b)) == 0 {
+			continue // a file this role does not have
+		}
 		out[path] = b
 	}
 	sdk, err := parseArchive(sdkArchive)

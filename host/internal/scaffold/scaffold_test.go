@@ -147,7 +147,7 @@ func TestEveryCombination(t *testing.T) {
 				if out, err := exec.Command("sh", "-n", filepath.Join(dir, "test.sh")).CombinedOutput(); err != nil {
 					t.Fatalf("test.sh: %v\n%s", err, out)
 				}
-				for _, f := range []string{"main.go", "main/main.go"} {
+				for _, f := range []string{"main.go", "main_test.go", "main/main.go"} {
 					src, err := os.ReadFile(filepath.Join(dir, f))
 					if errors.Is(err, fs.ErrNotExist) {
 						continue

@@ -47,6 +47,13 @@ Build:
 <!-- doctest: run -->
 {{range .Build}}    {{.}}
 {{end}}
+{{- if and .UnitTest (not .Helper)}}
+Unit-test its logic natively (` + "`" + `main_test.go` + "`" + `: the SDK's package ` + "`" + `wasmpodtest` + "`" + ` plays the host, its config
+and the calls of the exports):
+
+<!-- doctest: run -->
+    {{.UnitTest}}
+{{end}}
 Test (` + "`" + `test.sh` + "`" + ` calls ` + "`" + `plugin.wasm` + "`" + `{{if ne .MainWasm "plugin.wasm"}} and ` + "`" + `{{.MainWasm}}` + "`" + `{{end}} with ` + "`" + `wasmpod call` + "`" + `, as the pod will{{if .Helper}}; ` + "`" + `wasmpod call` + "`" + ` runs one module, with no pod
 around it, so its pod-local calls fail and its network is closed{{end}}):
 
@@ -215,6 +222,7 @@ type language struct {
 	Title    string            // "Go", ...
 	Needs    string            // the toolchain, and where the SDK or PDK comes from
 	Build    []string          // the build commands
+	UnitTest string            // the command that runs the plugin's native unit tests, if it has any
 	Function string            // the function test.sh calls
 	Files    map[string]string // the plugin's own files: path -> template
 	// Helper replaces files of Files for the helper roles (sidecar, ambassador, adapter): for a
@@ -232,11 +240,58 @@ var languages = map[string]language{
 		Title:    `Go`,
 		Needs:    `Go 1.24 or newer. The wasmpod Go SDK is not published as a module: ` + "`" + `wasmpod init` + "`" + ` wrote its source into ` + "`" + `wasmpod-sdk/go` + "`" + `, and ` + "`" + `go.mod` + "`" + ` points the SDK's module path there with a ` + "`" + `replace` + "`" + ` directive, so the build needs no network.`,
 		Build:    []string{`GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o plugin.wasm .`},
+		UnitTest: `go test .`,
 		Function: "handle",
 		Files: map[string]string{
 			".gitignore": `plugin.wasm
 .wasmpod-state/
 `,
+			// Not for the helper roles (empty: not written).
+			"main_test.go": `{{if not .Helper}}//go:build !wasip1
+
+// Unit tests of this {{.What}}, run natively with ` + "`" + `go test .` + "`" + `:
+// package wasmpodtest plays the wasmpod host (the config, the logs, the calls of the exports).
+package main
+
+import (
+	"testing"
+{{if .Leaf}}
+	"github.com/wasmpod/wasmpod/guest-sdk/go/merge"
+{{- end}}
+	"github.com/wasmpod/wasmpod/guest-sdk/go/wasmpodtest"
+)
+
+func TestGreet(t *testing.T) {
+	for _, tc := range []struct{ greeting, body, want string }{
+		{"", "wasmpod", "hello, wasmpod"},
+		{"hi", "wasmpod", "hi, wasmpod"},
+	} {
+		wasmpodtest.Reset()
+		if tc.greeting != "" {
+			wasmpodtest.SetConfig("greeting", tc.greeting)
+		}
+		out, err := wasmpodtest.{{if .Leaf}}CallLeaf{{else if eq .Role "stage"}}CallStage{{else}}CallHandler{{end}}([]byte(tc.body))
+		if err != nil || string(out) != tc.want {
+			t.Errorf("greeting %q, body %q: %q, %v; want %q", tc.greeting, tc.body, out, err, tc.want)
+		}
+	}
+}
+{{- if .Leaf}}
+
+func TestMerge(t *testing.T) {
+	wasmpodtest.Reset()
+	parts := []merge.Part{
+		{Data: []byte("hello, a")},
+		{Missing: true},
+		{Data: []byte("hello, b")},
+	}
+	out, err := wasmpodtest.CallMerge(parts)
+	if err != nil || string(out) != "hello, a\nhello, b" {
+		t.Errorf("merge: %q, %v; want the two present parts on two lines", out, err)
+	}
+}
+{{- end}}
+{{end}}`,
 			"go.mod": `module example.com/{{.Name}}
 
 go 1.24
