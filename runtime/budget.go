@@ -3,7 +3,9 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"math"
 
+	"github.com/wasmpod/wasmpod/internal/regfile"
 	"github.com/wasmpod/wasmpod/runtime/internal/budget"
 	"github.com/wasmpod/wasmpod/runtime/internal/instrument"
 )
@@ -19,9 +21,12 @@ var ErrCompileBudget = errors.New("module exceeds the compile budget")
 // above what real Go, Rust, C and AssemblyScript guests use, and a module at every limit at once
 // compiles in well under a second. The three work limits (MaxNestingWork, MaxBranchWork,
 // MaxLocalWork) hold for every 4 MiB of code: a module of 40 MiB of code may cost the compiler
-// ten times as much, no more per byte than a small one. A zero field means no limit for that
-// quantity; the zero CompileBudget as a whole means [DefaultCompileBudget].
+// ten times as much, no more per byte than a small one; MaxModuleBytes bounds that scaling too,
+// and a module file larger than it is refused from its size, unread ([ReadModuleFile]). A zero
+// field means no limit for that quantity; the zero CompileBudget as a whole means
+// [DefaultCompileBudget]. It applies to trusted modules too.
 type CompileBudget struct {
+	MaxModuleBytes    uint64 // bytes of the module; LoadFile refuses a larger file unread (64 MiB)
 	MaxFunctions      uint64 // functions, imported and defined (default 100,000)
 	MaxBodyBytes      uint64 // bytes of one function body (4 MiB)
 	MaxLocals         uint64 // locals of one function, parameters included (10,000)
@@ -59,6 +64,24 @@ func CheckCompileBudget(wasm []byte, b CompileBudget) error {
 	default:
 		return fmt.Errorf("%w: %v", ErrInvalidModule, err)
 	}
+}
+
+// ReadModuleFile reads the module file at path for a load under b (the zero budget meaning the
+// default): a regular file (through symlinks: a FIFO would block the read, a device be read
+// without end) of at most b.MaxModuleBytes. A larger file is refused from its size, unread, with
+// the error Load gives bytes over that limit: it wraps ErrInvalidModule and ErrCompileBudget and
+// names the file, its size and the limit. Hosts read the module files they load with it.
+func ReadModuleFile(path string, b CompileBudget) ([]byte, error) {
+	if b == (CompileBudget{}) {
+		b = DefaultCompileBudget()
+	}
+	wasm, err := regfile.Read(path, int64(min(b.MaxModuleBytes, math.MaxInt64)))
+	var tl *regfile.TooLargeError
+	if errors.As(err, &tl) {
+		be := &budget.Error{Limit: "MaxModuleBytes", Value: uint64(tl.Size), Max: b.MaxModuleBytes}
+		return nil, fmt.Errorf("%s: %w: %w: %v", path, ErrInvalidModule, ErrCompileBudget, be)
+	}
+	return wasm, err
 }
 
 // checkBudget is the load path's check. It applies to trusted modules too: trust skips the

@@ -21,7 +21,6 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
-	"github.com/wasmpod/wasmpod/internal/regfile"
 	"github.com/wasmpod/wasmpod/runtime/internal/instrument"
 )
 
@@ -138,9 +137,11 @@ const yieldEvery = 1 << 15
 const maxYieldInterval = 1 << 20
 
 // LoadFile reads a module from a file and loads it like [Engine.Load]. The file must be a
-// regular one (through symlinks): a FIFO would block the read, a device be read without end.
+// regular one (through symlinks): a FIFO would block the read, a device be read without end. A
+// file over the engine's CompileBudget.MaxModuleBytes is refused from its size, unread, with
+// ErrCompileBudget (see [ReadModuleFile]).
 func (e *Engine) LoadFile(ctx context.Context, path string, cfg ModuleConfig) (*Module, error) {
-	b, err := regfile.Read(path, 0)
+	b, err := ReadModuleFile(path, e.cfg.CompileBudget)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: module %q: %w", cfg.Name, err)
 	}

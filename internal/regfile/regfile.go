@@ -19,10 +19,27 @@ var ErrNotRegular = errors.New("not a regular file")
 // ErrTooLarge is wrapped by Read's error for a file larger than its limit.
 var ErrTooLarge = errors.New("file too large")
 
+// TooLargeError is Read's error for a file larger than its limit. It wraps ErrTooLarge.
+type TooLargeError struct {
+	Path string
+	Size int64 // the file's size when opened; at least Max+1 if Grew
+	Max  int64
+	Grew bool // within Max when opened, the file grew past it while read
+}
+
+func (e *TooLargeError) Error() string {
+	if e.Grew {
+		return fmt.Sprintf("%s: %v: grew past %d bytes while read", e.Path, ErrTooLarge, e.Max)
+	}
+	return fmt.Sprintf("%s: %v: %d bytes (limit %d)", e.Path, ErrTooLarge, e.Size, e.Max)
+}
+
+func (e *TooLargeError) Unwrap() error { return ErrTooLarge }
+
 // Read reads path, following symbolic links, if it is a regular file of at most max bytes
 // (max <= 0: any size). The open does not block (O_NONBLOCK: a FIFO without a writer would),
-// the file's type is checked on the open file, and the read stops past max even if the file
-// grows meanwhile.
+// the file's type is checked on the open file, a file over max is refused from its size unread
+// (a *TooLargeError), and the read stops past max even if the file grows meanwhile.
 func Read(path string, max int64) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
@@ -37,7 +54,7 @@ func Read(path string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w (%s)", path, ErrNotRegular, fi.Mode().Type())
 	}
 	if max > 0 && fi.Size() > max {
-		return nil, fmt.Errorf("%s: %w: %d bytes (limit %d)", path, ErrTooLarge, fi.Size(), max)
+		return nil, &TooLargeError{Path: path, Size: fi.Size(), Max: max}
 	}
 	var r io.Reader = f
 	if max > 0 {
@@ -48,7 +65,7 @@ func Read(path string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	if max > 0 && int64(len(b)) > max {
-		return nil, fmt.Errorf("%s: %w: grew past %d bytes while read", path, ErrTooLarge, max)
+		return nil, &TooLargeError{Path: path, Size: int64(len(b)), Max: max, Grew: true}
 	}
 	return b, nil
 }

@@ -5,10 +5,12 @@
 // size and modification time before and after it was read, a whole WebAssembly module that
 // plays the module's part (podspec's CheckWasm: the ABI and the role's export or Extism
 // function, validate's rules), and, when NAME.wasm.sha256 sits beside it, the digest that file
-// names. Then it goes through the supervisor's upgrade path: loaded, warmed, probed and switched
-// in, or rolled back when it never gets ready. A deleted plugin file leaves the running version
-// in place (and says so). Writers should write to a name that is not NAME.wasm (a dot file, or
-// NAME.wasm.part) and rename it into place, or write NAME.wasm.sha256 after NAME.wasm.
+// names. A file over the compile budget's MaxModuleBytes (and a pod file over
+// podspec.MaxPodFileBytes) is refused from its size, unread. Then it goes through the
+// supervisor's upgrade path: loaded, warmed, probed and switched in, or rolled back when it
+// never gets ready. A deleted plugin file leaves the running version in place (and says so).
+// Writers should write to a name that is not NAME.wasm (a dot file, or NAME.wasm.part) and
+// rename it into place, or write NAME.wasm.sha256 after NAME.wasm.
 //
 // A file of a plugin directory that is refused (not a module that fits, or a version that never
 // gets ready) is renamed NAME.wasm.refused, so that neither this watcher nor the next start runs
@@ -51,6 +53,7 @@ import (
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
 	"github.com/wasmpod/wasmpod/internal/regfile"
+	"github.com/wasmpod/wasmpod/runtime"
 )
 
 // Config configures a Watcher. Start from DefaultConfig.
@@ -130,7 +133,7 @@ func New(cfg Config) (*Watcher, error) {
 		}
 		w.cfg.PodFile = abs
 		dirs[filepath.Dir(abs)] = true
-		if b, err := regfile.Read(abs, 0); err == nil {
+		if b, err := podspec.ReadPodFile(abs); err == nil {
 			w.podHash = digest(b)
 		}
 	}
@@ -139,7 +142,7 @@ func New(cfg Config) (*Watcher, error) {
 		e := fileEntry{spec: m}
 		// The files as they are now stand for what the pod started with.
 		if f, err := cfg.Pod.WasmFile(m); err == nil {
-			if b, err := regfile.Read(f, 0); err == nil {
+			if b, err := readModule(f); err == nil {
 				e.sha = digest(b)
 			}
 		}
@@ -337,6 +340,13 @@ func (w *Watcher) applied(what string, err error) {
 	}
 }
 
+// readModule reads a module file of at most the compile budget's MaxModuleBytes (the budget of
+// the supervisor's engine, runtime.DefaultConfig's): a larger one (a core dump named x.wasm) is
+// refused from its size, unread, with an error wrapping runtime.ErrCompileBudget.
+func readModule(path string) ([]byte, error) {
+	return runtime.ReadModuleFile(path, runtime.DefaultConfig().CompileBudget)
+}
+
 // ErrIncomplete: the file is still being written, or its checksum file does not match it yet.
 var ErrIncomplete = errors.New("file not complete")
 
@@ -347,7 +357,7 @@ func readComplete(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := regfile.Read(path, 0)
+	b, err := readModule(path)
 	if err != nil {
 		return nil, err
 	}
@@ -385,6 +395,10 @@ func (w *Watcher) plugin(m *podspec.Module, path string) {
 		return
 	}
 	wasm, err := readComplete(path)
+	if errors.Is(err, runtime.ErrCompileBudget) {
+		w.refuse(m, path, err) // too large to read: no writer makes it smaller
+		return
+	}
 	if err != nil {
 		if errors.Is(err, ErrIncomplete) {
 			w.log.Info("plugin file not complete yet: waiting", "module", m.Name, "file", path, "why", err)
@@ -400,10 +414,7 @@ func (w *Watcher) plugin(m *podspec.Module, path string) {
 	if err := m.CheckWasm(wasm); err != nil {
 		// A truncated module does not decode, so a half-written file ends here too (and comes
 		// back if its writer goes on: writtenAside).
-		err = fmt.Errorf("%s: %w", path, err)
-		w.log.Warn("new plugin file refused: the module keeps its current version", "module", m.Name, "err", err)
-		w.setAside(m, path, err)
-		w.applied("plugin "+path, err)
+		w.refuse(m, path, fmt.Errorf("%s: %w", path, err))
 		return
 	}
 	start := time.Now()
@@ -419,6 +430,14 @@ func (w *Watcher) plugin(m *podspec.Module, path string) {
 		// it as a change.
 		w.last[m.Name] = fileEntry{spec: w.last[m.Name].spec, sha: sha}
 	}
+	w.applied("plugin "+path, err)
+}
+
+// refuse refuses a plugin file that is not a module that fits (err names the file), setting it
+// aside.
+func (w *Watcher) refuse(m *podspec.Module, path string, err error) {
+	w.log.Warn("new plugin file refused: the module keeps its current version", "module", m.Name, "err", err)
+	w.setAside(m, path, err)
 	w.applied("plugin "+path, err)
 }
 
@@ -467,7 +486,7 @@ func (w *Watcher) reloadPod(why string, force bool) {
 	if w.cfg.PodFile == "" {
 		return
 	}
-	b, err := regfile.Read(w.cfg.PodFile, 0) // through symlinks: a ConfigMap's ..data swap shows here
+	b, err := podspec.ReadPodFile(w.cfg.PodFile) // through symlinks: a ConfigMap's ..data swap shows here
 	if err != nil {
 		if w.podHash != "" || force {
 			w.log.Warn("pod file unreadable: the pod keeps running as it was", "why", why, "file", w.cfg.PodFile, "err", err)
@@ -530,7 +549,7 @@ func (w *Watcher) apply() error {
 		if err != nil {
 			return fmt.Errorf("module %q: %w; nothing was applied", m.Name, err)
 		}
-		wasm, err := regfile.Read(file, 0)
+		wasm, err := readModule(file)
 		if err != nil {
 			return fmt.Errorf("module %q: %w; nothing was applied", m.Name, err)
 		}

@@ -2,6 +2,7 @@ package podspec
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -20,6 +21,11 @@ import (
 // MaxSpecBytes is the largest spec Parse accepts (Kubernetes keeps objects under 1.5 MB too). It
 // keeps a spec posted to the admin API from tying up the host.
 const MaxSpecBytes = 1 << 20
+
+// MaxPodFileBytes bounds the pod file Load reads (and the host's watcher re-reads, see
+// ReadPodFile): a larger file is refused from its size, unread, so a huge file put in its place
+// cannot take the host's memory. It is MaxSpecBytes: Parse refuses a larger spec anyway.
+const MaxPodFileBytes = MaxSpecBytes
 
 // maxNodes bounds the YAML nodes visited once aliases are expanded, so a small file of nested
 // aliases ("billion laughs") cannot make decoding explode.
@@ -45,11 +51,33 @@ func Parse(data []byte, baseDir string) (*Pod, error) {
 // exist and match its sha256, every hostPath directory must be usable (ValidateOptions with
 // CheckFiles and VerifyDigests). A file that cannot be read gives the os error, wrapped.
 func Load(path string) (*Pod, error) {
-	data, err := regfile.Read(path, 0)
+	data, err := ReadPodFile(path)
+	var se *SpecError
+	if errors.As(err, &se) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("podspec: %w", err)
 	}
 	return parse(data, path, filepath.Dir(path), ValidateOptions{CheckFiles: true, VerifyDigests: true})
+}
+
+// ReadPodFile reads the pod file at path: a regular file (through symlinks) of at most
+// MaxPodFileBytes. A larger one is refused from its size, unread, with a *SpecError (wrapping
+// ErrInvalidSpec) naming the file, its size and the limit; other errors are the os error.
+func ReadPodFile(path string) ([]byte, error) {
+	data, err := regfile.Read(path, MaxPodFileBytes)
+	var tl *regfile.TooLargeError
+	if !errors.As(err, &tl) {
+		return data, err
+	}
+	ps := &problems{file: path}
+	if tl.Grew {
+		ps.add(0, "", "pod file grew past the limit MaxPodFileBytes=%d while read", MaxPodFileBytes)
+	} else {
+		ps.add(0, "", "pod file is %d bytes; the limit is MaxPodFileBytes=%d", tl.Size, MaxPodFileBytes)
+	}
+	return nil, ps.err()
 }
 
 func parse(data []byte, file, baseDir string, opts ValidateOptions) (*Pod, error) {

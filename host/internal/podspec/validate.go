@@ -17,7 +17,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/wasmpod/wasmpod/internal/regfile"
 	"github.com/wasmpod/wasmpod/runtime"
 )
 
@@ -426,7 +425,9 @@ func (v *validator) wasm(mp string, m *Module) {
 		v.errorf(mp+".wasm", "%v", err)
 		return
 	}
-	wasm, err := regfile.Read(resolved, 0)
+	// At most the compile budget's MaxModuleBytes: the engine the host runs modules in has the
+	// default budget, and a larger file is refused from its size, unread.
+	wasm, err := runtime.ReadModuleFile(resolved, runtime.DefaultConfig().CompileBudget)
 	if err != nil {
 		v.errorf(mp+".wasm", "cannot read wasm file: %v", err)
 		return

@@ -24,7 +24,6 @@ import (
 	"github.com/wasmpod/wasmpod/host/internal/logbuf"
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
 	"github.com/wasmpod/wasmpod/host/internal/snapshot"
-	"github.com/wasmpod/wasmpod/internal/regfile"
 	"github.com/wasmpod/wasmpod/internal/spans"
 	"github.com/wasmpod/wasmpod/runtime"
 )
@@ -174,7 +173,9 @@ func New(ctx context.Context, cfg Config) (*Supervisor, error) {
 		if err != nil {
 			return nil, fmt.Errorf("supervisor: module %q: %w", m.Name, err)
 		}
-		wasm, err := regfile.Read(file, 0)
+		// Bounded by the compile budget of the engine made below (runtime.DefaultConfig's): a
+		// larger file is refused from its size, unread.
+		wasm, err := runtime.ReadModuleFile(file, runtime.DefaultConfig().CompileBudget)
 		if err != nil {
 			return nil, fmt.Errorf("supervisor: module %q: %w", m.Name, err)
 		}

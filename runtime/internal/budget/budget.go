@@ -1,8 +1,8 @@
 // Package budget checks a WebAssembly module against a compile budget before anything compiles
-// it: how many functions, how large a body, how many locals, how deep blocks nest, how much work
-// its control flow and its locals across it cost the compiler's passes, how long its function
-// types are, how many globals and exports it has, how large the declared tables and the data and
-// element segments are.
+// it: how large it is, how many functions, how large a body, how many locals, how deep blocks
+// nest, how much work its control flow and its locals across it cost the compiler's passes, how
+// long its function types are, how many globals and exports it has, how large the declared
+// tables and the data and element segments are.
 //
 // Why: wazero's compiler does work and keeps memory in proportion to these numbers, some of them
 // worse than linearly (nesting costs about depth² per function; every declared local costs eight
@@ -27,6 +27,10 @@ import (
 
 // Limits is a compile budget. A zero field means "no limit" for that quantity.
 type Limits struct {
+	// MaxModuleBytes bounds the module's encoded size. Everything else the budget bounds grows
+	// with it, and the loader holds the bytes several times over (the module, its instrumented
+	// copy, the compiled code); a file read to load it is refused from its size, unread.
+	MaxModuleBytes uint64
 	// MaxFunctions bounds functions (imported and defined). Compile time and the compiled
 	// module's memory grow with it.
 	MaxFunctions uint64
@@ -115,6 +119,10 @@ func (l Limits) forCode(codeBytes uint64) Limits {
 // once still compiles in well under a second of CPU and a few tens of MiB (TestWorstCaseBounded).
 func Default() Limits {
 	return Limits{
+		// 64 MiB: the largest wasm upload the admin API takes (MaxAdminBody), so a module a pod
+		// file names can be replaced by an upload; our largest Go guest is ~10 MB, and a 40 MB Go
+		// guest with its debug info fits.
+		MaxModuleBytes: 64 << 20,
 		// 100k: a large Go guest (the Extism PDK, fmt, encoding/json) defines ~5k functions.
 		MaxFunctions: 100_000,
 		// 4 MiB: generated code (big init functions, table-driven parsers) stays far below.
@@ -165,6 +173,9 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	if e.Limit == "MaxModuleBytes" {
+		return fmt.Sprintf("%v: module of %d bytes (limit %s=%d)", ErrExceeded, e.Value, e.Limit, e.Max)
+	}
 	where := "module"
 	if e.Where != "" {
 		where = e.Where
@@ -175,6 +186,7 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return ErrExceeded }
 
 var what = map[string]string{
+	"MaxModuleBytes":    "bytes",
 	"MaxFunctions":      "functions",
 	"MaxBodyBytes":      "bytes of body",
 	"MaxLocals":         "locals",
@@ -230,8 +242,8 @@ const (
 	secData     = 11
 )
 
-// Check measures wasm and returns the first limit it exceeds as an *Error, or an error wrapping
-// ErrMalformed. It returns the figures it measured either way.
+// Check measures wasm and returns the first limit it exceeds as an *Error (MaxModuleBytes before
+// anything else), or an error wrapping ErrMalformed. It returns the figures it measured either way.
 func Check(wasm []byte, l Limits) (Stats, error) { return CheckCapped(wasm, l, 0) }
 
 // CheckCapped is Check for a module whose tables the loader caps at growCap entries (the runtime's
@@ -240,6 +252,9 @@ func Check(wasm []byte, l Limits) (Stats, error) { return CheckCapped(wasm, l, 0
 // growCap 0 means no cap (the declared maximum, or 2^32-1, bounds the growth).
 func CheckCapped(wasm []byte, l Limits, growCap uint64) (Stats, error) {
 	var st Stats
+	if l.MaxModuleBytes != 0 && uint64(len(wasm)) > l.MaxModuleBytes {
+		return st, &Error{Limit: "MaxModuleBytes", Value: uint64(len(wasm)), Max: l.MaxModuleBytes}
+	}
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
 		return st, fmt.Errorf("%w: no wasm magic number", ErrMalformed)
 	}

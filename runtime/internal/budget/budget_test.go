@@ -36,7 +36,7 @@ func TestHostileRefused(t *testing.T) {
 		{"table at the limit", corpus.Table(int64(d.MaxTableEntries), int64(d.MaxTableEntries)), "", ""},
 		{"table.grow, no maximum", corpus.TableGrow(1), "MaxTableEntries", "table 0 (grown to its maximum by table.grow)"},
 		{"200k functions", corpus.Functions(200_000), "MaxFunctions", ""},
-		{"data segment of 65 MiB", corpus.Data(1100, 65<<20), "MaxDataBytes", ""},
+		{"data segment of 65 MiB (a module over MaxModuleBytes first)", corpus.Data(1100, 65<<20), "MaxModuleBytes", ""},
 		{"element segment of 2M entries", corpus.Elements(2 << 20), "MaxElementEntries", ""},
 		{"40k ifs in a row (200 KB)", corpus.Ifs(40_000), "MaxBranchWork", ""},
 		{"80k br_ifs to one label (320 KB)", corpus.BrIfs(80_000), "MaxBranchWork", ""},
