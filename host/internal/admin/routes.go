@@ -341,6 +341,9 @@ func writeSupError(ctx *fasthttp.RequestCtx, err error) {
 		status = fasthttp.StatusUnprocessableEntity
 	case errors.Is(err, supervisor.ErrClosed):
 		status = fasthttp.StatusServiceUnavailable
+	case errors.Is(err, supervisor.ErrBusy):
+		// Another operation holds the module (the error names it): try again, or stop it.
+		status = fasthttp.StatusConflict
 	}
 	writeError(ctx, status, err)
 }

@@ -11,29 +11,49 @@ import (
 	"github.com/wasmpod/wasmpod/runtime"
 )
 
-// lockUnit finds a module and takes its operation lock, refusing a module that is closed. The
-// caller must call unlock.
-func (s *Supervisor) lockUnit(name string) (u *unit, unlock func(), err error) {
+// ErrBusy: another operation holds the module (an upgrade waiting for its new version to get
+// ready, a start in a slow wasmpod_start, ...); the error names it and since when. Try again,
+// or stop the module, which cuts it.
+var ErrBusy = errors.New("module busy")
+
+// lockUnit finds a module and takes its operation lock for what, waiting until ctx ends (then
+// the error wraps ErrBusy), and refuses a module that is closed. ctx is the operation's: an
+// operator's stop cuts it. The caller must call end.
+func (s *Supervisor) lockUnit(ctx context.Context, name, what string) (u *unit, _ context.Context, end func(), err error) {
 	u, err = s.unit(name)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	u.opMu.Lock()
+	ctx, end, err = u.beginOp(ctx, what)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	if u.closed {
-		u.opMu.Unlock()
-		return nil, nil, ErrClosed
+		end()
+		return nil, nil, nil, ErrClosed
 	}
-	return u, u.opMu.Unlock, nil
+	return u, ctx, end, nil
 }
 
 // StopModule stops a module at an operator's request: drained, snapshotted, and not restarted
-// until StartModule.
+// until StartModule. An operator who says stop means now: an operation under way on the
+// module (an upgrade, rollback, reload or restart waiting for its new version to get ready, a
+// start in a slow wasmpod_start) is cut, and fails as it does when it cannot complete (an
+// upgrade leaves the old version and spec), and then the module stops. What it cannot cut (the
+// stop of a failed version, which saves its state within the grace period; the pod's start or
+// shutdown) it waits for, until ctx ends (the error then wraps ErrBusy).
 func (s *Supervisor) StopModule(ctx context.Context, name string) error {
-	u, unlock, err := s.lockUnit(name)
+	u, err := s.unit(name)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	if err := u.opMu.lockCutting(ctx, name, "a stop", errStopped); err != nil {
+		return err
+	}
+	defer u.opMu.Unlock()
+	if u.closed {
+		return ErrClosed
+	}
 	u.wantRunning = false
 	if u.retry != nil {
 		u.retry.Stop()
@@ -48,13 +68,13 @@ func (s *Supervisor) StopModule(ctx context.Context, name string) error {
 // StartModule starts a module an operator stopped, or one waiting in back-off (at once, with its
 // failure count reset).
 func (s *Supervisor) StartModule(ctx context.Context, name string) error {
-	u, unlock, err := s.lockUnit(name)
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
+	u, ctx, end, err := s.lockUnit(ctx, name, "a start")
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	ctx, cancel := s.opContext(ctx)
-	defer cancel()
+	defer end()
 	if u.gen != nil {
 		return fmt.Errorf("module %q is already running: %w", name, ErrConflict)
 	}
@@ -66,6 +86,9 @@ func (s *Supervisor) StartModule(ctx context.Context, name string) error {
 	u.failures = 0
 	u.mu.Unlock()
 	if err := u.launch(ctx); err != nil {
+		if cutByStop(ctx) {
+			return fmt.Errorf("module %q: start cut: %w (%w): %v", name, errStopped, ErrConflict, err)
+		}
 		u.failedLocked(err)
 		return err
 	}
@@ -81,41 +104,64 @@ func (s *Supervisor) StartModule(ctx context.Context, name string) error {
 // get ready, the running ones keep serving and the error wraps ErrUpgradeFailed. A module
 // that is not running (failed, in back-off, stopped) or a WASI command stage is simply
 // started again.
+//
+// The module's Restarts count one when the fresh instances took over (also when they refused
+// the handed-over state and the old version was started again from it), not when the running
+// ones kept serving: that restarted nothing. Starting a module that was not running counts as
+// the restart policy's starts do, whether or not it starts.
 func (s *Supervisor) RestartModule(ctx context.Context, name string) error {
-	u, unlock, err := s.lockUnit(name)
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
+	u, ctx, end, err := s.lockUnit(ctx, name, "a restart")
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	ctx, cancel := s.opContext(ctx)
-	defer cancel()
+	defer end()
 	u.wantRunning = true
 	if u.retry != nil {
 		u.retry.Stop()
 	}
-	u.mu.Lock()
-	u.restarts++
-	u.mu.Unlock()
-	if u.gen != nil && u.gen.cmd == nil {
-		return u.upgrade(ctx, u.wasm, whatRestart, nil)
+	if old := u.gen; old != nil && old.cmd == nil {
+		err := u.upgrade(ctx, u.wasm, whatRestart, nil)
+		if u.gen != nil && u.gen != old {
+			u.countRestart()
+		}
+		return err
 	}
 	if err := u.halt(ctx, "restarted by operator", true); err != nil {
 		return err
 	}
-	if err := u.launch(ctx); err != nil {
+	if cutByStop(ctx) {
+		return fmt.Errorf("module %q: restart cut: %w (%w)", name, errStopped, ErrConflict)
+	}
+	err = u.launch(ctx)
+	if err != nil && cutByStop(ctx) {
+		return fmt.Errorf("module %q: restart cut: %w (%w): %v", name, errStopped, ErrConflict, err)
+	}
+	u.countRestart()
+	if err != nil {
 		u.failedLocked(err)
 		return err
 	}
 	return nil
 }
 
+func (u *unit) countRestart() {
+	u.mu.Lock()
+	u.restarts++
+	u.mu.Unlock()
+}
+
 // whatRestart is the upgrade that keeps the version: RestartModule.
 const whatRestart = "restart"
 
-// Pause stops a module admitting calls and ticks; in-flight calls finish.
+// Pause stops a module admitting calls and ticks; in-flight calls finish. It acts at once or
+// not at all: while another operation holds the module (an upgrade waiting for its new version
+// to get ready, say) it fails with ErrBusy, naming that operation, after at most busyWait.
 func (s *Supervisor) Pause(name string) error { return s.pauseResume(name, true) }
 
-// Resume admits calls again after Pause.
+// Resume admits calls again after Pause. Like Pause, it fails with ErrBusy while another
+// operation holds the module.
 func (s *Supervisor) Resume(name string) error { return s.pauseResume(name, false) }
 
 func (s *Supervisor) pauseResume(name string, pause bool) error {
@@ -123,7 +169,9 @@ func (s *Supervisor) pauseResume(name string, pause bool) error {
 	if err != nil {
 		return err
 	}
-	u.opMu.Lock()
+	if err := u.opMu.lockQuick(name, map[bool]string{true: "a pause", false: "a resume"}[pause]); err != nil {
+		return err
+	}
 	defer u.opMu.Unlock()
 	if u.gen == nil {
 		return fmt.Errorf("module %q is not running: %w", name, ErrConflict)
@@ -151,7 +199,8 @@ func ScaleBounds(m *podspec.Module) (lo, hi int) {
 	return 1, int(m.Resources.Concurrency)
 }
 
-// Scale sets a module's warm pool size, within ScaleBounds.
+// Scale sets a module's warm pool size, within ScaleBounds. Like Pause, it fails with ErrBusy
+// while another operation holds the module: the version it would scale may be about to go.
 func (s *Supervisor) Scale(name string, n int) error {
 	u, err := s.unit(name)
 	if err != nil {
@@ -161,7 +210,9 @@ func (s *Supervisor) Scale(name string, n int) error {
 	if n < lo || n > hi {
 		return fmt.Errorf("%w: module %q: replicas %d outside the spec's bounds [%d, %d]", ErrInvalid, name, n, lo, hi)
 	}
-	u.opMu.Lock()
+	if err := u.opMu.lockQuick(name, "a scale"); err != nil {
+		return err
+	}
 	defer u.opMu.Unlock()
 	if u.gen == nil {
 		return fmt.Errorf("module %q is not running: %w", name, ErrConflict)
@@ -218,8 +269,11 @@ func (s *Supervisor) Upgrade(ctx context.Context, name string, wasm []byte) erro
 		return err
 	}
 	g.close(ctx)
-	u.opMu.Lock()
-	defer u.opMu.Unlock()
+	ctx, end, err := u.beginOp(ctx, "an upgrade")
+	if err != nil {
+		return err
+	}
+	defer end()
 	return u.upgrade(ctx, wasm, "upgrade", nil)
 }
 
@@ -231,8 +285,11 @@ func (s *Supervisor) Rollback(ctx context.Context, name string) error {
 	}
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
-	u.opMu.Lock()
-	defer u.opMu.Unlock()
+	ctx, end, err := u.beginOp(ctx, "a rollback")
+	if err != nil {
+		return err
+	}
+	defer end()
 	if u.prevWasm == nil {
 		return fmt.Errorf("module %q: %w", name, ErrNoPrevious)
 	}
@@ -259,6 +316,9 @@ func (u *unit) upgrade(ctx context.Context, wasm []byte, what string, spec *pods
 	}
 	fail := func(err error) error {
 		u.spec.Store(prevSpec)
+		if cutByStop(ctx) && errors.Is(err, context.Canceled) && !errors.Is(err, errStopped) {
+			err = fmt.Errorf("%w: cut: %w", err, errStopped) // a guest call cut says only "canceled"
+		}
 		err = fmt.Errorf("module %q: %s to %.12s: %w: %w", u.sp().Name, what, sha, ErrUpgradeFailed, err)
 		u.mu.Lock()
 		u.lastError = err.Error()
@@ -501,9 +561,14 @@ type ModuleStatus struct {
 	PreviousSHA256 string `json:"previousSha256,omitempty"`
 	// Calls is the export traffic goes to (http or handle for main), or "command" for a stage
 	// module whose version is a WASI command.
-	Calls    string `json:"calls,omitempty"`
-	Restarts int    `json:"restarts"`
-	Failures int    `json:"failures"`
+	Calls string `json:"calls,omitempty"`
+	// Restarts counts the times the module was started again: each start the restart policy
+	// makes after a failure (as Kubernetes' restartCount, also one that fails again, so a
+	// crash loop climbs), and each operator restart that replaced the running instances. A
+	// restart whose fresh instances never took over (the running ones kept serving) restarted
+	// nothing and is not counted; its error is in LastError.
+	Restarts int `json:"restarts"`
+	Failures int `json:"failures"`
 	// Runs is how many stage runs are in flight on the running version (stage modules only).
 	Runs int `json:"runs,omitempty"`
 	// Image says whether the running version's instances (a module's) or runs (a command's)
@@ -597,8 +662,11 @@ func (s *Supervisor) Reconfigure(ctx context.Context, m *podspec.Module, wasm []
 	}
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
-	u.opMu.Lock()
-	defer u.opMu.Unlock()
+	ctx, end, err := u.beginOp(ctx, "a reload")
+	if err != nil {
+		return err
+	}
+	defer end()
 	old := u.sp()
 	if why := RestartOnlyChange(old, m); why != "" {
 		return fmt.Errorf("module %q: %s changed, which needs a restart of the pod: %w", m.Name, why, ErrInvalid)
@@ -632,7 +700,7 @@ func (s *Supervisor) Wasm(name string) ([]byte, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	u.opMu.Lock()
+	u.opMu.lockFor("a read of its version")
 	defer u.opMu.Unlock()
 	return u.wasm, u.sha, nil
 }

@@ -26,8 +26,9 @@ type unit struct {
 	spec atomic.Pointer[podspec.Module]
 	low  bool
 
-	// opMu serializes lifecycle operations (launch, halt, upgrade, operator commands).
-	opMu        sync.Mutex
+	// opMu serializes lifecycle operations (launch, halt, upgrade, operator commands); it
+	// says which one holds it, and an operator's stop cuts that one (see opLock).
+	opMu        opLock
 	wasm        []byte
 	sha         string
 	prevWasm    []byte
@@ -60,6 +61,141 @@ type unit struct {
 
 	// runSlots bounds a stage module's runs in flight (of every version) to its concurrency.
 	runSlots chan struct{}
+}
+
+// opLock is a module's operation lock: a mutex for its lifecycle operations that also knows
+// which operation holds it and since when (ErrBusy names it), lets a waiter give up when its
+// context ends, and lets an operator's stop cut the holder (cutHolder). Make ch with one slot.
+type opLock struct {
+	ch chan struct{} // holds one token while the lock is held
+
+	mu    sync.Mutex // guards the holder's description below
+	what  string
+	since time.Time
+	cut   context.CancelCauseFunc // nil when the holder cannot be cut
+}
+
+// Lock takes the lock for the pod's start or shutdown (supervisor.go), which nothing cuts but
+// the shutdown itself.
+func (l *opLock) Lock() { l.lockFor("the pod's start or shutdown") }
+
+// lockFor takes the lock for what, waiting as long as it takes; what cannot be cut.
+func (l *opLock) lockFor(what string) {
+	l.ch <- struct{}{}
+	l.hold(what, nil)
+}
+
+// Unlock releases the lock.
+func (l *opLock) Unlock() {
+	l.hold("", nil)
+	<-l.ch
+}
+
+func (l *opLock) hold(what string, cut context.CancelCauseFunc) {
+	l.mu.Lock()
+	l.what, l.since, l.cut = what, time.Now(), cut
+	l.mu.Unlock()
+}
+
+// lock takes the lock for what (cut, when not nil, ends what's context; see cutHolder), or fails
+// with busy's error and the context's cause once ctx ends.
+func (l *opLock) lock(ctx context.Context, module, what string, cut context.CancelCauseFunc) error {
+	select {
+	case l.ch <- struct{}{}:
+	default:
+		select {
+		case l.ch <- struct{}{}:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", l.busy(module), context.Cause(ctx))
+		}
+	}
+	l.hold(what, cut)
+	return nil
+}
+
+// lockQuick takes the lock for a command that acts at once (pause, resume, scale): it waits at
+// most busyWait for the holder to finish, then fails with ErrBusy.
+func (l *opLock) lockQuick(module, what string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), busyWait)
+	defer cancel()
+	err := l.lock(ctx, module, what, nil)
+	if err != nil {
+		return l.busy(module) // the timeout is ours, not the caller's: ErrBusy says it
+	}
+	return nil
+}
+
+// busyWait is how long a pause, resume or scale waits for another operation on the module
+// before it fails with ErrBusy: long enough for the quick ones (another pause, a status
+// change), far shorter than the slow ones (a readiness wait, a wasmpod_start).
+const busyWait = 250 * time.Millisecond
+
+// lockCutting takes the lock for what, cutting with cause whatever holds it meanwhile (also an
+// operation that takes it first, queued behind the one cut), until ctx ends.
+func (l *opLock) lockCutting(ctx context.Context, module, what string, cause error) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case l.ch <- struct{}{}:
+			l.hold(what, nil)
+			return nil
+		default:
+		}
+		l.cutHolder(cause)
+		select {
+		case l.ch <- struct{}{}:
+			l.hold(what, nil)
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", l.busy(module), context.Cause(ctx))
+		case <-t.C:
+		}
+	}
+}
+
+// cutHolder ends the context of the operation holding the lock with cause, if it can be cut.
+func (l *opLock) cutHolder(cause error) {
+	l.mu.Lock()
+	cut := l.cut
+	l.mu.Unlock()
+	if cut != nil {
+		cut(cause)
+	}
+}
+
+// busy describes the holder: "module "web": an upgrade is under way (since 12.3s); ...".
+func (l *opLock) busy(module string) error {
+	l.mu.Lock()
+	what, since := l.what, l.since
+	l.mu.Unlock()
+	if what == "" {
+		what, since = "another operation", time.Now()
+	}
+	return fmt.Errorf("module %q: %s is under way (since %s); try again, or stop the module, which cuts it: %w",
+		module, what, time.Since(since).Round(100*time.Millisecond), ErrBusy)
+}
+
+// errStopped is the cause of an operation cut by an operator's stop (StopModule).
+var errStopped = errors.New("stopped by an operator")
+
+// cutByStop reports whether ctx was cut by an operator's stop.
+func cutByStop(ctx context.Context) bool { return errors.Is(context.Cause(ctx), errStopped) }
+
+// beginOp takes u's operation lock for what, waiting until ctx ends (then the error wraps
+// ErrBusy and the context's cause), and returns the operation's context: it ends with ctx and
+// when an operator's stop cuts the operation (cause errStopped). Call end when the operation
+// is over: it releases the lock.
+func (u *unit) beginOp(ctx context.Context, what string) (_ context.Context, end func(), _ error) {
+	octx, cut := context.WithCancelCause(ctx)
+	if err := u.opMu.lock(ctx, u.sp().Name, what, cut); err != nil {
+		cut(nil)
+		return nil, nil, err
+	}
+	return octx, func() {
+		u.opMu.Unlock()
+		cut(nil)
+	}, nil
 }
 
 // generation is one started instance of a module version: a loaded module, or for a stage
@@ -114,6 +250,7 @@ func (g *generation) close(ctx context.Context) error {
 
 func newUnit(s *Supervisor, m *podspec.Module, wasm []byte) *unit {
 	u := &unit{s: s, low: m.Priority < 0, wasm: wasm, sha: digest(wasm), version: 1}
+	u.opMu.ch = make(chan struct{}, 1)
 	u.spec.Store(m)
 	if m.Role == podspec.RoleStage {
 		u.runSlots = make(chan struct{}, max(m.Resources.Concurrency, 1))
@@ -498,15 +635,21 @@ func (u *unit) failedLocked(err error) {
 	}
 	u.retry = time.AfterFunc(delay, func() {
 		u.s.goBackground(func() {
-			u.opMu.Lock()
-			defer u.opMu.Unlock()
+			// An operator's stop cuts this start (a wasmpod_start that spins to its deadline).
+			ctx, end, err := u.beginOp(u.s.ctx, "a restart after a failure")
+			if err != nil {
+				return // the shutdown began
+			}
+			defer end()
 			if u.closed || !u.wantRunning || u.gen != nil {
 				return
 			}
+			// Every start the policy makes counts, also one that fails again (Kubernetes'
+			// restartCount): a crash loop climbs.
 			u.mu.Lock()
 			u.restarts++
 			u.mu.Unlock()
-			if err := u.launch(u.s.ctx); err != nil {
+			if err := u.launch(ctx); err != nil && !cutByStop(ctx) {
 				u.failedLocked(err)
 			}
 		})
@@ -516,7 +659,9 @@ func (u *unit) failedLocked(err error) {
 // crash handles a failure noticed by a watcher of g: stop g, then restart per policy.
 func (u *unit) crash(g *generation, why string) {
 	u.s.goBackground(func() {
-		u.opMu.Lock()
+		// Not cut by an operator's stop: this stop saves the state within the grace period,
+		// and an operator's stop waits for it.
+		u.opMu.lockFor("the stop of a failed version")
 		defer u.opMu.Unlock()
 		if u.gen != g {
 			return // already replaced or stopped
