@@ -5,53 +5,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/wasmpod/wasmpod/internal/hugefile"
 	"github.com/wasmpod/wasmpod/runtime"
 )
-
-// sparse makes path a sparse file of size bytes: no disk, however large.
-func sparse(t *testing.T, path string, size int64) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(path, size); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// bounded runs f, failing the test if the heap grows by more than 256 MiB meanwhile (the file at
-// path being read whole: it is then truncated, which ends the read) or f takes a minute, and
-// returns how long f took, what the process allocated meanwhile and f's error.
-func bounded(t *testing.T, path string, f func() error) (time.Duration, uint64, error) {
-	t.Helper()
-	goruntime.GC()
-	var ms goruntime.MemStats
-	goruntime.ReadMemStats(&ms)
-	heap0, total0 := ms.HeapAlloc, ms.TotalAlloc
-	start := time.Now()
-	done := make(chan error, 1)
-	go func() { done <- f() }()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-done:
-			goruntime.ReadMemStats(&ms)
-			return time.Since(start), ms.TotalAlloc - total0, err
-		case <-tick.C:
-			goruntime.ReadMemStats(&ms)
-			if ms.HeapAlloc > heap0+256<<20 || time.Since(start) > time.Minute {
-				os.Truncate(path, 0) // ends the read
-				t.Fatalf("still reading after %v: heap grew by %d MiB", time.Since(start).Round(time.Millisecond), (ms.HeapAlloc-heap0)>>20)
-			}
-		}
-	}
-}
 
 // TestLoadFileModuleSize: LoadFile refuses a file over the budget's MaxModuleBytes from its
 // size, without reading it, with the error Load gives a module over a limit, naming the file.
@@ -78,7 +38,7 @@ func TestLoadFileModuleSize(t *testing.T) {
 			}
 		}, false},
 		{"sparse 20 GiB under the default budget", runtime.CompileBudget{}, func(t *testing.T, path string) {
-			sparse(t, path, 20<<30)
+			hugefile.Sparse(t, path, 20<<30)
 		}, true},
 	}
 	for _, c := range cases {
@@ -87,7 +47,7 @@ func TestLoadFileModuleSize(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "x.wasm")
 			c.make(t, path)
 			var m *runtime.Module
-			took, alloc, err := bounded(t, path, func() (err error) {
+			took, alloc, err := hugefile.Bounded(t, path, func() (err error) {
 				m, err = e.LoadFile(context.Background(), path, runtime.DefaultModuleConfig("file"))
 				return err
 			})

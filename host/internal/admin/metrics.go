@@ -40,7 +40,7 @@ func newCollector(sup *supervisor.Supervisor) *collector {
 		timeouts:        d("wasmpod_module_timeouts_total", "Calls cut at their deadline."),
 		overloads:       d("wasmpod_module_overloads_total", "Calls refused because every instance stayed busy."),
 		guestErrs:       d("wasmpod_module_guest_errors_total", "Calls the guest failed with an error code."),
-		restarts:        d("wasmpod_module_restarts_total", "Restarts of the module by the supervisor."),
+		restarts:        d("wasmpod_module_restarts_total", "Restarts of the module: every start of the restart policy after a failure, and an operator's restart once its fresh instances take over."),
 		logLinesDropped: d("wasmpod_module_log_lines_dropped_total", "Log lines of the module dropped by its log rate limit (resources.logs)."),
 		logBytesDropped: d("wasmpod_module_log_bytes_dropped_total", "Bytes of the log lines dropped by the module's log rate limit."),
 		latency:         d("wasmpod_module_call_duration_seconds", "Duration of module calls, timed on a random sample of one call in "+strconv.Itoa(runtime.LatencySampleEvery)+" (wasmpod_module_calls_total counts every call)."),

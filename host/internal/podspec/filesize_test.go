@@ -5,40 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"testing"
-	"time"
-)
 
-// bounded runs f, failing the test if the heap grows by more than 256 MiB meanwhile (the file at
-// path being read whole: it is then truncated, which ends the read) or f takes a minute, and
-// returns what the process allocated meanwhile and f's error.
-func bounded(t *testing.T, path string, f func() error) (uint64, error) {
-	t.Helper()
-	goruntime.GC()
-	var ms goruntime.MemStats
-	goruntime.ReadMemStats(&ms)
-	heap0, total0 := ms.HeapAlloc, ms.TotalAlloc
-	start := time.Now()
-	done := make(chan error, 1)
-	go func() { done <- f() }()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-done:
-			goruntime.ReadMemStats(&ms)
-			return ms.TotalAlloc - total0, err
-		case <-tick.C:
-			goruntime.ReadMemStats(&ms)
-			if ms.HeapAlloc > heap0+256<<20 || time.Since(start) > time.Minute {
-				os.Truncate(path, 0) // ends the read
-				t.Fatalf("still reading after %v: heap grew by %d MiB", time.Since(start).Round(time.Millisecond), (ms.HeapAlloc-heap0)>>20)
-			}
-		}
-	}
-}
+	"github.com/wasmpod/wasmpod/internal/hugefile"
+)
 
 // TestLoadRefusesHugeFiles: Load refuses a pod file over MaxPodFileBytes, and a module file over
 // the default compile budget's MaxModuleBytes, from their sizes (sparse files here), without
@@ -69,7 +40,7 @@ func TestLoadRefusesHugeFiles(t *testing.T) {
 					}
 				}
 			}
-			alloc, err := bounded(t, huge, func() error { _, err := Load(pod); return err })
+			_, alloc, err := hugefile.Bounded(t, huge, func() error { _, err := Load(pod); return err })
 			if !errors.Is(err, ErrInvalidSpec) {
 				t.Fatalf("Load: %v, want ErrInvalidSpec", err)
 			}
