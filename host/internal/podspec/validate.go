@@ -553,6 +553,9 @@ func (v *validator) logLimits(lp string, l *LogLimits) {
 	if l.Burst < 0 {
 		v.errorf(lp+".burst", "must not be negative, got %d (0 takes the default, 10000)", l.Burst)
 	}
+	if l.BytesPerSecond < 0 {
+		v.errorf(lp+".bytesPerSecond", "must not be negative, got %d (0 takes the default, 1Mi; unlimited: true turns the limit off)", int64(l.BytesPerSecond))
+	}
 	if l.BurstBytes != 0 && l.BurstBytes < MinLogBurstBytes {
 		v.errorf(lp+".burstBytes", "burstBytes %s is less than 8Ki, the longest log line (0 takes the default, 10Mi)", l.BurstBytes)
 	}

@@ -54,6 +54,16 @@ func (s *Supervisor) StopModule(ctx context.Context, name string) error {
 	if u.closed {
 		return ErrClosed
 	}
+	u.markStopped()
+	return u.halt(ctx, "stopped by operator", true)
+}
+
+// markStopped records an operator's stop: not wanted running, no restart scheduled. StopModule
+// calls it, and so does every start or restart cut by a stop (cutByStop) before it returns: the
+// stop that cut it may still fail to take the lock (its context ended while something it
+// cannot cut took the lock first), and the module must not then stay down as if it were
+// waiting for a restart that nothing schedules. With opMu held.
+func (u *unit) markStopped() {
 	u.wantRunning = false
 	if u.retry != nil {
 		u.retry.Stop()
@@ -62,7 +72,6 @@ func (s *Supervisor) StopModule(ctx context.Context, name string) error {
 	u.reason = "Stopped"
 	u.nextRestart = time.Time{}
 	u.mu.Unlock()
-	return u.halt(ctx, "stopped by operator", true)
 }
 
 // StartModule starts a module an operator stopped, or one waiting in back-off (at once, with its
@@ -87,6 +96,7 @@ func (s *Supervisor) StartModule(ctx context.Context, name string) error {
 	u.mu.Unlock()
 	if err := u.launch(ctx); err != nil {
 		if cutByStop(ctx) {
+			u.markStopped()
 			return fmt.Errorf("module %q: start cut: %w (%w): %v", name, errStopped, ErrConflict, err)
 		}
 		u.failedLocked(err)
@@ -132,10 +142,12 @@ func (s *Supervisor) RestartModule(ctx context.Context, name string) error {
 		return err
 	}
 	if cutByStop(ctx) {
+		u.markStopped()
 		return fmt.Errorf("module %q: restart cut: %w (%w)", name, errStopped, ErrConflict)
 	}
 	err = u.launch(ctx)
 	if err != nil && cutByStop(ctx) {
+		u.markStopped()
 		return fmt.Errorf("module %q: restart cut: %w (%w): %v", name, errStopped, ErrConflict, err)
 	}
 	u.countRestart()

@@ -649,8 +649,12 @@ func (u *unit) failedLocked(err error) {
 			u.mu.Lock()
 			u.restarts++
 			u.mu.Unlock()
-			if err := u.launch(ctx); err != nil && !cutByStop(ctx) {
-				u.failedLocked(err)
+			if err := u.launch(ctx); err != nil {
+				if cutByStop(ctx) {
+					u.markStopped()
+				} else {
+					u.failedLocked(err)
+				}
 			}
 		})
 	})
