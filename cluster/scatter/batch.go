@@ -325,12 +325,28 @@ func (p *fastPeer) callBatch(ctx context.Context, id RequestID, shards [][]byte,
 		}
 	}
 	if ctx.Done() != nil {
+		// The cancellation runs on its own goroutine and names shards, which the caller reuses
+		// (a pooled request) once this returns: this waits until the cancellation has read
+		// them, not for its answer.
+		var read sync.WaitGroup
+		read.Add(1)
 		stop := context.AfterFunc(ctx, func() {
-			if errors.Is(ctx.Err(), context.Canceled) {
-				p.cancelBatch(id, shards)
+			if testHookCancelBatch != nil {
+				testHookCancelBatch()
 			}
+			if !errors.Is(ctx.Err(), context.Canceled) || p.closed.Load() {
+				read.Done()
+				return
+			}
+			creq, cresp := acquireBatch(p, id, cancelTimeout, shards, nil)
+			read.Done()
+			p.sendCancel(creq, cresp)
 		})
-		defer stop()
+		defer func() {
+			if !stop() {
+				read.Wait()
+			}
+		}()
 	}
 	if err := p.bc.DoDeadline(req, resp, deadline); err != nil {
 		return fail(p.transportErr(err))
@@ -393,12 +409,12 @@ func (p *fastPeer) transportErr(err error) error {
 	return fmt.Errorf("%w: peer %s: %w", ErrRemote, p.addr, err)
 }
 
-// cancelBatch tells the peer to cut the attempts of request id for shards.
-func (p *fastPeer) cancelBatch(id RequestID, shards [][]byte) {
-	if p.closed.Load() {
-		return
-	}
-	req, resp := acquireBatch(p, id, cancelTimeout, shards, nil)
+// testHookCancelBatch, when set (tests only), runs first on a batch cancellation's goroutine.
+var testHookCancelBatch func()
+
+// sendCancel sends req, a batch request built by acquireBatch, as a cancellation: the peer
+// cuts the attempts it names. It releases req and resp.
+func (p *fastPeer) sendCancel(req *fasthttp.Request, resp *fasthttp.Response) {
 	defer releaseBatch(req, resp)
 	req.Header.SetCanonical(headerCancel, one)
 	if p.bc.DoDeadline(req, resp, time.Now().Add(cancelTimeout)) == nil {

@@ -25,6 +25,9 @@ type countingPeer struct {
 	single, batch atomic.Int64
 	cancels       atomic.Int64
 	addr          string
+	// onCancel, when set before the first request, gets the shard names of each batched
+	// cancellation.
+	onCancel func(names []string)
 }
 
 func newCountingPeer(t *testing.T, ep *scatter.Endpoint) *countingPeer {
@@ -35,6 +38,9 @@ func newCountingPeer(t *testing.T, ep *scatter.Endpoint) *countingPeer {
 		switch {
 		case string(rc.Request.Header.Peek(scatter.HeaderCancel)) == "1":
 			c.cancels.Add(1)
+			if c.onCancel != nil && string(rc.Path()) == scatter.PathBatch {
+				c.onCancel(batchNames(rc.PostBody()))
+			}
 		case string(rc.Path()) == scatter.PathBatch:
 			c.batch.Add(1)
 		default:
@@ -63,6 +69,29 @@ func newCountingPeer(t *testing.T, ep *scatter.Endpoint) *countingPeer {
 	t.Cleanup(func() { srv.Shutdown(); wg.Wait() })
 	c.addr = ln.Addr().String()
 	return c
+}
+
+// batchNames reads the shard names of a batched request's body: a count, then each name
+// after its length (two bytes each, little-endian).
+func batchNames(body []byte) []string {
+	var names []string
+	if len(body) < 2 {
+		return nil
+	}
+	n := int(binary.LittleEndian.Uint16(body))
+	body = body[2:]
+	for range n {
+		if len(body) < 2 {
+			return names
+		}
+		l := int(binary.LittleEndian.Uint16(body))
+		if len(body) < 2+l {
+			return names
+		}
+		names = append(names, string(body[2:2+l]))
+		body = body[2+l:]
+	}
+	return names
 }
 
 func (c *countingPeer) counts() (single, batch int64) { return c.single.Load(), c.batch.Load() }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -98,5 +99,86 @@ func TestCancelBeforeArrival(t *testing.T) {
 	r.Cancel = false
 	if status, body := ep.Handle(context.Background(), r, nil); status != 409 {
 		t.Fatalf("the cancelled request ran anyway: %d %s", status, body)
+	}
+}
+
+// signalLeaf tells started when it is called, then answers once release is closed.
+type signalLeaf struct{ started, release chan struct{} }
+
+func (l *signalLeaf) Call(_ context.Context, _ scatter.RequestID, _, dst []byte) ([]byte, error) {
+	close(l.started)
+	<-l.release
+	return append(dst, "done"...), nil
+}
+
+// TestCancelBatchOutlivesCall: a batched call cancelled while in flight returns only once its
+// cancellation has read the shard names, which the caller then reuses (a pooled request: the
+// race the search example's kill test found). The cancellation's goroutine is made slow to
+// start; the call's own answer does not wait for it. Before the fix the peer was told to cancel
+// the names the caller had already overwritten (and -race reported the race).
+func TestCancelBatchOutlivesCall(t *testing.T) {
+	ep, err := scatter.NewEndpoint(scatter.DefaultEndpointConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.Close()
+	leaf := &signalLeaf{started: make(chan struct{}), release: make(chan struct{})}
+	if err := ep.Register("a", leaf); err != nil {
+		t.Fatal(err)
+	}
+	c := newCountingPeer(t, ep)
+	var cancelled struct {
+		sync.Mutex
+		names []string
+	}
+	c.onCancel = func(names []string) {
+		cancelled.Lock()
+		cancelled.names = append(cancelled.names, names...)
+		cancelled.Unlock()
+	}
+	peer, err := scatter.NewFastHTTPPeer(c.addr, scatter.DefaultPeerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	scatter.SetCancelBatchHook(t, func() {
+		close(leaf.release) // the call's answer is on its way
+		time.Sleep(100 * time.Millisecond)
+	})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-leaf.started
+		cancel()
+	}()
+	shards := [][]byte{[]byte("a")}
+	var got string
+	if err := scatter.CallBatch(ctx, peer, scatter.RequestID{1}, shards, []byte("q"), func(_ int, part []byte, err error) {
+		if err != nil {
+			t.Errorf("answer: %v", err)
+		}
+		got = string(part)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got != "done" {
+		t.Fatalf("answer %q, want done", got)
+	}
+	shards[0] = []byte("z") // the caller's next request
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		cancelled.Lock()
+		names := append([]string(nil), cancelled.names...)
+		cancelled.Unlock()
+		if len(names) > 0 {
+			if len(names) != 1 || names[0] != "a" {
+				t.Fatalf("the peer was told to cancel %q, want [a]", names)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no cancellation reached the peer in 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
