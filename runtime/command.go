@@ -55,6 +55,15 @@ type CommandConfig struct {
 
 	// StderrTail is how many bytes of the end of stderr a failed run reports; 0 means 4 KiB.
 	StderrTail int
+
+	// LogLinesPerSecond, LogLineBurst, LogBytesPerSecond and LogByteBurst bound the rate of
+	// the lines the command's runs write to stdout and stderr, shared by all its runs, as the
+	// fields of the same names do for a module (ModuleConfig): 0 means the default, a negative
+	// rate turns that bucket off. A dropped line still reaches StderrTail.
+	LogLinesPerSecond int
+	LogLineBurst      int
+	LogBytesPerSecond int64
+	LogByteBurst      int64
 }
 
 // DefaultCommandConfig returns a sandboxed configuration for the named command.
@@ -78,6 +87,10 @@ func (c *CommandConfig) validate() error {
 		return fmt.Errorf("%w: command %q: Timeout must be positive (every run has a deadline)", ErrInvalidModule, c.Name)
 	case c.StderrTail < 0:
 		return fmt.Errorf("%w: command %q: StderrTail must not be negative", ErrInvalidModule, c.Name)
+	case c.LogLineBurst < 0 || c.LogByteBurst < 0:
+		return fmt.Errorf("%w: command %q: LogLineBurst and LogByteBurst must not be negative", ErrInvalidModule, c.Name)
+	case c.LogByteBurst > 0 && c.LogByteBurst < maxLogLine:
+		return fmt.Errorf("%w: command %q: LogByteBurst %d is less than the longest log line (%d bytes)", ErrInvalidModule, c.Name, c.LogByteBurst, maxLogLine)
 	}
 	return nil
 }
@@ -91,6 +104,98 @@ type Command struct {
 	digest string
 	once   sync.Once
 	dirs   runDirs
+
+	// The runs in flight, so that Close can leave them what they use and Engine.Close can cut
+	// them. Guarded by runMu.
+	runMu  sync.Mutex
+	runs   map[*cmdRun]struct{}
+	closed bool          // set by Close or cut: new runs fail with ErrClosed
+	idle   chan struct{} // made by cut while runs are in flight; closed by the last to end
+	// release is set by Close when runs were still in flight: the last to end releases the
+	// compiled code (Module.finalRelease), which they use until then.
+	release bool
+}
+
+// cmdRun is one run of a Command in flight. Its fields are guarded by Command.runMu.
+type cmdRun struct {
+	inst *instance // once instantiated
+	cut  bool      // cut by Engine.Close: the run fails with ErrClosed
+}
+
+// begin registers a run about to start, or fails with ErrClosed once the command is closed.
+func (c *Command) begin() (*cmdRun, error) {
+	c.runMu.Lock()
+	defer c.runMu.Unlock()
+	if c.closed {
+		return nil, fmt.Errorf("runtime: command %q: %w", c.cfg.Name, ErrClosed)
+	}
+	if c.runs == nil {
+		c.runs = map[*cmdRun]struct{}{}
+	}
+	r := &cmdRun{}
+	c.runs[r] = struct{}{}
+	return r, nil
+}
+
+// attach records r's instance; a run cut before it had one is cut now.
+func (c *Command) attach(r *cmdRun, inst *instance) {
+	c.runMu.Lock()
+	r.inst = inst
+	cut := r.cut
+	c.runMu.Unlock()
+	if cut {
+		inst.expire()
+	}
+}
+
+// wasCut reports whether Engine.Close cut r.
+func (c *Command) wasCut(r *cmdRun) bool {
+	c.runMu.Lock()
+	defer c.runMu.Unlock()
+	return r.cut
+}
+
+// end is a run's last step, after its instance is closed: the last run in flight after Close
+// releases the compiled code, and tells cut's waiter.
+func (c *Command) end(r *cmdRun) {
+	c.runMu.Lock()
+	delete(c.runs, r)
+	var idle chan struct{}
+	release := false
+	if len(c.runs) == 0 {
+		idle, c.idle = c.idle, nil
+		release, c.release = c.release, false
+	}
+	c.runMu.Unlock()
+	if release {
+		c.m.e.forgetCommand(c) // known to the engine until now, so that Engine.Close cuts its runs
+		c.m.finalRelease(context.Background())
+	}
+	if idle != nil {
+		close(idle)
+	}
+}
+
+// cut refuses new runs and cuts the ones in flight (at their next check, or at once when
+// asleep), for Engine.Close: they fail with ErrClosed. It returns a channel closed when the last
+// of them has ended, or nil when none runs.
+func (c *Command) cut() <-chan struct{} {
+	c.runMu.Lock()
+	defer c.runMu.Unlock()
+	c.closed = true
+	if len(c.runs) == 0 {
+		return nil
+	}
+	for r := range c.runs {
+		r.cut = true
+		if r.inst != nil {
+			r.inst.expire()
+		}
+	}
+	if c.idle == nil {
+		c.idle = make(chan struct{})
+	}
+	return c.idle
 }
 
 // RunResult describes one run of a command.
@@ -140,9 +245,19 @@ func (e *Engine) LoadCommand(ctx context.Context, wasm []byte, cfg CommandConfig
 	if cfg.SHA256 != "" && !strings.EqualFold(cfg.SHA256, digest) {
 		return nil, fmt.Errorf("%w: command %q: sha256 is %s, expected %s", ErrChecksum, cfg.Name, digest, cfg.SHA256)
 	}
-	if err := e.checkOpen(); err != nil {
+	ctx, ld, err := e.beginLoad(ctx)
+	if err != nil {
 		return nil, err
 	}
+	c, err := e.loadCommand(ctx, wasm, cfg, digest)
+	if e.endLoad(ld) && err != nil {
+		err = fmt.Errorf("runtime: command %q: load cut: the engine is closing: %w (%w)", cfg.Name, ErrClosed, err)
+	}
+	return c, err
+}
+
+// loadCommand is LoadCommand once registered (beginLoad).
+func (e *Engine) loadCommand(ctx context.Context, wasm []byte, cfg CommandConfig, digest string) (*Command, error) {
 	if err := instrument.CheckShape(wasm); err != nil {
 		return nil, fmt.Errorf("%w: command %q: %v", ErrInvalidModule, cfg.Name, err)
 	}
@@ -150,7 +265,9 @@ func (e *Engine) LoadCommand(ctx context.Context, wasm []byte, cfg CommandConfig
 	if err != nil {
 		return nil, err
 	}
-	mcfg := ModuleConfig{Name: cfg.Name, MaxMemoryPages: cfg.MaxMemoryPages, CallTimeout: cfg.Timeout, fixed: fixed}
+	mcfg := ModuleConfig{Name: cfg.Name, MaxMemoryPages: cfg.MaxMemoryPages, CallTimeout: cfg.Timeout, fixed: fixed,
+		LogLinesPerSecond: cfg.LogLinesPerSecond, LogLineBurst: cfg.LogLineBurst,
+		LogBytesPerSecond: cfg.LogBytesPerSecond, LogByteBurst: cfg.LogByteBurst}
 	if err := fixed.checkFits(mcfg); err != nil {
 		return nil, err
 	}
@@ -185,16 +302,16 @@ func (e *Engine) LoadCommand(ctx context.Context, wasm []byte, cfg CommandConfig
 	default:
 		m.setImageNote("pending: captured and built after the first run")
 	}
-	return &Command{m: m, cfg: cfg, digest: digest}, nil
-}
-
-func (e *Engine) checkOpen() error {
+	c := &Command{m: m, cfg: cfg, digest: digest}
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.closed {
-		return fmt.Errorf("runtime: engine: %w", ErrClosed)
+		e.mu.Unlock()
+		cm.Close(ctx)
+		return nil, fmt.Errorf("runtime: engine: %w", ErrClosed)
 	}
-	return nil
+	e.commands[c] = struct{}{}
+	e.mu.Unlock()
+	return c, nil
 }
 
 // inspectCommand checks a compiled (instrumented) command against the command contract and
@@ -236,26 +353,43 @@ func inspectCommand(cm wazero.CompiledModule, cfg *CommandConfig) error {
 	return nil
 }
 
+// LogsDropped returns how many stdout and stderr lines, and their bytes, the command's runs had
+// dropped by its log rate limit (CommandConfig.LogLinesPerSecond) since it was loaded.
+func (c *Command) LogsDropped() (lines, bytes uint64) { return c.m.LogsDropped() }
+
 // Name returns the command's configured name.
 func (c *Command) Name() string { return c.cfg.Name }
 
 // SHA256 returns the hex sha256 of the module bytes.
 func (c *Command) SHA256() string { return c.digest }
 
-// Close releases the compiled code, waits for the run directories being emptied and removes
-// every run directory the command keeps. Runs in flight finish; later runs fail. Idempotent.
+// Close refuses new runs (they fail with ErrClosed), waits for the run directories being
+// emptied and removes every idle run directory the command keeps. Runs in flight finish: the
+// compiled code they use is released when the last of them ends, at once when none runs. Close
+// does not wait for them; [Engine.Close] cuts them. Idempotent.
 func (c *Command) Close(ctx context.Context) error {
 	var err error
 	c.once.Do(func() {
 		m := c.m
+		c.runMu.Lock()
+		c.closed = true
+		c.runMu.Unlock()
 		m.imgOnce.Do(func() {}) // no image build starts from now on; wait for one under way
 		m.imgWG.Wait()
 		m.cmMu.Lock() // waits for instantiations under way; later ones fail with ErrNotRunning
 		m.released = true
-		err = m.cm.Close(ctx)
-		m.releaseImage(ctx)
 		m.cmMu.Unlock()
-		err = errors.Join(err, c.dirs.close())
+		// The engine keeps its runtime open until the compiled code is released (Engine.Close).
+		m.e.deferred.Add(1)
+		c.runMu.Lock()
+		c.release = len(c.runs) > 0
+		now := !c.release
+		c.runMu.Unlock()
+		if now {
+			m.e.forgetCommand(c)
+			m.finalRelease(ctx)
+		}
+		err = c.dirs.close()
 	})
 	return err
 }
@@ -360,12 +494,14 @@ func (c *Command) RunInputs(ctx context.Context, inputs []CommandInput, outputNa
 	if err := checkRunNames(inputs, outputName); err != nil {
 		return res, fmt.Errorf("command %q: %w", name, err)
 	}
-	if err := c.m.e.checkOpen(); err != nil {
-		return res, err
-	}
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("command %q: %w", name, err)
 	}
+	run, err := c.begin()
+	if err != nil {
+		return res, err
+	}
+	defer c.end(run) // last: after the instance is closed and the run directory handed back
 	rd, err := c.dirs.acquire(c.cfg.WorkDir)
 	if err != nil {
 		return res, fmt.Errorf("command %q: %w", name, err)
@@ -399,12 +535,16 @@ func (c *Command) RunInputs(ctx context.Context, inputs []CommandInput, outputNa
 		return res, err
 	}
 	defer inst.close(context.Background())
+	c.attach(run, inst)
 
 	code, err := c.start(ctx, inst, &res)
 	res.ExitCode = code
 	inst.stderr.flush()
 	res.Stderr = tail.String()
 	if err != nil {
+		if c.wasCut(run) {
+			return res, fmt.Errorf("command %q: run cut: the engine is closing: %w", name, ErrClosed)
+		}
 		return res, err
 	}
 	if code != 0 {

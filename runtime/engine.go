@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -44,8 +45,12 @@ type Engine struct {
 	rt       wazero.Runtime
 	cache    wazero.CompilationCache
 	modules  map[*Module]struct{}
-	hostFns  map[string]hostSig
-	instByID sync.Map // api.Module -> *instance, so imports find their caller
+	commands map[*Command]struct{}
+	loads    map[*loadRun]struct{}
+	// loadsIdle is made by Close while loads are in flight; the last of them closes it.
+	loadsIdle chan struct{}
+	hostFns   map[string]hostSig
+	instByID  sync.Map // api.Module -> *instance, so imports find their caller
 
 	// imgMu serialises instance-image compiles (Module.buildImage). Modules loaded from the
 	// same .wasm usually capture byte-identical image modules, which wazero compiles once and
@@ -66,7 +71,7 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.MaxInputBytes == 0 {
 		cfg.MaxInputBytes = DefaultConfig().MaxInputBytes
 	}
-	e := &Engine{cfg: cfg, modules: map[*Module]struct{}{}, httpTransport: newHTTPTransport()}
+	e := &Engine{cfg: cfg, modules: map[*Module]struct{}{}, commands: map[*Command]struct{}{}, loads: map[*loadRun]struct{}{}, httpTransport: newHTTPTransport()}
 	e.hostFns = abiImportSigs()
 	for _, f := range cfg.Imports {
 		if _, dup := e.hostFns[f.Name]; dup {
@@ -159,12 +164,60 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, cfg ModuleConfig) (*Modu
 	if cfg.SHA256 != "" && !strings.EqualFold(cfg.SHA256, digest) {
 		return nil, fmt.Errorf("%w: module %q: sha256 is %s, expected %s", ErrChecksum, cfg.Name, digest, strings.ToLower(cfg.SHA256))
 	}
-	e.mu.Lock()
-	closed := e.closed
-	e.mu.Unlock()
-	if closed {
-		return nil, fmt.Errorf("runtime: engine: %w", ErrClosed)
+	ctx, ld, err := e.beginLoad(ctx)
+	if err != nil {
+		return nil, err
 	}
+	m, err := e.load(ctx, wasm, cfg, digest)
+	if e.endLoad(ld) && err != nil {
+		err = fmt.Errorf("runtime: module %q: load cut: the engine is closing: %w (%w)", cfg.Name, ErrClosed, err)
+	}
+	return m, err
+}
+
+// loadRun is a load in flight (Load, LoadCommand): Engine.Close cancels its context, which cuts
+// the guest code it runs (a start function, _initialize), and keeps the runtime open until it
+// has returned. Its fields are guarded by Engine.mu.
+type loadRun struct {
+	cancel context.CancelFunc
+	cut    bool // by Engine.Close
+}
+
+// beginLoad registers a load about to start and returns the context it runs under, or fails
+// with ErrClosed once the engine is closed.
+func (e *Engine) beginLoad(ctx context.Context) (context.Context, *loadRun, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ctx, nil, fmt.Errorf("runtime: engine: %w", ErrClosed)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	ld := &loadRun{cancel: cancel}
+	e.loads[ld] = struct{}{}
+	e.deferred.Add(1) // the runtime stays open until the load returns (moduleReleased)
+	return ctx, ld, nil
+}
+
+// endLoad is a load's last step; it reports whether Engine.Close cut the load.
+func (e *Engine) endLoad(ld *loadRun) (cut bool) {
+	e.mu.Lock()
+	delete(e.loads, ld)
+	cut = ld.cut
+	var idle chan struct{}
+	if len(e.loads) == 0 {
+		idle, e.loadsIdle = e.loadsIdle, nil
+	}
+	e.mu.Unlock()
+	ld.cancel()
+	e.moduleReleased(context.Background()) // before Close's waiter wakes: it reads the count
+	if idle != nil {
+		close(idle)
+	}
+	return cut
+}
+
+// load is Load once registered (beginLoad).
+func (e *Engine) load(ctx context.Context, wasm []byte, cfg ModuleConfig, digest string) (*Module, error) {
 	if err := instrument.CheckShape(wasm); err != nil {
 		return nil, fmt.Errorf("%w: module %q: %v", ErrInvalidModule, cfg.Name, err)
 	}
@@ -410,6 +463,10 @@ func cacheEntryValid(b []byte) bool {
 // Close stops every module (without grace, see [Module.Close]) and releases the engine. It is
 // idempotent. Loads and calls after Close fail (ErrClosed, ErrNotRunning).
 //
+// Loads in flight (their start functions and _initialize) and command runs (even of commands
+// already closed) are cut and fail with ErrClosed; Close waits for them, at most a few seconds
+// (a compile under way cannot be cut).
+//
 // When calls that cannot be cut still run in modules it closed (or in modules closed before),
 // the engine's wazero runtime, which those calls use, is closed by the last of them as it
 // returns, not under them; Close then returns an error wrapping [ErrCallsRunning].
@@ -424,16 +481,55 @@ func (e *Engine) Close(ctx context.Context) error {
 	for m := range e.modules {
 		mods = append(mods, m)
 	}
+	cmds := make([]*Command, 0, len(e.commands))
+	for c := range e.commands {
+		cmds = append(cmds, c)
+	}
+	// Loads in flight and command runs are cut (what guest code they run is guarded, or cut
+	// by the load's context) and waited for, so that the runtime is not closed under them.
+	var runs []<-chan struct{}
+	for ld := range e.loads {
+		ld.cut = true
+		ld.cancel()
+	}
+	if len(e.loads) > 0 {
+		e.loadsIdle = make(chan struct{})
+		runs = append(runs, e.loadsIdle)
+	}
 	e.mu.Unlock()
+	for _, c := range cmds {
+		if ch := c.cut(); ch != nil {
+			runs = append(runs, ch)
+		}
+	}
 	var errs []error
+	for _, c := range cmds {
+		if err := c.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, m := range mods {
 		if err := m.Close(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	if len(runs) > 0 {
+		wait := time.NewTimer(cutRunWait)
+	runs:
+		for _, ch := range runs {
+			select {
+			case <-ch:
+			case <-wait.C:
+				break runs
+			case <-ctx.Done():
+				break runs
+			}
+		}
+		wait.Stop()
+	}
 	e.shut.Store(true)
 	if n := e.deferred.Load(); n > 0 {
-		errs = append(errs, fmt.Errorf("runtime: engine: %w in %d module(s); the engine's wazero runtime is closed when the last of them returns", ErrCallsRunning, n))
+		errs = append(errs, fmt.Errorf("runtime: engine: %w in %d module(s), command(s) or load(s); the engine's wazero runtime is closed when the last of them returns", ErrCallsRunning, n))
 	} else if err := e.releaseRuntime(ctx); err != nil {
 		errs = append(errs, err)
 	}
@@ -454,6 +550,18 @@ func (e *Engine) releaseRuntime(ctx context.Context) error {
 	var err error
 	e.rtOnce.Do(func() { err = e.closeRuntime(ctx) })
 	return err
+}
+
+// cutRunWait bounds how long Engine.Close waits for the loads and command runs it cut: a cut run
+// returns within one fuel refill of guest work or one host call (microseconds), a load after
+// the compile under way (the compile budget bounds it); what has not returned by then keeps
+// what it uses, released when it returns.
+const cutRunWait = 5 * time.Second
+
+func (e *Engine) forgetCommand(c *Command) {
+	e.mu.Lock()
+	delete(e.commands, c)
+	e.mu.Unlock()
 }
 
 func (e *Engine) forget(m *Module) {

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -364,5 +366,67 @@ func TestLogRateDefaultsAndValidation(t *testing.T) {
 				t.Fatalf("got %v, want ErrInvalidModule saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// commandFloodWAT is a command that writes "line N\n"-sized lines to stdout 20,000 times, then
+// exits.
+const commandFloodWAT = `(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "line\n")
+  (func (export "_start")
+    (local $i i32)
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 5))
+    (loop $l
+      (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 20000))))))`
+
+// TestCommandLogsRateLimited: a command's runs share one log rate limit, set by its
+// CommandConfig like a module's; before, a command always had the default (a pod's
+// resources.logs did not reach command stages), and a bad limit was not refused.
+func TestCommandLogsRateLimited(t *testing.T) {
+	sink := &rateSink{}
+	e := newEngine(t, runtime.Config{Logs: sink})
+	wasm := readFile(t, wasmbuild.WATString(t, commandFloodWAT))
+	cfg := runtime.DefaultCommandConfig("cmdflood")
+	cfg.LogLinesPerSecond, cfg.LogLineBurst = 100, 200
+	c := loadCommand(t, e, wasm, cfg)
+	in := filepath.Join(t.TempDir(), "in")
+	if err := os.WriteFile(in, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	for range 2 {
+		if _, err := c.Run(context.Background(), in, t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := time.Since(t0)
+	got := sink.guest.Load()
+	dropped, _ := c.LogsDropped()
+	limit := int64(200 + 100*took.Seconds() + 1)
+	t.Logf("%d lines reached the sink in %s, %d dropped; limit %d", got, took.Round(time.Millisecond), dropped, limit)
+	if got > limit || got < 200 {
+		t.Fatalf("%d lines reached the sink, want between the burst (200) and burst + rate x seconds (%d)", got, limit)
+	}
+	if got+int64(dropped) != 40000 {
+		t.Fatalf("%d lines logged and %d dropped, want 40000 in all", got, dropped)
+	}
+
+	for _, bad := range []struct {
+		name string
+		set  func(*runtime.CommandConfig)
+	}{
+		{"negative burst", func(c *runtime.CommandConfig) { c.LogLineBurst = -1 }},
+		{"byte burst below a line", func(c *runtime.CommandConfig) { c.LogByteBurst = 100 }},
+	} {
+		cfg := runtime.DefaultCommandConfig("bad")
+		bad.set(&cfg)
+		if _, err := e.LoadCommand(context.Background(), wasm, cfg); !errors.Is(err, runtime.ErrInvalidModule) || !strings.Contains(err.Error(), "Log") {
+			t.Errorf("%s: LoadCommand returned %v, want ErrInvalidModule naming the field", bad.name, err)
+		}
 	}
 }

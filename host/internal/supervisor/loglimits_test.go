@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"testing"
 )
 
@@ -31,6 +32,42 @@ func TestLogLimitsFromSpec(t *testing.T) {
 			}
 			if dropped < tc.wantMin || dropped > tc.wantMax || (dropped > 0) != (bytes > 0) {
 				t.Fatalf("%d lines (%d bytes) dropped of 50, want %d to %d", dropped, bytes, tc.wantMin, tc.wantMax)
+			}
+		})
+	}
+}
+
+// TestLogLimitsFromSpecCommandStage: resources.logs reaches a command stage too (its runs
+// share one limit) and its drops show in the metrics; before, command stages always had the
+// runtime's default. Each failing run writes one stderr line.
+func TestLogLimitsFromSpecCommandStage(t *testing.T) {
+	for _, tc := range []struct {
+		name, extra      string
+		wantMin, wantMax uint64 // lines dropped of 10
+	}{
+		{"limited", "      resources: {logs: {linesPerSecond: 1, burst: 2}}\n", 6, 8},
+		{"default", "", 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := pod(t, module("cmd", "stage", stageCmd(t), tc.extra), "")
+			for range 10 {
+				ctx, run, err := s.AcquireStage(context.Background(), "cmd")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := runCommand(t, ctx, run, "fail.txt", "x"); err == nil {
+					t.Fatal("fail.txt succeeded")
+				}
+				run.Done(nil)
+			}
+			var dropped, bytes uint64
+			for _, m := range s.Metrics() {
+				if m.Name == "cmd" {
+					dropped, bytes = m.Stats.LogLinesDropped, m.Stats.LogBytesDropped
+				}
+			}
+			if dropped < tc.wantMin || dropped > tc.wantMax || (dropped > 0) != (bytes > 0) {
+				t.Fatalf("%d lines (%d bytes) dropped of 10, want %d to %d", dropped, bytes, tc.wantMin, tc.wantMax)
 			}
 		})
 	}

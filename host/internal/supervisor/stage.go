@@ -89,6 +89,7 @@ func (u *unit) loadCommand(ctx context.Context, wasm []byte) (*runtime.Command, 
 	cfg.MaxMemoryPages = m.Resources.MemoryPages()
 	cfg.Timeout = m.Resources.Timeout.Std()
 	cfg.WorkDir = u.s.workDir
+	cfg.LogLinesPerSecond, cfg.LogLineBurst, cfg.LogBytesPerSecond, cfg.LogByteBurst = logLimits(m.Resources.Logs)
 	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
 		return nil, fmt.Errorf("module %q: work dir: %w", m.Name, err)
 	}
@@ -97,6 +98,19 @@ func (u *unit) loadCommand(ctx context.Context, wasm []byte) (*runtime.Command, 
 		return nil, fmt.Errorf("module %q: load: %w", m.Name, err)
 	}
 	return c, nil
+}
+
+// logLimits is resources.logs as the runtime's log rate limit fields (of a module or a command):
+// lines a second and their burst, bytes a second and their burst. A zero field keeps the
+// runtime's default; unlimited turns both buckets off.
+func logLimits(l *podspec.LogLimits) (lines, lineBurst int, bytes, byteBurst int64) {
+	if l == nil {
+		return 0, 0, 0, 0
+	}
+	if l.Unlimited {
+		return -1, 0, -1, 0
+	}
+	return int(l.LinesPerSecond), int(l.Burst), l.BytesPerSecond.Bytes(), l.BurstBytes.Bytes()
 }
 
 // runGate counts the stage runs admitted to one version, so that stopping the version waits for
@@ -220,11 +234,13 @@ func (g *generation) stats(concurrency int) runtime.Stats {
 	}
 	h.Sum = time.Duration(r.latSumNs.Load()).Seconds()
 	running := g.runs.count()
+	lines, bytes := g.cmd.LogsDropped()
 	return runtime.Stats{
 		Module: g.cmd.Name(), State: g.state(),
 		Calls: r.calls.Load(), Errors: r.errs.Load(), Traps: r.traps.Load(), Timeouts: r.timeouts.Load(), GuestErrors: r.guestErrs.Load(),
 		Instances: running, Busy: running, Target: concurrency,
-		Latency: h,
+		Latency:         h,
+		LogLinesDropped: lines, LogBytesDropped: bytes,
 	}
 }
 

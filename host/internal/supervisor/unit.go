@@ -313,14 +313,7 @@ func (u *unit) moduleConfig() (runtime.ModuleConfig, error) {
 		c.YieldInterval = u.s.cfg.LowYieldInterval
 	}
 	c.Config = m.Config
-	if l := m.Resources.Logs; l != nil {
-		// resources.logs: the module's log rate limit (a zero field keeps the runtime's default).
-		c.LogLinesPerSecond, c.LogLineBurst = int(l.LinesPerSecond), int(l.Burst)
-		c.LogBytesPerSecond, c.LogByteBurst = l.BytesPerSecond.Bytes(), l.BurstBytes.Bytes()
-		if l.Unlimited {
-			c.LogLinesPerSecond, c.LogBytesPerSecond = -1, -1
-		}
-	}
+	c.LogLinesPerSecond, c.LogLineBurst, c.LogBytesPerSecond, c.LogByteBurst = logLimits(m.Resources.Logs)
 	if m.ABI == podspec.ABIExtism {
 		// Extism plugins run unchanged; the spec's capabilities become Extism's allowed hosts
 		// (network.allow, deny by default) and allowed paths (the mounts), extism.function
