@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/wasmpod/wasmpod/host/internal/abicheck"
+	"github.com/wasmpod/wasmpod/runtime"
 )
 
 // newABICheckCmd is `wasmpod abi-check PLUGIN.wasm`: which ABI a module speaks, what it offers,
@@ -28,7 +28,7 @@ are run. --function NAME exercises one function: for an Extism plugin any export
 Exit status: 0 conforming, 1 violations, 2 the check could not run.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			wasm, err := os.ReadFile(args[0])
+			wasm, err := runtime.ReadModuleFile(args[0], runtime.CompileBudget{})
 			if err != nil {
 				fmt.Fprintln(cmd.ErrOrStderr(), err)
 				return exitError{2}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/wasmpod/wasmpod/host/internal/capability"
 	"github.com/wasmpod/wasmpod/host/internal/httpframe"
 	"github.com/wasmpod/wasmpod/host/internal/podspec"
+	"github.com/wasmpod/wasmpod/internal/regfile"
 	"github.com/wasmpod/wasmpod/runtime"
 )
 
@@ -160,21 +160,25 @@ func runCall(ctx context.Context, path, fn string, o callOptions, stdin io.Reade
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	wasm, err := os.ReadFile(path)
+	wasm, err := runtime.ReadModuleFile(path, runtime.CompileBudget{})
 	if err != nil {
 		return err
 	}
 	in := []byte(o.input)
+	maxIn := int64(runtime.DefaultConfig().MaxInputBytes)
 	switch {
 	case o.inputFile != "" && o.input != "":
 		return errors.New("give --input or --input-file, not both")
 	case o.inputFile == "-":
-		if in, err = io.ReadAll(stdin); err != nil {
+		if in, err = io.ReadAll(io.LimitReader(stdin, maxIn+1)); err != nil {
 			return fmt.Errorf("stdin: %w", err)
 		}
+		if int64(len(in)) > maxIn {
+			return fmt.Errorf("stdin: the input is over the limit of %d bytes (a call's MaxInputBytes)", maxIn)
+		}
 	case o.inputFile != "":
-		if in, err = os.ReadFile(o.inputFile); err != nil {
-			return err
+		if in, err = regfile.Read(o.inputFile, maxIn); err != nil {
+			return fmt.Errorf("--input-file: %w", err)
 		}
 	}
 	if o.loop < 1 {

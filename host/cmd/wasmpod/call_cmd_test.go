@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/wasmpod/wasmpod/internal/hugefile"
 	"github.com/wasmpod/wasmpod/internal/wasmbuild"
 )
 
@@ -84,5 +88,48 @@ func TestCallPodPlumbing(t *testing.T) {
 		if err != nil || !strings.HasPrefix(string(out), tc.want) {
 			t.Errorf("%s: %v\n%s\nwant output starting with %q", tc.input, err, out, tc.want)
 		}
+	}
+}
+
+// TestCLIRefusesSpecialAndHugeFiles: the files the CLI reads (a module, a call's input, a
+// token, a CA) are read only when they are regular files within a limit. Before, a FIFO named
+// by mistake hung the command forever and a huge file (a core dump) was read whole into memory.
+func TestCLIRefusesSpecialAndHugeFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.wasm")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	huge := filepath.Join(dir, "huge.wasm")
+	hugefile.Sparse(t, huge, 20<<30)
+	bigInput := filepath.Join(dir, "big.in")
+	hugefile.Sparse(t, bigInput, 100<<20)
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		stderr string
+	}{
+		{"call: a FIFO as the module", []string{"call", fifo, "handle"}, "not a regular file"},
+		{"call: a huge module", []string{"call", huge, "handle"}, "module of 21474836480 bytes (limit MaxModuleBytes="},
+		{"call: a FIFO as the input", []string{"call", guests["echo"], "handle", "--input-file", fifo}, "not a regular file"},
+		{"call: a huge input", []string{"call", guests["echo"], "handle", "--input-file", bigInput}, "104857600 bytes (limit 67108864)"},
+		{"abi-check: a huge module", []string{"abi-check", huge}, "MaxModuleBytes"},
+		{"upgrade: a FIFO as the module", []string{"upgrade", "web", fifo, "--admin", "127.0.0.1:1"}, "not a regular file"},
+		{"tls cert: a FIFO as the CA", []string{"tls", "cert", "--name", "n1", "--ca", fifo, "--ca-key", fifo, "--dir", dir}, "not a regular file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, binary, tc.args...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			if ctx.Err() != nil {
+				t.Fatalf("still running after 20 s (the file is being read): %s", stderr.String())
+			}
+			if err == nil || !strings.Contains(stderr.String(), tc.stderr) {
+				t.Fatalf("err %v, stderr %q; want a failure naming %q", err, stderr.String(), tc.stderr)
+			}
+		})
 	}
 }

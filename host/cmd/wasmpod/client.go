@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wasmpod/wasmpod/host/internal/client"
+	"github.com/wasmpod/wasmpod/runtime"
 )
 
 // clientFlags are the flags shared by the verbs that talk to a running host.
@@ -150,7 +151,7 @@ func clientVerbs(cf *clientFlags) []*cobra.Command {
 		})
 	verb("upgrade MODULE FILE.wasm", "Replace a module's version while the pod serves (rolls back if never ready)", cobra.ExactArgs(2),
 		func(ctx context.Context, c *client.Client, args []string, w io.Writer) error {
-			wasm, err := os.ReadFile(args[1])
+			wasm, err := runtime.ReadModuleFile(args[1], runtime.CompileBudget{})
 			if err != nil {
 				return err
 			}

@@ -31,6 +31,7 @@ import (
 	"github.com/wasmpod/wasmpod/host/internal/supervisor"
 	"github.com/wasmpod/wasmpod/host/internal/tracing"
 	"github.com/wasmpod/wasmpod/host/internal/version"
+	"github.com/wasmpod/wasmpod/internal/regfile"
 	"github.com/wasmpod/wasmpod/runtime"
 )
 
@@ -98,9 +99,13 @@ kept under --state-dir/cluster, so fencing tokens keep growing across restarts.`
 	return cmd
 }
 
+// maxSmallFile bounds the small files the CLI reads (a token, a CA's certificate and key): far
+// above any real one, and a device or a huge file named by mistake is refused unread.
+const maxSmallFile = 1 << 20
+
 func readToken(file string) (string, error) {
 	if file != "" {
-		b, err := os.ReadFile(file)
+		b, err := regfile.Read(file, maxSmallFile)
 		if err != nil {
 			return "", fmt.Errorf("token file: %w", err)
 		}

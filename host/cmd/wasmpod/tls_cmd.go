@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wasmpod/wasmpod/cluster"
+	"github.com/wasmpod/wasmpod/internal/regfile"
 )
 
 // newTLSCmd is `wasmpod tls`: a CA and node certificates for mutual TLS between cluster nodes
@@ -62,11 +63,11 @@ func newTLSCmd() *cobra.Command {
 			if node == "" {
 				return errors.New("--name: the node's name (its --node-name) is required")
 			}
-			cb, err := os.ReadFile(caFile)
+			cb, err := regfile.Read(caFile, maxSmallFile)
 			if err != nil {
 				return fmt.Errorf("--ca: %w (create one with `wasmpod tls ca`)", err)
 			}
-			kb, err := os.ReadFile(caKey)
+			kb, err := regfile.Read(caKey, maxSmallFile)
 			if err != nil {
 				return fmt.Errorf("--ca-key: %w", err)
 			}
