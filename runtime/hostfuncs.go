@@ -300,20 +300,13 @@ func sameTypes(a []ValueType, b []api.ValueType) bool {
 
 // log emits a runtime or guest log line for the module, within its log rate limit (a runtime
 // line about a module is mostly one its guest caused: a trap, a scale request).
-func (m *Module) log(level Level, source, msg string) {
-	sink := m.e.cfg.Logs
-	if sink == nil {
-		return
-	}
-	now := time.Now()
-	if !m.admitLog(sink, now, len(msg)) {
-		return
-	}
-	sink.Log(LogEntry{Time: now, Module: m.cfg.Name, Level: level, Source: source, Message: msg})
-}
+func (m *Module) log(level Level, source, msg string) { logLine(m, level, source, msg) }
 
 // logBytes is log for a line in guest memory: a dropped line is not copied.
-func (m *Module) logBytes(level Level, source string, msg []byte) {
+func (m *Module) logBytes(level Level, source string, msg []byte) { logLine(m, level, source, msg) }
+
+// logLine sends one of m's lines to the engine's sink if its log rate limit admits it.
+func logLine[T string | []byte](m *Module, level Level, source string, msg T) {
 	sink := m.e.cfg.Logs
 	if sink == nil {
 		return

@@ -650,8 +650,8 @@ func (m *Module) newShell(rec *initRecord) *instance {
 	if !m.cfg.Trusted {
 		cut = i.outputCut
 	}
-	i.stdout = &lineWriter{m: m, module: m.cfg.Name, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs, cut: cut}
-	i.stderr = &lineWriter{m: m, module: m.cfg.Name, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs, cut: cut}
+	i.stdout = &lineWriter{m: m, source: "stdout", level: LevelInfo, sink: m.e.cfg.Logs, cut: cut}
+	i.stderr = &lineWriter{m: m, source: "stderr", level: LevelWarn, sink: m.e.cfg.Logs, cut: cut}
 	return i
 }
 

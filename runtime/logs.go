@@ -76,8 +76,7 @@ const maxLogLine = 8 << 10
 // most maxLogLine bytes however long the guest makes it.
 type lineWriter struct {
 	mu     sync.Mutex
-	m      *Module // whose log rate limit the lines count against; nil: none
-	module string
+	m      *Module // whose lines these are, counted against its log rate limit
 	source string
 	level  Level
 	sink   LogSink
@@ -138,13 +137,13 @@ func (w *lineWriter) emit() {
 	msg := w.buf
 	w.buf = w.buf[:0]
 	now := time.Now()
-	if w.m != nil && !w.m.admitLog(w.sink, now, len(msg)) {
+	if !w.m.admitLog(w.sink, now, len(msg)) {
 		return
 	}
 	if len(msg) > maxLogLine {
 		msg = append(msg[:maxLogLine:maxLogLine], " [truncated]"...)
 	}
-	w.sink.Log(LogEntry{Time: now, Module: w.module, Level: w.level, Source: w.source, Message: string(msg)})
+	w.sink.Log(LogEntry{Time: now, Module: w.m.cfg.Name, Level: w.level, Source: w.source, Message: string(msg)})
 }
 
 // logLimiter is a module's log rate limit (ModuleConfig.LogLinesPerSecond and the fields after
