@@ -233,7 +233,7 @@ func (e *ExitError) Unwrap() error { return ErrGuest }
 // LoadCommand compiles a WASI command module once, instrumented so that a runaway run can be
 // cut at its deadline. The module must export _start () -> () and its memory as "memory", and
 // import only from wasi_snapshot_preview1.
-func (e *Engine) LoadCommand(ctx context.Context, wasm []byte, cfg CommandConfig) (*Command, error) {
+func (e *Engine) LoadCommand(ctx context.Context, wasm []byte, cfg CommandConfig) (_ *Command, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -249,11 +249,8 @@ func (e *Engine) LoadCommand(ctx context.Context, wasm []byte, cfg CommandConfig
 	if err != nil {
 		return nil, err
 	}
-	c, err := e.loadCommand(ctx, wasm, cfg, digest)
-	if e.endLoad(ld) && err != nil {
-		err = fmt.Errorf("runtime: command %q: load cut: the engine is closing: %w (%w)", cfg.Name, ErrClosed, err)
-	}
-	return c, err
+	defer func() { err = e.endLoad(ld, "command", cfg.Name, err) }()
+	return e.loadCommand(ctx, wasm, cfg, digest)
 }
 
 // loadCommand is LoadCommand once registered (beginLoad).
@@ -543,7 +540,7 @@ func (c *Command) RunInputs(ctx context.Context, inputs []CommandInput, outputNa
 	res.Stderr = tail.String()
 	if err != nil {
 		if c.wasCut(run) {
-			return res, fmt.Errorf("command %q: run cut: the engine is closing: %w", name, ErrClosed)
+			return res, fmt.Errorf("command %q: run cut: the engine is closing: %w (%w)", name, ErrClosed, err)
 		}
 		return res, err
 	}

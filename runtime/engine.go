@@ -155,7 +155,7 @@ func (e *Engine) LoadFile(ctx context.Context, path string, cfg ModuleConfig) (*
 
 // Load compiles (or finds in the cache) a module, checks it against the ABI and its limits, and
 // returns it in state created. Nothing is half-loaded: on error nothing is kept.
-func (e *Engine) Load(ctx context.Context, wasm []byte, cfg ModuleConfig) (*Module, error) {
+func (e *Engine) Load(ctx context.Context, wasm []byte, cfg ModuleConfig) (_ *Module, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -168,11 +168,8 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, cfg ModuleConfig) (*Modu
 	if err != nil {
 		return nil, err
 	}
-	m, err := e.load(ctx, wasm, cfg, digest)
-	if e.endLoad(ld) && err != nil {
-		err = fmt.Errorf("runtime: module %q: load cut: the engine is closing: %w (%w)", cfg.Name, ErrClosed, err)
-	}
-	return m, err
+	defer func() { err = e.endLoad(ld, "module", cfg.Name, err) }()
+	return e.load(ctx, wasm, cfg, digest)
 }
 
 // loadRun is a load in flight (Load, LoadCommand): Engine.Close cancels its context, which cuts
@@ -198,11 +195,12 @@ func (e *Engine) beginLoad(ctx context.Context) (context.Context, *loadRun, erro
 	return ctx, ld, nil
 }
 
-// endLoad is a load's last step; it reports whether Engine.Close cut the load.
-func (e *Engine) endLoad(ld *loadRun) (cut bool) {
+// endLoad is a load's last step (deferred: it runs even if the load panics). It returns the
+// load's error, which says that Engine.Close cut the load if it did.
+func (e *Engine) endLoad(ld *loadRun, kind, name string, err error) error {
 	e.mu.Lock()
 	delete(e.loads, ld)
-	cut = ld.cut
+	cut := ld.cut
 	var idle chan struct{}
 	if len(e.loads) == 0 {
 		idle, e.loadsIdle = e.loadsIdle, nil
@@ -213,7 +211,10 @@ func (e *Engine) endLoad(ld *loadRun) (cut bool) {
 	if idle != nil {
 		close(idle)
 	}
-	return cut
+	if cut && err != nil {
+		err = fmt.Errorf("runtime: %s %q: load cut: the engine is closing: %w (%w)", kind, name, ErrClosed, err)
+	}
+	return err
 }
 
 // load is Load once registered (beginLoad).
@@ -464,8 +465,11 @@ func cacheEntryValid(b []byte) bool {
 // idempotent. Loads and calls after Close fail (ErrClosed, ErrNotRunning).
 //
 // Loads in flight (their start functions and _initialize) and command runs (even of commands
-// already closed) are cut and fail with ErrClosed; Close waits for them, at most a few seconds
-// (a compile under way cannot be cut).
+// already closed) are cut: one that fails then says so with ErrClosed (one that had already
+// finished its work returns as it would have). Close waits for them at most 5 s (ctx may end
+// the wait sooner): a compile under way, and a trusted module's start function, cannot be cut;
+// what is still running then keeps what it uses, released when it returns, and Close returns
+// an error wrapping ErrCallsRunning.
 //
 // When calls that cannot be cut still run in modules it closed (or in modules closed before),
 // the engine's wazero runtime, which those calls use, is closed by the last of them as it
