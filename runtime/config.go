@@ -12,6 +12,11 @@ type Config struct {
 	// same module compiles nothing. Empty keeps compiled code in memory only.
 	CacheDir string
 
+	// CacheMaxBytes bounds CacheDir: when its entries hold more, the least recently used are
+	// removed (a later load of their module compiles it again), when the engine starts and at
+	// most once a minute after a compile. 0 means the default; negative, no bound.
+	CacheMaxBytes int64
+
 	// Logs receives guest log lines (the log import, stdout and stderr). Nil discards them.
 	Logs LogSink
 
@@ -46,6 +51,9 @@ func DefaultConfig() Config {
 	return Config{
 		// No cache dir: a library user opts in to writing to disk; the host sets its state dir.
 		CacheDir: "",
+		// 1 GiB: some 60 versions of a Go guest (15-18 MB of machine code each), a few hundred
+		// of a C or Rust one; months of upgrades without filling a disk.
+		CacheMaxBytes: 1 << 30,
 		// 16 MiB: far above any leaf/merge result, small enough that a runaway guest cannot make
 		// the host copy gigabytes.
 		MaxOutputBytes: 16 << 20,

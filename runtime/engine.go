@@ -96,7 +96,13 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e.rt = wazero.NewRuntimeWithConfig(ctx, rc)
 	if cfg.CacheDir != "" {
-		cacheDirs.Store(e.rt, cfg.CacheDir)
+		max := cfg.CacheMaxBytes
+		if max == 0 {
+			max = DefaultConfig().CacheMaxBytes
+		}
+		tr := &cacheTrim{dir: cfg.CacheDir, max: max}
+		tr.maybe()
+		cacheDirs.Store(e.rt, tr)
 	}
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, e.rt); err != nil {
 		e.closeRuntime(ctx)
@@ -296,14 +302,20 @@ func (e *Engine) adopt(ctx context.Context, m *Module, err error) (*Module, erro
 // an invalid module.
 func compileSafely(ctx context.Context, rt wazero.Runtime, wasm []byte) (wazero.CompiledModule, error) {
 	cm, err := compileOnce(ctx, rt, wasm)
-	if err == nil || !isCacheError(err) {
+	if err == nil {
+		if v, ok := cacheDirs.Load(rt); ok {
+			v.(*cacheTrim).maybe() // the compile may have added an entry (CacheMaxBytes)
+		}
+		return cm, nil
+	}
+	if !isCacheError(err) {
 		return cm, err
 	}
 	v, ok := cacheDirs.Load(rt)
 	if !ok {
 		return nil, err
 	}
-	dir := v.(string)
+	dir := v.(*cacheTrim).dir
 	removed, rerr := repairCache(dir)
 	if cm, err2 := compileOnce(ctx, rt, wasm); err2 == nil {
 		return cm, nil
@@ -332,9 +344,9 @@ func compileOnce(ctx context.Context, rt wazero.Runtime, wasm []byte) (cm wazero
 // errCache: the compilation cache failed a compile (compileSafely).
 var errCache = errors.New("compilation cache failed")
 
-// cacheDirs maps the wazero runtime of every engine with a CacheDir to that directory, for
-// compileSafely's repair.
-var cacheDirs sync.Map // wazero.Runtime -> string
+// cacheDirs maps the wazero runtime of every engine with a CacheDir to that directory's
+// trimmer, for compileSafely's repair and trims.
+var cacheDirs sync.Map // wazero.Runtime -> *cacheTrim
 
 // isCacheError reports whether a compile failed because of the compilation cache rather than
 // the module: wazero's own cache errors ("compilationcache: ..."), and the file system's (the
