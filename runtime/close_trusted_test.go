@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,5 +199,75 @@ func TestCloseUnderTrustedCall(t *testing.T) {
 				t.Errorf("the engine's wazero runtime is still open after the last call returned")
 			}
 		})
+	}
+}
+
+// refillHangWAT: a trusted module whose wasmpod_start calls the host function hold (which the
+// test makes block for the second instance: a refill).
+const refillHangWAT = `(module
+  (import "wasmpod" "hold" (func $hold))
+  (memory (export "memory") 2)
+  (func (export "wasmpod_abi_version") (result i32) (i32.const 1))
+  (func (export "wasmpod_buffer") (param i32) (result i32) (i32.const 1024))
+  (func (export "wasmpod_start") (result i32) (call $hold) (i32.const 0))
+  (func (export "wasmpod_handle") (param $n i32) (result i64) (i64.const 0)))`
+
+// TestCloseUnderHangingRefill: a trusted module's background refill that hangs in its
+// wasmpod_start (which nothing cuts) does not hold Module.Close or Engine.Close: they return,
+// saying a call still runs, and the refill releases what it uses when it returns. Before, Close
+// waited for the refill's goroutine for ever (and with it a host's shutdown).
+func TestCloseUnderHangingRefill(t *testing.T) {
+	var holds atomic.Int32
+	entered, release := make(chan struct{}), make(chan struct{})
+	cfg := runtime.DefaultConfig()
+	cfg.Imports = []runtime.HostFunction{{Name: "hold", Fn: func(context.Context, runtime.Caller, []uint64) {
+		if holds.Add(1) == 2 {
+			close(entered)
+			<-release
+		}
+	}}}
+	e := newEngine(t, cfg)
+	mc := runtime.DefaultModuleConfig("refill-hang")
+	mc.Trusted = true
+	mc.MinInstances, mc.MaxConcurrency = 1, 2
+	m, err := e.Load(context.Background(), readFile(t, wasmbuild.WATString(t, refillHangWAT)), mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background(), runtime.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Scale(2); err != nil { // the refill makes the second instance
+		t.Fatal(err)
+	}
+	select {
+	case <-entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the refill never started the second instance")
+	}
+	for _, c := range []struct {
+		what  string
+		close func(context.Context) error
+	}{{"Module.Close", m.Close}, {"Engine.Close", e.Close}} {
+		ch := make(chan error, 1)
+		go func() { ch <- c.close(context.Background()) }()
+		select {
+		case err := <-ch:
+			if !errors.Is(err, runtime.ErrCallsRunning) {
+				t.Errorf("%s under the hanging refill returned %v, want ErrCallsRunning", c.what, err)
+			}
+		case <-time.After(30 * time.Second):
+			close(release)
+			t.Fatalf("%s waited for the hanging refill", c.what)
+		}
+	}
+	if runtime.RuntimeClosed(e) {
+		t.Fatal("the runtime closed under the refill")
+	}
+	close(release)
+	for deadline := time.Now().Add(30 * time.Second); !runtime.RuntimeClosed(e); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the runtime is still open 30 s after the refill returned")
+		}
 	}
 }

@@ -49,7 +49,7 @@ type Module struct {
 	subs    map[*subscription]struct{}
 
 	bgCancel context.CancelFunc
-	bgDone   sync.WaitGroup
+	bgDone   chan struct{} // closed when the refill goroutine has returned
 	refill   chan struct{}
 
 	// cmMu guards the compiled code against its release: every instantiation holds it for
@@ -227,8 +227,8 @@ func (m *Module) Start(ctx context.Context, opts StartOptions) error {
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	m.bgCancel = cancel
-	m.bgDone.Add(1)
-	go m.refillLoop(bg)
+	m.bgDone = make(chan struct{})
+	go m.refillLoop(bg, m.bgDone)
 	return m.transition(StateRunning, "started")
 }
 
@@ -433,11 +433,23 @@ func (m *Module) snapshot(ctx context.Context, sink func([]byte) error) error {
 	return fmt.Errorf("module %q: snapshot: no instance available", m.cfg.Name)
 }
 
-// stopBackground stops the refill goroutine and waits for it.
+// refillWait bounds how long a stop waits for the refill goroutine once cancelled: a guarded
+// instance start is cut at once; a trusted module's wasmpod_start cannot be, and its slot, still
+// creating, is then revoked like a call that outlived the stop (closeAll): the refill releases
+// what it uses when it returns.
+const refillWait = time.Second
+
+// stopBackground stops the refill goroutine and waits for it, at most refillWait.
 func (m *Module) stopBackground() {
 	if m.bgCancel != nil {
 		m.bgCancel()
-		m.bgDone.Wait()
+		t := time.NewTimer(refillWait)
+		select {
+		case <-m.bgDone:
+		case <-t.C:
+			m.log(LevelWarn, "runtime", fmt.Sprintf("stop: the refill is still creating an instance after %s (a trusted module's start that does not return); it is left to finish", refillWait))
+		}
+		t.Stop()
 		m.bgCancel = nil
 	}
 }
@@ -885,8 +897,8 @@ func (m *Module) signalRefill() {
 
 // refillLoop keeps the warm pool at its target: it replaces discarded instances and follows
 // Scale. It is owned by the module and stops with it.
-func (m *Module) refillLoop(ctx context.Context) {
-	defer m.bgDone.Done()
+func (m *Module) refillLoop(ctx context.Context, done chan struct{}) {
+	defer close(done)
 	backoff := 50 * time.Millisecond
 	failures := 0
 	for {
