@@ -24,15 +24,7 @@ func TestLogLimitsFromSpec(t *testing.T) {
 			for range 50 {
 				call(t, s, "web", "log:a line")
 			}
-			var dropped, bytes uint64
-			for _, m := range s.Metrics() {
-				if m.Name == "web" {
-					dropped, bytes = m.Stats.LogLinesDropped, m.Stats.LogBytesDropped
-				}
-			}
-			if dropped < tc.wantMin || dropped > tc.wantMax || (dropped > 0) != (bytes > 0) {
-				t.Fatalf("%d lines (%d bytes) dropped of 50, want %d to %d", dropped, bytes, tc.wantMin, tc.wantMax)
-			}
+			checkDropped(t, s, "web", 50, tc.wantMin, tc.wantMax)
 		})
 	}
 }
@@ -60,15 +52,22 @@ func TestLogLimitsFromSpecCommandStage(t *testing.T) {
 				}
 				run.Done(nil)
 			}
-			var dropped, bytes uint64
-			for _, m := range s.Metrics() {
-				if m.Name == "cmd" {
-					dropped, bytes = m.Stats.LogLinesDropped, m.Stats.LogBytesDropped
-				}
-			}
-			if dropped < tc.wantMin || dropped > tc.wantMax || (dropped > 0) != (bytes > 0) {
-				t.Fatalf("%d lines (%d bytes) dropped of 10, want %d to %d", dropped, bytes, tc.wantMin, tc.wantMax)
-			}
+			checkDropped(t, s, "cmd", 10, tc.wantMin, tc.wantMax)
 		})
+	}
+}
+
+// checkDropped checks that module's metrics count between min and max of its of log lines
+// dropped, and bytes with them.
+func checkDropped(t *testing.T, s *Supervisor, module string, of int, min, max uint64) {
+	t.Helper()
+	var dropped, bytes uint64
+	for _, m := range s.Metrics() {
+		if m.Name == module {
+			dropped, bytes = m.Stats.LogLinesDropped, m.Stats.LogBytesDropped
+		}
+	}
+	if dropped < min || dropped > max || (dropped > 0) != (bytes > 0) {
+		t.Fatalf("%d lines (%d bytes) dropped of %d, want %d to %d", dropped, bytes, of, min, max)
 	}
 }
