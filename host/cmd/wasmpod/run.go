@@ -38,15 +38,18 @@ import (
 // runOptions are the flags of `wasmpod run`. The cluster flags (--node-name, --bind, --join,
 // ...) are their own struct, registered by addClusterFlags.
 type runOptions struct {
-	listen    string
-	admin     string
-	stateDir  string
-	tokenFile string
-	logLevel  string
-	logFormat string
-	internal  string
-	transport string
-	cluster   clusterOptions
+	listen   string
+	admin    string
+	stateDir string
+	cacheMax string
+	// cacheMaxBytes is cacheMax parsed (run).
+	cacheMaxBytes int64
+	tokenFile     string
+	logLevel      string
+	logFormat     string
+	internal      string
+	transport     string
+	cluster       clusterOptions
 	// waitStateDir: wait while another process holds the state dir (else fail at once).
 	waitStateDir bool
 	// appTokenFile: the election sidecar's per-app credentials (admin.ParseAppTokens).
@@ -67,6 +70,7 @@ func addRunFlags(cmd *cobra.Command, o *runOptions) {
 	f.StringVar(&o.listen, "listen", ":8080", "ingress listen address (requests go to the pod's main module)")
 	f.StringVar(&o.admin, "admin", "127.0.0.1:9901", "admin API listen address")
 	f.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "state directory: snapshots, compilation cache, emptyDir volumes")
+	f.StringVar(&o.cacheMax, "cache-max", "1Gi", "most compiled code kept in --state-dir's cache (least recently used removed first); 0: no bound")
 	f.StringVar(&o.tokenFile, "token-file", "", "file holding the admin bearer token (else $WASMPOD_TOKEN; none disables mutating routes)")
 	f.StringVar(&o.appTokenFile, "app-token-file", "", "file of the election sidecar's app credentials, one \"APP TOKEN\" a line: an app campaigns, renews and resigns with sessions APP or APP/..., and sees only their fencing tokens; re-read on change and on SIGHUP")
 	f.IntVar(&o.maxConns, "max-conns", admin.DefaultConfig().MaxConns, "most connections per listener; past 90% of it the longest-idle keep-alive connections are closed to make room")
@@ -97,6 +101,18 @@ kept under --state-dir/cluster, so fencing tokens keep growing across restarts.`
 	addRunFlags(cmd, &o)
 	addClusterFlags(cmd, &o.cluster)
 	return cmd
+}
+
+// cacheMaxBytes parses --cache-max: a quantity such as 512Mi or 2Gi; 0 means no bound.
+func cacheMaxBytes(s string) (int64, error) {
+	q, err := podspec.ParseQuantity(s)
+	if err != nil {
+		return 0, fmt.Errorf("--cache-max: %w", err)
+	}
+	if q == 0 {
+		return -1, nil
+	}
+	return int64(q), nil
 }
 
 // maxSmallFile bounds the small files the CLI reads (a token, a CA's certificate and key): far
@@ -153,6 +169,9 @@ func newLogger(level, format string) (*slog.Logger, error) {
 func run(specPath string, o runOptions) error {
 	log, err := newLogger(o.logLevel, o.logFormat)
 	if err != nil {
+		return err
+	}
+	if o.cacheMaxBytes, err = cacheMaxBytes(o.cacheMax); err != nil {
 		return err
 	}
 	token, err := readToken(o.tokenFile)
@@ -264,6 +283,7 @@ func compose(pod *podspec.Pod, o runOptions, token string, appTokens map[string]
 	lc.Logger = log
 	scfg := supervisor.DefaultConfig()
 	scfg.Pod, scfg.StateDir, scfg.Logger, scfg.Logs = pod, o.stateDir, log, logbuf.New(lc)
+	scfg.CacheMaxBytes = o.cacheMaxBytes
 	scfg.Imports = append(guestapi.Imports(guestapi.Config{Pod: pod.Metadata.Name, Elections: h.node.Elections()}), caps.Functions()...)
 	if h.sup, err = supervisor.New(context.Background(), scfg); err != nil {
 		return nil, err

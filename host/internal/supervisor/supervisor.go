@@ -55,6 +55,9 @@ type Config struct {
 	Pod *podspec.Pod
 	// StateDir holds snapshots, the compilation cache and emptyDir volumes. Required.
 	StateDir string
+	// CacheMaxBytes bounds the compilation cache in StateDir (runtime.Config.CacheMaxBytes):
+	// 0 is the runtime's default, negative no bound.
+	CacheMaxBytes int64
 	// Logger is the host's structured log. Nil discards.
 	Logger *slog.Logger
 	// Logs receives the modules' log lines; nil creates a Hub with logbuf.DefaultConfig.
@@ -203,6 +206,9 @@ func New(ctx context.Context, cfg Config) (*Supervisor, error) {
 	s.store = store
 	ecfg := runtime.DefaultConfig()
 	ecfg.CacheDir = filepath.Join(cfg.StateDir, "cache")
+	if cfg.CacheMaxBytes != 0 {
+		ecfg.CacheMaxBytes = cfg.CacheMaxBytes
+	}
 	ecfg.Logs = s.logs
 	ecfg.Imports = cfg.Imports
 	s.maxInput, s.maxOutput = ecfg.MaxInputBytes, ecfg.MaxOutputBytes
