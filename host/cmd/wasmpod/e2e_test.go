@@ -124,6 +124,13 @@ func startHost(t *testing.T, specPath, stateDir string) *host {
 // startHostIn is startHost with extra flags for `wasmpod run`; stateDir "" is a new one.
 func startHostIn(t *testing.T, specPath, stateDir string, extra ...string) *host {
 	t.Helper()
+	return launchHost(t, specPath, stateDir, true, extra...)
+}
+
+// launchHost starts the host and waits for its admin API and, with ingress, its ingress
+// (which listens only once the pod has started).
+func launchHost(t *testing.T, specPath, stateDir string, ingress bool, extra ...string) *host {
+	t.Helper()
 	tokFile := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(tokFile, []byte(token+"\n"), 0o600)
 	if stateDir == "" {
@@ -162,7 +169,7 @@ func startHostIn(t *testing.T, specPath, stateDir string, extra ...string) *host
 			t.Fatalf("host exited early: %v\n%s", h.exitErr, s)
 		default:
 		}
-		return h.admin != "" && h.ingress != ""
+		return h.admin != "" && (h.ingress != "" || !ingress)
 	})
 	return h
 }

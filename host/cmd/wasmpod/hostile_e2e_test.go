@@ -286,3 +286,49 @@ func fuelWriterWasm() []byte {
 	sec(10, code...)
 	return b
 }
+
+// TestSIGTERMDuringHostileLoad: a SIGTERM that arrives while a module loads whose start
+// function never returns (its limit is a minute) does not keep the host past its grace period,
+// whether the module is an upload replacing a running one or the pod's own, still starting.
+func TestSIGTERMDuringHostileLoad(t *testing.T) {
+	const grace = 3 * time.Second
+	for _, c := range []struct {
+		name   string
+		pod    string // the pod's module
+		upload bool   // start_loop is PUT over the running pod's module
+	}{
+		{"upload", "recursion", true},
+		{"pod start", "start_loop", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := launchHost(t, hostilePod(t, hostileWasm(t, c.pod), int(grace/time.Second), "60s"), "", c.upload)
+			if c.upload {
+				waitFor(t, time.Minute, "ready", func() bool { c, _ := h.adminDo("GET", "/readyz", nil); return c == 200 })
+				bad, err := os.ReadFile(hostileWasm(t, "start_loop"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				go func() {
+					req, _ := http.NewRequest("PUT", "http://"+h.admin+"/v1/modules/web/wasm", bytes.NewReader(bad))
+					req.Header.Set("Authorization", "Bearer "+token)
+					if resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req); err == nil {
+						resp.Body.Close()
+					}
+				}()
+			}
+			time.Sleep(time.Second) // the start function is running
+			t0 := time.Now()
+			h.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-h.done:
+			case <-time.After(grace + 90*time.Second):
+				t.Fatalf("the host did not exit within %s of SIGTERM", grace+90*time.Second)
+			}
+			took := time.Since(t0)
+			t.Logf("exited %s after SIGTERM (grace %s): %v", took.Round(time.Millisecond), grace, h.exitErr)
+			if took > grace+hostileBound {
+				t.Fatalf("exited after %s, grace %s", took, grace)
+			}
+		})
+	}
+}
