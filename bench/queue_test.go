@@ -242,27 +242,9 @@ func (q *queueNodes) runTasks(b testing.TB, n int, started, stopped func()) spen
 		b.Fatal(putEr)
 	}
 
-	// The finish line is read from nodes[0]'s replica through the stage's counters, which are
-	// cheap to read: polling the jobs themselves (each read decodes every output) costs the
-	// nodes as much CPU as the queue's own work, on the same two cores. The counters and the
-	// job records change in the same transaction, so the jobs are finished when they say so.
-	counted := func() (uint64, error) {
-		sts, err := n0.Queue().QueueStats()
-		if err != nil {
-			return 0, err
-		}
-		for _, st := range sts {
-			if st.Pipeline == queuePipeline && st.Stage == 0 {
-				return st.Completed + uint64(st.Dead), nil
-			}
-		}
-		return 0, nil // the replica does not know the pipeline yet
-	}
-	before, err := counted()
-	if err != nil {
-		b.Fatal(err)
-	}
-
+	// The finish line: each job as nodes[0]'s replica applies its last task (Queue.WaitJob,
+	// woken by the apply itself: polling would add up to its period to every run, and each
+	// read commits the machine's open transaction).
 	started()
 	start, end := time.Now(), measure(b)
 	var jobs []queue.JobID
@@ -273,35 +255,20 @@ func (q *queueNodes) runTasks(b testing.TB, n int, started, stopped func()) spen
 		}
 		jobs = append(jobs, id)
 	}
-	deadline := start.Add(time.Minute + time.Duration(n)*50*time.Millisecond)
-	for {
-		done, err := counted()
+	wctx, cancel := context.WithTimeout(ctx, time.Minute+time.Duration(n)*50*time.Millisecond)
+	defer cancel()
+	finished := make([]queue.Job, 0, len(jobs))
+	for _, id := range jobs {
+		j, err := n0.Queue().WaitJob(wctx, id)
 		if err != nil {
-			b.Fatal(err)
+			done, dead, total := j.Counts()
+			b.Fatalf("job %d: %v after %v (%d done, %d dead of %d)", id, err, time.Since(start), done, dead, total)
 		}
-		if done-before >= uint64(n) {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d tasks finished after %v", done-before, n, time.Since(start))
-		}
-		time.Sleep(10 * time.Millisecond)
+		finished = append(finished, j)
 	}
 	took := end()
 	stopped()
 
-	finished := make([]queue.Job, 0, len(jobs))
-	for _, id := range jobs {
-		j, err := n0.Queue().Job(id)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if !j.IsFinished() {
-			done, dead, total := j.Counts()
-			b.Fatalf("job %d still %s when its stage's counters said it was done: %d done, %d dead of %d", id, j.State, done, dead, total)
-		}
-		finished = append(finished, j)
-	}
 	for _, j := range finished {
 		if j.State != queue.JobDone || len(j.Outputs) != len(j.Inputs) {
 			done, dead, total := j.Counts()

@@ -100,6 +100,15 @@ func (q *Queue) Submit(ctx context.Context, pipeline string, inputs []queue.File
 // Job returns a job from this node's replica (which may lag the leader by a few entries).
 func (q *Queue) Job(id queue.JobID) (queue.Job, error) { return q.n.wq.job(id) }
 
+// WaitJob waits until the job has finished on this node's replica (done, or failed with dead
+// tasks; see queue.Job.IsFinished) and returns it. When ctx ends first it returns the job as
+// it stands with ctx's error, so a caller that polls with a timeout gets its progress. It is
+// woken by the replica's own apply, not by polling: it returns as soon as the job's last task
+// is applied here, and costs nothing while no job finishes. Safe for concurrent use.
+func (q *Queue) WaitJob(ctx context.Context, id queue.JobID) (queue.Job, error) {
+	return q.n.wq.waitJob(ctx, id)
+}
+
 // Jobs lists the newest jobs (of one pipeline, or all when pipeline is ""), newest first, at
 // most limit (0: 100).
 func (q *Queue) Jobs(pipeline string, limit int) ([]queue.Job, error) {

@@ -302,3 +302,68 @@ func TestLeaseGate(t *testing.T) {
 		})
 	}
 }
+
+// TestWaitJob: WaitJob returns a running job with ctx's error when ctx ends first, and the
+// finished job as soon as its last task is applied, on every node's replica;
+// waiters of an unknown job get ErrNotFound at once.
+func TestWaitJob(t *testing.T) {
+	a := startNode(t, testConfig("a"))
+	b := startNode(t, testConfig("b", a.GossipAddr()))
+	c := startNode(t, testConfig("c", a.GossipAddr()))
+	eventually(t, "three voters", func() error {
+		if v := a.Status().Voters; len(v) != 3 {
+			return fmt.Errorf("voters %v", v)
+		}
+		return nil
+	})
+	ctx := t.Context()
+	p := queue.Pipeline{Name: "w", Stages: []queue.StageDef{{Name: "bang"}}}
+	eventually(t, "define", func() error { return a.Queue().DefinePipeline(ctx, p) })
+	r := &gateRunner{gate: make(chan struct{}), started: make(chan string, 8), free: make(chan struct{})}
+	if _, err := a.Queue().StartWorkers(WorkerConfig{Pipeline: "w", Stage: 0, Concurrency: 1, Timeout: time.Minute, Runner: r}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Queue().WaitJob(ctx, 999); !errors.Is(err, queue.ErrNotFound) {
+		t.Fatalf("WaitJob of an unknown job: %v, want ErrNotFound", err)
+	}
+	id, err := a.Queue().Submit(ctx, "w", putFiles(t, a, map[string]string{"in": "x"}), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-r.started
+	eventually(t, "the job on every replica", func() error {
+		for _, n := range []*Node{b, c} {
+			if _, err := n.Queue().Job(id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, n := range []*Node{a, b, c} {
+		wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		j, err := n.Queue().WaitJob(wctx, id)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || j.ID != id || j.IsFinished() {
+			t.Fatalf("%s: WaitJob of a running job until ctx ends: %+v, %v; want the running job and DeadlineExceeded", n.Name(), j, err)
+		}
+	}
+	type got struct {
+		j   queue.Job
+		err error
+	}
+	waits := make(chan got, 3)
+	for _, n := range []*Node{a, b, c} {
+		go func() {
+			j, err := n.Queue().WaitJob(ctx, id)
+			waits <- got{j, err}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond) // both wait
+	close(r.gate)
+	for range 3 {
+		g := <-waits
+		if g.err != nil || g.j.State != queue.JobDone || len(g.j.Outputs) != 1 {
+			t.Fatalf("WaitJob: %+v, %v; want the job done with its output", g.j, g.err)
+		}
+	}
+}

@@ -663,6 +663,21 @@ func (w *workQueue) job(id queue.JobID) (j queue.Job, err error) {
 	return j, err
 }
 
+func (w *workQueue) waitJob(ctx context.Context, id queue.JobID) (queue.Job, error) {
+	for {
+		finished := w.m.JobFinished() // before the read: a job finished after it closes it
+		j, err := w.job(id)
+		if err != nil || j.IsFinished() {
+			return j, err
+		}
+		select {
+		case <-finished:
+		case <-ctx.Done():
+			return j, ctx.Err()
+		}
+	}
+}
+
 func (w *workQueue) jobs(p string, limit int) (out []queue.Job, err error) {
 	err = w.read(func(q *queuestate.Queue) error { out, err = q.Jobs(p, limit); return err })
 	return out, err

@@ -407,6 +407,7 @@ func (q *Queue) finishPut(tx *bolt.Tx, now time.Time, j *jobRecord, err error) e
 	}
 	if j.state() != queue.JobRunning && j.Finished.IsZero() {
 		j.Finished = now
+		q.finished.Add(1)
 	}
 	return q.putJob(tx, j)
 }

@@ -187,6 +187,10 @@ type Machine struct {
 
 	chMu   sync.Mutex
 	change chan struct{}
+	// jobDone is closed when a command stamps a job finished (or a Restore may have), and
+	// replaced; finishedSeen is q.finished as of the last command (under mu, write).
+	jobDone      chan struct{}
+	finishedSeen uint64
 }
 
 // OpenMachine creates an empty machine at path, removing what a previous run left there.
@@ -195,7 +199,7 @@ type Machine struct {
 // that carry none (the leader stamps its own on every command); BackoffCap and MaxPayloadBytes
 // are the package defaults on every replica, so that replicas cannot disagree.
 func OpenMachine(path string, cfg Config) (*Machine, error) {
-	m := &Machine{path: path, change: make(chan struct{})}
+	m := &Machine{path: path, change: make(chan struct{}), jobDone: make(chan struct{})}
 	d := DefaultConfig()
 	cfg.BackoffCap, cfg.MaxPayloadBytes = d.BackoffCap, d.MaxPayloadBytes
 	cfg.Now = m.clock
@@ -228,7 +232,9 @@ func (m *Machine) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.commitOpen()
-	return m.q.Close()
+	err := m.q.Close()
+	m.notify(true) // job waiters read again, and meet the closed queue
+	return err
 }
 
 // SetGroupCommit makes the machine keep its write transaction open across ApplyBatch calls,
@@ -339,10 +345,28 @@ func (m *Machine) Changed() <-chan struct{} {
 	return m.change
 }
 
-func (m *Machine) notify() {
+// JobFinished returns a channel closed once a later command has stamped a job finished: a
+// waiter takes the channel, reads the job, and waits on the channel if the job still runs. It
+// may be closed when no job finished (a change applied again after a rollback, a Restore).
+func (m *Machine) JobFinished() <-chan struct{} {
+	m.chMu.Lock()
+	defer m.chMu.Unlock()
+	return m.jobDone
+}
+
+// notify wakes the waiters of Changed, and those of JobFinished when a job was stamped
+// finished since the last call (or always, with restored); call with mu held for writing.
+func (m *Machine) notify(restored bool) {
+	n := m.q.finished.Load()
+	done := restored || n != m.finishedSeen
+	m.finishedSeen = n
 	m.chMu.Lock()
 	close(m.change)
 	m.change = make(chan struct{})
+	if done {
+		close(m.jobDone)
+		m.jobDone = make(chan struct{})
+	}
 	m.chMu.Unlock()
 }
 
@@ -684,7 +708,7 @@ func (m *Machine) apply(c *Command) Response {
 	default:
 		err = fmt.Errorf("%w: unknown operation %q", queue.ErrInvalid, c.Op)
 	}
-	m.notify() // even an empty lease may have expired leases (and started a merge elsewhere)
+	m.notify(false) // even an empty lease may have expired leases (and started a merge elsewhere)
 	r := responseOf(err)
 	r.Lease, r.Job, r.Prune = resp.Lease, resp.Job, resp.Prune
 	if err != nil {
@@ -852,6 +876,6 @@ func (m *Machine) Restore(r io.Reader) error {
 	m.q = q
 	m.at.Store(at)
 	m.combined.Store(combined)
-	m.notify()
+	m.notify(true)
 	return nil
 }

@@ -1332,3 +1332,45 @@ func TestMachineCombinedApplied(t *testing.T) {
 		})
 	}
 }
+
+// TestMachineJobFinished: JobFinished is closed by the command that finishes a job (its last
+// task completed, or dead), not by the commands before it, and by Close.
+func TestMachineJobFinished(t *testing.T) {
+	m := newMachine(t)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	do(t, m, Command{Op: OpDefine, At: at(0), Pipeline: &queue.Pipeline{Name: "one", Stages: []queue.StageDef{{Name: "s"}}, MaxAttempts: 1}}, nil)
+	ch := m.JobFinished()
+	do(t, m, Command{Op: OpSubmit, At: at(time.Second), Name: "one", Inputs: filesOf("x", "y")}, nil)
+	l1 := do(t, m, Command{Op: OpLease, At: at(2 * time.Second), Name: StageQueue("one", 0), Worker: "w"}, nil).Lease
+	l2 := do(t, m, Command{Op: OpLease, At: at(2 * time.Second), Name: StageQueue("one", 0), Worker: "w"}, nil).Lease
+	do(t, m, Command{Op: OpComplete, At: at(3 * time.Second), Lease: l1, Output: ptr(fileOf("out/x"))}, nil)
+	if closed(ch) {
+		t.Fatal("JobFinished closed while the job still had a task to run")
+	}
+	do(t, m, Command{Op: OpFail, At: at(3 * time.Second), Lease: l2, Error: "boom"}, nil) // one attempt: dead
+	if !closed(ch) {
+		t.Fatal("JobFinished not closed by the command that finished the job")
+	}
+	ch = m.JobFinished()
+	if closed(ch) {
+		t.Fatal("a new JobFinished channel is already closed")
+	}
+	do(t, m, Command{Op: OpLease, At: at(4 * time.Second), Name: StageQueue("one", 0), Worker: "w"}, queue.ErrEmpty)
+	if closed(ch) {
+		t.Fatal("JobFinished closed by an empty lease")
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !closed(ch) {
+		t.Fatal("JobFinished not closed by Close")
+	}
+}

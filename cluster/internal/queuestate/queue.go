@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -188,6 +189,11 @@ type Queue struct {
 	// goroutine holding the Machine's write lock.
 	shared                      *bolt.Tx
 	sharedUpdated, sharedFailed bool
+
+	// finished counts the jobs stamped finished by this Queue's changes (one may be counted
+	// again when its change is rolled back and applied anew): Machine compares it across a
+	// command to tell job waiters (JobFinished).
+	finished atomic.Uint64
 }
 
 // Open opens (creating if needed) the queue file at path. Only one Queue

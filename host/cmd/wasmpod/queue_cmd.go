@@ -466,7 +466,9 @@ func uploadFile(ctx context.Context, c *client.Client, f localInput, bar *progre
 // far the job got (it keeps running) and ends the command with exit code 130.
 func followJob(ctx context.Context, c *client.Client, job queue.Job, ew io.Writer) (queue.Job, error) {
 	p := newProgress(ew, job.ID)
-	j, err := waitJob(ctx, func(ctx context.Context) (queue.Job, error) { return c.Job(ctx, job.ID) }, p, pollInterval)
+	// Each ask is held by the host until the job finishes or pollInterval passes: the end is
+	// seen at once, the progress as often as before.
+	j, err := waitJob(ctx, func(ctx context.Context) (queue.Job, error) { return c.WaitJob(ctx, job.ID, pollInterval) }, p, pollInterval)
 	p.end()
 	if err == nil {
 		return j, nil

@@ -136,15 +136,21 @@ func parseWatch(args *fasthttp.Args, def, limit time.Duration) (uint64, time.Dur
 		}
 		idx = n
 	}
+	wait, err := parseWait(args, def, limit)
+	return idx, wait, err
+}
+
+// parseWait reads ?wait=D: def when absent, capped at limit.
+func parseWait(args *fasthttp.Args, def, limit time.Duration) (time.Duration, error) {
 	wait := def
 	if v := args.Peek("wait"); len(v) > 0 {
 		d, err := time.ParseDuration(string(v))
 		if err != nil || d < 0 {
-			return 0, 0, fmt.Errorf("%w: wait=%q: want a duration like 30s", cluster.ErrInvalid, v)
+			return 0, fmt.Errorf("%w: wait=%q: want a duration like 30s", cluster.ErrInvalid, v)
 		}
 		wait = d
 	}
-	return idx, min(wait, limit), nil
+	return min(wait, limit), nil
 }
 
 // serveCluster answers /v1/members, /v1/cluster and /v1/election/...; false if the path is

@@ -29,6 +29,7 @@ type Queue interface {
 	Pipelines() ([]queue.Pipeline, error)
 	Submit(ctx context.Context, pipeline string, inputs []queue.File, requestID string) (queue.JobID, error)
 	Job(id queue.JobID) (queue.Job, error)
+	WaitJob(ctx context.Context, id queue.JobID) (queue.Job, error)
 	Jobs(pipeline string, limit int) ([]queue.Job, error)
 	QueueStats() ([]queue.StageStats, error)
 	DeadTasks(pipeline string) ([]queue.TaskInfo, error)
@@ -464,12 +465,31 @@ func parseID(ctx *fasthttp.RequestCtx, what, s string) (uint64, bool) {
 	return n, true
 }
 
+// job serves GET /v1/queue/jobs/{id}[?wait=D]: the job as this node's replica has it; with
+// wait, the answer is held until the job finishes or D passes (at most MaxWatchWait), and is
+// then the job as it stands, 200 either way, so that a client follows a job without polling
+// and learns of its end at once.
 func (s *Server) job(ctx *fasthttp.RequestCtx, q Queue, args []string) {
 	id, ok := parseID(ctx, "job", args[0])
 	if !ok {
 		return
 	}
-	j, err := q.Job(queue.JobID(id))
+	wait, err := parseWait(ctx.QueryArgs(), 0, s.cfg.MaxWatchWait)
+	if err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, err)
+		return
+	}
+	var j queue.Job
+	if wait > 0 {
+		wctx, cancel := context.WithTimeout(s.ctx, wait)
+		j, err = q.WaitJob(wctx, queue.JobID(id))
+		cancel()
+		if err != nil && wctx.Err() != nil && s.ctx.Err() == nil && j.ID != 0 {
+			err = nil // the wait ran out: the job as it stands; the client asks again
+		}
+	} else {
+		j, err = q.Job(queue.JobID(id))
+	}
 	if err != nil {
 		writeQueueError(ctx, err)
 		return

@@ -41,10 +41,38 @@ type fakeQueue struct {
 	// listed and dead are what Jobs and DeadTasks answer.
 	listed []queue.Job
 	dead   []queue.TaskInfo
+	// changed is closed (and replaced) by setJob.
+	changed chan struct{}
 }
 
 func newFakeQueue() *fakeQueue {
-	return &fakeQueue{blobs: map[string][]byte{}, jobs: map[queue.JobID]queue.Job{}, tasks: map[queue.TaskID]queue.TaskInfo{}}
+	return &fakeQueue{blobs: map[string][]byte{}, jobs: map[queue.JobID]queue.Job{}, tasks: map[queue.TaskID]queue.TaskInfo{}, changed: make(chan struct{})}
+}
+
+// setJob stores j and wakes WaitJob's waiters.
+func (f *fakeQueue) setJob(j queue.Job) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.jobs[j.ID] = j
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+func (f *fakeQueue) WaitJob(ctx context.Context, id queue.JobID) (queue.Job, error) {
+	for {
+		f.mu.Lock()
+		changed := f.changed
+		f.mu.Unlock()
+		j, err := f.Job(id)
+		if err != nil || j.IsFinished() {
+			return j, err
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return j, ctx.Err()
+		}
+	}
 }
 
 func (f *fakeQueue) PutBlob(_ context.Context, r io.Reader) (string, int64, error) {
@@ -206,6 +234,9 @@ func TestQueueRoutes(t *testing.T) {
 		{"jobs bad limit", "GET", "/v1/queue/jobs?limit=-1", "", "", nil, 400, "limit"},
 		{"job unknown", "GET", "/v1/queue/jobs/99", "", "", nil, 404, "not found"},
 		{"job bad id", "GET", "/v1/queue/jobs/x1", "", "", nil, 400, "positive integer"},
+		{"job bad wait", "GET", "/v1/queue/jobs/1?wait=soon", "", "", nil, 400, `wait=\"soon\": want a duration`},
+		{"job negative wait", "GET", "/v1/queue/jobs/1?wait=-1s", "", "", nil, 400, "want a duration"},
+		{"job unknown, waited for", "GET", "/v1/queue/jobs/99?wait=10s", "", "", nil, 404, "not found"},
 		{"status", "GET", "/v1/queue/status", "", "", nil, 200, `"workers": []`},
 		{"dead", "GET", "/v1/queue/dead?pipeline=logs", "", "", nil, 200, "[]"},
 		{"task", "GET", "/v1/queue/tasks/7", "", "", nil, 200, `"state": "dead"`},
@@ -582,4 +613,62 @@ func FuzzQueueBodies(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestQueueJobWait: GET /v1/queue/jobs/{id}?wait=D holds the answer until the job finishes
+// (answering at once when it does) or D passes (answering the running job, 200), D capped at
+// MaxWatchWait; without wait the answer is immediate.
+func TestQueueJobWait(t *testing.T) {
+	q := newFakeQueue()
+	q.setJob(queue.Job{ID: 1, State: queue.JobRunning})
+	cfg := queueConfig()
+	cfg.MaxWatchWait = 300 * time.Millisecond
+	addr := serveQueueAPI(t, q, cfg)
+	get := func(query string) (int, queue.Job, time.Duration) {
+		t.Helper()
+		t0 := time.Now()
+		code, body := do(t, "GET", "http://"+addr+"/v1/queue/jobs/1"+query, "", nil)
+		var j queue.Job
+		if err := json.Unmarshal([]byte(body), &j); err != nil {
+			t.Fatalf("GET ?%s: %d %s: %v", query, code, body, err)
+		}
+		return code, j, time.Since(t0)
+	}
+	// Capped: ?wait=1h waits MaxWatchWait, then answers the running job.
+	if code, j, took := get("?wait=1h"); code != 200 || j.State != queue.JobRunning || took < 300*time.Millisecond || took > 10*time.Second {
+		t.Fatalf("wait past the cap: %d %s after %v; want 200 running after 300ms", code, j.State, took)
+	}
+	type answer struct {
+		code int
+		j    queue.Job
+		took time.Duration
+	}
+	cfg.MaxWatchWait = time.Minute
+	addr = serveQueueAPI(t, q, cfg)
+	if code, j, took := get(""); code != 200 || j.State != queue.JobRunning || took > 5*time.Second {
+		t.Fatalf("no wait: %d %s after %v", code, j.State, took)
+	}
+	got := make(chan answer, 1)
+	go func() {
+		code, j, took := get("?wait=30s")
+		got <- answer{code, j, took}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case a := <-got:
+		t.Fatalf("answered %d %s before the job finished", a.code, a.j.State)
+	default:
+	}
+	q.setJob(queue.Job{ID: 1, State: queue.JobDone})
+	select {
+	case a := <-got:
+		if a.code != 200 || a.j.State != queue.JobDone {
+			t.Fatalf("wait: %d %s; want 200 done", a.code, a.j.State)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held answer did not come when the job finished")
+	}
+	if code, j, took := get("?wait=30s"); code != 200 || j.State != queue.JobDone || took > 5*time.Second {
+		t.Fatalf("wait on a finished job: %d %s after %v; want an answer at once", code, j.State, took)
+	}
 }

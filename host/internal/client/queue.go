@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/wasmpod/wasmpod/cluster"
 	"github.com/wasmpod/wasmpod/cluster/queue"
@@ -109,6 +110,14 @@ func (c *Client) Submit(ctx context.Context, pipeline string, inputs []queue.Fil
 func (c *Client) Job(ctx context.Context, id queue.JobID) (queue.Job, error) {
 	var out queue.Job
 	return out, c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/queue/jobs/%d", id), nil, &out)
+}
+
+// WaitJob is Job answered once the job has finished or wait has passed, whichever comes first
+// (the host caps wait, by default at 5 minutes): a job followed this way is seen finished as
+// soon as it is, without polling. A host that does not hold answers answers at once.
+func (c *Client) WaitJob(ctx context.Context, id queue.JobID, wait time.Duration) (queue.Job, error) {
+	var out queue.Job
+	return out, c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/queue/jobs/%d?wait=%s", id, wait), nil, &out)
 }
 
 // Jobs lists the newest jobs, of one pipeline or all (""), at most limit (0: the host's
