@@ -87,12 +87,8 @@ func (c *CommandConfig) validate() error {
 		return fmt.Errorf("%w: command %q: Timeout must be positive (every run has a deadline)", ErrInvalidModule, c.Name)
 	case c.StderrTail < 0:
 		return fmt.Errorf("%w: command %q: StderrTail must not be negative", ErrInvalidModule, c.Name)
-	case c.LogLineBurst < 0 || c.LogByteBurst < 0:
-		return fmt.Errorf("%w: command %q: LogLineBurst and LogByteBurst must not be negative", ErrInvalidModule, c.Name)
-	case c.LogByteBurst > 0 && c.LogByteBurst < maxLogLine:
-		return fmt.Errorf("%w: command %q: LogByteBurst %d is less than the longest log line (%d bytes)", ErrInvalidModule, c.Name, c.LogByteBurst, maxLogLine)
 	}
-	return nil
+	return validLogBursts("command", c.Name, c.LogLineBurst, c.LogByteBurst)
 }
 
 // Command is a compiled WASI command module (one exporting _start). Each [Command.Run] or

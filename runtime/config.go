@@ -226,14 +226,13 @@ func (c *ModuleConfig) validate() error {
 		return fmt.Errorf("%w: module %q: StopGrace must not be negative", ErrInvalidModule, c.Name)
 	case c.YieldInterval < 0:
 		return fmt.Errorf("%w: module %q: YieldInterval must not be negative", ErrInvalidModule, c.Name)
-	case c.LogLineBurst < 0 || c.LogByteBurst < 0:
-		return fmt.Errorf("%w: module %q: LogLineBurst and LogByteBurst must not be negative", ErrInvalidModule, c.Name)
-	case c.LogByteBurst > 0 && c.LogByteBurst < maxLogLine:
-		return fmt.Errorf("%w: module %q: LogByteBurst %d is less than the longest log line (%d bytes)", ErrInvalidModule, c.Name, c.LogByteBurst, maxLogLine)
 	case c.MaxVarBytes < 0:
 		return fmt.Errorf("%w: module %q: MaxVarBytes must not be negative", ErrInvalidModule, c.Name)
 	case c.ScaleMin < 0 || c.ScaleMax < 0 || c.ScaleMax > c.MaxConcurrency || (c.ScaleMax > 0 && c.ScaleMin > c.ScaleMax):
 		return fmt.Errorf("%w: module %q: scale bounds [%d, %d] must lie within [0, MaxConcurrency=%d] with min <= max", ErrInvalidModule, c.Name, c.ScaleMin, c.ScaleMax, c.MaxConcurrency)
+	}
+	if err := validLogBursts("module", c.Name, c.LogLineBurst, c.LogByteBurst); err != nil {
+		return err
 	}
 	for _, m := range c.Mounts {
 		if m.HostPath == "" || m.GuestPath == "" {
@@ -254,6 +253,18 @@ func (c *ModuleConfig) validate() error {
 		if _, err := parseHostPattern(h); err != nil {
 			return fmt.Errorf("%w: module %q: allowed host %q: %v", ErrInvalidModule, c.Name, h, err)
 		}
+	}
+	return nil
+}
+
+// validLogBursts checks a module's or command's (kind) log-limit bursts: neither negative, and
+// a byte burst that is set holds the longest log line.
+func validLogBursts(kind, name string, lineBurst int, byteBurst int64) error {
+	switch {
+	case lineBurst < 0 || byteBurst < 0:
+		return fmt.Errorf("%w: %s %q: LogLineBurst and LogByteBurst must not be negative", ErrInvalidModule, kind, name)
+	case byteBurst > 0 && byteBurst < maxLogLine:
+		return fmt.Errorf("%w: %s %q: LogByteBurst %d is less than the longest log line (%d bytes)", ErrInvalidModule, kind, name, byteBurst, maxLogLine)
 	}
 	return nil
 }

@@ -338,6 +338,7 @@ func TestLogRateDefaultsAndValidation(t *testing.T) {
 	}
 	e := newEngine(t, runtime.DefaultConfig())
 	wasm := readFile(t, wasmbuild.WATString(t, floodWAT))
+	command := readFile(t, wasmbuild.WATString(t, commandFloodWAT))
 	for _, tc := range []struct {
 		name string
 		set  func(*runtime.ModuleConfig)
@@ -364,6 +365,21 @@ func TestLogRateDefaultsAndValidation(t *testing.T) {
 				t.Fatalf("refused: %v", err)
 			case tc.want != "" && (!errors.Is(err, runtime.ErrInvalidModule) || !strings.Contains(err.Error(), tc.want)):
 				t.Fatalf("got %v, want ErrInvalidModule saying %q", err, tc.want)
+			}
+			// A command stage's limits are checked the same way.
+			mc := runtime.DefaultModuleConfig("v")
+			tc.set(&mc)
+			cc := runtime.DefaultCommandConfig("v")
+			cc.LogLinesPerSecond, cc.LogLineBurst, cc.LogBytesPerSecond, cc.LogByteBurst = mc.LogLinesPerSecond, mc.LogLineBurst, mc.LogBytesPerSecond, mc.LogByteBurst
+			cmd, err := e.LoadCommand(context.Background(), command, cc)
+			if err == nil {
+				cmd.Close(context.Background())
+			}
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("command refused: %v", err)
+			case tc.want != "" && (!errors.Is(err, runtime.ErrInvalidModule) || !strings.Contains(err.Error(), `command "v": `+tc.want)):
+				t.Fatalf("command: got %v, want ErrInvalidModule saying %q", err, tc.want)
 			}
 		})
 	}
