@@ -19,6 +19,9 @@ const (
 	// cacheTrimEvery: the directory is walked when the engine starts and then at most once a
 	// minute, after a compile: a walk stats every entry (a few hundred at most).
 	cacheTrimEvery = time.Minute
+	// cacheStatsEvery: CacheStats walks (and trims) the directory again when its figures are
+	// older than this, so that a scrape sees the entries compiled since the last walk.
+	cacheStatsEvery = 10 * time.Second
 	// cacheTmpStale: wazero writes an entry to a temporary file and renames it; one older
 	// than an hour was left by a process that died while writing.
 	cacheTmpStale = time.Hour
@@ -31,20 +34,63 @@ type cacheTrim struct {
 
 	mu   sync.Mutex
 	last time.Time // the last walk
+
+	// What the walks found and did, for CacheStats (under statsMu: a read never waits for a
+	// walk).
+	statsMu sync.Mutex
+	stats   CacheStats
 }
 
-// maybe trims the directory if the last walk is cacheTrimEvery old; it never blocks a compile
-// behind another's walk.
-func (c *cacheTrim) maybe() {
+// CacheStats describes an engine's compilation cache (Config.CacheDir), as of the engine's
+// last walk of it (when it started, at most once a minute after a compile, and when
+// Engine.CacheStats finds the figures more than 10 s old).
+type CacheStats struct {
+	// Dir is the cache directory; MaxBytes its bound (Config.CacheMaxBytes; < 0: none).
+	Dir      string
+	MaxBytes int64
+	// Entries and Bytes are the complete entries the last walk kept (one per module version
+	// compiled) and their size.
+	Entries int
+	Bytes   int64
+	// Removed and RemovedBytes count the files the walks removed since the engine started:
+	// least recently used entries over the bound, and temporary files of writes that died.
+	Removed      uint64
+	RemovedBytes uint64
+	// LastWalk is when the last walk ran; LastError what it could not do ("" if nothing).
+	LastWalk  time.Time
+	LastError string
+}
+
+// maybe trims the directory if the last walk is at least every old; it never waits for
+// another's walk.
+func (c *cacheTrim) maybe(every time.Duration) {
 	if !c.mu.TryLock() {
 		return
 	}
 	defer c.mu.Unlock()
-	if time.Since(c.last) < cacheTrimEvery {
+	if time.Since(c.last) < every {
 		return
 	}
 	c.last = time.Now()
-	_, _, _ = trimCache(c.dir, c.max, c.last) // best effort: a compile must not fail for it
+	r, err := trimCache(c.dir, c.max, c.last) // best effort: a compile must not fail for it
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	st := &c.stats
+	st.Dir, st.MaxBytes, st.LastWalk = c.dir, c.max, c.last
+	st.Entries, st.Bytes = r.entries, r.bytes
+	st.Removed += uint64(r.removed)
+	st.RemovedBytes += uint64(r.freed)
+	st.LastError = ""
+	if err != nil {
+		st.LastError = err.Error()
+	}
+}
+
+// snapshot returns the stats of the walks so far.
+func (c *cacheTrim) snapshot() CacheStats {
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	return c.stats
 }
 
 // cacheEntry is one compiled module in the cache.
@@ -58,11 +104,11 @@ type cacheEntry struct {
 // writes that died (cacheTmpStale) and, while the complete entries hold more than max bytes,
 // the least recently used entries until they hold at most three quarters of max (so that the
 // next compiles do not trim again at once). An entry used in the last cacheTrimEvery is kept:
-// it belongs to a load under way. It returns how many files it removed and their bytes.
-func trimCache(dir string, max int64, now time.Time) (removed int, freed int64, err error) {
+// it belongs to a load under way. It returns what it removed and what it kept.
+func trimCache(dir string, max int64, now time.Time) (r trimResult, err error) {
 	top, err := os.ReadDir(dir)
 	if err != nil {
-		return 0, 0, err
+		return r, err
 	}
 	var subs []string
 	for _, de := range top {
@@ -73,13 +119,14 @@ func trimCache(dir string, max int64, now time.Time) (removed int, freed int64, 
 	var entries []cacheEntry
 	var total int64
 	var errs []error
-	remove := func(path string, size int64) {
+	remove := func(path string, size int64) bool {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
-			return
+			return false
 		}
-		removed++
-		freed += size
+		r.removed++
+		r.freed += size
+		return true
 	}
 	for _, sub := range subs {
 		des, err := os.ReadDir(sub)
@@ -107,6 +154,7 @@ func trimCache(dir string, max int64, now time.Time) (removed int, freed int64, 
 			}
 		}
 	}
+	kept := len(entries)
 	if max >= 0 && total > max {
 		slices.SortFunc(entries, func(a, b cacheEntry) int { return a.lastUse.Compare(b.lastUse) })
 		for _, e := range entries {
@@ -116,13 +164,23 @@ func trimCache(dir string, max int64, now time.Time) (removed int, freed int64, 
 			if now.Sub(e.lastUse) < cacheTrimEvery {
 				break // every later entry is as recent
 			}
-			remove(e.path, e.size)
-			total -= e.size
+			if remove(e.path, e.size) {
+				total -= e.size
+				kept--
+			}
 		}
 	}
+	r.entries, r.bytes = kept, total
 	// Directories stay, even emptied: wazero makes its own when the engine starts and writes
 	// into it without making it again.
-	return removed, freed, errors.Join(errs...)
+	return r, errors.Join(errs...)
+}
+
+// trimResult is what trimCache did: files removed (entries and stale temporary files) and
+// their bytes, and the complete entries kept and their bytes.
+type trimResult struct {
+	removed, entries int
+	freed, bytes     int64
 }
 
 // isCacheKey reports whether name is a complete entry's: the hex of a 32-byte key.

@@ -70,7 +70,7 @@ func TestTrimCache(t *testing.T) {
 			oldRelease := filepath.Join(dir, "wazero-v1.0.0-amd64-linux")
 			cacheFile(t, oldRelease, key(10), 100, 30*day, 30*day)
 
-			removed, freed, err := trimCache(dir, tc.max, time.Now())
+			r, err := trimCache(dir, tc.max, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -94,13 +94,22 @@ func TestTrimCache(t *testing.T) {
 			}
 			oldEntry := filepath.Join(oldRelease, key(10))
 			_, err = os.Stat(oldEntry)
-			if oldKept, wantOld := err == nil, tc.max < 0 || tc.max >= 700; oldKept != wantOld {
+			oldKept, wantOld := err == nil, tc.max < 0 || tc.max >= 700
+			if oldKept != wantOld {
 				t.Errorf("an old release's entry kept: %v, want %v", oldKept, wantOld)
+			}
+			// What it reports: the entries kept (100 bytes each), and the files removed (the
+			// entries gone of the 7, and the stale temporary file of 50 bytes).
+			wantKept := len(tc.want)
+			if wantOld {
+				wantKept++
+			}
+			if r.entries != wantKept || r.bytes != int64(100*wantKept) || r.removed != 7-wantKept+1 || r.freed != int64(100*(7-wantKept)+50) {
+				t.Errorf("reported %+v, want %d entries of %d bytes kept, %d files of %d bytes removed", r, wantKept, 100*wantKept, 7-wantKept+1, 100*(7-wantKept)+50)
 			}
 			if _, err := os.Stat(w); err != nil {
 				t.Errorf("the cache's directory was removed: %v", err)
 			}
-			t.Logf("removed %d files, %d bytes", removed, freed)
 		})
 	}
 }
@@ -156,6 +165,10 @@ func TestCacheTrimmedOnCompile(t *testing.T) {
 	}
 	m2.Close(context.Background())
 	after := entries()
+	st := e.CacheStats()
+	if st.Dir != dir || st.MaxBytes != 1 || st.Removed < uint64(len(first)) || st.RemovedBytes == 0 || st.Entries != len(after) || st.Bytes == 0 || st.LastWalk.IsZero() || st.LastError != "" {
+		t.Errorf("CacheStats %+v: want the walk's %d entries removed and %d kept", st, len(first), len(after))
+	}
 	for p := range first {
 		if _, ok := after[p]; ok {
 			t.Errorf("the entry unused for two days is still there: %s", filepath.Base(p))
@@ -170,4 +183,44 @@ func TestCacheTrimmedOnCompile(t *testing.T) {
 		t.Fatal(err)
 	}
 	m1.Close(context.Background())
+}
+
+// TestCacheStatsRefresh: an engine's CacheStats counts the entries compiled since its last
+// walk once that walk is more than cacheStatsEvery old, and never counts temporary files.
+func TestCacheStatsRefresh(t *testing.T) {
+	dir := t.TempDir()
+	e, err := NewEngine(context.Background(), Config{CacheDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	st := e.CacheStats()
+	if st.Entries != 0 || st.Bytes != 0 || st.LastWalk.IsZero() || st.MaxBytes != DefaultConfig().CacheMaxBytes {
+		t.Fatalf("a new cache: %+v", st)
+	}
+	m, err := e.Load(context.Background(), readTestFile(t, wasmbuild.WATString(t, `(module
+  (memory (export "memory") 2)
+  (func (export "wasmpod_abi_version") (result i32) (i32.const 1))
+  (func (export "wasmpod_buffer") (param i32) (result i32) (i32.const 1024))
+  (func (export "wasmpod_handle") (param i32) (result i64) (i64.const 7)))`)), DefaultModuleConfig("m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close(context.Background())
+	v, _ := cacheDirs.Load(e.rt)
+	tr := v.(*cacheTrim)
+	tr.mu.Lock()
+	tr.last = tr.last.Add(-cacheStatsEvery - time.Second)
+	tr.mu.Unlock()
+	st = e.CacheStats()
+	var files int64
+	paths, _ := filepath.Glob(filepath.Join(dir, "wazero-*", "*"))
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err == nil && isCacheKey(filepath.Base(p)) {
+			files += fi.Size()
+		}
+	}
+	if st.Entries < 1 || st.Bytes != files || st.Removed != 0 {
+		t.Fatalf("after a compile and %s: %+v; want the entries' %d bytes", cacheStatsEvery, st, files)
+	}
 }

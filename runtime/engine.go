@@ -101,7 +101,7 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 			max = DefaultConfig().CacheMaxBytes
 		}
 		tr := &cacheTrim{dir: cfg.CacheDir, max: max}
-		tr.maybe()
+		tr.maybe(0)
 		cacheDirs.Store(e.rt, tr)
 	}
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, e.rt); err != nil {
@@ -304,7 +304,7 @@ func compileSafely(ctx context.Context, rt wazero.Runtime, wasm []byte) (wazero.
 	cm, err := compileOnce(ctx, rt, wasm)
 	if err == nil {
 		if v, ok := cacheDirs.Load(rt); ok {
-			v.(*cacheTrim).maybe() // the compile may have added an entry (CacheMaxBytes)
+			v.(*cacheTrim).maybe(cacheTrimEvery) // the compile may have added an entry (CacheMaxBytes)
 		}
 		return cm, nil
 	}
@@ -471,6 +471,19 @@ func cacheEntryValid(b []byte) bool {
 		take(n * 5)
 	}
 	return pos >= 0
+}
+
+// CacheStats describes the engine's compilation cache as of its last walk of the directory,
+// walking it again (and trimming it) first when that walk is more than 10 s old; the zero
+// value when the engine has no CacheDir. Safe for concurrent use; it never waits for another
+// caller's walk (it answers that walk's predecessor's figures).
+func (e *Engine) CacheStats() CacheStats {
+	if v, ok := cacheDirs.Load(e.rt); ok {
+		tr := v.(*cacheTrim)
+		tr.maybe(cacheStatsEvery)
+		return tr.snapshot()
+	}
+	return CacheStats{}
 }
 
 // Close stops every module (without grace, see [Module.Close]) and releases the engine. It is

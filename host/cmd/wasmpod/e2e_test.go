@@ -277,7 +277,8 @@ func TestHelloExample(t *testing.T) {
 		t.Fatalf("pprof: %d", code)
 	}
 	_, metrics := h.adminDo("GET", "/metrics", nil)
-	for _, want := range []string{`wasmpod_module_calls_total{module="hello",pod="hello"} 1`, `wasmpod_module_state{module="hello",pod="hello",state="running"} 1`, "wasmpod_module_call_duration_seconds_bucket"} {
+	for _, want := range []string{`wasmpod_module_calls_total{module="hello",pod="hello"} 1`, `wasmpod_module_state{module="hello",pod="hello",state="running"} 1`, "wasmpod_module_call_duration_seconds_bucket",
+		`wasmpod_compile_cache_max_bytes{pod="hello"} 1.073741824e+09`, `wasmpod_compile_cache_entries{pod="hello"}`, `wasmpod_compile_cache_removed_total{pod="hello"} 0`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
 		}

@@ -24,12 +24,17 @@ type collector struct {
 	calls, errs, traps, timeouts, overloads, guestErrs, restarts     *prometheus.Desc
 	logLinesDropped, logBytesDropped                                 *prometheus.Desc
 	latency, instances, busy, target, pages, footprint, state, ready *prometheus.Desc
+	// The pod's compilation cache (runtime.CacheStats).
+	cacheBytes, cacheEntries, cacheMax, cacheRemoved, cacheRemovedBytes *prometheus.Desc
 }
 
 func newCollector(sup *supervisor.Supervisor) *collector {
 	l := []string{"pod", "module"}
 	d := func(name, help string, extra ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, append(append([]string{}, l...), extra...), nil)
+	}
+	pd := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, []string{"pod"}, nil)
 	}
 	return &collector{
 		sup:             sup,
@@ -51,6 +56,12 @@ func newCollector(sup *supervisor.Supervisor) *collector {
 		footprint:       d("wasmpod_module_footprint_bytes", "Bytes the live instances hold: linear memory, tables and an estimate of their wasm stacks."),
 		state:           d("wasmpod_module_state", "1 for the module's lifecycle state, 0 for the others.", "state"),
 		ready:           d("wasmpod_module_ready", "1 when the module takes traffic."),
+
+		cacheBytes:        pd("wasmpod_compile_cache_bytes", "Bytes of the compilation cache's entries (--state-dir/cache), as of its last walk (at start, then at most once a minute after a compile)."),
+		cacheEntries:      pd("wasmpod_compile_cache_entries", "Entries of the compilation cache (one per module version compiled), as of its last walk."),
+		cacheMax:          pd("wasmpod_compile_cache_max_bytes", "The compilation cache's bound (--cache-max); absent when unbounded."),
+		cacheRemoved:      pd("wasmpod_compile_cache_removed_total", "Files the compilation cache's walks removed: least recently used entries over the bound, and temporary files of writes that died."),
+		cacheRemovedBytes: pd("wasmpod_compile_cache_removed_bytes_total", "Bytes of the files the compilation cache's walks removed."),
 	}
 }
 
@@ -66,6 +77,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		kind runtime.MetricKind
 	}
 	guest := map[string]guestFamily{}
+	if cs := c.sup.CacheStats(); !cs.LastWalk.IsZero() {
+		ch <- prometheus.MustNewConstMetric(c.cacheBytes, prometheus.GaugeValue, float64(cs.Bytes), c.pod)
+		ch <- prometheus.MustNewConstMetric(c.cacheEntries, prometheus.GaugeValue, float64(cs.Entries), c.pod)
+		if cs.MaxBytes >= 0 {
+			ch <- prometheus.MustNewConstMetric(c.cacheMax, prometheus.GaugeValue, float64(cs.MaxBytes), c.pod)
+		}
+		ch <- prometheus.MustNewConstMetric(c.cacheRemoved, prometheus.CounterValue, float64(cs.Removed), c.pod)
+		ch <- prometheus.MustNewConstMetric(c.cacheRemovedBytes, prometheus.CounterValue, float64(cs.RemovedBytes), c.pod)
+	}
 	for _, m := range c.sup.Metrics() {
 		lv := []string{c.pod, m.Name}
 		s := m.Stats

@@ -15,6 +15,10 @@ type ModuleMetrics struct {
 	Guest []runtime.GuestMetric
 }
 
+// CacheStats describes the compilation cache of the pod's engine (StateDir/cache) as of the
+// engine's last walk of it.
+func (s *Supervisor) CacheStats() runtime.CacheStats { return s.engine.CacheStats() }
+
 // Metrics returns every module's metrics, in start order.
 func (s *Supervisor) Metrics() []ModuleMetrics {
 	out := make([]ModuleMetrics, 0, len(s.units))
