@@ -179,7 +179,9 @@ type Log struct {
 	poolMu      sync.Mutex
 	pools       []*Pool
 
-	stop      chan struct{}
+	stop chan struct{}
+	// raftDown is closed once Raft's Shutdown has returned: see await.
+	raftDown  chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	// closed is closed when the shutdown has ended; closeErr (written before) is its error.
@@ -303,7 +305,7 @@ func Start(cfg Config) (*Log, error) {
 	}
 
 	l := &Log{cfg: cfg, kinds: kinds, store: store, dialer: Dialer{TLS: cfg.TLS}, logger: logger, checks: map[string]*memberCheck{},
-		stop: make(chan struct{}), closed: make(chan struct{}), ready: make(chan struct{}), kick: make(chan struct{}, 1), legacyPools: map[byte]*Pool{}}
+		stop: make(chan struct{}), raftDown: make(chan struct{}), closed: make(chan struct{}), ready: make(chan struct{}), kick: make(chan struct{}, 1), legacyPools: map[byte]*Pool{}}
 	streams[connDo] = l.serveDo
 	for _, k := range kinds {
 		if k.Legacy != nil {
@@ -501,7 +503,7 @@ func (l *Log) CaughtUp(timeout time.Duration) error {
 	if l.barrierTerm.Load() == term {
 		return nil
 	}
-	if err := l.raft.Barrier(timeout).Error(); err != nil {
+	if err := l.await(l.raft.Barrier(timeout)); err != nil {
 		return ErrNoLeader
 	}
 	l.barrierTerm.Store(term)
@@ -510,7 +512,7 @@ func (l *Log) CaughtUp(timeout time.Duration) error {
 
 // VerifyLeader confirms with a quorum that this node still leads (for linearizable reads).
 func (l *Log) VerifyLeader() error {
-	if err := l.raft.VerifyLeader().Error(); err != nil {
+	if err := l.await(l.raft.VerifyLeader()); err != nil {
 		return ErrNoLeader
 	}
 	return nil
@@ -529,10 +531,36 @@ func (l *Log) Propose(tag byte, body []byte, timeout time.Duration) (any, error)
 	entry := make([]byte, 0, len(body)+1)
 	entry = append(append(entry, tag), body...)
 	f := l.raft.Apply(entry, timeout)
-	if err := f.Error(); err != nil {
+	if err := l.await(f); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoLeader, err)
 	}
 	return f.Response(), nil
+}
+
+// await waits for f's answer, or until Raft has shut down. Raft answers a future it was handed
+// once the entry commits, fails, or loses its leader, but not always when it shuts down: an
+// entry it held (committed, queued for the state machine) when it stopped is never answered,
+// and its futures have no shutdown channel (hashicorp/raft#498). A Propose waiting for one
+// held the stream that proposed, and with it Shutdown (which waits for the streams), for ever
+// (TestNoPipelineAndShutdownAfterStepDowns hung so once on a loaded machine;
+// TestProposeAnsweredAtShutdown makes it happen). So the wait for the
+// answer is a goroutine of its own, and await gives up on it once Raft's Shutdown has
+// returned; an answer never given leaves that goroutine behind, one per such future, for the
+// rest of the process (it ends if Raft ever answers).
+func (l *Log) await(f raft.Future) error {
+	answer := make(chan error, 1)
+	go func() { answer <- f.Error() }()
+	select {
+	case err := <-answer:
+		return err
+	case <-l.raftDown:
+		select {
+		case err := <-answer:
+			return err
+		default:
+			return raft.ErrRaftShutdown
+		}
+	}
 }
 
 // leaderLoop reconciles voters while leader.
@@ -586,20 +614,20 @@ func (l *Log) reconcile() {
 		switch {
 		case p.Alive && !p.NoVote && (!ok || string(srv.Address) != p.RaftAddr):
 			if c := l.checks[p.ID]; c != nil && c.passed && c.addr == p.RaftAddr {
-				_ = l.raft.AddVoter(raft.ServerID(p.ID), raft.ServerAddress(p.RaftAddr), 0, timeout).Error()
+				_ = l.await(l.raft.AddVoter(raft.ServerID(p.ID), raft.ServerAddress(p.RaftAddr), 0, timeout))
 			}
 		case ok && p.Left:
-			if l.raft.RemoveServer(raft.ServerID(p.ID), 0, timeout).Error() == nil {
+			if l.await(l.raft.RemoveServer(raft.ServerID(p.ID), 0, timeout)) == nil {
 				voters--
 			}
 		case ok && !p.Alive && l.cfg.Timing.RemoveDeadAfter > 0 &&
 			time.Since(p.Since) > l.cfg.Timing.RemoveDeadAfter && voters-1 >= l.cfg.Timing.MinVoters:
-			if l.raft.RemoveServer(raft.ServerID(p.ID), 0, timeout).Error() == nil {
+			if l.await(l.raft.RemoveServer(raft.ServerID(p.ID), 0, timeout)) == nil {
 				voters--
 			}
 		case ok && p.Alive && voters-1 >= l.cfg.Timing.MinVoters && l.removable(p.ID):
 			c := l.checks[p.ID]
-			if err := l.raft.RemoveServer(raft.ServerID(p.ID), 0, timeout).Error(); err == nil {
+			if err := l.await(l.raft.RemoveServer(raft.ServerID(p.ID), 0, timeout)); err == nil {
 				voters--
 				l.logger.Warn("removed a voter that fails the check on its Raft port",
 					"member", p.ID, "address", c.addr, "failures", c.fails, "since", c.since, "reason", c.err)
@@ -797,7 +825,7 @@ func (l *Log) Leave(ctx context.Context) error {
 			if dl, ok := ctx.Deadline(); ok {
 				d = time.Until(dl)
 			}
-			return l.raft.RemoveServer(raft.ServerID(l.cfg.NodeID), 0, d).Error()
+			return l.await(l.raft.RemoveServer(raft.ServerID(l.cfg.NodeID), 0, d))
 		}
 	}
 	return nil
@@ -821,6 +849,7 @@ func (l *Log) Shutdown(ctx context.Context) error {
 			}
 			l.poolMu.Unlock()
 			err := l.raft.Shutdown().Error()
+			close(l.raftDown)
 			l.trans.Close()
 			l.mux.close()
 			l.wg.Wait()
