@@ -531,9 +531,10 @@ func (g stuck) Apply(index uint64, body []byte) any {
 // blocks, as one on a dead disk would), with an error wrapping the ctx's; the shutdown then
 // finishes in the background once Raft can stop, Done says when, and later calls return its
 // result.
-func TestShutdownBoundedByContext(t *testing.T) {
-	g := stuck{counter: &counter{blocked: make(chan error, 1)}, entered: make(chan struct{}, 1), gate: make(chan struct{})}
-	var l *Log
+// startStuck starts a one-node log leading with a stuck counter; open lets its Apply go on.
+func startStuck(t *testing.T) (l *Log, g stuck, open func()) {
+	t.Helper()
+	g = stuck{counter: &counter{blocked: make(chan error, 1)}, entered: make(chan struct{}, 1), gate: make(chan struct{})}
 	kind := g.counter.kind(&l)
 	kind.Machine = g
 	l, err := Start(Config{NodeID: "n0", BindAddr: "127.0.0.1:0", Bootstrap: true, DataDir: t.TempDir(), Timing: fastTiming,
@@ -541,7 +542,7 @@ func TestShutdownBoundedByContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	open := sync.OnceFunc(func() { close(g.gate) })
+	open = sync.OnceFunc(func() { close(g.gate) })
 	t.Cleanup(func() { open(); _ = l.Shutdown(context.Background()) })
 	deadline := time.Now().Add(20 * time.Second)
 	for !l.IsLeader() {
@@ -550,6 +551,11 @@ func TestShutdownBoundedByContext(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return l, g, open
+}
+
+func TestShutdownBoundedByContext(t *testing.T) {
+	l, g, open := startStuck(t)
 	go func() { _, _ = l.Propose('T', []byte("1"), 10*time.Second) }()
 	select {
 	case <-g.entered:
@@ -560,7 +566,7 @@ func TestShutdownBoundedByContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err = l.Shutdown(ctx)
+	err := l.Shutdown(ctx)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown with Apply stuck: %v, want an error wrapping context.DeadlineExceeded", err)
 	}
@@ -592,23 +598,8 @@ func TestShutdownBoundedByContext(t *testing.T) {
 func TestProposeAnsweredAtShutdown(t *testing.T) {
 	const rounds, behind = 6, 4
 	for round := range rounds {
-		g := stuck{counter: &counter{blocked: make(chan error, 1)}, entered: make(chan struct{}, 1), gate: make(chan struct{})}
-		var l *Log
-		kind := g.counter.kind(&l)
-		kind.Machine = g
-		l, err := Start(Config{NodeID: "n0", BindAddr: "127.0.0.1:0", Bootstrap: true, DataDir: t.TempDir(), Timing: fastTiming,
-			Kinds: []Kind{kind}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		open := sync.OnceFunc(func() { close(g.gate) })
+		l, g, open := startStuck(t)
 		deadline := time.Now().Add(20 * time.Second)
-		for !l.IsLeader() {
-			if time.Now().After(deadline) {
-				t.Fatal("no leader")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
 		answered := make(chan error, 1+behind)
 		propose := func() {
 			_, err := l.Propose('T', []byte("1"), 10*time.Second)
