@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -260,6 +261,11 @@ func (q *queueNodes) runTasks(b testing.TB, n int, started, stopped func()) spen
 	finished := make([]queue.Job, 0, len(jobs))
 	for _, id := range jobs {
 		j, err := n0.Queue().WaitJob(wctx, id)
+		for errors.Is(err, queue.ErrNotFound) && wctx.Err() == nil {
+			// Submitted through another leader: nodes[0]'s replica has not applied it yet.
+			time.Sleep(time.Millisecond)
+			j, err = n0.Queue().WaitJob(wctx, id)
+		}
 		if err != nil {
 			done, dead, total := j.Counts()
 			b.Fatalf("job %d: %v after %v (%d done, %d dead of %d)", id, err, time.Since(start), done, dead, total)

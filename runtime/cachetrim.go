@@ -77,7 +77,9 @@ func (c *cacheTrim) maybe(every time.Duration) {
 	defer c.statsMu.Unlock()
 	st := &c.stats
 	st.Dir, st.MaxBytes, st.LastWalk = c.dir, c.max, c.last
-	st.Entries, st.Bytes = r.entries, r.bytes
+	if r.walked {
+		st.Entries, st.Bytes = r.entries, r.bytes
+	} // else the directory could not be listed: the last figures stand
 	st.Removed += uint64(r.removed)
 	st.RemovedBytes += uint64(r.freed)
 	st.LastError = ""
@@ -110,6 +112,7 @@ func trimCache(dir string, max int64, now time.Time) (r trimResult, err error) {
 	if err != nil {
 		return r, err
 	}
+	r.walked = true
 	var subs []string
 	for _, de := range top {
 		if de.IsDir() && strings.HasPrefix(de.Name(), "wazero-") {
@@ -120,7 +123,10 @@ func trimCache(dir string, max int64, now time.Time) (r trimResult, err error) {
 	var total int64
 	var errs []error
 	remove := func(path string, size int64) bool {
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		switch err := os.Remove(path); {
+		case errors.Is(err, fs.ErrNotExist):
+			return true // gone already (another process sharing the directory): not counted
+		case err != nil:
 			errs = append(errs, err)
 			return false
 		}
@@ -177,10 +183,12 @@ func trimCache(dir string, max int64, now time.Time) (r trimResult, err error) {
 }
 
 // trimResult is what trimCache did: files removed (entries and stale temporary files) and
-// their bytes, and the complete entries kept and their bytes.
+// their bytes, and the complete entries kept and their bytes (walked: the directory was
+// listed, so entries and bytes are figures).
 type trimResult struct {
 	removed, entries int
 	freed, bytes     int64
+	walked           bool
 }
 
 // isCacheKey reports whether name is a complete entry's: the hex of a 32-byte key.

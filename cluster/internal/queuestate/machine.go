@@ -865,6 +865,9 @@ func (m *Machine) Restore(r io.Reader) error {
 	if err := m.q.Close(); err != nil {
 		return err
 	}
+	// From here the old state is gone: job waiters read again, whatever comes of the rest
+	// (a failure leaves the queue closed, and they meet that).
+	defer m.notify(true)
 	if err := os.Rename(tmp, m.path); err != nil {
 		return fmt.Errorf("queue: restore: %w", err)
 	}
@@ -876,6 +879,5 @@ func (m *Machine) Restore(r io.Reader) error {
 	m.q = q
 	m.at.Store(at)
 	m.combined.Store(combined)
-	m.notify(true)
 	return nil
 }

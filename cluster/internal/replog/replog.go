@@ -180,10 +180,13 @@ type Log struct {
 	pools       []*Pool
 
 	stop chan struct{}
-	// raftDown is closed once Raft's Shutdown has returned: see await.
-	raftDown  chan struct{}
-	wg        sync.WaitGroup
-	closeOnce sync.Once
+	// raftStopping is closed when Raft begins to stop (stoppingOnce), raftDown once
+	// Log.Shutdown's Raft shutdown has returned: see await.
+	raftStopping chan struct{}
+	stoppingOnce sync.Once
+	raftDown     chan struct{}
+	wg           sync.WaitGroup
+	closeOnce    sync.Once
 	// closed is closed when the shutdown has ended; closeErr (written before) is its error.
 	closed   chan struct{}
 	closeErr error
@@ -305,7 +308,7 @@ func Start(cfg Config) (*Log, error) {
 	}
 
 	l := &Log{cfg: cfg, kinds: kinds, store: store, dialer: Dialer{TLS: cfg.TLS}, logger: logger, checks: map[string]*memberCheck{},
-		stop: make(chan struct{}), raftDown: make(chan struct{}), closed: make(chan struct{}), ready: make(chan struct{}), kick: make(chan struct{}, 1), legacyPools: map[byte]*Pool{}}
+		stop: make(chan struct{}), raftStopping: make(chan struct{}), raftDown: make(chan struct{}), closed: make(chan struct{}), ready: make(chan struct{}), kick: make(chan struct{}, 1), legacyPools: map[byte]*Pool{}}
 	streams[connDo] = l.serveDo
 	for _, k := range kinds {
 		if k.Legacy != nil {
@@ -345,6 +348,7 @@ func Start(cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("replog: raft: %w", err)
 	}
 	l.raft = r
+	l.watchStop()
 	l.fwdPool = l.NewPool(connDo, 8, fwdPoolTTL)
 	for _, k := range kinds {
 		if k.Legacy != nil {
@@ -503,7 +507,7 @@ func (l *Log) CaughtUp(timeout time.Duration) error {
 	if l.barrierTerm.Load() == term {
 		return nil
 	}
-	if err := l.await(l.raft.Barrier(timeout)); err != nil {
+	if err := l.await(context.Background(), l.raft.Barrier(timeout)); err != nil {
 		return ErrNoLeader
 	}
 	l.barrierTerm.Store(term)
@@ -512,7 +516,7 @@ func (l *Log) CaughtUp(timeout time.Duration) error {
 
 // VerifyLeader confirms with a quorum that this node still leads (for linearizable reads).
 func (l *Log) VerifyLeader() error {
-	if err := l.await(l.raft.VerifyLeader()); err != nil {
+	if err := l.await(context.Background(), l.raft.VerifyLeader()); err != nil {
 		return ErrNoLeader
 	}
 	return nil
@@ -531,36 +535,64 @@ func (l *Log) Propose(tag byte, body []byte, timeout time.Duration) (any, error)
 	entry := make([]byte, 0, len(body)+1)
 	entry = append(append(entry, tag), body...)
 	f := l.raft.Apply(entry, timeout)
-	if err := l.await(f); err != nil {
+	if err := l.await(context.Background(), f); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoLeader, err)
 	}
 	return f.Response(), nil
 }
 
-// await waits for f's answer, or until Raft has shut down. Raft answers a future it was handed
-// once the entry commits, fails, or loses its leader, but not always when it shuts down: an
-// entry it held (committed, queued for the state machine) when it stopped is never answered,
-// and its futures have no shutdown channel (hashicorp/raft#498). A Propose waiting for one
-// held the stream that proposed, and with it Shutdown (which waits for the streams), for ever
-// (TestNoPipelineAndShutdownAfterStepDowns hung so once on a loaded machine;
-// TestProposeAnsweredAtShutdown makes it happen). So the wait for the
-// answer is a goroutine of its own, and await gives up on it once Raft's Shutdown has
-// returned; an answer never given leaves that goroutine behind, one per such future, for the
-// rest of the process (it ends if Raft ever answers).
-func (l *Log) await(f raft.Future) error {
+// await waits for f's answer, until ctx ends, or until Raft has stopped. Raft answers a future
+// it was handed once the entry commits, fails, or loses its leader, but not always when it
+// shuts down: an entry it held (committed, queued for the state machine) when it stopped is
+// never answered, and its futures have no shutdown channel (hashicorp/raft#498). A Propose
+// waiting for one held the stream that proposed, and with it Shutdown (which waits for the
+// streams), for ever (TestNoPipelineAndShutdownAfterStepDowns hung so once on a loaded
+// machine; TestProposeAnsweredAtShutdown makes it happen). So the wait for the answer is a
+// goroutine of its own. Once Raft has begun to stop (raftStopping: Log.Shutdown, or Raft's own
+// shutdown when the node was removed from the voters), await gives it awaitGrace to answer
+// what it still can, and gives up at once when Log.Shutdown's Raft shutdown has returned
+// (raftDown). An answer never given leaves that goroutine behind, one per such future, for
+// the rest of the process (it ends if Raft ever answers).
+func (l *Log) await(ctx context.Context, f raft.Future) error {
 	answer := make(chan error, 1)
 	go func() { answer <- f.Error() }()
 	select {
 	case err := <-answer:
 		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-l.raftStopping:
+	}
+	t := time.NewTimer(awaitGrace)
+	defer t.Stop()
+	select {
+	case err := <-answer:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
 	case <-l.raftDown:
 		select {
 		case err := <-answer:
 			return err
 		default:
-			return raft.ErrRaftShutdown
 		}
 	}
+	return raft.ErrRaftShutdown
+}
+
+// awaitGrace is how long await still waits for an answer once Raft has begun to stop.
+const awaitGrace = time.Second
+
+// watchStop registers the Raft observer that closes raftStopping when Raft begins to stop.
+// Its filter does it as Raft reports the change (and delivers nothing): no goroutine to own.
+func (l *Log) watchStop() {
+	l.raft.RegisterObserver(raft.NewObserver(nil, false, func(o *raft.Observation) bool {
+		if st, ok := o.Data.(raft.RaftState); ok && st == raft.Shutdown {
+			l.stoppingOnce.Do(func() { close(l.raftStopping) })
+		}
+		return false
+	}))
 }
 
 // leaderLoop reconciles voters while leader.
@@ -614,20 +646,20 @@ func (l *Log) reconcile() {
 		switch {
 		case p.Alive && !p.NoVote && (!ok || string(srv.Address) != p.RaftAddr):
 			if c := l.checks[p.ID]; c != nil && c.passed && c.addr == p.RaftAddr {
-				_ = l.await(l.raft.AddVoter(raft.ServerID(p.ID), raft.ServerAddress(p.RaftAddr), 0, timeout))
+				_ = l.await(context.Background(), l.raft.AddVoter(raft.ServerID(p.ID), raft.ServerAddress(p.RaftAddr), 0, timeout))
 			}
 		case ok && p.Left:
-			if l.await(l.raft.RemoveServer(raft.ServerID(p.ID), 0, timeout)) == nil {
+			if l.await(context.Background(), l.raft.RemoveServer(raft.ServerID(p.ID), 0, timeout)) == nil {
 				voters--
 			}
 		case ok && !p.Alive && l.cfg.Timing.RemoveDeadAfter > 0 &&
 			time.Since(p.Since) > l.cfg.Timing.RemoveDeadAfter && voters-1 >= l.cfg.Timing.MinVoters:
-			if l.await(l.raft.RemoveServer(raft.ServerID(p.ID), 0, timeout)) == nil {
+			if l.await(context.Background(), l.raft.RemoveServer(raft.ServerID(p.ID), 0, timeout)) == nil {
 				voters--
 			}
 		case ok && p.Alive && voters-1 >= l.cfg.Timing.MinVoters && l.removable(p.ID):
 			c := l.checks[p.ID]
-			if err := l.await(l.raft.RemoveServer(raft.ServerID(p.ID), 0, timeout)); err == nil {
+			if err := l.await(context.Background(), l.raft.RemoveServer(raft.ServerID(p.ID), 0, timeout)); err == nil {
 				voters--
 				l.logger.Warn("removed a voter that fails the check on its Raft port",
 					"member", p.ID, "address", c.addr, "failures", c.fails, "since", c.since, "reason", c.err)
@@ -825,7 +857,7 @@ func (l *Log) Leave(ctx context.Context) error {
 			if dl, ok := ctx.Deadline(); ok {
 				d = time.Until(dl)
 			}
-			return l.await(l.raft.RemoveServer(raft.ServerID(l.cfg.NodeID), 0, d))
+			return l.await(ctx, l.raft.RemoveServer(raft.ServerID(l.cfg.NodeID), 0, d))
 		}
 	}
 	return nil

@@ -639,3 +639,47 @@ func TestProposeAnsweredAtShutdown(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaveThenShutdown: a leader that leaves is removed from the voters and its Raft stops by
+// itself (ShutdownOnRemove); Leave returns within its ctx whether or not Raft answered the
+// removal (it may not: hashicorp/raft#498), the log sees that Raft stopped, its Shutdown
+// returns, and the two others elect a new leader.
+func TestLeaveThenShutdown(t *testing.T) {
+	nodes := startThree(t)
+	var ld *testNode
+	deadline := time.Now().Add(20 * time.Second)
+	for ld == nil || len(ld.log.Status().Voters) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader with three voters")
+		}
+		time.Sleep(10 * time.Millisecond)
+		ld = leader(nodes)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	err := ld.log.Leave(ctx)
+	t.Logf("Leave: %v after %v", err, time.Since(t0).Round(time.Millisecond))
+	if ctx.Err() != nil {
+		t.Fatalf("Leave held to its ctx's end: %v", err)
+	}
+	select {
+	case <-ld.log.raftStopping:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the log did not see Raft stop after the leader removed itself")
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	if err := ld.log.Shutdown(sctx); err != nil {
+		t.Fatalf("Shutdown after Leave: %v", err)
+	}
+	for {
+		if n := leader(nodes); n != nil && n != ld {
+			break
+		}
+		if time.Now().After(deadline.Add(20 * time.Second)) {
+			t.Fatal("no new leader among the two others")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

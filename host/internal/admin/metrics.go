@@ -57,7 +57,7 @@ func newCollector(sup *supervisor.Supervisor) *collector {
 		state:           d("wasmpod_module_state", "1 for the module's lifecycle state, 0 for the others.", "state"),
 		ready:           d("wasmpod_module_ready", "1 when the module takes traffic."),
 
-		cacheBytes:        pd("wasmpod_compile_cache_bytes", "Bytes of the compilation cache's entries (--state-dir/cache), as of its last walk (at start, then at most once a minute after a compile)."),
+		cacheBytes:        pd("wasmpod_compile_cache_bytes", "Bytes of the compilation cache's entries (--state-dir/cache), as of its last walk (at start, after compiles, and at a scrape when the last walk is over 10 s old)."),
 		cacheEntries:      pd("wasmpod_compile_cache_entries", "Entries of the compilation cache (one per module version compiled), as of its last walk."),
 		cacheMax:          pd("wasmpod_compile_cache_max_bytes", "The compilation cache's bound (--cache-max); absent when unbounded."),
 		cacheRemoved:      pd("wasmpod_compile_cache_removed_total", "Files the compilation cache's walks removed: least recently used entries over the bound, and temporary files of writes that died."),

@@ -116,8 +116,19 @@ func (c *Client) Job(ctx context.Context, id queue.JobID) (queue.Job, error) {
 // (the host caps wait, by default at 5 minutes): a job followed this way is seen finished as
 // soon as it is, without polling. A host that does not hold answers answers at once.
 func (c *Client) WaitJob(ctx context.Context, id queue.JobID, wait time.Duration) (queue.Job, error) {
+	if wait <= 0 {
+		return c.Job(ctx, id)
+	}
 	var out queue.Job
-	return out, c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/queue/jobs/%d?wait=%s", id, wait), nil, &out)
+	req, err := c.request(ctx, http.MethodGet, fmt.Sprintf("/v1/queue/jobs/%d?wait=%s", id, wait), nil)
+	if err != nil {
+		return out, err
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: wait + 30*time.Second} // the default's 2 minutes would cut a longer wait
+	}
+	return out, c.send(hc, req, &out)
 }
 
 // Jobs lists the newest jobs, of one pipeline or all (""), at most limit (0: the host's
