@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -430,7 +431,24 @@ func (m *Module) snapshot(ctx context.Context, sink func([]byte) error) error {
 		}
 		return sink(state)
 	}
-	return fmt.Errorf("module %q: snapshot: no instance available", m.cfg.Name)
+	// Say what each slot held: this should not happen after a drain that took every slot, and
+	// when it does, which of them went where is what finding out why needs.
+	names := [...]string{"empty", "idle", "busy", "creating", "closed", "revoked"}
+	var why []string
+	for k := range m.pool.slots {
+		st, inst := m.pool.slots[k].state(), m.pool.slots[k].inst.Load()
+		name := fmt.Sprint(st)
+		if st >= 0 && int(st) < len(names) {
+			name = names[st]
+		}
+		switch {
+		case inst == nil:
+			why = append(why, fmt.Sprintf("slot %d %s, no instance", k, name))
+		default:
+			why = append(why, fmt.Sprintf("slot %d %s, instance broken %v, expired %v", k, name, inst.broken, inst.expired.Load()))
+		}
+	}
+	return fmt.Errorf("module %q: snapshot: no instance available (%s)", m.cfg.Name, strings.Join(why, "; "))
 }
 
 // refillWait bounds how long a stop waits for the refill goroutine once cancelled: a guarded
